@@ -1,0 +1,1 @@
+//! The ptrace backend: seize, interrupt, detach, registers, syscall injection.

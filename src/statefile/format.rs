@@ -1,0 +1,86 @@
+//! Statefile format types. Every change to a record bumps `REVISION`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::attrfile::{FileAction, ProcessPolicies, WillAction};
+
+/// Format revision, stored in MANIFEST and checked on read.
+pub const REVISION: u32 = 1;
+
+/// The name of the manifest, written last.
+pub const MANIFEST: &str = "MANIFEST";
+
+/// Who owns the checkpoint (the owner of all target processes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Options the checkpoint was taken with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flags {
+    /// What happened to the originals.
+    pub will: WillAction,
+    /// `-u`: executables and libraries were saved.
+    pub upgrade: bool,
+}
+
+/// One open file of a process, as `cpr -i` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenFileSummary {
+    pub fd: i32,
+    pub path: String,
+    /// The disposition restart applies.
+    pub action: FileAction,
+}
+
+/// One process, as `cpr -i` and `ckpt_stat` show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessSummary {
+    pub pid: i32,
+    pub ppid: i32,
+    pub pgid: i32,
+    pub sid: i32,
+    /// Real, effective, saved, filesystem.
+    pub uids: [u32; 4],
+    pub gids: [u32; 4],
+    /// Short command name (comm).
+    pub command: String,
+    /// The argument list as `ps -o args` shows it.
+    pub args: Vec<String>,
+    pub cwd: String,
+    pub root: String,
+    pub threads: usize,
+    pub open_files: Vec<OpenFileSummary>,
+    /// The policies restart applies to this process.
+    pub policies: ProcessPolicies,
+}
+
+/// One file of the statefile with its size and checksum (xxh3-64, hex).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Relative to the statefile directory, `/`-separated.
+    pub path: String,
+    pub size: u64,
+    pub xxh3: String,
+}
+
+/// MANIFEST: what the statefile holds. Written last.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub revision: u32,
+    pub cpr_version: String,
+    /// RFC 3339, UTC.
+    pub created: String,
+    pub host: String,
+    /// `uname -r` of the checkpointing kernel.
+    pub kernel: String,
+    pub owner: Owner,
+    /// The `-p` list as given.
+    pub designators: String,
+    pub flags: Flags,
+    pub processes: Vec<ProcessSummary>,
+    /// Every other file of the statefile. Filled by the writer on commit.
+    pub files: Vec<FileEntry>,
+}

@@ -1,0 +1,1 @@
+//! The few raw system calls nix lacks. All `unsafe` lives here or in `engine/ptrace/`.

@@ -1,7 +1,12 @@
 //! Checkpoint and restart. One module per kind of kernel object, each holding its dump
 //! and its restore; `ptrace/` is the backend.
 
+pub mod memory;
+pub mod process;
+pub mod procfs;
 pub mod ptrace;
+pub mod signals;
+pub mod threads;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,538 @@
+//! Memory: the mappings of a process and the pages that exist. Dump reads /proc/PID/maps,
+//! smaps and pagemap and copies the pages out with process_vm_readv; restore maps the
+//! image into a stopped copy of cpr by injected system calls and reads the page data
+//! straight into place with preadv.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+
+use nix::sys::uio::{RemoteIoVec, process_vm_readv};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use super::procfs::{self, MapsLine};
+use super::ptrace::Injector;
+use crate::error::{Context, Error, Kind, Result};
+use crate::statefile::FileSink;
+
+pub const PAGE: u64 = 4096;
+
+/// What backs a mapping.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Backing {
+    /// Private or shared anonymous memory (heap, stacks, ...). Pages saved.
+    Anon,
+    /// A file mapped at `offset`; for private mappings the written (anonymous) pages are saved.
+    File { path: String, offset: u64 },
+    /// The kernel's vDSO and vvar areas: not saved; restart moves the new ones here.
+    Vdso,
+    /// vsyscall: fixed by the kernel; nothing to do.
+    Vsyscall,
+}
+
+/// One mapping of the image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vma {
+    pub start: u64,
+    pub end: u64,
+    pub prot: i32,
+    pub shared: bool,
+    pub backing: Backing,
+    /// The name /proc shows (`[heap]`, `[stack]`, `[vvar]`, a path, or empty).
+    pub name: String,
+    /// smaps VmFlags (`lo` locked, `gd` grows down, `hg`/`nh` huge-page hints, `dd`, `dc`, ...).
+    pub flags: Vec<String>,
+    /// Saved pages: (first page index within the mapping, page count), in file order.
+    pub runs: Vec<(u64, u64)>,
+}
+
+impl Vma {
+    pub fn has_flag(&self, f: &str) -> bool {
+        self.flags.iter().any(|x| x == f)
+    }
+    pub fn saved_pages(&self) -> u64 {
+        self.runs.iter().map(|r| r.1).sum()
+    }
+}
+
+/// The mm fields restart gives back with PR_SET_MM_MAP.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MmFields {
+    pub start_code: u64,
+    pub end_code: u64,
+    pub start_data: u64,
+    pub end_data: u64,
+    pub start_brk: u64,
+    pub brk: u64,
+    pub start_stack: u64,
+    pub arg_start: u64,
+    pub arg_end: u64,
+    pub env_start: u64,
+    pub env_end: u64,
+}
+
+/// `proc/<pid>/mm.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MmRecord {
+    pub vmas: Vec<Vma>,
+    pub fields: MmFields,
+    /// /proc/PID/auxv as 64-bit words.
+    pub auxv: Vec<u64>,
+    /// The executable (/proc/PID/exe).
+    pub exe: String,
+    /// Total bytes in the pages file.
+    pub pages_bytes: u64,
+}
+
+fn pagemap_entries(pid: i32, vma: &MapsLine, pagemap: &std::fs::File) -> Result<Vec<u64>> {
+    let n = ((vma.end - vma.start) / PAGE) as usize;
+    let mut buf = vec![0u8; n * 8];
+    pagemap.read_exact_at(&mut buf, vma.start / PAGE * 8).ctx(format!("process {pid}: pagemap"))?;
+    Ok(buf.chunks_exact(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap())).collect())
+}
+
+const PM_PRESENT: u64 = 1 << 63;
+const PM_SWAP: u64 = 1 << 62;
+const PM_FILE: u64 = 1 << 61;
+
+/// Which pages of a mapping hold data only the process has: for anonymous and shared
+/// anonymous memory every page that exists; for private file mappings only pages that are
+/// no longer the file's (written, copy-on-write).
+fn pages_to_save(entries: &[u64], private_file: bool) -> Vec<(u64, u64)> {
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        let exists = e & (PM_PRESENT | PM_SWAP) != 0;
+        let keep = if private_file { exists && (e & PM_SWAP != 0 || e & PM_FILE == 0) } else { exists };
+        if keep {
+            match runs.last_mut() {
+                Some((s, c)) if *s + *c == i as u64 => *c += 1,
+                _ => runs.push((i as u64, 1)),
+            }
+        }
+    }
+    runs
+}
+
+/// Classifies the mappings of a stopped process; unsupported ones are "Checkpoint error".
+pub fn plan(pid: i32) -> Result<Vec<Vma>> {
+    let maps = procfs::read_maps(pid)?;
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).ctx(format!("process {pid}"))?;
+    let flags: BTreeMap<u64, Vec<String>> = procfs::parse_smaps_flags(&smaps).into_iter().collect();
+    let pagemap = std::fs::File::open(format!("/proc/{pid}/pagemap")).ctx(format!("process {pid}: pagemap"))?;
+    let mut vmas = Vec::with_capacity(maps.len());
+    for m in &maps {
+        let name = m.path.clone();
+        let vflags = flags.get(&m.start).cloned().unwrap_or_default();
+        let special = name.starts_with('[') && name.ends_with(']');
+        let backing = if name == "[vsyscall]" {
+            Backing::Vsyscall
+        } else if name == "[vdso]" || name.starts_with("[vvar") {
+            Backing::Vdso
+        } else if special || name.is_empty() || (m.inode == 0 && m.dev == "00:00" && !name.starts_with('/')) {
+            if !(special || name.is_empty()) {
+                return Err(Error::with_detail(format!("process {pid}"), Kind::CheckpointError, format!("mapping {name} at {:#x} is not checkpoint safe", m.start)));
+            }
+            Backing::Anon
+        } else if name.starts_with("/SYSV") || name.starts_with("/memfd:") || name.starts_with("/dev/zero") && m.shared() {
+            // SysV and POSIX shared memory objects and memfds are shared objects (next stage)
+            if name.starts_with("/dev/zero") {
+                Backing::Anon
+            } else {
+                return Err(Error::with_detail(
+                    format!("process {pid}"),
+                    Kind::CheckpointError,
+                    format!("shared memory object {name} at {:#x} is not supported yet", m.start),
+                ));
+            }
+        } else if let Some(path) = name.strip_suffix(" (deleted)") {
+            if m.shared() {
+                return Err(Error::with_detail(format!("process {pid}"), Kind::CheckpointError, format!("shared mapping of deleted file {path}")));
+            }
+            // private mapping of a deleted file: keep all its pages as anonymous memory
+            Backing::Anon
+        } else if name.starts_with("/dev/") && name != "/dev/zero" {
+            return Err(Error::with_detail(format!("process {pid}"), Kind::CheckpointError, format!("device mapping {name} is not checkpoint safe")));
+        } else {
+            Backing::File { path: name.clone(), offset: m.offset }
+        };
+        let runs = match &backing {
+            Backing::Vdso | Backing::Vsyscall => Vec::new(),
+            Backing::File { .. } if m.shared() => Vec::new(),
+            Backing::File { .. } => pages_to_save(&pagemap_entries(pid, m, &pagemap)?, true),
+            Backing::Anon if name.ends_with(" (deleted)") => vec![(0, (m.end - m.start) / PAGE)],
+            Backing::Anon => pages_to_save(&pagemap_entries(pid, m, &pagemap)?, false),
+        };
+        vmas.push(Vma { start: m.start, end: m.end, prot: m.prot(), shared: m.shared(), backing, name, flags: vflags, runs });
+    }
+    Ok(vmas)
+}
+
+/// Copies the saved pages of `vmas` into `sink`, in order. Readable memory goes through
+/// process_vm_readv in large batches; memory the process cannot read (PROT_NONE data)
+/// through /proc/PID/mem.
+pub fn dump_pages(pid: i32, vmas: &[Vma], sink: &mut FileSink) -> Result<u64> {
+    const BATCH: usize = 16 << 20;
+    let mut buf = vec![0u8; BATCH];
+    let mut total = 0u64;
+    let mem = std::fs::File::open(format!("/proc/{pid}/mem")).ctx(format!("process {pid}: memory"))?;
+    let mut remote: Vec<RemoteIoVec> = Vec::new();
+    let mut filled = 0usize;
+    let flush = |remote: &mut Vec<RemoteIoVec>, filled: &mut usize, buf: &mut [u8], sink: &mut FileSink| -> Result<()> {
+        if *filled == 0 {
+            return Ok(());
+        }
+        let mut local = [std::io::IoSliceMut::new(&mut buf[..*filled])];
+        let n = process_vm_readv(Pid::from_raw(pid), &mut local, remote).ctx(format!("process {pid}: reading memory"))?;
+        if n != *filled {
+            return Err(Error::with_detail(format!("process {pid}"), Kind::CheckpointError, "memory changed while being read"));
+        }
+        sink.write_all(&buf[..*filled]).ctx(sink.rel.clone())?;
+        remote.clear();
+        *filled = 0;
+        Ok(())
+    };
+    for vma in vmas {
+        for &(first, count) in &vma.runs {
+            let mut addr = vma.start + first * PAGE;
+            let mut left = (count * PAGE) as usize;
+            total += left as u64;
+            if vma.prot & libc::PROT_READ == 0 {
+                flush(&mut remote, &mut filled, &mut buf, sink)?;
+                while left > 0 {
+                    let n = left.min(BATCH);
+                    mem.read_exact_at(&mut buf[..n], addr).ctx(format!("process {pid}: memory at {addr:#x}"))?;
+                    sink.write_all(&buf[..n]).ctx(sink.rel.clone())?;
+                    addr += n as u64;
+                    left -= n;
+                }
+                continue;
+            }
+            while left > 0 {
+                let n = left.min(BATCH - filled);
+                remote.push(RemoteIoVec { base: addr as usize, len: n });
+                filled += n;
+                addr += n as u64;
+                left -= n;
+                if filled == BATCH || remote.len() >= 1000 {
+                    flush(&mut remote, &mut filled, &mut buf, sink)?;
+                }
+            }
+        }
+    }
+    flush(&mut remote, &mut filled, &mut buf, sink)?;
+    Ok(total)
+}
+
+/// Reads the mm fields of /proc/PID/stat (brk comes from the process itself).
+pub fn mm_fields(pid: i32, brk: u64) -> Result<MmFields> {
+    let s = procfs::read_stat(pid)?;
+    Ok(MmFields {
+        start_code: s.field(26),
+        end_code: s.field(27),
+        start_stack: s.field(28),
+        start_data: s.field(45),
+        end_data: s.field(46),
+        start_brk: s.field(47),
+        arg_start: s.field(48),
+        arg_end: s.field(49),
+        env_start: s.field(50),
+        env_end: s.field(51),
+        brk,
+    })
+}
+
+pub fn read_auxv(pid: i32) -> Result<Vec<u64>> {
+    let b = std::fs::read(format!("/proc/{pid}/auxv")).ctx(format!("process {pid}: auxv"))?;
+    Ok(b.chunks_exact(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap())).collect())
+}
+
+// ---------------------------------------------------------------------------------------
+// Restore
+
+/// The few places in a restoring process's memory cpr uses: the injection stub and a data
+/// area for syscall arguments.
+#[derive(Debug, Clone, Copy)]
+pub struct Scratch {
+    pub base: u64,
+    pub size: u64,
+}
+
+impl Scratch {
+    pub const SIZE: u64 = 0x40000;
+    /// Where syscall argument data goes (after the code page).
+    pub fn data(&self) -> u64 {
+        self.base + PAGE
+    }
+    pub fn data_len(&self) -> u64 {
+        self.size - PAGE
+    }
+}
+
+/// Addresses where a scratch area fits in the gaps of the image (not touching any of its
+/// mappings), highest first, to be tried against cpr's own layout.
+pub fn scratch_candidates(vmas: &[Vma]) -> Vec<u64> {
+    let mut ranges: Vec<(u64, u64)> = vmas.iter().filter(|v| v.backing != Backing::Vsyscall).map(|v| (v.start, v.end)).collect();
+    ranges.sort();
+    let mut out = Vec::new();
+    let mut prev_end = 0x10_0000u64;
+    let guard = 16 * PAGE;
+    for (s, e) in ranges.iter().copied().chain(std::iter::once((0x7fff_ffff_0000, 0x7fff_ffff_0000))) {
+        if s > prev_end + Scratch::SIZE + 2 * guard {
+            // a few positions in each gap: its start, its middle
+            out.push(prev_end + guard);
+            let mid = (prev_end + (s - prev_end) / 2) & !(PAGE - 1);
+            if mid > prev_end + guard && mid + Scratch::SIZE + guard < s {
+                out.push(mid);
+            }
+        }
+        prev_end = prev_end.max(e);
+    }
+    out.reverse();
+    out
+}
+
+/// A file a mapping needs, opened by the restore child before it stops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappedFile {
+    pub path: String,
+    pub writable: bool,
+}
+
+/// The files the image maps, each once, in a stable order.
+pub fn mapped_files(vmas: &[Vma]) -> Vec<MappedFile> {
+    let mut out: Vec<MappedFile> = Vec::new();
+    for v in vmas {
+        if let Backing::File { path, .. } = &v.backing {
+            let writable = v.shared && v.prot & libc::PROT_WRITE != 0;
+            match out.iter_mut().find(|f| &f.path == path) {
+                Some(f) => f.writable |= writable,
+                None => out.push(MappedFile { path: path.clone(), writable }),
+            }
+        }
+    }
+    out
+}
+
+/// Replaces the address space of a stopped restore child with the image.
+/// `file_fds`: the child's fds for `mapped_files`, in order; `pages_fd`: the child's fd
+/// on the pages file.
+pub fn restore(inj: &Injector, pid: i32, mm: &MmRecord, scratch: Scratch, file_fds: &[(String, i32)], pages_fd: i32) -> Result<()> {
+    let who = format!("process {pid}");
+    // 1. cpr's own mappings go, except the scratch area and the vDSO
+    let current = procfs::read_maps(pid)?;
+    let mut vdso_now: Vec<&MapsLine> = Vec::new();
+    for m in &current {
+        if m.start == scratch.base || m.path == "[vsyscall]" {
+            continue;
+        }
+        if m.path == "[vdso]" || m.path.starts_with("[vvar") {
+            vdso_now.push(m);
+            continue;
+        }
+        inj.check("munmap", libc::SYS_munmap, [m.start, m.end - m.start, 0, 0, 0, 0])?;
+    }
+    // 2. move the vDSO and its data pages where the image had them
+    move_vdso(inj, &who, &vdso_now, &mm.vmas, scratch)?;
+    // 3. map every mapping of the image, writable where pages must be read in
+    for v in &mm.vmas {
+        let mut prot = v.prot;
+        if !v.runs.is_empty() {
+            prot |= libc::PROT_WRITE | libc::PROT_READ;
+        }
+        let len = v.end - v.start;
+        let mut flags = libc::MAP_FIXED | if v.shared { libc::MAP_SHARED } else { libc::MAP_PRIVATE };
+        if v.has_flag("gd") {
+            flags |= libc::MAP_GROWSDOWN;
+        }
+        let (fd, off) = match &v.backing {
+            Backing::Vdso | Backing::Vsyscall => continue,
+            Backing::Anon => {
+                flags |= libc::MAP_ANONYMOUS;
+                (u64::MAX, 0)
+            }
+            Backing::File { path, offset } => {
+                let fd = file_fds.iter().find(|(p, _)| p == path).map(|(_, fd)| *fd).ok_or_else(|| {
+                    Error::with_detail(who.clone(), Kind::NoSuchFile, format!("mapped file {path} not opened"))
+                })?;
+                (fd as u64, *offset)
+            }
+        };
+        let got = inj
+            .check("mmap", libc::SYS_mmap, [v.start, len, prot as u64, flags as u64, fd, off])
+            .map_err(|e| e.detail(format!("mapping {:#x}-{:#x} {}", v.start, v.end, v.name)))?;
+        if got != v.start {
+            return Err(Error::with_detail(who, Kind::NotEnoughSpace, format!("mapping {:#x} placed at {got:#x}", v.start)));
+        }
+    }
+    // 4. page data, straight from the statefile into place
+    read_pages(inj, &who, mm, scratch, pages_fd)?;
+    // 5. final protections, locks and hints
+    for v in &mm.vmas {
+        if matches!(v.backing, Backing::Vdso | Backing::Vsyscall) {
+            continue;
+        }
+        let len = v.end - v.start;
+        if !v.runs.is_empty() && v.prot != (v.prot | libc::PROT_WRITE | libc::PROT_READ) {
+            inj.check("mprotect", libc::SYS_mprotect, [v.start, len, v.prot as u64, 0, 0, 0])?;
+        }
+        let advice = [
+            ("hg", libc::MADV_HUGEPAGE),
+            ("nh", libc::MADV_NOHUGEPAGE),
+            ("dd", libc::MADV_DONTDUMP),
+            ("dc", libc::MADV_DONTFORK),
+            ("wf", libc::MADV_WIPEONFORK),
+        ];
+        for (flag, adv) in advice {
+            if v.has_flag(flag) {
+                // hints only: a kernel without them still runs the program correctly
+                let _ = inj.call(libc::SYS_madvise, [v.start, len, adv as u64, 0, 0, 0])?;
+            }
+        }
+        if v.has_flag("lo") {
+            inj.check("mlock", libc::SYS_mlock, [v.start, len, 0, 0, 0, 0])?;
+        }
+    }
+    Ok(())
+}
+
+fn move_vdso(inj: &Injector, who: &str, now: &[&MapsLine], image: &[Vma], scratch: Scratch) -> Result<()> {
+    let wanted: Vec<&Vma> = image.iter().filter(|v| v.backing == Backing::Vdso).collect();
+    if wanted.is_empty() {
+        for m in now {
+            inj.check("munmap vdso", libc::SYS_munmap, [m.start, m.end - m.start, 0, 0, 0, 0])?;
+        }
+        return Ok(());
+    }
+    // pair by name and size: the kernel's layout must be the same as at checkpoint
+    let mut pairs = Vec::new();
+    for w in &wanted {
+        let m = now.iter().find(|m| m.path == w.name && m.end - m.start == w.end - w.start).ok_or_else(|| {
+            Error::with_detail(who.to_string(), Kind::CheckpointError, format!("this kernel has no {} of {} bytes as the image had", w.name, w.end - w.start))
+        })?;
+        pairs.push((m.start, w.start, w.end - w.start));
+    }
+    if pairs.iter().all(|(from, to, _)| from == to) {
+        return Ok(());
+    }
+    // move out of the way first (into the scratch data area's tail? no: a fresh gap), then home
+    let lo = pairs.iter().map(|p| p.0).min().unwrap();
+    let hi = pairs.iter().map(|p| p.0 + p.2).max().unwrap();
+    let span = hi - lo;
+    let tmp = inj.check("mmap vdso parking", libc::SYS_mmap, [0, span, 0, (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64, u64::MAX, 0])?;
+    for (from, _, len) in &pairs {
+        let dst = tmp + (from - lo);
+        inj.check("mremap vdso", libc::SYS_mremap, [*from, *len, *len, (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64, dst, 0])?;
+    }
+    for (from, to, len) in &pairs {
+        let src = tmp + (from - lo);
+        inj.check("mremap vdso", libc::SYS_mremap, [src, *len, *len, (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64, *to, 0])?;
+    }
+    // the parking area's leftovers (if any)
+    let _ = scratch;
+    let cur = procfs::read_maps(inj.tid)?;
+    for m in cur.iter().filter(|m| m.start >= tmp && m.end <= tmp + span && m.path.is_empty()) {
+        inj.check("munmap", libc::SYS_munmap, [m.start, m.end - m.start, 0, 0, 0, 0])?;
+    }
+    Ok(())
+}
+
+fn read_pages(inj: &Injector, who: &str, mm: &MmRecord, scratch: Scratch, pages_fd: i32) -> Result<()> {
+    const IOV_MAX: usize = 1024;
+    const CHUNK: u64 = 1 << 30; // bytes per preadv call: keeps each call interruptible-sized
+    let mut file_off = 0u64;
+    let mut iovs: Vec<(u64, u64)> = Vec::new();
+    let mut batch_bytes = 0u64;
+    let mut batch_off = 0u64;
+    let flush = |iovs: &mut Vec<(u64, u64)>, batch_bytes: &mut u64, batch_off: u64| -> Result<()> {
+        if iovs.is_empty() {
+            return Ok(());
+        }
+        let mut bytes = Vec::with_capacity(iovs.len() * 16);
+        for (a, l) in iovs.iter() {
+            bytes.extend_from_slice(&a.to_ne_bytes());
+            bytes.extend_from_slice(&l.to_ne_bytes());
+        }
+        super::ptrace::write_mem(inj.tid, scratch.data(), &bytes)?;
+        let mut done = 0u64;
+        while done < *batch_bytes {
+            // preadv may return short: redo the rest with an adjusted vector
+            let n = inj.check("preadv", libc::SYS_preadv, [pages_fd as u64, scratch.data(), iovs.len() as u64, batch_off + done, 0, 0])?;
+            if n == 0 {
+                return Err(Error::with_detail(who.to_string(), Kind::CheckpointError, "statefile page data ends early"));
+            }
+            done += n;
+            if done < *batch_bytes {
+                let mut skip = n;
+                while skip > 0 && !iovs.is_empty() {
+                    if iovs[0].1 <= skip {
+                        skip -= iovs[0].1;
+                        iovs.remove(0);
+                    } else {
+                        iovs[0].0 += skip;
+                        iovs[0].1 -= skip;
+                        skip = 0;
+                    }
+                }
+                let mut bytes = Vec::with_capacity(iovs.len() * 16);
+                for (a, l) in iovs.iter() {
+                    bytes.extend_from_slice(&a.to_ne_bytes());
+                    bytes.extend_from_slice(&l.to_ne_bytes());
+                }
+                super::ptrace::write_mem(inj.tid, scratch.data(), &bytes)?;
+            }
+        }
+        iovs.clear();
+        *batch_bytes = 0;
+        Ok(())
+    };
+    for v in &mm.vmas {
+        for &(first, count) in &v.runs {
+            let mut addr = v.start + first * PAGE;
+            let mut len = count * PAGE;
+            while len > 0 {
+                let n = len.min(CHUNK - batch_bytes);
+                if iovs.is_empty() {
+                    batch_off = file_off;
+                }
+                // merge with the previous iovec when contiguous in memory too
+                match iovs.last_mut() {
+                    Some((a, l)) if *a + *l == addr => *l += n,
+                    _ => iovs.push((addr, n)),
+                }
+                batch_bytes += n;
+                file_off += n;
+                addr += n;
+                len -= n;
+                if iovs.len() >= IOV_MAX || batch_bytes >= CHUNK {
+                    flush(&mut iovs, &mut batch_bytes, batch_off)?;
+                }
+            }
+        }
+    }
+    flush(&mut iovs, &mut batch_bytes, batch_off)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_of_present_pages() {
+        let e = [PM_PRESENT, PM_PRESENT, 0, PM_SWAP, PM_PRESENT | PM_FILE];
+        assert_eq!(pages_to_save(&e, false), vec![(0, 2), (3, 2)]);
+        assert_eq!(pages_to_save(&e, true), vec![(0, 2), (3, 1)]);
+    }
+
+    #[test]
+    fn scratch_fits_in_gaps() {
+        let v = |s, e| Vma { start: s, end: e, prot: 0, shared: false, backing: Backing::Anon, name: String::new(), flags: vec![], runs: vec![] };
+        let vmas = vec![v(0x400000, 0x500000), v(0x7f0000000000, 0x7f0000100000)];
+        for c in scratch_candidates(&vmas) {
+            for m in &vmas {
+                assert!(c + Scratch::SIZE <= m.start || c >= m.end);
+            }
+        }
+        assert!(!scratch_candidates(&vmas).is_empty());
+    }
+}

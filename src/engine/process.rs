@@ -1,0 +1,192 @@
+//! The rest of a process: identity (IDs, command line), credentials, resource limits,
+//! working and root directories, umask, personality, nice value and scheduling policy.
+//! Credentials are restored last, by injection, so that nothing after them runs with
+//! more privilege than the image had.
+
+use serde::{Deserialize, Serialize};
+
+use super::procfs;
+use super::ptrace::{self, Injector};
+use crate::attrfile::DirAction;
+use crate::error::{Context, Error, Kind, Result};
+use crate::sys::Caps;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessRecord {
+    pub pid: i32,
+    pub ppid: i32,
+    pub pgid: i32,
+    pub sid: i32,
+    pub comm: String,
+    pub args: Vec<String>,
+    pub exe: String,
+    pub cwd: String,
+    pub root: String,
+    pub umask: u32,
+    pub uids: [u32; 4],
+    pub gids: [u32; 4],
+    pub groups: Vec<u32>,
+    pub caps: Caps,
+    /// (resource, soft, hard)
+    pub rlimits: Vec<(i32, u64, u64)>,
+    pub personality: u64,
+    pub nice: i32,
+    pub sched_policy: i32,
+    pub sched_priority: i32,
+    pub dumpable: bool,
+}
+
+fn ids4(field: Option<&str>) -> [u32; 4] {
+    let mut out = [0u32; 4];
+    if let Some(f) = field {
+        for (i, v) in f.split_whitespace().take(4).enumerate() {
+            out[i] = v.parse().unwrap_or(0);
+        }
+    }
+    out
+}
+
+fn hex_field(status: &str, key: &str) -> u64 {
+    procfs::status_field(status, key).and_then(|v| u64::from_str_radix(v, 16).ok()).unwrap_or(0)
+}
+
+const RLIMITS: [i32; 16] = [
+    libc::RLIMIT_CPU as i32,
+    libc::RLIMIT_FSIZE as i32,
+    libc::RLIMIT_DATA as i32,
+    libc::RLIMIT_STACK as i32,
+    libc::RLIMIT_CORE as i32,
+    libc::RLIMIT_RSS as i32,
+    libc::RLIMIT_NPROC as i32,
+    libc::RLIMIT_NOFILE as i32,
+    libc::RLIMIT_MEMLOCK as i32,
+    libc::RLIMIT_AS as i32,
+    libc::RLIMIT_LOCKS as i32,
+    libc::RLIMIT_SIGPENDING as i32,
+    libc::RLIMIT_MSGQUEUE as i32,
+    libc::RLIMIT_NICE as i32,
+    libc::RLIMIT_RTPRIO as i32,
+    libc::RLIMIT_RTTIME as i32,
+];
+
+pub fn dump(pid: i32) -> Result<ProcessRecord> {
+    let who = format!("process {pid}");
+    let stat = procfs::read_stat(pid)?;
+    let status = procfs::read_status(pid)?;
+    let link = |name: &str| -> Result<String> {
+        std::fs::read_link(format!("/proc/{pid}/{name}")).map(|p| p.to_string_lossy().into_owned()).ctx(format!("{who}: {name}"))
+    };
+    let mut rlimits = Vec::new();
+    for r in RLIMITS {
+        let (soft, hard) = crate::sys::prlimit(pid, r, None).ctx(format!("{who}: rlimit"))?;
+        rlimits.push((r, soft, hard));
+    }
+    let personality = std::fs::read_to_string(format!("/proc/{pid}/personality"))
+        .ok()
+        .and_then(|s| u64::from_str_radix(s.trim(), 16).ok())
+        .unwrap_or(0);
+    let policy = nix_sched_policy(pid);
+    Ok(ProcessRecord {
+        pid,
+        ppid: stat.field(4) as i32,
+        pgid: stat.field(5) as i32,
+        sid: stat.field(6) as i32,
+        comm: stat.comm.clone(),
+        args: procfs::read_cmdline(pid),
+        exe: link("exe")?,
+        cwd: link("cwd")?,
+        root: link("root")?,
+        umask: procfs::status_field(&status, "Umask").and_then(|v| u32::from_str_radix(v, 8).ok()).unwrap_or(0o022),
+        uids: ids4(procfs::status_field(&status, "Uid")),
+        gids: ids4(procfs::status_field(&status, "Gid")),
+        groups: procfs::status_field(&status, "Groups").unwrap_or("").split_whitespace().filter_map(|g| g.parse().ok()).collect(),
+        caps: Caps { inheritable: hex_field(&status, "CapInh"), permitted: hex_field(&status, "CapPrm"), effective: hex_field(&status, "CapEff") },
+        rlimits,
+        personality,
+        nice: stat.field(19) as i64 as i32,
+        sched_policy: policy.0,
+        sched_priority: policy.1,
+        dumpable: true,
+    })
+}
+
+fn nix_sched_policy(pid: i32) -> (i32, i32) {
+    let s = procfs::read_stat(pid).ok();
+    // stat field 41 = policy, 40 = rt_priority
+    s.map(|s| (s.field(41) as i32, s.field(40) as i32)).unwrap_or((0, 0))
+}
+
+/// In the restore child: what the process is, except credentials. Runs as root before
+/// the address space is replaced.
+pub fn restore_native(rec: &ProcessRecord, cdir: DirAction, rdir: DirAction) -> Result<()> {
+    let who = format!("process {}", rec.pid);
+    // the working directory is looked up before a chroot changes what paths mean
+    let cwd = if cdir == DirAction::Replace {
+        Some(std::fs::File::open(&rec.cwd).ctx(format!("{who}: working directory {}", rec.cwd))?)
+    } else {
+        None
+    };
+    if rdir == DirAction::Replace && rec.root != "/" {
+        nix::unistd::chroot(rec.root.as_str()).ctx(format!("{who}: root directory {}", rec.root))?;
+    }
+    if let Some(dir) = cwd {
+        nix::unistd::fchdir(&dir).ctx(format!("{who}: working directory {}", rec.cwd))?;
+    }
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(rec.umask));
+    for &(r, soft, hard) in &rec.rlimits {
+        if let Err(e) = crate::sys::prlimit(0, r, Some((soft, hard))) {
+            let (_, my_hard) = crate::sys::prlimit(0, r, None).unwrap_or((0, 0));
+            if hard > my_hard {
+                return Err(Error::with_detail(
+                    who,
+                    Kind::NotPermitted,
+                    format!("resource limit {r}: hard limit {hard} is above cpr's own {my_hard} and this system denies raising it (no CAP_SYS_RESOURCE)"),
+                ));
+            }
+            return Err(Error::errno(format!("{who}: resource limit {r}"), e));
+        }
+    }
+    if rec.personality != 0 {
+        nix::sys::personality::set(nix::sys::personality::Persona::from_bits_retain(rec.personality as i32))
+            .ctx(format!("{who}: personality"))?;
+    }
+    if crate::sys::setpriority_self(rec.nice) < 0 {
+        return Err(Error::errno(format!("{who}: nice {}", rec.nice), nix::errno::Errno::last()));
+    }
+    Ok(())
+}
+
+/// The very last step of a restore: groups, gids, uids and capabilities, in the
+/// process itself. `scratch` is writable memory there.
+pub fn restore_credentials(rec: &ProcessRecord, inj: &Injector, pid: i32, scratch: u64) -> Result<()> {
+    let same_as_root = rec.uids == [0; 4] && rec.gids == [0; 4];
+    let mut g = Vec::new();
+    for x in &rec.groups {
+        g.extend_from_slice(&x.to_ne_bytes());
+    }
+    if !g.is_empty() {
+        ptrace::write_mem(pid, scratch, &g)?;
+    }
+    inj.check("setgroups", libc::SYS_setgroups, [rec.groups.len() as u64, scratch, 0, 0, 0, 0])?;
+    if !same_as_root {
+        inj.check("setresgid", libc::SYS_setresgid, [rec.gids[0] as u64, rec.gids[1] as u64, rec.gids[2] as u64, 0, 0, 0])?;
+        inj.check("setfsgid", libc::SYS_setfsgid, [rec.gids[3] as u64, 0, 0, 0, 0, 0])?;
+        inj.check("setresuid", libc::SYS_setresuid, [rec.uids[0] as u64, rec.uids[1] as u64, rec.uids[2] as u64, 0, 0, 0])?;
+        inj.check("setfsuid", libc::SYS_setfsuid, [rec.uids[3] as u64, 0, 0, 0, 0, 0])?;
+    }
+    // capabilities: never more than the image had
+    let mut c = Vec::new();
+    c.extend_from_slice(&0x2008_0522u32.to_ne_bytes());
+    c.extend_from_slice(&0i32.to_ne_bytes());
+    for half in [0u32, 32] {
+        c.extend_from_slice(&((rec.caps.effective >> half) as u32).to_ne_bytes());
+        c.extend_from_slice(&((rec.caps.permitted >> half) as u32).to_ne_bytes());
+        c.extend_from_slice(&((rec.caps.inheritable >> half) as u32).to_ne_bytes());
+    }
+    ptrace::write_mem(pid, scratch, &c)?;
+    inj.check("capset", libc::SYS_capset, [scratch, scratch + 8, 0, 0, 0, 0])?;
+    if rec.dumpable {
+        inj.check("prctl(PR_SET_DUMPABLE)", libc::SYS_prctl, [libc::PR_SET_DUMPABLE as u64, 1, 0, 0, 0, 0])?;
+    }
+    Ok(())
+}

@@ -1,0 +1,89 @@
+//! Process-wide signal state: dispositions (handler, flags, mask, restorer), the shared
+//! pending queue with siginfo, and the interval timers (`alarm`, `setitimer`), which keep
+//! the time they had left.
+
+use serde::{Deserialize, Serialize};
+
+use super::ptrace::{self, Injector};
+use super::threads::{hex, unhex};
+use crate::error::{Context, Result};
+use crate::sys::KernelSigaction;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignalsRecord {
+    /// (signal, disposition) for every signal not at its default.
+    pub actions: Vec<(i32, KernelSigaction)>,
+    /// The process-wide pending queue, siginfo hex.
+    pub shared_pending: Vec<String>,
+    /// ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF as (interval s, interval us, value s, value us).
+    pub itimers: [[u64; 4]; 3],
+}
+
+const NSIG: i32 = 64;
+
+/// Reads dispositions and timers through injection (`scratch`: 4 KiB the process owns).
+pub fn dump(pid: i32, inj: &Injector, scratch: u64) -> Result<SignalsRecord> {
+    let mut rec = SignalsRecord::default();
+    // one call per signal into its own slot, then a single read
+    for sig in 1..=NSIG {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        inj.check("rt_sigaction", libc::SYS_rt_sigaction, [sig as u64, 0, scratch + (sig as u64 - 1) * 32, 8, 0, 0])?;
+    }
+    for (i, which) in [libc::ITIMER_REAL, libc::ITIMER_VIRTUAL, libc::ITIMER_PROF].into_iter().enumerate() {
+        inj.check("getitimer", libc::SYS_getitimer, [which as u64, scratch + 2048 + i as u64 * 32, 0, 0, 0, 0])?;
+    }
+    let raw = ptrace::read_mem(pid, scratch, 2048 + 96)?;
+    let word = |o: usize| u64::from_ne_bytes(raw[o..o + 8].try_into().unwrap());
+    for sig in 1..=NSIG {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        let o = (sig as usize - 1) * 32;
+        let act = KernelSigaction { handler: word(o), flags: word(o + 8), restorer: word(o + 16), mask: word(o + 24) };
+        if act != KernelSigaction::default() {
+            rec.actions.push((sig, act));
+        }
+    }
+    for i in 0..3 {
+        let o = 2048 + i * 32;
+        rec.itimers[i] = [word(o), word(o + 8), word(o + 16), word(o + 24)];
+    }
+    rec.shared_pending = ptrace::peek_siginfo(pid, true)?.iter().map(|s| hex(s)).collect();
+    Ok(rec)
+}
+
+/// In the restore child (all signals blocked): installs the image's dispositions.
+/// Handler addresses belong to the image, which replaces cpr's memory before any signal
+/// can be delivered.
+pub fn restore_actions(rec: &SignalsRecord) -> Result<()> {
+    for (sig, act) in &rec.actions {
+        crate::sys::rt_sigaction(*sig, Some(act), None).ctx(format!("signal {sig}"))?;
+    }
+    Ok(())
+}
+
+/// After the image is in place: the shared pending queue and the timers, by injection in
+/// the main thread.
+pub fn restore_pending_and_timers(rec: &SignalsRecord, inj: &Injector, pid: i32, scratch_data: u64) -> Result<()> {
+    for info in &rec.shared_pending {
+        let bytes = unhex(info);
+        ptrace::write_mem(pid, scratch_data, &bytes)?;
+        let sig = i32::from_ne_bytes(bytes[0..4].try_into().unwrap());
+        inj.check("rt_sigqueueinfo", libc::SYS_rt_sigqueueinfo, [pid as u64, sig as u64, scratch_data, 0, 0, 0])?;
+    }
+    for (i, which) in [libc::ITIMER_REAL, libc::ITIMER_VIRTUAL, libc::ITIMER_PROF].into_iter().enumerate() {
+        let t = rec.itimers[i];
+        if t == [0; 4] {
+            continue;
+        }
+        let mut b = Vec::new();
+        for x in t {
+            b.extend_from_slice(&x.to_ne_bytes());
+        }
+        ptrace::write_mem(pid, scratch_data, &b)?;
+        inj.check("setitimer", libc::SYS_setitimer, [which as u64, scratch_data, 0, 0, 0, 0])?;
+    }
+    Ok(())
+}

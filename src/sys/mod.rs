@@ -1,1 +1,3 @@
 //! The few raw system calls nix lacks. All `unsafe` lives here or in `engine/ptrace/`.
+
+pub mod kcmp;

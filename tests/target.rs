@@ -770,3 +770,30 @@ fn process_stat_of_the_test_itself_reads() {
     assert_eq!(status.tgid, me());
     assert_eq!(status.uids[0], nix::unistd::getuid().as_raw());
 }
+
+#[test]
+fn kernel_threads_are_refused() {
+    let kthread = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .find(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|text| parse_stat(&text).ok())
+                .is_some_and(|s| s.is_kernel_thread())
+        });
+    let Some(kthread) = kthread else {
+        eprintln!("no kernel thread visible in this PID namespace; nothing to check");
+        return;
+    };
+    for designator in [d(kthread, IdType::Pid), d(kthread, IdType::Hid)] {
+        let err = resolve(&[designator], 0).unwrap_err();
+        assert_eq!(err.kind, Kind::InvalidArgument);
+        assert!(
+            err.to_string()
+                .ends_with(&format!("process {kthread} is a kernel thread")),
+            "{err}"
+        );
+    }
+}

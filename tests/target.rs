@@ -221,16 +221,19 @@ fn share_group_program() -> &'static Path {
     PROGRAM.get_or_init(|| {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
         let src = dir.join(format!("target-share-group-{}.c", std::process::id()));
-        let exe = dir.join(format!("target-share-group-{}", std::process::id()));
+        let built = dir.join(format!("target-share-group-{}", std::process::id()));
+        let exe = dir.join("target-share-group");
         std::fs::write(&src, SHARE_GROUP_C).unwrap();
         let status = Command::new("cc")
             .args(["-pthread", "-O0", "-o"])
-            .arg(&exe)
+            .arg(&built)
             .arg(&src)
             .status()
             .expect("run cc");
         assert!(status.success(), "cc failed on the share-group program");
         let _ = std::fs::remove_file(&src);
+        // Renamed into place: another test run may be executing the previous one.
+        std::fs::rename(&built, &exe).unwrap();
         exe
     })
 }

@@ -1,10 +1,33 @@
 //! ID designators (`123`, `123:GID`, `345:SID`, `567:HID`, `789:SGP`, ...) and their
 //! resolution against /proc into one set of processes.
+//!
+//! Parsing (`parse_idlist`) is pure. Resolution reads /proc once for the list of all
+//! processes (when a group, session, tree or share group is named), then each target's own
+//! files through a descriptor held on its `/proc/PID` directory, so that the files read for
+//! one process all come from the same process. Processes that vanish meanwhile are left
+//! out; a designator all of whose processes vanished is `No such process`.
+//!
+//! Share groups (`:SGP`): IRIX `sproc()` children share their parent's address space; on
+//! Linux these are the process's threads plus any child made with `CLONE_VM` but without
+//! `CLONE_THREAD`. Candidates are the processes whose memory layout in `/proc/PID/stat`
+//! (code, data, heap, stack, argument and environment addresses, all fields of the shared
+//! `mm`) equals the named process's; `kcmp(KCMP_VM)` then tells real sharers from `fork()`
+//! children that merely kept the same layout. Only on a kernel without kcmp (`ENOSYS`)
+//! does the layout comparison decide alone, and then an unchanged `fork()` child is taken
+//! in too.
 
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::io::Read;
+use std::os::fd::OwnedFd;
 
-use crate::error::Result;
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+use nix::unistd::Pid;
+
+use crate::error::{Error, Kind, Result};
 
 /// The kind of ID a designator or an attribute-file block names (guide, table 1-1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -52,19 +75,649 @@ pub struct TargetSet {
     pub processes: BTreeMap<i32, ProcessIds>,
 }
 
+/// Pids are below the kernel's `PID_MAX_LIMIT` (4 Mi on 64-bit), whatever `pid_max` says.
+pub const PID_LIMIT: u64 = 1 << 22;
+
+/// `PF_KTHREAD` in the flags field of `/proc/PID/stat`.
+const PF_KTHREAD: u32 = 0x0020_0000;
+
+const VALID_TYPES: &str = "PID, GID, SID, HID, SGP, ASH, JID";
+
+impl IdType {
+    /// The name used in `-p` lists and attribute files: `PID`, `GID`, ...
+    pub fn name(self) -> &'static str {
+        match self {
+            IdType::Pid => "PID",
+            IdType::Gid => "GID",
+            IdType::Sid => "SID",
+            IdType::Ash => "ASH",
+            IdType::Jid => "JID",
+            IdType::Hid => "HID",
+            IdType::Sgp => "SGP",
+        }
+    }
+
+    /// The type a name stands for, in any case: `gid` and `GID` are `IdType::Gid`.
+    pub fn from_name(name: &str) -> Option<IdType> {
+        [
+            IdType::Pid,
+            IdType::Gid,
+            IdType::Sid,
+            IdType::Ash,
+            IdType::Jid,
+            IdType::Hid,
+            IdType::Sgp,
+        ]
+        .into_iter()
+        .find(|t| t.name().eq_ignore_ascii_case(name))
+    }
+
+    /// Whether the ID is a Linux process, group or session ID (not an IRIX-only one).
+    pub fn is_linux(self) -> bool {
+        !matches!(self, IdType::Ash | IdType::Jid)
+    }
+
+    /// Why an IRIX-only type is refused.
+    fn irix_only(self) -> Option<&'static str> {
+        match self {
+            IdType::Ash => Some("ASH (IRIX array session) is not supported on Linux"),
+            IdType::Jid => Some("JID (IRIX job) is not supported on Linux"),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for IdType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl fmt::Display for Designator {
+    /// As a user would type it: `123`, `123:GID`, `0x8000abcd00001111:ASH`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.id_type {
+            IdType::Pid => write!(f, "{}", self.id),
+            IdType::Ash | IdType::Jid => write!(f, "{:#x}:{}", self.id, self.id_type),
+            t => write!(f, "{}:{t}", self.id),
+        }
+    }
+}
+
+impl Designator {
+    /// The subject of errors about this designator: `-p 123:GID`.
+    fn subject(&self) -> String {
+        format!("-p {self}")
+    }
+}
+
+impl TargetSet {
+    /// The checkpoint owner: the real uid common to all processes, with their common real
+    /// gid (or, when their gids differ, the real gid of the lowest pid). `None` when the
+    /// processes have several owners, or there are none.
+    pub fn owner(&self) -> Option<(u32, u32)> {
+        let mut procs = self.processes.values();
+        let first = procs.next()?;
+        let uid = first.uids[0];
+        if procs.any(|p| p.uids[0] != uid) {
+            return None;
+        }
+        Some((uid, first.gids[0]))
+    }
+
+    /// The pids, in ascending order.
+    pub fn pids(&self) -> Vec<i32> {
+        self.processes.keys().copied().collect()
+    }
+}
+
 /// Parses a comma-separated designator list: `1113,1225,1397:HID`, `0x1f:GID`.
 pub fn parse_idlist(text: &str) -> Result<Vec<Designator>> {
-    todo!("issue 2: parse {text}")
+    if text.trim().is_empty() {
+        return Err(Error::with_detail(
+            format!("-p '{text}'"),
+            Kind::InvalidArgument,
+            "the ID list is empty",
+        ));
+    }
+    text.split(',')
+        .map(|item| {
+            if item.trim().is_empty() {
+                Err(Error::with_detail(
+                    format!("-p {text}"),
+                    Kind::InvalidArgument,
+                    "empty item in the ID list",
+                ))
+            } else {
+                parse_designator(item)
+            }
+        })
+        .collect()
+}
+
+/// Parses one `ID[:TYPE]`; TYPE defaults to PID.
+pub fn parse_designator(item: &str) -> Result<Designator> {
+    let trimmed = item.trim();
+    let invalid =
+        |detail: String| Error::with_detail(format!("-p {trimmed}"), Kind::InvalidArgument, detail);
+    let (id_text, id_type) = match trimmed.split_once(':') {
+        None => (trimmed, IdType::Pid),
+        Some((id, ty)) => match IdType::from_name(ty.trim()) {
+            Some(t) => (id.trim(), t),
+            None => {
+                return Err(invalid(format!(
+                    "unknown ID type '{}'; valid types are {VALID_TYPES}",
+                    ty.trim()
+                )));
+            }
+        },
+    };
+    let id = parse_id(id_text).ok_or_else(|| {
+        invalid(format!(
+            "'{id_text}' is not an ID: give a decimal number or 0x and hexadecimal digits"
+        ))
+    })?;
+    if id_type.is_linux() && (id == 0 || id >= PID_LIMIT) {
+        return Err(invalid(format!(
+            "a {id_type} must be between 1 and {}",
+            PID_LIMIT - 1
+        )));
+    }
+    Ok(Designator { id, id_type })
+}
+
+/// A decimal or `0x` hexadecimal unsigned number, nothing else (no sign, no spaces).
+fn parse_id(text: &str) -> Option<u64> {
+    let (digits, radix) = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => (hex, 16),
+        None => (text, 10),
+    };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return None;
+    }
+    u64::from_str_radix(digits, radix).ok()
+}
+
+/// The fields of `/proc/PID/stat` cpr uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcStat {
+    pub pid: i32,
+    /// The command name, as the kernel shows it between the parentheses.
+    pub comm: String,
+    /// `R`, `S`, `D`, `T`, `t`, `Z`, `X`, ...
+    pub state: char,
+    pub ppid: i32,
+    pub pgrp: i32,
+    pub session: i32,
+    /// The kernel's `PF_*` flags.
+    pub flags: u32,
+    /// The address-space layout: startcode, endcode, startstack, start_data, end_data,
+    /// start_brk, arg_start, arg_end, env_start, env_end (fields 26-28 and 45-50). All
+    /// zero for zombies and kernel threads, and for processes the reader may not inspect.
+    pub mm_layout: [u64; 10],
+}
+
+impl ProcStat {
+    pub fn is_kernel_thread(&self) -> bool {
+        self.flags & PF_KTHREAD != 0
+    }
+
+    /// A zombie or dead process: it has no address space any more.
+    pub fn is_dead(&self) -> bool {
+        matches!(self.state, 'Z' | 'X' | 'x')
+    }
+}
+
+/// Parses a `/proc/PID/stat` line. The command name may hold spaces and parentheses: it
+/// runs from the first `(` to the last `)`.
+pub fn parse_stat(text: &str) -> Result<ProcStat> {
+    let bad = |what: &str| {
+        Error::with_detail(
+            "",
+            Kind::InvalidArgument,
+            format!("malformed stat line ({what})"),
+        )
+    };
+    let text = text.trim_end_matches('\n');
+    let open = text.find('(').ok_or_else(|| bad("no '('"))?;
+    let close = text.rfind(')').ok_or_else(|| bad("no ')'"))?;
+    if close < open {
+        return Err(bad("')' before '('"));
+    }
+    let pid = text[..open].trim().parse().map_err(|_| bad("bad pid"))?;
+    let comm = text[open + 1..close].to_string();
+    // Field n of proc(5) (1-based) is rest[n - 3].
+    let rest: Vec<&str> = text[close + 1..].split_ascii_whitespace().collect();
+    if rest.len() < 26 {
+        return Err(bad("too few fields"));
+    }
+    let field = |n: usize| -> Result<i64> {
+        rest[n - 3]
+            .parse::<i64>()
+            .map_err(|_| bad(&format!("field {n} is not a number")))
+    };
+    let ufield = |n: usize| -> Result<u64> {
+        match rest.get(n - 3) {
+            None => Ok(0),
+            Some(s) => s
+                .parse::<u64>()
+                .map_err(|_| bad(&format!("field {n} is not a number"))),
+        }
+    };
+    let mut state_chars = rest[0].chars();
+    let state = match (state_chars.next(), state_chars.next()) {
+        (Some(c), None) => c,
+        _ => return Err(bad("bad state")),
+    };
+    let mut mm_layout = [0u64; 10];
+    for (slot, n) in mm_layout
+        .iter_mut()
+        .zip([26, 27, 28, 45, 46, 47, 48, 49, 50, 51])
+    {
+        *slot = ufield(n)?;
+    }
+    Ok(ProcStat {
+        pid,
+        comm,
+        state,
+        ppid: field(4)? as i32,
+        pgrp: field(5)? as i32,
+        session: field(6)? as i32,
+        flags: ufield(9)? as u32,
+        mm_layout,
+    })
+}
+
+/// The fields of `/proc/PID/status` cpr uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcStatus {
+    pub tgid: i32,
+    /// Real, effective, saved, filesystem.
+    pub uids: [u32; 4],
+    pub gids: [u32; 4],
+}
+
+/// Parses `/proc/PID/status` text: its `Tgid:`, `Uid:` and `Gid:` lines.
+pub fn parse_status(text: &str) -> Result<ProcStatus> {
+    let bad = |what: String| {
+        Error::with_detail(
+            "",
+            Kind::InvalidArgument,
+            format!("malformed status ({what})"),
+        )
+    };
+    let mut tgid = None;
+    let mut uids = None;
+    let mut gids = None;
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        match key {
+            "Tgid" => {
+                tgid = Some(
+                    value
+                        .trim()
+                        .parse::<i32>()
+                        .map_err(|_| bad(format!("bad Tgid '{}'", value.trim())))?,
+                )
+            }
+            "Uid" | "Gid" => {
+                let ids: Vec<u32> = value
+                    .split_ascii_whitespace()
+                    .map(|s| s.parse::<u32>())
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(|_| bad(format!("bad {key} line '{}'", value.trim())))?;
+                let ids: [u32; 4] = ids
+                    .try_into()
+                    .map_err(|_| bad(format!("{key} line needs 4 IDs")))?;
+                if key == "Uid" {
+                    uids = Some(ids);
+                } else {
+                    gids = Some(ids);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(ProcStatus {
+        tgid: tgid.ok_or_else(|| bad("no Tgid line".into()))?,
+        uids: uids.ok_or_else(|| bad("no Uid line".into()))?,
+        gids: gids.ok_or_else(|| bad("no Gid line".into()))?,
+    })
+}
+
+/// A held `/proc/PID` directory: every file read through it is the same process's.
+struct ProcDir {
+    pid: i32,
+    fd: OwnedFd,
+}
+
+/// The error for a process that is not (or no longer) there.
+fn gone(pid: i32) -> Error {
+    Error::new(format!("process {pid}"), Kind::NoSuchProcess)
+}
+
+fn is_gone(errno: Option<i32>) -> bool {
+    matches!(errno, Some(libc::ENOENT) | Some(libc::ESRCH))
+}
+
+impl ProcDir {
+    fn open(pid: i32) -> Result<ProcDir> {
+        let path = format!("/proc/{pid}");
+        match nix::fcntl::open(
+            path.as_str(),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => Ok(ProcDir { pid, fd }),
+            Err(e) if is_gone(Some(e as i32)) => Err(gone(pid)),
+            Err(e) => Err(Error::errno(path, e)),
+        }
+    }
+
+    /// The whole of one file; `No such process` when the process has gone.
+    fn read(&self, name: &str) -> Result<String> {
+        let path = || format!("/proc/{}/{name}", self.pid);
+        let fd = match nix::fcntl::openat(
+            &self.fd,
+            name,
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(e) if is_gone(Some(e as i32)) => return Err(gone(self.pid)),
+            Err(e) => return Err(Error::errno(path(), e)),
+        };
+        let mut text = String::new();
+        match std::fs::File::from(fd).read_to_string(&mut text) {
+            Ok(0) => Err(gone(self.pid)),
+            Ok(_) => Ok(text),
+            Err(e) if is_gone(e.raw_os_error()) => Err(gone(self.pid)),
+            Err(e) => Err(Error::io(path(), e)),
+        }
+    }
+
+    fn stat(&self) -> Result<ProcStat> {
+        parse_stat(&self.read("stat")?).map_err(|e| e.context(format!("/proc/{}/stat", self.pid)))
+    }
+
+    fn status(&self) -> Result<ProcStatus> {
+        parse_status(&self.read("status")?)
+            .map_err(|e| e.context(format!("/proc/{}/status", self.pid)))
+    }
+
+    /// Thread IDs, the main thread first, the others ascending.
+    fn tids(&self) -> Result<Vec<i32>> {
+        let path = format!("/proc/{}/task", self.pid);
+        let mut dir = match nix::dir::Dir::openat(
+            &self.fd,
+            "task",
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(dir) => dir,
+            Err(e) if is_gone(Some(e as i32)) => return Err(gone(self.pid)),
+            Err(e) => return Err(Error::errno(path, e)),
+        };
+        let mut tids = Vec::new();
+        for entry in dir.iter() {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) if is_gone(Some(e as i32)) => return Err(gone(self.pid)),
+                Err(e) => return Err(Error::errno(path, e)),
+            };
+            if let Some(tid) = entry.file_name().to_str().ok().and_then(|s| s.parse().ok()) {
+                tids.push(tid);
+            }
+        }
+        if tids.is_empty() {
+            return Err(gone(self.pid));
+        }
+        tids.sort_by_key(|&tid: &i32| (tid != self.pid, tid));
+        Ok(tids)
+    }
+}
+
+/// Reads one process's IDs from /proc. A thread ID reads its process.
+pub fn process_ids(pid: i32) -> Result<ProcessIds> {
+    if pid <= 0 {
+        return Err(gone(pid));
+    }
+    let dir = ProcDir::open(pid)?;
+    let status = dir.status()?;
+    if status.tgid != pid {
+        return process_ids(status.tgid);
+    }
+    let stat = dir.stat()?;
+    let tids = dir.tids()?;
+    Ok(ProcessIds {
+        pid,
+        ppid: stat.ppid,
+        pgid: stat.pgrp,
+        sid: stat.session,
+        uids: status.uids,
+        gids: status.gids,
+        tids,
+    })
+}
+
+/// Every user process in /proc (kernel threads left out), by pid. Processes that vanish
+/// while being read are left out.
+fn scan_processes() -> Result<BTreeMap<i32, ProcStat>> {
+    let mut all = BTreeMap::new();
+    for entry in std::fs::read_dir("/proc").map_err(|e| Error::io("/proc", e))? {
+        let entry = entry.map_err(|e| Error::io("/proc", e))?;
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let stat = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(text) if text.is_empty() => continue,
+            Ok(text) => parse_stat(&text).map_err(|e| e.context(format!("/proc/{pid}/stat")))?,
+            Err(e) if is_gone(e.raw_os_error()) => continue,
+            Err(e) => return Err(Error::io(format!("/proc/{pid}/stat"), e)),
+        };
+        if !stat.is_kernel_thread() {
+            all.insert(pid, stat);
+        }
+    }
+    Ok(all)
+}
+
+/// The process a PID-like designator roots at: the thread group of the thread it names.
+/// Refuses kernel threads and cpr itself.
+fn root_process(d: &Designator, me: i32) -> Result<ProcStat> {
+    let not_found = || Error::new(d.subject(), Kind::NoSuchProcess);
+    let tid = d.id as i32;
+    let status = match ProcDir::open(tid).and_then(|dir| dir.status()) {
+        Ok(status) => status,
+        Err(e) if e.kind == Kind::NoSuchProcess => return Err(not_found()),
+        Err(e) => return Err(e.context(d.subject())),
+    };
+    let stat = match ProcDir::open(status.tgid).and_then(|dir| dir.stat()) {
+        Ok(stat) => stat,
+        Err(e) if e.kind == Kind::NoSuchProcess => return Err(not_found()),
+        Err(e) => return Err(e.context(d.subject())),
+    };
+    if stat.is_kernel_thread() {
+        return Err(Error::with_detail(
+            d.subject(),
+            Kind::InvalidArgument,
+            format!("process {} is a kernel thread", stat.pid),
+        ));
+    }
+    if stat.pid == me {
+        return Err(cannot_checkpoint_self(d));
+    }
+    Ok(stat)
+}
+
+fn cannot_checkpoint_self(d: &Designator) -> Error {
+    Error::with_detail(
+        d.subject(),
+        Kind::InvalidArgument,
+        "cpr cannot checkpoint itself",
+    )
+}
+
+/// `root` and all its descendants in `all`.
+fn descendants(all: &BTreeMap<i32, ProcStat>, root: i32) -> BTreeSet<i32> {
+    let mut children: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+    for stat in all.values() {
+        children.entry(stat.ppid).or_default().push(stat.pid);
+    }
+    let mut tree = BTreeSet::new();
+    let mut todo = vec![root];
+    while let Some(pid) = todo.pop() {
+        if tree.insert(pid) {
+            todo.extend(children.get(&pid).into_iter().flatten());
+        }
+    }
+    tree
+}
+
+/// `root` and the processes sharing its address space (see the module documentation).
+fn share_group(all: &BTreeMap<i32, ProcStat>, root: &ProcStat) -> Result<BTreeSet<i32>> {
+    let mut group = BTreeSet::from([root.pid]);
+    if root.is_dead() || root.mm_layout == [0; 10] {
+        return Ok(group);
+    }
+    let candidates = all.values().filter(|s| {
+        s.pid != root.pid && !s.is_dead() && !s.is_kernel_thread() && s.mm_layout == root.mm_layout
+    });
+    for candidate in candidates {
+        match crate::sys::kcmp::same_vm(Pid::from_raw(root.pid), Pid::from_raw(candidate.pid)) {
+            Ok(true) | Err(Errno::ENOSYS) => {
+                group.insert(candidate.pid);
+            }
+            Ok(false) => {}
+            // Gone, or not ours to inspect (and so not ours to checkpoint either).
+            Err(Errno::ESRCH | Errno::EPERM | Errno::EACCES) => {}
+            Err(e) => {
+                return Err(Error::errno(
+                    format!("kcmp of processes {} and {}", root.pid, candidate.pid),
+                    e,
+                ));
+            }
+        }
+    }
+    Ok(group)
 }
 
 /// Resolves designators against /proc. `caller_uid` is the real uid of the caller: a
 /// non-root caller may only name processes whose real and effective uids are its own;
 /// several owners need root.
+///
+/// cpr itself is never a target: naming it (`PID`, or as the root of `HID` or `SGP`) is
+/// `Invalid argument`; inside a group, session or tree it is silently left out.
 pub fn resolve(designators: &[Designator], caller_uid: u32) -> Result<TargetSet> {
-    todo!("issue 2: resolve {designators:?} for {caller_uid}")
+    if designators.is_empty() {
+        return Err(Error::with_detail(
+            "-p",
+            Kind::InvalidArgument,
+            "no process named",
+        ));
+    }
+    if let Some(d) = designators.iter().find(|d| !d.id_type.is_linux()) {
+        let why = d.id_type.irix_only().unwrap_or("not supported on Linux");
+        return Err(Error::with_detail(d.subject(), Kind::InvalidArgument, why));
+    }
+    let me = std::process::id() as i32;
+    let needs_scan = designators.iter().any(|d| d.id_type != IdType::Pid);
+    let all = if needs_scan {
+        scan_processes()?
+    } else {
+        BTreeMap::new()
+    };
+
+    // Which processes each designator names.
+    let mut named: Vec<(&Designator, BTreeSet<i32>)> = Vec::new();
+    for d in designators {
+        let id = d.id as i32;
+        let pids: BTreeSet<i32> = match d.id_type {
+            IdType::Pid => BTreeSet::from([root_process(d, me)?.pid]),
+            IdType::Gid | IdType::Sid => {
+                let members: BTreeSet<i32> = all
+                    .values()
+                    .filter(|s| {
+                        if d.id_type == IdType::Gid {
+                            s.pgrp == id
+                        } else {
+                            s.session == id
+                        }
+                    })
+                    .map(|s| s.pid)
+                    .collect();
+                if members.len() == 1 && members.contains(&me) {
+                    return Err(cannot_checkpoint_self(d));
+                }
+                members
+            }
+            IdType::Hid => descendants(&all, root_process(d, me)?.pid),
+            IdType::Sgp => share_group(&all, &root_process(d, me)?)?,
+            IdType::Ash | IdType::Jid => unreachable!("refused above"),
+        };
+        named.push((d, pids.into_iter().filter(|&pid| pid != me).collect()));
+    }
+
+    let mut set = TargetSet::default();
+    for (d, pids) in &named {
+        let mut found = false;
+        for &pid in pids {
+            if set.processes.contains_key(&pid) {
+                found = true;
+                continue;
+            }
+            match process_ids(pid) {
+                Ok(ids) => {
+                    found = true;
+                    set.processes.insert(ids.pid, ids);
+                }
+                Err(e) if e.kind == Kind::NoSuchProcess => {}
+                Err(e) => return Err(e.context(d.subject())),
+            }
+        }
+        if !found {
+            return Err(Error::new(d.subject(), Kind::NoSuchProcess));
+        }
+    }
+    check_permission(&set, caller_uid)?;
+    Ok(set)
 }
 
-/// Reads one process's IDs from /proc.
-pub fn process_ids(pid: i32) -> Result<ProcessIds> {
-    todo!("issue 2: /proc/{pid}")
+/// Only the owner of all targets, or root, may checkpoint them (guide, chapter 1,
+/// "Definition of Terms": checkpoint owner).
+pub fn check_permission(set: &TargetSet, caller_uid: u32) -> Result<()> {
+    if caller_uid == 0 {
+        return Ok(());
+    }
+    let owners: BTreeSet<u32> = set.processes.values().map(|p| p.uids[0]).collect();
+    if owners.len() > 1 {
+        let list: Vec<String> = owners.iter().map(u32::to_string).collect();
+        return Err(Error::with_detail(
+            "",
+            Kind::NotPermitted,
+            format!(
+                "processes have several owners (uids {}), only root may checkpoint them",
+                list.join(", ")
+            ),
+        ));
+    }
+    for p in set.processes.values() {
+        if p.uids[0] != caller_uid || p.uids[1] != caller_uid {
+            return Err(Error::with_detail(
+                format!("process {}", p.pid),
+                Kind::NotPermitted,
+                format!(
+                    "it runs as uid {} (effective uid {}), not as uid {caller_uid}; only its owner or root may checkpoint it",
+                    p.uids[0], p.uids[1]
+                ),
+            ));
+        }
+    }
+    Ok(())
 }

@@ -1,5 +1,7 @@
 //! The few raw system calls nix lacks. All `unsafe` lives here or in `engine/ptrace/`.
 
+pub mod kcmp;
+
 use nix::errno::Errno;
 
 /// The kernel's `struct sigaction` for rt_sigaction(2) (not glibc's).

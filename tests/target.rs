@@ -1,0 +1,802 @@
+//! ID designators: parsing, the /proc parsers on fixture text, and resolution against real
+//! processes these tests spawn (process groups, sessions, trees, threads, CLONE_VM
+//! children, other users). Every process spawned is killed and reaped by a `Spawned` guard:
+//! the test process is a child subreaper, so orphaned grandchildren come back to it too.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::OnceLock;
+
+use cpr::Kind;
+use cpr::target::{
+    Designator, IdType, ProcStat, parse_designator, parse_idlist, parse_stat, parse_status, resolve,
+};
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+
+const NOBODY: u32 = 65534;
+
+// ---------------------------------------------------------------------------------------
+// Spawned processes
+
+/// A spawned process group (or session), killed and reaped, with all its descendants, on
+/// drop. Its stdout is a pipe the test reads lines from.
+struct Spawned {
+    child: Child,
+    /// The process group to kill: the child is its leader.
+    pgid: i32,
+    out: BufReader<ChildStdout>,
+}
+
+fn become_subreaper() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER")
+    });
+}
+
+impl Spawned {
+    /// Spawns `cmd`, which must make itself a process group leader (`process_group(0)` or
+    /// `setsid` in place).
+    fn start(mut cmd: Command) -> Spawned {
+        become_subreaper();
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let out = BufReader::new(child.stdout.take().unwrap());
+        let pgid = child.id() as i32;
+        Spawned { child, pgid, out }
+    }
+
+    /// `sh -c SCRIPT` in a process group of its own.
+    fn sh(script: &str) -> Spawned {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(script).process_group(0);
+        Spawned::start(cmd)
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// The next line the process writes; the test fails if it ends first.
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        let n = self.out.read_line(&mut line).expect("read child stdout");
+        assert!(n > 0, "process {} ended its output early", self.pid());
+        line.trim_end().to_string()
+    }
+
+    /// Reads `count` lines `LABEL PID` and returns the pids by label.
+    fn labelled_pids(&mut self, count: usize) -> BTreeMap<String, BTreeSet<i32>> {
+        let mut by_label: BTreeMap<String, BTreeSet<i32>> = BTreeMap::new();
+        for _ in 0..count {
+            let line = self.line();
+            let (label, pid) = line.split_once(' ').expect("LABEL PID line");
+            by_label
+                .entry(label.to_string())
+                .or_default()
+                .insert(pid.parse().expect("pid"));
+        }
+        by_label
+    }
+}
+
+/// Every process in /proc whose process group or session is `id`.
+fn members_of(id: i32) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|text| parse_stat(&text).ok());
+        if stat.is_some_and(|stat| stat.pgrp == id || stat.session == id) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let members = members_of(self.pgid);
+        let _ = killpg(Pid::from_raw(self.pgid), Signal::SIGKILL);
+        for &pid in &members {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        let _ = self.child.wait();
+        // The others are ours (we are their subreaper) once their parents have died.
+        let mut left: Vec<i32> = members.into_iter().filter(|&p| p != self.pgid).collect();
+        loop {
+            let before = left.len();
+            left.retain(|&pid| match waitpid(Pid::from_raw(pid), None) {
+                Ok(_) => false,
+                Err(Errno::ECHILD) => true,
+                Err(_) => false,
+            });
+            if left.is_empty() || left.len() == before {
+                break;
+            }
+        }
+    }
+}
+
+/// A pid no process has now: the highest free one below pid_max.
+fn free_pid() -> i32 {
+    let pid_max: i32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    (2..pid_max)
+        .rev()
+        .find(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+        .expect("a free pid")
+}
+
+fn d(id: i32, id_type: IdType) -> Designator {
+    Designator {
+        id: id as u64,
+        id_type,
+    }
+}
+
+fn pids_of(set: &cpr::target::TargetSet) -> BTreeSet<i32> {
+    set.processes.keys().copied().collect()
+}
+
+fn pidset(pids: impl IntoIterator<Item = i32>) -> BTreeSet<i32> {
+    pids.into_iter().collect()
+}
+
+fn me() -> i32 {
+    std::process::id() as i32
+}
+
+// ---------------------------------------------------------------------------------------
+// A multi-threaded program with a CLONE_VM child and a fork() child
+
+const SHARE_GROUP_C: &str = r#"
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static pthread_barrier_t ready;
+static long tids[2];
+static char vm_stack[256 * 1024] __attribute__((aligned(16)));
+
+static void *thread_main(void *arg) {
+    tids[(long)arg] = syscall(SYS_gettid);
+    pthread_barrier_wait(&ready);
+    for (;;) syscall(SYS_pause);
+    return NULL;
+}
+
+static int vm_child(void *arg) {
+    (void)arg;
+    for (;;) syscall(SYS_pause);
+    return 0;
+}
+
+int main(void) {
+    pthread_t t[2];
+    pthread_barrier_init(&ready, NULL, 3);
+    for (long i = 0; i < 2; i++)
+        pthread_create(&t[i], NULL, thread_main, (void *)i);
+    pthread_barrier_wait(&ready);
+    printf("thread %ld\nthread %ld\n", tids[0], tids[1]);
+    int vm = clone(vm_child, vm_stack + sizeof vm_stack, CLONE_VM | SIGCHLD, NULL);
+    if (vm < 0) { perror("clone"); return 1; }
+    printf("vm %d\n", vm);
+    fflush(stdout);
+    pid_t f = fork();
+    if (f < 0) { perror("fork"); return 1; }
+    if (f == 0) { for (;;) pause(); }
+    printf("fork %d\n", f);
+    fflush(stdout);
+    for (;;) pause();
+}
+"#;
+
+/// The share-group program, compiled once per test run.
+fn share_group_program() -> &'static Path {
+    static PROGRAM: OnceLock<PathBuf> = OnceLock::new();
+    PROGRAM.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let src = dir.join(format!("target-share-group-{}.c", std::process::id()));
+        let built = dir.join(format!("target-share-group-{}", std::process::id()));
+        let exe = dir.join("target-share-group");
+        std::fs::write(&src, SHARE_GROUP_C).unwrap();
+        let status = Command::new("cc")
+            .args(["-pthread", "-O0", "-o"])
+            .arg(&built)
+            .arg(&src)
+            .status()
+            .expect("run cc");
+        assert!(status.success(), "cc failed on the share-group program");
+        let _ = std::fs::remove_file(&src);
+        // Renamed into place: another test run may be executing the previous one.
+        std::fs::rename(&built, &exe).unwrap();
+        exe
+    })
+}
+
+struct ShareGroup {
+    proc: Spawned,
+    threads: BTreeSet<i32>,
+    vm_child: i32,
+    fork_child: i32,
+}
+
+fn start_share_group() -> ShareGroup {
+    let mut cmd = Command::new(share_group_program());
+    cmd.process_group(0);
+    let mut proc = Spawned::start(cmd);
+    let lines = proc.labelled_pids(4);
+    let one = |label: &str| *lines[label].iter().next().unwrap();
+    ShareGroup {
+        threads: lines["thread"].clone(),
+        vm_child: one("vm"),
+        fork_child: one("fork"),
+        proc,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Parsing
+
+#[test]
+fn idlist_of_the_guide_parses() {
+    let list = parse_idlist("1113,1225,1397:HID").unwrap();
+    assert_eq!(
+        list,
+        vec![
+            d(1113, IdType::Pid),
+            d(1225, IdType::Pid),
+            d(1397, IdType::Hid)
+        ]
+    );
+    let list = parse_idlist("0x1f:gid,345:Sid,7:pid,789:SGP").unwrap();
+    assert_eq!(
+        list,
+        vec![
+            d(31, IdType::Gid),
+            d(345, IdType::Sid),
+            d(7, IdType::Pid),
+            d(789, IdType::Sgp)
+        ]
+    );
+    let list = parse_idlist("0x8000abcd00001111:ASH,0x8000abcd00001234:jid").unwrap();
+    assert_eq!(list[0].id, 0x8000abcd00001111);
+    assert_eq!(list[0].id_type, IdType::Ash);
+    assert_eq!(list[1].id, 0x8000abcd00001234);
+    assert_eq!(list[1].id_type, IdType::Jid);
+    assert_eq!(
+        parse_designator(" 4194303 ").unwrap(),
+        d(4194303, IdType::Pid)
+    );
+}
+
+#[test]
+fn designators_display_as_typed() {
+    let shown: Vec<String> = parse_idlist("12,0x1f:gid,3:hid,0x8000abcd00001111:ash")
+        .unwrap()
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
+    assert_eq!(shown, ["12", "31:GID", "3:HID", "0x8000abcd00001111:ASH"]);
+}
+
+#[test]
+fn bad_idlists_are_invalid_arguments_naming_the_item() {
+    let cases = [
+        (
+            "12:FOO",
+            "-p 12:FOO: Invalid argument: unknown ID type 'FOO'",
+        ),
+        ("12:", "-p 12:: Invalid argument: unknown ID type ''"),
+        (
+            "1:PID:GID",
+            "-p 1:PID:GID: Invalid argument: unknown ID type",
+        ),
+        ("1,,2", "-p 1,,2: Invalid argument: empty item"),
+        ("1,", "-p 1,: Invalid argument: empty item"),
+        ("", "Invalid argument: the ID list is empty"),
+        ("abc", "-p abc: Invalid argument: 'abc' is not an ID"),
+        ("-5", "-p -5: Invalid argument: '-5' is not an ID"),
+        ("+5", "-p +5: Invalid argument: '+5' is not an ID"),
+        ("0x", "-p 0x: Invalid argument: '0x' is not an ID"),
+        (
+            "0xg1:GID",
+            "-p 0xg1:GID: Invalid argument: '0xg1' is not an ID",
+        ),
+        ("99999999999999999999", "is not an ID"),
+        (
+            "0",
+            "-p 0: Invalid argument: a PID must be between 1 and 4194303",
+        ),
+        (
+            "0:GID",
+            "-p 0:GID: Invalid argument: a GID must be between 1 and 4194303",
+        ),
+        (
+            "4194304",
+            "-p 4194304: Invalid argument: a PID must be between 1 and",
+        ),
+        (
+            "0x400000:HID",
+            "-p 0x400000:HID: Invalid argument: a HID must be",
+        ),
+        ("5,7:sgp,9:XYZ", "-p 9:XYZ: Invalid argument"),
+    ];
+    for (text, want) in cases {
+        let err = parse_idlist(text).expect_err(text);
+        assert_eq!(err.kind, Kind::InvalidArgument, "{text}");
+        let msg = err.to_string();
+        assert!(msg.contains(want), "{text:?} gave {msg:?}, wanted {want:?}");
+    }
+    let err = parse_idlist("12:FOO").unwrap_err().to_string();
+    assert!(err.contains("PID, GID, SID, HID, SGP, ASH, JID"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------
+// /proc parsers on fixture text
+
+const STAT_PLAIN: &str = "4242 (sleep) S 4200 4242 4100 34816 4242 4194560 95 0 0 0 0 0 0 0 20 0 1 0 123456 8388608 256 18446744073709551615 94000000000000 94000000016384 140720000000000 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 94000000030000 94000000031000 94000001000000 140720000001000 140720000001020 140720000001020 140720000001100 0\n";
+
+#[test]
+fn stat_line_parses() {
+    let s = parse_stat(STAT_PLAIN).unwrap();
+    assert_eq!(
+        (s.pid, s.comm.as_str(), s.state, s.ppid, s.pgrp, s.session),
+        (4242, "sleep", 'S', 4200, 4242, 4100)
+    );
+    assert_eq!(s.flags, 4194560);
+    assert!(!s.is_kernel_thread());
+    assert!(!s.is_dead());
+    assert_eq!(
+        s.mm_layout,
+        [
+            94000000000000,
+            94000000016384,
+            140720000000000,
+            94000000030000,
+            94000000031000,
+            94000001000000,
+            140720000001000,
+            140720000001020,
+            140720000001020,
+            140720000001100
+        ]
+    );
+}
+
+#[test]
+fn stat_comm_may_hold_spaces_and_parentheses() {
+    let line = STAT_PLAIN.replace("(sleep) S 4200 4242", "(a) Z 1 (b c)) R 7 8");
+    let s = parse_stat(&line).unwrap();
+    assert_eq!(s.comm, "a) Z 1 (b c)");
+    assert_eq!((s.state, s.ppid, s.pgrp, s.session), ('R', 7, 8, 4100));
+    let s = parse_stat(&STAT_PLAIN.replace("(sleep)", "()")).unwrap();
+    assert_eq!(s.comm, "");
+}
+
+#[test]
+fn stat_of_zombie_and_kernel_thread() {
+    let zombie = "77 (defunct) Z 76 76 76 0 -1 4227084 0 0 0 0 0 0 0 0 20 0 1 0 5 0 0 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0 9\n";
+    let s = parse_stat(zombie).unwrap();
+    assert!(s.is_dead());
+    assert_eq!(s.mm_layout, [0; 10]);
+    let kthread = "2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 0 0 0 20 0 1 0 1 0 0 18446744073709551615 0 0 0 0 0 0 0 2147483647 0 0 0 0 0 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n";
+    assert!(parse_stat(kthread).unwrap().is_kernel_thread());
+    // Older kernels end at field 44: the rest of the layout reads as zero.
+    let short: Vec<&str> = STAT_PLAIN.split(' ').take(44).collect();
+    let s = parse_stat(&short.join(" ")).unwrap();
+    assert_eq!(
+        s.mm_layout[..3],
+        [94000000000000, 94000000016384, 140720000000000]
+    );
+    assert_eq!(s.mm_layout[3..], [0; 7]);
+}
+
+#[test]
+fn malformed_stat_lines_are_errors() {
+    for bad in [
+        "",
+        "12 sleep S 1 1 1",
+        "12 (sleep S 1 1 1",
+        "x (sleep) S 1 1 1 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0",
+        "12 (sleep) S 1 1 1",
+        "12 (sleep) SS 1 1 1 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0",
+        "12 (sleep) S x 1 1 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0",
+        ") 12 (",
+    ] {
+        let err = parse_stat(bad).expect_err(bad);
+        assert_eq!(err.kind, Kind::InvalidArgument, "{bad}");
+        assert!(err.to_string().contains("malformed stat line"), "{err}");
+    }
+}
+
+const STATUS: &str = "Name:\tsleep\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t4242\nNgid:\t0\nPid:\t4243\nPPid:\t4200\nTracerPid:\t0\nUid:\t1000\t1001\t1002\t1003\nGid:\t100\t101\t102\t103\nFDSize:\t64\nGroups:\t24 25 \n";
+
+#[test]
+fn status_parses_tgid_uids_gids() {
+    let s = parse_status(STATUS).unwrap();
+    assert_eq!(s.tgid, 4242);
+    assert_eq!(s.uids, [1000, 1001, 1002, 1003]);
+    assert_eq!(s.gids, [100, 101, 102, 103]);
+    for (from, to) in [
+        ("Tgid:\t4242\n", ""),
+        ("Uid:\t1000\t1001\t1002\t1003\n", ""),
+        ("Gid:\t100\t101\t102\t103\n", "Gid:\t100\t101\n"),
+        ("Uid:\t1000", "Uid:\tx"),
+        ("Tgid:\t4242", "Tgid:\t-"),
+    ] {
+        let text = STATUS.replace(from, to);
+        let err = parse_status(&text).expect_err(&text);
+        assert!(err.to_string().contains("malformed status"), "{err}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Resolution against real processes
+
+#[test]
+fn ash_and_jid_are_refused() {
+    for (text, want) in [
+        (
+            "0x8000abcd00001111:ASH",
+            "-p 0x8000abcd00001111:ASH: Invalid argument: ASH (IRIX array session) is not supported on Linux",
+        ),
+        (
+            "0x8000abcd00001234:JID",
+            "-p 0x8000abcd00001234:JID: Invalid argument: JID (IRIX job) is not supported on Linux",
+        ),
+    ] {
+        let err = resolve(&parse_idlist(text).unwrap(), 0).unwrap_err();
+        assert_eq!(err.to_string(), want);
+    }
+}
+
+#[test]
+fn pid_names_one_process() {
+    let mut cmd = Command::new("sleep");
+    cmd.arg("30").process_group(0);
+    let p = Spawned::start(cmd);
+    let set = resolve(&[d(p.pid(), IdType::Pid)], 0).unwrap();
+    assert_eq!(pids_of(&set), set_of([p.pid()]));
+    let ids = &set.processes[&p.pid()];
+    assert_eq!(ids.pid, p.pid());
+    assert_eq!(ids.ppid, me());
+    assert_eq!(
+        (ids.pgid, ids.sid),
+        (p.pid(), cpr::target::process_ids(me()).unwrap().sid)
+    );
+    assert_eq!(ids.tids, vec![p.pid()]);
+    assert_eq!(ids.uids, [0; 4]);
+    assert_eq!(set.owner(), Some((0, 0)));
+}
+
+fn set_of<const N: usize>(pids: [i32; N]) -> BTreeSet<i32> {
+    pidset(pids)
+}
+
+#[test]
+fn thread_id_names_its_process() {
+    let g = start_share_group();
+    let main = g.proc.pid();
+    for &tid in &g.threads {
+        assert_ne!(tid, main);
+        let set = resolve(&[d(tid, IdType::Pid)], 0).unwrap();
+        assert_eq!(pids_of(&set), set_of([main]));
+        let tids = &set.processes[&main].tids;
+        assert_eq!(tids[0], main, "main thread first");
+        assert_eq!(pidset(tids.iter().copied()), {
+            let mut all = g.threads.clone();
+            all.insert(main);
+            all
+        });
+    }
+}
+
+#[test]
+fn gid_names_the_process_group() {
+    let mut p = Spawned::sh("sleep 30 & echo s $!; sleep 30 & echo s $!; wait");
+    let sleeps = p.labelled_pids(2).remove("s").unwrap();
+    let mut want = sleeps.clone();
+    want.insert(p.pid());
+
+    let set = resolve(&parse_idlist(&format!("{}:GID", p.pid())).unwrap(), 0).unwrap();
+    assert_eq!(pids_of(&set), want);
+    for ids in set.processes.values() {
+        assert_eq!(ids.pgid, p.pid());
+    }
+    // A live process that leads no group is no group.
+    let s = *sleeps.iter().next().unwrap();
+    let err = resolve(&[d(s, IdType::Gid)], 0).unwrap_err();
+    assert_eq!(err.to_string(), format!("-p {s}:GID: No such process"));
+}
+
+#[test]
+fn sid_names_the_session() {
+    let mut cmd = Command::new("setsid");
+    cmd.args([
+        "sh",
+        "-c",
+        "sleep 30 & echo s $!; sleep 30 & echo s $!; wait",
+    ]);
+    let mut p = Spawned::start(cmd);
+    let mut want = p.labelled_pids(2).remove("s").unwrap();
+    want.insert(p.pid());
+
+    let set = resolve(&[d(p.pid(), IdType::Sid)], 0).unwrap();
+    assert_eq!(pids_of(&set), want);
+    for ids in set.processes.values() {
+        assert_eq!(ids.sid, p.pid());
+    }
+    // The test's own session is not the new one.
+    assert_ne!(cpr::target::process_ids(me()).unwrap().sid, p.pid());
+}
+
+const TREE: &str = "\
+( sleep 30 & echo g1 $!; sleep 30 & echo g1 $!; wait ) & echo c1 $!
+( sleep 30 & echo g2 $!; sleep 30 & echo g2 $!; wait ) & echo c2 $!
+wait";
+
+#[test]
+fn hid_names_the_tree() {
+    let mut p = Spawned::sh(TREE);
+    let tree = p.labelled_pids(6);
+    let one = |label: &str| *tree[label].iter().next().unwrap();
+    let (c1, c2) = (one("c1"), one("c2"));
+
+    let mut want = set_of([p.pid(), c1, c2]);
+    want.extend(&tree["g1"]);
+    want.extend(&tree["g2"]);
+    assert_eq!(want.len(), 7);
+    let set = resolve(&[d(p.pid(), IdType::Hid)], 0).unwrap();
+    assert_eq!(pids_of(&set), want);
+
+    let mut want = set_of([c1]);
+    want.extend(&tree["g1"]);
+    let set = resolve(&[d(c1, IdType::Hid)], 0).unwrap();
+    assert_eq!(pids_of(&set), want);
+    for g in &tree["g1"] {
+        assert_eq!(set.processes[g].ppid, c1);
+    }
+
+    // A leaf is a tree of one.
+    let g = *tree["g2"].iter().next().unwrap();
+    assert_eq!(
+        pids_of(&resolve(&[d(g, IdType::Hid)], 0).unwrap()),
+        set_of([g])
+    );
+}
+
+#[test]
+fn sgp_names_threads_and_clone_vm_children_not_fork_children() {
+    let g = start_share_group();
+    let main = g.proc.pid();
+    let want = set_of([main, g.vm_child]);
+    for root in [main, g.vm_child] {
+        let set = resolve(&[d(root, IdType::Sgp)], 0).unwrap();
+        assert_eq!(pids_of(&set), want, "{root}:SGP");
+        assert_eq!(set.processes[&main].tids.len(), 3);
+        assert_eq!(set.processes[&g.vm_child].tids, vec![g.vm_child]);
+    }
+    // A thread ID names its process's share group too.
+    let tid = *g.threads.iter().next().unwrap();
+    assert_eq!(pids_of(&resolve(&[d(tid, IdType::Sgp)], 0).unwrap()), want);
+    // The fork child has its own address space.
+    let set = resolve(&[d(g.fork_child, IdType::Sgp)], 0).unwrap();
+    assert_eq!(pids_of(&set), set_of([g.fork_child]));
+    // And all three are main's tree.
+    let set = resolve(&[d(main, IdType::Hid)], 0).unwrap();
+    assert_eq!(pids_of(&set), set_of([main, g.vm_child, g.fork_child]));
+}
+
+#[test]
+fn combined_designators_are_deduplicated() {
+    let mut p = Spawned::sh(TREE);
+    let tree = p.labelled_pids(6);
+    let c1 = *tree["c1"].iter().next().unwrap();
+    let g1 = *tree["g1"].iter().next().unwrap();
+    let text = format!("{c1}:HID,{g1},{c1},{}:GID,{g1}:hid", p.pid());
+    let set = resolve(&parse_idlist(&text).unwrap(), 0).unwrap();
+    let whole = resolve(&[d(p.pid(), IdType::Gid)], 0).unwrap();
+    assert_eq!(set, whole);
+    assert_eq!(set.processes.len(), 7);
+}
+
+#[test]
+fn nothing_there_is_no_such_process() {
+    let free = free_pid();
+    for (designator, want) in [
+        (d(free, IdType::Pid), format!("-p {free}: No such process")),
+        (
+            d(free, IdType::Gid),
+            format!("-p {free}:GID: No such process"),
+        ),
+        (
+            d(free, IdType::Sid),
+            format!("-p {free}:SID: No such process"),
+        ),
+        (
+            d(free, IdType::Hid),
+            format!("-p {free}:HID: No such process"),
+        ),
+        (
+            d(free, IdType::Sgp),
+            format!("-p {free}:SGP: No such process"),
+        ),
+    ] {
+        let err = resolve(&[designator], 0).unwrap_err();
+        assert_eq!(err.kind, Kind::NoSuchProcess);
+        assert_eq!(err.to_string(), want);
+    }
+    // One bad designator among good ones still fails, naming the bad one.
+    let mut cmd = Command::new("sleep");
+    cmd.arg("30").process_group(0);
+    let p = Spawned::start(cmd);
+    let err = resolve(
+        &parse_idlist(&format!("{},{free}:GID", p.pid())).unwrap(),
+        0,
+    )
+    .unwrap_err();
+    assert_eq!(err.to_string(), format!("-p {free}:GID: No such process"));
+}
+
+#[test]
+fn cpr_cannot_checkpoint_itself() {
+    for designator in [
+        d(me(), IdType::Pid),
+        d(me(), IdType::Hid),
+        d(me(), IdType::Sgp),
+    ] {
+        let err = resolve(&[designator], 0).unwrap_err();
+        assert_eq!(err.kind, Kind::InvalidArgument);
+        assert!(
+            err.to_string()
+                .ends_with("Invalid argument: cpr cannot checkpoint itself"),
+            "{err}"
+        );
+    }
+    // Inside a tree it is left out: the test's parent's tree holds the test, not as a target.
+    let parent = cpr::target::process_ids(me()).unwrap().ppid;
+    if parent > 1
+        && let Ok(set) = resolve(&[d(parent, IdType::Hid)], 0)
+    {
+        assert!(!set.processes.contains_key(&me()));
+        assert!(set.processes.contains_key(&parent));
+    }
+}
+
+#[test]
+fn zombies_belong_to_their_tree() {
+    let mut p = Spawned::sh("sleep 30 & echo z $!; exec sleep 30");
+    let zombie: i32 = p.line().strip_prefix("z ").unwrap().parse().unwrap();
+    // Once the shell has become `sleep 30`, nothing reaps its child: killed, it stays a
+    // zombie.
+    while std::fs::read_to_string(format!("/proc/{}/comm", p.pid())).unwrap() != "sleep\n" {
+        std::thread::yield_now();
+    }
+    kill(Pid::from_raw(zombie), Signal::SIGKILL).unwrap();
+    loop {
+        let text = std::fs::read_to_string(format!("/proc/{zombie}/stat")).unwrap();
+        if parse_stat(&text).unwrap().is_dead() {
+            break;
+        }
+        std::thread::yield_now();
+    }
+    let set = resolve(&[d(p.pid(), IdType::Hid)], 0).unwrap();
+    assert_eq!(pids_of(&set), set_of([p.pid(), zombie]));
+    assert_eq!(set.processes[&zombie].tids, vec![zombie]);
+    assert_eq!(set.processes[&zombie].ppid, p.pid());
+}
+
+// ---------------------------------------------------------------------------------------
+// Permissions
+
+fn sleep_as(uid: Option<u32>) -> Spawned {
+    let mut cmd = Command::new("sleep");
+    cmd.arg("30").process_group(0);
+    if let Some(uid) = uid {
+        cmd.uid(uid).gid(uid);
+    }
+    Spawned::start(cmd)
+}
+
+#[test]
+fn non_root_may_not_name_root_processes() {
+    let p = sleep_as(None);
+    let err = resolve(&[d(p.pid(), IdType::Pid)], NOBODY).unwrap_err();
+    assert_eq!(err.kind, Kind::NotPermitted);
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with(&format!("process {}: Operation not permitted", p.pid())),
+        "{msg}"
+    );
+}
+
+#[test]
+fn owner_may_name_own_processes() {
+    let p = sleep_as(Some(NOBODY));
+    let set = resolve(&[d(p.pid(), IdType::Pid)], NOBODY).unwrap();
+    assert_eq!(pids_of(&set), set_of([p.pid()]));
+    assert_eq!(set.processes[&p.pid()].uids, [NOBODY; 4]);
+    assert_eq!(set.owner(), Some((NOBODY, NOBODY)));
+    // Root may too.
+    assert_eq!(resolve(&[d(p.pid(), IdType::Gid)], 0).unwrap(), set);
+}
+
+#[test]
+fn several_owners_need_root() {
+    let root = sleep_as(None);
+    let nobody = sleep_as(Some(NOBODY));
+    let list = [d(root.pid(), IdType::Pid), d(nobody.pid(), IdType::Pid)];
+    let err = resolve(&list, NOBODY).unwrap_err();
+    assert_eq!(err.kind, Kind::NotPermitted);
+    assert_eq!(
+        err.to_string(),
+        "Operation not permitted: processes have several owners (uids 0, 65534), only root may checkpoint them"
+    );
+    let set = resolve(&list, 0).unwrap();
+    assert_eq!(pids_of(&set), set_of([root.pid(), nobody.pid()]));
+    assert_eq!(set.owner(), None);
+}
+
+#[test]
+fn process_stat_of_the_test_itself_reads() {
+    // The parser reads this very process's stat line.
+    let text = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let s: ProcStat = parse_stat(&text).unwrap();
+    assert_eq!(s.pid, me());
+    assert_ne!(s.mm_layout, [0; 10]);
+    let status = parse_status(&std::fs::read_to_string("/proc/self/status").unwrap()).unwrap();
+    assert_eq!(status.tgid, me());
+    assert_eq!(status.uids[0], nix::unistd::getuid().as_raw());
+}
+
+#[test]
+fn kernel_threads_are_refused() {
+    let kthread = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .find(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|text| parse_stat(&text).ok())
+                .is_some_and(|s| s.is_kernel_thread())
+        });
+    let Some(kthread) = kthread else {
+        eprintln!("no kernel thread visible in this PID namespace; nothing to check");
+        return;
+    };
+    for designator in [d(kthread, IdType::Pid), d(kthread, IdType::Hid)] {
+        let err = resolve(&[designator], 0).unwrap_err();
+        assert_eq!(err.kind, Kind::InvalidArgument);
+        assert!(
+            err.to_string()
+                .ends_with(&format!("process {kthread} is a kernel thread")),
+            "{err}"
+        );
+    }
+}

@@ -184,3 +184,15 @@ impl AttrFile {
         resolve::policies_for(&self.blocks, process, ancestors)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpr_proto_parses_so_builtin_never_falls_back() {
+        let parsed = AttrFile::parse(CPR_PROTO, BUILTIN_SOURCE).unwrap();
+        assert_eq!(parsed.blocks.len(), 1);
+        assert_eq!(AttrFile::builtin(), parsed);
+    }
+}

@@ -208,17 +208,15 @@ fn policy_line(block: &mut Block, statement: Pair<Rule>, source: &str) -> Result
             ),
         ));
     }
-    if name != "FILE" {
-        if let Some(instance) = &instance {
-            return Err(error_at(
-                source,
-                instance,
-                format!(
-                    "{name} takes no file instance {} (only FILE does)",
-                    instance.as_str()
-                ),
-            ));
-        }
+    if let (false, Some(instance)) = (name == "FILE", &instance) {
+        return Err(error_at(
+            source,
+            instance,
+            format!(
+                "{name} takes no file instance {} (only FILE does)",
+                instance.as_str()
+            ),
+        ));
     }
     let what = format!("{name} action");
     match name.as_str() {
@@ -329,7 +327,8 @@ fn rule_order(rule: Rule) -> u8 {
         Rule::close_quote => 7,
         Rule::action => 8,
         Rule::rbrace => 9,
-        _ => 10,
+        Rule::EOI => 10,
+        _ => 11,
     }
 }
 
@@ -371,5 +370,57 @@ fn found_at(text: &str, pos: usize) -> String {
         format!("{short:?}...")
     } else {
         format!("{short:?}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn or_list_reads_as_english() {
+        assert_eq!(or_list(&[]), "");
+        assert_eq!(or_list(&["a"]), "a");
+        assert_eq!(or_list(&["a", "b"]), "a or b");
+        assert_eq!(or_list(&["a", "b", "c"]), "a, b or c");
+    }
+
+    #[test]
+    fn found_token_is_a_word_a_string_a_character_or_an_end() {
+        let text = "CKPT x_1{ \"a b\" \u{e9}\n";
+        assert_eq!(found_at(text, 0), "\"CKPT\"");
+        assert_eq!(found_at(text, 5), "\"x_1\"");
+        assert_eq!(found_at(text, 8), "\"{\"");
+        assert_eq!(found_at(text, 10), "\"a b\"");
+        assert_eq!(found_at(text, 16), "\"\u{e9}\"");
+        assert_eq!(found_at(text, 18), "end of line");
+        assert_eq!(found_at(text, 19), "end of file");
+        assert_eq!(found_at(text, 17), "end of file"); // inside a character: no panic
+        let long = "x".repeat(100);
+        assert_eq!(found_at(&long, 0), format!("{:?}...", "x".repeat(40)));
+    }
+
+    #[test]
+    fn every_rule_has_words() {
+        for rule in [
+            Rule::EOI,
+            Rule::file,
+            Rule::block,
+            Rule::ckpt,
+            Rule::id_type,
+            Rule::id_value,
+            Rule::lbrace,
+            Rule::rbrace,
+            Rule::statement,
+            Rule::policy,
+            Rule::action,
+            Rule::colon,
+            Rule::instance,
+            Rule::pattern,
+            Rule::close_quote,
+        ] {
+            assert_ne!(rule_words(rule), "something else", "{rule:?}");
+            assert!(rule_order(rule) < 11, "{rule:?}");
+        }
     }
 }

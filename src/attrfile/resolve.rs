@@ -6,6 +6,7 @@
 //! that sets it; of equally strong blocks, the later one in the file wins. See cpr(5).
 
 use glob::{MatchOptions, Pattern};
+use std::cmp::Reverse;
 use std::path::Path;
 
 use super::{Block, BlockTarget, FileAction, FileRule, ProcessPolicies};
@@ -49,15 +50,20 @@ fn strength(target: &BlockTarget, process: &ProcessIds, ancestors: &[i32]) -> Op
     }
 }
 
-/// How specific a FILE glob is: a literal name beats any glob; then more literal
-/// characters; then a longer pattern.
-fn glob_specificity(pattern: &str) -> (bool, usize, usize) {
+/// How specific a FILE glob is, greater is more: a literal name beats any glob; then
+/// more literal characters; then fewer `*`; then a longer pattern.
+fn glob_specificity(pattern: &str) -> (bool, usize, Reverse<usize>, usize) {
     let mut literal = 0;
+    let mut stars = 0;
     let mut wild = false;
     let mut chars = pattern.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
-            '*' | '?' => wild = true,
+            '*' => {
+                wild = true;
+                stars += 1;
+            }
+            '?' => wild = true,
             '[' => {
                 wild = true;
                 // A class: `[abc]`, `[!abc]`, `[]abc]`; its first `]` is a member.
@@ -76,7 +82,7 @@ fn glob_specificity(pattern: &str) -> (bool, usize, usize) {
             _ => literal += 1,
         }
     }
-    (!wild, literal, pattern.chars().count())
+    (!wild, literal, Reverse(stars), pattern.chars().count())
 }
 
 pub(super) fn policies_for(
@@ -90,7 +96,7 @@ pub(super) fn policies_for(
         .enumerate()
         .filter_map(|(i, b)| strength(&b.target, process, ancestors).map(|s| (s, i, b)))
         .collect();
-    matching.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+    matching.sort_by_key(|m| Reverse((m.0, m.1)));
 
     ProcessPolicies {
         will: matching.iter().find_map(|m| m.2.will).unwrap_or_default(),
@@ -109,7 +115,7 @@ fn file_rules(matching: &[(Strength, usize, &Block)]) -> Vec<FileRule> {
     let mut out = Vec::new();
     for group in matching.chunk_by(|a, b| a.0 == b.0) {
         // `group` is latest block first.
-        let mut globs: Vec<((bool, usize, usize), usize, usize, &FileRule)> = Vec::new();
+        let mut globs: Vec<(_, usize, usize, &FileRule)> = Vec::new();
         let mut default = None;
         for &(_, block_index, block) in group {
             for (rule_index, rule) in block.files.iter().enumerate() {
@@ -122,7 +128,7 @@ fn file_rules(matching: &[(Strength, usize, &Block)]) -> Vec<FileRule> {
                 }
             }
         }
-        globs.sort_by(|a, b| (b.0, b.1, b.2).cmp(&(a.0, a.1, a.2)));
+        globs.sort_by_key(|g| Reverse((g.0, g.1, g.2)));
         out.extend(globs.into_iter().map(|g| g.3.clone()));
         if let Some(default) = default {
             out.push(default.clone());
@@ -153,4 +159,57 @@ pub(super) fn file_action(rules: &[FileRule], path: &Path) -> FileAction {
         }
     }
     FileAction::default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_specificity_orders_literal_then_literals_then_stars_then_length() {
+        let s = glob_specificity;
+        assert_eq!(s("/tmp/a"), (true, 6, Reverse(0), 6));
+        assert_eq!(s("/tmp/*"), (false, 5, Reverse(1), 6));
+        assert_eq!(s("/[]!]x?"), (false, 2, Reverse(0), 7));
+        assert_eq!(s("/[!ab]*"), (false, 1, Reverse(1), 7));
+        assert!(s("/a") > s("/tmp/*/*/*"));
+        assert!(s("/tmp/k*") > s("/tmp/*"));
+        assert!(s("/tmp/?") > s("/tmp/*"));
+        assert!(s("/tmp/[ab]") > s("/tmp/?"));
+    }
+
+    #[test]
+    fn hid_strength_falls_with_distance() {
+        let ids = ProcessIds {
+            pid: 4,
+            ppid: 3,
+            pgid: 4,
+            sid: 4,
+            uids: [0; 4],
+            gids: [0; 4],
+            tids: vec![4],
+        };
+        let at = |id| strength(&BlockTarget::Id(IdType::Hid, id), &ids, &[3, 2, 1]);
+        assert!(at(4) > at(3));
+        assert!(at(3) > at(1));
+        assert_eq!(at(9), None);
+        let sgp = strength(&BlockTarget::Id(IdType::Sgp, 4), &ids, &[]);
+        assert!(sgp > at(4));
+        let gid = strength(&BlockTarget::Id(IdType::Gid, 4), &ids, &[]);
+        assert!(at(1) > gid);
+        assert_eq!(
+            strength(&BlockTarget::Id(IdType::Pid, u64::MAX), &ids, &[]),
+            None
+        );
+    }
+
+    #[test]
+    fn file_action_without_rules_is_merge() {
+        assert_eq!(file_action(&[], Path::new("/x")), FileAction::Merge);
+        let bad = FileRule {
+            pattern: Some("[".into()),
+            action: FileAction::Ignore,
+        };
+        assert_eq!(file_action(&[bad], Path::new("[")), FileAction::Merge);
+    }
 }

@@ -588,6 +588,36 @@ fn file_rules_of_stronger_blocks_come_first_and_a_default_ends_the_list() {
     assert_eq!(q.file_action(Path::new("/home/u/f")), FileAction::Append);
 }
 
+#[test]
+fn man_page_example_behaves_as_documented() {
+    let f = parse(
+        r#"# Everyone: keep running after checkpoint, append to logs.
+CKPT * {
+    WILL: CONT
+    FILE: "*.log": APPEND
+}
+# The batch job rooted at 0x8ae: save its data files,
+# reopen everything else at offset zero.
+CKPT HID 0x8ae {
+    FILE: "/data/*": REPLACE
+    FILE: IGNORE
+}"#,
+    );
+    let p = f.policies_for(&process(4000, 4000, 1), &[3000, 0x8ae, 1]);
+    assert_eq!(p.file_action(Path::new("/data/in")), FileAction::Replace);
+    assert_eq!(p.file_action(Path::new("/tmp/run.log")), FileAction::Ignore);
+    assert_eq!(p.will, WillAction::Cont);
+    let outside = f.policies_for(&process(5000, 5000, 1), &[1]);
+    assert_eq!(
+        outside.file_action(Path::new("/tmp/run.log")),
+        FileAction::Append
+    );
+    assert_eq!(
+        outside.file_action(Path::new("/data/in")),
+        FileAction::Merge
+    );
+}
+
 // ---- loading ---------------------------------------------------------------------------
 
 fn defaults() -> ProcessPolicies {

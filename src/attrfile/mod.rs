@@ -1,12 +1,22 @@
 //! `.cpr` attribute files: `CKPT IDtype IDvalue { policy: instance: action ... }`.
-//! Grammar in `cpr.pest`; this module parses and resolves the policies that apply to
-//! one process and to one of its files.
+//! Grammar in `cpr.pest` (read by `parse`); `resolve` picks the policies that apply to
+//! one process and to one of its files. The format and its precedence rules are
+//! documented in man/cpr.5.
 
 use serde::{Deserialize, Serialize};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::error::Result;
+use crate::error::{Error, Kind, Result};
 use crate::target::{IdType, ProcessIds};
+
+mod parse;
+mod resolve;
+
+/// The sample attribute file; its policies are the built-in defaults.
+const CPR_PROTO: &str = include_str!("../../etc/cpr_proto");
+
+/// How the built-in defaults are named in messages and in `AttrFile::source`.
+pub const BUILTIN_SOURCE: &str = "built-in defaults";
 
 /// FILE policy actions (guide, "FILE Policy").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -91,31 +101,98 @@ pub struct ProcessPolicies {
 }
 
 impl ProcessPolicies {
-    /// The disposition for one open file of this process.
+    /// The disposition for one open file of this process: the action of the first rule
+    /// in `files` whose pattern matches `path` (a rule without pattern matches every
+    /// file), else MERGE.
     pub fn file_action(&self, path: &Path) -> FileAction {
-        todo!("issue 2: {}", path.display())
+        resolve::file_action(&self.files, path)
     }
 }
 
 impl AttrFile {
     /// Parses attribute-file text; `source` names it in errors (file:line:column).
     pub fn parse(text: &str, source: &str) -> Result<AttrFile> {
-        todo!("issue 2: parse {source} {}", text.len())
+        Ok(AttrFile {
+            source: source.to_string(),
+            blocks: parse::parse_blocks(text, source)?,
+        })
+    }
+
+    /// Reads and parses one attribute file. A file that is missing, unreadable, not
+    /// UTF-8 or not valid is an error naming it.
+    pub fn load(path: &Path) -> Result<AttrFile> {
+        let source = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| Error::io(&source, e))?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+            // `good` is valid UTF-8 by construction.
+            let good = std::str::from_utf8(good).unwrap_or("");
+            let line = good.matches('\n').count() + 1;
+            let col = good.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+            Error::with_detail(
+                format!("{source}:{line}:{col}"),
+                Kind::InvalidArgument,
+                "text is not UTF-8",
+            )
+        })?;
+        AttrFile::parse(&text, &source)
+    }
+
+    /// Where the user's attribute file is: `$HOME/.cpr`, or, when HOME is unset or
+    /// empty, `.cpr` in the home directory of the caller's password entry. `None` when
+    /// neither gives a home directory.
+    pub fn default_path() -> Option<PathBuf> {
+        let home = match std::env::var_os("HOME") {
+            Some(home) if !home.is_empty() => PathBuf::from(home),
+            _ => {
+                nix::unistd::User::from_uid(nix::unistd::getuid())
+                    .ok()
+                    .flatten()?
+                    .dir
+            }
+        };
+        Some(home.join(".cpr"))
     }
 
     /// `$HOME/.cpr` (HOME unset: the password entry's home), else the built-in defaults.
+    /// A file that exists but cannot be read or is not valid is an error.
     pub fn load_default() -> Result<AttrFile> {
-        todo!("issue 2")
+        let Some(path) = AttrFile::default_path() else {
+            return Ok(AttrFile::builtin());
+        };
+        match std::fs::metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(AttrFile::builtin()),
+            _ => AttrFile::load(&path),
+        }
     }
 
-    /// The built-in defaults, the same as `etc/cpr_proto`.
+    /// The built-in defaults: `etc/cpr_proto`, compiled in.
     pub fn builtin() -> AttrFile {
-        todo!("issue 2")
+        // A test parses the same text, so this cannot fail in a built cpr; fall back to
+        // no blocks (which also means every default) rather than panic.
+        AttrFile::parse(CPR_PROTO, BUILTIN_SOURCE).unwrap_or_else(|_| AttrFile {
+            source: BUILTIN_SOURCE.to_string(),
+            blocks: Vec::new(),
+        })
     }
 
     /// The policies for one process. `ancestors` are the PIDs above it (parent first),
-    /// for HID blocks.
+    /// for HID blocks. Each policy comes from the most specific matching block that sets
+    /// it (PID > SGP > HID, nearest root first > GID > SID > `*`; ties: later block);
+    /// unset policies take their defaults.
     pub fn policies_for(&self, process: &ProcessIds, ancestors: &[i32]) -> ProcessPolicies {
-        todo!("issue 2: {process:?} {ancestors:?}")
+        resolve::policies_for(&self.blocks, process, ancestors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpr_proto_parses_so_builtin_never_falls_back() {
+        let parsed = AttrFile::parse(CPR_PROTO, BUILTIN_SOURCE).unwrap();
+        assert_eq!(parsed.blocks.len(), 1);
+        assert_eq!(AttrFile::builtin(), parsed);
     }
 }

@@ -1,6 +1,106 @@
 //! cpr(1): parse, call the library, print an error once, exit.
+//!
+//! Exit status: 0 when every operation succeeded, 1 when any failed, 2 for a usage error
+//! (clap prints those itself).
 
-fn main() -> std::process::ExitCode {
-    eprintln!("cpr: the command line is not built yet");
-    std::process::ExitCode::from(2)
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cpr::attrfile::AttrFile;
+use cpr::cli::{CheckpointRequest, Cli, Request};
+use cpr::error::{Context, Error, Result};
+use cpr::ops::{self, CheckpointOptions, RestartOptions};
+use cpr::statefile::{self, Statefile, reader::Verify};
+use cpr::target;
+
+fn main() -> ExitCode {
+    let failures = match Cli::parse().request() {
+        Request::Checkpoint(request) => checkpoint(request).err().into_iter().collect(),
+        Request::Restart {
+            statefiles,
+            interactive,
+        } => ops::restart(&RestartOptions {
+            statefiles,
+            interactive,
+        })
+        .err()
+        .into_iter()
+        .collect(),
+        Request::Info { statefiles, json } => info(&statefiles, json),
+        Request::Delete { statefiles } => statefiles
+            .iter()
+            .filter_map(|path| statefile::remove(path, ops::caller_uid()).err())
+            .collect(),
+    };
+    for error in &failures {
+        eprintln!("cpr: {error}");
+    }
+    if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// `-c`: checks the designators name live processes the caller may checkpoint, reads the
+/// attribute file, and hands over to the library. Quiet on success, as IRIX.
+fn checkpoint(request: CheckpointRequest) -> Result<()> {
+    let designators = target::parse_idlist(&request.idlist)?;
+    target::resolve(&designators, ops::caller_uid())?;
+    let attributes = match &request.attributes {
+        Some(path) => load_attributes(path)?,
+        None => AttrFile::load_default()?,
+    };
+    ops::checkpoint(&CheckpointOptions {
+        statefile: request.statefile,
+        idlist: request.idlist,
+        force: request.force,
+        will: request.will,
+        upgrade: request.upgrade,
+        attributes: Some(attributes),
+    })?;
+    Ok(())
+}
+
+/// `--attributes FILE`.
+fn load_attributes(path: &Path) -> Result<AttrFile> {
+    let text = std::fs::read_to_string(path).ctx(path.display())?;
+    AttrFile::parse(&text, &path.display().to_string())
+}
+
+/// `-i`: every statefile that opens is shown; each one that does not is one error.
+fn info(statefiles: &[PathBuf], json: bool) -> Vec<Error> {
+    let mut failures = Vec::new();
+    let mut shown = Vec::new();
+    for path in statefiles {
+        match Statefile::open(path, Verify::Sizes) {
+            Ok(sf) => shown.push(sf),
+            Err(e) => failures.push(e),
+        }
+    }
+    let text = if json {
+        let values: Vec<_> = shown.iter().map(statefile::info::render_json).collect();
+        let mut text = serde_json::to_string_pretty(&values).expect("JSON values serialize");
+        text.push('\n');
+        text
+    } else {
+        let pages: Vec<_> = shown.iter().map(statefile::info::render_text).collect();
+        pages
+            .iter()
+            .map(|p| p.trim_end_matches('\n'))
+            .collect::<Vec<_>>()
+            .join("\n\n")
+            + if pages.is_empty() { "" } else { "\n" }
+    };
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        // A closed pipe (`cpr -i x | head`) is not worth a complaint.
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            failures.push(Error::io("standard output", e));
+        }
+    }
+    failures
 }

@@ -1,6 +1,8 @@
 //! Checkpoint and restart. One module per kind of kernel object, each holding its dump
 //! and its restore; `ptrace/` is the backend.
 
+pub mod checkpoint;
+pub mod files;
 pub mod memory;
 pub mod process;
 pub mod procfs;
@@ -14,11 +16,7 @@ use crate::error::{Error, Kind, Result};
 use crate::ops::{CheckpointOptions, RestartOptions};
 
 pub fn checkpoint(options: &CheckpointOptions) -> Result<PathBuf> {
-    Err(Error::with_detail(
-        options.statefile.display().to_string(),
-        Kind::NotImplemented,
-        "the checkpoint engine is not built yet",
-    ))
+    checkpoint::checkpoint(options)
 }
 
 pub fn restart(options: &RestartOptions) -> Result<()> {

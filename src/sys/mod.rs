@@ -216,3 +216,21 @@ pub fn same_open_file(pid1: i32, fd1: i32, pid2: i32, fd2: i32) -> Result<bool, 
     let rc = unsafe { libc::syscall(libc::SYS_kcmp, pid1, pid2, 0 /* KCMP_FILE */, fd1 as u64, fd2 as u64) };
     Errno::result(rc).map(|r| r == 0)
 }
+
+/// dup2(2) on raw numbers (the restore child places descriptors at exact numbers).
+pub fn dup2(from: i32, to: i32) -> Result<(), Errno> {
+    // SAFETY: integer arguments; dup2 replaces `to` atomically, which is the intent.
+    Errno::result(unsafe { libc::dup2(from, to) }).map(drop)
+}
+
+/// Sets or clears FD_CLOEXEC on a raw descriptor.
+pub fn set_cloexec(fd: i32, on: bool) -> Result<(), Errno> {
+    // SAFETY: integer arguments.
+    Errno::result(unsafe { libc::fcntl(fd, libc::F_SETFD, if on { libc::FD_CLOEXEC } else { 0 }) }).map(drop)
+}
+
+/// close(2) on a raw number the caller knows it owns.
+pub fn close(fd: i32) {
+    // SAFETY: the caller owns the descriptor and never uses the number again.
+    unsafe { libc::close(fd) };
+}

@@ -1,0 +1,307 @@
+//! `cpr -c`: the checkpoint as a list of phases.
+//!
+//! 1. resolve the designators, read the attribute file
+//! 2. freeze every thread of every process (seize + interrupt, until the set is stable)
+//! 3. per process: what only the process can tell (injected calls), memory, files, the rest
+//! 4. commit the statefile (fsync'd, renamed into place)
+//! 5. WILL: EXIT/KILL end the originals; CONT lets them run on
+//!
+//! Any failure before 5 lets every process run on untouched and leaves no statefile.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::memory::{self, MmRecord};
+use super::ptrace::{self, Gate, Injector, Regs};
+use super::{files, process, procfs, signals, threads};
+use crate::attrfile::{AttrFile, ProcessPolicies, WillAction};
+use crate::error::{Context, Error, Kind, Result};
+use crate::ops::CheckpointOptions;
+use crate::statefile::{self, Flags, Manifest, Owner, ProcessSummary, StatefileWriter};
+use crate::target::{self, TargetSet};
+
+/// `proc/<pid>/core.json`: everything of a process but its memory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CoreRecord {
+    pub process: process::ProcessRecord,
+    pub threads: Vec<threads::ThreadRecord>,
+    pub signals: signals::SignalsRecord,
+    pub fds: Vec<files::FdRecord>,
+    pub policies: ProcessPolicies,
+}
+
+pub fn core_path(pid: i32) -> String {
+    format!("proc/{pid}/core.json")
+}
+pub fn mm_path(pid: i32) -> String {
+    format!("proc/{pid}/mm.json")
+}
+pub fn pages_path(pid: i32) -> String {
+    format!("proc/{pid}/pages")
+}
+
+/// The frozen processes. Dropped without `kill`, it lets them all run on.
+struct Freezer {
+    /// pid -> its thread IDs (main thread first), all seized and stopped.
+    threads: BTreeMap<i32, Vec<i32>>,
+    /// Threads whose registers injection changed: the registers to put back.
+    touched: Vec<(i32, Regs)>,
+    done: bool,
+}
+
+impl Freezer {
+    fn freeze(set: &TargetSet) -> Result<Freezer> {
+        let mut f = Freezer { threads: BTreeMap::new(), touched: Vec::new(), done: false };
+        for &pid in set.processes.keys() {
+            f.threads.insert(pid, Vec::new());
+        }
+        // seize until a pass finds no new thread: threads created meanwhile are caught
+        loop {
+            let mut new = 0;
+            for (&pid, seized) in f.threads.iter_mut() {
+                let tids = match procfs::thread_ids(pid) {
+                    Ok(t) => t,
+                    Err(_) => return Err(Error::with_detail(format!("process {pid}"), Kind::NoSuchProcess, "exited during checkpoint")),
+                };
+                for tid in tids {
+                    if seized.contains(&tid) {
+                        continue;
+                    }
+                    match ptrace::seize_and_stop(tid, 0) {
+                        Ok(()) => {
+                            seized.push(tid);
+                            new += 1;
+                        }
+                        // a thread that ended between listing and seizing
+                        Err(e) if e.kind == Kind::NoSuchProcess && tid != pid => continue,
+                        Err(e) => return Err(e.context(format!("process {pid}"))),
+                    }
+                }
+                // main thread first
+                if let Some(i) = seized.iter().position(|t| *t == pid) {
+                    let t = seized.remove(i);
+                    seized.insert(0, t);
+                }
+            }
+            if new == 0 {
+                break;
+            }
+        }
+        // threads that ended while stopped are dropped from the lists
+        for (&pid, tids) in f.threads.iter_mut() {
+            tids.retain(|t| *t == pid || std::path::Path::new(&format!("/proc/{pid}/task/{t}")).exists());
+        }
+        Ok(f)
+    }
+
+    /// Lets every process run on: registers put back (calls they were in re-issued),
+    /// then detached.
+    fn release(&mut self) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        for (tid, regs) in &self.touched {
+            let _ = ptrace::set_regs(*tid, &threads::resume_regs(regs));
+        }
+        for tids in self.threads.values() {
+            for &tid in tids {
+                let _ = ptrace::detach(tid, 0);
+            }
+        }
+    }
+
+    /// Ends every process (WILL EXIT / KILL) and waits until they are gone.
+    fn kill(&mut self) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        for &pid in self.threads.keys() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+        for tids in self.threads.values() {
+            for &tid in tids {
+                // collect the tracee's end so it does not linger as traced
+                let _ = ptrace::wait(tid);
+            }
+        }
+    }
+}
+
+impl Drop for Freezer {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// Finds a `syscall` instruction in the process's vDSO: injection goes through it, so
+/// the target's own code is never written.
+fn syscall_gate(pid: i32) -> Result<u64> {
+    let maps = procfs::read_maps(pid)?;
+    let vdso = maps.iter().find(|m| m.path == "[vdso]").ok_or_else(|| {
+        Error::with_detail(format!("process {pid}"), Kind::CheckpointError, "no vDSO to run system calls through")
+    })?;
+    let code = ptrace::read_mem(pid, vdso.start, (vdso.end - vdso.start) as usize)?;
+    code.windows(2)
+        .position(|w| w == [0x0f, 0x05])
+        .map(|off| vdso.start + off as u64)
+        .ok_or_else(|| Error::with_detail(format!("process {pid}"), Kind::CheckpointError, "no syscall instruction in the vDSO"))
+}
+
+pub fn checkpoint(options: &CheckpointOptions) -> Result<PathBuf> {
+    // 1. what to checkpoint, and how
+    let designators = target::parse_idlist(&options.idlist)?;
+    let set = target::resolve(&designators, crate::ops::caller_uid())?;
+    let attributes = match &options.attributes {
+        Some(a) => a.clone(),
+        None => AttrFile::load_default()?,
+    };
+    let (uid, gid) = set.owner().unwrap_or((0, 0));
+    let owner = Owner { uid, gid };
+    let mut policies: BTreeMap<i32, ProcessPolicies> = BTreeMap::new();
+    for (pid, ids) in &set.processes {
+        let mut p = attributes.policies_for(ids, &ancestors(*pid));
+        if let Some(w) = options.will {
+            p.will = w;
+        }
+        policies.insert(*pid, p);
+    }
+    let will = options.will.unwrap_or_else(|| policies.values().next().map(|p| p.will).unwrap_or_default());
+
+    // 2. freeze
+    let mut frozen = Freezer::freeze(&set)?;
+
+    // 3. dump
+    let mut writer = StatefileWriter::create(&options.statefile, options.force, owner)?;
+    let mut summaries = Vec::new();
+    let pids: Vec<i32> = frozen.threads.keys().copied().collect();
+    for pid in pids {
+        let tids = frozen.threads[&pid].clone();
+        let summary = dump_process(pid, &tids, &policies[&pid], &mut writer, &mut frozen.touched)
+            .map_err(|e| e.context(format!("{}", options.statefile.display())))?;
+        summaries.push(summary);
+    }
+
+    // 4. commit: durable before anything happens to the originals
+    let manifest = Manifest {
+        revision: statefile::REVISION,
+        cpr_version: env!("CARGO_PKG_VERSION").to_string(),
+        created: chrono::Utc::now().to_rfc3339(),
+        host: nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default(),
+        kernel: nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default(),
+        owner,
+        designators: options.idlist.clone(),
+        flags: Flags { will, upgrade: options.upgrade },
+        processes: summaries,
+        files: Vec::new(),
+    };
+    let path = writer.commit(manifest)?;
+
+    // 5. WILL
+    let all_cont = policies.values().all(|p| p.will == WillAction::Cont);
+    if all_cont {
+        frozen.release();
+    } else {
+        // processes with CONT run on; the others end
+        let cont: Vec<i32> = policies.iter().filter(|(_, p)| p.will == WillAction::Cont).map(|(pid, _)| *pid).collect();
+        for pid in cont {
+            if let Some(tids) = frozen.threads.remove(&pid) {
+                for (tid, regs) in frozen.touched.iter().filter(|(t, _)| tids.contains(t)) {
+                    let _ = ptrace::set_regs(*tid, &threads::resume_regs(regs));
+                }
+                for tid in tids {
+                    let _ = ptrace::detach(tid, 0);
+                }
+            }
+        }
+        frozen.kill();
+    }
+    Ok(path)
+}
+
+fn ancestors(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let mut cur = pid;
+    while let Ok(s) = procfs::read_stat(cur) {
+        let ppid = s.field(4) as i32;
+        if ppid <= 0 || out.contains(&ppid) {
+            break;
+        }
+        out.push(ppid);
+        cur = ppid;
+    }
+    out
+}
+
+fn dump_process(
+    pid: i32,
+    tids: &[i32],
+    policies: &ProcessPolicies,
+    writer: &mut StatefileWriter,
+    touched: &mut Vec<(i32, Regs)>,
+) -> Result<ProcessSummary> {
+    let who = format!("process {pid}");
+    let regs: Vec<Regs> = tids.iter().map(|t| ptrace::get_regs(*t)).collect::<Result<_>>()?;
+    // What only the process can tell, by calls injected through its vDSO's syscall
+    // instruction, with a scratch page mapped for the purpose and removed after.
+    let gate = Gate::SyscallInsn(syscall_gate(pid)?);
+    let main = Injector::new(pid, gate)?;
+    touched.push((pid, regs[0]));
+    let scratch = main.check(
+        "mmap scratch",
+        libc::SYS_mmap,
+        [0, 3 * memory::PAGE, (libc::PROT_READ | libc::PROT_WRITE) as u64, (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64, u64::MAX, 0],
+    )?;
+    let injected = (|| -> Result<(signals::SignalsRecord, u64, Vec<threads::ThreadRecord>)> {
+        let sig = signals::dump(pid, &main, scratch)?;
+        let brk = main.check("brk", libc::SYS_brk, [0; 6])?;
+        let mut trecs = Vec::new();
+        for (i, &tid) in tids.iter().enumerate() {
+            let rec = if tid == pid {
+                threads::dump(tid, pid, &regs[i], &main, scratch + 2 * memory::PAGE)?
+            } else {
+                let inj = Injector::new(tid, gate)?;
+                touched.push((tid, regs[i]));
+                threads::dump(tid, pid, &regs[i], &inj, scratch + 2 * memory::PAGE)?
+            };
+            trecs.push(rec);
+        }
+        Ok((sig, brk, trecs))
+    })();
+    main.check("munmap scratch", libc::SYS_munmap, [scratch, 3 * memory::PAGE, 0, 0, 0, 0])?;
+    let (signals_rec, brk, thread_recs) = injected?;
+
+    // memory
+    let vmas = memory::plan(pid)?;
+    let mut sink = writer.create_file(&pages_path(pid))?;
+    let pages_bytes = memory::dump_pages(pid, &vmas, &mut sink)?;
+    writer.finish_file(sink)?;
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).map(|p| p.to_string_lossy().into_owned()).ctx(&who)?;
+    let mm = MmRecord { fields: memory::mm_fields(pid, brk)?, auxv: memory::read_auxv(pid)?, exe, pages_bytes, vmas };
+    writer.write_json(&mm_path(pid), &mm)?;
+
+    // files and the rest
+    let fds = files::dump(pid, policies, writer)?;
+    let proc_rec = process::dump(pid)?;
+    let summary = ProcessSummary {
+        pid,
+        ppid: proc_rec.ppid,
+        pgid: proc_rec.pgid,
+        sid: proc_rec.sid,
+        uids: proc_rec.uids,
+        gids: proc_rec.gids,
+        command: proc_rec.comm.clone(),
+        args: proc_rec.args.clone(),
+        cwd: proc_rec.cwd.clone(),
+        root: proc_rec.root.clone(),
+        threads: thread_recs.len(),
+        open_files: files::summaries(&fds),
+        policies: policies.clone(),
+    };
+    let core = CoreRecord { process: proc_rec, threads: thread_recs, signals: signals_rec, fds, policies: policies.clone() };
+    writer.write_json(&core_path(pid), &core)?;
+    Ok(summary)
+}

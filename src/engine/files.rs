@@ -1,0 +1,265 @@
+//! Open files: regular files (with the FILE policies of the attribute file), deleted-but-
+//! open files, directories, and the guide's safe devices. Dump reads /proc/PID/fd and
+//! fdinfo; restore reopens them natively in the restore child, at the same numbers.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+
+use serde::{Deserialize, Serialize};
+
+use crate::attrfile::{FileAction, ProcessPolicies};
+use crate::error::{Context, Error, Kind, Result};
+use crate::statefile::{Statefile, StatefileWriter};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FdKind {
+    Regular,
+    /// Deleted while open: its content is in the statefile.
+    Deleted,
+    Directory,
+    /// /dev/null, /dev/zero, /dev/tty, a terminal, ...
+    Device,
+    /// Another descriptor of this process sharing the same open file description.
+    Dup { of: i32 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FdRecord {
+    pub fd: i32,
+    pub kind: FdKind,
+    pub path: String,
+    /// open(2) flags from fdinfo (access mode, O_APPEND, O_NONBLOCK, ...).
+    pub flags: i32,
+    pub cloexec: bool,
+    pub pos: u64,
+    pub action: FileAction,
+    /// Statefile path of the saved content (REPLACE, SUBSTITUTE, deleted files).
+    pub saved: Option<String>,
+}
+
+/// Devices the guide calls checkpoint safe, plus terminals and the random devices.
+fn safe_device(path: &str) -> bool {
+    matches!(path, "/dev/null" | "/dev/zero" | "/dev/tty" | "/dev/console" | "/dev/full" | "/dev/random" | "/dev/urandom")
+        || path.starts_with("/dev/pts/")
+        || path.starts_with("/dev/tty")
+}
+
+fn fdinfo(pid: i32, fd: i32) -> Result<(u64, i32)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).ctx(format!("process {pid} fd {fd}"))?;
+    let field = |k: &str| text.lines().find_map(|l| l.strip_prefix(k)).map(str::trim).unwrap_or("0").to_string();
+    let pos = field("pos:").parse().unwrap_or(0);
+    let flags = i32::from_str_radix(&field("flags:"), 8).unwrap_or(0);
+    Ok((pos, flags))
+}
+
+/// Lists and classifies the descriptors of a stopped process; saves file contents the
+/// policies ask for. An object that is not checkpoint safe is "Checkpoint error" naming
+/// the process, the descriptor and the object.
+pub fn dump(pid: i32, policies: &ProcessPolicies, writer: &mut StatefileWriter) -> Result<Vec<FdRecord>> {
+    let mut fds: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ctx(format!("process {pid}"))?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    fds.sort();
+    let mut out: Vec<FdRecord> = Vec::new();
+    for fd in fds {
+        let who = format!("process {pid} fd {fd}");
+        let link = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ctx(&who)?.to_string_lossy().into_owned();
+        let (pos, flags) = fdinfo(pid, fd)?;
+        let cloexec = flags & libc::O_CLOEXEC != 0;
+        let flags = flags & !libc::O_CLOEXEC;
+        // a dup of an earlier descriptor shares its offset and flags
+        if let Some(first) = out.iter().find(|r| crate::sys::same_open_file(pid, r.fd, pid, fd).unwrap_or(false)) {
+            let of = match first.kind {
+                FdKind::Dup { of } => of,
+                _ => first.fd,
+            };
+            out.push(FdRecord { fd, kind: FdKind::Dup { of }, path: link, flags, cloexec, pos, action: first.action, saved: None });
+            continue;
+        }
+        let unsafe_object = |what: &str| Error::with_detail(who.clone(), Kind::CheckpointError, format!("{link}: {what} is not checkpoint safe"));
+        if link.starts_with("socket:") {
+            return Err(unsafe_object("a socket"));
+        }
+        if link.starts_with("pipe:") {
+            return Err(unsafe_object("a pipe to a process outside the checkpoint"));
+        }
+        if link.starts_with("anon_inode:") || !link.starts_with('/') {
+            return Err(unsafe_object("this kind of descriptor"));
+        }
+        let meta = std::fs::metadata(format!("/proc/{pid}/fd/{fd}")).ctx(&who)?;
+        let ft = meta.file_type();
+        let (kind, path) = if ft.is_char_device() || ft.is_block_device() {
+            if !safe_device(&link) {
+                return Err(unsafe_object("this device"));
+            }
+            (FdKind::Device, link.clone())
+        } else if ft.is_dir() {
+            (FdKind::Directory, link.clone())
+        } else if ft.is_fifo() {
+            return Err(unsafe_object("a FIFO"));
+        } else if ft.is_file() {
+            match link.strip_suffix(" (deleted)") {
+                Some(p) if meta.nlink() == 0 => (FdKind::Deleted, p.to_string()),
+                _ => (FdKind::Regular, link.clone()),
+            }
+        } else {
+            return Err(unsafe_object("this kind of file"));
+        };
+        let action = if kind == FdKind::Regular { policies.file_action(std::path::Path::new(&path)) } else { FileAction::Merge };
+        let saved = if kind == FdKind::Deleted || matches!(action, FileAction::Replace | FileAction::Substitute) {
+            let rel = format!("files/{pid}-fd{fd}");
+            let mut src = std::fs::File::open(format!("/proc/{pid}/fd/{fd}")).ctx(&who)?;
+            let mut sink = writer.create_file(&rel)?;
+            std::io::copy(&mut src, &mut sink).ctx(format!("{who}: saving {path}"))?;
+            writer.finish_file(sink)?;
+            Some(rel)
+        } else {
+            None
+        };
+        out.push(FdRecord { fd, kind, path, flags, cloexec, pos, action, saved });
+    }
+    Ok(out)
+}
+
+fn open_flags_for_reopen(flags: i32) -> i32 {
+    flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY) | libc::O_NOCTTY
+}
+
+fn open_path(path: &str, flags: i32) -> std::io::Result<OwnedFd> {
+    let acc = flags & libc::O_ACCMODE;
+    std::fs::OpenOptions::new()
+        .read(acc == libc::O_RDONLY || acc == libc::O_RDWR)
+        .write(acc == libc::O_WRONLY || acc == libc::O_RDWR)
+        .custom_flags(flags & !libc::O_ACCMODE)
+        .open(path)
+        .map(OwnedFd::from)
+}
+
+/// An unlinked file in `dir` (or /tmp) holding `content`, reopened with `flags`.
+fn anonymous_copy(dir: &str, content_path: &std::path::Path, flags: i32) -> std::io::Result<OwnedFd> {
+    let tmp = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_TMPFILE)
+        .mode(0o600)
+        .open(dir)
+        .or_else(|_| std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_TMPFILE).mode(0o600).open("/tmp"))?;
+    let mut src = std::fs::File::open(content_path)?;
+    let mut dst = &tmp;
+    std::io::copy(&mut src, &mut dst)?;
+    // reopen through /proc to get the original access mode and flags
+    open_path(&format!("/proc/self/fd/{}", tmp.as_raw_fd()), open_flags_for_reopen(flags))
+}
+
+/// Reopens one descriptor as the FILE policy says (guide, "FILE Policy").
+fn reopen(r: &FdRecord, sf: &Statefile, tty: Option<&str>) -> Result<OwnedFd> {
+    let who = format!("fd {} ({})", r.fd, r.path);
+    let parent = std::path::Path::new(&r.path).parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|| "/tmp".into());
+    let seek = |fd: &OwnedFd, pos: u64, whence: nix::unistd::Whence| -> Result<()> {
+        nix::unistd::lseek(fd, pos as i64, whence).ctx(&who).map(drop)
+    };
+    let fd = match (&r.kind, r.action) {
+        (FdKind::Device, _) => {
+            let path = match tty {
+                Some(t) if r.path.starts_with("/dev/pts/") || r.path.starts_with("/dev/tty") => t,
+                _ => r.path.as_str(),
+            };
+            let fd = open_path(path, open_flags_for_reopen(r.flags)).or_else(|_| open_path("/dev/null", open_flags_for_reopen(r.flags))).ctx(&who)?;
+            fd
+        }
+        (FdKind::Directory, _) => {
+            let fd = open_path(&r.path, open_flags_for_reopen(r.flags)).ctx(&who)?;
+            if r.pos != 0 {
+                let _ = seek(&fd, r.pos, nix::unistd::Whence::SeekSet);
+            }
+            fd
+        }
+        (FdKind::Deleted, _) | (FdKind::Regular, FileAction::Substitute) => {
+            let saved = r.saved.as_deref().ok_or_else(|| Error::with_detail(&who, Kind::CheckpointError, "saved content missing"))?;
+            let fd = anonymous_copy(&parent, &sf.file(saved), r.flags).ctx(&who)?;
+            seek(&fd, r.pos, nix::unistd::Whence::SeekSet)?;
+            fd
+        }
+        (FdKind::Regular, FileAction::Replace) => {
+            let saved = r.saved.as_deref().ok_or_else(|| Error::with_detail(&who, Kind::CheckpointError, "saved content missing"))?;
+            std::fs::copy(sf.file(saved), &r.path).ctx(format!("{who}: replacing"))?;
+            let fd = open_path(&r.path, open_flags_for_reopen(r.flags)).ctx(&who)?;
+            seek(&fd, r.pos, nix::unistd::Whence::SeekSet)?;
+            fd
+        }
+        (FdKind::Regular, FileAction::Ignore) => {
+            // as originally opened, at offset zero; a file opened for writing starts empty
+            let mut flags = open_flags_for_reopen(r.flags);
+            if flags & libc::O_ACCMODE != libc::O_RDONLY {
+                flags |= libc::O_TRUNC;
+            }
+            open_path(&r.path, flags).ctx(&who)?
+        }
+        (FdKind::Regular, FileAction::Append) => {
+            let fd = open_path(&r.path, open_flags_for_reopen(r.flags)).ctx(&who)?;
+            seek(&fd, 0, nix::unistd::Whence::SeekEnd)?;
+            fd
+        }
+        (FdKind::Regular, FileAction::Merge) => {
+            let fd = open_path(&r.path, open_flags_for_reopen(r.flags)).ctx(&who)?;
+            seek(&fd, r.pos, nix::unistd::Whence::SeekSet)?;
+            fd
+        }
+        (FdKind::Dup { .. }, _) => unreachable!("dups are made from their original"),
+    };
+    Ok(fd)
+}
+
+/// In the restore child: closes cpr's descriptors except `keep`, then opens every
+/// descriptor of the image at its number. `keep` must already be above every number
+/// the image uses.
+pub fn restore(records: &[FdRecord], sf: &Statefile, keep: &[i32], tty: Option<&str>) -> Result<()> {
+    let mine: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .ctx("restore: /proc/self/fd")?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    // open everything first (the statefile's fds are still needed), then place
+    let mut opened: Vec<(i32, OwnedFd)> = Vec::new();
+    for r in records.iter().filter(|r| !matches!(r.kind, FdKind::Dup { .. })) {
+        opened.push((r.fd, reopen(r, sf, tty)?));
+    }
+    // move them all above the image's numbers, so that placing one never closes another
+    let top = records.iter().map(|r| r.fd).max().unwrap_or(0) + 1;
+    let base = top.max(keep.iter().copied().max().unwrap_or(0) + 1);
+    let mut staged: Vec<(i32, i32)> = Vec::new();
+    for (target, fd) in opened {
+        let high = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(base)).ctx(format!("fd {target}"))?;
+        staged.push((target, high));
+    }
+    for fd in mine {
+        if !keep.contains(&fd) && !staged.iter().any(|(_, h)| *h == fd) {
+            let _ = nix::unistd::close(fd);
+        }
+    }
+    for (target, high) in &staged {
+        dup_to(*high, *target)?;
+    }
+    for r in records {
+        if let FdKind::Dup { of } = r.kind {
+            dup_to(of, r.fd)?;
+        }
+    }
+    for (_, high) in staged {
+        let _ = nix::unistd::close(high);
+    }
+    for r in records {
+        crate::sys::set_cloexec(r.fd, r.cloexec).ctx(format!("fd {}", r.fd))?;
+    }
+    Ok(())
+}
+
+fn dup_to(from: i32, to: i32) -> Result<()> {
+    crate::sys::dup2(from, to).ctx(format!("fd {to}"))
+}
+
+/// Dispositions for `cpr -i`.
+pub fn summaries(records: &[FdRecord]) -> Vec<crate::statefile::OpenFileSummary> {
+    records.iter().map(|r| crate::statefile::OpenFileSummary { fd: r.fd, path: r.path.clone(), action: r.action }).collect()
+}
+

@@ -15,14 +15,44 @@ pub mod reader;
 pub mod writer;
 
 pub use format::*;
-pub use reader::Statefile;
+pub use reader::{Statefile, Verify};
 pub use writer::{FileSink, StatefileWriter};
 
-use crate::error::Result;
+use crate::error::{Context, Error, Kind, Result};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 /// `cpr -D`: removes a statefile completely. Only its owner or root; anything that is not
 /// a statefile (no valid MANIFEST) is refused and left untouched.
+///
+/// A damaged statefile, or one of another revision, is still a statefile: its owner may
+/// remove it. MANIFEST goes first, so that a removal cut short never leaves something
+/// that looks valid.
 pub fn remove(path: &Path, caller_uid: u32) -> Result<()> {
-    todo!("issue 2: remove {} by {caller_uid}", path.display())
+    let subject = path.display().to_string();
+    let meta = std::fs::symlink_metadata(path).ctx(&subject)?;
+    if meta.file_type().is_symlink() {
+        return Err(Error::with_detail(
+            subject,
+            Kind::InvalidArgument,
+            "a symbolic link; name the statefile itself",
+        ));
+    }
+    let head = reader::probe(path)?;
+    let owns = head.owner.uid == caller_uid && meta.uid() == caller_uid;
+    if caller_uid != 0 && !owns {
+        return Err(Error::with_detail(
+            subject,
+            Kind::NotPermitted,
+            format!(
+                "only the checkpoint owner (uid {}) or root may delete it",
+                head.owner.uid
+            ),
+        ));
+    }
+    std::fs::remove_file(path.join(MANIFEST)).ctx(format!("{subject}/{MANIFEST}"))?;
+    std::fs::File::open(path)
+        .and_then(|dir| dir.sync_all())
+        .ctx(&subject)?;
+    std::fs::remove_dir_all(path).ctx(&subject)
 }

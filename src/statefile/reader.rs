@@ -1,10 +1,14 @@
 //! Opens a statefile and validates it: MANIFEST present and parsable, revision known,
 //! every listed file present with its size and checksum.
 
+use std::fs::File;
+use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
 
-use super::format::Manifest;
-use crate::error::Result;
+use serde::Deserialize;
+
+use super::format::{FileEntry, MANIFEST, Manifest, Owner, REVISION};
+use crate::error::{Context, Error, Kind, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verify {
@@ -20,9 +24,176 @@ pub struct Statefile {
     pub manifest: Manifest,
 }
 
+/// The part of a MANIFEST that every revision has: enough to know that a directory is a
+/// statefile and whose it is, even when it is damaged or of another revision.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ManifestHead {
+    pub revision: u32,
+    pub cpr_version: String,
+    pub owner: Owner,
+    #[allow(dead_code)]
+    files: Vec<serde_json::Value>,
+}
+
+/// Read size for checksums: large, so that GiB of page data hash at disk speed.
+const HASH_CHUNK: usize = 8 << 20;
+
+/// `<path>: Checkpoint error: statefile damaged: <what>`.
+pub(crate) fn damaged(path: &Path, what: impl std::fmt::Display) -> Error {
+    Error::with_detail(
+        path.display().to_string(),
+        Kind::CheckpointError,
+        format!("statefile damaged: {what}"),
+    )
+}
+
+fn not_a_statefile(path: &Path) -> Error {
+    Error::with_detail(
+        path.display().to_string(),
+        Kind::InvalidArgument,
+        "not a cpr statefile (no MANIFEST)",
+    )
+}
+
+/// Reads the MANIFEST of `path` as bytes. A missing directory is "No such file or
+/// directory"; a directory (or anything else) without MANIFEST is not a statefile.
+fn read_manifest_bytes(path: &Path) -> Result<Vec<u8>> {
+    let meta = std::fs::metadata(path).ctx(path.display())?;
+    if !meta.is_dir() {
+        return Err(not_a_statefile(path));
+    }
+    let mpath = path.join(MANIFEST);
+    match std::fs::symlink_metadata(&mpath) {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => return Err(not_a_statefile(path)),
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound) => return Err(not_a_statefile(path)),
+        Err(e) => return Err(Error::io(mpath.display().to_string(), e)),
+    }
+    std::fs::read(&mpath).ctx(mpath.display())
+}
+
+/// Reads just enough of the MANIFEST of `path` to know it is a statefile and whose.
+/// Accepts damaged statefiles and other revisions (for `-D` and `-f`).
+pub fn probe(path: &Path) -> Result<ManifestHead> {
+    let bytes = read_manifest_bytes(path)?;
+    serde_json::from_slice::<ManifestHead>(&bytes).map_err(|e| {
+        Error::with_detail(
+            path.display().to_string(),
+            Kind::InvalidArgument,
+            format!("not a cpr statefile ({MANIFEST}: {e})"),
+        )
+    })
+}
+
+/// Whether a statefile path is safe: relative, `/`-separated names, no `.` or `..`.
+pub(crate) fn valid_rel(rel: &str) -> bool {
+    !rel.is_empty()
+        && !rel.starts_with('/')
+        && rel
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains('\0'))
+}
+
+/// xxh3-64 of a whole file, as the writer records it (16 hex digits).
+pub fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
+    let mut file = File::open(path)?;
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    let mut buf = vec![0u8; HASH_CHUNK];
+    let mut size = 0u64;
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((size, format!("{:016x}", hasher.digest())))
+}
+
 impl Statefile {
     pub fn open(path: &Path, verify: Verify) -> Result<Statefile> {
-        todo!("issue 2 {} {verify:?}", path.display())
+        let bytes = read_manifest_bytes(path)?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| damaged(path, format_args!("{MANIFEST}: {e}")))?;
+        let revision = value
+            .get("revision")
+            .and_then(|r| r.as_u64())
+            .ok_or_else(|| damaged(path, format_args!("{MANIFEST}: no revision")))?;
+        if revision != u64::from(REVISION) {
+            let by = value
+                .get("cpr_version")
+                .and_then(|v| v.as_str())
+                .map(|v| format!(" (written by cpr {v})"))
+                .unwrap_or_default();
+            return Err(Error::with_detail(
+                path.display().to_string(),
+                Kind::CheckpointError,
+                format!("statefile revision {revision}{by}, this cpr reads revision {REVISION}"),
+            ));
+        }
+        let manifest: Manifest = serde_json::from_value(value)
+            .map_err(|e| damaged(path, format_args!("{MANIFEST}: {e}")))?;
+        let statefile = Statefile {
+            path: path.to_path_buf(),
+            manifest,
+        };
+        for entry in &statefile.manifest.files {
+            statefile.check_entry(entry, verify)?;
+        }
+        Ok(statefile)
+    }
+
+    fn check_entry(&self, entry: &FileEntry, verify: Verify) -> Result<()> {
+        if !valid_rel(&entry.path) || entry.path == MANIFEST {
+            return Err(damaged(
+                &self.path,
+                format_args!("{MANIFEST}: bad file name {:?}", entry.path),
+            ));
+        }
+        let file = self.file(&entry.path);
+        let meta = match std::fs::symlink_metadata(&file) {
+            Ok(m) => m,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(damaged(&self.path, format_args!("{}: missing", entry.path)));
+            }
+            Err(e) => return Err(Error::io(file.display().to_string(), e)),
+        };
+        if !meta.is_file() {
+            return Err(damaged(
+                &self.path,
+                format_args!("{}: not a regular file", entry.path),
+            ));
+        }
+        if meta.len() != entry.size {
+            return Err(damaged(
+                &self.path,
+                format_args!(
+                    "{}: size {}, expected {}",
+                    entry.path,
+                    meta.len(),
+                    entry.size
+                ),
+            ));
+        }
+        if verify == Verify::Full {
+            let (size, hash) = hash_file(&file).ctx(file.display())?;
+            if size != entry.size {
+                return Err(damaged(
+                    &self.path,
+                    format_args!("{}: size {size}, expected {}", entry.path, entry.size),
+                ));
+            }
+            if !hash.eq_ignore_ascii_case(&entry.xxh3) {
+                return Err(damaged(
+                    &self.path,
+                    format_args!("{}: checksum mismatch", entry.path),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Absolute path of a file inside the statefile.
@@ -30,8 +201,58 @@ impl Statefile {
         self.path.join(rel)
     }
 
+    /// The manifest's entry for a file, if it lists it.
+    pub fn entry(&self, rel: &str) -> Option<&FileEntry> {
+        self.manifest.files.iter().find(|e| e.path == rel)
+    }
+
+    /// Reads a whole file of the statefile.
+    pub fn read(&self, rel: &str) -> Result<Vec<u8>> {
+        if !valid_rel(rel) {
+            return Err(Error::with_detail(
+                self.path.display().to_string(),
+                Kind::InvalidArgument,
+                format!("bad statefile file name {rel:?}"),
+            ));
+        }
+        let file = self.file(rel);
+        match std::fs::read(&file) {
+            Ok(data) => Ok(data),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                Err(damaged(&self.path, format_args!("{rel}: missing")))
+            }
+            Err(e) => Err(Error::io(file.display().to_string(), e)),
+        }
+    }
+
     /// Reads a JSON record.
     pub fn read_json<T: serde::de::DeserializeOwned>(&self, rel: &str) -> Result<T> {
-        todo!("issue 2 {rel}")
+        let data = self.read(rel)?;
+        serde_json::from_slice(&data).map_err(|e| damaged(&self.path, format_args!("{rel}: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_names_only() {
+        assert!(valid_rel("proc/12/pages"));
+        assert!(valid_rel("MANIFEST"));
+        for bad in ["", "/etc/passwd", "a/../b", "..", "./a", "a//b", "a/"] {
+            assert!(!valid_rel(bad), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn hash_file_matches_one_shot_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        let data: Vec<u8> = (0..HASH_CHUNK + 12345).map(|i| (i * 7) as u8).collect();
+        std::fs::write(&p, &data).unwrap();
+        let (size, hash) = hash_file(&p).unwrap();
+        assert_eq!(size, data.len() as u64);
+        assert_eq!(hash, format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&data)));
     }
 }

@@ -1,43 +1,262 @@
 //! Builds a statefile in a hidden sibling directory, fsyncs every file, then renames it
 //! into place. Dropped before `commit`, it removes what it built.
+//!
+//! The staging directory is `.<name>.cpr-partial-<pid>-<n>` next to the target. It never
+//! holds a MANIFEST until every other file is durable, and it only reaches the target's
+//! name by one rename after that: a writer killed at any point leaves at most a hidden
+//! leftover, never a half statefile under the name asked for.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::format::{Manifest, Owner};
-use crate::error::Result;
+use nix::errno::Errno;
+use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+use nix::unistd::{AccessFlags, Gid, Uid};
+use xxhash_rust::xxh3::Xxh3;
+
+use super::format::{FileEntry, MANIFEST, Manifest, Owner};
+use super::reader::{probe, valid_rel};
+use crate::error::{Context, Error, Kind, Result};
+
+/// Longest file name (NAME_MAX).
+const NAME_MAX: usize = 255;
+
+/// Tells apart several writers of one process.
+static WRITERS: AtomicU64 = AtomicU64::new(0);
 
 pub struct StatefileWriter {
     /// Where the statefile will be.
     pub target: PathBuf,
     /// The hidden directory being built.
     pub staging: PathBuf,
+    parent: PathBuf,
+    force: bool,
+    owner: Owner,
+    /// Files finished so far, by relative path.
+    files: BTreeMap<String, FileEntry>,
+    /// Files handed out and not yet finished (a name is written once).
+    open: BTreeSet<String>,
+    /// Directories made inside the staging directory (relative), to fsync on commit.
+    dirs: BTreeSet<String>,
+    /// Set once the staging directory is gone (renamed into place or removed).
+    done: bool,
 }
 
 /// One file being written: hashes as it goes. Hand it back with `finish_file`.
+///
+/// Writes go straight to the `File` (no buffer of its own: callers write large blocks);
+/// each block is hashed as it is written, so the data is never read back.
 pub struct FileSink {
     pub rel: String,
-    // file, hasher, size: the implementation's own
+    file: File,
+    hasher: Box<Xxh3>,
+    size: u64,
+    /// The statefile's name, for errors.
+    subject: String,
 }
 
 impl std::io::Write for FileSink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        todo!("issue 2 {}", buf.len())
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        todo!("issue 2")
+        self.file.flush()
     }
+}
+
+impl FileSink {
+    /// The open file (for its descriptor; write through `Write` or `append` so that the
+    /// data is hashed).
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Bytes written so far: the offset the next write lands at.
+    pub fn position(&self) -> u64 {
+        self.size
+    }
+
+    /// Writes all of `data`; errors name the statefile and the file
+    /// (`ckpt: No space left on device: proc/12/pages`).
+    pub fn append(&mut self, data: &[u8]) -> Result<()> {
+        self.write_all(data).map_err(|e| self.error(e))
+    }
+
+    /// Pads with zeros up to the next multiple of `align` (e.g. the page size) and
+    /// returns the new position, where the next block starts aligned.
+    pub fn pad_to(&mut self, align: u64) -> Result<u64> {
+        static ZEROS: [u8; 4096] = [0; 4096];
+        if align > 1 {
+            let mut pad = (align - self.size % align) % align;
+            while pad > 0 {
+                let n = pad.min(ZEROS.len() as u64) as usize;
+                self.append(&ZEROS[..n])?;
+                pad -= n as u64;
+            }
+        }
+        Ok(self.size)
+    }
+
+    fn error(&self, e: std::io::Error) -> Error {
+        Error::io(self.subject.clone(), e).detail(self.rel.clone())
+    }
+}
+
+/// Maps an errno about the statefile path to the IRIX message, with a hint when there
+/// is one.
+fn path_error(subject: &str, errno: Errno) -> Error {
+    let e = Error::errno(subject, errno);
+    match errno {
+        Errno::EACCES => e.detail("no write or search permission on its directory"),
+        _ => e,
+    }
+}
+
+fn chown_to(path: &Path, owner: Owner) -> std::io::Result<()> {
+    if Uid::effective().is_root() {
+        nix::unistd::chown(
+            path,
+            Some(Uid::from_raw(owner.uid)),
+            Some(Gid::from_raw(owner.gid)),
+        )?;
+    }
+    Ok(())
+}
+
+fn fsync_dir(path: &Path) -> std::io::Result<()> {
+    File::open(path)?.sync_all()
+}
+
+/// Whether `path` is a real directory (not a symbolic link) holding a MANIFEST.
+fn check_replaceable(target: &Path, subject: &str, owner: Owner) -> Result<()> {
+    let meta = std::fs::symlink_metadata(target).ctx(subject)?;
+    let refuse = |why: &str| {
+        Err(Error::with_detail(
+            subject,
+            Kind::FileExists,
+            format!("{why}; -f replaces only a cpr statefile"),
+        ))
+    };
+    if !meta.is_dir() {
+        return refuse("not a directory");
+    }
+    let head = match probe(target) {
+        Ok(head) => head,
+        Err(_) => return refuse("not a cpr statefile (no valid MANIFEST)"),
+    };
+    if !Uid::effective().is_root() && head.owner.uid != owner.uid {
+        return Err(Error::with_detail(
+            subject,
+            Kind::NotPermitted,
+            format!(
+                "the statefile there belongs to uid {}; only its owner or root replaces it",
+                head.owner.uid
+            ),
+        ));
+    }
+    Ok(())
 }
 
 impl StatefileWriter {
     /// Starts a statefile at `target`. Without `force`, an existing `target` is
     /// "File exists". The staging directory has mode 0700 and belongs to `owner`.
     pub fn create(target: &Path, force: bool, owner: Owner) -> Result<StatefileWriter> {
-        todo!("issue 2 {} {force} {owner:?}", target.display())
+        let subject = target.display().to_string();
+        let name = match target.file_name() {
+            Some(n) => n.to_owned(),
+            None => {
+                return Err(Error::with_detail(
+                    subject,
+                    Kind::InvalidArgument,
+                    "not a statefile name",
+                ));
+            }
+        };
+        if name.as_bytes().len() > NAME_MAX {
+            return Err(Error::new(subject, Kind::NameTooLong));
+        }
+        let parent = match target.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+
+        // The directory it goes in: exists, is a directory, and we may write there.
+        match std::fs::metadata(&parent) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(Error::errno(subject, Errno::ENOTDIR)),
+            Err(e) => {
+                let errno = Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+                return Err(path_error(&subject, errno));
+            }
+        }
+        nix::unistd::access(&parent, AccessFlags::W_OK | AccessFlags::X_OK)
+            .map_err(|errno| path_error(&subject, errno))?;
+
+        match std::fs::symlink_metadata(target) {
+            Ok(_) if !force => {
+                return Err(Error::with_detail(
+                    subject,
+                    Kind::FileExists,
+                    "use -f to replace an existing statefile",
+                ));
+            }
+            Ok(_) => check_replaceable(target, &subject, owner)?,
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => {
+                let errno = Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+                return Err(path_error(&subject, errno));
+            }
+        }
+
+        let staging = parent.join(hidden_name(&name, "cpr-partial"));
+        DirBuilder::new()
+            .mode(0o700)
+            .create(&staging)
+            .map_err(|e| Error::io(&subject, e))?;
+        let writer = StatefileWriter {
+            target: target.to_path_buf(),
+            staging,
+            parent,
+            force,
+            owner,
+            files: BTreeMap::new(),
+            open: BTreeSet::new(),
+            dirs: BTreeSet::new(),
+            done: false,
+        };
+        // From here on, Drop removes the staging directory on error.
+        std::fs::set_permissions(&writer.staging, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| writer.error(e, None))?;
+        chown_to(&writer.staging, owner).map_err(|e| writer.error(e, None))?;
+        Ok(writer)
+    }
+
+    fn subject(&self) -> String {
+        self.target.display().to_string()
+    }
+
+    fn error(&self, e: std::io::Error, rel: Option<&str>) -> Error {
+        let err = Error::io(self.subject(), e);
+        match rel {
+            Some(rel) => err.detail(rel.to_string()),
+            None => err,
+        }
     }
 
     /// Writes a whole file (relative path, parents created).
     pub fn write_file(&mut self, rel: &str, data: &[u8]) -> Result<()> {
-        todo!("issue 2 {rel} {}", data.len())
+        let mut sink = self.create_file(rel)?;
+        sink.append(data)?;
+        self.finish_file(sink)
     }
 
     /// Writes a value as pretty JSON.
@@ -48,17 +267,265 @@ impl StatefileWriter {
 
     /// Opens a file to stream into (page data).
     pub fn create_file(&mut self, rel: &str) -> Result<FileSink> {
-        todo!("issue 2 {rel}")
+        if !valid_rel(rel) || rel == MANIFEST {
+            return Err(Error::with_detail(
+                self.subject(),
+                Kind::InvalidArgument,
+                format!("bad statefile file name {rel:?}"),
+            ));
+        }
+        if self.files.contains_key(rel) || self.open.contains(rel) {
+            return Err(Error::with_detail(
+                self.subject(),
+                Kind::FileExists,
+                format!("{rel} written twice"),
+            ));
+        }
+        // Parents, one level at a time, each 0700 and the owner's.
+        let mut dir = String::new();
+        let components: Vec<&str> = rel.split('/').collect();
+        for part in &components[..components.len() - 1] {
+            if !dir.is_empty() {
+                dir.push('/');
+            }
+            dir.push_str(part);
+            if self.dirs.contains(&dir) {
+                continue;
+            }
+            let abs = self.staging.join(&dir);
+            match DirBuilder::new().mode(0o700).create(&abs) {
+                Ok(()) => {}
+                Err(e) => return Err(self.error(e, Some(&dir))),
+            }
+            chown_to(&abs, self.owner).map_err(|e| self.error(e, Some(&dir)))?;
+            self.dirs.insert(dir.clone());
+        }
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(self.staging.join(rel))
+            .map_err(|e| self.error(e, Some(rel)))?;
+        if Uid::effective().is_root() {
+            nix::unistd::fchown(
+                &file,
+                Some(Uid::from_raw(self.owner.uid)),
+                Some(Gid::from_raw(self.owner.gid)),
+            )
+            .map_err(|e| self.error(e.into(), Some(rel)))?;
+        }
+        self.open.insert(rel.to_string());
+        Ok(FileSink {
+            rel: rel.to_string(),
+            file,
+            hasher: Box::new(Xxh3::new()),
+            size: 0,
+            subject: self.subject(),
+        })
     }
 
     /// Flushes, fsyncs and records a streamed file.
-    pub fn finish_file(&mut self, sink: FileSink) -> Result<()> {
-        todo!("issue 2 {}", sink.rel)
+    pub fn finish_file(&mut self, mut sink: FileSink) -> Result<()> {
+        if !self.open.remove(&sink.rel) {
+            return Err(Error::with_detail(
+                self.subject(),
+                Kind::InvalidArgument,
+                format!("{} is not a file of this statefile", sink.rel),
+            ));
+        }
+        sink.file.flush().map_err(|e| sink.error(e))?;
+        sink.file.sync_all().map_err(|e| sink.error(e))?;
+        let entry = FileEntry {
+            path: sink.rel.clone(),
+            size: sink.size,
+            xxh3: format!("{:016x}", sink.hasher.digest()),
+        };
+        self.files.insert(sink.rel, entry);
+        Ok(())
     }
 
     /// Records the files, writes MANIFEST, fsyncs, and renames into place (with `force`,
     /// the old statefile is moved aside first and removed last). Returns the final path.
-    pub fn commit(self, manifest: Manifest) -> Result<PathBuf> {
-        todo!("issue 2 {}", manifest.revision)
+    pub fn commit(mut self, mut manifest: Manifest) -> Result<PathBuf> {
+        if let Some(rel) = self.open.iter().next() {
+            return Err(Error::with_detail(
+                self.subject(),
+                Kind::CheckpointError,
+                format!("{rel} was not finished"),
+            ));
+        }
+        manifest.files = self.files.values().cloned().collect();
+
+        // MANIFEST last: until it is durable, the directory is not a statefile.
+        let text = serde_json::to_vec_pretty(&manifest).expect("the manifest serializes");
+        let mpath = self.staging.join(MANIFEST);
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&mpath)
+            .map_err(|e| self.error(e, Some(MANIFEST)))?;
+        file.write_all(&text)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| self.error(e, Some(MANIFEST)))?;
+        drop(file);
+        chown_to(&mpath, self.owner).map_err(|e| self.error(e, Some(MANIFEST)))?;
+
+        // Every directory, deepest first, then the staging directory itself.
+        for dir in self.dirs.iter().rev() {
+            fsync_dir(&self.staging.join(dir)).map_err(|e| self.error(e, Some(dir)))?;
+        }
+        fsync_dir(&self.staging).map_err(|e| self.error(e, None))?;
+
+        self.rename_into_place()?;
+        self.done = true;
+        Ok(self.target.clone())
+    }
+
+    /// The one step that makes the statefile visible under its name.
+    fn rename_into_place(&mut self) -> Result<()> {
+        let subject = self.subject();
+        let exists = std::fs::symlink_metadata(&self.target).is_ok();
+        if !exists {
+            // NOREPLACE: rename(2) would silently replace an empty directory made meanwhile.
+            renameat2(
+                AT_FDCWD,
+                &self.staging,
+                AT_FDCWD,
+                &self.target,
+                RenameFlags::RENAME_NOREPLACE,
+            )
+            .map_err(|errno| path_error(&subject, errno))?;
+        } else if !self.force {
+            return Err(Error::with_detail(
+                subject,
+                Kind::FileExists,
+                "use -f to replace an existing statefile",
+            ));
+        } else {
+            check_replaceable(&self.target, &subject, self.owner)?;
+            // Swap the two in one step where the filesystem can; the old one then sits
+            // under the staging name and is removed below. Elsewhere, move it aside first.
+            match renameat2(
+                AT_FDCWD,
+                &self.staging,
+                AT_FDCWD,
+                &self.target,
+                RenameFlags::RENAME_EXCHANGE,
+            ) {
+                Ok(()) => {
+                    let old = self.staging.clone();
+                    self.sync_parent()?;
+                    std::fs::remove_dir_all(&old).map_err(|e| self.error(e, None))?;
+                }
+                Err(Errno::EINVAL | Errno::ENOTSUP | Errno::ENOSYS) => {
+                    let name = self.target.file_name().unwrap_or_default().to_owned();
+                    let aside = self.parent.join(hidden_name(&name, "cpr-old"));
+                    std::fs::rename(&self.target, &aside).map_err(|e| self.error(e, None))?;
+                    if let Err(errno) = renameat2(
+                        AT_FDCWD,
+                        &self.staging,
+                        AT_FDCWD,
+                        &self.target,
+                        RenameFlags::RENAME_NOREPLACE,
+                    ) {
+                        // Put the old one back; the new one is removed by Drop.
+                        let _ = std::fs::rename(&aside, &self.target);
+                        return Err(path_error(&subject, errno));
+                    }
+                    self.sync_parent()?;
+                    std::fs::remove_dir_all(&aside).map_err(|e| self.error(e, None))?;
+                }
+                Err(errno) => return Err(path_error(&subject, errno)),
+            }
+        }
+        self.sync_parent()
+    }
+
+    fn sync_parent(&self) -> Result<()> {
+        fsync_dir(&self.parent).map_err(|e| self.error(e, None))
+    }
+}
+
+/// `.<name>.<what>-<pid>-<n>`, cut so that it stays a valid file name.
+fn hidden_name(name: &std::ffi::OsStr, what: &str) -> OsString {
+    let n = WRITERS.fetch_add(1, Ordering::Relaxed);
+    let suffix = format!(".{what}-{}-{n}", std::process::id());
+    let bytes = name.as_bytes();
+    let keep = bytes.len().min(NAME_MAX - 1 - suffix.len());
+    let mut out = Vec::with_capacity(NAME_MAX);
+    out.push(b'.');
+    out.extend_from_slice(&bytes[..keep]);
+    out.extend_from_slice(suffix.as_bytes());
+    OsString::from(std::ffi::OsStr::from_bytes(&out))
+}
+
+impl Drop for StatefileWriter {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_dir_all(&self.staging);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hidden_names_stay_short_enough() {
+        let long = OsString::from("x".repeat(255));
+        let h = hidden_name(&long, "cpr-partial");
+        assert!(h.as_bytes().len() <= NAME_MAX);
+        assert!(h.as_bytes().starts_with(b".xxx"));
+        assert!(
+            h.to_string_lossy()
+                .contains(&format!(".cpr-partial-{}-", std::process::id()))
+        );
+    }
+
+    #[test]
+    fn pad_to_aligns_and_hashes_the_zeros() {
+        let dir = tempfile::tempdir().unwrap();
+        let owner = Owner {
+            uid: Uid::effective().as_raw(),
+            gid: Gid::effective().as_raw(),
+        };
+        let mut w = StatefileWriter::create(&dir.path().join("s"), false, owner).unwrap();
+        let mut sink = w.create_file("proc/1/pages").unwrap();
+        sink.append(b"abc").unwrap();
+        assert_eq!(sink.pad_to(4096).unwrap(), 4096);
+        assert_eq!(sink.pad_to(4096).unwrap(), 4096);
+        sink.append(&[1u8; 10]).unwrap();
+        assert_eq!(sink.position(), 4106);
+        w.finish_file(sink).unwrap();
+        let e = &w.files["proc/1/pages"];
+        let mut expect = b"abc".to_vec();
+        expect.resize(4096, 0);
+        expect.extend_from_slice(&[1u8; 10]);
+        assert_eq!(e.size, 4106);
+        assert_eq!(
+            e.xxh3,
+            format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&expect))
+        );
+        assert_eq!(
+            std::fs::read(w.staging.join("proc/1/pages")).unwrap(),
+            expect
+        );
+    }
+
+    #[test]
+    fn bad_names_and_twice_written_names_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let owner = Owner { uid: 0, gid: 0 };
+        let mut w = StatefileWriter::create(&dir.path().join("s"), false, owner).unwrap();
+        for bad in ["../escape", "/abs", "MANIFEST", "a//b"] {
+            let e = w.write_file(bad, b"x").unwrap_err();
+            assert_eq!(e.kind, Kind::InvalidArgument, "{bad}");
+        }
+        w.write_file("a/b", b"x").unwrap();
+        let e = w.write_file("a/b", b"y").unwrap_err();
+        assert_eq!(e.kind, Kind::FileExists);
+        assert!(!dir.path().join("escape").exists());
     }
 }

@@ -53,7 +53,11 @@ struct Freezer {
 
 impl Freezer {
     fn freeze(set: &TargetSet) -> Result<Freezer> {
-        let mut f = Freezer { threads: BTreeMap::new(), touched: Vec::new(), done: false };
+        let mut f = Freezer {
+            threads: BTreeMap::new(),
+            touched: Vec::new(),
+            done: false,
+        };
         for &pid in set.processes.keys() {
             f.threads.insert(pid, Vec::new());
         }
@@ -63,13 +67,19 @@ impl Freezer {
             for (&pid, seized) in f.threads.iter_mut() {
                 let tids = match procfs::thread_ids(pid) {
                     Ok(t) => t,
-                    Err(_) => return Err(Error::with_detail(format!("process {pid}"), Kind::NoSuchProcess, "exited during checkpoint")),
+                    Err(_) => {
+                        return Err(Error::with_detail(
+                            format!("process {pid}"),
+                            Kind::NoSuchProcess,
+                            "exited during checkpoint",
+                        ));
+                    }
                 };
                 for tid in tids {
                     if seized.contains(&tid) {
                         continue;
                     }
-                    match ptrace::seize_and_stop(tid, 0) {
+                    match ptrace::seize_and_stop(tid, libc::PTRACE_O_TRACESYSGOOD) {
                         Ok(()) => {
                             seized.push(tid);
                             new += 1;
@@ -91,7 +101,9 @@ impl Freezer {
         }
         // threads that ended while stopped are dropped from the lists
         for (&pid, tids) in f.threads.iter_mut() {
-            tids.retain(|t| *t == pid || std::path::Path::new(&format!("/proc/{pid}/task/{t}")).exists());
+            tids.retain(|t| {
+                *t == pid || std::path::Path::new(&format!("/proc/{pid}/task/{t}")).exists()
+            });
         }
         Ok(f)
     }
@@ -120,7 +132,10 @@ impl Freezer {
         }
         self.done = true;
         for &pid in self.threads.keys() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
         for tids in self.threads.values() {
             for &tid in tids {
@@ -142,13 +157,23 @@ impl Drop for Freezer {
 fn syscall_gate(pid: i32) -> Result<u64> {
     let maps = procfs::read_maps(pid)?;
     let vdso = maps.iter().find(|m| m.path == "[vdso]").ok_or_else(|| {
-        Error::with_detail(format!("process {pid}"), Kind::CheckpointError, "no vDSO to run system calls through")
+        Error::with_detail(
+            format!("process {pid}"),
+            Kind::CheckpointError,
+            "no vDSO to run system calls through",
+        )
     })?;
     let code = ptrace::read_mem(pid, vdso.start, (vdso.end - vdso.start) as usize)?;
     code.windows(2)
         .position(|w| w == [0x0f, 0x05])
         .map(|off| vdso.start + off as u64)
-        .ok_or_else(|| Error::with_detail(format!("process {pid}"), Kind::CheckpointError, "no syscall instruction in the vDSO"))
+        .ok_or_else(|| {
+            Error::with_detail(
+                format!("process {pid}"),
+                Kind::CheckpointError,
+                "no syscall instruction in the vDSO",
+            )
+        })
 }
 
 pub fn checkpoint(options: &CheckpointOptions) -> Result<PathBuf> {
@@ -169,7 +194,9 @@ pub fn checkpoint(options: &CheckpointOptions) -> Result<PathBuf> {
         }
         policies.insert(*pid, p);
     }
-    let will = options.will.unwrap_or_else(|| policies.values().next().map(|p| p.will).unwrap_or_default());
+    let will = options
+        .will
+        .unwrap_or_else(|| policies.values().next().map(|p| p.will).unwrap_or_default());
 
     // 2. freeze
     let mut frozen = Freezer::freeze(&set)?;
@@ -180,8 +207,14 @@ pub fn checkpoint(options: &CheckpointOptions) -> Result<PathBuf> {
     let pids: Vec<i32> = frozen.threads.keys().copied().collect();
     for pid in pids {
         let tids = frozen.threads[&pid].clone();
-        let summary = dump_process(pid, &tids, &policies[&pid], &mut writer, &mut frozen.touched)
-            .map_err(|e| e.context(format!("{}", options.statefile.display())))?;
+        let summary = dump_process(
+            pid,
+            &tids,
+            &policies[&pid],
+            &mut writer,
+            &mut frozen.touched,
+        )
+        .map_err(|e| e.context(format!("{}", options.statefile.display())))?;
         summaries.push(summary);
     }
 
@@ -190,11 +223,18 @@ pub fn checkpoint(options: &CheckpointOptions) -> Result<PathBuf> {
         revision: statefile::REVISION,
         cpr_version: env!("CARGO_PKG_VERSION").to_string(),
         created: chrono::Utc::now().to_rfc3339(),
-        host: nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default(),
-        kernel: nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default(),
+        host: nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        kernel: nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default(),
         owner,
         designators: options.idlist.clone(),
-        flags: Flags { will, upgrade: options.upgrade },
+        flags: Flags {
+            will,
+            upgrade: options.upgrade,
+        },
         processes: summaries,
         files: Vec::new(),
     };
@@ -206,7 +246,11 @@ pub fn checkpoint(options: &CheckpointOptions) -> Result<PathBuf> {
         frozen.release();
     } else {
         // processes with CONT run on; the others end
-        let cont: Vec<i32> = policies.iter().filter(|(_, p)| p.will == WillAction::Cont).map(|(pid, _)| *pid).collect();
+        let cont: Vec<i32> = policies
+            .iter()
+            .filter(|(_, p)| p.will == WillAction::Cont)
+            .map(|(pid, _)| *pid)
+            .collect();
         for pid in cont {
             if let Some(tids) = frozen.threads.remove(&pid) {
                 for (tid, regs) in frozen.touched.iter().filter(|(t, _)| tids.contains(t)) {
@@ -244,7 +288,10 @@ fn dump_process(
     touched: &mut Vec<(i32, Regs)>,
 ) -> Result<ProcessSummary> {
     let who = format!("process {pid}");
-    let regs: Vec<Regs> = tids.iter().map(|t| ptrace::get_regs(*t)).collect::<Result<_>>()?;
+    let regs: Vec<Regs> = tids
+        .iter()
+        .map(|t| ptrace::get_regs(*t))
+        .collect::<Result<_>>()?;
     // What only the process can tell, by calls injected through its vDSO's syscall
     // instruction, with a scratch page mapped for the purpose and removed after.
     let gate = Gate::SyscallInsn(syscall_gate(pid)?);
@@ -253,7 +300,14 @@ fn dump_process(
     let scratch = main.check(
         "mmap scratch",
         libc::SYS_mmap,
-        [0, 3 * memory::PAGE, (libc::PROT_READ | libc::PROT_WRITE) as u64, (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64, u64::MAX, 0],
+        [
+            0,
+            3 * memory::PAGE,
+            (libc::PROT_READ | libc::PROT_WRITE) as u64,
+            (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
+            u64::MAX,
+            0,
+        ],
     )?;
     let injected = (|| -> Result<(signals::SignalsRecord, u64, Vec<threads::ThreadRecord>)> {
         let sig = signals::dump(pid, &main, scratch)?;
@@ -271,7 +325,11 @@ fn dump_process(
         }
         Ok((sig, brk, trecs))
     })();
-    main.check("munmap scratch", libc::SYS_munmap, [scratch, 3 * memory::PAGE, 0, 0, 0, 0])?;
+    main.check(
+        "munmap scratch",
+        libc::SYS_munmap,
+        [scratch, 3 * memory::PAGE, 0, 0, 0, 0],
+    )?;
     let (signals_rec, brk, thread_recs) = injected?;
 
     // memory
@@ -279,8 +337,16 @@ fn dump_process(
     let mut sink = writer.create_file(&pages_path(pid))?;
     let pages_bytes = memory::dump_pages(pid, &vmas, &mut sink)?;
     writer.finish_file(sink)?;
-    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).map(|p| p.to_string_lossy().into_owned()).ctx(&who)?;
-    let mm = MmRecord { fields: memory::mm_fields(pid, brk)?, auxv: memory::read_auxv(pid)?, exe, pages_bytes, vmas };
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
+        .map(|p| p.to_string_lossy().into_owned())
+        .ctx(&who)?;
+    let mm = MmRecord {
+        fields: memory::mm_fields(pid, brk)?,
+        auxv: memory::read_auxv(pid)?,
+        exe,
+        pages_bytes,
+        vmas,
+    };
     writer.write_json(&mm_path(pid), &mm)?;
 
     // files and the rest
@@ -301,7 +367,13 @@ fn dump_process(
         open_files: files::summaries(&fds),
         policies: policies.clone(),
     };
-    let core = CoreRecord { process: proc_rec, threads: thread_recs, signals: signals_rec, fds, policies: policies.clone() };
+    let core = CoreRecord {
+        process: proc_rec,
+        threads: thread_recs,
+        signals: signals_rec,
+        fds,
+        policies: policies.clone(),
+    };
     writer.write_json(&core_path(pid), &core)?;
     Ok(summary)
 }

@@ -20,7 +20,9 @@ pub enum FdKind {
     /// /dev/null, /dev/zero, /dev/tty, a terminal, ...
     Device,
     /// Another descriptor of this process sharing the same open file description.
-    Dup { of: i32 },
+    Dup {
+        of: i32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,14 +41,29 @@ pub struct FdRecord {
 
 /// Devices the guide calls checkpoint safe, plus terminals and the random devices.
 fn safe_device(path: &str) -> bool {
-    matches!(path, "/dev/null" | "/dev/zero" | "/dev/tty" | "/dev/console" | "/dev/full" | "/dev/random" | "/dev/urandom")
-        || path.starts_with("/dev/pts/")
+    matches!(
+        path,
+        "/dev/null"
+            | "/dev/zero"
+            | "/dev/tty"
+            | "/dev/console"
+            | "/dev/full"
+            | "/dev/random"
+            | "/dev/urandom"
+    ) || path.starts_with("/dev/pts/")
         || path.starts_with("/dev/tty")
 }
 
 fn fdinfo(pid: i32, fd: i32) -> Result<(u64, i32)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).ctx(format!("process {pid} fd {fd}"))?;
-    let field = |k: &str| text.lines().find_map(|l| l.strip_prefix(k)).map(str::trim).unwrap_or("0").to_string();
+    let text = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}"))
+        .ctx(format!("process {pid} fd {fd}"))?;
+    let field = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(str::trim)
+            .unwrap_or("0")
+            .to_string()
+    };
     let pos = field("pos:").parse().unwrap_or(0);
     let flags = i32::from_str_radix(&field("flags:"), 8).unwrap_or(0);
     Ok((pos, flags))
@@ -55,7 +72,11 @@ fn fdinfo(pid: i32, fd: i32) -> Result<(u64, i32)> {
 /// Lists and classifies the descriptors of a stopped process; saves file contents the
 /// policies ask for. An object that is not checkpoint safe is "Checkpoint error" naming
 /// the process, the descriptor and the object.
-pub fn dump(pid: i32, policies: &ProcessPolicies, writer: &mut StatefileWriter) -> Result<Vec<FdRecord>> {
+pub fn dump(
+    pid: i32,
+    policies: &ProcessPolicies,
+    writer: &mut StatefileWriter,
+) -> Result<Vec<FdRecord>> {
     let mut fds: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .ctx(format!("process {pid}"))?
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
@@ -64,20 +85,41 @@ pub fn dump(pid: i32, policies: &ProcessPolicies, writer: &mut StatefileWriter) 
     let mut out: Vec<FdRecord> = Vec::new();
     for fd in fds {
         let who = format!("process {pid} fd {fd}");
-        let link = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ctx(&who)?.to_string_lossy().into_owned();
+        let link = std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+            .ctx(&who)?
+            .to_string_lossy()
+            .into_owned();
         let (pos, flags) = fdinfo(pid, fd)?;
         let cloexec = flags & libc::O_CLOEXEC != 0;
         let flags = flags & !libc::O_CLOEXEC;
         // a dup of an earlier descriptor shares its offset and flags
-        if let Some(first) = out.iter().find(|r| crate::sys::same_open_file(pid, r.fd, pid, fd).unwrap_or(false)) {
+        if let Some(first) = out
+            .iter()
+            .find(|r| crate::sys::same_open_file(pid, r.fd, pid, fd).unwrap_or(false))
+        {
             let of = match first.kind {
                 FdKind::Dup { of } => of,
                 _ => first.fd,
             };
-            out.push(FdRecord { fd, kind: FdKind::Dup { of }, path: link, flags, cloexec, pos, action: first.action, saved: None });
+            out.push(FdRecord {
+                fd,
+                kind: FdKind::Dup { of },
+                path: link,
+                flags,
+                cloexec,
+                pos,
+                action: first.action,
+                saved: None,
+            });
             continue;
         }
-        let unsafe_object = |what: &str| Error::with_detail(who.clone(), Kind::CheckpointError, format!("{link}: {what} is not checkpoint safe"));
+        let unsafe_object = |what: &str| {
+            Error::with_detail(
+                who.clone(),
+                Kind::CheckpointError,
+                format!("{link}: {what} is not checkpoint safe"),
+            )
+        };
         if link.starts_with("socket:") {
             return Err(unsafe_object("a socket"));
         }
@@ -106,8 +148,14 @@ pub fn dump(pid: i32, policies: &ProcessPolicies, writer: &mut StatefileWriter) 
         } else {
             return Err(unsafe_object("this kind of file"));
         };
-        let action = if kind == FdKind::Regular { policies.file_action(std::path::Path::new(&path)) } else { FileAction::Merge };
-        let saved = if kind == FdKind::Deleted || matches!(action, FileAction::Replace | FileAction::Substitute) {
+        let action = if kind == FdKind::Regular {
+            policies.file_action(std::path::Path::new(&path))
+        } else {
+            FileAction::Merge
+        };
+        let saved = if kind == FdKind::Deleted
+            || matches!(action, FileAction::Replace | FileAction::Substitute)
+        {
             let rel = format!("files/{pid}-fd{fd}");
             let mut src = std::fs::File::open(format!("/proc/{pid}/fd/{fd}")).ctx(&who)?;
             let mut sink = writer.create_file(&rel)?;
@@ -117,7 +165,16 @@ pub fn dump(pid: i32, policies: &ProcessPolicies, writer: &mut StatefileWriter) 
         } else {
             None
         };
-        out.push(FdRecord { fd, kind, path, flags, cloexec, pos, action, saved });
+        out.push(FdRecord {
+            fd,
+            kind,
+            path,
+            flags,
+            cloexec,
+            pos,
+            action,
+            saved,
+        });
     }
     Ok(out)
 }
@@ -137,27 +194,46 @@ fn open_path(path: &str, flags: i32) -> std::io::Result<OwnedFd> {
 }
 
 /// An unlinked file in `dir` (or /tmp) holding `content`, reopened with `flags`.
-fn anonymous_copy(dir: &str, content_path: &std::path::Path, flags: i32) -> std::io::Result<OwnedFd> {
+fn anonymous_copy(
+    dir: &str,
+    content_path: &std::path::Path,
+    flags: i32,
+) -> std::io::Result<OwnedFd> {
     let tmp = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .custom_flags(libc::O_TMPFILE)
         .mode(0o600)
         .open(dir)
-        .or_else(|_| std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_TMPFILE).mode(0o600).open("/tmp"))?;
+        .or_else(|_| {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_TMPFILE)
+                .mode(0o600)
+                .open("/tmp")
+        })?;
     let mut src = std::fs::File::open(content_path)?;
     let mut dst = &tmp;
     std::io::copy(&mut src, &mut dst)?;
     // reopen through /proc to get the original access mode and flags
-    open_path(&format!("/proc/self/fd/{}", tmp.as_raw_fd()), open_flags_for_reopen(flags))
+    open_path(
+        &format!("/proc/self/fd/{}", tmp.as_raw_fd()),
+        open_flags_for_reopen(flags),
+    )
 }
 
 /// Reopens one descriptor as the FILE policy says (guide, "FILE Policy").
 fn reopen(r: &FdRecord, sf: &Statefile, tty: Option<&str>) -> Result<OwnedFd> {
     let who = format!("fd {} ({})", r.fd, r.path);
-    let parent = std::path::Path::new(&r.path).parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|| "/tmp".into());
+    let parent = std::path::Path::new(&r.path)
+        .parent()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "/tmp".into());
     let seek = |fd: &OwnedFd, pos: u64, whence: nix::unistd::Whence| -> Result<()> {
-        nix::unistd::lseek(fd, pos as i64, whence).ctx(&who).map(drop)
+        nix::unistd::lseek(fd, pos as i64, whence)
+            .ctx(&who)
+            .map(drop)
     };
     let fd = match (&r.kind, r.action) {
         (FdKind::Device, _) => {
@@ -165,7 +241,9 @@ fn reopen(r: &FdRecord, sf: &Statefile, tty: Option<&str>) -> Result<OwnedFd> {
                 Some(t) if r.path.starts_with("/dev/pts/") || r.path.starts_with("/dev/tty") => t,
                 _ => r.path.as_str(),
             };
-            let fd = open_path(path, open_flags_for_reopen(r.flags)).or_else(|_| open_path("/dev/null", open_flags_for_reopen(r.flags))).ctx(&who)?;
+            let fd = open_path(path, open_flags_for_reopen(r.flags))
+                .or_else(|_| open_path("/dev/null", open_flags_for_reopen(r.flags)))
+                .ctx(&who)?;
             fd
         }
         (FdKind::Directory, _) => {
@@ -176,13 +254,17 @@ fn reopen(r: &FdRecord, sf: &Statefile, tty: Option<&str>) -> Result<OwnedFd> {
             fd
         }
         (FdKind::Deleted, _) | (FdKind::Regular, FileAction::Substitute) => {
-            let saved = r.saved.as_deref().ok_or_else(|| Error::with_detail(&who, Kind::CheckpointError, "saved content missing"))?;
+            let saved = r.saved.as_deref().ok_or_else(|| {
+                Error::with_detail(&who, Kind::CheckpointError, "saved content missing")
+            })?;
             let fd = anonymous_copy(&parent, &sf.file(saved), r.flags).ctx(&who)?;
             seek(&fd, r.pos, nix::unistd::Whence::SeekSet)?;
             fd
         }
         (FdKind::Regular, FileAction::Replace) => {
-            let saved = r.saved.as_deref().ok_or_else(|| Error::with_detail(&who, Kind::CheckpointError, "saved content missing"))?;
+            let saved = r.saved.as_deref().ok_or_else(|| {
+                Error::with_detail(&who, Kind::CheckpointError, "saved content missing")
+            })?;
             std::fs::copy(sf.file(saved), &r.path).ctx(format!("{who}: replacing"))?;
             let fd = open_path(&r.path, open_flags_for_reopen(r.flags)).ctx(&who)?;
             seek(&fd, r.pos, nix::unistd::Whence::SeekSet)?;
@@ -214,14 +296,22 @@ fn reopen(r: &FdRecord, sf: &Statefile, tty: Option<&str>) -> Result<OwnedFd> {
 /// In the restore child: closes cpr's descriptors except `keep`, then opens every
 /// descriptor of the image at its number. `keep` must already be above every number
 /// the image uses.
-pub fn restore(records: &[FdRecord], sf: &Statefile, keep: &[i32], tty: Option<&str>) -> Result<()> {
+pub fn restore(
+    records: &[FdRecord],
+    sf: &Statefile,
+    keep: &[i32],
+    tty: Option<&str>,
+) -> Result<()> {
     let mine: Vec<i32> = std::fs::read_dir("/proc/self/fd")
         .ctx("restore: /proc/self/fd")?
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .collect();
     // open everything first (the statefile's fds are still needed), then place
     let mut opened: Vec<(i32, OwnedFd)> = Vec::new();
-    for r in records.iter().filter(|r| !matches!(r.kind, FdKind::Dup { .. })) {
+    for r in records
+        .iter()
+        .filter(|r| !matches!(r.kind, FdKind::Dup { .. }))
+    {
         opened.push((r.fd, reopen(r, sf, tty)?));
     }
     // move them all above the image's numbers, so that placing one never closes another
@@ -229,7 +319,8 @@ pub fn restore(records: &[FdRecord], sf: &Statefile, keep: &[i32], tty: Option<&
     let base = top.max(keep.iter().copied().max().unwrap_or(0) + 1);
     let mut staged: Vec<(i32, i32)> = Vec::new();
     for (target, fd) in opened {
-        let high = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(base)).ctx(format!("fd {target}"))?;
+        let high = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(base))
+            .ctx(format!("fd {target}"))?;
         staged.push((target, high));
     }
     for fd in mine {
@@ -260,6 +351,12 @@ fn dup_to(from: i32, to: i32) -> Result<()> {
 
 /// Dispositions for `cpr -i`.
 pub fn summaries(records: &[FdRecord]) -> Vec<crate::statefile::OpenFileSummary> {
-    records.iter().map(|r| crate::statefile::OpenFileSummary { fd: r.fd, path: r.path.clone(), action: r.action }).collect()
+    records
+        .iter()
+        .map(|r| crate::statefile::OpenFileSummary {
+            fd: r.fd,
+            path: r.path.clone(),
+            action: r.action,
+        })
+        .collect()
 }
-

@@ -88,8 +88,13 @@ pub struct MmRecord {
 fn pagemap_entries(pid: i32, vma: &MapsLine, pagemap: &std::fs::File) -> Result<Vec<u64>> {
     let n = ((vma.end - vma.start) / PAGE) as usize;
     let mut buf = vec![0u8; n * 8];
-    pagemap.read_exact_at(&mut buf, vma.start / PAGE * 8).ctx(format!("process {pid}: pagemap"))?;
-    Ok(buf.chunks_exact(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap())).collect())
+    pagemap
+        .read_exact_at(&mut buf, vma.start / PAGE * 8)
+        .ctx(format!("process {pid}: pagemap"))?;
+    Ok(buf
+        .chunks_exact(8)
+        .map(|c| u64::from_ne_bytes(c.try_into().unwrap()))
+        .collect())
 }
 
 const PM_PRESENT: u64 = 1 << 63;
@@ -103,7 +108,11 @@ fn pages_to_save(entries: &[u64], private_file: bool) -> Vec<(u64, u64)> {
     let mut runs: Vec<(u64, u64)> = Vec::new();
     for (i, e) in entries.iter().enumerate() {
         let exists = e & (PM_PRESENT | PM_SWAP) != 0;
-        let keep = if private_file { exists && (e & PM_SWAP != 0 || e & PM_FILE == 0) } else { exists };
+        let keep = if private_file {
+            exists && (e & PM_SWAP != 0 || e & PM_FILE == 0)
+        } else {
+            exists
+        };
         if keep {
             match runs.last_mut() {
                 Some((s, c)) if *s + *c == i as u64 => *c += 1,
@@ -117,9 +126,11 @@ fn pages_to_save(entries: &[u64], private_file: bool) -> Vec<(u64, u64)> {
 /// Classifies the mappings of a stopped process; unsupported ones are "Checkpoint error".
 pub fn plan(pid: i32) -> Result<Vec<Vma>> {
     let maps = procfs::read_maps(pid)?;
-    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).ctx(format!("process {pid}"))?;
+    let smaps =
+        std::fs::read_to_string(format!("/proc/{pid}/smaps")).ctx(format!("process {pid}"))?;
     let flags: BTreeMap<u64, Vec<String>> = procfs::parse_smaps_flags(&smaps).into_iter().collect();
-    let pagemap = std::fs::File::open(format!("/proc/{pid}/pagemap")).ctx(format!("process {pid}: pagemap"))?;
+    let pagemap = std::fs::File::open(format!("/proc/{pid}/pagemap"))
+        .ctx(format!("process {pid}: pagemap"))?;
     let mut vmas = Vec::with_capacity(maps.len());
     for m in &maps {
         let name = m.path.clone();
@@ -129,12 +140,22 @@ pub fn plan(pid: i32) -> Result<Vec<Vma>> {
             Backing::Vsyscall
         } else if name == "[vdso]" || name.starts_with("[vvar") {
             Backing::Vdso
-        } else if special || name.is_empty() || (m.inode == 0 && m.dev == "00:00" && !name.starts_with('/')) {
+        } else if special
+            || name.is_empty()
+            || (m.inode == 0 && m.dev == "00:00" && !name.starts_with('/'))
+        {
             if !(special || name.is_empty()) {
-                return Err(Error::with_detail(format!("process {pid}"), Kind::CheckpointError, format!("mapping {name} at {:#x} is not checkpoint safe", m.start)));
+                return Err(Error::with_detail(
+                    format!("process {pid}"),
+                    Kind::CheckpointError,
+                    format!("mapping {name} at {:#x} is not checkpoint safe", m.start),
+                ));
             }
             Backing::Anon
-        } else if name.starts_with("/SYSV") || name.starts_with("/memfd:") || name.starts_with("/dev/zero") && m.shared() {
+        } else if name.starts_with("/SYSV")
+            || name.starts_with("/memfd:")
+            || name.starts_with("/dev/zero") && m.shared()
+        {
             // SysV and POSIX shared memory objects and memfds are shared objects (next stage)
             if name.starts_with("/dev/zero") {
                 Backing::Anon
@@ -142,19 +163,33 @@ pub fn plan(pid: i32) -> Result<Vec<Vma>> {
                 return Err(Error::with_detail(
                     format!("process {pid}"),
                     Kind::CheckpointError,
-                    format!("shared memory object {name} at {:#x} is not supported yet", m.start),
+                    format!(
+                        "shared memory object {name} at {:#x} is not supported yet",
+                        m.start
+                    ),
                 ));
             }
         } else if let Some(path) = name.strip_suffix(" (deleted)") {
             if m.shared() {
-                return Err(Error::with_detail(format!("process {pid}"), Kind::CheckpointError, format!("shared mapping of deleted file {path}")));
+                return Err(Error::with_detail(
+                    format!("process {pid}"),
+                    Kind::CheckpointError,
+                    format!("shared mapping of deleted file {path}"),
+                ));
             }
             // private mapping of a deleted file: keep all its pages as anonymous memory
             Backing::Anon
         } else if name.starts_with("/dev/") && name != "/dev/zero" {
-            return Err(Error::with_detail(format!("process {pid}"), Kind::CheckpointError, format!("device mapping {name} is not checkpoint safe")));
+            return Err(Error::with_detail(
+                format!("process {pid}"),
+                Kind::CheckpointError,
+                format!("device mapping {name} is not checkpoint safe"),
+            ));
         } else {
-            Backing::File { path: name.clone(), offset: m.offset }
+            Backing::File {
+                path: name.clone(),
+                offset: m.offset,
+            }
         };
         let runs = match &backing {
             Backing::Vdso | Backing::Vsyscall => Vec::new(),
@@ -163,7 +198,16 @@ pub fn plan(pid: i32) -> Result<Vec<Vma>> {
             Backing::Anon if name.ends_with(" (deleted)") => vec![(0, (m.end - m.start) / PAGE)],
             Backing::Anon => pages_to_save(&pagemap_entries(pid, m, &pagemap)?, false),
         };
-        vmas.push(Vma { start: m.start, end: m.end, prot: m.prot(), shared: m.shared(), backing, name, flags: vflags, runs });
+        vmas.push(Vma {
+            start: m.start,
+            end: m.end,
+            prot: m.prot(),
+            shared: m.shared(),
+            backing,
+            name,
+            flags: vflags,
+            runs,
+        });
     }
     Ok(vmas)
 }
@@ -175,17 +219,27 @@ pub fn dump_pages(pid: i32, vmas: &[Vma], sink: &mut FileSink) -> Result<u64> {
     const BATCH: usize = 16 << 20;
     let mut buf = vec![0u8; BATCH];
     let mut total = 0u64;
-    let mem = std::fs::File::open(format!("/proc/{pid}/mem")).ctx(format!("process {pid}: memory"))?;
+    let mem =
+        std::fs::File::open(format!("/proc/{pid}/mem")).ctx(format!("process {pid}: memory"))?;
     let mut remote: Vec<RemoteIoVec> = Vec::new();
     let mut filled = 0usize;
-    let flush = |remote: &mut Vec<RemoteIoVec>, filled: &mut usize, buf: &mut [u8], sink: &mut FileSink| -> Result<()> {
+    let flush = |remote: &mut Vec<RemoteIoVec>,
+                 filled: &mut usize,
+                 buf: &mut [u8],
+                 sink: &mut FileSink|
+     -> Result<()> {
         if *filled == 0 {
             return Ok(());
         }
         let mut local = [std::io::IoSliceMut::new(&mut buf[..*filled])];
-        let n = process_vm_readv(Pid::from_raw(pid), &mut local, remote).ctx(format!("process {pid}: reading memory"))?;
+        let n = process_vm_readv(Pid::from_raw(pid), &mut local, remote)
+            .ctx(format!("process {pid}: reading memory"))?;
         if n != *filled {
-            return Err(Error::with_detail(format!("process {pid}"), Kind::CheckpointError, "memory changed while being read"));
+            return Err(Error::with_detail(
+                format!("process {pid}"),
+                Kind::CheckpointError,
+                "memory changed while being read",
+            ));
         }
         sink.write_all(&buf[..*filled]).ctx(sink.rel.clone())?;
         remote.clear();
@@ -201,7 +255,8 @@ pub fn dump_pages(pid: i32, vmas: &[Vma], sink: &mut FileSink) -> Result<u64> {
                 flush(&mut remote, &mut filled, &mut buf, sink)?;
                 while left > 0 {
                     let n = left.min(BATCH);
-                    mem.read_exact_at(&mut buf[..n], addr).ctx(format!("process {pid}: memory at {addr:#x}"))?;
+                    mem.read_exact_at(&mut buf[..n], addr)
+                        .ctx(format!("process {pid}: memory at {addr:#x}"))?;
                     sink.write_all(&buf[..n]).ctx(sink.rel.clone())?;
                     addr += n as u64;
                     left -= n;
@@ -210,7 +265,10 @@ pub fn dump_pages(pid: i32, vmas: &[Vma], sink: &mut FileSink) -> Result<u64> {
             }
             while left > 0 {
                 let n = left.min(BATCH - filled);
-                remote.push(RemoteIoVec { base: addr as usize, len: n });
+                remote.push(RemoteIoVec {
+                    base: addr as usize,
+                    len: n,
+                });
                 filled += n;
                 addr += n as u64;
                 left -= n;
@@ -244,7 +302,9 @@ pub fn mm_fields(pid: i32, brk: u64) -> Result<MmFields> {
 
 pub fn read_auxv(pid: i32) -> Result<Vec<u64>> {
     let b = std::fs::read(format!("/proc/{pid}/auxv")).ctx(format!("process {pid}: auxv"))?;
-    Ok(b.chunks_exact(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap())).collect())
+    Ok(b.chunks_exact(8)
+        .map(|c| u64::from_ne_bytes(c.try_into().unwrap()))
+        .collect())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -272,12 +332,20 @@ impl Scratch {
 /// Addresses where a scratch area fits in the gaps of the image (not touching any of its
 /// mappings), highest first, to be tried against cpr's own layout.
 pub fn scratch_candidates(vmas: &[Vma]) -> Vec<u64> {
-    let mut ranges: Vec<(u64, u64)> = vmas.iter().filter(|v| v.backing != Backing::Vsyscall).map(|v| (v.start, v.end)).collect();
+    let mut ranges: Vec<(u64, u64)> = vmas
+        .iter()
+        .filter(|v| v.backing != Backing::Vsyscall)
+        .map(|v| (v.start, v.end))
+        .collect();
     ranges.sort();
     let mut out = Vec::new();
     let mut prev_end = 0x10_0000u64;
     let guard = 16 * PAGE;
-    for (s, e) in ranges.iter().copied().chain(std::iter::once((0x7fff_ffff_0000, 0x7fff_ffff_0000))) {
+    for (s, e) in ranges
+        .iter()
+        .copied()
+        .chain(std::iter::once((0x7fff_ffff_0000, 0x7fff_ffff_0000)))
+    {
         if s > prev_end + Scratch::SIZE + 2 * guard {
             // a few positions in each gap: its start, its middle
             out.push(prev_end + guard);
@@ -307,7 +375,10 @@ pub fn mapped_files(vmas: &[Vma]) -> Vec<MappedFile> {
             let writable = v.shared && v.prot & libc::PROT_WRITE != 0;
             match out.iter_mut().find(|f| &f.path == path) {
                 Some(f) => f.writable |= writable,
-                None => out.push(MappedFile { path: path.clone(), writable }),
+                None => out.push(MappedFile {
+                    path: path.clone(),
+                    writable,
+                }),
             }
         }
     }
@@ -317,7 +388,14 @@ pub fn mapped_files(vmas: &[Vma]) -> Vec<MappedFile> {
 /// Replaces the address space of a stopped restore child with the image.
 /// `file_fds`: the child's fds for `mapped_files`, in order; `pages_fd`: the child's fd
 /// on the pages file.
-pub fn restore(inj: &Injector, pid: i32, mm: &MmRecord, scratch: Scratch, file_fds: &[(String, i32)], pages_fd: i32) -> Result<()> {
+pub fn restore(
+    inj: &Injector,
+    pid: i32,
+    mm: &MmRecord,
+    scratch: Scratch,
+    file_fds: &[(String, i32)],
+    pages_fd: i32,
+) -> Result<()> {
     let who = format!("process {pid}");
     // 1. cpr's own mappings go, except the scratch area and the vDSO
     let current = procfs::read_maps(pid)?;
@@ -330,7 +408,17 @@ pub fn restore(inj: &Injector, pid: i32, mm: &MmRecord, scratch: Scratch, file_f
             vdso_now.push(m);
             continue;
         }
-        inj.check("munmap", libc::SYS_munmap, [m.start, m.end - m.start, 0, 0, 0, 0])?;
+        if std::env::var_os("CPR_DEBUG").is_some() {
+            eprintln!(
+                "munmap {:#x}-{:#x} {} (scratch {:#x})",
+                m.start, m.end, m.path, scratch.base
+            );
+        }
+        inj.check(
+            "munmap",
+            libc::SYS_munmap,
+            [m.start, m.end - m.start, 0, 0, 0, 0],
+        )?;
     }
     // 2. move the vDSO and its data pages where the image had them
     move_vdso(inj, &who, &vdso_now, &mm.vmas, scratch)?;
@@ -341,7 +429,12 @@ pub fn restore(inj: &Injector, pid: i32, mm: &MmRecord, scratch: Scratch, file_f
             prot |= libc::PROT_WRITE | libc::PROT_READ;
         }
         let len = v.end - v.start;
-        let mut flags = libc::MAP_FIXED | if v.shared { libc::MAP_SHARED } else { libc::MAP_PRIVATE };
+        let mut flags = libc::MAP_FIXED
+            | if v.shared {
+                libc::MAP_SHARED
+            } else {
+                libc::MAP_PRIVATE
+            };
         if v.has_flag("gd") {
             flags |= libc::MAP_GROWSDOWN;
         }
@@ -352,17 +445,33 @@ pub fn restore(inj: &Injector, pid: i32, mm: &MmRecord, scratch: Scratch, file_f
                 (u64::MAX, 0)
             }
             Backing::File { path, offset } => {
-                let fd = file_fds.iter().find(|(p, _)| p == path).map(|(_, fd)| *fd).ok_or_else(|| {
-                    Error::with_detail(who.clone(), Kind::NoSuchFile, format!("mapped file {path} not opened"))
-                })?;
+                let fd = file_fds
+                    .iter()
+                    .find(|(p, _)| p == path)
+                    .map(|(_, fd)| *fd)
+                    .ok_or_else(|| {
+                        Error::with_detail(
+                            who.clone(),
+                            Kind::NoSuchFile,
+                            format!("mapped file {path} not opened"),
+                        )
+                    })?;
                 (fd as u64, *offset)
             }
         };
         let got = inj
-            .check("mmap", libc::SYS_mmap, [v.start, len, prot as u64, flags as u64, fd, off])
+            .check(
+                "mmap",
+                libc::SYS_mmap,
+                [v.start, len, prot as u64, flags as u64, fd, off],
+            )
             .map_err(|e| e.detail(format!("mapping {:#x}-{:#x} {}", v.start, v.end, v.name)))?;
         if got != v.start {
-            return Err(Error::with_detail(who, Kind::NotEnoughSpace, format!("mapping {:#x} placed at {got:#x}", v.start)));
+            return Err(Error::with_detail(
+                who,
+                Kind::NotEnoughSpace,
+                format!("mapping {:#x} placed at {got:#x}", v.start),
+            ));
         }
     }
     // 4. page data, straight from the statefile into place
@@ -374,7 +483,11 @@ pub fn restore(inj: &Injector, pid: i32, mm: &MmRecord, scratch: Scratch, file_f
         }
         let len = v.end - v.start;
         if !v.runs.is_empty() && v.prot != (v.prot | libc::PROT_WRITE | libc::PROT_READ) {
-            inj.check("mprotect", libc::SYS_mprotect, [v.start, len, v.prot as u64, 0, 0, 0])?;
+            inj.check(
+                "mprotect",
+                libc::SYS_mprotect,
+                [v.start, len, v.prot as u64, 0, 0, 0],
+            )?;
         }
         let advice = [
             ("hg", libc::MADV_HUGEPAGE),
@@ -396,20 +509,44 @@ pub fn restore(inj: &Injector, pid: i32, mm: &MmRecord, scratch: Scratch, file_f
     Ok(())
 }
 
-fn move_vdso(inj: &Injector, who: &str, now: &[&MapsLine], image: &[Vma], scratch: Scratch) -> Result<()> {
-    let wanted: Vec<&Vma> = image.iter().filter(|v| v.backing == Backing::Vdso).collect();
+fn move_vdso(
+    inj: &Injector,
+    who: &str,
+    now: &[&MapsLine],
+    image: &[Vma],
+    scratch: Scratch,
+) -> Result<()> {
+    let wanted: Vec<&Vma> = image
+        .iter()
+        .filter(|v| v.backing == Backing::Vdso)
+        .collect();
     if wanted.is_empty() {
         for m in now {
-            inj.check("munmap vdso", libc::SYS_munmap, [m.start, m.end - m.start, 0, 0, 0, 0])?;
+            inj.check(
+                "munmap vdso",
+                libc::SYS_munmap,
+                [m.start, m.end - m.start, 0, 0, 0, 0],
+            )?;
         }
         return Ok(());
     }
     // pair by name and size: the kernel's layout must be the same as at checkpoint
     let mut pairs = Vec::new();
     for w in &wanted {
-        let m = now.iter().find(|m| m.path == w.name && m.end - m.start == w.end - w.start).ok_or_else(|| {
-            Error::with_detail(who.to_string(), Kind::CheckpointError, format!("this kernel has no {} of {} bytes as the image had", w.name, w.end - w.start))
-        })?;
+        let m = now
+            .iter()
+            .find(|m| m.path == w.name && m.end - m.start == w.end - w.start)
+            .ok_or_else(|| {
+                Error::with_detail(
+                    who.to_string(),
+                    Kind::CheckpointError,
+                    format!(
+                        "this kernel has no {} of {} bytes as the image had",
+                        w.name,
+                        w.end - w.start
+                    ),
+                )
+            })?;
         pairs.push((m.start, w.start, w.end - w.start));
     }
     if pairs.iter().all(|(from, to, _)| from == to) {
@@ -419,25 +556,71 @@ fn move_vdso(inj: &Injector, who: &str, now: &[&MapsLine], image: &[Vma], scratc
     let lo = pairs.iter().map(|p| p.0).min().unwrap();
     let hi = pairs.iter().map(|p| p.0 + p.2).max().unwrap();
     let span = hi - lo;
-    let tmp = inj.check("mmap vdso parking", libc::SYS_mmap, [0, span, 0, (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64, u64::MAX, 0])?;
+    let tmp = inj.check(
+        "mmap vdso parking",
+        libc::SYS_mmap,
+        [
+            0,
+            span,
+            0,
+            (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
+            u64::MAX,
+            0,
+        ],
+    )?;
     for (from, _, len) in &pairs {
         let dst = tmp + (from - lo);
-        inj.check("mremap vdso", libc::SYS_mremap, [*from, *len, *len, (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64, dst, 0])?;
+        inj.check(
+            "mremap vdso",
+            libc::SYS_mremap,
+            [
+                *from,
+                *len,
+                *len,
+                (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64,
+                dst,
+                0,
+            ],
+        )?;
     }
     for (from, to, len) in &pairs {
         let src = tmp + (from - lo);
-        inj.check("mremap vdso", libc::SYS_mremap, [src, *len, *len, (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64, *to, 0])?;
+        inj.check(
+            "mremap vdso",
+            libc::SYS_mremap,
+            [
+                src,
+                *len,
+                *len,
+                (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64,
+                *to,
+                0,
+            ],
+        )?;
     }
     // the parking area's leftovers (if any)
     let _ = scratch;
     let cur = procfs::read_maps(inj.tid)?;
-    for m in cur.iter().filter(|m| m.start >= tmp && m.end <= tmp + span && m.path.is_empty()) {
-        inj.check("munmap", libc::SYS_munmap, [m.start, m.end - m.start, 0, 0, 0, 0])?;
+    for m in cur
+        .iter()
+        .filter(|m| m.start >= tmp && m.end <= tmp + span && m.path.is_empty())
+    {
+        inj.check(
+            "munmap",
+            libc::SYS_munmap,
+            [m.start, m.end - m.start, 0, 0, 0, 0],
+        )?;
     }
     Ok(())
 }
 
-fn read_pages(inj: &Injector, who: &str, mm: &MmRecord, scratch: Scratch, pages_fd: i32) -> Result<()> {
+fn read_pages(
+    inj: &Injector,
+    who: &str,
+    mm: &MmRecord,
+    scratch: Scratch,
+    pages_fd: i32,
+) -> Result<()> {
     const IOV_MAX: usize = 1024;
     const CHUNK: u64 = 1 << 30; // bytes per preadv call: keeps each call interruptible-sized
     let mut file_off = 0u64;
@@ -457,9 +640,24 @@ fn read_pages(inj: &Injector, who: &str, mm: &MmRecord, scratch: Scratch, pages_
         let mut done = 0u64;
         while done < *batch_bytes {
             // preadv may return short: redo the rest with an adjusted vector
-            let n = inj.check("preadv", libc::SYS_preadv, [pages_fd as u64, scratch.data(), iovs.len() as u64, batch_off + done, 0, 0])?;
+            let n = inj.check(
+                "preadv",
+                libc::SYS_preadv,
+                [
+                    pages_fd as u64,
+                    scratch.data(),
+                    iovs.len() as u64,
+                    batch_off + done,
+                    0,
+                    0,
+                ],
+            )?;
             if n == 0 {
-                return Err(Error::with_detail(who.to_string(), Kind::CheckpointError, "statefile page data ends early"));
+                return Err(Error::with_detail(
+                    who.to_string(),
+                    Kind::CheckpointError,
+                    "statefile page data ends early",
+                ));
             }
             done += n;
             if done < *batch_bytes {
@@ -526,7 +724,16 @@ mod tests {
 
     #[test]
     fn scratch_fits_in_gaps() {
-        let v = |s, e| Vma { start: s, end: e, prot: 0, shared: false, backing: Backing::Anon, name: String::new(), flags: vec![], runs: vec![] };
+        let v = |s, e| Vma {
+            start: s,
+            end: e,
+            prot: 0,
+            shared: false,
+            backing: Backing::Anon,
+            name: String::new(),
+            flags: vec![],
+            runs: vec![],
+        };
         let vmas = vec![v(0x400000, 0x500000), v(0x7f0000000000, 0x7f0000100000)];
         for c in scratch_candidates(&vmas) {
             for m in &vmas {

@@ -7,12 +7,13 @@ pub mod memory;
 pub mod process;
 pub mod procfs;
 pub mod ptrace;
+pub mod restart;
 pub mod signals;
 pub mod threads;
 
 use std::path::PathBuf;
 
-use crate::error::{Error, Kind, Result};
+use crate::error::Result;
 use crate::ops::{CheckpointOptions, RestartOptions};
 
 pub fn checkpoint(options: &CheckpointOptions) -> Result<PathBuf> {
@@ -20,13 +21,5 @@ pub fn checkpoint(options: &CheckpointOptions) -> Result<PathBuf> {
 }
 
 pub fn restart(options: &RestartOptions) -> Result<()> {
-    Err(Error::with_detail(
-        options
-            .statefiles
-            .first()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default(),
-        Kind::NotImplemented,
-        "the restart engine is not built yet",
-    ))
+    restart::restart(options)
 }

@@ -47,7 +47,9 @@ fn ids4(field: Option<&str>) -> [u32; 4] {
 }
 
 fn hex_field(status: &str, key: &str) -> u64 {
-    procfs::status_field(status, key).and_then(|v| u64::from_str_radix(v, 16).ok()).unwrap_or(0)
+    procfs::status_field(status, key)
+        .and_then(|v| u64::from_str_radix(v, 16).ok())
+        .unwrap_or(0)
 }
 
 const RLIMITS: [i32; 16] = [
@@ -74,7 +76,9 @@ pub fn dump(pid: i32) -> Result<ProcessRecord> {
     let stat = procfs::read_stat(pid)?;
     let status = procfs::read_status(pid)?;
     let link = |name: &str| -> Result<String> {
-        std::fs::read_link(format!("/proc/{pid}/{name}")).map(|p| p.to_string_lossy().into_owned()).ctx(format!("{who}: {name}"))
+        std::fs::read_link(format!("/proc/{pid}/{name}"))
+            .map(|p| p.to_string_lossy().into_owned())
+            .ctx(format!("{who}: {name}"))
     };
     let mut rlimits = Vec::new();
     for r in RLIMITS {
@@ -96,11 +100,21 @@ pub fn dump(pid: i32) -> Result<ProcessRecord> {
         exe: link("exe")?,
         cwd: link("cwd")?,
         root: link("root")?,
-        umask: procfs::status_field(&status, "Umask").and_then(|v| u32::from_str_radix(v, 8).ok()).unwrap_or(0o022),
+        umask: procfs::status_field(&status, "Umask")
+            .and_then(|v| u32::from_str_radix(v, 8).ok())
+            .unwrap_or(0o022),
         uids: ids4(procfs::status_field(&status, "Uid")),
         gids: ids4(procfs::status_field(&status, "Gid")),
-        groups: procfs::status_field(&status, "Groups").unwrap_or("").split_whitespace().filter_map(|g| g.parse().ok()).collect(),
-        caps: Caps { inheritable: hex_field(&status, "CapInh"), permitted: hex_field(&status, "CapPrm"), effective: hex_field(&status, "CapEff") },
+        groups: procfs::status_field(&status, "Groups")
+            .unwrap_or("")
+            .split_whitespace()
+            .filter_map(|g| g.parse().ok())
+            .collect(),
+        caps: Caps {
+            inheritable: hex_field(&status, "CapInh"),
+            permitted: hex_field(&status, "CapPrm"),
+            effective: hex_field(&status, "CapEff"),
+        },
         rlimits,
         personality,
         nice: stat.field(19) as i64 as i32,
@@ -113,7 +127,8 @@ pub fn dump(pid: i32) -> Result<ProcessRecord> {
 fn nix_sched_policy(pid: i32) -> (i32, i32) {
     let s = procfs::read_stat(pid).ok();
     // stat field 41 = policy, 40 = rt_priority
-    s.map(|s| (s.field(41) as i32, s.field(40) as i32)).unwrap_or((0, 0))
+    s.map(|s| (s.field(41) as i32, s.field(40) as i32))
+        .unwrap_or((0, 0))
 }
 
 /// In the restore child: what the process is, except credentials. Runs as root before
@@ -127,7 +142,8 @@ pub fn restore_native(rec: &ProcessRecord, cdir: DirAction, rdir: DirAction) -> 
         None
     };
     if rdir == DirAction::Replace && rec.root != "/" {
-        nix::unistd::chroot(rec.root.as_str()).ctx(format!("{who}: root directory {}", rec.root))?;
+        nix::unistd::chroot(rec.root.as_str())
+            .ctx(format!("{who}: root directory {}", rec.root))?;
     }
     if let Some(dir) = cwd {
         nix::unistd::fchdir(&dir).ctx(format!("{who}: working directory {}", rec.cwd))?;
@@ -140,25 +156,37 @@ pub fn restore_native(rec: &ProcessRecord, cdir: DirAction, rdir: DirAction) -> 
                 return Err(Error::with_detail(
                     who,
                     Kind::NotPermitted,
-                    format!("resource limit {r}: hard limit {hard} is above cpr's own {my_hard} and this system denies raising it (no CAP_SYS_RESOURCE)"),
+                    format!(
+                        "resource limit {r}: hard limit {hard} is above cpr's own {my_hard} and this system denies raising it (no CAP_SYS_RESOURCE)"
+                    ),
                 ));
             }
             return Err(Error::errno(format!("{who}: resource limit {r}"), e));
         }
     }
     if rec.personality != 0 {
-        nix::sys::personality::set(nix::sys::personality::Persona::from_bits_retain(rec.personality as i32))
-            .ctx(format!("{who}: personality"))?;
+        nix::sys::personality::set(nix::sys::personality::Persona::from_bits_retain(
+            rec.personality as i32,
+        ))
+        .ctx(format!("{who}: personality"))?;
     }
     if crate::sys::setpriority_self(rec.nice) < 0 {
-        return Err(Error::errno(format!("{who}: nice {}", rec.nice), nix::errno::Errno::last()));
+        return Err(Error::errno(
+            format!("{who}: nice {}", rec.nice),
+            nix::errno::Errno::last(),
+        ));
     }
     Ok(())
 }
 
 /// The very last step of a restore: groups, gids, uids and capabilities, in the
 /// process itself. `scratch` is writable memory there.
-pub fn restore_credentials(rec: &ProcessRecord, inj: &Injector, pid: i32, scratch: u64) -> Result<()> {
+pub fn restore_credentials(
+    rec: &ProcessRecord,
+    inj: &Injector,
+    pid: i32,
+    scratch: u64,
+) -> Result<()> {
     let same_as_root = rec.uids == [0; 4] && rec.gids == [0; 4];
     let mut g = Vec::new();
     for x in &rec.groups {
@@ -167,12 +195,46 @@ pub fn restore_credentials(rec: &ProcessRecord, inj: &Injector, pid: i32, scratc
     if !g.is_empty() {
         ptrace::write_mem(pid, scratch, &g)?;
     }
-    inj.check("setgroups", libc::SYS_setgroups, [rec.groups.len() as u64, scratch, 0, 0, 0, 0])?;
+    inj.check(
+        "setgroups",
+        libc::SYS_setgroups,
+        [rec.groups.len() as u64, scratch, 0, 0, 0, 0],
+    )?;
     if !same_as_root {
-        inj.check("setresgid", libc::SYS_setresgid, [rec.gids[0] as u64, rec.gids[1] as u64, rec.gids[2] as u64, 0, 0, 0])?;
-        inj.check("setfsgid", libc::SYS_setfsgid, [rec.gids[3] as u64, 0, 0, 0, 0, 0])?;
-        inj.check("setresuid", libc::SYS_setresuid, [rec.uids[0] as u64, rec.uids[1] as u64, rec.uids[2] as u64, 0, 0, 0])?;
-        inj.check("setfsuid", libc::SYS_setfsuid, [rec.uids[3] as u64, 0, 0, 0, 0, 0])?;
+        inj.check(
+            "setresgid",
+            libc::SYS_setresgid,
+            [
+                rec.gids[0] as u64,
+                rec.gids[1] as u64,
+                rec.gids[2] as u64,
+                0,
+                0,
+                0,
+            ],
+        )?;
+        inj.check(
+            "setfsgid",
+            libc::SYS_setfsgid,
+            [rec.gids[3] as u64, 0, 0, 0, 0, 0],
+        )?;
+        inj.check(
+            "setresuid",
+            libc::SYS_setresuid,
+            [
+                rec.uids[0] as u64,
+                rec.uids[1] as u64,
+                rec.uids[2] as u64,
+                0,
+                0,
+                0,
+            ],
+        )?;
+        inj.check(
+            "setfsuid",
+            libc::SYS_setfsuid,
+            [rec.uids[3] as u64, 0, 0, 0, 0, 0],
+        )?;
     }
     // capabilities: never more than the image had
     let mut c = Vec::new();
@@ -184,9 +246,17 @@ pub fn restore_credentials(rec: &ProcessRecord, inj: &Injector, pid: i32, scratc
         c.extend_from_slice(&((rec.caps.inheritable >> half) as u32).to_ne_bytes());
     }
     ptrace::write_mem(pid, scratch, &c)?;
-    inj.check("capset", libc::SYS_capset, [scratch, scratch + 8, 0, 0, 0, 0])?;
+    inj.check(
+        "capset",
+        libc::SYS_capset,
+        [scratch, scratch + 8, 0, 0, 0, 0],
+    )?;
     if rec.dumpable {
-        inj.check("prctl(PR_SET_DUMPABLE)", libc::SYS_prctl, [libc::PR_SET_DUMPABLE as u64, 1, 0, 0, 0, 0])?;
+        inj.check(
+            "prctl(PR_SET_DUMPABLE)",
+            libc::SYS_prctl,
+            [libc::PR_SET_DUMPABLE as u64, 1, 0, 0, 0, 0],
+        )?;
     }
     Ok(())
 }

@@ -15,23 +15,40 @@ impl Stat {
         let close = text.rfind(')')?;
         let comm = text[open + 1..close].to_string();
         // fields[0] is field 3 (state)
-        let fields = text[close + 1..].split_whitespace().map(str::to_string).collect();
+        let fields = text[close + 1..]
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
         Some(Stat { comm, fields })
     }
 
     /// Field by its 1-based number in proc_pid_stat(5) (3 = state, 4 = ppid, ...).
     pub fn field(&self, n: usize) -> u64 {
-        self.fields.get(n - 3).and_then(|s| s.parse::<i64>().ok()).map(|v| v as u64).unwrap_or(0)
+        self.fields
+            .get(n - 3)
+            .and_then(|s| s.parse::<i64>().ok())
+            .map(|v| v as u64)
+            .unwrap_or(0)
     }
 
     pub fn state(&self) -> char {
-        self.fields.first().and_then(|s| s.chars().next()).unwrap_or('?')
+        self.fields
+            .first()
+            .and_then(|s| s.chars().next())
+            .unwrap_or('?')
     }
 }
 
 pub fn read_stat(pid: i32) -> Result<Stat> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ctx(format!("process {pid}"))?;
-    Stat::parse(&text).ok_or_else(|| crate::error::Error::with_detail(format!("process {pid}"), crate::error::Kind::InvalidArgument, "unreadable /proc stat"))
+    let text =
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).ctx(format!("process {pid}"))?;
+    Stat::parse(&text).ok_or_else(|| {
+        crate::error::Error::with_detail(
+            format!("process {pid}"),
+            crate::error::Kind::InvalidArgument,
+            "unreadable /proc stat",
+        )
+    })
 }
 
 /// One line of /proc/PID/maps.
@@ -56,7 +73,15 @@ impl MapsLine {
         let inode = it.next()?.parse().ok()?;
         let path = it.next().unwrap_or("").trim_start().to_string();
         let (s, e) = range.split_once('-')?;
-        Some(MapsLine { start: u64::from_str_radix(s, 16).ok()?, end: u64::from_str_radix(e, 16).ok()?, perms, offset, dev, inode, path })
+        Some(MapsLine {
+            start: u64::from_str_radix(s, 16).ok()?,
+            end: u64::from_str_radix(e, 16).ok()?,
+            perms,
+            offset,
+            dev,
+            inode,
+            path,
+        })
     }
 
     pub fn readable(&self) -> bool {
@@ -74,7 +99,8 @@ impl MapsLine {
 }
 
 pub fn read_maps(pid: i32) -> Result<Vec<MapsLine>> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/maps")).ctx(format!("process {pid}"))?;
+    let text =
+        std::fs::read_to_string(format!("/proc/{pid}/maps")).ctx(format!("process {pid}"))?;
     Ok(text.lines().filter_map(MapsLine::parse).collect())
 }
 
@@ -98,7 +124,11 @@ pub fn parse_smaps_flags(text: &str) -> Vec<(u64, Vec<String>)> {
 
 /// A `Key:\tvalue` field of /proc/PID/status.
 pub fn status_field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
-    status.lines().find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(':')).map(str::trim))
+    status.lines().find_map(|l| {
+        l.strip_prefix(key)
+            .and_then(|r| r.strip_prefix(':'))
+            .map(str::trim)
+    })
 }
 
 pub fn read_status(pid: i32) -> Result<String> {
@@ -108,7 +138,12 @@ pub fn read_status(pid: i32) -> Result<String> {
 /// `/proc/PID/cmdline` split at NULs.
 pub fn read_cmdline(pid: i32) -> Vec<String> {
     std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| b.split(|c| *c == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8_lossy(s).into_owned()).collect())
+        .map(|b| {
+            b.split(|c| *c == 0)
+                .filter(|s| !s.is_empty())
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -141,8 +176,14 @@ mod tests {
 
     #[test]
     fn maps_lines() {
-        let m = MapsLine::parse("7f00-7f10 r-xp 00001000 08:01 1234                       /usr/lib/x (deleted)").unwrap();
-        assert_eq!((m.start, m.end, m.offset, m.inode), (0x7f00, 0x7f10, 0x1000, 1234));
+        let m = MapsLine::parse(
+            "7f00-7f10 r-xp 00001000 08:01 1234                       /usr/lib/x (deleted)",
+        )
+        .unwrap();
+        assert_eq!(
+            (m.start, m.end, m.offset, m.inode),
+            (0x7f00, 0x7f10, 0x1000, 1234)
+        );
         assert_eq!(m.path, "/usr/lib/x (deleted)");
         assert_eq!(m.prot(), libc::PROT_READ | libc::PROT_EXEC);
         let a = MapsLine::parse("7f00-7f10 rw-s 00000000 00:00 0 ").unwrap();

@@ -29,10 +29,21 @@ pub fn dump(pid: i32, inj: &Injector, scratch: u64) -> Result<SignalsRecord> {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
         }
-        inj.check("rt_sigaction", libc::SYS_rt_sigaction, [sig as u64, 0, scratch + (sig as u64 - 1) * 32, 8, 0, 0])?;
+        inj.check(
+            "rt_sigaction",
+            libc::SYS_rt_sigaction,
+            [sig as u64, 0, scratch + (sig as u64 - 1) * 32, 8, 0, 0],
+        )?;
     }
-    for (i, which) in [libc::ITIMER_REAL, libc::ITIMER_VIRTUAL, libc::ITIMER_PROF].into_iter().enumerate() {
-        inj.check("getitimer", libc::SYS_getitimer, [which as u64, scratch + 2048 + i as u64 * 32, 0, 0, 0, 0])?;
+    for (i, which) in [libc::ITIMER_REAL, libc::ITIMER_VIRTUAL, libc::ITIMER_PROF]
+        .into_iter()
+        .enumerate()
+    {
+        inj.check(
+            "getitimer",
+            libc::SYS_getitimer,
+            [which as u64, scratch + 2048 + i as u64 * 32, 0, 0, 0, 0],
+        )?;
     }
     let raw = ptrace::read_mem(pid, scratch, 2048 + 96)?;
     let word = |o: usize| u64::from_ne_bytes(raw[o..o + 8].try_into().unwrap());
@@ -41,7 +52,12 @@ pub fn dump(pid: i32, inj: &Injector, scratch: u64) -> Result<SignalsRecord> {
             continue;
         }
         let o = (sig as usize - 1) * 32;
-        let act = KernelSigaction { handler: word(o), flags: word(o + 8), restorer: word(o + 16), mask: word(o + 24) };
+        let act = KernelSigaction {
+            handler: word(o),
+            flags: word(o + 8),
+            restorer: word(o + 16),
+            mask: word(o + 24),
+        };
         if act != KernelSigaction::default() {
             rec.actions.push((sig, act));
         }
@@ -50,7 +66,10 @@ pub fn dump(pid: i32, inj: &Injector, scratch: u64) -> Result<SignalsRecord> {
         let o = 2048 + i * 32;
         rec.itimers[i] = [word(o), word(o + 8), word(o + 16), word(o + 24)];
     }
-    rec.shared_pending = ptrace::peek_siginfo(pid, true)?.iter().map(|s| hex(s)).collect();
+    rec.shared_pending = ptrace::peek_siginfo(pid, true)?
+        .iter()
+        .map(|s| hex(s))
+        .collect();
     Ok(rec)
 }
 
@@ -66,14 +85,26 @@ pub fn restore_actions(rec: &SignalsRecord) -> Result<()> {
 
 /// After the image is in place: the shared pending queue and the timers, by injection in
 /// the main thread.
-pub fn restore_pending_and_timers(rec: &SignalsRecord, inj: &Injector, pid: i32, scratch_data: u64) -> Result<()> {
+pub fn restore_pending_and_timers(
+    rec: &SignalsRecord,
+    inj: &Injector,
+    pid: i32,
+    scratch_data: u64,
+) -> Result<()> {
     for info in &rec.shared_pending {
         let bytes = unhex(info);
         ptrace::write_mem(pid, scratch_data, &bytes)?;
         let sig = i32::from_ne_bytes(bytes[0..4].try_into().unwrap());
-        inj.check("rt_sigqueueinfo", libc::SYS_rt_sigqueueinfo, [pid as u64, sig as u64, scratch_data, 0, 0, 0])?;
+        inj.check(
+            "rt_sigqueueinfo",
+            libc::SYS_rt_sigqueueinfo,
+            [pid as u64, sig as u64, scratch_data, 0, 0, 0],
+        )?;
     }
-    for (i, which) in [libc::ITIMER_REAL, libc::ITIMER_VIRTUAL, libc::ITIMER_PROF].into_iter().enumerate() {
+    for (i, which) in [libc::ITIMER_REAL, libc::ITIMER_VIRTUAL, libc::ITIMER_PROF]
+        .into_iter()
+        .enumerate()
+    {
         let t = rec.itimers[i];
         if t == [0; 4] {
             continue;
@@ -83,7 +114,11 @@ pub fn restore_pending_and_timers(rec: &SignalsRecord, inj: &Injector, pid: i32,
             b.extend_from_slice(&x.to_ne_bytes());
         }
         ptrace::write_mem(pid, scratch_data, &b)?;
-        inj.check("setitimer", libc::SYS_setitimer, [which as u64, scratch_data, 0, 0, 0, 0])?;
+        inj.check(
+            "setitimer",
+            libc::SYS_setitimer,
+            [which as u64, scratch_data, 0, 0, 0, 0],
+        )?;
     }
     Ok(())
 }

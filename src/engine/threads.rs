@@ -34,26 +34,48 @@ pub fn hex(b: &[u8]) -> String {
 }
 
 pub fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len() / 2).filter_map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()).collect()
+    (0..s.len() / 2)
+        .filter_map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok())
+        .collect()
 }
 
 /// What only the thread itself can tell, asked through an injector; `scratch` is a
 /// writable page in the process.
-pub fn dump(tid: i32, pid: i32, regs: &ptrace::Regs, inj: &Injector, scratch: u64) -> Result<ThreadRecord> {
-    inj.check("sigaltstack", libc::SYS_sigaltstack, [0, scratch, 0, 0, 0, 0])?;
-    inj.check("prctl(PR_GET_TID_ADDRESS)", libc::SYS_prctl, [libc::PR_GET_TID_ADDRESS as u64, scratch + 64, 0, 0, 0, 0])?;
+pub fn dump(
+    tid: i32,
+    pid: i32,
+    regs: &ptrace::Regs,
+    inj: &Injector,
+    scratch: u64,
+) -> Result<ThreadRecord> {
+    inj.check(
+        "sigaltstack",
+        libc::SYS_sigaltstack,
+        [0, scratch, 0, 0, 0, 0],
+    )?;
+    inj.check(
+        "prctl(PR_GET_TID_ADDRESS)",
+        libc::SYS_prctl,
+        [libc::PR_GET_TID_ADDRESS as u64, scratch + 64, 0, 0, 0, 0],
+    )?;
     let raw = ptrace::read_mem(pid, scratch, 72)?;
     let word = |o: usize| u64::from_ne_bytes(raw[o..o + 8].try_into().unwrap());
     let altstack = (word(0), word(8) as i32, word(16));
     let clear_child_tid = word(64);
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")).unwrap_or_default().trim_end().to_string();
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
+        .unwrap_or_default()
+        .trim_end()
+        .to_string();
     Ok(ThreadRecord {
         tid,
         comm,
         regs: ptrace::regs_to_array(regs).to_vec(),
         xstate: hex(&ptrace::get_xstate(tid)?),
         sigmask: ptrace::get_sigmask(tid)?,
-        pending: ptrace::peek_siginfo(tid, false)?.iter().map(|s| hex(s)).collect(),
+        pending: ptrace::peek_siginfo(tid, false)?
+            .iter()
+            .map(|s| hex(s))
+            .collect(),
         altstack,
         clear_child_tid,
         robust_list: crate::sys::get_robust_list(tid).unwrap_or((0, 0)),
@@ -83,7 +105,10 @@ pub fn resume_regs(saved: &ptrace::Regs) -> ptrace::Regs {
                 r.rip -= 2;
                 if nr == libc::SYS_nanosleep && r.rsi != 0 {
                     r.rdi = r.rsi;
-                } else if nr == libc::SYS_clock_nanosleep && r.rsi & libc::TIMER_ABSTIME as u64 == 0 && r.r10 != 0 {
+                } else if nr == libc::SYS_clock_nanosleep
+                    && r.rsi & libc::TIMER_ABSTIME as u64 == 0
+                    && r.r10 != 0
+                {
                     r.rdx = r.r10;
                 }
             }
@@ -97,27 +122,59 @@ pub fn resume_regs(saved: &ptrace::Regs) -> ptrace::Regs {
 /// Gives a restored thread (stopped, in its final address space) its per-thread kernel
 /// state through injection in that very thread. Registers, xstate and mask are set
 /// later, just before release.
-pub fn restore_kernel_state(t: &ThreadRecord, inj: &Injector, scratch_data: u64, pid: i32) -> Result<()> {
+pub fn restore_kernel_state(
+    t: &ThreadRecord,
+    inj: &Injector,
+    scratch_data: u64,
+    pid: i32,
+) -> Result<()> {
     let mut buf = Vec::new();
     buf.extend_from_slice(&t.altstack.0.to_ne_bytes());
     buf.extend_from_slice(&((t.altstack.1 & !libc::SS_ONSTACK) as u64).to_ne_bytes());
     buf.extend_from_slice(&t.altstack.2.to_ne_bytes());
     ptrace::write_mem(pid, scratch_data, &buf)?;
     if t.altstack.1 & libc::SS_DISABLE == 0 {
-        inj.check("sigaltstack", libc::SYS_sigaltstack, [scratch_data, 0, 0, 0, 0, 0])?;
+        inj.check(
+            "sigaltstack",
+            libc::SYS_sigaltstack,
+            [scratch_data, 0, 0, 0, 0, 0],
+        )?;
     }
-    inj.check("set_tid_address", libc::SYS_set_tid_address, [t.clear_child_tid, 0, 0, 0, 0, 0])?;
+    inj.check(
+        "set_tid_address",
+        libc::SYS_set_tid_address,
+        [t.clear_child_tid, 0, 0, 0, 0, 0],
+    )?;
     if t.robust_list.0 != 0 {
-        inj.check("set_robust_list", libc::SYS_set_robust_list, [t.robust_list.0, t.robust_list.1, 0, 0, 0, 0])?;
+        inj.check(
+            "set_robust_list",
+            libc::SYS_set_robust_list,
+            [t.robust_list.0, t.robust_list.1, 0, 0, 0, 0],
+        )?;
     }
     if t.rseq.abi_pointer != 0 {
-        inj.check("rseq", libc::SYS_rseq, [t.rseq.abi_pointer, t.rseq.abi_size as u64, 0, t.rseq.signature as u64, 0, 0])?;
+        inj.check(
+            "rseq",
+            libc::SYS_rseq,
+            [
+                t.rseq.abi_pointer,
+                t.rseq.abi_size as u64,
+                0,
+                t.rseq.signature as u64,
+                0,
+                0,
+            ],
+        )?;
     }
     for info in &t.pending {
         let bytes = unhex(info);
         ptrace::write_mem(pid, scratch_data, &bytes)?;
         let sig = i32::from_ne_bytes(bytes[0..4].try_into().unwrap());
-        inj.check("rt_tgsigqueueinfo", libc::SYS_rt_tgsigqueueinfo, [pid as u64, inj.tid as u64, sig as u64, scratch_data, 0, 0])?;
+        inj.check(
+            "rt_tgsigqueueinfo",
+            libc::SYS_rt_tgsigqueueinfo,
+            [pid as u64, inj.tid as u64, sig as u64, scratch_data, 0, 0],
+        )?;
     }
     if !t.comm.is_empty() {
         // best effort: the name is cosmetic
@@ -130,7 +187,11 @@ pub fn restore_kernel_state(t: &ThreadRecord, inj: &Injector, scratch_data: u64,
 /// the signal mask.
 pub fn restore_registers(t: &ThreadRecord, tid: i32) -> Result<()> {
     let arr: [u64; 27] = t.regs.clone().try_into().map_err(|_| {
-        crate::error::Error::with_detail(format!("thread {tid}"), crate::error::Kind::CheckpointError, "bad register record")
+        crate::error::Error::with_detail(
+            format!("thread {tid}"),
+            crate::error::Kind::CheckpointError,
+            "bad register record",
+        )
     })?;
     let saved = ptrace::regs_from_array(&arr);
     ptrace::set_xstate(tid, &unhex(&t.xstate))?;
@@ -150,7 +211,10 @@ mod tests {
         r.rax = (-ERESTARTSYS) as u64;
         r.rip = 0x1002;
         let n = resume_regs(&r);
-        assert_eq!((n.rip, n.rax, n.orig_rax), (0x1000, libc::SYS_read as u64, u64::MAX));
+        assert_eq!(
+            (n.rip, n.rax, n.orig_rax),
+            (0x1000, libc::SYS_read as u64, u64::MAX)
+        );
 
         r.orig_rax = libc::SYS_clock_nanosleep as u64;
         r.rax = (-ERESTART_RESTARTBLOCK) as u64;

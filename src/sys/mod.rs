@@ -16,7 +16,11 @@ pub struct KernelSigaction {
 
 /// rt_sigaction(2) with the kernel's struct, so handler and restorer addresses of a
 /// restored image can be installed as they are.
-pub fn rt_sigaction(sig: i32, new: Option<&KernelSigaction>, old: Option<&mut KernelSigaction>) -> Result<(), Errno> {
+pub fn rt_sigaction(
+    sig: i32,
+    new: Option<&KernelSigaction>,
+    old: Option<&mut KernelSigaction>,
+) -> Result<(), Errno> {
     let new_ptr = new.map_or(std::ptr::null(), |n| n as *const KernelSigaction);
     let old_ptr = old.map_or(std::ptr::null_mut(), |o| o as *mut KernelSigaction);
     // SAFETY: both pointers are null or point to live KernelSigaction values of the size
@@ -29,7 +33,13 @@ pub fn rt_sigaction(sig: i32, new: Option<&KernelSigaction>, old: Option<&mut Ke
 pub fn set_sigmask(mask: u64) -> Result<(), Errno> {
     // SAFETY: the kernel reads 8 bytes from a valid u64 and writes nothing (old is null).
     let rc = unsafe {
-        libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &mask as *const u64, std::ptr::null_mut::<u64>(), 8usize)
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &mask as *const u64,
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        )
     };
     Errno::result(rc).map(drop)
 }
@@ -56,23 +66,48 @@ pub fn fork_with_pid(pid: Option<i32>) -> Result<i32, Errno> {
     let tid: [i32; 1] = [pid.unwrap_or(0)];
     let args = CloneArgs {
         exit_signal: libc::SIGCHLD as u64,
-        set_tid: if pid.is_some() { tid.as_ptr() as u64 } else { 0 },
+        set_tid: if pid.is_some() {
+            tid.as_ptr() as u64
+        } else {
+            0
+        },
         set_tid_size: if pid.is_some() { 1 } else { 0 },
         ..Default::default()
     };
     // SAFETY: clone3 without CLONE_VM duplicates the process like fork(); args and the
     // set_tid array outlive the call. The caller is single-threaded (documented).
-    let rc = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
     Errno::result(rc).map(|r| r as i32)
 }
 
 /// prlimit(2) on any process.
 pub fn prlimit(pid: i32, resource: i32, new: Option<(u64, u64)>) -> Result<(u64, u64), Errno> {
-    let new_lim = new.map(|(c, m)| libc::rlimit64 { rlim_cur: c, rlim_max: m });
-    let mut old = libc::rlimit64 { rlim_cur: 0, rlim_max: 0 };
-    let new_ptr = new_lim.as_ref().map_or(std::ptr::null(), |n| n as *const libc::rlimit64);
+    let new_lim = new.map(|(c, m)| libc::rlimit64 {
+        rlim_cur: c,
+        rlim_max: m,
+    });
+    let mut old = libc::rlimit64 {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    let new_ptr = new_lim
+        .as_ref()
+        .map_or(std::ptr::null(), |n| n as *const libc::rlimit64);
     // SAFETY: pointers are null or point to live rlimit64 values.
-    let rc = unsafe { libc::prlimit64(pid, resource as libc::__rlimit_resource_t, new_ptr, &mut old) };
+    let rc = unsafe {
+        libc::prlimit64(
+            pid,
+            resource as libc::__rlimit_resource_t,
+            new_ptr,
+            &mut old,
+        )
+    };
     Errno::result(rc).map(|_| (old.rlim_cur, old.rlim_max))
 }
 
@@ -81,7 +116,14 @@ pub fn get_robust_list(tid: i32) -> Result<(u64, u64), Errno> {
     let mut head: u64 = 0;
     let mut len: usize = 0;
     // SAFETY: the kernel writes one pointer and one size_t into live locals.
-    let rc = unsafe { libc::syscall(libc::SYS_get_robust_list, tid, &mut head as *mut u64, &mut len as *mut usize) };
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_get_robust_list,
+            tid,
+            &mut head as *mut u64,
+            &mut len as *mut usize,
+        )
+    };
     Errno::result(rc).map(|_| (head, len as u64))
 }
 
@@ -111,9 +153,16 @@ const CAP_V3: u32 = 0x2008_0522;
 
 /// capset(2) for the calling thread.
 pub fn capset(caps: &Caps) -> Result<(), Errno> {
-    let mut hdr = CapHeader { version: CAP_V3, pid: 0 };
+    let mut hdr = CapHeader {
+        version: CAP_V3,
+        pid: 0,
+    };
     let data = [
-        CapData { effective: caps.effective as u32, permitted: caps.permitted as u32, inheritable: caps.inheritable as u32 },
+        CapData {
+            effective: caps.effective as u32,
+            permitted: caps.permitted as u32,
+            inheritable: caps.inheritable as u32,
+        },
         CapData {
             effective: (caps.effective >> 32) as u32,
             permitted: (caps.permitted >> 32) as u32,
@@ -192,7 +241,11 @@ pub fn mmap_fixed_noreplace(addr: u64, len: u64, prot: i32) -> Result<u64, Errno
             0,
         )
     };
-    if p == libc::MAP_FAILED { Err(Errno::last()) } else { Ok(p as u64) }
+    if p == libc::MAP_FAILED {
+        Err(Errno::last())
+    } else {
+        Ok(p as u64)
+    }
 }
 
 /// The calling thread's raw syscall, for the few the restore child makes with values that
@@ -213,7 +266,16 @@ pub fn setpriority_self(nice: i32) -> i32 {
 /// kcmp(KCMP_FILE): whether two descriptors of two processes are one open file description.
 pub fn same_open_file(pid1: i32, fd1: i32, pid2: i32, fd2: i32) -> Result<bool, Errno> {
     // SAFETY: integer arguments only.
-    let rc = unsafe { libc::syscall(libc::SYS_kcmp, pid1, pid2, 0 /* KCMP_FILE */, fd1 as u64, fd2 as u64) };
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            pid1,
+            pid2,
+            0, /* KCMP_FILE */
+            fd1 as u64,
+            fd2 as u64,
+        )
+    };
     Errno::result(rc).map(|r| r == 0)
 }
 
@@ -226,11 +288,26 @@ pub fn dup2(from: i32, to: i32) -> Result<(), Errno> {
 /// Sets or clears FD_CLOEXEC on a raw descriptor.
 pub fn set_cloexec(fd: i32, on: bool) -> Result<(), Errno> {
     // SAFETY: integer arguments.
-    Errno::result(unsafe { libc::fcntl(fd, libc::F_SETFD, if on { libc::FD_CLOEXEC } else { 0 }) }).map(drop)
+    Errno::result(unsafe { libc::fcntl(fd, libc::F_SETFD, if on { libc::FD_CLOEXEC } else { 0 }) })
+        .map(drop)
 }
 
 /// close(2) on a raw number the caller knows it owns.
 pub fn close(fd: i32) {
     // SAFETY: the caller owns the descriptor and never uses the number again.
     unsafe { libc::close(fd) };
+}
+
+/// A raw descriptor number the caller knows is open, as a borrowed fd for nix calls.
+pub fn borrow_raw(fd: i32) -> std::os::fd::BorrowedFd<'static> {
+    // SAFETY: callers pass descriptors they own and keep open for the duration of use
+    // (the restore child's own, single-threaded).
+    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+}
+
+/// Takes ownership of a raw descriptor number the caller owns.
+pub fn own_fd(fd: i32) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: the caller owns `fd` and gives up the number.
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
 }

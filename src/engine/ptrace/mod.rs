@@ -26,7 +26,11 @@ fn raw(req: u32, tid: i32, addr: usize, data: usize) -> Result<i64, Errno> {
     // SAFETY: every caller passes `addr`/`data` as the request documents: integers, or
     // pointers to live buffers of the size the request reads or writes.
     let rc = unsafe { libc::ptrace(req, tid, addr, data) };
-    if rc == -1 && Errno::last_raw() != 0 { Err(Errno::last()) } else { Ok(rc) }
+    if rc == -1 && Errno::last_raw() != 0 {
+        Err(Errno::last())
+    } else {
+        Ok(rc)
+    }
 }
 
 fn subject(tid: i32) -> String {
@@ -60,36 +64,66 @@ pub fn set_options(tid: i32, options: i32) -> Result<(), Errno> {
 
 pub fn event_msg(tid: i32) -> Result<u64, Errno> {
     let mut msg: libc::c_ulong = 0;
-    raw(libc::PTRACE_GETEVENTMSG, tid, 0, &mut msg as *mut libc::c_ulong as usize)?;
+    raw(
+        libc::PTRACE_GETEVENTMSG,
+        tid,
+        0,
+        &mut msg as *mut libc::c_ulong as usize,
+    )?;
     Ok(msg as u64)
 }
 
 pub fn get_regs(tid: i32) -> Result<Regs> {
     // SAFETY: user_regs_struct is plain integers; all-zero is a valid value.
     let mut regs: Regs = unsafe { std::mem::zeroed() };
-    raw(libc::PTRACE_GETREGS, tid, 0, &mut regs as *mut Regs as usize).ctx(subject(tid))?;
+    raw(
+        libc::PTRACE_GETREGS,
+        tid,
+        0,
+        &mut regs as *mut Regs as usize,
+    )
+    .ctx(subject(tid))?;
     Ok(regs)
 }
 
 pub fn set_regs(tid: i32, regs: &Regs) -> Result<()> {
-    raw(libc::PTRACE_SETREGS, tid, 0, regs as *const Regs as usize).ctx(subject(tid)).map(drop)
+    raw(libc::PTRACE_SETREGS, tid, 0, regs as *const Regs as usize)
+        .ctx(subject(tid))
+        .map(drop)
 }
 
 /// The FPU/SSE/AVX state (NT_X86_XSTATE), as the kernel lays it out.
 pub fn get_xstate(tid: i32) -> Result<Vec<u8>> {
     let mut buf = vec![0u8; 16384];
-    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
-    raw(libc::PTRACE_GETREGSET, tid, NT_X86_XSTATE, &mut iov as *mut libc::iovec as usize).ctx(subject(tid))?;
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    raw(
+        libc::PTRACE_GETREGSET,
+        tid,
+        NT_X86_XSTATE,
+        &mut iov as *mut libc::iovec as usize,
+    )
+    .ctx(subject(tid))?;
     buf.truncate(iov.iov_len);
     Ok(buf)
 }
 
 pub fn set_xstate(tid: i32, xstate: &[u8]) -> Result<()> {
     let mut copy = xstate.to_vec();
-    let mut iov = libc::iovec { iov_base: copy.as_mut_ptr().cast(), iov_len: copy.len() };
-    raw(libc::PTRACE_SETREGSET, tid, NT_X86_XSTATE, &mut iov as *mut libc::iovec as usize)
-        .ctx(subject(tid))
-        .map(drop)
+    let mut iov = libc::iovec {
+        iov_base: copy.as_mut_ptr().cast(),
+        iov_len: copy.len(),
+    };
+    raw(
+        libc::PTRACE_SETREGSET,
+        tid,
+        NT_X86_XSTATE,
+        &mut iov as *mut libc::iovec as usize,
+    )
+    .ctx(subject(tid))
+    .map(drop)
 }
 
 pub fn get_sigmask(tid: i32) -> Result<u64> {
@@ -99,7 +133,9 @@ pub fn get_sigmask(tid: i32) -> Result<u64> {
 }
 
 pub fn set_sigmask(tid: i32, mask: u64) -> Result<()> {
-    raw(PTRACE_SETSIGMASK, tid, 8, &mask as *const u64 as usize).ctx(subject(tid)).map(drop)
+    raw(PTRACE_SETSIGMASK, tid, 8, &mask as *const u64 as usize)
+        .ctx(subject(tid))
+        .map(drop)
 }
 
 #[repr(C)]
@@ -114,10 +150,19 @@ struct PeekSiginfoArgs {
 pub fn peek_siginfo(tid: i32, shared: bool) -> Result<Vec<Vec<u8>>> {
     let mut out = Vec::new();
     loop {
-        let args = PeekSiginfoArgs { off: out.len() as u64, flags: if shared { PTRACE_PEEKSIGINFO_SHARED } else { 0 }, nr: 32 };
+        let args = PeekSiginfoArgs {
+            off: out.len() as u64,
+            flags: if shared { PTRACE_PEEKSIGINFO_SHARED } else { 0 },
+            nr: 32,
+        };
         let mut buf = vec![0u8; 128 * 32];
-        let n = raw(PTRACE_PEEKSIGINFO, tid, &args as *const PeekSiginfoArgs as usize, buf.as_mut_ptr() as usize)
-            .ctx(subject(tid))?;
+        let n = raw(
+            PTRACE_PEEKSIGINFO,
+            tid,
+            &args as *const PeekSiginfoArgs as usize,
+            buf.as_mut_ptr() as usize,
+        )
+        .ctx(subject(tid))?;
         if n <= 0 {
             return Ok(out);
         }
@@ -138,7 +183,13 @@ pub struct RseqConfig {
 
 pub fn get_rseq(tid: i32) -> Result<RseqConfig> {
     let mut buf = [0u64; 3];
-    let n = raw(PTRACE_GET_RSEQ_CONFIGURATION, tid, 24, buf.as_mut_ptr() as usize).ctx(subject(tid))?;
+    let n = raw(
+        PTRACE_GET_RSEQ_CONFIGURATION,
+        tid,
+        24,
+        buf.as_mut_ptr() as usize,
+    )
+    .ctx(subject(tid))?;
     if n < 24 {
         return Ok(RseqConfig::default());
     }
@@ -181,7 +232,9 @@ fn classify(status: WaitStatus) -> Stop {
         WaitStatus::Exited(_, code) => Stop::Exited(code),
         WaitStatus::Signaled(_, sig, _) => Stop::Killed(sig as i32),
         WaitStatus::Stopped(_, sig) => Stop::Signal(sig as i32),
-        WaitStatus::PtraceEvent(_, sig, event) if event == libc::PTRACE_EVENT_STOP => Stop::EventStop(sig as i32),
+        WaitStatus::PtraceEvent(_, sig, event) if event == libc::PTRACE_EVENT_STOP => {
+            Stop::EventStop(sig as i32)
+        }
         WaitStatus::PtraceEvent(_, _, event) => Stop::Event(event),
         WaitStatus::PtraceSyscall(_) => Stop::Syscall,
         _ => Stop::Syscall,
@@ -212,7 +265,11 @@ pub fn wait_for_stop(tid: i32) -> Result<()> {
                 interrupt(tid).ctx(subject(tid))?;
             }
             Stop::Exited(_) | Stop::Killed(_) => {
-                return Err(Error::with_detail(subject(tid), Kind::NoSuchProcess, "exited during checkpoint"));
+                return Err(Error::with_detail(
+                    subject(tid),
+                    Kind::NoSuchProcess,
+                    "exited during checkpoint",
+                ));
             }
         }
     }
@@ -223,15 +280,20 @@ pub fn read_mem(pid: i32, addr: u64, len: usize) -> Result<Vec<u8>> {
     use std::os::unix::fs::FileExt;
     let f = std::fs::File::open(format!("/proc/{pid}/mem")).ctx(format!("process {pid}"))?;
     let mut buf = vec![0u8; len];
-    f.read_exact_at(&mut buf, addr).ctx(format!("process {pid}: memory at {addr:#x}"))?;
+    f.read_exact_at(&mut buf, addr)
+        .ctx(format!("process {pid}: memory at {addr:#x}"))?;
     Ok(buf)
 }
 
 /// Writes memory of a traced process through /proc/PID/mem (works on any protection).
 pub fn write_mem(pid: i32, addr: u64, data: &[u8]) -> Result<()> {
     use std::os::unix::fs::FileExt;
-    let f = std::fs::OpenOptions::new().write(true).open(format!("/proc/{pid}/mem")).ctx(format!("process {pid}"))?;
-    f.write_all_at(data, addr).ctx(format!("process {pid}: memory at {addr:#x}"))
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/{pid}/mem"))
+        .ctx(format!("process {pid}"))?;
+    f.write_all_at(data, addr)
+        .ctx(format!("process {pid}: memory at {addr:#x}"))
 }
 
 /// How an injected system call reaches the kernel and stops after it.
@@ -297,7 +359,10 @@ impl Injector {
     pub fn check(&self, what: &str, nr: i64, args: [u64; 6]) -> Result<u64> {
         let rc = self.call(nr, args)?;
         if rc < 0 && rc > -4096 {
-            return Err(Error::errno(format!("thread {}: {what}", self.tid), Errno::from_raw(-rc as i32)));
+            return Err(Error::errno(
+                format!("thread {}: {what}", self.tid),
+                Errno::from_raw(-rc as i32),
+            ));
         }
         Ok(rc as u64)
     }
@@ -317,10 +382,18 @@ impl Injector {
                 }
                 Stop::EventStop(_) | Stop::Syscall => cont(self.tid, 0).ctx(subject(self.tid))?,
                 Stop::Exited(c) => {
-                    return Err(Error::with_detail(subject(self.tid), Kind::NoSuchProcess, format!("exited ({c}) in syscall {nr}")));
+                    return Err(Error::with_detail(
+                        subject(self.tid),
+                        Kind::NoSuchProcess,
+                        format!("exited ({c}) in syscall {nr}"),
+                    ));
                 }
                 Stop::Killed(s) => {
-                    return Err(Error::with_detail(subject(self.tid), Kind::NoSuchProcess, format!("killed by signal {s} in syscall {nr}")));
+                    return Err(Error::with_detail(
+                        subject(self.tid),
+                        Kind::NoSuchProcess,
+                        format!("killed by signal {s} in syscall {nr}"),
+                    ));
                 }
             }
         }
@@ -330,16 +403,25 @@ impl Injector {
         loop {
             match wait(self.tid)? {
                 Stop::Syscall => return Ok(()),
-                Stop::Event(_) | Stop::EventStop(_) => cont_syscall(self.tid, 0).ctx(subject(self.tid))?,
+                Stop::Event(_) | Stop::EventStop(_) => {
+                    cont_syscall(self.tid, 0).ctx(subject(self.tid))?
+                }
                 Stop::Signal(s) => {
                     return Err(Error::with_detail(
                         subject(self.tid),
                         Kind::CheckpointError,
-                        format!("signal {} during injected syscall {nr}", Signal::try_from(s).map(|s| s.as_str()).unwrap_or("?")),
+                        format!(
+                            "signal {} during injected syscall {nr}",
+                            Signal::try_from(s).map(|s| s.as_str()).unwrap_or("?")
+                        ),
                     ));
                 }
                 Stop::Exited(_) | Stop::Killed(_) => {
-                    return Err(Error::with_detail(subject(self.tid), Kind::NoSuchProcess, format!("ended in syscall {nr}")));
+                    return Err(Error::with_detail(
+                        subject(self.tid),
+                        Kind::NoSuchProcess,
+                        format!("ended in syscall {nr}"),
+                    ));
                 }
             }
         }
@@ -349,8 +431,9 @@ impl Injector {
 /// Register file as a plain array, for the statefile.
 pub fn regs_to_array(r: &Regs) -> [u64; 27] {
     [
-        r.r15, r.r14, r.r13, r.r12, r.rbp, r.rbx, r.r11, r.r10, r.r9, r.r8, r.rax, r.rcx, r.rdx, r.rsi, r.rdi, r.orig_rax,
-        r.rip, r.cs, r.eflags, r.rsp, r.ss, r.fs_base, r.gs_base, r.ds, r.es, r.fs, r.gs,
+        r.r15, r.r14, r.r13, r.r12, r.rbp, r.rbx, r.r11, r.r10, r.r9, r.r8, r.rax, r.rcx, r.rdx,
+        r.rsi, r.rdi, r.orig_rax, r.rip, r.cs, r.eflags, r.rsp, r.ss, r.fs_base, r.gs_base, r.ds,
+        r.es, r.fs, r.gs,
     ]
 }
 

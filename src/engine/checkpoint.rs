@@ -138,8 +138,9 @@ impl Freezer {
             );
         }
         for tids in self.threads.values() {
-            for &tid in tids {
-                // collect the tracee's end so it does not linger as traced
+            // collect each tracee's end so none lingers as traced; a thread-group leader
+            // reports only after its other threads, so those first
+            for &tid in tids.iter().rev() {
                 let _ = ptrace::wait(tid);
             }
         }

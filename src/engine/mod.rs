@@ -1,6 +1,7 @@
 //! Checkpoint and restart. One module per kind of kernel object, each holding its dump
 //! and its restore; `ptrace/` is the backend.
 
+pub mod cooperate;
 pub mod memory;
 pub mod process;
 pub mod procfs;

@@ -128,6 +128,11 @@ int ckpt_refuse(int how);
 int ckpt_enter_cs(void);
 int ckpt_leave_cs(void);
 
+/* CKPT_STATE_PENDING while a checkpoint waits for the critical sections. */
+#define CKPT_STATE_IDLE    0
+#define CKPT_STATE_PENDING 1
+int ckpt_status(void);
+
 #ifdef __cplusplus
 }
 #endif

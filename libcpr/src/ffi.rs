@@ -379,6 +379,11 @@ pub extern "C" fn ckpt_leave_cs() -> c_int {
     }
 }
 
+#[unsafe(no_mangle)]
+pub extern "C" fn ckpt_status() -> c_int {
+    crate::status()
+}
+
 // ---- signal handlers ----
 
 /// Calls a registered `void (*)(void)`.

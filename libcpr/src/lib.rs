@@ -325,6 +325,12 @@ pub fn leave_cs() -> Result<(), Failure> {
     }
 }
 
+/// `ckpt_status`: 1 (`CKPT_STATE_PENDING`) while a request waits for the critical
+/// sections, else 0.
+pub fn status() -> i32 {
+    i32::from(CS_STATE.load(Ordering::Acquire) & PENDING != 0)
+}
+
 // ---- ckpt_create, ckpt_request, ckpt_poll ----
 
 /// The optional arguments, read from C.

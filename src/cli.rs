@@ -4,13 +4,14 @@
 //! ([`Request`]); neither touches the system. `src/bin/cpr.rs` calls the library with it.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{ArgGroup, Parser};
 
 use crate::attrfile::WillAction;
 
 const USAGE: &str = "\
-cpr -c STATEFILE -p IDLIST [-f] [-g|-k] [-u] [--attributes FILE]
+cpr -c STATEFILE -p IDLIST [-f] [-g|-k] [-u] [--attributes FILE] [--timeout SECONDS]
        cpr -r [-j] STATEFILE...
        cpr -i [--json] STATEFILE...
        cpr -D STATEFILE...";
@@ -110,6 +111,17 @@ pub struct Cli {
     )]
     pub attributes: Option<PathBuf>,
 
+    /// With -c: wait at most SECONDS (default 60) for the SIGCKPT handlers of
+    /// checkpoint-aware processes; a handler still running then fails the checkpoint.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        value_parser = parse_timeout,
+        requires = "checkpoint",
+        conflicts_with_all = ["restart", "info", "delete"],
+    )]
+    pub timeout: Option<Duration>,
+
     /// With -r: restart as an interactive, job-controlled foreground job.
     #[arg(
         short = 'j',
@@ -164,6 +176,22 @@ pub struct CheckpointRequest {
     pub upgrade: bool,
     /// `--attributes FILE`; `None` means `$HOME/.cpr` or the built-in defaults.
     pub attributes: Option<PathBuf>,
+    /// `--timeout SECONDS`: how long SIGCKPT handlers may take.
+    pub handler_timeout: Option<Duration>,
+}
+
+/// `--timeout`: a positive number of seconds, fractions allowed (`0.5`), at most a day.
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number of seconds"))?;
+    if !(secs > 0.0 && secs <= 86400.0) {
+        return Err(format!(
+            "'{text}': give more than 0 and at most 86400 seconds"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 impl Cli {
@@ -185,6 +213,7 @@ impl Cli {
                 will,
                 upgrade: self.upgrade,
                 attributes: self.attributes,
+                handler_timeout: self.timeout,
             })
         } else if self.restart {
             Request::Restart {
@@ -240,6 +269,7 @@ mod tests {
             will: None,
             upgrade: false,
             attributes: None,
+            handler_timeout: None,
         };
         assert_eq!(
             parse(&["-c", "ckptSep7", "-p", "1111"]).unwrap(),
@@ -292,6 +322,21 @@ mod tests {
             parse(&["-p", "1111", "--kill", "--checkpoint", "ckptSep7"]).unwrap(),
             Request::Checkpoint(kill)
         );
+    }
+
+    #[test]
+    fn timeout_is_seconds_for_checkpoint_only() {
+        let Request::Checkpoint(r) = parse(&["-c", "x", "-p", "1", "--timeout", "2.5"]).unwrap()
+        else {
+            panic!("not a checkpoint");
+        };
+        assert_eq!(r.handler_timeout, Some(Duration::from_millis(2500)));
+        for bad in ["0", "-1", "soon", "1e9"] {
+            let e = usage_error(&["-c", "x", "-p", "1", "--timeout", bad]);
+            assert!(e.contains("--timeout"), "{bad}: {e}");
+        }
+        let e = usage_error(&["-r", "--timeout", "5", "x"]);
+        assert!(e.contains("--timeout"), "{e}");
     }
 
     #[test]
@@ -420,6 +465,7 @@ mod tests {
             "--upgrade",
             "--json",
             "--attributes",
+            "--timeout",
             "-p <IDLIST>",
         ] {
             assert!(text.contains(opt), "help lacks {opt}:\n{text}");

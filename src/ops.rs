@@ -19,6 +19,12 @@ pub struct CheckpointOptions {
     pub upgrade: bool,
     /// The attribute file; `None` reads `$HOME/.cpr` or the built-in defaults.
     pub attributes: Option<AttrFile>,
+    /// How long to wait for the SIGCKPT handlers of checkpoint-aware processes
+    /// (`--timeout`); `None` is `engine::cooperate::DEFAULT_HANDLER_TIMEOUT`.
+    pub handler_timeout: Option<std::time::Duration>,
+    /// `CKPT_OPENFILE_DISTRIBUTE` (library only): save open files beside the originals,
+    /// as `NAME.ckpt.pidPID`, instead of under the statefile.
+    pub openfile_distribute: bool,
 }
 
 /// `cpr -r [-j] STATEFILE...`.

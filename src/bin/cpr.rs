@@ -61,6 +61,8 @@ fn checkpoint(request: CheckpointRequest) -> Result<()> {
         will: request.will,
         upgrade: request.upgrade,
         attributes: Some(attributes),
+        handler_timeout: request.handler_timeout,
+        openfile_distribute: false,
     })?;
     Ok(())
 }

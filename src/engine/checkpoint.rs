@@ -199,6 +199,12 @@ pub fn checkpoint(options: &CheckpointOptions) -> Result<PathBuf> {
         .will
         .unwrap_or_else(|| policies.values().next().map(|p| p.will).unwrap_or_default());
 
+    // programs that asked for it prepare first (SIGCKPT handlers), bounded in time
+    super::cooperate::notify_checkpoint(
+        &set.pids(),
+        options.handler_timeout.unwrap_or(super::cooperate::DEFAULT_HANDLER_TIMEOUT),
+    )?;
+
     // 2. freeze
     let mut frozen = Freezer::freeze(&set)?;
 

@@ -2,6 +2,7 @@
 //! and its restore; `ptrace/` is the backend.
 
 pub mod checkpoint;
+pub mod cooperate;
 pub mod files;
 pub mod memory;
 pub mod process;

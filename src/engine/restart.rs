@@ -462,7 +462,13 @@ fn finish_in_tracer(
         };
         threads::restore_kernel_state(&img.core.threads[idx], &inj, scratch.data(), child)?;
     }
-    signals::restore_pending_and_timers(&img.core.signals, &main, child, scratch.data())?;
+    let mut signals_rec = img.core.signals.clone();
+    if super::cooperate::wants_restart_signal(&signals_rec.actions) {
+        // SIGRESTART handlers run before anything else of the program
+        let info = super::cooperate::restart_siginfo(std::process::id() as i32, crate::ops::caller_uid());
+        signals_rec.shared_pending.insert(0, threads::hex(&info));
+    }
+    signals::restore_pending_and_timers(&signals_rec, &main, child, scratch.data())?;
     // credentials last
     process::restore_credentials(&img.core.process, &main, child, scratch.data())?;
     // the scratch page goes; its own syscall instruction runs the munmap, stopping at the

@@ -1,0 +1,555 @@
+//! libcpr: the C library, its SIGCKPT/SIGRESTART protocol with cpr, and the guide's
+//! examples, through C programs in tests/workloads/lib_*.c linked against libcpr.so.
+//!
+//! The protocol tests drive `cpr::engine::cooperate` directly (what the engine calls
+//! before freezing and on restart), so they need no checkpoint. Tests that take a real
+//! checkpoint say so in their name (`..._checkpoint...`/`..._restart...`).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use cpr::engine::cooperate::{self, SIGCKPT, SIGRESTART};
+use cpr::error::Kind;
+
+/// How long a test waits for something that should happen at once before failing.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// target/debug, where libcpr.so is built.
+fn lib_dir() -> PathBuf {
+    // the test binary is target/debug/deps/libcpr-HASH
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+/// Builds libcpr and the C workloads once; returns the directory of the programs.
+fn programs() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "libcpr", "--manifest-path"])
+            .arg(root().join("Cargo.toml"))
+            .status()
+            .expect("run cargo build -p libcpr");
+        assert!(status.success(), "cargo build -p libcpr failed");
+        assert!(lib_dir().join("libcpr.so").exists(), "no libcpr.so");
+        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("libcpr-workloads");
+        std::fs::create_dir_all(&out).unwrap();
+        for name in ["lib_aware", "lib_examples", "lib_selfloop"] {
+            let src = root().join("tests/workloads").join(format!("{name}.c"));
+            let o = Command::new("cc")
+                .args(["-Wall", "-Wextra", "-Werror", "-o"])
+                .arg(out.join(name))
+                .arg(&src)
+                .arg("-I")
+                .arg(root().join("include"))
+                .arg("-L")
+                .arg(lib_dir())
+                .arg("-lcpr")
+                .arg(format!("-Wl,-rpath,{}", lib_dir().display()))
+                .output()
+                .expect("run cc");
+            assert!(
+                o.status.success(),
+                "cc {name}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        out
+    })
+}
+
+fn program(name: &str) -> PathBuf {
+    programs().join(name)
+}
+
+/// A running workload: its standard input, and its standard output as lines.
+struct Workload {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Arc<(Mutex<Vec<String>>, Condvar)>,
+}
+
+impl Workload {
+    fn start(name: &str, args: &[&str]) -> Workload {
+        let mut child = Command::new(program(name))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let lines = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                sink.0.lock().unwrap().push(line);
+                sink.1.notify_all();
+            }
+        });
+        let stdin = child.stdin.take();
+        let w = Workload {
+            child,
+            stdin,
+            lines,
+        };
+        w.wait_line("ready");
+        w
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    fn output(&self) -> Vec<String> {
+        self.lines.0.lock().unwrap().clone()
+    }
+
+    /// Waits until the output satisfies `done`.
+    fn wait_until(&self, done: impl Fn(&[String]) -> bool) {
+        let deadline = Instant::now() + PATIENCE;
+        let mut lines = self.lines.0.lock().unwrap();
+        while !done(&lines) {
+            let now = Instant::now();
+            assert!(now < deadline, "not there after {PATIENCE:?}: {lines:?}");
+            lines = self.lines.1.wait_timeout(lines, deadline - now).unwrap().0;
+        }
+    }
+
+    /// Waits until `line` has been printed `count` times.
+    fn wait_lines(&self, line: &str, count: usize) {
+        self.wait_until(|lines| lines.iter().filter(|l| *l == line).count() >= count)
+    }
+
+    fn wait_line(&self, line: &str) {
+        self.wait_lines(line, 1)
+    }
+
+    fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().unwrap();
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Sends "quit" and checks it ended normally (so it was alive and well).
+    fn quit(mut self) {
+        self.send("quit");
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "{status:?}: {:?}", self.output());
+    }
+
+    /// The lines printed after `ready`.
+    fn after_ready(&self) -> Vec<String> {
+        let out = self.output();
+        let i = out.iter().position(|l| l == "ready").unwrap();
+        out[i + 1..].to_vec()
+    }
+}
+
+impl Drop for Workload {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            let state = s.rsplit(')').next().unwrap_or("").trim_start();
+            !state.starts_with('Z') && !state.starts_with('X')
+        })
+        .unwrap_or(false)
+}
+
+fn notify(pid: i32, timeout: Duration) -> cpr::Result<()> {
+    cooperate::notify_checkpoint(&[pid], timeout)
+}
+
+#[test]
+fn atcheckpoint_and_atrestart_functions_run_first_in_first_out() {
+    let w = Workload::start("lib_aware", &["fifo"]);
+    assert!(cooperate::handles(w.pid(), SIGCKPT));
+    assert!(cooperate::handles(w.pid(), SIGRESTART));
+    notify(w.pid(), PATIENCE).unwrap();
+    w.wait_line("ckpt 3");
+    assert_eq!(w.after_ready(), ["ckpt 1", "ckpt 2", "ckpt 3"]);
+    // what the engine does on restart
+    cooperate::queue_restart(w.pid()).unwrap();
+    w.wait_line("restart 3");
+    assert_eq!(
+        w.after_ready(),
+        [
+            "ckpt 1",
+            "ckpt 2",
+            "ckpt 3",
+            "restart 1",
+            "restart 2",
+            "restart 3"
+        ]
+    );
+    // a second checkpoint runs them again
+    notify(w.pid(), PATIENCE).unwrap();
+    w.wait_lines("ckpt 3", 2);
+    w.quit();
+}
+
+#[test]
+fn programs_without_handlers_never_get_sigckpt_or_sigrestart() {
+    // linked with libcpr but registering nothing
+    let w = Workload::start("lib_aware", &["plain"]);
+    assert!(!cooperate::handles(w.pid(), SIGCKPT));
+    assert!(!cooperate::handles(w.pid(), SIGRESTART));
+    notify(w.pid(), PATIENCE).unwrap();
+    // not linked with libcpr at all
+    let mut sleeper = Command::new("sleep").arg("600").spawn().unwrap();
+    let pid = sleeper.id() as i32;
+    notify(pid, PATIENCE).unwrap();
+    // SIGCKPT would have killed them (the default action of a real-time signal)
+    assert!(alive(pid));
+    w.quit();
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+}
+
+#[test]
+fn a_critical_section_holds_the_checkpoint_until_the_program_leaves_it() {
+    let mut w = Workload::start("lib_aware", &["cs"]);
+    let pid = w.pid();
+    let waiter = std::thread::spawn(move || notify(pid, PATIENCE));
+    // wait until the request has reached the program and is held
+    let deadline = Instant::now() + PATIENCE;
+    let mut asked = 0;
+    loop {
+        w.send("status");
+        asked += 1;
+        w.wait_until(|lines| lines.iter().filter(|l| l.starts_with("status")).count() >= asked);
+        if w.output().iter().any(|l| l == "status pending") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never pending: {:?}", w.output());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        !w.output().iter().any(|l| l == "ckpt 1"),
+        "{:?}",
+        w.output()
+    );
+    assert!(!waiter.is_finished(), "the checkpoint did not wait");
+    w.send("leave");
+    waiter.join().unwrap().unwrap();
+    w.wait_line("left-cs");
+    let out: Vec<String> = w
+        .after_ready()
+        .into_iter()
+        .filter(|l| !l.starts_with("status"))
+        .collect();
+    assert_eq!(out, ["leaving-cs", "ckpt 1", "left-cs"]);
+    w.quit();
+}
+
+#[test]
+fn a_critical_section_longer_than_the_timeout_fails_the_checkpoint() {
+    let mut w = Workload::start("lib_aware", &["cs"]);
+    let e = notify(w.pid(), Duration::from_secs(1)).unwrap_err();
+    assert_eq!(e.kind, Kind::CheckpointError);
+    let text = e.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "Checkpoint error: process {} did not finish its SIGCKPT handlers within 1 s",
+            w.pid()
+        )),
+        "{text}"
+    );
+    assert!(text.contains("critical section"), "{text}");
+    // the program runs on; leaving runs the late request's functions harmlessly
+    w.send("leave");
+    w.wait_line("left-cs");
+    w.quit();
+}
+
+#[test]
+fn a_temporary_refusal_fails_this_checkpoint_only() {
+    let mut w = Workload::start("lib_aware", &["refuse-temp"]);
+    let e = notify(w.pid(), PATIENCE).unwrap_err();
+    assert_eq!(e.kind, Kind::ResourceBusy);
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "Resource busy: process {} refused the checkpoint temporarily; try again later",
+            w.pid()
+        )
+    );
+    w.wait_line("refusing for now");
+    // the functions after the refusing one did not run
+    w.send("asked");
+    w.wait_line("asked 1");
+    assert!(!w.output().iter().any(|l| l == "ckpt 1"));
+    notify(w.pid(), PATIENCE).unwrap();
+    w.wait_line("ckpt 1");
+    assert_eq!(
+        w.after_ready(),
+        ["refusing for now", "asked 1", "accepting", "ckpt 1"]
+    );
+    w.quit();
+}
+
+#[test]
+fn a_permanent_refusal_fails_every_checkpoint() {
+    let mut w = Workload::start("lib_aware", &["refuse-perm"]);
+    for _ in 0..2 {
+        let e = notify(w.pid(), PATIENCE).unwrap_err();
+        assert_eq!(e.kind, Kind::CheckpointError);
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "Checkpoint error: process {} refused the checkpoint permanently",
+                w.pid()
+            )
+        );
+    }
+    // the functions ran once; the second request was refused without them
+    w.send("asked");
+    w.wait_line("asked 1");
+    assert!(!w.output().iter().any(|l| l == "ckpt 1"));
+    w.quit();
+}
+
+#[test]
+fn a_stuck_handler_fails_the_checkpoint_after_the_timeout_and_the_process_runs_on() {
+    let w = Workload::start("lib_aware", &["stuck"]);
+    let e = notify(w.pid(), Duration::from_secs(1)).unwrap_err();
+    assert_eq!(e.kind, Kind::CheckpointError);
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "Checkpoint error: process {} did not finish its SIGCKPT handlers within 1 s",
+            w.pid()
+        )
+    );
+    w.wait_line("stuck");
+    assert!(alive(w.pid()));
+}
+
+#[test]
+fn examples_3_1_to_3_4_close_at_checkpoint_and_reopen_at_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cdrom-data");
+    std::fs::write(&file, "abcdefghijkl").unwrap();
+    let mut w = Workload::start("lib_examples", &["handlers", file.to_str().unwrap()]);
+    w.send("read");
+    w.wait_line("data: abcd");
+    notify(w.pid(), PATIENCE).unwrap();
+    w.wait_line("checkpoint: socket closed");
+    w.send("read");
+    w.wait_line("file: closed");
+    cooperate::queue_restart(w.pid()).unwrap();
+    w.wait_line("restart: socket reconnected");
+    w.send("read");
+    w.wait_line("data: efgh");
+    assert_eq!(
+        w.after_ready(),
+        [
+            "data: abcd",
+            "checkpoint: closed at offset 4",
+            "checkpoint: socket closed",
+            "file: closed",
+            "restart: reopened at offset 4",
+            "restart: socket reconnected",
+            "data: efgh"
+        ]
+    );
+    w.quit();
+}
+
+/// Runs lib_examples; (exit code, stdout, stderr).
+fn example(args: &[&str]) -> (i32, String, String) {
+    let o = Command::new(program("lib_examples"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn ckpt_create_reports_errors_through_errno_and_ckpt_errmsg() {
+    let dir = tempfile::tempdir().unwrap();
+    let sf = dir.path().join("sf");
+    let sf = sf.to_str().unwrap();
+    // no such process: found by the checkpointing child, reported back
+    let missing = (cpr::target::PID_LIMIT - 1).to_string();
+    let (code, out, err) = example(&["create", sf, &missing, "1"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains(&format!("Checkpointing id {missing} (type PID)")),
+        "{out}"
+    );
+    assert!(out.contains("Failed to checkpoint process"), "{out}");
+    assert!(
+        err.contains(&format!(
+            "errno {} (No such process): -p {missing}: No such process",
+            libc::ESRCH
+        )),
+        "{err}"
+    );
+    // an unknown ID type
+    let (code, _, err) = example(&["create", sf, "1", "99"]);
+    assert_eq!(code, 1);
+    assert!(err.contains(&format!("errno {} ", libc::EINVAL)), "{err}");
+    assert!(err.contains("unknown ID type 0x63"), "{err}");
+    // ASH is IRIX only
+    let (code, out, err) = example(&["create", sf, "1", "4"]);
+    assert_eq!(code, 1);
+    assert!(out.contains("(type ASH)"), "{out}");
+    assert!(err.contains("not supported on Linux"), "{err}");
+    assert!(!Path::new(sf).exists());
+}
+
+#[test]
+fn example_3_9_ckpt_setup_is_a_no_op() {
+    assert_eq!(example(&["setup"]).0, 0);
+}
+
+// ---- with a real checkpoint (need the engine and the statefile) ----
+
+/// `cpr` itself.
+fn cpr_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_cpr"))
+}
+
+#[test]
+fn examples_3_5_to_3_8_checkpoint_stat_and_remove() {
+    let dir = tempfile::tempdir().unwrap();
+    let sf = dir.path().join("ckptEx");
+    let sf_s = sf.to_str().unwrap();
+    let w = Workload::start("lib_aware", &["fifo"]);
+    let pid = w.pid().to_string();
+    let (code, out, err) = example(&["create", sf_s, &pid, "1", "cont"]);
+    assert_eq!(code, 0, "{out}{err}");
+    // the checkpoint ran the program's atcheckpoint functions first
+    w.wait_line("ckpt 3");
+    let (code, out, err) = example(&["stat", sf_s]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!("Information About Statefile {sf_s}")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(" PID,PPID:\t\t{pid},{}", std::process::id())),
+        "{out}"
+    );
+    assert!(out.contains("lib_aware fifo"), "{out}");
+    assert!(out.contains(" Checkpointed @\t"), "{out}");
+    let (code, out, err) = example(&["remove", sf_s]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!sf.exists());
+    w.quit();
+}
+
+#[test]
+fn ckpt_stat_reads_a_statefile_written_by_cpr_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let sf = dir.path().join("ckptCpr");
+    let w = Workload::start("lib_aware", &["plain"]);
+    let o = Command::new(cpr_bin())
+        .arg("-c")
+        .arg(&sf)
+        .args(["-p", &w.pid().to_string(), "-g"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (code, out, err) = example(&["stat", sf.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!(" PID,PPID:\t\t{},", w.pid())),
+        "{out}"
+    );
+    assert!(out.contains("lib_aware plain"), "{out}");
+    assert!(out.contains(" Num of Openfiles:\t"), "{out}");
+    w.quit();
+}
+
+#[test]
+fn a_self_checkpointing_loop_killed_and_restarted_finishes_with_the_same_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("loop");
+    let clean = dir.path().join("clean.out");
+    let out = dir.path().join("restarted.out");
+    let total = "200000";
+    let status = Command::new(program("lib_selfloop"))
+        .args([
+            prefix.to_str().unwrap(),
+            "0",
+            total,
+            clean.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let expected = std::fs::read_to_string(&clean).unwrap();
+
+    // checkpoint every 50000 iterations; stop after the second and be killed there
+    let mut child = Command::new(program("lib_selfloop"))
+        .args([
+            prefix.to_str().unwrap(),
+            "50000",
+            total,
+            out.to_str().unwrap(),
+            "2",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for k in 1..=2 {
+        let line = lines.next().and_then(|l| l.ok());
+        assert_eq!(
+            line.as_deref(),
+            Some(format!("checkpointed {k}").as_str()),
+            "lib_selfloop failed (its stderr is above)"
+        );
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!out.exists());
+
+    let second = format!("{}.2", prefix.display());
+    let (code, o, e) = example(&["restart", &second]);
+    assert_eq!(code, 0, "{o}{e}");
+    let deadline = Instant::now() + PATIENCE;
+    while std::fs::read_to_string(&out).map_or(true, |s| !s.ends_with('\n')) {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted loop never finished"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), expected);
+}
+
+#[test]
+fn the_man_pages_render_cleanly() {
+    for page in ["man/ckpt_create.3", "man/atcheckpoint.3"] {
+        let o = Command::new("man")
+            .env("MANWIDTH", "80")
+            .args(["--warnings", "-l"])
+            .arg(root().join(page))
+            .stdout(Stdio::null())
+            .output()
+            .expect("run man");
+        assert!(o.status.success(), "{page}");
+        assert_eq!(String::from_utf8_lossy(&o.stderr), "", "{page}");
+    }
+}

@@ -371,9 +371,27 @@ fn examples_3_1_to_3_4_close_at_checkpoint_and_reopen_at_restart() {
 }
 
 /// Runs lib_examples; (exit code, stdout, stderr).
+/// A HOME whose `.cpr` lets cpr checkpoint the test's workloads, which talk to the test
+/// through pipes: those are reopened as /dev/null on restart.
+fn pipe_tolerant_home() -> PathBuf {
+    static HOME: OnceLock<PathBuf> = OnceLock::new();
+    HOME.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("libcpr-home");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join(".cpr"),
+            "CKPT * {\n    FILE: \"pipe:*\": IGNORE\n}\n",
+        )
+        .unwrap();
+        dir
+    })
+    .clone()
+}
+
 fn example(args: &[&str]) -> (i32, String, String) {
     let o = Command::new(program("lib_examples"))
         .args(args)
+        .env("HOME", pipe_tolerant_home())
         .output()
         .unwrap();
     (
@@ -467,6 +485,8 @@ fn ckpt_stat_reads_a_statefile_written_by_cpr_checkpoint() {
         .arg("-c")
         .arg(&sf)
         .args(["-p", &w.pid().to_string(), "-g"])
+        .arg("--attributes")
+        .arg(pipe_tolerant_home().join(".cpr"))
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -489,6 +509,7 @@ fn a_self_checkpointing_loop_killed_and_restarted_finishes_with_the_same_result(
     let out = dir.path().join("restarted.out");
     let total = "200000";
     let status = Command::new(program("lib_selfloop"))
+        .env("HOME", pipe_tolerant_home())
         .args([
             prefix.to_str().unwrap(),
             "0",
@@ -502,6 +523,7 @@ fn a_self_checkpointing_loop_killed_and_restarted_finishes_with_the_same_result(
 
     // checkpoint every 50000 iterations; stop after the second and be killed there
     let mut child = Command::new(program("lib_selfloop"))
+        .env("HOME", pipe_tolerant_home())
         .args([
             prefix.to_str().unwrap(),
             "50000",

@@ -107,6 +107,13 @@ impl ProcessPolicies {
     pub fn file_action(&self, path: &Path) -> FileAction {
         resolve::file_action(&self.files, path)
     }
+
+    /// The action of the first FILE rule whose glob names `path` explicitly (rules
+    /// without an instance do not count). Objects that are not files, such as a pipe to
+    /// a process outside the checkpoint (`"pipe:*"`), are kept only when a rule names them.
+    pub fn explicit_file_action(&self, path: &str) -> Option<FileAction> {
+        resolve::explicit_file_action(&self.files, path)
+    }
 }
 
 impl AttrFile {

@@ -161,6 +161,16 @@ pub(super) fn file_action(rules: &[FileRule], path: &Path) -> FileAction {
     FileAction::default()
 }
 
+/// The first rule with a glob that matches `name`.
+pub(super) fn explicit_file_action(rules: &[FileRule], name: &str) -> Option<FileAction> {
+    rules.iter().find_map(|rule| {
+        let p = rule.pattern.as_deref()?;
+        Pattern::new(p)
+            .is_ok_and(|pat| pat.matches_with(name, MATCH))
+            .then_some(rule.action)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

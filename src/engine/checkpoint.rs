@@ -202,7 +202,9 @@ pub fn checkpoint(options: &CheckpointOptions) -> Result<PathBuf> {
     // programs that asked for it prepare first (SIGCKPT handlers), bounded in time
     super::cooperate::notify_checkpoint(
         &set.pids(),
-        options.handler_timeout.unwrap_or(super::cooperate::DEFAULT_HANDLER_TIMEOUT),
+        options
+            .handler_timeout
+            .unwrap_or(super::cooperate::DEFAULT_HANDLER_TIMEOUT),
     )?;
 
     // 2. freeze

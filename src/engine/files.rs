@@ -124,7 +124,28 @@ pub fn dump(
             return Err(unsafe_object("a socket"));
         }
         if link.starts_with("pipe:") {
-            return Err(unsafe_object("a pipe to a process outside the checkpoint"));
+            // the other end is outside the checkpoint: only an explicit FILE rule
+            // (`FILE: "pipe:*": IGNORE`) keeps the process; restart gives /dev/null
+            match policies.explicit_file_action(&link) {
+                Some(FileAction::Ignore) => {
+                    out.push(FdRecord {
+                        fd,
+                        kind: FdKind::Device,
+                        path: "/dev/null".into(),
+                        flags,
+                        cloexec,
+                        pos: 0,
+                        action: FileAction::Ignore,
+                        saved: None,
+                    });
+                    continue;
+                }
+                _ => {
+                    return Err(unsafe_object(
+                        "a pipe to a process outside the checkpoint (FILE: \"pipe:*\": IGNORE in the attribute file reopens it as /dev/null on restart)",
+                    ));
+                }
+            }
         }
         if link.starts_with("anon_inode:") || !link.starts_with('/') {
             return Err(unsafe_object("this kind of descriptor"));

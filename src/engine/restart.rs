@@ -465,7 +465,8 @@ fn finish_in_tracer(
     let mut signals_rec = img.core.signals.clone();
     if super::cooperate::wants_restart_signal(&signals_rec.actions) {
         // SIGRESTART handlers run before anything else of the program
-        let info = super::cooperate::restart_siginfo(std::process::id() as i32, crate::ops::caller_uid());
+        let info =
+            super::cooperate::restart_siginfo(std::process::id() as i32, crate::ops::caller_uid());
         signals_rec.shared_pending.insert(0, threads::hex(&info));
     }
     signals::restore_pending_and_timers(&signals_rec, &main, child, scratch.data())?;

@@ -196,6 +196,16 @@ impl Statefile {
         Ok(())
     }
 
+    /// Full check (size and checksum) of every listed file for which `which` is true.
+    /// Restart checks the small records before it creates anything and the bulk page
+    /// data while it works, before anything runs.
+    pub fn verify_files(&self, which: impl Fn(&str) -> bool) -> Result<()> {
+        for entry in self.manifest.files.iter().filter(|e| which(&e.path)) {
+            self.check_entry(entry, Verify::Full)?;
+        }
+        Ok(())
+    }
+
     /// Absolute path of a file inside the statefile.
     pub fn file(&self, rel: &str) -> PathBuf {
         self.path.join(rel)

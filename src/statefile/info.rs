@@ -113,7 +113,13 @@ pub fn render_text(statefile: &Statefile) -> String {
             let _ = writeln!(out, "  {line}");
         }
     }
-    out
+    // Tables pad their last column; keep lines clean for diff and grep.
+    let mut clean = String::with_capacity(out.len());
+    for line in out.lines() {
+        clean.push_str(line.trim_end());
+        clean.push('\n');
+    }
+    clean
 }
 
 /// The same as JSON (one object per statefile).

@@ -38,7 +38,19 @@ pub fn remove(path: &Path, caller_uid: u32) -> Result<()> {
             "a symbolic link; name the statefile itself",
         ));
     }
-    let head = reader::probe(path)?;
+    let head = match reader::probe(path) {
+        // someone else's statefile (mode 0700) is not even readable: say what IRIX says
+        Err(e)
+            if e.kind == Kind::PermissionDenied && caller_uid != 0 && meta.uid() != caller_uid =>
+        {
+            return Err(Error::with_detail(
+                subject,
+                Kind::NotPermitted,
+                "only the checkpoint owner or root may delete it",
+            ));
+        }
+        other => other?,
+    };
     let owns = head.owner.uid == caller_uid && meta.uid() == caller_uid;
     if caller_uid != 0 && !owns {
         return Err(Error::with_detail(

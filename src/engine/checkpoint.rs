@@ -15,12 +15,12 @@ use serde::{Deserialize, Serialize};
 
 use super::memory::{self, MmRecord};
 use super::ptrace::{self, Gate, Injector, Regs};
-use super::{files, process, procfs, signals, threads};
+use super::{files, process, procfs, pstree, shared, signals, threads};
 use crate::attrfile::{AttrFile, ProcessPolicies, WillAction};
 use crate::error::{Context, Error, Kind, Result};
 use crate::ops::CheckpointOptions;
 use crate::statefile::{self, Flags, Manifest, Owner, ProcessSummary, StatefileWriter};
-use crate::target::{self, TargetSet};
+use crate::target;
 
 /// `proc/<pid>/core.json`: everything of a process but its memory.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -43,6 +43,7 @@ pub fn pages_path(pid: i32) -> String {
 }
 
 /// The frozen processes. Dropped without `kill`, it lets them all run on.
+#[derive(Default)]
 struct Freezer {
     /// pid -> its thread IDs (main thread first), all seized and stopped.
     threads: BTreeMap<i32, Vec<i32>>,
@@ -52,13 +53,10 @@ struct Freezer {
 }
 
 impl Freezer {
-    fn freeze(set: &TargetSet) -> Result<Freezer> {
-        let mut f = Freezer {
-            threads: BTreeMap::new(),
-            touched: Vec::new(),
-            done: false,
-        };
-        for &pid in set.processes.keys() {
+    /// Seizes and stops every thread of `pids` (added to those already frozen).
+    fn freeze(&mut self, pids: &[i32]) -> Result<()> {
+        let f = self;
+        for &pid in pids {
             f.threads.insert(pid, Vec::new());
         }
         // seize until a pass finds no new thread: threads created meanwhile are caught
@@ -105,7 +103,7 @@ impl Freezer {
                 *t == pid || std::path::Path::new(&format!("/proc/{pid}/task/{t}")).exists()
             });
         }
-        Ok(f)
+        Ok(())
     }
 
     /// Lets every process run on: registers put back (calls they were in re-issued),
@@ -178,6 +176,7 @@ fn syscall_gate(pid: i32) -> Result<u64> {
 }
 
 pub fn checkpoint(options: &CheckpointOptions) -> Result<PathBuf> {
+    let mut timer = super::restart::Timer::new();
     // 1. what to checkpoint, and how
     let designators = target::parse_idlist(&options.idlist)?;
     let set = target::resolve(&designators, crate::ops::caller_uid())?;
@@ -187,17 +186,6 @@ pub fn checkpoint(options: &CheckpointOptions) -> Result<PathBuf> {
     };
     let (uid, gid) = set.owner().unwrap_or((0, 0));
     let owner = Owner { uid, gid };
-    let mut policies: BTreeMap<i32, ProcessPolicies> = BTreeMap::new();
-    for (pid, ids) in &set.processes {
-        let mut p = attributes.policies_for(ids, &ancestors(*pid));
-        if let Some(w) = options.will {
-            p.will = w;
-        }
-        policies.insert(*pid, p);
-    }
-    let will = options
-        .will
-        .unwrap_or_else(|| policies.values().next().map(|p| p.will).unwrap_or_default());
 
     // programs that asked for it prepare first (SIGCKPT handlers), bounded in time
     super::cooperate::notify_checkpoint(
@@ -207,24 +195,104 @@ pub fn checkpoint(options: &CheckpointOptions) -> Result<PathBuf> {
             .unwrap_or(super::cooperate::DEFAULT_HANDLER_TIMEOUT),
     )?;
 
-    // 2. freeze
-    let mut frozen = Freezer::freeze(&set)?;
+    // 2. freeze; a set named by group, session or tree is looked up again once frozen,
+    // so that processes forked meanwhile are caught too
+    let mut frozen = Freezer::default();
+    let mut zombies: Vec<pstree::Zombie> = Vec::new();
+    let mut current = set;
+    loop {
+        let mut live = Vec::new();
+        for &pid in current.processes.keys() {
+            if frozen.threads.contains_key(&pid) || zombies.iter().any(|z| z.pid == pid) {
+                continue;
+            }
+            match pstree::zombie(pid) {
+                Some(z) => zombies.push(z),
+                None => live.push(pid),
+            }
+        }
+        if live.is_empty() {
+            break;
+        }
+        frozen.freeze(&live)?;
+        if designators.iter().all(|d| d.id_type == target::IdType::Pid) {
+            break;
+        }
+        current = target::resolve(&designators, crate::ops::caller_uid())?;
+    }
+    let mut policies: BTreeMap<i32, ProcessPolicies> = BTreeMap::new();
+    for &pid in frozen.threads.keys() {
+        let ids = target::process_ids(pid)?;
+        let mut p = attributes.policies_for(&ids, &ancestors(pid));
+        if let Some(w) = options.will {
+            p.will = w;
+        }
+        policies.insert(pid, p);
+    }
+    let will = options
+        .will
+        .unwrap_or_else(|| policies.values().next().map(|p| p.will).unwrap_or_default());
+    timer.lap("freeze");
 
-    // 3. dump
+    // 3. dump every process, then what they share
     let mut writer = StatefileWriter::create(&options.statefile, options.force, owner)?;
-    let mut summaries = Vec::new();
+    let in_statefile = |e: Error| e.context(options.statefile.display());
+    let mut dumped = Vec::new();
     let pids: Vec<i32> = frozen.threads.keys().copied().collect();
     for pid in pids {
         let tids = frozen.threads[&pid].clone();
-        let summary = dump_process(
+        let d = dump_process(
             pid,
             &tids,
             &policies[&pid],
             &mut writer,
             &mut frozen.touched,
         )
-        .map_err(|e| e.context(format!("{}", options.statefile.display())))?;
-        summaries.push(summary);
+        .map_err(in_statefile)?;
+        dumped.push(d);
+    }
+    timer.lap("dump processes");
+    let mut table = {
+        let mut procs: Vec<shared::ProcessFds<'_>> = dumped
+            .iter_mut()
+            .map(|(core, _)| shared::ProcessFds {
+                pid: core.process.pid,
+                fds: &mut core.fds,
+                policies: &core.policies,
+            })
+            .collect();
+        shared::collect(&mut procs, &mut writer).map_err(in_statefile)?
+    };
+    {
+        let mut maps: Vec<(i32, &mut Vec<memory::Vma>)> = dumped
+            .iter_mut()
+            .map(|(c, mm)| (c.process.pid, &mut mm.vmas))
+            .collect();
+        shared::collect_memory(&mut maps, &mut table, &mut writer).map_err(in_statefile)?;
+    }
+    writer.write_json(shared::TABLE, &table)?;
+    writer.write_json(pstree::TREE, &pstree::TreeRecord { zombies })?;
+    let mut summaries = Vec::new();
+    for (core, mm) in &dumped {
+        let pid = core.process.pid;
+        writer.write_json(&mm_path(pid), mm)?;
+        writer.write_json(&core_path(pid), core)?;
+        let p = &core.process;
+        summaries.push(ProcessSummary {
+            pid,
+            ppid: p.ppid,
+            pgid: p.pgid,
+            sid: p.sid,
+            uids: p.uids,
+            gids: p.gids,
+            command: p.comm.clone(),
+            args: p.args.clone(),
+            cwd: p.cwd.clone(),
+            root: p.root.clone(),
+            threads: core.threads.len(),
+            open_files: files::summaries(&core.fds),
+            policies: core.policies.clone(),
+        });
     }
 
     // 4. commit: durable before anything happens to the originals
@@ -248,6 +316,7 @@ pub fn checkpoint(options: &CheckpointOptions) -> Result<PathBuf> {
         files: Vec::new(),
     };
     let path = writer.commit(manifest)?;
+    timer.lap("commit (fsync)");
 
     // 5. WILL
     let all_cont = policies.values().all(|p| p.will == WillAction::Cont);
@@ -295,7 +364,7 @@ fn dump_process(
     policies: &ProcessPolicies,
     writer: &mut StatefileWriter,
     touched: &mut Vec<(i32, Regs)>,
-) -> Result<ProcessSummary> {
+) -> Result<(CoreRecord, MmRecord)> {
     let who = format!("process {pid}");
     let regs: Vec<Regs> = tids
         .iter()
@@ -356,26 +425,9 @@ fn dump_process(
         pages_bytes,
         vmas,
     };
-    writer.write_json(&mm_path(pid), &mm)?;
-
     // files and the rest
     let fds = files::dump(pid, policies, writer)?;
     let proc_rec = process::dump(pid)?;
-    let summary = ProcessSummary {
-        pid,
-        ppid: proc_rec.ppid,
-        pgid: proc_rec.pgid,
-        sid: proc_rec.sid,
-        uids: proc_rec.uids,
-        gids: proc_rec.gids,
-        command: proc_rec.comm.clone(),
-        args: proc_rec.args.clone(),
-        cwd: proc_rec.cwd.clone(),
-        root: proc_rec.root.clone(),
-        threads: thread_recs.len(),
-        open_files: files::summaries(&fds),
-        policies: policies.clone(),
-    };
     let core = CoreRecord {
         process: proc_rec,
         threads: thread_recs,
@@ -383,6 +435,5 @@ fn dump_process(
         fds,
         policies: policies.clone(),
     };
-    writer.write_json(&core_path(pid), &core)?;
-    Ok(summary)
+    Ok((core, mm))
 }

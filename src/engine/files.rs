@@ -23,6 +23,10 @@ pub enum FdKind {
     Dup {
         of: i32,
     },
+    /// One end of a pipe (`pipe:[ino]`); both ends must be in the checkpoint.
+    Pipe {
+        ino: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +41,11 @@ pub struct FdRecord {
     pub action: FileAction,
     /// Statefile path of the saved content (REPLACE, SUBSTITUTE, deleted files).
     pub saved: Option<String>,
+    /// The open file description is shared with other processes (or is a pipe): restart
+    /// opens it once, before creating the processes, and each inherits it. The number is
+    /// an entry of the statefile's table of shared descriptions.
+    #[serde(default)]
+    pub shared: Option<u32>,
 }
 
 /// Devices the guide calls checkpoint safe, plus terminals and the random devices.
@@ -110,6 +119,7 @@ pub fn dump(
                 pos,
                 action: first.action,
                 saved: None,
+                shared: None,
             });
             continue;
         }
@@ -123,29 +133,25 @@ pub fn dump(
         if link.starts_with("socket:") {
             return Err(unsafe_object("a socket"));
         }
-        if link.starts_with("pipe:") {
-            // the other end is outside the checkpoint: only an explicit FILE rule
-            // (`FILE: "pipe:*": IGNORE`) keeps the process; restart gives /dev/null
-            match policies.explicit_file_action(&link) {
-                Some(FileAction::Ignore) => {
-                    out.push(FdRecord {
-                        fd,
-                        kind: FdKind::Device,
-                        path: "/dev/null".into(),
-                        flags,
-                        cloexec,
-                        pos: 0,
-                        action: FileAction::Ignore,
-                        saved: None,
-                    });
-                    continue;
-                }
-                _ => {
-                    return Err(unsafe_object(
-                        "a pipe to a process outside the checkpoint (FILE: \"pipe:*\": IGNORE in the attribute file reopens it as /dev/null on restart)",
-                    ));
-                }
-            }
+        if let Some(ino) = link
+            .strip_prefix("pipe:[")
+            .and_then(|s| s.strip_suffix(']'))
+            .and_then(|s| s.parse().ok())
+        {
+            // whether the other end is in the checkpoint is known only once every process
+            // is read: see shared::collect
+            out.push(FdRecord {
+                fd,
+                kind: FdKind::Pipe { ino },
+                path: link,
+                flags,
+                cloexec,
+                pos: 0,
+                action: FileAction::Merge,
+                saved: None,
+                shared: None,
+            });
+            continue;
         }
         if link.starts_with("anon_inode:") || !link.starts_with('/') {
             return Err(unsafe_object("this kind of descriptor"));
@@ -195,6 +201,7 @@ pub fn dump(
             pos,
             action,
             saved,
+            shared: None,
         });
     }
     Ok(out)
@@ -245,7 +252,7 @@ fn anonymous_copy(
 }
 
 /// Reopens one descriptor as the FILE policy says (guide, "FILE Policy").
-fn reopen(r: &FdRecord, sf: &Statefile, tty: Option<&str>) -> Result<OwnedFd> {
+pub fn reopen(r: &FdRecord, sf: &Statefile, tty: Option<&str>) -> Result<OwnedFd> {
     let who = format!("fd {} ({})", r.fd, r.path);
     let parent = std::path::Path::new(&r.path)
         .parent()
@@ -309,7 +316,13 @@ fn reopen(r: &FdRecord, sf: &Statefile, tty: Option<&str>) -> Result<OwnedFd> {
             seek(&fd, r.pos, nix::unistd::Whence::SeekSet)?;
             fd
         }
-        (FdKind::Dup { .. }, _) => unreachable!("dups are made from their original"),
+        (FdKind::Dup { .. }, _) | (FdKind::Pipe { .. }, _) => {
+            return Err(Error::with_detail(
+                &who,
+                Kind::CheckpointError,
+                "not a descriptor to reopen by path",
+            ));
+        }
     };
     Ok(fd)
 }
@@ -322,6 +335,7 @@ pub fn restore(
     sf: &Statefile,
     keep: &[i32],
     tty: Option<&str>,
+    shared: &dyn Fn(u32) -> Option<i32>,
 ) -> Result<()> {
     let mine: Vec<i32> = std::fs::read_dir("/proc/self/fd")
         .ctx("restore: /proc/self/fd")?
@@ -333,7 +347,26 @@ pub fn restore(
         .iter()
         .filter(|r| !matches!(r.kind, FdKind::Dup { .. }))
     {
-        opened.push((r.fd, reopen(r, sf, tty)?));
+        let fd = match r.shared {
+            // inherited from cpr, which opened it once for every process that has it
+            Some(id) => {
+                let inherited = shared(id).ok_or_else(|| {
+                    Error::with_detail(
+                        format!("fd {}", r.fd),
+                        Kind::CheckpointError,
+                        format!("shared description {id} missing"),
+                    )
+                })?;
+                nix::fcntl::fcntl(
+                    crate::sys::borrow_raw(inherited),
+                    nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(0),
+                )
+                .map(crate::sys::own_fd)
+                .ctx(format!("fd {}", r.fd))?
+            }
+            None => reopen(r, sf, tty)?,
+        };
+        opened.push((r.fd, fd));
     }
     // move them all above the image's numbers, so that placing one never closes another
     let top = records.iter().map(|r| r.fd).max().unwrap_or(0) + 1;

@@ -29,6 +29,9 @@ pub enum Backing {
     Vdso,
     /// vsyscall: fixed by the kernel; nothing to do.
     Vsyscall,
+    /// A shared memory object (shared anonymous mapping, memfd) mapped at `offset`: its
+    /// content is saved once for all processes in `shared/` (see shared.rs).
+    SharedMem { ino: u64, offset: u64 },
 }
 
 /// One mapping of the image.
@@ -152,23 +155,20 @@ pub fn plan(pid: i32) -> Result<Vec<Vma>> {
                 ));
             }
             Backing::Anon
-        } else if name.starts_with("/SYSV")
-            || name.starts_with("/memfd:")
-            || name.starts_with("/dev/zero") && m.shared()
-        {
-            // SysV and POSIX shared memory objects and memfds are shared objects (next stage)
-            if name.starts_with("/dev/zero") {
-                Backing::Anon
-            } else {
-                return Err(Error::with_detail(
-                    format!("process {pid}"),
-                    Kind::CheckpointError,
-                    format!(
-                        "shared memory object {name} at {:#x} is not supported yet",
-                        m.start
-                    ),
-                ));
+        } else if m.shared() && (name.starts_with("/memfd:") || name.starts_with("/dev/zero")) {
+            Backing::SharedMem {
+                ino: m.inode,
+                offset: m.offset,
             }
+        } else if name.starts_with("/SYSV") {
+            return Err(Error::with_detail(
+                format!("process {pid}"),
+                Kind::CheckpointError,
+                format!(
+                    "SysV shared memory {name} at {:#x} is not supported yet",
+                    m.start
+                ),
+            ));
         } else if let Some(path) = name.strip_suffix(" (deleted)") {
             if m.shared() {
                 return Err(Error::with_detail(
@@ -192,7 +192,7 @@ pub fn plan(pid: i32) -> Result<Vec<Vma>> {
             }
         };
         let runs = match &backing {
-            Backing::Vdso | Backing::Vsyscall => Vec::new(),
+            Backing::Vdso | Backing::Vsyscall | Backing::SharedMem { .. } => Vec::new(),
             Backing::File { .. } if m.shared() => Vec::new(),
             Backing::File { .. } => pages_to_save(&pagemap_entries(pid, m, &pagemap)?, true),
             Backing::Anon if name.ends_with(" (deleted)") => vec![(0, (m.end - m.start) / PAGE)],
@@ -394,6 +394,7 @@ pub fn restore(
     mm: &MmRecord,
     scratch: Scratch,
     file_fds: &[(String, i32)],
+    mem_fds: &[(u64, i32)],
     pages_fd: i32,
 ) -> Result<()> {
     let who = format!("process {pid}");
@@ -443,6 +444,20 @@ pub fn restore(
             Backing::Anon => {
                 flags |= libc::MAP_ANONYMOUS;
                 (u64::MAX, 0)
+            }
+            Backing::SharedMem { ino, offset } => {
+                let fd = mem_fds
+                    .iter()
+                    .find(|(i, _)| i == ino)
+                    .map(|(_, fd)| *fd)
+                    .ok_or_else(|| {
+                        Error::with_detail(
+                            who.clone(),
+                            Kind::CheckpointError,
+                            format!("shared memory {ino} not opened"),
+                        )
+                    })?;
+                (fd as u64, *offset)
             }
             Backing::File { path, offset } => {
                 let fd = file_fds

@@ -7,8 +7,10 @@ pub mod files;
 pub mod memory;
 pub mod process;
 pub mod procfs;
+pub mod pstree;
 pub mod ptrace;
 pub mod restart;
+pub mod shared;
 pub mod signals;
 pub mod threads;
 

@@ -1,23 +1,30 @@
 //! `cpr -r`: the restart as a list of phases.
 //!
-//! 1. validate every statefile named (revision, checksums, owner) and read its records
-//! 2. check the PIDs FORK ORIGINAL needs are free
-//! 3. per process: fork a copy of cpr with the original PID; in it, restore natively
-//!    what lives in the kernel (files, directories, limits, dispositions), map a scratch
-//!    page where the image has a hole, and wait
-//! 4. the tracer replaces the copy's address space with the image, creates the threads
+//! 1. validate every statefile named (revision, owner, every record's checksum) and read
+//!    its records; the bulk page data is checked in parallel with step 5, before release
+//! 2. check the PIDs FORK ORIGINAL needs are free; plan who forks whom (pstree)
+//! 3. open what processes share (pipes with their data, inherited descriptions, shared
+//!    memory) once, in cpr: the processes inherit them
+//! 4. fork the tree: each process is a copy of cpr with its original PID, forked by its
+//!    restored parent; it takes its session and group, forks its own children, restores
+//!    natively what lives in the kernel (files, directories, limits, dispositions), maps
+//!    a scratch page where the image has a hole, reports, and waits
+//! 5. the tracer replaces each copy's address space with the image, creates the threads
 //!    with their TIDs, gives each its kernel state, then credentials, last
-//! 5. only when every process of every statefile is ready: registers, and all run
+//! 6. only when every process of every statefile is ready: registers, and all run
 //!
 //! If anything fails, every process created so far is killed: nothing half-restored runs.
 
-use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, IntoRawFd};
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
 use std::path::Path;
+use std::time::Instant;
 
 use super::checkpoint::{CoreRecord, core_path, mm_path, pages_path};
-use super::memory::{self, MmRecord, Scratch};
+use super::memory::{self, Backing, MmRecord, Scratch};
+use super::pstree::{self, Role, SessionOp};
 use super::ptrace::{self, Gate, Injector, SYSCALL_INT3};
+use super::shared::{self, OpenedShared, SharedTable};
 use super::{files, process, procfs, signals, threads};
 use crate::attrfile::ForkAction;
 use crate::error::{Context, Error, Kind, Result};
@@ -27,26 +34,65 @@ use crate::statefile::reader::Verify;
 
 /// One process of a statefile, as read.
 struct Image {
-    statefile: Statefile,
+    /// Index of its statefile.
+    sf: usize,
     core: CoreRecord,
     mm: MmRecord,
 }
 
+/// Everything a restore child needs; it is a copy of cpr, so it has all of it.
+struct RestoreContext {
+    statefiles: Vec<Statefile>,
+    images: Vec<Image>,
+    plan: pstree::Plan,
+    opened: Vec<OpenedShared>,
+    /// Status pipe of each node: its write end.
+    status_w: Vec<Option<OwnedFd>>,
+    tty: Option<String>,
+}
+
 /// A restored process, stopped, waiting for release.
 struct Restored {
-    pid: i32,
     /// (tid in this world, its record)
     threads: Vec<(i32, usize)>,
     image: usize,
-    released: bool,
+}
+
+/// Phase timings on stderr with CPR_TIMING set (for benchmarks).
+pub(crate) struct Timer(Option<Instant>, Instant);
+
+impl Timer {
+    pub(crate) fn new() -> Timer {
+        let now = Instant::now();
+        Timer(std::env::var_os("CPR_TIMING").map(|_| now), now)
+    }
+    pub(crate) fn lap(&mut self, what: &str) {
+        if self.0.is_some() {
+            let now = Instant::now();
+            eprintln!(
+                "cpr: timing: {what}: {:.1} ms",
+                (now - self.1).as_secs_f64() * 1e3
+            );
+            self.1 = now;
+        }
+    }
+}
+
+fn is_pages(rel: &str) -> bool {
+    rel.ends_with("/pages") || rel.starts_with("shared/mem-")
 }
 
 pub fn restart(options: &RestartOptions) -> Result<()> {
-    // 1. validate everything before creating anything
+    let mut timer = Timer::new();
+    // 1. validate everything but the bulk data before creating anything
     let caller = crate::ops::caller_uid();
+    let mut statefiles = Vec::new();
     let mut images = Vec::new();
+    let mut tables = Vec::new();
+    let mut trees = Vec::new();
     for path in &options.statefiles {
-        let sf = Statefile::open(path, Verify::Full)?;
+        let sf = Statefile::open(path, Verify::Sizes)?;
+        sf.verify_files(|rel| !is_pages(rel))?;
         let owner = sf.manifest.owner.uid;
         if caller != 0 && (caller != owner || owner == 0) {
             return Err(Error::with_detail(
@@ -59,19 +105,31 @@ pub fn restart(options: &RestartOptions) -> Result<()> {
             let core: CoreRecord = sf.read_json(&core_path(p.pid))?;
             let mm: MmRecord = sf.read_json(&mm_path(p.pid))?;
             images.push(Image {
-                statefile: sf.clone(),
+                sf: statefiles.len(),
                 core,
                 mm,
             });
         }
+        tables.push(if sf.entry(shared::TABLE).is_some() {
+            sf.read_json::<SharedTable>(shared::TABLE)?
+        } else {
+            SharedTable::default()
+        });
+        trees.push(if sf.entry(pstree::TREE).is_some() {
+            sf.read_json::<pstree::TreeRecord>(pstree::TREE)?
+        } else {
+            Default::default()
+        });
+        statefiles.push(sf);
     }
+    timer.lap("read and check records");
     // 2. FORK ORIGINAL needs the PIDs and TIDs free
     for img in &images {
         if img.core.policies.fork == ForkAction::Original {
             for t in &img.core.threads {
                 if Path::new(&format!("/proc/{}", t.tid)).exists() {
                     return Err(Error::with_detail(
-                        img.statefile.path.display().to_string(),
+                        statefiles[img.sf].path.display().to_string(),
                         Kind::ResourceBusy,
                         format!(
                             "PID {} is in use (FORK ORIGINAL; FORK ANY in the attribute file allows another PID)",
@@ -82,52 +140,252 @@ pub fn restart(options: &RestartOptions) -> Result<()> {
             }
         }
     }
-    // 3-4. create and restore, all stopped
+    let mut plan = pstree::Plan::default();
+    for (s, _) in statefiles.iter().enumerate() {
+        let ids: Vec<(usize, pstree::Ids)> = images
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| i.sf == s)
+            .map(|(n, i)| {
+                let p = &i.core.process;
+                (
+                    n,
+                    pstree::Ids {
+                        pid: p.pid,
+                        ppid: p.ppid,
+                        pgid: p.pgid,
+                        sid: p.sid,
+                    },
+                )
+            })
+            .collect();
+        let base = ids.first().map(|(n, _)| *n).unwrap_or(0);
+        let only: Vec<pstree::Ids> = ids.iter().map(|(_, i)| *i).collect();
+        pstree::plan(
+            &mut plan,
+            &only,
+            base,
+            &trees[s].zombies,
+            options.interactive,
+            &|pid| !Path::new(&format!("/proc/{pid}")).exists(),
+        );
+    }
+    // 3. what the processes share
     let tty = if options.interactive {
         controlling_tty()
     } else {
         None
     };
-    let mut restored: Vec<Restored> = Vec::new();
-    for (i, img) in images.iter().enumerate() {
-        match restore_one(img, i, options.interactive, tty.as_deref()) {
-            Ok(r) => restored.push(r),
+    let mut opened = Vec::new();
+    for (s, sf) in statefiles.iter().enumerate() {
+        opened.push(
+            shared::open_all(&tables[s], sf, tty.as_deref())
+                .map_err(|e| e.context(sf.path.display()))?,
+        );
+    }
+    timer.lap("open shared objects");
+    // 4. fork the tree
+    let mut status_r: Vec<Option<OwnedFd>> = Vec::new();
+    let mut status_w: Vec<Option<OwnedFd>> = Vec::new();
+    for _ in &plan.nodes {
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx("restart: pipe")?;
+        status_r.push(Some(r));
+        status_w.push(Some(w));
+    }
+    let mut ctx = RestoreContext {
+        statefiles,
+        images,
+        plan,
+        opened,
+        status_w,
+        tty,
+    };
+    let mut created: Vec<i32> = Vec::new();
+    for &root in &ctx.plan.roots.clone() {
+        let node = &ctx.plan.nodes[root];
+        match spawn(&ctx, root, false) {
+            Ok(pid) => created.push(pid),
             Err(e) => {
-                kill_all(&mut restored);
-                return Err(e.context(img.statefile.path.display()));
+                kill_pids(&created);
+                return Err(e.context(format!("process {}", node.pid)));
             }
         }
     }
-    // 5. release together
+    // only the children hold the write ends now: a child that dies unreported is EOF
+    ctx.status_w.clear();
+    ctx.opened.clear();
+    let mut pids: Vec<Option<i32>> = vec![None; ctx.plan.nodes.len()];
+    let mut readers: Vec<Option<BufReader<std::fs::File>>> = status_r
+        .into_iter()
+        .map(|r| r.map(|r| BufReader::new(std::fs::File::from(r))))
+        .collect();
+    let fail = |pids: &[Option<i32>], created: &[i32], e: Error| -> Error {
+        let mut all: Vec<i32> = pids.iter().flatten().copied().collect();
+        all.extend_from_slice(created);
+        kill_pids(&all);
+        e
+    };
+    // every node says its PID first (so that a failure can kill exactly what was made)
+    for n in 0..ctx.plan.nodes.len() {
+        let line = read_line(readers[n].as_mut().unwrap());
+        match line
+            .strip_prefix("PID ")
+            .and_then(|p| p.trim().parse().ok())
+        {
+            Some(pid) => pids[n] = Some(pid),
+            None => {
+                let who = format!("process {}", ctx.plan.nodes[n].pid);
+                let e = match line.strip_prefix("ERR ") {
+                    Some(msg) => {
+                        Error::with_detail(who, Kind::CheckpointError, msg.trim().to_string())
+                    }
+                    None => Error::with_detail(who, Kind::CheckpointError, "was not created"),
+                };
+                return Err(fail(
+                    &pids,
+                    &created,
+                    e.context(ctx.statefiles[0].path.display()),
+                ));
+            }
+        }
+    }
+    let mut ready: Vec<Option<ChildReady>> = (0..ctx.plan.nodes.len()).map(|_| None).collect();
+    for n in 0..ctx.plan.nodes.len() {
+        let Role::Process(i) = ctx.plan.nodes[n].role else {
+            continue;
+        };
+        let line = read_line(readers[n].as_mut().unwrap());
+        let sf = &ctx.statefiles[ctx.images[i].sf];
+        match parse_ready(
+            &line,
+            &memory::mapped_files(&ctx.images[i].mm.vmas),
+            &mem_inos(&ctx.images[i].mm),
+        ) {
+            Ok(r) => ready[n] = Some(r),
+            Err(e) => {
+                return Err(fail(
+                    &pids,
+                    &created,
+                    e.context(format!("process {}", ctx.plan.nodes[n].pid))
+                        .context(sf.path.display()),
+                ));
+            }
+        }
+    }
+    drop(readers);
+    timer.lap("create processes");
+    // the bulk data is checked while the address spaces are built
+    let check_sfs: Vec<Statefile> = ctx.statefiles.clone();
+    let verifier = std::thread::spawn(move || -> Result<()> {
+        for sf in &check_sfs {
+            sf.verify_files(is_pages)?;
+        }
+        Ok(())
+    });
+    // 5. address spaces, threads, kernel state, credentials
+    let mut restored: Vec<Restored> = Vec::new();
+    for n in 0..ctx.plan.nodes.len() {
+        let Role::Process(i) = ctx.plan.nodes[n].role else {
+            continue;
+        };
+        let pid = pids[n].unwrap();
+        let img = &ctx.images[i];
+        let mut r = Restored {
+            threads: vec![(pid, 0)],
+            image: i,
+        };
+        let res = (|| -> Result<()> {
+            ptrace::seize(
+                pid,
+                libc::PTRACE_O_TRACECLONE | libc::PTRACE_O_TRACESYSGOOD | libc::PTRACE_O_EXITKILL,
+            )
+            .ctx(format!("process {pid}"))?;
+            ptrace::interrupt(pid).ctx(format!("process {pid}"))?;
+            ptrace::wait_for_stop(pid)?;
+            finish_in_tracer(
+                img,
+                &ctx.statefiles[img.sf],
+                pid,
+                ready[n].as_ref().unwrap(),
+                &mut r,
+            )
+        })();
+        if let Err(e) = res {
+            let _ = verifier.join();
+            return Err(fail(
+                &pids,
+                &created,
+                e.context(format!("process {}", img.core.process.pid))
+                    .context(ctx.statefiles[img.sf].path.display()),
+            ));
+        }
+        restored.push(r);
+    }
+    timer.lap("restore address spaces");
+    match verifier.join() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(fail(&pids, &created, e)),
+        Err(_) => {
+            return Err(fail(
+                &pids,
+                &created,
+                Error::with_detail("restart", Kind::CheckpointError, "page data check failed"),
+            ));
+        }
+    }
+    timer.lap("page data checked");
+    // 6. release together
     for r in &restored {
-        let img = &images[r.image];
+        let img = &ctx.images[r.image];
         for (tid, idx) in &r.threads {
             if let Err(e) = threads::restore_registers(&img.core.threads[*idx], *tid) {
-                kill_all(&mut restored);
-                return Err(e.context(img.statefile.path.display()));
+                return Err(fail(
+                    &pids,
+                    &created,
+                    e.context(ctx.statefiles[img.sf].path.display()),
+                ));
             }
         }
     }
-    for r in restored.iter_mut() {
+    for r in &restored {
         for (tid, _) in &r.threads {
             let _ = ptrace::detach(*tid, 0);
         }
-        r.released = true;
+    }
+    timer.lap("release");
+    // helpers have done their part: collect them
+    for (n, node) in ctx.plan.nodes.iter().enumerate() {
+        if node.role == Role::Helper && ctx.plan.roots.contains(&n) {
+            if let Some(pid) = pids[n] {
+                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+            }
+        }
     }
     if options.interactive {
-        wait_foreground(&restored)?;
+        let fg: Vec<i32> = ctx.plan.roots.iter().filter_map(|&n| pids[n]).collect();
+        wait_foreground(&fg)?;
     }
     Ok(())
 }
 
-fn kill_all(restored: &mut [Restored]) {
-    for r in restored.iter_mut() {
+fn read_line(r: &mut BufReader<std::fs::File>) -> String {
+    let mut s = String::new();
+    let _ = r.read_line(&mut s);
+    s
+}
+
+fn kill_pids(pids: &[i32]) {
+    for &pid in pids {
         let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(r.pid),
+            nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,
         );
-        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(r.pid), None);
-        r.released = true;
+    }
+    for &pid in pids {
+        let _ = nix::sys::wait::waitpid(
+            nix::unistd::Pid::from_raw(pid),
+            Some(nix::sys::wait::WaitPidFlag::__WALL | nix::sys::wait::WaitPidFlag::WNOHANG),
+        );
     }
 }
 
@@ -143,26 +401,24 @@ fn controlling_tty() -> Option<String> {
 
 /// `-j`: the restored processes are the caller's foreground job; cpr waits for them and
 /// exits with the status of the first one.
-fn wait_foreground(restored: &[Restored]) -> Result<()> {
+fn wait_foreground(roots: &[i32]) -> Result<()> {
     use nix::sys::wait::{WaitStatus, waitpid};
-    let first = restored.first().map(|r| r.pid).unwrap_or(0);
-    if first == 0 {
+    let Some(&first) = roots.first() else {
         return Ok(());
-    }
-    let pgid = nix::unistd::Pid::from_raw(first);
-    let _ = nix::unistd::tcsetpgrp(std::io::stdin(), pgid);
+    };
+    let _ = nix::unistd::tcsetpgrp(std::io::stdin(), nix::unistd::Pid::from_raw(first));
     let mut status = 0;
-    for r in restored {
+    for &pid in roots {
         loop {
-            match waitpid(nix::unistd::Pid::from_raw(r.pid), None) {
+            match waitpid(nix::unistd::Pid::from_raw(pid), None) {
                 Ok(WaitStatus::Exited(_, c)) => {
-                    if r.pid == first {
+                    if pid == first {
                         status = c;
                     }
                     break;
                 }
                 Ok(WaitStatus::Signaled(_, s, _)) => {
-                    if r.pid == first {
+                    if pid == first {
                         status = 128 + s as i32;
                     }
                     break;
@@ -181,11 +437,12 @@ fn wait_foreground(restored: &[Restored]) -> Result<()> {
     Ok(())
 }
 
-/// What the child tells the tracer when it is ready.
+/// What a restore child tells the tracer when it is ready.
 struct ChildReady {
     scratch: u64,
     pages_fd: i32,
     file_fds: Vec<(String, i32)>,
+    mem_fds: Vec<(u64, i32)>,
 }
 
 impl ChildReady {
@@ -194,91 +451,34 @@ impl ChildReady {
         for (_, fd) in &self.file_fds {
             s.push_str(&format!(" {fd}"));
         }
+        for (_, fd) in &self.mem_fds {
+            s.push_str(&format!(" {fd}"));
+        }
+        s.push('\n');
         s
     }
 }
 
-fn restore_one(
-    img: &Image,
-    index: usize,
-    interactive: bool,
-    tty: Option<&str>,
-) -> Result<Restored> {
-    let rec = &img.core.process;
-    let who = format!("process {}", rec.pid);
-    // where the child's scratch page may go: a hole of the image, not used by cpr
-    let mine = procfs::read_maps(std::process::id() as i32)?;
-    let candidates: Vec<u64> = memory::scratch_candidates(&img.mm.vmas)
-        .into_iter()
-        .filter(|c| {
-            mine.iter()
-                .all(|m| c + Scratch::SIZE <= m.start || *c >= m.end)
-        })
-        .collect();
-    let mapped = memory::mapped_files(&img.mm.vmas);
-    let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx("restart: pipe")?;
-    let want_pid = if img.core.policies.fork == ForkAction::Original {
-        Some(rec.pid)
-    } else {
-        None
-    };
-    let child = crate::sys::fork_with_pid(want_pid).map_err(|e| match e {
-        nix::errno::Errno::EEXIST => Error::with_detail(
-            &who,
-            Kind::ResourceBusy,
-            format!("PID {} is in use", rec.pid),
-        ),
-        e => Error::errno(&who, e).detail("creating the process"),
-    })?;
-    if child == 0 {
-        drop(rd);
-        // the status pipe lives above every descriptor the image uses
-        let top = img.core.fds.iter().map(|f| f.fd).max().unwrap_or(2) + 1;
-        let status =
-            nix::fcntl::fcntl(&wr, nix::fcntl::FcntlArg::F_DUPFD(top)).unwrap_or(wr.as_raw_fd());
-        let err = match child_restore(img, &candidates, &mapped, status, interactive, tty) {
-            Err(e) => e,
-        };
-        let mut out = std::fs::File::from(crate::sys::own_fd(status));
-        let _ = out.write_all(format!("ERR {err}").as_bytes());
-        std::process::exit(1);
+/// The shared memory objects a process maps, each once.
+fn mem_inos(mm: &MmRecord) -> Vec<u64> {
+    let mut out: Vec<u64> = Vec::new();
+    for v in &mm.vmas {
+        if let Backing::SharedMem { ino, .. } = v.backing {
+            if !out.contains(&ino) {
+                out.push(ino);
+            }
+        }
     }
-    drop(wr);
-    let mut restored = Restored {
-        pid: child,
-        threads: vec![(child, 0)],
-        image: index,
-        released: false,
-    };
-    let result = (|| -> Result<()> {
-        let mut msg = String::new();
-        std::fs::File::from(rd)
-            .read_to_string(&mut msg)
-            .ctx(format!("{who}: restart child"))?;
-        let ready = parse_ready(&msg, &mapped).map_err(|e| e.context(&who))?;
-        ptrace::seize(
-            child,
-            libc::PTRACE_O_TRACECLONE | libc::PTRACE_O_TRACESYSGOOD | libc::PTRACE_O_EXITKILL,
-        )
-        .ctx(&who)?;
-        ptrace::interrupt(child).ctx(&who)?;
-        ptrace::wait_for_stop(child)?;
-        finish_in_tracer(img, child, &ready, &mut restored)
-    })();
-    if let Err(e) = result {
-        kill_all(std::slice::from_mut(&mut restored));
-        return Err(e);
-    }
-    Ok(restored)
+    out
 }
 
-fn parse_ready(msg: &str, mapped: &[memory::MappedFile]) -> Result<ChildReady> {
+fn parse_ready(msg: &str, mapped: &[memory::MappedFile], mems: &[u64]) -> Result<ChildReady> {
     if let Some(err) = msg.strip_prefix("ERR ") {
         // the child's error is already one line in cpr's form: keep it as the detail
         return Err(Error::with_detail(
             "",
             Kind::CheckpointError,
-            err.to_string(),
+            err.trim().to_string(),
         ));
     }
     let mut it = msg
@@ -292,6 +492,10 @@ fn parse_ready(msg: &str, mapped: &[memory::MappedFile]) -> Result<ChildReady> {
         .iter()
         .map(|m| (m.path.clone(), it.next().unwrap_or(0) as i32))
         .collect();
+    let mem_fds = mems
+        .iter()
+        .map(|&ino| (ino, it.next().unwrap_or(0) as i32))
+        .collect();
     if scratch == 0 {
         return Err(Error::with_detail(
             "",
@@ -303,29 +507,127 @@ fn parse_ready(msg: &str, mapped: &[memory::MappedFile]) -> Result<ChildReady> {
         scratch,
         pages_fd,
         file_fds,
+        mem_fds,
     })
+}
+
+/// Forks node `n` (with its original PID where FORK ORIGINAL asks); returns its PID.
+fn spawn(ctx: &RestoreContext, n: usize, clone_parent: bool) -> Result<i32> {
+    let node = &ctx.plan.nodes[n];
+    let original = match node.role {
+        Role::Process(i) => ctx.images[i].core.policies.fork == ForkAction::Original,
+        _ => true,
+    };
+    let child = crate::sys::fork_with_pid(original.then_some(node.pid), clone_parent).map_err(
+        |e| match e {
+            nix::errno::Errno::EEXIST => Error::with_detail(
+                format!("process {}", node.pid),
+                Kind::ResourceBusy,
+                format!("PID {} is in use", node.pid),
+            ),
+            e => Error::errno(format!("process {}", node.pid), e).detail("creating the process"),
+        },
+    )?;
+    if child == 0 {
+        run_node(ctx, n);
+    }
+    Ok(child)
+}
+
+/// The life of a restore child until the tracer takes over: never returns.
+fn run_node(ctx: &RestoreContext, n: usize) -> ! {
+    let _ = crate::sys::set_sigmask(!0);
+    let node = &ctx.plan.nodes[n];
+    let subtree = ctx.plan.subtree(n);
+    // status pipes: only ours and those of the processes we fork stay open
+    let mut mine: Option<std::fs::File> = None;
+    for (k, w) in ctx.status_w.iter().enumerate() {
+        if let Some(w) = w {
+            if k == n {
+                mine = Some(std::fs::File::from(w.try_clone().expect("status pipe")));
+            } else if !subtree.contains(&k) {
+                crate::sys::close(w.as_raw_fd());
+            }
+        }
+    }
+    let mut status = mine.expect("own status pipe");
+    let _ = status.write_all(format!("PID {}\n", nix::unistd::getpid()).as_bytes());
+    let result = (|| -> Result<()> {
+        match node.session {
+            SessionOp::Setsid => {
+                nix::unistd::setsid().ctx("setsid")?;
+            }
+            SessionOp::NewGroup => {
+                let _ = nix::unistd::setpgid(
+                    nix::unistd::Pid::from_raw(0),
+                    nix::unistd::Pid::from_raw(0),
+                );
+            }
+            SessionOp::JoinGroup(g) => {
+                // best effort: the group may not exist in this world
+                let _ = nix::unistd::setpgid(
+                    nix::unistd::Pid::from_raw(0),
+                    nix::unistd::Pid::from_raw(g),
+                );
+            }
+            SessionOp::Keep => {}
+        }
+        for &s in &node.siblings {
+            spawn(ctx, s, true)?;
+        }
+        for &c in &node.children {
+            spawn(ctx, c, false)?;
+        }
+        // the forked ones have their copies: close ours
+        for &k in &subtree {
+            if k != n {
+                if let Some(w) = &ctx.status_w[k] {
+                    crate::sys::close(w.as_raw_fd());
+                }
+            }
+        }
+        match node.role {
+            Role::Zombie(z) => become_zombie(z.status),
+            Role::Helper => std::process::exit(0),
+            Role::Process(i) => {
+                let status_fd = status.as_raw_fd();
+                match child_restore(ctx, &ctx.images[i], status_fd) {
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    })();
+    if let Err(e) = result {
+        let _ = status.write_all(format!("ERR {e}\n").as_bytes());
+    }
+    std::process::exit(1);
+}
+
+/// Ends the way a zombie had ended, so that its parent reaps the same status.
+fn become_zombie(status: i32) -> ! {
+    let sig = status & 0x7f;
+    if sig != 0 && sig != 0x7f {
+        let _ = crate::sys::rt_sigaction(sig, Some(&crate::sys::KernelSigaction::default()), None);
+        let _ = crate::sys::set_sigmask(0);
+        let _ = nix::sys::signal::raise(
+            nix::sys::signal::Signal::try_from(sig).unwrap_or(nix::sys::signal::Signal::SIGKILL),
+        );
+    }
+    // without running cpr's exit handlers: this process is not cpr any more
+    crate::sys::exit_now((status >> 8) & 0xff);
 }
 
 /// In the child, a copy of cpr about to become the image: everything that can be done
 /// natively. Signals stay blocked until release.
 fn child_restore(
+    ctx: &RestoreContext,
     img: &Image,
-    candidates: &[u64],
-    mapped: &[memory::MappedFile],
     status_fd: i32,
-    interactive: bool,
-    tty: Option<&str>,
 ) -> Result<std::convert::Infallible> {
-    crate::sys::set_sigmask(!0).ctx("blocking signals")?;
     let rec = &img.core.process;
-    let max_fd = img
-        .core
-        .fds
-        .iter()
-        .map(|f| f.fd)
-        .max()
-        .unwrap_or(2)
-        .max(status_fd);
+    let sf = &ctx.statefiles[img.sf];
+    let opened = &ctx.opened_for(img.sf);
+    let max_fd = img.core.fds.iter().map(|f| f.fd).max().unwrap_or(2);
     // the descriptors cpr keeps until the image is in place live above the image's
     let (_, nofile_hard) =
         crate::sys::prlimit(0, libc::RLIMIT_NOFILE as i32, None).unwrap_or((1024, 1024));
@@ -335,42 +637,59 @@ fn child_restore(
         Some((nofile_hard, nofile_hard)),
     );
     let mut next = max_fd + 1;
-    let mut place = |fd: i32| -> Result<i32> {
+    let mut place = |fd: i32, close_old: bool| -> Result<i32> {
         let high = nix::fcntl::fcntl(
             crate::sys::borrow_raw(fd),
             nix::fcntl::FcntlArg::F_DUPFD(next),
         )
         .ctx("placing a descriptor")?;
-        crate::sys::close(fd);
+        if close_old {
+            crate::sys::close(fd);
+        }
         next = high + 1;
         Ok(high)
     };
-    let status_high = status_fd;
-    let pages = std::fs::File::open(img.statefile.file(&pages_path(rec.pid))).ctx("page data")?;
-    let pages_fd = place(pages.into_raw_fd())?;
+    let status_high = place(status_fd, true)?;
+    let pages = std::fs::File::open(sf.file(&pages_path(rec.pid))).ctx("page data")?;
+    let pages_fd = place(pages.into_raw_fd(), true)?;
     let mut file_fds = Vec::new();
-    for m in mapped {
+    for m in memory::mapped_files(&img.mm.vmas) {
         let f = std::fs::OpenOptions::new()
             .read(true)
             .write(m.writable)
             .open(&m.path)
             .ctx(format!("mapped file {} (component unavailable)", m.path))?;
-        file_fds.push((m.path.clone(), place(f.into_raw_fd())?));
+        file_fds.push((m.path.clone(), place(f.into_raw_fd(), true)?));
     }
-    // session and group: without -j the process leaves cpr's terminal and job control
-    if interactive {
-        let _ = nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0));
-    } else {
-        let _ = nix::unistd::setsid();
+    let mut mem_fds = Vec::new();
+    for ino in mem_inos(&img.mm) {
+        let fd = opened.and_then(|o| o.mem_fd(ino)).ok_or_else(|| {
+            Error::with_detail(
+                "",
+                Kind::CheckpointError,
+                format!("shared memory {ino} missing from the statefile"),
+            )
+        })?;
+        mem_fds.push((ino, place(fd, false)?));
     }
     let mut keep: Vec<i32> = vec![status_high, pages_fd];
     keep.extend(file_fds.iter().map(|(_, fd)| *fd));
-    files::restore(&img.core.fds, &img.statefile, &keep, tty)?;
+    keep.extend(mem_fds.iter().map(|(_, fd)| *fd));
+    let shared_fd = |id: u32| opened.and_then(|o| o.file_fd(id));
+    files::restore(&img.core.fds, sf, &keep, ctx.tty.as_deref(), &shared_fd)?;
     process::restore_native(rec, img.core.policies.cdir, img.core.policies.rdir)?;
     signals::restore_actions(&img.core.signals)?;
-    // the scratch page: code for injected calls, then argument space
+    // the scratch page: code for injected calls, then argument space; in a hole of the
+    // image that this copy of cpr does not use either
+    let mine = procfs::read_maps(std::process::id() as i32)?;
     let mut scratch = 0;
-    for &c in candidates {
+    for c in memory::scratch_candidates(&img.mm.vmas) {
+        if mine
+            .iter()
+            .any(|m| c < m.end && m.start < c + Scratch::SIZE)
+        {
+            continue;
+        }
         if let Ok(a) = crate::sys::mmap_fixed_noreplace(
             c,
             Scratch::SIZE,
@@ -388,26 +707,34 @@ fn child_restore(
         ));
     }
     crate::sys::write_own_memory(scratch, &SYSCALL_INT3);
-    // status_high is the write end: report on it
     let mut out = std::fs::File::from(crate::sys::own_fd(status_high));
     let ready = ChildReady {
         scratch,
         pages_fd,
         file_fds,
+        mem_fds,
     };
     let _ = out.write_all(ready.message().as_bytes());
     drop(out);
     crate::sys::pause_forever();
 }
 
+impl RestoreContext {
+    fn opened_for(&self, sf: usize) -> Option<&OpenedShared> {
+        self.opened.get(sf)
+    }
+}
+
 /// In the tracer: the image replaces the stopped child's memory; threads, signals,
 /// credentials follow.
 fn finish_in_tracer(
     img: &Image,
+    sf: &Statefile,
     child: i32,
     ready: &ChildReady,
     restored: &mut Restored,
 ) -> Result<()> {
+    let _ = sf;
     let scratch = Scratch {
         base: ready.scratch,
         size: Scratch::SIZE,
@@ -436,11 +763,17 @@ fn finish_in_tracer(
         &img.mm,
         scratch,
         &ready.file_fds,
+        &ready.mem_fds,
         ready.pages_fd,
     )?;
     set_mm(&main, child, img, scratch, &ready.file_fds)?;
-    for (_, fd) in &ready.file_fds {
-        main.call(libc::SYS_close, [*fd as u64, 0, 0, 0, 0, 0])?;
+    for fd in ready
+        .file_fds
+        .iter()
+        .map(|(_, fd)| *fd)
+        .chain(ready.mem_fds.iter().map(|(_, fd)| *fd))
+    {
+        main.call(libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0])?;
     }
     main.call(libc::SYS_close, [ready.pages_fd as u64, 0, 0, 0, 0, 0])?;
     // threads, with their TIDs (FORK ORIGINAL) or any
@@ -455,11 +788,7 @@ fn finish_in_tracer(
         restored.threads.push((tid, idx));
     }
     for (tid, idx) in restored.threads.clone() {
-        let inj = if tid == child {
-            Injector::new(child, Gate::Int3(scratch.base))?
-        } else {
-            Injector::new(tid, Gate::Int3(scratch.base))?
-        };
+        let inj = Injector::new(tid, Gate::Int3(scratch.base))?;
         threads::restore_kernel_state(&img.core.threads[idx], &inj, scratch.data(), child)?;
     }
     let mut signals_rec = img.core.signals.clone();

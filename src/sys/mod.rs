@@ -63,10 +63,21 @@ struct CloneArgs {
 
 /// fork(2) through clone3(2), with the child's PID chosen (`Some(pid)`) or not. Returns
 /// 0 in the child. The caller must be single-threaded: the child is a plain copy.
-pub fn fork_with_pid(pid: Option<i32>) -> Result<i32, Errno> {
+pub fn fork_with_pid(pid: Option<i32>, clone_parent: bool) -> Result<i32, Errno> {
     let tid: [i32; 1] = [pid.unwrap_or(0)];
     let args = CloneArgs {
-        exit_signal: libc::SIGCHLD as u64,
+        // with CLONE_PARENT the child is its creator's sibling; the kernel takes the
+        // exit signal from the creator then
+        flags: if clone_parent {
+            libc::CLONE_PARENT as u64
+        } else {
+            0
+        },
+        exit_signal: if clone_parent {
+            0
+        } else {
+            libc::SIGCHLD as u64
+        },
         set_tid: if pid.is_some() {
             tid.as_ptr() as u64
         } else {
@@ -311,4 +322,38 @@ pub fn own_fd(fd: i32) -> std::os::fd::OwnedFd {
     use std::os::fd::FromRawFd;
     // SAFETY: the caller owns `fd` and gives up the number.
     unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
+}
+
+/// A duplicate of descriptor `fd` of process `pid` (pidfd_open + pidfd_getfd): the same
+/// open file description, so pipe data can be looked at without the process.
+pub fn steal_fd(pid: i32, fd: i32) -> Result<std::os::fd::OwnedFd, Errno> {
+    // SAFETY: integer arguments; a returned descriptor is new and ours.
+    let pidfd = Errno::result(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })? as i32;
+    let pidfd = own_fd(pidfd);
+    use std::os::fd::AsRawFd;
+    // SAFETY: integer arguments; a returned descriptor is new and ours.
+    let got =
+        Errno::result(unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) })?
+            as i32;
+    Ok(own_fd(got))
+}
+
+/// tee(2): copies up to `len` bytes from pipe `from` to pipe `to` without consuming them.
+pub fn tee(from: i32, to: i32, len: usize) -> Result<usize, Errno> {
+    // SAFETY: integer arguments.
+    Errno::result(unsafe { libc::tee(from, to, len, libc::SPLICE_F_NONBLOCK) }).map(|n| n as usize)
+}
+
+/// Bytes waiting in a pipe (FIONREAD).
+pub fn pipe_bytes(fd: i32) -> Result<usize, Errno> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int into a live local.
+    Errno::result(unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n as *mut libc::c_int) })?;
+    Ok(n as usize)
+}
+
+/// _exit(2): ends the calling process at once, without exit handlers or flushing.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and touches no memory of ours.
+    unsafe { libc::_exit(code) }
 }

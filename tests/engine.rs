@@ -59,10 +59,7 @@ fn restart(statefile: &Path, pid: i32) {
 fn expect_pass_and_exit(w: &Workload) -> String {
     let line = wait_for_line(&w.log, "PASS", TIMEOUT);
     let code = wait_exit(w.pid, TIMEOUT);
-    assert!(
-        code.is_none() || code == Some(0),
-        "workload exited with {code:?} after {line}"
-    );
+    assert_eq!(code, Some(0), "workload exit status after {line}");
     line
 }
 
@@ -490,7 +487,7 @@ fn assert_contents(reports: &HashMap<String, FdReport>, want: [&str; 4], policy:
 #[test]
 fn file_merge_is_the_default() {
     let _s = serial();
-    let (r, _s) = files_round_trip(None);
+    let (r, _scratch) = files_round_trip(None);
     assert_offsets(&r, [3, 6, 12, 5], "MERGE");
     assert_contents(&r, [R1, W1, A1, RW1], "MERGE", false);
     assert_contents(&r, [R1, W1, A1, RW1], "MERGE", true);
@@ -499,7 +496,7 @@ fn file_merge_is_the_default() {
 #[test]
 fn file_merge_explicit() {
     let _s = serial();
-    let (r, _s) = files_round_trip(Some("MERGE"));
+    let (r, _scratch) = files_round_trip(Some("MERGE"));
     assert_offsets(&r, [3, 6, 12, 5], "MERGE");
     assert_contents(&r, [R1, W1, A1, RW1], "MERGE", false);
 }
@@ -508,7 +505,7 @@ fn file_merge_explicit() {
 #[test]
 fn file_ignore_reopens_at_offset_zero() {
     let _s = serial();
-    let (r, _s) = files_round_trip(Some("IGNORE"));
+    let (r, _scratch) = files_round_trip(Some("IGNORE"));
     assert_offsets(&r, [0, 0, 0, 0], "IGNORE");
     // Files opened read-only or read-write without O_TRUNC keep the changed content.
     assert_eq!(r["r.txt"].content, R1);
@@ -519,7 +516,7 @@ fn file_ignore_reopens_at_offset_zero() {
 #[test]
 fn file_append_seeks_to_the_new_end() {
     let _s = serial();
-    let (r, _s) = files_round_trip(Some("APPEND"));
+    let (r, _scratch) = files_round_trip(Some("APPEND"));
     assert_offsets(
         &r,
         [

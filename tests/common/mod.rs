@@ -376,7 +376,8 @@ pub fn read_lines(log: &Path) -> Vec<String> {
 }
 
 /// Waits until the `n`-th line (1-based) containing `pattern` appears in `log` and returns
-/// it. Fails at once if the workload reports `FAIL`, and after `timeout`.
+/// it. Fails at once if the workload reports `FAIL`, and after `timeout`. Does not reap:
+/// a workload that exits keeps its exit status for `wait_exit`.
 pub fn wait_for_nth_line(log: &Path, pattern: &str, n: usize, timeout: Duration) -> String {
     let deadline = Instant::now() + timeout;
     loop {
@@ -398,7 +399,6 @@ pub fn wait_for_nth_line(log: &Path, pattern: &str, n: usize, timeout: Duration)
                 tail(&lines)
             );
         }
-        reap_children();
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -425,7 +425,6 @@ pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool)
     let deadline = Instant::now() + timeout;
     while !cond() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        reap_children();
         std::thread::sleep(Duration::from_millis(20));
     }
 }

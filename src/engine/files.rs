@@ -299,9 +299,11 @@ pub fn reopen(r: &FdRecord, sf: &Statefile, tty: Option<&str>) -> Result<OwnedFd
             fd
         }
         (FdKind::Regular, FileAction::Ignore) => {
-            // as originally opened, at offset zero; a file opened for writing starts empty
+            // as originally opened, at offset zero
             let mut flags = open_flags_for_reopen(r.flags);
-            if flags & libc::O_ACCMODE != libc::O_RDONLY {
+            // fopen "w" and "a" open write-only: the guide's "overwriting the entire
+            // file"; read-write ("r+") files are only rewound
+            if flags & libc::O_ACCMODE == libc::O_WRONLY {
                 flags |= libc::O_TRUNC;
             }
             open_path(&r.path, flags).ctx(&who)?

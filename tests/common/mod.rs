@@ -49,7 +49,16 @@ static SUBREAPER: Once = Once::new();
 /// subreaper (once).
 pub fn serial() -> MutexGuard<'static, ()> {
     SUBREAPER.call_once(|| {
-        nix::sys::prctl::set_child_subreaper(true).expect("prctl(PR_SET_CHILD_SUBREAPER)")
+        nix::sys::prctl::set_child_subreaper(true).expect("prctl(PR_SET_CHILD_SUBREAPER)");
+        // descriptors this test process inherited (a pipe from the shell or CI runner)
+        // must not reach the workloads: a pipe to outside would make them uncheckpointable
+        for fd in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+            if let Some(fd) = fd.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) {
+                if fd > 2 {
+                    let _ = cpr::sys::set_cloexec(fd, true);
+                }
+            }
+        }
     });
     SERIAL
         .lock()

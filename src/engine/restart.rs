@@ -18,7 +18,7 @@ use std::path::Path;
 use super::checkpoint::{CoreRecord, core_path, mm_path, pages_path};
 use super::memory::{self, MmRecord, Scratch};
 use super::ptrace::{self, Gate, Injector, SYSCALL_INT3};
-use super::{files, process, procfs, signals, threads};
+use super::{files, locks, process, procfs, signals, threads};
 use crate::attrfile::ForkAction;
 use crate::error::{Context, Error, Kind, Result};
 use crate::ops::RestartOptions;
@@ -366,6 +366,7 @@ fn child_restore(
     let mut keep: Vec<i32> = vec![status_high, pages_fd];
     keep.extend(file_fds.iter().map(|(_, fd)| *fd));
     files::restore(&img.core.fds, &img.statefile, &keep, tty)?;
+    locks::restore_native(&img.core.locks)?;
     process::restore_native(rec, img.core.policies.cdir, img.core.policies.rdir)?;
     signals::restore_actions(&img.core.signals)?;
     // the scratch page: code for injected calls, then argument space

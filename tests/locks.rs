@@ -240,6 +240,18 @@ fn flock_posix_and_ofd_locks_are_held_again_after_restart() {
     s.finish(pid);
 }
 
+#[test]
+fn a_posix_lock_on_a_mapped_file_survives_the_restart() {
+    // the restart opens mapped files for mmap and closes them after; closing any
+    // descriptor of a file drops the process's POSIX locks on it
+    let mut s = Setup::new();
+    let pid = s.start("run", &["mmap"], "out", "READY");
+    s.checkpoint(pid);
+    let o = s.restart(pid);
+    assert!(o.status.success(), "cpr -r: {}", text(&o));
+    s.finish(pid);
+}
+
 /// Another process takes a lock of `kind` between checkpoint and restart.
 fn restart_while_blocked(kind: &str, file: &str, expect: &str) {
     let mut s = Setup::new();

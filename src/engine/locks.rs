@@ -16,6 +16,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::files::{FdKind, FdRecord};
+use super::ptrace::{self, Injector};
 use crate::error::{Context, Error, Kind, Result};
 
 /// How often, and how far apart, restore tries a lock another process holds.
@@ -303,11 +304,63 @@ fn try_lock(r: &LockRecord) -> std::result::Result<(), Refused> {
 /// Locks another process holds are tried ATTEMPTS times, INTERVAL apart; then the
 /// restart fails with "Resource busy" naming the file, the lock and its range.
 pub fn restore_native(records: &[LockRecord]) -> Result<()> {
-    let mut pending: Vec<&LockRecord> = records.iter().collect();
+    with_retries(records.iter().collect(), try_lock)
+}
+
+/// In the tracer, after the restore child closed the descriptors it opened to map files:
+/// closing any descriptor of a file drops the process's POSIX locks on it, so those are
+/// set again (a no-op for the ones still held) by fcntl calls injected through `inj`,
+/// with `data` as argument space.
+pub fn restore_posix_injected(
+    inj: &Injector,
+    pid: i32,
+    data: u64,
+    records: &[LockRecord],
+) -> Result<()> {
+    let posix = records
+        .iter()
+        .filter(|r| r.kind == LockKind::Posix)
+        .collect();
+    with_retries(posix, |r| {
+        let who = format!("process {pid} fd {} ({})", r.fd, r.path);
+        ptrace::write_mem(pid, data, &flock_bytes(&flock_struct(r))).map_err(Refused::Failed)?;
+        let rc = inj
+            .call(
+                libc::SYS_fcntl,
+                [r.fd as u64, libc::F_SETLK as u64, data, 0, 0, 0],
+            )
+            .map_err(Refused::Failed)?;
+        match rc {
+            0.. => Ok(()),
+            e if e == -(libc::EAGAIN as i64) || e == -(libc::EACCES as i64) => Err(Refused::Busy),
+            e => Err(Refused::Failed(
+                Error::errno(who, nix::errno::Errno::from_raw(-e as i32)).detail(r.describe()),
+            )),
+        }
+    })
+}
+
+/// `struct flock` as the x86-64 kernel reads it: type, whence, pad, start, len, pid, pad.
+fn flock_bytes(fl: &libc::flock) -> [u8; 32] {
+    let mut b = [0u8; 32];
+    b[0..2].copy_from_slice(&fl.l_type.to_ne_bytes());
+    b[2..4].copy_from_slice(&fl.l_whence.to_ne_bytes());
+    b[8..16].copy_from_slice(&(fl.l_start as i64).to_ne_bytes());
+    b[16..24].copy_from_slice(&(fl.l_len as i64).to_ne_bytes());
+    b[24..28].copy_from_slice(&fl.l_pid.to_ne_bytes());
+    b
+}
+
+/// Tries every lock; those another process holds again, INTERVAL apart, ATTEMPTS times
+/// in all; then "Resource busy" for the first still refused.
+fn with_retries(
+    mut pending: Vec<&LockRecord>,
+    mut take: impl FnMut(&LockRecord) -> std::result::Result<(), Refused>,
+) -> Result<()> {
     for attempt in 1..=ATTEMPTS {
         let mut busy = Vec::new();
         for r in pending {
-            match try_lock(r) {
+            match take(r) {
                 Ok(()) => {}
                 Err(Refused::Busy) => busy.push(r),
                 Err(Refused::Failed(e)) => return Err(e),
@@ -441,6 +494,10 @@ garbage
         assert_eq!(flock_struct(&r).l_len, 100);
         assert_eq!(flock_struct(&r).l_start, 100);
         assert_eq!(r.describe(), "POSIX WRITE lock 100-199");
+        let b = flock_bytes(&flock_struct(&r));
+        assert_eq!(i16::from_ne_bytes([b[0], b[1]]), libc::F_WRLCK as i16);
+        assert_eq!(i64::from_ne_bytes(b[8..16].try_into().unwrap()), 100);
+        assert_eq!(i64::from_ne_bytes(b[16..24].try_into().unwrap()), 100);
         r.end = None;
         r.start = 0;
         assert_eq!(flock_struct(&r).l_len, 0);

@@ -444,6 +444,7 @@ fn finish_in_tracer(
         main.call(libc::SYS_close, [*fd as u64, 0, 0, 0, 0, 0])?;
     }
     main.call(libc::SYS_close, [ready.pages_fd as u64, 0, 0, 0, 0, 0])?;
+    locks::restore_posix_injected(&main, child, scratch.data(), &img.core.locks)?;
     // threads, with their TIDs (FORK ORIGINAL) or any
     let original = img.core.policies.fork == ForkAction::Original;
     for (idx, t) in img.core.threads.iter().enumerate().skip(1) {

@@ -4,6 +4,9 @@
  *     flock(LOCK_EX) on DIR/a, a POSIX write lock on bytes 100-199 of DIR/b, an OFD read
  *     lock on all of DIR/c; checks from a child that others see them; prints READY; waits
  *     until DIR/GO exists; checks again; prints PASS or "FAIL: why".
+ * lk_locks run DIR mmap
+ *     the same, with DIR/b also mapped (a restart must not lose the POSIX lock when it
+ *     closes the descriptor it used to map the file).
  * lk_locks hold DIR flock|posix|ofd
  *     takes a lock that conflicts with the one `run` holds of that kind, prints HELD and
  *     sleeps until killed.
@@ -15,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -119,8 +123,15 @@ static int check(void) {
     return 0;
 }
 
-static int run(void) {
+static int run(int map) {
     int a = open_or_die("a"), b = open_or_die("b"), c = open_or_die("c");
+    if (map) {
+        if (ftruncate(b, 4096) < 0 ||
+            mmap(NULL, 4096, PROT_READ, MAP_SHARED, b, 0) == MAP_FAILED) {
+            printf("FAIL: mapping b: %s\n", strerror(errno));
+            return 1;
+        }
+    }
     if (flock(a, LOCK_EX | LOCK_NB) < 0) {
         printf("FAIL: flock: %s\n", strerror(errno));
         return 1;
@@ -177,7 +188,7 @@ int main(int argc, char **argv) {
     /* descriptors inherited from whoever ran the test are not the workload's */
     close_range(3, ~0U, 0);
     if (strcmp(argv[1], "run") == 0)
-        return run();
+        return run(argc == 4 && strcmp(argv[3], "mmap") == 0);
     if (strcmp(argv[1], "hold") == 0 && argc == 4)
         return hold(argv[3]);
     fprintf(stderr, "lk_locks: bad arguments\n");

@@ -345,8 +345,8 @@ fn flock_bytes(fl: &libc::flock) -> [u8; 32] {
     let mut b = [0u8; 32];
     b[0..2].copy_from_slice(&fl.l_type.to_ne_bytes());
     b[2..4].copy_from_slice(&fl.l_whence.to_ne_bytes());
-    b[8..16].copy_from_slice(&(fl.l_start as i64).to_ne_bytes());
-    b[16..24].copy_from_slice(&(fl.l_len as i64).to_ne_bytes());
+    b[8..16].copy_from_slice(&fl.l_start.to_ne_bytes());
+    b[16..24].copy_from_slice(&fl.l_len.to_ne_bytes());
     b[24..28].copy_from_slice(&fl.l_pid.to_ne_bytes());
     b
 }

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::memory::{self, MmRecord};
 use super::ptrace::{self, Gate, Injector, Regs};
-use super::{files, process, procfs, pstree, shared, signals, threads};
+use super::{files, locks, process, procfs, pstree, shared, signals, threads};
 use crate::attrfile::{AttrFile, ProcessPolicies, WillAction};
 use crate::error::{Context, Error, Kind, Result};
 use crate::ops::CheckpointOptions;
@@ -30,6 +30,9 @@ pub struct CoreRecord {
     pub signals: signals::SignalsRecord,
     pub fds: Vec<files::FdRecord>,
     pub policies: ProcessPolicies,
+    /// File locks held through `fds` (guide: "All file locks are also restored").
+    #[serde(default)]
+    pub locks: Vec<locks::LockRecord>,
 }
 
 pub fn core_path(pid: i32) -> String {
@@ -427,6 +430,7 @@ fn dump_process(
     };
     // files and the rest
     let fds = files::dump(pid, policies, writer)?;
+    let locks = locks::dump(pid, &fds)?;
     let proc_rec = process::dump(pid)?;
     let core = CoreRecord {
         process: proc_rec,
@@ -434,6 +438,7 @@ fn dump_process(
         signals: signals_rec,
         fds,
         policies: policies.clone(),
+        locks,
     };
     Ok((core, mm))
 }

@@ -4,6 +4,7 @@
 pub mod checkpoint;
 pub mod cooperate;
 pub mod files;
+pub mod locks;
 pub mod memory;
 pub mod process;
 pub mod procfs;

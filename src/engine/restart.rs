@@ -25,7 +25,7 @@ use super::memory::{self, Backing, MmRecord, Scratch};
 use super::pstree::{self, Role, SessionOp};
 use super::ptrace::{self, Gate, Injector, SYSCALL_INT3};
 use super::shared::{self, OpenedShared, SharedTable};
-use super::{files, process, procfs, signals, threads};
+use super::{files, locks, process, procfs, signals, threads};
 use crate::attrfile::ForkAction;
 use crate::error::{Context, Error, Kind, Result};
 use crate::ops::RestartOptions;
@@ -677,6 +677,7 @@ fn child_restore(
     keep.extend(mem_fds.iter().map(|(_, fd)| *fd));
     let shared_fd = |id: u32| opened.and_then(|o| o.file_fd(id));
     files::restore(&img.core.fds, sf, &keep, ctx.tty.as_deref(), &shared_fd)?;
+    locks::restore_native(&img.core.locks)?;
     process::restore_native(rec, img.core.policies.cdir, img.core.policies.rdir)?;
     signals::restore_actions(&img.core.signals)?;
     // the scratch page: code for injected calls, then argument space; in a hole of the
@@ -776,6 +777,7 @@ fn finish_in_tracer(
         main.call(libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0])?;
     }
     main.call(libc::SYS_close, [ready.pages_fd as u64, 0, 0, 0, 0, 0])?;
+    locks::restore_posix_injected(&main, child, scratch.data(), &img.core.locks)?;
     // threads, with their TIDs (FORK ORIGINAL) or any
     let original = img.core.policies.fork == ForkAction::Original;
     for (idx, t) in img.core.threads.iter().enumerate().skip(1) {

@@ -1,0 +1,506 @@
+//! File locks (guide, "Open Files and Devices": "All file locks are also restored at
+//! restart. If the file regions that the restarting process needs to lock have already
+//! been locked by another process, CPR tries to acquire the locks a few times before it
+//! aborts the restart.")
+//!
+//! Dump reads /proc/locks and the `lock:` lines of /proc/PID/fdinfo/N. flock(2) and
+//! open-file-description (OFD) locks belong to an open file description, so they are tied
+//! to the descriptor whose fdinfo lists them; POSIX record locks belong to the process
+//! (the pid column of /proc/locks) and are tied to a descriptor of the same file.
+//! Restore takes them again in the restore child, right after the descriptors exist.
+
+use std::mem::ManuallyDrop;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::files::{FdKind, FdRecord};
+use super::ptrace::{self, Injector};
+use crate::error::{Context, Error, Kind, Result};
+
+/// How often, and how far apart, restore tries a lock another process holds.
+pub const ATTEMPTS: u32 = 20;
+pub const INTERVAL: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LockKind {
+    /// flock(2): whole file, owned by the open file description.
+    Flock,
+    /// fcntl(F_SETLK): a byte range, owned by the process.
+    Posix,
+    /// fcntl(F_OFD_SETLK): a byte range, owned by the open file description.
+    Ofd,
+}
+
+impl LockKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            LockKind::Flock => "FLOCK",
+            LockKind::Posix => "POSIX",
+            LockKind::Ofd => "OFD",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LockType {
+    Read,
+    Write,
+}
+
+impl LockType {
+    pub fn name(self) -> &'static str {
+        match self {
+            LockType::Read => "READ",
+            LockType::Write => "WRITE",
+        }
+    }
+}
+
+/// One lock the process held, through descriptor `fd`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockRecord {
+    pub fd: i32,
+    /// The file, for messages.
+    pub path: String,
+    pub kind: LockKind,
+    pub lock_type: LockType,
+    /// First byte locked.
+    pub start: u64,
+    /// Last byte locked (inclusive); None: to the end of the file, however long.
+    pub end: Option<u64>,
+}
+
+impl LockRecord {
+    /// `POSIX WRITE lock 100-199`, `FLOCK READ lock 0-EOF`.
+    pub fn describe(&self) -> String {
+        let end = match self.end {
+            Some(e) => e.to_string(),
+            None => "EOF".into(),
+        };
+        format!(
+            "{} {} lock {}-{end}",
+            self.kind.name(),
+            self.lock_type.name(),
+            self.start
+        )
+    }
+}
+
+/// One line of /proc/locks, or of the `lock:` lines of an fdinfo file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockLine {
+    pub kind: LockKind,
+    pub lock_type: LockType,
+    /// The pid column: the owner of a POSIX lock, the locker of a flock, -1 for OFD.
+    pub pid: i32,
+    pub major: u32,
+    pub minor: u32,
+    pub inode: u64,
+    pub start: u64,
+    pub end: Option<u64>,
+}
+
+impl LockLine {
+    fn same_lock(&self, other: &LockLine) -> bool {
+        self.kind == other.kind
+            && self.lock_type == other.lock_type
+            && (self.major, self.minor, self.inode) == (other.major, other.minor, other.inode)
+            && self.start == other.start
+            && self.end == other.end
+    }
+}
+
+/// Parses one lock line: `1: POSIX  ADVISORY  WRITE 1234 08:01:5678 0 EOF`. Blocked
+/// waiters (`1: -> POSIX ...`), leases, delegations and anything unreadable give None:
+/// they are nothing a process holds.
+pub fn parse_lock_line(line: &str) -> Option<LockLine> {
+    let mut it = line.split_whitespace();
+    let id = it.next()?;
+    if !id.ends_with(':') {
+        return None;
+    }
+    let kind = match it.next()? {
+        "FLOCK" => LockKind::Flock,
+        "POSIX" => LockKind::Posix,
+        "OFDLCK" => LockKind::Ofd,
+        // "->" (a waiter), LEASE, DELEG, LAYOUT, ACCESS, UNKNOWN
+        _ => return None,
+    };
+    if it.next()? != "ADVISORY" {
+        return None;
+    }
+    let lock_type = match it.next()? {
+        "READ" => LockType::Read,
+        "WRITE" => LockType::Write,
+        _ => return None,
+    };
+    let pid: i32 = it.next()?.parse().ok()?;
+    let mut dev = it.next()?.split(':');
+    let major = u32::from_str_radix(dev.next()?, 16).ok()?;
+    let minor = u32::from_str_radix(dev.next()?, 16).ok()?;
+    let inode: u64 = dev.next()?.parse().ok()?;
+    if dev.next().is_some() {
+        return None;
+    }
+    let start: u64 = it.next()?.parse().ok()?;
+    let end = match it.next()? {
+        "EOF" => None,
+        e => Some(e.parse().ok()?),
+    };
+    if it.next().is_some() {
+        return None;
+    }
+    Some(LockLine {
+        kind,
+        lock_type,
+        pid,
+        major,
+        minor,
+        inode,
+        start,
+        end,
+    })
+}
+
+/// The locks held, from the text of /proc/locks.
+pub fn parse_proc_locks(text: &str) -> Vec<LockLine> {
+    text.lines().filter_map(parse_lock_line).collect()
+}
+
+/// The locks held through one open file description, from the text of its fdinfo.
+pub fn parse_fdinfo_locks(text: &str) -> Vec<LockLine> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("lock:"))
+        .filter_map(parse_lock_line)
+        .collect()
+}
+
+/// A descriptor of the process that can carry locks, with what the kernel says of it.
+struct Held<'a> {
+    rec: &'a FdRecord,
+    /// (major, minor, inode) from stat.
+    id: (u32, u32, u64),
+    /// Its fdinfo `lock:` lines.
+    locks: Vec<LockLine>,
+}
+
+fn record(rec: &FdRecord, l: &LockLine) -> LockRecord {
+    LockRecord {
+        fd: rec.fd,
+        path: rec.path.clone(),
+        kind: l.kind,
+        lock_type: l.lock_type,
+        start: l.start,
+        end: l.end,
+    }
+}
+
+/// The locks a stopped process holds, each tied to one of its descriptors `fds` (as
+/// files::dump listed them).
+pub fn dump(pid: i32, fds: &[FdRecord]) -> Result<Vec<LockRecord>> {
+    let table = parse_proc_locks(&std::fs::read_to_string("/proc/locks").ctx("/proc/locks")?);
+    let mut held = Vec::new();
+    // a dup shares its original's description, and so its locks
+    for rec in fds.iter().filter(|r| !matches!(r.kind, FdKind::Dup { .. })) {
+        let who = format!("process {pid} fd {}", rec.fd);
+        let meta = std::fs::metadata(format!("/proc/{pid}/fd/{}", rec.fd)).ctx(&who)?;
+        let ft = meta.file_type();
+        if ft.is_fifo() || ft.is_socket() {
+            continue;
+        }
+        let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", rec.fd)).ctx(&who)?;
+        let dev = meta.dev();
+        held.push(Held {
+            rec,
+            id: (libc::major(dev), libc::minor(dev), meta.ino()),
+            locks: parse_fdinfo_locks(&info),
+        });
+    }
+    let mut out = Vec::new();
+    // flock and OFD locks: exactly the descriptions that hold them
+    for h in &held {
+        for l in h.locks.iter().filter(|l| l.kind != LockKind::Posix) {
+            out.push(record(h.rec, l));
+        }
+    }
+    // POSIX locks: the process's, on a descriptor of the same file; the one the kernel
+    // lists them under if any. A POSIX lock of a process always has a descriptor of the
+    // file open (closing any drops them all), so one with none is someone else's that
+    // only shares the pid number (a remote lock through lockd).
+    for l in table
+        .iter()
+        .filter(|l| l.kind == LockKind::Posix && l.pid == pid)
+    {
+        let through = held
+            .iter()
+            .find(|h| h.locks.iter().any(|m| m.same_lock(l)))
+            .or_else(|| held.iter().find(|h| h.id == (l.major, l.minor, l.inode)));
+        if let Some(h) = through {
+            out.push(record(h.rec, l));
+        }
+    }
+    out.sort_by_key(|r| (r.fd, r.start));
+    Ok(out)
+}
+
+/// Why a lock could not be taken.
+enum Refused {
+    /// Another process holds a conflicting lock: worth trying again.
+    Busy,
+    Failed(Error),
+}
+
+fn flock_struct(r: &LockRecord) -> libc::flock {
+    libc::flock {
+        l_type: match r.lock_type {
+            LockType::Read => libc::F_RDLCK,
+            LockType::Write => libc::F_WRLCK,
+        } as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: r.start as libc::off_t,
+        // 0: to the end of the file, however long it grows
+        l_len: r.end.map_or(0, |e| (e - r.start + 1) as libc::off_t),
+        l_pid: 0,
+    }
+}
+
+fn try_lock(r: &LockRecord) -> std::result::Result<(), Refused> {
+    let who = format!("fd {} ({})", r.fd, r.path);
+    match r.kind {
+        LockKind::Flock => {
+            // the descriptor is the image's: borrowed as a File that is never closed
+            let file = ManuallyDrop::new(std::fs::File::from(crate::sys::own_fd(r.fd)));
+            let taken = match r.lock_type {
+                LockType::Read => file.try_lock_shared(),
+                LockType::Write => file.try_lock(),
+            };
+            match taken {
+                Ok(()) => Ok(()),
+                Err(std::fs::TryLockError::WouldBlock) => Err(Refused::Busy),
+                Err(std::fs::TryLockError::Error(e)) => {
+                    Err(Refused::Failed(Error::io(who, e).detail(r.describe())))
+                }
+            }
+        }
+        LockKind::Posix | LockKind::Ofd => {
+            let fl = flock_struct(r);
+            let arg = if r.kind == LockKind::Posix {
+                nix::fcntl::FcntlArg::F_SETLK(&fl)
+            } else {
+                nix::fcntl::FcntlArg::F_OFD_SETLK(&fl)
+            };
+            match nix::fcntl::fcntl(crate::sys::borrow_raw(r.fd), arg) {
+                Ok(_) => Ok(()),
+                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EACCES) => Err(Refused::Busy),
+                Err(e) => Err(Refused::Failed(Error::errno(who, e).detail(r.describe()))),
+            }
+        }
+    }
+}
+
+/// In the restore child, after files::restore: takes every lock again on its descriptor.
+/// Locks another process holds are tried ATTEMPTS times, INTERVAL apart; then the
+/// restart fails with "Resource busy" naming the file, the lock and its range.
+pub fn restore_native(records: &[LockRecord]) -> Result<()> {
+    with_retries(records.iter().collect(), try_lock)
+}
+
+/// In the tracer, after the restore child closed the descriptors it opened to map files:
+/// closing any descriptor of a file drops the process's POSIX locks on it, so those are
+/// set again (a no-op for the ones still held) by fcntl calls injected through `inj`,
+/// with `data` as argument space.
+pub fn restore_posix_injected(
+    inj: &Injector,
+    pid: i32,
+    data: u64,
+    records: &[LockRecord],
+) -> Result<()> {
+    let posix = records
+        .iter()
+        .filter(|r| r.kind == LockKind::Posix)
+        .collect();
+    with_retries(posix, |r| {
+        let who = format!("process {pid} fd {} ({})", r.fd, r.path);
+        ptrace::write_mem(pid, data, &flock_bytes(&flock_struct(r))).map_err(Refused::Failed)?;
+        let rc = inj
+            .call(
+                libc::SYS_fcntl,
+                [r.fd as u64, libc::F_SETLK as u64, data, 0, 0, 0],
+            )
+            .map_err(Refused::Failed)?;
+        match rc {
+            0.. => Ok(()),
+            e if e == -(libc::EAGAIN as i64) || e == -(libc::EACCES as i64) => Err(Refused::Busy),
+            e => Err(Refused::Failed(
+                Error::errno(who, nix::errno::Errno::from_raw(-e as i32)).detail(r.describe()),
+            )),
+        }
+    })
+}
+
+/// `struct flock` as the x86-64 kernel reads it: type, whence, pad, start, len, pid, pad.
+fn flock_bytes(fl: &libc::flock) -> [u8; 32] {
+    let mut b = [0u8; 32];
+    b[0..2].copy_from_slice(&fl.l_type.to_ne_bytes());
+    b[2..4].copy_from_slice(&fl.l_whence.to_ne_bytes());
+    b[8..16].copy_from_slice(&fl.l_start.to_ne_bytes());
+    b[16..24].copy_from_slice(&fl.l_len.to_ne_bytes());
+    b[24..28].copy_from_slice(&fl.l_pid.to_ne_bytes());
+    b
+}
+
+/// Tries every lock; those another process holds again, INTERVAL apart, ATTEMPTS times
+/// in all; then "Resource busy" for the first still refused.
+fn with_retries(
+    mut pending: Vec<&LockRecord>,
+    mut take: impl FnMut(&LockRecord) -> std::result::Result<(), Refused>,
+) -> Result<()> {
+    for attempt in 1..=ATTEMPTS {
+        let mut busy = Vec::new();
+        for r in pending {
+            match take(r) {
+                Ok(()) => {}
+                Err(Refused::Busy) => busy.push(r),
+                Err(Refused::Failed(e)) => return Err(e),
+            }
+        }
+        pending = busy;
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if attempt < ATTEMPTS {
+            std::thread::sleep(INTERVAL);
+        }
+    }
+    let r = pending[0];
+    Err(Error::with_detail(
+        format!("fd {} ({})", r.fd, r.path),
+        Kind::ResourceBusy,
+        format!("{} is held by another process", r.describe()),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PROC_LOCKS: &str = "\
+1: POSIX  ADVISORY  WRITE 1234 08:01:5678 0 EOF
+1: -> POSIX  ADVISORY  WRITE 1240 08:01:5678 0 9
+2: FLOCK  ADVISORY  READ 1234 00:2b:123 0 EOF
+3: OFDLCK ADVISORY  WRITE -1 08:01:77 100 199
+4: LEASE  ACTIVE    READ 1234 08:01:99 0 EOF
+5: POSIX  ADVISORY  READ 4321 103:0a:4096 200 299
+5: ->  -> POSIX  ADVISORY  WRITE 999 103:0a:4096 250 250
+6: POSIX  *NOINODE* WRITE 1234 <none>:0 0 EOF
+garbage
+";
+
+    #[test]
+    fn proc_locks_lines_are_parsed_and_waiters_skipped() {
+        let l = parse_proc_locks(PROC_LOCKS);
+        assert_eq!(
+            l,
+            vec![
+                LockLine {
+                    kind: LockKind::Posix,
+                    lock_type: LockType::Write,
+                    pid: 1234,
+                    major: 8,
+                    minor: 1,
+                    inode: 5678,
+                    start: 0,
+                    end: None,
+                },
+                LockLine {
+                    kind: LockKind::Flock,
+                    lock_type: LockType::Read,
+                    pid: 1234,
+                    major: 0,
+                    minor: 0x2b,
+                    inode: 123,
+                    start: 0,
+                    end: None,
+                },
+                LockLine {
+                    kind: LockKind::Ofd,
+                    lock_type: LockType::Write,
+                    pid: -1,
+                    major: 8,
+                    minor: 1,
+                    inode: 77,
+                    start: 100,
+                    end: Some(199),
+                },
+                LockLine {
+                    kind: LockKind::Posix,
+                    lock_type: LockType::Read,
+                    pid: 4321,
+                    major: 0x103,
+                    minor: 0x0a,
+                    inode: 4096,
+                    start: 200,
+                    end: Some(299),
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn fdinfo_lock_lines_are_parsed_and_other_fields_ignored() {
+        let text = "pos:\t0\nflags:\t0100002\nmnt_id:\t27\nino:\t5678\n\
+                    lock:\t1: FLOCK  ADVISORY  WRITE 77 08:01:5678 0 EOF\n\
+                    lock:\t2: OFDLCK ADVISORY  READ -1 08:01:5678 10 19\n";
+        let l = parse_fdinfo_locks(text);
+        assert_eq!(l.len(), 2);
+        assert_eq!(l[0].kind, LockKind::Flock);
+        assert_eq!(l[0].lock_type, LockType::Write);
+        assert_eq!(l[0].pid, 77);
+        assert_eq!(l[1].kind, LockKind::Ofd);
+        assert_eq!((l[1].start, l[1].end), (10, Some(19)));
+        assert!(parse_fdinfo_locks("pos:\t0\nflags:\t02\n").is_empty());
+    }
+
+    #[test]
+    fn malformed_lines_are_not_locks() {
+        for line in [
+            "",
+            "1:",
+            "POSIX ADVISORY WRITE 1 08:01:2 0 EOF",
+            "1: POSIX ADVISORY WRITE x 08:01:2 0 EOF",
+            "1: POSIX ADVISORY WRITE 1 08:01 0 EOF",
+            "1: POSIX ADVISORY WRITE 1 zz:01:2 0 EOF",
+            "1: POSIX ADVISORY WRITE 1 08:01:2 0",
+            "1: POSIX ADVISORY WRITE 1 08:01:2 0 EOF extra",
+            "1: POSIX ADVISORY UNLCK 1 08:01:2 0 EOF",
+            "1: POSIX MANDATORY WRITE 1 08:01:2 0 EOF",
+        ] {
+            assert_eq!(parse_lock_line(line), None, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn ranges_become_lengths_and_are_described() {
+        let mut r = LockRecord {
+            fd: 3,
+            path: "/tmp/x".into(),
+            kind: LockKind::Posix,
+            lock_type: LockType::Write,
+            start: 100,
+            end: Some(199),
+        };
+        assert_eq!(flock_struct(&r).l_len, 100);
+        assert_eq!(flock_struct(&r).l_start, 100);
+        assert_eq!(r.describe(), "POSIX WRITE lock 100-199");
+        let b = flock_bytes(&flock_struct(&r));
+        assert_eq!(i16::from_ne_bytes([b[0], b[1]]), libc::F_WRLCK as i16);
+        assert_eq!(i64::from_ne_bytes(b[8..16].try_into().unwrap()), 100);
+        assert_eq!(i64::from_ne_bytes(b[16..24].try_into().unwrap()), 100);
+        r.end = None;
+        r.start = 0;
+        assert_eq!(flock_struct(&r).l_len, 0);
+        assert_eq!(r.describe(), "POSIX WRITE lock 0-EOF");
+    }
+}

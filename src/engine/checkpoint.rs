@@ -30,6 +30,8 @@ pub struct CoreRecord {
     pub signals: signals::SignalsRecord,
     pub fds: Vec<files::FdRecord>,
     pub policies: ProcessPolicies,
+    #[serde(default)]
+    pub posix_timers: Vec<super::eventfds::PosixTimer>,
 }
 
 pub fn core_path(pid: i32) -> String {
@@ -334,12 +336,14 @@ fn dump_process(
         }
         Ok((sig, brk, trecs))
     })();
+    let posix_timers = super::eventfds::dump_posix_timers(pid, &main, scratch);
     main.check(
         "munmap scratch",
         libc::SYS_munmap,
         [scratch, 3 * memory::PAGE, 0, 0, 0, 0],
     )?;
     let (signals_rec, brk, thread_recs) = injected?;
+    let posix_timers = posix_timers?;
 
     // memory
     let vmas = memory::plan(pid)?;
@@ -382,6 +386,7 @@ fn dump_process(
         signals: signals_rec,
         fds,
         policies: policies.clone(),
+        posix_timers,
     };
     writer.write_json(&core_path(pid), &core)?;
     Ok(summary)

@@ -23,6 +23,8 @@ pub enum FdKind {
     Dup {
         of: i32,
     },
+    /// eventfd, timerfd, signalfd, epoll, inotify: made by `eventfds::restore`.
+    Event(super::eventfds::EventFd),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,7 +149,20 @@ pub fn dump(
                 }
             }
         }
-        if link.starts_with("anon_inode:") || !link.starts_with('/') {
+        if let Some(ev) = super::eventfds::dump(pid, fd, &link, flags)? {
+            out.push(FdRecord {
+                fd,
+                kind: FdKind::Event(ev),
+                path: link,
+                flags,
+                cloexec,
+                pos: 0,
+                action: FileAction::Merge,
+                saved: None,
+            });
+            continue;
+        }
+        if !link.starts_with('/') {
             return Err(unsafe_object("this kind of descriptor"));
         }
         let meta = std::fs::metadata(format!("/proc/{pid}/fd/{fd}")).ctx(&who)?;
@@ -310,6 +325,7 @@ fn reopen(r: &FdRecord, sf: &Statefile, tty: Option<&str>) -> Result<OwnedFd> {
             fd
         }
         (FdKind::Dup { .. }, _) => unreachable!("dups are made from their original"),
+        (FdKind::Event(_), _) => unreachable!("event objects are made by eventfds::restore"),
     };
     Ok(fd)
 }
@@ -331,7 +347,7 @@ pub fn restore(
     let mut opened: Vec<(i32, OwnedFd)> = Vec::new();
     for r in records
         .iter()
-        .filter(|r| !matches!(r.kind, FdKind::Dup { .. }))
+        .filter(|r| !matches!(r.kind, FdKind::Dup { .. } | FdKind::Event(_)))
     {
         opened.push((r.fd, reopen(r, sf, tty)?));
     }
@@ -352,6 +368,8 @@ pub fn restore(
     for (target, high) in &staged {
         dup_to(*high, *target)?;
     }
+    // event objects (epoll needs its targets in place), with the dups of them
+    super::eventfds::restore(records)?;
     for r in records {
         if let FdKind::Dup { of } = r.kind {
             dup_to(of, r.fd)?;

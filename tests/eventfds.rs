@@ -24,7 +24,13 @@ fn program(name: &str) -> PathBuf {
         nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
         let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ev-workloads");
         std::fs::create_dir_all(&out).unwrap();
-        for name in ["ev_epoll", "ev_signalfd", "ev_ptimer", "ev_refuse"] {
+        for name in [
+            "ev_epoll",
+            "ev_signalfd",
+            "ev_ptimer",
+            "ev_refuse",
+            "ev_inotify",
+        ] {
             let o = Command::new("cc")
                 .args(["-Wall", "-Wextra", "-Werror", "-o"])
                 .arg(out.join(name))
@@ -81,13 +87,24 @@ struct Workload {
 }
 
 impl Workload {
-    fn start(name: &str, with_trigger: bool) -> Workload {
+    /// `extra`: names in the workload's directory passed as further arguments, created
+    /// first (as directories when they end in '/').
+    fn start(name: &str, with_trigger: bool, extra: &[&str]) -> Workload {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
         let f = std::fs::File::create(&out).unwrap();
         let mut cmd = Command::new(program(name));
         if with_trigger {
             cmd.arg(dir.path().join("trigger"));
+        }
+        for e in extra {
+            let p = dir.path().join(e.trim_end_matches('/'));
+            if e.ends_with('/') {
+                std::fs::create_dir(&p).unwrap();
+            } else {
+                std::fs::write(&p, b"").unwrap();
+            }
+            cmd.arg(p);
         }
         let child = cmd
             .stdin(Stdio::null())
@@ -192,7 +209,7 @@ fn expect_pass(w: &Workload) {
 #[test]
 fn epoll_eventfd_timerfd_survive_restart() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let w = Workload::start("ev_epoll", true);
+    let w = Workload::start("ev_epoll", true, &[]);
     w.wait_line(&["READY"]);
     checkpoint_and_restart(&w);
     w.trigger();
@@ -202,7 +219,7 @@ fn epoll_eventfd_timerfd_survive_restart() {
 #[test]
 fn signalfd_receives_a_signal_after_restart() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let w = Workload::start("ev_signalfd", true);
+    let w = Workload::start("ev_signalfd", true, &[]);
     w.wait_line(&["READY"]);
     checkpoint_and_restart(&w);
     w.trigger();
@@ -213,8 +230,18 @@ fn signalfd_receives_a_signal_after_restart() {
 #[test]
 fn posix_timer_keeps_id_and_fires_after_restart() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let w = Workload::start("ev_ptimer", true);
+    let w = Workload::start("ev_ptimer", true, &[]);
     w.wait_line(&["READY"]);
+    checkpoint_and_restart(&w);
+    w.trigger();
+    expect_pass(&w);
+}
+
+#[test]
+fn inotify_watches_keep_their_numbers() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let w = Workload::start("ev_inotify", true, &["watched/", "file"]);
+    w.wait_line(&["READY", "FAIL"]);
     checkpoint_and_restart(&w);
     w.trigger();
     expect_pass(&w);
@@ -223,7 +250,7 @@ fn posix_timer_keeps_id_and_fires_after_restart() {
 #[test]
 fn io_uring_or_perf_descriptor_is_refused_and_process_runs_on() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let w = Workload::start("ev_refuse", false);
+    let w = Workload::start("ev_refuse", false, &[]);
     let ready = w.wait_line(&["READY", "FAIL"]);
     let kind = ready
         .strip_prefix("READY ")

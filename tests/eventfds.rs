@@ -106,6 +106,8 @@ impl Workload {
             }
             cmd.arg(p);
         }
+        // reaped by `reap` (waitpid(-1)), as is the restored process that takes its PID
+        #[allow(clippy::zombie_processes)]
         let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::from(f.try_clone().unwrap()))

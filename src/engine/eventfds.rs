@@ -184,7 +184,7 @@ pub fn parse_epoll(text: &str) -> Result<Vec<EpollTarget>> {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len() / 2)

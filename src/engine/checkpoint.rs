@@ -33,6 +33,8 @@ pub struct CoreRecord {
     /// File locks held through `fds` (guide: "All file locks are also restored").
     #[serde(default)]
     pub locks: Vec<locks::LockRecord>,
+    #[serde(default)]
+    pub posix_timers: Vec<super::eventfds::PosixTimer>,
 }
 
 pub fn core_path(pid: i32) -> String {
@@ -406,12 +408,14 @@ fn dump_process(
         }
         Ok((sig, brk, trecs))
     })();
+    let posix_timers = super::eventfds::dump_posix_timers(pid, &main, scratch);
     main.check(
         "munmap scratch",
         libc::SYS_munmap,
         [scratch, 3 * memory::PAGE, 0, 0, 0, 0],
     )?;
     let (signals_rec, brk, thread_recs) = injected?;
+    let posix_timers = posix_timers?;
 
     // memory
     let vmas = memory::plan(pid)?;
@@ -439,6 +443,7 @@ fn dump_process(
         fds,
         policies: policies.clone(),
         locks,
+        posix_timers,
     };
     Ok((core, mm))
 }

@@ -27,6 +27,8 @@ pub enum FdKind {
     Pipe {
         ino: u64,
     },
+    /// eventfd, timerfd, signalfd, epoll, inotify: made by `eventfds::restore`.
+    Event(super::eventfds::EventFd),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,7 +155,21 @@ pub fn dump(
             });
             continue;
         }
-        if link.starts_with("anon_inode:") || !link.starts_with('/') {
+        if let Some(ev) = super::eventfds::dump(pid, fd, &link, flags)? {
+            out.push(FdRecord {
+                fd,
+                kind: FdKind::Event(ev),
+                path: link,
+                flags,
+                cloexec,
+                pos: 0,
+                action: FileAction::Merge,
+                saved: None,
+                shared: None,
+            });
+            continue;
+        }
+        if !link.starts_with('/') {
             return Err(unsafe_object("this kind of descriptor"));
         }
         let meta = std::fs::metadata(format!("/proc/{pid}/fd/{fd}")).ctx(&who)?;
@@ -318,7 +334,7 @@ pub fn reopen(r: &FdRecord, sf: &Statefile, tty: Option<&str>) -> Result<OwnedFd
             seek(&fd, r.pos, nix::unistd::Whence::SeekSet)?;
             fd
         }
-        (FdKind::Dup { .. }, _) | (FdKind::Pipe { .. }, _) => {
+        (FdKind::Dup { .. }, _) | (FdKind::Pipe { .. }, _) | (FdKind::Event(_), _) => {
             return Err(Error::with_detail(
                 &who,
                 Kind::CheckpointError,
@@ -347,7 +363,7 @@ pub fn restore(
     let mut opened: Vec<(i32, OwnedFd)> = Vec::new();
     for r in records
         .iter()
-        .filter(|r| !matches!(r.kind, FdKind::Dup { .. }))
+        .filter(|r| !matches!(r.kind, FdKind::Dup { .. } | FdKind::Event(_)))
     {
         let fd = match r.shared {
             // inherited from cpr, which opened it once for every process that has it
@@ -387,6 +403,8 @@ pub fn restore(
     for (target, high) in &staged {
         dup_to(*high, *target)?;
     }
+    // event objects (epoll needs its targets in place), with the dups of them
+    super::eventfds::restore(records)?;
     for r in records {
         if let FdKind::Dup { of } = r.kind {
             dup_to(of, r.fd)?;

@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod cooperate;
+pub mod eventfds;
 pub mod files;
 pub mod locks;
 pub mod memory;

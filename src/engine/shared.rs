@@ -75,7 +75,8 @@ pub fn collect(procs: &mut [ProcessFds<'_>], writer: &mut StatefileWriter) -> Re
     let mut count: BTreeMap<u32, std::collections::BTreeSet<i32>> = BTreeMap::new();
     for (pi, p) in procs.iter().enumerate() {
         for (fi, r) in p.fds.iter().enumerate() {
-            if matches!(r.kind, FdKind::Dup { .. }) {
+            // event objects are made again per process (eventfds.rs)
+            if matches!(r.kind, FdKind::Dup { .. } | FdKind::Event(_)) {
                 continue;
             }
             let found = groups.iter().find(|((gp, gf), _, path)| {

@@ -1,0 +1,821 @@
+//! Event and wait objects: eventfd, timerfd, signalfd, epoll (with the descriptors it
+//! watches), inotify (with its watches), and POSIX timers (`timer_create`).
+//!
+//! Descriptors: dump parses /proc/PID/fdinfo/N; restore recreates each object natively in
+//! the restore child once the plain files are at their numbers (epoll refers to them) and
+//! dup2()s it to its number. Timers keep the time they had left and their interval, as
+//! relative values: the time between checkpoint and restart does not count.
+//!
+//! POSIX timers: /proc/PID/timers names them, timer_gettime (injected) gives what is left;
+//! restart recreates them by injection with their IDs (PR_TIMER_CREATE_RESTORE_IDS).
+//!
+//! Limits: events queued in an inotify instance at checkpoint are lost; a watch whose
+//! path cannot be found again from its file handle refuses the checkpoint. An
+//! edge-triggered epoll item that is ready at restart reports one edge again.
+
+use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd};
+
+use serde::{Deserialize, Serialize};
+
+use super::files::{FdKind, FdRecord};
+use super::ptrace::{self, Injector};
+use crate::error::{Context, Error, Kind, Result};
+use crate::sys::evfd;
+
+/// One event object behind a descriptor. O_NONBLOCK and FD_CLOEXEC are in its FdRecord.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventFd {
+    Eventfd {
+        count: u64,
+        semaphore: bool,
+    },
+    Timerfd {
+        clockid: i32,
+        /// Expirations not yet read.
+        ticks: u64,
+        /// TFD_TIMER_ABSTIME, TFD_TIMER_CANCEL_ON_SET.
+        settime_flags: i32,
+        /// Time left until the next expiration, (s, ns); (0, 0) is disarmed.
+        value: (i64, i64),
+        interval: (i64, i64),
+    },
+    Signalfd {
+        /// Bit n-1 is signal n.
+        mask: u64,
+    },
+    Epoll {
+        targets: Vec<EpollTarget>,
+    },
+    Inotify {
+        watches: Vec<InotifyWatch>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpollTarget {
+    pub fd: i32,
+    pub events: u32,
+    pub data: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InotifyWatch {
+    pub wd: i32,
+    pub mask: u32,
+    /// Resolved at checkpoint from the watch's file handle.
+    pub path: String,
+}
+
+/// A watch as fdinfo tells it, before its path is found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawWatch {
+    pub wd: i32,
+    pub ino: u64,
+    /// Kernel-internal device number (major << 20 | minor).
+    pub sdev: u64,
+    pub mask: u32,
+    pub handle_type: i32,
+    pub handle: Vec<u8>,
+}
+
+/// One POSIX timer of a process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PosixTimer {
+    pub id: i32,
+    pub clock: i32,
+    pub signo: i32,
+    /// sigev_value.
+    pub sival: u64,
+    /// SIGEV_SIGNAL, SIGEV_NONE, SIGEV_THREAD, with SIGEV_THREAD_ID or'ed in.
+    pub notify: i32,
+    /// The thread that gets the signal (SIGEV_THREAD_ID).
+    pub target: i32,
+    pub interval: (i64, i64),
+    /// Time left, (0, 0) when disarmed.
+    pub value: (i64, i64),
+}
+
+// ---------------------------------------------------------------- parsers (pure)
+
+fn field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .map(str::trim)
+}
+
+fn bad(what: &str, line: &str) -> Error {
+    Error::with_detail(
+        "fdinfo",
+        Kind::CheckpointError,
+        format!("{what}: cannot parse {line:?}"),
+    )
+}
+
+pub fn parse_eventfd(text: &str) -> Result<EventFd> {
+    let count = field(text, "eventfd-count:")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| bad("eventfd", "eventfd-count"))?;
+    let semaphore = field(text, "eventfd-semaphore:").is_some_and(|v| v == "1");
+    Ok(EventFd::Eventfd { count, semaphore })
+}
+
+/// "(3, 492960385)" -> (3, 492960385)
+fn parse_pair(v: &str) -> Option<(i64, i64)> {
+    let inner = v.trim().strip_prefix('(')?.strip_suffix(')')?;
+    let (a, b) = inner.split_once(',')?;
+    Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+}
+
+pub fn parse_timerfd(text: &str) -> Result<EventFd> {
+    let num = |k: &str| field(text, k).ok_or_else(|| bad("timerfd", k));
+    Ok(EventFd::Timerfd {
+        clockid: num("clockid:")?
+            .parse()
+            .map_err(|_| bad("timerfd", "clockid"))?,
+        ticks: num("ticks:")?
+            .parse()
+            .map_err(|_| bad("timerfd", "ticks"))?,
+        settime_flags: i32::from_str_radix(num("settime flags:")?, 8)
+            .map_err(|_| bad("timerfd", "settime flags"))?,
+        value: parse_pair(num("it_value:")?).ok_or_else(|| bad("timerfd", "it_value"))?,
+        interval: parse_pair(num("it_interval:")?).ok_or_else(|| bad("timerfd", "it_interval"))?,
+    })
+}
+
+pub fn parse_signalfd(text: &str) -> Result<EventFd> {
+    let mask = field(text, "sigmask:")
+        .and_then(|v| u64::from_str_radix(v, 16).ok())
+        .ok_or_else(|| bad("signalfd", "sigmask"))?;
+    Ok(EventFd::Signalfd { mask })
+}
+
+/// `key:value` words of one line.
+fn words(line: &str) -> impl Iterator<Item = (&str, &str)> {
+    // "tfd:        4 events:       19" has blanks after the colon: join key and value
+    let mut toks = line.split_whitespace().peekable();
+    std::iter::from_fn(move || {
+        let t = toks.next()?;
+        match t.split_once(':') {
+            Some((k, "")) => Some((k, toks.next().unwrap_or(""))),
+            Some((k, v)) => Some((k, v)),
+            None => Some((t, "")),
+        }
+    })
+}
+
+pub fn parse_epoll(text: &str) -> Result<Vec<EpollTarget>> {
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| l.starts_with("tfd:")) {
+        let (mut fd, mut events, mut data) = (None, None, None);
+        for (k, v) in words(line) {
+            match k {
+                "tfd" => fd = v.parse().ok(),
+                "events" => events = u32::from_str_radix(v, 16).ok(),
+                "data" => data = u64::from_str_radix(v, 16).ok(),
+                _ => {}
+            }
+        }
+        match (fd, events, data) {
+            (Some(fd), Some(events), Some(data)) => out.push(EpollTarget { fd, events, data }),
+            _ => return Err(bad("epoll", line)),
+        }
+    }
+    Ok(out)
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
+}
+
+pub fn parse_inotify(text: &str) -> Result<Vec<RawWatch>> {
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| l.starts_with("inotify ")) {
+        let mut w = RawWatch {
+            wd: -1,
+            ino: 0,
+            sdev: 0,
+            mask: 0,
+            handle_type: 0,
+            handle: Vec::new(),
+        };
+        let mut ok = true;
+        for (k, v) in words(line.trim_start_matches("inotify ")) {
+            let hex = || u64::from_str_radix(v, 16).ok();
+            match k {
+                "wd" => w.wd = v.parse().unwrap_or(-1),
+                "ino" => {
+                    w.ino = hex().unwrap_or_else(|| {
+                        ok = false;
+                        0
+                    })
+                }
+                "sdev" => w.sdev = hex().unwrap_or(0),
+                "mask" => w.mask = hex().unwrap_or(0) as u32,
+                "fhandle-type" => w.handle_type = v.parse().unwrap_or(0),
+                "f_handle" => w.handle = unhex(v).unwrap_or_default(),
+                _ => {}
+            }
+        }
+        if !ok || w.wd < 0 {
+            return Err(bad("inotify", line));
+        }
+        out.push(w);
+    }
+    Ok(out)
+}
+
+/// /proc/PID/timers.
+pub fn parse_timers(text: &str) -> Result<Vec<PosixTimer>> {
+    let mut out: Vec<PosixTimer> = Vec::new();
+    let err = |l: &str| {
+        Error::with_detail(
+            "timers",
+            Kind::CheckpointError,
+            format!("cannot parse {l:?}"),
+        )
+    };
+    for line in text.lines() {
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
+        let v = v.trim();
+        if k == "ID" {
+            out.push(PosixTimer {
+                id: v.parse().map_err(|_| err(line))?,
+                clock: 0,
+                signo: 0,
+                sival: 0,
+                notify: 0,
+                target: 0,
+                interval: (0, 0),
+                value: (0, 0),
+            });
+            continue;
+        }
+        let Some(t) = out.last_mut() else {
+            return Err(err(line));
+        };
+        match k {
+            "signal" => {
+                let (s, val) = v.split_once('/').ok_or_else(|| err(line))?;
+                t.signo = s.parse().map_err(|_| err(line))?;
+                let val = val.trim_start_matches("0x");
+                t.sival = u64::from_str_radix(val, 16).map_err(|_| err(line))?;
+            }
+            "notify" => {
+                // "signal/pid.123", "thread/tid.124", "none/pid.123"
+                let (how, who) = v.split_once('/').ok_or_else(|| err(line))?;
+                let base = match how {
+                    "signal" => libc::SIGEV_SIGNAL,
+                    "none" => libc::SIGEV_NONE,
+                    "thread" => libc::SIGEV_THREAD,
+                    _ => return Err(err(line)),
+                };
+                let (kind, n) = who.split_once('.').ok_or_else(|| err(line))?;
+                t.notify = base
+                    | if kind == "tid" {
+                        libc::SIGEV_THREAD_ID
+                    } else {
+                        0
+                    };
+                t.target = n.parse().map_err(|_| err(line))?;
+            }
+            "ClockID" => t.clock = v.parse().map_err(|_| err(line))?,
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------- dump
+
+/// The event object behind descriptor `fd` of a stopped process, `None` when `link` is
+/// not an anonymous inode. Objects cpr cannot recreate (io_uring, perf_event, bpf,
+/// userfaultfd, ...) are "Checkpoint error" naming the process, descriptor and object.
+pub fn dump(pid: i32, fd: i32, link: &str, _flags: i32) -> Result<Option<EventFd>> {
+    if !link.starts_with("anon_inode:") {
+        return Ok(None);
+    }
+    let who = format!("process {pid} fd {fd}");
+    let refuse =
+        |why: &str| Error::with_detail(&who, Kind::CheckpointError, format!("{link}: {why}"));
+    let parser: fn(&str) -> Result<EventFd> = match link {
+        "anon_inode:[eventfd]" => parse_eventfd,
+        "anon_inode:[timerfd]" => parse_timerfd,
+        "anon_inode:[signalfd]" => parse_signalfd,
+        "anon_inode:[eventpoll]" => |t| parse_epoll(t).map(|targets| EventFd::Epoll { targets }),
+        "anon_inode:inotify" => |_| {
+            Ok(EventFd::Inotify {
+                watches: Vec::new(),
+            })
+        },
+        _ => return Err(refuse("this kind of descriptor is not checkpoint safe")),
+    };
+    let text = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).ctx(&who)?;
+    let mut ev = parser(&text).map_err(|e| e.context(&who))?;
+    match &mut ev {
+        EventFd::Epoll { targets } => {
+            for t in targets.iter() {
+                if std::fs::symlink_metadata(format!("/proc/{pid}/fd/{}", t.fd)).is_err() {
+                    return Err(refuse(&format!(
+                        "epoll watches a file no longer open as fd {}",
+                        t.fd
+                    )));
+                }
+            }
+        }
+        EventFd::Inotify { watches } => {
+            let mut raw = parse_inotify(&text).map_err(|e| e.context(&who))?;
+            raw.sort_by_key(|w| w.wd);
+            for w in raw {
+                let path = watch_path(&w).map_err(|why| {
+                    refuse(&format!("inotify watch {} (inode {}): {why}", w.wd, w.ino))
+                })?;
+                watches.push(InotifyWatch {
+                    wd: w.wd,
+                    mask: w.mask,
+                    path,
+                });
+            }
+        }
+        _ => {}
+    }
+    Ok(Some(ev))
+}
+
+/// The path of a watched inode, from its file handle: open_by_handle_at on a mount of its
+/// filesystem, then the name the kernel gives that descriptor.
+fn watch_path(w: &RawWatch) -> std::result::Result<String, String> {
+    use std::os::unix::fs::MetadataExt;
+    if w.handle.is_empty() {
+        return Err("no file handle".into());
+    }
+    let (major, minor) = (w.sdev >> 20, w.sdev & 0xfffff);
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
+    for line in mountinfo.lines() {
+        let mut f = line.split(' ');
+        let (Some(_), Some(_), Some(dev), Some(_root), Some(point)) =
+            (f.next(), f.next(), f.next(), f.next(), f.next())
+        else {
+            continue;
+        };
+        if dev != format!("{major}:{minor}") {
+            continue;
+        }
+        let point = point.replace("\\040", " ");
+        let Ok(mnt) = std::fs::File::open(&point) else {
+            continue;
+        };
+        let Ok(fd) = evfd::open_by_handle_at(
+            mnt.as_fd(),
+            w.handle_type,
+            &w.handle,
+            libc::O_PATH | libc::O_CLOEXEC,
+        ) else {
+            continue;
+        };
+        let proc_path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        let Ok(path) = std::fs::read_link(&proc_path) else {
+            continue;
+        };
+        let path = path.to_string_lossy().into_owned();
+        // the name must lead back to the same inode
+        match std::fs::metadata(&path) {
+            Ok(m) if m.ino() == w.ino && path.starts_with('/') => return Ok(path),
+            _ => continue,
+        }
+    }
+    Err("its path cannot be found from its file handle".into())
+}
+
+/// The POSIX timers of a stopped process with the time they have left (timer_gettime
+/// injected; `scratch`: a page the process owns).
+pub fn dump_posix_timers(pid: i32, inj: &Injector, scratch: u64) -> Result<Vec<PosixTimer>> {
+    let who = format!("process {pid}");
+    let text = match std::fs::read_to_string(format!("/proc/{pid}/timers")) {
+        Ok(t) => t,
+        // kernels without CONFIG_CHECKPOINT_RESTORE have no such file
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(&who, e)),
+    };
+    let mut timers = parse_timers(&text).map_err(|e| e.context(&who))?;
+    for t in &mut timers {
+        inj.check(
+            "timer_gettime",
+            libc::SYS_timer_gettime,
+            [t.id as u64, scratch, 0, 0, 0, 0],
+        )?;
+        let raw = ptrace::read_mem(pid, scratch, 32)?;
+        let word = |o: usize| i64::from_ne_bytes(raw[o..o + 8].try_into().unwrap_or([0; 8]));
+        t.interval = (word(0), word(8));
+        t.value = (word(16), word(24));
+    }
+    Ok(timers)
+}
+
+// ---------------------------------------------------------------- restore
+
+/// Puts `fd` at number `target` and closes the temporary number.
+fn place(fd: OwnedFd, target: i32) -> Result<()> {
+    let raw = fd.into_raw_fd();
+    if raw != target {
+        let r = crate::sys::dup2(raw, target).ctx(format!("fd {target}"));
+        crate::sys::close(raw);
+        r?;
+    }
+    Ok(())
+}
+
+fn nonblock(r: &FdRecord) -> i32 {
+    r.flags & libc::O_NONBLOCK
+}
+
+fn create(r: &FdRecord, ev: &EventFd) -> Result<OwnedFd> {
+    let who = format!("fd {} ({})", r.fd, r.path);
+    match ev {
+        EventFd::Eventfd { count, semaphore } => {
+            let flags = nonblock(r) | if *semaphore { libc::EFD_SEMAPHORE } else { 0 };
+            let fd = evfd::eventfd(0, flags).ctx(&who)?;
+            if *count > 0 {
+                nix::unistd::write(&fd, &count.to_ne_bytes()).ctx(&who)?;
+            }
+            Ok(fd)
+        }
+        EventFd::Timerfd {
+            clockid,
+            ticks,
+            settime_flags,
+            value,
+            interval,
+        } => {
+            let fd = evfd::timerfd_create(*clockid, nonblock(r)).ctx(&who)?;
+            let armed = *value != (0, 0);
+            let mut at = *value;
+            let mut flags = 0;
+            if armed && settime_flags & libc::TFD_TIMER_ABSTIME != 0 {
+                // absolute timers (and their cancel-on-set) stay absolute: now + time left
+                let now = evfd::clock_gettime(*clockid).ctx(&who)?;
+                let ns = now.1 + value.1;
+                at = (now.0 + value.0 + ns / 1_000_000_000, ns % 1_000_000_000);
+                flags = *settime_flags;
+            }
+            if armed {
+                evfd::timerfd_settime(fd.as_fd(), flags, *interval, at).ctx(&who)?;
+            }
+            if *ticks > 0 {
+                evfd::timerfd_set_ticks(fd.as_fd(), *ticks)
+                    .ctx(&who)
+                    .map_err(|e| e.detail("restoring unread expirations"))?;
+            }
+            Ok(fd)
+        }
+        EventFd::Signalfd { mask } => evfd::signalfd(*mask, nonblock(r)).ctx(&who),
+        EventFd::Epoll { targets } => {
+            let fd = evfd::epoll_create1(0).ctx(&who)?;
+            for t in targets {
+                evfd::epoll_add(fd.as_fd(), t.fd, t.events, t.data)
+                    .ctx(format!("{who}: epoll target fd {}", t.fd))?;
+            }
+            Ok(fd)
+        }
+        EventFd::Inotify { watches } => restore_inotify(r, watches),
+    }
+}
+
+/// inotify gives watch descriptors in increasing order from 1: each watch gets its number
+/// by adding and removing a filler watch until the next number is the one wanted. The
+/// IN_IGNORED events of the fillers are read away before the program runs.
+fn restore_inotify(r: &FdRecord, watches: &[InotifyWatch]) -> Result<OwnedFd> {
+    let who = format!("fd {} ({})", r.fd, r.path);
+    let fd = evfd::inotify_init1(libc::IN_NONBLOCK).ctx(&who)?;
+    let filler = std::env::temp_dir().join(format!(".cpr-inotify-{}", std::process::id()));
+    let mut fillers = 0;
+    let result = (|| -> Result<()> {
+        let mut next = 1;
+        for w in watches {
+            while next < w.wd {
+                if fillers == 0 {
+                    std::fs::create_dir_all(&filler).ctx(&who)?;
+                }
+                let f =
+                    evfd::inotify_add_watch(fd.as_fd(), &filler.to_string_lossy(), libc::IN_ATTRIB)
+                        .ctx(&who)?;
+                evfd::inotify_rm_watch(fd.as_fd(), f).ctx(&who)?;
+                fillers += 1;
+                next = f + 1;
+            }
+            let got = evfd::inotify_add_watch(fd.as_fd(), &w.path, w.mask)
+                .ctx(format!("{who}: inotify watch {} on {}", w.wd, w.path))?;
+            if got != w.wd {
+                return Err(Error::with_detail(
+                    &who,
+                    Kind::CheckpointError,
+                    format!("inotify watch on {} got number {got}, not {}", w.path, w.wd),
+                ));
+            }
+            next = got + 1;
+        }
+        Ok(())
+    })();
+    if fillers > 0 {
+        let _ = std::fs::remove_dir(&filler);
+        let mut buf = [0u8; 4096];
+        while matches!(nix::unistd::read(&fd, &mut buf), Ok(n) if n > 0) {}
+    }
+    result?;
+    if nonblock(r) == 0 {
+        nix::fcntl::fcntl(
+            &fd,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
+        )
+        .ctx(&who)?;
+    }
+    Ok(fd)
+}
+
+/// In the restore child, once the other descriptors are at their numbers: creates every
+/// event object at its number. epoll instances come last, after the duplicates of event
+/// descriptors (they may watch those), nested ones after the ones they watch.
+pub fn restore(records: &[FdRecord]) -> Result<()> {
+    let events: Vec<(&FdRecord, &EventFd)> = records
+        .iter()
+        .filter_map(|r| match &r.kind {
+            FdKind::Event(ev) => Some((r, ev)),
+            _ => None,
+        })
+        .collect();
+    if events.is_empty() {
+        return Ok(());
+    }
+    let dups = || -> Result<()> {
+        for r in records {
+            if let FdKind::Dup { of } = r.kind {
+                crate::sys::dup2(of, r.fd).ctx(format!("fd {}", r.fd))?;
+            }
+        }
+        Ok(())
+    };
+    for (r, ev) in &events {
+        if !matches!(ev, EventFd::Epoll { .. }) {
+            place(create(r, ev)?, r.fd)?;
+        }
+    }
+    dups()?;
+    let mut pending: Vec<&(&FdRecord, &EventFd)> = events
+        .iter()
+        .filter(|(_, ev)| matches!(ev, EventFd::Epoll { .. }))
+        .collect();
+    while !pending.is_empty() {
+        let waiting: Vec<i32> = pending.iter().map(|(r, _)| r.fd).collect();
+        type Item<'a> = &'a (&'a FdRecord, &'a EventFd);
+        let (ready, rest): (Vec<Item>, Vec<Item>) = pending.into_iter().partition(|(_, ev)| {
+            let EventFd::Epoll { targets } = ev else {
+                return true;
+            };
+            targets.iter().all(|t| !waiting.contains(&t.fd))
+        });
+        if ready.is_empty() {
+            return Err(Error::with_detail(
+                format!("fd {}", rest[0].0.fd),
+                Kind::CheckpointError,
+                "epoll instances watch each other in a cycle",
+            ));
+        }
+        for (r, ev) in ready {
+            place(create(r, ev)?, r.fd)?;
+        }
+        dups()?;
+        pending = rest;
+    }
+    Ok(())
+}
+
+const PR_TIMER_CREATE_RESTORE_IDS: u64 = 77;
+
+/// After the image and its threads are in place, before credentials: every POSIX timer
+/// with its ID, signal, target, interval and time left, by injection in the main thread.
+pub fn restore_posix_timers(
+    timers: &[PosixTimer],
+    inj: &Injector,
+    pid: i32,
+    scratch_data: u64,
+) -> Result<()> {
+    if timers.is_empty() {
+        return Ok(());
+    }
+    let who = format!("process {pid}");
+    let rc = inj.call(
+        libc::SYS_prctl,
+        [PR_TIMER_CREATE_RESTORE_IDS, 1, 0, 0, 0, 0],
+    )?;
+    if rc < 0 {
+        return Err(Error::with_detail(
+            &who,
+            Kind::NotImplemented,
+            format!(
+                "{} POSIX timer(s): this kernel cannot create timers with chosen IDs \
+                 (prctl PR_TIMER_CREATE_RESTORE_IDS: {})",
+                timers.len(),
+                nix::errno::Errno::from_raw(-rc as i32).desc()
+            ),
+        ));
+    }
+    let result = (|| -> Result<()> {
+        for t in timers {
+            // struct sigevent (64 bytes): value, signo, notify, then the thread ID
+            let mut sev = [0u8; 64];
+            sev[0..8].copy_from_slice(&t.sival.to_ne_bytes());
+            sev[8..12].copy_from_slice(&t.signo.to_ne_bytes());
+            sev[12..16].copy_from_slice(&t.notify.to_ne_bytes());
+            sev[16..20].copy_from_slice(&t.target.to_ne_bytes());
+            ptrace::write_mem(pid, scratch_data, &sev)?;
+            ptrace::write_mem(pid, scratch_data + 64, &t.id.to_ne_bytes())?;
+            inj.check(
+                "timer_create",
+                libc::SYS_timer_create,
+                [t.clock as u64, scratch_data, scratch_data + 64, 0, 0, 0],
+            )
+            .map_err(|e| e.context(format!("POSIX timer {}", t.id)))?;
+            let got = ptrace::read_mem(pid, scratch_data + 64, 4)?;
+            let got = i32::from_ne_bytes(got[..4].try_into().unwrap_or([0; 4]));
+            if got != t.id {
+                return Err(Error::with_detail(
+                    &who,
+                    Kind::CheckpointError,
+                    format!("POSIX timer {} was created as {got}", t.id),
+                ));
+            }
+            if t.value == (0, 0) {
+                continue;
+            }
+            let mut its = Vec::with_capacity(32);
+            for x in [t.interval.0, t.interval.1, t.value.0, t.value.1] {
+                its.extend_from_slice(&x.to_ne_bytes());
+            }
+            ptrace::write_mem(pid, scratch_data + 128, &its)?;
+            inj.check(
+                "timer_settime",
+                libc::SYS_timer_settime,
+                [t.id as u64, 0, scratch_data + 128, 0, 0, 0],
+            )
+            .map_err(|e| e.context(format!("POSIX timer {}", t.id)))?;
+        }
+        Ok(())
+    })();
+    inj.check(
+        "prctl(PR_TIMER_CREATE_RESTORE_IDS off)",
+        libc::SYS_prctl,
+        [PR_TIMER_CREATE_RESTORE_IDS, 0, 0, 0, 0, 0],
+    )?;
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EVENTFD: &str = "pos:\t0\nflags:\t02004002\nmnt_id:\t17\nino:\t1038\n\
+eventfd-count:                5\neventfd-id: 1\neventfd-semaphore: 0\n";
+    const TIMERFD: &str = "pos:\t0\nflags:\t04002\nmnt_id:\t17\nino:\t1038\nclockid: 1\n\
+ticks: 2\nsettime flags: 01\nit_value: (3, 492960385)\nit_interval: (0, 250000000)\n";
+    const SIGNALFD: &str =
+        "pos:\t0\nflags:\t02\nmnt_id:\t17\nino:\t1038\nsigmask:\t0000000000004200\n";
+    const EPOLL: &str = "pos:\t0\nflags:\t02\nmnt_id:\t17\nino:\t1038\n\
+tfd:        4 events:       19 data:                7  pos:0 ino:40e sdev:10\n\
+tfd:        3 events: 80000019 data: 1122334455667788  pos:0 ino:40e sdev:10\n";
+    const INOTIFY: &str = "pos:\t0\nflags:\t04000\nmnt_id:\t17\nino:\t1038\n\
+inotify wd:2 ino:2e1 sdev:fe00000 mask:2 ignored_mask:0 fhandle-bytes:8 fhandle-type:1 f_handle:e102000000000000\n\
+inotify wd:1 ino:3c4a7 sdev:fe00000 mask:300 ignored_mask:0 fhandle-bytes:8 fhandle-type:1 f_handle:a7c4030000000000\n";
+    const TIMERS: &str = "ID: 1\nsignal: 14/0000000000000000\nnotify: signal/pid.23759\nClockID: 0\n\
+ID: 0\nsignal: 12/00000000000004d2\nnotify: thread/tid.23760\nClockID: 1\n";
+
+    #[test]
+    fn eventfd_count_and_semaphore() {
+        assert_eq!(
+            parse_eventfd(EVENTFD).unwrap(),
+            EventFd::Eventfd {
+                count: 5,
+                semaphore: false
+            }
+        );
+        let sem = EVENTFD.replace("semaphore: 0", "semaphore: 1");
+        assert!(matches!(
+            parse_eventfd(&sem).unwrap(),
+            EventFd::Eventfd {
+                semaphore: true,
+                ..
+            }
+        ));
+        assert!(parse_eventfd("pos:\t0\n").is_err());
+    }
+
+    #[test]
+    fn timerfd_fields() {
+        assert_eq!(
+            parse_timerfd(TIMERFD).unwrap(),
+            EventFd::Timerfd {
+                clockid: 1,
+                ticks: 2,
+                settime_flags: 1,
+                value: (3, 492960385),
+                interval: (0, 250000000),
+            }
+        );
+        assert!(parse_timerfd(&TIMERFD.replace("(3, 492960385)", "3 49")).is_err());
+    }
+
+    #[test]
+    fn signalfd_mask() {
+        // SIGUSR1 (10) and SIGTERM (15)
+        assert_eq!(
+            parse_signalfd(SIGNALFD).unwrap(),
+            EventFd::Signalfd {
+                mask: (1 << 9) | (1 << 14)
+            }
+        );
+    }
+
+    #[test]
+    fn epoll_targets_keep_data_exactly() {
+        let t = parse_epoll(EPOLL).unwrap();
+        assert_eq!(
+            t,
+            vec![
+                EpollTarget {
+                    fd: 4,
+                    events: 0x19,
+                    data: 7
+                },
+                EpollTarget {
+                    fd: 3,
+                    events: 0x8000_0019,
+                    data: 0x1122_3344_5566_7788
+                },
+            ]
+        );
+        assert!(parse_epoll("tfd: x events: 1 data: 2\n").is_err());
+        assert!(parse_epoll("pos:\t0\n").unwrap().is_empty());
+    }
+
+    #[test]
+    fn inotify_watches() {
+        let w = parse_inotify(INOTIFY).unwrap();
+        assert_eq!(w.len(), 2);
+        assert_eq!(
+            w[0],
+            RawWatch {
+                wd: 2,
+                ino: 0x2e1,
+                sdev: 0xfe00000,
+                mask: 2,
+                handle_type: 1,
+                handle: vec![0xe1, 0x02, 0, 0, 0, 0, 0, 0],
+            }
+        );
+        assert_eq!(w[1].mask, 0x300);
+        assert!(parse_inotify("inotify ino:zz\n").is_err());
+    }
+
+    #[test]
+    fn posix_timers() {
+        let t = parse_timers(TIMERS).unwrap();
+        assert_eq!(t.len(), 2);
+        assert_eq!(
+            (t[0].id, t[0].signo, t[0].notify, t[0].target, t[0].clock),
+            (1, 14, libc::SIGEV_SIGNAL, 23759, 0)
+        );
+        assert_eq!(
+            (t[1].id, t[1].sival, t[1].notify, t[1].target, t[1].clock),
+            (
+                0,
+                1234,
+                libc::SIGEV_THREAD | libc::SIGEV_THREAD_ID,
+                23760,
+                1
+            )
+        );
+        assert!(parse_timers("signal: 1/0\n").is_err());
+        assert!(parse_timers("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn non_anonymous_links_are_not_events() {
+        assert_eq!(dump(1, 0, "/dev/null", 0).unwrap(), None);
+    }
+
+    #[test]
+    fn unsupported_objects_are_checkpoint_errors() {
+        let e = dump(1234, 7, "anon_inode:[io_uring]", 0).unwrap_err();
+        assert_eq!(e.kind, Kind::CheckpointError);
+        let msg = e.to_string();
+        assert!(
+            msg.contains("1234") && msg.contains("fd 7") && msg.contains("io_uring"),
+            "{msg}"
+        );
+    }
+}

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::memory::{self, MmRecord};
 use super::ptrace::{self, Gate, Injector, Regs};
-use super::{files, process, procfs, signals, threads};
+use super::{files, process, procfs, shm, signals, threads};
 use crate::attrfile::{AttrFile, ProcessPolicies, WillAction};
 use crate::error::{Context, Error, Kind, Result};
 use crate::ops::CheckpointOptions;
@@ -214,7 +214,7 @@ pub fn checkpoint(options: &CheckpointOptions) -> Result<PathBuf> {
     let mut writer = StatefileWriter::create(&options.statefile, options.force, owner)?;
     let mut summaries = Vec::new();
     let pids: Vec<i32> = frozen.threads.keys().copied().collect();
-    for pid in pids {
+    for &pid in &pids {
         let tids = frozen.threads[&pid].clone();
         let summary = dump_process(
             pid,
@@ -226,6 +226,8 @@ pub fn checkpoint(options: &CheckpointOptions) -> Result<PathBuf> {
         .map_err(|e| e.context(format!("{}", options.statefile.display())))?;
         summaries.push(summary);
     }
+    // SysV shared memory segments the processes attach, saved once each (engine/shm.rs)
+    shm::dump_segments(&pids, &mut writer).ctx(options.statefile.display())?;
 
     // 4. commit: durable before anything happens to the originals
     let manifest = Manifest {

@@ -29,6 +29,9 @@ pub enum Backing {
     Vdso,
     /// vsyscall: fixed by the kernel; nothing to do.
     Vsyscall,
+    /// A System V shared memory segment, attached whole: its contents are saved once per
+    /// statefile under shared/ (engine/shm.rs), not with the process's pages.
+    SysvShm { shmid: i32 },
 }
 
 /// One mapping of the image.
@@ -152,6 +155,9 @@ pub fn plan(pid: i32) -> Result<Vec<Vma>> {
                 ));
             }
             Backing::Anon
+        } else if name.starts_with("/SYSV") && m.shared() {
+            // System V shared memory (engine/shm.rs)
+            super::shm::plan_vma(pid, m, &vflags)?
         } else if name.starts_with("/SYSV")
             || name.starts_with("/memfd:")
             || name.starts_with("/dev/zero") && m.shared()
@@ -193,6 +199,7 @@ pub fn plan(pid: i32) -> Result<Vec<Vma>> {
         };
         let runs = match &backing {
             Backing::Vdso | Backing::Vsyscall => Vec::new(),
+            Backing::SysvShm { .. } => Vec::new(),
             Backing::File { .. } if m.shared() => Vec::new(),
             Backing::File { .. } => pages_to_save(&pagemap_entries(pid, m, &pagemap)?, true),
             Backing::Anon if name.ends_with(" (deleted)") => vec![(0, (m.end - m.start) / PAGE)],
@@ -440,6 +447,11 @@ pub fn restore(
         }
         let (fd, off) = match &v.backing {
             Backing::Vdso | Backing::Vsyscall => continue,
+            Backing::SysvShm { shmid } => {
+                // attached by an injected shmat at the same address (engine/shm.rs)
+                super::shm::attach(inj, &who, v, *shmid)?;
+                continue;
+            }
             Backing::Anon => {
                 flags |= libc::MAP_ANONYMOUS;
                 (u64::MAX, 0)

@@ -9,6 +9,7 @@ pub mod process;
 pub mod procfs;
 pub mod ptrace;
 pub mod restart;
+pub mod shm;
 pub mod signals;
 pub mod threads;
 

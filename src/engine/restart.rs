@@ -18,7 +18,7 @@ use std::path::Path;
 use super::checkpoint::{CoreRecord, core_path, mm_path, pages_path};
 use super::memory::{self, MmRecord, Scratch};
 use super::ptrace::{self, Gate, Injector, SYSCALL_INT3};
-use super::{files, process, procfs, signals, threads};
+use super::{files, process, procfs, shm, signals, threads};
 use crate::attrfile::ForkAction;
 use crate::error::{Context, Error, Kind, Result};
 use crate::ops::RestartOptions;
@@ -82,6 +82,9 @@ pub fn restart(options: &RestartOptions) -> Result<()> {
             }
         }
     }
+    // SysV shared memory segments with their shmids, before any process (engine/shm.rs)
+    let shm_segments =
+        shm::restore_segments(&images.iter().map(|i| &i.statefile).collect::<Vec<_>>())?;
     // 3-4. create and restore, all stopped
     let tty = if options.interactive {
         controlling_tty()
@@ -108,6 +111,8 @@ pub fn restart(options: &RestartOptions) -> Result<()> {
             }
         }
     }
+    // every process attached its segments: those removed at checkpoint are marked again
+    shm_segments.finish();
     for r in restored.iter_mut() {
         for (tid, _) in &r.threads {
             let _ = ptrace::detach(*tid, 0);

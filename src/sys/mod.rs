@@ -1,6 +1,7 @@
 //! The few raw system calls nix lacks. All `unsafe` lives here or in `engine/ptrace/`.
 
 pub mod kcmp;
+pub mod shm;
 pub mod sigqueue;
 
 use nix::errno::Errno;

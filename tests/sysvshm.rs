@@ -200,6 +200,19 @@ fn segment_gone(shmid: i32) -> bool {
         .any(|s| s.shmid == shmid)
 }
 
+/// The /SYSV lines of /proc/PID/maps: address range, permissions, shmid (inode).
+fn sysv_maps(pid: i32) -> Vec<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("/SYSV"))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            format!("{} {} {}", f[0], f[1], f[4])
+        })
+        .collect()
+}
+
 fn restart(sf: &Path) -> Output {
     cpr(&["-r", sf.to_str().unwrap()])
 }
@@ -214,6 +227,8 @@ fn a_segment_keeps_its_shmid_key_owner_and_contents_across_restart() {
     let mut w = World::new();
     let key = test_key(1);
     let (pid, shmid) = w.start("p", "create", key, &[]);
+    let attached = sysv_maps(pid);
+    assert_eq!(attached.len(), 3, "{attached:?}");
     let sf = w.checkpoint(&[pid]);
 
     let idx = index(&sf);
@@ -248,6 +263,8 @@ fn a_segment_keeps_its_shmid_key_owner_and_contents_across_restart() {
     );
     let st = shm::stat(shmid).expect("the segment is back with its shmid");
     assert_eq!((st.key as u32, st.uid, st.gid), (key, 65534, 65534));
+    // the three attachments where they were, with their protections (one read-only)
+    assert_eq!(sysv_maps(pid), attached);
     assert_eq!(st.mode & 0o777, 0o640);
     w.go();
     assert_eq!(w.wait_line("p", "PASS"), "PASS");

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::memory::{self, MmRecord};
 use super::ptrace::{self, Gate, Injector, Regs};
-use super::{files, locks, process, procfs, pstree, shared, signals, threads};
+use super::{files, locks, process, procfs, pstree, shared, shm, signals, threads};
 use crate::attrfile::{AttrFile, ProcessPolicies, WillAction};
 use crate::error::{Context, Error, Kind, Result};
 use crate::ops::CheckpointOptions;
@@ -244,7 +244,7 @@ pub fn checkpoint(options: &CheckpointOptions) -> Result<PathBuf> {
     let in_statefile = |e: Error| e.context(options.statefile.display());
     let mut dumped = Vec::new();
     let pids: Vec<i32> = frozen.threads.keys().copied().collect();
-    for pid in pids {
+    for &pid in &pids {
         let tids = frozen.threads[&pid].clone();
         let d = dump_process(
             pid,
@@ -299,6 +299,8 @@ pub fn checkpoint(options: &CheckpointOptions) -> Result<PathBuf> {
             policies: core.policies.clone(),
         });
     }
+    // SysV shared memory segments the processes attach, saved once each (engine/shm.rs)
+    shm::dump_segments(&pids, &mut writer).ctx(options.statefile.display())?;
 
     // 4. commit: durable before anything happens to the originals
     let manifest = Manifest {

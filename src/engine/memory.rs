@@ -32,6 +32,9 @@ pub enum Backing {
     /// A shared memory object (shared anonymous mapping, memfd) mapped at `offset`: its
     /// content is saved once for all processes in `shared/` (see shared.rs).
     SharedMem { ino: u64, offset: u64 },
+    /// A System V shared memory segment, attached whole: its contents are saved once per
+    /// statefile under shared/ (engine/shm.rs), not with the process's pages.
+    SysvShm { shmid: i32 },
 }
 
 /// One mapping of the image.
@@ -155,6 +158,9 @@ pub fn plan(pid: i32) -> Result<Vec<Vma>> {
                 ));
             }
             Backing::Anon
+        } else if name.starts_with("/SYSV") && m.shared() {
+            // System V shared memory (engine/shm.rs)
+            super::shm::plan_vma(pid, m, &vflags)?
         } else if m.shared() && (name.starts_with("/memfd:") || name.starts_with("/dev/zero")) {
             Backing::SharedMem {
                 ino: m.inode,
@@ -192,7 +198,10 @@ pub fn plan(pid: i32) -> Result<Vec<Vma>> {
             }
         };
         let runs = match &backing {
-            Backing::Vdso | Backing::Vsyscall | Backing::SharedMem { .. } => Vec::new(),
+            Backing::Vdso
+            | Backing::Vsyscall
+            | Backing::SharedMem { .. }
+            | Backing::SysvShm { .. } => Vec::new(),
             Backing::File { .. } if m.shared() => Vec::new(),
             Backing::File { .. } => pages_to_save(&pagemap_entries(pid, m, &pagemap)?, true),
             Backing::Anon if name.ends_with(" (deleted)") => vec![(0, (m.end - m.start) / PAGE)],
@@ -441,6 +450,11 @@ pub fn restore(
         }
         let (fd, off) = match &v.backing {
             Backing::Vdso | Backing::Vsyscall => continue,
+            Backing::SysvShm { shmid } => {
+                // attached by an injected shmat at the same address (engine/shm.rs)
+                super::shm::attach(inj, &who, v, *shmid)?;
+                continue;
+            }
             Backing::Anon => {
                 flags |= libc::MAP_ANONYMOUS;
                 (u64::MAX, 0)

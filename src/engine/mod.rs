@@ -13,6 +13,7 @@ pub mod pstree;
 pub mod ptrace;
 pub mod restart;
 pub mod shared;
+pub mod shm;
 pub mod signals;
 pub mod threads;
 

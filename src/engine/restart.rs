@@ -25,7 +25,7 @@ use super::memory::{self, Backing, MmRecord, Scratch};
 use super::pstree::{self, Role, SessionOp};
 use super::ptrace::{self, Gate, Injector, SYSCALL_INT3};
 use super::shared::{self, OpenedShared, SharedTable};
-use super::{files, locks, process, procfs, signals, threads};
+use super::{files, locks, process, procfs, shm, signals, threads};
 use crate::attrfile::ForkAction;
 use crate::error::{Context, Error, Kind, Result};
 use crate::ops::RestartOptions;
@@ -170,6 +170,8 @@ pub fn restart(options: &RestartOptions) -> Result<()> {
             &|pid| !Path::new(&format!("/proc/{pid}")).exists(),
         );
     }
+    // SysV shared memory segments with their shmids, before any process (engine/shm.rs)
+    let shm_segments = shm::restore_segments(&statefiles.iter().collect::<Vec<_>>())?;
     // 3. what the processes share
     let tty = if options.interactive {
         controlling_tty()
@@ -347,6 +349,8 @@ pub fn restart(options: &RestartOptions) -> Result<()> {
             }
         }
     }
+    // every process attached its segments: those removed at checkpoint are marked again
+    shm_segments.finish();
     for r in &restored {
         for (tid, _) in &r.threads {
             let _ = ptrace::detach(*tid, 0);

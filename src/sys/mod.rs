@@ -2,6 +2,7 @@
 
 pub mod evfd;
 pub mod kcmp;
+pub mod shm;
 pub mod sigqueue;
 
 use nix::errno::Errno;

@@ -1,0 +1,420 @@
+//! System V shared memory across checkpoint and restart, end to end: a real program
+//! (tests/workloads/shm_segment.c) attaches a segment several times, is checkpointed
+//! with the real `cpr` binary (WILL EXIT), restarted, and checks its segment itself.
+//!
+//! The tests run one at a time (segments and /proc/sys/kernel/shm_next_id are global) and
+//! remove every segment they made, and kill every process they started, even on failure.
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use cpr::sys::shm;
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitPidFlag, waitpid};
+use nix::unistd::Pid;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    static SUBREAPER: OnceLock<()> = OnceLock::new();
+    SUBREAPER.get_or_init(|| {
+        nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
+    });
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn workload() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/workloads/shm_segment.c");
+        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("shm_segment");
+        let st = Command::new("cc")
+            .args(["-O1", "-Wall", "-o"])
+            .arg(&out)
+            .arg(&src)
+            .status()
+            .expect("cc");
+        assert!(st.success(), "compiling {}", src.display());
+        out
+    })
+}
+
+fn cpr(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cpr"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running cpr")
+}
+
+/// A key no other test run uses at the same time.
+fn test_key(n: u32) -> u32 {
+    0x5e00_0000 | ((std::process::id() & 0xffff) << 4) | n
+}
+
+/// Everything a test made: killed and removed when dropped.
+struct World {
+    dir: tempfile::TempDir,
+    pids: Vec<i32>,
+    shmids: Vec<i32>,
+    keys: Vec<u32>,
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl World {
+    fn new() -> World {
+        World {
+            _serial: serial(),
+            dir: tempfile::tempdir().expect("tempdir"),
+            pids: Vec::new(),
+            shmids: Vec::new(),
+            keys: Vec::new(),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn out(&self, name: &str) -> PathBuf {
+        self.path(&format!("{name}.out"))
+    }
+
+    /// Starts the workload; its output goes to `<name>.out`. Returns (pid, shmid).
+    fn start(&mut self, name: &str, role: &str, key: u32, env: &[(&str, &str)]) -> (i32, i32) {
+        let out = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.out(name))
+            .expect("output file");
+        // reaped by wait_gone (waitpid(-1): restored copies come back to us the same way)
+        #[allow(clippy::zombie_processes)]
+        let child = Command::new(workload())
+            .args([role, &format!("{key:x}")])
+            .arg(self.path("GO"))
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("starting the workload");
+        let pid = child.id() as i32;
+        self.pids.push(pid);
+        if key != 0 {
+            self.keys.push(key);
+        }
+        let line = self.wait_line(name, "READY ");
+        let shmid: i32 = line["READY ".len()..].trim().parse().expect("shmid");
+        self.shmids.push(shmid);
+        (pid, shmid)
+    }
+
+    fn lines(&self, name: &str) -> Vec<String> {
+        std::fs::read_to_string(self.out(name))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The first line starting with `prefix`, or the line saying FAIL.
+    fn wait_line(&self, name: &str, prefix: &str) -> String {
+        let start = Instant::now();
+        loop {
+            let lines = self.lines(name);
+            if let Some(l) = lines.iter().find(|l| l.starts_with(prefix)) {
+                return l.clone();
+            }
+            if let Some(l) = lines.iter().find(|l| l.starts_with("FAIL")) {
+                return l.clone();
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "{name}: no {prefix:?} line in {lines:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn checkpoint(&self, pids: &[i32]) -> PathBuf {
+        let sf = self.path("sf");
+        let ids: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
+        let out = cpr(&["-c", sf.to_str().unwrap(), "-p", &ids.join(",")]);
+        assert!(
+            out.status.success(),
+            "checkpoint: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for &pid in pids {
+            wait_gone(pid);
+        }
+        sf
+    }
+
+    fn go(&self) {
+        std::fs::write(self.path("GO"), b"").unwrap();
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        for &pid in &self.pids {
+            let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains("shm_segment"))
+                .unwrap_or(false);
+            if ours {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                wait_gone(pid);
+            }
+        }
+        for &id in &self.shmids {
+            let _ = shm::remove(id);
+        }
+        // whatever else holds one of our keys (a failed test's leftovers)
+        if let Ok(t) = cpr::engine::shm::read_table() {
+            for s in t.iter().filter(|s| self.keys.contains(&(s.key as u32))) {
+                let _ = shm::remove(s.shmid);
+            }
+        }
+    }
+}
+
+/// Reaps children (we are their subreaper) until `pid` has gone from /proc.
+fn wait_gone(pid: i32) {
+    let start = Instant::now();
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        let _ = waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG));
+        assert!(start.elapsed() < DEADLINE, "process {pid} does not end");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn segment_gone(shmid: i32) -> bool {
+    !cpr::engine::shm::read_table()
+        .unwrap()
+        .iter()
+        .any(|s| s.shmid == shmid)
+}
+
+/// The /SYSV lines of /proc/PID/maps: address range, permissions, shmid (inode).
+fn sysv_maps(pid: i32) -> Vec<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("/SYSV"))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            format!("{} {} {}", f[0], f[1], f[4])
+        })
+        .collect()
+}
+
+fn restart(sf: &Path) -> Output {
+    cpr(&["-r", sf.to_str().unwrap()])
+}
+
+fn index(sf: &Path) -> cpr::engine::shm::ShmIndex {
+    let text = std::fs::read_to_string(sf.join("shared/shm.json")).expect("shared/shm.json");
+    serde_json::from_str(&text).expect("shm.json")
+}
+
+#[test]
+fn a_segment_keeps_its_shmid_key_owner_and_contents_across_restart() {
+    let mut w = World::new();
+    let key = test_key(1);
+    let (pid, shmid) = w.start("p", "create", key, &[]);
+    let attached = sysv_maps(pid);
+    assert_eq!(attached.len(), 3, "{attached:?}");
+    let sf = w.checkpoint(&[pid]);
+
+    let idx = index(&sf);
+    assert_eq!(idx.segments.len(), 1, "{idx:?}");
+    let seg = &idx.segments[0];
+    assert_eq!(
+        (
+            seg.shmid,
+            seg.key as u32,
+            seg.mode,
+            seg.size,
+            seg.uid,
+            seg.dest
+        ),
+        (shmid, key, 0o640, 3 * 4096 + 100, 65534, false)
+    );
+    // page 1 is zero: not saved; pages 0, 2 and the partial page 3 are
+    assert_eq!(seg.runs, vec![(0, 1), (2, 2)]);
+    let saved = std::fs::metadata(sf.join(format!("shared/shm-{shmid}"))).unwrap();
+    assert_eq!(saved.len(), 4096 + 4096 + 100);
+
+    // the segment outlives its process (not removed): the user removes it, as here
+    assert!(!segment_gone(shmid));
+    shm::remove(shmid).unwrap();
+    assert!(segment_gone(shmid));
+
+    let out = restart(&sf);
+    assert!(
+        out.status.success(),
+        "restart: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let st = shm::stat(shmid).expect("the segment is back with its shmid");
+    assert_eq!((st.key as u32, st.uid, st.gid), (key, 65534, 65534));
+    // the three attachments where they were, with their protections (one read-only)
+    assert_eq!(sysv_maps(pid), attached);
+    assert_eq!(st.mode & 0o777, 0o640);
+    w.go();
+    assert_eq!(w.wait_line("p", "PASS"), "PASS");
+    wait_gone(pid);
+    // and it stays after its process ends, as the original would have
+    let st = shm::stat(shmid).expect("the segment stays");
+    assert_eq!(st.nattch, 0);
+}
+
+#[test]
+fn a_segment_marked_for_removal_is_marked_again_and_goes_with_its_process() {
+    let mut w = World::new();
+    let (pid, shmid) = w.start("p", "dest", 0, &[]);
+    let sf = w.checkpoint(&[pid]);
+    let idx = index(&sf);
+    assert_eq!(idx.segments.len(), 1);
+    assert!(idx.segments[0].dest);
+    assert_eq!(idx.segments[0].key, 0);
+    // the original went with its only process
+    assert!(segment_gone(shmid));
+
+    let out = restart(&sf);
+    assert!(
+        out.status.success(),
+        "restart: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let st = shm::stat(shmid).expect("the segment is back with its shmid");
+    assert_ne!(st.mode & shm::SHM_DEST, 0, "marked for removal again");
+    assert_eq!(st.nattch, 3);
+    w.go();
+    assert_eq!(w.wait_line("p", "PASS"), "PASS");
+    wait_gone(pid);
+    assert!(segment_gone(shmid), "removed with its last attachment");
+}
+
+/// Makes a segment with exactly `shmid` (as restart does) for the busy tests.
+fn occupy(w: &mut World, shmid: i32, key: u32) {
+    std::fs::write("/proc/sys/kernel/shm_next_id", format!("{shmid}")).unwrap();
+    let got = shm::shmget(key as i32, 4096, libc::IPC_CREAT | libc::IPC_EXCL | 0o600);
+    let _ = std::fs::write("/proc/sys/kernel/shm_next_id", "-1");
+    let got = got.expect("shmget");
+    w.shmids.push(got);
+    w.keys.push(key);
+    assert_eq!(got, shmid);
+}
+
+#[test]
+fn restart_fails_with_resource_busy_when_the_shmid_or_the_key_is_taken() {
+    let mut w = World::new();
+    let key = test_key(2);
+    let (pid, shmid) = w.start("p", "create", key, &[]);
+    let sf = w.checkpoint(&[pid]);
+    shm::remove(shmid).unwrap();
+
+    // another segment (another key) with the shmid
+    let other_key = test_key(3);
+    occupy(&mut w, shmid, other_key);
+    let before = cpr::engine::shm::read_table().unwrap();
+    let out = restart(&sf);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("Resource busy"), "{err}");
+    assert!(err.contains(&format!("shmid {shmid} is in use")), "{err}");
+    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "no process");
+    assert_eq!(
+        cpr::engine::shm::read_table().unwrap(),
+        before,
+        "nothing made"
+    );
+    shm::remove(shmid).unwrap();
+
+    // the key, held by a segment with another shmid
+    let taken =
+        shm::shmget(key as i32, 4096, libc::IPC_CREAT | libc::IPC_EXCL | 0o600).expect("shmget");
+    w.shmids.push(taken);
+    assert_ne!(taken, shmid);
+    let before = cpr::engine::shm::read_table().unwrap();
+    let out = restart(&sf);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("Resource busy"), "{err}");
+    assert!(err.contains(&format!("key {key:#010x} is in use")), "{err}");
+    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "no process");
+    assert_eq!(
+        cpr::engine::shm::read_table().unwrap(),
+        before,
+        "nothing made"
+    );
+    shm::remove(taken).unwrap();
+
+    // free again: the same statefile restarts
+    let out = restart(&sf);
+    assert!(
+        out.status.success(),
+        "restart: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    w.go();
+    assert_eq!(w.wait_line("p", "PASS"), "PASS");
+}
+
+#[test]
+fn two_processes_attaching_one_segment_restart_with_it_saved_once() {
+    let mut w = World::new();
+    let key = test_key(4);
+    let (p1, shmid) = w.start("a", "create", key, &[("SHM_WAIT_JOIN", "1")]);
+    let (p2, joined) = w.start("b", "join", key, &[]);
+    assert_eq!(joined, shmid);
+    let sf = w.checkpoint(&[p1, p2]);
+    let idx = index(&sf);
+    assert_eq!(idx.segments.len(), 1, "saved once: {idx:?}");
+    let files: Vec<String> = std::fs::read_dir(sf.join("shared"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("shm-"))
+        .collect();
+    assert_eq!(files, vec![format!("shm-{shmid}")]);
+    shm::remove(shmid).unwrap();
+
+    let out = restart(&sf);
+    assert!(
+        out.status.success(),
+        "restart: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(shm::stat(shmid).unwrap().nattch, 6);
+    w.go();
+    // each sees the other's write: one segment behind both processes
+    assert_eq!(w.wait_line("a", "PASS"), "PASS");
+    assert_eq!(w.wait_line("b", "PASS"), "PASS");
+}
+
+#[test]
+fn a_split_attachment_is_refused_and_the_process_runs_on() {
+    let mut w = World::new();
+    let key = test_key(5);
+    let (pid, shmid) = w.start("p", "partial", key, &[]);
+    let sf = w.path("sf");
+    let out = cpr(&["-c", sf.to_str().unwrap(), "-p", &pid.to_string()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains(&format!("process {pid}")), "{err}");
+    assert!(err.contains("Checkpoint error"), "{err}");
+    assert!(
+        err.contains(&format!("only part of shmid {shmid} is attached")),
+        "{err}"
+    );
+    assert!(!sf.exists(), "no statefile");
+    // untouched: it runs on and finishes
+    w.go();
+    assert_eq!(w.wait_line("p", "PASS"), "PASS");
+}

@@ -55,6 +55,32 @@ impl Kind {
         }
     }
 
+    /// The kind whose message is `text` (errors sent as text between processes).
+    pub fn from_message(text: &str) -> Option<Kind> {
+        use Kind::*;
+        [
+            PermissionDenied,
+            ResourceBusy,
+            CheckpointError,
+            FileExists,
+            InvalidArgument,
+            TooManySymlinks,
+            NoSuchFile,
+            NotADirectory,
+            NameTooLong,
+            NoSpace,
+            NotPermitted,
+            ReadOnlyFs,
+            NoSuchProcess,
+            TryAgain,
+            Deadlock,
+            NotEnoughSpace,
+            NotImplemented,
+        ]
+        .into_iter()
+        .find(|k| k.message() == text)
+    }
+
     /// Maps an errno to the IRIX message of tables 2-2 and 2-3.
     pub fn from_errno(errno: i32) -> Kind {
         match errno {

@@ -244,6 +244,7 @@ pub fn checkpoint(options: &CheckpointOptions) -> Result<PathBuf> {
     let in_statefile = |e: Error| e.context(options.statefile.display());
     let mut dumped = Vec::new();
     let pids: Vec<i32> = frozen.threads.keys().copied().collect();
+    let mut upgrade_copies = Vec::new();
     for &pid in &pids {
         let tids = frozen.threads[&pid].clone();
         let d = dump_process(
@@ -253,6 +254,16 @@ pub fn checkpoint(options: &CheckpointOptions) -> Result<PathBuf> {
             &mut writer,
             &mut frozen.touched,
         )
+        .and_then(|(core, mut mm)| {
+            mm.components = super::components::dump(
+                pid,
+                &mm.vmas,
+                options.upgrade,
+                &mut writer,
+                &mut upgrade_copies,
+            )?;
+            Ok((core, mm))
+        })
         .map_err(in_statefile)?;
         dumped.push(d);
     }
@@ -433,6 +444,7 @@ fn dump_process(
         exe,
         pages_bytes,
         vmas,
+        components: Vec::new(),
     };
     // files and the rest
     let fds = files::dump(pid, policies, writer)?;

@@ -89,6 +89,9 @@ pub struct MmRecord {
     pub exe: String,
     /// Total bytes in the pages file.
     pub pages_bytes: u64,
+    /// The program and libraries as they were (and with -u, saved copies).
+    #[serde(default)]
+    pub components: Vec<super::components::Component>,
 }
 
 fn pagemap_entries(pid: i32, vma: &MapsLine, pagemap: &std::fs::File) -> Result<Vec<u64>> {

@@ -2,6 +2,7 @@
 //! and its restore; `ptrace/` is the backend.
 
 pub mod checkpoint;
+pub mod components;
 pub mod cooperate;
 pub mod eventfds;
 pub mod files;

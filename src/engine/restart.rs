@@ -238,9 +238,7 @@ pub fn restart(options: &RestartOptions) -> Result<()> {
             None => {
                 let who = format!("process {}", ctx.plan.nodes[n].pid);
                 let e = match line.strip_prefix("ERR ") {
-                    Some(msg) => {
-                        Error::with_detail(who, Kind::CheckpointError, msg.trim().to_string())
-                    }
+                    Some(msg) => decode_error(msg).context(who),
                     None => Error::with_detail(who, Kind::CheckpointError, "was not created"),
                 };
                 return Err(fail(
@@ -385,10 +383,11 @@ fn kill_pids(pids: &[i32]) {
             nix::sys::signal::Signal::SIGKILL,
         );
     }
+    // collect our children and tracees, so that none is left even as a zombie of ours
     for &pid in pids {
         let _ = nix::sys::wait::waitpid(
             nix::unistd::Pid::from_raw(pid),
-            Some(nix::sys::wait::WaitPidFlag::__WALL | nix::sys::wait::WaitPidFlag::WNOHANG),
+            Some(nix::sys::wait::WaitPidFlag::__WALL),
         );
     }
 }
@@ -478,12 +477,7 @@ fn mem_inos(mm: &MmRecord) -> Vec<u64> {
 
 fn parse_ready(msg: &str, mapped: &[memory::MappedFile], mems: &[u64]) -> Result<ChildReady> {
     if let Some(err) = msg.strip_prefix("ERR ") {
-        // the child's error is already one line in cpr's form: keep it as the detail
-        return Err(Error::with_detail(
-            "",
-            Kind::CheckpointError,
-            err.trim().to_string(),
-        ));
+        return Err(decode_error(err));
     }
     let mut it = msg
         .strip_prefix("OK ")
@@ -555,6 +549,20 @@ fn run_node(ctx: &RestoreContext, n: usize) -> ! {
         }
     }
     let mut status = mine.expect("own status pipe");
+    // above every descriptor the image uses, so that restoring them never touches it
+    if let Role::Process(i) = node.role {
+        let top = ctx.images[i]
+            .core
+            .fds
+            .iter()
+            .map(|f| f.fd)
+            .max()
+            .unwrap_or(2)
+            + 1;
+        if let Ok(high) = nix::fcntl::fcntl(&status, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(top)) {
+            status = std::fs::File::from(crate::sys::own_fd(high));
+        }
+    }
     let _ = status.write_all(format!("PID {}\n", nix::unistd::getpid()).as_bytes());
     let result = (|| -> Result<()> {
         match node.session {
@@ -602,9 +610,35 @@ fn run_node(ctx: &RestoreContext, n: usize) -> ! {
         }
     })();
     if let Err(e) = result {
-        let _ = status.write_all(format!("ERR {e}\n").as_bytes());
+        let _ = status.write_all(format!("ERR {}\n", encode_error(&e)).as_bytes());
     }
     std::process::exit(1);
+}
+
+/// An error as one line for the status pipe: subject, IRIX message, detail.
+fn encode_error(e: &Error) -> String {
+    let clean = |s: &str| s.replace(['\n', '\x1f'], " ");
+    format!(
+        "{}\x1f{}\x1f{}",
+        clean(&e.subject),
+        e.kind.message(),
+        clean(e.detail.as_deref().unwrap_or(""))
+    )
+}
+
+fn decode_error(line: &str) -> Error {
+    let mut parts = line.trim_end().splitn(3, '\x1f');
+    let subject = parts.next().unwrap_or("").to_string();
+    let kind = parts
+        .next()
+        .and_then(Kind::from_message)
+        .unwrap_or(Kind::CheckpointError);
+    let detail = parts.next().filter(|d| !d.is_empty()).map(str::to_string);
+    Error {
+        subject,
+        kind,
+        detail,
+    }
 }
 
 /// Ends the way a zombie had ended, so that its parent reaps the same status.
@@ -640,7 +674,7 @@ fn child_restore(
         libc::RLIMIT_NOFILE as i32,
         Some((nofile_hard, nofile_hard)),
     );
-    let mut next = max_fd + 1;
+    let mut next = max_fd.max(status_fd) + 1;
     let mut place = |fd: i32, close_old: bool| -> Result<i32> {
         let high = nix::fcntl::fcntl(
             crate::sys::borrow_raw(fd),
@@ -653,15 +687,17 @@ fn child_restore(
         next = high + 1;
         Ok(high)
     };
-    let status_high = place(status_fd, true)?;
+    let status_high = status_fd;
     let pages = std::fs::File::open(sf.file(&pages_path(rec.pid))).ctx("page data")?;
     let pages_fd = place(pages.into_raw_fd(), true)?;
     let mut file_fds = Vec::new();
     for m in memory::mapped_files(&img.mm.vmas) {
+        // a program or library that changed since the checkpoint: its saved copy (-u)
+        let real = super::components::resolve(&img.mm.components, &m.path, sf)?;
         let f = std::fs::OpenOptions::new()
             .read(true)
             .write(m.writable)
-            .open(&m.path)
+            .open(&real)
             .ctx(format!("mapped file {} (component unavailable)", m.path))?;
         file_fds.push((m.path.clone(), place(f.into_raw_fd(), true)?));
     }

@@ -1,0 +1,130 @@
+//! The files a process's memory comes from (its executable, shared libraries, other
+//! mapped files): what they were at checkpoint, so that restart can tell when one has
+//! changed or gone ("component unavailable"), and with `cpr -u` (upgrade) a saved copy
+//! of each executable mapping to use instead.
+
+use std::os::unix::fs::MetadataExt;
+
+use serde::{Deserialize, Serialize};
+
+use super::memory::{Backing, Vma};
+use crate::error::{Context, Error, Kind, Result};
+use crate::statefile::{Statefile, StatefileWriter};
+
+/// One mapped file as it was at checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Component {
+    pub path: String,
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i128,
+    /// The statefile's copy (`cpr -u`).
+    pub saved: Option<String>,
+}
+
+fn identity(m: &std::fs::Metadata) -> (u64, u64, u64, i128) {
+    (
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
+    )
+}
+
+/// Records every file the process maps; with `upgrade`, saves a copy of those mapped
+/// executable (program and libraries), read through /proc/PID/map_files so that the
+/// copy is the very file in use even if its path has been replaced already.
+pub fn dump(
+    pid: i32,
+    vmas: &[Vma],
+    upgrade: bool,
+    writer: &mut StatefileWriter,
+    saved_paths: &mut Vec<(String, String)>,
+) -> Result<Vec<Component>> {
+    let mut out: Vec<Component> = Vec::new();
+    // programs and libraries: the files with an executable mapping (data files mapped
+    // are governed by the FILE policies, like open files)
+    let programs: Vec<&String> = vmas
+        .iter()
+        .filter_map(|v| match &v.backing {
+            Backing::File { path, .. } if v.prot & libc::PROT_EXEC != 0 => Some(path),
+            _ => None,
+        })
+        .collect();
+    for v in vmas {
+        let Backing::File { path, .. } = &v.backing else {
+            continue;
+        };
+        if !programs.contains(&path) {
+            continue;
+        }
+        let executable = v.prot & libc::PROT_EXEC != 0;
+        if let Some(c) = out.iter_mut().find(|c| &c.path == path) {
+            if upgrade && executable && c.saved.is_none() {
+                c.saved = Some(save(pid, v, path, writer, saved_paths)?);
+            }
+            continue;
+        }
+        let link = format!("/proc/{pid}/map_files/{:x}-{:x}", v.start, v.end);
+        let meta = std::fs::metadata(&link).ctx(format!("process {pid}: mapped file {path}"))?;
+        let (dev, ino, size, mtime_ns) = identity(&meta);
+        let saved = if upgrade && executable {
+            Some(save(pid, v, path, writer, saved_paths)?)
+        } else {
+            None
+        };
+        out.push(Component {
+            path: path.clone(),
+            dev,
+            ino,
+            size,
+            mtime_ns,
+            saved,
+        });
+    }
+    Ok(out)
+}
+
+fn save(
+    pid: i32,
+    v: &Vma,
+    path: &str,
+    writer: &mut StatefileWriter,
+    saved_paths: &mut Vec<(String, String)>,
+) -> Result<String> {
+    // one copy per file for the whole statefile
+    if let Some((_, rel)) = saved_paths.iter().find(|(p, _)| p == path) {
+        return Ok(rel.clone());
+    }
+    let rel = format!("files/upgrade/{}", saved_paths.len());
+    let mut src = std::fs::File::open(format!("/proc/{pid}/map_files/{:x}-{:x}", v.start, v.end))
+        .ctx(format!("process {pid}: {path}"))?;
+    let mut sink = writer.create_file(&rel)?;
+    std::io::copy(&mut src, &mut sink).ctx(format!("saving {path}"))?;
+    writer.finish_file(sink)?;
+    saved_paths.push((path.to_string(), rel.clone()));
+    Ok(rel)
+}
+
+/// The path restart maps for `path`: the file itself while it is the one the process
+/// had, else the saved copy; neither is "component unavailable".
+pub fn resolve(components: &[Component], path: &str, sf: &Statefile) -> Result<String> {
+    let Some(c) = components.iter().find(|c| c.path == path) else {
+        return Ok(path.to_string());
+    };
+    let unchanged = std::fs::metadata(path)
+        .map(|m| identity(&m) == (c.dev, c.ino, c.size, c.mtime_ns))
+        .unwrap_or(false);
+    if unchanged {
+        return Ok(path.to_string());
+    }
+    match &c.saved {
+        Some(rel) => Ok(sf.file(rel).to_string_lossy().into_owned()),
+        None => Err(Error::with_detail(
+            path.to_string(),
+            Kind::CheckpointError,
+            "component unavailable: the file changed or went away since the checkpoint (checkpoint with cpr -u to keep copies of programs and libraries)",
+        )),
+    }
+}

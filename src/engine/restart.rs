@@ -123,11 +123,16 @@ pub fn restart(options: &RestartOptions) -> Result<()> {
         statefiles.push(sf);
     }
     timer.lap("read and check records");
-    // 2. FORK ORIGINAL needs the PIDs and TIDs free
+    // 2. FORK ORIGINAL needs the PIDs and TIDs free. A PID held only by a zombie that
+    // its new parent (init, often) has yet to reap is waited for, briefly.
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
     for img in &images {
         if img.core.policies.fork == ForkAction::Original {
             for t in &img.core.threads {
-                if Path::new(&format!("/proc/{}", t.tid)).exists() {
+                while pid_taken(t.tid) == Some(true) && Instant::now() < deadline {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                if pid_taken(t.tid).is_some() {
                     return Err(Error::with_detail(
                         statefiles[img.sf].path.display().to_string(),
                         Kind::ResourceBusy,
@@ -370,6 +375,13 @@ pub fn restart(options: &RestartOptions) -> Result<()> {
     Ok(())
 }
 
+/// Whether a PID is in use: `Some(true)` by a zombie about to be reaped, `Some(false)`
+/// by anything else, `None` when it is free.
+fn pid_taken(pid: i32) -> Option<bool> {
+    let stat = procfs::read_stat(pid).ok()?;
+    Some(stat.state() == 'Z' || stat.state() == 'X')
+}
+
 fn read_line(r: &mut BufReader<std::fs::File>) -> String {
     let mut s = String::new();
     let _ = r.read_line(&mut s);
@@ -402,38 +414,53 @@ fn controlling_tty() -> Option<String> {
     }
 }
 
-/// `-j`: the restored processes are the caller's foreground job; cpr waits for them and
-/// exits with the status of the first one.
+/// `-j`: the restored processes are the caller's foreground job, and cpr stands for
+/// them in the shell's job control, as `sudo` or `script` do: when the job stops
+/// (Ctrl-Z), cpr stops too, and when the shell continues cpr (`fg`), cpr gives the job
+/// the terminal back and continues it. cpr ends with the status of the first process.
 fn wait_foreground(roots: &[i32]) -> Result<()> {
-    use nix::sys::wait::{WaitStatus, waitpid};
+    use nix::sys::signal::{Signal, kill, killpg};
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    use nix::unistd::{Pid, getpgrp, tcsetpgrp};
     let Some(&first) = roots.first() else {
         return Ok(());
     };
-    let _ = nix::unistd::tcsetpgrp(std::io::stdin(), nix::unistd::Pid::from_raw(first));
+    let job = nix::unistd::getpgid(Some(Pid::from_raw(first))).unwrap_or(Pid::from_raw(first));
+    let tty = std::io::stdin();
+    // ignoring SIGTTOU lets cpr hand the terminal over while not in the foreground
+    let _ = crate::sys::ignore_signal(libc::SIGTTOU);
+    let _ = tcsetpgrp(&tty, job);
+    let mut left: Vec<i32> = roots.to_vec();
     let mut status = 0;
-    for &pid in roots {
-        loop {
-            match waitpid(nix::unistd::Pid::from_raw(pid), None) {
-                Ok(WaitStatus::Exited(_, c)) => {
-                    if pid == first {
-                        status = c;
-                    }
-                    break;
+    while !left.is_empty() {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WUNTRACED)) {
+            Ok(WaitStatus::Exited(pid, c)) => {
+                if pid.as_raw() == first {
+                    status = c;
                 }
-                Ok(WaitStatus::Signaled(_, s, _)) => {
-                    if pid == first {
-                        status = 128 + s as i32;
-                    }
-                    break;
-                }
-                Ok(_) => continue,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(_) => break,
+                left.retain(|p| *p != pid.as_raw());
             }
+            Ok(WaitStatus::Signaled(pid, s, _)) => {
+                if pid.as_raw() == first {
+                    status = 128 + s as i32;
+                }
+                left.retain(|p| *p != pid.as_raw());
+            }
+            Ok(WaitStatus::Stopped(..)) => {
+                // the job stopped: so does cpr, with the terminal back to its shell
+                let _ = tcsetpgrp(&tty, getpgrp());
+                let _ = kill(nix::unistd::getpid(), Signal::SIGSTOP);
+                // continued (fg): the job goes on in the foreground
+                let _ = tcsetpgrp(&tty, job);
+                let _ = killpg(job, Signal::SIGCONT);
+            }
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => break,
         }
     }
-    // the terminal back to cpr's own group
-    let _ = nix::unistd::tcsetpgrp(std::io::stdin(), nix::unistd::getpgrp());
+    let _ = tcsetpgrp(&tty, getpgrp());
+    let _ = crate::sys::default_signal(libc::SIGTTOU);
     if status != 0 {
         std::process::exit(status);
     }

@@ -359,3 +359,17 @@ pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit never returns and touches no memory of ours.
     unsafe { libc::_exit(code) }
 }
+
+/// Sets a signal to SIG_IGN (no handler code involved).
+pub fn ignore_signal(sig: i32) -> Result<(), Errno> {
+    let act = KernelSigaction {
+        handler: libc::SIG_IGN as u64,
+        ..Default::default()
+    };
+    rt_sigaction(sig, Some(&act), None)
+}
+
+/// Sets a signal back to SIG_DFL.
+pub fn default_signal(sig: i32) -> Result<(), Errno> {
+    rt_sigaction(sig, Some(&KernelSigaction::default()), None)
+}

@@ -418,3 +418,28 @@ fn a_split_attachment_is_refused_and_the_process_runs_on() {
     w.go();
     assert_eq!(w.wait_line("p", "PASS"), "PASS");
 }
+
+#[test]
+fn a_leftover_segment_is_taken_back_with_the_statefile_contents() {
+    let mut w = World::new();
+    let key = test_key(7);
+    let (pid, shmid) = w.start("p", "create", key, &[]);
+    let sf = w.checkpoint(&[pid]);
+    wait_gone(pid);
+    // the segment outlived its process; someone scribbles over it before the restart
+    assert!(!segment_gone(shmid));
+    let scribble = shm::Attachment::new(shmid, true).unwrap();
+    scribble.write_at(0, &[0xee; 4096]).unwrap();
+    drop(scribble);
+    let out = restart(&sf);
+    assert!(
+        out.status.success(),
+        "restart: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(shm::stat(shmid).unwrap().key as u32, key);
+    // the workload checks its pattern: the checkpoint's contents are back
+    w.go();
+    assert_eq!(w.wait_line("p", "PASS"), "PASS");
+    wait_gone(pid);
+}

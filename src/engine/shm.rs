@@ -302,6 +302,17 @@ pub fn restore_segments(statefiles: &[&Statefile]) -> Result<Segments> {
             if out.created.iter().any(|c| c.0 == rec.shmid) {
                 continue; // the same segment, saved by another statefile too
             }
+            // A SysV segment outlives its processes: after WILL EXIT the very segment is
+            // usually still there, unattached. It is taken back, with the statefile's
+            // contents, rather than refused.
+            let table = read_table()?;
+            let leftover = table.iter().any(|s| {
+                s.shmid == rec.shmid && s.key == rec.key && s.size == rec.size && s.nattch == 0
+            });
+            if leftover {
+                fill(sf, rec).map_err(|e| e.context(sf.path.display()))?;
+                continue;
+            }
             let shmid = create(rec).map_err(|e| e.context(sf.path.display()))?;
             out.created.push((shmid, rec.dest));
             fill(sf, rec).map_err(|e| e.context(sf.path.display()))?;

@@ -24,9 +24,11 @@ use crate::error::Result;
 use crate::ops::{CheckpointOptions, RestartOptions};
 
 pub fn checkpoint(options: &CheckpointOptions) -> Result<PathBuf> {
+    let _deferred = crate::sys::DeferTermination::new();
     checkpoint::checkpoint(options)
 }
 
 pub fn restart(options: &RestartOptions) -> Result<()> {
-    restart::restart(options)
+    let deferred = crate::sys::DeferTermination::new();
+    restart::restart(options, deferred)
 }

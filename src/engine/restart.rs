@@ -82,7 +82,7 @@ fn is_pages(rel: &str) -> bool {
     rel.ends_with("/pages") || rel.starts_with("shared/mem-")
 }
 
-pub fn restart(options: &RestartOptions) -> Result<()> {
+pub fn restart(options: &RestartOptions, deferred: crate::sys::DeferTermination) -> Result<()> {
     let mut timer = Timer::new();
     // 1. validate everything but the bulk data before creating anything
     let caller = crate::ops::caller_uid();
@@ -368,6 +368,8 @@ pub fn restart(options: &RestartOptions) -> Result<()> {
             }
         }
     }
+    // the processes run: cpr may be interrupted again
+    drop(deferred);
     if options.interactive {
         let fg: Vec<i32> = ctx.plan.roots.iter().filter_map(|&n| pids[n]).collect();
         wait_foreground(&fg)?;

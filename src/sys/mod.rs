@@ -373,3 +373,44 @@ pub fn ignore_signal(sig: i32) -> Result<(), Errno> {
 pub fn default_signal(sig: i32) -> Result<(), Errno> {
     rt_sigaction(sig, Some(&KernelSigaction::default()), None)
 }
+
+/// Holds off SIGINT, SIGTERM, SIGHUP and SIGQUIT while alive: a checkpoint or restart
+/// interrupted half-way could leave its processes with injected registers. Whatever
+/// arrived meanwhile is delivered when the guard is dropped, after cleanup.
+pub struct DeferTermination {
+    old: nix::sys::signal::SigSet,
+}
+
+impl DeferTermination {
+    pub fn new() -> DeferTermination {
+        use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
+        let mut set = SigSet::empty();
+        for s in [
+            Signal::SIGINT,
+            Signal::SIGTERM,
+            Signal::SIGHUP,
+            Signal::SIGQUIT,
+        ] {
+            set.add(s);
+        }
+        let mut old = SigSet::empty();
+        let _ = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old));
+        DeferTermination { old }
+    }
+}
+
+impl Default for DeferTermination {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for DeferTermination {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::pthread_sigmask(
+            nix::sys::signal::SigmaskHow::SIG_SETMASK,
+            Some(&self.old),
+            None,
+        );
+    }
+}

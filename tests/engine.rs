@@ -863,3 +863,35 @@ fn damaged_statefile_restarts_nothing() {
         w.pid
     );
 }
+
+/// Two processes sharing one address space (clone with CLONE_VM, not a thread) cannot be
+/// restored as they were: the checkpoint is refused, both run on untraced.
+#[test]
+fn clone_vm_children_are_refused_and_run_on() {
+    let _s = serial();
+    let s = Scratch::new();
+    let w = spawn(&s, &build("clonevm.c"), &[ctl(&s)]);
+    let ready = wait_for_line(&w.log, "READY", TIMEOUT);
+    let child: i32 = field(&ready, "child")
+        .and_then(|p| p.parse().ok())
+        .expect("child=");
+    let dir = s.join("ck");
+    fs::create_dir(&dir).unwrap();
+    let sf = dir.join("ckpt");
+    let out = cpr(&["-c", sf.to_str().unwrap(), "-p", &format!("{}:HID", w.pid)]);
+    assert_failure(
+        &out,
+        "checkpoint of CLONE_VM processes",
+        &["Checkpoint error", "share one address space"],
+        false,
+    );
+    assert_eq!(
+        dir_entries(&dir),
+        Vec::<String>::new(),
+        "no statefile may be left"
+    );
+    assert_running_untraced(w.pid);
+    assert_running_untraced(child);
+    s.go();
+    expect_pass_and_exit(&w);
+}

@@ -237,6 +237,25 @@ pub fn checkpoint(options: &CheckpointOptions) -> Result<PathBuf> {
     let will = options
         .will
         .unwrap_or_else(|| policies.values().next().map(|p| p.will).unwrap_or_default());
+    // processes sharing one address space (CLONE_VM without CLONE_THREAD, a vfork child
+    // before its exec) would come back with two: refused rather than split
+    let live: Vec<i32> = frozen.threads.keys().copied().collect();
+    for (i, &a) in live.iter().enumerate() {
+        for &b in &live[i + 1..] {
+            if crate::sys::kcmp::same_vm(
+                nix::unistd::Pid::from_raw(a),
+                nix::unistd::Pid::from_raw(b),
+            )
+            .unwrap_or(false)
+            {
+                return Err(Error::with_detail(
+                    format!("processes {a} and {b}"),
+                    Kind::CheckpointError,
+                    "they share one address space (CLONE_VM or vfork), which cpr does not restore",
+                ));
+            }
+        }
+    }
     timer.lap("freeze");
 
     // 3. dump every process, then what they share

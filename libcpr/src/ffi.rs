@@ -460,6 +460,21 @@ pub(crate) fn install_sigrestart() -> Result<(), Failure> {
     r
 }
 
+/// Runs `f` with SIGCKPT blocked in the calling thread.
+pub(crate) fn with_sigckpt_blocked(f: impl FnOnce()) {
+    // SAFETY: sigset_t is plain data initialised by sigemptyset; pthread_sigmask reads
+    // `set` and writes `old`, both live locals.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, SIGCKPT);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
+        f();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+    }
+}
+
 /// Sends one answer to the checkpointer that sent `token`. Async-signal-safe: socket,
 /// sendto, close. Token 0 (a plain kill) has nobody to answer.
 pub(crate) fn answer(token: u64, kind: u32, code: i32) {

@@ -318,7 +318,9 @@ pub fn leave_cs() -> Result<(), Failure> {
             .is_ok()
         {
             if run {
-                serve(PENDING_TOKEN.load(Ordering::Acquire));
+                // SIGCKPT blocked while serving, as in the handler: cpr waits for it to
+                // be unblocked, so the answer socket is closed before it freezes us
+                ffi::with_sigckpt_blocked(|| serve(PENDING_TOKEN.load(Ordering::Acquire)));
             }
             return Ok(());
         }

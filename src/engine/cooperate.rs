@@ -245,6 +245,7 @@ pub fn notify_checkpoint(pids: &[i32], timeout: Duration) -> Result<()> {
         waiting.insert(pid, Progress::Sent);
     }
     let deadline = Instant::now() + timeout;
+    let mut finished = Vec::new();
     while let Some((&first, &progress)) = waiting.iter().next() {
         let now = Instant::now();
         if now >= deadline {
@@ -276,6 +277,7 @@ pub fn notify_checkpoint(pids: &[i32], timeout: Duration) -> Result<()> {
             _ => match code {
                 ANSWER_GO => {
                     waiting.remove(&pid);
+                    finished.push(pid);
                 }
                 ANSWER_TEMPFAIL => {
                     return Err(Error::with_detail(
@@ -296,7 +298,29 @@ pub fn notify_checkpoint(pids: &[i32], timeout: Duration) -> Result<()> {
             },
         }
     }
+    // The answer is sent from inside the handler, which then closes its socket and
+    // returns: wait (briefly) until no thread has SIGCKPT blocked any more, i.e. every
+    // handler has returned, so that the freeze never catches the answer socket open.
+    let settle = Instant::now() + Duration::from_secs(2);
+    for pid in finished {
+        while in_handler(pid) && Instant::now() < settle {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
     Ok(())
+}
+
+/// Whether some thread of `pid` has SIGCKPT blocked, as it is while its handler runs.
+fn in_handler(pid: i32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().any(|t| {
+        std::fs::read_to_string(t.path().join("status"))
+            .ok()
+            .and_then(|s| status_mask(&s, "SigBlk"))
+            .is_some_and(|m| m & (1u64 << (SIGCKPT - 1)) != 0)
+    })
 }
 
 /// `2`, `0.5`, `1.25`: seconds as people write them.

@@ -846,6 +846,19 @@ fn finish_in_tracer(
         main.call(libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0])?;
     }
     main.call(libc::SYS_close, [ready.pages_fd as u64, 0, 0, 0, 0, 0])?;
+    // anything else cpr's copy still had open (its status pipe, if the interrupt came
+    // before it closed it) is not the image's
+    let theirs: Vec<i32> = img.core.fds.iter().map(|f| f.fd).collect();
+    for fd in std::fs::read_dir(format!("/proc/{child}/fd"))
+        .ctx(format!("process {child}"))?
+        .flatten()
+    {
+        if let Some(fd) = fd.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) {
+            if !theirs.contains(&fd) {
+                main.call(libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0])?;
+            }
+        }
+    }
     locks::restore_posix_injected(&main, child, scratch.data(), &img.core.locks)?;
     // threads, with their TIDs (FORK ORIGINAL) or any
     let original = img.core.policies.fork == ForkAction::Original;

@@ -177,8 +177,15 @@ pub fn restore_kernel_state(
         )?;
     }
     if !t.comm.is_empty() {
-        // best effort: the name is cosmetic
-        let _ = std::fs::write(format!("/proc/{pid}/task/{}/comm", inj.tid), &t.comm);
+        // only a thread itself may rename itself (/proc/PID/comm refuses others)
+        let mut name = t.comm.as_bytes()[..t.comm.len().min(15)].to_vec();
+        name.push(0);
+        ptrace::write_mem(pid, scratch_data + 512, &name)?;
+        inj.check(
+            "prctl(PR_SET_NAME)",
+            libc::SYS_prctl,
+            [libc::PR_SET_NAME as u64, scratch_data + 512, 0, 0, 0, 0],
+        )?;
     }
     Ok(())
 }

@@ -15,7 +15,7 @@ static unsigned long run(int fd, char who)
 	for (;;) {
 		char rec[REC + 1];
 		n++;
-		snprintf(rec, sizeof rec, "%c %012lu\n", who, n);
+		snprintf(rec, sizeof rec, "%c %013lu\n", who, n);
 		if (write(fd, rec, REC) != REC) {
 			printf("FAIL %c write: %s\n", who, strerror(errno));
 			exit(1);

@@ -785,6 +785,14 @@ fn wait_screen(sock: &Path, target: &str, what: &str) -> String {
     panic!("no '{what}' on {target}:\n{screen}");
 }
 
+/// The status `echo CPR_EXIT=$?` printed (not the command line that asks for it).
+fn cpr_exit(screen: &str) -> Option<i32> {
+    screen
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("CPR_EXIT="))
+        .find_map(|v| v.trim().parse().ok())
+}
+
 /// Kills the tmux server of a test.
 struct TmuxServer(PathBuf);
 
@@ -810,7 +818,8 @@ fn interactive_job_restarted_with_j_in_tmux() {
     let sock = s.join("tmux.sock");
     let _server = TmuxServer(sock.clone());
     let exe = build("ps_tty.c");
-    let cmd = format!("exec {} {}", exe.display(), ctl(&s));
+    // the job: started from an interactive shell, which gives it a process group of its
+    // own and the terminal (and reaps it when the checkpoint ends it)
     let o = tmux(
         &sock,
         &[
@@ -822,10 +831,12 @@ fn interactive_job_restarted_with_j_in_tmux() {
             "150",
             "-y",
             "40",
-            &cmd,
+            "/bin/bash --norc --noprofile -i",
         ],
     );
     assert!(o.status.success(), "tmux new-session: {}", describe(&o));
+    let cmd = format!("{} {}", exe.display(), ctl(&s));
+    tmux(&sock, &["send-keys", "-t", "job", &cmd, "Enter"]);
     // a second session to restart from (and that keeps the server up)
     let home = s.join("home");
     fs::create_dir_all(&home).unwrap();
@@ -852,6 +863,8 @@ fn interactive_job_restarted_with_j_in_tmux() {
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("no READY on the job's screen:\n{screen}"));
     let _k = KillOnDrop::new(pid, s.path());
+    let (_, pgid, _) = ids(pid);
+    assert_eq!(pgid, pid, "the job leads its own process group");
     tmux(&sock, &["send-keys", "-t", "job", "before", "Enter"]);
     wait_screen(&sock, "job", "echo: before");
     let sf = checkpoint(&s, "ckpt", &pid.to_string(), &[], &[]);
@@ -871,14 +884,20 @@ fn interactive_job_restarted_with_j_in_tmux() {
         &["send-keys", "-t", "shell", "after restart", "Enter"],
     );
     let screen = wait_screen(&sock, "shell", "echo: after restart");
-    assert!(
-        !screen.contains("CPR_EXIT"),
+    assert_eq!(
+        cpr_exit(&screen),
+        None,
         "cpr -j ended before the job:\n{screen}"
     );
     tmux(&sock, &["send-keys", "-t", "shell", "C-c"]);
-    let screen = wait_screen(&sock, "shell", "CPR_EXIT=");
-    assert!(
-        screen.contains("CPR_EXIT=130"),
+    let mut screen = String::new();
+    wait_until("cpr -j to end", TIMEOUT, || {
+        screen = capture(&sock, "shell");
+        cpr_exit(&screen).is_some()
+    });
+    assert_eq!(
+        cpr_exit(&screen),
+        Some(130),
         "cpr -j should end with the job's SIGINT:\n{screen}"
     );
     wait_until("the job gone", TIMEOUT, || !is_alive(pid));

@@ -789,7 +789,7 @@ fn wait_screen(sock: &Path, target: &str, what: &str) -> String {
 fn cpr_exit(screen: &str) -> Option<i32> {
     screen
         .lines()
-        .filter_map(|l| l.trim().strip_prefix("CPR_EXIT="))
+        .filter_map(|l| l.split_once("CPR_EXIT=").map(|(_, v)| v))
         .find_map(|v| v.trim().parse().ok())
 }
 

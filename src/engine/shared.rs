@@ -120,7 +120,8 @@ pub fn collect(procs: &mut [ProcessFds<'_>], writer: &mut StatefileWriter) -> Re
         let r = &p.fds[fi];
         if let FdKind::Pipe { ino } = r.kind {
             let (rd, wr) = pipe_ends[&ino];
-            if !(rd && wr) && !widowed.contains(&ino) && other_end_closed(p.pid, r.fd, rd) {
+            let complete = rd && wr;
+            if !complete && !widowed.contains(&ino) && other_end_closed(p.pid, r.fd, rd) {
                 widowed.insert(ino);
             }
         }
@@ -130,7 +131,8 @@ pub fn collect(procs: &mut [ProcessFds<'_>], writer: &mut StatefileWriter) -> Re
         let r = &p.fds[fi];
         if let FdKind::Pipe { ino } = r.kind {
             let (rd, wr) = pipe_ends[&ino];
-            if !(rd && wr) && !widowed.contains(&ino) {
+            let complete = rd && wr;
+            if !complete && !widowed.contains(&ino) {
                 if p.policies.explicit_file_action(&r.path) == Some(FileAction::Ignore) {
                     to_null.push(id);
                     continue;

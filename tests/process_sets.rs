@@ -50,6 +50,7 @@ fn spawn_group(
         .append(true)
         .open(log)
         .expect("open the log");
+    #[allow(clippy::zombie_processes)]
     let child = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
@@ -58,7 +59,9 @@ fn spawn_group(
         .process_group(0)
         .spawn()
         .unwrap_or_else(|e| panic!("start {}: {e}", program.display()));
+    // dropped without waiting: the tests reap with waitpid
     let pid = child.id() as i32;
+    drop(child);
     (pid, KillGroup(pid), KillOnDrop::new(pid, s.path()))
 }
 
@@ -184,6 +187,21 @@ fn pipeline_in_a_group_continues_without_gap() {
     let pass = wait_for_line(&log, "PASS", TIMEOUT);
     assert!(num(&pass, "n") > 22000, "{pass}");
     assert_eq!(count_lines(&log, "READY"), 1, "the consumer started once");
+}
+
+/// Pipes with one end closed everywhere are no pipes to the outside: they come back
+/// with that end closed and their data.
+#[test]
+fn pipes_without_writers_or_readers_come_back_so() {
+    let _l = serial();
+    let s = Scratch::new();
+    let w = spawn(&s, &build("ps_widow.c"), &[ctl(&s)]);
+    wait_for_line(&w.log, "READY", TIMEOUT);
+    let sf = checkpoint(&s, "ckpt", &w.pid.to_string(), &[], &[w.pid]);
+    restart_ok(&sf);
+    s.go();
+    wait_for_line(&w.log, "PASS", TIMEOUT);
+    assert_eq!(wait_exit(w.pid, TIMEOUT), Some(0));
 }
 
 // ---------------------------------------------------------------------------------------

@@ -101,6 +101,11 @@ fn save(
     let mut src = std::fs::File::open(format!("/proc/{pid}/map_files/{:x}-{:x}", v.start, v.end))
         .ctx(format!("process {pid}: {path}"))?;
     let mut sink = writer.create_file(&rel)?;
+    // PR_SET_MM_MAP takes the copy as the process's executable only if it may be
+    // executed (EACCES otherwise, even for root): owner-only, like the rest
+    sink.file()
+        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .ctx(format!("saving {path}"))?;
     std::io::copy(&mut src, &mut sink).ctx(format!("saving {path}"))?;
     writer.finish_file(sink)?;
     saved_paths.push((path.to_string(), rel.clone()));

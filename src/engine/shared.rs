@@ -112,12 +112,27 @@ pub fn collect(procs: &mut [ProcessFds<'_>], writer: &mut StatefileWriter) -> Re
         }
     }
     let mut to_null: Vec<u32> = Vec::new();
+    // pipes whose missing end is held by no process at all (closed everywhere, as make
+    // does with the pipe it gives jobs for stdin): they come back with that end closed
+    let mut widowed: std::collections::BTreeSet<u64> = std::collections::BTreeSet::new();
+    for &(pi, fi, _) in &members {
+        let p = &procs[pi];
+        let r = &p.fds[fi];
+        if let FdKind::Pipe { ino } = r.kind {
+            let (rd, wr) = pipe_ends[&ino];
+            let complete = rd && wr;
+            if !complete && !widowed.contains(&ino) && other_end_closed(p.pid, r.fd, rd) {
+                widowed.insert(ino);
+            }
+        }
+    }
     for &(pi, fi, id) in &members {
         let p = &procs[pi];
         let r = &p.fds[fi];
         if let FdKind::Pipe { ino } = r.kind {
             let (rd, wr) = pipe_ends[&ino];
-            if !(rd && wr) {
+            let complete = rd && wr;
+            if !complete && !widowed.contains(&ino) {
                 if p.policies.explicit_file_action(&r.path) == Some(FileAction::Ignore) {
                     to_null.push(id);
                     continue;
@@ -134,7 +149,10 @@ pub fn collect(procs: &mut [ProcessFds<'_>], writer: &mut StatefileWriter) -> Re
         }
     }
     // data in flight, read from one holder of the read end
-    for (&ino, _) in pipe_ends.iter().filter(|(_, e)| e.0 && e.1) {
+    for (&ino, _) in pipe_ends
+        .iter()
+        .filter(|(ino, e)| e.0 && (e.1 || widowed.contains(ino)))
+    {
         let holder = members.iter().find(|&&(pi, fi, _)| {
             let r = &procs[pi].fds[fi];
             r.kind == (FdKind::Pipe { ino }) && is_read_end(r.flags)
@@ -167,6 +185,27 @@ pub fn collect(procs: &mut [ProcessFds<'_>], writer: &mut StatefileWriter) -> Re
         !to_null.contains(&f.id) && (pipe || count[&f.id].len() > 1)
     });
     Ok(table)
+}
+
+/// Whether the other end of the pipe `fd` of `pid` (a read end if `read_end`) is closed
+/// in every process: no writer left (POLLHUP on the read end) or no reader (POLLERR on
+/// the write end).
+fn other_end_closed(pid: i32, fd: i32, read_end: bool) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
+    let Ok(ours) = crate::sys::steal_fd(pid, fd) else {
+        return false;
+    };
+    let mut fds = [PollFd::new(ours.as_fd(), PollFlags::empty())];
+    if poll(&mut fds, PollTimeout::ZERO).is_err() {
+        return false;
+    }
+    let got = fds[0].revents().unwrap_or(PollFlags::empty());
+    if read_end {
+        got.contains(PollFlags::POLLHUP)
+    } else {
+        got.contains(PollFlags::POLLERR)
+    }
 }
 
 fn save_pipe(pid: i32, fd: i32, ino: u64, writer: &mut StatefileWriter) -> Result<PipeRecord> {

@@ -895,3 +895,12 @@ fn clone_vm_children_are_refused_and_run_on() {
     s.go();
     expect_pass_and_exit(&w);
 }
+
+/// PROT_NONE memory that holds data, read-only and mlock'ed memory, and a guard
+/// reservation come back with their data, protections and lock.
+#[test]
+fn protections_data_and_locks_of_memory_survive() {
+    let _s = serial();
+    let s = Scratch::new();
+    simple_round_trip(&s, &build("protections.c"), &[ctl(&s)]);
+}

@@ -226,72 +226,110 @@ pub fn plan(pid: i32) -> Result<Vec<Vma>> {
 
 /// Copies the saved pages of `vmas` into `sink`, in order. Readable memory goes through
 /// process_vm_readv in large batches; memory the process cannot read (PROT_NONE data)
-/// through /proc/PID/mem.
+/// through /proc/PID/mem. Reading and writing overlap: a second thread writes one buffer
+/// while the next is read.
 pub fn dump_pages(pid: i32, vmas: &[Vma], sink: &mut FileSink) -> Result<u64> {
-    const BATCH: usize = 16 << 20;
-    let mut buf = vec![0u8; BATCH];
-    let mut total = 0u64;
-    let mem =
-        std::fs::File::open(format!("/proc/{pid}/mem")).ctx(format!("process {pid}: memory"))?;
-    let mut remote: Vec<RemoteIoVec> = Vec::new();
-    let mut filled = 0usize;
-    let flush = |remote: &mut Vec<RemoteIoVec>,
-                 filled: &mut usize,
-                 buf: &mut [u8],
-                 sink: &mut FileSink|
-     -> Result<()> {
-        if *filled == 0 {
-            return Ok(());
-        }
-        let mut local = [std::io::IoSliceMut::new(&mut buf[..*filled])];
-        let n = process_vm_readv(Pid::from_raw(pid), &mut local, remote)
-            .ctx(format!("process {pid}: reading memory"))?;
-        if n != *filled {
-            return Err(Error::with_detail(
-                format!("process {pid}"),
-                Kind::CheckpointError,
-                "memory changed while being read",
-            ));
-        }
-        sink.write_all(&buf[..*filled]).ctx(sink.rel.clone())?;
-        remote.clear();
-        *filled = 0;
-        Ok(())
-    };
+    const BATCH: usize = 8 << 20;
+    // (address, length, readable) of every run, in file order
+    let mut runs: Vec<(u64, usize, bool)> = Vec::new();
     for vma in vmas {
         for &(first, count) in &vma.runs {
-            let mut addr = vma.start + first * PAGE;
-            let mut left = (count * PAGE) as usize;
-            total += left as u64;
-            if vma.prot & libc::PROT_READ == 0 {
-                flush(&mut remote, &mut filled, &mut buf, sink)?;
-                while left > 0 {
-                    let n = left.min(BATCH);
-                    mem.read_exact_at(&mut buf[..n], addr)
-                        .ctx(format!("process {pid}: memory at {addr:#x}"))?;
-                    sink.write_all(&buf[..n]).ctx(sink.rel.clone())?;
-                    addr += n as u64;
-                    left -= n;
-                }
-                continue;
-            }
-            while left > 0 {
-                let n = left.min(BATCH - filled);
-                remote.push(RemoteIoVec {
-                    base: addr as usize,
-                    len: n,
-                });
-                filled += n;
-                addr += n as u64;
-                left -= n;
-                if filled == BATCH || remote.len() >= 1000 {
-                    flush(&mut remote, &mut filled, &mut buf, sink)?;
-                }
-            }
+            runs.push((
+                vma.start + first * PAGE,
+                (count * PAGE) as usize,
+                vma.prot & libc::PROT_READ != 0,
+            ));
         }
     }
-    flush(&mut remote, &mut filled, &mut buf, sink)?;
-    Ok(total)
+    let total: u64 = runs.iter().map(|r| r.1 as u64).sum();
+    let mem =
+        std::fs::File::open(format!("/proc/{pid}/mem")).ctx(format!("process {pid}: memory"))?;
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(1);
+    let (empty_tx, empty_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+    for _ in 0..2 {
+        let _ = empty_tx.send(vec![0u8; BATCH]);
+    }
+    std::thread::scope(|scope| -> Result<u64> {
+        let writer = scope.spawn(move || -> Result<()> {
+            for (buf, n) in full_rx {
+                sink.write_all(&buf[..n]).ctx(sink.rel.clone())?;
+                // the reader may have stopped: a buffer nobody takes back is fine
+                let _ = empty_tx.send(buf);
+            }
+            Ok(())
+        });
+        let read = (|| -> Result<()> {
+            let mut next = 0usize; // index into runs
+            let mut offset = 0usize; // bytes of runs[next] already taken
+            while next < runs.len() {
+                let Ok(mut buf) = empty_rx.recv() else {
+                    return Ok(());
+                }; // the writer failed
+                let mut filled = 0usize;
+                let mut remote: Vec<RemoteIoVec> = Vec::new();
+                while next < runs.len() && filled < BATCH && remote.len() < 1000 {
+                    let (addr, len, readable) = runs[next];
+                    let take = (len - offset).min(BATCH - filled);
+                    let at = addr + offset as u64;
+                    if readable {
+                        remote.push(RemoteIoVec {
+                            base: at as usize,
+                            len: take,
+                        });
+                    } else {
+                        // only the process's own protections stop process_vm_readv
+                        read_batch(pid, &mut buf[..filled], &mut remote)?;
+                        mem.read_exact_at(&mut buf[filled..filled + take], at)
+                            .ctx(format!("process {pid}: memory at {at:#x}"))?;
+                    }
+                    filled += take;
+                    offset += take;
+                    if offset == len {
+                        next += 1;
+                        offset = 0;
+                    }
+                }
+                read_batch(pid, &mut buf[..filled], &mut remote)?;
+                if full_tx.send((buf, filled)).is_err() {
+                    return Ok(());
+                }
+            }
+            Ok(())
+        })();
+        drop(full_tx);
+        let written = writer.join().unwrap_or_else(|_| {
+            Err(Error::with_detail(
+                format!("process {pid}"),
+                Kind::CheckpointError,
+                "page writer failed",
+            ))
+        });
+        read?;
+        written?;
+        Ok(total)
+    })
+}
+
+/// Reads the pending readable iovecs into the tail of `buf` that they cover (the last
+/// `sum of lengths` bytes of it).
+fn read_batch(pid: i32, buf: &mut [u8], remote: &mut Vec<RemoteIoVec>) -> Result<()> {
+    let want: usize = remote.iter().map(|r| r.len).sum();
+    if want == 0 {
+        return Ok(());
+    }
+    let start = buf.len() - want;
+    let mut local = [std::io::IoSliceMut::new(&mut buf[start..])];
+    let n = process_vm_readv(Pid::from_raw(pid), &mut local, remote)
+        .ctx(format!("process {pid}: reading memory"))?;
+    if n != want {
+        return Err(Error::with_detail(
+            format!("process {pid}"),
+            Kind::CheckpointError,
+            "memory changed while being read",
+        ));
+    }
+    remote.clear();
+    Ok(())
 }
 
 /// Reads the mm fields of /proc/PID/stat (brk comes from the process itself).

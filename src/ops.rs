@@ -40,8 +40,9 @@ pub fn checkpoint(options: &CheckpointOptions) -> Result<PathBuf> {
     crate::engine::checkpoint(options)
 }
 
-/// Restarts every statefile named; all or none.
-pub fn restart(options: &RestartOptions) -> Result<()> {
+/// Restarts every statefile named; all or none. Returns 0, or with `-j` the exit status
+/// of the restarted job.
+pub fn restart(options: &RestartOptions) -> Result<i32> {
     crate::engine::restart(options)
 }
 

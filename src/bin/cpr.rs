@@ -17,18 +17,23 @@ use cpr::statefile::{self, Statefile, reader::Verify};
 use cpr::target;
 
 fn main() -> ExitCode {
+    let mut job_status = 0;
     let failures = match Cli::parse().request() {
         Request::Checkpoint(request) => checkpoint(request).err().into_iter().collect(),
         Request::Restart {
             statefiles,
             interactive,
-        } => ops::restart(&RestartOptions {
+        } => match ops::restart(&RestartOptions {
             statefiles,
             interactive,
-        })
-        .err()
-        .into_iter()
-        .collect(),
+        }) {
+            // with -j, cpr ends as the job it stood for did
+            Ok(status) => {
+                job_status = status;
+                Vec::new()
+            }
+            Err(e) => vec![e],
+        },
         Request::Info { statefiles, json } => info(&statefiles, json),
         Request::Delete { statefiles } => statefiles
             .iter()
@@ -39,7 +44,7 @@ fn main() -> ExitCode {
         eprintln!("cpr: {error}");
     }
     if failures.is_empty() {
-        ExitCode::SUCCESS
+        ExitCode::from(job_status.clamp(0, 255) as u8)
     } else {
         ExitCode::FAILURE
     }

@@ -28,7 +28,8 @@ pub fn checkpoint(options: &CheckpointOptions) -> Result<PathBuf> {
     checkpoint::checkpoint(options)
 }
 
-pub fn restart(options: &RestartOptions) -> Result<()> {
+/// Returns 0, or with `-j` the exit status of the restarted job.
+pub fn restart(options: &RestartOptions) -> Result<i32> {
     let deferred = crate::sys::DeferTermination::new();
     restart::restart(options, deferred)
 }

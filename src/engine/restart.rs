@@ -82,7 +82,8 @@ fn is_pages(rel: &str) -> bool {
     rel.ends_with("/pages") || rel.starts_with("shared/mem-")
 }
 
-pub fn restart(options: &RestartOptions, deferred: crate::sys::DeferTermination) -> Result<()> {
+/// Returns 0, or with `-j` the exit status of the job (as a shell would report it).
+pub fn restart(options: &RestartOptions, deferred: crate::sys::DeferTermination) -> Result<i32> {
     let mut timer = Timer::new();
     // 1. validate everything but the bulk data before creating anything
     let caller = crate::ops::caller_uid();
@@ -372,9 +373,9 @@ pub fn restart(options: &RestartOptions, deferred: crate::sys::DeferTermination)
     drop(deferred);
     if options.interactive {
         let fg: Vec<i32> = ctx.plan.roots.iter().filter_map(|&n| pids[n]).collect();
-        wait_foreground(&fg)?;
+        return Ok(wait_foreground(&fg));
     }
-    Ok(())
+    Ok(0)
 }
 
 /// Whether a PID is in use: `Some(true)` by a zombie about to be reaped, `Some(false)`
@@ -420,12 +421,12 @@ fn controlling_tty() -> Option<String> {
 /// them in the shell's job control, as `sudo` or `script` do: when the job stops
 /// (Ctrl-Z), cpr stops too, and when the shell continues cpr (`fg`), cpr gives the job
 /// the terminal back and continues it. cpr ends with the status of the first process.
-fn wait_foreground(roots: &[i32]) -> Result<()> {
+fn wait_foreground(roots: &[i32]) -> i32 {
     use nix::sys::signal::{Signal, kill, killpg};
     use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
     use nix::unistd::{Pid, getpgrp, tcsetpgrp};
     let Some(&first) = roots.first() else {
-        return Ok(());
+        return 0;
     };
     let job = nix::unistd::getpgid(Some(Pid::from_raw(first))).unwrap_or(Pid::from_raw(first));
     let tty = std::io::stdin();
@@ -463,10 +464,7 @@ fn wait_foreground(roots: &[i32]) -> Result<()> {
     }
     let _ = tcsetpgrp(&tty, getpgrp());
     let _ = crate::sys::default_signal(libc::SIGTTOU);
-    if status != 0 {
-        std::process::exit(status);
-    }
-    Ok(())
+    status
 }
 
 /// What a restore child tells the tracer when it is ready.

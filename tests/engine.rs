@@ -904,3 +904,52 @@ fn protections_data_and_locks_of_memory_survive() {
     let s = Scratch::new();
     simple_round_trip(&s, &build("protections.c"), &[ctl(&s)]);
 }
+
+/// Mutexes and condition variables in use (threads blocked in futex waits at the
+/// checkpoint) go on working: handoffs stay in order, a blocked lock is granted.
+#[test]
+fn futex_waits_in_progress_go_on() {
+    let _s = serial();
+    let s = Scratch::new();
+    simple_round_trip(&s, &build("condvar.c"), &[ctl(&s)]);
+}
+
+/// A process of another user comes back with its own credentials, not root's: real,
+/// effective and saved IDs, groups, no capabilities.
+#[test]
+fn another_users_process_keeps_its_credentials() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let _s = serial();
+    let s = Scratch::new();
+    // the workload (uid 65534) must reach its control directory
+    let mut dir = s.path().to_path_buf();
+    while dir.starts_with(env!("CARGO_TARGET_TMPDIR")) {
+        let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(0o755));
+        dir.pop();
+    }
+    let log = s.join("out.log");
+    let file = fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+    let child = std::process::Command::new(build("creds.c"))
+        .arg(ctl(&s))
+        .uid(65534)
+        .gid(65534)
+        .groups(&[65534])
+        .stdin(std::process::Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let _guard = KillOnDrop::new(pid, s.path());
+    let ready = wait_for_line(&log, "READY", TIMEOUT);
+    assert!(ready.contains("uid=65534"), "{ready}");
+    let sf = checkpoint(&s, "ckpt", pid, &[]);
+    restart(&sf, pid);
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap().to_string();
+    assert!(uid.split_whitespace().skip(1).all(|u| u == "65534"), "{uid}");
+    s.go();
+    let pass = wait_for_line(&log, "PASS", TIMEOUT);
+    assert!(pass.contains("uid 65534"), "{pass}");
+}

@@ -1,0 +1,130 @@
+/* bench_shared CTL [MIB [N]]: N processes (default 8) sharing MIB MiB (default 512) of
+ * MAP_SHARED|MAP_ANONYMOUS memory. The parent makes itself a process group leader, maps
+ * MIB MiB plus one page of answer slots, fills the MIB MiB with a pseudo-random pattern,
+ * then forks N-1 children that idle in a sleep loop. On each SIGUSR1 the parent checks
+ * every child is still its child, signals each; child i verifies its 1/N slice of the
+ * pattern, writes its PID into slot i of the shared page and answers on a shared pipe.
+ * The parent verifies slice 0 and that each slot holds that child's PID (the memory is
+ * still shared, not a private copy per process), then prints "PASS check=K pid=P ...". */
+#include "wl.h"
+#include <sys/mman.h>
+#include <sys/wait.h>
+
+#define SEED 0x2545f4914f6cdd1dULL
+
+static volatile sig_atomic_t usr1;
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	usr1 = 1;
+}
+
+struct answer {
+	int index;
+	int pid;
+	int ok;
+	unsigned check;
+};
+
+/* Word i of the pattern (a function of i alone, so any slice can be checked). */
+static uint64_t word(uint64_t i)
+{
+	uint64_t x = (i + 1) * SEED;
+	x ^= x >> 31;
+	x *= 0x9e3779b97f4a7c15ULL;
+	x ^= x >> 29;
+	return x;
+}
+
+static int slice_ok(const uint64_t *m, size_t words, int index, int n)
+{
+	size_t per = words / (size_t)n, from = per * (size_t)index;
+	size_t to = index == n - 1 ? words : from + per;
+	for (size_t i = from; i < to; i++)
+		if (m[i] != word(i))
+			return 0;
+	return 1;
+}
+
+int main(int argc, char **argv)
+{
+	wl_init(argc, argv, 1, "CTL [MIB [N]]");
+	unsigned long mib = argc > 2 ? strtoul(argv[2], NULL, 10) : 512;
+	int n = argc > 3 ? atoi(argv[3]) : 8;
+	if (n < 1 || n > 500)
+		wl_fail("bad N %d", n);
+	if (setpgid(0, 0) != 0)
+		wl_fail("setpgid: %s", strerror(errno));
+	size_t bytes = mib << 20, words = bytes / 8;
+	uint64_t *m = mmap(NULL, bytes + 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+			   -1, 0);
+	if (m == MAP_FAILED)
+		wl_fail("mmap %lu MiB: %s", mib, strerror(errno));
+	for (size_t i = 0; i < words; i++)
+		m[i] = word(i);
+	volatile int *slots = (volatile int *)((char *)m + bytes);
+
+	struct sigaction sa = { .sa_handler = on_usr1 };
+	sigaction(SIGUSR1, &sa, NULL);
+	int p[2];
+	if (pipe(p) != 0)
+		wl_fail("pipe: %s", strerror(errno));
+	pid_t *kids = calloc((size_t)n, sizeof *kids);
+	for (int i = 1; i < n; i++) {
+		pid_t pid = fork();
+		if (pid < 0)
+			wl_fail("fork: %s", strerror(errno));
+		if (pid == 0) {
+			close(p[0]);
+			unsigned checks = 0;
+			for (;;) {
+				wl_sleep_ms(50);
+				if (!usr1)
+					continue;
+				usr1 = 0;
+				checks++;
+				struct answer a = { i, (int)getpid(), slice_ok(m, words, i, n), checks };
+				slots[i] = (int)getpid();
+				if (write(p[1], &a, sizeof a) != sizeof a)
+					_exit(3);
+			}
+		}
+		kids[i] = pid;
+	}
+	close(p[1]);
+	wl_ready("mib=%lu procs=%d", mib, n);
+
+	unsigned checks = 0;
+	for (;;) {
+		wl_sleep_ms(20);
+		if (!usr1)
+			continue;
+		usr1 = 0;
+		checks++;
+		for (int i = 1; i < n; i++) {
+			int st;
+			slots[i] = 0;
+			if (waitpid(kids[i], &st, WNOHANG) != 0)
+				wl_fail("check=%u pid=%d child %d (%d) is gone", checks, (int)getpid(),
+					i, (int)kids[i]);
+			kill(kids[i], SIGUSR1);
+		}
+		if (!slice_ok(m, words, 0, n))
+			wl_fail("check=%u pid=%d slice 0 differs", checks, (int)getpid());
+		for (int got = 1; got < n; got++) {
+			struct answer a;
+			ssize_t r = read(p[0], &a, sizeof a);
+			if (r != sizeof a)
+				wl_fail("check=%u pid=%d pipe read %zd", checks, (int)getpid(), r);
+			if (a.index < 1 || a.index >= n || a.pid != kids[a.index] || !a.ok)
+				wl_fail("check=%u pid=%d child %d (%d) found its slice wrong", checks,
+					(int)getpid(), a.index, a.pid);
+		}
+		for (int i = 1; i < n; i++)
+			if (slots[i] != kids[i])
+				wl_fail("check=%u pid=%d slot %d holds %d, not %d: memory not shared",
+					checks, (int)getpid(), i, slots[i], (int)kids[i]);
+		printf("PASS check=%u pid=%d mib=%lu procs=%d\n", checks, (int)getpid(), mib, n);
+	}
+}

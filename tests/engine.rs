@@ -929,12 +929,15 @@ fn another_users_process_keeps_its_credentials() {
         dir.pop();
     }
     let log = s.join("out.log");
-    let file = fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .unwrap();
     let child = std::process::Command::new(build("creds.c"))
         .arg(ctl(&s))
         .uid(65534)
         .gid(65534)
-        .groups(&[65534])
         .stdin(std::process::Stdio::null())
         .stdout(file.try_clone().unwrap())
         .stderr(file)
@@ -947,8 +950,15 @@ fn another_users_process_keeps_its_credentials() {
     let sf = checkpoint(&s, "ckpt", pid, &[]);
     restart(&sf, pid);
     let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap().to_string();
-    assert!(uid.split_whitespace().skip(1).all(|u| u == "65534"), "{uid}");
+    let uid = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .unwrap()
+        .to_string();
+    assert!(
+        uid.split_whitespace().skip(1).all(|u| u == "65534"),
+        "{uid}"
+    );
     s.go();
     let pass = wait_for_line(&log, "PASS", TIMEOUT);
     assert!(pass.contains("uid 65534"), "{pass}");

@@ -80,9 +80,20 @@ pub fn dump(pid: i32) -> Result<ProcessRecord> {
             .map(|p| p.to_string_lossy().into_owned())
             .ctx(format!("{who}: {name}"))
     };
+    // prlimit on another user's process needs CAP_SYS_RESOURCE, which root may lack;
+    // /proc/PID/limits says the same to anyone who may trace the process
+    let from_proc = std::fs::read_to_string(format!("/proc/{pid}/limits"))
+        .ok()
+        .map(|text| parse_limits(&text));
     let mut rlimits = Vec::new();
-    for r in RLIMITS {
-        let (soft, hard) = crate::sys::prlimit(pid, r, None).ctx(format!("{who}: rlimit"))?;
+    for (i, r) in RLIMITS.into_iter().enumerate() {
+        let (soft, hard) = match crate::sys::prlimit(pid, r, None) {
+            Ok(l) => l,
+            Err(e) => *from_proc
+                .as_ref()
+                .and_then(|l| l.get(i))
+                .ok_or_else(|| Error::errno(format!("{who}: resource limits"), e))?,
+        };
         rlimits.push((r, soft, hard));
     }
     let personality = std::fs::read_to_string(format!("/proc/{pid}/personality"))
@@ -122,6 +133,25 @@ pub fn dump(pid: i32) -> Result<ProcessRecord> {
         sched_priority: policy.1,
         dumpable: true,
     })
+}
+
+/// /proc/PID/limits: (soft, hard) of each resource, in RLIMIT_* order.
+fn parse_limits(text: &str) -> Vec<(u64, u64)> {
+    let value = |s: &str| {
+        if s == "unlimited" {
+            Some(u64::MAX)
+        } else {
+            s.parse().ok()
+        }
+    };
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let soft = value(l.get(26..47)?.trim())?;
+            let hard = value(l.get(47..68)?.trim())?;
+            Some((soft, hard))
+        })
+        .collect()
 }
 
 fn nix_sched_policy(pid: i32) -> (i32, i32) {
@@ -259,4 +289,22 @@ pub fn restore_credentials(
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_from_proc() {
+        let text = "Limit                     Soft Limit           Hard Limit           Units     \n\
+Max cpu time              unlimited            unlimited            seconds   \n\
+Max file size             unlimited            unlimited            bytes     \n\
+Max data size             unlimited            unlimited            bytes     \n\
+Max stack size            8388608              unlimited            bytes     \n";
+        let l = parse_limits(text);
+        assert_eq!(l.len(), 4);
+        assert_eq!(l[0], (u64::MAX, u64::MAX));
+        assert_eq!(l[3], (8388608, u64::MAX));
+    }
 }

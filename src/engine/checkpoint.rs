@@ -286,7 +286,7 @@ pub fn checkpoint(options: &CheckpointOptions) -> Result<PathBuf> {
         .map_err(in_statefile)?;
         dumped.push(d);
     }
-    timer.lap("dump processes");
+    timer.lap("dump processes (page data written and fsync'd)");
     let mut table = {
         let mut procs: Vec<shared::ProcessFds<'_>> = dumped
             .iter_mut()
@@ -331,6 +331,7 @@ pub fn checkpoint(options: &CheckpointOptions) -> Result<PathBuf> {
     }
     // SysV shared memory segments the processes attach, saved once each (engine/shm.rs)
     shm::dump_segments(&pids, &mut writer).ctx(options.statefile.display())?;
+    timer.lap("shared objects (pipes, shared memory, SysV shm)");
 
     // 4. commit: durable before anything happens to the originals
     let manifest = Manifest {

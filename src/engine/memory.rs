@@ -247,12 +247,20 @@ pub fn dump_pages(pid: i32, vmas: &[Vma], sink: &mut FileSink) -> Result<u64> {
     let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(1);
     let (empty_tx, empty_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
     for _ in 0..2 {
-        let _ = empty_tx.send(vec![0u8; BATCH]);
+        // no bigger than the data: a large zeroed allocation costs a memset per process
+        let _ = empty_tx.send(vec![0u8; BATCH.min(total as usize).max(PAGE as usize)]);
     }
     std::thread::scope(|scope| -> Result<u64> {
         let writer = scope.spawn(move || -> Result<()> {
+            let mut unflushed = 0usize;
             for (buf, n) in full_rx {
                 sink.write_all(&buf[..n]).ctx(sink.rel.clone())?;
+                // start writeback as we go, so that the final fsync has little left
+                unflushed += n;
+                if unflushed >= 64 << 20 {
+                    crate::sys::start_writeback(sink.file());
+                    unflushed = 0;
+                }
                 // the reader may have stopped: a buffer nobody takes back is fine
                 let _ = empty_tx.send(buf);
             }
@@ -267,9 +275,10 @@ pub fn dump_pages(pid: i32, vmas: &[Vma], sink: &mut FileSink) -> Result<u64> {
                 }; // the writer failed
                 let mut filled = 0usize;
                 let mut remote: Vec<RemoteIoVec> = Vec::new();
-                while next < runs.len() && filled < BATCH && remote.len() < 1000 {
+                let cap = buf.len();
+                while next < runs.len() && filled < cap && remote.len() < 1000 {
                     let (addr, len, readable) = runs[next];
-                    let take = (len - offset).min(BATCH - filled);
+                    let take = (len - offset).min(cap - filled);
                     let at = addr + offset as u64;
                     if readable {
                         remote.push(RemoteIoVec {

@@ -17,7 +17,6 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
-use std::path::Path;
 use std::time::Instant;
 
 use super::checkpoint::{CoreRecord, core_path, mm_path, pages_path};
@@ -173,7 +172,7 @@ pub fn restart(options: &RestartOptions, deferred: crate::sys::DeferTermination)
             base,
             &trees[s].zombies,
             options.interactive,
-            &|pid| !Path::new(&format!("/proc/{pid}")).exists(),
+            &|pid| pid_taken(pid).is_none(),
         );
     }
     // SysV shared memory segments with their shmids, before any process (engine/shm.rs)
@@ -381,8 +380,14 @@ pub fn restart(options: &RestartOptions, deferred: crate::sys::DeferTermination)
 /// Whether a PID is in use: `Some(true)` by a zombie about to be reaped, `Some(false)`
 /// by anything else, `None` when it is free.
 fn pid_taken(pid: i32) -> Option<bool> {
-    let stat = procfs::read_stat(pid).ok()?;
-    Some(stat.state() == 'Z' || stat.state() == 'X')
+    if let Ok(stat) = procfs::read_stat(pid) {
+        return Some(stat.state() == 'Z' || stat.state() == 'X');
+    }
+    // a PID that no process has can still be held as the ID of a live process group
+    match nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), None) {
+        Err(nix::errno::Errno::ESRCH) => None,
+        _ => Some(false),
+    }
 }
 
 fn read_line(r: &mut BufReader<std::fs::File>) -> String {

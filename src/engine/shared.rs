@@ -259,7 +259,8 @@ pub fn collect_memory(
             let runs = data_runs(&file, size);
             let rel = format!("shared/mem-{ino}");
             let mut sink = writer.create_file(&rel)?;
-            let mut buf = vec![0u8; 8 << 20];
+            let biggest = runs.iter().map(|r| r.1).max().unwrap_or(0);
+            let mut buf = vec![0u8; (8 << 20).min(biggest as usize)];
             for &(off, len) in &runs {
                 let mut done = 0;
                 while done < len {
@@ -373,7 +374,8 @@ pub fn open_all(table: &SharedTable, sf: &Statefile, tty: Option<&str>) -> Resul
         let file = std::fs::File::from(fd);
         file.set_len(m.size).ctx(&who)?;
         let mut data = std::fs::File::open(sf.file(&m.data)).ctx(&who)?;
-        let mut buf = vec![0u8; 8 << 20];
+        let biggest = m.runs.iter().map(|r| r.1).max().unwrap_or(0);
+        let mut buf = vec![0u8; (8 << 20).min(biggest as usize)];
         for &(off, len) in &m.runs {
             let mut done = 0;
             while done < len {

@@ -98,7 +98,12 @@ pub(crate) fn valid_rel(rel: &str) -> bool {
 pub fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
     let mut file = File::open(path)?;
     let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-    let mut buf = vec![0u8; HASH_CHUNK];
+    // no bigger than the file: a large zeroed allocation costs a memset per file
+    let len = file
+        .metadata()
+        .map(|m| m.len() as usize)
+        .unwrap_or(HASH_CHUNK);
+    let mut buf = vec![0u8; HASH_CHUNK.min(len + 1).max(4096)];
     let mut size = 0u64;
     loop {
         let n = match file.read(&mut buf) {

@@ -414,3 +414,10 @@ impl Drop for DeferTermination {
         );
     }
 }
+
+/// Starts writeback of a file's dirty pages without waiting (sync_file_range WRITE).
+pub fn start_writeback(file: &std::fs::File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: integer arguments on a descriptor the caller holds open.
+    unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+}

@@ -24,9 +24,26 @@ const NSIG: i32 = 64;
 /// Reads dispositions and timers through injection (`scratch`: 4 KiB the process owns).
 pub fn dump(pid: i32, inj: &Injector, scratch: u64) -> Result<SignalsRecord> {
     let mut rec = SignalsRecord::default();
-    // one call per signal into its own slot, then a single read
+    // Only the process can tell a handler's address and flags, one injected call each:
+    // asked for the signals it catches (SigCgt) and for SIGCHLD (whose flags matter even
+    // at SIG_DFL). The others are at SIG_DFL, or SIG_IGN (SigIgn), with nothing else to
+    // keep; their slots are filled in below. One call per signal into its own slot, then
+    // a single read.
+    let status = super::procfs::read_status(pid)?;
+    let mask = |key: &str| {
+        super::procfs::status_field(&status, key)
+            .and_then(|v| u64::from_str_radix(v, 16).ok())
+            .unwrap_or(u64::MAX)
+    };
+    let (caught, ignored) = (mask("SigCgt"), mask("SigIgn"));
+    let bit = |sig: i32| 1u64 << (sig - 1);
+    let mut zeroes = Vec::new();
     for sig in 1..=NSIG {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        if caught & bit(sig) == 0 && sig != libc::SIGCHLD {
+            zeroes.push(sig);
             continue;
         }
         inj.check(
@@ -45,7 +62,14 @@ pub fn dump(pid: i32, inj: &Injector, scratch: u64) -> Result<SignalsRecord> {
             [which as u64, scratch + 2048 + i as u64 * 32, 0, 0, 0, 0],
         )?;
     }
-    let raw = ptrace::read_mem(pid, scratch, 2048 + 96)?;
+    let mut raw = ptrace::read_mem(pid, scratch, 2048 + 96)?;
+    for sig in zeroes {
+        let o = (sig as usize - 1) * 32;
+        raw[o..o + 32].fill(0);
+        if ignored & bit(sig) != 0 {
+            raw[o..o + 8].copy_from_slice(&(libc::SIG_IGN as u64).to_ne_bytes());
+        }
+    }
     let word = |o: usize| u64::from_ne_bytes(raw[o..o + 8].try_into().unwrap());
     for sig in 1..=NSIG {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {

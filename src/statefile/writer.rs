@@ -334,7 +334,9 @@ impl StatefileWriter {
             ));
         }
         sink.file.flush().map_err(|e| sink.error(e))?;
-        sink.file.sync_all().map_err(|e| sink.error(e))?;
+        // fsync'd together at commit: one journal commit then covers most of them (ext4),
+        // where a file-by-file fsync costs one each; writeback starts now
+        crate::sys::start_writeback(&sink.file);
         let entry = FileEntry {
             path: sink.rel.clone(),
             size: sink.size,
@@ -355,6 +357,14 @@ impl StatefileWriter {
             ));
         }
         manifest.files = self.files.values().cloned().collect();
+
+        // Every file durable before MANIFEST is written.
+        for rel in self.files.keys() {
+            let path = self.staging.join(rel);
+            File::open(&path)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| self.error(e, Some(rel)))?;
+        }
 
         // MANIFEST last: until it is durable, the directory is not a statefile.
         let text = serde_json::to_vec_pretty(&manifest).expect("the manifest serializes");

@@ -468,12 +468,6 @@ pub fn restore(
             vdso_now.push(m);
             continue;
         }
-        if std::env::var_os("CPR_DEBUG").is_some() {
-            eprintln!(
-                "munmap {:#x}-{:#x} {} (scratch {:#x})",
-                m.start, m.end, m.path, scratch.base
-            );
-        }
         inj.check(
             "munmap",
             libc::SYS_munmap,

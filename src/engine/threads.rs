@@ -212,8 +212,7 @@ mod tests {
 
     #[test]
     fn interrupted_calls_are_reissued() {
-        // SAFETY-free: user_regs_struct is plain data
-        let mut r: ptrace::Regs = unsafe_free_zero();
+        let mut r: ptrace::Regs = zero_regs();
         r.orig_rax = libc::SYS_read as u64;
         r.rax = (-ERESTARTSYS) as u64;
         r.rip = 0x1002;
@@ -238,7 +237,7 @@ mod tests {
         assert_eq!(unhex(&h), vec![0, 255, 16]);
     }
 
-    fn unsafe_free_zero() -> ptrace::Regs {
+    fn zero_regs() -> ptrace::Regs {
         ptrace::regs_from_array(&[0u64; 27])
     }
 }

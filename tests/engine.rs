@@ -963,3 +963,21 @@ fn another_users_process_keeps_its_credentials() {
     let pass = wait_for_line(&log, "PASS", TIMEOUT);
     assert!(pass.contains("uid 65534"), "{pass}");
 }
+
+/// A tree whose children are born and die all the time, checkpointed with :HID: the set
+/// is looked up again once frozen, children caught exiting come back as zombies, and the
+/// parent reaps every child with its own exit code after restart.
+#[test]
+fn tree_with_children_born_and_dying_mid_checkpoint() {
+    let _s = serial();
+    let s = Scratch::new();
+    let w = spawn(&s, &build("forkchurn.c"), &[ctl(&s)]);
+    wait_for_line(&w.log, "READY", TIMEOUT);
+    let sf = s.join("ckpt");
+    let out = cpr(&["-c", sf.to_str().unwrap(), "-p", &format!("{}:HID", w.pid)]);
+    assert_success(&out, "cpr -c -p PID:HID of a forking tree");
+    wait_pid_gone(w.pid, TIMEOUT);
+    restart(&sf, w.pid);
+    s.go();
+    expect_pass_and_exit(&w);
+}

@@ -53,23 +53,34 @@ struct Freezer {
     /// pid -> its thread IDs (main thread first), all seized and stopped.
     threads: BTreeMap<i32, Vec<i32>>,
     /// Threads whose registers injection changed: the registers to put back.
-    touched: Vec<(i32, Regs)>,
+    /// Threads whose registers or signal mask the dump changed: what to put back.
+    touched: Vec<(i32, Regs, u64)>,
     done: bool,
 }
 
 impl Freezer {
     /// Seizes and stops every thread of `pids` (added to those already frozen).
-    fn freeze(&mut self, pids: &[i32]) -> Result<()> {
+    /// `may_vanish`: processes found through a group, session or tree, which may end
+    /// before they are caught; those are left out and returned.
+    fn freeze(&mut self, pids: &[i32], may_vanish: &dyn Fn(i32) -> bool) -> Result<Vec<i32>> {
         let f = self;
         for &pid in pids {
             f.threads.insert(pid, Vec::new());
         }
+        let mut vanished = Vec::new();
         // seize until a pass finds no new thread: threads created meanwhile are caught
         loop {
             let mut new = 0;
             for (&pid, seized) in f.threads.iter_mut() {
+                if vanished.contains(&pid) {
+                    continue;
+                }
                 let tids = match procfs::thread_ids(pid) {
                     Ok(t) => t,
+                    Err(_) if may_vanish(pid) => {
+                        vanished.push(pid);
+                        continue;
+                    }
                     Err(_) => {
                         return Err(Error::with_detail(
                             format!("process {pid}"),
@@ -89,6 +100,11 @@ impl Freezer {
                         }
                         // a thread that ended between listing and seizing
                         Err(e) if e.kind == Kind::NoSuchProcess && tid != pid => continue,
+                        // a process that is ending (a zombie cannot be seized)
+                        Err(_) if tid == pid && may_vanish(pid) && !alive(pid) => {
+                            vanished.push(pid);
+                            break;
+                        }
                         Err(e) => return Err(e.context(format!("process {pid}"))),
                     }
                 }
@@ -102,13 +118,20 @@ impl Freezer {
                 break;
             }
         }
+        for pid in &vanished {
+            if let Some(tids) = f.threads.remove(pid) {
+                for tid in tids {
+                    let _ = ptrace::detach(tid, 0);
+                }
+            }
+        }
         // threads that ended while stopped are dropped from the lists
         for (&pid, tids) in f.threads.iter_mut() {
             tids.retain(|t| {
                 *t == pid || std::path::Path::new(&format!("/proc/{pid}/task/{t}")).exists()
             });
         }
-        Ok(())
+        Ok(vanished)
     }
 
     /// Lets every process run on: registers put back (calls they were in re-issued),
@@ -118,8 +141,9 @@ impl Freezer {
             return;
         }
         self.done = true;
-        for (tid, regs) in &self.touched {
+        for (tid, regs, mask) in &self.touched {
             let _ = ptrace::set_regs(*tid, &threads::resume_regs(regs));
+            let _ = ptrace::set_sigmask(*tid, *mask);
         }
         for tids in self.threads.values() {
             for &tid in tids {
@@ -154,6 +178,11 @@ impl Drop for Freezer {
     fn drop(&mut self) {
         self.release();
     }
+}
+
+/// Whether a process exists and is not a zombie.
+fn alive(pid: i32) -> bool {
+    procfs::read_stat(pid).is_ok_and(|s| s.state() != 'Z' && s.state() != 'X')
 }
 
 /// Finds a `syscall` instruction in the process's vDSO: injection goes through it, so
@@ -219,12 +248,25 @@ pub fn checkpoint(options: &CheckpointOptions) -> Result<PathBuf> {
         if live.is_empty() {
             break;
         }
-        frozen.freeze(&live)?;
+        let named: Vec<i32> = designators
+            .iter()
+            .filter(|d| d.id_type == target::IdType::Pid)
+            .map(|d| d.id as i32)
+            .collect();
+        for pid in frozen.freeze(&live, &|pid| !named.contains(&pid))? {
+            // it ended meanwhile: an unreaped child is kept as a zombie, else it is gone
+            if let Some(z) = pstree::zombie(pid) {
+                zombies.push(z);
+            }
+        }
         if designators.iter().all(|d| d.id_type == target::IdType::Pid) {
             break;
         }
         current = target::resolve(&designators, crate::ops::caller_uid())?;
     }
+    // a zombie seen before its parent was frozen may have been reaped since: only those
+    // still there (their parents now frozen) are the parents' to reap after restart
+    zombies.retain(|z| pstree::zombie(z.pid).is_some());
     let mut policies: BTreeMap<i32, ProcessPolicies> = BTreeMap::new();
     for &pid in frozen.threads.keys() {
         let ids = target::process_ids(pid)?;
@@ -369,8 +411,10 @@ pub fn checkpoint(options: &CheckpointOptions) -> Result<PathBuf> {
             .collect();
         for pid in cont {
             if let Some(tids) = frozen.threads.remove(&pid) {
-                for (tid, regs) in frozen.touched.iter().filter(|(t, _)| tids.contains(t)) {
+                for (tid, regs, mask) in frozen.touched.iter().filter(|(t, _, _)| tids.contains(t))
+                {
                     let _ = ptrace::set_regs(*tid, &threads::resume_regs(regs));
+                    let _ = ptrace::set_sigmask(*tid, *mask);
                 }
                 for tid in tids {
                     let _ = ptrace::detach(tid, 0);
@@ -401,18 +445,28 @@ fn dump_process(
     tids: &[i32],
     policies: &ProcessPolicies,
     writer: &mut StatefileWriter,
-    touched: &mut Vec<(i32, Regs)>,
+    touched: &mut Vec<(i32, Regs, u64)>,
 ) -> Result<(CoreRecord, MmRecord)> {
     let who = format!("process {pid}");
     let regs: Vec<Regs> = tids
         .iter()
         .map(|t| ptrace::get_regs(*t))
         .collect::<Result<_>>()?;
+    // Signals arriving while calls are injected stay pending (and are saved as pending)
+    // rather than being taken, mid-injection, by a thread: every mask fully blocked
+    // until release, which puts the masks back.
+    let masks: Vec<u64> = tids
+        .iter()
+        .map(|t| ptrace::get_sigmask(*t))
+        .collect::<Result<_>>()?;
+    for (i, &tid) in tids.iter().enumerate() {
+        touched.push((tid, regs[i], masks[i]));
+        ptrace::set_sigmask(tid, !0)?;
+    }
     // What only the process can tell, by calls injected through its vDSO's syscall
     // instruction, with a scratch page mapped for the purpose and removed after.
     let gate = Gate::SyscallInsn(syscall_gate(pid)?);
     let main = Injector::new(pid, gate)?;
-    touched.push((pid, regs[0]));
     let scratch = main.check(
         "mmap scratch",
         libc::SYS_mmap,
@@ -431,11 +485,24 @@ fn dump_process(
         let mut trecs = Vec::new();
         for (i, &tid) in tids.iter().enumerate() {
             let rec = if tid == pid {
-                threads::dump(tid, pid, &regs[i], &main, scratch + 2 * memory::PAGE)?
+                threads::dump(
+                    tid,
+                    pid,
+                    &regs[i],
+                    masks[i],
+                    &main,
+                    scratch + 2 * memory::PAGE,
+                )?
             } else {
                 let inj = Injector::new(tid, gate)?;
-                touched.push((tid, regs[i]));
-                threads::dump(tid, pid, &regs[i], &inj, scratch + 2 * memory::PAGE)?
+                threads::dump(
+                    tid,
+                    pid,
+                    &regs[i],
+                    masks[i],
+                    &inj,
+                    scratch + 2 * memory::PAGE,
+                )?
             };
             trecs.push(rec);
         }

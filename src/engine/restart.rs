@@ -126,6 +126,24 @@ pub fn restart(options: &RestartOptions, deferred: crate::sys::DeferTermination)
     // 2. FORK ORIGINAL needs the PIDs and TIDs free. A PID held only by a zombie that
     // its new parent (init, often) has yet to reap is waited for, briefly.
     let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    for (s, tree) in trees.iter().enumerate() {
+        // zombies come back with their PIDs too
+        for z in &tree.zombies {
+            while pid_taken(z.pid) == Some(true) && Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            if pid_taken(z.pid).is_some() {
+                return Err(Error::with_detail(
+                    statefiles[s].path.display().to_string(),
+                    Kind::ResourceBusy,
+                    format!(
+                        "PID {} (an unreaped child at the checkpoint) is in use",
+                        z.pid
+                    ),
+                ));
+            }
+        }
+    }
     for img in &images {
         if img.core.policies.fork == ForkAction::Original {
             for t in &img.core.threads {

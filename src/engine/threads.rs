@@ -45,6 +45,7 @@ pub fn dump(
     tid: i32,
     pid: i32,
     regs: &ptrace::Regs,
+    sigmask: u64,
     inj: &Injector,
     scratch: u64,
 ) -> Result<ThreadRecord> {
@@ -71,7 +72,7 @@ pub fn dump(
         comm,
         regs: ptrace::regs_to_array(regs).to_vec(),
         xstate: hex(&ptrace::get_xstate(tid)?),
-        sigmask: ptrace::get_sigmask(tid)?,
+        sigmask,
         pending: ptrace::peek_siginfo(tid, false)?
             .iter()
             .map(|s| hex(s))

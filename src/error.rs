@@ -55,30 +55,30 @@ impl Kind {
         }
     }
 
+    /// Every kind with a message of its own (all but `Os`).
+    const ALL: [Kind; 17] = [
+        Kind::PermissionDenied,
+        Kind::ResourceBusy,
+        Kind::CheckpointError,
+        Kind::FileExists,
+        Kind::InvalidArgument,
+        Kind::TooManySymlinks,
+        Kind::NoSuchFile,
+        Kind::NotADirectory,
+        Kind::NameTooLong,
+        Kind::NoSpace,
+        Kind::NotPermitted,
+        Kind::ReadOnlyFs,
+        Kind::NoSuchProcess,
+        Kind::TryAgain,
+        Kind::Deadlock,
+        Kind::NotEnoughSpace,
+        Kind::NotImplemented,
+    ];
+
     /// The kind whose message is `text` (errors sent as text between processes).
     pub fn from_message(text: &str) -> Option<Kind> {
-        use Kind::*;
-        [
-            PermissionDenied,
-            ResourceBusy,
-            CheckpointError,
-            FileExists,
-            InvalidArgument,
-            TooManySymlinks,
-            NoSuchFile,
-            NotADirectory,
-            NameTooLong,
-            NoSpace,
-            NotPermitted,
-            ReadOnlyFs,
-            NoSuchProcess,
-            TryAgain,
-            Deadlock,
-            NotEnoughSpace,
-            NotImplemented,
-        ]
-        .into_iter()
-        .find(|k| k.message() == text)
+        Kind::ALL.into_iter().find(|k| k.message() == text)
     }
 
     /// Maps an errno to the IRIX message of tables 2-2 and 2-3.
@@ -219,5 +219,8 @@ mod tests {
             Kind::from_errno(libc::ENOSPC).message(),
             "No space left on device"
         );
+        for k in Kind::ALL {
+            assert_eq!(Kind::from_message(&k.message()), Some(k));
+        }
     }
 }

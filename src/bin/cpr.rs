@@ -14,7 +14,6 @@ use cpr::cli::{CheckpointRequest, Cli, Request};
 use cpr::error::{Context, Error, Result};
 use cpr::ops::{self, CheckpointOptions, RestartOptions};
 use cpr::statefile::{self, Statefile, reader::Verify};
-use cpr::target;
 
 fn main() -> ExitCode {
     let mut job_status = 0;
@@ -50,11 +49,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// `-c`: checks the designators name live processes the caller may checkpoint, reads the
-/// attribute file, and hands over to the library. Quiet on success, as IRIX.
+/// `-c`: reads the attribute file and hands over to the library, which resolves the
+/// designators first. Quiet on success, as IRIX.
 fn checkpoint(request: CheckpointRequest) -> Result<()> {
-    let designators = target::parse_idlist(&request.idlist)?;
-    target::resolve(&designators, ops::caller_uid())?;
     let attributes = match &request.attributes {
         Some(path) => load_attributes(path)?,
         None => AttrFile::load_default()?,

@@ -100,7 +100,8 @@ pub fn dump(pid: i32) -> Result<ProcessRecord> {
         .ok()
         .and_then(|s| u64::from_str_radix(s.trim(), 16).ok())
         .unwrap_or(0);
-    let policy = nix_sched_policy(pid);
+    // stat field 41 = scheduling policy, 40 = real-time priority
+    let policy = (stat.field(41) as i32, stat.field(40) as i32);
     Ok(ProcessRecord {
         pid,
         ppid: stat.field(4) as i32,
@@ -152,13 +153,6 @@ fn parse_limits(text: &str) -> Vec<(u64, u64)> {
             Some((soft, hard))
         })
         .collect()
-}
-
-fn nix_sched_policy(pid: i32) -> (i32, i32) {
-    let s = procfs::read_stat(pid).ok();
-    // stat field 41 = policy, 40 = rt_priority
-    s.map(|s| (s.field(41) as i32, s.field(40) as i32))
-        .unwrap_or((0, 0))
 }
 
 /// In the restore child: what the process is, except credentials. Runs as root before

@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use cpr::engine::checkpoint::{CoreRecord, core_path};
-use cpr::engine::locks::{LockKind, LockType};
+use cpr::engine::objects::locks::{LockKind, LockType};
 use cpr::statefile::{Statefile, Verify};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};

@@ -175,7 +175,7 @@ impl Drop for World {
             let _ = shm::remove(id);
         }
         // whatever else holds one of our keys (a failed test's leftovers)
-        if let Ok(t) = cpr::engine::shm::read_table() {
+        if let Ok(t) = cpr::engine::objects::sysv_shm::read_table() {
             for s in t.iter().filter(|s| self.keys.contains(&(s.key as u32))) {
                 let _ = shm::remove(s.shmid);
             }
@@ -194,7 +194,7 @@ fn wait_gone(pid: i32) {
 }
 
 fn segment_gone(shmid: i32) -> bool {
-    !cpr::engine::shm::read_table()
+    !cpr::engine::objects::sysv_shm::read_table()
         .unwrap()
         .iter()
         .any(|s| s.shmid == shmid)
@@ -217,7 +217,7 @@ fn restart(sf: &Path) -> Output {
     cpr(&["-r", sf.to_str().unwrap()])
 }
 
-fn index(sf: &Path) -> cpr::engine::shm::ShmIndex {
+fn index(sf: &Path) -> cpr::engine::objects::sysv_shm::ShmIndex {
     let text = std::fs::read_to_string(sf.join("shared/shm.json")).expect("shared/shm.json");
     serde_json::from_str(&text).expect("shm.json")
 }
@@ -323,7 +323,7 @@ fn restart_fails_with_resource_busy_when_the_shmid_or_the_key_is_taken() {
     // another segment (another key) with the shmid
     let other_key = test_key(3);
     occupy(&mut w, shmid, other_key);
-    let before = cpr::engine::shm::read_table().unwrap();
+    let before = cpr::engine::objects::sysv_shm::read_table().unwrap();
     let out = restart(&sf);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
@@ -331,7 +331,7 @@ fn restart_fails_with_resource_busy_when_the_shmid_or_the_key_is_taken() {
     assert!(err.contains(&format!("shmid {shmid} is in use")), "{err}");
     assert!(!Path::new(&format!("/proc/{pid}")).exists(), "no process");
     assert_eq!(
-        cpr::engine::shm::read_table().unwrap(),
+        cpr::engine::objects::sysv_shm::read_table().unwrap(),
         before,
         "nothing made"
     );
@@ -342,7 +342,7 @@ fn restart_fails_with_resource_busy_when_the_shmid_or_the_key_is_taken() {
         shm::shmget(key as i32, 4096, libc::IPC_CREAT | libc::IPC_EXCL | 0o600).expect("shmget");
     w.shmids.push(taken);
     assert_ne!(taken, shmid);
-    let before = cpr::engine::shm::read_table().unwrap();
+    let before = cpr::engine::objects::sysv_shm::read_table().unwrap();
     let out = restart(&sf);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
@@ -350,7 +350,7 @@ fn restart_fails_with_resource_busy_when_the_shmid_or_the_key_is_taken() {
     assert!(err.contains(&format!("key {key:#010x} is in use")), "{err}");
     assert!(!Path::new(&format!("/proc/{pid}")).exists(), "no process");
     assert_eq!(
-        cpr::engine::shm::read_table().unwrap(),
+        cpr::engine::objects::sysv_shm::read_table().unwrap(),
         before,
         "nothing made"
     );

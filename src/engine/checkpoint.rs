@@ -13,9 +13,10 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::memory::{self, MmRecord};
+use super::objects::memory::{self, MmRecord};
 use super::ptrace::{self, Gate, Injector, Regs};
-use super::{files, locks, process, procfs, pstree, shared, shm, signals, threads};
+use super::objects::{files, locks, process, pstree, shared, signals, sysv_shm as shm, threads};
+use super::procfs;
 use crate::attrfile::{AttrFile, ProcessPolicies, WillAction};
 use crate::error::{Context, Error, Kind, Result};
 use crate::ops::CheckpointOptions;
@@ -34,7 +35,7 @@ pub struct CoreRecord {
     #[serde(default)]
     pub locks: Vec<locks::LockRecord>,
     #[serde(default)]
-    pub posix_timers: Vec<super::eventfds::PosixTimer>,
+    pub posix_timers: Vec<super::objects::events::PosixTimer>,
 }
 
 pub fn core_path(pid: i32) -> String {
@@ -316,7 +317,7 @@ pub fn checkpoint(options: &CheckpointOptions) -> Result<PathBuf> {
             &mut frozen.touched,
         )
         .and_then(|(core, mut mm)| {
-            mm.components = super::components::dump(
+            mm.components = super::objects::mapped_files::dump(
                 pid,
                 &mm.vmas,
                 options.upgrade,
@@ -508,7 +509,7 @@ fn dump_process(
         }
         Ok((sig, brk, trecs))
     })();
-    let posix_timers = super::eventfds::dump_posix_timers(pid, &main, scratch);
+    let posix_timers = super::objects::events::dump_posix_timers(pid, &main, scratch);
     main.check(
         "munmap scratch",
         libc::SYS_munmap,

@@ -2,21 +2,11 @@
 //! and its restore; `ptrace/` is the backend.
 
 pub mod checkpoint;
-pub mod components;
 pub mod cooperate;
-pub mod eventfds;
-pub mod files;
-pub mod locks;
-pub mod memory;
-pub mod process;
+pub mod objects;
 pub mod procfs;
-pub mod pstree;
 pub mod ptrace;
 pub mod restart;
-pub mod shared;
-pub mod shm;
-pub mod signals;
-pub mod threads;
 
 use std::path::PathBuf;
 

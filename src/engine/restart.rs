@@ -20,11 +20,12 @@ use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
 use std::time::Instant;
 
 use super::checkpoint::{CoreRecord, core_path, mm_path, pages_path};
-use super::memory::{self, Backing, MmRecord, Scratch};
-use super::pstree::{self, Role, SessionOp};
+use super::objects::memory::{self, Backing, MmRecord, Scratch};
+use super::objects::pstree::{self, Role, SessionOp};
 use super::ptrace::{self, Gate, Injector, SYSCALL_INT3};
-use super::shared::{self, OpenedShared, SharedTable};
-use super::{files, locks, process, procfs, shm, signals, threads};
+use super::objects::shared::{self, OpenedShared, SharedTable};
+use super::objects::{files, locks, process, signals, sysv_shm as shm, threads};
+use super::procfs;
 use crate::attrfile::ForkAction;
 use crate::error::{Context, Error, Kind, Result};
 use crate::ops::RestartOptions;
@@ -743,7 +744,7 @@ fn child_restore(
     let mut file_fds = Vec::new();
     for m in memory::mapped_files(&img.mm.vmas) {
         // a program or library that changed since the checkpoint: its saved copy (-u)
-        let real = super::components::resolve(&img.mm.components, &m.path, sf)?;
+        let real = super::objects::mapped_files::resolve(&img.mm.components, &m.path, sf)?;
         let f = std::fs::OpenOptions::new()
             .read(true)
             .write(m.writable)
@@ -904,7 +905,7 @@ fn finish_in_tracer(
         signals_rec.shared_pending.insert(0, threads::hex(&info));
     }
     signals::restore_pending_and_timers(&signals_rec, &main, child, scratch.data())?;
-    super::eventfds::restore_posix_timers(&img.core.posix_timers, &main, child, scratch.data())?;
+    super::objects::events::restore_posix_timers(&img.core.posix_timers, &main, child, scratch.data())?;
     // credentials last
     process::restore_credentials(&img.core.process, &main, child, scratch.data())?;
     // the scratch page goes; its own syscall instruction runs the munmap, stopping at the

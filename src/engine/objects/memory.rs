@@ -11,8 +11,8 @@ use nix::sys::uio::{RemoteIoVec, process_vm_readv};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
-use super::procfs::{self, MapsLine};
-use super::ptrace::Injector;
+use crate::engine::procfs::{self, MapsLine};
+use crate::engine::ptrace::Injector;
 use crate::error::{Context, Error, Kind, Result};
 use crate::statefile::FileSink;
 
@@ -91,7 +91,7 @@ pub struct MmRecord {
     pub pages_bytes: u64,
     /// The program and libraries as they were (and with -u, saved copies).
     #[serde(default)]
-    pub components: Vec<super::components::Component>,
+    pub components: Vec<super::mapped_files::Component>,
 }
 
 fn pagemap_entries(pid: i32, vma: &MapsLine, pagemap: &std::fs::File) -> Result<Vec<u64>> {
@@ -163,7 +163,7 @@ pub fn plan(pid: i32) -> Result<Vec<Vma>> {
             Backing::Anon
         } else if name.starts_with("/SYSV") && m.shared() {
             // System V shared memory (engine/shm.rs)
-            super::shm::plan_vma(pid, m, &vflags)?
+            super::sysv_shm::plan_vma(pid, m, &vflags)?
         } else if m.shared() && (name.starts_with("/memfd:") || name.starts_with("/dev/zero")) {
             Backing::SharedMem {
                 ino: m.inode,
@@ -496,7 +496,7 @@ pub fn restore(
             Backing::Vdso | Backing::Vsyscall => continue,
             Backing::SysvShm { shmid } => {
                 // attached by an injected shmat at the same address (engine/shm.rs)
-                super::shm::attach(inj, &who, v, *shmid)?;
+                super::sysv_shm::attach(inj, &who, v, *shmid)?;
                 continue;
             }
             Backing::Anon => {
@@ -709,7 +709,7 @@ fn read_pages(
             bytes.extend_from_slice(&a.to_ne_bytes());
             bytes.extend_from_slice(&l.to_ne_bytes());
         }
-        super::ptrace::write_mem(inj.tid, scratch.data(), &bytes)?;
+        crate::engine::ptrace::write_mem(inj.tid, scratch.data(), &bytes)?;
         let mut done = 0u64;
         while done < *batch_bytes {
             // preadv may return short: redo the rest with an adjusted vector
@@ -750,7 +750,7 @@ fn read_pages(
                     bytes.extend_from_slice(&a.to_ne_bytes());
                     bytes.extend_from_slice(&l.to_ne_bytes());
                 }
-                super::ptrace::write_mem(inj.tid, scratch.data(), &bytes)?;
+                crate::engine::ptrace::write_mem(inj.tid, scratch.data(), &bytes)?;
             }
         }
         iovs.clear();

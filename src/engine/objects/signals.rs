@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::ptrace::{self, Injector};
+use crate::engine::ptrace::{self, Injector};
 use super::threads::{hex, unhex};
 use crate::error::{Context, Result};
 use crate::sys::KernelSigaction;
@@ -29,9 +29,9 @@ pub fn dump(pid: i32, inj: &Injector, scratch: u64) -> Result<SignalsRecord> {
     // at SIG_DFL). The others are at SIG_DFL, or SIG_IGN (SigIgn), with nothing else to
     // keep; their slots are filled in below. One call per signal into its own slot, then
     // a single read.
-    let status = super::procfs::read_status(pid)?;
+    let status = crate::engine::procfs::read_status(pid)?;
     let mask = |key: &str| {
-        super::procfs::status_field(&status, key)
+        crate::engine::procfs::status_field(&status, key)
             .and_then(|v| u64::from_str_radix(v, 16).ok())
             .unwrap_or(u64::MAX)
     };

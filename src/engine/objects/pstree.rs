@@ -28,7 +28,7 @@ pub struct TreeRecord {
 
 /// Reads a zombie's IDs and exit status from /proc.
 pub fn zombie(pid: i32) -> Option<Zombie> {
-    let s = super::procfs::read_stat(pid).ok()?;
+    let s = crate::engine::procfs::read_stat(pid).ok()?;
     if s.state() != 'Z' {
         return None;
     }

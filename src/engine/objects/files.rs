@@ -28,7 +28,7 @@ pub enum FdKind {
         ino: u64,
     },
     /// eventfd, timerfd, signalfd, epoll, inotify: made by `eventfds::restore`.
-    Event(super::eventfds::EventFd),
+    Event(super::events::EventFd),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,7 +155,7 @@ pub fn dump(
             });
             continue;
         }
-        if let Some(ev) = super::eventfds::dump(pid, fd, &link, flags)? {
+        if let Some(ev) = super::events::dump(pid, fd, &link, flags)? {
             out.push(FdRecord {
                 fd,
                 kind: FdKind::Event(ev),
@@ -404,7 +404,7 @@ pub fn restore(
         dup_to(*high, *target)?;
     }
     // event objects (epoll needs its targets in place), with the dups of them
-    super::eventfds::restore(records)?;
+    super::events::restore(records)?;
     for r in records {
         if let FdKind::Dup { of } = r.kind {
             dup_to(of, r.fd)?;

@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::files::{FdKind, FdRecord};
-use super::ptrace::{self, Injector};
+use crate::engine::ptrace::{self, Injector};
 use crate::error::{Context, Error, Kind, Result};
 
 /// How often, and how far apart, restore tries a lock another process holds.

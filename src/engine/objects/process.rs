@@ -5,8 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::procfs;
-use super::ptrace::{self, Injector};
+use crate::engine::procfs;
+use crate::engine::ptrace::{self, Injector};
 use crate::attrfile::DirAction;
 use crate::error::{Context, Error, Kind, Result};
 use crate::sys::Caps;

@@ -18,7 +18,7 @@ use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd};
 use serde::{Deserialize, Serialize};
 
 use super::files::{FdKind, FdRecord};
-use super::ptrace::{self, Injector};
+use crate::engine::ptrace::{self, Injector};
 use crate::error::{Context, Error, Kind, Result};
 use crate::sys::evfd;
 

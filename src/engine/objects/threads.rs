@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::ptrace::{self, Injector, RseqConfig};
+use crate::engine::ptrace::{self, Injector, RseqConfig};
 use crate::error::Result;
 
 /// `proc/<pid>/threads.json` holds one of these per thread, main thread first.

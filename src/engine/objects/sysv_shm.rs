@@ -12,8 +12,8 @@ use std::os::unix::fs::FileExt;
 use serde::{Deserialize, Serialize};
 
 use super::memory::{Backing, PAGE, Vma};
-use super::procfs::{self, MapsLine};
-use super::ptrace::Injector;
+use crate::engine::procfs::{self, MapsLine};
+use crate::engine::ptrace::Injector;
 use crate::error::{Context, Error, Kind, Result};
 use crate::statefile::{Statefile, StatefileWriter};
 use crate::sys::shm as sys;

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod engine;
 pub mod error;
 pub mod ops;
+pub mod proc;
 pub mod statefile;
 pub mod sys;
 pub mod target;

@@ -19,15 +19,12 @@
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::io::Read;
-use std::os::fd::OwnedFd;
 
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
-use nix::sys::stat::Mode;
 use nix::unistd::Pid;
 
 use crate::error::{Error, Kind, Result};
+use crate::proc::{ProcDir, Stat};
 
 /// The kind of ID a designator or an attribute-file block names (guide, table 1-1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -77,9 +74,6 @@ pub struct TargetSet {
 
 /// Pids are below the kernel's `PID_MAX_LIMIT` (4 Mi on 64-bit), whatever `pid_max` says.
 pub const PID_LIMIT: u64 = 1 << 22;
-
-/// `PF_KTHREAD` in the flags field of `/proc/PID/stat`.
-const PF_KTHREAD: u32 = 0x0020_0000;
 
 const VALID_TYPES: &str = "PID, GID, SID, HID, SGP, ASH, JID";
 
@@ -238,252 +232,8 @@ fn parse_id(text: &str) -> Option<u64> {
     u64::from_str_radix(digits, radix).ok()
 }
 
-/// The fields of `/proc/PID/stat` cpr uses.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProcStat {
-    pub pid: i32,
-    /// The command name, as the kernel shows it between the parentheses.
-    pub comm: String,
-    /// `R`, `S`, `D`, `T`, `t`, `Z`, `X`, ...
-    pub state: char,
-    pub ppid: i32,
-    pub pgrp: i32,
-    pub session: i32,
-    /// The kernel's `PF_*` flags.
-    pub flags: u32,
-    /// The address-space layout: startcode, endcode, startstack, start_data, end_data,
-    /// start_brk, arg_start, arg_end, env_start, env_end (fields 26-28 and 45-50). All
-    /// zero for zombies and kernel threads, and for processes the reader may not inspect.
-    pub mm_layout: [u64; 10],
-}
-
-impl ProcStat {
-    pub fn is_kernel_thread(&self) -> bool {
-        self.flags & PF_KTHREAD != 0
-    }
-
-    /// A zombie or dead process: it has no address space any more.
-    pub fn is_dead(&self) -> bool {
-        matches!(self.state, 'Z' | 'X' | 'x')
-    }
-}
-
-/// Parses a `/proc/PID/stat` line. The command name may hold spaces and parentheses: it
-/// runs from the first `(` to the last `)`.
-pub fn parse_stat(text: &str) -> Result<ProcStat> {
-    let bad = |what: &str| {
-        Error::with_detail(
-            "",
-            Kind::InvalidArgument,
-            format!("malformed stat line ({what})"),
-        )
-    };
-    let text = text.trim_end_matches('\n');
-    let open = text.find('(').ok_or_else(|| bad("no '('"))?;
-    let close = text.rfind(')').ok_or_else(|| bad("no ')'"))?;
-    if close < open {
-        return Err(bad("')' before '('"));
-    }
-    let pid = text[..open].trim().parse().map_err(|_| bad("bad pid"))?;
-    let comm = text[open + 1..close].to_string();
-    // Field n of proc(5) (1-based) is rest[n - 3].
-    let rest: Vec<&str> = text[close + 1..].split_ascii_whitespace().collect();
-    if rest.len() < 26 {
-        return Err(bad("too few fields"));
-    }
-    let field = |n: usize| -> Result<i64> {
-        rest[n - 3]
-            .parse::<i64>()
-            .map_err(|_| bad(&format!("field {n} is not a number")))
-    };
-    let ufield = |n: usize| -> Result<u64> {
-        match rest.get(n - 3) {
-            None => Ok(0),
-            Some(s) => s
-                .parse::<u64>()
-                .map_err(|_| bad(&format!("field {n} is not a number"))),
-        }
-    };
-    let mut state_chars = rest[0].chars();
-    let state = match (state_chars.next(), state_chars.next()) {
-        (Some(c), None) => c,
-        _ => return Err(bad("bad state")),
-    };
-    let mut mm_layout = [0u64; 10];
-    for (slot, n) in mm_layout
-        .iter_mut()
-        .zip([26, 27, 28, 45, 46, 47, 48, 49, 50, 51])
-    {
-        *slot = ufield(n)?;
-    }
-    Ok(ProcStat {
-        pid,
-        comm,
-        state,
-        ppid: field(4)? as i32,
-        pgrp: field(5)? as i32,
-        session: field(6)? as i32,
-        flags: ufield(9)? as u32,
-        mm_layout,
-    })
-}
-
-/// The fields of `/proc/PID/status` cpr uses.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProcStatus {
-    pub tgid: i32,
-    /// Real, effective, saved, filesystem.
-    pub uids: [u32; 4],
-    pub gids: [u32; 4],
-}
-
-/// Parses `/proc/PID/status` text: its `Tgid:`, `Uid:` and `Gid:` lines.
-pub fn parse_status(text: &str) -> Result<ProcStatus> {
-    let bad = |what: String| {
-        Error::with_detail(
-            "",
-            Kind::InvalidArgument,
-            format!("malformed status ({what})"),
-        )
-    };
-    let mut tgid = None;
-    let mut uids = None;
-    let mut gids = None;
-    for line in text.lines() {
-        let Some((key, value)) = line.split_once(':') else {
-            continue;
-        };
-        match key {
-            "Tgid" => {
-                tgid = Some(
-                    value
-                        .trim()
-                        .parse::<i32>()
-                        .map_err(|_| bad(format!("bad Tgid '{}'", value.trim())))?,
-                )
-            }
-            "Uid" | "Gid" => {
-                let ids: Vec<u32> = value
-                    .split_ascii_whitespace()
-                    .map(|s| s.parse::<u32>())
-                    .collect::<std::result::Result<_, _>>()
-                    .map_err(|_| bad(format!("bad {key} line '{}'", value.trim())))?;
-                let ids: [u32; 4] = ids
-                    .try_into()
-                    .map_err(|_| bad(format!("{key} line needs 4 IDs")))?;
-                if key == "Uid" {
-                    uids = Some(ids);
-                } else {
-                    gids = Some(ids);
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(ProcStatus {
-        tgid: tgid.ok_or_else(|| bad("no Tgid line".into()))?,
-        uids: uids.ok_or_else(|| bad("no Uid line".into()))?,
-        gids: gids.ok_or_else(|| bad("no Gid line".into()))?,
-    })
-}
-
-/// A held `/proc/PID` directory: every file read through it is the same process's.
-struct ProcDir {
-    pid: i32,
-    fd: OwnedFd,
-}
-
-/// The error for a process that is not (or no longer) there.
-fn gone(pid: i32) -> Error {
-    Error::new(format!("process {pid}"), Kind::NoSuchProcess)
-}
-
-fn is_gone(errno: Option<i32>) -> bool {
-    matches!(errno, Some(libc::ENOENT) | Some(libc::ESRCH))
-}
-
-impl ProcDir {
-    fn open(pid: i32) -> Result<ProcDir> {
-        let path = format!("/proc/{pid}");
-        match nix::fcntl::open(
-            path.as_str(),
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        ) {
-            Ok(fd) => Ok(ProcDir { pid, fd }),
-            Err(e) if is_gone(Some(e as i32)) => Err(gone(pid)),
-            Err(e) => Err(Error::errno(path, e)),
-        }
-    }
-
-    /// The whole of one file; `No such process` when the process has gone.
-    fn read(&self, name: &str) -> Result<String> {
-        let path = || format!("/proc/{}/{name}", self.pid);
-        let fd = match nix::fcntl::openat(
-            &self.fd,
-            name,
-            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        ) {
-            Ok(fd) => fd,
-            Err(e) if is_gone(Some(e as i32)) => return Err(gone(self.pid)),
-            Err(e) => return Err(Error::errno(path(), e)),
-        };
-        let mut text = String::new();
-        match std::fs::File::from(fd).read_to_string(&mut text) {
-            Ok(0) => Err(gone(self.pid)),
-            Ok(_) => Ok(text),
-            Err(e) if is_gone(e.raw_os_error()) => Err(gone(self.pid)),
-            Err(e) => Err(Error::io(path(), e)),
-        }
-    }
-
-    fn stat(&self) -> Result<ProcStat> {
-        parse_stat(&self.read("stat")?).map_err(|e| e.context(format!("/proc/{}/stat", self.pid)))
-    }
-
-    fn status(&self) -> Result<ProcStatus> {
-        parse_status(&self.read("status")?)
-            .map_err(|e| e.context(format!("/proc/{}/status", self.pid)))
-    }
-
-    /// Thread IDs, the main thread first, the others ascending.
-    fn tids(&self) -> Result<Vec<i32>> {
-        let path = format!("/proc/{}/task", self.pid);
-        let mut dir = match nix::dir::Dir::openat(
-            &self.fd,
-            "task",
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        ) {
-            Ok(dir) => dir,
-            Err(e) if is_gone(Some(e as i32)) => return Err(gone(self.pid)),
-            Err(e) => return Err(Error::errno(path, e)),
-        };
-        let mut tids = Vec::new();
-        for entry in dir.iter() {
-            let entry = match entry {
-                Ok(entry) => entry,
-                Err(e) if is_gone(Some(e as i32)) => return Err(gone(self.pid)),
-                Err(e) => return Err(Error::errno(path, e)),
-            };
-            if let Some(tid) = entry.file_name().to_str().ok().and_then(|s| s.parse().ok()) {
-                tids.push(tid);
-            }
-        }
-        if tids.is_empty() {
-            return Err(gone(self.pid));
-        }
-        tids.sort_by_key(|&tid: &i32| (tid != self.pid, tid));
-        Ok(tids)
-    }
-}
-
 /// Reads one process's IDs from /proc. A thread ID reads its process.
 pub fn process_ids(pid: i32) -> Result<ProcessIds> {
-    if pid <= 0 {
-        return Err(gone(pid));
-    }
     let dir = ProcDir::open(pid)?;
     let status = dir.status()?;
     if status.tgid != pid {
@@ -504,7 +254,7 @@ pub fn process_ids(pid: i32) -> Result<ProcessIds> {
 
 /// Every user process in /proc (kernel threads left out), by pid. Processes that vanish
 /// while being read are left out.
-fn scan_processes() -> Result<BTreeMap<i32, ProcStat>> {
+fn scan_processes() -> Result<BTreeMap<i32, Stat>> {
     let mut all = BTreeMap::new();
     for entry in std::fs::read_dir("/proc").map_err(|e| Error::io("/proc", e))? {
         let entry = entry.map_err(|e| Error::io("/proc", e))?;
@@ -515,11 +265,10 @@ fn scan_processes() -> Result<BTreeMap<i32, ProcStat>> {
         else {
             continue;
         };
-        let stat = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Ok(text) if text.is_empty() => continue,
-            Ok(text) => parse_stat(&text).map_err(|e| e.context(format!("/proc/{pid}/stat")))?,
-            Err(e) if is_gone(e.raw_os_error()) => continue,
-            Err(e) => return Err(Error::io(format!("/proc/{pid}/stat"), e)),
+        let stat = match ProcDir::open(pid).and_then(|dir| dir.stat()) {
+            Ok(stat) => stat,
+            Err(e) if e.kind == Kind::NoSuchProcess => continue,
+            Err(e) => return Err(e),
         };
         if !stat.is_kernel_thread() {
             all.insert(pid, stat);
@@ -530,7 +279,7 @@ fn scan_processes() -> Result<BTreeMap<i32, ProcStat>> {
 
 /// The process a PID-like designator roots at: the thread group of the thread it names.
 /// Refuses kernel threads and cpr itself.
-fn root_process(d: &Designator, me: i32) -> Result<ProcStat> {
+fn root_process(d: &Designator, me: i32) -> Result<Stat> {
     let not_found = || Error::new(d.subject(), Kind::NoSuchProcess);
     let tid = d.id as i32;
     let status = match ProcDir::open(tid).and_then(|dir| dir.status()) {
@@ -565,7 +314,7 @@ fn cannot_checkpoint_self(d: &Designator) -> Error {
 }
 
 /// `root` and all its descendants in `all`.
-fn descendants(all: &BTreeMap<i32, ProcStat>, root: i32) -> BTreeSet<i32> {
+fn descendants(all: &BTreeMap<i32, Stat>, root: i32) -> BTreeSet<i32> {
     let mut children: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
     for stat in all.values() {
         children.entry(stat.ppid).or_default().push(stat.pid);
@@ -581,7 +330,7 @@ fn descendants(all: &BTreeMap<i32, ProcStat>, root: i32) -> BTreeSet<i32> {
 }
 
 /// `root` and the processes sharing its address space (see the module documentation).
-fn share_group(all: &BTreeMap<i32, ProcStat>, root: &ProcStat) -> Result<BTreeSet<i32>> {
+fn share_group(all: &BTreeMap<i32, Stat>, root: &Stat) -> Result<BTreeSet<i32>> {
     let mut group = BTreeSet::from([root.pid]);
     if root.is_dead() || root.mm_layout == [0; 10] {
         return Ok(group);

@@ -1,4 +1,4 @@
-//! ID designators: parsing, the /proc parsers on fixture text, and resolution against real
+//! ID designators: parsing, and resolution against real
 //! processes these tests spawn (process groups, sessions, trees, threads, CLONE_VM
 //! children, other users). Every process spawned is killed and reaped by a `Spawned` guard:
 //! the test process is a child subreaper, so orphaned grandchildren come back to it too.
@@ -11,9 +11,8 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::OnceLock;
 
 use cpr::Kind;
-use cpr::target::{
-    Designator, IdType, ProcStat, parse_designator, parse_idlist, parse_stat, parse_status, resolve,
-};
+use cpr::proc::{ProcDir, Stat};
+use cpr::target::{Designator, IdType, parse_designator, parse_idlist, resolve};
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::sys::wait::waitpid;
@@ -100,9 +99,7 @@ fn members_of(id: i32) -> Vec<i32> {
         else {
             continue;
         };
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|text| parse_stat(&text).ok());
+        let stat = ProcDir::open(pid).and_then(|dir| dir.stat()).ok();
         if stat.is_some_and(|stat| stat.pgrp == id || stat.session == id) {
             pids.push(pid);
         }
@@ -357,105 +354,6 @@ fn bad_idlists_are_invalid_arguments_naming_the_item() {
 }
 
 // ---------------------------------------------------------------------------------------
-// /proc parsers on fixture text
-
-const STAT_PLAIN: &str = "4242 (sleep) S 4200 4242 4100 34816 4242 4194560 95 0 0 0 0 0 0 0 20 0 1 0 123456 8388608 256 18446744073709551615 94000000000000 94000000016384 140720000000000 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 94000000030000 94000000031000 94000001000000 140720000001000 140720000001020 140720000001020 140720000001100 0\n";
-
-#[test]
-fn stat_line_parses() {
-    let s = parse_stat(STAT_PLAIN).unwrap();
-    assert_eq!(
-        (s.pid, s.comm.as_str(), s.state, s.ppid, s.pgrp, s.session),
-        (4242, "sleep", 'S', 4200, 4242, 4100)
-    );
-    assert_eq!(s.flags, 4194560);
-    assert!(!s.is_kernel_thread());
-    assert!(!s.is_dead());
-    assert_eq!(
-        s.mm_layout,
-        [
-            94000000000000,
-            94000000016384,
-            140720000000000,
-            94000000030000,
-            94000000031000,
-            94000001000000,
-            140720000001000,
-            140720000001020,
-            140720000001020,
-            140720000001100
-        ]
-    );
-}
-
-#[test]
-fn stat_comm_may_hold_spaces_and_parentheses() {
-    let line = STAT_PLAIN.replace("(sleep) S 4200 4242", "(a) Z 1 (b c)) R 7 8");
-    let s = parse_stat(&line).unwrap();
-    assert_eq!(s.comm, "a) Z 1 (b c)");
-    assert_eq!((s.state, s.ppid, s.pgrp, s.session), ('R', 7, 8, 4100));
-    let s = parse_stat(&STAT_PLAIN.replace("(sleep)", "()")).unwrap();
-    assert_eq!(s.comm, "");
-}
-
-#[test]
-fn stat_of_zombie_and_kernel_thread() {
-    let zombie = "77 (defunct) Z 76 76 76 0 -1 4227084 0 0 0 0 0 0 0 0 20 0 1 0 5 0 0 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0 9\n";
-    let s = parse_stat(zombie).unwrap();
-    assert!(s.is_dead());
-    assert_eq!(s.mm_layout, [0; 10]);
-    let kthread = "2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 0 0 0 20 0 1 0 1 0 0 18446744073709551615 0 0 0 0 0 0 0 2147483647 0 0 0 0 0 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n";
-    assert!(parse_stat(kthread).unwrap().is_kernel_thread());
-    // Older kernels end at field 44: the rest of the layout reads as zero.
-    let short: Vec<&str> = STAT_PLAIN.split(' ').take(44).collect();
-    let s = parse_stat(&short.join(" ")).unwrap();
-    assert_eq!(
-        s.mm_layout[..3],
-        [94000000000000, 94000000016384, 140720000000000]
-    );
-    assert_eq!(s.mm_layout[3..], [0; 7]);
-}
-
-#[test]
-fn malformed_stat_lines_are_errors() {
-    for bad in [
-        "",
-        "12 sleep S 1 1 1",
-        "12 (sleep S 1 1 1",
-        "x (sleep) S 1 1 1 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0",
-        "12 (sleep) S 1 1 1",
-        "12 (sleep) SS 1 1 1 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0",
-        "12 (sleep) S x 1 1 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0",
-        ") 12 (",
-    ] {
-        let err = parse_stat(bad).expect_err(bad);
-        assert_eq!(err.kind, Kind::InvalidArgument, "{bad}");
-        assert!(err.to_string().contains("malformed stat line"), "{err}");
-    }
-}
-
-const STATUS: &str = "Name:\tsleep\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t4242\nNgid:\t0\nPid:\t4243\nPPid:\t4200\nTracerPid:\t0\nUid:\t1000\t1001\t1002\t1003\nGid:\t100\t101\t102\t103\nFDSize:\t64\nGroups:\t24 25 \n";
-
-#[test]
-fn status_parses_tgid_uids_gids() {
-    let s = parse_status(STATUS).unwrap();
-    assert_eq!(s.tgid, 4242);
-    assert_eq!(s.uids, [1000, 1001, 1002, 1003]);
-    assert_eq!(s.gids, [100, 101, 102, 103]);
-    for (from, to) in [
-        ("Tgid:\t4242\n", ""),
-        ("Uid:\t1000\t1001\t1002\t1003\n", ""),
-        ("Gid:\t100\t101\t102\t103\n", "Gid:\t100\t101\n"),
-        ("Uid:\t1000", "Uid:\tx"),
-        ("Tgid:\t4242", "Tgid:\t-"),
-    ] {
-        let text = STATUS.replace(from, to);
-        let err = parse_status(&text).expect_err(&text);
-        assert!(err.to_string().contains("malformed status"), "{err}");
-    }
-}
-
-// ---------------------------------------------------------------------------------------
 // Resolution against real processes
 
 #[test]
@@ -699,8 +597,7 @@ fn zombies_belong_to_their_tree() {
     }
     kill(Pid::from_raw(zombie), Signal::SIGKILL).unwrap();
     loop {
-        let text = std::fs::read_to_string(format!("/proc/{zombie}/stat")).unwrap();
-        if parse_stat(&text).unwrap().is_dead() {
+        if ProcDir::open(zombie).unwrap().stat().unwrap().is_dead() {
             break;
         }
         std::thread::yield_now();
@@ -766,10 +663,11 @@ fn several_owners_need_root() {
 fn process_stat_of_the_test_itself_reads() {
     // The parser reads this very process's stat line.
     let text = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let s: ProcStat = parse_stat(&text).unwrap();
+    let s: Stat = cpr::proc::stat::parse(&text).unwrap();
     assert_eq!(s.pid, me());
     assert_ne!(s.mm_layout, [0; 10]);
-    let status = parse_status(&std::fs::read_to_string("/proc/self/status").unwrap()).unwrap();
+    let status =
+        cpr::proc::status::parse(&std::fs::read_to_string("/proc/self/status").unwrap()).unwrap();
     assert_eq!(status.tgid, me());
     assert_eq!(status.uids[0], nix::unistd::getuid().as_raw());
 }
@@ -781,10 +679,9 @@ fn kernel_threads_are_refused() {
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .find(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|text| parse_stat(&text).ok())
-                .is_some_and(|s| s.is_kernel_thread())
+            ProcDir::open(*pid)
+                .and_then(|dir| dir.stat())
+                .is_ok_and(|s| s.is_kernel_thread())
         });
     let Some(kthread) = kthread else {
         eprintln!("no kernel thread visible in this PID namespace; nothing to check");

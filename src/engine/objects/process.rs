@@ -36,20 +36,14 @@ pub struct ProcessRecord {
     pub dumpable: bool,
 }
 
-fn ids4(field: Option<&str>) -> [u32; 4] {
-    let mut out = [0u32; 4];
-    if let Some(f) = field {
-        for (i, v) in f.split_whitespace().take(4).enumerate() {
-            out[i] = v.parse().unwrap_or(0);
-        }
-    }
-    out
+/// The four IDs of a `Uid:` or `Gid:` line of /proc/PID/status.
+fn ids4(pid: i32, status: &str, key: &str) -> Result<[u32; 4]> {
+    crate::proc::status::ids(status, key).map_err(|e| e.context(format!("/proc/{pid}/status")))
 }
 
-fn hex_field(status: &str, key: &str) -> u64 {
-    procfs::status_field(status, key)
-        .and_then(|v| u64::from_str_radix(v, 16).ok())
-        .unwrap_or(0)
+/// A hexadecimal mask (`CapEff:`, ...) of /proc/PID/status.
+fn hex_field(pid: i32, status: &str, key: &str) -> Result<u64> {
+    crate::proc::status::mask(status, key).map_err(|e| e.context(format!("/proc/{pid}/status")))
 }
 
 const RLIMITS: [i32; 16] = [
@@ -84,7 +78,8 @@ pub fn dump(pid: i32) -> Result<ProcessRecord> {
     // /proc/PID/limits says the same to anyone who may trace the process
     let from_proc = std::fs::read_to_string(format!("/proc/{pid}/limits"))
         .ok()
-        .map(|text| parse_limits(&text));
+        .map(|text| parse_limits(&text).map_err(|e| e.context(format!("/proc/{pid}/limits"))))
+        .transpose()?;
     let mut rlimits = Vec::new();
     for (i, r) in RLIMITS.into_iter().enumerate() {
         let (soft, hard) = match crate::sys::prlimit(pid, r, None) {
@@ -108,24 +103,24 @@ pub fn dump(pid: i32) -> Result<ProcessRecord> {
         pgid: stat.field(5) as i32,
         sid: stat.field(6) as i32,
         comm: stat.comm.clone(),
-        args: procfs::read_cmdline(pid),
+        args: procfs::read_cmdline(pid)?,
         exe: link("exe")?,
         cwd: link("cwd")?,
         root: link("root")?,
         umask: procfs::status_field(&status, "Umask")
             .and_then(|v| u32::from_str_radix(v, 8).ok())
             .unwrap_or(0o022),
-        uids: ids4(procfs::status_field(&status, "Uid")),
-        gids: ids4(procfs::status_field(&status, "Gid")),
+        uids: ids4(pid, &status, "Uid")?,
+        gids: ids4(pid, &status, "Gid")?,
         groups: procfs::status_field(&status, "Groups")
             .unwrap_or("")
             .split_whitespace()
             .filter_map(|g| g.parse().ok())
             .collect(),
         caps: Caps {
-            inheritable: hex_field(&status, "CapInh"),
-            permitted: hex_field(&status, "CapPrm"),
-            effective: hex_field(&status, "CapEff"),
+            inheritable: hex_field(pid, &status, "CapInh")?,
+            permitted: hex_field(pid, &status, "CapPrm")?,
+            effective: hex_field(pid, &status, "CapEff")?,
         },
         rlimits,
         personality,
@@ -137,22 +132,8 @@ pub fn dump(pid: i32) -> Result<ProcessRecord> {
 }
 
 /// /proc/PID/limits: (soft, hard) of each resource, in RLIMIT_* order.
-fn parse_limits(text: &str) -> Vec<(u64, u64)> {
-    let value = |s: &str| {
-        if s == "unlimited" {
-            Some(u64::MAX)
-        } else {
-            s.parse().ok()
-        }
-    };
-    text.lines()
-        .skip(1)
-        .filter_map(|l| {
-            let soft = value(l.get(26..47)?.trim())?;
-            let hard = value(l.get(47..68)?.trim())?;
-            Some((soft, hard))
-        })
-        .collect()
+fn parse_limits(text: &str) -> Result<Vec<(u64, u64)>> {
+    crate::proc::limits::parse(text)
 }
 
 /// In the restore child: what the process is, except credentials. Runs as root before
@@ -296,7 +277,7 @@ Max cpu time              unlimited            unlimited            seconds   \n
 Max file size             unlimited            unlimited            bytes     \n\
 Max data size             unlimited            unlimited            bytes     \n\
 Max stack size            8388608              unlimited            bytes     \n";
-        let l = parse_limits(text);
+        let l = parse_limits(text).unwrap();
         assert_eq!(l.len(), 4);
         assert_eq!(l[0], (u64::MAX, u64::MAX));
         assert_eq!(l[3], (8388608, u64::MAX));

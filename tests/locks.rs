@@ -13,9 +13,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use cpr::engine::checkpoint::{CoreRecord, core_path};
 use cpr::engine::objects::locks::{LockKind, LockType};
-use cpr::statefile::{Statefile, Verify};
+use cpr::statefile::{CoreRecord, Statefile, Verify, core_path};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;

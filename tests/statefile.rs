@@ -526,11 +526,33 @@ fn future_revision_is_refused_naming_both() {
     assert_eq!(
         e.to_string(),
         format!(
-            "{}: Checkpoint error: statefile revision {} (written by cpr 9.9.9), this cpr reads revision {}",
+            "{}: Checkpoint error: statefile revision {} (written by cpr 9.9.9), this cpr reads revisions 1 to {}",
             sf.display(),
             REVISION + 1,
             REVISION
         )
+    );
+}
+
+#[test]
+fn revision_one_is_still_read_and_zero_is_not() {
+    let (_d, sf) = sample();
+    let mpath = sf.join(MANIFEST);
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+    v["revision"] = 1.into();
+    std::fs::write(&mpath, serde_json::to_vec(&v).unwrap()).unwrap();
+    let s = Statefile::open(&sf, Verify::Full).unwrap();
+    assert_eq!(s.manifest.revision, 1);
+    v["revision"] = 0.into();
+    std::fs::write(&mpath, serde_json::to_vec(&v).unwrap()).unwrap();
+    let e = open_err(&sf, Verify::Sizes);
+    assert_eq!(e.kind, Kind::CheckpointError);
+    assert!(
+        e.to_string().ends_with(&format!(
+            "statefile revision 0 (written by cpr {}), this cpr reads revisions 1 to {REVISION}",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{e}"
     );
 }
 
@@ -543,6 +565,58 @@ fn manifest_naming_files_outside_is_damage() {
     std::fs::write(&mpath, serde_json::to_vec(&v).unwrap()).unwrap();
     let e = open_err(&sf, Verify::Sizes);
     assert!(e.to_string().contains("bad file name"), "{e}");
+}
+
+#[test]
+fn names_from_records_are_checked_where_they_are_joined() {
+    let (_d, sf) = sample();
+    let s = Statefile::open(&sf, Verify::Sizes).unwrap();
+    for bad in [
+        "../../etc/passwd",
+        "/etc/passwd",
+        "shared/../../x",
+        "",
+        "a//b",
+    ] {
+        for e in [s.file(bad).unwrap_err(), s.read(bad).unwrap_err()] {
+            assert_eq!(e.kind, Kind::CheckpointError, "{bad:?}");
+            assert!(
+                e.to_string()
+                    .contains(&format!("statefile damaged: bad file name {bad:?}")),
+                "{e}"
+            );
+        }
+    }
+    // a symbolic link on the way, to a directory or to a file, leads out: refused
+    std::os::unix::fs::symlink("/etc", sf.join("shared/out")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", sf.join("files/passwd")).unwrap();
+    for escape in ["shared/out/passwd", "files/passwd"] {
+        let e = s.read(escape).unwrap_err();
+        assert!(
+            e.to_string().ends_with(&format!(
+                "statefile damaged: {escape}: leads through a symbolic link"
+            )),
+            "{e}"
+        );
+    }
+    // a name that is fine but not there is for the caller's open to report
+    assert_eq!(s.file("proc/9/pages").unwrap(), sf.join("proc/9/pages"));
+    assert_eq!(s.file("shared/pipe-7").unwrap(), sf.join("shared/pipe-7"));
+}
+
+#[test]
+fn listed_file_behind_a_linked_directory_is_damage() {
+    let (dir, sf) = sample();
+    // the same files, reached through a symbolic link: sizes and checksums match
+    let outside = dir.path().join("outside");
+    std::fs::rename(sf.join("shared"), &outside).unwrap();
+    std::os::unix::fs::symlink(&outside, sf.join("shared")).unwrap();
+    let e = open_err(&sf, Verify::Full);
+    assert!(
+        e.to_string()
+            .ends_with("statefile damaged: shared/pipe-7: leads through a symbolic link"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -626,7 +626,7 @@ pub fn stat(path: &Path) -> Result<(Vec<StatEntry>, PathBuf), Failure> {
                 cdir: p.cwd.clone(),
             })
             .collect();
-        Ok((entries, sf.file(statefile::MANIFEST)))
+        Ok((entries, sf.manifest_path()))
     })
 }
 

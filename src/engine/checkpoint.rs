@@ -11,8 +11,6 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
-
 use super::objects::memory::{self, MmRecord};
 use super::ptrace::{self, Gate, Injector, Regs};
 use super::objects::{files, locks, process, pstree, shared, signals, sysv_shm as shm, threads};
@@ -20,33 +18,11 @@ use super::procfs;
 use crate::attrfile::{AttrFile, ProcessPolicies, WillAction};
 use crate::error::{Context, Error, Kind, Result};
 use crate::ops::CheckpointOptions;
-use crate::statefile::{self, Flags, Manifest, Owner, ProcessSummary, StatefileWriter};
+use crate::statefile::{
+    self, CoreRecord, Flags, Manifest, Owner, ProcessSummary, StatefileWriter, core_path, mm_path,
+    pages_path,
+};
 use crate::target;
-
-/// `proc/<pid>/core.json`: everything of a process but its memory.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CoreRecord {
-    pub process: process::ProcessRecord,
-    pub threads: Vec<threads::ThreadRecord>,
-    pub signals: signals::SignalsRecord,
-    pub fds: Vec<files::FdRecord>,
-    pub policies: ProcessPolicies,
-    /// File locks held through `fds` (guide: "All file locks are also restored").
-    #[serde(default)]
-    pub locks: Vec<locks::LockRecord>,
-    #[serde(default)]
-    pub posix_timers: Vec<super::objects::events::PosixTimer>,
-}
-
-pub fn core_path(pid: i32) -> String {
-    format!("proc/{pid}/core.json")
-}
-pub fn mm_path(pid: i32) -> String {
-    format!("proc/{pid}/mm.json")
-}
-pub fn pages_path(pid: i32) -> String {
-    format!("proc/{pid}/pages")
-}
 
 /// The frozen processes. Dropped without `kill`, it lets them all run on.
 #[derive(Default)]

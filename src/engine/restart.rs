@@ -19,7 +19,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
 use std::time::Instant;
 
-use super::checkpoint::{CoreRecord, core_path, mm_path, pages_path};
+use crate::statefile::{CoreRecord, core_path, mm_path, pages_path};
 use super::objects::memory::{self, Backing, MmRecord, Scratch};
 use super::objects::pstree::{self, Role, SessionOp};
 use super::ptrace::{self, Gate, Injector, SYSCALL_INT3};
@@ -79,7 +79,7 @@ impl Timer {
 }
 
 fn is_pages(rel: &str) -> bool {
-    rel.ends_with("/pages") || rel.starts_with("shared/mem-")
+    crate::statefile::layout::is_bulk(rel)
 }
 
 /// Returns 0, or with `-j` the exit status of the job (as a shell would report it).
@@ -739,7 +739,7 @@ fn child_restore(
         Ok(high)
     };
     let status_high = status_fd;
-    let pages = std::fs::File::open(sf.file(&pages_path(rec.pid))).ctx("page data")?;
+    let pages = std::fs::File::open(sf.file(&pages_path(rec.pid))?).ctx("page data")?;
     let pages_fd = place(pages.into_raw_fd(), true)?;
     let mut file_fds = Vec::new();
     for m in memory::mapped_files(&img.mm.vmas) {

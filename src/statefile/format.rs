@@ -1,14 +1,26 @@
 //! Statefile format types. Every change to a record bumps `REVISION`.
+//!
+//! Revisions:
+//! - 1: the first format. While it was current, records gained fields, each with a
+//!   default for statefiles written without it (`CoreRecord::locks`, `posix_timers`,
+//!   `FdRecord::shared`, `MmRecord::components`), enum variants (`FdKind::Pipe`, `Event`,
+//!   `Backing::SharedMem`, `SysvShm`) and optional files (`pstree.json`,
+//!   `shared/table.json`, `shared/pipe-*`, `shared/mem-*`, `shared/shm*`,
+//!   `files/upgrade/*`). Every revision-1 statefile therefore reads as revision 2.
+//! - 2: the same records, with the file names in one table (`layout`).
 
 use serde::{Deserialize, Serialize};
 
 use crate::attrfile::{FileAction, ProcessPolicies, WillAction};
 
-/// Format revision, stored in MANIFEST and checked on read.
-pub const REVISION: u32 = 1;
+/// Format revision this cpr writes, stored in MANIFEST and checked on read.
+pub const REVISION: u32 = 2;
 
-/// The name of the manifest, written last.
-pub const MANIFEST: &str = "MANIFEST";
+/// The oldest revision this cpr reads (see the list above); it reads every revision from
+/// this one to `REVISION`.
+pub const OLDEST_READABLE: u32 = 1;
+
+pub use super::layout::MANIFEST;
 
 /// Who owns the checkpoint (the owner of all target processes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use tabled::builder::Builder;
 use tabled::settings::Style;
 
-use super::format::{MANIFEST, Manifest, ProcessSummary};
+use super::format::{Manifest, ProcessSummary};
 use super::reader::Statefile;
 
 /// Renders one statefile for `cpr -i`: revision, checkpoint time (local), and per process
@@ -208,11 +208,14 @@ fn command_line(p: &ProcessSummary) -> String {
 /// Bytes of every listed file plus the MANIFEST.
 fn total_size(statefile: &Statefile) -> u64 {
     let m: &Manifest = &statefile.manifest;
-    let files: u64 = m.files.iter().map(|f| f.size).sum();
-    let manifest = std::fs::metadata(statefile.file(MANIFEST))
+    let files = m
+        .files
+        .iter()
+        .fold(0u64, |sum, f| sum.saturating_add(f.size));
+    let manifest = std::fs::metadata(statefile.manifest_path())
         .map(|md| md.len())
         .unwrap_or(0);
-    files + manifest
+    files.saturating_add(manifest)
 }
 
 fn human(bytes: u64) -> String {

@@ -1,21 +1,34 @@
-//! The statefile directory: format types, the atomic writer, the validating reader,
-//! `cpr -i` rendering and `cpr -D` removal.
+//! The statefile directory: format types and revision (`format`), the one table of its
+//! file names (`layout`), the records (`records`), the atomic writer, the validating
+//! reader, `cpr -i` rendering and `cpr -D` removal.
 //!
 //! ```text
-//! STATEFILE/           mode 0700, owned by the checkpoint owner
-//!   MANIFEST           JSON, written last: a directory without it is not a statefile
-//!   proc/<pid>/...     per-process records and page data (the engine names them)
-//!   shared/...         objects shared between processes
-//!   files/...          saved copies of files (REPLACE, SUBSTITUTE, -u)
+//! STATEFILE/                 mode 0700, owned by the checkpoint owner
+//!   MANIFEST                 JSON, written last: a directory without it is not a statefile
+//!   proc/<pid>/core.json     everything of a process but its memory
+//!   proc/<pid>/mm.json       its mappings and which pages are saved
+//!   proc/<pid>/pages         its page data (bulk)
+//!   pstree.json              zombies of the tree
+//!   shared/table.json        descriptions shared between processes, pipes, shared memory
+//!   shared/pipe-<ino>        bytes in flight in a pipe
+//!   shared/mem-<ino>         shared anonymous memory, memfds (bulk)
+//!   shared/shm.json          SysV shared memory segments
+//!   shared/shm-<shmid>       and their contents
+//!   files/<pid>-fd<fd>       saved copies of files (REPLACE, SUBSTITUTE, deleted)
+//!   files/upgrade/<n>        saved programs and libraries (-u)
 //! ```
 
 pub mod format;
 pub mod info;
+pub mod layout;
 pub mod reader;
+pub mod records;
 pub mod writer;
 
 pub use format::*;
+pub use layout::{core_path, mm_path, pages_path};
 pub use reader::{Statefile, Verify};
+pub use records::CoreRecord;
 pub use writer::{FileSink, StatefileWriter};
 
 use crate::error::{Context, Error, Kind, Result};

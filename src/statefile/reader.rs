@@ -1,5 +1,7 @@
 //! Opens a statefile and validates it: MANIFEST present and parsable, revision known,
-//! every listed file present with its size and checksum.
+//! every listed file present with its size and checksum. Every name read from the
+//! statefile (the MANIFEST's list, names inside records) is checked before it is joined
+//! to the statefile's path: relative, no `.` or `..`, no symbolic link on the way.
 
 use std::fs::File;
 use std::io::{ErrorKind, Read};
@@ -7,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::format::{FileEntry, MANIFEST, Manifest, Owner, REVISION};
+use super::format::{FileEntry, MANIFEST, Manifest, OLDEST_READABLE, Owner, REVISION};
 use crate::error::{Context, Error, Kind, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,7 +129,7 @@ impl Statefile {
             .get("revision")
             .and_then(|r| r.as_u64())
             .ok_or_else(|| damaged(path, format_args!("{MANIFEST}: no revision")))?;
-        if revision != u64::from(REVISION) {
+        if !(u64::from(OLDEST_READABLE)..=u64::from(REVISION)).contains(&revision) {
             let by = value
                 .get("cpr_version")
                 .and_then(|v| v.as_str())
@@ -136,7 +138,9 @@ impl Statefile {
             return Err(Error::with_detail(
                 path.display().to_string(),
                 Kind::CheckpointError,
-                format!("statefile revision {revision}{by}, this cpr reads revision {REVISION}"),
+                format!(
+                    "statefile revision {revision}{by}, this cpr reads revisions {OLDEST_READABLE} to {REVISION}"
+                ),
             ));
         }
         let manifest: Manifest = serde_json::from_value(value)
@@ -158,7 +162,7 @@ impl Statefile {
                 format_args!("{MANIFEST}: bad file name {:?}", entry.path),
             ));
         }
-        let file = self.file(&entry.path);
+        let file = self.file(&entry.path)?;
         let meta = match std::fs::symlink_metadata(&file) {
             Ok(m) => m,
             Err(e) if e.kind() == ErrorKind::NotFound => {
@@ -211,9 +215,34 @@ impl Statefile {
         Ok(())
     }
 
-    /// Absolute path of a file inside the statefile.
-    pub fn file(&self, rel: &str) -> PathBuf {
-        self.path.join(rel)
+    /// Path of a file inside the statefile, for a name read from the statefile (its
+    /// MANIFEST or a record). A name that is not relative and plain, or that leads
+    /// through a symbolic link, is damage: it could reach outside the statefile. A file
+    /// that is not there is left for the caller's open to report.
+    pub fn file(&self, rel: &str) -> Result<PathBuf> {
+        if !valid_rel(rel) {
+            return Err(damaged(&self.path, format_args!("bad file name {rel:?}")));
+        }
+        let mut path = self.path.clone();
+        for part in rel.split('/') {
+            path.push(part);
+            match std::fs::symlink_metadata(&path) {
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    return Err(damaged(
+                        &self.path,
+                        format_args!("{rel}: leads through a symbolic link"),
+                    ));
+                }
+                Ok(_) => {}
+                Err(_) => return Ok(self.path.join(rel)),
+            }
+        }
+        Ok(path)
+    }
+
+    /// Path of the MANIFEST.
+    pub fn manifest_path(&self) -> PathBuf {
+        self.path.join(MANIFEST)
     }
 
     /// The manifest's entry for a file, if it lists it.
@@ -223,14 +252,7 @@ impl Statefile {
 
     /// Reads a whole file of the statefile.
     pub fn read(&self, rel: &str) -> Result<Vec<u8>> {
-        if !valid_rel(rel) {
-            return Err(Error::with_detail(
-                self.path.display().to_string(),
-                Kind::InvalidArgument,
-                format!("bad statefile file name {rel:?}"),
-            ));
-        }
-        let file = self.file(rel);
+        let file = self.file(rel)?;
         match std::fs::read(&file) {
             Ok(data) => Ok(data),
             Err(e) if e.kind() == ErrorKind::NotFound => {

@@ -252,6 +252,11 @@ impl StatefileWriter {
         }
     }
 
+    /// A record serde cannot write (a map with keys that are not strings, ...).
+    fn unserializable(&self, rel: &str, e: serde_json::Error) -> Error {
+        Error::with_detail(self.subject(), Kind::CheckpointError, format!("{rel}: {e}"))
+    }
+
     /// Writes a whole file (relative path, parents created).
     pub fn write_file(&mut self, rel: &str, data: &[u8]) -> Result<()> {
         let mut sink = self.create_file(rel)?;
@@ -261,7 +266,7 @@ impl StatefileWriter {
 
     /// Writes a value as pretty JSON.
     pub fn write_json<T: serde::Serialize>(&mut self, rel: &str, value: &T) -> Result<()> {
-        let text = serde_json::to_vec_pretty(value).expect("statefile records serialize");
+        let text = serde_json::to_vec_pretty(value).map_err(|e| self.unserializable(rel, e))?;
         self.write_file(rel, &text)
     }
 
@@ -367,7 +372,8 @@ impl StatefileWriter {
         }
 
         // MANIFEST last: until it is durable, the directory is not a statefile.
-        let text = serde_json::to_vec_pretty(&manifest).expect("the manifest serializes");
+        let text =
+            serde_json::to_vec_pretty(&manifest).map_err(|e| self.unserializable(MANIFEST, e))?;
         let mpath = self.staging.join(MANIFEST);
         let mut file = OpenOptions::new()
             .write(true)

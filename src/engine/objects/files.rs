@@ -199,7 +199,7 @@ pub fn dump(
         let saved = if kind == FdKind::Deleted
             || matches!(action, FileAction::Replace | FileAction::Substitute)
         {
-            let rel = format!("files/{pid}-fd{fd}");
+            let rel = crate::statefile::layout::saved_file_path(pid, fd);
             let mut src = std::fs::File::open(format!("/proc/{pid}/fd/{fd}")).ctx(&who)?;
             let mut sink = writer.create_file(&rel)?;
             std::io::copy(&mut src, &mut sink).ctx(format!("{who}: saving {path}"))?;
@@ -301,7 +301,7 @@ pub fn reopen(r: &FdRecord, sf: &Statefile, tty: Option<&str>) -> Result<OwnedFd
             let saved = r.saved.as_deref().ok_or_else(|| {
                 Error::with_detail(&who, Kind::CheckpointError, "saved content missing")
             })?;
-            let fd = anonymous_copy(&parent, &sf.file(saved), r.flags).ctx(&who)?;
+            let fd = anonymous_copy(&parent, &sf.file(saved)?, r.flags).ctx(&who)?;
             seek(&fd, r.pos, nix::unistd::Whence::SeekSet)?;
             fd
         }
@@ -309,7 +309,7 @@ pub fn reopen(r: &FdRecord, sf: &Statefile, tty: Option<&str>) -> Result<OwnedFd
             let saved = r.saved.as_deref().ok_or_else(|| {
                 Error::with_detail(&who, Kind::CheckpointError, "saved content missing")
             })?;
-            std::fs::copy(sf.file(saved), &r.path).ctx(format!("{who}: replacing"))?;
+            std::fs::copy(sf.file(saved)?, &r.path).ctx(format!("{who}: replacing"))?;
             let fd = open_path(&r.path, open_flags_for_reopen(r.flags)).ctx(&who)?;
             seek(&fd, r.pos, nix::unistd::Whence::SeekSet)?;
             fd

@@ -97,7 +97,7 @@ fn save(
     if let Some((_, rel)) = saved_paths.iter().find(|(p, _)| p == path) {
         return Ok(rel.clone());
     }
-    let rel = format!("files/upgrade/{}", saved_paths.len());
+    let rel = crate::statefile::layout::upgrade_copy_path(saved_paths.len());
     let mut src = std::fs::File::open(format!("/proc/{pid}/map_files/{:x}-{:x}", v.start, v.end))
         .ctx(format!("process {pid}: {path}"))?;
     let mut sink = writer.create_file(&rel)?;
@@ -125,7 +125,7 @@ pub fn resolve(components: &[Component], path: &str, sf: &Statefile) -> Result<S
         return Ok(path.to_string());
     }
     match &c.saved {
-        Some(rel) => Ok(sf.file(rel).to_string_lossy().into_owned()),
+        Some(rel) => Ok(sf.file(rel)?.to_string_lossy().into_owned()),
         None => Err(Error::with_detail(
             path.to_string(),
             Kind::CheckpointError,

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub const TREE: &str = "pstree.json";
+pub const TREE: &str = crate::statefile::layout::PSTREE;
 
 /// A child that had exited and was not yet reaped by its (checkpointed) parent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -17,7 +17,7 @@ use crate::attrfile::{FileAction, ProcessPolicies};
 use crate::error::{Context, Error, Kind, Result};
 use crate::statefile::{Statefile, StatefileWriter};
 
-pub const TABLE: &str = "shared/table.json";
+pub const TABLE: &str = crate::statefile::layout::SHARED_TABLE;
 
 /// One open file description used by several descriptors (of one or more processes).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -227,7 +227,7 @@ fn save_pipe(pid: i32, fd: i32, ino: u64, writer: &mut StatefileWriter) -> Resul
     drop(wr);
     let mut data = Vec::with_capacity(copied);
     std::fs::File::from(rd).read_to_end(&mut data).ctx(&who)?;
-    let rel = format!("shared/pipe-{ino}");
+    let rel = crate::statefile::layout::pipe_data_path(ino);
     writer.write_file(&rel, &data)?;
     Ok(PipeRecord {
         ino,
@@ -257,7 +257,7 @@ pub fn collect_memory(
                     .ctx(&who)?;
             let size = file.metadata().ctx(&who)?.len();
             let runs = data_runs(&file, size);
-            let rel = format!("shared/mem-{ino}");
+            let rel = crate::statefile::layout::shared_mem_path(ino);
             let mut sink = writer.create_file(&rel)?;
             let biggest = runs.iter().map(|r| r.1).max().unwrap_or(0);
             let mut buf = vec![0u8; (8 << 20).min(biggest as usize)];
@@ -373,7 +373,7 @@ pub fn open_all(table: &SharedTable, sf: &Statefile, tty: Option<&str>) -> Resul
                 .ctx(&who)?;
         let file = std::fs::File::from(fd);
         file.set_len(m.size).ctx(&who)?;
-        let mut data = std::fs::File::open(sf.file(&m.data)).ctx(&who)?;
+        let mut data = std::fs::File::open(sf.file(&m.data)?).ctx(&who)?;
         let biggest = m.runs.iter().map(|r| r.1).max().unwrap_or(0);
         let mut buf = vec![0u8; (8 << 20).min(biggest as usize)];
         for &(off, len) in &m.runs {

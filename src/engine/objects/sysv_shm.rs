@@ -18,12 +18,12 @@ use crate::error::{Context, Error, Kind, Result};
 use crate::statefile::{Statefile, StatefileWriter};
 use crate::sys::shm as sys;
 
-pub const INDEX: &str = "shared/shm.json";
+pub const INDEX: &str = crate::statefile::layout::SHM_INDEX;
 const PROC_TABLE: &str = "/proc/sysvipc/shm";
 const NEXT_ID: &str = "/proc/sys/kernel/shm_next_id";
 
 pub fn contents_path(shmid: i32) -> String {
-    format!("shared/shm-{shmid}")
+    crate::statefile::layout::shm_contents_path(shmid)
 }
 
 /// One line of /proc/sysvipc/shm.
@@ -375,7 +375,8 @@ fn create(rec: &SegmentRecord) -> Result<i32> {
 fn fill(sf: &Statefile, rec: &SegmentRecord) -> Result<()> {
     let who = format!("SysV shared memory shmid {}", rec.shmid);
     let rel = contents_path(rec.shmid);
-    let file = std::fs::File::open(sf.file(&rel)).ctx(format!("{}", sf.file(&rel).display()))?;
+    let path = sf.file(&rel)?;
+    let file = std::fs::File::open(&path).ctx(path.display())?;
     let seg = sys::Attachment::new(rec.shmid, true).ctx(&who)?;
     let mut buf = vec![0u8; PAGE as usize];
     let mut off = 0u64;
@@ -390,8 +391,7 @@ fn fill(sf: &Statefile, rec: &SegmentRecord) -> Result<()> {
                 ));
             }
             let n = (rec.size - start).min(PAGE) as usize;
-            file.read_exact_at(&mut buf[..n], off)
-                .ctx(format!("{}", sf.file(&rel).display()))?;
+            file.read_exact_at(&mut buf[..n], off).ctx(path.display())?;
             seg.write_at(start as usize, &buf[..n]).ctx(&who)?;
             off += n as u64;
         }

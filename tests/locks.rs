@@ -82,7 +82,11 @@ impl Setup {
     fn finish(&mut self, pid: i32) {
         self.s.go();
         wait_for_line(&self.path("out"), "PASS", TIMEOUT);
-        assert_eq!(wait_exit(pid, TIMEOUT), Some(0), "the restored process's end");
+        assert_eq!(
+            wait_exit(pid, TIMEOUT),
+            Some(0),
+            "the restored process's end"
+        );
     }
 }
 

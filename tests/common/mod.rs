@@ -58,10 +58,10 @@ pub fn serial() -> MutexGuard<'static, ()> {
         // descriptors this test process inherited (a pipe from the shell or CI runner)
         // must not reach the workloads: a pipe to outside would make them uncheckpointable
         for fd in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
-            if let Some(fd) = fd.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) {
-                if fd > 2 {
-                    let _ = cpr::sys::set_cloexec(fd, true);
-                }
+            if let Some(fd) = fd.file_name().to_str().and_then(|s| s.parse::<i32>().ok())
+                && fd > 2
+            {
+                let _ = cpr::sys::set_cloexec(fd, true);
             }
         }
     });
@@ -137,7 +137,11 @@ pub fn libcpr_dir() -> PathBuf {
             .and_then(Path::parent)
             .expect("target/debug")
             .to_path_buf();
-        assert!(dir.join("libcpr.so").exists(), "no libcpr.so in {}", dir.display());
+        assert!(
+            dir.join("libcpr.so").exists(),
+            "no libcpr.so in {}",
+            dir.display()
+        );
         dir
     })
     .clone()
@@ -409,6 +413,9 @@ pub fn spawn_with<S: AsRef<OsStr>>(
         .append(true)
         .open(&log)
         .expect("open the workload log");
+    // reaped with waitpid (reap_children, wait_exit), as is the restarted copy that
+    // takes its PID: the Child handle is dropped without waiting
+    #[allow(clippy::zombie_processes)]
     let child = Command::new(program)
         .args(args)
         .envs(env.iter().copied())
@@ -417,7 +424,6 @@ pub fn spawn_with<S: AsRef<OsStr>>(
         .stderr(file)
         .spawn()
         .unwrap_or_else(|e| panic!("start {}: {e}", program.display()));
-    // The Child handle is dropped without waiting: the tests reap with waitpid.
     let pid = child.id() as i32;
     Workload {
         pid,
@@ -434,6 +440,9 @@ pub fn spawn_silent<S: AsRef<OsStr>>(
     args: &[S],
     log: PathBuf,
 ) -> Workload {
+    // reaped with waitpid (reap_children, wait_exit), as is the restarted copy that
+    // takes its PID: the Child handle is dropped without waiting
+    #[allow(clippy::zombie_processes)]
     let child = Command::new(program)
         .args(args)
         .stdin(Stdio::null())

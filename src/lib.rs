@@ -3,7 +3,6 @@
 //! The `cpr` command is a thin layer over [`ops`]; the C library (libcpr) shares it.
 
 pub mod attrfile;
-pub mod cli;
 pub mod engine;
 pub mod error;
 pub mod ops;

@@ -708,6 +708,7 @@ fn load_default_in_child(home: Option<&Path>) -> String {
 fn probe(home: Option<&Path>) -> (String, String) {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args([
+        "--ignored",
         "--exact",
         "load_default_probe",
         "--nocapture",
@@ -731,12 +732,15 @@ fn probe(home: Option<&Path>) -> (String, String) {
     (line("PROBEPATH "), line("PROBE "))
 }
 
-/// Not a test by itself: the child side of `load_default_in_child`.
+/// Not a test by itself: the child side of `probe`, which runs it (an ignored test) in a
+/// child test process with CPR_ATTRFILE_PROBE set and the HOME it checks.
 #[test]
+#[ignore = "the child side of probe(), run by it"]
 fn load_default_probe() {
-    if std::env::var_os("CPR_ATTRFILE_PROBE").is_none() {
-        return;
-    }
+    assert!(
+        std::env::var_os("CPR_ATTRFILE_PROBE").is_some(),
+        "load_default_probe is run by probe(), with CPR_ATTRFILE_PROBE set"
+    );
     println!("PROBEPATH {:?}", AttrFile::default_path());
     match AttrFile::load_default() {
         Ok(f) => println!("PROBE OK {} {:?}", f.source, f.blocks),

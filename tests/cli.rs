@@ -3,12 +3,15 @@
 //! Usage errors exit 2 with clap's message; failed operations exit 1 with one
 //! `cpr: <subject>: <IRIX message>` line each; nothing pretends to succeed.
 
+mod common;
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
+use common::{cpr_bin, in_ci};
 use cpr::attrfile::{DirAction, FileAction, FileRule, ForkAction, ProcessPolicies, WillAction};
 use cpr::statefile::{
     Flags, MANIFEST, Manifest, OpenFileSummary, Owner, ProcessSummary, REVISION, StatefileWriter,
@@ -25,7 +28,7 @@ fn scratch() -> tempfile::TempDir {
 
 /// `cpr ARGS` in `dir`, with HOME there too (no stray `$HOME/.cpr`).
 fn command(dir: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cpr"));
+    let mut cmd = Command::new(cpr_bin());
     cmd.args(args)
         .current_dir(dir)
         .env("HOME", dir)
@@ -103,10 +106,7 @@ fn need_root(test: &str) -> bool {
     if is_root() {
         return true;
     }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{test} needs root in CI"
-    );
+    assert!(!in_ci(), "{test} needs root in CI");
     eprintln!("{test}: skipped, not root");
     false
 }

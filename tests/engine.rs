@@ -934,6 +934,8 @@ fn another_users_process_keeps_its_credentials() {
         .append(true)
         .open(&log)
         .unwrap();
+    // reaped with waitpid, as the restarted copy that takes its PID
+    #[allow(clippy::zombie_processes)]
     let child = std::process::Command::new(build("creds.c"))
         .arg(ctl(&s))
         .uid(65534)

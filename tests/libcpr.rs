@@ -5,170 +5,27 @@
 //! before freezing and on restart), so they need no checkpoint. Tests that take a real
 //! checkpoint say so in their name (`..._checkpoint...`/`..._restart...`).
 
-use std::io::{BufRead, BufReader, Write};
+mod common;
+
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use common::interactive::Interactive;
+use common::{ROOT, TIMEOUT, build_with_libcpr, cpr_bin, is_alive};
 use cpr::engine::cooperate::{self, SIGCKPT, SIGRESTART};
 use cpr::error::Kind;
 
-/// How long a test waits for something that should happen at once before failing.
-const PATIENCE: Duration = Duration::from_secs(60);
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// target/debug, where libcpr.so is built.
-fn lib_dir() -> PathBuf {
-    // the test binary is target/debug/deps/libcpr-HASH
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_path_buf()
-}
-
-/// Builds libcpr and the C workloads once; returns the directory of the programs.
-fn programs() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "libcpr", "--manifest-path"])
-            .arg(root().join("Cargo.toml"))
-            .status()
-            .expect("run cargo build -p libcpr");
-        assert!(status.success(), "cargo build -p libcpr failed");
-        assert!(lib_dir().join("libcpr.so").exists(), "no libcpr.so");
-        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("libcpr-workloads");
-        std::fs::create_dir_all(&out).unwrap();
-        for name in ["lib_aware", "lib_examples", "lib_selfloop"] {
-            let src = root().join("tests/workloads").join(format!("{name}.c"));
-            let o = Command::new("cc")
-                .args(["-Wall", "-Wextra", "-Werror", "-o"])
-                .arg(out.join(name))
-                .arg(&src)
-                .arg("-I")
-                .arg(root().join("include"))
-                .arg("-L")
-                .arg(lib_dir())
-                .arg("-lcpr")
-                .arg(format!("-Wl,-rpath,{}", lib_dir().display()))
-                .output()
-                .expect("run cc");
-            assert!(
-                o.status.success(),
-                "cc {name}: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-        }
-        out
-    })
-}
-
+/// libcpr's workloads, built against libcpr.so (built first).
 fn program(name: &str) -> PathBuf {
-    programs().join(name)
+    build_with_libcpr(&format!("{name}.c"))
 }
 
-/// A running workload: its standard input, and its standard output as lines.
-struct Workload {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Arc<(Mutex<Vec<String>>, Condvar)>,
-}
-
-impl Workload {
-    fn start(name: &str, args: &[&str]) -> Workload {
-        let mut child = Command::new(program(name))
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let lines = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                sink.0.lock().unwrap().push(line);
-                sink.1.notify_all();
-            }
-        });
-        let stdin = child.stdin.take();
-        let w = Workload {
-            child,
-            stdin,
-            lines,
-        };
-        w.wait_line("ready");
-        w
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    fn output(&self) -> Vec<String> {
-        self.lines.0.lock().unwrap().clone()
-    }
-
-    /// Waits until the output satisfies `done`.
-    fn wait_until(&self, done: impl Fn(&[String]) -> bool) {
-        let deadline = Instant::now() + PATIENCE;
-        let mut lines = self.lines.0.lock().unwrap();
-        while !done(&lines) {
-            let now = Instant::now();
-            assert!(now < deadline, "not there after {PATIENCE:?}: {lines:?}");
-            lines = self.lines.1.wait_timeout(lines, deadline - now).unwrap().0;
-        }
-    }
-
-    /// Waits until `line` has been printed `count` times.
-    fn wait_lines(&self, line: &str, count: usize) {
-        self.wait_until(|lines| lines.iter().filter(|l| *l == line).count() >= count)
-    }
-
-    fn wait_line(&self, line: &str) {
-        self.wait_lines(line, 1)
-    }
-
-    fn send(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().unwrap();
-        // one write: the workloads take each read(2) as one command
-        stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
-        stdin.flush().unwrap();
-    }
-
-    /// Sends "quit" and checks it ended normally (so it was alive and well).
-    fn quit(mut self) {
-        self.send("quit");
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "{status:?}: {:?}", self.output());
-    }
-
-    /// The lines printed after `ready`.
-    fn after_ready(&self) -> Vec<String> {
-        let out = self.output();
-        let i = out.iter().position(|l| l == "ready").unwrap();
-        out[i + 1..].to_vec()
-    }
-}
-
-impl Drop for Workload {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            let state = s.rsplit(')').next().unwrap_or("").trim_start();
-            !state.starts_with('Z') && !state.starts_with('X')
-        })
-        .unwrap_or(false)
+/// Starts lib_NAME with `args` and waits for its `ready`.
+fn start(name: &str, args: &[&str]) -> Interactive {
+    Interactive::start(&program(name), args)
 }
 
 fn notify(pid: i32, timeout: Duration) -> cpr::Result<()> {
@@ -177,10 +34,10 @@ fn notify(pid: i32, timeout: Duration) -> cpr::Result<()> {
 
 #[test]
 fn atcheckpoint_and_atrestart_functions_run_first_in_first_out() {
-    let w = Workload::start("lib_aware", &["fifo"]);
+    let w = start("lib_aware", &["fifo"]);
     assert!(cooperate::handles(w.pid(), SIGCKPT));
     assert!(cooperate::handles(w.pid(), SIGRESTART));
-    notify(w.pid(), PATIENCE).unwrap();
+    notify(w.pid(), TIMEOUT).unwrap();
     w.wait_line("ckpt 3");
     assert_eq!(w.after_ready(), ["ckpt 1", "ckpt 2", "ckpt 3"]);
     // what the engine does on restart
@@ -198,7 +55,7 @@ fn atcheckpoint_and_atrestart_functions_run_first_in_first_out() {
         ]
     );
     // a second checkpoint runs them again
-    notify(w.pid(), PATIENCE).unwrap();
+    notify(w.pid(), TIMEOUT).unwrap();
     w.wait_lines("ckpt 3", 2);
     w.quit();
 }
@@ -206,16 +63,16 @@ fn atcheckpoint_and_atrestart_functions_run_first_in_first_out() {
 #[test]
 fn programs_without_handlers_never_get_sigckpt_or_sigrestart() {
     // linked with libcpr but registering nothing
-    let w = Workload::start("lib_aware", &["plain"]);
+    let w = start("lib_aware", &["plain"]);
     assert!(!cooperate::handles(w.pid(), SIGCKPT));
     assert!(!cooperate::handles(w.pid(), SIGRESTART));
-    notify(w.pid(), PATIENCE).unwrap();
+    notify(w.pid(), TIMEOUT).unwrap();
     // not linked with libcpr at all
     let mut sleeper = Command::new("sleep").arg("600").spawn().unwrap();
     let pid = sleeper.id() as i32;
-    notify(pid, PATIENCE).unwrap();
+    notify(pid, TIMEOUT).unwrap();
     // SIGCKPT would have killed them (the default action of a real-time signal)
-    assert!(alive(pid));
+    assert!(is_alive(pid));
     w.quit();
     sleeper.kill().unwrap();
     sleeper.wait().unwrap();
@@ -223,11 +80,11 @@ fn programs_without_handlers_never_get_sigckpt_or_sigrestart() {
 
 #[test]
 fn a_critical_section_holds_the_checkpoint_until_the_program_leaves_it() {
-    let mut w = Workload::start("lib_aware", &["cs"]);
+    let mut w = start("lib_aware", &["cs"]);
     let pid = w.pid();
-    let waiter = std::thread::spawn(move || notify(pid, PATIENCE));
+    let waiter = std::thread::spawn(move || notify(pid, TIMEOUT));
     // wait until the request has reached the program and is held
-    let deadline = Instant::now() + PATIENCE;
+    let deadline = Instant::now() + TIMEOUT;
     let mut asked = 0;
     loop {
         w.send("status");
@@ -259,7 +116,7 @@ fn a_critical_section_holds_the_checkpoint_until_the_program_leaves_it() {
 
 #[test]
 fn a_critical_section_longer_than_the_timeout_fails_the_checkpoint() {
-    let mut w = Workload::start("lib_aware", &["cs"]);
+    let mut w = start("lib_aware", &["cs"]);
     let e = notify(w.pid(), Duration::from_secs(1)).unwrap_err();
     assert_eq!(e.kind, Kind::CheckpointError);
     let text = e.to_string();
@@ -279,8 +136,8 @@ fn a_critical_section_longer_than_the_timeout_fails_the_checkpoint() {
 
 #[test]
 fn a_temporary_refusal_fails_this_checkpoint_only() {
-    let mut w = Workload::start("lib_aware", &["refuse-temp"]);
-    let e = notify(w.pid(), PATIENCE).unwrap_err();
+    let mut w = start("lib_aware", &["refuse-temp"]);
+    let e = notify(w.pid(), TIMEOUT).unwrap_err();
     assert_eq!(e.kind, Kind::ResourceBusy);
     assert_eq!(
         e.to_string(),
@@ -294,7 +151,7 @@ fn a_temporary_refusal_fails_this_checkpoint_only() {
     w.send("asked");
     w.wait_line("asked 1");
     assert!(!w.output().iter().any(|l| l == "ckpt 1"));
-    notify(w.pid(), PATIENCE).unwrap();
+    notify(w.pid(), TIMEOUT).unwrap();
     w.wait_line("ckpt 1");
     assert_eq!(
         w.after_ready(),
@@ -305,9 +162,9 @@ fn a_temporary_refusal_fails_this_checkpoint_only() {
 
 #[test]
 fn a_permanent_refusal_fails_every_checkpoint() {
-    let mut w = Workload::start("lib_aware", &["refuse-perm"]);
+    let mut w = start("lib_aware", &["refuse-perm"]);
     for _ in 0..2 {
-        let e = notify(w.pid(), PATIENCE).unwrap_err();
+        let e = notify(w.pid(), TIMEOUT).unwrap_err();
         assert_eq!(e.kind, Kind::CheckpointError);
         assert_eq!(
             e.to_string(),
@@ -326,7 +183,7 @@ fn a_permanent_refusal_fails_every_checkpoint() {
 
 #[test]
 fn a_stuck_handler_fails_the_checkpoint_after_the_timeout_and_the_process_runs_on() {
-    let w = Workload::start("lib_aware", &["stuck"]);
+    let w = start("lib_aware", &["stuck"]);
     let e = notify(w.pid(), Duration::from_secs(1)).unwrap_err();
     assert_eq!(e.kind, Kind::CheckpointError);
     assert_eq!(
@@ -337,7 +194,7 @@ fn a_stuck_handler_fails_the_checkpoint_after_the_timeout_and_the_process_runs_o
         )
     );
     w.wait_line("stuck");
-    assert!(alive(w.pid()));
+    assert!(is_alive(w.pid()));
 }
 
 #[test]
@@ -345,10 +202,10 @@ fn examples_3_1_to_3_4_close_at_checkpoint_and_reopen_at_restart() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("cdrom-data");
     std::fs::write(&file, "abcdefghijkl").unwrap();
-    let mut w = Workload::start("lib_examples", &["handlers", file.to_str().unwrap()]);
+    let mut w = start("lib_examples", &["handlers", file.to_str().unwrap()]);
     w.send("read");
     w.wait_line("data: abcd");
-    notify(w.pid(), PATIENCE).unwrap();
+    notify(w.pid(), TIMEOUT).unwrap();
     w.wait_line("checkpoint: socket closed");
     w.send("read");
     w.wait_line("file: closed");
@@ -443,17 +300,12 @@ fn example_3_9_ckpt_setup_is_a_no_op() {
 
 // ---- with a real checkpoint (need the engine and the statefile) ----
 
-/// `cpr` itself.
-fn cpr_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_cpr"))
-}
-
 #[test]
 fn examples_3_5_to_3_8_checkpoint_stat_and_remove() {
     let dir = tempfile::tempdir().unwrap();
     let sf = dir.path().join("ckptEx");
     let sf_s = sf.to_str().unwrap();
-    let w = Workload::start("lib_aware", &["fifo"]);
+    let w = start("lib_aware", &["fifo"]);
     let pid = w.pid().to_string();
     let (code, out, err) = example(&["create", sf_s, &pid, "1", "cont"]);
     assert_eq!(code, 0, "{out}{err}");
@@ -481,7 +333,7 @@ fn examples_3_5_to_3_8_checkpoint_stat_and_remove() {
 fn ckpt_stat_reads_a_statefile_written_by_cpr_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let sf = dir.path().join("ckptCpr");
-    let w = Workload::start("lib_aware", &["plain"]);
+    let w = start("lib_aware", &["plain"]);
     let o = Command::new(cpr_bin())
         .arg("-c")
         .arg(&sf)
@@ -551,7 +403,7 @@ fn a_self_checkpointing_loop_killed_and_restarted_finishes_with_the_same_result(
     let second = format!("{}.2", prefix.display());
     let (code, o, e) = example(&["restart", &second]);
     assert_eq!(code, 0, "{o}{e}");
-    let deadline = Instant::now() + PATIENCE;
+    let deadline = Instant::now() + TIMEOUT;
     while std::fs::read_to_string(&out).map_or(true, |s| !s.ends_with('\n')) {
         assert!(
             Instant::now() < deadline,
@@ -568,7 +420,7 @@ fn the_man_pages_render_cleanly() {
         let o = Command::new("man")
             .env("MANWIDTH", "80")
             .args(["--warnings", "-l"])
-            .arg(root().join(page))
+            .arg(Path::new(ROOT).join(page))
             .stdout(Stdio::null())
             .output()
             .expect("run man");

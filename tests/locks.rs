@@ -7,133 +7,57 @@
 //! checks from a child process, before the checkpoint and after the restart, that other
 //! processes see exactly those locks.
 
+mod common;
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::process::Output;
+use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
+use common::*;
 use cpr::engine::objects::locks::{LockKind, LockType};
 use cpr::statefile::{CoreRecord, Statefile, Verify, core_path};
-use nix::sys::signal::{Signal, kill};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::sys::signal::Signal;
+use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-/// How long a test waits for something that should happen at once before failing.
-const PATIENCE: Duration = Duration::from_secs(60);
-
-fn cpr() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_cpr"))
-}
-
-fn program() -> &'static Path {
-    static EXE: OnceLock<PathBuf> = OnceLock::new();
-    EXE.get_or_init(|| {
-        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("lk_locks");
-        let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/workloads/lk_locks.c");
-        let o = Command::new("cc")
-            .args(["-Wall", "-Wextra", "-Werror", "-o"])
-            .arg(&out)
-            .arg(&src)
-            .output()
-            .expect("run cc");
-        assert!(
-            o.status.success(),
-            "cc lk_locks: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        // restored processes are orphaned to the test: it must be able to reap them
-        nix::sys::prctl::set_child_subreaper(true).unwrap();
-        out
-    })
-}
-
-/// Every process a test started: killed and reaped at the end, pass or fail.
-#[derive(Default)]
-struct Guard {
-    children: Vec<Child>,
-    /// Restored processes (children of the test only as their subreaper).
-    orphans: Vec<i32>,
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for &pid in &self.orphans {
-            // only a process still ours: a PID that ended may have been reused
-            let p = Pid::from_raw(pid);
-            if waitpid(p, Some(WaitPidFlag::WNOHANG)) == Ok(WaitStatus::StillAlive) {
-                let _ = kill(p, Signal::SIGKILL);
-                let _ = waitpid(p, None);
-            }
-        }
-    }
-}
-
-/// A test's directory: the locked files a, b, c, the workload's output, the statefile.
+/// A test's scratch directory: the locked files a, b, c, each process's log, the
+/// statefile. Every process it started (originals, restored copies, blockers, `cpr -r`)
+/// names the directory and is killed and reaped when it goes.
 struct Setup {
-    dir: tempfile::TempDir,
-    guard: Guard,
+    workloads: Vec<Workload>,
+    s: Scratch,
+    _serial: MutexGuard<'static, ()>,
 }
 
 impl Setup {
     fn new() -> Setup {
-        program();
         Setup {
-            dir: tempfile::tempdir().unwrap(),
-            guard: Guard::default(),
+            _serial: serial(),
+            s: Scratch::new(),
+            workloads: Vec::new(),
         }
     }
 
     fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        self.s.join(name)
     }
 
     fn output(&self, name: &str) -> String {
         std::fs::read_to_string(self.path(name)).unwrap_or_default()
     }
 
-    /// Starts lk_locks with `args` after the mode and directory, its output in `out`;
-    /// returns when it printed `line` (failing on FAIL or an early end).
+    /// Starts `lk_locks CTL mode args...`, its output in `out`; returns when it printed
+    /// `line` (failing on FAIL).
     fn start(&mut self, mode: &str, args: &[&str], out: &str, line: &str) -> i32 {
-        let child = Command::new(program())
-            .arg(mode)
-            .arg(self.dir.path())
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(File::create(self.path(out)).unwrap())
-            .stderr(File::create(self.path(&format!("{out}.err"))).unwrap())
-            .env("HOME", self.dir.path())
-            .spawn()
-            .unwrap();
-        let pid = child.id() as i32;
-        self.guard.children.push(child);
-        self.wait_line(out, line);
+        let mut argv = vec![self.s.ctl().display().to_string(), mode.to_string()];
+        argv.extend(args.iter().map(|a| a.to_string()));
+        let w = spawn_to(&self.s, &build("lk_locks.c"), &argv, self.path(out));
+        wait_for_line(&w.log, line, TIMEOUT);
+        let pid = w.pid;
+        self.workloads.push(w);
         pid
-    }
-
-    fn wait_line(&mut self, out: &str, line: &str) {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let text = self.output(out);
-            if text.lines().any(|l| l == line) {
-                return;
-            }
-            assert!(!text.contains("FAIL"), "{out}: {text}");
-            assert!(Instant::now() < deadline, "{out}: no {line} in {text:?}");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn cpr(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(cpr());
-        c.args(args)
-            .env("HOME", self.dir.path())
-            .stdin(Stdio::null());
-        c
     }
 
     fn statefile(&self) -> String {
@@ -142,46 +66,37 @@ impl Setup {
 
     /// `cpr -c` (WILL EXIT), then waits until the original is gone and its locks with it.
     fn checkpoint(&mut self, pid: i32) {
-        let o = self
-            .cpr(&["-c", &self.statefile(), "-p", &pid.to_string()])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "cpr -c: {}", text(&o));
-        let i = self
-            .guard
-            .children
-            .iter()
-            .position(|c| c.id() as i32 == pid)
-            .unwrap();
-        let mut child = self.guard.children.remove(i);
-        child.wait().unwrap();
+        let o = cpr(&["-c", &self.statefile(), "-p", &pid.to_string()]);
+        assert_success(&o, "cpr -c");
+        waitpid(Pid::from_raw(pid), None).expect("reap the original");
         assert!(!Path::new(&format!("/proc/{pid}")).exists());
     }
 
-    /// `cpr -r`; whatever it restores (PID `pid`) is the test's to end.
-    fn restart(&mut self, pid: i32) -> Output {
-        let o = self.cpr(&["-r", &self.statefile()]).output().unwrap();
-        self.guard.orphans.push(pid);
-        o
+    /// `cpr -r`; whatever it restores is the scratch directory's to end.
+    fn restart(&mut self) -> Output {
+        cpr(&["-r", &self.statefile()])
     }
 
     /// After a successful restart: GO, then PASS from the restored process, which ends.
     fn finish(&mut self, pid: i32) {
-        File::create(self.path("GO")).unwrap();
-        self.wait_line("out", "PASS");
-        let status = waitpid(Pid::from_raw(pid), None).unwrap();
-        assert_eq!(status, WaitStatus::Exited(Pid::from_raw(pid), 0));
-        self.guard.orphans.retain(|p| *p != pid);
+        self.s.go();
+        wait_for_line(&self.path("out"), "PASS", TIMEOUT);
+        assert_eq!(
+            wait_exit(pid, TIMEOUT),
+            Some(0),
+            "the restored process's end"
+        );
     }
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout: {}\nstderr: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+/// Kills our child `pid` and reaps exactly it (a `cpr -r` child may still be waited for).
+fn end(pid: i32) {
+    signal(pid, Signal::SIGKILL);
+    let status = waitpid(Pid::from_raw(pid), None).expect("waitpid");
+    assert!(
+        matches!(status, WaitStatus::Signaled(_, Signal::SIGKILL, _)),
+        "{status:?}"
+    );
 }
 
 /// Processes other than `except` with a descriptor open on a file of `dir`.
@@ -234,8 +149,8 @@ fn flock_posix_and_ofd_locks_are_held_again_after_restart() {
         ]
     );
 
-    let o = s.restart(pid);
-    assert!(o.status.success(), "cpr -r: {}", text(&o));
+    let o = s.restart();
+    assert!(o.status.success(), "cpr -r: {}", describe(&o));
     s.finish(pid);
 }
 
@@ -246,8 +161,8 @@ fn a_posix_lock_on_a_mapped_file_survives_the_restart() {
     let mut s = Setup::new();
     let pid = s.start("run", &["mmap"], "out", "READY");
     s.checkpoint(pid);
-    let o = s.restart(pid);
-    assert!(o.status.success(), "cpr -r: {}", text(&o));
+    let o = s.restart();
+    assert!(o.status.success(), "cpr -r: {}", describe(&o));
     s.finish(pid);
 }
 
@@ -258,9 +173,9 @@ fn restart_while_blocked(kind: &str, file: &str, expect: &str) {
     s.checkpoint(pid);
     let blocker = s.start("hold", &[kind], "blocker", "HELD");
 
-    let o = s.restart(pid);
+    let o = s.restart();
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert_eq!(o.status.code(), Some(1), "cpr -r: {}", text(&o));
+    assert_eq!(o.status.code(), Some(1), "cpr -r: {}", describe(&o));
     assert!(err.contains("Resource busy"), "{err}");
     assert!(err.contains(expect), "{err}");
     assert!(
@@ -270,21 +185,13 @@ fn restart_while_blocked(kind: &str, file: &str, expect: &str) {
     assert!(err.contains("is held by another process"), "{err}");
     // nothing half-restored is left: no process but the blocker has the files open
     assert!(!Path::new(&format!("/proc/{pid}")).exists());
-    assert_eq!(users_of(s.dir.path(), &[blocker]), Vec::<i32>::new());
+    assert_eq!(users_of(s.s.path(), &[blocker]), Vec::<i32>::new());
     assert!(!s.output("out").contains("PASS"));
 
     // the statefile is still good once the blocker is gone
-    let i = s
-        .guard
-        .children
-        .iter()
-        .position(|c| c.id() as i32 == blocker)
-        .unwrap();
-    let mut b = s.guard.children.remove(i);
-    b.kill().unwrap();
-    b.wait().unwrap();
-    let o = s.restart(pid);
-    assert!(o.status.success(), "cpr -r: {}", text(&o));
+    end(blocker);
+    let o = s.restart();
+    assert!(o.status.success(), "cpr -r: {}", describe(&o));
     s.finish(pid);
 }
 
@@ -316,17 +223,15 @@ fn restart_waits_for_a_lock_released_while_it_retries() {
     s.checkpoint(pid);
     let blocker = s.start("hold", &["posix"], "blocker", "HELD");
 
-    let restart = s
-        .cpr(&["-r", &s.statefile()])
+    let mut restart = cpr_command()
+        .args(["-r", &s.statefile()])
         .stdout(File::create(s.path("restart.out")).unwrap())
         .stderr(File::create(s.path("restart.err")).unwrap())
         .spawn()
         .unwrap();
-    s.guard.children.push(restart);
-    s.guard.orphans.push(pid);
     // the restore child (FORK ORIGINAL: the original PID) found the lock taken and
     // sleeps between attempts: now the blocker goes
-    let deadline = Instant::now() + PATIENCE;
+    let deadline = Instant::now() + TIMEOUT;
     loop {
         if matches!(
             syscall_of(pid),
@@ -334,27 +239,17 @@ fn restart_waits_for_a_lock_released_while_it_retries() {
         ) {
             break;
         }
-        let r = s.guard.children.last_mut().unwrap();
         assert!(
-            r.try_wait().unwrap().is_none(),
+            restart.try_wait().unwrap().is_none(),
             "cpr -r ended first: {}",
             s.output("restart.err")
         );
         assert!(Instant::now() < deadline, "the restore never retried");
         std::thread::sleep(Duration::from_millis(2));
     }
-    let i = s
-        .guard
-        .children
-        .iter()
-        .position(|c| c.id() as i32 == blocker)
-        .unwrap();
-    let mut b = s.guard.children.remove(i);
-    b.kill().unwrap();
-    b.wait().unwrap();
+    end(blocker);
 
-    let mut r = s.guard.children.pop().unwrap();
-    let status = r.wait().unwrap();
+    let status = restart.wait().unwrap();
     assert!(
         status.success(),
         "cpr -r: {status:?}: {}",

@@ -5,63 +5,27 @@
 //! The tests run one at a time (segments and /proc/sys/kernel/shm_next_id are global) and
 //! remove every segment they made, and kill every process they started, even on failure.
 
-use std::fs::OpenOptions;
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::{Mutex, MutexGuard, OnceLock};
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::sync::MutexGuard;
 
+use common::*;
 use cpr::sys::shm;
-use nix::sys::signal::{Signal, kill};
-use nix::sys::wait::{WaitPidFlag, waitpid};
-use nix::unistd::Pid;
-
-const DEADLINE: Duration = Duration::from_secs(60);
-
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    static SUBREAPER: OnceLock<()> = OnceLock::new();
-    SUBREAPER.get_or_init(|| {
-        nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
-    });
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn workload() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/workloads/shm_segment.c");
-        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("shm_segment");
-        let st = Command::new("cc")
-            .args(["-O1", "-Wall", "-o"])
-            .arg(&out)
-            .arg(&src)
-            .status()
-            .expect("cc");
-        assert!(st.success(), "compiling {}", src.display());
-        out
-    })
-}
-
-fn cpr(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cpr"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("running cpr")
-}
 
 /// A key no other test run uses at the same time.
 fn test_key(n: u32) -> u32 {
     0x5e00_0000 | ((std::process::id() & 0xffff) << 4) | n
 }
 
-/// Everything a test made: killed and removed when dropped.
+/// Everything a test made: its processes (ended with the scratch directory they name)
+/// and its segments, removed when dropped.
 struct World {
-    dir: tempfile::TempDir,
-    pids: Vec<i32>,
     shmids: Vec<i32>,
     keys: Vec<u32>,
+    workloads: Vec<Workload>,
+    s: Scratch,
     _serial: MutexGuard<'static, ()>,
 }
 
@@ -69,15 +33,15 @@ impl World {
     fn new() -> World {
         World {
             _serial: serial(),
-            dir: tempfile::tempdir().expect("tempdir"),
-            pids: Vec::new(),
+            s: Scratch::new(),
+            workloads: Vec::new(),
             shmids: Vec::new(),
             keys: Vec::new(),
         }
     }
 
     fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        self.s.join(name)
     }
 
     fn out(&self, name: &str) -> PathBuf {
@@ -86,69 +50,35 @@ impl World {
 
     /// Starts the workload; its output goes to `<name>.out`. Returns (pid, shmid).
     fn start(&mut self, name: &str, role: &str, key: u32, env: &[(&str, &str)]) -> (i32, i32) {
-        let out = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.out(name))
-            .expect("output file");
-        // reaped by wait_gone (waitpid(-1): restored copies come back to us the same way)
-        #[allow(clippy::zombie_processes)]
-        let child = Command::new(workload())
-            .args([role, &format!("{key:x}")])
-            .arg(self.path("GO"))
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("starting the workload");
-        let pid = child.id() as i32;
-        self.pids.push(pid);
+        let args = [
+            self.s.ctl().display().to_string(),
+            role.to_string(),
+            format!("{key:x}"),
+        ];
+        let w = spawn_with(&self.s, &build("shm_segment.c"), &args, self.out(name), env);
+        let pid = w.pid;
+        self.workloads.push(w);
         if key != 0 {
             self.keys.push(key);
         }
         let line = self.wait_line(name, "READY ");
-        let shmid: i32 = line["READY ".len()..].trim().parse().expect("shmid");
+        let shmid: i32 = field(&line, "shmid")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no shmid in {line:?}"));
         self.shmids.push(shmid);
         (pid, shmid)
     }
 
-    fn lines(&self, name: &str) -> Vec<String> {
-        std::fs::read_to_string(self.out(name))
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
-
-    /// The first line starting with `prefix`, or the line saying FAIL.
+    /// The first line with `prefix` (failing on a FAIL line).
     fn wait_line(&self, name: &str, prefix: &str) -> String {
-        let start = Instant::now();
-        loop {
-            let lines = self.lines(name);
-            if let Some(l) = lines.iter().find(|l| l.starts_with(prefix)) {
-                return l.clone();
-            }
-            if let Some(l) = lines.iter().find(|l| l.starts_with("FAIL")) {
-                return l.clone();
-            }
-            assert!(
-                start.elapsed() < DEADLINE,
-                "{name}: no {prefix:?} line in {lines:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_line(&self.out(name), prefix, TIMEOUT)
     }
 
     fn checkpoint(&self, pids: &[i32]) -> PathBuf {
         let sf = self.path("sf");
         let ids: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
         let out = cpr(&["-c", sf.to_str().unwrap(), "-p", &ids.join(",")]);
-        assert!(
-            out.status.success(),
-            "checkpoint: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_success(&out, "checkpoint");
         for &pid in pids {
             wait_gone(pid);
         }
@@ -156,21 +86,12 @@ impl World {
     }
 
     fn go(&self) {
-        std::fs::write(self.path("GO"), b"").unwrap();
+        self.s.go();
     }
 }
 
 impl Drop for World {
     fn drop(&mut self) {
-        for &pid in &self.pids {
-            let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).contains("shm_segment"))
-                .unwrap_or(false);
-            if ours {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-                wait_gone(pid);
-            }
-        }
         for &id in &self.shmids {
             let _ = shm::remove(id);
         }
@@ -185,12 +106,7 @@ impl Drop for World {
 
 /// Reaps children (we are their subreaper) until `pid` has gone from /proc.
 fn wait_gone(pid: i32) {
-    let start = Instant::now();
-    while Path::new(&format!("/proc/{pid}")).exists() {
-        let _ = waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG));
-        assert!(start.elapsed() < DEADLINE, "process {pid} does not end");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_pid_gone(pid, TIMEOUT);
 }
 
 fn segment_gone(shmid: i32) -> bool {

@@ -4,7 +4,8 @@
 //! Workload protocol (see tests/workloads/wl.h): a workload takes its control directory as
 //! first argument (the test's scratch directory), prints `READY <pid> ...` once it is in its
 //! main loop, and after the test restarts it checks itself when `GO` appears in the control
-//! directory (or on a signal), printing `PASS ...` (exit 0) or `FAIL ...` (exit 1).
+//! directory (or on a signal), printing `PASS ...` (exit 0) or `FAIL ...` (exit 1). The
+//! libcpr workloads are driven through their stdin instead: [`interactive`].
 //!
 //! The test process makes itself a child subreaper, so that restarted processes (which
 //! `cpr -r` leaves behind when it exits) re-parent to it and it can reap them. The tests
@@ -12,6 +13,8 @@
 //! small machine, and some need a PID to be free.
 
 #![allow(dead_code)]
+
+pub mod interactive;
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
@@ -30,6 +33,8 @@ use nix::unistd::Pid;
 /// How long any single wait in a test may take before the test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The top of the source tree.
+pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 pub const WORKLOADS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/workloads");
 const TARGET_TMP: &str = env!("CARGO_TARGET_TMPDIR");
 
@@ -53,10 +58,10 @@ pub fn serial() -> MutexGuard<'static, ()> {
         // descriptors this test process inherited (a pipe from the shell or CI runner)
         // must not reach the workloads: a pipe to outside would make them uncheckpointable
         for fd in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
-            if let Some(fd) = fd.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) {
-                if fd > 2 {
-                    let _ = cpr::sys::set_cloexec(fd, true);
-                }
+            if let Some(fd) = fd.file_name().to_str().and_then(|s| s.parse::<i32>().ok())
+                && fd > 2
+            {
+                let _ = cpr::sys::set_cloexec(fd, true);
             }
         }
     });
@@ -91,8 +96,59 @@ fn build_dir() -> PathBuf {
 }
 
 /// Compiles `tests/workloads/<source>` (a `.c` or `.rs` file) once per run of the test
-/// binary and returns the executable.
+/// binary and returns the executable. C warnings are errors.
 pub fn build(source: &str) -> PathBuf {
+    build_with(source, &[])
+}
+
+/// Builds libcpr (`cargo build -p libcpr`) once, then `tests/workloads/<source>` against
+/// include/ckpt.h and libcpr.so (found at run time through an rpath).
+pub fn build_with_libcpr(source: &str) -> PathBuf {
+    let lib = libcpr_dir();
+    build_with(
+        source,
+        &[
+            "-I".into(),
+            format!("{ROOT}/include"),
+            "-L".into(),
+            lib.display().to_string(),
+            "-lcpr".into(),
+            format!("-Wl,-rpath,{}", lib.display()),
+        ],
+    )
+}
+
+/// Where `cargo build -p libcpr` puts libcpr.so: target/debug, beside the test binary's
+/// deps/ directory. Builds it the first time.
+pub fn libcpr_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "libcpr", "--manifest-path"])
+            .arg(Path::new(ROOT).join("Cargo.toml"))
+            .status()
+            .expect("run cargo build -p libcpr");
+        assert!(status.success(), "cargo build -p libcpr failed");
+        // the test binary is target/debug/deps/NAME-HASH
+        let exe = std::env::current_exe().expect("the test binary's path");
+        let dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/debug")
+            .to_path_buf();
+        assert!(
+            dir.join("libcpr.so").exists(),
+            "no libcpr.so in {}",
+            dir.display()
+        );
+        dir
+    })
+    .clone()
+}
+
+/// `build` with `extra` arguments to cc after the source (for C sources only).
+fn build_with(source: &str, extra: &[String]) -> PathBuf {
     static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
     let built = BUILT.get_or_init(|| Mutex::new(HashMap::new()));
     let mut built = built.lock().unwrap_or_else(|p| p.into_inner());
@@ -115,13 +171,13 @@ pub fn build(source: &str) -> PathBuf {
             .arg(&src);
     } else {
         cmd = Command::new("cc");
-        cmd.args(["-O1", "-g", "-pthread", "-Wall"]);
+        cmd.args(["-O1", "-g", "-pthread", "-Wall", "-Wextra", "-Werror"]);
         // AVX code is emitted only by the asm, which checks the CPU at run time; let the
         // compiler use AVX2 only where the CPU has it.
         if stem == "simd" && has_cpu_flag("avx2") {
             cmd.arg("-mavx2");
         }
-        cmd.arg("-o").arg(&tmp).arg(&src);
+        cmd.arg("-o").arg(&tmp).arg(&src).args(extra);
     }
     let out = cmd.output().expect("run the compiler");
     assert!(
@@ -331,20 +387,43 @@ pub struct Workload {
 /// Starts `program args...` with stdin on /dev/null, stdout and stderr appended to
 /// `<scratch>/out.log`. The first argument should be the control directory.
 pub fn spawn<S: AsRef<OsStr>>(scratch: &Scratch, program: &Path, args: &[S]) -> Workload {
-    let log = scratch.join("out.log");
+    spawn_to(scratch, program, args, scratch.join("out.log"))
+}
+
+/// `spawn` with stdout and stderr appended to `log` (one log per process of a test).
+pub fn spawn_to<S: AsRef<OsStr>>(
+    scratch: &Scratch,
+    program: &Path,
+    args: &[S],
+    log: PathBuf,
+) -> Workload {
+    spawn_with(scratch, program, args, log, &[])
+}
+
+/// `spawn_to` with the variables `env` added to the workload's environment.
+pub fn spawn_with<S: AsRef<OsStr>>(
+    scratch: &Scratch,
+    program: &Path,
+    args: &[S],
+    log: PathBuf,
+    env: &[(&str, &str)],
+) -> Workload {
     let file = OpenOptions::new()
         .create(true)
         .append(true)
         .open(&log)
         .expect("open the workload log");
+    // reaped with waitpid (reap_children, wait_exit), as is the restarted copy that
+    // takes its PID: the Child handle is dropped without waiting
+    #[allow(clippy::zombie_processes)]
     let child = Command::new(program)
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(file.try_clone().expect("dup the log"))
         .stderr(file)
         .spawn()
         .unwrap_or_else(|e| panic!("start {}: {e}", program.display()));
-    // The Child handle is dropped without waiting: the tests reap with waitpid.
     let pid = child.id() as i32;
     Workload {
         pid,
@@ -361,6 +440,9 @@ pub fn spawn_silent<S: AsRef<OsStr>>(
     args: &[S],
     log: PathBuf,
 ) -> Workload {
+    // reaped with waitpid (reap_children, wait_exit), as is the restarted copy that
+    // takes its PID: the Child handle is dropped without waiting
+    #[allow(clippy::zombie_processes)]
     let child = Command::new(program)
         .args(args)
         .stdin(Stdio::null())

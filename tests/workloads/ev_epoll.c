@@ -1,17 +1,13 @@
-/* An epoll loop over an eventfd and a timerfd (50 ms interval).
+/* ev_epoll CTL: an epoll loop over an eventfd and a timerfd (50 ms interval).
  * Before the checkpoint it puts 5 in the eventfd (unread) and prints READY after 3 ticks.
- * Once the file argv[1] exists (the test makes it after restart) it adds 37 to the
+ * Once CTL/GO exists (the test makes it after restart) it adds 37 to the
  * eventfd itself: epoll must report it with the eventfd's own data, the value read must
  * be 42, and the timer must go on firing. Prints PASS or FAIL. */
-#define _GNU_SOURCE
-#include <errno.h>
-#include <stdint.h>
-#include <stdio.h>
+#include "wl.h"
+
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/timerfd.h>
-#include <time.h>
-#include <unistd.h>
 
 /* descriptors inherited from the test harness (pipes to it) are not ours */
 static void close_inherited(void) { close_range(3, ~0U, 0); }
@@ -21,7 +17,7 @@ static void close_inherited(void) { close_range(3, ~0U, 0); }
 
 int main(int argc, char **argv) {
     close_inherited();
-    if (argc < 2) return 2;
+    wl_init(argc, argv, 1, "CTL");
     int efd = eventfd(0, EFD_NONBLOCK);
     int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     int ep = epoll_create1(EPOLL_CLOEXEC);
@@ -70,10 +66,9 @@ int main(int argc, char **argv) {
         }
         if (!ready && total >= 3) {
             ready = 1;
-            printf("READY\n");
-            fflush(stdout);
+            wl_ready(NULL);
         }
-        if (ready && !restarted && access(argv[1], F_OK) == 0) {
+        if (ready && !restarted && wl_go()) {
             restarted = 1;
             eventfd_write(efd, 37);
         }

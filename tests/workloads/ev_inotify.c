@@ -1,22 +1,19 @@
-/* inotify: watches on a directory (wd 1) and a file (wd 3; wd 2 was removed, so restart
+/* ev_inotify CTL DIR FILE: inotify watches on a directory (wd 1) and a file (wd 3; wd 2 was removed, so restart
  * has to skip a number), read through a dup of the inotify descriptor. Once the file
- * argv[1] exists (made after restart) it creates a file in the directory and writes the
+ * CTL/GO exists (made after restart) it creates a file in the directory and writes the
  * watched file: the events must come with wd 1 and wd 3. Prints PASS or FAIL.
- * argv[2]: the directory to watch; argv[3]: the file to watch. */
-#define _GNU_SOURCE
-#include <fcntl.h>
+ * DIR (argv[2]): the directory to watch; FILE (argv[3]): the file to watch. */
+#include "wl.h"
+
 #include <limits.h>
-#include <stdio.h>
-#include <string.h>
 #include <sys/inotify.h>
-#include <unistd.h>
 
 /* descriptors inherited from the test harness (pipes to it) are not ours */
 static void close_inherited(void) { close_range(3, ~0U, 0); }
 
 int main(int argc, char **argv) {
     close_inherited();
-    if (argc < 4) return 2;
+    wl_init(argc, argv, 3, "CTL DIR FILE");
     int in = inotify_init1(IN_CLOEXEC);
     int a = inotify_add_watch(in, argv[2], IN_CREATE);
     int b = inotify_add_watch(in, "/", IN_ATTRIB);
@@ -32,9 +29,8 @@ int main(int argc, char **argv) {
         printf("FAIL reading IN_IGNORED\n");
         return 1;
     }
-    printf("READY\n");
-    fflush(stdout);
-    while (access(argv[1], F_OK) != 0) usleep(10000);
+    wl_ready(NULL);
+    while (!wl_go()) usleep(10000);
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/new", argv[2]);
     close(open(path, O_CREAT | O_WRONLY, 0600));

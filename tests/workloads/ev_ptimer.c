@@ -1,21 +1,16 @@
-/* POSIX timers: a deleted one (so IDs are not simply 0, 1), a disarmed one, and a
+/* ev_ptimer CTL: POSIX timers: a deleted one (so IDs are not simply 0, 1), a disarmed one, and a
  * periodic one (first in 400 ms, then every 200 ms) signalling SIGUSR2 with value 1234.
- * Once the file argv[1] exists (made after restart) a timer signal must come with the
+ * Once CTL/GO exists (made after restart) a timer signal must come with the
  * right value and timer ID, the timer IDs must still be valid, the disarmed one still
  * disarmed and the interval kept. Prints PASS or FAIL. */
-#define _GNU_SOURCE
-#include <signal.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <time.h>
-#include <unistd.h>
+#include "wl.h"
 
 /* descriptors inherited from the test harness (pipes to it) are not ours */
 static void close_inherited(void) { close_range(3, ~0U, 0); }
 
 int main(int argc, char **argv) {
     close_inherited();
-    if (argc < 2) return 2;
+    wl_init(argc, argv, 1, "CTL");
     sigset_t m;
     sigemptyset(&m);
     sigaddset(&m, SIGUSR2);
@@ -32,8 +27,7 @@ int main(int argc, char **argv) {
     }
     struct itimerspec its = {{0, 200000000}, {0, 400000000}};
     timer_settime(tick, 0, &its, NULL);
-    printf("READY ids %ld %ld\n", (long)(intptr_t)idle, (long)(intptr_t)tick);
-    fflush(stdout);
+    wl_ready("ids %ld %ld", (long)(intptr_t)idle, (long)(intptr_t)tick);
     unsigned fired = 0;
     for (;;) {
         siginfo_t si;
@@ -43,7 +37,7 @@ int main(int argc, char **argv) {
             printf("FAIL siginfo value %d code %d\n", si.si_value.sival_int, si.si_code);
             return 1;
         }
-        if (access(argv[1], F_OK) != 0) continue;
+        if (!wl_go()) continue;
         struct itimerspec cur, none;
         if (timer_gettime(tick, &cur) || timer_gettime(idle, &none)) {
             printf("FAIL timer IDs lost\n");

@@ -1,17 +1,16 @@
-/* Holds an io_uring (or, where io_uring is disabled, a perf_event) descriptor: cpr must
- * refuse it. Prints READY and the object's kind, then sleeps. */
-#define _GNU_SOURCE
+/* ev_refuse CTL: holds an io_uring (or, where io_uring is disabled, a perf_event)
+ * descriptor: cpr must refuse it. Prints "READY <pid> kind=<kind>", then sleeps. */
+#include "wl.h"
+
 #include <linux/perf_event.h>
-#include <stdio.h>
-#include <string.h>
 #include <sys/syscall.h>
-#include <unistd.h>
 
 /* descriptors inherited from the test harness (pipes to it) are not ours */
 static void close_inherited(void) { close_range(3, ~0U, 0); }
 
-int main(void) {
+int main(int argc, char **argv) {
     close_inherited();
+    wl_init(argc, argv, 1, "CTL");
     unsigned char params[120];
     memset(params, 0, sizeof params);
     long fd = syscall(SYS_io_uring_setup, 4, params);
@@ -30,7 +29,6 @@ int main(void) {
         printf("FAIL no io_uring nor perf_event\n");
         return 1;
     }
-    printf("READY %s\n", kind);
-    fflush(stdout);
+    wl_ready("kind=%s", kind);
     for (;;) pause();
 }

@@ -1,18 +1,16 @@
-/* Blocks SIGUSR1, reads it through a signalfd (blocking read, so the checkpoint catches
- * the process inside read). The test makes the file argv[1] after restart, then sends
+/* ev_signalfd CTL: blocks SIGUSR1, reads it through a signalfd (blocking read, so the
+ * checkpoint catches the process inside read). The test makes CTL/GO after restart, then sends
  * SIGUSR1 with sigqueue value 77. Prints PASS or FAIL. */
-#define _GNU_SOURCE
-#include <signal.h>
-#include <stdio.h>
+#include "wl.h"
+
 #include <sys/signalfd.h>
-#include <unistd.h>
 
 /* descriptors inherited from the test harness (pipes to it) are not ours */
 static void close_inherited(void) { close_range(3, ~0U, 0); }
 
 int main(int argc, char **argv) {
     close_inherited();
-    if (argc < 2) return 2;
+    wl_init(argc, argv, 1, "CTL");
     sigset_t m;
     sigemptyset(&m);
     sigaddset(&m, SIGUSR1);
@@ -22,8 +20,7 @@ int main(int argc, char **argv) {
         printf("FAIL signalfd\n");
         return 1;
     }
-    printf("READY\n");
-    fflush(stdout);
+    wl_ready(NULL);
     struct signalfd_siginfo si;
     for (;;) {
         ssize_t n = read(sfd, &si, sizeof si);
@@ -32,7 +29,7 @@ int main(int argc, char **argv) {
             printf("FAIL signal %u\n", si.ssi_signo);
             return 1;
         }
-        if (access(argv[1], F_OK) != 0) {
+        if (!wl_go()) {
             printf("FAIL signal before restart\n");
             return 1;
         }

@@ -1,35 +1,27 @@
 /* File locks across a checkpoint.
  *
- * lk_locks run DIR
- *     flock(LOCK_EX) on DIR/a, a POSIX write lock on bytes 100-199 of DIR/b, an OFD read
- *     lock on all of DIR/c; checks from a child that others see them; prints READY; waits
- *     until DIR/GO exists; checks again; prints PASS or "FAIL: why".
- * lk_locks run DIR mmap
- *     the same, with DIR/b also mapped (a restart must not lose the POSIX lock when it
+ * lk_locks CTL run
+ *     flock(LOCK_EX) on CTL/a, a POSIX write lock on bytes 100-199 of CTL/b, an OFD read
+ *     lock on all of CTL/c; checks from a child that others see them; prints READY; waits
+ *     until CTL/GO exists; checks again; prints PASS or "FAIL: why".
+ * lk_locks CTL run mmap
+ *     the same, with CTL/b also mapped (a restart must not lose the POSIX lock when it
  *     closes the descriptor it used to map the file).
- * lk_locks hold DIR flock|posix|ofd
- *     takes a lock that conflicts with the one `run` holds of that kind, prints HELD and
- *     sleeps until killed.
+ * lk_locks CTL hold flock|posix|ofd
+ *     takes a lock that conflicts with the one `run` holds of that kind, prints
+ *     "HELD <pid>" and sleeps until killed.
  */
-#define _GNU_SOURCE
-#include <errno.h>
-#include <fcntl.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+#include "wl.h"
+
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
-
-static char dir[4096];
 
 static const char *at(const char *name) {
     static char buf[3][4200];
     static int next;
     char *b = buf[next++ % 3];
-    snprintf(b, sizeof buf[0], "%s/%s", dir, name);
+    wl_path(b, sizeof buf[0], name);
     return b;
 }
 
@@ -148,9 +140,8 @@ static int run(int map) {
     }
     if (!check())
         return 1;
-    printf("READY\n");
-    fflush(stdout);
-    while (access(at("GO"), F_OK) != 0)
+    wl_ready(NULL);
+    while (!wl_go())
         nap();
     if (!check())
         return 1;
@@ -173,23 +164,19 @@ static int hold(const char *what) {
         printf("FAIL: hold %s: %s\n", what, strerror(errno));
         return 1;
     }
-    printf("HELD\n");
+    printf("HELD %d\n", (int)getpid());
     fflush(stdout);
     for (;;)
         pause();
 }
 
 int main(int argc, char **argv) {
-    if (argc < 3) {
-        fprintf(stderr, "usage: lk_locks run DIR | lk_locks hold DIR flock|posix|ofd\n");
-        return 2;
-    }
-    snprintf(dir, sizeof dir, "%s", argv[2]);
+    wl_init(argc, argv, 2, "CTL run [mmap] | CTL hold flock|posix|ofd");
     /* descriptors inherited from whoever ran the test are not the workload's */
     close_range(3, ~0U, 0);
-    if (strcmp(argv[1], "run") == 0)
+    if (strcmp(argv[2], "run") == 0)
         return run(argc == 4 && strcmp(argv[3], "mmap") == 0);
-    if (strcmp(argv[1], "hold") == 0 && argc == 4)
+    if (strcmp(argv[2], "hold") == 0 && argc == 4)
         return hold(argv[3]);
     fprintf(stderr, "lk_locks: bad arguments\n");
     return 2;

@@ -1,28 +1,23 @@
 /* A SysV shared memory segment across checkpoint and restart.
  *
- * usage: shm_segment ROLE KEY TRIGGER
+ * usage: shm_segment CTL ROLE KEY
  *   ROLE create: creates the segment (KEY, or IPC_PRIVATE when KEY is 0), owner set to
  *                uid/gid 65534, mode 0640, attaches it twice read-write and once
  *                read-only, writes the pattern (page 1 left zero)
  *   ROLE dest:   as create, then marks it for removal (IPC_RMID) while attached
  *   ROLE join:   attaches the existing segment of KEY (made by a "create" process)
  *   ROLE partial: as create, then makes the first page of one attachment read-only
- *                (cpr refuses such a split attachment); after TRIGGER only PASS
- * Prints "READY <shmid>", waits for the file TRIGGER, then checks shmid, key, size, mode,
+ *                (cpr refuses such a split attachment); after CTL/GO only PASS
+ * Prints "READY <pid> shmid=<shmid>", waits for CTL/GO, then checks shmid, key, size, mode,
  * owner, contents through every attachment and that writes through one attachment are
  * seen through the others; create and join also see each other's writes. Prints PASS or
  * "FAIL why".
  */
-#define _GNU_SOURCE
-#include <errno.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+#include "wl.h"
+
 #include <sys/ipc.h>
 #include <sys/mman.h>
 #include <sys/shm.h>
-#include <time.h>
-#include <unistd.h>
 
 #define SIZE (3 * 4096 + 100)
 #define FLAG_CREATE (SIZE - 2) /* written by the creator after restart */
@@ -44,13 +39,11 @@ static void nap(void) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 4)
-        return fail("usage");
+    wl_init(argc, argv, 3, "CTL ROLE KEY");
     /* nothing inherited beyond stdio (a pipe to the test would refuse the checkpoint) */
     close_range(3, ~0U, 0);
-    const char *role = argv[1];
-    key_t key = (key_t)strtoul(argv[2], NULL, 16);
-    const char *trigger = argv[3];
+    const char *role = argv[2];
+    key_t key = (key_t)strtoul(argv[3], NULL, 16);
     int creator = strcmp(role, "join") != 0;
     int dest = strcmp(role, "dest") == 0;
     int id;
@@ -86,17 +79,15 @@ int main(int argc, char **argv) {
         /* only part of an attachment keeps its protection: a split cpr refuses */
         if (mprotect(b, 4096, PROT_READ) < 0)
             return fail("mprotect");
-        printf("READY %d\n", id);
-        fflush(stdout);
-        while (access(trigger, F_OK) != 0)
+        wl_ready("shmid=%d", id);
+        while (!wl_go())
             nap();
         printf(b[0] == pattern(0) ? "PASS\n" : "FAIL contents\n");
         fflush(stdout);
         return 0;
     }
-    printf("READY %d\n", id);
-    fflush(stdout);
-    while (access(trigger, F_OK) != 0)
+    wl_ready("shmid=%d", id);
+    while (!wl_go())
         nap();
 
     /* the same segment, as it was */

@@ -4,7 +4,11 @@
  * "READY <pid> ..." (flushed) once its state is built and it is in its main loop, and after
  * the test restarts it, learns it may check itself when the file CTL/GO appears (or on a
  * signal, where the workload says so). It then prints "PASS <details>" and exits 0, or
- * "FAIL <details>" and exits 1. */
+ * "FAIL <details>" and exits 1. Paths of its own (files to lock, directories to watch)
+ * are in CTL too, so that tests/common's Scratch finds and ends everything a test started.
+ *
+ * The libcpr workloads (lib_*.c) are the exception: they exercise the library's calls,
+ * and the test drives them with one command a line on stdin; they answer on stdout. */
 #ifndef WL_H
 #define WL_H
 

@@ -3,14 +3,16 @@
 //! Exit status: 0 when every operation succeeded, 1 when any failed, 2 for a usage error
 //! (clap prints those itself).
 
+mod cli;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
 
+use cli::{CheckpointRequest, Cli, Request};
 use cpr::attrfile::AttrFile;
-use cpr::cli::{CheckpointRequest, Cli, Request};
 use cpr::error::{Context, Error, Result};
 use cpr::ops::{self, CheckpointOptions, RestartOptions};
 use cpr::statefile::{self, Statefile, reader::Verify};

@@ -1,14 +1,14 @@
 //! The command line of cpr(1), as clap structs, and its mapping to one [`Request`].
 //!
 //! What the user typed ([`Cli`]) is kept apart from what cpr is asked to do
-//! ([`Request`]); neither touches the system. `src/bin/cpr.rs` calls the library with it.
+//! ([`Request`]); neither touches the system. `main.rs` beside it calls the library with it.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgGroup, Parser};
 
-use crate::attrfile::WillAction;
+use cpr::attrfile::WillAction;
 
 const USAGE: &str = "\
 cpr -c STATEFILE -p IDLIST [-f] [-g|-k] [-u] [--attributes FILE] [--timeout SECONDS]
@@ -165,7 +165,7 @@ pub enum Request {
     },
 }
 
-/// `-c`: everything of [`crate::ops::CheckpointOptions`] but the attribute file, which
+/// `-c`: everything of [`cpr::ops::CheckpointOptions`] but the attribute file, which
 /// is read only when the request is carried out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckpointRequest {

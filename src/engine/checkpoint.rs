@@ -35,7 +35,7 @@ pub struct CoreRecord {
     #[serde(default)]
     pub locks: Vec<locks::LockRecord>,
     #[serde(default)]
-    pub posix_timers: Vec<super::objects::events::PosixTimer>,
+    pub posix_timers: Vec<super::objects::posix_timers::PosixTimer>,
 }
 
 pub fn core_path(pid: i32) -> String {
@@ -509,7 +509,7 @@ fn dump_process(
         }
         Ok((sig, brk, trecs))
     })();
-    let posix_timers = super::objects::events::dump_posix_timers(pid, &main, scratch);
+    let posix_timers = super::objects::posix_timers::dump(pid, &main, scratch);
     main.check(
         "munmap scratch",
         libc::SYS_munmap,

@@ -905,7 +905,7 @@ fn finish_in_tracer(
         signals_rec.shared_pending.insert(0, threads::hex(&info));
     }
     signals::restore_pending_and_timers(&signals_rec, &main, child, scratch.data())?;
-    super::objects::events::restore_posix_timers(&img.core.posix_timers, &main, child, scratch.data())?;
+    super::objects::posix_timers::restore(&img.core.posix_timers, &main, child, scratch.data())?;
     // credentials last
     process::restore_credentials(&img.core.process, &main, child, scratch.data())?;
     // the scratch page goes; its own syscall instruction runs the munmap, stopping at the

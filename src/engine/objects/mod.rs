@@ -6,6 +6,7 @@ pub mod files;
 pub mod locks;
 pub mod mapped_files;
 pub mod memory;
+pub mod posix_timers;
 pub mod process;
 pub mod pstree;
 pub mod shared;

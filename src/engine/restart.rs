@@ -907,7 +907,7 @@ fn finish_in_tracer(
     signals::restore_pending_and_timers(&signals_rec, &main, child, scratch.data())?;
     super::objects::posix_timers::restore(&img.core.posix_timers, &main, child, scratch.data())?;
     // credentials last
-    process::restore_credentials(&img.core.process, &main, child, scratch.data())?;
+    super::objects::creds::restore(&img.core.process, &main, child, scratch.data())?;
     // the scratch page goes; its own syscall instruction runs the munmap, stopping at the
     // syscall exit so nothing executes there afterwards
     let last = Injector::new(child, Gate::SyscallInsn(scratch.base))?;

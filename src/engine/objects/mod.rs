@@ -1,6 +1,7 @@
 //! One module per kind of object a process holds, each with its dump and its restore side
 //! by side, and the records it writes.
 
+pub mod creds;
 pub mod events;
 pub mod files;
 pub mod locks;

@@ -27,7 +27,7 @@ pub enum FdKind {
     Pipe {
         ino: u64,
     },
-    /// eventfd, timerfd, signalfd, epoll, inotify: made by `eventfds::restore`.
+    /// eventfd, timerfd, signalfd, epoll, inotify: made by `events::restore`.
     Event(super::events::EventFd),
 }
 

@@ -14,3 +14,4 @@ pub mod shared;
 pub mod signals;
 pub mod sysv_shm;
 pub mod threads;
+pub mod vdso;

@@ -75,7 +75,7 @@ pub fn collect(procs: &mut [ProcessFds<'_>], writer: &mut StatefileWriter) -> Re
     let mut count: BTreeMap<u32, std::collections::BTreeSet<i32>> = BTreeMap::new();
     for (pi, p) in procs.iter().enumerate() {
         for (fi, r) in p.fds.iter().enumerate() {
-            // event objects are made again per process (eventfds.rs)
+            // event objects are made again per process (events.rs)
             if matches!(r.kind, FdKind::Dup { .. } | FdKind::Event(_)) {
                 continue;
             }

@@ -23,7 +23,7 @@ use super::checkpoint::{CoreRecord, core_path, mm_path, pages_path};
 use super::objects::memory::{self, Backing, MmRecord, Scratch};
 use super::objects::pstree::{self, Role, SessionOp};
 use super::ptrace::{self, Gate, Injector, SYSCALL_INT3};
-use super::objects::shared::{self, OpenedShared, SharedTable};
+use super::objects::shared_fds::{self, OpenedShared, SharedTable};
 use super::objects::{creds, files, locks, mapped_files, posix_timers, process, signals, sysv_shm as shm, threads};
 use super::procfs;
 use crate::attrfile::ForkAction;
@@ -111,8 +111,8 @@ pub fn restart(options: &RestartOptions, deferred: crate::sys::DeferTermination)
                 mm,
             });
         }
-        tables.push(if sf.entry(shared::TABLE).is_some() {
-            sf.read_json::<SharedTable>(shared::TABLE)?
+        tables.push(if sf.entry(shared_fds::TABLE).is_some() {
+            sf.read_json::<SharedTable>(shared_fds::TABLE)?
         } else {
             SharedTable::default()
         });
@@ -205,7 +205,7 @@ pub fn restart(options: &RestartOptions, deferred: crate::sys::DeferTermination)
     let mut opened = Vec::new();
     for (s, sf) in statefiles.iter().enumerate() {
         opened.push(
-            shared::open_all(&tables[s], sf, tty.as_deref())
+            shared_fds::open_all(&tables[s], sf, tty.as_deref())
                 .map_err(|e| e.context(sf.path.display()))?,
         );
     }

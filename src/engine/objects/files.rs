@@ -135,24 +135,8 @@ pub fn dump(
         if link.starts_with("socket:") {
             return Err(unsafe_object("a socket"));
         }
-        if let Some(ino) = link
-            .strip_prefix("pipe:[")
-            .and_then(|s| s.strip_suffix(']'))
-            .and_then(|s| s.parse().ok())
-        {
-            // whether the other end is in the checkpoint is known only once every process
-            // is read: see shared::collect
-            out.push(FdRecord {
-                fd,
-                kind: FdKind::Pipe { ino },
-                path: link,
-                flags,
-                cloexec,
-                pos: 0,
-                action: FileAction::Merge,
-                saved: None,
-                shared: None,
-            });
+        if let Some(pipe) = super::pipes::dump(fd, &link, flags, cloexec) {
+            out.push(pipe);
             continue;
         }
         if let Some(ev) = super::events::dump(pid, fd, &link, flags)? {

@@ -10,12 +10,7 @@ use crate::error::Result;
 
 /// The very last step of a restore: groups, gids, uids and capabilities, in the
 /// process itself. `scratch` is writable memory there.
-pub fn restore(
-    rec: &ProcessRecord,
-    inj: &Injector,
-    pid: i32,
-    scratch: u64,
-) -> Result<()> {
+pub fn restore(rec: &ProcessRecord, inj: &Injector, pid: i32, scratch: u64) -> Result<()> {
     let same_as_root = rec.uids == [0; 4] && rec.gids == [0; 4];
     let mut g = Vec::new();
     for x in &rec.groups {

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use super::objects::memory::{self, MmRecord};
 use super::ptrace::{self, Gate, Injector, Regs};
-use super::objects::{files, locks, process, pstree, shared, signals, sysv_shm as shm, threads};
+use super::objects::{files, locks, process, pstree, shared_fds, shmem, signals, sysv_shm as shm, threads};
 use super::procfs;
 use crate::attrfile::{AttrFile, ProcessPolicies, WillAction};
 use crate::error::{Context, Error, Kind, Result};
@@ -307,24 +307,24 @@ pub fn checkpoint(options: &CheckpointOptions) -> Result<PathBuf> {
     }
     timer.lap("dump processes (page data written and fsync'd)");
     let mut table = {
-        let mut procs: Vec<shared::ProcessFds<'_>> = dumped
+        let mut procs: Vec<shared_fds::ProcessFds<'_>> = dumped
             .iter_mut()
-            .map(|(core, _)| shared::ProcessFds {
+            .map(|(core, _)| shared_fds::ProcessFds {
                 pid: core.process.pid,
                 fds: &mut core.fds,
                 policies: &core.policies,
             })
             .collect();
-        shared::collect(&mut procs, &mut writer).map_err(in_statefile)?
+        shared_fds::collect(&mut procs, &mut writer).map_err(in_statefile)?
     };
     {
         let mut maps: Vec<(i32, &mut Vec<memory::Vma>)> = dumped
             .iter_mut()
             .map(|(c, mm)| (c.process.pid, &mut mm.vmas))
             .collect();
-        shared::collect_memory(&mut maps, &mut table, &mut writer).map_err(in_statefile)?;
+        shmem::collect_memory(&mut maps, &mut table, &mut writer).map_err(in_statefile)?;
     }
-    writer.write_json(shared::TABLE, &table)?;
+    writer.write_json(shared_fds::TABLE, &table)?;
     writer.write_json(pstree::TREE, &pstree::TreeRecord { zombies })?;
     let mut summaries = Vec::new();
     for (core, mm) in &dumped {
@@ -485,7 +485,7 @@ fn dump_process(
         }
         Ok((sig, brk, trecs))
     })();
-    let posix_timers = super::objects::events::dump_posix_timers(pid, &main, scratch);
+    let posix_timers = super::objects::posix_timers::dump(pid, &main, scratch);
     main.check(
         "munmap scratch",
         libc::SYS_munmap,

@@ -23,8 +23,8 @@ use crate::statefile::{CoreRecord, core_path, mm_path, pages_path};
 use super::objects::memory::{self, Backing, MmRecord, Scratch};
 use super::objects::pstree::{self, Role, SessionOp};
 use super::ptrace::{self, Gate, Injector, SYSCALL_INT3};
-use super::objects::shared::{self, OpenedShared, SharedTable};
-use super::objects::{files, locks, process, signals, sysv_shm as shm, threads};
+use super::objects::shared_fds::{self, OpenedShared, SharedTable};
+use super::objects::{creds, files, locks, mapped_files, posix_timers, process, signals, sysv_shm as shm, threads};
 use super::procfs;
 use crate::attrfile::ForkAction;
 use crate::error::{Context, Error, Kind, Result};
@@ -111,8 +111,8 @@ pub fn restart(options: &RestartOptions, deferred: crate::sys::DeferTermination)
                 mm,
             });
         }
-        tables.push(if sf.entry(shared::TABLE).is_some() {
-            sf.read_json::<SharedTable>(shared::TABLE)?
+        tables.push(if sf.entry(shared_fds::TABLE).is_some() {
+            sf.read_json::<SharedTable>(shared_fds::TABLE)?
         } else {
             SharedTable::default()
         });
@@ -205,7 +205,7 @@ pub fn restart(options: &RestartOptions, deferred: crate::sys::DeferTermination)
     let mut opened = Vec::new();
     for (s, sf) in statefiles.iter().enumerate() {
         opened.push(
-            shared::open_all(&tables[s], sf, tty.as_deref())
+            shared_fds::open_all(&tables[s], sf, tty.as_deref())
                 .map_err(|e| e.context(sf.path.display()))?,
         );
     }
@@ -282,7 +282,7 @@ pub fn restart(options: &RestartOptions, deferred: crate::sys::DeferTermination)
         let sf = &ctx.statefiles[ctx.images[i].sf];
         match parse_ready(
             &line,
-            &memory::mapped_files(&ctx.images[i].mm.vmas),
+            &mapped_files::list(&ctx.images[i].mm.vmas),
             &mem_inos(&ctx.images[i].mm),
         ) {
             Ok(r) => ready[n] = Some(r),
@@ -526,7 +526,7 @@ fn mem_inos(mm: &MmRecord) -> Vec<u64> {
     out
 }
 
-fn parse_ready(msg: &str, mapped: &[memory::MappedFile], mems: &[u64]) -> Result<ChildReady> {
+fn parse_ready(msg: &str, mapped: &[mapped_files::MappedFile], mems: &[u64]) -> Result<ChildReady> {
     if let Some(err) = msg.strip_prefix("ERR ") {
         return Err(decode_error(err));
     }
@@ -742,7 +742,7 @@ fn child_restore(
     let pages = std::fs::File::open(sf.file(&pages_path(rec.pid))?).ctx("page data")?;
     let pages_fd = place(pages.into_raw_fd(), true)?;
     let mut file_fds = Vec::new();
-    for m in memory::mapped_files(&img.mm.vmas) {
+    for m in mapped_files::list(&img.mm.vmas) {
         // a program or library that changed since the checkpoint: its saved copy (-u)
         let real = super::objects::mapped_files::resolve(&img.mm.components, &m.path, sf)?;
         let f = std::fs::OpenOptions::new()
@@ -905,9 +905,9 @@ fn finish_in_tracer(
         signals_rec.shared_pending.insert(0, threads::hex(&info));
     }
     signals::restore_pending_and_timers(&signals_rec, &main, child, scratch.data())?;
-    super::objects::events::restore_posix_timers(&img.core.posix_timers, &main, child, scratch.data())?;
+    posix_timers::restore(&img.core.posix_timers, &main, child, scratch.data())?;
     // credentials last
-    process::restore_credentials(&img.core.process, &main, child, scratch.data())?;
+    creds::restore(&img.core.process, &main, child, scratch.data())?;
     // the scratch page goes; its own syscall instruction runs the munmap, stopping at the
     // syscall exit so nothing executes there afterwards
     let last = Injector::new(child, Gate::SyscallInsn(scratch.base))?;

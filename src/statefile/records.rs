@@ -5,12 +5,12 @@
 use serde::{Deserialize, Serialize};
 
 use crate::attrfile::ProcessPolicies;
-use crate::engine::objects::{events, files, locks, process, signals, threads};
+use crate::engine::objects::{files, locks, posix_timers, process, signals, threads};
 
 pub use super::format::Manifest;
 pub use crate::engine::objects::memory::MmRecord;
 pub use crate::engine::objects::pstree::TreeRecord;
-pub use crate::engine::objects::shared::SharedTable;
+pub use crate::engine::objects::shared_fds::SharedTable;
 pub use crate::engine::objects::sysv_shm::ShmIndex;
 
 /// `proc/<pid>/core.json`: everything of a process but its memory.
@@ -27,5 +27,5 @@ pub struct CoreRecord {
     pub locks: Vec<locks::LockRecord>,
     /// Added during revision 1 (a statefile without it had none).
     #[serde(default)]
-    pub posix_timers: Vec<events::PosixTimer>,
+    pub posix_timers: Vec<posix_timers::PosixTimer>,
 }

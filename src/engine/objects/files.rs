@@ -1,6 +1,8 @@
 //! Open files: regular files (with the FILE policies of the attribute file), deleted-but-
 //! open files, directories, and the guide's safe devices. Dump reads /proc/PID/fd and
 //! fdinfo; restore reopens them natively in the restore child, at the same numbers.
+//! The descriptor table itself is read and placed here too; the other kinds behind it
+//! are pipes.rs, events.rs, and shared_fds.rs for descriptions shared between processes.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
@@ -27,7 +29,7 @@ pub enum FdKind {
     Pipe {
         ino: u64,
     },
-    /// eventfd, timerfd, signalfd, epoll, inotify: made by `eventfds::restore`.
+    /// eventfd, timerfd, signalfd, epoll, inotify: made by `events::restore`.
     Event(super::events::EventFd),
 }
 
@@ -95,132 +97,146 @@ pub fn dump(
     fds.sort();
     let mut out: Vec<FdRecord> = Vec::new();
     for fd in fds {
-        let who = format!("process {pid} fd {fd}");
-        let link = std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
-            .ctx(&who)?
-            .to_string_lossy()
-            .into_owned();
-        let (pos, flags) = fdinfo(pid, fd)?;
-        let cloexec = flags & libc::O_CLOEXEC != 0;
-        let flags = flags & !libc::O_CLOEXEC;
-        // a dup of an earlier descriptor shares its offset and flags
-        if let Some(first) = out
-            .iter()
-            .find(|r| crate::sys::same_open_file(pid, r.fd, pid, fd).unwrap_or(false))
-        {
-            let of = match first.kind {
-                FdKind::Dup { of } => of,
-                _ => first.fd,
-            };
-            out.push(FdRecord {
-                fd,
-                kind: FdKind::Dup { of },
-                path: link,
-                flags,
-                cloexec,
-                pos,
-                action: first.action,
-                saved: None,
-                shared: None,
-            });
-            continue;
-        }
-        let unsafe_object = |what: &str| {
-            Error::with_detail(
-                who.clone(),
-                Kind::CheckpointError,
-                format!("{link}: {what} is not checkpoint safe"),
-            )
+        let record = dump_one(pid, fd, &out, policies, writer)?;
+        out.push(record);
+    }
+    Ok(out)
+}
+
+/// One descriptor, after the `earlier` ones: a duplicate of one of those, a pipe end
+/// (pipes.rs), an event object (events.rs), or a file by path.
+fn dump_one(
+    pid: i32,
+    fd: i32,
+    earlier: &[FdRecord],
+    policies: &ProcessPolicies,
+    writer: &mut StatefileWriter,
+) -> Result<FdRecord> {
+    let who = format!("process {pid} fd {fd}");
+    let link = std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+        .ctx(&who)?
+        .to_string_lossy()
+        .into_owned();
+    let (pos, flags) = fdinfo(pid, fd)?;
+    let cloexec = flags & libc::O_CLOEXEC != 0;
+    let flags = flags & !libc::O_CLOEXEC;
+    // a dup of an earlier descriptor shares its offset and flags
+    if let Some(first) = earlier
+        .iter()
+        .find(|r| crate::sys::same_open_file(pid, r.fd, pid, fd).unwrap_or(false))
+    {
+        let of = match first.kind {
+            FdKind::Dup { of } => of,
+            _ => first.fd,
         };
-        if link.starts_with("socket:") {
-            return Err(unsafe_object("a socket"));
-        }
-        if let Some(ino) = link
-            .strip_prefix("pipe:[")
-            .and_then(|s| s.strip_suffix(']'))
-            .and_then(|s| s.parse().ok())
-        {
-            // whether the other end is in the checkpoint is known only once every process
-            // is read: see shared::collect
-            out.push(FdRecord {
-                fd,
-                kind: FdKind::Pipe { ino },
-                path: link,
-                flags,
-                cloexec,
-                pos: 0,
-                action: FileAction::Merge,
-                saved: None,
-                shared: None,
-            });
-            continue;
-        }
-        if let Some(ev) = super::events::dump(pid, fd, &link, flags)? {
-            out.push(FdRecord {
-                fd,
-                kind: FdKind::Event(ev),
-                path: link,
-                flags,
-                cloexec,
-                pos: 0,
-                action: FileAction::Merge,
-                saved: None,
-                shared: None,
-            });
-            continue;
-        }
-        if !link.starts_with('/') {
-            return Err(unsafe_object("this kind of descriptor"));
-        }
-        let meta = std::fs::metadata(format!("/proc/{pid}/fd/{fd}")).ctx(&who)?;
-        let ft = meta.file_type();
-        let (kind, path) = if ft.is_char_device() || ft.is_block_device() {
-            if !safe_device(&link) {
-                return Err(unsafe_object("this device"));
-            }
-            (FdKind::Device, link.clone())
-        } else if ft.is_dir() {
-            (FdKind::Directory, link.clone())
-        } else if ft.is_fifo() {
-            return Err(unsafe_object("a FIFO"));
-        } else if ft.is_file() {
-            match link.strip_suffix(" (deleted)") {
-                Some(p) if meta.nlink() == 0 => (FdKind::Deleted, p.to_string()),
-                _ => (FdKind::Regular, link.clone()),
-            }
-        } else {
-            return Err(unsafe_object("this kind of file"));
-        };
-        let action = if kind == FdKind::Regular {
-            policies.file_action(std::path::Path::new(&path))
-        } else {
-            FileAction::Merge
-        };
-        let saved = if kind == FdKind::Deleted
-            || matches!(action, FileAction::Replace | FileAction::Substitute)
-        {
-            let rel = crate::statefile::layout::saved_file_path(pid, fd);
-            let mut src = std::fs::File::open(format!("/proc/{pid}/fd/{fd}")).ctx(&who)?;
-            let mut sink = writer.create_file(&rel)?;
-            std::io::copy(&mut src, &mut sink).ctx(format!("{who}: saving {path}"))?;
-            writer.finish_file(sink)?;
-            Some(rel)
-        } else {
-            None
-        };
-        out.push(FdRecord {
+        return Ok(FdRecord {
             fd,
-            kind,
-            path,
+            kind: FdKind::Dup { of },
+            path: link,
             flags,
             cloexec,
             pos,
-            action,
-            saved,
+            action: first.action,
+            saved: None,
             shared: None,
         });
     }
-    Ok(out)
+    if link.starts_with("socket:") {
+        return Err(not_safe(&who, &link, "a socket"));
+    }
+    if let Some(pipe) = super::pipes::dump(fd, &link, flags, cloexec) {
+        return Ok(pipe);
+    }
+    if let Some(ev) = super::events::dump(pid, fd, &link, flags)? {
+        return Ok(FdRecord {
+            fd,
+            kind: FdKind::Event(ev),
+            path: link,
+            flags,
+            cloexec,
+            pos: 0,
+            action: FileAction::Merge,
+            saved: None,
+            shared: None,
+        });
+    }
+    if !link.starts_with('/') {
+        return Err(not_safe(&who, &link, "this kind of descriptor"));
+    }
+    let (kind, path) = classify_path(pid, fd, &who, &link)?;
+    let action = if kind == FdKind::Regular {
+        policies.file_action(std::path::Path::new(&path))
+    } else {
+        FileAction::Merge
+    };
+    let saved = if kind == FdKind::Deleted
+        || matches!(action, FileAction::Replace | FileAction::Substitute)
+    {
+        Some(save_content(pid, fd, &who, &path, writer)?)
+    } else {
+        None
+    };
+    Ok(FdRecord {
+        fd,
+        kind,
+        path,
+        flags,
+        cloexec,
+        pos,
+        action,
+        saved,
+        shared: None,
+    })
+}
+
+/// "Checkpoint error": `what` behind `link` is not checkpoint safe.
+fn not_safe(who: &str, link: &str, what: &str) -> Error {
+    Error::with_detail(
+        who,
+        Kind::CheckpointError,
+        format!("{link}: {what} is not checkpoint safe"),
+    )
+}
+
+/// The kind of a descriptor opened by path (`link`), and the path restart reopens.
+fn classify_path(pid: i32, fd: i32, who: &str, link: &str) -> Result<(FdKind, String)> {
+    let meta = std::fs::metadata(format!("/proc/{pid}/fd/{fd}")).ctx(who)?;
+    let ft = meta.file_type();
+    let (kind, path) = if ft.is_char_device() || ft.is_block_device() {
+        if !safe_device(link) {
+            return Err(not_safe(who, link, "this device"));
+        }
+        (FdKind::Device, link.to_string())
+    } else if ft.is_dir() {
+        (FdKind::Directory, link.to_string())
+    } else if ft.is_fifo() {
+        return Err(not_safe(who, link, "a FIFO"));
+    } else if ft.is_file() {
+        match link.strip_suffix(" (deleted)") {
+            Some(p) if meta.nlink() == 0 => (FdKind::Deleted, p.to_string()),
+            _ => (FdKind::Regular, link.to_string()),
+        }
+    } else {
+        return Err(not_safe(who, link, "this kind of file"));
+    };
+    Ok((kind, path))
+}
+
+/// Saves the content of file `path`, open as `fd` (REPLACE, SUBSTITUTE, deleted files);
+/// returns its statefile path.
+fn save_content(
+    pid: i32,
+    fd: i32,
+    who: &str,
+    path: &str,
+    writer: &mut StatefileWriter,
+) -> Result<String> {
+    let rel = crate::statefile::layout::saved_file_path(pid, fd);
+    let mut src = std::fs::File::open(format!("/proc/{pid}/fd/{fd}")).ctx(who)?;
+    let mut sink = writer.create_file(&rel)?;
+    std::io::copy(&mut src, &mut sink).ctx(format!("{who}: saving {path}"))?;
+    writer.finish_file(sink)?;
+    Ok(rel)
 }
 
 fn open_flags_for_reopen(flags: i32) -> i32 {

@@ -1,7 +1,8 @@
 //! The files a process's memory comes from (its executable, shared libraries, other
 //! mapped files): what they were at checkpoint, so that restart can tell when one has
 //! changed or gone ("component unavailable"), and with `cpr -u` (upgrade) a saved copy
-//! of each executable mapping to use instead.
+//! of each executable mapping to use instead. At restart, the list of files the restore
+//! child opens for memory.rs to map.
 
 use std::os::unix::fs::MetadataExt;
 
@@ -132,4 +133,29 @@ pub fn resolve(components: &[Component], path: &str, sf: &Statefile) -> Result<S
             "component unavailable: the file changed or went away since the checkpoint (checkpoint with cpr -u to keep copies of programs and libraries)",
         )),
     }
+}
+
+/// A file a mapping needs, opened by the restore child before it stops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappedFile {
+    pub path: String,
+    pub writable: bool,
+}
+
+/// The files the image maps, each once, in a stable order.
+pub fn list(vmas: &[Vma]) -> Vec<MappedFile> {
+    let mut out: Vec<MappedFile> = Vec::new();
+    for v in vmas {
+        if let Backing::File { path, .. } = &v.backing {
+            let writable = v.shared && v.prot & libc::PROT_WRITE != 0;
+            match out.iter_mut().find(|f| &f.path == path) {
+                Some(f) => f.writable |= writable,
+                None => out.push(MappedFile {
+                    path: path.clone(),
+                    writable,
+                }),
+            }
+        }
+    }
+    out
 }

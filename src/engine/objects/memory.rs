@@ -30,10 +30,10 @@ pub enum Backing {
     /// vsyscall: fixed by the kernel; nothing to do.
     Vsyscall,
     /// A shared memory object (shared anonymous mapping, memfd) mapped at `offset`: its
-    /// content is saved once for all processes in `shared/` (see shared.rs).
+    /// content is saved once for all processes in `shared/` (see shmem.rs).
     SharedMem { ino: u64, offset: u64 },
     /// A System V shared memory segment, attached whole: its contents are saved once per
-    /// statefile under shared/ (engine/shm.rs), not with the process's pages.
+    /// statefile under shared/ (sysv_shm.rs), not with the process's pages.
     SysvShm { shmid: i32 },
 }
 
@@ -144,62 +144,7 @@ pub fn plan(pid: i32) -> Result<Vec<Vma>> {
     for m in &maps {
         let name = m.path.clone();
         let vflags = flags.get(&m.start).cloned().unwrap_or_default();
-        let special = name.starts_with('[') && name.ends_with(']');
-        let backing = if name == "[vsyscall]" {
-            Backing::Vsyscall
-        } else if name == "[vdso]" || name.starts_with("[vvar") {
-            Backing::Vdso
-        } else if special
-            || name.is_empty()
-            || (m.inode == 0 && m.dev == "00:00" && !name.starts_with('/'))
-        {
-            if !(special || name.is_empty()) {
-                return Err(Error::with_detail(
-                    format!("process {pid}"),
-                    Kind::CheckpointError,
-                    format!("mapping {name} at {:#x} is not checkpoint safe", m.start),
-                ));
-            }
-            Backing::Anon
-        } else if name.starts_with("/SYSV") && m.shared() {
-            // System V shared memory (engine/shm.rs)
-            super::sysv_shm::plan_vma(pid, m, &vflags)?
-        } else if m.shared() && (name.starts_with("/memfd:") || name.starts_with("/dev/zero")) {
-            Backing::SharedMem {
-                ino: m.inode,
-                offset: m.offset,
-            }
-        } else if name.starts_with("/SYSV") {
-            return Err(Error::with_detail(
-                format!("process {pid}"),
-                Kind::CheckpointError,
-                format!(
-                    "SysV shared memory {name} at {:#x} is not supported yet",
-                    m.start
-                ),
-            ));
-        } else if let Some(path) = name.strip_suffix(" (deleted)") {
-            if m.shared() {
-                return Err(Error::with_detail(
-                    format!("process {pid}"),
-                    Kind::CheckpointError,
-                    format!("shared mapping of deleted file {path}"),
-                ));
-            }
-            // private mapping of a deleted file: keep all its pages as anonymous memory
-            Backing::Anon
-        } else if name.starts_with("/dev/") && name != "/dev/zero" {
-            return Err(Error::with_detail(
-                format!("process {pid}"),
-                Kind::CheckpointError,
-                format!("device mapping {name} is not checkpoint safe"),
-            ));
-        } else {
-            Backing::File {
-                path: name.clone(),
-                offset: m.offset,
-            }
-        };
+        let backing = backing(pid, m, &name, &vflags)?;
         let runs = match &backing {
             Backing::Vdso
             | Backing::Vsyscall
@@ -222,6 +167,68 @@ pub fn plan(pid: i32) -> Result<Vec<Vma>> {
         });
     }
     Ok(vmas)
+}
+
+/// What backs mapping `m` (named `name`, with smaps flags `vflags`); a mapping cpr cannot
+/// restore is "Checkpoint error".
+fn backing(pid: i32, m: &MapsLine, name: &str, vflags: &[String]) -> Result<Backing> {
+    let special = name.starts_with('[') && name.ends_with(']');
+    let backing = if name == "[vsyscall]" {
+        Backing::Vsyscall
+    } else if super::vdso::is_vdso(name) {
+        Backing::Vdso
+    } else if special
+        || name.is_empty()
+        || (m.inode == 0 && m.dev == "00:00" && !name.starts_with('/'))
+    {
+        if !(special || name.is_empty()) {
+            return Err(Error::with_detail(
+                format!("process {pid}"),
+                Kind::CheckpointError,
+                format!("mapping {name} at {:#x} is not checkpoint safe", m.start),
+            ));
+        }
+        Backing::Anon
+    } else if name.starts_with("/SYSV") && m.shared() {
+        // System V shared memory (sysv_shm.rs)
+        super::sysv_shm::plan_vma(pid, m, vflags)?
+    } else if m.shared() && (name.starts_with("/memfd:") || name.starts_with("/dev/zero")) {
+        Backing::SharedMem {
+            ino: m.inode,
+            offset: m.offset,
+        }
+    } else if name.starts_with("/SYSV") {
+        return Err(Error::with_detail(
+            format!("process {pid}"),
+            Kind::CheckpointError,
+            format!(
+                "SysV shared memory {name} at {:#x} is not supported yet",
+                m.start
+            ),
+        ));
+    } else if let Some(path) = name.strip_suffix(" (deleted)") {
+        if m.shared() {
+            return Err(Error::with_detail(
+                format!("process {pid}"),
+                Kind::CheckpointError,
+                format!("shared mapping of deleted file {path}"),
+            ));
+        }
+        // private mapping of a deleted file: keep all its pages as anonymous memory
+        Backing::Anon
+    } else if name.starts_with("/dev/") && name != "/dev/zero" {
+        return Err(Error::with_detail(
+            format!("process {pid}"),
+            Kind::CheckpointError,
+            format!("device mapping {name} is not checkpoint safe"),
+        ));
+    } else {
+        Backing::File {
+            path: name.to_string(),
+            offset: m.offset,
+        }
+    };
+    Ok(backing)
 }
 
 /// Copies the saved pages of `vmas` into `sink`, in order. Readable memory goes through
@@ -419,34 +426,9 @@ pub fn scratch_candidates(vmas: &[Vma]) -> Vec<u64> {
     out
 }
 
-/// A file a mapping needs, opened by the restore child before it stops.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MappedFile {
-    pub path: String,
-    pub writable: bool,
-}
-
-/// The files the image maps, each once, in a stable order.
-pub fn mapped_files(vmas: &[Vma]) -> Vec<MappedFile> {
-    let mut out: Vec<MappedFile> = Vec::new();
-    for v in vmas {
-        if let Backing::File { path, .. } = &v.backing {
-            let writable = v.shared && v.prot & libc::PROT_WRITE != 0;
-            match out.iter_mut().find(|f| &f.path == path) {
-                Some(f) => f.writable |= writable,
-                None => out.push(MappedFile {
-                    path: path.clone(),
-                    writable,
-                }),
-            }
-        }
-    }
-    out
-}
-
 /// Replaces the address space of a stopped restore child with the image.
-/// `file_fds`: the child's fds for `mapped_files`, in order; `pages_fd`: the child's fd
-/// on the pages file.
+/// `file_fds`: the child's fds for `mapped_files::list`, in order; `pages_fd`: the child's
+/// fd on the pages file.
 pub fn restore(
     inj: &Injector,
     pid: i32,
@@ -459,12 +441,35 @@ pub fn restore(
     let who = format!("process {pid}");
     // 1. cpr's own mappings go, except the scratch area and the vDSO
     let current = procfs::read_maps(pid)?;
+    let vdso_now = unmap_own(inj, &current, scratch)?;
+    // 2. move the vDSO and its data pages where the image had them
+    super::vdso::restore(inj, &who, &vdso_now, &mm.vmas, scratch)?;
+    // 3. map every mapping of the image, writable where pages must be read in
+    for v in &mm.vmas {
+        map_one(inj, &who, v, file_fds, mem_fds)?;
+    }
+    // 4. page data, straight from the statefile into place
+    read_pages(inj, &who, mm, scratch, pages_fd)?;
+    // 5. final protections, locks and hints
+    for v in &mm.vmas {
+        finish(inj, v)?;
+    }
+    Ok(())
+}
+
+/// Unmaps every mapping of cpr's copy (`current`) except the scratch area, vsyscall and
+/// the vDSO areas, which it returns.
+fn unmap_own<'a>(
+    inj: &Injector,
+    current: &'a [MapsLine],
+    scratch: Scratch,
+) -> Result<Vec<&'a MapsLine>> {
     let mut vdso_now: Vec<&MapsLine> = Vec::new();
-    for m in &current {
+    for m in current {
         if m.start == scratch.base || m.path == "[vsyscall]" {
             continue;
         }
-        if m.path == "[vdso]" || m.path.starts_with("[vvar") {
+        if super::vdso::is_vdso(&m.path) {
             vdso_now.push(m);
             continue;
         }
@@ -474,219 +479,123 @@ pub fn restore(
             [m.start, m.end - m.start, 0, 0, 0, 0],
         )?;
     }
-    // 2. move the vDSO and its data pages where the image had them
-    move_vdso(inj, &who, &vdso_now, &mm.vmas, scratch)?;
-    // 3. map every mapping of the image, writable where pages must be read in
-    for v in &mm.vmas {
-        let mut prot = v.prot;
-        if !v.runs.is_empty() {
-            prot |= libc::PROT_WRITE | libc::PROT_READ;
-        }
-        let len = v.end - v.start;
-        let mut flags = libc::MAP_FIXED
-            | if v.shared {
-                libc::MAP_SHARED
-            } else {
-                libc::MAP_PRIVATE
-            };
-        if v.has_flag("gd") {
-            flags |= libc::MAP_GROWSDOWN;
-        }
-        let (fd, off) = match &v.backing {
-            Backing::Vdso | Backing::Vsyscall => continue,
-            Backing::SysvShm { shmid } => {
-                // attached by an injected shmat at the same address (engine/shm.rs)
-                super::sysv_shm::attach(inj, &who, v, *shmid)?;
-                continue;
-            }
-            Backing::Anon => {
-                flags |= libc::MAP_ANONYMOUS;
-                (u64::MAX, 0)
-            }
-            Backing::SharedMem { ino, offset } => {
-                let fd = mem_fds
-                    .iter()
-                    .find(|(i, _)| i == ino)
-                    .map(|(_, fd)| *fd)
-                    .ok_or_else(|| {
-                        Error::with_detail(
-                            who.clone(),
-                            Kind::CheckpointError,
-                            format!("shared memory {ino} not opened"),
-                        )
-                    })?;
-                (fd as u64, *offset)
-            }
-            Backing::File { path, offset } => {
-                let fd = file_fds
-                    .iter()
-                    .find(|(p, _)| p == path)
-                    .map(|(_, fd)| *fd)
-                    .ok_or_else(|| {
-                        Error::with_detail(
-                            who.clone(),
-                            Kind::NoSuchFile,
-                            format!("mapped file {path} not opened"),
-                        )
-                    })?;
-                (fd as u64, *offset)
-            }
-        };
-        let got = inj
-            .check(
-                "mmap",
-                libc::SYS_mmap,
-                [v.start, len, prot as u64, flags as u64, fd, off],
-            )
-            .map_err(|e| e.detail(format!("mapping {:#x}-{:#x} {}", v.start, v.end, v.name)))?;
-        if got != v.start {
-            return Err(Error::with_detail(
-                who,
-                Kind::NotEnoughSpace,
-                format!("mapping {:#x} placed at {got:#x}", v.start),
-            ));
-        }
-    }
-    // 4. page data, straight from the statefile into place
-    read_pages(inj, &who, mm, scratch, pages_fd)?;
-    // 5. final protections, locks and hints
-    for v in &mm.vmas {
-        if matches!(v.backing, Backing::Vdso | Backing::Vsyscall) {
-            continue;
-        }
-        let len = v.end - v.start;
-        if !v.runs.is_empty() && v.prot != (v.prot | libc::PROT_WRITE | libc::PROT_READ) {
-            inj.check(
-                "mprotect",
-                libc::SYS_mprotect,
-                [v.start, len, v.prot as u64, 0, 0, 0],
-            )?;
-        }
-        let advice = [
-            ("hg", libc::MADV_HUGEPAGE),
-            ("nh", libc::MADV_NOHUGEPAGE),
-            ("dd", libc::MADV_DONTDUMP),
-            ("dc", libc::MADV_DONTFORK),
-            ("wf", libc::MADV_WIPEONFORK),
-        ];
-        for (flag, adv) in advice {
-            if v.has_flag(flag) {
-                // hints only: a kernel without them still runs the program correctly
-                let _ = inj.call(libc::SYS_madvise, [v.start, len, adv as u64, 0, 0, 0])?;
-            }
-        }
-        if v.has_flag("lo") {
-            inj.check("mlock", libc::SYS_mlock, [v.start, len, 0, 0, 0, 0])?;
-        }
-    }
-    Ok(())
+    Ok(vdso_now)
 }
 
-fn move_vdso(
+/// Maps one mapping of the image at its address, writable where pages must be read in.
+fn map_one(
     inj: &Injector,
     who: &str,
-    now: &[&MapsLine],
-    image: &[Vma],
-    scratch: Scratch,
+    v: &Vma,
+    file_fds: &[(String, i32)],
+    mem_fds: &[(u64, i32)],
 ) -> Result<()> {
-    let wanted: Vec<&Vma> = image
-        .iter()
-        .filter(|v| v.backing == Backing::Vdso)
-        .collect();
-    if wanted.is_empty() {
-        for m in now {
-            inj.check(
-                "munmap vdso",
-                libc::SYS_munmap,
-                [m.start, m.end - m.start, 0, 0, 0, 0],
-            )?;
+    let mut prot = v.prot;
+    if !v.runs.is_empty() {
+        prot |= libc::PROT_WRITE | libc::PROT_READ;
+    }
+    let len = v.end - v.start;
+    let mut flags = libc::MAP_FIXED
+        | if v.shared {
+            libc::MAP_SHARED
+        } else {
+            libc::MAP_PRIVATE
+        };
+    if v.has_flag("gd") {
+        flags |= libc::MAP_GROWSDOWN;
+    }
+    let (fd, off) = match &v.backing {
+        Backing::Vdso | Backing::Vsyscall => return Ok(()),
+        Backing::SysvShm { shmid } => {
+            // attached by an injected shmat at the same address (sysv_shm.rs)
+            super::sysv_shm::attach(inj, who, v, *shmid)?;
+            return Ok(());
         }
-        return Ok(());
-    }
-    // pair by name and size: the kernel's layout must be the same as at checkpoint
-    let mut pairs = Vec::new();
-    for w in &wanted {
-        let m = now
-            .iter()
-            .find(|m| m.path == w.name && m.end - m.start == w.end - w.start)
-            .ok_or_else(|| {
-                Error::with_detail(
-                    who.to_string(),
-                    Kind::CheckpointError,
-                    format!(
-                        "this kernel has no {} of {} bytes as the image had",
-                        w.name,
-                        w.end - w.start
-                    ),
-                )
-            })?;
-        pairs.push((m.start, w.start, w.end - w.start));
-    }
-    if pairs.iter().all(|(from, to, _)| from == to) {
-        return Ok(());
-    }
-    // move out of the way first (into the scratch data area's tail? no: a fresh gap), then home
-    let lo = pairs.iter().map(|p| p.0).min().unwrap();
-    let hi = pairs.iter().map(|p| p.0 + p.2).max().unwrap();
-    let span = hi - lo;
-    let tmp = inj.check(
-        "mmap vdso parking",
-        libc::SYS_mmap,
-        [
-            0,
-            span,
-            0,
-            (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
-            u64::MAX,
-            0,
-        ],
-    )?;
-    for (from, _, len) in &pairs {
-        let dst = tmp + (from - lo);
-        inj.check(
-            "mremap vdso",
-            libc::SYS_mremap,
-            [
-                *from,
-                *len,
-                *len,
-                (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64,
-                dst,
-                0,
-            ],
-        )?;
-    }
-    for (from, to, len) in &pairs {
-        let src = tmp + (from - lo);
-        inj.check(
-            "mremap vdso",
-            libc::SYS_mremap,
-            [
-                src,
-                *len,
-                *len,
-                (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64,
-                *to,
-                0,
-            ],
-        )?;
-    }
-    // the parking area's leftovers (if any)
-    let _ = scratch;
-    let cur = procfs::read_maps(inj.tid)?;
-    for m in cur
-        .iter()
-        .filter(|m| m.start >= tmp && m.end <= tmp + span && m.path.is_empty())
-    {
-        inj.check(
-            "munmap",
-            libc::SYS_munmap,
-            [m.start, m.end - m.start, 0, 0, 0, 0],
-        )?;
+        Backing::Anon => {
+            flags |= libc::MAP_ANONYMOUS;
+            (u64::MAX, 0)
+        }
+        Backing::SharedMem { ino, offset } => {
+            let fd = mem_fds
+                .iter()
+                .find(|(i, _)| i == ino)
+                .map(|(_, fd)| *fd)
+                .ok_or_else(|| {
+                    Error::with_detail(
+                        who.to_string(),
+                        Kind::CheckpointError,
+                        format!("shared memory {ino} not opened"),
+                    )
+                })?;
+            (fd as u64, *offset)
+        }
+        Backing::File { path, offset } => {
+            let fd = file_fds
+                .iter()
+                .find(|(p, _)| p == path)
+                .map(|(_, fd)| *fd)
+                .ok_or_else(|| {
+                    Error::with_detail(
+                        who.to_string(),
+                        Kind::NoSuchFile,
+                        format!("mapped file {path} not opened"),
+                    )
+                })?;
+            (fd as u64, *offset)
+        }
+    };
+    let got = inj
+        .check(
+            "mmap",
+            libc::SYS_mmap,
+            [v.start, len, prot as u64, flags as u64, fd, off],
+        )
+        .map_err(|e| e.detail(format!("mapping {:#x}-{:#x} {}", v.start, v.end, v.name)))?;
+    if got != v.start {
+        return Err(Error::with_detail(
+            who.to_string(),
+            Kind::NotEnoughSpace,
+            format!("mapping {:#x} placed at {got:#x}", v.start),
+        ));
     }
     Ok(())
 }
 
+/// Once the pages are in: the mapping's own protection, its memory lock and its hints.
+fn finish(inj: &Injector, v: &Vma) -> Result<()> {
+    if matches!(v.backing, Backing::Vdso | Backing::Vsyscall) {
+        return Ok(());
+    }
+    let len = v.end - v.start;
+    if !v.runs.is_empty() && v.prot != (v.prot | libc::PROT_WRITE | libc::PROT_READ) {
+        inj.check(
+            "mprotect",
+            libc::SYS_mprotect,
+            [v.start, len, v.prot as u64, 0, 0, 0],
+        )?;
+    }
+    let advice = [
+        ("hg", libc::MADV_HUGEPAGE),
+        ("nh", libc::MADV_NOHUGEPAGE),
+        ("dd", libc::MADV_DONTDUMP),
+        ("dc", libc::MADV_DONTFORK),
+        ("wf", libc::MADV_WIPEONFORK),
+    ];
+    for (flag, adv) in advice {
+        if v.has_flag(flag) {
+            // hints only: a kernel without them still runs the program correctly
+            let _ = inj.call(libc::SYS_madvise, [v.start, len, adv as u64, 0, 0, 0])?;
+        }
+    }
+    if v.has_flag("lo") {
+        inj.check("mlock", libc::SYS_mlock, [v.start, len, 0, 0, 0, 0])?;
+    }
+    Ok(())
+}
+
+/// The page data of the image, from the statefile's pages file (the child's `pages_fd`)
+/// straight into place: preadv calls injected in the child, with their iovecs in the
+/// scratch data area.
 fn read_pages(
     inj: &Injector,
     who: &str,
@@ -700,62 +609,11 @@ fn read_pages(
     let mut iovs: Vec<(u64, u64)> = Vec::new();
     let mut batch_bytes = 0u64;
     let mut batch_off = 0u64;
-    let flush = |iovs: &mut Vec<(u64, u64)>, batch_bytes: &mut u64, batch_off: u64| -> Result<()> {
-        if iovs.is_empty() {
-            return Ok(());
-        }
-        let mut bytes = Vec::with_capacity(iovs.len() * 16);
-        for (a, l) in iovs.iter() {
-            bytes.extend_from_slice(&a.to_ne_bytes());
-            bytes.extend_from_slice(&l.to_ne_bytes());
-        }
-        crate::engine::ptrace::write_mem(inj.tid, scratch.data(), &bytes)?;
-        let mut done = 0u64;
-        while done < *batch_bytes {
-            // preadv may return short: redo the rest with an adjusted vector
-            let n = inj.check(
-                "preadv",
-                libc::SYS_preadv,
-                [
-                    pages_fd as u64,
-                    scratch.data(),
-                    iovs.len() as u64,
-                    batch_off + done,
-                    0,
-                    0,
-                ],
-            )?;
-            if n == 0 {
-                return Err(Error::with_detail(
-                    who.to_string(),
-                    Kind::CheckpointError,
-                    "statefile page data ends early",
-                ));
-            }
-            done += n;
-            if done < *batch_bytes {
-                let mut skip = n;
-                while skip > 0 && !iovs.is_empty() {
-                    if iovs[0].1 <= skip {
-                        skip -= iovs[0].1;
-                        iovs.remove(0);
-                    } else {
-                        iovs[0].0 += skip;
-                        iovs[0].1 -= skip;
-                        skip = 0;
-                    }
-                }
-                let mut bytes = Vec::with_capacity(iovs.len() * 16);
-                for (a, l) in iovs.iter() {
-                    bytes.extend_from_slice(&a.to_ne_bytes());
-                    bytes.extend_from_slice(&l.to_ne_bytes());
-                }
-                crate::engine::ptrace::write_mem(inj.tid, scratch.data(), &bytes)?;
-            }
-        }
-        iovs.clear();
-        *batch_bytes = 0;
-        Ok(())
+    let reader = PagesReader {
+        inj,
+        who,
+        scratch,
+        pages_fd,
     };
     for v in &mm.vmas {
         for &(first, count) in &v.runs {
@@ -776,12 +634,87 @@ fn read_pages(
                 addr += n;
                 len -= n;
                 if iovs.len() >= IOV_MAX || batch_bytes >= CHUNK {
-                    flush(&mut iovs, &mut batch_bytes, batch_off)?;
+                    reader.flush(&mut iovs, &mut batch_bytes, batch_off)?;
                 }
             }
         }
     }
-    flush(&mut iovs, &mut batch_bytes, batch_off)
+    reader.flush(&mut iovs, &mut batch_bytes, batch_off)
+}
+
+/// What a batch of preadv calls in the restore child needs.
+struct PagesReader<'a> {
+    inj: &'a Injector,
+    who: &'a str,
+    scratch: Scratch,
+    pages_fd: i32,
+}
+
+impl PagesReader<'_> {
+    /// Reads `batch_bytes` bytes at `batch_off` of the pages file into the places `iovs`
+    /// (address, length) say, then empties the batch.
+    fn flush(
+        &self,
+        iovs: &mut Vec<(u64, u64)>,
+        batch_bytes: &mut u64,
+        batch_off: u64,
+    ) -> Result<()> {
+        if iovs.is_empty() {
+            return Ok(());
+        }
+        self.write_iovecs(iovs)?;
+        let mut done = 0u64;
+        while done < *batch_bytes {
+            // preadv may return short: redo the rest with an adjusted vector
+            let n = self.inj.check(
+                "preadv",
+                libc::SYS_preadv,
+                [
+                    self.pages_fd as u64,
+                    self.scratch.data(),
+                    iovs.len() as u64,
+                    batch_off + done,
+                    0,
+                    0,
+                ],
+            )?;
+            if n == 0 {
+                return Err(Error::with_detail(
+                    self.who.to_string(),
+                    Kind::CheckpointError,
+                    "statefile page data ends early",
+                ));
+            }
+            done += n;
+            if done < *batch_bytes {
+                let mut skip = n;
+                while skip > 0 && !iovs.is_empty() {
+                    if iovs[0].1 <= skip {
+                        skip -= iovs[0].1;
+                        iovs.remove(0);
+                    } else {
+                        iovs[0].0 += skip;
+                        iovs[0].1 -= skip;
+                        skip = 0;
+                    }
+                }
+                self.write_iovecs(iovs)?;
+            }
+        }
+        iovs.clear();
+        *batch_bytes = 0;
+        Ok(())
+    }
+
+    /// The iovecs, as struct iovec, at the start of the scratch data area.
+    fn write_iovecs(&self, iovs: &[(u64, u64)]) -> Result<()> {
+        let mut bytes = Vec::with_capacity(iovs.len() * 16);
+        for (a, l) in iovs.iter() {
+            bytes.extend_from_slice(&a.to_ne_bytes());
+            bytes.extend_from_slice(&l.to_ne_bytes());
+        }
+        crate::engine::ptrace::write_mem(self.inj.tid, self.scratch.data(), &bytes)
+    }
 }
 
 #[cfg(test)]

@@ -1,14 +1,36 @@
 //! One module per kind of object a process holds, each with its dump and its restore side
 //! by side, and the records it writes.
 
+/// Credentials: groups, uids, gids, capabilities (restored last, by injection).
+pub mod creds;
+/// eventfd, timerfd, signalfd, epoll and inotify descriptors.
 pub mod events;
+/// Regular, deleted, directory and device descriptors with the FILE policies; the
+/// descriptor table of a process.
 pub mod files;
+/// File locks: flock, POSIX record locks, OFD locks.
 pub mod locks;
+/// Mapped files (program, libraries, data files): identity at checkpoint, `-u` copies.
 pub mod mapped_files;
+/// The address space: mappings, page data, the swap of a restore child's memory.
 pub mod memory;
+/// Pipes: classification, widowed ends, data in flight, refill at restart.
+pub mod pipes;
+/// POSIX timers (`timer_create`).
+pub mod posix_timers;
+/// The process record: IDs, command line, limits, directories, umask, scheduling.
 pub mod process;
+/// The process tree: parents, process groups, sessions, zombies; who forks whom.
 pub mod pstree;
-pub mod shared;
+/// Open file descriptions shared between processes; the table of shared objects.
+pub mod shared_fds;
+/// Shared anonymous memory and memfds.
+pub mod shmem;
+/// Process-wide signal state: dispositions, shared pending signals, interval timers.
 pub mod signals;
+/// System V shared memory segments.
 pub mod sysv_shm;
+/// Threads: registers, FPU state, signal mask, pending signals and the rest per thread.
 pub mod threads;
+/// The vDSO and vvar areas: moved where the image had them.
+pub mod vdso;

@@ -1,0 +1,136 @@
+//! The vDSO and its data pages (`[vdso]`, `[vvar]`, `[vvar_vclock]`): never saved (the
+//! kernel provides them); a mapping of the image marks where they were
+//! (`Backing::Vdso`), and restart moves the new process's ones there with mremap, so that
+//! code and pointers of the image that lead into them stay valid.
+//!
+//! The search for a `syscall` instruction in the vDSO that injection runs through is
+//! `syscall_gate`, in checkpoint.rs.
+
+use super::memory::{Backing, Scratch, Vma};
+use crate::engine::procfs::{self, MapsLine};
+use crate::engine::ptrace::Injector;
+use crate::error::{Error, Kind, Result};
+
+/// Whether a mapping named `name` in /proc/PID/maps is the vDSO or its data pages.
+pub fn is_vdso(name: &str) -> bool {
+    name == "[vdso]" || name.starts_with("[vvar")
+}
+
+/// Moves the vDSO areas `now` of a stopped restore child where the image had them
+/// (`image`), or unmaps them if the image had none.
+pub fn restore(
+    inj: &Injector,
+    who: &str,
+    now: &[&MapsLine],
+    image: &[Vma],
+    scratch: Scratch,
+) -> Result<()> {
+    let wanted: Vec<&Vma> = image
+        .iter()
+        .filter(|v| v.backing == Backing::Vdso)
+        .collect();
+    if wanted.is_empty() {
+        for m in now {
+            inj.check(
+                "munmap vdso",
+                libc::SYS_munmap,
+                [m.start, m.end - m.start, 0, 0, 0, 0],
+            )?;
+        }
+        return Ok(());
+    }
+    let pairs = pair(who, now, &wanted)?;
+    if pairs.iter().all(|(from, to, _)| from == to) {
+        return Ok(());
+    }
+    relocate(inj, &pairs, scratch)
+}
+
+/// (where it is now, where the image had it, length) of each area, paired by name and
+/// size: the kernel's layout must be the same as at checkpoint.
+fn pair(who: &str, now: &[&MapsLine], wanted: &[&Vma]) -> Result<Vec<(u64, u64, u64)>> {
+    let mut pairs = Vec::new();
+    for w in wanted {
+        let m = now
+            .iter()
+            .find(|m| m.path == w.name && m.end - m.start == w.end - w.start)
+            .ok_or_else(|| {
+                Error::with_detail(
+                    who.to_string(),
+                    Kind::CheckpointError,
+                    format!(
+                        "this kernel has no {} of {} bytes as the image had",
+                        w.name,
+                        w.end - w.start
+                    ),
+                )
+            })?;
+        pairs.push((m.start, w.start, w.end - w.start));
+    }
+    Ok(pairs)
+}
+
+/// Moves the areas out of the way first, into a fresh gap, then home (their old and new
+/// places may overlap), and unmaps what is left of the parking area.
+fn relocate(inj: &Injector, pairs: &[(u64, u64, u64)], scratch: Scratch) -> Result<()> {
+    // move out of the way first (into the scratch data area's tail? no: a fresh gap), then home
+    let lo = pairs.iter().map(|p| p.0).min().unwrap();
+    let hi = pairs.iter().map(|p| p.0 + p.2).max().unwrap();
+    let span = hi - lo;
+    let tmp = inj.check(
+        "mmap vdso parking",
+        libc::SYS_mmap,
+        [
+            0,
+            span,
+            0,
+            (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
+            u64::MAX,
+            0,
+        ],
+    )?;
+    for (from, _, len) in pairs {
+        let dst = tmp + (from - lo);
+        inj.check(
+            "mremap vdso",
+            libc::SYS_mremap,
+            [
+                *from,
+                *len,
+                *len,
+                (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64,
+                dst,
+                0,
+            ],
+        )?;
+    }
+    for (from, to, len) in pairs {
+        let src = tmp + (from - lo);
+        inj.check(
+            "mremap vdso",
+            libc::SYS_mremap,
+            [
+                src,
+                *len,
+                *len,
+                (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64,
+                *to,
+                0,
+            ],
+        )?;
+    }
+    // the parking area's leftovers (if any)
+    let _ = scratch;
+    let cur = procfs::read_maps(inj.tid)?;
+    for m in cur
+        .iter()
+        .filter(|m| m.start >= tmp && m.end <= tmp + span && m.path.is_empty())
+    {
+        inj.check(
+            "munmap",
+            libc::SYS_munmap,
+            [m.start, m.end - m.start, 0, 0, 0, 0],
+        )?;
+    }
+    Ok(())
+}

@@ -17,6 +17,7 @@ use super::objects::memory::{self, MmRecord};
 use super::ptrace::{self, Gate, Injector, Regs};
 use super::objects::{files, locks, process, pstree, shared, signals, sysv_shm as shm, threads};
 use super::procfs;
+use super::timer::Timer;
 use crate::attrfile::{AttrFile, ProcessPolicies, WillAction};
 use crate::error::{Context, Error, Kind, Result};
 use crate::ops::CheckpointOptions;
@@ -211,7 +212,7 @@ fn syscall_gate(pid: i32) -> Result<u64> {
 }
 
 pub fn checkpoint(options: &CheckpointOptions) -> Result<PathBuf> {
-    let mut timer = super::restart::Timer::new();
+    let mut timer = Timer::new();
     // 1. what to checkpoint, and how
     let designators = target::parse_idlist(&options.idlist)?;
     let set = target::resolve(&designators, crate::ops::caller_uid())?;

@@ -26,6 +26,7 @@ use super::ptrace::{self, Gate, Injector, SYSCALL_INT3};
 use super::objects::shared::{self, OpenedShared, SharedTable};
 use super::objects::{files, locks, process, signals, sysv_shm as shm, threads};
 use super::procfs;
+use super::timer::Timer;
 use crate::attrfile::ForkAction;
 use crate::error::{Context, Error, Kind, Result};
 use crate::ops::RestartOptions;
@@ -56,26 +57,6 @@ struct Restored {
     /// (tid in this world, its record)
     threads: Vec<(i32, usize)>,
     image: usize,
-}
-
-/// Phase timings on stderr with CPR_TIMING set (for benchmarks).
-pub(crate) struct Timer(Option<Instant>, Instant);
-
-impl Timer {
-    pub(crate) fn new() -> Timer {
-        let now = Instant::now();
-        Timer(std::env::var_os("CPR_TIMING").map(|_| now), now)
-    }
-    pub(crate) fn lap(&mut self, what: &str) {
-        if self.0.is_some() {
-            let now = Instant::now();
-            eprintln!(
-                "cpr: timing: {what}: {:.1} ms",
-                (now - self.1).as_secs_f64() * 1e3
-            );
-            self.1 = now;
-        }
-    }
 }
 
 fn is_pages(rel: &str) -> bool {

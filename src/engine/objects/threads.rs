@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::engine::ptrace::{self, Injector, RseqConfig};
-use crate::error::Result;
+use crate::error::{Context, Error, Kind, Result};
 
 /// `proc/<pid>/threads.json` holds one of these per thread, main thread first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,10 +33,46 @@ pub fn hex(b: &[u8]) -> String {
     s
 }
 
-pub fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len() / 2)
-        .filter_map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok())
+/// The bytes a `hex` string stands for. A string from a damaged (or forged) statefile,
+/// of odd length or with anything but hex digits, is an error.
+pub fn unhex(s: &str) -> Result<Vec<u8>> {
+    let bad = |why: String| {
+        Error::with_detail("", Kind::CheckpointError, format!("statefile damaged: {why}"))
+    };
+    if !s.len().is_multiple_of(2) {
+        return Err(bad(format!("hex string of odd length {}", s.len())));
+    }
+    s.as_bytes()
+        .chunks(2)
+        .enumerate()
+        .map(|(i, pair)| {
+            let digit = |b: u8| (b as char).to_digit(16);
+            match (digit(pair[0]), digit(pair[1])) {
+                (Some(hi), Some(lo)) => Ok((hi * 16 + lo) as u8),
+                _ => Err(bad(format!("not a hex digit at offset {}", 2 * i))),
+            }
+        })
         .collect()
+}
+
+/// Size of a siginfo as saved (`hex` of the kernel's 128 bytes).
+const SIGINFO_SIZE: usize = 128;
+
+/// A saved siginfo: its bytes and the signal number they start with.
+pub fn decode_siginfo(s: &str) -> Result<(i32, Vec<u8>)> {
+    let bytes = unhex(s)?;
+    if bytes.len() != SIGINFO_SIZE {
+        return Err(Error::with_detail(
+            "",
+            Kind::CheckpointError,
+            format!(
+                "statefile damaged: a siginfo of {} bytes ({SIGINFO_SIZE} expected)",
+                bytes.len()
+            ),
+        ));
+    }
+    let sig = i32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    Ok((sig, bytes))
 }
 
 /// What only the thread itself can tell, asked through an injector; `scratch` is a
@@ -168,9 +204,8 @@ pub fn restore_kernel_state(
         )?;
     }
     for info in &t.pending {
-        let bytes = unhex(info);
+        let (sig, bytes) = decode_siginfo(info).ctx(format!("thread {} pending signal", t.tid))?;
         ptrace::write_mem(pid, scratch_data, &bytes)?;
-        let sig = i32::from_ne_bytes(bytes[0..4].try_into().unwrap());
         inj.check(
             "rt_tgsigqueueinfo",
             libc::SYS_rt_tgsigqueueinfo,
@@ -195,14 +230,15 @@ pub fn restore_kernel_state(
 /// the signal mask.
 pub fn restore_registers(t: &ThreadRecord, tid: i32) -> Result<()> {
     let arr: [u64; 27] = t.regs.clone().try_into().map_err(|_| {
-        crate::error::Error::with_detail(
+        Error::with_detail(
             format!("thread {tid}"),
-            crate::error::Kind::CheckpointError,
+            Kind::CheckpointError,
             "bad register record",
         )
     })?;
     let saved = ptrace::regs_from_array(&arr);
-    ptrace::set_xstate(tid, &unhex(&t.xstate))?;
+    let xstate = unhex(&t.xstate).ctx(format!("thread {} xstate", t.tid))?;
+    ptrace::set_xstate(tid, &xstate)?;
     ptrace::set_regs(tid, &resume_regs(&saved))?;
     ptrace::set_sigmask(tid, t.sigmask)
 }
@@ -235,7 +271,17 @@ mod tests {
         r.rax = 7;
         assert_eq!(resume_regs(&r).rip, 0x1002);
         let h = hex(&[0, 255, 16]);
-        assert_eq!(unhex(&h), vec![0, 255, 16]);
+        assert_eq!(unhex(&h).unwrap(), vec![0, 255, 16]);
+    }
+
+    #[test]
+    fn bad_hex_is_an_error_not_a_panic() {
+        for s in ["0", "abc", "zz", "0g", "é0", "0é", "+f", "\u{10000}"] {
+            assert!(unhex(s).is_err(), "{s:?}");
+        }
+        assert!(decode_siginfo("0a000000").is_err());
+        let info = hex(&[7u8; SIGINFO_SIZE]);
+        assert_eq!(decode_siginfo(&info).unwrap().0, 0x0707_0707);
     }
 
     fn zero_regs() -> ptrace::Regs {

@@ -12,3 +12,4 @@ pub mod shared;
 pub mod signals;
 pub mod sysv_shm;
 pub mod threads;
+pub mod tty;

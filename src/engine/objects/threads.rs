@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::memory::Scratch;
 use crate::engine::ptrace::{self, Injector, RseqConfig};
 use crate::error::{Context, Error, Kind, Result};
 
@@ -241,6 +242,67 @@ pub fn restore_registers(t: &ThreadRecord, tid: i32) -> Result<()> {
     ptrace::set_xstate(tid, &xstate)?;
     ptrace::set_regs(tid, &resume_regs(&saved))?;
     ptrace::set_sigmask(tid, t.sigmask)
+}
+
+/// A new thread of the restoring process by an injected clone3; it starts stopped
+/// (PTRACE_O_TRACECLONE) and gets its registers at release.
+pub fn create(main: &Injector, pid: i32, scratch: Scratch, tid: Option<i32>) -> Result<i32> {
+    let flags = (libc::CLONE_VM
+        | libc::CLONE_FS
+        | libc::CLONE_FILES
+        | libc::CLONE_SIGHAND
+        | libc::CLONE_THREAD
+        | libc::CLONE_SYSVSEM) as u64;
+    let args_addr = scratch.data() + 1024;
+    let tid_addr = scratch.data() + 1024 + 128;
+    let mut args = Vec::new();
+    let fields = [
+        flags,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        if tid.is_some() { tid_addr } else { 0 },
+        if tid.is_some() { 1 } else { 0 },
+        0,
+    ];
+    for x in fields {
+        args.extend_from_slice(&x.to_ne_bytes());
+    }
+    ptrace::write_mem(pid, args_addr, &args)?;
+    ptrace::write_mem(pid, tid_addr, &tid.unwrap_or(0).to_ne_bytes())?;
+    let new = main
+        .check(
+            "clone3 (thread)",
+            libc::SYS_clone3,
+            [args_addr, args.len() as u64, 0, 0, 0, 0],
+        )
+        .map_err(|e| match (e.kind, tid) {
+            (Kind::FileExists, Some(t)) => Error::with_detail(
+                format!("process {pid}"),
+                Kind::ResourceBusy,
+                format!("TID {t} is in use"),
+            ),
+            _ => e,
+        })? as i32;
+    // the new thread's first stop
+    loop {
+        match ptrace::wait(new)? {
+            ptrace::Stop::EventStop(_) | ptrace::Stop::Signal(_) => break,
+            ptrace::Stop::Exited(_) | ptrace::Stop::Killed(_) => {
+                return Err(Error::with_detail(
+                    format!("thread {new}"),
+                    Kind::CheckpointError,
+                    "ended at creation",
+                ));
+            }
+            _ => ptrace::cont(new, 0).ctx(format!("thread {new}"))?,
+        }
+    }
+    Ok(new)
 }
 
 #[cfg(test)]

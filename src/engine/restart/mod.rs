@@ -179,7 +179,7 @@ pub fn restart(options: &RestartOptions, deferred: crate::sys::DeferTermination)
     let shm_segments = shm::restore_segments(&statefiles.iter().collect::<Vec<_>>())?;
     // 3. what the processes share
     let tty = if options.interactive {
-        controlling_tty()
+        super::objects::tty::controlling_tty()
     } else {
         None
     };
@@ -372,7 +372,7 @@ pub fn restart(options: &RestartOptions, deferred: crate::sys::DeferTermination)
     drop(deferred);
     if options.interactive {
         let fg: Vec<i32> = ctx.plan.roots.iter().filter_map(|&n| pids[n]).collect();
-        return Ok(wait_foreground(&fg));
+        return Ok(super::objects::tty::wait_foreground(&fg));
     }
     Ok(0)
 }
@@ -410,66 +410,6 @@ fn kill_pids(pids: &[i32]) {
             Some(nix::sys::wait::WaitPidFlag::__WALL),
         );
     }
-}
-
-fn controlling_tty() -> Option<String> {
-    let t = std::fs::read_link("/proc/self/fd/0").ok()?;
-    let s = t.to_string_lossy().into_owned();
-    if nix::unistd::isatty(std::io::stdin()).unwrap_or(false) {
-        Some(s)
-    } else {
-        None
-    }
-}
-
-/// `-j`: the restored processes are the caller's foreground job, and cpr stands for
-/// them in the shell's job control, as `sudo` or `script` do: when the job stops
-/// (Ctrl-Z), cpr stops too, and when the shell continues cpr (`fg`), cpr gives the job
-/// the terminal back and continues it. cpr ends with the status of the first process.
-fn wait_foreground(roots: &[i32]) -> i32 {
-    use nix::sys::signal::{Signal, kill, killpg};
-    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-    use nix::unistd::{Pid, getpgrp, tcsetpgrp};
-    let Some(&first) = roots.first() else {
-        return 0;
-    };
-    let job = nix::unistd::getpgid(Some(Pid::from_raw(first))).unwrap_or(Pid::from_raw(first));
-    let tty = std::io::stdin();
-    // ignoring SIGTTOU lets cpr hand the terminal over while not in the foreground
-    let _ = crate::sys::ignore_signal(libc::SIGTTOU);
-    let _ = tcsetpgrp(&tty, job);
-    let mut left: Vec<i32> = roots.to_vec();
-    let mut status = 0;
-    while !left.is_empty() {
-        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WUNTRACED)) {
-            Ok(WaitStatus::Exited(pid, c)) => {
-                if pid.as_raw() == first {
-                    status = c;
-                }
-                left.retain(|p| *p != pid.as_raw());
-            }
-            Ok(WaitStatus::Signaled(pid, s, _)) => {
-                if pid.as_raw() == first {
-                    status = 128 + s as i32;
-                }
-                left.retain(|p| *p != pid.as_raw());
-            }
-            Ok(WaitStatus::Stopped(..)) => {
-                // the job stopped: so does cpr, with the terminal back to its shell
-                let _ = tcsetpgrp(&tty, getpgrp());
-                let _ = kill(nix::unistd::getpid(), Signal::SIGSTOP);
-                // continued (fg): the job goes on in the foreground
-                let _ = tcsetpgrp(&tty, job);
-                let _ = killpg(job, Signal::SIGCONT);
-            }
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(_) => break,
-        }
-    }
-    let _ = tcsetpgrp(&tty, getpgrp());
-    let _ = crate::sys::default_signal(libc::SIGTTOU);
-    status
 }
 
 /// What a restore child tells the tracer when it is ready.
@@ -866,7 +806,7 @@ fn finish_in_tracer(
     // threads, with their TIDs (FORK ORIGINAL) or any
     let original = img.core.policies.fork == ForkAction::Original;
     for (idx, t) in img.core.threads.iter().enumerate().skip(1) {
-        let tid = create_thread(
+        let tid = threads::create(
             &main,
             child,
             scratch,
@@ -950,65 +890,4 @@ fn set_mm(
         ],
     )?;
     Ok(())
-}
-
-/// A new thread of the restoring process by an injected clone3; it starts stopped
-/// (PTRACE_O_TRACECLONE) and gets its registers at release.
-fn create_thread(main: &Injector, pid: i32, scratch: Scratch, tid: Option<i32>) -> Result<i32> {
-    let flags = (libc::CLONE_VM
-        | libc::CLONE_FS
-        | libc::CLONE_FILES
-        | libc::CLONE_SIGHAND
-        | libc::CLONE_THREAD
-        | libc::CLONE_SYSVSEM) as u64;
-    let args_addr = scratch.data() + 1024;
-    let tid_addr = scratch.data() + 1024 + 128;
-    let mut args = Vec::new();
-    let fields = [
-        flags,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        if tid.is_some() { tid_addr } else { 0 },
-        if tid.is_some() { 1 } else { 0 },
-        0,
-    ];
-    for x in fields {
-        args.extend_from_slice(&x.to_ne_bytes());
-    }
-    ptrace::write_mem(pid, args_addr, &args)?;
-    ptrace::write_mem(pid, tid_addr, &tid.unwrap_or(0).to_ne_bytes())?;
-    let new = main
-        .check(
-            "clone3 (thread)",
-            libc::SYS_clone3,
-            [args_addr, args.len() as u64, 0, 0, 0, 0],
-        )
-        .map_err(|e| match (e.kind, tid) {
-            (Kind::FileExists, Some(t)) => Error::with_detail(
-                format!("process {pid}"),
-                Kind::ResourceBusy,
-                format!("TID {t} is in use"),
-            ),
-            _ => e,
-        })? as i32;
-    // the new thread's first stop
-    loop {
-        match ptrace::wait(new)? {
-            ptrace::Stop::EventStop(_) | ptrace::Stop::Signal(_) => break,
-            ptrace::Stop::Exited(_) | ptrace::Stop::Killed(_) => {
-                return Err(Error::with_detail(
-                    format!("thread {new}"),
-                    Kind::CheckpointError,
-                    "ended at creation",
-                ));
-            }
-            _ => ptrace::cont(new, 0).ctx(format!("thread {new}"))?,
-        }
-    }
-    Ok(new)
 }

@@ -4,8 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::ptrace::{self, Injector};
 use super::threads::{decode_siginfo, hex};
+use crate::engine::ptrace::{self, Injector};
 use crate::error::{Context, Result};
 use crate::sys::KernelSigaction;
 

@@ -38,7 +38,11 @@ pub fn hex(b: &[u8]) -> String {
 /// of odd length or with anything but hex digits, is an error.
 pub fn unhex(s: &str) -> Result<Vec<u8>> {
     let bad = |why: String| {
-        Error::with_detail("", Kind::CheckpointError, format!("statefile damaged: {why}"))
+        Error::with_detail(
+            "",
+            Kind::CheckpointError,
+            format!("statefile damaged: {why}"),
+        )
     };
     if !s.len().is_multiple_of(2) {
         return Err(bad(format!("hex string of odd length {}", s.len())));

@@ -6,9 +6,9 @@
 use std::io::BufReader;
 use std::os::fd::{AsRawFd, IntoRawFd};
 
+use super::RestoreContext;
 use super::protocol::{self, ChildMessage, ChildReady, Failure};
 use super::validate::Image;
-use super::RestoreContext;
 use crate::attrfile::ForkAction;
 use crate::engine::checkpoint::pages_path;
 use crate::engine::objects::memory::{self, Backing, MmRecord, Scratch};
@@ -127,10 +127,10 @@ fn kill_pids(pids: &[i32]) {
 fn mem_inos(mm: &MmRecord) -> Vec<u64> {
     let mut out: Vec<u64> = Vec::new();
     for v in &mm.vmas {
-        if let Backing::SharedMem { ino, .. } = v.backing {
-            if !out.contains(&ino) {
-                out.push(ino);
-            }
+        if let Backing::SharedMem { ino, .. } = v.backing
+            && !out.contains(&ino)
+        {
+            out.push(ino);
         }
     }
     out
@@ -224,10 +224,10 @@ fn run_node(ctx: &RestoreContext, n: usize) -> ! {
         }
         // the forked ones have their copies: close ours
         for &k in &subtree {
-            if k != n {
-                if let Some(w) = &ctx.status_w[k] {
-                    crate::sys::close(w.as_raw_fd());
-                }
+            if k != n
+                && let Some(w) = &ctx.status_w[k]
+            {
+                crate::sys::close(w.as_raw_fd());
             }
         }
         match node.role {

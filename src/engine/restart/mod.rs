@@ -72,7 +72,12 @@ pub fn restart(options: &RestartOptions, deferred: crate::sys::DeferTermination)
     // the processes run: cpr may be interrupted again
     drop(deferred);
     if options.interactive {
-        let fg: Vec<i32> = ctx.plan.roots.iter().filter_map(|&n| pids.get(n).copied()).collect();
+        let fg: Vec<i32> = ctx
+            .plan
+            .roots
+            .iter()
+            .filter_map(|&n| pids.get(n).copied())
+            .collect();
         return Ok(tty::wait_foreground(&fg));
     }
     Ok(0)

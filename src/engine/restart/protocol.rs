@@ -14,7 +14,9 @@ use crate::error::{Context, Error, Kind, Result};
 #[serde(tag = "message", rename_all = "snake_case")]
 pub enum ChildMessage {
     /// Its PID in this world, right after fork.
-    Created { pid: i32 },
+    Created {
+        pid: i32,
+    },
     /// Restored natively, stopped, waiting for the tracer.
     Ready(ChildReady),
     Failed(Failure),
@@ -131,7 +133,10 @@ pub fn expect_ready(
             Kind::CheckpointError,
             "the restart child ended before it was ready",
         )),
-        Some(other) => Err(malformed(who, format!("{other:?} where its report was due"))),
+        Some(other) => Err(malformed(
+            who,
+            format!("{other:?} where its report was due"),
+        )),
     }
 }
 
@@ -230,14 +235,25 @@ mod tests {
             "{\"message\":\"ready\"",
         ];
         for c in cases {
-            let e = expect_ready(&mut lines(&[c]), "process 12", &["/bin/sleep".into()], &[77])
-                .unwrap_err();
+            let e = expect_ready(
+                &mut lines(&[c]),
+                "process 12",
+                &["/bin/sleep".into()],
+                &[77],
+            )
+            .unwrap_err();
             assert!(e.subject.starts_with("process 12"), "{c}: {e}");
             assert_eq!(e.kind, Kind::CheckpointError, "{c}: {e}");
         }
         let e = expect_created(&mut lines(&["PID 12\n"]), "process 12").unwrap_err();
-        assert!(e.to_string().starts_with("process 12: Checkpoint error: malformed"));
+        assert!(
+            e.to_string()
+                .starts_with("process 12: Checkpoint error: malformed")
+        );
         let e = expect_created(&mut lines(&[]), "process 12").unwrap_err();
-        assert_eq!(e.to_string(), "process 12: Checkpoint error: was not created");
+        assert_eq!(
+            e.to_string(),
+            "process 12: Checkpoint error: was not created"
+        );
     }
 }

@@ -41,10 +41,11 @@ pub(super) fn release(
 /// part: collect those cpr forked.
 pub(super) fn collect_helpers(plan: &Plan, pids: &[i32]) {
     for (n, node) in plan.nodes.iter().enumerate() {
-        if node.role == Role::Helper && plan.roots.contains(&n) {
-            if let Some(&pid) = pids.get(n) {
-                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-            }
+        if node.role == Role::Helper
+            && plan.roots.contains(&n)
+            && let Some(&pid) = pids.get(n)
+        {
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
         }
     }
 }

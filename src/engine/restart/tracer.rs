@@ -157,10 +157,10 @@ fn close_cpr_fds(main: &Injector, child: i32, img: &Image, ready: &ChildReady) -
         .ctx(format!("process {child}"))?
         .flatten()
     {
-        if let Some(fd) = fd.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) {
-            if !theirs.contains(&fd) {
-                main.call(libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0])?;
-            }
+        if let Some(fd) = fd.file_name().to_str().and_then(|s| s.parse::<i32>().ok())
+            && !theirs.contains(&fd)
+        {
+            main.call(libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0])?;
         }
     }
     Ok(())

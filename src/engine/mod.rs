@@ -7,6 +7,7 @@ pub mod objects;
 pub mod procfs;
 pub mod ptrace;
 pub mod restart;
+mod timer;
 
 use std::path::PathBuf;
 

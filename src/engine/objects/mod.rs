@@ -32,5 +32,7 @@ pub mod signals;
 pub mod sysv_shm;
 /// Threads: registers, FPU state, signal mask, pending signals and the rest per thread.
 pub mod threads;
+/// The controlling terminal and `-r -j` job control.
+pub mod tty;
 /// The vDSO and vvar areas: moved where the image had them.
 pub mod vdso;

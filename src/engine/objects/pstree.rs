@@ -159,10 +159,24 @@ pub fn plan(
             plan.nodes[parent].children.push(n);
         }
     }
-    // roots: sessions and groups
+    let top = place_roots(plan, &roots, &by_pid, interactive, pid_free);
+    set_sessions(plan, first);
+    plan.roots.extend(top);
+}
+
+/// The roots' sessions and groups: which lead one, which are forked by the leader of
+/// their group (CLONE_PARENT), which by a helper recreating a group whose leader had
+/// exited. Returns what cpr itself forks.
+fn place_roots(
+    plan: &mut Plan,
+    roots: &[usize],
+    by_pid: &BTreeMap<i32, usize>,
+    interactive: bool,
+    pid_free: &dyn Fn(i32) -> bool,
+) -> Vec<usize> {
     let mut helpers: BTreeMap<i32, usize> = BTreeMap::new();
     let mut top = Vec::new();
-    for &r in &roots {
+    for &r in roots {
         let (pid, pgid, sid) = (plan.nodes[r].pid, plan.nodes[r].pgid, plan.nodes[r].sid);
         let leader_root = roots
             .iter()
@@ -202,7 +216,12 @@ pub fn plan(
             top.push(r);
         }
     }
-    // the others: as their parent, unless they led or joined something else
+    top
+}
+
+/// The others: as their parent, unless they led or joined something else; each node's
+/// children ordered so that group leaders come before the members that join them.
+fn set_sessions(plan: &mut Plan, first: usize) {
     for n in first..plan.nodes.len() {
         let kids = plan.nodes[n].children.clone();
         let (ppgid, psid) = (plan.nodes[n].pgid, plan.nodes[n].sid);
@@ -230,7 +249,6 @@ pub fn plan(
         });
         plan.nodes[n].children = kids;
     }
-    plan.roots.extend(top);
 }
 
 #[cfg(test)]

@@ -4,8 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::threads::{decode_siginfo, hex};
 use crate::engine::ptrace::{self, Injector};
-use super::threads::{hex, unhex};
 use crate::error::{Context, Result};
 use crate::sys::KernelSigaction;
 
@@ -116,9 +116,8 @@ pub fn restore_pending_and_timers(
     scratch_data: u64,
 ) -> Result<()> {
     for info in &rec.shared_pending {
-        let bytes = unhex(info);
+        let (sig, bytes) = decode_siginfo(info).ctx("pending signal")?;
         ptrace::write_mem(pid, scratch_data, &bytes)?;
-        let sig = i32::from_ne_bytes(bytes[0..4].try_into().unwrap());
         inj.check(
             "rt_sigqueueinfo",
             libc::SYS_rt_sigqueueinfo,

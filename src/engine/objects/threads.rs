@@ -4,8 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::memory::Scratch;
 use crate::engine::ptrace::{self, Injector, RseqConfig};
-use crate::error::Result;
+use crate::error::{Context, Error, Kind, Result};
 
 /// `proc/<pid>/threads.json` holds one of these per thread, main thread first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,10 +34,50 @@ pub fn hex(b: &[u8]) -> String {
     s
 }
 
-pub fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len() / 2)
-        .filter_map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok())
+/// The bytes a `hex` string stands for. A string from a damaged (or forged) statefile,
+/// of odd length or with anything but hex digits, is an error.
+pub fn unhex(s: &str) -> Result<Vec<u8>> {
+    let bad = |why: String| {
+        Error::with_detail(
+            "",
+            Kind::CheckpointError,
+            format!("statefile damaged: {why}"),
+        )
+    };
+    if !s.len().is_multiple_of(2) {
+        return Err(bad(format!("hex string of odd length {}", s.len())));
+    }
+    s.as_bytes()
+        .chunks(2)
+        .enumerate()
+        .map(|(i, pair)| {
+            let digit = |b: u8| (b as char).to_digit(16);
+            match (digit(pair[0]), digit(pair[1])) {
+                (Some(hi), Some(lo)) => Ok((hi * 16 + lo) as u8),
+                _ => Err(bad(format!("not a hex digit at offset {}", 2 * i))),
+            }
+        })
         .collect()
+}
+
+/// Size of a siginfo as saved (`hex` of the kernel's 128 bytes).
+const SIGINFO_SIZE: usize = 128;
+
+/// A saved siginfo: its bytes and the signal number they start with.
+pub fn decode_siginfo(s: &str) -> Result<(i32, Vec<u8>)> {
+    let bytes = unhex(s)?;
+    if bytes.len() != SIGINFO_SIZE {
+        return Err(Error::with_detail(
+            "",
+            Kind::CheckpointError,
+            format!(
+                "statefile damaged: a siginfo of {} bytes ({SIGINFO_SIZE} expected)",
+                bytes.len()
+            ),
+        ));
+    }
+    let sig = i32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    Ok((sig, bytes))
 }
 
 /// What only the thread itself can tell, asked through an injector; `scratch` is a
@@ -168,9 +209,8 @@ pub fn restore_kernel_state(
         )?;
     }
     for info in &t.pending {
-        let bytes = unhex(info);
+        let (sig, bytes) = decode_siginfo(info).ctx(format!("thread {} pending signal", t.tid))?;
         ptrace::write_mem(pid, scratch_data, &bytes)?;
-        let sig = i32::from_ne_bytes(bytes[0..4].try_into().unwrap());
         inj.check(
             "rt_tgsigqueueinfo",
             libc::SYS_rt_tgsigqueueinfo,
@@ -195,16 +235,78 @@ pub fn restore_kernel_state(
 /// the signal mask.
 pub fn restore_registers(t: &ThreadRecord, tid: i32) -> Result<()> {
     let arr: [u64; 27] = t.regs.clone().try_into().map_err(|_| {
-        crate::error::Error::with_detail(
+        Error::with_detail(
             format!("thread {tid}"),
-            crate::error::Kind::CheckpointError,
+            Kind::CheckpointError,
             "bad register record",
         )
     })?;
     let saved = ptrace::regs_from_array(&arr);
-    ptrace::set_xstate(tid, &unhex(&t.xstate))?;
+    let xstate = unhex(&t.xstate).ctx(format!("thread {} xstate", t.tid))?;
+    ptrace::set_xstate(tid, &xstate)?;
     ptrace::set_regs(tid, &resume_regs(&saved))?;
     ptrace::set_sigmask(tid, t.sigmask)
+}
+
+/// A new thread of the restoring process by an injected clone3; it starts stopped
+/// (PTRACE_O_TRACECLONE) and gets its registers at release.
+pub fn create(main: &Injector, pid: i32, scratch: Scratch, tid: Option<i32>) -> Result<i32> {
+    let flags = (libc::CLONE_VM
+        | libc::CLONE_FS
+        | libc::CLONE_FILES
+        | libc::CLONE_SIGHAND
+        | libc::CLONE_THREAD
+        | libc::CLONE_SYSVSEM) as u64;
+    let args_addr = scratch.data() + 1024;
+    let tid_addr = scratch.data() + 1024 + 128;
+    let mut args = Vec::new();
+    let fields = [
+        flags,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        if tid.is_some() { tid_addr } else { 0 },
+        if tid.is_some() { 1 } else { 0 },
+        0,
+    ];
+    for x in fields {
+        args.extend_from_slice(&x.to_ne_bytes());
+    }
+    ptrace::write_mem(pid, args_addr, &args)?;
+    ptrace::write_mem(pid, tid_addr, &tid.unwrap_or(0).to_ne_bytes())?;
+    let new = main
+        .check(
+            "clone3 (thread)",
+            libc::SYS_clone3,
+            [args_addr, args.len() as u64, 0, 0, 0, 0],
+        )
+        .map_err(|e| match (e.kind, tid) {
+            (Kind::FileExists, Some(t)) => Error::with_detail(
+                format!("process {pid}"),
+                Kind::ResourceBusy,
+                format!("TID {t} is in use"),
+            ),
+            _ => e,
+        })? as i32;
+    // the new thread's first stop
+    loop {
+        match ptrace::wait(new)? {
+            ptrace::Stop::EventStop(_) | ptrace::Stop::Signal(_) => break,
+            ptrace::Stop::Exited(_) | ptrace::Stop::Killed(_) => {
+                return Err(Error::with_detail(
+                    format!("thread {new}"),
+                    Kind::CheckpointError,
+                    "ended at creation",
+                ));
+            }
+            _ => ptrace::cont(new, 0).ctx(format!("thread {new}"))?,
+        }
+    }
+    Ok(new)
 }
 
 #[cfg(test)]
@@ -235,7 +337,17 @@ mod tests {
         r.rax = 7;
         assert_eq!(resume_regs(&r).rip, 0x1002);
         let h = hex(&[0, 255, 16]);
-        assert_eq!(unhex(&h), vec![0, 255, 16]);
+        assert_eq!(unhex(&h).unwrap(), vec![0, 255, 16]);
+    }
+
+    #[test]
+    fn bad_hex_is_an_error_not_a_panic() {
+        for s in ["0", "abc", "zz", "0g", "é0", "0é", "+f", "\u{10000}"] {
+            assert!(unhex(s).is_err(), "{s:?}");
+        }
+        assert!(decode_siginfo("0a000000").is_err());
+        let info = hex(&[7u8; SIGINFO_SIZE]);
+        assert_eq!(decode_siginfo(&info).unwrap().0, 0x0707_0707);
     }
 
     fn zero_regs() -> ptrace::Regs {

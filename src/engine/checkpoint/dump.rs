@@ -1,0 +1,161 @@
+//! The dump of each frozen process: what only the process can tell (by injected calls),
+//! its memory and page data, its descriptors, locks and the rest of its record.
+
+use std::collections::BTreeMap;
+
+use super::freeze::{Freezer, syscall_gate};
+use crate::statefile::{CoreRecord, pages_path};
+use crate::attrfile::ProcessPolicies;
+use crate::engine::objects::memory::{self, MmRecord};
+use crate::engine::objects::{files, locks, mapped_files, posix_timers, process, signals, threads};
+use crate::engine::ptrace::{self, Gate, Injector, Regs};
+use crate::error::{Context, Error, Result};
+use crate::ops::CheckpointOptions;
+use crate::statefile::StatefileWriter;
+
+/// Dumps every frozen process (page data written as it goes); their records are
+/// returned, to be completed with what they share and written.
+pub(super) fn dump_all(
+    frozen: &mut Freezer,
+    policies: &BTreeMap<i32, ProcessPolicies>,
+    options: &CheckpointOptions,
+    writer: &mut StatefileWriter,
+) -> Result<Vec<(CoreRecord, MmRecord)>> {
+    let in_statefile = |e: Error| e.context(options.statefile.display());
+    let mut dumped = Vec::new();
+    let mut upgrade_copies = Vec::new();
+    for pid in frozen.pids() {
+        let tids = frozen.threads[&pid].clone();
+        let d = dump_process(pid, &tids, &policies[&pid], writer, &mut frozen.touched)
+            .and_then(|(core, mut mm)| {
+                mm.components = mapped_files::dump(
+                    pid,
+                    &mm.vmas,
+                    options.upgrade,
+                    writer,
+                    &mut upgrade_copies,
+                )?;
+                Ok((core, mm))
+            })
+            .map_err(in_statefile)?;
+        dumped.push(d);
+    }
+    Ok(dumped)
+}
+
+/// One process: injected calls first (registers and masks to put back are added to
+/// `touched`), then memory, then descriptors and the rest.
+pub(super) fn dump_process(
+    pid: i32,
+    tids: &[i32],
+    policies: &ProcessPolicies,
+    writer: &mut StatefileWriter,
+    touched: &mut Vec<(i32, Regs, u64)>,
+) -> Result<(CoreRecord, MmRecord)> {
+    let regs: Vec<Regs> = tids
+        .iter()
+        .map(|t| ptrace::get_regs(*t))
+        .collect::<Result<_>>()?;
+    // Signals arriving while calls are injected stay pending (and are saved as pending)
+    // rather than being taken, mid-injection, by a thread: every mask fully blocked
+    // until release, which puts the masks back.
+    let masks: Vec<u64> = tids
+        .iter()
+        .map(|t| ptrace::get_sigmask(*t))
+        .collect::<Result<_>>()?;
+    for (i, &tid) in tids.iter().enumerate() {
+        touched.push((tid, regs[i], masks[i]));
+        ptrace::set_sigmask(tid, !0)?;
+    }
+    let asked = ask_process(pid, tids, &regs, &masks)?;
+    let mm = dump_memory(pid, asked.brk, writer)?;
+    // files and the rest
+    let fds = files::dump(pid, policies, writer)?;
+    let locks = locks::dump(pid, &fds)?;
+    let proc_rec = process::dump(pid)?;
+    let core = CoreRecord {
+        process: proc_rec,
+        threads: asked.threads,
+        signals: asked.signals,
+        fds,
+        policies: policies.clone(),
+        locks,
+        posix_timers: asked.posix_timers,
+    };
+    Ok((core, mm))
+}
+
+/// What only the process itself can tell.
+struct Asked {
+    signals: signals::SignalsRecord,
+    brk: u64,
+    threads: Vec<threads::ThreadRecord>,
+    posix_timers: Vec<posix_timers::PosixTimer>,
+}
+
+/// Asks the process by calls injected through its vDSO's syscall instruction, with a
+/// scratch page mapped for the purpose and removed after.
+fn ask_process(pid: i32, tids: &[i32], regs: &[Regs], masks: &[u64]) -> Result<Asked> {
+    let gate = Gate::SyscallInsn(syscall_gate(pid)?);
+    let main = Injector::new(pid, gate)?;
+    let scratch = main.check(
+        "mmap scratch",
+        libc::SYS_mmap,
+        [
+            0,
+            3 * memory::PAGE,
+            (libc::PROT_READ | libc::PROT_WRITE) as u64,
+            (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
+            u64::MAX,
+            0,
+        ],
+    )?;
+    let injected = (|| -> Result<(signals::SignalsRecord, u64, Vec<threads::ThreadRecord>)> {
+        let sig = signals::dump(pid, &main, scratch)?;
+        let brk = main.check("brk", libc::SYS_brk, [0; 6])?;
+        let mut trecs = Vec::new();
+        for (i, &tid) in tids.iter().enumerate() {
+            let thread_scratch = scratch + 2 * memory::PAGE;
+            let rec = if tid == pid {
+                threads::dump(tid, pid, &regs[i], masks[i], &main, thread_scratch)?
+            } else {
+                let inj = Injector::new(tid, gate)?;
+                threads::dump(tid, pid, &regs[i], masks[i], &inj, thread_scratch)?
+            };
+            trecs.push(rec);
+        }
+        Ok((sig, brk, trecs))
+    })();
+    let posix_timers = posix_timers::dump(pid, &main, scratch);
+    main.check(
+        "munmap scratch",
+        libc::SYS_munmap,
+        [scratch, 3 * memory::PAGE, 0, 0, 0, 0],
+    )?;
+    let (signals, brk, threads) = injected?;
+    Ok(Asked {
+        signals,
+        brk,
+        threads,
+        posix_timers: posix_timers?,
+    })
+}
+
+/// The mappings and their page data (written to `proc/<pid>/pages`).
+fn dump_memory(pid: i32, brk: u64, writer: &mut StatefileWriter) -> Result<MmRecord> {
+    let vmas = memory::plan(pid)?;
+    let mut sink = writer.create_file(&pages_path(pid))?;
+    let pages_bytes = memory::dump_pages(pid, &vmas, &mut sink)?;
+    writer.finish_file(sink)?;
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
+        .map(|p| p.to_string_lossy().into_owned())
+        .ctx(format!("process {pid}"))?;
+    Ok(MmRecord {
+        fields: memory::mm_fields(pid, brk)?,
+        auxv: memory::read_auxv(pid)?,
+        exe,
+        pages_bytes,
+        vmas,
+        components: Vec::new(),
+    })
+}

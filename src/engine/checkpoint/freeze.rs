@@ -1,0 +1,228 @@
+//! Freezing: every thread of every target seized and stopped, until the set is stable;
+//! and the syscall instruction the dump injects its calls through.
+
+use std::collections::BTreeMap;
+
+use super::Targets;
+use crate::engine::objects::{pstree, threads};
+use crate::engine::procfs;
+use crate::engine::ptrace::{self, Regs};
+use crate::error::{Error, Kind, Result};
+use crate::target;
+
+/// The frozen processes. Dropped without `kill`, it lets them all run on.
+#[derive(Default)]
+pub(super) struct Freezer {
+    /// pid -> its thread IDs (main thread first), all seized and stopped.
+    pub threads: BTreeMap<i32, Vec<i32>>,
+    /// Threads whose registers or signal mask the dump changed: what to put back.
+    pub touched: Vec<(i32, Regs, u64)>,
+    done: bool,
+}
+
+/// Freezes the targets. A set named by group, session or tree is looked up again once
+/// frozen, so that processes forked meanwhile are caught too. Returns the frozen
+/// processes and the zombies (unreaped children) among the targets.
+pub(super) fn freeze_targets(targets: &Targets) -> Result<(Freezer, Vec<pstree::Zombie>)> {
+    let designators = &targets.designators;
+    let mut frozen = Freezer::default();
+    let mut zombies: Vec<pstree::Zombie> = Vec::new();
+    let mut current = targets.set.clone();
+    loop {
+        let mut live = Vec::new();
+        for &pid in current.processes.keys() {
+            if frozen.threads.contains_key(&pid) || zombies.iter().any(|z| z.pid == pid) {
+                continue;
+            }
+            match pstree::zombie(pid) {
+                Some(z) => zombies.push(z),
+                None => live.push(pid),
+            }
+        }
+        if live.is_empty() {
+            break;
+        }
+        let named: Vec<i32> = designators
+            .iter()
+            .filter(|d| d.id_type == target::IdType::Pid)
+            .map(|d| d.id as i32)
+            .collect();
+        for pid in frozen.freeze(&live, &|pid| !named.contains(&pid))? {
+            // it ended meanwhile: an unreaped child is kept as a zombie, else it is gone
+            if let Some(z) = pstree::zombie(pid) {
+                zombies.push(z);
+            }
+        }
+        if designators.iter().all(|d| d.id_type == target::IdType::Pid) {
+            break;
+        }
+        current = target::resolve(designators, crate::ops::caller_uid())?;
+    }
+    // a zombie seen before its parent was frozen may have been reaped since: only those
+    // still there (their parents now frozen) are the parents' to reap after restart
+    zombies.retain(|z| pstree::zombie(z.pid).is_some());
+    Ok((frozen, zombies))
+}
+
+impl Freezer {
+    /// The frozen processes, in PID order.
+    pub fn pids(&self) -> Vec<i32> {
+        self.threads.keys().copied().collect()
+    }
+
+    /// Seizes and stops every thread of `pids` (added to those already frozen).
+    /// `may_vanish`: processes found through a group, session or tree, which may end
+    /// before they are caught; those are left out and returned.
+    fn freeze(&mut self, pids: &[i32], may_vanish: &dyn Fn(i32) -> bool) -> Result<Vec<i32>> {
+        let f = self;
+        for &pid in pids {
+            f.threads.insert(pid, Vec::new());
+        }
+        let mut vanished = Vec::new();
+        // seize until a pass finds no new thread: threads created meanwhile are caught
+        loop {
+            let mut new = 0;
+            for (&pid, seized) in f.threads.iter_mut() {
+                if vanished.contains(&pid) {
+                    continue;
+                }
+                let tids = match procfs::thread_ids(pid) {
+                    Ok(t) => t,
+                    Err(_) if may_vanish(pid) => {
+                        vanished.push(pid);
+                        continue;
+                    }
+                    Err(_) => {
+                        return Err(Error::with_detail(
+                            format!("process {pid}"),
+                            Kind::NoSuchProcess,
+                            "exited during checkpoint",
+                        ));
+                    }
+                };
+                for tid in tids {
+                    if seized.contains(&tid) {
+                        continue;
+                    }
+                    match ptrace::seize_and_stop(tid, libc::PTRACE_O_TRACESYSGOOD) {
+                        Ok(()) => {
+                            seized.push(tid);
+                            new += 1;
+                        }
+                        // a thread that ended between listing and seizing
+                        Err(e) if e.kind == Kind::NoSuchProcess && tid != pid => continue,
+                        // a process that is ending (a zombie cannot be seized)
+                        Err(_) if tid == pid && may_vanish(pid) && !alive(pid) => {
+                            vanished.push(pid);
+                            break;
+                        }
+                        Err(e) => return Err(e.context(format!("process {pid}"))),
+                    }
+                }
+                // main thread first
+                if let Some(i) = seized.iter().position(|t| *t == pid) {
+                    let t = seized.remove(i);
+                    seized.insert(0, t);
+                }
+            }
+            if new == 0 {
+                break;
+            }
+        }
+        for pid in &vanished {
+            if let Some(tids) = f.threads.remove(pid) {
+                for tid in tids {
+                    let _ = ptrace::detach(tid, 0);
+                }
+            }
+        }
+        // threads that ended while stopped are dropped from the lists
+        for (&pid, tids) in f.threads.iter_mut() {
+            tids.retain(|t| {
+                *t == pid || std::path::Path::new(&format!("/proc/{pid}/task/{t}")).exists()
+            });
+        }
+        Ok(vanished)
+    }
+
+    /// Lets one process run on (WILL CONT): the registers and masks the dump changed put
+    /// back (calls it was in re-issued), then detached and no longer frozen.
+    pub fn let_run(&mut self, pid: i32) {
+        if let Some(tids) = self.threads.remove(&pid) {
+            for (tid, regs, mask) in self.touched.iter().filter(|(t, _, _)| tids.contains(t)) {
+                let _ = ptrace::set_regs(*tid, &threads::resume_regs(regs));
+                let _ = ptrace::set_sigmask(*tid, *mask);
+            }
+            for tid in tids {
+                let _ = ptrace::detach(tid, 0);
+            }
+        }
+    }
+
+    /// Lets every process run on.
+    pub fn release(&mut self) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        for pid in self.pids() {
+            self.let_run(pid);
+        }
+    }
+
+    /// Ends every process (WILL EXIT / KILL) and waits until they are gone.
+    pub fn kill(&mut self) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        for &pid in self.threads.keys() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        for tids in self.threads.values() {
+            // collect each tracee's end so none lingers as traced; a thread-group leader
+            // reports only after its other threads, so those first
+            for &tid in tids.iter().rev() {
+                let _ = ptrace::wait(tid);
+            }
+        }
+    }
+}
+
+impl Drop for Freezer {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// Whether a process exists and is not a zombie.
+fn alive(pid: i32) -> bool {
+    procfs::read_stat(pid).is_ok_and(|s| s.state() != 'Z' && s.state() != 'X')
+}
+
+/// Finds a `syscall` instruction in the process's vDSO: injection goes through it, so
+/// the target's own code is never written.
+pub(super) fn syscall_gate(pid: i32) -> Result<u64> {
+    let maps = procfs::read_maps(pid)?;
+    let vdso = maps.iter().find(|m| m.path == "[vdso]").ok_or_else(|| {
+        Error::with_detail(
+            format!("process {pid}"),
+            Kind::CheckpointError,
+            "no vDSO to run system calls through",
+        )
+    })?;
+    let code = ptrace::read_mem(pid, vdso.start, (vdso.end - vdso.start) as usize)?;
+    code.windows(2)
+        .position(|w| w == [0x0f, 0x05])
+        .map(|off| vdso.start + off as u64)
+        .ok_or_else(|| {
+            Error::with_detail(
+                format!("process {pid}"),
+                Kind::CheckpointError,
+                "no syscall instruction in the vDSO",
+            )
+        })
+}

@@ -1,0 +1,193 @@
+//! `cpr -c`: the checkpoint as a list of phases, one function each (see `checkpoint`).
+//!
+//! Any failure before WILL lets every process run on untouched and leaves no statefile.
+
+mod dump;
+mod freeze;
+mod policies;
+mod will;
+
+use std::path::PathBuf;
+
+use super::objects::memory::{self, MmRecord};
+use super::objects::{files, pstree, shared_fds, shmem, sysv_shm as shm};
+use super::timer::Timer;
+use crate::attrfile::AttrFile;
+use crate::error::{Context, Error, Kind, Result};
+use crate::ops::CheckpointOptions;
+use crate::statefile::{
+    self, CoreRecord, Flags, Manifest, Owner, ProcessSummary, StatefileWriter, core_path, mm_path,
+};
+use crate::target::{self, Designator, TargetSet};
+
+/// What to checkpoint, and how.
+struct Targets {
+    designators: Vec<Designator>,
+    set: TargetSet,
+    attributes: AttrFile,
+    owner: Owner,
+}
+
+pub fn checkpoint(options: &CheckpointOptions) -> Result<PathBuf> {
+    let mut timer = Timer::new();
+    let targets = resolve_targets(options)?;
+    notify_handlers(&targets, options)?;
+    let (mut frozen, zombies) = freeze::freeze_targets(&targets)?;
+    let policies = policies::resolve(&frozen.pids(), &targets.attributes, options.will)?;
+    refuse_shared_address_spaces(&frozen.pids())?;
+    timer.lap("freeze");
+
+    let mut writer = StatefileWriter::create(&options.statefile, options.force, targets.owner)?;
+    let mut dumped = dump::dump_all(&mut frozen, &policies, options, &mut writer)?;
+    timer.lap("dump processes (page data written and fsync'd)");
+    collect_shared(&mut dumped, zombies, &mut writer, options)?;
+    let summaries = write_records(&dumped, &mut writer)?;
+    // SysV shared memory segments the processes attach, saved once each
+    shm::dump_segments(&frozen.pids(), &mut writer).ctx(options.statefile.display())?;
+    timer.lap("shared objects (pipes, shared memory, SysV shm)");
+
+    // durable before anything happens to the originals
+    let will = policies::overall_will(options.will, &policies);
+    let path = commit(writer, options, &targets, will, summaries)?;
+    timer.lap("commit (fsync)");
+    will::apply(frozen, &policies);
+    Ok(path)
+}
+
+/// The designators resolved to processes the caller may checkpoint; the attribute file.
+fn resolve_targets(options: &CheckpointOptions) -> Result<Targets> {
+    let designators = target::parse_idlist(&options.idlist)?;
+    let set = target::resolve(&designators, crate::ops::caller_uid())?;
+    let attributes = match &options.attributes {
+        Some(a) => a.clone(),
+        None => AttrFile::load_default()?,
+    };
+    let (uid, gid) = set.owner().unwrap_or((0, 0));
+    Ok(Targets {
+        designators,
+        set,
+        attributes,
+        owner: Owner { uid, gid },
+    })
+}
+
+/// Programs that asked for it prepare first (SIGCKPT handlers), bounded in time.
+fn notify_handlers(targets: &Targets, options: &CheckpointOptions) -> Result<()> {
+    super::cooperate::notify_checkpoint(
+        &targets.set.pids(),
+        options
+            .handler_timeout
+            .unwrap_or(super::cooperate::DEFAULT_HANDLER_TIMEOUT),
+    )
+}
+
+/// Processes sharing one address space (CLONE_VM without CLONE_THREAD, a vfork child
+/// before its exec) would come back with two: refused rather than split.
+fn refuse_shared_address_spaces(live: &[i32]) -> Result<()> {
+    for (i, &a) in live.iter().enumerate() {
+        for &b in &live[i + 1..] {
+            if crate::sys::kcmp::same_vm(
+                nix::unistd::Pid::from_raw(a),
+                nix::unistd::Pid::from_raw(b),
+            )
+            .unwrap_or(false)
+            {
+                return Err(Error::with_detail(
+                    format!("processes {a} and {b}"),
+                    Kind::CheckpointError,
+                    "they share one address space (CLONE_VM or vfork), which cpr does not restore",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What the processes share, saved once: descriptors (pipes with their data, inherited
+/// descriptions), shared memory, and the zombies of the tree.
+fn collect_shared(
+    dumped: &mut [(CoreRecord, MmRecord)],
+    zombies: Vec<pstree::Zombie>,
+    writer: &mut StatefileWriter,
+    options: &CheckpointOptions,
+) -> Result<()> {
+    let in_statefile = |e: Error| e.context(options.statefile.display());
+    let mut table = {
+        let mut procs: Vec<shared_fds::ProcessFds<'_>> = dumped
+            .iter_mut()
+            .map(|(core, _)| shared_fds::ProcessFds {
+                pid: core.process.pid,
+                fds: &mut core.fds,
+                policies: &core.policies,
+            })
+            .collect();
+        shared_fds::collect(&mut procs, writer).map_err(in_statefile)?
+    };
+    let mut maps: Vec<(i32, &mut Vec<memory::Vma>)> = dumped
+        .iter_mut()
+        .map(|(c, mm)| (c.process.pid, &mut mm.vmas))
+        .collect();
+    shmem::collect_memory(&mut maps, &mut table, writer).map_err(in_statefile)?;
+    writer.write_json(shared_fds::TABLE, &table)?;
+    writer.write_json(pstree::TREE, &pstree::TreeRecord { zombies })
+}
+
+/// Each process's records; returns the manifest's summary of each.
+fn write_records(
+    dumped: &[(CoreRecord, MmRecord)],
+    writer: &mut StatefileWriter,
+) -> Result<Vec<ProcessSummary>> {
+    let mut summaries = Vec::new();
+    for (core, mm) in dumped {
+        let pid = core.process.pid;
+        writer.write_json(&mm_path(pid), mm)?;
+        writer.write_json(&core_path(pid), core)?;
+        let p = &core.process;
+        summaries.push(ProcessSummary {
+            pid,
+            ppid: p.ppid,
+            pgid: p.pgid,
+            sid: p.sid,
+            uids: p.uids,
+            gids: p.gids,
+            command: p.comm.clone(),
+            args: p.args.clone(),
+            cwd: p.cwd.clone(),
+            root: p.root.clone(),
+            threads: core.threads.len(),
+            open_files: files::summaries(&core.fds),
+            policies: core.policies.clone(),
+        });
+    }
+    Ok(summaries)
+}
+
+/// The manifest, last: the statefile is fsync'd and renamed into place.
+fn commit(
+    writer: StatefileWriter,
+    options: &CheckpointOptions,
+    targets: &Targets,
+    will: crate::attrfile::WillAction,
+    summaries: Vec<ProcessSummary>,
+) -> Result<PathBuf> {
+    let manifest = Manifest {
+        revision: statefile::REVISION,
+        cpr_version: env!("CARGO_PKG_VERSION").to_string(),
+        created: chrono::Utc::now().to_rfc3339(),
+        host: nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        kernel: nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        owner: targets.owner,
+        designators: options.idlist.clone(),
+        flags: Flags {
+            will,
+            upgrade: options.upgrade,
+        },
+        processes: summaries,
+        files: Vec::new(),
+    };
+    writer.commit(manifest)
+}

@@ -1,0 +1,380 @@
+//! Forking the tree: cpr forks the roots, each restore child (a copy of cpr) forks its
+//! own children with their PIDs, takes its session and group, restores natively what
+//! lives in the kernel, maps a scratch page where the image has a hole, reports over its
+//! status pipe (`protocol`), and waits for the tracer.
+
+use std::io::BufReader;
+use std::os::fd::{AsRawFd, IntoRawFd};
+
+use super::RestoreContext;
+use super::protocol::{self, ChildMessage, ChildReady, Failure};
+use super::validate::Image;
+use crate::attrfile::ForkAction;
+use crate::statefile::pages_path;
+use crate::engine::objects::memory::{self, Backing, MmRecord, Scratch};
+use crate::engine::objects::pstree::{Role, SessionOp};
+use crate::engine::objects::{files, locks, mapped_files, process, signals};
+use crate::engine::procfs;
+use crate::engine::ptrace::SYSCALL_INT3;
+use crate::error::{Context, Error, Kind, Result};
+
+/// The processes made so far. Dropped before `disarm`, it kills them all (and collects
+/// them), so that nothing half-restored runs.
+pub(super) struct Made {
+    /// Every node's PID in this world, in node order (as far as they reported).
+    pub pids: Vec<i32>,
+    /// Every live process, with its report.
+    pub processes: Vec<Child>,
+    /// Forked by cpr itself.
+    created: Vec<i32>,
+    armed: bool,
+}
+
+/// A restore child that is ready for the tracer.
+pub(super) struct Child {
+    pub pid: i32,
+    /// Index into the images.
+    pub image: usize,
+    pub ready: ChildReady,
+}
+
+impl Made {
+    /// The processes run on their own now: returns every node's PID.
+    pub fn disarm(mut self) -> Vec<i32> {
+        self.armed = false;
+        std::mem::take(&mut self.pids)
+    }
+}
+
+impl Drop for Made {
+    fn drop(&mut self) {
+        if self.armed {
+            let mut all = self.pids.clone();
+            all.extend_from_slice(&self.created);
+            kill_pids(&all);
+        }
+    }
+}
+
+/// Forks the whole plan and waits until every node has said its PID and every process
+/// is ready (or one failed: then all are killed).
+pub(super) fn fork_tree(ctx: &mut RestoreContext) -> Result<Made> {
+    let mut status_r = Vec::new();
+    for _ in &ctx.plan.nodes {
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx("restart: pipe")?;
+        status_r.push(BufReader::new(std::fs::File::from(r)));
+        ctx.status_w.push(Some(w));
+    }
+    let mut made = Made {
+        pids: Vec::new(),
+        processes: Vec::new(),
+        created: Vec::new(),
+        armed: true,
+    };
+    for &root in &ctx.plan.roots {
+        let pid = spawn(ctx, root, false)
+            .map_err(|e| e.context(format!("process {}", ctx.plan.nodes[root].pid)))?;
+        made.created.push(pid);
+    }
+    // only the children hold the write ends now: a child that dies unreported is EOF
+    ctx.status_w.clear();
+    ctx.opened.clear();
+    // every node says its PID first (so that a failure can kill exactly what was made)
+    for (n, input) in status_r.iter_mut().enumerate() {
+        let who = format!("process {}", ctx.plan.nodes[n].pid);
+        let pid = protocol::expect_created(input, &who)
+            .map_err(|e| e.context(ctx.statefiles[0].path.display()))?;
+        made.pids.push(pid);
+    }
+    for (n, input) in status_r.iter_mut().enumerate() {
+        let Role::Process(i) = ctx.plan.nodes[n].role else {
+            continue;
+        };
+        let img = &ctx.images[i];
+        let who = format!("process {}", ctx.plan.nodes[n].pid);
+        let mapped: Vec<String> = mapped_files::list(&img.mm.vmas)
+            .into_iter()
+            .map(|m| m.path)
+            .collect();
+        let ready = protocol::expect_ready(input, &who, &mapped, &mem_inos(&img.mm))
+            .map_err(|e| e.context(ctx.statefiles[img.sf].path.display()))?;
+        made.processes.push(Child {
+            pid: made.pids[n],
+            image: i,
+            ready,
+        });
+    }
+    Ok(made)
+}
+
+fn kill_pids(pids: &[i32]) {
+    for &pid in pids {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    // collect our children and tracees, so that none is left even as a zombie of ours
+    for &pid in pids {
+        let _ = nix::sys::wait::waitpid(
+            nix::unistd::Pid::from_raw(pid),
+            Some(nix::sys::wait::WaitPidFlag::__WALL),
+        );
+    }
+}
+
+/// The shared memory objects a process maps, each once.
+fn mem_inos(mm: &MmRecord) -> Vec<u64> {
+    let mut out: Vec<u64> = Vec::new();
+    for v in &mm.vmas {
+        if let Backing::SharedMem { ino, .. } = v.backing
+            && !out.contains(&ino)
+        {
+            out.push(ino);
+        }
+    }
+    out
+}
+
+/// Forks node `n` (with its original PID where FORK ORIGINAL asks); returns its PID.
+fn spawn(ctx: &RestoreContext, n: usize, clone_parent: bool) -> Result<i32> {
+    let node = &ctx.plan.nodes[n];
+    let original = match node.role {
+        Role::Process(i) => ctx.images[i].core.policies.fork == ForkAction::Original,
+        _ => true,
+    };
+    let child = crate::sys::fork_with_pid(original.then_some(node.pid), clone_parent).map_err(
+        |e| match e {
+            nix::errno::Errno::EEXIST => Error::with_detail(
+                format!("process {}", node.pid),
+                Kind::ResourceBusy,
+                format!("PID {} is in use", node.pid),
+            ),
+            e => Error::errno(format!("process {}", node.pid), e).detail("creating the process"),
+        },
+    )?;
+    if child == 0 {
+        run_node(ctx, n);
+    }
+    Ok(child)
+}
+
+/// The life of a restore child until the tracer takes over: never returns.
+fn run_node(ctx: &RestoreContext, n: usize) -> ! {
+    let _ = crate::sys::set_sigmask(!0);
+    let node = &ctx.plan.nodes[n];
+    let subtree = ctx.plan.subtree(n);
+    // status pipes: only ours and those of the processes we fork stay open
+    let mut mine: Option<std::fs::File> = None;
+    for (k, w) in ctx.status_w.iter().enumerate() {
+        if let Some(w) = w {
+            if k == n {
+                mine = Some(std::fs::File::from(w.try_clone().expect("status pipe")));
+            } else if !subtree.contains(&k) {
+                crate::sys::close(w.as_raw_fd());
+            }
+        }
+    }
+    let mut status = mine.expect("own status pipe");
+    // above every descriptor the image uses, so that restoring them never touches it
+    if let Role::Process(i) = node.role {
+        let top = ctx.images[i]
+            .core
+            .fds
+            .iter()
+            .map(|f| f.fd)
+            .max()
+            .unwrap_or(2)
+            + 1;
+        if let Ok(high) = nix::fcntl::fcntl(&status, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(top)) {
+            status = std::fs::File::from(crate::sys::own_fd(high));
+        }
+    }
+    let _ = protocol::send(
+        &mut status,
+        &ChildMessage::Created {
+            pid: nix::unistd::getpid().as_raw(),
+        },
+    );
+    let result = (|| -> Result<()> {
+        match node.session {
+            SessionOp::Setsid => {
+                nix::unistd::setsid().ctx("setsid")?;
+            }
+            SessionOp::NewGroup => {
+                let _ = nix::unistd::setpgid(
+                    nix::unistd::Pid::from_raw(0),
+                    nix::unistd::Pid::from_raw(0),
+                );
+            }
+            SessionOp::JoinGroup(g) => {
+                // best effort: the group may not exist in this world
+                let _ = nix::unistd::setpgid(
+                    nix::unistd::Pid::from_raw(0),
+                    nix::unistd::Pid::from_raw(g),
+                );
+            }
+            SessionOp::Keep => {}
+        }
+        for &s in &node.siblings {
+            spawn(ctx, s, true)?;
+        }
+        for &c in &node.children {
+            spawn(ctx, c, false)?;
+        }
+        // the forked ones have their copies: close ours
+        for &k in &subtree {
+            if k != n
+                && let Some(w) = &ctx.status_w[k]
+            {
+                crate::sys::close(w.as_raw_fd());
+            }
+        }
+        match node.role {
+            Role::Zombie(z) => become_zombie(z.status),
+            Role::Helper => std::process::exit(0),
+            Role::Process(i) => {
+                let status_fd = status.as_raw_fd();
+                match child_restore(ctx, &ctx.images[i], status_fd) {
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    })();
+    if let Err(e) = result {
+        let _ = protocol::send(&mut status, &ChildMessage::Failed(Failure::new(&e)));
+    }
+    std::process::exit(1);
+}
+
+/// Ends the way a zombie had ended, so that its parent reaps the same status.
+fn become_zombie(status: i32) -> ! {
+    let sig = status & 0x7f;
+    if sig != 0 && sig != 0x7f {
+        let _ = crate::sys::rt_sigaction(sig, Some(&crate::sys::KernelSigaction::default()), None);
+        let _ = crate::sys::set_sigmask(0);
+        let _ = nix::sys::signal::raise(
+            nix::sys::signal::Signal::try_from(sig).unwrap_or(nix::sys::signal::Signal::SIGKILL),
+        );
+    }
+    // without running cpr's exit handlers: this process is not cpr any more
+    crate::sys::exit_now((status >> 8) & 0xff);
+}
+
+/// In the child, a copy of cpr about to become the image: everything that can be done
+/// natively. Signals stay blocked until release.
+fn child_restore(
+    ctx: &RestoreContext,
+    img: &Image,
+    status_fd: i32,
+) -> Result<std::convert::Infallible> {
+    let rec = &img.core.process;
+    let sf = &ctx.statefiles[img.sf];
+    let opened = ctx.opened.get(img.sf);
+    let (pages_fd, file_fds, mem_fds) = open_image_fds(ctx, img, status_fd)?;
+    let mut keep: Vec<i32> = vec![status_fd, pages_fd];
+    keep.extend(file_fds.iter().map(|(_, fd)| *fd));
+    keep.extend(mem_fds.iter().map(|(_, fd)| *fd));
+    let shared_fd = |id: u32| opened.and_then(|o| o.file_fd(id));
+    files::restore(&img.core.fds, sf, &keep, ctx.tty.as_deref(), &shared_fd)?;
+    locks::restore_native(&img.core.locks)?;
+    process::restore_native(rec, img.core.policies.cdir, img.core.policies.rdir)?;
+    signals::restore_actions(&img.core.signals)?;
+    let scratch = map_scratch(img)?;
+    crate::sys::write_own_memory(scratch, &SYSCALL_INT3);
+    let mut out = std::fs::File::from(crate::sys::own_fd(status_fd));
+    let ready = ChildReady {
+        scratch,
+        pages_fd,
+        file_fds,
+        mem_fds,
+    };
+    let _ = protocol::send(&mut out, &ChildMessage::Ready(ready));
+    drop(out);
+    crate::sys::pause_forever();
+}
+
+/// What the tracer maps the image from, opened above every descriptor of the image
+/// (cpr keeps them until the image is in place): the page data, each mapped file, each
+/// shared memory object.
+#[allow(clippy::type_complexity)]
+fn open_image_fds(
+    ctx: &RestoreContext,
+    img: &Image,
+    status_fd: i32,
+) -> Result<(i32, Vec<(String, i32)>, Vec<(u64, i32)>)> {
+    let sf = &ctx.statefiles[img.sf];
+    let opened = ctx.opened.get(img.sf);
+    let max_fd = img.core.fds.iter().map(|f| f.fd).max().unwrap_or(2);
+    let (_, nofile_hard) =
+        crate::sys::prlimit(0, libc::RLIMIT_NOFILE as i32, None).unwrap_or((1024, 1024));
+    let _ = crate::sys::prlimit(
+        0,
+        libc::RLIMIT_NOFILE as i32,
+        Some((nofile_hard, nofile_hard)),
+    );
+    let mut next = max_fd.max(status_fd) + 1;
+    let mut place = |fd: i32, close_old: bool| -> Result<i32> {
+        let high = nix::fcntl::fcntl(
+            crate::sys::borrow_raw(fd),
+            nix::fcntl::FcntlArg::F_DUPFD(next),
+        )
+        .ctx("placing a descriptor")?;
+        if close_old {
+            crate::sys::close(fd);
+        }
+        next = high + 1;
+        Ok(high)
+    };
+    let pages = std::fs::File::open(sf.file(&pages_path(img.core.process.pid))?).ctx("page data")?;
+    let pages_fd = place(pages.into_raw_fd(), true)?;
+    let mut file_fds = Vec::new();
+    for m in mapped_files::list(&img.mm.vmas) {
+        // a program or library that changed since the checkpoint: its saved copy (-u)
+        let real = mapped_files::resolve(&img.mm.components, &m.path, sf)?;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(m.writable)
+            .open(&real)
+            .ctx(format!("mapped file {} (component unavailable)", m.path))?;
+        file_fds.push((m.path.clone(), place(f.into_raw_fd(), true)?));
+    }
+    let mut mem_fds = Vec::new();
+    for ino in mem_inos(&img.mm) {
+        let fd = opened.and_then(|o| o.mem_fd(ino)).ok_or_else(|| {
+            Error::with_detail(
+                "",
+                Kind::CheckpointError,
+                format!("shared memory {ino} missing from the statefile"),
+            )
+        })?;
+        mem_fds.push((ino, place(fd, false)?));
+    }
+    Ok((pages_fd, file_fds, mem_fds))
+}
+
+/// The scratch page: code for injected calls, then argument space; in a hole of the
+/// image that this copy of cpr does not use either.
+fn map_scratch(img: &Image) -> Result<u64> {
+    let mine = procfs::read_maps(std::process::id() as i32)?;
+    for c in memory::scratch_candidates(&img.mm.vmas) {
+        if mine
+            .iter()
+            .any(|m| c < m.end && m.start < c + Scratch::SIZE)
+        {
+            continue;
+        }
+        if let Ok(a) = crate::sys::mmap_fixed_noreplace(
+            c,
+            Scratch::SIZE,
+            libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
+        ) {
+            return Ok(a);
+        }
+    }
+    Err(Error::with_detail(
+        "",
+        Kind::NotEnoughSpace,
+        "no room for the restore scratch page",
+    ))
+}

@@ -1,0 +1,150 @@
+//! `cpr -r`: the restart as a list of phases, one function each (see `restart`).
+//!
+//! The processes are forked by cpr itself, each a copy of cpr with its original PID
+//! that restores natively what lives in the kernel (`fork`); the tracer then replaces
+//! each copy's address space with the image (`tracer`). Nothing runs until every process
+//! of every statefile is ready (`release`). If anything fails, every process created so
+//! far is killed: nothing half-restored runs.
+
+mod fork;
+mod pids;
+mod protocol;
+mod release;
+mod tracer;
+pub mod validate;
+
+use std::os::fd::OwnedFd;
+
+use super::objects::pstree::{self, Plan};
+use super::objects::shared_fds::{self, OpenedShared};
+use super::objects::{sysv_shm as shm, tty};
+use super::timer::Timer;
+use crate::error::Result;
+use crate::ops::RestartOptions;
+use crate::statefile::Statefile;
+use fork::Made;
+use tracer::Restored;
+use validate::{Image, Loaded};
+
+/// Everything a restore child needs; it is a copy of cpr, so it has all of it.
+struct RestoreContext {
+    statefiles: Vec<Statefile>,
+    images: Vec<Image>,
+    plan: Plan,
+    /// Per statefile: what its processes share, open in cpr; they inherit it.
+    opened: Vec<OpenedShared>,
+    /// Status pipe of each node: its write end.
+    status_w: Vec<Option<OwnedFd>>,
+    tty: Option<String>,
+}
+
+/// Returns 0, or with `-j` the exit status of the job (as a shell would report it).
+pub fn restart(options: &RestartOptions, deferred: crate::sys::DeferTermination) -> Result<i32> {
+    let mut timer = Timer::new();
+    let loaded = validate::load(&options.statefiles, crate::ops::caller_uid())?;
+    timer.lap("read and check records");
+    pids::wait_for_pids(&loaded)?;
+    let plan = plan_tree(&loaded, options.interactive);
+    // SysV shared memory segments with their shmids, before any process
+    let shm_segments = shm::restore_segments(&loaded.statefiles.iter().collect::<Vec<_>>())?;
+    let tty = if options.interactive {
+        tty::controlling_tty()
+    } else {
+        None
+    };
+    let opened = open_shared(&loaded, tty.as_deref())?;
+    timer.lap("open shared objects");
+
+    let mut ctx = RestoreContext {
+        statefiles: loaded.statefiles,
+        images: loaded.images,
+        plan,
+        opened,
+        status_w: Vec::new(),
+        tty,
+    };
+    let made = fork::fork_tree(&mut ctx)?;
+    timer.lap("create processes");
+    let restored = restore(&ctx, &made, &mut timer)?;
+    let pids = release::release(&ctx, made, &restored, shm_segments)?;
+    timer.lap("release");
+    release::collect_helpers(&ctx.plan, &pids);
+    // the processes run: cpr may be interrupted again
+    drop(deferred);
+    if options.interactive {
+        let fg: Vec<i32> = ctx
+            .plan
+            .roots
+            .iter()
+            .filter_map(|&n| pids.get(n).copied())
+            .collect();
+        return Ok(tty::wait_foreground(&fg));
+    }
+    Ok(0)
+}
+
+/// Who forks whom, so that parents, groups, sessions and zombies come back.
+fn plan_tree(loaded: &Loaded, interactive: bool) -> Plan {
+    let mut plan = Plan::default();
+    for s in 0..loaded.statefiles.len() {
+        let ids: Vec<(usize, pstree::Ids)> = loaded
+            .images
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| i.sf == s)
+            .map(|(n, i)| {
+                let p = &i.core.process;
+                (
+                    n,
+                    pstree::Ids {
+                        pid: p.pid,
+                        ppid: p.ppid,
+                        pgid: p.pgid,
+                        sid: p.sid,
+                    },
+                )
+            })
+            .collect();
+        let base = ids.first().map(|(n, _)| *n).unwrap_or(0);
+        let only: Vec<pstree::Ids> = ids.iter().map(|(_, i)| *i).collect();
+        pstree::plan(
+            &mut plan,
+            &only,
+            base,
+            &loaded.trees[s].zombies,
+            interactive,
+            &pids::is_free,
+        );
+    }
+    plan
+}
+
+/// What the processes share (pipes with their data, inherited descriptions, shared
+/// memory), opened once, in cpr: the processes inherit it.
+fn open_shared(loaded: &Loaded, tty: Option<&str>) -> Result<Vec<OpenedShared>> {
+    let mut opened = Vec::new();
+    for (s, sf) in loaded.statefiles.iter().enumerate() {
+        opened.push(
+            shared_fds::open_all(&loaded.tables[s], sf, tty)
+                .map_err(|e| e.context(sf.path.display()))?,
+        );
+    }
+    Ok(opened)
+}
+
+/// Address spaces, threads, kernel state, credentials; the bulk page data is checked
+/// meanwhile, and must be sound before anything is released.
+fn restore(ctx: &RestoreContext, made: &Made, timer: &mut Timer) -> Result<Vec<Restored>> {
+    let pages = validate::check_pages(&ctx.statefiles);
+    let restored = match tracer::restore_all(ctx, made) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = pages.wait();
+            return Err(e);
+        }
+    };
+    timer.lap("restore address spaces");
+    pages.wait()?;
+    timer.lap("page data checked");
+    Ok(restored)
+}

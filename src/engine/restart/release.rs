@@ -1,0 +1,51 @@
+//! Release: only when every process of every statefile is restored, each thread gets
+//! its registers (interrupted calls re-issued), FPU state and signal mask, and all are
+//! let go together.
+
+use super::RestoreContext;
+use super::fork::Made;
+use super::tracer::Restored;
+use crate::engine::objects::pstree::{Plan, Role};
+use crate::engine::objects::{sysv_shm as shm, threads};
+use crate::engine::ptrace;
+use crate::error::Result;
+
+/// Lets every restored process run; returns every node's PID. On failure every process
+/// made is killed first, then the SysV segments created for them are removed.
+pub(super) fn release(
+    ctx: &RestoreContext,
+    made: Made,
+    restored: &[Restored],
+    shm_segments: shm::Segments,
+) -> Result<Vec<i32>> {
+    for r in restored {
+        let img = &ctx.images[r.image];
+        for (tid, idx) in &r.threads {
+            if let Err(e) = threads::restore_registers(&img.core.threads[*idx], *tid) {
+                drop(made);
+                return Err(e.context(ctx.statefiles[img.sf].path.display()));
+            }
+        }
+    }
+    // every process attached its segments: those removed at checkpoint are marked again
+    shm_segments.finish();
+    for r in restored {
+        for (tid, _) in &r.threads {
+            let _ = ptrace::detach(*tid, 0);
+        }
+    }
+    Ok(made.disarm())
+}
+
+/// Helpers (which recreated a group or session whose leader had exited) have done their
+/// part: collect those cpr forked.
+pub(super) fn collect_helpers(plan: &Plan, pids: &[i32]) {
+    for (n, node) in plan.nodes.iter().enumerate() {
+        if node.role == Role::Helper
+            && plan.roots.contains(&n)
+            && let Some(&pid) = pids.get(n)
+        {
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! The tracer's part of the restore: each stopped restore child's address space is
+//! replaced by the image (by calls injected from its scratch page), its threads created
+//! with their TIDs, its kernel state given back, its credentials last.
+
+use super::RestoreContext;
+use super::fork::{Child, Made};
+use super::protocol::ChildReady;
+use super::validate::Image;
+use crate::attrfile::ForkAction;
+use crate::engine::objects::memory::{self, Scratch};
+use crate::engine::objects::{locks, signals, threads};
+use crate::engine::ptrace::{self, Gate, Injector};
+use crate::error::{Context, Result};
+
+/// A restored process, stopped, waiting for release.
+pub(super) struct Restored {
+    /// (tid in this world, its record)
+    pub threads: Vec<(i32, usize)>,
+    pub image: usize,
+}
+
+/// Restores every process made, in turn.
+pub(super) fn restore_all(ctx: &RestoreContext, made: &Made) -> Result<Vec<Restored>> {
+    let mut restored = Vec::new();
+    for child in &made.processes {
+        let img = &ctx.images[child.image];
+        let mut r = Restored {
+            threads: vec![(child.pid, 0)],
+            image: child.image,
+        };
+        restore_one(img, child, &mut r).map_err(|e| {
+            e.context(format!("process {}", img.core.process.pid))
+                .context(ctx.statefiles[img.sf].path.display())
+        })?;
+        restored.push(r);
+    }
+    Ok(restored)
+}
+
+fn restore_one(img: &Image, child: &Child, r: &mut Restored) -> Result<()> {
+    let pid = child.pid;
+    ptrace::seize(
+        pid,
+        libc::PTRACE_O_TRACECLONE | libc::PTRACE_O_TRACESYSGOOD | libc::PTRACE_O_EXITKILL,
+    )
+    .ctx(format!("process {pid}"))?;
+    ptrace::interrupt(pid).ctx(format!("process {pid}"))?;
+    ptrace::wait_for_stop(pid)?;
+    finish_in_tracer(img, pid, &child.ready, r)
+}
+
+/// In the tracer: the image replaces the stopped child's memory; threads, signals,
+/// credentials follow.
+fn finish_in_tracer(
+    img: &Image,
+    child: i32,
+    ready: &ChildReady,
+    restored: &mut Restored,
+) -> Result<()> {
+    let scratch = Scratch {
+        base: ready.scratch,
+        size: Scratch::SIZE,
+    };
+    let main = Injector::new(child, Gate::Int3(scratch.base))?;
+    unregister_rseq(&main, child)?;
+    memory::restore(
+        &main,
+        child,
+        &img.mm,
+        scratch,
+        &ready.file_fds,
+        &ready.mem_fds,
+        ready.pages_fd,
+    )?;
+    set_mm(&main, child, img, scratch, &ready.file_fds)?;
+    close_cpr_fds(&main, child, img, ready)?;
+    locks::restore_posix_injected(&main, child, scratch.data(), &img.core.locks)?;
+    // threads, with their TIDs (FORK ORIGINAL) or any
+    let original = img.core.policies.fork == ForkAction::Original;
+    for (idx, t) in img.core.threads.iter().enumerate().skip(1) {
+        let tid = threads::create(
+            &main,
+            child,
+            scratch,
+            if original { Some(t.tid) } else { None },
+        )?;
+        restored.threads.push((tid, idx));
+    }
+    for (tid, idx) in restored.threads.clone() {
+        let inj = Injector::new(tid, Gate::Int3(scratch.base))?;
+        threads::restore_kernel_state(&img.core.threads[idx], &inj, scratch.data(), child)?;
+    }
+    let mut signals_rec = img.core.signals.clone();
+    if crate::engine::cooperate::wants_restart_signal(&signals_rec.actions) {
+        // SIGRESTART handlers run before anything else of the program
+        let info = crate::engine::cooperate::restart_siginfo(
+            std::process::id() as i32,
+            crate::ops::caller_uid(),
+        );
+        signals_rec.shared_pending.insert(0, threads::hex(&info));
+    }
+    signals::restore_pending_and_timers(&signals_rec, &main, child, scratch.data())?;
+    crate::engine::objects::posix_timers::restore(
+        &img.core.posix_timers,
+        &main,
+        child,
+        scratch.data(),
+    )?;
+    // credentials last
+    crate::engine::objects::creds::restore(&img.core.process, &main, child, scratch.data())?;
+    // the scratch page goes; its own syscall instruction runs the munmap, stopping at the
+    // syscall exit so nothing executes there afterwards
+    let last = Injector::new(child, Gate::SyscallInsn(scratch.base))?;
+    last.check(
+        "munmap scratch",
+        libc::SYS_munmap,
+        [scratch.base, scratch.size, 0, 0, 0, 0],
+    )?;
+    Ok(())
+}
+
+/// cpr's glibc registered rseq in the child: the kernel would write to that area, soon
+/// unmapped, on every return to user space.
+fn unregister_rseq(main: &Injector, child: i32) -> Result<()> {
+    let rseq = ptrace::get_rseq(child)?;
+    if rseq.abi_pointer != 0 {
+        main.check(
+            "rseq unregister",
+            libc::SYS_rseq,
+            [
+                rseq.abi_pointer,
+                rseq.abi_size as u64,
+                1, /* RSEQ_FLAG_UNREGISTER */
+                rseq.signature as u64,
+                0,
+                0,
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// Closes what the child opened for the tracer, and anything else cpr's copy still had
+/// open (its status pipe, if the interrupt came before it closed it): not the image's.
+fn close_cpr_fds(main: &Injector, child: i32, img: &Image, ready: &ChildReady) -> Result<()> {
+    for fd in ready
+        .file_fds
+        .iter()
+        .map(|(_, fd)| *fd)
+        .chain(ready.mem_fds.iter().map(|(_, fd)| *fd))
+    {
+        main.call(libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0])?;
+    }
+    main.call(libc::SYS_close, [ready.pages_fd as u64, 0, 0, 0, 0, 0])?;
+    let theirs: Vec<i32> = img.core.fds.iter().map(|f| f.fd).collect();
+    for fd in std::fs::read_dir(format!("/proc/{child}/fd"))
+        .ctx(format!("process {child}"))?
+        .flatten()
+    {
+        if let Some(fd) = fd.file_name().to_str().and_then(|s| s.parse::<i32>().ok())
+            && !theirs.contains(&fd)
+        {
+            main.call(libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0])?;
+        }
+    }
+    Ok(())
+}
+
+fn set_mm(
+    inj: &Injector,
+    pid: i32,
+    img: &Image,
+    scratch: Scratch,
+    file_fds: &[(String, i32)],
+) -> Result<()> {
+    let f = &img.mm.fields;
+    let mut auxv = Vec::new();
+    for w in &img.mm.auxv {
+        auxv.extend_from_slice(&w.to_ne_bytes());
+    }
+    let auxv_addr = scratch.data() + 512;
+    let exe_fd = file_fds
+        .iter()
+        .find(|(p, _)| *p == img.mm.exe)
+        .map(|(_, fd)| *fd as u32)
+        .unwrap_or(u32::MAX);
+    let map = crate::sys::PrctlMmMap {
+        start_code: f.start_code,
+        end_code: f.end_code,
+        start_data: f.start_data,
+        end_data: f.end_data,
+        start_brk: f.start_brk,
+        brk: f.brk,
+        start_stack: f.start_stack,
+        arg_start: f.arg_start,
+        arg_end: f.arg_end,
+        env_start: f.env_start,
+        env_end: f.env_end,
+        auxv: auxv_addr,
+        auxv_size: auxv.len() as u32,
+        exe_fd,
+    };
+    let bytes = map.to_bytes();
+    ptrace::write_mem(pid, scratch.data(), &bytes)?;
+    ptrace::write_mem(pid, auxv_addr, &auxv)?;
+    inj.check(
+        "prctl(PR_SET_MM_MAP)",
+        libc::SYS_prctl,
+        [
+            libc::PR_SET_MM as u64,
+            libc::PR_SET_MM_MAP as u64,
+            scratch.data(),
+            bytes.len() as u64,
+            0,
+            0,
+        ],
+    )?;
+    Ok(())
+}

@@ -12,6 +12,24 @@ pub fn controlling_tty() -> Option<String> {
     }
 }
 
+/// Makes the process group of `leader` the terminal's foreground group and returns it.
+/// Called before the job is released too: a job that reads the terminal at once must
+/// find itself in the foreground, or SIGTTIN stops it.
+pub fn hand_over(leader: i32) -> nix::unistd::Pid {
+    use nix::unistd::{Pid, tcsetpgrp};
+    let job = nix::unistd::getpgid(Some(Pid::from_raw(leader))).unwrap_or(Pid::from_raw(leader));
+    // ignoring SIGTTOU lets cpr hand the terminal over while not in the foreground
+    let _ = crate::sys::ignore_signal(libc::SIGTTOU);
+    let _ = tcsetpgrp(std::io::stdin(), job);
+    job
+}
+
+/// Gives the terminal back to cpr's own process group (the job was not released).
+pub fn take_back() {
+    let _ = nix::unistd::tcsetpgrp(std::io::stdin(), nix::unistd::getpgrp());
+    let _ = crate::sys::default_signal(libc::SIGTTOU);
+}
+
 /// `-j`: the restored processes are the caller's foreground job, and cpr stands for
 /// them in the shell's job control, as `sudo` or `script` do: when the job stops
 /// (Ctrl-Z), cpr stops too, and when the shell continues cpr (`fg`), cpr gives the job
@@ -23,11 +41,8 @@ pub fn wait_foreground(roots: &[i32]) -> i32 {
     let Some(&first) = roots.first() else {
         return 0;
     };
-    let job = nix::unistd::getpgid(Some(Pid::from_raw(first))).unwrap_or(Pid::from_raw(first));
+    let job = hand_over(first);
     let tty = std::io::stdin();
-    // ignoring SIGTTOU lets cpr hand the terminal over while not in the foreground
-    let _ = crate::sys::ignore_signal(libc::SIGTTOU);
-    let _ = tcsetpgrp(&tty, job);
     let mut left: Vec<i32> = roots.to_vec();
     let mut status = 0;
     while !left.is_empty() {

@@ -66,7 +66,16 @@ pub fn restart(options: &RestartOptions, deferred: crate::sys::DeferTermination)
     let made = fork::fork_tree(&mut ctx)?;
     timer.lap("create processes");
     let restored = restore(&ctx, &made, &mut timer)?;
-    let pids = release::release(&ctx, made, &restored, shm_segments)?;
+    if options.interactive
+        && let Some(&first) = ctx.plan.roots.first().and_then(|&n| made.pids.get(n))
+    {
+        tty::hand_over(first);
+    }
+    let pids = release::release(&ctx, made, &restored, shm_segments).inspect_err(|_| {
+        if options.interactive {
+            tty::take_back();
+        }
+    })?;
     timer.lap("release");
     release::collect_helpers(&ctx.plan, &pids);
     // the processes run: cpr may be interrupted again

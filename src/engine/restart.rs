@@ -47,7 +47,7 @@ struct RestoreContext {
     plan: pstree::Plan,
     opened: Vec<OpenedShared>,
     /// Status pipe of each node: its write end.
-    status_w: Vec<Option<OwnedFd>>,
+    status_w: Vec<Option<crate::sys::CloseOnce>>,
     tty: Option<String>,
 }
 
@@ -212,11 +212,11 @@ pub fn restart(options: &RestartOptions, deferred: crate::sys::DeferTermination)
     timer.lap("open shared objects");
     // 4. fork the tree
     let mut status_r: Vec<Option<OwnedFd>> = Vec::new();
-    let mut status_w: Vec<Option<OwnedFd>> = Vec::new();
+    let mut status_w: Vec<Option<crate::sys::CloseOnce>> = Vec::new();
     for _ in &plan.nodes {
         let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx("restart: pipe")?;
         status_r.push(Some(r));
-        status_w.push(Some(w));
+        status_w.push(Some(crate::sys::CloseOnce::new(w)));
     }
     let mut ctx = RestoreContext {
         statefiles,
@@ -595,7 +595,7 @@ fn run_node(ctx: &RestoreContext, n: usize) -> ! {
             if k == n {
                 mine = Some(std::fs::File::from(w.try_clone().expect("status pipe")));
             } else if !subtree.contains(&k) {
-                crate::sys::close(w.as_raw_fd());
+                w.close();
             }
         }
     }
@@ -610,12 +610,12 @@ fn run_node(ctx: &RestoreContext, n: usize) -> ! {
             .max()
             .unwrap_or(2)
             + 1;
-        if let Ok(high) = nix::fcntl::fcntl(&status, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(top)) {
-            status = std::fs::File::from(crate::sys::own_fd(high));
+        if let Ok(high) = crate::sys::dup_above(status.as_raw_fd(), top, true) {
+            status = std::fs::File::from(high);
         }
     }
     let _ = status.write_all(format!("PID {}\n", nix::unistd::getpid()).as_bytes());
-    let result = (|| -> Result<()> {
+    let result = (|| -> Result<ChildReady> {
         match node.session {
             SessionOp::Setsid => {
                 nix::unistd::setsid().ctx("setsid")?;
@@ -645,23 +645,25 @@ fn run_node(ctx: &RestoreContext, n: usize) -> ! {
         for &k in &subtree {
             if k != n {
                 if let Some(w) = &ctx.status_w[k] {
-                    crate::sys::close(w.as_raw_fd());
+                    w.close();
                 }
             }
         }
         match node.role {
             Role::Zombie(z) => become_zombie(z.status),
             Role::Helper => std::process::exit(0),
-            Role::Process(i) => {
-                let status_fd = status.as_raw_fd();
-                match child_restore(ctx, &ctx.images[i], status_fd) {
-                    Err(e) => Err(e),
-                }
-            }
+            Role::Process(i) => child_restore(ctx, &ctx.images[i], status.as_raw_fd()),
         }
     })();
-    if let Err(e) = result {
-        let _ = status.write_all(format!("ERR {}\n", encode_error(&e)).as_bytes());
+    match result {
+        Ok(ready) => {
+            let _ = status.write_all(ready.message().as_bytes());
+            drop(status);
+            crate::sys::pause_forever();
+        }
+        Err(e) => {
+            let _ = status.write_all(format!("ERR {}\n", encode_error(&e)).as_bytes());
+        }
     }
     std::process::exit(1);
 }
@@ -712,7 +714,7 @@ fn child_restore(
     ctx: &RestoreContext,
     img: &Image,
     status_fd: i32,
-) -> Result<std::convert::Infallible> {
+) -> Result<ChildReady> {
     let rec = &img.core.process;
     let sf = &ctx.statefiles[img.sf];
     let opened = &ctx.opened_for(img.sf);
@@ -726,21 +728,18 @@ fn child_restore(
         Some((nofile_hard, nofile_hard)),
     );
     let mut next = max_fd.max(status_fd) + 1;
-    let mut place = |fd: i32, close_old: bool| -> Result<i32> {
-        let high = nix::fcntl::fcntl(
-            crate::sys::borrow_raw(fd),
-            nix::fcntl::FcntlArg::F_DUPFD(next),
-        )
-        .ctx("placing a descriptor")?;
-        if close_old {
-            crate::sys::close(fd);
-        }
+    // the copies stay open at their numbers for the tracer (no Rust value owns them)
+    let mut place = |fd: i32| -> Result<i32> {
+        let high = crate::sys::dup_above(fd, next, false)
+            .ctx("placing a descriptor")?
+            .into_raw_fd();
         next = high + 1;
         Ok(high)
     };
     let status_high = status_fd;
     let pages = std::fs::File::open(sf.file(&pages_path(rec.pid))).ctx("page data")?;
-    let pages_fd = place(pages.into_raw_fd(), true)?;
+    let pages_fd = place(pages.as_raw_fd())?;
+    drop(pages);
     let mut file_fds = Vec::new();
     for m in memory::mapped_files(&img.mm.vmas) {
         // a program or library that changed since the checkpoint: its saved copy (-u)
@@ -750,7 +749,8 @@ fn child_restore(
             .write(m.writable)
             .open(&real)
             .ctx(format!("mapped file {} (component unavailable)", m.path))?;
-        file_fds.push((m.path.clone(), place(f.into_raw_fd(), true)?));
+        file_fds.push((m.path.clone(), place(f.as_raw_fd())?));
+        drop(f);
     }
     let mut mem_fds = Vec::new();
     for ino in mem_inos(&img.mm) {
@@ -761,7 +761,7 @@ fn child_restore(
                 format!("shared memory {ino} missing from the statefile"),
             )
         })?;
-        mem_fds.push((ino, place(fd, false)?));
+        mem_fds.push((ino, place(fd)?));
     }
     let mut keep: Vec<i32> = vec![status_high, pages_fd];
     keep.extend(file_fds.iter().map(|(_, fd)| *fd));
@@ -774,7 +774,7 @@ fn child_restore(
     // the scratch page: code for injected calls, then argument space; in a hole of the
     // image that this copy of cpr does not use either
     let mine = procfs::read_maps(std::process::id() as i32)?;
-    let mut scratch = 0;
+    let mut scratch = None;
     for c in memory::scratch_candidates(&img.mm.vmas) {
         if mine
             .iter()
@@ -787,28 +787,26 @@ fn child_restore(
             Scratch::SIZE,
             libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
         ) {
-            scratch = a;
+            scratch = Some(a);
             break;
         }
     }
-    if scratch == 0 {
+    let Some(mut scratch) = scratch else {
         return Err(Error::with_detail(
             "",
             Kind::NotEnoughSpace,
             "no room for the restore scratch page",
         ));
-    }
-    crate::sys::write_own_memory(scratch, &SYSCALL_INT3);
-    let mut out = std::fs::File::from(crate::sys::own_fd(status_high));
-    let ready = ChildReady {
-        scratch,
+    };
+    scratch
+        .write_at(0, &SYSCALL_INT3)
+        .ctx("restore scratch page")?;
+    Ok(ChildReady {
+        scratch: scratch.addr(),
         pages_fd,
         file_fds,
         mem_fds,
-    };
-    let _ = out.write_all(ready.message().as_bytes());
-    drop(out);
-    crate::sys::pause_forever();
+    })
 }
 
 impl RestoreContext {
@@ -982,24 +980,14 @@ fn create_thread(main: &Injector, pid: i32, scratch: Scratch, tid: Option<i32>) 
         | libc::CLONE_SYSVSEM) as u64;
     let args_addr = scratch.data() + 1024;
     let tid_addr = scratch.data() + 1024 + 128;
-    let mut args = Vec::new();
-    let fields = [
+    let args = crate::sys::CloneArgs {
         flags,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        if tid.is_some() { tid_addr } else { 0 },
-        if tid.is_some() { 1 } else { 0 },
-        0,
-    ];
-    for x in fields {
-        args.extend_from_slice(&x.to_ne_bytes());
-    }
-    ptrace::write_mem(pid, args_addr, &args)?;
+        set_tid: if tid.is_some() { tid_addr } else { 0 },
+        set_tid_size: if tid.is_some() { 1 } else { 0 },
+        ..Default::default()
+    };
+    let args = crate::sys::KernelStruct::as_bytes(&args);
+    ptrace::write_mem(pid, args_addr, args)?;
     ptrace::write_mem(pid, tid_addr, &tid.unwrap_or(0).to_ne_bytes())?;
     let new = main
         .check(

@@ -9,7 +9,7 @@ use crate::engine::procfs;
 use crate::engine::ptrace::{self, Injector};
 use crate::attrfile::DirAction;
 use crate::error::{Context, Error, Kind, Result};
-use crate::sys::Caps;
+use crate::sys::{Caps, CapsetArgs, KernelStruct};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessRecord {
@@ -261,19 +261,12 @@ pub fn restore_credentials(
         )?;
     }
     // capabilities: never more than the image had
-    let mut c = Vec::new();
-    c.extend_from_slice(&0x2008_0522u32.to_ne_bytes());
-    c.extend_from_slice(&0i32.to_ne_bytes());
-    for half in [0u32, 32] {
-        c.extend_from_slice(&((rec.caps.effective >> half) as u32).to_ne_bytes());
-        c.extend_from_slice(&((rec.caps.permitted >> half) as u32).to_ne_bytes());
-        c.extend_from_slice(&((rec.caps.inheritable >> half) as u32).to_ne_bytes());
-    }
-    ptrace::write_mem(pid, scratch, &c)?;
+    let c = CapsetArgs::new(0, &rec.caps);
+    ptrace::write_mem(pid, scratch, c.as_bytes())?;
     inj.check(
         "capset",
         libc::SYS_capset,
-        [scratch, scratch + 8, 0, 0, 0, 0],
+        [scratch, scratch + CapsetArgs::DATA_OFFSET, 0, 0, 0, 0],
     )?;
     if rec.dumpable {
         inj.check(

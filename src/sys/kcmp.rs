@@ -3,29 +3,37 @@
 use nix::errno::Errno;
 use nix::unistd::Pid;
 
-/// `KCMP_VM` from `<linux/kcmp.h>`: compare the address spaces (`mm`).
-const KCMP_VM: libc::c_int = 1;
+/// `KCMP_FILE` from `<linux/kcmp.h>`: compare two open file descriptions.
+const KCMP_FILE: libc::c_long = 0;
+/// `KCMP_VM`: compare the address spaces (`mm`).
+const KCMP_VM: libc::c_long = 1;
+
+/// kcmp(pid1, pid2, type, idx1, idx2): whether the two objects are one.
+fn kcmp(pid1: i32, pid2: i32, kind: libc::c_long, idx1: u64, idx2: u64) -> nix::Result<bool> {
+    // SAFETY: kcmp takes only integers (two pids, a type, two indexes); it reads and
+    // writes no memory of ours.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            pid1 as libc::c_long,
+            pid2 as libc::c_long,
+            kind,
+            idx1,
+            idx2,
+        )
+    };
+    Errno::result(ret).map(|r| r == 0)
+}
 
 /// Whether `a` and `b` share one address space (threads of one process, or a child made
 /// with `CLONE_VM`). Needs ptrace read access to both (`PTRACE_MODE_READ_REALCREDS`).
 /// Processes without an address space (zombies, kernel threads) all compare equal: the
 /// caller must leave them out. `ENOSYS` means the kernel lacks `CONFIG_KCMP`.
 pub fn same_vm(a: Pid, b: Pid) -> nix::Result<bool> {
-    // SAFETY: kcmp takes only integers (two pids, a type, two unused indexes); it reads
-    // and writes no memory of ours.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_kcmp,
-            a.as_raw() as libc::c_long,
-            b.as_raw() as libc::c_long,
-            KCMP_VM as libc::c_long,
-            0 as libc::c_long,
-            0 as libc::c_long,
-        )
-    };
-    match ret {
-        -1 => Err(Errno::last()),
-        0 => Ok(true),
-        _ => Ok(false),
-    }
+    kcmp(a.as_raw(), b.as_raw(), KCMP_VM, 0, 0)
+}
+
+/// Whether descriptor `fd1` of `pid1` and `fd2` of `pid2` are one open file description.
+pub fn same_open_file(pid1: i32, fd1: i32, pid2: i32, fd2: i32) -> nix::Result<bool> {
+    kcmp(pid1, pid2, KCMP_FILE, fd1 as u64, fd2 as u64)
 }

@@ -1,9 +1,17 @@
 //! The few raw system calls nix lacks. All `unsafe` lives here or in `engine/ptrace/`.
 
 pub mod evfd;
+mod fd;
 pub mod kcmp;
+mod kernel_types;
 pub mod shm;
 pub mod sigqueue;
+
+pub use fd::{
+    CloseOnce, dup_above, dup2, pipe_bytes, set_cloexec, set_record_lock, steal_fd, try_flock,
+};
+pub use kcmp::same_open_file;
+pub use kernel_types::{CapsetArgs, Caps, CloneArgs, KernelStruct, PrctlMmMap};
 
 use nix::errno::Errno;
 
@@ -47,22 +55,6 @@ pub fn set_sigmask(mask: u64) -> Result<(), Errno> {
     Errno::result(rc).map(drop)
 }
 
-#[repr(C)]
-#[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
-}
-
 /// fork(2) through clone3(2), with the child's PID chosen (`Some(pid)`) or not. Returns
 /// 0 in the child. The caller must be single-threaded: the child is a plain copy.
 pub fn fork_with_pid(pid: Option<i32>, clone_parent: bool) -> Result<i32, Errno> {
@@ -93,7 +85,7 @@ pub fn fork_with_pid(pid: Option<i32>, clone_parent: bool) -> Result<i32, Errno>
     let rc = unsafe {
         libc::syscall(
             libc::SYS_clone3,
-            &args as *const CloneArgs,
+            &raw const args,
             std::mem::size_of::<CloneArgs>(),
         )
     };
@@ -141,108 +133,64 @@ pub fn get_robust_list(tid: i32) -> Result<(u64, u64), Errno> {
     Errno::result(rc).map(|_| (head, len as u64))
 }
 
-/// Capability sets (inheritable, permitted, effective), 64 bits each.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Caps {
-    pub inheritable: u64,
-    pub permitted: u64,
-    pub effective: u64,
-}
-
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: i32,
-}
-
-#[repr(C)]
-#[derive(Default, Clone, Copy)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
-const CAP_V3: u32 = 0x2008_0522;
-
 /// capset(2) for the calling thread.
 pub fn capset(caps: &Caps) -> Result<(), Errno> {
-    let mut hdr = CapHeader {
-        version: CAP_V3,
-        pid: 0,
+    let mut args = CapsetArgs::new(0, caps);
+    // SAFETY: header and two data words, as _LINUX_CAPABILITY_VERSION_3 requires, in a
+    // live local.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_capset,
+            &raw mut args.header,
+            args.data.as_ptr(),
+        )
     };
-    let data = [
-        CapData {
-            effective: caps.effective as u32,
-            permitted: caps.permitted as u32,
-            inheritable: caps.inheritable as u32,
-        },
-        CapData {
-            effective: (caps.effective >> 32) as u32,
-            permitted: (caps.permitted >> 32) as u32,
-            inheritable: (caps.inheritable >> 32) as u32,
-        },
-    ];
-    // SAFETY: header and two data words, as _LINUX_CAPABILITY_VERSION_3 requires.
-    let rc = unsafe { libc::syscall(libc::SYS_capset, &mut hdr as *mut CapHeader, data.as_ptr()) };
     Errno::result(rc).map(drop)
 }
 
-/// prctl(PR_SET_MM, PR_SET_MM_MAP) layout (`struct prctl_mm_map`).
-#[repr(C)]
-#[derive(Debug, Default, Clone, Copy)]
-pub struct PrctlMmMap {
-    pub start_code: u64,
-    pub end_code: u64,
-    pub start_data: u64,
-    pub end_data: u64,
-    pub start_brk: u64,
-    pub brk: u64,
-    pub start_stack: u64,
-    pub arg_start: u64,
-    pub arg_end: u64,
-    pub env_start: u64,
-    pub env_end: u64,
-    pub auxv: u64,
-    pub auxv_size: u32,
-    pub exe_fd: u32,
+/// An anonymous mapping the calling process has just made where nothing was: cpr's to
+/// fill, and referenced by no Rust value. cpr never unmaps it (the restore child leaves
+/// it to the image being built; the tracer removes it), and nothing safe can.
+#[derive(Debug)]
+pub struct FreshMapping {
+    addr: u64,
+    len: u64,
+    writable: bool,
 }
 
-impl PrctlMmMap {
-    /// The struct as bytes, to be copied into a remote process.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(104);
-        for x in [
-            self.start_code,
-            self.end_code,
-            self.start_data,
-            self.end_data,
-            self.start_brk,
-            self.brk,
-            self.start_stack,
-            self.arg_start,
-            self.arg_end,
-            self.env_start,
-            self.env_end,
-            self.auxv,
-        ] {
-            v.extend_from_slice(&x.to_ne_bytes());
+impl FreshMapping {
+    pub fn addr(&self) -> u64 {
+        self.addr
+    }
+
+    /// Copies `data` to offset `off`: EINVAL outside the mapping, EACCES when it is not
+    /// writable.
+    pub fn write_at(&mut self, off: u64, data: &[u8]) -> Result<(), Errno> {
+        if !self.writable {
+            return Err(Errno::EACCES);
         }
-        v.extend_from_slice(&self.auxv_size.to_ne_bytes());
-        v.extend_from_slice(&self.exe_fd.to_ne_bytes());
-        v
+        if off
+            .checked_add(data.len() as u64)
+            .is_none_or(|end| end > self.len)
+        {
+            return Err(Errno::EINVAL);
+        }
+        // SAFETY: the range lies inside this writable mapping (checked above), which stays
+        // mapped and which no Rust value refers to; `&mut self` excludes other writers;
+        // `data` is distinct memory of that length.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                data.as_ptr(),
+                (self.addr + off) as *mut u8,
+                data.len(),
+            )
+        };
+        Ok(())
     }
 }
 
-/// Writes `data` at `addr` in the calling process (the restore child preparing its
-/// scratch page). The range must be a writable mapping of the caller.
-pub fn write_own_memory(addr: u64, data: &[u8]) {
-    // SAFETY: the caller mapped [addr, addr+len) read-write itself just before.
-    unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), addr as *mut u8, data.len()) }
-}
-
 /// mmap(2) at a fixed address without replacing anything, in the calling process.
-pub fn mmap_fixed_noreplace(addr: u64, len: u64, prot: i32) -> Result<u64, Errno> {
+pub fn mmap_fixed_noreplace(addr: u64, len: u64, prot: i32) -> Result<FreshMapping, Errno> {
     // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping; the new anonymous
     // mapping is not yet referenced by any Rust value.
     let p = unsafe {
@@ -258,12 +206,15 @@ pub fn mmap_fixed_noreplace(addr: u64, len: u64, prot: i32) -> Result<u64, Errno
     if p == libc::MAP_FAILED {
         Err(Errno::last())
     } else {
-        Ok(p as u64)
+        Ok(FreshMapping {
+            addr: p as u64,
+            len,
+            writable: prot & libc::PROT_WRITE != 0,
+        })
     }
 }
 
-/// The calling thread's raw syscall, for the few the restore child makes with values that
-/// libc wrappers would not pass through (personality, setresuid in a fixed order, ...).
+/// Sleeps until the process ends (the restore child, once the tracer has taken over).
 pub fn pause_forever() -> ! {
     loop {
         // SAFETY: pause() has no arguments and no memory effects.
@@ -275,83 +226,6 @@ pub fn pause_forever() -> ! {
 pub fn setpriority_self(nice: i32) -> i32 {
     // SAFETY: plain integer arguments.
     unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) }
-}
-
-/// kcmp(KCMP_FILE): whether two descriptors of two processes are one open file description.
-pub fn same_open_file(pid1: i32, fd1: i32, pid2: i32, fd2: i32) -> Result<bool, Errno> {
-    // SAFETY: integer arguments only.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_kcmp,
-            pid1,
-            pid2,
-            0, /* KCMP_FILE */
-            fd1 as u64,
-            fd2 as u64,
-        )
-    };
-    Errno::result(rc).map(|r| r == 0)
-}
-
-/// dup2(2) on raw numbers (the restore child places descriptors at exact numbers).
-pub fn dup2(from: i32, to: i32) -> Result<(), Errno> {
-    // SAFETY: integer arguments; dup2 replaces `to` atomically, which is the intent.
-    Errno::result(unsafe { libc::dup2(from, to) }).map(drop)
-}
-
-/// Sets or clears FD_CLOEXEC on a raw descriptor.
-pub fn set_cloexec(fd: i32, on: bool) -> Result<(), Errno> {
-    // SAFETY: integer arguments.
-    Errno::result(unsafe { libc::fcntl(fd, libc::F_SETFD, if on { libc::FD_CLOEXEC } else { 0 }) })
-        .map(drop)
-}
-
-/// close(2) on a raw number the caller knows it owns.
-pub fn close(fd: i32) {
-    // SAFETY: the caller owns the descriptor and never uses the number again.
-    unsafe { libc::close(fd) };
-}
-
-/// A raw descriptor number the caller knows is open, as a borrowed fd for nix calls.
-pub fn borrow_raw(fd: i32) -> std::os::fd::BorrowedFd<'static> {
-    // SAFETY: callers pass descriptors they own and keep open for the duration of use
-    // (the restore child's own, single-threaded).
-    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
-}
-
-/// Takes ownership of a raw descriptor number the caller owns.
-pub fn own_fd(fd: i32) -> std::os::fd::OwnedFd {
-    use std::os::fd::FromRawFd;
-    // SAFETY: the caller owns `fd` and gives up the number.
-    unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
-}
-
-/// A duplicate of descriptor `fd` of process `pid` (pidfd_open + pidfd_getfd): the same
-/// open file description, so pipe data can be looked at without the process.
-pub fn steal_fd(pid: i32, fd: i32) -> Result<std::os::fd::OwnedFd, Errno> {
-    // SAFETY: integer arguments; a returned descriptor is new and ours.
-    let pidfd = Errno::result(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })? as i32;
-    let pidfd = own_fd(pidfd);
-    use std::os::fd::AsRawFd;
-    // SAFETY: integer arguments; a returned descriptor is new and ours.
-    let got =
-        Errno::result(unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) })?
-            as i32;
-    Ok(own_fd(got))
-}
-
-/// tee(2): copies up to `len` bytes from pipe `from` to pipe `to` without consuming them.
-pub fn tee(from: i32, to: i32, len: usize) -> Result<usize, Errno> {
-    // SAFETY: integer arguments.
-    Errno::result(unsafe { libc::tee(from, to, len, libc::SPLICE_F_NONBLOCK) }).map(|n| n as usize)
-}
-
-/// Bytes waiting in a pipe (FIONREAD).
-pub fn pipe_bytes(fd: i32) -> Result<usize, Errno> {
-    let mut n: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one int into a live local.
-    Errno::result(unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n as *mut libc::c_int) })?;
-    Ok(n as usize)
 }
 
 /// _exit(2): ends the calling process at once, without exit handlers or flushing.

@@ -7,6 +7,7 @@
 use super::process::ProcessRecord;
 use crate::engine::ptrace::{self, Injector};
 use crate::error::Result;
+use crate::sys::{CapsetArgs, KernelStruct};
 
 /// The very last step of a restore: groups, gids, uids and capabilities, in the
 /// process itself. `scratch` is writable memory there.
@@ -61,19 +62,12 @@ pub fn restore(rec: &ProcessRecord, inj: &Injector, pid: i32, scratch: u64) -> R
         )?;
     }
     // capabilities: never more than the image had
-    let mut c = Vec::new();
-    c.extend_from_slice(&0x2008_0522u32.to_ne_bytes());
-    c.extend_from_slice(&0i32.to_ne_bytes());
-    for half in [0u32, 32] {
-        c.extend_from_slice(&((rec.caps.effective >> half) as u32).to_ne_bytes());
-        c.extend_from_slice(&((rec.caps.permitted >> half) as u32).to_ne_bytes());
-        c.extend_from_slice(&((rec.caps.inheritable >> half) as u32).to_ne_bytes());
-    }
-    ptrace::write_mem(pid, scratch, &c)?;
+    let c = CapsetArgs::new(0, &rec.caps);
+    ptrace::write_mem(pid, scratch, c.as_bytes())?;
     inj.check(
         "capset",
         libc::SYS_capset,
-        [scratch, scratch + 8, 0, 0, 0, 0],
+        [scratch, scratch + CapsetArgs::DATA_OFFSET, 0, 0, 0, 0],
     )?;
     if rec.dumpable {
         inj.check(

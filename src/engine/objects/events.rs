@@ -313,13 +313,13 @@ fn watch_path(w: &RawWatch) -> std::result::Result<String, String> {
 
 /// Puts `fd` at number `target` and closes the temporary number.
 fn place(fd: OwnedFd, target: i32) -> Result<()> {
-    let raw = fd.into_raw_fd();
-    if raw != target {
-        let r = crate::sys::dup2(raw, target).ctx(format!("fd {target}"));
-        crate::sys::close(raw);
-        r?;
+    if fd.as_raw_fd() == target {
+        // already at its number, which is the image's from now on
+        let _ = fd.into_raw_fd();
+        return Ok(());
     }
-    Ok(())
+    crate::sys::dup2(fd.as_raw_fd(), target).ctx(format!("fd {target}"))
+    // the temporary number closes with `fd`
 }
 
 fn nonblock(r: &FdRecord) -> i32 {
@@ -331,11 +331,15 @@ fn create(r: &FdRecord, ev: &EventFd) -> Result<OwnedFd> {
     match ev {
         EventFd::Eventfd { count, semaphore } => {
             let flags = nonblock(r) | if *semaphore { libc::EFD_SEMAPHORE } else { 0 };
-            let fd = evfd::eventfd(0, flags).ctx(&who)?;
+            let fd = nix::sys::eventfd::EventFd::from_value_and_flags(
+                0,
+                nix::sys::eventfd::EfdFlags::from_bits_retain(flags),
+            )
+            .ctx(&who)?;
             if *count > 0 {
                 nix::unistd::write(&fd, &count.to_ne_bytes()).ctx(&who)?;
             }
-            Ok(fd)
+            Ok(fd.into())
         }
         EventFd::Timerfd {
             clockid,
@@ -344,30 +348,42 @@ fn create(r: &FdRecord, ev: &EventFd) -> Result<OwnedFd> {
             value,
             interval,
         } => {
-            let fd = evfd::timerfd_create(*clockid, nonblock(r)).ctx(&who)?;
+            use nix::sys::timerfd::{Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
+            let clock = evfd::timerfd_clock(*clockid).ctx(&who)?;
+            let fd = TimerFd::new(clock, TimerFlags::from_bits_retain(nonblock(r))).ctx(&who)?;
             let armed = *value != (0, 0);
             let mut at = *value;
             let mut flags = 0;
             if armed && settime_flags & libc::TFD_TIMER_ABSTIME != 0 {
                 // absolute timers (and their cancel-on-set) stay absolute: now + time left
-                let now = evfd::clock_gettime(*clockid).ctx(&who)?;
-                let ns = now.1 + value.1;
-                at = (now.0 + value.0 + ns / 1_000_000_000, ns % 1_000_000_000);
+                let now = nix::time::clock_gettime(nix::time::ClockId::from_raw(*clockid))
+                    .ctx(&who)?;
+                let ns = now.tv_nsec() + value.1;
+                at = (now.tv_sec() + value.0 + ns / 1_000_000_000, ns % 1_000_000_000);
                 flags = *settime_flags;
             }
             if armed {
-                evfd::timerfd_settime(fd.as_fd(), flags, *interval, at).ctx(&who)?;
+                let ts = |(s, ns): (i64, i64)| nix::sys::time::TimeSpec::new(s, ns);
+                let expiration = if *interval == (0, 0) {
+                    Expiration::OneShot(ts(at))
+                } else {
+                    Expiration::IntervalDelayed(ts(at), ts(*interval))
+                };
+                fd.set(expiration, TimerSetTimeFlags::from_bits_retain(flags))
+                    .ctx(&who)?;
             }
             if *ticks > 0 {
                 evfd::timerfd_set_ticks(fd.as_fd(), *ticks)
                     .ctx(&who)
                     .map_err(|e| e.detail("restoring unread expirations"))?;
             }
-            Ok(fd)
+            Ok(fd.into())
         }
         EventFd::Signalfd { mask } => evfd::signalfd(*mask, nonblock(r)).ctx(&who),
         EventFd::Epoll { targets } => {
-            let fd = evfd::epoll_create1(0).ctx(&who)?;
+            let nix::sys::epoll::Epoll(fd) =
+                nix::sys::epoll::Epoll::new(nix::sys::epoll::EpollCreateFlags::empty())
+                    .ctx(&who)?;
             for t in targets {
                 evfd::epoll_add(fd.as_fd(), t.fd, t.events, t.data)
                     .ctx(format!("{who}: epoll target fd {}", t.fd))?;
@@ -383,7 +399,8 @@ fn create(r: &FdRecord, ev: &EventFd) -> Result<OwnedFd> {
 /// IN_IGNORED events of the fillers are read away before the program runs.
 fn restore_inotify(r: &FdRecord, watches: &[InotifyWatch]) -> Result<OwnedFd> {
     let who = format!("fd {} ({})", r.fd, r.path);
-    let fd = evfd::inotify_init1(libc::IN_NONBLOCK).ctx(&who)?;
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    let fd = Inotify::init(InitFlags::IN_NONBLOCK).ctx(&who)?;
     let filler = std::env::temp_dir().join(format!(".cpr-inotify-{}", std::process::id()));
     let mut fillers = 0;
     let result = (|| -> Result<()> {
@@ -393,15 +410,17 @@ fn restore_inotify(r: &FdRecord, watches: &[InotifyWatch]) -> Result<OwnedFd> {
                 if fillers == 0 {
                     std::fs::create_dir_all(&filler).ctx(&who)?;
                 }
-                let f =
-                    evfd::inotify_add_watch(fd.as_fd(), &filler.to_string_lossy(), libc::IN_ATTRIB)
-                        .ctx(&who)?;
-                evfd::inotify_rm_watch(fd.as_fd(), f).ctx(&who)?;
+                let f = fd
+                    .add_watch(filler.to_string_lossy().as_ref(), AddWatchFlags::IN_ATTRIB)
+                    .ctx(&who)?;
+                fd.rm_watch(f).ctx(&who)?;
                 fillers += 1;
-                next = f + 1;
+                next = f.as_raw() + 1;
             }
-            let got = evfd::inotify_add_watch(fd.as_fd(), &w.path, w.mask)
-                .ctx(format!("{who}: inotify watch {} on {}", w.wd, w.path))?;
+            let got = fd
+                .add_watch(w.path.as_str(), AddWatchFlags::from_bits_retain(w.mask))
+                .ctx(format!("{who}: inotify watch {} on {}", w.wd, w.path))?
+                .as_raw();
             if got != w.wd {
                 return Err(Error::with_detail(
                     &who,
@@ -426,7 +445,7 @@ fn restore_inotify(r: &FdRecord, watches: &[InotifyWatch]) -> Result<OwnedFd> {
         )
         .ctx(&who)?;
     }
-    Ok(fd)
+    Ok(fd.into())
 }
 
 /// In the restore child, once the other descriptors are at their numbers: creates every

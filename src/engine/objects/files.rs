@@ -391,12 +391,7 @@ pub fn restore(
                         format!("shared description {id} missing"),
                     )
                 })?;
-                nix::fcntl::fcntl(
-                    crate::sys::borrow_raw(inherited),
-                    nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(0),
-                )
-                .map(crate::sys::own_fd)
-                .ctx(format!("fd {}", r.fd))?
+                crate::sys::dup_above(inherited, 0, true).ctx(format!("fd {}", r.fd))?
             }
             None => reopen(r, sf, tty)?,
         };

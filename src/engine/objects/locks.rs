@@ -9,7 +9,6 @@
 //! (the pid column of /proc/locks) and are tied to a descriptor of the same file.
 //! Restore takes them again in the restore child, right after the descriptors exist.
 
-use std::mem::ManuallyDrop;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::time::Duration;
 
@@ -270,28 +269,16 @@ fn try_lock(r: &LockRecord) -> std::result::Result<(), Refused> {
     let who = format!("fd {} ({})", r.fd, r.path);
     match r.kind {
         LockKind::Flock => {
-            // the descriptor is the image's: borrowed as a File that is never closed
-            let file = ManuallyDrop::new(std::fs::File::from(crate::sys::own_fd(r.fd)));
-            let taken = match r.lock_type {
-                LockType::Read => file.try_lock_shared(),
-                LockType::Write => file.try_lock(),
-            };
-            match taken {
+            // the descriptor is the image's, locked by its number
+            match crate::sys::try_flock(r.fd, r.lock_type == LockType::Write) {
                 Ok(()) => Ok(()),
-                Err(std::fs::TryLockError::WouldBlock) => Err(Refused::Busy),
-                Err(std::fs::TryLockError::Error(e)) => {
-                    Err(Refused::Failed(Error::io(who, e).detail(r.describe())))
-                }
+                Err(nix::errno::Errno::EWOULDBLOCK) => Err(Refused::Busy),
+                Err(e) => Err(Refused::Failed(Error::errno(who, e).detail(r.describe()))),
             }
         }
         LockKind::Posix | LockKind::Ofd => {
             let fl = flock_struct(r);
-            let arg = if r.kind == LockKind::Posix {
-                nix::fcntl::FcntlArg::F_SETLK(&fl)
-            } else {
-                nix::fcntl::FcntlArg::F_OFD_SETLK(&fl)
-            };
-            match nix::fcntl::fcntl(crate::sys::borrow_raw(r.fd), arg) {
+            match crate::sys::set_record_lock(r.fd, &fl, r.kind == LockKind::Ofd) {
                 Ok(_) => Ok(()),
                 Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EACCES) => Err(Refused::Busy),
                 Err(e) => Err(Refused::Failed(Error::errno(who, e).detail(r.describe()))),

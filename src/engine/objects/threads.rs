@@ -259,24 +259,14 @@ pub fn create(main: &Injector, pid: i32, scratch: Scratch, tid: Option<i32>) -> 
         | libc::CLONE_SYSVSEM) as u64;
     let args_addr = scratch.data() + 1024;
     let tid_addr = scratch.data() + 1024 + 128;
-    let mut args = Vec::new();
-    let fields = [
+    let args = crate::sys::CloneArgs {
         flags,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        if tid.is_some() { tid_addr } else { 0 },
-        if tid.is_some() { 1 } else { 0 },
-        0,
-    ];
-    for x in fields {
-        args.extend_from_slice(&x.to_ne_bytes());
-    }
-    ptrace::write_mem(pid, args_addr, &args)?;
+        set_tid: if tid.is_some() { tid_addr } else { 0 },
+        set_tid_size: if tid.is_some() { 1 } else { 0 },
+        ..Default::default()
+    };
+    let args = crate::sys::KernelStruct::as_bytes(&args);
+    ptrace::write_mem(pid, args_addr, args)?;
     ptrace::write_mem(pid, tid_addr, &tid.unwrap_or(0).to_ne_bytes())?;
     let new = main
         .check(

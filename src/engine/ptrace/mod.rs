@@ -1,7 +1,18 @@
-//! The ptrace backend: seize, interrupt, wait, registers, signal state, and syscall
-//! injection. One safe function per request; `unsafe` stays in this module.
+//! The ptrace backend: the requests (nix's where nix has them, ours for the few it
+//! lacks), typed stops, and a "tracee gone" error. Syscall injection is in `inject`,
+//! tracee memory in `remote`. `unsafe` stays in `raw`, its one caller's module.
+
+mod inject;
+mod remote;
+
+pub use inject::{Gate, Injector, SYSCALL_INT3};
+pub use remote::{RemoteAddr, read_mem, write_mem};
+
+use std::ffi::c_void;
+use std::ptr::{null_mut, without_provenance_mut};
 
 use nix::errno::Errno;
+use nix::sys::ptrace::{self as np, Options};
 use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
@@ -11,6 +22,7 @@ use crate::error::{Context, Error, Kind, Result};
 
 pub type Regs = libc::user_regs_struct;
 
+// Requests and values nix does not have.
 const PTRACE_GETSIGMASK: u32 = 0x420a;
 const PTRACE_SETSIGMASK: u32 = 0x420b;
 const PTRACE_PEEKSIGINFO: u32 = 0x4209;
@@ -18,13 +30,16 @@ const PTRACE_PEEKSIGINFO_SHARED: u32 = 1;
 const PTRACE_GET_RSEQ_CONFIGURATION: u32 = 0x420f;
 const NT_X86_XSTATE: usize = 0x202;
 
-/// The x86-64 `syscall` instruction followed by `int3`: the injection stub.
-pub const SYSCALL_INT3: [u8; 4] = [0x0f, 0x05, 0xcc, 0xcc];
-
-fn raw(req: u32, tid: i32, addr: usize, data: usize) -> Result<i64, Errno> {
+/// ptrace(2) for the requests nix lacks. Returns the kernel's result (PEEK* style
+/// requests return data, so -1 is an error only when errno was set).
+///
+/// # Safety
+/// `addr` and `data` must be what request `req` expects: plain integers carried in the
+/// pointer (use `without_provenance_mut`), or pointers to live memory of the size and
+/// layout that the request reads or writes, valid for the whole call.
+unsafe fn raw(req: u32, tid: i32, addr: *mut c_void, data: *mut c_void) -> Result<i64, Errno> {
     Errno::clear();
-    // SAFETY: every caller passes `addr`/`data` as the request documents: integers, or
-    // pointers to live buffers of the size the request reads or writes.
+    // SAFETY: the caller upholds this function's contract for `addr` and `data`.
     let rc = unsafe { libc::ptrace(req, tid, addr, data) };
     if rc == -1 && Errno::last_raw() != 0 {
         Err(Errno::last())
@@ -37,105 +52,158 @@ fn subject(tid: i32) -> String {
     format!("thread {tid}")
 }
 
+fn pid(tid: i32) -> Pid {
+    Pid::from_raw(tid)
+}
+
+/// A tracee that ended (exited or was killed) while cpr waited for it or worked in it.
+/// It becomes the IRIX "No such process" error about the thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gone {
+    pub tid: i32,
+    /// How and when it ended, e.g. "exited during checkpoint".
+    pub how: String,
+}
+
+impl Gone {
+    pub fn new(tid: i32, how: impl Into<String>) -> Gone {
+        Gone {
+            tid,
+            how: how.into(),
+        }
+    }
+}
+
+impl From<Gone> for Error {
+    fn from(g: Gone) -> Error {
+        Error::with_detail(subject(g.tid), Kind::NoSuchProcess, g.how)
+    }
+}
+
+/// A signal number as nix takes it: 0 is none. `Err` for the real-time signals, which
+/// nix's `Signal` does not have.
+fn nix_signal(sig: i32) -> Result<Option<Signal>, Errno> {
+    if sig == 0 {
+        Ok(None)
+    } else {
+        Signal::try_from(sig).map(Some)
+    }
+}
+
+/// A resume request with a signal to deliver: nix's, or ours for real-time signals.
+fn resume(
+    tid: i32,
+    sig: i32,
+    req: u32,
+    with_nix: fn(Pid, Option<Signal>) -> nix::Result<()>,
+) -> Result<(), Errno> {
+    match nix_signal(sig) {
+        Ok(s) => with_nix(pid(tid), s),
+        // SAFETY: the resume requests take no address and the signal number as data.
+        Err(_) => unsafe { raw(req, tid, null_mut(), without_provenance_mut(sig as usize)) }
+            .map(drop),
+    }
+}
+
 /// PTRACE_SEIZE with options.
 pub fn seize(tid: i32, options: i32) -> Result<(), Errno> {
-    raw(libc::PTRACE_SEIZE, tid, 0, options as usize).map(drop)
+    np::seize(pid(tid), Options::from_bits_retain(options))
 }
 
 pub fn interrupt(tid: i32) -> Result<(), Errno> {
-    raw(libc::PTRACE_INTERRUPT, tid, 0, 0).map(drop)
+    np::interrupt(pid(tid))
 }
 
 pub fn detach(tid: i32, sig: i32) -> Result<(), Errno> {
-    raw(libc::PTRACE_DETACH, tid, 0, sig as usize).map(drop)
+    resume(tid, sig, libc::PTRACE_DETACH, np::detach)
 }
 
 pub fn cont(tid: i32, sig: i32) -> Result<(), Errno> {
-    raw(libc::PTRACE_CONT, tid, 0, sig as usize).map(drop)
+    resume(tid, sig, libc::PTRACE_CONT, np::cont)
 }
 
 pub fn cont_syscall(tid: i32, sig: i32) -> Result<(), Errno> {
-    raw(libc::PTRACE_SYSCALL, tid, 0, sig as usize).map(drop)
+    resume(tid, sig, libc::PTRACE_SYSCALL, np::syscall)
 }
 
 pub fn set_options(tid: i32, options: i32) -> Result<(), Errno> {
-    raw(libc::PTRACE_SETOPTIONS, tid, 0, options as usize).map(drop)
+    np::setoptions(pid(tid), Options::from_bits_retain(options))
 }
 
 pub fn event_msg(tid: i32) -> Result<u64, Errno> {
-    let mut msg: libc::c_ulong = 0;
-    raw(
-        libc::PTRACE_GETEVENTMSG,
-        tid,
-        0,
-        &mut msg as *mut libc::c_ulong as usize,
-    )?;
-    Ok(msg as u64)
+    np::getevent(pid(tid)).map(|m| m as u64)
 }
 
 pub fn get_regs(tid: i32) -> Result<Regs> {
-    // SAFETY: user_regs_struct is plain integers; all-zero is a valid value.
-    let mut regs: Regs = unsafe { std::mem::zeroed() };
-    raw(
-        libc::PTRACE_GETREGS,
-        tid,
-        0,
-        &mut regs as *mut Regs as usize,
-    )
-    .ctx(subject(tid))?;
-    Ok(regs)
+    np::getregs(pid(tid)).ctx(subject(tid))
 }
 
 pub fn set_regs(tid: i32, regs: &Regs) -> Result<()> {
-    raw(libc::PTRACE_SETREGS, tid, 0, regs as *const Regs as usize)
-        .ctx(subject(tid))
-        .map(drop)
+    np::setregs(pid(tid), *regs).ctx(subject(tid))
+}
+
+/// PTRACE_GETREGSET / SETREGSET of NT_X86_XSTATE through one iovec over `buf`; returns
+/// the length the kernel used.
+fn xstate_request(req: u32, tid: i32, buf: &mut [u8]) -> Result<usize> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: addr is the note type (an integer); data points to a live iovec describing
+    // `buf`, which the kernel reads or writes within its length.
+    unsafe {
+        raw(
+            req,
+            tid,
+            without_provenance_mut(NT_X86_XSTATE),
+            (&raw mut iov).cast(),
+        )
+    }
+    .ctx(subject(tid))?;
+    Ok(iov.iov_len)
 }
 
 /// The FPU/SSE/AVX state (NT_X86_XSTATE), as the kernel lays it out.
 pub fn get_xstate(tid: i32) -> Result<Vec<u8>> {
     let mut buf = vec![0u8; 16384];
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    raw(
-        libc::PTRACE_GETREGSET,
-        tid,
-        NT_X86_XSTATE,
-        &mut iov as *mut libc::iovec as usize,
-    )
-    .ctx(subject(tid))?;
-    buf.truncate(iov.iov_len);
+    let len = xstate_request(libc::PTRACE_GETREGSET, tid, &mut buf)?;
+    buf.truncate(len);
     Ok(buf)
 }
 
 pub fn set_xstate(tid: i32, xstate: &[u8]) -> Result<()> {
     let mut copy = xstate.to_vec();
-    let mut iov = libc::iovec {
-        iov_base: copy.as_mut_ptr().cast(),
-        iov_len: copy.len(),
-    };
-    raw(
-        libc::PTRACE_SETREGSET,
-        tid,
-        NT_X86_XSTATE,
-        &mut iov as *mut libc::iovec as usize,
-    )
-    .ctx(subject(tid))
-    .map(drop)
+    xstate_request(libc::PTRACE_SETREGSET, tid, &mut copy).map(drop)
 }
 
 pub fn get_sigmask(tid: i32) -> Result<u64> {
     let mut mask: u64 = 0;
-    raw(PTRACE_GETSIGMASK, tid, 8, &mut mask as *mut u64 as usize).ctx(subject(tid))?;
+    // SAFETY: addr is the mask size (8, an integer); data points to a live u64.
+    unsafe {
+        raw(
+            PTRACE_GETSIGMASK,
+            tid,
+            without_provenance_mut(8),
+            (&raw mut mask).cast(),
+        )
+    }
+    .ctx(subject(tid))?;
     Ok(mask)
 }
 
 pub fn set_sigmask(tid: i32, mask: u64) -> Result<()> {
-    raw(PTRACE_SETSIGMASK, tid, 8, &mask as *const u64 as usize)
-        .ctx(subject(tid))
-        .map(drop)
+    // SAFETY: addr is the mask size (8, an integer); data points to a live u64 that the
+    // kernel only reads.
+    unsafe {
+        raw(
+            PTRACE_SETSIGMASK,
+            tid,
+            without_provenance_mut(8),
+            (&raw const mask).cast_mut().cast(),
+        )
+    }
+    .ctx(subject(tid))
+    .map(drop)
 }
 
 #[repr(C)]
@@ -156,12 +224,16 @@ pub fn peek_siginfo(tid: i32, shared: bool) -> Result<Vec<Vec<u8>>> {
             nr: 32,
         };
         let mut buf = vec![0u8; 128 * 32];
-        let n = raw(
-            PTRACE_PEEKSIGINFO,
-            tid,
-            &args as *const PeekSiginfoArgs as usize,
-            buf.as_mut_ptr() as usize,
-        )
+        // SAFETY: addr points to live PeekSiginfoArgs the kernel reads; data to a buffer of
+        // `nr` siginfos (128 bytes each) that it writes.
+        let n = unsafe {
+            raw(
+                PTRACE_PEEKSIGINFO,
+                tid,
+                (&raw const args).cast_mut().cast(),
+                buf.as_mut_ptr().cast(),
+            )
+        }
         .ctx(subject(tid))?;
         if n <= 0 {
             return Ok(out);
@@ -183,12 +255,16 @@ pub struct RseqConfig {
 
 pub fn get_rseq(tid: i32) -> Result<RseqConfig> {
     let mut buf = [0u64; 3];
-    let n = raw(
-        PTRACE_GET_RSEQ_CONFIGURATION,
-        tid,
-        24,
-        buf.as_mut_ptr() as usize,
-    )
+    // SAFETY: addr is the buffer size (24, an integer); data points to 24 live bytes
+    // that the kernel writes.
+    let n = unsafe {
+        raw(
+            PTRACE_GET_RSEQ_CONFIGURATION,
+            tid,
+            without_provenance_mut(24),
+            buf.as_mut_ptr().cast(),
+        )
+    }
     .ctx(subject(tid))?;
     if n < 24 {
         return Ok(RseqConfig::default());
@@ -265,164 +341,7 @@ pub fn wait_for_stop(tid: i32) -> Result<()> {
                 interrupt(tid).ctx(subject(tid))?;
             }
             Stop::Exited(_) | Stop::Killed(_) => {
-                return Err(Error::with_detail(
-                    subject(tid),
-                    Kind::NoSuchProcess,
-                    "exited during checkpoint",
-                ));
-            }
-        }
-    }
-}
-
-/// Reads memory of a traced process through /proc/PID/mem (works on any protection).
-pub fn read_mem(pid: i32, addr: u64, len: usize) -> Result<Vec<u8>> {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::File::open(format!("/proc/{pid}/mem")).ctx(format!("process {pid}"))?;
-    let mut buf = vec![0u8; len];
-    f.read_exact_at(&mut buf, addr)
-        .ctx(format!("process {pid}: memory at {addr:#x}"))?;
-    Ok(buf)
-}
-
-/// Writes memory of a traced process through /proc/PID/mem (works on any protection).
-pub fn write_mem(pid: i32, addr: u64, data: &[u8]) -> Result<()> {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(format!("/proc/{pid}/mem"))
-        .ctx(format!("process {pid}"))?;
-    f.write_all_at(data, addr)
-        .ctx(format!("process {pid}: memory at {addr:#x}"))
-}
-
-/// How an injected system call reaches the kernel and stops after it.
-#[derive(Debug, Clone, Copy)]
-pub enum Gate {
-    /// `syscall; int3` at this address: one stop per call (SIGTRAP, suppressed).
-    Int3(u64),
-    /// Any `syscall` instruction at this address: PTRACE_SYSCALL, two stops per call; the
-    /// target's code is never written.
-    SyscallInsn(u64),
-}
-
-/// Runs system calls inside a stopped thread.
-pub struct Injector {
-    pub tid: i32,
-    pub gate: Gate,
-    /// Registers the injected calls start from (the thread's own, with orig_rax = -1 so
-    /// that the kernel does not restart whatever call the thread was in).
-    base: Regs,
-}
-
-impl Injector {
-    pub fn new(tid: i32, gate: Gate) -> Result<Injector> {
-        let mut base = get_regs(tid)?;
-        base.orig_rax = u64::MAX;
-        Ok(Injector { tid, gate, base })
-    }
-
-    /// Runs `nr(args...)` in the thread and returns the raw result (negative errno on
-    /// failure).
-    pub fn call(&self, nr: i64, args: [u64; 6]) -> Result<i64> {
-        let mut r = self.base;
-        r.rax = nr as u64;
-        r.orig_rax = u64::MAX;
-        r.rdi = args[0];
-        r.rsi = args[1];
-        r.rdx = args[2];
-        r.r10 = args[3];
-        r.r8 = args[4];
-        r.r9 = args[5];
-        let tid = self.tid;
-        match self.gate {
-            Gate::Int3(addr) => {
-                r.rip = addr;
-                set_regs(tid, &r)?;
-                cont(tid, 0).ctx(subject(tid))?;
-                self.wait_trap(nr)?;
-            }
-            Gate::SyscallInsn(addr) => {
-                r.rip = addr;
-                set_regs(tid, &r)?;
-                cont_syscall(tid, 0).ctx(subject(tid))?;
-                self.wait_syscall_stop(nr)?;
-                cont_syscall(tid, 0).ctx(subject(tid))?;
-                self.wait_syscall_stop(nr)?;
-            }
-        }
-        let after = get_regs(tid)?;
-        Ok(after.rax as i64)
-    }
-
-    /// Like `call`, but a negative result becomes an error naming the call.
-    pub fn check(&self, what: &str, nr: i64, args: [u64; 6]) -> Result<u64> {
-        let rc = self.call(nr, args)?;
-        if rc < 0 && rc > -4096 {
-            return Err(Error::errno(
-                format!("thread {}: {what}", self.tid),
-                Errno::from_raw(-rc as i32),
-            ));
-        }
-        Ok(rc as u64)
-    }
-
-    fn wait_trap(&self, nr: i64) -> Result<()> {
-        loop {
-            match wait(self.tid)? {
-                Stop::Signal(s) if s == libc::SIGTRAP => return Ok(()),
-                // clone events of an injected clone3: the new thread is collected by the caller
-                Stop::Event(_) => cont(self.tid, 0).ctx(subject(self.tid))?,
-                Stop::Signal(s) => {
-                    return Err(Error::with_detail(
-                        subject(self.tid),
-                        Kind::CheckpointError,
-                        format!("signal {s} during injected syscall {nr}"),
-                    ));
-                }
-                Stop::EventStop(_) | Stop::Syscall => cont(self.tid, 0).ctx(subject(self.tid))?,
-                Stop::Exited(c) => {
-                    return Err(Error::with_detail(
-                        subject(self.tid),
-                        Kind::NoSuchProcess,
-                        format!("exited ({c}) in syscall {nr}"),
-                    ));
-                }
-                Stop::Killed(s) => {
-                    return Err(Error::with_detail(
-                        subject(self.tid),
-                        Kind::NoSuchProcess,
-                        format!("killed by signal {s} in syscall {nr}"),
-                    ));
-                }
-            }
-        }
-    }
-
-    fn wait_syscall_stop(&self, nr: i64) -> Result<()> {
-        loop {
-            match wait(self.tid)? {
-                Stop::Syscall => return Ok(()),
-                Stop::Event(_) | Stop::EventStop(_) => {
-                    cont_syscall(self.tid, 0).ctx(subject(self.tid))?
-                }
-                Stop::Signal(s) => {
-                    return Err(Error::with_detail(
-                        subject(self.tid),
-                        Kind::CheckpointError,
-                        format!(
-                            "signal {} during injected syscall {nr}",
-                            Signal::try_from(s).map(|s| s.as_str()).unwrap_or("?")
-                        ),
-                    ));
-                }
-                Stop::Exited(_) | Stop::Killed(_) => {
-                    return Err(Error::with_detail(
-                        subject(self.tid),
-                        Kind::NoSuchProcess,
-                        format!("ended in syscall {nr}"),
-                    ));
-                }
+                return Err(Gone::new(tid, "exited during checkpoint").into());
             }
         }
     }

@@ -63,7 +63,7 @@ pub(super) fn fork_tree(ctx: &mut RestoreContext) -> Result<Made> {
     for _ in &ctx.plan.nodes {
         let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx("restart: pipe")?;
         status_r.push(BufReader::new(std::fs::File::from(r)));
-        ctx.status_w.push(Some(w));
+        ctx.status_w.push(Some(crate::sys::CloseOnce::new(w)));
     }
     let mut made = Made {
         pids: Vec::new(),
@@ -171,7 +171,7 @@ fn run_node(ctx: &RestoreContext, n: usize) -> ! {
             if k == n {
                 mine = Some(std::fs::File::from(w.try_clone().expect("status pipe")));
             } else if !subtree.contains(&k) {
-                crate::sys::close(w.as_raw_fd());
+                w.close();
             }
         }
     }
@@ -186,8 +186,8 @@ fn run_node(ctx: &RestoreContext, n: usize) -> ! {
             .max()
             .unwrap_or(2)
             + 1;
-        if let Ok(high) = nix::fcntl::fcntl(&status, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(top)) {
-            status = std::fs::File::from(crate::sys::own_fd(high));
+        if let Ok(high) = crate::sys::dup_above(status.as_raw_fd(), top, true) {
+            status = std::fs::File::from(high);
         }
     }
     let _ = protocol::send(
@@ -196,7 +196,7 @@ fn run_node(ctx: &RestoreContext, n: usize) -> ! {
             pid: nix::unistd::getpid().as_raw(),
         },
     );
-    let result = (|| -> Result<()> {
+    let result = (|| -> Result<ChildReady> {
         match node.session {
             SessionOp::Setsid => {
                 nix::unistd::setsid().ctx("setsid")?;
@@ -227,22 +227,24 @@ fn run_node(ctx: &RestoreContext, n: usize) -> ! {
             if k != n
                 && let Some(w) = &ctx.status_w[k]
             {
-                crate::sys::close(w.as_raw_fd());
+                w.close();
             }
         }
         match node.role {
             Role::Zombie(z) => become_zombie(z.status),
             Role::Helper => std::process::exit(0),
-            Role::Process(i) => {
-                let status_fd = status.as_raw_fd();
-                match child_restore(ctx, &ctx.images[i], status_fd) {
-                    Err(e) => Err(e),
-                }
-            }
+            Role::Process(i) => child_restore(ctx, &ctx.images[i], status.as_raw_fd()),
         }
     })();
-    if let Err(e) = result {
-        let _ = protocol::send(&mut status, &ChildMessage::Failed(Failure::new(&e)));
+    match result {
+        Ok(ready) => {
+            let _ = protocol::send(&mut status, &ChildMessage::Ready(ready));
+            drop(status);
+            crate::sys::pause_forever();
+        }
+        Err(e) => {
+            let _ = protocol::send(&mut status, &ChildMessage::Failed(Failure::new(&e)));
+        }
     }
     std::process::exit(1);
 }
@@ -262,12 +264,8 @@ fn become_zombie(status: i32) -> ! {
 }
 
 /// In the child, a copy of cpr about to become the image: everything that can be done
-/// natively. Signals stay blocked until release.
-fn child_restore(
-    ctx: &RestoreContext,
-    img: &Image,
-    status_fd: i32,
-) -> Result<std::convert::Infallible> {
+/// natively; returns what the tracer needs. Signals stay blocked until release.
+fn child_restore(ctx: &RestoreContext, img: &Image, status_fd: i32) -> Result<ChildReady> {
     let rec = &img.core.process;
     let sf = &ctx.statefiles[img.sf];
     let opened = ctx.opened.get(img.sf);
@@ -280,18 +278,16 @@ fn child_restore(
     locks::restore_native(&img.core.locks)?;
     process::restore_native(rec, img.core.policies.cdir, img.core.policies.rdir)?;
     signals::restore_actions(&img.core.signals)?;
-    let scratch = map_scratch(img)?;
-    crate::sys::write_own_memory(scratch, &SYSCALL_INT3);
-    let mut out = std::fs::File::from(crate::sys::own_fd(status_fd));
-    let ready = ChildReady {
-        scratch,
+    let mut scratch = map_scratch(img)?;
+    scratch
+        .write_at(0, &SYSCALL_INT3)
+        .ctx("restore scratch page")?;
+    Ok(ChildReady {
+        scratch: scratch.addr(),
         pages_fd,
         file_fds,
         mem_fds,
-    };
-    let _ = protocol::send(&mut out, &ChildMessage::Ready(ready));
-    drop(out);
-    crate::sys::pause_forever();
+    })
 }
 
 /// What the tracer maps the image from, opened above every descriptor of the image
@@ -314,20 +310,17 @@ fn open_image_fds(
         Some((nofile_hard, nofile_hard)),
     );
     let mut next = max_fd.max(status_fd) + 1;
-    let mut place = |fd: i32, close_old: bool| -> Result<i32> {
-        let high = nix::fcntl::fcntl(
-            crate::sys::borrow_raw(fd),
-            nix::fcntl::FcntlArg::F_DUPFD(next),
-        )
-        .ctx("placing a descriptor")?;
-        if close_old {
-            crate::sys::close(fd);
-        }
+    // the copies stay open at their numbers for the tracer (no Rust value owns them)
+    let mut place = |fd: i32| -> Result<i32> {
+        let high = crate::sys::dup_above(fd, next, false)
+            .ctx("placing a descriptor")?
+            .into_raw_fd();
         next = high + 1;
         Ok(high)
     };
     let pages = std::fs::File::open(sf.file(&pages_path(img.core.process.pid))?).ctx("page data")?;
-    let pages_fd = place(pages.into_raw_fd(), true)?;
+    let pages_fd = place(pages.as_raw_fd())?;
+    drop(pages);
     let mut file_fds = Vec::new();
     for m in mapped_files::list(&img.mm.vmas) {
         // a program or library that changed since the checkpoint: its saved copy (-u)
@@ -337,7 +330,8 @@ fn open_image_fds(
             .write(m.writable)
             .open(&real)
             .ctx(format!("mapped file {} (component unavailable)", m.path))?;
-        file_fds.push((m.path.clone(), place(f.into_raw_fd(), true)?));
+        file_fds.push((m.path.clone(), place(f.as_raw_fd())?));
+        drop(f);
     }
     let mut mem_fds = Vec::new();
     for ino in mem_inos(&img.mm) {
@@ -348,14 +342,14 @@ fn open_image_fds(
                 format!("shared memory {ino} missing from the statefile"),
             )
         })?;
-        mem_fds.push((ino, place(fd, false)?));
+        mem_fds.push((ino, place(fd)?));
     }
     Ok((pages_fd, file_fds, mem_fds))
 }
 
 /// The scratch page: code for injected calls, then argument space; in a hole of the
 /// image that this copy of cpr does not use either.
-fn map_scratch(img: &Image) -> Result<u64> {
+fn map_scratch(img: &Image) -> Result<crate::sys::FreshMapping> {
     let mine = procfs::read_maps(std::process::id() as i32)?;
     for c in memory::scratch_candidates(&img.mm.vmas) {
         if mine

@@ -13,7 +13,6 @@ mod release;
 mod tracer;
 pub mod validate;
 
-use std::os::fd::OwnedFd;
 
 use super::objects::pstree::{self, Plan};
 use super::objects::shared_fds::{self, OpenedShared};
@@ -34,7 +33,7 @@ struct RestoreContext {
     /// Per statefile: what its processes share, open in cpr; they inherit it.
     opened: Vec<OpenedShared>,
     /// Status pipe of each node: its write end.
-    status_w: Vec<Option<OwnedFd>>,
+    status_w: Vec<Option<crate::sys::CloseOnce>>,
     tty: Option<String>,
 }
 

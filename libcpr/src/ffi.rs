@@ -81,7 +81,7 @@ fn read_args(args: *const *const CkptArgs, nargs: usize) -> Result<Args, Failure
                 format!("ckpt_args[{i}]: NULL data"),
             ));
         }
-        match a.ckpt_type as u64 {
+        match a.ckpt_type {
             crate::CKPT_ARG_TIMEOUT => {
                 // SAFETY: for CKPT_ARG_TIMEOUT, ckpt_data points to a struct timespec.
                 let ts = unsafe { &*(a.ckpt_data as *const libc::timespec) };
@@ -132,7 +132,7 @@ pub extern "C" fn ckpt_create(
     let options = path_arg(path, "ckpt_create").and_then(|p| {
         let a = read_args(args, nargs)?;
         crate::guarded("ckpt_create", || {
-            crate::checkpoint_options(&p, id, t as u64, &a, flags())
+            crate::checkpoint_options(&p, id, t, &a, flags())
         })
     });
     match options.and_then(crate::create) {
@@ -156,7 +156,7 @@ pub extern "C" fn ckpt_request(
     let options = path_arg(path, "ckpt_request").and_then(|p| {
         let a = read_args(args, nargs)?;
         crate::guarded("ckpt_request", || {
-            crate::checkpoint_options(&p, id, t as u64, &a, flags())
+            crate::checkpoint_options(&p, id, t, &a, flags())
         })
     });
     match options.and_then(crate::request) {
@@ -310,7 +310,7 @@ fn free_list(mut p: *mut CkptStat) {
 
 #[unsafe(no_mangle)]
 pub extern "C" fn ckpt_type_str(t: c_ulong) -> *const c_char {
-    let s: &'static CStr = match crate::type_name(t as u64) {
+    let s: &'static CStr = match crate::type_name(t) {
         "PID" => c"PID",
         "GID" => c"GID",
         "SID" => c"SID",

@@ -326,7 +326,7 @@ fn in_handler(pid: i32) -> bool {
 /// `2`, `0.5`, `1.25`: seconds as people write them.
 fn fmt_secs(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}", ms / 1000)
     } else {
         let s = format!("{:.3}", d.as_secs_f64());

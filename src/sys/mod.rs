@@ -11,7 +11,7 @@ pub use fd::{
     CloseOnce, dup_above, dup2, pipe_bytes, set_cloexec, set_record_lock, steal_fd, try_flock,
 };
 pub use kcmp::same_open_file;
-pub use kernel_types::{CapsetArgs, Caps, CloneArgs, KernelStruct, PrctlMmMap};
+pub use kernel_types::{Caps, CapsetArgs, CloneArgs, KernelStruct, PrctlMmMap};
 
 use nix::errno::Errno;
 
@@ -138,13 +138,7 @@ pub fn capset(caps: &Caps) -> Result<(), Errno> {
     let mut args = CapsetArgs::new(0, caps);
     // SAFETY: header and two data words, as _LINUX_CAPABILITY_VERSION_3 requires, in a
     // live local.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_capset,
-            &raw mut args.header,
-            args.data.as_ptr(),
-        )
-    };
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &raw mut args.header, args.data.as_ptr()) };
     Errno::result(rc).map(drop)
 }
 
@@ -179,11 +173,7 @@ impl FreshMapping {
         // mapped and which no Rust value refers to; `&mut self` excludes other writers;
         // `data` is distinct memory of that length.
         unsafe {
-            std::ptr::copy_nonoverlapping(
-                data.as_ptr(),
-                (self.addr + off) as *mut u8,
-                data.len(),
-            )
+            std::ptr::copy_nonoverlapping(data.as_ptr(), (self.addr + off) as *mut u8, data.len())
         };
         Ok(())
     }

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use super::freeze::{Freezer, syscall_gate};
-use crate::statefile::{CoreRecord, pages_path};
 use crate::attrfile::ProcessPolicies;
 use crate::engine::objects::memory::{self, MmRecord};
 use crate::engine::objects::{files, locks, mapped_files, posix_timers, process, signals, threads};
@@ -12,6 +11,7 @@ use crate::engine::ptrace::{self, Gate, Injector, Regs};
 use crate::error::{Context, Error, Result};
 use crate::ops::CheckpointOptions;
 use crate::statefile::StatefileWriter;
+use crate::statefile::{CoreRecord, pages_path};
 
 /// Dumps every frozen process (page data written as it goes); their records are
 /// returned, to be completed with what they share and written.

@@ -356,10 +356,13 @@ fn create(r: &FdRecord, ev: &EventFd) -> Result<OwnedFd> {
             let mut flags = 0;
             if armed && settime_flags & libc::TFD_TIMER_ABSTIME != 0 {
                 // absolute timers (and their cancel-on-set) stay absolute: now + time left
-                let now = nix::time::clock_gettime(nix::time::ClockId::from_raw(*clockid))
-                    .ctx(&who)?;
+                let now =
+                    nix::time::clock_gettime(nix::time::ClockId::from_raw(*clockid)).ctx(&who)?;
                 let ns = now.tv_nsec() + value.1;
-                at = (now.tv_sec() + value.0 + ns / 1_000_000_000, ns % 1_000_000_000);
+                at = (
+                    now.tv_sec() + value.0 + ns / 1_000_000_000,
+                    ns % 1_000_000_000,
+                );
                 flags = *settime_flags;
             }
             if armed {

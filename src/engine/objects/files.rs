@@ -301,10 +301,9 @@ pub fn reopen(r: &FdRecord, sf: &Statefile, tty: Option<&str>) -> Result<OwnedFd
                 Some(t) if r.path.starts_with("/dev/pts/") || r.path.starts_with("/dev/tty") => t,
                 _ => r.path.as_str(),
             };
-            let fd = open_path(path, open_flags_for_reopen(r.flags))
+            open_path(path, open_flags_for_reopen(r.flags))
                 .or_else(|_| open_path("/dev/null", open_flags_for_reopen(r.flags)))
-                .ctx(&who)?;
-            fd
+                .ctx(&who)?
         }
         (FdKind::Directory, _) => {
             let fd = open_path(&r.path, open_flags_for_reopen(r.flags)).ctx(&who)?;

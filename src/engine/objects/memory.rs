@@ -137,7 +137,8 @@ pub fn plan(pid: i32) -> Result<Vec<Vma>> {
     let maps = procfs::read_maps(pid)?;
     let smaps =
         std::fs::read_to_string(format!("/proc/{pid}/smaps")).ctx(format!("process {pid}"))?;
-    let flags: BTreeMap<u64, Vec<String>> = procfs::parse_smaps_flags(&smaps)?.into_iter().collect();
+    let flags: BTreeMap<u64, Vec<String>> =
+        procfs::parse_smaps_flags(&smaps)?.into_iter().collect();
     let pagemap = std::fs::File::open(format!("/proc/{pid}/pagemap"))
         .ctx(format!("process {pid}: pagemap"))?;
     let mut vmas = Vec::with_capacity(maps.len());

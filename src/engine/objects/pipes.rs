@@ -199,9 +199,13 @@ fn save_pipe(pid: i32, fd: i32, ino: u64, writer: &mut StatefileWriter) -> Resul
     }
     let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(&who)?;
     let _ = nix::fcntl::fcntl(&wr, nix::fcntl::FcntlArg::F_SETPIPE_SZ(capacity as i32));
-    let copied =
-        nix::fcntl::tee(&ours, &wr, waiting, nix::fcntl::SpliceFFlags::SPLICE_F_NONBLOCK)
-            .ctx(format!("{who}: tee"))?;
+    let copied = nix::fcntl::tee(
+        &ours,
+        &wr,
+        waiting,
+        nix::fcntl::SpliceFFlags::SPLICE_F_NONBLOCK,
+    )
+    .ctx(format!("{who}: tee"))?;
     drop(wr);
     let mut data = Vec::with_capacity(copied);
     std::fs::File::from(rd).read_to_end(&mut data).ctx(&who)?;

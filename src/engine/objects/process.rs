@@ -5,8 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::procfs;
 use crate::attrfile::DirAction;
+use crate::engine::procfs;
 use crate::error::{Context, Error, Kind, Result};
 use crate::sys::Caps;
 

@@ -99,9 +99,11 @@ impl Injector {
                     return Err(Gone::new(self.tid, format!("exited ({c}) in syscall {nr}")).into());
                 }
                 Stop::Killed(s) => {
-                    return Err(
-                        Gone::new(self.tid, format!("killed by signal {s} in syscall {nr}")).into(),
-                    );
+                    return Err(Gone::new(
+                        self.tid,
+                        format!("killed by signal {s} in syscall {nr}"),
+                    )
+                    .into());
                 }
             }
         }

@@ -100,8 +100,9 @@ fn resume(
     match nix_signal(sig) {
         Ok(s) => with_nix(pid(tid), s),
         // SAFETY: the resume requests take no address and the signal number as data.
-        Err(_) => unsafe { raw(req, tid, null_mut(), without_provenance_mut(sig as usize)) }
-            .map(drop),
+        Err(_) => {
+            unsafe { raw(req, tid, null_mut(), without_provenance_mut(sig as usize)) }.map(drop)
+        }
     }
 }
 

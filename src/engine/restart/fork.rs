@@ -10,13 +10,13 @@ use super::RestoreContext;
 use super::protocol::{self, ChildMessage, ChildReady, Failure};
 use super::validate::Image;
 use crate::attrfile::ForkAction;
-use crate::statefile::pages_path;
 use crate::engine::objects::memory::{self, Backing, MmRecord, Scratch};
 use crate::engine::objects::pstree::{Role, SessionOp};
 use crate::engine::objects::{files, locks, mapped_files, process, signals};
 use crate::engine::procfs;
 use crate::engine::ptrace::SYSCALL_INT3;
 use crate::error::{Context, Error, Kind, Result};
+use crate::statefile::pages_path;
 
 /// The processes made so far. Dropped before `disarm`, it kills them all (and collects
 /// them), so that nothing half-restored runs.
@@ -318,7 +318,8 @@ fn open_image_fds(
         next = high + 1;
         Ok(high)
     };
-    let pages = std::fs::File::open(sf.file(&pages_path(img.core.process.pid))?).ctx("page data")?;
+    let pages =
+        std::fs::File::open(sf.file(&pages_path(img.core.process.pid))?).ctx("page data")?;
     let pages_fd = place(pages.as_raw_fd())?;
     drop(pages);
     let mut file_fds = Vec::new();

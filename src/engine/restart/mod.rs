@@ -13,7 +13,6 @@ mod release;
 mod tracer;
 pub mod validate;
 
-
 use super::objects::pstree::{self, Plan};
 use super::objects::shared_fds::{self, OpenedShared};
 use super::objects::{sysv_shm as shm, tty};

@@ -6,13 +6,13 @@
 use std::path::PathBuf;
 use std::thread::JoinHandle;
 
-use crate::statefile::{CoreRecord, core_path, layout, mm_path};
 use crate::engine::objects::memory::MmRecord;
 use crate::engine::objects::pstree::{self, TreeRecord};
 use crate::engine::objects::shared_fds::{self, SharedTable};
 use crate::error::{Error, Kind, Result};
 use crate::statefile::Statefile;
 use crate::statefile::reader::Verify;
+use crate::statefile::{CoreRecord, core_path, layout, mm_path};
 
 /// One process of a statefile, as read.
 pub struct Image {
@@ -63,11 +63,13 @@ pub fn load(paths: &[PathBuf], caller: u32) -> Result<Loaded> {
                 mm,
             });
         }
-        loaded.tables.push(if sf.entry(shared_fds::TABLE).is_some() {
-            sf.read_json::<SharedTable>(shared_fds::TABLE)?
-        } else {
-            SharedTable::default()
-        });
+        loaded
+            .tables
+            .push(if sf.entry(shared_fds::TABLE).is_some() {
+                sf.read_json::<SharedTable>(shared_fds::TABLE)?
+            } else {
+                SharedTable::default()
+            });
         loaded.trees.push(if sf.entry(pstree::TREE).is_some() {
             sf.read_json::<TreeRecord>(pstree::TREE)?
         } else {

@@ -4,6 +4,7 @@
 pub mod checkpoint;
 pub mod cooperate;
 pub mod objects;
+pub mod options;
 pub mod procfs;
 pub mod ptrace;
 pub mod restart;
@@ -12,7 +13,7 @@ mod timer;
 use std::path::PathBuf;
 
 use crate::error::Result;
-use crate::ops::{CheckpointOptions, RestartOptions};
+use options::{CheckpointOptions, RestartOptions};
 
 pub fn checkpoint(options: &CheckpointOptions) -> Result<PathBuf> {
     let _deferred = crate::sys::DeferTermination::new();

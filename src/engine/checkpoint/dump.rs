@@ -7,9 +7,9 @@ use super::freeze::{Freezer, syscall_gate};
 use crate::attrfile::ProcessPolicies;
 use crate::engine::objects::memory::{self, MmRecord};
 use crate::engine::objects::{files, locks, mapped_files, posix_timers, process, signals, threads};
+use crate::engine::options::CheckpointOptions;
 use crate::engine::ptrace::{self, Gate, Injector, Regs};
 use crate::error::{Context, Error, Result};
-use crate::ops::CheckpointOptions;
 use crate::statefile::StatefileWriter;
 use crate::statefile::{CoreRecord, pages_path};
 

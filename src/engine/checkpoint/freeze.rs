@@ -56,7 +56,7 @@ pub(super) fn freeze_targets(targets: &Targets) -> Result<(Freezer, Vec<pstree::
         if designators.iter().all(|d| d.id_type == target::IdType::Pid) {
             break;
         }
-        current = target::resolve(designators, crate::ops::caller_uid())?;
+        current = target::resolve(designators, crate::engine::options::caller_uid())?;
     }
     // a zombie seen before its parent was frozen may have been reaped since: only those
     // still there (their parents now frozen) are the parents' to reap after restart

@@ -13,8 +13,8 @@ use super::objects::memory::{self, MmRecord};
 use super::objects::{files, pstree, shared_fds, shmem, sysv_shm as shm};
 use super::timer::Timer;
 use crate::attrfile::AttrFile;
+use crate::engine::options::CheckpointOptions;
 use crate::error::{Context, Error, Kind, Result};
-use crate::ops::CheckpointOptions;
 use crate::statefile::{
     self, CoreRecord, Flags, Manifest, Owner, ProcessSummary, StatefileWriter, core_path, mm_path,
 };
@@ -57,7 +57,7 @@ pub fn checkpoint(options: &CheckpointOptions) -> Result<PathBuf> {
 /// The designators resolved to processes the caller may checkpoint; the attribute file.
 fn resolve_targets(options: &CheckpointOptions) -> Result<Targets> {
     let designators = target::parse_idlist(&options.idlist)?;
-    let set = target::resolve(&designators, crate::ops::caller_uid())?;
+    let set = target::resolve(&designators, crate::engine::options::caller_uid())?;
     let attributes = match &options.attributes {
         Some(a) => a.clone(),
         None => AttrFile::load_default()?,

@@ -17,8 +17,8 @@ use super::objects::pstree::{self, Plan};
 use super::objects::shared_fds::{self, OpenedShared};
 use super::objects::{sysv_shm as shm, tty};
 use super::timer::Timer;
+use crate::engine::options::RestartOptions;
 use crate::error::Result;
-use crate::ops::RestartOptions;
 use crate::statefile::Statefile;
 use fork::Made;
 use tracer::Restored;
@@ -39,7 +39,7 @@ struct RestoreContext {
 /// Returns 0, or with `-j` the exit status of the job (as a shell would report it).
 pub fn restart(options: &RestartOptions, deferred: crate::sys::DeferTermination) -> Result<i32> {
     let mut timer = Timer::new();
-    let loaded = validate::load(&options.statefiles, crate::ops::caller_uid())?;
+    let loaded = validate::load(&options.statefiles, crate::engine::options::caller_uid())?;
     timer.lap("read and check records");
     pids::wait_for_pids(&loaded)?;
     let plan = plan_tree(&loaded, options.interactive);

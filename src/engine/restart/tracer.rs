@@ -95,7 +95,7 @@ fn finish_in_tracer(
         // SIGRESTART handlers run before anything else of the program
         let info = crate::engine::cooperate::restart_siginfo(
             std::process::id() as i32,
-            crate::ops::caller_uid(),
+            crate::engine::options::caller_uid(),
         );
         signals_rec.shared_pending.insert(0, threads::hex(&info));
     }

@@ -16,102 +16,13 @@ use super::reader::Statefile;
 pub fn render_text(statefile: &Statefile) -> String {
     let m = &statefile.manifest;
     let mut out = String::new();
-    let field = |out: &mut String, name: &str, value: &str| {
-        let _ = writeln!(out, "  {:<15} {value}", format!("{name}:"));
-    };
-    let _ = writeln!(out, "Statefile: {}", statefile.path.display());
-    field(
-        &mut out,
-        "Revision",
-        &format!("{} (cpr {})", m.revision, m.cpr_version),
-    );
-    field(&mut out, "Checkpointed", &local_time(&m.created));
-    field(
-        &mut out,
-        "Host",
-        &format!("{} (kernel {})", m.host, m.kernel),
-    );
-    field(
-        &mut out,
-        "Owner",
-        &format!(
-            "uid {}, gid {}",
-            with_name(m.owner.uid, user_name(m.owner.uid)),
-            with_name(m.owner.gid, group_name(m.owner.gid))
-        ),
-    );
-    field(&mut out, "Designators", &m.designators);
-    field(&mut out, "WILL", &upper(&m.flags.will));
-    field(
-        &mut out,
-        "Upgrade (-u)",
-        if m.flags.upgrade { "yes" } else { "no" },
-    );
-    field(&mut out, "Processes", &m.processes.len().to_string());
-    let size = total_size(statefile);
-    field(&mut out, "Size", &format!("{} ({size} bytes)", human(size)));
-
+    write_header(&mut out, statefile);
     if !m.processes.is_empty() {
-        let mut table = Builder::default();
-        table.push_record([
-            "PID", "PPID", "PGRP", "SID", "UID", "GID", "THREADS", "CWD", "COMMAND",
-        ]);
-        for p in &m.processes {
-            table.push_record([
-                p.pid.to_string(),
-                p.ppid.to_string(),
-                p.pgid.to_string(),
-                p.sid.to_string(),
-                format!("{}/{}", p.uids[0], p.uids[1]),
-                format!("{}/{}", p.gids[0], p.gids[1]),
-                p.threads.to_string(),
-                p.cwd.clone(),
-                command_line(p),
-            ]);
-        }
         let _ = writeln!(out);
-        let _ = writeln!(out, "{}", table.build().with(Style::psql()));
+        let _ = writeln!(out, "{}", process_table(&m.processes));
     }
-
     for p in &m.processes {
-        let _ = writeln!(out);
-        let _ = writeln!(out, "Process {} ({}):", p.pid, p.command);
-        let pol = &p.policies;
-        let _ = writeln!(
-            out,
-            "  Policies: WILL {}, CDIR {}, RDIR {}, FORK {}",
-            upper(&pol.will),
-            upper(&pol.cdir),
-            upper(&pol.rdir),
-            upper(&pol.fork)
-        );
-        if !pol.files.is_empty() {
-            let rules: Vec<String> = pol
-                .files
-                .iter()
-                .map(|r| match &r.pattern {
-                    Some(g) => format!("\"{g}\" {}", upper(&r.action)),
-                    None => format!("(any) {}", upper(&r.action)),
-                })
-                .collect();
-            let _ = writeln!(out, "  FILE rules: {}", rules.join(", "));
-        }
-        if p.root != "/" && !p.root.is_empty() {
-            let _ = writeln!(out, "  Root: {}", p.root);
-        }
-        if p.open_files.is_empty() {
-            let _ = writeln!(out, "  No open files");
-            continue;
-        }
-        let mut files = Builder::default();
-        files.push_record(["FD", "PATH", "DISPOSITION"]);
-        for f in &p.open_files {
-            files.push_record([f.fd.to_string(), f.path.clone(), upper(&f.action)]);
-        }
-        let table = files.build().with(Style::psql()).to_string();
-        for line in table.lines() {
-            let _ = writeln!(out, "  {line}");
-        }
+        write_process(&mut out, p);
     }
     // Tables pad their last column; keep lines clean for diff and grep.
     let mut clean = String::with_capacity(out.len());
@@ -120,6 +31,99 @@ pub fn render_text(statefile: &Statefile) -> String {
         clean.push('\n');
     }
     clean
+}
+
+/// The statefile's own fields, one per line.
+fn write_header(out: &mut String, statefile: &Statefile) {
+    let m = &statefile.manifest;
+    let _ = writeln!(out, "Statefile: {}", statefile.path.display());
+    let mut field = |name: &str, value: &str| {
+        let _ = writeln!(out, "  {:<15} {value}", format!("{name}:"));
+    };
+    field(
+        "Revision",
+        &format!("{} (cpr {})", m.revision, m.cpr_version),
+    );
+    field("Checkpointed", &local_time(&m.created));
+    field("Host", &format!("{} (kernel {})", m.host, m.kernel));
+    field(
+        "Owner",
+        &format!(
+            "uid {}, gid {}",
+            with_name(m.owner.uid, user_name(m.owner.uid)),
+            with_name(m.owner.gid, group_name(m.owner.gid))
+        ),
+    );
+    field("Designators", &m.designators);
+    field("WILL", &upper(&m.flags.will));
+    field("Upgrade (-u)", if m.flags.upgrade { "yes" } else { "no" });
+    field("Processes", &m.processes.len().to_string());
+    let size = total_size(statefile);
+    field("Size", &format!("{} ({size} bytes)", human(size)));
+}
+
+/// One row per process: IDs, credentials, threads, directory, command line.
+fn process_table(processes: &[ProcessSummary]) -> String {
+    let mut table = Builder::default();
+    table.push_record([
+        "PID", "PPID", "PGRP", "SID", "UID", "GID", "THREADS", "CWD", "COMMAND",
+    ]);
+    for p in processes {
+        table.push_record([
+            p.pid.to_string(),
+            p.ppid.to_string(),
+            p.pgid.to_string(),
+            p.sid.to_string(),
+            format!("{}/{}", p.uids[0], p.uids[1]),
+            format!("{}/{}", p.gids[0], p.gids[1]),
+            p.threads.to_string(),
+            p.cwd.clone(),
+            command_line(p),
+        ]);
+    }
+    table.build().with(Style::psql()).to_string()
+}
+
+/// A process's policies, root and open files with their dispositions.
+fn write_process(out: &mut String, p: &ProcessSummary) {
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Process {} ({}):", p.pid, p.command);
+    let pol = &p.policies;
+    let _ = writeln!(
+        out,
+        "  Policies: WILL {}, CDIR {}, RDIR {}, FORK {}",
+        upper(&pol.will),
+        upper(&pol.cdir),
+        upper(&pol.rdir),
+        upper(&pol.fork)
+    );
+    if !pol.files.is_empty() {
+        let rules: Vec<String> = pol
+            .files
+            .iter()
+            .map(|r| match &r.pattern {
+                Some(g) => format!("\"{g}\" {}", upper(&r.action)),
+                None => format!("(any) {}", upper(&r.action)),
+            })
+            .collect();
+        let _ = writeln!(out, "  FILE rules: {}", rules.join(", "));
+    }
+    if p.root != "/" && !p.root.is_empty() {
+        let _ = writeln!(out, "  Root: {}", p.root);
+    }
+    if p.open_files.is_empty() {
+        let _ = writeln!(out, "  No open files");
+        return;
+    }
+    let mut files = Builder::default();
+    files.push_record(["FD", "PATH", "DISPOSITION"]);
+    for f in &p.open_files {
+        files.push_record([f.fd.to_string(), f.path.clone(), upper(&f.action)]);
+    }
+    let table = files.build().with(Style::psql()).to_string();
+    for line in table.lines() {
+        let _ = writeln!(out, "  {line}");
+    }
 }
 
 /// The same as JSON (one object per statefile).

@@ -43,7 +43,7 @@ const MM: &str = "proc/<pid>/mm.json";
 const PAGES: &str = "proc/<pid>/pages";
 /// Zombies of the checkpointed tree (`pstree::TreeRecord`).
 pub const PSTREE: &str = "pstree.json";
-/// Descriptions shared between processes, pipes, shared memory (`shared::SharedTable`).
+/// Descriptions shared between processes, pipes, shared memory (`shared_fds::SharedTable`).
 pub const SHARED_TABLE: &str = "shared/table.json";
 const PIPE_DATA: &str = "shared/pipe-<ino>";
 const SHARED_MEM: &str = "shared/mem-<ino>";
@@ -90,7 +90,7 @@ pub const FILES: [FileSpec; 12] = [
         kind: FileKind::SharedTable,
         name: SHARED_TABLE,
         bulk: false,
-        holds: "open file descriptions shared between processes, pipes, shared memory (shared::SharedTable)",
+        holds: "open file descriptions shared between processes, pipes, shared memory (shared_fds::SharedTable)",
     },
     FileSpec {
         kind: FileKind::PipeData,

@@ -65,6 +65,13 @@ fn fd(fd: i32, kind: Value, path: &str, saved: Option<String>, shared: Option<u3
     })
 }
 
+/// A queued signal as the records hold it: 128 bytes of siginfo, hex.
+fn siginfo(signo: u8) -> String {
+    let mut bytes = [0u8; 128];
+    bytes[0] = signo;
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn core() -> Value {
     json!({
         "process": {
@@ -79,14 +86,14 @@ fn core() -> Value {
         "threads": [{
             "tid": PID, "comm": "sim", "regs": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27],
             "xstate": "7f03000000000000a0a1", "sigmask": 65536,
-            "pending": ["0a000000000000000000000000000000"],
+            "pending": [siginfo(10)],
             "altstack": [0, 2, 0], "clear_child_tid": 140337553947152_u64,
             "robust_list": [140337553947168_u64, 24],
             "rseq": {"abi_pointer": 140337553948768_u64, "abi_size": 32, "signature": 1392848979, "flags": 0}
         }],
         "signals": {
             "actions": [[10, {"handler": 4198400, "flags": 67108864, "restorer": 4198500, "mask": 0}]],
-            "shared_pending": ["0c00000000000000"],
+            "shared_pending": [siginfo(12)],
             "itimers": [[0, 0, 2, 500], [0, 0, 0, 0], [0, 0, 0, 0]]
         },
         "fds": [
@@ -433,6 +440,8 @@ fn follow(sf: &Statefile, rel: &str) {
 /// Everything restart and `cpr -i` read of a statefile, as far as it reads.
 fn read_everything(path: &Path) {
     let _ = reader::probe(path);
+    // what a restart reads and decodes before it creates anything
+    let _ = cpr::engine::restart::validate::load(&[path.to_path_buf()], 0);
     if Statefile::open(path, Verify::Sizes).is_err() {
         return;
     }
@@ -492,6 +501,62 @@ fn the_sample_reads_whole() {
     );
     assert!(info::render_text(&sf).contains("/usr/bin/sim --steps 9"));
     read_everything(template());
+}
+
+#[test]
+fn the_sample_passes_restart_validation() {
+    let loaded = cpr::engine::restart::validate::load(&[template().to_path_buf()], 0).unwrap();
+    assert_eq!(loaded.images.len(), 1);
+    assert_eq!(loaded.images[0].core.threads[0].tid, PID);
+}
+
+/// Values that parse but that restore could not use are refused by the validation that
+/// runs before anything is created, naming the statefile, the process and the damage.
+#[test]
+fn unusable_records_are_refused_before_anything_is_created() {
+    type Edit = fn(&str, &mut Value);
+    let cases: [(&str, Edit); 5] = [
+        ("pages 1+2", |rel, v| {
+            if rel.ends_with("mm.json") {
+                v["vmas"][1]["runs"] = json!([[1, 2]]);
+            }
+        }),
+        ("mapping 0x402000-0x401000", |rel, v| {
+            if rel.ends_with("mm.json") {
+                v["vmas"][1]["end"] = json!(4198400);
+            }
+        }),
+        ("registers", |rel, v| {
+            if rel.ends_with("core.json") {
+                v["threads"][0]["regs"] = json!([1, 2, 3]);
+            }
+        }),
+        ("xstate", |rel, v| {
+            if rel.ends_with("core.json") {
+                v["threads"][0]["xstate"] = json!("7f0é");
+            }
+        }),
+        ("pending signal", |rel, v| {
+            if rel.ends_with("core.json") {
+                v["signals"]["shared_pending"] = json!(["0c00"]);
+            }
+        }),
+    ];
+    for (needle, edit) in cases {
+        let dir = scratch();
+        let sf = write_sample(&dir.path().join("sf"), edit);
+        Statefile::open(&sf, Verify::Full).expect("the records parse");
+        let err = cpr::engine::restart::validate::load(&[sf.clone()], 0)
+            .err()
+            .unwrap_or_else(|| panic!("{needle}: accepted"));
+        let text = err.to_string();
+        assert!(
+            text.contains(&sf.display().to_string())
+                && text.contains(&format!("process {PID}"))
+                && text.contains(needle),
+            "{needle}: {text}"
+        );
+    }
 }
 
 proptest! {

@@ -546,7 +546,7 @@ fn unusable_records_are_refused_before_anything_is_created() {
         let dir = scratch();
         let sf = write_sample(&dir.path().join("sf"), edit);
         Statefile::open(&sf, Verify::Full).expect("the records parse");
-        let err = cpr::engine::restart::validate::load(&[sf.clone()], 0)
+        let err = cpr::engine::restart::validate::load(std::slice::from_ref(&sf), 0)
             .err()
             .unwrap_or_else(|| panic!("{needle}: accepted"));
         let text = err.to_string();

@@ -4,9 +4,9 @@
 //! code and pointers of the image that lead into them stay valid.
 //!
 //! The search for a `syscall` instruction in the vDSO that injection runs through is
-//! `syscall_gate`, in checkpoint.rs.
+//! `ptrace::syscall_gate` (engine/ptrace/inject.rs).
 
-use super::memory::{Backing, Scratch, Vma};
+use super::memory::{Backing, Vma};
 use crate::engine::procfs::{self, MapsLine};
 use crate::engine::ptrace::Injector;
 use crate::error::{Error, Kind, Result};
@@ -23,7 +23,6 @@ pub fn restore(
     who: &str,
     now: &[&MapsLine],
     image: &[Vma],
-    scratch: Scratch,
 ) -> Result<()> {
     let wanted: Vec<&Vma> = image
         .iter()
@@ -43,7 +42,7 @@ pub fn restore(
     if pairs.iter().all(|(from, to, _)| from == to) {
         return Ok(());
     }
-    relocate(inj, &pairs, scratch)
+    relocate(inj, &pairs)
 }
 
 /// (where it is now, where the image had it, length) of each area, paired by name and
@@ -72,8 +71,8 @@ fn pair(who: &str, now: &[&MapsLine], wanted: &[&Vma]) -> Result<Vec<(u64, u64, 
 
 /// Moves the areas out of the way first, into a fresh gap, then home (their old and new
 /// places may overlap), and unmaps what is left of the parking area.
-fn relocate(inj: &Injector, pairs: &[(u64, u64, u64)], scratch: Scratch) -> Result<()> {
-    // move out of the way first (into the scratch data area's tail? no: a fresh gap), then home
+fn relocate(inj: &Injector, pairs: &[(u64, u64, u64)]) -> Result<()> {
+    // move out of the way first (into a fresh gap), then home
     let lo = pairs.iter().map(|p| p.0).min().unwrap();
     let hi = pairs.iter().map(|p| p.0 + p.2).max().unwrap();
     let span = hi - lo;
@@ -120,7 +119,6 @@ fn relocate(inj: &Injector, pairs: &[(u64, u64, u64)], scratch: Scratch) -> Resu
         )?;
     }
     // the parking area's leftovers (if any)
-    let _ = scratch;
     let cur = procfs::read_maps(inj.tid)?;
     for m in cur
         .iter()

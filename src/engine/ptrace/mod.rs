@@ -5,8 +5,8 @@
 mod inject;
 mod remote;
 
-pub use inject::{Gate, Injector, SYSCALL_INT3};
-pub use remote::{RemoteAddr, read_mem, write_mem};
+pub use inject::{Gate, Injector, SYSCALL_INT3, syscall_gate};
+pub use remote::{RemoteAddr, RemoteScratch, ScratchFrame, read_mem, write_mem};
 
 use std::ffi::c_void;
 use std::ptr::{null_mut, without_provenance_mut};

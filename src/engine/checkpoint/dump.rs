@@ -7,7 +7,7 @@ use super::freeze::Freezer;
 use crate::attrfile::ProcessPolicies;
 use crate::engine::objects::memory::{self, MmRecord};
 use crate::engine::objects::{files, locks, mapped_files, posix_timers, process, signals, threads};
-use crate::engine::ptrace::{self, Injector, RemoteAddr, RemoteScratch, Regs};
+use crate::engine::ptrace::{self, Injector, Regs, RemoteAddr, RemoteScratch};
 use crate::error::{Context, Error, Result};
 use crate::ops::CheckpointOptions;
 use crate::statefile::StatefileWriter;

@@ -231,7 +231,14 @@ pub fn restore_kernel_state(
         inj.check(
             "rt_tgsigqueueinfo",
             libc::SYS_rt_tgsigqueueinfo,
-            [pid as u64, inj.tid as u64, sig as u64, siginfo.as_u64(), 0, 0],
+            [
+                pid as u64,
+                inj.tid as u64,
+                sig as u64,
+                siginfo.as_u64(),
+                0,
+                0,
+            ],
         )?;
     }
     if !t.comm.is_empty() {

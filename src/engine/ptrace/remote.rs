@@ -5,13 +5,18 @@
 use std::fmt;
 use std::os::unix::fs::FileExt;
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{Context, Error, Kind, Result};
 use crate::sys::KernelStruct;
 
 /// An address in a tracee's address space: a number to cpr, never dereferenced here. It
 /// becomes a bare integer only where an injected call takes it in a register
 /// (`as_u64`), or where cpr's own records keep it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(transparent)]
 pub struct RemoteAddr(u64);
 
 impl std::ops::Add<u64> for RemoteAddr {
@@ -23,10 +28,23 @@ impl std::ops::Add<u64> for RemoteAddr {
     }
 }
 
+impl std::ops::Sub for RemoteAddr {
+    type Output = u64;
+
+    /// How many bytes `self` lies beyond `base` (which must not be above it).
+    fn sub(self, base: RemoteAddr) -> u64 {
+        self.0 - base.0
+    }
+}
+
 impl RemoteAddr {
     /// The address as the tracee's syscalls take it (an argument register).
     pub fn as_u64(self) -> u64 {
         self.0
+    }
+
+    pub fn is_null(self) -> bool {
+        self.0 == 0
     }
 }
 
@@ -150,7 +168,7 @@ impl RemoteScratch {
     /// must lie in a slot handed out and still live.
     pub fn read(&self, at: RemoteAddr, len: usize) -> Result<Vec<u8>> {
         let inside = at >= self.base
-            && (at.0 - self.base.0)
+            && (at - self.base)
                 .checked_add(len as u64)
                 .is_some_and(|end| end <= self.used);
         if !inside {

@@ -9,7 +9,7 @@ use super::validate::Image;
 use crate::attrfile::ForkAction;
 use crate::engine::objects::memory::{self, Scratch};
 use crate::engine::objects::{creds, locks, posix_timers, signals, threads};
-use crate::engine::ptrace::{self, Gate, Injector, RemoteAddr, RemoteScratch};
+use crate::engine::ptrace::{self, Gate, Injector, RemoteScratch};
 use crate::error::{Context, Result};
 
 /// A restored process, stopped, waiting for release.
@@ -57,7 +57,7 @@ fn finish_in_tracer(
     ready: &ChildReady,
     restored: &mut Restored,
 ) -> Result<()> {
-    let mut scratch = Scratch::new(child, RemoteAddr::from(ready.scratch));
+    let mut scratch = Scratch::new(child, ready.scratch);
     let main = Injector::new(child, scratch.gate())?;
     unregister_rseq(&main, child)?;
     memory::restore(

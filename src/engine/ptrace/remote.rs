@@ -65,10 +65,7 @@ impl fmt::LowerHex for RemoteAddr {
 /// that Rust values of cpr live in behind their backs. cpr never traces such a process;
 /// this makes the safe functions here sound whatever their caller passes.
 pub(super) fn refuse_own_vm(pid: i32) -> Result<()> {
-    let me = nix::unistd::getpid();
-    let shared = pid == me.as_raw()
-        || crate::sys::kcmp::same_vm(me, nix::unistd::Pid::from_raw(pid)).unwrap_or(false);
-    if shared {
+    if shares_my_vm(pid) {
         return Err(Error::with_detail(
             format!("process {pid}"),
             Kind::PermissionDenied,
@@ -76,6 +73,13 @@ pub(super) fn refuse_own_vm(pid: i32) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Whether thread or process `pid` runs in cpr's own address space.
+pub(super) fn shares_my_vm(pid: i32) -> bool {
+    let me = nix::unistd::getpid();
+    pid == me.as_raw()
+        || crate::sys::kcmp::same_vm(me, nix::unistd::Pid::from_raw(pid)).unwrap_or(false)
 }
 
 /// Reads memory of a traced process through /proc/PID/mem (works on any protection).

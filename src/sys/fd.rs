@@ -1,8 +1,8 @@
 //! Descriptors by number. The restore child places the image's descriptors at the
 //! numbers the image had, so it works with raw numbers that no Rust value owns. The
 //! functions here that take a raw number cannot end or hand out the life of a descriptor
-//! someone else owns: they duplicate it, set its flags or locks, or (dup2) put a
-//! descriptor at a number. Ending a descriptor goes through ownership (`OwnedFd`,
+//! someone else owns: they duplicate it, set its flags or locks, or (`dup_at`) put a
+//! descriptor at a free number. Ending a descriptor goes through ownership (`OwnedFd`,
 //! `CloseOnce`).
 
 use std::cell::Cell;
@@ -17,10 +17,45 @@ fn owned(rc: libc::c_long) -> Result<OwnedFd, Errno> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// dup2(2) on raw numbers (the restore child places descriptors at exact numbers).
-pub fn dup2(from: RawFd, to: RawFd) -> Result<(), Errno> {
-    // SAFETY: integer arguments; dup2 replaces `to` atomically, which is the intent.
-    Errno::result(unsafe { libc::dup2(from, to) }).map(drop)
+/// Puts a duplicate of `from` at number `to`, as dup2(2) does, but never closes a
+/// descriptor of another open file: `to` must be free, or already refer to the same open
+/// file description as `from` (then only FD_CLOEXEC is cleared on it, which is all that
+/// dup2 would change). Anything else at `to` is EBUSY. The restore child places the
+/// image's descriptors at their numbers with it; the new number is owned by no Rust value
+/// (it is the image's).
+///
+/// A safe function, unlike a raw dup2: dup2 silently closes whatever is at `to`, which
+/// may be a descriptor a Rust value owns (an I/O-safety violation); this never does.
+/// Taking a free number is atomic (F_DUPFD from `to` gives `to` itself exactly when it is
+/// free), so no other thread can slip a descriptor in between.
+pub fn dup_at(from: RawFd, to: RawFd) -> Result<(), Errno> {
+    if from == to {
+        // dup2(fd, fd) only checks that fd is open
+        // SAFETY: integer arguments; F_GETFD reads the descriptor's flags only.
+        return Errno::result(unsafe { libc::fcntl(from, libc::F_GETFD) }).map(drop);
+    }
+    if to < 0 {
+        return Err(Errno::EBADF);
+    }
+    match dup_above(from, to, false) {
+        Ok(fd) if fd.as_raw_fd() == to => {
+            // the image's from now on: no Rust value owns it
+            let _ = fd.into_raw_fd();
+            Ok(())
+        }
+        // `to` is taken (the duplicate landed above it, and closes with `fd`)
+        Ok(_) | Err(Errno::EMFILE) => {
+            let me = std::process::id() as i32;
+            if crate::sys::same_open_file(me, from, me, to)? {
+                set_cloexec(to, false)
+            } else {
+                Err(Errno::EBUSY)
+            }
+        }
+        // dup2's answer for a number beyond RLIMIT_NOFILE
+        Err(Errno::EINVAL) => Err(Errno::EBADF),
+        Err(e) => Err(e),
+    }
 }
 
 /// Sets or clears FD_CLOEXEC on a raw descriptor.
@@ -138,6 +173,32 @@ mod tests {
         assert_eq!(nix::unistd::write(&dup, b"x"), Ok(1));
         assert_ne!(dup.as_raw_fd(), num);
         drop(r);
+    }
+
+    #[test]
+    fn dup_at_takes_a_free_number_or_the_same_file_never_another() {
+        let (r, w) = nix::unistd::pipe().unwrap();
+        let free = dup_above(r.as_raw_fd(), 200, true).unwrap();
+        let n = free.as_raw_fd();
+        drop(free);
+        dup_at(r.as_raw_fd(), n).unwrap();
+        // SAFETY: `dup_at` left number n to no owner; the test takes it, to close it.
+        let placed = unsafe { OwnedFd::from_raw_fd(n) };
+        // the same open file again: allowed, FD_CLOEXEC cleared as dup2 would
+        set_cloexec(n, true).unwrap();
+        dup_at(r.as_raw_fd(), n).unwrap();
+        let flags = nix::fcntl::fcntl(&placed, nix::fcntl::FcntlArg::F_GETFD).unwrap();
+        assert_eq!(flags & libc::FD_CLOEXEC, 0);
+        // another open file there: refused, and it stays open
+        assert_eq!(dup_at(w.as_raw_fd(), n).unwrap_err(), Errno::EBUSY);
+        let me = std::process::id() as i32;
+        assert_eq!(
+            crate::sys::same_open_file(me, r.as_raw_fd(), me, n),
+            Ok(true)
+        );
+        assert_eq!(dup_at(-1, n).unwrap_err(), Errno::EBADF);
+        assert_eq!(dup_at(r.as_raw_fd(), -1).unwrap_err(), Errno::EBADF);
+        drop(placed);
     }
 
     #[test]

@@ -126,13 +126,6 @@ const _: () = assert!(size_of::<PrctlMmMap>() == 12 * 8 + 2 * 4);
 // SAFETY: repr(C), integer fields only, no padding (asserted above).
 unsafe impl KernelStruct for PrctlMmMap {}
 
-impl PrctlMmMap {
-    /// The struct as bytes, to be copied into a remote process.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        self.as_bytes().to_vec()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,7 +171,7 @@ mod tests {
             exe_fd: 4,
             ..Default::default()
         };
-        let b = m.to_bytes();
+        let b = m.as_bytes();
         assert_eq!(b.len(), 104);
         assert_eq!(&b[..8], &7u64.to_ne_bytes());
         assert_eq!(&b[96..100], &3u32.to_ne_bytes());

@@ -8,7 +8,7 @@ pub mod shm;
 pub mod sigqueue;
 
 pub use fd::{
-    CloseOnce, dup_above, dup2, pipe_bytes, set_cloexec, set_record_lock, steal_fd, try_flock,
+    CloseOnce, dup_above, dup_at, pipe_bytes, set_cloexec, set_record_lock, steal_fd, try_flock,
 };
 pub use kcmp::same_open_file;
 pub use kernel_types::{Caps, CapsetArgs, CloneArgs, KernelStruct, PrctlMmMap};
@@ -27,6 +27,14 @@ pub struct KernelSigaction {
 
 /// rt_sigaction(2) with the kernel's struct, so handler and restorer addresses of a
 /// restored image can be installed as they are.
+///
+/// Not sound as a safe function in general: a handler address that is not code of this
+/// process would run when the signal arrives. Its one caller with such addresses is the
+/// restore child (`signals::restore_actions`), which blocks every signal first and keeps
+/// them blocked until the tracer has put the image, whose code they are, in place; SIG_DFL
+/// and SIG_IGN (`default_signal`, `ignore_signal`) are always sound. Making it `unsafe`
+/// needs that caller to move behind an unsafe boundary (or the dispositions to be
+/// installed by injection from the tracer): left open, see issue 8.
 pub fn rt_sigaction(
     sig: i32,
     new: Option<&KernelSigaction>,
@@ -56,8 +64,17 @@ pub fn set_sigmask(mask: u64) -> Result<(), Errno> {
 }
 
 /// fork(2) through clone3(2), with the child's PID chosen (`Some(pid)`) or not. Returns
-/// 0 in the child. The caller must be single-threaded: the child is a plain copy.
+/// 0 in the child.
+///
+/// A safe function although a fork is only sound in a single-threaded process (the child
+/// is a copy of the calling thread alone; what other threads held or were changing stays
+/// so forever, which is why nix's `fork` is `unsafe`): it checks that precondition itself
+/// and fails with EBUSY when the caller's process has other threads. Only the calling
+/// thread can create one, so the answer cannot change before the fork.
 pub fn fork_with_pid(pid: Option<i32>, clone_parent: bool) -> Result<i32, Errno> {
+    if !single_threaded()? {
+        return Err(Errno::EBUSY);
+    }
     let tid: [i32; 1] = [pid.unwrap_or(0)];
     let args = CloneArgs {
         // with CLONE_PARENT the child is its creator's sibling; the kernel takes the
@@ -81,7 +98,7 @@ pub fn fork_with_pid(pid: Option<i32>, clone_parent: bool) -> Result<i32, Errno>
         ..Default::default()
     };
     // SAFETY: clone3 without CLONE_VM duplicates the process like fork(); args and the
-    // set_tid array outlive the call. The caller is single-threaded (documented).
+    // set_tid array outlive the call. The caller is the process's only thread (checked).
     let rc = unsafe {
         libc::syscall(
             libc::SYS_clone3,
@@ -90,6 +107,15 @@ pub fn fork_with_pid(pid: Option<i32>, clone_parent: bool) -> Result<i32, Errno>
         )
     };
     Errno::result(rc).map(|r| r as i32)
+}
+
+/// Whether the calling process has one thread (the caller), from /proc/self/task.
+fn single_threaded() -> Result<bool, Errno> {
+    let io = |e: std::io::Error| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+    let mut tasks = std::fs::read_dir("/proc/self/task").map_err(io)?;
+    let first = tasks.next().transpose().map_err(io)?;
+    let second = tasks.next().transpose().map_err(io)?;
+    Ok(first.is_some() && second.is_none())
 }
 
 /// prlimit(2) on any process.

@@ -3,12 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use super::freeze::{Freezer, syscall_gate};
+use super::freeze::Freezer;
 use crate::attrfile::ProcessPolicies;
 use crate::engine::objects::memory::{self, MmRecord};
 use crate::engine::objects::{files, locks, mapped_files, posix_timers, process, signals, threads};
 use crate::engine::options::CheckpointOptions;
-use crate::engine::ptrace::{self, Gate, Injector, Regs};
+use crate::engine::ptrace::{self, Injector, Regs, RemoteAddr, RemoteScratch};
 use crate::error::{Context, Error, Result};
 use crate::statefile::StatefileWriter;
 use crate::statefile::{CoreRecord, pages_path};
@@ -96,41 +96,42 @@ struct Asked {
 /// Asks the process by calls injected through its vDSO's syscall instruction, with a
 /// scratch page mapped for the purpose and removed after.
 fn ask_process(pid: i32, tids: &[i32], regs: &[Regs], masks: &[u64]) -> Result<Asked> {
-    let gate = Gate::SyscallInsn(syscall_gate(pid)?);
+    const SCRATCH_LEN: u64 = 3 * memory::PAGE;
+    let gate = ptrace::syscall_gate(pid)?;
     let main = Injector::new(pid, gate)?;
-    let scratch = main.check(
+    let base = RemoteAddr::from(main.check(
         "mmap scratch",
         libc::SYS_mmap,
         [
             0,
-            3 * memory::PAGE,
+            SCRATCH_LEN,
             (libc::PROT_READ | libc::PROT_WRITE) as u64,
             (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
             u64::MAX,
             0,
         ],
-    )?;
+    )?);
+    let mut scratch = RemoteScratch::new(pid, base, SCRATCH_LEN);
     let injected = (|| -> Result<(signals::SignalsRecord, u64, Vec<threads::ThreadRecord>)> {
-        let sig = signals::dump(pid, &main, scratch)?;
+        let sig = signals::dump(pid, &main, &mut scratch)?;
         let brk = main.check("brk", libc::SYS_brk, [0; 6])?;
         let mut trecs = Vec::new();
         for (i, &tid) in tids.iter().enumerate() {
-            let thread_scratch = scratch + 2 * memory::PAGE;
             let rec = if tid == pid {
-                threads::dump(tid, pid, &regs[i], masks[i], &main, thread_scratch)?
+                threads::dump(tid, pid, &regs[i], masks[i], &main, &mut scratch)?
             } else {
                 let inj = Injector::new(tid, gate)?;
-                threads::dump(tid, pid, &regs[i], masks[i], &inj, thread_scratch)?
+                threads::dump(tid, pid, &regs[i], masks[i], &inj, &mut scratch)?
             };
             trecs.push(rec);
         }
         Ok((sig, brk, trecs))
     })();
-    let posix_timers = posix_timers::dump(pid, &main, scratch);
+    let posix_timers = posix_timers::dump(pid, &main, &mut scratch);
     main.check(
         "munmap scratch",
         libc::SYS_munmap,
-        [scratch, 3 * memory::PAGE, 0, 0, 0, 0],
+        [base.as_u64(), SCRATCH_LEN, 0, 0, 0, 0],
     )?;
     let (signals, brk, threads) = injected?;
     Ok(Asked {

@@ -202,27 +202,3 @@ impl Drop for Freezer {
 fn alive(pid: i32) -> bool {
     procfs::read_stat(pid).is_ok_and(|s| s.state() != 'Z' && s.state() != 'X')
 }
-
-/// Finds a `syscall` instruction in the process's vDSO: injection goes through it, so
-/// the target's own code is never written.
-pub(super) fn syscall_gate(pid: i32) -> Result<u64> {
-    let maps = procfs::read_maps(pid)?;
-    let vdso = maps.iter().find(|m| m.path == "[vdso]").ok_or_else(|| {
-        Error::with_detail(
-            format!("process {pid}"),
-            Kind::CheckpointError,
-            "no vDSO to run system calls through",
-        )
-    })?;
-    let code = ptrace::read_mem(pid, vdso.start, (vdso.end - vdso.start) as usize)?;
-    code.windows(2)
-        .position(|w| w == [0x0f, 0x05])
-        .map(|off| vdso.start + off as u64)
-        .ok_or_else(|| {
-            Error::with_detail(
-                format!("process {pid}"),
-                Kind::CheckpointError,
-                "no syscall instruction in the vDSO",
-            )
-        })
-}

@@ -5,25 +5,24 @@
 //! the image had.
 
 use super::process::ProcessRecord;
-use crate::engine::ptrace::{self, Injector};
+use crate::engine::ptrace::{Injector, RemoteScratch};
 use crate::error::Result;
-use crate::sys::{CapsetArgs, KernelStruct};
+use crate::sys::CapsetArgs;
 
 /// The very last step of a restore: groups, gids, uids and capabilities, in the
-/// process itself. `scratch` is writable memory there.
-pub fn restore(rec: &ProcessRecord, inj: &Injector, pid: i32, scratch: u64) -> Result<()> {
+/// process itself. `scratch` is argument space there.
+pub fn restore(rec: &ProcessRecord, inj: &Injector, scratch: &mut RemoteScratch) -> Result<()> {
     let same_as_root = rec.uids == [0; 4] && rec.gids == [0; 4];
     let mut g = Vec::new();
     for x in &rec.groups {
         g.extend_from_slice(&x.to_ne_bytes());
     }
-    if !g.is_empty() {
-        ptrace::write_mem(pid, scratch, &g)?;
-    }
+    let mut s = scratch.frame();
+    let groups = s.put(&g)?;
     inj.check(
         "setgroups",
         libc::SYS_setgroups,
-        [rec.groups.len() as u64, scratch, 0, 0, 0, 0],
+        [rec.groups.len() as u64, groups.as_u64(), 0, 0, 0, 0],
     )?;
     if !same_as_root {
         inj.check(
@@ -62,12 +61,18 @@ pub fn restore(rec: &ProcessRecord, inj: &Injector, pid: i32, scratch: u64) -> R
         )?;
     }
     // capabilities: never more than the image had
-    let c = CapsetArgs::new(0, &rec.caps);
-    ptrace::write_mem(pid, scratch, c.as_bytes())?;
+    let caps = s.put_struct(&CapsetArgs::new(0, &rec.caps))?;
     inj.check(
         "capset",
         libc::SYS_capset,
-        [scratch, scratch + CapsetArgs::DATA_OFFSET, 0, 0, 0, 0],
+        [
+            caps.as_u64(),
+            (caps + CapsetArgs::DATA_OFFSET).as_u64(),
+            0,
+            0,
+            0,
+            0,
+        ],
     )?;
     if rec.dumpable {
         inj.check(

@@ -318,7 +318,7 @@ fn place(fd: OwnedFd, target: i32) -> Result<()> {
         let _ = fd.into_raw_fd();
         return Ok(());
     }
-    crate::sys::dup2(fd.as_raw_fd(), target).ctx(format!("fd {target}"))
+    crate::sys::dup_at(fd.as_raw_fd(), target).ctx(format!("fd {target}"))
     // the temporary number closes with `fd`
 }
 
@@ -468,7 +468,7 @@ pub fn restore(records: &[FdRecord]) -> Result<()> {
     let dups = || -> Result<()> {
         for r in records {
             if let FdKind::Dup { of } = r.kind {
-                crate::sys::dup2(of, r.fd).ctx(format!("fd {}", r.fd))?;
+                crate::sys::dup_at(of, r.fd).ctx(format!("fd {}", r.fd))?;
             }
         }
         Ok(())

@@ -430,7 +430,7 @@ pub fn restore(
 }
 
 fn dup_to(from: i32, to: i32) -> Result<()> {
-    crate::sys::dup2(from, to).ctx(format!("fd {to}"))
+    crate::sys::dup_at(from, to).ctx(format!("fd {to}"))
 }
 
 /// Dispositions for `cpr -i`.

@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::files::{FdKind, FdRecord};
-use crate::engine::ptrace::{self, Injector};
+use crate::engine::ptrace::{Injector, RemoteScratch};
 use crate::error::{Context, Error, Kind, Result};
 
 /// How often, and how far apart, restore tries a lock another process holds.
@@ -297,24 +297,27 @@ pub fn restore_native(records: &[LockRecord]) -> Result<()> {
 /// In the tracer, after the restore child closed the descriptors it opened to map files:
 /// closing any descriptor of a file drops the process's POSIX locks on it, so those are
 /// set again (a no-op for the ones still held) by fcntl calls injected through `inj`,
-/// with `data` as argument space.
+/// with `scratch` as argument space.
 pub fn restore_posix_injected(
     inj: &Injector,
-    pid: i32,
-    data: u64,
+    scratch: &mut RemoteScratch,
     records: &[LockRecord],
 ) -> Result<()> {
+    let pid = scratch.pid();
     let posix = records
         .iter()
         .filter(|r| r.kind == LockKind::Posix)
         .collect();
     with_retries(posix, |r| {
         let who = format!("process {pid} fd {} ({})", r.fd, r.path);
-        ptrace::write_mem(pid, data, &flock_bytes(&flock_struct(r))).map_err(Refused::Failed)?;
+        let mut s = scratch.frame();
+        let flock = s
+            .put(&flock_bytes(&flock_struct(r)))
+            .map_err(Refused::Failed)?;
         let rc = inj
             .call(
                 libc::SYS_fcntl,
-                [r.fd as u64, libc::F_SETLK as u64, data, 0, 0, 0],
+                [r.fd as u64, libc::F_SETLK as u64, flock.as_u64(), 0, 0, 0],
             )
             .map_err(Refused::Failed)?;
         match rc {

@@ -12,7 +12,7 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::procfs::{self, MapsLine};
-use crate::engine::ptrace::Injector;
+use crate::engine::ptrace::{Gate, Injector, RemoteAddr, RemoteScratch};
 use crate::error::{Context, Error, Kind, Result};
 use crate::statefile::FileSink;
 
@@ -377,22 +377,35 @@ pub fn read_auxv(pid: i32) -> Result<Vec<u64>> {
 // ---------------------------------------------------------------------------------------
 // Restore
 
-/// The few places in a restoring process's memory cpr uses: the injection stub and a data
-/// area for syscall arguments.
-#[derive(Debug, Clone, Copy)]
+/// The area of a restoring process's memory that cpr uses (mapped there by the restore
+/// child, `SIZE` bytes, in a hole of the image): the injection stub on its first page,
+/// then argument space for injected calls.
+#[derive(Debug)]
 pub struct Scratch {
-    pub base: u64,
-    pub size: u64,
+    base: RemoteAddr,
+    /// The argument space, after the code page.
+    pub args: RemoteScratch,
 }
 
 impl Scratch {
     pub const SIZE: u64 = 0x40000;
-    /// Where syscall argument data goes (after the code page).
-    pub fn data(&self) -> u64 {
-        self.base + PAGE
+
+    /// The area at `base` in process `pid`, with `SYSCALL_INT3` at its start.
+    pub fn new(pid: i32, base: RemoteAddr) -> Scratch {
+        Scratch {
+            base,
+            args: RemoteScratch::new(pid, base + PAGE, Self::SIZE - PAGE),
+        }
     }
-    pub fn data_len(&self) -> u64 {
-        self.size - PAGE
+
+    /// Where the area starts (and the stub).
+    pub fn base(&self) -> RemoteAddr {
+        self.base
+    }
+
+    /// The gate every injected call of the restore runs through: the stub.
+    pub fn gate(&self) -> Gate {
+        Gate::Int3(self.base)
     }
 }
 
@@ -434,7 +447,7 @@ pub fn restore(
     inj: &Injector,
     pid: i32,
     mm: &MmRecord,
-    scratch: Scratch,
+    scratch: &mut Scratch,
     file_fds: &[(String, i32)],
     mem_fds: &[(u64, i32)],
     pages_fd: i32,
@@ -442,15 +455,15 @@ pub fn restore(
     let who = format!("process {pid}");
     // 1. cpr's own mappings go, except the scratch area and the vDSO
     let current = procfs::read_maps(pid)?;
-    let vdso_now = unmap_own(inj, &current, scratch)?;
+    let vdso_now = unmap_own(inj, &current, scratch.base())?;
     // 2. move the vDSO and its data pages where the image had them
-    super::vdso::restore(inj, &who, &vdso_now, &mm.vmas, scratch)?;
+    super::vdso::restore(inj, &who, &vdso_now, &mm.vmas)?;
     // 3. map every mapping of the image, writable where pages must be read in
     for v in &mm.vmas {
         map_one(inj, &who, v, file_fds, mem_fds)?;
     }
     // 4. page data, straight from the statefile into place
-    read_pages(inj, &who, mm, scratch, pages_fd)?;
+    read_pages(inj, &who, mm, &mut scratch.args, pages_fd)?;
     // 5. final protections, locks and hints
     for v in &mm.vmas {
         finish(inj, v)?;
@@ -463,11 +476,11 @@ pub fn restore(
 fn unmap_own<'a>(
     inj: &Injector,
     current: &'a [MapsLine],
-    scratch: Scratch,
+    scratch: RemoteAddr,
 ) -> Result<Vec<&'a MapsLine>> {
     let mut vdso_now: Vec<&MapsLine> = Vec::new();
     for m in current {
-        if m.start == scratch.base || m.path == "[vsyscall]" {
+        if RemoteAddr::from(m.start) == scratch || m.path == "[vsyscall]" {
             continue;
         }
         if super::vdso::is_vdso(&m.path) {
@@ -595,13 +608,13 @@ fn finish(inj: &Injector, v: &Vma) -> Result<()> {
 }
 
 /// The page data of the image, from the statefile's pages file (the child's `pages_fd`)
-/// straight into place: preadv calls injected in the child, with their iovecs in the
-/// scratch data area.
+/// straight into place: preadv calls injected in the child, with their iovecs in
+/// `scratch`.
 fn read_pages(
     inj: &Injector,
     who: &str,
     mm: &MmRecord,
-    scratch: Scratch,
+    scratch: &mut RemoteScratch,
     pages_fd: i32,
 ) -> Result<()> {
     const IOV_MAX: usize = 1024;
@@ -610,7 +623,7 @@ fn read_pages(
     let mut iovs: Vec<(u64, u64)> = Vec::new();
     let mut batch_bytes = 0u64;
     let mut batch_off = 0u64;
-    let reader = PagesReader {
+    let mut reader = PagesReader {
         inj,
         who,
         scratch,
@@ -647,7 +660,7 @@ fn read_pages(
 struct PagesReader<'a> {
     inj: &'a Injector,
     who: &'a str,
-    scratch: Scratch,
+    scratch: &'a mut RemoteScratch,
     pages_fd: i32,
 }
 
@@ -655,7 +668,7 @@ impl PagesReader<'_> {
     /// Reads `batch_bytes` bytes at `batch_off` of the pages file into the places `iovs`
     /// (address, length) say, then empties the batch.
     fn flush(
-        &self,
+        &mut self,
         iovs: &mut Vec<(u64, u64)>,
         batch_bytes: &mut u64,
         batch_off: u64,
@@ -663,22 +676,10 @@ impl PagesReader<'_> {
         if iovs.is_empty() {
             return Ok(());
         }
-        self.write_iovecs(iovs)?;
         let mut done = 0u64;
         while done < *batch_bytes {
             // preadv may return short: redo the rest with an adjusted vector
-            let n = self.inj.check(
-                "preadv",
-                libc::SYS_preadv,
-                [
-                    self.pages_fd as u64,
-                    self.scratch.data(),
-                    iovs.len() as u64,
-                    batch_off + done,
-                    0,
-                    0,
-                ],
-            )?;
+            let n = self.preadv(iovs, batch_off + done)?;
             if n == 0 {
                 return Err(Error::with_detail(
                     self.who.to_string(),
@@ -699,7 +700,6 @@ impl PagesReader<'_> {
                         skip = 0;
                     }
                 }
-                self.write_iovecs(iovs)?;
             }
         }
         iovs.clear();
@@ -707,14 +707,28 @@ impl PagesReader<'_> {
         Ok(())
     }
 
-    /// The iovecs, as struct iovec, at the start of the scratch data area.
-    fn write_iovecs(&self, iovs: &[(u64, u64)]) -> Result<()> {
+    /// One preadv of the pages file at `off` into the places `iovs` say, with the
+    /// iovecs (as struct iovec) in the scratch area; returns the bytes read.
+    fn preadv(&mut self, iovs: &[(u64, u64)], off: u64) -> Result<u64> {
         let mut bytes = Vec::with_capacity(iovs.len() * 16);
         for (a, l) in iovs.iter() {
             bytes.extend_from_slice(&a.to_ne_bytes());
             bytes.extend_from_slice(&l.to_ne_bytes());
         }
-        crate::engine::ptrace::write_mem(self.inj.tid, self.scratch.data(), &bytes)
+        let mut s = self.scratch.frame();
+        let iov = s.put(&bytes)?;
+        self.inj.check(
+            "preadv",
+            libc::SYS_preadv,
+            [
+                self.pages_fd as u64,
+                iov.as_u64(),
+                iovs.len() as u64,
+                off,
+                0,
+                0,
+            ],
+        )
     }
 }
 

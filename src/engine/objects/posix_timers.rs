@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::ptrace::{self, Injector};
+use crate::engine::ptrace::{Injector, RemoteScratch};
 use crate::error::{Error, Kind, Result};
 
 /// One POSIX timer of a process.
@@ -89,8 +89,8 @@ pub fn parse_timers(text: &str) -> Result<Vec<PosixTimer>> {
 }
 
 /// The POSIX timers of a stopped process with the time they have left (timer_gettime
-/// injected; `scratch`: a page the process owns).
-pub fn dump(pid: i32, inj: &Injector, scratch: u64) -> Result<Vec<PosixTimer>> {
+/// injected; `scratch`: argument space in the process).
+pub fn dump(pid: i32, inj: &Injector, scratch: &mut RemoteScratch) -> Result<Vec<PosixTimer>> {
     let who = format!("process {pid}");
     let text = match std::fs::read_to_string(format!("/proc/{pid}/timers")) {
         Ok(t) => t,
@@ -100,12 +100,14 @@ pub fn dump(pid: i32, inj: &Injector, scratch: u64) -> Result<Vec<PosixTimer>> {
     };
     let mut timers = parse_timers(&text).map_err(|e| e.context(&who))?;
     for t in &mut timers {
+        let mut s = scratch.frame();
+        let its = s.alloc(ITIMERSPEC_SIZE)?;
         inj.check(
             "timer_gettime",
             libc::SYS_timer_gettime,
-            [t.id as u64, scratch, 0, 0, 0, 0],
+            [t.id as u64, its.as_u64(), 0, 0, 0, 0],
         )?;
-        let raw = ptrace::read_mem(pid, scratch, 32)?;
+        let raw = s.read(its, ITIMERSPEC_SIZE as usize)?;
         let word = |o: usize| i64::from_ne_bytes(raw[o..o + 8].try_into().unwrap_or([0; 8]));
         t.interval = (word(0), word(8));
         t.value = (word(16), word(24));
@@ -114,13 +116,16 @@ pub fn dump(pid: i32, inj: &Injector, scratch: u64) -> Result<Vec<PosixTimer>> {
 }
 
 const PR_TIMER_CREATE_RESTORE_IDS: u64 = 77;
+/// Bytes of a `struct itimerspec` (interval, value; seconds and nanoseconds each).
+const ITIMERSPEC_SIZE: u64 = 4 * 8;
 
 /// After the image and its threads are in place, before credentials: every POSIX timer
 /// with its ID, signal, target, interval and time left, by injection in the main thread.
-pub fn restore(timers: &[PosixTimer], inj: &Injector, pid: i32, scratch_data: u64) -> Result<()> {
+pub fn restore(timers: &[PosixTimer], inj: &Injector, scratch: &mut RemoteScratch) -> Result<()> {
     if timers.is_empty() {
         return Ok(());
     }
+    let pid = scratch.pid();
     let who = format!("process {pid}");
     let rc = inj.call(
         libc::SYS_prctl,
@@ -146,15 +151,16 @@ pub fn restore(timers: &[PosixTimer], inj: &Injector, pid: i32, scratch_data: u6
             sev[8..12].copy_from_slice(&t.signo.to_ne_bytes());
             sev[12..16].copy_from_slice(&t.notify.to_ne_bytes());
             sev[16..20].copy_from_slice(&t.target.to_ne_bytes());
-            ptrace::write_mem(pid, scratch_data, &sev)?;
-            ptrace::write_mem(pid, scratch_data + 64, &t.id.to_ne_bytes())?;
+            let mut s = scratch.frame();
+            let sev = s.put(&sev)?;
+            let id = s.put(&t.id.to_ne_bytes())?;
             inj.check(
                 "timer_create",
                 libc::SYS_timer_create,
-                [t.clock as u64, scratch_data, scratch_data + 64, 0, 0, 0],
+                [t.clock as u64, sev.as_u64(), id.as_u64(), 0, 0, 0],
             )
             .map_err(|e| e.context(format!("POSIX timer {}", t.id)))?;
-            let got = ptrace::read_mem(pid, scratch_data + 64, 4)?;
+            let got = s.read(id, 4)?;
             let got = i32::from_ne_bytes(got[..4].try_into().unwrap_or([0; 4]));
             if got != t.id {
                 return Err(Error::with_detail(
@@ -170,11 +176,11 @@ pub fn restore(timers: &[PosixTimer], inj: &Injector, pid: i32, scratch_data: u6
             for x in [t.interval.0, t.interval.1, t.value.0, t.value.1] {
                 its.extend_from_slice(&x.to_ne_bytes());
             }
-            ptrace::write_mem(pid, scratch_data + 128, &its)?;
+            let its = s.put(&its)?;
             inj.check(
                 "timer_settime",
                 libc::SYS_timer_settime,
-                [t.id as u64, 0, scratch_data + 128, 0, 0, 0],
+                [t.id as u64, 0, its.as_u64(), 0, 0, 0],
             )
             .map_err(|e| e.context(format!("POSIX timer {}", t.id)))?;
         }

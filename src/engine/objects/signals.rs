@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::threads::{decode_siginfo, hex};
-use crate::engine::ptrace::{self, Injector};
+use crate::engine::ptrace::{self, Injector, RemoteScratch};
 use crate::error::{Context, Result};
 use crate::sys::KernelSigaction;
 
@@ -20,9 +20,13 @@ pub struct SignalsRecord {
 }
 
 const NSIG: i32 = 64;
+/// Bytes of the kernel's `struct sigaction` and of a `struct itimerval`.
+const SIGACTION_SIZE: u64 = std::mem::size_of::<KernelSigaction>() as u64;
+const ITIMERVAL_SIZE: u64 = 4 * 8;
 
-/// Reads dispositions and timers through injection (`scratch`: 4 KiB the process owns).
-pub fn dump(pid: i32, inj: &Injector, scratch: u64) -> Result<SignalsRecord> {
+/// Reads dispositions and timers through injection (`scratch`: argument space in the
+/// process).
+pub fn dump(pid: i32, inj: &Injector, scratch: &mut RemoteScratch) -> Result<SignalsRecord> {
     let mut rec = SignalsRecord::default();
     // Only the process can tell a handler's address and flags, one injected call each:
     // asked for the signals it catches (SigCgt) and for SIGCHLD (whose flags matter even
@@ -37,6 +41,9 @@ pub fn dump(pid: i32, inj: &Injector, scratch: u64) -> Result<SignalsRecord> {
     };
     let (caught, ignored) = (mask("SigCgt"), mask("SigIgn"));
     let bit = |sig: i32| 1u64 << (sig - 1);
+    let mut s = scratch.frame();
+    let actions = s.alloc(NSIG as u64 * SIGACTION_SIZE)?;
+    let timers = s.alloc(3 * ITIMERVAL_SIZE)?;
     let mut zeroes = Vec::new();
     for sig in 1..=NSIG {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
@@ -49,7 +56,14 @@ pub fn dump(pid: i32, inj: &Injector, scratch: u64) -> Result<SignalsRecord> {
         inj.check(
             "rt_sigaction",
             libc::SYS_rt_sigaction,
-            [sig as u64, 0, scratch + (sig as u64 - 1) * 32, 8, 0, 0],
+            [
+                sig as u64,
+                0,
+                (actions + (sig as u64 - 1) * SIGACTION_SIZE).as_u64(),
+                8,
+                0,
+                0,
+            ],
         )?;
     }
     for (i, which) in [libc::ITIMER_REAL, libc::ITIMER_VIRTUAL, libc::ITIMER_PROF]
@@ -59,36 +73,50 @@ pub fn dump(pid: i32, inj: &Injector, scratch: u64) -> Result<SignalsRecord> {
         inj.check(
             "getitimer",
             libc::SYS_getitimer,
-            [which as u64, scratch + 2048 + i as u64 * 32, 0, 0, 0, 0],
+            [
+                which as u64,
+                (timers + i as u64 * ITIMERVAL_SIZE).as_u64(),
+                0,
+                0,
+                0,
+                0,
+            ],
         )?;
     }
-    let mut raw = ptrace::read_mem(pid, scratch, 2048 + 96)?;
+    let mut raw = s.read(actions, (NSIG as u64 * SIGACTION_SIZE) as usize)?;
+    let timers = s.read(timers, (3 * ITIMERVAL_SIZE) as usize)?;
+    const SA: usize = SIGACTION_SIZE as usize;
     for sig in zeroes {
-        let o = (sig as usize - 1) * 32;
-        raw[o..o + 32].fill(0);
+        let o = (sig as usize - 1) * SA;
+        raw[o..o + SA].fill(0);
         if ignored & bit(sig) != 0 {
             raw[o..o + 8].copy_from_slice(&(libc::SIG_IGN as u64).to_ne_bytes());
         }
     }
-    let word = |o: usize| u64::from_ne_bytes(raw[o..o + 8].try_into().unwrap());
+    let word = |b: &[u8], o: usize| u64::from_ne_bytes(b[o..o + 8].try_into().unwrap());
     for sig in 1..=NSIG {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
         }
-        let o = (sig as usize - 1) * 32;
+        let o = (sig as usize - 1) * SA;
         let act = KernelSigaction {
-            handler: word(o),
-            flags: word(o + 8),
-            restorer: word(o + 16),
-            mask: word(o + 24),
+            handler: word(&raw, o),
+            flags: word(&raw, o + 8),
+            restorer: word(&raw, o + 16),
+            mask: word(&raw, o + 24),
         };
         if act != KernelSigaction::default() {
             rec.actions.push((sig, act));
         }
     }
     for i in 0..3 {
-        let o = 2048 + i * 32;
-        rec.itimers[i] = [word(o), word(o + 8), word(o + 16), word(o + 24)];
+        let o = i * ITIMERVAL_SIZE as usize;
+        rec.itimers[i] = [
+            word(&timers, o),
+            word(&timers, o + 8),
+            word(&timers, o + 16),
+            word(&timers, o + 24),
+        ];
     }
     rec.shared_pending = ptrace::peek_siginfo(pid, true)?
         .iter()
@@ -113,15 +141,16 @@ pub fn restore_pending_and_timers(
     rec: &SignalsRecord,
     inj: &Injector,
     pid: i32,
-    scratch_data: u64,
+    scratch: &mut RemoteScratch,
 ) -> Result<()> {
     for info in &rec.shared_pending {
         let (sig, bytes) = decode_siginfo(info).ctx("pending signal")?;
-        ptrace::write_mem(pid, scratch_data, &bytes)?;
+        let mut s = scratch.frame();
+        let siginfo = s.put(&bytes)?;
         inj.check(
             "rt_sigqueueinfo",
             libc::SYS_rt_sigqueueinfo,
-            [pid as u64, sig as u64, scratch_data, 0, 0, 0],
+            [pid as u64, sig as u64, siginfo.as_u64(), 0, 0, 0],
         )?;
     }
     for (i, which) in [libc::ITIMER_REAL, libc::ITIMER_VIRTUAL, libc::ITIMER_PROF]
@@ -136,11 +165,12 @@ pub fn restore_pending_and_timers(
         for x in t {
             b.extend_from_slice(&x.to_ne_bytes());
         }
-        ptrace::write_mem(pid, scratch_data, &b)?;
+        let mut s = scratch.frame();
+        let itimerval = s.put(&b)?;
         inj.check(
             "setitimer",
             libc::SYS_setitimer,
-            [which as u64, scratch_data, 0, 0, 0, 0],
+            [which as u64, itimerval.as_u64(), 0, 0, 0, 0],
         )?;
     }
     Ok(())

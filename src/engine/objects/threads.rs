@@ -4,8 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::memory::Scratch;
-use crate::engine::ptrace::{self, Injector, RseqConfig};
+use crate::engine::ptrace::{self, Injector, RemoteScratch, RseqConfig};
 use crate::error::{Context, Error, Kind, Result};
 
 /// `proc/<pid>/threads.json` holds one of these per thread, main thread first.
@@ -80,30 +79,44 @@ pub fn decode_siginfo(s: &str) -> Result<(i32, Vec<u8>)> {
     Ok((sig, bytes))
 }
 
-/// What only the thread itself can tell, asked through an injector; `scratch` is a
-/// writable page in the process.
+/// Bytes of a `stack_t` (sigaltstack: ss_sp, ss_flags and padding, ss_size).
+const STACK_T_SIZE: u64 = 3 * 8;
+
+/// What only the thread itself can tell, asked through an injector; `scratch` is
+/// argument space in the process.
 pub fn dump(
     tid: i32,
     pid: i32,
     regs: &ptrace::Regs,
     sigmask: u64,
     inj: &Injector,
-    scratch: u64,
+    scratch: &mut RemoteScratch,
 ) -> Result<ThreadRecord> {
+    let mut s = scratch.frame();
+    let stack = s.alloc(STACK_T_SIZE)?;
+    let tid_address = s.alloc(8)?;
     inj.check(
         "sigaltstack",
         libc::SYS_sigaltstack,
-        [0, scratch, 0, 0, 0, 0],
+        [0, stack.as_u64(), 0, 0, 0, 0],
     )?;
     inj.check(
         "prctl(PR_GET_TID_ADDRESS)",
         libc::SYS_prctl,
-        [libc::PR_GET_TID_ADDRESS as u64, scratch + 64, 0, 0, 0, 0],
+        [
+            libc::PR_GET_TID_ADDRESS as u64,
+            tid_address.as_u64(),
+            0,
+            0,
+            0,
+            0,
+        ],
     )?;
-    let raw = ptrace::read_mem(pid, scratch, 72)?;
-    let word = |o: usize| u64::from_ne_bytes(raw[o..o + 8].try_into().unwrap());
-    let altstack = (word(0), word(8) as i32, word(16));
-    let clear_child_tid = word(64);
+    let stack = s.read(stack, STACK_T_SIZE as usize)?;
+    let word = |b: &[u8], o: usize| u64::from_ne_bytes(b[o..o + 8].try_into().unwrap());
+    let altstack = (word(&stack, 0), word(&stack, 8) as i32, word(&stack, 16));
+    let clear_child_tid = word(&s.read(tid_address, 8)?, 0);
+    drop(s);
     let comm = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
         .unwrap_or_default()
         .trim_end()
@@ -167,20 +180,23 @@ pub fn resume_regs(saved: &ptrace::Regs) -> ptrace::Regs {
 pub fn restore_kernel_state(
     t: &ThreadRecord,
     inj: &Injector,
-    scratch_data: u64,
-    pid: i32,
+    scratch: &mut RemoteScratch,
 ) -> Result<()> {
+    let pid = scratch.pid();
     let mut buf = Vec::new();
     buf.extend_from_slice(&t.altstack.0.to_ne_bytes());
     buf.extend_from_slice(&((t.altstack.1 & !libc::SS_ONSTACK) as u64).to_ne_bytes());
     buf.extend_from_slice(&t.altstack.2.to_ne_bytes());
-    ptrace::write_mem(pid, scratch_data, &buf)?;
-    if t.altstack.1 & libc::SS_DISABLE == 0 {
-        inj.check(
-            "sigaltstack",
-            libc::SYS_sigaltstack,
-            [scratch_data, 0, 0, 0, 0, 0],
-        )?;
+    {
+        let mut s = scratch.frame();
+        let stack = s.put(&buf)?;
+        if t.altstack.1 & libc::SS_DISABLE == 0 {
+            inj.check(
+                "sigaltstack",
+                libc::SYS_sigaltstack,
+                [stack.as_u64(), 0, 0, 0, 0, 0],
+            )?;
+        }
     }
     inj.check(
         "set_tid_address",
@@ -210,22 +226,31 @@ pub fn restore_kernel_state(
     }
     for info in &t.pending {
         let (sig, bytes) = decode_siginfo(info).ctx(format!("thread {} pending signal", t.tid))?;
-        ptrace::write_mem(pid, scratch_data, &bytes)?;
+        let mut s = scratch.frame();
+        let siginfo = s.put(&bytes)?;
         inj.check(
             "rt_tgsigqueueinfo",
             libc::SYS_rt_tgsigqueueinfo,
-            [pid as u64, inj.tid as u64, sig as u64, scratch_data, 0, 0],
+            [
+                pid as u64,
+                inj.tid as u64,
+                sig as u64,
+                siginfo.as_u64(),
+                0,
+                0,
+            ],
         )?;
     }
     if !t.comm.is_empty() {
         // only a thread itself may rename itself (/proc/PID/comm refuses others)
         let mut name = t.comm.as_bytes()[..t.comm.len().min(15)].to_vec();
         name.push(0);
-        ptrace::write_mem(pid, scratch_data + 512, &name)?;
+        let mut s = scratch.frame();
+        let name = s.put(&name)?;
         inj.check(
             "prctl(PR_SET_NAME)",
             libc::SYS_prctl,
-            [libc::PR_SET_NAME as u64, scratch_data + 512, 0, 0, 0, 0],
+            [libc::PR_SET_NAME as u64, name.as_u64(), 0, 0, 0, 0],
         )?;
     }
     Ok(())
@@ -250,29 +275,38 @@ pub fn restore_registers(t: &ThreadRecord, tid: i32) -> Result<()> {
 
 /// A new thread of the restoring process by an injected clone3; it starts stopped
 /// (PTRACE_O_TRACECLONE) and gets its registers at release.
-pub fn create(main: &Injector, pid: i32, scratch: Scratch, tid: Option<i32>) -> Result<i32> {
+pub fn create(main: &Injector, scratch: &mut RemoteScratch, tid: Option<i32>) -> Result<i32> {
+    let pid = scratch.pid();
     let flags = (libc::CLONE_VM
         | libc::CLONE_FS
         | libc::CLONE_FILES
         | libc::CLONE_SIGHAND
         | libc::CLONE_THREAD
         | libc::CLONE_SYSVSEM) as u64;
-    let args_addr = scratch.data() + 1024;
-    let tid_addr = scratch.data() + 1024 + 128;
+    let mut s = scratch.frame();
+    let set_tid = match tid {
+        Some(t) => s.put(&t.to_ne_bytes())?.as_u64(),
+        None => 0,
+    };
     let args = crate::sys::CloneArgs {
         flags,
-        set_tid: if tid.is_some() { tid_addr } else { 0 },
+        set_tid,
         set_tid_size: if tid.is_some() { 1 } else { 0 },
         ..Default::default()
     };
-    let args = crate::sys::KernelStruct::as_bytes(&args);
-    ptrace::write_mem(pid, args_addr, args)?;
-    ptrace::write_mem(pid, tid_addr, &tid.unwrap_or(0).to_ne_bytes())?;
+    let args_addr = s.put_struct(&args)?;
     let new = main
         .check(
             "clone3 (thread)",
             libc::SYS_clone3,
-            [args_addr, args.len() as u64, 0, 0, 0, 0],
+            [
+                args_addr.as_u64(),
+                std::mem::size_of_val(&args) as u64,
+                0,
+                0,
+                0,
+                0,
+            ],
         )
         .map_err(|e| match (e.kind, tid) {
             (Kind::FileExists, Some(t)) => Error::with_detail(

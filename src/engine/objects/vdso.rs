@@ -4,11 +4,11 @@
 //! code and pointers of the image that lead into them stay valid.
 //!
 //! The search for a `syscall` instruction in the vDSO that injection runs through is
-//! `syscall_gate`, in checkpoint.rs.
+//! `ptrace::syscall_gate` (engine/ptrace/inject.rs).
 
-use super::memory::{Backing, Scratch, Vma};
+use super::memory::{Backing, Vma};
 use crate::engine::procfs::{self, MapsLine};
-use crate::engine::ptrace::Injector;
+use crate::engine::ptrace::{Injector, RemoteAddr};
 use crate::error::{Error, Kind, Result};
 
 /// Whether a mapping named `name` in /proc/PID/maps is the vDSO or its data pages.
@@ -18,13 +18,7 @@ pub fn is_vdso(name: &str) -> bool {
 
 /// Moves the vDSO areas `now` of a stopped restore child where the image had them
 /// (`image`), or unmaps them if the image had none.
-pub fn restore(
-    inj: &Injector,
-    who: &str,
-    now: &[&MapsLine],
-    image: &[Vma],
-    scratch: Scratch,
-) -> Result<()> {
+pub fn restore(inj: &Injector, who: &str, now: &[&MapsLine], image: &[Vma]) -> Result<()> {
     let wanted: Vec<&Vma> = image
         .iter()
         .filter(|v| v.backing == Backing::Vdso)
@@ -43,12 +37,16 @@ pub fn restore(
     if pairs.iter().all(|(from, to, _)| from == to) {
         return Ok(());
     }
-    relocate(inj, &pairs, scratch)
+    relocate(inj, &pairs)
 }
 
 /// (where it is now, where the image had it, length) of each area, paired by name and
 /// size: the kernel's layout must be the same as at checkpoint.
-fn pair(who: &str, now: &[&MapsLine], wanted: &[&Vma]) -> Result<Vec<(u64, u64, u64)>> {
+fn pair(
+    who: &str,
+    now: &[&MapsLine],
+    wanted: &[&Vma],
+) -> Result<Vec<(RemoteAddr, RemoteAddr, u64)>> {
     let mut pairs = Vec::new();
     for w in wanted {
         let m = now
@@ -65,19 +63,19 @@ fn pair(who: &str, now: &[&MapsLine], wanted: &[&Vma]) -> Result<Vec<(u64, u64, 
                     ),
                 )
             })?;
-        pairs.push((m.start, w.start, w.end - w.start));
+        pairs.push((m.start.into(), w.start.into(), w.end - w.start));
     }
     Ok(pairs)
 }
 
 /// Moves the areas out of the way first, into a fresh gap, then home (their old and new
 /// places may overlap), and unmaps what is left of the parking area.
-fn relocate(inj: &Injector, pairs: &[(u64, u64, u64)], scratch: Scratch) -> Result<()> {
-    // move out of the way first (into the scratch data area's tail? no: a fresh gap), then home
+fn relocate(inj: &Injector, pairs: &[(RemoteAddr, RemoteAddr, u64)]) -> Result<()> {
+    // move out of the way first (into a fresh gap), then home
     let lo = pairs.iter().map(|p| p.0).min().unwrap();
     let hi = pairs.iter().map(|p| p.0 + p.2).max().unwrap();
     let span = hi - lo;
-    let tmp = inj.check(
+    let tmp = RemoteAddr::from(inj.check(
         "mmap vdso parking",
         libc::SYS_mmap,
         [
@@ -88,43 +86,43 @@ fn relocate(inj: &Injector, pairs: &[(u64, u64, u64)], scratch: Scratch) -> Resu
             u64::MAX,
             0,
         ],
-    )?;
+    )?);
     for (from, _, len) in pairs {
-        let dst = tmp + (from - lo);
+        let dst = tmp + (*from - lo);
         inj.check(
             "mremap vdso",
             libc::SYS_mremap,
             [
-                *from,
+                from.as_u64(),
                 *len,
                 *len,
                 (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64,
-                dst,
+                dst.as_u64(),
                 0,
             ],
         )?;
     }
     for (from, to, len) in pairs {
-        let src = tmp + (from - lo);
+        let src = tmp + (*from - lo);
         inj.check(
             "mremap vdso",
             libc::SYS_mremap,
             [
-                src,
+                src.as_u64(),
                 *len,
                 *len,
                 (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64,
-                *to,
+                to.as_u64(),
                 0,
             ],
         )?;
     }
     // the parking area's leftovers (if any)
-    let _ = scratch;
     let cur = procfs::read_maps(inj.tid)?;
+    let parking = tmp.as_u64()..=(tmp + span).as_u64();
     for m in cur
         .iter()
-        .filter(|m| m.start >= tmp && m.end <= tmp + span && m.path.is_empty())
+        .filter(|m| parking.contains(&m.start) && parking.contains(&m.end) && m.path.is_empty())
     {
         inj.check(
             "munmap",

@@ -1,10 +1,13 @@
 //! Syscall injection: running a system call inside a stopped tracee thread, through a
-//! gate (an instruction sequence in its memory) and its own registers.
+//! gate (an instruction sequence in its memory) and its own registers. The arguments
+//! that live in the tracee's memory are placed by `remote::RemoteScratch`.
 
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 
+use super::remote::{RemoteAddr, read_mem, refuse_own_vm};
 use super::{Gone, Regs, Stop, cont, cont_syscall, get_regs, set_regs, subject, wait};
+use crate::engine::procfs;
 use crate::error::{Context, Error, Kind, Result};
 
 /// The x86-64 `syscall` instruction followed by `int3`: the injection stub.
@@ -14,10 +17,37 @@ pub const SYSCALL_INT3: [u8; 4] = [0x0f, 0x05, 0xcc, 0xcc];
 #[derive(Debug, Clone, Copy)]
 pub enum Gate {
     /// `syscall; int3` at this address: one stop per call (SIGTRAP, suppressed).
-    Int3(u64),
+    Int3(RemoteAddr),
     /// Any `syscall` instruction at this address: PTRACE_SYSCALL, two stops per call; the
     /// target's code is never written.
-    SyscallInsn(u64),
+    SyscallInsn(RemoteAddr),
+}
+
+/// The gate of a running process at checkpoint: a `syscall` instruction in its vDSO, so
+/// that its own code is never written. It lives here, not with the vDSO's move at
+/// restart (objects/vdso.rs), because it is how injection reaches the kernel: the
+/// ptrace layer needs nothing from the object kinds.
+pub fn syscall_gate(pid: i32) -> Result<Gate> {
+    let maps = procfs::read_maps(pid)?;
+    let vdso = maps.iter().find(|m| m.path == "[vdso]").ok_or_else(|| {
+        Error::with_detail(
+            format!("process {pid}"),
+            Kind::CheckpointError,
+            "no vDSO to run system calls through",
+        )
+    })?;
+    let start = RemoteAddr::from(vdso.start);
+    let code = read_mem(pid, start, (vdso.end - vdso.start) as usize)?;
+    code.windows(2)
+        .position(|w| w == [0x0f, 0x05])
+        .map(|off| Gate::SyscallInsn(start + off as u64))
+        .ok_or_else(|| {
+            Error::with_detail(
+                format!("process {pid}"),
+                Kind::CheckpointError,
+                "no syscall instruction in the vDSO",
+            )
+        })
 }
 
 /// Runs system calls inside a stopped thread.
@@ -30,7 +60,10 @@ pub struct Injector {
 }
 
 impl Injector {
+    /// An injector for stopped thread `tid`; a thread sharing cpr's own address space is
+    /// refused (what it runs would change cpr's memory).
     pub fn new(tid: i32, gate: Gate) -> Result<Injector> {
+        refuse_own_vm(tid)?;
         let mut base = get_regs(tid)?;
         base.orig_rax = u64::MAX;
         Ok(Injector { tid, gate, base })
@@ -51,13 +84,13 @@ impl Injector {
         let tid = self.tid;
         match self.gate {
             Gate::Int3(addr) => {
-                r.rip = addr;
+                r.rip = addr.as_u64();
                 set_regs(tid, &r)?;
                 cont(tid, 0).ctx(subject(tid))?;
                 self.wait_trap(nr)?;
             }
             Gate::SyscallInsn(addr) => {
-                r.rip = addr;
+                r.rip = addr.as_u64();
                 set_regs(tid, &r)?;
                 cont_syscall(tid, 0).ctx(subject(tid))?;
                 self.wait_syscall_stop(nr)?;

@@ -5,8 +5,8 @@
 mod inject;
 mod remote;
 
-pub use inject::{Gate, Injector, SYSCALL_INT3};
-pub use remote::{RemoteAddr, read_mem, write_mem};
+pub use inject::{Gate, Injector, SYSCALL_INT3, syscall_gate};
+pub use remote::{RemoteAddr, RemoteScratch, ScratchFrame, read_mem, write_mem};
 
 use std::ffi::c_void;
 use std::ptr::{null_mut, without_provenance_mut};
@@ -106,8 +106,15 @@ fn resume(
     }
 }
 
-/// PTRACE_SEIZE with options.
+/// PTRACE_SEIZE with options. Every other request needs a thread seized here, so this
+/// is where a thread running in cpr's own address space (a `CLONE_VM` child; the
+/// kernel already refuses cpr's own threads) is turned away, with EPERM: setting its
+/// registers would run arbitrary code on cpr's memory, which the safe functions of this
+/// module must not allow.
 pub fn seize(tid: i32, options: i32) -> Result<(), Errno> {
+    if remote::shares_my_vm(tid) {
+        return Err(Errno::EPERM);
+    }
     np::seize(pid(tid), Options::from_bits_retain(options))
 }
 

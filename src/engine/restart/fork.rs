@@ -283,7 +283,7 @@ fn child_restore(ctx: &RestoreContext, img: &Image, status_fd: i32) -> Result<Ch
         .write_at(0, &SYSCALL_INT3)
         .ctx("restore scratch page")?;
     Ok(ChildReady {
-        scratch: scratch.addr(),
+        scratch: scratch.addr().into(),
         pages_fd,
         file_fds,
         mem_fds,

@@ -8,6 +8,7 @@ use std::io::{BufRead, Write};
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::ptrace::RemoteAddr;
 use crate::error::{Context, Error, Kind, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,7 +28,7 @@ pub enum ChildMessage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChildReady {
-    pub scratch: u64,
+    pub scratch: RemoteAddr,
     pub pages_fd: i32,
     /// (path, descriptor) of every file the image maps, in `memory::mapped_files` order.
     pub file_fds: Vec<(String, i32)>,
@@ -144,7 +145,7 @@ impl ChildReady {
     /// Every descriptor the tracer needs is there, and only those.
     fn check(&self, mapped: &[String], mems: &[u64]) -> Result<()> {
         let bad = |what: String| malformed("", what);
-        if self.scratch == 0 {
+        if self.scratch.is_null() {
             return Err(bad("no scratch page".into()));
         }
         let fds = std::iter::once(self.pages_fd)
@@ -183,7 +184,7 @@ mod tests {
 
     fn ready() -> ChildReady {
         ChildReady {
-            scratch: 0x7000,
+            scratch: 0x7000.into(),
             pages_fd: 9,
             file_fds: vec![("/bin/sleep".into(), 10)],
             mem_fds: vec![(77, 11)],

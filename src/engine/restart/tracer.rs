@@ -8,8 +8,8 @@ use super::protocol::ChildReady;
 use super::validate::Image;
 use crate::attrfile::ForkAction;
 use crate::engine::objects::memory::{self, Scratch};
-use crate::engine::objects::{locks, signals, threads};
-use crate::engine::ptrace::{self, Gate, Injector};
+use crate::engine::objects::{creds, locks, posix_timers, signals, threads};
+use crate::engine::ptrace::{self, Gate, Injector, RemoteScratch};
 use crate::error::{Context, Result};
 
 /// A restored process, stopped, waiting for release.
@@ -57,38 +57,34 @@ fn finish_in_tracer(
     ready: &ChildReady,
     restored: &mut Restored,
 ) -> Result<()> {
-    let scratch = Scratch {
-        base: ready.scratch,
-        size: Scratch::SIZE,
-    };
-    let main = Injector::new(child, Gate::Int3(scratch.base))?;
+    let mut scratch = Scratch::new(child, ready.scratch);
+    let main = Injector::new(child, scratch.gate())?;
     unregister_rseq(&main, child)?;
     memory::restore(
         &main,
         child,
         &img.mm,
-        scratch,
+        &mut scratch,
         &ready.file_fds,
         &ready.mem_fds,
         ready.pages_fd,
     )?;
-    set_mm(&main, child, img, scratch, &ready.file_fds)?;
+    set_mm(&main, img, &mut scratch.args, &ready.file_fds)?;
     close_cpr_fds(&main, child, img, ready)?;
-    locks::restore_posix_injected(&main, child, scratch.data(), &img.core.locks)?;
+    locks::restore_posix_injected(&main, &mut scratch.args, &img.core.locks)?;
     // threads, with their TIDs (FORK ORIGINAL) or any
     let original = img.core.policies.fork == ForkAction::Original;
     for (idx, t) in img.core.threads.iter().enumerate().skip(1) {
         let tid = threads::create(
             &main,
-            child,
-            scratch,
+            &mut scratch.args,
             if original { Some(t.tid) } else { None },
         )?;
         restored.threads.push((tid, idx));
     }
     for (tid, idx) in restored.threads.clone() {
-        let inj = Injector::new(tid, Gate::Int3(scratch.base))?;
-        threads::restore_kernel_state(&img.core.threads[idx], &inj, scratch.data(), child)?;
+        let inj = Injector::new(tid, scratch.gate())?;
+        threads::restore_kernel_state(&img.core.threads[idx], &inj, &mut scratch.args)?;
     }
     let mut signals_rec = img.core.signals.clone();
     if crate::engine::cooperate::wants_restart_signal(&signals_rec.actions) {
@@ -99,22 +95,17 @@ fn finish_in_tracer(
         );
         signals_rec.shared_pending.insert(0, threads::hex(&info));
     }
-    signals::restore_pending_and_timers(&signals_rec, &main, child, scratch.data())?;
-    crate::engine::objects::posix_timers::restore(
-        &img.core.posix_timers,
-        &main,
-        child,
-        scratch.data(),
-    )?;
+    signals::restore_pending_and_timers(&signals_rec, &main, child, &mut scratch.args)?;
+    posix_timers::restore(&img.core.posix_timers, &main, &mut scratch.args)?;
     // credentials last
-    crate::engine::objects::creds::restore(&img.core.process, &main, child, scratch.data())?;
+    creds::restore(&img.core.process, &main, &mut scratch.args)?;
     // the scratch page goes; its own syscall instruction runs the munmap, stopping at the
     // syscall exit so nothing executes there afterwards
-    let last = Injector::new(child, Gate::SyscallInsn(scratch.base))?;
+    let last = Injector::new(child, Gate::SyscallInsn(scratch.base()))?;
     last.check(
         "munmap scratch",
         libc::SYS_munmap,
-        [scratch.base, scratch.size, 0, 0, 0, 0],
+        [scratch.base().as_u64(), Scratch::SIZE, 0, 0, 0, 0],
     )?;
     Ok(())
 }
@@ -166,11 +157,11 @@ fn close_cpr_fds(main: &Injector, child: i32, img: &Image, ready: &ChildReady) -
     Ok(())
 }
 
+/// The mm fields, auxv and executable of the image (prctl PR_SET_MM_MAP).
 fn set_mm(
     inj: &Injector,
-    pid: i32,
     img: &Image,
-    scratch: Scratch,
+    scratch: &mut RemoteScratch,
     file_fds: &[(String, i32)],
 ) -> Result<()> {
     let f = &img.mm.fields;
@@ -178,7 +169,8 @@ fn set_mm(
     for w in &img.mm.auxv {
         auxv.extend_from_slice(&w.to_ne_bytes());
     }
-    let auxv_addr = scratch.data() + 512;
+    let mut s = scratch.frame();
+    let auxv_addr = s.put(&auxv)?;
     let exe_fd = file_fds
         .iter()
         .find(|(p, _)| *p == img.mm.exe)
@@ -196,21 +188,19 @@ fn set_mm(
         arg_end: f.arg_end,
         env_start: f.env_start,
         env_end: f.env_end,
-        auxv: auxv_addr,
+        auxv: auxv_addr.as_u64(),
         auxv_size: auxv.len() as u32,
         exe_fd,
     };
-    let bytes = map.to_bytes();
-    ptrace::write_mem(pid, scratch.data(), &bytes)?;
-    ptrace::write_mem(pid, auxv_addr, &auxv)?;
+    let map_addr = s.put_struct(&map)?;
     inj.check(
         "prctl(PR_SET_MM_MAP)",
         libc::SYS_prctl,
         [
             libc::PR_SET_MM as u64,
             libc::PR_SET_MM_MAP as u64,
-            scratch.data(),
-            bytes.len() as u64,
+            map_addr.as_u64(),
+            std::mem::size_of_val(&map) as u64,
             0,
             0,
         ],

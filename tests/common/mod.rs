@@ -14,6 +14,7 @@
 
 #![allow(dead_code)]
 
+pub mod group;
 pub mod interactive;
 
 use std::collections::{BTreeMap, HashMap};
@@ -50,9 +51,10 @@ pub fn in_ci() -> bool {
 static SERIAL: Mutex<()> = Mutex::new(());
 static SUBREAPER: Once = Once::new();
 
-/// Takes the lock that runs the engine tests one at a time, and makes this process a child
-/// subreaper (once).
-pub fn serial() -> MutexGuard<'static, ()> {
+/// Makes this process a child subreaper (once), so that orphaned descendants of the
+/// processes a test starts come back to it to be reaped, and marks the descriptors it
+/// inherited close-on-exec.
+pub fn become_subreaper() {
     SUBREAPER.call_once(|| {
         nix::sys::prctl::set_child_subreaper(true).expect("prctl(PR_SET_CHILD_SUBREAPER)");
         // descriptors this test process inherited (a pipe from the shell or CI runner)
@@ -65,6 +67,12 @@ pub fn serial() -> MutexGuard<'static, ()> {
             }
         }
     });
+}
+
+/// Takes the lock that runs the engine tests one at a time, and makes this process a child
+/// subreaper ([`become_subreaper`]).
+pub fn serial() -> MutexGuard<'static, ()> {
+    become_subreaper();
     SERIAL
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -281,34 +289,45 @@ impl Drop for Scratch {
     }
 }
 
+/// Every PID in /proc now (processes, not threads), in ascending order.
+pub fn all_pids() -> Vec<i32> {
+    let mut pids: Vec<i32> = fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    pids.sort();
+    pids
+}
+
+/// A PID no process has now: the highest free one below pid_max.
+pub fn free_pid() -> i32 {
+    let max: i32 = fs::read_to_string("/proc/sys/kernel/pid_max")
+        .expect("pid_max")
+        .trim()
+        .parse()
+        .expect("pid_max number");
+    (300..max)
+        .rev()
+        .find(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+        .expect("a free PID")
+}
+
 /// Live processes (not zombies, not this one) whose command line contains `marker`.
 pub fn processes_naming(marker: &Path) -> Vec<i32> {
     let marker = marker.as_os_str().as_encoded_bytes();
     let me = std::process::id() as i32;
-    let mut pids = Vec::new();
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return pids;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if pid == me || !is_alive(pid) {
-            continue;
-        }
-        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        if cmdline.windows(marker.len()).any(|w| w == marker) {
-            pids.push(pid);
-        }
-    }
-    pids.sort();
-    pids
+    all_pids()
+        .into_iter()
+        .filter(|&pid| pid != me && is_alive(pid))
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmdline| cmdline.windows(marker.len()).any(|w| w == marker))
+        })
+        .collect()
 }
 
 /// SIGKILLs a process on drop (if it still exists and is still this test's: its command

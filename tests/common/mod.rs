@@ -427,6 +427,14 @@ pub fn spawn_with<S: AsRef<OsStr>>(
     log: PathBuf,
     env: &[(&str, &str)],
 ) -> Workload {
+    let mut cmd = Command::new(program);
+    cmd.args(args).envs(env.iter().copied());
+    spawn_command(scratch, cmd, log)
+}
+
+/// Starts `cmd` (a program, its arguments and whatever else the test set: another user, a
+/// process group of its own) with stdin on /dev/null, stdout and stderr appended to `log`.
+pub fn spawn_command(scratch: &Scratch, mut cmd: Command, log: PathBuf) -> Workload {
     let file = OpenOptions::new()
         .create(true)
         .append(true)
@@ -435,14 +443,12 @@ pub fn spawn_with<S: AsRef<OsStr>>(
     // reaped with waitpid (reap_children, wait_exit), as is the restarted copy that
     // takes its PID: the Child handle is dropped without waiting
     #[allow(clippy::zombie_processes)]
-    let child = Command::new(program)
-        .args(args)
-        .envs(env.iter().copied())
+    let child = cmd
         .stdin(Stdio::null())
         .stdout(file.try_clone().expect("dup the log"))
         .stderr(file)
         .spawn()
-        .unwrap_or_else(|e| panic!("start {}: {e}", program.display()));
+        .unwrap_or_else(|e| panic!("start {}: {e}", Path::new(cmd.get_program()).display()));
     let pid = child.id() as i32;
     Workload {
         pid,
@@ -709,6 +715,74 @@ pub fn assert_failure(out: &Output, what: &str, needles: &[&str], any: bool) {
         "{what}: the error should name {needles:?}: {}",
         describe(out)
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Checkpoint and restart of workloads
+
+/// The control directory of `s` as a workload's first argument.
+pub fn ctl(s: &Scratch) -> String {
+    s.ctl().display().to_string()
+}
+
+/// [`spawn`]s `program args...` and waits for its READY line; returns the workload and
+/// that line.
+pub fn spawn_ready<S: AsRef<OsStr>>(s: &Scratch, program: &Path, args: &[S]) -> (Workload, String) {
+    let w = spawn(s, program, args);
+    let ready = wait_for_line(&w.log, "READY", TIMEOUT);
+    (w, ready)
+}
+
+/// `cpr -c <scratch>/NAME -p IDLIST extra...`, which must succeed and write a MANIFEST;
+/// then every PID of `gone` must disappear (WILL EXIT; they are reaped). Returns the
+/// statefile.
+pub fn checkpoint_set(
+    s: &Scratch,
+    name: &str,
+    idlist: &str,
+    extra: &[&str],
+    gone: &[i32],
+) -> PathBuf {
+    let sf = s.join(name);
+    let mut args: Vec<String> = vec![
+        "-c".into(),
+        sf.display().to_string(),
+        "-p".into(),
+        idlist.into(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let out = cpr(&args);
+    assert_success(&out, &format!("cpr {}", args.join(" ")));
+    assert!(
+        sf.join("MANIFEST").is_file(),
+        "{} has no MANIFEST",
+        sf.display()
+    );
+    for &pid in gone {
+        wait_pid_gone(pid, TIMEOUT);
+    }
+    sf
+}
+
+/// `cpr -r SF...`.
+pub fn restart_all(sfs: &[&Path]) -> Output {
+    let mut args: Vec<&OsStr> = vec!["-r".as_ref()];
+    args.extend(sfs.iter().map(|p| p.as_os_str()));
+    cpr(&args)
+}
+
+/// `cpr -r SF`, which must succeed.
+pub fn restart_ok(sf: &Path) {
+    let out = restart_all(&[sf]);
+    assert_success(&out, &format!("cpr -r {}", sf.display()));
+}
+
+/// After GO (or a signal), the workload prints PASS and exits 0; returns the PASS line.
+pub fn expect_pass_and_exit(w: &Workload) -> String {
+    let line = wait_for_line(&w.log, "PASS", TIMEOUT);
+    let code = wait_exit(w.pid, TIMEOUT);
+    assert_eq!(code, Some(0), "workload exit status after {line}");
+    line
 }
 
 // ---------------------------------------------------------------------------------------

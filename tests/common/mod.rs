@@ -359,6 +359,43 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// What one end-to-end test holds: the serial lock, its scratch directory, and the
+/// workloads it started there (each ended when the session goes, and then everything else
+/// that names the directory).
+pub struct Session {
+    workloads: Vec<Workload>,
+    pub s: Scratch,
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl Session {
+    /// Takes the serial lock ([`serial`]) and makes a fresh scratch directory.
+    pub fn new() -> Session {
+        Session {
+            _serial: serial(),
+            s: Scratch::new(),
+            workloads: Vec::new(),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.s.join(name)
+    }
+
+    /// Keeps `w` until the session ends; returns its PID.
+    pub fn keep(&mut self, w: Workload) -> i32 {
+        let pid = w.pid;
+        self.workloads.push(w);
+        pid
+    }
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Session::new()
+    }
+}
+
 /// A tmpfs mounted for the length of a test; unmounted (lazily) on drop.
 pub struct TmpfsMount {
     pub path: PathBuf,

@@ -46,6 +46,14 @@ fn simple_round_trip(s: &Scratch, program: &Path, args: &[String]) -> String {
     expect_pass_and_exit(&w)
 }
 
+/// `simple_round_trip` of tests/workloads/SOURCE, its control directory its one argument,
+/// under the serial lock.
+fn round_trip_of(source: &str) -> String {
+    let _s = serial();
+    let s = Scratch::new();
+    simple_round_trip(&s, &build(source), &[ctl(&s)])
+}
+
 /// bigheap.c with a heap of `mib` MiB, READY.
 fn bigheap(s: &Scratch, mib: u32) -> Workload {
     spawn_ready(s, &build("bigheap.c"), &[ctl(s), mib.to_string()]).0
@@ -185,17 +193,13 @@ fn simd_registers_and_mxcsr_survive() {
 
 #[test]
 fn pending_and_queued_signals_survive() {
-    let _s = serial();
-    let s = Scratch::new();
-    let pass = simple_round_trip(&s, &build("sigpending.c"), &[ctl(&s)]);
+    let pass = round_trip_of("sigpending.c");
     assert!(pass.contains("rtmin=111,222"), "{pass}");
 }
 
 #[test]
 fn sigaltstack_and_sigaction_flags_survive() {
-    let _s = serial();
-    let s = Scratch::new();
-    simple_round_trip(&s, &build("sigaltstack.c"), &[ctl(&s)]);
+    round_trip_of("sigaltstack.c");
 }
 
 /// Sleeps of 6 s, checkpointed about 2 s in, restarted 1 s later: the sleep must end about
@@ -838,18 +842,14 @@ fn clone_vm_children_are_refused_and_run_on() {
 /// reservation come back with their data, protections and lock.
 #[test]
 fn protections_data_and_locks_of_memory_survive() {
-    let _s = serial();
-    let s = Scratch::new();
-    simple_round_trip(&s, &build("protections.c"), &[ctl(&s)]);
+    round_trip_of("protections.c");
 }
 
 /// Mutexes and condition variables in use (threads blocked in futex waits at the
 /// checkpoint) go on working: handoffs stay in order, a blocked lock is granted.
 #[test]
 fn futex_waits_in_progress_go_on() {
-    let _s = serial();
-    let s = Scratch::new();
-    simple_round_trip(&s, &build("condvar.c"), &[ctl(&s)]);
+    round_trip_of("condvar.c");
 }
 
 /// A process of another user comes back with its own credentials, not root's: real,

@@ -477,21 +477,9 @@ pub fn spawn_command(scratch: &Scratch, mut cmd: Command, log: PathBuf) -> Workl
         .append(true)
         .open(&log)
         .expect("open the workload log");
-    // reaped with waitpid (reap_children, wait_exit), as is the restarted copy that
-    // takes its PID: the Child handle is dropped without waiting
-    #[allow(clippy::zombie_processes)]
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(file.try_clone().expect("dup the log"))
-        .stderr(file)
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {}: {e}", Path::new(cmd.get_program()).display()));
-    let pid = child.id() as i32;
-    Workload {
-        pid,
-        log,
-        _guard: KillOnDrop::new(pid, scratch.path()),
-    }
+    cmd.stdout(file.try_clone().expect("dup the log"))
+        .stderr(file);
+    start(scratch, cmd, log)
 }
 
 /// Starts `program args...` with stdin, stdout and stderr all on /dev/null; its reports go
@@ -502,16 +490,21 @@ pub fn spawn_silent<S: AsRef<OsStr>>(
     args: &[S],
     log: PathBuf,
 ) -> Workload {
+    let mut cmd = Command::new(program);
+    cmd.args(args).stdout(Stdio::null()).stderr(Stdio::null());
+    start(scratch, cmd, log)
+}
+
+/// Starts `cmd`, stdin on /dev/null, guarded by a [`KillOnDrop`] that names the scratch
+/// directory.
+fn start(scratch: &Scratch, mut cmd: Command, log: PathBuf) -> Workload {
     // reaped with waitpid (reap_children, wait_exit), as is the restarted copy that
     // takes its PID: the Child handle is dropped without waiting
     #[allow(clippy::zombie_processes)]
-    let child = Command::new(program)
-        .args(args)
+    let child = cmd
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
-        .unwrap_or_else(|e| panic!("start {}: {e}", program.display()));
+        .unwrap_or_else(|e| panic!("start {}: {e}", Path::new(cmd.get_program()).display()));
     let pid = child.id() as i32;
     Workload {
         pid,

@@ -32,6 +32,28 @@ static int slice_ok(const uint64_t *m, size_t words, int index, int n)
 	return 1;
 }
 
+/* What a child checks and where it answers. */
+struct region {
+	const uint64_t *m;
+	size_t words;
+	int n;
+	volatile int *slots;
+};
+
+/* Child `index`: on each SIGUSR1 checks its slice, writes its PID into its slot and
+ * answers on `w`. */
+static void child(int index, int w, void *arg)
+{
+	const struct region *r = arg;
+	for (;;) {
+		wl_wait_usr1(50);
+		struct wl_answer a = { index, (int)getpid(), slice_ok(r->m, r->words, index, r->n) };
+		r->slots[index] = (int)getpid();
+		if (write(w, &a, sizeof a) != sizeof a)
+			_exit(3);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	wl_init(argc, argv, 1, "CTL [MIB [N]]");
@@ -51,27 +73,9 @@ int main(int argc, char **argv)
 	volatile int *slots = (volatile int *)((char *)m + bytes);
 
 	wl_catch_usr1();
-	int p[2];
-	if (pipe(p) != 0)
-		wl_fail("pipe: %s", strerror(errno));
-	pid_t *kids = calloc((size_t)n, sizeof *kids);
-	for (int i = 1; i < n; i++) {
-		pid_t pid = fork();
-		if (pid < 0)
-			wl_fail("fork: %s", strerror(errno));
-		if (pid == 0) {
-			close(p[0]);
-			for (;;) {
-				wl_wait_usr1(50);
-				struct wl_answer a = { i, (int)getpid(), slice_ok(m, words, i, n) };
-				slots[i] = (int)getpid();
-				if (write(p[1], &a, sizeof a) != sizeof a)
-					_exit(3);
-			}
-		}
-		kids[i] = pid;
-	}
-	close(p[1]);
+	struct region region = { m, words, n, slots };
+	int answers;
+	pid_t *kids = wl_fork_children(n, &answers, child, &region);
 	wl_ready("mib=%lu procs=%d", mib, n);
 
 	unsigned checks = 0;
@@ -83,7 +87,7 @@ int main(int argc, char **argv)
 		wl_signal_children(kids, n, checks);
 		if (!slice_ok(m, words, 0, n))
 			wl_fail("check=%u pid=%d slice 0 differs", checks, (int)getpid());
-		wl_read_answers(p[0], kids, n, checks, "found its slice wrong");
+		wl_read_answers(answers, kids, n, checks, "found its slice wrong");
 		for (int i = 1; i < n; i++)
 			if (slots[i] != kids[i])
 				wl_fail("check=%u pid=%d slot %d holds %d, not %d: memory not shared",

@@ -16,8 +16,9 @@ static uint64_t mix(uint64_t x)
 	return x;
 }
 
-static void child(int index, pid_t parent, int w)
+static void child(int index, int w, void *arg)
 {
+	pid_t parent = *(const pid_t *)arg;
 	pid_t me = getpid();
 	volatile uint64_t value = mix((uint64_t)index);
 	for (;;) {
@@ -39,22 +40,9 @@ int main(int argc, char **argv)
 	if (setpgid(0, 0) != 0)
 		wl_fail("setpgid: %s", strerror(errno));
 	wl_catch_usr1();
-	int p[2];
-	if (pipe(p) != 0)
-		wl_fail("pipe: %s", strerror(errno));
-	pid_t *kids = calloc((size_t)n, sizeof *kids);
 	pid_t me = getpid();
-	for (int i = 1; i < n; i++) {
-		pid_t pid = fork();
-		if (pid < 0)
-			wl_fail("fork: %s", strerror(errno));
-		if (pid == 0) {
-			close(p[0]);
-			child(i, me, p[1]);
-		}
-		kids[i] = pid;
-	}
-	close(p[1]);
+	int answers;
+	pid_t *kids = wl_fork_children(n, &answers, child, &me);
 	wl_ready("procs=%d", n);
 
 	unsigned checks = 0;
@@ -62,7 +50,7 @@ int main(int argc, char **argv)
 		wl_wait_usr1(20);
 		checks++;
 		wl_signal_children(kids, n, checks);
-		wl_read_answers(p[0], kids, n, checks, "answered wrongly");
+		wl_read_answers(answers, kids, n, checks, "answered wrongly");
 		printf("PASS check=%u pid=%d procs=%d\n", checks, (int)getpid(), n);
 	}
 }

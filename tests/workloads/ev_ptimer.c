@@ -8,10 +8,7 @@
 int main(int argc, char **argv) {
     wl_close_inherited();
     wl_init(argc, argv, 1, "CTL");
-    sigset_t m;
-    sigemptyset(&m);
-    sigaddset(&m, SIGUSR2);
-    sigprocmask(SIG_BLOCK, &m, NULL);
+    sigset_t m = wl_block(SIGUSR2);
     timer_t gone, idle, tick;
     struct sigevent se = {0};
     se.sigev_notify = SIGEV_SIGNAL;

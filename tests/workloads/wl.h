@@ -132,6 +132,17 @@ static WL_UNUSED void wl_close_inherited(void)
 	close_range(3, ~0U, 0);
 }
 
+/* Blocks `sig` (to be taken some other way: a signalfd, sigwaitinfo) and returns the set
+ * that holds it. */
+static WL_UNUSED sigset_t wl_block(int sig)
+{
+	sigset_t m;
+	sigemptyset(&m);
+	sigaddset(&m, sig);
+	sigprocmask(SIG_BLOCK, &m, NULL);
+	return m;
+}
+
 /* One step of the xorshift64 generator behind the workloads' memory patterns. */
 static WL_UNUSED uint64_t wl_xorshift(uint64_t *x)
 {
@@ -172,6 +183,32 @@ struct wl_answer {
 	int pid;
 	int ok;
 };
+
+/* Forks children 1..n-1; child i runs child(i, wfd, arg), which never returns, with the
+ * write end of the pipe they all share. Returns kids[] (kids[i]: child i's PID) and the
+ * read end in *rfd. */
+static WL_UNUSED pid_t *wl_fork_children(int n, int *rfd, void (*child)(int, int, void *),
+					 void *arg)
+{
+	int p[2];
+	if (pipe(p) != 0)
+		wl_fail("pipe: %s", strerror(errno));
+	pid_t *kids = calloc((size_t)n, sizeof *kids);
+	for (int i = 1; i < n; i++) {
+		pid_t pid = fork();
+		if (pid < 0)
+			wl_fail("fork: %s", strerror(errno));
+		if (pid == 0) {
+			close(p[0]);
+			child(i, p[1], arg);
+			_exit(3);
+		}
+		kids[i] = pid;
+	}
+	close(p[1]);
+	*rfd = p[0];
+	return kids;
+}
 
 /* Check `checks`: every child must still be the parent's (not exited); each is sent
  * SIGUSR1. */

@@ -11,7 +11,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
-use common::{cpr_bin, in_ci};
+use common::{cpr_bin, free_pid, in_ci};
 use cpr::attrfile::{DirAction, FileAction, FileRule, ForkAction, ProcessPolicies, WillAction};
 use cpr::statefile::{
     Flags, MANIFEST, Manifest, OpenFileSummary, Owner, ProcessSummary, REVISION, StatefileWriter,
@@ -82,19 +82,6 @@ fn assert_usage_error(args: &[&str], needles: &[&str]) {
         assert!(err.contains(needle), "{args:?}: {needle:?} not in {err}");
     }
     assert!(out.stdout.is_empty(), "{args:?}");
-}
-
-/// A PID no process has now.
-fn free_pid() -> i32 {
-    let max: i32 = fs::read_to_string("/proc/sys/kernel/pid_max")
-        .expect("pid_max")
-        .trim()
-        .parse()
-        .expect("pid_max number");
-    (300..max)
-        .rev()
-        .find(|pid| !Path::new(&format!("/proc/{pid}")).exists())
-        .expect("a free PID")
 }
 
 fn is_root() -> bool {

@@ -19,34 +19,16 @@ use nix::sys::signal::Signal;
 /// `cpr -c STATEFILE -p PID [extra...]`, which must succeed; with the default WILL EXIT
 /// (or -k) the original must then disappear. Returns the statefile.
 fn checkpoint(s: &Scratch, name: &str, pid: i32, extra: &[&str]) -> PathBuf {
-    let statefile = s.join(name);
-    let mut args: Vec<String> = vec![
-        "-c".into(),
-        statefile.display().to_string(),
-        "-p".into(),
-        pid.to_string(),
-    ];
-    args.extend(extra.iter().map(|a| a.to_string()));
-    let out = cpr(&args);
-    assert_success(&out, &format!("cpr {}", args.join(" ")));
-    assert!(
-        statefile.join("MANIFEST").is_file(),
-        "{} has no MANIFEST",
-        statefile.display()
-    );
     let continues = extra.contains(&"-g") || extra.contains(&"--attributes");
-    if !continues {
-        // WILL EXIT: the original is gone (we reap it: it was our child).
-        wait_pid_gone(pid, TIMEOUT);
-    }
-    statefile
+    // WILL EXIT: the original is gone (we reap it: it was our child).
+    let gone: &[i32] = if continues { &[] } else { &[pid] };
+    checkpoint_set(s, name, &pid.to_string(), extra, gone)
 }
 
 /// `cpr -r STATEFILE`, which must succeed and leave `pid` running under its original PID,
 /// re-parented to this test (the nearest child subreaper), not to cpr.
 fn restart(statefile: &Path, pid: i32) {
-    let out = cpr(&[Path::new("-r"), statefile]);
-    assert_success(&out, &format!("cpr -r {}", statefile.display()));
+    restart_ok(statefile);
     assert!(is_alive(pid), "process {pid} is not running after restart");
     assert_eq!(
         ppid(pid),
@@ -55,26 +37,58 @@ fn restart(statefile: &Path, pid: i32) {
     );
 }
 
-/// After GO (or a signal), the workload prints PASS and exits 0.
-fn expect_pass_and_exit(w: &Workload) -> String {
-    let line = wait_for_line(&w.log, "PASS", TIMEOUT);
-    let code = wait_exit(w.pid, TIMEOUT);
-    assert_eq!(code, Some(0), "workload exit status after {line}");
-    line
-}
-
 /// The common path: start, READY, checkpoint (WILL EXIT), restart, GO, PASS.
 fn simple_round_trip(s: &Scratch, program: &Path, args: &[String]) -> String {
-    let w = spawn(s, program, args);
-    wait_for_line(&w.log, "READY", TIMEOUT);
+    let (w, _) = spawn_ready(s, program, args);
     let sf = checkpoint(s, "ckpt", w.pid, &[]);
     restart(&sf, w.pid);
     s.go();
     expect_pass_and_exit(&w)
 }
 
-fn ctl(s: &Scratch) -> String {
-    s.ctl().display().to_string()
+/// `simple_round_trip` of tests/workloads/SOURCE, its control directory its one argument,
+/// under the serial lock.
+fn round_trip_of(source: &str) -> String {
+    let _s = serial();
+    let s = Scratch::new();
+    simple_round_trip(&s, &build(source), &[ctl(&s)])
+}
+
+/// bigheap.c with a heap of `mib` MiB, READY.
+fn bigheap(s: &Scratch, mib: u32) -> Workload {
+    spawn_ready(s, &build("bigheap.c"), &[ctl(s), mib.to_string()]).0
+}
+
+/// `cpr -c DIR/ckpt -p IDLIST` must fail (`what`) with one `cpr:` line naming every one of
+/// `needles`, and leave nothing in DIR (created if need be).
+fn refused_checkpoint(dir: &Path, idlist: &str, what: &str, needles: &[&str]) {
+    fs::create_dir_all(dir).unwrap();
+    let sf = dir.join("ckpt");
+    let out = cpr(&["-c", sf.to_str().unwrap(), "-p", idlist]);
+    assert_failure(&out, what, needles, false);
+    assert_eq!(
+        dir_entries(dir),
+        Vec::<String>::new(),
+        "{what}: no statefile may be left"
+    );
+}
+
+/// Checkpoints `pid` (WILL EXIT) under the attribute file `attributes`, if any, into
+/// `<scratch>/ckpt`; the original is gone after it either way.
+fn checkpoint_under(s: &Scratch, pid: i32, attributes: Option<&str>) -> PathBuf {
+    let Some(text) = attributes else {
+        return checkpoint(s, "ckpt", pid, &[]);
+    };
+    let attrs = s.attributes(text);
+    let sf = checkpoint(s, "ckpt", pid, &["--attributes", attrs.to_str().unwrap()]);
+    wait_pid_gone(pid, TIMEOUT);
+    sf
+}
+
+/// Sends SIGUSR1 to a bigheap-like workload and waits for its `PASS check=N`.
+fn check(w: &Workload, n: u32) -> String {
+    signal(w.pid, Signal::SIGUSR1);
+    wait_for_line(&w.log, &format!("PASS check={n}"), TIMEOUT)
 }
 
 /// Lines "count N" of a log must be exactly 1..=n; returns n.
@@ -100,12 +114,11 @@ fn counter_log_continues_without_gap_or_duplicate() {
     let _s = serial();
     let s = Scratch::new();
     let log = s.join("count.log");
-    let w = spawn(
+    let (w, _) = spawn_ready(
         &s,
         &build("counter.c"),
         &[ctl(&s), log.display().to_string()],
     );
-    wait_for_line(&w.log, "READY", TIMEOUT);
     wait_until("5 counts", TIMEOUT, || read_lines(&log).len() >= 5);
     let sf = checkpoint(&s, "ckpt", w.pid, &[]);
     // The original is gone: what the log holds now is what it held at the checkpoint.
@@ -125,10 +138,8 @@ fn counter_log_continues_without_gap_or_duplicate() {
 fn bigheap_256mib_survives() {
     let _s = serial();
     let s = Scratch::new();
-    let w = spawn(&s, &build("bigheap.c"), &[ctl(&s), "256".into()]);
-    wait_for_line(&w.log, "READY", TIMEOUT);
-    signal(w.pid, Signal::SIGUSR1);
-    wait_for_line(&w.log, "PASS check=1", TIMEOUT);
+    let w = bigheap(&s, 256);
+    check(&w, 1);
     let sf = checkpoint(&s, "ckpt", w.pid, &[]);
     assert!(
         tree_size(&sf) >= 256 << 20,
@@ -136,8 +147,7 @@ fn bigheap_256mib_survives() {
         tree_size(&sf)
     );
     restart(&sf, w.pid);
-    signal(w.pid, Signal::SIGUSR1);
-    let line = wait_for_line(&w.log, "PASS check=2", TIMEOUT);
+    let line = check(&w, 2);
     assert_eq!(field(&line, "pid"), Some(w.pid.to_string().as_str()));
 }
 
@@ -145,8 +155,7 @@ fn bigheap_256mib_survives() {
 fn threads_keep_tids_tls_and_counts() {
     let _s = serial();
     let s = Scratch::new();
-    let w = spawn(&s, &build("threads.c"), &[ctl(&s)]);
-    wait_for_line(&w.log, "READY", TIMEOUT);
+    let (w, _) = spawn_ready(&s, &build("threads.c"), &[ctl(&s)]);
     wait_for_nth_line(&w.log, "progress", 3, TIMEOUT);
     let sf = checkpoint(&s, "ckpt", w.pid, &[]);
     let before = count_lines(&w.log, "progress");
@@ -167,8 +176,7 @@ fn threads_keep_tids_tls_and_counts() {
 fn simd_registers_and_mxcsr_survive() {
     let _s = serial();
     let s = Scratch::new();
-    let w = spawn(&s, &build("simd.c"), &[ctl(&s)]);
-    let ready = wait_for_line(&w.log, "READY", TIMEOUT);
+    let (w, ready) = spawn_ready(&s, &build("simd.c"), &[ctl(&s)]);
     let avx = field(&ready, "avx") == Some("1");
     if !avx {
         eprintln!("this CPU has no AVX: checking xmm0..xmm15 and MXCSR only");
@@ -185,17 +193,13 @@ fn simd_registers_and_mxcsr_survive() {
 
 #[test]
 fn pending_and_queued_signals_survive() {
-    let _s = serial();
-    let s = Scratch::new();
-    let pass = simple_round_trip(&s, &build("sigpending.c"), &[ctl(&s)]);
+    let pass = round_trip_of("sigpending.c");
     assert!(pass.contains("rtmin=111,222"), "{pass}");
 }
 
 #[test]
 fn sigaltstack_and_sigaction_flags_survive() {
-    let _s = serial();
-    let s = Scratch::new();
-    simple_round_trip(&s, &build("sigaltstack.c"), &[ctl(&s)]);
+    round_trip_of("sigaltstack.c");
 }
 
 /// Sleeps of 6 s, checkpointed about 2 s in, restarted 1 s later: the sleep must end about
@@ -266,8 +270,7 @@ fn itimer_keeps_its_remaining_time() {
 fn rust_counter_with_hashmap_and_thread() {
     let _s = serial();
     let s = Scratch::new();
-    let w = spawn(&s, &build("rust_counter.rs"), &[ctl(&s)]);
-    wait_for_line(&w.log, "READY", TIMEOUT);
+    let (w, _) = spawn_ready(&s, &build("rust_counter.rs"), &[ctl(&s)]);
     let sf = checkpoint(&s, "ckpt", w.pid, &[]);
     let before = count_lines(&w.log, "progress");
     restart(&sf, w.pid);
@@ -405,24 +408,14 @@ fn files_round_trip(policy: Option<&str>) -> (HashMap<String, FdReport>, Scratch
         log.clone(),
     );
     wait_for_line(&log, "READY", TIMEOUT);
-    let sf = match policy {
-        None => checkpoint(&s, "ckpt", w.pid, &[]),
-        Some(action) => {
-            let attrs = s.attributes(&format!(
-                "CKPT PID {} {{\n    FILE: \"{}/*\": {action}\n    WILL: EXIT\n}}\n",
-                w.pid,
-                data.display()
-            ));
-            let sf = checkpoint(
-                &s,
-                "ckpt",
-                w.pid,
-                &["--attributes", attrs.to_str().unwrap()],
-            );
-            wait_pid_gone(w.pid, TIMEOUT);
-            sf
-        }
-    };
+    let attributes = policy.map(|action| {
+        format!(
+            "CKPT PID {} {{\n    FILE: \"{}/*\": {action}\n    WILL: EXIT\n}}\n",
+            w.pid,
+            data.display()
+        )
+    });
+    let sf = checkpoint_under(&s, w.pid, attributes.as_deref());
     fs::write(data.join("r.txt"), R1).unwrap();
     fs::write(data.join("w.txt"), W1).unwrap();
     fs::write(data.join("a.txt"), A1).unwrap();
@@ -564,22 +557,9 @@ fn cwd_after_restart(attributes: Option<&str>) -> (PathBuf, PathBuf, PathBuf) {
     let elsewhere = s.join("elsewhere");
     fs::create_dir(&wd).unwrap();
     fs::create_dir(&elsewhere).unwrap();
-    let w = spawn(&s, &build("cwd.c"), &[ctl(&s), wd.display().to_string()]);
-    wait_for_line(&w.log, "READY", TIMEOUT);
-    let sf = match attributes {
-        None => checkpoint(&s, "ckpt", w.pid, &[]),
-        Some(text) => {
-            let attrs = s.attributes(&text.replace("PIDHERE", &w.pid.to_string()));
-            let sf = checkpoint(
-                &s,
-                "ckpt",
-                w.pid,
-                &["--attributes", attrs.to_str().unwrap()],
-            );
-            wait_pid_gone(w.pid, TIMEOUT);
-            sf
-        }
-    };
+    let (w, _) = spawn_ready(&s, &build("cwd.c"), &[ctl(&s), wd.display().to_string()]);
+    let attributes = attributes.map(|text| text.replace("PIDHERE", &w.pid.to_string()));
+    let sf = checkpoint_under(&s, w.pid, attributes.as_deref());
     let out = cpr_command()
         .arg("-r")
         .arg(&sf)
@@ -619,8 +599,7 @@ fn cdir_ignore_takes_the_restarting_directory() {
 fn restart_twice_leaves_the_statefile_unchanged() {
     let _s = serial();
     let s = Scratch::new();
-    let w = spawn(&s, &build("bigheap.c"), &[ctl(&s), "32".into()]);
-    wait_for_line(&w.log, "READY", TIMEOUT);
+    let w = bigheap(&s, 32);
     let sf = checkpoint(&s, "ckpt", w.pid, &[]);
     let before = tree_hashes(&sf);
     assert!(before.contains_key("MANIFEST"));
@@ -648,12 +627,11 @@ fn checkpoint_a_restarted_process_again() {
     let _s = serial();
     let s = Scratch::new();
     let log = s.join("count.log");
-    let w = spawn(
+    let (w, _) = spawn_ready(
         &s,
         &build("counter.c"),
         &[ctl(&s), log.display().to_string()],
     );
-    wait_for_line(&w.log, "READY", TIMEOUT);
     let first = checkpoint(&s, "first", w.pid, &[]);
     let n1 = assert_consecutive_counts(&log);
     restart(&first, w.pid);
@@ -676,8 +654,7 @@ fn checkpoint_a_restarted_process_again() {
 fn fork_any_restarts_beside_the_running_original() {
     let _s = serial();
     let s = Scratch::new();
-    let w = spawn(&s, &build("bigheap.c"), &[ctl(&s), "8".into()]);
-    wait_for_line(&w.log, "READY", TIMEOUT);
+    let w = bigheap(&s, 8);
     let attrs = s.attributes(&format!(
         "CKPT PID {} {{\n    FORK: ANY\n    WILL: CONT\n}}\n",
         w.pid
@@ -714,8 +691,7 @@ fn fork_any_restarts_beside_the_running_original() {
 fn fork_original_refused_while_the_pid_is_taken() {
     let _s = serial();
     let s = Scratch::new();
-    let w = spawn(&s, &build("bigheap.c"), &[ctl(&s), "8".into()]);
-    wait_for_line(&w.log, "READY", TIMEOUT);
+    let w = bigheap(&s, 8);
     let sf = checkpoint(&s, "ckpt", w.pid, &["-g"]);
     assert_running_untraced(w.pid);
 
@@ -729,22 +705,18 @@ fn fork_original_refused_while_the_pid_is_taken() {
     reap_children();
     assert_eq!(s.processes(), vec![w.pid], "nothing new may run");
     assert_running_untraced(w.pid);
-    signal(w.pid, Signal::SIGUSR1);
-    wait_for_line(&w.log, "PASS check=1", TIMEOUT);
+    check(&w, 1);
 }
 
 #[test]
 fn force_overwrites_and_kill_ends_the_original() {
     let _s = serial();
     let s = Scratch::new();
-    let w = spawn(&s, &build("bigheap.c"), &[ctl(&s), "8".into()]);
-    wait_for_line(&w.log, "READY", TIMEOUT);
-    signal(w.pid, Signal::SIGUSR1);
-    wait_for_line(&w.log, "PASS check=1", TIMEOUT);
+    let w = bigheap(&s, 8);
+    check(&w, 1);
     let sf = checkpoint(&s, "ckpt", w.pid, &["-g"]);
     let first = tree_hashes(&sf);
-    signal(w.pid, Signal::SIGUSR1);
-    wait_for_line(&w.log, "PASS check=2", TIMEOUT);
+    check(&w, 2);
 
     let args = ["-c", sf.to_str().unwrap(), "-p", &w.pid.to_string(), "-g"];
     let out = cpr(&args);
@@ -773,26 +745,16 @@ fn force_overwrites_and_kill_ends_the_original() {
 fn socket_refuses_checkpoint_and_keeps_running() {
     let _s = serial();
     let s = Scratch::new();
-    let w = spawn(&s, &build("socket.c"), &[ctl(&s)]);
-    let ready = wait_for_line(&w.log, "READY", TIMEOUT);
+    let (w, ready) = spawn_ready(&s, &build("socket.c"), &[ctl(&s)]);
     let port: u16 = field(&ready, "port")
         .and_then(|p| p.parse().ok())
         .expect("port=");
     wait_for_line(&w.log, "tick 3", TIMEOUT);
-    let dir = s.join("ck");
-    fs::create_dir(&dir).unwrap();
-    let sf = dir.join("ckpt");
-    let out = cpr(&["-c", sf.to_str().unwrap(), "-p", &w.pid.to_string()]);
-    assert_failure(
-        &out,
+    refused_checkpoint(
+        &s.join("ck"),
+        &w.pid.to_string(),
         "checkpoint of a TCP socket",
         &["Checkpoint error"],
-        false,
-    );
-    assert_eq!(
-        dir_entries(&dir),
-        Vec::<String>::new(),
-        "no statefile may be left"
     );
     assert_running_untraced(w.pid);
     // It still makes progress and still listens.
@@ -807,28 +769,19 @@ fn socket_refuses_checkpoint_and_keeps_running() {
 fn no_space_fails_cleanly_and_the_original_lives() {
     let _s = serial();
     let s = Scratch::new();
-    let w = spawn(&s, &build("bigheap.c"), &[ctl(&s), "256".into()]);
-    wait_for_line(&w.log, "READY", TIMEOUT);
+    let w = bigheap(&s, 256);
     let Some(mount) = TmpfsMount::new(&s.join("small"), "16m") else {
         return;
     };
-    let sf = mount.path.join("ckpt");
     // Default WILL EXIT: the original must still survive a failed checkpoint.
-    let out = cpr(&["-c", sf.to_str().unwrap(), "-p", &w.pid.to_string()]);
-    assert_failure(
-        &out,
+    refused_checkpoint(
+        &mount.path,
+        &w.pid.to_string(),
         "checkpoint into a full tmpfs",
         &["No space left on device"],
-        false,
-    );
-    assert_eq!(
-        dir_entries(&mount.path),
-        Vec::<String>::new(),
-        "nothing may be left"
     );
     assert_running_untraced(w.pid);
-    signal(w.pid, Signal::SIGUSR1);
-    wait_for_line(&w.log, "PASS check=1", TIMEOUT);
+    check(&w, 1);
     drop(mount);
 }
 
@@ -836,8 +789,7 @@ fn no_space_fails_cleanly_and_the_original_lives() {
 fn damaged_statefile_restarts_nothing() {
     let _s = serial();
     let s = Scratch::new();
-    let w = spawn(&s, &build("bigheap.c"), &[ctl(&s), "16".into()]);
-    wait_for_line(&w.log, "READY", TIMEOUT);
+    let w = bigheap(&s, 16);
     let sf = checkpoint(&s, "ckpt", w.pid, &[]);
     // Flip one byte in the middle of the biggest file (the page data).
     let (victim, _) = walkdir::WalkDir::new(&sf)
@@ -870,25 +822,15 @@ fn damaged_statefile_restarts_nothing() {
 fn clone_vm_children_are_refused_and_run_on() {
     let _s = serial();
     let s = Scratch::new();
-    let w = spawn(&s, &build("clonevm.c"), &[ctl(&s)]);
-    let ready = wait_for_line(&w.log, "READY", TIMEOUT);
+    let (w, ready) = spawn_ready(&s, &build("clonevm.c"), &[ctl(&s)]);
     let child: i32 = field(&ready, "child")
         .and_then(|p| p.parse().ok())
         .expect("child=");
-    let dir = s.join("ck");
-    fs::create_dir(&dir).unwrap();
-    let sf = dir.join("ckpt");
-    let out = cpr(&["-c", sf.to_str().unwrap(), "-p", &format!("{}:HID", w.pid)]);
-    assert_failure(
-        &out,
+    refused_checkpoint(
+        &s.join("ck"),
+        &format!("{}:HID", w.pid),
         "checkpoint of CLONE_VM processes",
         &["Checkpoint error", "share one address space"],
-        false,
-    );
-    assert_eq!(
-        dir_entries(&dir),
-        Vec::<String>::new(),
-        "no statefile may be left"
     );
     assert_running_untraced(w.pid);
     assert_running_untraced(child);
@@ -900,18 +842,14 @@ fn clone_vm_children_are_refused_and_run_on() {
 /// reservation come back with their data, protections and lock.
 #[test]
 fn protections_data_and_locks_of_memory_survive() {
-    let _s = serial();
-    let s = Scratch::new();
-    simple_round_trip(&s, &build("protections.c"), &[ctl(&s)]);
+    round_trip_of("protections.c");
 }
 
 /// Mutexes and condition variables in use (threads blocked in futex waits at the
 /// checkpoint) go on working: handoffs stay in order, a blocked lock is granted.
 #[test]
 fn futex_waits_in_progress_go_on() {
-    let _s = serial();
-    let s = Scratch::new();
-    simple_round_trip(&s, &build("condvar.c"), &[ctl(&s)]);
+    round_trip_of("condvar.c");
 }
 
 /// A process of another user comes back with its own credentials, not root's: real,
@@ -928,26 +866,11 @@ fn another_users_process_keeps_its_credentials() {
         let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(0o755));
         dir.pop();
     }
-    let log = s.join("out.log");
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
-        .unwrap();
-    // reaped with waitpid, as the restarted copy that takes its PID
-    #[allow(clippy::zombie_processes)]
-    let child = std::process::Command::new(build("creds.c"))
-        .arg(ctl(&s))
-        .uid(65534)
-        .gid(65534)
-        .stdin(std::process::Stdio::null())
-        .stdout(file.try_clone().unwrap())
-        .stderr(file)
-        .spawn()
-        .unwrap();
-    let pid = child.id() as i32;
-    let _guard = KillOnDrop::new(pid, s.path());
-    let ready = wait_for_line(&log, "READY", TIMEOUT);
+    let mut cmd = std::process::Command::new(build("creds.c"));
+    cmd.arg(ctl(&s)).uid(65534).gid(65534);
+    let w = spawn_command(&s, cmd, s.join("out.log"));
+    let (pid, log) = (w.pid, &w.log);
+    let ready = wait_for_line(log, "READY", TIMEOUT);
     assert!(ready.contains("uid=65534"), "{ready}");
     let sf = checkpoint(&s, "ckpt", pid, &[]);
     restart(&sf, pid);
@@ -962,7 +885,7 @@ fn another_users_process_keeps_its_credentials() {
         "{uid}"
     );
     s.go();
-    let pass = wait_for_line(&log, "PASS", TIMEOUT);
+    let pass = wait_for_line(log, "PASS", TIMEOUT);
     assert!(pass.contains("uid 65534"), "{pass}");
 }
 
@@ -973,12 +896,8 @@ fn another_users_process_keeps_its_credentials() {
 fn tree_with_children_born_and_dying_mid_checkpoint() {
     let _s = serial();
     let s = Scratch::new();
-    let w = spawn(&s, &build("forkchurn.c"), &[ctl(&s)]);
-    wait_for_line(&w.log, "READY", TIMEOUT);
-    let sf = s.join("ckpt");
-    let out = cpr(&["-c", sf.to_str().unwrap(), "-p", &format!("{}:HID", w.pid)]);
-    assert_success(&out, "cpr -c -p PID:HID of a forking tree");
-    wait_pid_gone(w.pid, TIMEOUT);
+    let (w, _) = spawn_ready(&s, &build("forkchurn.c"), &[ctl(&s)]);
+    let sf = checkpoint_set(&s, "ckpt", &format!("{}:HID", w.pid), &[], &[w.pid]);
     restart(&sf, w.pid);
     s.go();
     expect_pass_and_exit(&w);

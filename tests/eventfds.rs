@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::*;
 
 /// Starts `tests/workloads/NAME.c` with the scratch directory as its control directory;
@@ -26,24 +24,10 @@ fn start(s: &Scratch, name: &str, extra: &[&str]) -> Workload {
     spawn(s, &build(&format!("{name}.c")), &args)
 }
 
-/// `cpr -c STATEFILE -p PID`.
-fn checkpoint(sf: &std::path::Path, pid: i32) -> std::process::Output {
-    cpr(&[
-        "-c".as_ref(),
-        sf.as_os_str(),
-        "-p".as_ref(),
-        pid.to_string().as_ref(),
-    ])
-}
-
 /// Checkpoints (WILL EXIT), waits until the original is gone, restarts.
 fn checkpoint_and_restart(s: &Scratch, w: &Workload) {
-    let sf = s.join("ckpt");
-    let o = checkpoint(&sf, w.pid);
-    assert_success(&o, "cpr -c");
-    wait_pid_gone(w.pid, TIMEOUT);
-    let o = cpr(&["-r".as_ref(), sf.as_os_str()]);
-    assert_success(&o, "cpr -r");
+    let sf = checkpoint_set(s, "ckpt", &w.pid.to_string(), &[], &[w.pid]);
+    restart_ok(&sf);
     assert!(is_alive(w.pid), "restored process {} is not running", w.pid);
 }
 
@@ -94,8 +78,13 @@ fn io_uring_or_perf_descriptor_is_refused_and_process_runs_on() {
     let w = start(&s, "ev_refuse", &[]);
     let ready = wait_for_line(&w.log, "READY", TIMEOUT);
     let kind = field(&ready, "kind").unwrap_or_else(|| panic!("{ready}"));
-    let sf: PathBuf = s.join("ckpt");
-    let o = checkpoint(&sf, w.pid);
+    let sf = s.join("ckpt");
+    let o = cpr(&[
+        "-c".as_ref(),
+        sf.as_os_str(),
+        "-p".as_ref(),
+        w.pid.to_string().as_ref(),
+    ]);
     assert!(!o.status.success(), "cpr -c succeeded: {}", describe(&o));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("Checkpoint error"), "{}", describe(&o));

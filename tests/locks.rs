@@ -12,7 +12,6 @@ mod common;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -22,26 +21,20 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-/// A test's scratch directory: the locked files a, b, c, each process's log, the
-/// statefile. Every process it started (originals, restored copies, blockers, `cpr -r`)
-/// names the directory and is killed and reaped when it goes.
+/// A test's session: in its scratch directory the locked files a, b, c, each process's
+/// log, the statefile. Every process it started (originals, restored copies, blockers,
+/// `cpr -r`) names the directory and is killed and reaped when it goes.
 struct Setup {
-    workloads: Vec<Workload>,
-    s: Scratch,
-    _serial: MutexGuard<'static, ()>,
+    t: Session,
 }
 
 impl Setup {
     fn new() -> Setup {
-        Setup {
-            _serial: serial(),
-            s: Scratch::new(),
-            workloads: Vec::new(),
-        }
+        Setup { t: Session::new() }
     }
 
     fn path(&self, name: &str) -> PathBuf {
-        self.s.join(name)
+        self.t.path(name)
     }
 
     fn output(&self, name: &str) -> String {
@@ -51,13 +44,11 @@ impl Setup {
     /// Starts `lk_locks CTL mode args...`, its output in `out`; returns when it printed
     /// `line` (failing on FAIL).
     fn start(&mut self, mode: &str, args: &[&str], out: &str, line: &str) -> i32 {
-        let mut argv = vec![self.s.ctl().display().to_string(), mode.to_string()];
+        let mut argv = vec![ctl(&self.t.s), mode.to_string()];
         argv.extend(args.iter().map(|a| a.to_string()));
-        let w = spawn_to(&self.s, &build("lk_locks.c"), &argv, self.path(out));
+        let w = spawn_to(&self.t.s, &build("lk_locks.c"), &argv, self.path(out));
         wait_for_line(&w.log, line, TIMEOUT);
-        let pid = w.pid;
-        self.workloads.push(w);
-        pid
+        self.t.keep(w)
     }
 
     fn statefile(&self) -> String {
@@ -66,20 +57,17 @@ impl Setup {
 
     /// `cpr -c` (WILL EXIT), then waits until the original is gone and its locks with it.
     fn checkpoint(&mut self, pid: i32) {
-        let o = cpr(&["-c", &self.statefile(), "-p", &pid.to_string()]);
-        assert_success(&o, "cpr -c");
-        waitpid(Pid::from_raw(pid), None).expect("reap the original");
-        assert!(!Path::new(&format!("/proc/{pid}")).exists());
+        checkpoint_set(&self.t.s, "sf", &pid.to_string(), &[], &[pid]);
     }
 
     /// `cpr -r`; whatever it restores is the scratch directory's to end.
     fn restart(&mut self) -> Output {
-        cpr(&["-r", &self.statefile()])
+        restart_all(&[&self.path("sf")])
     }
 
     /// After a successful restart: GO, then PASS from the restored process, which ends.
     fn finish(&mut self, pid: i32) {
-        self.s.go();
+        self.t.s.go();
         wait_for_line(&self.path("out"), "PASS", TIMEOUT);
         assert_eq!(
             wait_exit(pid, TIMEOUT),
@@ -101,25 +89,16 @@ fn end(pid: i32) {
 
 /// Processes other than `except` with a descriptor open on a file of `dir`.
 fn users_of(dir: &Path, except: &[i32]) -> Vec<i32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            continue;
-        };
-        if except.contains(&pid) {
-            continue;
-        }
-        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-            continue;
-        };
-        if fds
-            .flatten()
-            .any(|f| std::fs::read_link(f.path()).is_ok_and(|l| l.starts_with(dir)))
-        {
-            out.push(pid);
-        }
-    }
-    out
+    all_pids()
+        .into_iter()
+        .filter(|pid| !except.contains(pid))
+        .filter(|pid| {
+            std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+                fds.flatten()
+                    .any(|f| std::fs::read_link(f.path()).is_ok_and(|l| l.starts_with(dir)))
+            })
+        })
+        .collect()
 }
 
 #[test]
@@ -185,7 +164,7 @@ fn restart_while_blocked(kind: &str, file: &str, expect: &str) {
     assert!(err.contains("is held by another process"), "{err}");
     // nothing half-restored is left: no process but the blocker has the files open
     assert!(!Path::new(&format!("/proc/{pid}")).exists());
-    assert_eq!(users_of(s.s.path(), &[blocker]), Vec::<i32>::new());
+    assert_eq!(users_of(s.t.s.path(), &[blocker]), Vec::<i32>::new());
     assert!(!s.output("out").contains("PASS"));
 
     // the statefile is still good once the blocker is gone

@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -18,10 +18,6 @@ use std::time::Duration;
 use common::*;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-
-fn ctl(s: &Scratch) -> String {
-    s.ctl().display().to_string()
-}
 
 /// SIGKILLs a whole process group on drop (the members of a pipeline do not all name the
 /// scratch directory), then reaps what it can.
@@ -39,60 +35,12 @@ impl Drop for KillGroup {
 
 /// Starts `program args...` leading a new process group, stdin on /dev/null, stdout and
 /// stderr appended to `log`.
-fn spawn_group(
-    s: &Scratch,
-    program: &Path,
-    args: &[String],
-    log: &Path,
-) -> (i32, KillGroup, KillOnDrop) {
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .expect("open the log");
-    #[allow(clippy::zombie_processes)]
-    let child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(file.try_clone().unwrap())
-        .stderr(file)
-        .process_group(0)
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {}: {e}", program.display()));
-    // dropped without waiting: the tests reap with waitpid
-    let pid = child.id() as i32;
-    drop(child);
-    (pid, KillGroup(pid), KillOnDrop::new(pid, s.path()))
-}
-
-/// `cpr -c SF -p IDLIST extra...`, which must succeed; then every PID of `gone` must
-/// disappear (WILL EXIT).
-fn checkpoint(s: &Scratch, name: &str, idlist: &str, extra: &[&str], gone: &[i32]) -> PathBuf {
-    let sf = s.join(name);
-    let mut args: Vec<String> = vec![
-        "-c".into(),
-        sf.display().to_string(),
-        "-p".into(),
-        idlist.into(),
-    ];
-    args.extend(extra.iter().map(|a| a.to_string()));
-    let out = cpr(&args);
-    assert_success(&out, &format!("cpr {}", args.join(" ")));
-    for &pid in gone {
-        wait_pid_gone(pid, TIMEOUT);
-    }
-    sf
-}
-
-fn restart(sfs: &[&Path]) -> Output {
-    let mut args: Vec<&std::ffi::OsStr> = vec!["-r".as_ref()];
-    args.extend(sfs.iter().map(|p| p.as_os_str()));
-    cpr(&args)
-}
-
-fn restart_ok(sf: &Path) {
-    let out = restart(&[sf]);
-    assert_success(&out, &format!("cpr -r {}", sf.display()));
+fn spawn_group(s: &Scratch, program: &Path, args: &[String], log: &Path) -> (Workload, KillGroup) {
+    let mut cmd = Command::new(program);
+    cmd.args(args).process_group(0);
+    let w = spawn_command(s, cmd, log.to_path_buf());
+    let group = KillGroup(w.pid);
+    (w, group)
 }
 
 /// (ppid, pgid, sid) from /proc/PID/stat.
@@ -115,21 +63,15 @@ fn state(pid: i32) -> Option<char> {
 
 /// The PIDs whose process group is `pgid`.
 fn group_members(pgid: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    for e in fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            continue;
-        };
-        if let Ok(text) = fs::read_to_string(format!("/proc/{pid}/stat")) {
-            let rest = &text[text.rfind(')').unwrap() + 1..];
-            let g: Option<i32> = rest.split_whitespace().nth(2).and_then(|x| x.parse().ok());
-            if g == Some(pgid) {
-                out.push(pid);
-            }
-        }
-    }
-    out.sort();
-    out
+    all_pids()
+        .into_iter()
+        .filter(|&pid| {
+            fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|text| {
+                let rest = &text[text.rfind(')').unwrap() + 1..];
+                rest.split_whitespace().nth(2).and_then(|x| x.parse().ok()) == Some(pgid)
+            })
+        })
+        .collect()
 }
 
 fn num(line: &str, key: &str) -> i32 {
@@ -153,12 +95,13 @@ fn pipeline_in_a_group_continues_without_gap() {
         c = ctl(&s),
         l = log.display()
     );
-    let (bash, _g, _k) = spawn_group(
+    let (bash, _g) = spawn_group(
         &s,
         Path::new("/bin/bash"),
         &["-c".into(), script],
         &s.join("out.log"),
     );
+    let bash = bash.pid;
     wait_for_line(&log, "READY", TIMEOUT);
     let members = group_members(bash);
     assert_eq!(
@@ -166,7 +109,7 @@ fn pipeline_in_a_group_continues_without_gap() {
         4,
         "bash and three stages in group {bash}: {members:?}"
     );
-    let sf = checkpoint(&s, "ckpt", &format!("{bash}:GID"), &[], &members);
+    let sf = checkpoint_set(&s, "ckpt", &format!("{bash}:GID"), &[], &members);
     // the pipes were full: their data is in the statefile
     let in_flight: Vec<String> = dir_entries(&sf.join("shared"))
         .into_iter()
@@ -195,13 +138,11 @@ fn pipeline_in_a_group_continues_without_gap() {
 fn pipes_without_writers_or_readers_come_back_so() {
     let _l = serial();
     let s = Scratch::new();
-    let w = spawn(&s, &build("ps_widow.c"), &[ctl(&s)]);
-    wait_for_line(&w.log, "READY", TIMEOUT);
-    let sf = checkpoint(&s, "ckpt", &w.pid.to_string(), &[], &[w.pid]);
+    let (w, _) = spawn_ready(&s, &build("ps_widow.c"), &[ctl(&s)]);
+    let sf = checkpoint_set(&s, "ckpt", &w.pid.to_string(), &[], &[w.pid]);
     restart_ok(&sf);
     s.go();
-    wait_for_line(&w.log, "PASS", TIMEOUT);
-    assert_eq!(wait_exit(w.pid, TIMEOUT), Some(0));
+    expect_pass_and_exit(&w);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -211,8 +152,7 @@ fn pipes_without_writers_or_readers_come_back_so() {
 fn daemon_session_keeps_pids_groups_and_parents() {
     let _l = serial();
     let s = Scratch::new();
-    let w = spawn(&s, &build("ps_daemon.c"), &[ctl(&s)]);
-    let ready = wait_for_line(&w.log, "READY", TIMEOUT);
+    let (w, ready) = spawn_ready(&s, &build("ps_daemon.c"), &[ctl(&s)]);
     let pids = [
         w.pid,
         num(&ready, "w1"),
@@ -227,7 +167,7 @@ fn daemon_session_keeps_pids_groups_and_parents() {
         "worker 3 under worker 2, in its group"
     );
     let ticks = count_lines(&w.log, "tick");
-    let sf = checkpoint(&s, "ckpt", &format!("{}:SID", w.pid), &[], &pids);
+    let sf = checkpoint_set(&s, "ckpt", &format!("{}:SID", w.pid), &[], &pids);
     restart_ok(&sf);
     let after: Vec<(i32, i32, i32)> = pids.iter().map(|&p| ids(p)).collect();
     assert_eq!(after, before, "(ppid, pgid, sid) of {pids:?}");
@@ -249,8 +189,7 @@ fn daemon_session_keeps_pids_groups_and_parents() {
         });
     }
     s.go();
-    wait_for_line(&w.log, "PASS", TIMEOUT);
-    assert_eq!(wait_exit(w.pid, TIMEOUT), Some(0));
+    expect_pass_and_exit(&w);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -260,8 +199,7 @@ fn daemon_session_keeps_pids_groups_and_parents() {
 fn tree_parent_reaps_exit_status_chosen_after_restart() {
     let _l = serial();
     let s = Scratch::new();
-    let w = spawn(&s, &build("ps_tree.c"), &[ctl(&s)]);
-    let ready = wait_for_line(&w.log, "READY", TIMEOUT);
+    let (w, ready) = spawn_ready(&s, &build("ps_tree.c"), &[ctl(&s)]);
     let (c1, c2, g1, g2) = (
         num(&ready, "c1"),
         num(&ready, "c2"),
@@ -269,7 +207,7 @@ fn tree_parent_reaps_exit_status_chosen_after_restart() {
         num(&ready, "g2"),
     );
     let all = [w.pid, c1, c2, g1, g2];
-    let sf = checkpoint(&s, "ckpt", &format!("{}:HID", w.pid), &[], &all);
+    let sf = checkpoint_set(&s, "ckpt", &format!("{}:HID", w.pid), &[], &all);
     restart_ok(&sf);
     assert_eq!(ids(c1).0, w.pid);
     assert_eq!(ids(c2).0, w.pid);
@@ -290,8 +228,7 @@ fn tree_parent_reaps_exit_status_chosen_after_restart() {
 fn group_without_its_leader_keeps_its_pgid() {
     let _l = serial();
     let s = Scratch::new();
-    let w = spawn(&s, &build("ps_group.c"), &[ctl(&s)]);
-    let ready = wait_for_line(&w.log, "READY", TIMEOUT);
+    let (w, ready) = spawn_ready(&s, &build("ps_group.c"), &[ctl(&s)]);
     let leader = w.pid;
     let (m1, m2) = (num(&ready, "m1"), num(&ready, "m2"));
     // the leader ends; its members live on in its group
@@ -299,7 +236,7 @@ fn group_without_its_leader_keeps_its_pgid() {
     wait_pid_gone(leader, TIMEOUT);
     assert_eq!(ids(m1), (std::process::id() as i32, leader, leader));
     let _g = KillGroup(leader);
-    let sf = checkpoint(&s, "ckpt", &format!("{leader}:GID"), &[], &[m1, m2]);
+    let sf = checkpoint_set(&s, "ckpt", &format!("{leader}:GID"), &[], &[m1, m2]);
     restart_ok(&sf);
     for m in [m1, m2] {
         let (_, pgid, sid) = ids(m);
@@ -326,10 +263,9 @@ fn group_without_its_leader_keeps_its_pgid() {
 fn zombie_is_reaped_with_its_status_after_restart() {
     let _l = serial();
     let s = Scratch::new();
-    let w = spawn(&s, &build("ps_zombie.c"), &[ctl(&s)]);
-    let ready = wait_for_line(&w.log, "READY", TIMEOUT);
+    let (w, ready) = spawn_ready(&s, &build("ps_zombie.c"), &[ctl(&s)]);
     let z = num(&ready, "zombie");
-    let sf = checkpoint(&s, "ckpt", &format!("{}:HID", w.pid), &[], &[w.pid, z]);
+    let sf = checkpoint_set(&s, "ckpt", &format!("{}:HID", w.pid), &[], &[w.pid, z]);
     restart_ok(&sf);
     assert_eq!(state(z), Some('Z'), "process {z} is a zombie again");
     assert_eq!(ids(z).0, w.pid, "the zombie's parent");
@@ -347,12 +283,11 @@ fn shared_offset_keeps_parent_and_child_writes_apart() {
     let _l = serial();
     let s = Scratch::new();
     let data = s.join("shared.dat");
-    let w = spawn(
+    let (w, _) = spawn_ready(
         &s,
         &build("ps_append.c"),
         &[ctl(&s), data.display().to_string()],
     );
-    wait_for_line(&w.log, "READY", TIMEOUT);
     let child = *fs::read_to_string(format!("/proc/{}/task/{}/children", w.pid, w.pid))
         .unwrap()
         .split_whitespace()
@@ -360,15 +295,14 @@ fn shared_offset_keeps_parent_and_child_writes_apart() {
         .collect::<Vec<_>>()
         .first()
         .expect("the writer's child");
-    let sf = checkpoint(&s, "ckpt", &format!("{}:HID", w.pid), &[], &[w.pid, child]);
+    let sf = checkpoint_set(&s, "ckpt", &format!("{}:HID", w.pid), &[], &[w.pid, child]);
     let at_checkpoint = fs::metadata(&data).unwrap().len();
     restart_ok(&sf);
     wait_until("writes after restart", TIMEOUT, || {
         fs::metadata(&data).unwrap().len() >= at_checkpoint + 20 * 16
     });
     s.go();
-    let pass = wait_for_line(&w.log, "PASS", TIMEOUT);
-    assert_eq!(wait_exit(w.pid, TIMEOUT), Some(0));
+    let pass = expect_pass_and_exit(&w);
     let total = num(&pass, "total") as u64;
     assert_eq!(fs::metadata(&data).unwrap().len(), total, "{pass}");
 }
@@ -397,10 +331,9 @@ fn shared_memory_between_parent_and_child_saved_once() {
     let _l = serial();
     let s = Scratch::new();
     let seed = 0x5eed_0000_u64 + std::process::id() as u64;
-    let w = spawn(&s, &build("ps_shmem.c"), &[ctl(&s), seed.to_string()]);
-    let ready = wait_for_line(&w.log, "READY", TIMEOUT);
+    let (w, ready) = spawn_ready(&s, &build("ps_shmem.c"), &[ctl(&s), seed.to_string()]);
     let child = num(&ready, "child");
-    let sf = checkpoint(&s, "ckpt", &format!("{}:HID", w.pid), &[], &[w.pid, child]);
+    let sf = checkpoint_set(&s, "ckpt", &format!("{}:HID", w.pid), &[], &[w.pid, child]);
     // the region: in one shared/mem-* file, in no process's pages
     let needle = &xorshift_pattern(seed, 4096)[1024..1536];
     let mems: Vec<String> = dir_entries(&sf.join("shared"))
@@ -425,8 +358,7 @@ fn shared_memory_between_parent_and_child_saved_once() {
     }
     restart_ok(&sf);
     s.go();
-    wait_for_line(&w.log, "PASS", TIMEOUT);
-    assert_eq!(wait_exit(w.pid, TIMEOUT), Some(0));
+    expect_pass_and_exit(&w);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -445,11 +377,10 @@ fn probe_locks(s: &Scratch, owner: i32) -> String {
 fn flock_and_fcntl_locks_held_by_a_process_set() {
     let _l = serial();
     let s = Scratch::new();
-    let w = spawn(&s, &build("ps_locks.c"), &["run".into(), ctl(&s)]);
-    let ready = wait_for_line(&w.log, "READY", TIMEOUT);
+    let (w, ready) = spawn_ready(&s, &build("ps_locks.c"), &["run".into(), ctl(&s)]);
     let child = num(&ready, "child");
     assert_eq!(probe_locks(&s, child), "PROBE ok", "before the checkpoint");
-    let sf = checkpoint(&s, "ckpt", &format!("{}:HID", w.pid), &[], &[w.pid, child]);
+    let sf = checkpoint_set(&s, "ckpt", &format!("{}:HID", w.pid), &[], &[w.pid, child]);
     assert!(
         probe_locks(&s, child).starts_with("PROBE FAIL"),
         "the originals are gone, their locks too"
@@ -457,8 +388,7 @@ fn flock_and_fcntl_locks_held_by_a_process_set() {
     restart_ok(&sf);
     assert_eq!(probe_locks(&s, child), "PROBE ok", "after the restart");
     s.go();
-    wait_for_line(&w.log, "PASS", TIMEOUT);
-    assert_eq!(wait_exit(w.pid, TIMEOUT), Some(0));
+    expect_pass_and_exit(&w);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -471,8 +401,7 @@ fn copied_counter(s: &Scratch) -> (PathBuf, Workload, PathBuf) {
     let prog = dir.join("ps_counter");
     fs::copy(build("counter.c"), &prog).unwrap();
     let log = s.join("count.log");
-    let w = spawn(s, &prog, &[ctl(s), log.display().to_string()]);
-    wait_for_line(&w.log, "READY", TIMEOUT);
+    let (w, _) = spawn_ready(s, &prog, &[ctl(s), log.display().to_string()]);
     (prog, w, log)
 }
 
@@ -483,38 +412,31 @@ fn replace_program(prog: &Path) {
     fs::set_permissions(prog, fs::Permissions::from_mode(0o755)).unwrap();
 }
 
-#[test]
-fn upgrade_restarts_after_the_program_changed() {
+/// Checkpoints the copied counter with `-u`, does `change` to its program file, restarts:
+/// the counter goes on counting and passes.
+fn upgrade_round_trip(change: impl FnOnce(&Path)) {
     let _l = serial();
     let s = Scratch::new();
     let (prog, w, log) = copied_counter(&s);
-    let sf = checkpoint(&s, "ckpt", &w.pid.to_string(), &["-u"], &[w.pid]);
-    replace_program(&prog);
+    let sf = checkpoint_set(&s, "ckpt", &w.pid.to_string(), &["-u"], &[w.pid]);
+    change(&prog);
     restart_ok(&sf);
     let n = read_lines(&log).len();
     wait_until("counting after restart", TIMEOUT, || {
         read_lines(&log).len() >= n + 3
     });
     s.go();
-    wait_for_line(&w.log, "PASS", TIMEOUT);
-    assert_eq!(wait_exit(w.pid, TIMEOUT), Some(0));
+    expect_pass_and_exit(&w);
+}
+
+#[test]
+fn upgrade_restarts_after_the_program_changed() {
+    upgrade_round_trip(replace_program);
 }
 
 #[test]
 fn upgrade_restarts_after_the_program_was_deleted() {
-    let _l = serial();
-    let s = Scratch::new();
-    let (prog, w, log) = copied_counter(&s);
-    let sf = checkpoint(&s, "ckpt", &w.pid.to_string(), &["-u"], &[w.pid]);
-    fs::remove_file(&prog).unwrap();
-    restart_ok(&sf);
-    let n = read_lines(&log).len();
-    wait_until("counting after restart", TIMEOUT, || {
-        read_lines(&log).len() >= n + 3
-    });
-    s.go();
-    wait_for_line(&w.log, "PASS", TIMEOUT);
-    assert_eq!(wait_exit(w.pid, TIMEOUT), Some(0));
+    upgrade_round_trip(|prog| fs::remove_file(prog).unwrap());
 }
 
 #[test]
@@ -522,9 +444,9 @@ fn changed_program_without_upgrade_is_component_unavailable() {
     let _l = serial();
     let s = Scratch::new();
     let (prog, w, _log) = copied_counter(&s);
-    let sf = checkpoint(&s, "ckpt", &w.pid.to_string(), &[], &[w.pid]);
+    let sf = checkpoint_set(&s, "ckpt", &w.pid.to_string(), &[], &[w.pid]);
     replace_program(&prog);
-    let out = restart(&[&sf]);
+    let out = restart_all(&[&sf]);
     assert_failure(
         &out,
         "restart after the program changed",
@@ -550,8 +472,7 @@ fn damaged_second_statefile_restarts_nothing_of_the_first() {
     let b_dir = s.join("b");
     fs::create_dir_all(&a_dir).unwrap();
     fs::create_dir_all(&b_dir).unwrap();
-    let wa = spawn(&s, &exe, &[a_dir.display().to_string()]);
-    let ra = wait_for_line(&wa.log, "READY", TIMEOUT);
+    let (wa, ra) = spawn_ready(&s, &exe, &[a_dir.display().to_string()]);
     let wb = spawn(
         &s,
         &build("counter.c"),
@@ -568,15 +489,15 @@ fn damaged_second_statefile_restarts_nothing_of_the_first() {
         num(&ra, "g1"),
         num(&ra, "g2"),
     ];
-    let a = checkpoint(&s, "a.ckpt", &format!("{}:HID", wa.pid), &[], &a_pids);
-    let b = checkpoint(&s, "b.ckpt", &wb.pid.to_string(), &[], &[wb.pid]);
+    let a = checkpoint_set(&s, "a.ckpt", &format!("{}:HID", wa.pid), &[], &a_pids);
+    let b = checkpoint_set(&s, "b.ckpt", &wb.pid.to_string(), &[], &[wb.pid]);
     // flip a byte in b's page data
     let pages = b.join("proc").join(wb.pid.to_string()).join("pages");
     let mut bytes = fs::read(&pages).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x01;
     fs::write(&pages, bytes).unwrap();
-    let out = restart(&[&a, &b]);
+    let out = restart_all(&[&a, &b]);
     assert_failure(&out, "cpr -r a b", &[b.to_str().unwrap()], false);
     reap_children();
     for pid in a_pids.iter().chain([wb.pid].iter()) {
@@ -647,12 +568,13 @@ fn make_j2_checkpointed_mid_build_finishes() {
     let proj = s.join("proj");
     make_project(&proj);
     let log = s.join("make.log");
-    let (make, _g, _k) = spawn_group(
+    let (make, _g) = spawn_group(
         &s,
         Path::new("/usr/bin/make"),
         &["-j2".into(), "-C".into(), proj.display().to_string()],
         &log,
     );
+    let make = make.pid;
     let objects = || {
         dir_entries(&proj)
             .iter()
@@ -665,7 +587,7 @@ fn make_j2_checkpointed_mid_build_finishes() {
         "the build ended too soon to checkpoint it mid-way"
     );
     let tree = group_members(make);
-    let sf = checkpoint(&s, "ckpt", &format!("{make}:HID"), &[], &tree);
+    let sf = checkpoint_set(&s, "ckpt", &format!("{make}:HID"), &[], &tree);
     let built = objects();
     assert!(built < UNITS, "the build was over at the checkpoint");
     restart_ok(&sf);
@@ -740,18 +662,19 @@ fn sort_uniq_pipeline_checkpointed_mid_way_gives_the_same_output() {
     assert!(st.success());
     assert!(dir_entries(&tmp).is_empty(), "sort left temporary files");
     let out = s.join("restarted.out");
-    let (bash, _g, _k) = spawn_group(
+    let (bash, _g) = spawn_group(
         &s,
         Path::new("/bin/bash"),
         &["-c".into(), pipeline(&out)],
         &s.join("out.log"),
     );
+    let bash = bash.pid;
     // mid-way: sort has spilled its first run to a temporary file
     wait_until("sort's first temporary file", TIMEOUT, || {
         !dir_entries(&tmp).is_empty()
     });
     let members = group_members(bash);
-    let sf = checkpoint(&s, "ckpt", &format!("{bash}:GID"), &[], &members);
+    let sf = checkpoint_set(&s, "ckpt", &format!("{bash}:GID"), &[], &members);
     assert_eq!(
         fs::metadata(&out).map(|m| m.len()).unwrap_or(0),
         0,
@@ -885,7 +808,7 @@ fn interactive_job_restarted_with_j_in_tmux() {
     assert_eq!(pgid, pid, "the job leads its own process group");
     tmux(&sock, &["send-keys", "-t", "job", "before", "Enter"]);
     wait_screen(&sock, "job", "echo: before");
-    let sf = checkpoint(&s, "ckpt", &pid.to_string(), &[], &[]);
+    let sf = checkpoint_set(&s, "ckpt", &pid.to_string(), &[], &[]);
     wait_until("the original gone", TIMEOUT, || {
         !Path::new(&format!("/proc/{pid}")).exists()
     });

@@ -667,13 +667,14 @@ fn dropped_forced_writer_keeps_the_old_statefile() {
 
 const SLOW_WRITER: &str = "CPR_TEST_SLOW_WRITER";
 
-/// Not a test of its own: run by `killed_writer_leaves_no_statefile` in a child process
-/// (with SLOW_WRITER set), which it kills with SIGKILL in the middle of writing.
+/// Not a test of its own: run (an ignored test) by `kill_writer_midway` in a child test
+/// process with SLOW_WRITER set, which it kills with SIGKILL in the middle of writing.
 #[test]
+#[ignore = "the child side of kill_writer_midway(), run by it"]
 fn helper_slow_writer() {
-    let Ok(target) = std::env::var(SLOW_WRITER) else {
-        return;
-    };
+    let target = std::env::var_os(SLOW_WRITER).unwrap_or_else(|| {
+        panic!("helper_slow_writer is run by kill_writer_midway(), with {SLOW_WRITER} set")
+    });
     let target = PathBuf::from(target);
     let mut w = StatefileWriter::create(&target, true, ROOT).unwrap();
     w.write_file("proc/1/core", b"{\"pid\": 1}").unwrap();
@@ -700,6 +701,7 @@ fn helper_slow_writer() {
 fn kill_writer_midway(target: &Path) -> PathBuf {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
+            "--ignored",
             "--exact",
             "helper_slow_writer",
             "--nocapture",

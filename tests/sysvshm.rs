@@ -8,8 +8,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
-use std::sync::MutexGuard;
 
 use common::*;
 use cpr::sys::shm;
@@ -24,24 +22,20 @@ fn test_key(n: u32) -> u32 {
 struct World {
     shmids: Vec<i32>,
     keys: Vec<u32>,
-    workloads: Vec<Workload>,
-    s: Scratch,
-    _serial: MutexGuard<'static, ()>,
+    t: Session,
 }
 
 impl World {
     fn new() -> World {
         World {
-            _serial: serial(),
-            s: Scratch::new(),
-            workloads: Vec::new(),
+            t: Session::new(),
             shmids: Vec::new(),
             keys: Vec::new(),
         }
     }
 
     fn path(&self, name: &str) -> PathBuf {
-        self.s.join(name)
+        self.t.path(name)
     }
 
     fn out(&self, name: &str) -> PathBuf {
@@ -50,14 +44,15 @@ impl World {
 
     /// Starts the workload; its output goes to `<name>.out`. Returns (pid, shmid).
     fn start(&mut self, name: &str, role: &str, key: u32, env: &[(&str, &str)]) -> (i32, i32) {
-        let args = [
-            self.s.ctl().display().to_string(),
-            role.to_string(),
-            format!("{key:x}"),
-        ];
-        let w = spawn_with(&self.s, &build("shm_segment.c"), &args, self.out(name), env);
-        let pid = w.pid;
-        self.workloads.push(w);
+        let args = [ctl(&self.t.s), role.to_string(), format!("{key:x}")];
+        let w = spawn_with(
+            &self.t.s,
+            &build("shm_segment.c"),
+            &args,
+            self.out(name),
+            env,
+        );
+        let pid = self.t.keep(w);
         if key != 0 {
             self.keys.push(key);
         }
@@ -75,18 +70,16 @@ impl World {
     }
 
     fn checkpoint(&self, pids: &[i32]) -> PathBuf {
-        let sf = self.path("sf");
         let ids: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
-        let out = cpr(&["-c", sf.to_str().unwrap(), "-p", &ids.join(",")]);
-        assert_success(&out, "checkpoint");
-        for &pid in pids {
-            wait_gone(pid);
-        }
-        sf
+        checkpoint_set(&self.t.s, "sf", &ids.join(","), &[], pids)
     }
 
-    fn go(&self) {
-        self.s.go();
+    /// GO; then each workload whose output is `<name>.out` prints PASS.
+    fn go_and_pass(&self, names: &[&str]) {
+        self.t.s.go();
+        for name in names {
+            assert_eq!(self.wait_line(name, "PASS"), "PASS");
+        }
     }
 }
 
@@ -129,8 +122,21 @@ fn sysv_maps(pid: i32) -> Vec<String> {
         .collect()
 }
 
-fn restart(sf: &Path) -> Output {
-    cpr(&["-r", sf.to_str().unwrap()])
+/// `cpr -r SF` fails with Resource busy and `why`, restarts no process `pid` and makes no
+/// segment.
+fn busy_restart(sf: &Path, pid: i32, why: &str) {
+    let before = cpr::engine::objects::sysv_shm::read_table().unwrap();
+    let out = restart_all(&[sf]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("Resource busy"), "{err}");
+    assert!(err.contains(why), "{err}");
+    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "no process");
+    assert_eq!(
+        cpr::engine::objects::sysv_shm::read_table().unwrap(),
+        before,
+        "nothing made"
+    );
 }
 
 fn index(sf: &Path) -> cpr::engine::objects::sysv_shm::ShmIndex {
@@ -171,19 +177,13 @@ fn a_segment_keeps_its_shmid_key_owner_and_contents_across_restart() {
     shm::remove(shmid).unwrap();
     assert!(segment_gone(shmid));
 
-    let out = restart(&sf);
-    assert!(
-        out.status.success(),
-        "restart: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    restart_ok(&sf);
     let st = shm::stat(shmid).expect("the segment is back with its shmid");
     assert_eq!((st.key as u32, st.uid, st.gid), (key, 65534, 65534));
     // the three attachments where they were, with their protections (one read-only)
     assert_eq!(sysv_maps(pid), attached);
     assert_eq!(st.mode & 0o777, 0o640);
-    w.go();
-    assert_eq!(w.wait_line("p", "PASS"), "PASS");
+    w.go_and_pass(&["p"]);
     wait_gone(pid);
     // and it stays after its process ends, as the original would have
     let st = shm::stat(shmid).expect("the segment stays");
@@ -202,17 +202,11 @@ fn a_segment_marked_for_removal_is_marked_again_and_goes_with_its_process() {
     // the original went with its only process
     assert!(segment_gone(shmid));
 
-    let out = restart(&sf);
-    assert!(
-        out.status.success(),
-        "restart: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    restart_ok(&sf);
     let st = shm::stat(shmid).expect("the segment is back with its shmid");
     assert_ne!(st.mode & shm::SHM_DEST, 0, "marked for removal again");
     assert_eq!(st.nattch, 3);
-    w.go();
-    assert_eq!(w.wait_line("p", "PASS"), "PASS");
+    w.go_and_pass(&["p"]);
     wait_gone(pid);
     assert!(segment_gone(shmid), "removed with its last attachment");
 }
@@ -239,18 +233,7 @@ fn restart_fails_with_resource_busy_when_the_shmid_or_the_key_is_taken() {
     // another segment (another key) with the shmid
     let other_key = test_key(3);
     occupy(&mut w, shmid, other_key);
-    let before = cpr::engine::objects::sysv_shm::read_table().unwrap();
-    let out = restart(&sf);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(err.contains("Resource busy"), "{err}");
-    assert!(err.contains(&format!("shmid {shmid} is in use")), "{err}");
-    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "no process");
-    assert_eq!(
-        cpr::engine::objects::sysv_shm::read_table().unwrap(),
-        before,
-        "nothing made"
-    );
+    busy_restart(&sf, pid, &format!("shmid {shmid} is in use"));
     shm::remove(shmid).unwrap();
 
     // the key, held by a segment with another shmid
@@ -258,29 +241,12 @@ fn restart_fails_with_resource_busy_when_the_shmid_or_the_key_is_taken() {
         shm::shmget(key as i32, 4096, libc::IPC_CREAT | libc::IPC_EXCL | 0o600).expect("shmget");
     w.shmids.push(taken);
     assert_ne!(taken, shmid);
-    let before = cpr::engine::objects::sysv_shm::read_table().unwrap();
-    let out = restart(&sf);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(err.contains("Resource busy"), "{err}");
-    assert!(err.contains(&format!("key {key:#010x} is in use")), "{err}");
-    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "no process");
-    assert_eq!(
-        cpr::engine::objects::sysv_shm::read_table().unwrap(),
-        before,
-        "nothing made"
-    );
+    busy_restart(&sf, pid, &format!("key {key:#010x} is in use"));
     shm::remove(taken).unwrap();
 
     // free again: the same statefile restarts
-    let out = restart(&sf);
-    assert!(
-        out.status.success(),
-        "restart: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    w.go();
-    assert_eq!(w.wait_line("p", "PASS"), "PASS");
+    restart_ok(&sf);
+    w.go_and_pass(&["p"]);
 }
 
 #[test]
@@ -301,17 +267,10 @@ fn two_processes_attaching_one_segment_restart_with_it_saved_once() {
     assert_eq!(files, vec![format!("shm-{shmid}")]);
     shm::remove(shmid).unwrap();
 
-    let out = restart(&sf);
-    assert!(
-        out.status.success(),
-        "restart: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    restart_ok(&sf);
     assert_eq!(shm::stat(shmid).unwrap().nattch, 6);
-    w.go();
     // each sees the other's write: one segment behind both processes
-    assert_eq!(w.wait_line("a", "PASS"), "PASS");
-    assert_eq!(w.wait_line("b", "PASS"), "PASS");
+    w.go_and_pass(&["a", "b"]);
 }
 
 #[test]
@@ -331,8 +290,7 @@ fn a_split_attachment_is_refused_and_the_process_runs_on() {
     );
     assert!(!sf.exists(), "no statefile");
     // untouched: it runs on and finishes
-    w.go();
-    assert_eq!(w.wait_line("p", "PASS"), "PASS");
+    w.go_and_pass(&["p"]);
 }
 
 #[test]
@@ -347,15 +305,9 @@ fn a_leftover_segment_is_taken_back_with_the_statefile_contents() {
     let scribble = shm::Attachment::new(shmid, true).unwrap();
     scribble.write_at(0, &[0xee; 4096]).unwrap();
     drop(scribble);
-    let out = restart(&sf);
-    assert!(
-        out.status.success(),
-        "restart: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    restart_ok(&sf);
     assert_eq!(shm::stat(shmid).unwrap().key as u32, key);
     // the workload checks its pattern: the checkpoint's contents are back
-    w.go();
-    assert_eq!(w.wait_line("p", "PASS"), "PASS");
+    w.go_and_pass(&["p"]);
     wait_gone(pid);
 }

@@ -14,6 +14,7 @@
 
 #![allow(dead_code)]
 
+pub mod group;
 pub mod interactive;
 
 use std::collections::{BTreeMap, HashMap};
@@ -50,9 +51,10 @@ pub fn in_ci() -> bool {
 static SERIAL: Mutex<()> = Mutex::new(());
 static SUBREAPER: Once = Once::new();
 
-/// Takes the lock that runs the engine tests one at a time, and makes this process a child
-/// subreaper (once).
-pub fn serial() -> MutexGuard<'static, ()> {
+/// Makes this process a child subreaper (once), so that orphaned descendants of the
+/// processes a test starts come back to it to be reaped, and marks the descriptors it
+/// inherited close-on-exec.
+pub fn become_subreaper() {
     SUBREAPER.call_once(|| {
         nix::sys::prctl::set_child_subreaper(true).expect("prctl(PR_SET_CHILD_SUBREAPER)");
         // descriptors this test process inherited (a pipe from the shell or CI runner)
@@ -65,6 +67,12 @@ pub fn serial() -> MutexGuard<'static, ()> {
             }
         }
     });
+}
+
+/// Takes the lock that runs the engine tests one at a time, and makes this process a child
+/// subreaper ([`become_subreaper`]).
+pub fn serial() -> MutexGuard<'static, ()> {
+    become_subreaper();
     SERIAL
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -281,34 +289,45 @@ impl Drop for Scratch {
     }
 }
 
+/// Every PID in /proc now (processes, not threads), in ascending order.
+pub fn all_pids() -> Vec<i32> {
+    let mut pids: Vec<i32> = fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    pids.sort();
+    pids
+}
+
+/// A PID no process has now: the highest free one below pid_max.
+pub fn free_pid() -> i32 {
+    let max: i32 = fs::read_to_string("/proc/sys/kernel/pid_max")
+        .expect("pid_max")
+        .trim()
+        .parse()
+        .expect("pid_max number");
+    (300..max)
+        .rev()
+        .find(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+        .expect("a free PID")
+}
+
 /// Live processes (not zombies, not this one) whose command line contains `marker`.
 pub fn processes_naming(marker: &Path) -> Vec<i32> {
     let marker = marker.as_os_str().as_encoded_bytes();
     let me = std::process::id() as i32;
-    let mut pids = Vec::new();
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return pids;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if pid == me || !is_alive(pid) {
-            continue;
-        }
-        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        if cmdline.windows(marker.len()).any(|w| w == marker) {
-            pids.push(pid);
-        }
-    }
-    pids.sort();
-    pids
+    all_pids()
+        .into_iter()
+        .filter(|&pid| pid != me && is_alive(pid))
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmdline| cmdline.windows(marker.len()).any(|w| w == marker))
+        })
+        .collect()
 }
 
 /// SIGKILLs a process on drop (if it still exists and is still this test's: its command
@@ -337,6 +356,43 @@ impl Drop for KillOnDrop {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
+    }
+}
+
+/// What one end-to-end test holds: the serial lock, its scratch directory, and the
+/// workloads it started there (each ended when the session goes, and then everything else
+/// that names the directory).
+pub struct Session {
+    workloads: Vec<Workload>,
+    pub s: Scratch,
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl Session {
+    /// Takes the serial lock ([`serial`]) and makes a fresh scratch directory.
+    pub fn new() -> Session {
+        Session {
+            _serial: serial(),
+            s: Scratch::new(),
+            workloads: Vec::new(),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.s.join(name)
+    }
+
+    /// Keeps `w` until the session ends; returns its PID.
+    pub fn keep(&mut self, w: Workload) -> i32 {
+        let pid = w.pid;
+        self.workloads.push(w);
+        pid
+    }
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Session::new()
     }
 }
 
@@ -408,28 +464,22 @@ pub fn spawn_with<S: AsRef<OsStr>>(
     log: PathBuf,
     env: &[(&str, &str)],
 ) -> Workload {
+    let mut cmd = Command::new(program);
+    cmd.args(args).envs(env.iter().copied());
+    spawn_command(scratch, cmd, log)
+}
+
+/// Starts `cmd` (a program, its arguments and whatever else the test set: another user, a
+/// process group of its own) with stdin on /dev/null, stdout and stderr appended to `log`.
+pub fn spawn_command(scratch: &Scratch, mut cmd: Command, log: PathBuf) -> Workload {
     let file = OpenOptions::new()
         .create(true)
         .append(true)
         .open(&log)
         .expect("open the workload log");
-    // reaped with waitpid (reap_children, wait_exit), as is the restarted copy that
-    // takes its PID: the Child handle is dropped without waiting
-    #[allow(clippy::zombie_processes)]
-    let child = Command::new(program)
-        .args(args)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(file.try_clone().expect("dup the log"))
-        .stderr(file)
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {}: {e}", program.display()));
-    let pid = child.id() as i32;
-    Workload {
-        pid,
-        log,
-        _guard: KillOnDrop::new(pid, scratch.path()),
-    }
+    cmd.stdout(file.try_clone().expect("dup the log"))
+        .stderr(file);
+    start(scratch, cmd, log)
 }
 
 /// Starts `program args...` with stdin, stdout and stderr all on /dev/null; its reports go
@@ -440,16 +490,21 @@ pub fn spawn_silent<S: AsRef<OsStr>>(
     args: &[S],
     log: PathBuf,
 ) -> Workload {
+    let mut cmd = Command::new(program);
+    cmd.args(args).stdout(Stdio::null()).stderr(Stdio::null());
+    start(scratch, cmd, log)
+}
+
+/// Starts `cmd`, stdin on /dev/null, guarded by a [`KillOnDrop`] that names the scratch
+/// directory.
+fn start(scratch: &Scratch, mut cmd: Command, log: PathBuf) -> Workload {
     // reaped with waitpid (reap_children, wait_exit), as is the restarted copy that
     // takes its PID: the Child handle is dropped without waiting
     #[allow(clippy::zombie_processes)]
-    let child = Command::new(program)
-        .args(args)
+    let child = cmd
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
-        .unwrap_or_else(|e| panic!("start {}: {e}", program.display()));
+        .unwrap_or_else(|e| panic!("start {}: {e}", Path::new(cmd.get_program()).display()));
     let pid = child.id() as i32;
     Workload {
         pid,
@@ -690,6 +745,74 @@ pub fn assert_failure(out: &Output, what: &str, needles: &[&str], any: bool) {
         "{what}: the error should name {needles:?}: {}",
         describe(out)
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Checkpoint and restart of workloads
+
+/// The control directory of `s` as a workload's first argument.
+pub fn ctl(s: &Scratch) -> String {
+    s.ctl().display().to_string()
+}
+
+/// [`spawn`]s `program args...` and waits for its READY line; returns the workload and
+/// that line.
+pub fn spawn_ready<S: AsRef<OsStr>>(s: &Scratch, program: &Path, args: &[S]) -> (Workload, String) {
+    let w = spawn(s, program, args);
+    let ready = wait_for_line(&w.log, "READY", TIMEOUT);
+    (w, ready)
+}
+
+/// `cpr -c <scratch>/NAME -p IDLIST extra...`, which must succeed and write a MANIFEST;
+/// then every PID of `gone` must disappear (WILL EXIT; they are reaped). Returns the
+/// statefile.
+pub fn checkpoint_set(
+    s: &Scratch,
+    name: &str,
+    idlist: &str,
+    extra: &[&str],
+    gone: &[i32],
+) -> PathBuf {
+    let sf = s.join(name);
+    let mut args: Vec<String> = vec![
+        "-c".into(),
+        sf.display().to_string(),
+        "-p".into(),
+        idlist.into(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let out = cpr(&args);
+    assert_success(&out, &format!("cpr {}", args.join(" ")));
+    assert!(
+        sf.join("MANIFEST").is_file(),
+        "{} has no MANIFEST",
+        sf.display()
+    );
+    for &pid in gone {
+        wait_pid_gone(pid, TIMEOUT);
+    }
+    sf
+}
+
+/// `cpr -r SF...`.
+pub fn restart_all(sfs: &[&Path]) -> Output {
+    let mut args: Vec<&OsStr> = vec!["-r".as_ref()];
+    args.extend(sfs.iter().map(|p| p.as_os_str()));
+    cpr(&args)
+}
+
+/// `cpr -r SF`, which must succeed.
+pub fn restart_ok(sf: &Path) {
+    let out = restart_all(&[sf]);
+    assert_success(&out, &format!("cpr -r {}", sf.display()));
+}
+
+/// After GO (or a signal), the workload prints PASS and exits 0; returns the PASS line.
+pub fn expect_pass_and_exit(w: &Workload) -> String {
+    let line = wait_for_line(&w.log, "PASS", TIMEOUT);
+    let code = wait_exit(w.pid, TIMEOUT);
+    assert_eq!(code, Some(0), "workload exit status after {line}");
+    line
 }
 
 // ---------------------------------------------------------------------------------------

@@ -8,24 +8,9 @@
  * still shared, not a private copy per process), then prints "PASS check=K pid=P ...". */
 #include "wl.h"
 #include <sys/mman.h>
-#include <sys/wait.h>
 
 #define SEED 0x2545f4914f6cdd1dULL
 
-static volatile sig_atomic_t usr1;
-
-static void on_usr1(int sig)
-{
-	(void)sig;
-	usr1 = 1;
-}
-
-struct answer {
-	int index;
-	int pid;
-	int ok;
-	unsigned check;
-};
 
 /* Word i of the pattern (a function of i alone, so any slice can be checked). */
 static uint64_t word(uint64_t i)
@@ -47,6 +32,28 @@ static int slice_ok(const uint64_t *m, size_t words, int index, int n)
 	return 1;
 }
 
+/* What a child checks and where it answers. */
+struct region {
+	const uint64_t *m;
+	size_t words;
+	int n;
+	volatile int *slots;
+};
+
+/* Child `index`: on each SIGUSR1 checks its slice, writes its PID into its slot and
+ * answers on `w`. */
+static void child(int index, int w, void *arg)
+{
+	const struct region *r = arg;
+	for (;;) {
+		wl_wait_usr1(50);
+		struct wl_answer a = { index, (int)getpid(), slice_ok(r->m, r->words, index, r->n) };
+		r->slots[index] = (int)getpid();
+		if (write(w, &a, sizeof a) != sizeof a)
+			_exit(3);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	wl_init(argc, argv, 1, "CTL [MIB [N]]");
@@ -65,62 +72,22 @@ int main(int argc, char **argv)
 		m[i] = word(i);
 	volatile int *slots = (volatile int *)((char *)m + bytes);
 
-	struct sigaction sa = { .sa_handler = on_usr1 };
-	sigaction(SIGUSR1, &sa, NULL);
-	int p[2];
-	if (pipe(p) != 0)
-		wl_fail("pipe: %s", strerror(errno));
-	pid_t *kids = calloc((size_t)n, sizeof *kids);
-	for (int i = 1; i < n; i++) {
-		pid_t pid = fork();
-		if (pid < 0)
-			wl_fail("fork: %s", strerror(errno));
-		if (pid == 0) {
-			close(p[0]);
-			unsigned checks = 0;
-			for (;;) {
-				wl_sleep_ms(50);
-				if (!usr1)
-					continue;
-				usr1 = 0;
-				checks++;
-				struct answer a = { i, (int)getpid(), slice_ok(m, words, i, n), checks };
-				slots[i] = (int)getpid();
-				if (write(p[1], &a, sizeof a) != sizeof a)
-					_exit(3);
-			}
-		}
-		kids[i] = pid;
-	}
-	close(p[1]);
+	wl_catch_usr1();
+	struct region region = { m, words, n, slots };
+	int answers;
+	pid_t *kids = wl_fork_children(n, &answers, child, &region);
 	wl_ready("mib=%lu procs=%d", mib, n);
 
 	unsigned checks = 0;
 	for (;;) {
-		wl_sleep_ms(20);
-		if (!usr1)
-			continue;
-		usr1 = 0;
+		wl_wait_usr1(20);
 		checks++;
-		for (int i = 1; i < n; i++) {
-			int st;
+		for (int i = 1; i < n; i++)
 			slots[i] = 0;
-			if (waitpid(kids[i], &st, WNOHANG) != 0)
-				wl_fail("check=%u pid=%d child %d (%d) is gone", checks, (int)getpid(),
-					i, (int)kids[i]);
-			kill(kids[i], SIGUSR1);
-		}
+		wl_signal_children(kids, n, checks);
 		if (!slice_ok(m, words, 0, n))
 			wl_fail("check=%u pid=%d slice 0 differs", checks, (int)getpid());
-		for (int got = 1; got < n; got++) {
-			struct answer a;
-			ssize_t r = read(p[0], &a, sizeof a);
-			if (r != sizeof a)
-				wl_fail("check=%u pid=%d pipe read %zd", checks, (int)getpid(), r);
-			if (a.index < 1 || a.index >= n || a.pid != kids[a.index] || !a.ok)
-				wl_fail("check=%u pid=%d child %d (%d) found its slice wrong", checks,
-					(int)getpid(), a.index, a.pid);
-		}
+		wl_read_answers(answers, kids, n, checks, "found its slice wrong");
 		for (int i = 1; i < n; i++)
 			if (slots[i] != kids[i])
 				wl_fail("check=%u pid=%d slot %d holds %d, not %d: memory not shared",

@@ -7,7 +7,6 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-static volatile sig_atomic_t usr1;
 static _Atomic unsigned generation;
 static _Atomic int answered, bad;
 static _Atomic int started;
@@ -15,12 +14,6 @@ static _Atomic int started;
 static __thread pid_t my_tid;
 static __thread int my_index;
 static __thread void *my_tls;
-
-static void on_usr1(int sig)
-{
-	(void)sig;
-	usr1 = 1;
-}
 
 static void *worker(void *arg)
 {
@@ -49,8 +42,7 @@ int main(int argc, char **argv)
 	int n = argc > 2 ? atoi(argv[2]) : 64;
 	if (n < 1 || n > 4096)
 		wl_fail("bad N %d", n);
-	struct sigaction sa = { .sa_handler = on_usr1 };
-	sigaction(SIGUSR1, &sa, NULL);
+	wl_catch_usr1();
 	for (int i = 1; i < n; i++) {
 		pthread_t t;
 		pthread_attr_t a;
@@ -65,10 +57,7 @@ int main(int argc, char **argv)
 
 	unsigned checks = 0;
 	for (;;) {
-		wl_sleep_ms(20);
-		if (!usr1)
-			continue;
-		usr1 = 0;
+		wl_wait_usr1(20);
 		checks++;
 		atomic_store(&answered, 0);
 		atomic_fetch_add(&generation, 1);

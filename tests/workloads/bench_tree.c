@@ -6,21 +6,7 @@
  * answers with its index, its PID and whether its state is intact. Then the parent prints
  * "PASS check=K pid=P procs=N" (or FAIL). It never exits by itself. */
 #include "wl.h"
-#include <sys/wait.h>
 
-static volatile sig_atomic_t usr1;
-
-static void on_usr1(int sig)
-{
-	(void)sig;
-	usr1 = 1;
-}
-
-struct answer {
-	int index;
-	int pid;
-	int ok;
-};
 
 static uint64_t mix(uint64_t x)
 {
@@ -30,16 +16,14 @@ static uint64_t mix(uint64_t x)
 	return x;
 }
 
-static void child(int index, pid_t parent, int w)
+static void child(int index, int w, void *arg)
 {
+	pid_t parent = *(const pid_t *)arg;
 	pid_t me = getpid();
 	volatile uint64_t value = mix((uint64_t)index);
 	for (;;) {
-		wl_sleep_ms(50);
-		if (!usr1)
-			continue;
-		usr1 = 0;
-		struct answer a = { index, (int)getpid(),
+		wl_wait_usr1(50);
+		struct wl_answer a = { index, (int)getpid(),
 				    getpid() == me && getppid() == parent &&
 					    value == mix((uint64_t)index) };
 		if (write(w, &a, sizeof a) != sizeof a)
@@ -55,49 +39,18 @@ int main(int argc, char **argv)
 		wl_fail("bad N %d", n);
 	if (setpgid(0, 0) != 0)
 		wl_fail("setpgid: %s", strerror(errno));
-	struct sigaction sa = { .sa_handler = on_usr1 };
-	sigaction(SIGUSR1, &sa, NULL);
-	int p[2];
-	if (pipe(p) != 0)
-		wl_fail("pipe: %s", strerror(errno));
-	pid_t *kids = calloc((size_t)n, sizeof *kids);
+	wl_catch_usr1();
 	pid_t me = getpid();
-	for (int i = 1; i < n; i++) {
-		pid_t pid = fork();
-		if (pid < 0)
-			wl_fail("fork: %s", strerror(errno));
-		if (pid == 0) {
-			close(p[0]);
-			child(i, me, p[1]);
-		}
-		kids[i] = pid;
-	}
-	close(p[1]);
+	int answers;
+	pid_t *kids = wl_fork_children(n, &answers, child, &me);
 	wl_ready("procs=%d", n);
 
 	unsigned checks = 0;
 	for (;;) {
-		wl_sleep_ms(20);
-		if (!usr1)
-			continue;
-		usr1 = 0;
+		wl_wait_usr1(20);
 		checks++;
-		for (int i = 1; i < n; i++) {
-			int st;
-			if (waitpid(kids[i], &st, WNOHANG) != 0)
-				wl_fail("check=%u pid=%d child %d (%d) is gone", checks, (int)getpid(),
-					i, (int)kids[i]);
-			kill(kids[i], SIGUSR1);
-		}
-		for (int got = 1; got < n; got++) {
-			struct answer a;
-			ssize_t r = read(p[0], &a, sizeof a);
-			if (r != sizeof a)
-				wl_fail("check=%u pid=%d pipe read %zd", checks, (int)getpid(), r);
-			if (a.index < 1 || a.index >= n || a.pid != kids[a.index] || !a.ok)
-				wl_fail("check=%u pid=%d child %d (%d) answered wrongly", checks,
-					(int)getpid(), a.index, a.pid);
-		}
+		wl_signal_children(kids, n, checks);
+		wl_read_answers(answers, kids, n, checks, "answered wrongly");
 		printf("PASS check=%u pid=%d procs=%d\n", checks, (int)getpid(), n);
 	}
 }

@@ -5,28 +5,13 @@
  * exits by itself: the test kills it). */
 #include "wl.h"
 
-static volatile sig_atomic_t usr1;
 static uint64_t bss[(1 << 20) / 8];
-
-static void on_usr1(int sig)
-{
-	(void)sig;
-	usr1 = 1;
-}
-
-static uint64_t next(uint64_t *x)
-{
-	*x ^= *x << 13;
-	*x ^= *x >> 7;
-	*x ^= *x << 17;
-	return *x;
-}
 
 static void fill(uint64_t *w, size_t words, uint64_t seed)
 {
 	uint64_t x = seed;
 	for (size_t i = 0; i < words; i++)
-		w[i] = next(&x);
+		w[i] = wl_xorshift(&x);
 }
 
 /* Index of the first word that differs from the pattern, or `words`. */
@@ -34,7 +19,7 @@ static size_t verify(const uint64_t *w, size_t words, uint64_t seed)
 {
 	uint64_t x = seed;
 	for (size_t i = 0; i < words; i++)
-		if (w[i] != next(&x))
+		if (w[i] != wl_xorshift(&x))
 			return i;
 	return words;
 }
@@ -64,16 +49,12 @@ int main(int argc, char **argv)
 	fill(stack, sizeof stack / 8, 0x13198a2e03707344ULL);
 	uint64_t sum = checksum(heap, words);
 
-	struct sigaction sa = { .sa_handler = on_usr1 };
-	sigaction(SIGUSR1, &sa, NULL);
+	wl_catch_usr1();
 	wl_ready("mib=%lu sum=%016" PRIx64, mib, sum);
 
 	unsigned checks = 0;
 	for (;;) {
-		wl_sleep_ms(20);
-		if (!usr1)
-			continue;
-		usr1 = 0;
+		wl_wait_usr1(20);
 		checks++;
 		size_t bad;
 		if ((bad = verify(heap, words, 0x9e3779b97f4a7c15ULL)) != words)

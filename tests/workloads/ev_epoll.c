@@ -9,14 +9,11 @@
 #include <sys/eventfd.h>
 #include <sys/timerfd.h>
 
-/* descriptors inherited from the test harness (pipes to it) are not ours */
-static void close_inherited(void) { close_range(3, ~0U, 0); }
-
 #define ECOOKIE 0xdeadbeefcafef00dULL
 #define TCOOKIE 0x0123456789abcdefULL
 
 int main(int argc, char **argv) {
-    close_inherited();
+    wl_close_inherited();
     wl_init(argc, argv, 1, "CTL");
     int efd = eventfd(0, EFD_NONBLOCK);
     int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);

@@ -8,11 +8,8 @@
 #include <limits.h>
 #include <sys/inotify.h>
 
-/* descriptors inherited from the test harness (pipes to it) are not ours */
-static void close_inherited(void) { close_range(3, ~0U, 0); }
-
 int main(int argc, char **argv) {
-    close_inherited();
+    wl_close_inherited();
     wl_init(argc, argv, 3, "CTL DIR FILE");
     int in = inotify_init1(IN_CLOEXEC);
     int a = inotify_add_watch(in, argv[2], IN_CREATE);

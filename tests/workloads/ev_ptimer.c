@@ -5,16 +5,10 @@
  * disarmed and the interval kept. Prints PASS or FAIL. */
 #include "wl.h"
 
-/* descriptors inherited from the test harness (pipes to it) are not ours */
-static void close_inherited(void) { close_range(3, ~0U, 0); }
-
 int main(int argc, char **argv) {
-    close_inherited();
+    wl_close_inherited();
     wl_init(argc, argv, 1, "CTL");
-    sigset_t m;
-    sigemptyset(&m);
-    sigaddset(&m, SIGUSR2);
-    sigprocmask(SIG_BLOCK, &m, NULL);
+    sigset_t m = wl_block(SIGUSR2);
     timer_t gone, idle, tick;
     struct sigevent se = {0};
     se.sigev_notify = SIGEV_SIGNAL;

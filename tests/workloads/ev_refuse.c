@@ -5,11 +5,8 @@
 #include <linux/perf_event.h>
 #include <sys/syscall.h>
 
-/* descriptors inherited from the test harness (pipes to it) are not ours */
-static void close_inherited(void) { close_range(3, ~0U, 0); }
-
 int main(int argc, char **argv) {
-    close_inherited();
+    wl_close_inherited();
     wl_init(argc, argv, 1, "CTL");
     unsigned char params[120];
     memset(params, 0, sizeof params);

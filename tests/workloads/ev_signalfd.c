@@ -5,16 +5,10 @@
 
 #include <sys/signalfd.h>
 
-/* descriptors inherited from the test harness (pipes to it) are not ours */
-static void close_inherited(void) { close_range(3, ~0U, 0); }
-
 int main(int argc, char **argv) {
-    close_inherited();
+    wl_close_inherited();
     wl_init(argc, argv, 1, "CTL");
-    sigset_t m;
-    sigemptyset(&m);
-    sigaddset(&m, SIGUSR1);
-    sigprocmask(SIG_BLOCK, &m, NULL);
+    sigset_t m = wl_block(SIGUSR1);
     int sfd = signalfd(-1, &m, SFD_CLOEXEC);
     if (sfd < 0) {
         printf("FAIL signalfd\n");

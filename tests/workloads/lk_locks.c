@@ -172,8 +172,7 @@ static int hold(const char *what) {
 
 int main(int argc, char **argv) {
     wl_init(argc, argv, 2, "CTL run [mmap] | CTL hold flock|posix|ofd");
-    /* descriptors inherited from whoever ran the test are not the workload's */
-    close_range(3, ~0U, 0);
+    wl_close_inherited();
     if (strcmp(argv[2], "run") == 0)
         return run(argc == 4 && strcmp(argv[3], "mmap") == 0);
     if (strcmp(argv[2], "hold") == 0 && argc == 4)

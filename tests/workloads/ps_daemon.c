@@ -7,19 +7,26 @@
 #include "wl.h"
 #include <sys/wait.h>
 
-static void worker(int id, pid_t parent, pid_t pgid, pid_t sid)
+/* Counts every 20 ms until 10 counts after CTL/GO appeared and returns the count; a
+ * worker that ticks (`tick_id` > 0) prints "tick <pid> w<id> N" every 5 counts. */
+static unsigned long count_past_go(int tick_id)
 {
 	unsigned long n = 0, at_go = 0;
 	for (;;) {
 		n++;
-		if (n % 5 == 0)
-			printf("tick %d w%d %lu\n", (int)getpid(), id, n);
+		if (tick_id > 0 && n % 5 == 0)
+			printf("tick %d w%d %lu\n", (int)getpid(), tick_id, n);
 		if (!at_go && wl_go())
 			at_go = n;
 		if (at_go && n >= at_go + 10)
-			break;
+			return n;
 		wl_sleep_ms(20);
 	}
+}
+
+static void worker(int id, pid_t parent, pid_t pgid, pid_t sid)
+{
+	unsigned long n = count_past_go(id);
 	if (getppid() != parent || getpgrp() != pgid || getsid(0) != sid) {
 		printf("FAIL worker %d: ppid %d pgid %d sid %d, was %d %d %d\n", id, (int)getppid(),
 		       (int)getpgrp(), (int)getsid(0), (int)parent, (int)pgid, (int)sid);
@@ -46,16 +53,8 @@ int main(int argc, char **argv)
 		pid_t c = fork();
 		if (c == 0)
 			worker(3, self, self, me);
-		/* worker 2 reaps worker 3 at the end */
-		unsigned long n = 0, at_go = 0;
-		for (;;) {
-			n++;
-			if (!at_go && wl_go())
-				at_go = n;
-			if (at_go && n >= at_go + 10)
-				break;
-			wl_sleep_ms(20);
-		}
+		/* worker 2 does not tick; it reaps worker 3 at the end */
+		count_past_go(0);
 		int st;
 		if (waitpid(c, &st, 0) != c || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 			printf("FAIL worker 3 status %#x\n", st);

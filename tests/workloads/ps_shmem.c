@@ -24,24 +24,16 @@ static uint64_t seed;
 static void fill(uint64_t *p)
 {
 	uint64_t x = seed;
-	for (size_t i = 0; i < PATTERN_END / 8; i++) {
-		x ^= x << 13;
-		x ^= x >> 7;
-		x ^= x << 17;
-		p[i] = x;
-	}
+	for (size_t i = 0; i < PATTERN_END / 8; i++)
+		p[i] = wl_xorshift(&x);
 }
 
 static int intact(const uint64_t *p)
 {
 	uint64_t x = seed;
-	for (size_t i = 0; i < PATTERN_END / 8; i++) {
-		x ^= x << 13;
-		x ^= x >> 7;
-		x ^= x << 17;
-		if (p[i] != x)
+	for (size_t i = 0; i < PATTERN_END / 8; i++)
+		if (p[i] != wl_xorshift(&x))
 			return 0;
-	}
 	return 1;
 }
 

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -122,6 +123,120 @@ static WL_UNUSED void wl_fail(const char *fmt, ...)
 	va_end(ap);
 	fflush(stdout);
 	exit(1);
+}
+
+/* Closes the descriptors inherited from the test harness (pipes to it): they are not the
+ * workload's, and a pipe to outside would make it uncheckpointable. */
+static WL_UNUSED void wl_close_inherited(void)
+{
+	close_range(3, ~0U, 0);
+}
+
+/* Blocks `sig` (to be taken some other way: a signalfd, sigwaitinfo) and returns the set
+ * that holds it. */
+static WL_UNUSED sigset_t wl_block(int sig)
+{
+	sigset_t m;
+	sigemptyset(&m);
+	sigaddset(&m, sig);
+	sigprocmask(SIG_BLOCK, &m, NULL);
+	return m;
+}
+
+/* One step of the xorshift64 generator behind the workloads' memory patterns. */
+static WL_UNUSED uint64_t wl_xorshift(uint64_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 7;
+	*x ^= *x << 17;
+	return *x;
+}
+
+/* SIGUSR1 as a request to check: wl_catch_usr1() installs the handler, wl_wait_usr1(ms)
+ * sleeps in steps of `ms` until a request came and takes it. (A forked child has its own
+ * flag, so parent and children wait for their own requests.) */
+static volatile sig_atomic_t wl_usr1 WL_UNUSED;
+
+static WL_UNUSED void wl_on_usr1(int sig)
+{
+	(void)sig;
+	wl_usr1 = 1;
+}
+
+static WL_UNUSED void wl_catch_usr1(void)
+{
+	struct sigaction sa = { .sa_handler = wl_on_usr1 };
+	sigaction(SIGUSR1, &sa, NULL);
+}
+
+static WL_UNUSED void wl_wait_usr1(long ms)
+{
+	while (!wl_usr1)
+		wl_sleep_ms(ms);
+	wl_usr1 = 0;
+}
+
+/* A parent and its children 1..n-1 (kids[i]) that answer its checks, one record each on a
+ * pipe they share (the bench_* trees). */
+struct wl_answer {
+	int index;
+	int pid;
+	int ok;
+};
+
+/* Forks children 1..n-1; child i runs child(i, wfd, arg), which never returns, with the
+ * write end of the pipe they all share. Returns kids[] (kids[i]: child i's PID) and the
+ * read end in *rfd. */
+static WL_UNUSED pid_t *wl_fork_children(int n, int *rfd, void (*child)(int, int, void *),
+					 void *arg)
+{
+	int p[2];
+	if (pipe(p) != 0)
+		wl_fail("pipe: %s", strerror(errno));
+	pid_t *kids = calloc((size_t)n, sizeof *kids);
+	for (int i = 1; i < n; i++) {
+		pid_t pid = fork();
+		if (pid < 0)
+			wl_fail("fork: %s", strerror(errno));
+		if (pid == 0) {
+			close(p[0]);
+			child(i, p[1], arg);
+			_exit(3);
+		}
+		kids[i] = pid;
+	}
+	close(p[1]);
+	*rfd = p[0];
+	return kids;
+}
+
+/* Check `checks`: every child must still be the parent's (not exited); each is sent
+ * SIGUSR1. */
+static WL_UNUSED void wl_signal_children(const pid_t *kids, int n, unsigned checks)
+{
+	for (int i = 1; i < n; i++) {
+		int st;
+		if (waitpid(kids[i], &st, WNOHANG) != 0)
+			wl_fail("check=%u pid=%d child %d (%d) is gone", checks, (int)getpid(), i,
+				(int)kids[i]);
+		kill(kids[i], SIGUSR1);
+	}
+}
+
+/* Reads one answer from each child on `rfd`: every one must come from the child it names
+ * and be ok, else FAIL "... child I (PID) <wrong>". */
+static WL_UNUSED void wl_read_answers(int rfd, const pid_t *kids, int n, unsigned checks,
+				      const char *wrong)
+{
+	for (int got = 1; got < n; got++) {
+		struct wl_answer a;
+		ssize_t r = read(rfd, &a, sizeof a);
+		if (r != sizeof a)
+			wl_fail("check=%u pid=%d pipe read %zd", checks, (int)getpid(), r);
+		if (a.index < 1 || a.index >= n || a.pid != kids[a.index] || !a.ok)
+			wl_fail("check=%u pid=%d child %d (%d) %s", checks, (int)getpid(), a.index,
+				a.pid, wrong);
+	}
 }
 
 #endif

@@ -4,7 +4,6 @@
 pub mod checkpoint;
 pub mod cooperate;
 pub mod objects;
-pub mod procfs;
 pub mod ptrace;
 pub mod restart;
 mod timer;

@@ -24,7 +24,7 @@ pub struct FdInfo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Eventfd {
     pub count: u64,
-    /// `EFD_SEMAPHORE`; `None` on kernels that do not show it (before 6.3).
+    /// `EFD_SEMAPHORE`; `None` on older kernels, which do not show it.
     pub semaphore: Option<bool>,
 }
 

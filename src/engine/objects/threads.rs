@@ -104,10 +104,7 @@ pub fn dump(
     let word = |o: usize| u64::from_ne_bytes(raw[o..o + 8].try_into().unwrap());
     let altstack = (word(0), word(8) as i32, word(16));
     let clear_child_tid = word(64);
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
-        .unwrap_or_default()
-        .trim_end()
-        .to_string();
+    let comm = crate::proc::ProcDir::open(pid)?.thread_comm(tid)?;
     Ok(ThreadRecord {
         tid,
         comm,

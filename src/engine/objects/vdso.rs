@@ -7,9 +7,9 @@
 //! `syscall_gate`, in checkpoint.rs.
 
 use super::memory::{Backing, Scratch, Vma};
-use crate::engine::procfs::{self, MapsLine};
 use crate::engine::ptrace::Injector;
 use crate::error::{Error, Kind, Result};
+use crate::proc::{MapsLine, ProcDir};
 
 /// Whether a mapping named `name` in /proc/PID/maps is the vDSO or its data pages.
 pub fn is_vdso(name: &str) -> bool {
@@ -121,7 +121,7 @@ fn relocate(inj: &Injector, pairs: &[(u64, u64, u64)], scratch: Scratch) -> Resu
     }
     // the parking area's leftovers (if any)
     let _ = scratch;
-    let cur = procfs::read_maps(inj.tid)?;
+    let cur = ProcDir::open(inj.tid)?.maps()?;
     for m in cur
         .iter()
         .filter(|m| m.start >= tmp && m.end <= tmp + span && m.path.is_empty())

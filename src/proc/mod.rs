@@ -18,6 +18,7 @@ pub mod limits;
 pub mod locks;
 pub mod maps;
 pub mod meminfo;
+pub mod mountinfo;
 pub mod stat;
 pub mod status;
 pub mod sysvipc;

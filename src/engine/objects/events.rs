@@ -146,19 +146,12 @@ fn watch_path(w: &InotifyMark) -> std::result::Result<String, String> {
         return Err("no file handle".into());
     };
     let (major, minor) = (w.sdev >> 20, w.sdev & 0xfffff);
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
-    for line in mountinfo.lines() {
-        let mut f = line.split(' ');
-        let (Some(_), Some(_), Some(dev), Some(_root), Some(point)) =
-            (f.next(), f.next(), f.next(), f.next(), f.next())
-        else {
-            continue;
-        };
-        if dev != format!("{major}:{minor}") {
+    let mounts = crate::proc::mountinfo::read_own().map_err(|e| e.to_string())?;
+    for m in mounts {
+        if (u64::from(m.major), u64::from(m.minor)) != (major, minor) {
             continue;
         }
-        let point = point.replace("\\040", " ");
-        let Ok(mnt) = std::fs::File::open(&point) else {
+        let Ok(mnt) = std::fs::File::open(&m.mount_point) else {
             continue;
         };
         let Ok(fd) = evfd::open_by_handle_at(

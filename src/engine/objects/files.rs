@@ -355,10 +355,8 @@ pub fn restore(
     tty: Option<&str>,
     shared: &dyn Fn(u32) -> Option<i32>,
 ) -> Result<()> {
-    let mine: Vec<i32> = std::fs::read_dir("/proc/self/fd")
-        .ctx("restore: /proc/self/fd")?
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
+    // (the numbers the listing itself used are closed again by the time they are read)
+    let mine = ProcDir::open(std::process::id() as i32)?.fds()?;
     // open everything first (the statefile's fds are still needed), then place
     let mut opened: Vec<(i32, OwnedFd)> = Vec::new();
     for r in records

@@ -100,24 +100,19 @@ pub fn decode(msg: &[u8]) -> Option<(u32, i32)> {
 }
 
 /// Whether bit `sig` is set in the `key` mask (`SigCgt`, `SigBlk`, ...) of file `name`
-/// (`status`, `task/TID/status`) of `dir`. A process or thread that has gone meanwhile
-/// has no handler to run and none running: `false` (a checkpoint's freeze then finds
-/// it gone). A mask that does not parse is an error.
-fn status_bit<D: std::borrow::Borrow<ProcDir>>(
-    dir: Result<D>,
-    name: &str,
-    key: &str,
-    sig: i32,
-) -> Result<bool> {
-    let mask = dir.and_then(|dir| {
-        let dir = dir.borrow();
-        let text = dir.read(name)?;
-        dir.parsed(name, &text, |t| status::mask(t, key))
-    });
-    match mask {
-        Ok(mask) => Ok(mask & (1u64 << (sig - 1)) != 0),
+/// (`status`, `task/TID/status`) of `dir`. A mask that does not parse is an error.
+fn status_bit(dir: &ProcDir, name: &str, key: &str, sig: i32) -> Result<bool> {
+    let text = dir.read(name)?;
+    let mask = dir.parsed(name, &text, |t| status::mask(t, key))?;
+    Ok(mask & (1u64 << (sig - 1)) != 0)
+}
+
+/// A process or thread that has gone meanwhile has no handler to run and none running:
+/// `false` (a checkpoint's freeze then finds it gone).
+fn gone_is_false(answer: Result<bool>) -> Result<bool> {
+    match answer {
         Err(e) if e.kind == Kind::NoSuchProcess => Ok(false),
-        Err(e) => Err(e),
+        answer => answer,
     }
 }
 
@@ -127,7 +122,7 @@ pub fn handles(pid: i32, sig: i32) -> Result<bool> {
     if !(1..=64).contains(&sig) {
         return Ok(false);
     }
-    status_bit(ProcDir::open(pid), "status", "SigCgt", sig)
+    gone_is_false(ProcDir::open(pid).and_then(|dir| status_bit(&dir, "status", "SigCgt", sig)))
 }
 
 /// Whether a saved disposition of SIGRESTART is a handler (not default, not ignore):
@@ -326,23 +321,17 @@ pub fn notify_checkpoint(pids: &[i32], timeout: Duration) -> Result<()> {
 /// Whether some thread of `pid` has SIGCKPT blocked, as it is while its handler runs.
 /// Threads (or the process) that have gone run no handler.
 fn in_handler(pid: i32) -> Result<bool> {
-    let dir = match ProcDir::open(pid) {
-        Ok(dir) => dir,
-        Err(e) if e.kind == Kind::NoSuchProcess => return Ok(false),
-        Err(e) => return Err(e),
-    };
-    let tids = match dir.tids() {
-        Ok(tids) => tids,
-        Err(e) if e.kind == Kind::NoSuchProcess => return Ok(false),
-        Err(e) => return Err(e),
-    };
-    for tid in tids {
-        let name = format!("task/{tid}/status");
-        if status_bit(Ok(&dir), &name, "SigBlk", SIGCKPT)? {
-            return Ok(true);
+    let any = || -> Result<bool> {
+        let dir = ProcDir::open(pid)?;
+        for tid in dir.tids()? {
+            let name = format!("task/{tid}/status");
+            if gone_is_false(status_bit(&dir, &name, "SigBlk", SIGCKPT))? {
+                return Ok(true);
+            }
         }
-    }
-    Ok(false)
+        Ok(false)
+    };
+    gone_is_false(any())
 }
 
 /// `2`, `0.5`, `1.25`: seconds as people write them.

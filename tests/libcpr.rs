@@ -35,8 +35,8 @@ fn notify(pid: i32, timeout: Duration) -> cpr::Result<()> {
 #[test]
 fn atcheckpoint_and_atrestart_functions_run_first_in_first_out() {
     let w = start("lib_aware", &["fifo"]);
-    assert!(cooperate::handles(w.pid(), SIGCKPT));
-    assert!(cooperate::handles(w.pid(), SIGRESTART));
+    assert!(cooperate::handles(w.pid(), SIGCKPT).unwrap());
+    assert!(cooperate::handles(w.pid(), SIGRESTART).unwrap());
     notify(w.pid(), TIMEOUT).unwrap();
     w.wait_line("ckpt 3");
     assert_eq!(w.after_ready(), ["ckpt 1", "ckpt 2", "ckpt 3"]);
@@ -64,8 +64,8 @@ fn atcheckpoint_and_atrestart_functions_run_first_in_first_out() {
 fn programs_without_handlers_never_get_sigckpt_or_sigrestart() {
     // linked with libcpr but registering nothing
     let w = start("lib_aware", &["plain"]);
-    assert!(!cooperate::handles(w.pid(), SIGCKPT));
-    assert!(!cooperate::handles(w.pid(), SIGRESTART));
+    assert!(!cooperate::handles(w.pid(), SIGCKPT).unwrap());
+    assert!(!cooperate::handles(w.pid(), SIGRESTART).unwrap());
     notify(w.pid(), TIMEOUT).unwrap();
     // not linked with libcpr at all
     let mut sleeper = Command::new("sleep").arg("600").spawn().unwrap();

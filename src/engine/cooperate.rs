@@ -37,6 +37,7 @@ use nix::errno::Errno;
 use nix::sys::socket::{self, ControlMessageOwned, MsgFlags, sockopt};
 
 use crate::error::{Context, Error, Kind, Result};
+use crate::proc::{ProcDir, status};
 use crate::sys::KernelSigaction;
 
 /// SIGCKPT: `SIGRTMAX - 2` (glibc keeps 32 and 33 for itself).
@@ -98,24 +99,30 @@ pub fn decode(msg: &[u8]) -> Option<(u32, i32)> {
     matches!(kind, MSG_STARTED | MSG_DEFERRED | MSG_DONE).then_some((kind, code))
 }
 
-/// The mask of a `Sig*:` line of /proc/PID/status (`SigCgt`, `SigBlk`, ...).
-pub fn status_mask(status: &str, key: &str) -> Option<u64> {
-    status.lines().find_map(|line| {
-        let value = line.strip_prefix(key)?.strip_prefix(':')?;
-        u64::from_str_radix(value.trim(), 16).ok()
-    })
+/// Whether bit `sig` is set in the `key` mask (`SigCgt`, `SigBlk`, ...) of file `name`
+/// (`status`, `task/TID/status`) of `dir`. A mask that does not parse is an error.
+fn status_bit(dir: &ProcDir, name: &str, key: &str, sig: i32) -> Result<bool> {
+    let text = dir.read(name)?;
+    let mask = dir.parsed(name, &text, |t| status::mask(t, key))?;
+    Ok(mask & (1u64 << (sig - 1)) != 0)
 }
 
-/// Whether process `pid` catches signal `sig` (its `SigCgt` bit). False when the
-/// process is gone or unreadable.
-pub fn handles(pid: i32, sig: i32) -> bool {
-    if !(1..=64).contains(&sig) {
-        return false;
+/// A process or thread that has gone meanwhile has no handler to run and none running:
+/// `false` (a checkpoint's freeze then finds it gone).
+fn gone_is_false(answer: Result<bool>) -> Result<bool> {
+    match answer {
+        Err(e) if e.kind == Kind::NoSuchProcess => Ok(false),
+        answer => answer,
     }
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| status_mask(&s, "SigCgt"))
-        .is_some_and(|mask| mask & (1u64 << (sig - 1)) != 0)
+}
+
+/// Whether process `pid` catches signal `sig` (its `SigCgt` bit); false when the process
+/// has gone.
+pub fn handles(pid: i32, sig: i32) -> Result<bool> {
+    if !(1..=64).contains(&sig) {
+        return Ok(false);
+    }
+    gone_is_false(ProcDir::open(pid).and_then(|dir| status_bit(&dir, "status", "SigCgt", sig)))
 }
 
 /// Whether a saved disposition of SIGRESTART is a handler (not default, not ignore):
@@ -229,11 +236,12 @@ enum Progress {
 /// `Checkpoint error` (permanent); a handler that does not finish in time is
 /// `Checkpoint error`. In every failure the processes run on, untouched.
 pub fn notify_checkpoint(pids: &[i32], timeout: Duration) -> Result<()> {
-    let targets: Vec<i32> = pids
-        .iter()
-        .copied()
-        .filter(|&pid| handles(pid, SIGCKPT))
-        .collect();
+    let mut targets = Vec::new();
+    for &pid in pids {
+        if handles(pid, SIGCKPT)? {
+            targets.push(pid);
+        }
+    }
     if targets.is_empty() {
         return Ok(());
     }
@@ -303,7 +311,7 @@ pub fn notify_checkpoint(pids: &[i32], timeout: Duration) -> Result<()> {
     // handler has returned, so that the freeze never catches the answer socket open.
     let settle = Instant::now() + Duration::from_secs(2);
     for pid in finished {
-        while in_handler(pid) && Instant::now() < settle {
+        while in_handler(pid)? && Instant::now() < settle {
             std::thread::sleep(Duration::from_millis(1));
         }
     }
@@ -311,16 +319,19 @@ pub fn notify_checkpoint(pids: &[i32], timeout: Duration) -> Result<()> {
 }
 
 /// Whether some thread of `pid` has SIGCKPT blocked, as it is while its handler runs.
-fn in_handler(pid: i32) -> bool {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return false;
+/// Threads (or the process) that have gone run no handler.
+fn in_handler(pid: i32) -> Result<bool> {
+    let any = || -> Result<bool> {
+        let dir = ProcDir::open(pid)?;
+        for tid in dir.tids()? {
+            let name = format!("task/{tid}/status");
+            if gone_is_false(status_bit(&dir, &name, "SigBlk", SIGCKPT))? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     };
-    tasks.flatten().any(|t| {
-        std::fs::read_to_string(t.path().join("status"))
-            .ok()
-            .and_then(|s| status_mask(&s, "SigBlk"))
-            .is_some_and(|m| m & (1u64 << (SIGCKPT - 1)) != 0)
-    })
+    gone_is_false(any())
 }
 
 /// `2`, `0.5`, `1.25`: seconds as people write them.
@@ -360,13 +371,19 @@ mod tests {
     #[test]
     fn sigcgt_bits() {
         let status = "Name:\tx\nSigBlk:\t0000000000000000\nSigCgt:\t6000000000000002\n";
-        let mask = status_mask(status, "SigCgt").unwrap();
+        let mask = status::mask(status, "SigCgt").unwrap();
         assert_eq!(mask & (1 << (SIGCKPT - 1)), 1 << 61);
         assert_eq!(mask & (1 << (SIGRESTART - 1)), 1 << 62);
-        assert_eq!(status_mask(status, "SigIgn"), None);
-        // this test process catches neither
-        assert!(!handles(std::process::id() as i32, SIGCKPT));
-        assert!(!handles(std::process::id() as i32, 0));
+        assert!(status::mask(status, "SigIgn").is_err());
+        // this test process catches neither (its threads' masks are libtest's business)
+        let me = std::process::id() as i32;
+        assert!(!handles(me, SIGCKPT).unwrap());
+        assert!(!handles(me, 0).unwrap());
+        in_handler(me).unwrap();
+        // a process that has gone catches nothing
+        let gone = crate::target::PID_LIMIT as i32 + 1;
+        assert!(!handles(gone, SIGCKPT).unwrap());
+        assert!(!in_handler(gone).unwrap());
     }
 
     #[test]

@@ -5,7 +5,6 @@ pub mod checkpoint;
 pub mod cooperate;
 pub mod objects;
 pub mod options;
-pub mod procfs;
 pub mod ptrace;
 pub mod restart;
 mod timer;

@@ -13,10 +13,16 @@ use nix::sys::stat::Mode;
 
 use crate::error::{Error, Kind, Result};
 
+pub mod fdinfo;
 pub mod limits;
+pub mod locks;
 pub mod maps;
+pub mod meminfo;
+pub mod mountinfo;
 pub mod stat;
 pub mod status;
+pub mod sysvipc;
+pub mod timers;
 
 pub use maps::MapsLine;
 pub use stat::Stat;
@@ -112,8 +118,34 @@ impl ProcDir {
         Ok(text)
     }
 
-    /// Runs a pure parser on one file, naming the file in its errors.
-    fn parsed<T>(
+    /// Like [`read_text`](Self::read_text), but `None` when the process has no such file
+    /// (a kernel built without it) rather than `No such process`.
+    pub fn read_text_if_present(&self, name: &str) -> Result<Option<String>> {
+        match self.read_text(name) {
+            // openat says ENOENT both for a file the kernel lacks and for a process that
+            // has gone: the process is still there if its stat file is
+            Err(e) if e.kind == Kind::NoSuchProcess && self.read("stat").is_ok() => Ok(None),
+            other => other.map(Some),
+        }
+    }
+
+    /// One file opened for reading (`pagemap`, `mem`, ...), for callers that read it in
+    /// pieces.
+    pub fn open_file(&self, name: &str) -> Result<std::fs::File> {
+        match nix::fcntl::openat(
+            &self.fd,
+            name,
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => Ok(std::fs::File::from(fd)),
+            Err(e) if is_gone(Some(e as i32)) => Err(gone(self.pid)),
+            Err(e) => Err(Error::errno(self.path(name), e)),
+        }
+    }
+
+    /// Runs a pure parser on text read from file `name`, naming the file in its errors.
+    pub fn parsed<T>(
         &self,
         name: &str,
         text: &str,
@@ -155,12 +187,66 @@ impl ProcDir {
         Ok(split_cmdline(&self.read_bytes("cmdline")?))
     }
 
+    /// The execution domain (`/proc/PID/personality`, readable by whoever may trace).
+    pub fn personality(&self) -> Result<u64> {
+        self.parsed("personality", &self.read("personality")?, parse_personality)
+    }
+
+    /// The name of thread `tid` of this process (`task/TID/comm`).
+    pub fn thread_comm(&self, tid: i32) -> Result<String> {
+        let name = format!("task/{tid}/comm");
+        let bytes = self.read_bytes(&name)?;
+        if bytes.is_empty() {
+            return Err(gone(tid));
+        }
+        parse_comm(&bytes).map_err(|e| e.context(self.path(&name)))
+    }
+
     /// Thread IDs, the main thread first, the others ascending.
     pub fn tids(&self) -> Result<Vec<i32>> {
-        let path = self.path("task");
+        let mut tids = self.numbers("task", "a thread ID")?;
+        if tids.is_empty() {
+            return Err(gone(self.pid));
+        }
+        tids.sort_by_key(|&tid: &i32| (tid != self.pid, tid));
+        Ok(tids)
+    }
+
+    /// The open descriptors (`/proc/PID/fd`), ascending.
+    pub fn fds(&self) -> Result<Vec<i32>> {
+        let mut fds = self.numbers("fd", "a descriptor")?;
+        fds.sort_unstable();
+        Ok(fds)
+    }
+
+    /// `/proc/PID/fdinfo/FD`: position, flags, mount and inode.
+    pub fn fdinfo(&self, fd: i32) -> Result<fdinfo::FdInfo> {
+        self.fdinfo_as(fd, fdinfo::parse)
+    }
+
+    /// `/proc/PID/fdinfo/FD` read by one of the parsers of [`fdinfo`] or [`locks`]
+    /// (`fdinfo::eventfd`, `locks::parse_fdinfo_locks`, ...).
+    pub fn fdinfo_as<T>(&self, fd: i32, parse: impl FnOnce(&str) -> Result<T>) -> Result<T> {
+        let name = format!("fdinfo/{fd}");
+        self.parsed(&name, &self.read(&name)?, parse)
+    }
+
+    /// The POSIX timers; none when the kernel has no `timers` file (built without
+    /// CONFIG_CHECKPOINT_RESTORE).
+    pub fn timers(&self) -> Result<Vec<timers::Timer>> {
+        match self.read_text_if_present("timers")? {
+            Some(text) => self.parsed("timers", &text, timers::parse),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// The numeric entries of directory `name` (`task`, `fd`), in directory order; an
+    /// entry that is not a number is an error (`what` says what it should have been).
+    fn numbers(&self, name: &str, what: &str) -> Result<Vec<i32>> {
+        let path = self.path(name);
         let mut dir = match nix::dir::Dir::openat(
             &self.fd,
-            "task",
+            name,
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
             Mode::empty(),
         ) {
@@ -168,7 +254,7 @@ impl ProcDir {
             Err(e) if is_gone(Some(e as i32)) => return Err(gone(self.pid)),
             Err(e) => return Err(Error::errno(path, e)),
         };
-        let mut tids = Vec::new();
+        let mut out = Vec::new();
         for entry in dir.iter() {
             let entry = match entry {
                 Ok(entry) => entry,
@@ -179,24 +265,42 @@ impl ProcDir {
             if name == b"." || name == b".." {
                 continue;
             }
-            let tid = std::str::from_utf8(name)
+            let n = std::str::from_utf8(name)
                 .ok()
                 .and_then(|s| s.parse::<i32>().ok())
                 .ok_or_else(|| {
                     Error::with_detail(
                         path.clone(),
                         Kind::InvalidArgument,
-                        format!("'{}' is not a thread ID", String::from_utf8_lossy(name)),
+                        format!("'{}' is not {what}", String::from_utf8_lossy(name)),
                     )
                 })?;
-            tids.push(tid);
+            out.push(n);
         }
-        if tids.is_empty() {
-            return Err(gone(self.pid));
-        }
-        tids.sort_by_key(|&tid: &i32| (tid != self.pid, tid));
-        Ok(tids)
+        Ok(out)
     }
+}
+
+/// `/proc/PID/personality`: the persona as 8 hexadecimal digits and a newline.
+pub fn parse_personality(text: &str) -> Result<u64> {
+    let value = text.strip_suffix('\n').unwrap_or(text);
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(malformed(
+            "personality",
+            format!("'{value}' is not a hexadecimal persona"),
+        ));
+    }
+    u64::from_str_radix(value, 16)
+        .map_err(|_| malformed("personality", format!("'{value}' is out of range")))
+}
+
+/// `/proc/PID/task/TID/comm`: the name and a newline. Trailing blanks are dropped, as cpr
+/// always has; bytes that are not UTF-8 become U+FFFD (the record holds text).
+pub fn parse_comm(bytes: &[u8]) -> Result<String> {
+    let name = bytes
+        .strip_suffix(b"\n")
+        .ok_or_else(|| malformed("comm", "no newline at the end"))?;
+    Ok(String::from_utf8_lossy(name).trim_end().to_string())
 }
 
 /// `/proc/PID/cmdline` split at NULs (empty arguments left out, as before).
@@ -219,6 +323,30 @@ mod tests {
     }
 
     #[test]
+    fn personality_and_comm() {
+        assert_eq!(parse_personality("00000000\n").unwrap(), 0);
+        assert_eq!(parse_personality("00400000\n").unwrap(), 0x40_0000);
+        for bad in [
+            "",
+            "\n",
+            "0x1\n",
+            "zz\n",
+            "-1\n",
+            "0 0\n",
+            "10000000000000000\n",
+        ] {
+            let msg = parse_personality(bad).expect_err(bad).to_string();
+            assert!(msg.contains("malformed personality"), "{msg}");
+        }
+        assert_eq!(parse_comm(b"worker 1\n").unwrap(), "worker 1");
+        assert_eq!(parse_comm(b"pad  \n").unwrap(), "pad");
+        assert_eq!(parse_comm(b"\xff\n").unwrap(), "\u{fffd}");
+        assert_eq!(parse_comm(b"\n").unwrap(), "");
+        let msg = parse_comm(b"cut").unwrap_err().to_string();
+        assert!(msg.contains("malformed comm (no newline"), "{msg}");
+    }
+
+    #[test]
     fn this_process_reads_through_its_directory() {
         let me = std::process::id() as i32;
         let dir = ProcDir::open(me).unwrap();
@@ -228,6 +356,30 @@ mod tests {
         assert!(dir.maps().unwrap().iter().any(|m| m.path == "[stack]"));
         assert_eq!(dir.limits().unwrap().len(), 16);
         assert!(!dir.cmdline().unwrap().is_empty());
+        dir.personality().unwrap();
+        assert!(!dir.thread_comm(me).unwrap().is_empty());
+        let file = std::fs::File::open("/proc/self/status").unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+        let fds = dir.fds().unwrap();
+        assert!(
+            fds.windows(2).all(|w| w[0] < w[1]) && fds.contains(&fd),
+            "{fds:?}"
+        );
+        let info = dir.fdinfo(fd).unwrap();
+        assert_eq!(
+            (info.pos, info.flags & libc::O_ACCMODE),
+            (0, libc::O_RDONLY)
+        );
+        assert!(info.mnt_id.is_some());
+        assert!(dir.read_text_if_present("no-such-file").unwrap().is_none());
+        assert!(dir.read_text_if_present("stat").unwrap().is_some());
+        assert!(dir.open_file("pagemap").is_ok());
+        assert!(dir.timers().unwrap().is_empty());
+        assert!(
+            dir.fdinfo_as(fd, locks::parse_fdinfo_locks)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use super::Targets;
 use crate::engine::objects::{pstree, threads};
-use crate::engine::procfs;
 use crate::engine::ptrace::{self, Regs};
 use crate::error::{Error, Kind, Result};
+use crate::proc::ProcDir;
 use crate::target;
 
 /// The frozen processes. Dropped without `kill`, it lets them all run on.
@@ -86,7 +86,7 @@ impl Freezer {
                 if vanished.contains(&pid) {
                     continue;
                 }
-                let tids = match procfs::thread_ids(pid) {
+                let tids = match ProcDir::open(pid).and_then(|d| d.tids()) {
                     Ok(t) => t,
                     Err(_) if may_vanish(pid) => {
                         vanished.push(pid);
@@ -200,5 +200,7 @@ impl Drop for Freezer {
 
 /// Whether a process exists and is not a zombie.
 fn alive(pid: i32) -> bool {
-    procfs::read_stat(pid).is_ok_and(|s| s.state() != 'Z' && s.state() != 'X')
+    ProcDir::open(pid)
+        .and_then(|d| d.stat())
+        .is_ok_and(|s| s.state != 'Z' && s.state != 'X')
 }

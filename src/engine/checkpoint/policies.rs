@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use crate::attrfile::{AttrFile, ProcessPolicies, WillAction};
-use crate::engine::procfs;
 use crate::error::Result;
 use crate::target;
 
@@ -37,8 +36,8 @@ pub(super) fn overall_will(
 fn ancestors(pid: i32) -> Vec<i32> {
     let mut out = Vec::new();
     let mut cur = pid;
-    while let Ok(s) = procfs::read_stat(cur) {
-        let ppid = s.field(4) as i32;
+    while let Ok(s) = crate::proc::ProcDir::open(cur).and_then(|d| d.stat()) {
+        let ppid = s.ppid;
         if ppid <= 0 || out.contains(&ppid) {
             break;
         }

@@ -1,13 +1,39 @@
 //! Credentials: supplementary groups, real/effective/saved/filesystem uids and gids,
 //! capabilities. Dump: the `uids`, `gids`, `groups` and `caps` fields of the process
-//! record, read from /proc/PID/status with the process record (process.rs). Restore: the
-//! very last step, by injection, so that nothing after it runs with more privilege than
-//! the image had.
+//! record (process.rs), read from /proc/PID/status. Restore: the very last step, by
+//! injection, so that nothing after it runs with more privilege than the image had.
 
 use super::process::ProcessRecord;
 use crate::engine::ptrace::{Injector, RemoteScratch};
 use crate::error::Result;
-use crate::sys::CapsetArgs;
+use crate::proc::{ProcDir, status};
+use crate::sys::{Caps, CapsetArgs};
+
+/// The credentials of a process, as the process record keeps them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Creds {
+    /// Real, effective, saved, filesystem.
+    pub uids: [u32; 4],
+    pub gids: [u32; 4],
+    pub groups: Vec<u32>,
+    pub caps: Caps,
+}
+
+/// Reads the credentials from `status_text`, the text of /proc/PID/status of `dir`.
+pub fn dump(dir: &ProcDir, status_text: &str) -> Result<Creds> {
+    dir.parsed("status", status_text, |text| {
+        Ok(Creds {
+            uids: status::ids(text, "Uid")?,
+            gids: status::ids(text, "Gid")?,
+            groups: status::groups(text)?,
+            caps: Caps {
+                inheritable: status::mask(text, "CapInh")?,
+                permitted: status::mask(text, "CapPrm")?,
+                effective: status::mask(text, "CapEff")?,
+            },
+        })
+    })
+}
 
 /// The very last step of a restore: groups, gids, uids and capabilities, in the
 /// process itself. `scratch` is argument space there.
@@ -82,4 +108,25 @@ pub fn restore(rec: &ProcessRecord, inj: &Injector, scratch: &mut RemoteScratch)
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dump_reads_this_process() {
+        let dir = ProcDir::open(std::process::id() as i32).unwrap();
+        let text = dir.status_text().unwrap();
+        let creds = dump(&dir, &text).unwrap();
+        assert_eq!(creds.uids[0], nix::unistd::getuid().as_raw());
+        assert_eq!(creds.gids[1], nix::unistd::getegid().as_raw());
+        let msg = dump(&dir, &text.replace("CapEff:", "CapEf:"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("/status") && msg.contains("no CapEff line"),
+            "{msg}"
+        );
+    }
 }

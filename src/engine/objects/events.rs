@@ -1,7 +1,7 @@
 //! Event and wait objects behind descriptors: eventfd, timerfd, signalfd, epoll (with the
 //! descriptors it watches), inotify (with its watches). POSIX timers are posix_timers.rs.
 //!
-//! Dump parses /proc/PID/fdinfo/N; restore recreates each object natively in the restore
+//! Dump reads /proc/PID/fdinfo/N (the parsers are crate::proc::fdinfo); restore recreates each object natively in the restore
 //! child once the plain files are at their numbers (epoll refers to them) and dup2()s it
 //! to its number. Timers keep the time they had left and their interval, as relative
 //! values: the time between checkpoint and restart does not count.
@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use super::files::{FdKind, FdRecord};
 use crate::error::{Context, Error, Kind, Result};
+use crate::proc::ProcDir;
+use crate::proc::fdinfo::{self, InotifyMark};
 use crate::sys::evfd;
 
 /// One event object behind a descriptor. O_NONBLOCK and FD_CLOEXEC are in its FdRecord.
@@ -62,152 +64,6 @@ pub struct InotifyWatch {
     pub path: String,
 }
 
-/// A watch as fdinfo tells it, before its path is found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RawWatch {
-    pub wd: i32,
-    pub ino: u64,
-    /// Kernel-internal device number (major << 20 | minor).
-    pub sdev: u64,
-    pub mask: u32,
-    pub handle_type: i32,
-    pub handle: Vec<u8>,
-}
-
-// ---------------------------------------------------------------- parsers (pure)
-
-fn field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(key))
-        .map(str::trim)
-}
-
-fn bad(what: &str, line: &str) -> Error {
-    Error::with_detail(
-        "fdinfo",
-        Kind::CheckpointError,
-        format!("{what}: cannot parse {line:?}"),
-    )
-}
-
-pub fn parse_eventfd(text: &str) -> Result<EventFd> {
-    let count = field(text, "eventfd-count:")
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| bad("eventfd", "eventfd-count"))?;
-    let semaphore = field(text, "eventfd-semaphore:").is_some_and(|v| v == "1");
-    Ok(EventFd::Eventfd { count, semaphore })
-}
-
-/// "(3, 492960385)" -> (3, 492960385)
-fn parse_pair(v: &str) -> Option<(i64, i64)> {
-    let inner = v.trim().strip_prefix('(')?.strip_suffix(')')?;
-    let (a, b) = inner.split_once(',')?;
-    Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
-}
-
-pub fn parse_timerfd(text: &str) -> Result<EventFd> {
-    let num = |k: &str| field(text, k).ok_or_else(|| bad("timerfd", k));
-    Ok(EventFd::Timerfd {
-        clockid: num("clockid:")?
-            .parse()
-            .map_err(|_| bad("timerfd", "clockid"))?,
-        ticks: num("ticks:")?
-            .parse()
-            .map_err(|_| bad("timerfd", "ticks"))?,
-        settime_flags: i32::from_str_radix(num("settime flags:")?, 8)
-            .map_err(|_| bad("timerfd", "settime flags"))?,
-        value: parse_pair(num("it_value:")?).ok_or_else(|| bad("timerfd", "it_value"))?,
-        interval: parse_pair(num("it_interval:")?).ok_or_else(|| bad("timerfd", "it_interval"))?,
-    })
-}
-
-pub fn parse_signalfd(text: &str) -> Result<EventFd> {
-    let mask = field(text, "sigmask:")
-        .and_then(|v| u64::from_str_radix(v, 16).ok())
-        .ok_or_else(|| bad("signalfd", "sigmask"))?;
-    Ok(EventFd::Signalfd { mask })
-}
-
-/// `key:value` words of one line.
-fn words(line: &str) -> impl Iterator<Item = (&str, &str)> {
-    // "tfd:        4 events:       19" has blanks after the colon: join key and value
-    let mut toks = line.split_whitespace().peekable();
-    std::iter::from_fn(move || {
-        let t = toks.next()?;
-        match t.split_once(':') {
-            Some((k, "")) => Some((k, toks.next().unwrap_or(""))),
-            Some((k, v)) => Some((k, v)),
-            None => Some((t, "")),
-        }
-    })
-}
-
-pub fn parse_epoll(text: &str) -> Result<Vec<EpollTarget>> {
-    let mut out = Vec::new();
-    for line in text.lines().filter(|l| l.starts_with("tfd:")) {
-        let (mut fd, mut events, mut data) = (None, None, None);
-        for (k, v) in words(line) {
-            match k {
-                "tfd" => fd = v.parse().ok(),
-                "events" => events = u32::from_str_radix(v, 16).ok(),
-                "data" => data = u64::from_str_radix(v, 16).ok(),
-                _ => {}
-            }
-        }
-        match (fd, events, data) {
-            (Some(fd), Some(events), Some(data)) => out.push(EpollTarget { fd, events, data }),
-            _ => return Err(bad("epoll", line)),
-        }
-    }
-    Ok(out)
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len() / 2)
-        .map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
-        .collect()
-}
-
-pub fn parse_inotify(text: &str) -> Result<Vec<RawWatch>> {
-    let mut out = Vec::new();
-    for line in text.lines().filter(|l| l.starts_with("inotify ")) {
-        let mut w = RawWatch {
-            wd: -1,
-            ino: 0,
-            sdev: 0,
-            mask: 0,
-            handle_type: 0,
-            handle: Vec::new(),
-        };
-        let mut ok = true;
-        for (k, v) in words(line.trim_start_matches("inotify ")) {
-            let hex = || u64::from_str_radix(v, 16).ok();
-            match k {
-                "wd" => w.wd = v.parse().unwrap_or(-1),
-                "ino" => {
-                    w.ino = hex().unwrap_or_else(|| {
-                        ok = false;
-                        0
-                    })
-                }
-                "sdev" => w.sdev = hex().unwrap_or(0),
-                "mask" => w.mask = hex().unwrap_or(0) as u32,
-                "fhandle-type" => w.handle_type = v.parse().unwrap_or(0),
-                "f_handle" => w.handle = unhex(v).unwrap_or_default(),
-                _ => {}
-            }
-        }
-        if !ok || w.wd < 0 {
-            return Err(bad("inotify", line));
-        }
-        out.push(w);
-    }
-    Ok(out)
-}
-
 // ---------------------------------------------------------------- dump
 
 /// The event object behind descriptor `fd` of a stopped process, `None` when `link` is
@@ -220,35 +76,52 @@ pub fn dump(pid: i32, fd: i32, link: &str, _flags: i32) -> Result<Option<EventFd
     let who = format!("process {pid} fd {fd}");
     let refuse =
         |why: &str| Error::with_detail(&who, Kind::CheckpointError, format!("{link}: {why}"));
-    let parser: fn(&str) -> Result<EventFd> = match link {
-        "anon_inode:[eventfd]" => parse_eventfd,
-        "anon_inode:[timerfd]" => parse_timerfd,
-        "anon_inode:[signalfd]" => parse_signalfd,
-        "anon_inode:[eventpoll]" => |t| parse_epoll(t).map(|targets| EventFd::Epoll { targets }),
-        "anon_inode:inotify" => |_| {
-            Ok(EventFd::Inotify {
-                watches: Vec::new(),
-            })
+    // opened once the kind is known to be one cpr restores
+    let dir = || ProcDir::open(pid);
+    let ev = match link {
+        "anon_inode:[eventfd]" => {
+            let e = dir()?.fdinfo_as(fd, fdinfo::eventfd)?;
+            EventFd::Eventfd {
+                count: e.count,
+                // older kernels do not show it: a plain counter, as cpr always took it
+                semaphore: e.semaphore.unwrap_or(false),
+            }
+        }
+        "anon_inode:[timerfd]" => {
+            let t = dir()?.fdinfo_as(fd, fdinfo::timerfd)?;
+            EventFd::Timerfd {
+                clockid: t.clockid,
+                ticks: t.ticks,
+                settime_flags: t.settime_flags,
+                value: t.value,
+                interval: t.interval,
+            }
+        }
+        "anon_inode:[signalfd]" => EventFd::Signalfd {
+            mask: dir()?.fdinfo_as(fd, fdinfo::signalfd_mask)?,
         },
-        _ => return Err(refuse("this kind of descriptor is not checkpoint safe")),
-    };
-    let text = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).ctx(&who)?;
-    let mut ev = parser(&text).map_err(|e| e.context(&who))?;
-    match &mut ev {
-        EventFd::Epoll { targets } => {
-            for t in targets.iter() {
+        "anon_inode:[eventpoll]" => {
+            let mut targets = Vec::new();
+            for t in dir()?.fdinfo_as(fd, fdinfo::epoll)? {
                 if std::fs::symlink_metadata(format!("/proc/{pid}/fd/{}", t.fd)).is_err() {
                     return Err(refuse(&format!(
                         "epoll watches a file no longer open as fd {}",
                         t.fd
                     )));
                 }
+                targets.push(EpollTarget {
+                    fd: t.fd,
+                    events: t.events,
+                    data: t.data,
+                });
             }
+            EventFd::Epoll { targets }
         }
-        EventFd::Inotify { watches } => {
-            let mut raw = parse_inotify(&text).map_err(|e| e.context(&who))?;
-            raw.sort_by_key(|w| w.wd);
-            for w in raw {
+        "anon_inode:inotify" => {
+            let mut marks = dir()?.fdinfo_as(fd, fdinfo::inotify)?;
+            marks.sort_by_key(|w| w.wd);
+            let mut watches = Vec::new();
+            for w in marks {
                 let path = watch_path(&w).map_err(|why| {
                     refuse(&format!("inotify watch {} (inode {}): {why}", w.wd, w.ino))
                 })?;
@@ -258,39 +131,33 @@ pub fn dump(pid: i32, fd: i32, link: &str, _flags: i32) -> Result<Option<EventFd
                     path,
                 });
             }
+            EventFd::Inotify { watches }
         }
-        _ => {}
-    }
+        _ => return Err(refuse("this kind of descriptor is not checkpoint safe")),
+    };
     Ok(Some(ev))
 }
 
 /// The path of a watched inode, from its file handle: open_by_handle_at on a mount of its
 /// filesystem, then the name the kernel gives that descriptor.
-fn watch_path(w: &RawWatch) -> std::result::Result<String, String> {
+fn watch_path(w: &InotifyMark) -> std::result::Result<String, String> {
     use std::os::unix::fs::MetadataExt;
-    if w.handle.is_empty() {
+    let Some((handle_type, handle)) = &w.handle else {
         return Err("no file handle".into());
-    }
+    };
     let (major, minor) = (w.sdev >> 20, w.sdev & 0xfffff);
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
-    for line in mountinfo.lines() {
-        let mut f = line.split(' ');
-        let (Some(_), Some(_), Some(dev), Some(_root), Some(point)) =
-            (f.next(), f.next(), f.next(), f.next(), f.next())
-        else {
-            continue;
-        };
-        if dev != format!("{major}:{minor}") {
+    let mounts = crate::proc::mountinfo::read_own().map_err(|e| e.to_string())?;
+    for m in mounts {
+        if (u64::from(m.major), u64::from(m.minor)) != (major, minor) {
             continue;
         }
-        let point = point.replace("\\040", " ");
-        let Ok(mnt) = std::fs::File::open(&point) else {
+        let Ok(mnt) = std::fs::File::open(&m.mount_point) else {
             continue;
         };
         let Ok(fd) = evfd::open_by_handle_at(
             mnt.as_fd(),
-            w.handle_type,
-            &w.handle,
+            *handle_type,
+            handle,
             libc::O_PATH | libc::O_CLOEXEC,
         ) else {
             continue;
@@ -511,106 +378,6 @@ pub fn restore(records: &[FdRecord]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const EVENTFD: &str = "pos:\t0\nflags:\t02004002\nmnt_id:\t17\nino:\t1038\n\
-eventfd-count:                5\neventfd-id: 1\neventfd-semaphore: 0\n";
-    const TIMERFD: &str = "pos:\t0\nflags:\t04002\nmnt_id:\t17\nino:\t1038\nclockid: 1\n\
-ticks: 2\nsettime flags: 01\nit_value: (3, 492960385)\nit_interval: (0, 250000000)\n";
-    const SIGNALFD: &str =
-        "pos:\t0\nflags:\t02\nmnt_id:\t17\nino:\t1038\nsigmask:\t0000000000004200\n";
-    const EPOLL: &str = "pos:\t0\nflags:\t02\nmnt_id:\t17\nino:\t1038\n\
-tfd:        4 events:       19 data:                7  pos:0 ino:40e sdev:10\n\
-tfd:        3 events: 80000019 data: 1122334455667788  pos:0 ino:40e sdev:10\n";
-    const INOTIFY: &str = "pos:\t0\nflags:\t04000\nmnt_id:\t17\nino:\t1038\n\
-inotify wd:2 ino:2e1 sdev:fe00000 mask:2 ignored_mask:0 fhandle-bytes:8 fhandle-type:1 f_handle:e102000000000000\n\
-inotify wd:1 ino:3c4a7 sdev:fe00000 mask:300 ignored_mask:0 fhandle-bytes:8 fhandle-type:1 f_handle:a7c4030000000000\n";
-
-    #[test]
-    fn eventfd_count_and_semaphore() {
-        assert_eq!(
-            parse_eventfd(EVENTFD).unwrap(),
-            EventFd::Eventfd {
-                count: 5,
-                semaphore: false
-            }
-        );
-        let sem = EVENTFD.replace("semaphore: 0", "semaphore: 1");
-        assert!(matches!(
-            parse_eventfd(&sem).unwrap(),
-            EventFd::Eventfd {
-                semaphore: true,
-                ..
-            }
-        ));
-        assert!(parse_eventfd("pos:\t0\n").is_err());
-    }
-
-    #[test]
-    fn timerfd_fields() {
-        assert_eq!(
-            parse_timerfd(TIMERFD).unwrap(),
-            EventFd::Timerfd {
-                clockid: 1,
-                ticks: 2,
-                settime_flags: 1,
-                value: (3, 492960385),
-                interval: (0, 250000000),
-            }
-        );
-        assert!(parse_timerfd(&TIMERFD.replace("(3, 492960385)", "3 49")).is_err());
-    }
-
-    #[test]
-    fn signalfd_mask() {
-        // SIGUSR1 (10) and SIGTERM (15)
-        assert_eq!(
-            parse_signalfd(SIGNALFD).unwrap(),
-            EventFd::Signalfd {
-                mask: (1 << 9) | (1 << 14)
-            }
-        );
-    }
-
-    #[test]
-    fn epoll_targets_keep_data_exactly() {
-        let t = parse_epoll(EPOLL).unwrap();
-        assert_eq!(
-            t,
-            vec![
-                EpollTarget {
-                    fd: 4,
-                    events: 0x19,
-                    data: 7
-                },
-                EpollTarget {
-                    fd: 3,
-                    events: 0x8000_0019,
-                    data: 0x1122_3344_5566_7788
-                },
-            ]
-        );
-        assert!(parse_epoll("tfd: x events: 1 data: 2\n").is_err());
-        assert!(parse_epoll("pos:\t0\n").unwrap().is_empty());
-    }
-
-    #[test]
-    fn inotify_watches() {
-        let w = parse_inotify(INOTIFY).unwrap();
-        assert_eq!(w.len(), 2);
-        assert_eq!(
-            w[0],
-            RawWatch {
-                wd: 2,
-                ino: 0x2e1,
-                sdev: 0xfe00000,
-                mask: 2,
-                handle_type: 1,
-                handle: vec![0xe1, 0x02, 0, 0, 0, 0, 0, 0],
-            }
-        );
-        assert_eq!(w[1].mask, 0x300);
-        assert!(parse_inotify("inotify ino:zz\n").is_err());
-    }
 
     #[test]
     fn non_anonymous_links_are_not_events() {

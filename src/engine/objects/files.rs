@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::attrfile::{FileAction, ProcessPolicies};
 use crate::error::{Context, Error, Kind, Result};
+use crate::proc::ProcDir;
 use crate::statefile::{Statefile, StatefileWriter};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,21 +68,6 @@ fn safe_device(path: &str) -> bool {
         || path.starts_with("/dev/tty")
 }
 
-fn fdinfo(pid: i32, fd: i32) -> Result<(u64, i32)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}"))
-        .ctx(format!("process {pid} fd {fd}"))?;
-    let field = |k: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(k))
-            .map(str::trim)
-            .unwrap_or("0")
-            .to_string()
-    };
-    let pos = field("pos:").parse().unwrap_or(0);
-    let flags = i32::from_str_radix(&field("flags:"), 8).unwrap_or(0);
-    Ok((pos, flags))
-}
-
 /// Lists and classifies the descriptors of a stopped process; saves file contents the
 /// policies ask for. An object that is not checkpoint safe is "Checkpoint error" naming
 /// the process, the descriptor and the object.
@@ -90,14 +76,10 @@ pub fn dump(
     policies: &ProcessPolicies,
     writer: &mut StatefileWriter,
 ) -> Result<Vec<FdRecord>> {
-    let mut fds: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .ctx(format!("process {pid}"))?
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
-    fds.sort();
+    let dir = ProcDir::open(pid)?;
     let mut out: Vec<FdRecord> = Vec::new();
-    for fd in fds {
-        let record = dump_one(pid, fd, &out, policies, writer)?;
+    for fd in dir.fds()? {
+        let record = dump_one(&dir, fd, &out, policies, writer)?;
         out.push(record);
     }
     Ok(out)
@@ -106,18 +88,21 @@ pub fn dump(
 /// One descriptor, after the `earlier` ones: a duplicate of one of those, a pipe end
 /// (pipes.rs), an event object (events.rs), or a file by path.
 fn dump_one(
-    pid: i32,
+    dir: &ProcDir,
     fd: i32,
     earlier: &[FdRecord],
     policies: &ProcessPolicies,
     writer: &mut StatefileWriter,
 ) -> Result<FdRecord> {
+    let pid = dir.pid();
     let who = format!("process {pid} fd {fd}");
     let link = std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
         .ctx(&who)?
         .to_string_lossy()
         .into_owned();
-    let (pos, flags) = fdinfo(pid, fd)?;
+    let info = dir.fdinfo(fd)?;
+    // a negative offset (a few special files) keeps its bits: restore seeks to it as i64
+    let (pos, flags) = (info.pos as u64, info.flags);
     let cloexec = flags & libc::O_CLOEXEC != 0;
     let flags = flags & !libc::O_CLOEXEC;
     // a dup of an earlier descriptor shares its offset and flags
@@ -370,10 +355,8 @@ pub fn restore(
     tty: Option<&str>,
     shared: &dyn Fn(u32) -> Option<i32>,
 ) -> Result<()> {
-    let mine: Vec<i32> = std::fs::read_dir("/proc/self/fd")
-        .ctx("restore: /proc/self/fd")?
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
+    // (the numbers the listing itself used are closed again by the time they are read)
+    let mine = ProcDir::open(std::process::id() as i32)?.fds()?;
     // open everything first (the statefile's fds are still needed), then place
     let mut opened: Vec<(i32, OwnedFd)> = Vec::new();
     for r in records

@@ -3,7 +3,8 @@
 //! been locked by another process, CPR tries to acquire the locks a few times before it
 //! aborts the restart.")
 //!
-//! Dump reads /proc/locks and the `lock:` lines of /proc/PID/fdinfo/N. flock(2) and
+//! Dump reads /proc/locks and the `lock:` lines of /proc/PID/fdinfo/N (parsed by
+//! crate::proc::locks, where the lock kinds and types are defined). flock(2) and
 //! open-file-description (OFD) locks belong to an open file description, so they are tied
 //! to the descriptor whose fdinfo lists them; POSIX record locks belong to the process
 //! (the pid column of /proc/locks) and are tied to a descriptor of the same file.
@@ -17,45 +18,13 @@ use serde::{Deserialize, Serialize};
 use super::files::{FdKind, FdRecord};
 use crate::engine::ptrace::{Injector, RemoteScratch};
 use crate::error::{Context, Error, Kind, Result};
+use crate::proc::ProcDir;
+use crate::proc::locks::LockLine;
+pub use crate::proc::locks::{LockKind, LockType};
 
 /// How often, and how far apart, restore tries a lock another process holds.
 pub const ATTEMPTS: u32 = 20;
 pub const INTERVAL: Duration = Duration::from_millis(100);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum LockKind {
-    /// flock(2): whole file, owned by the open file description.
-    Flock,
-    /// fcntl(F_SETLK): a byte range, owned by the process.
-    Posix,
-    /// fcntl(F_OFD_SETLK): a byte range, owned by the open file description.
-    Ofd,
-}
-
-impl LockKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            LockKind::Flock => "FLOCK",
-            LockKind::Posix => "POSIX",
-            LockKind::Ofd => "OFD",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum LockType {
-    Read,
-    Write,
-}
-
-impl LockType {
-    pub fn name(self) -> &'static str {
-        match self {
-            LockType::Read => "READ",
-            LockType::Write => "WRITE",
-        }
-    }
-}
 
 /// One lock the process held, through descriptor `fd`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,95 +56,6 @@ impl LockRecord {
     }
 }
 
-/// One line of /proc/locks, or of the `lock:` lines of an fdinfo file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LockLine {
-    pub kind: LockKind,
-    pub lock_type: LockType,
-    /// The pid column: the owner of a POSIX lock, the locker of a flock, -1 for OFD.
-    pub pid: i32,
-    pub major: u32,
-    pub minor: u32,
-    pub inode: u64,
-    pub start: u64,
-    pub end: Option<u64>,
-}
-
-impl LockLine {
-    fn same_lock(&self, other: &LockLine) -> bool {
-        self.kind == other.kind
-            && self.lock_type == other.lock_type
-            && (self.major, self.minor, self.inode) == (other.major, other.minor, other.inode)
-            && self.start == other.start
-            && self.end == other.end
-    }
-}
-
-/// Parses one lock line: `1: POSIX  ADVISORY  WRITE 1234 08:01:5678 0 EOF`. Blocked
-/// waiters (`1: -> POSIX ...`), leases, delegations and anything unreadable give None:
-/// they are nothing a process holds.
-pub fn parse_lock_line(line: &str) -> Option<LockLine> {
-    let mut it = line.split_whitespace();
-    let id = it.next()?;
-    if !id.ends_with(':') {
-        return None;
-    }
-    let kind = match it.next()? {
-        "FLOCK" => LockKind::Flock,
-        "POSIX" => LockKind::Posix,
-        "OFDLCK" => LockKind::Ofd,
-        // "->" (a waiter), LEASE, DELEG, LAYOUT, ACCESS, UNKNOWN
-        _ => return None,
-    };
-    if it.next()? != "ADVISORY" {
-        return None;
-    }
-    let lock_type = match it.next()? {
-        "READ" => LockType::Read,
-        "WRITE" => LockType::Write,
-        _ => return None,
-    };
-    let pid: i32 = it.next()?.parse().ok()?;
-    let mut dev = it.next()?.split(':');
-    let major = u32::from_str_radix(dev.next()?, 16).ok()?;
-    let minor = u32::from_str_radix(dev.next()?, 16).ok()?;
-    let inode: u64 = dev.next()?.parse().ok()?;
-    if dev.next().is_some() {
-        return None;
-    }
-    let start: u64 = it.next()?.parse().ok()?;
-    let end = match it.next()? {
-        "EOF" => None,
-        e => Some(e.parse().ok()?),
-    };
-    if it.next().is_some() {
-        return None;
-    }
-    Some(LockLine {
-        kind,
-        lock_type,
-        pid,
-        major,
-        minor,
-        inode,
-        start,
-        end,
-    })
-}
-
-/// The locks held, from the text of /proc/locks.
-pub fn parse_proc_locks(text: &str) -> Vec<LockLine> {
-    text.lines().filter_map(parse_lock_line).collect()
-}
-
-/// The locks held through one open file description, from the text of its fdinfo.
-pub fn parse_fdinfo_locks(text: &str) -> Vec<LockLine> {
-    text.lines()
-        .filter_map(|l| l.strip_prefix("lock:"))
-        .filter_map(parse_lock_line)
-        .collect()
-}
-
 /// A descriptor of the process that can carry locks, with what the kernel says of it.
 struct Held<'a> {
     rec: &'a FdRecord,
@@ -199,7 +79,8 @@ fn record(rec: &FdRecord, l: &LockLine) -> LockRecord {
 /// The locks a stopped process holds, each tied to one of its descriptors `fds` (as
 /// files::dump listed them).
 pub fn dump(pid: i32, fds: &[FdRecord]) -> Result<Vec<LockRecord>> {
-    let table = parse_proc_locks(&std::fs::read_to_string("/proc/locks").ctx("/proc/locks")?);
+    let table = crate::proc::locks::read_all()?;
+    let dir = ProcDir::open(pid)?;
     let mut held = Vec::new();
     // a dup shares its original's description, and so its locks
     for rec in fds.iter().filter(|r| !matches!(r.kind, FdKind::Dup { .. })) {
@@ -209,12 +90,11 @@ pub fn dump(pid: i32, fds: &[FdRecord]) -> Result<Vec<LockRecord>> {
         if ft.is_fifo() || ft.is_socket() {
             continue;
         }
-        let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", rec.fd)).ctx(&who)?;
         let dev = meta.dev();
         held.push(Held {
             rec,
             id: (libc::major(dev), libc::minor(dev), meta.ino()),
-            locks: parse_fdinfo_locks(&info),
+            locks: dir.fdinfo_as(rec.fd, crate::proc::locks::parse_fdinfo_locks)?,
         });
     }
     let mut out = Vec::new();
@@ -375,101 +255,6 @@ fn with_retries(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const PROC_LOCKS: &str = "\
-1: POSIX  ADVISORY  WRITE 1234 08:01:5678 0 EOF
-1: -> POSIX  ADVISORY  WRITE 1240 08:01:5678 0 9
-2: FLOCK  ADVISORY  READ 1234 00:2b:123 0 EOF
-3: OFDLCK ADVISORY  WRITE -1 08:01:77 100 199
-4: LEASE  ACTIVE    READ 1234 08:01:99 0 EOF
-5: POSIX  ADVISORY  READ 4321 103:0a:4096 200 299
-5: ->  -> POSIX  ADVISORY  WRITE 999 103:0a:4096 250 250
-6: POSIX  *NOINODE* WRITE 1234 <none>:0 0 EOF
-garbage
-";
-
-    #[test]
-    fn proc_locks_lines_are_parsed_and_waiters_skipped() {
-        let l = parse_proc_locks(PROC_LOCKS);
-        assert_eq!(
-            l,
-            vec![
-                LockLine {
-                    kind: LockKind::Posix,
-                    lock_type: LockType::Write,
-                    pid: 1234,
-                    major: 8,
-                    minor: 1,
-                    inode: 5678,
-                    start: 0,
-                    end: None,
-                },
-                LockLine {
-                    kind: LockKind::Flock,
-                    lock_type: LockType::Read,
-                    pid: 1234,
-                    major: 0,
-                    minor: 0x2b,
-                    inode: 123,
-                    start: 0,
-                    end: None,
-                },
-                LockLine {
-                    kind: LockKind::Ofd,
-                    lock_type: LockType::Write,
-                    pid: -1,
-                    major: 8,
-                    minor: 1,
-                    inode: 77,
-                    start: 100,
-                    end: Some(199),
-                },
-                LockLine {
-                    kind: LockKind::Posix,
-                    lock_type: LockType::Read,
-                    pid: 4321,
-                    major: 0x103,
-                    minor: 0x0a,
-                    inode: 4096,
-                    start: 200,
-                    end: Some(299),
-                },
-            ]
-        );
-    }
-
-    #[test]
-    fn fdinfo_lock_lines_are_parsed_and_other_fields_ignored() {
-        let text = "pos:\t0\nflags:\t0100002\nmnt_id:\t27\nino:\t5678\n\
-                    lock:\t1: FLOCK  ADVISORY  WRITE 77 08:01:5678 0 EOF\n\
-                    lock:\t2: OFDLCK ADVISORY  READ -1 08:01:5678 10 19\n";
-        let l = parse_fdinfo_locks(text);
-        assert_eq!(l.len(), 2);
-        assert_eq!(l[0].kind, LockKind::Flock);
-        assert_eq!(l[0].lock_type, LockType::Write);
-        assert_eq!(l[0].pid, 77);
-        assert_eq!(l[1].kind, LockKind::Ofd);
-        assert_eq!((l[1].start, l[1].end), (10, Some(19)));
-        assert!(parse_fdinfo_locks("pos:\t0\nflags:\t02\n").is_empty());
-    }
-
-    #[test]
-    fn malformed_lines_are_not_locks() {
-        for line in [
-            "",
-            "1:",
-            "POSIX ADVISORY WRITE 1 08:01:2 0 EOF",
-            "1: POSIX ADVISORY WRITE x 08:01:2 0 EOF",
-            "1: POSIX ADVISORY WRITE 1 08:01 0 EOF",
-            "1: POSIX ADVISORY WRITE 1 zz:01:2 0 EOF",
-            "1: POSIX ADVISORY WRITE 1 08:01:2 0",
-            "1: POSIX ADVISORY WRITE 1 08:01:2 0 EOF extra",
-            "1: POSIX ADVISORY UNLCK 1 08:01:2 0 EOF",
-            "1: POSIX MANDATORY WRITE 1 08:01:2 0 EOF",
-        ] {
-            assert_eq!(parse_lock_line(line), None, "{line:?}");
-        }
-    }
 
     #[test]
     fn ranges_become_lengths_and_are_described() {

@@ -11,9 +11,9 @@ use nix::sys::uio::{RemoteIoVec, process_vm_readv};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::procfs::{self, MapsLine};
 use crate::engine::ptrace::{Gate, Injector, RemoteAddr, RemoteScratch};
 use crate::error::{Context, Error, Kind, Result};
+use crate::proc::{MapsLine, ProcDir};
 use crate::statefile::FileSink;
 
 pub const PAGE: u64 = 4096;
@@ -134,13 +134,10 @@ fn pages_to_save(entries: &[u64], private_file: bool) -> Vec<(u64, u64)> {
 
 /// Classifies the mappings of a stopped process; unsupported ones are "Checkpoint error".
 pub fn plan(pid: i32) -> Result<Vec<Vma>> {
-    let maps = procfs::read_maps(pid)?;
-    let smaps =
-        std::fs::read_to_string(format!("/proc/{pid}/smaps")).ctx(format!("process {pid}"))?;
-    let flags: BTreeMap<u64, Vec<String>> =
-        procfs::parse_smaps_flags(&smaps)?.into_iter().collect();
-    let pagemap = std::fs::File::open(format!("/proc/{pid}/pagemap"))
-        .ctx(format!("process {pid}: pagemap"))?;
+    let dir = ProcDir::open(pid)?;
+    let maps = dir.maps()?;
+    let flags: BTreeMap<u64, Vec<String>> = dir.smaps_flags()?.into_iter().collect();
+    let pagemap = dir.open_file("pagemap")?;
     let mut vmas = Vec::with_capacity(maps.len());
     for m in &maps {
         let name = m.path.clone();
@@ -351,24 +348,35 @@ fn read_batch(pid: i32, buf: &mut [u8], remote: &mut Vec<RemoteIoVec>) -> Result
 
 /// Reads the mm fields of /proc/PID/stat (brk comes from the process itself).
 pub fn mm_fields(pid: i32, brk: u64) -> Result<MmFields> {
-    let s = procfs::read_stat(pid)?;
+    let [
+        start_code,
+        end_code,
+        start_stack,
+        start_data,
+        end_data,
+        start_brk,
+        arg_start,
+        arg_end,
+        env_start,
+        env_end,
+    ] = ProcDir::open(pid)?.stat()?.mm_layout;
     Ok(MmFields {
-        start_code: s.field(26),
-        end_code: s.field(27),
-        start_stack: s.field(28),
-        start_data: s.field(45),
-        end_data: s.field(46),
-        start_brk: s.field(47),
-        arg_start: s.field(48),
-        arg_end: s.field(49),
-        env_start: s.field(50),
-        env_end: s.field(51),
+        start_code,
+        end_code,
+        start_stack,
+        start_data,
+        end_data,
+        start_brk,
+        arg_start,
+        arg_end,
+        env_start,
+        env_end,
         brk,
     })
 }
 
 pub fn read_auxv(pid: i32) -> Result<Vec<u64>> {
-    let b = std::fs::read(format!("/proc/{pid}/auxv")).ctx(format!("process {pid}: auxv"))?;
+    let b = ProcDir::open(pid)?.read_bytes("auxv")?;
     Ok(b.chunks_exact(8)
         .map(|c| u64::from_ne_bytes(c.try_into().unwrap()))
         .collect())
@@ -454,7 +462,7 @@ pub fn restore(
 ) -> Result<()> {
     let who = format!("process {pid}");
     // 1. cpr's own mappings go, except the scratch area and the vDSO
-    let current = procfs::read_maps(pid)?;
+    let current = ProcDir::open(pid)?.maps()?;
     let vdso_now = unmap_own(inj, &current, scratch.base())?;
     // 2. move the vDSO and its data pages where the image had them
     super::vdso::restore(inj, &who, &vdso_now, &mm.vmas)?;

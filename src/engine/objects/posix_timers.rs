@@ -1,5 +1,5 @@
-//! POSIX timers (`timer_create`): /proc/PID/timers names them, timer_gettime (injected)
-//! gives what is left; restart recreates them by injection with their IDs
+//! POSIX timers (`timer_create`): /proc/PID/timers names them (crate::proc::timers),
+//! timer_gettime (injected) gives what is left; restart recreates them by injection with their IDs
 //! (PR_TIMER_CREATE_RESTORE_IDS). They keep the time they had left and their interval, as
 //! relative values: the time between checkpoint and restart does not count.
 
@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::ptrace::{Injector, RemoteScratch};
 use crate::error::{Error, Kind, Result};
+use crate::proc::ProcDir;
 
 /// One POSIX timer of a process.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,80 +26,24 @@ pub struct PosixTimer {
     pub value: (i64, i64),
 }
 
-/// /proc/PID/timers.
-pub fn parse_timers(text: &str) -> Result<Vec<PosixTimer>> {
-    let mut out: Vec<PosixTimer> = Vec::new();
-    let err = |l: &str| {
-        Error::with_detail(
-            "timers",
-            Kind::CheckpointError,
-            format!("cannot parse {l:?}"),
-        )
-    };
-    for line in text.lines() {
-        let Some((k, v)) = line.split_once(':') else {
-            continue;
-        };
-        let v = v.trim();
-        if k == "ID" {
-            out.push(PosixTimer {
-                id: v.parse().map_err(|_| err(line))?,
-                clock: 0,
-                signo: 0,
-                sival: 0,
-                notify: 0,
-                target: 0,
-                interval: (0, 0),
-                value: (0, 0),
-            });
-            continue;
-        }
-        let Some(t) = out.last_mut() else {
-            return Err(err(line));
-        };
-        match k {
-            "signal" => {
-                let (s, val) = v.split_once('/').ok_or_else(|| err(line))?;
-                t.signo = s.parse().map_err(|_| err(line))?;
-                let val = val.trim_start_matches("0x");
-                t.sival = u64::from_str_radix(val, 16).map_err(|_| err(line))?;
-            }
-            "notify" => {
-                // "signal/pid.123", "thread/tid.124", "none/pid.123"
-                let (how, who) = v.split_once('/').ok_or_else(|| err(line))?;
-                let base = match how {
-                    "signal" => libc::SIGEV_SIGNAL,
-                    "none" => libc::SIGEV_NONE,
-                    "thread" => libc::SIGEV_THREAD,
-                    _ => return Err(err(line)),
-                };
-                let (kind, n) = who.split_once('.').ok_or_else(|| err(line))?;
-                t.notify = base
-                    | if kind == "tid" {
-                        libc::SIGEV_THREAD_ID
-                    } else {
-                        0
-                    };
-                t.target = n.parse().map_err(|_| err(line))?;
-            }
-            "ClockID" => t.clock = v.parse().map_err(|_| err(line))?,
-            _ => {}
-        }
-    }
-    Ok(out)
-}
-
 /// The POSIX timers of a stopped process with the time they have left (timer_gettime
 /// injected; `scratch`: argument space in the process).
 pub fn dump(pid: i32, inj: &Injector, scratch: &mut RemoteScratch) -> Result<Vec<PosixTimer>> {
-    let who = format!("process {pid}");
-    let text = match std::fs::read_to_string(format!("/proc/{pid}/timers")) {
-        Ok(t) => t,
-        // kernels without CONFIG_CHECKPOINT_RESTORE have no such file
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(&who, e)),
-    };
-    let mut timers = parse_timers(&text).map_err(|e| e.context(&who))?;
+    // none when the kernel has no /proc/PID/timers (no CONFIG_CHECKPOINT_RESTORE)
+    let mut timers: Vec<PosixTimer> = ProcDir::open(pid)?
+        .timers()?
+        .into_iter()
+        .map(|t| PosixTimer {
+            id: t.id,
+            clock: t.clock,
+            signo: t.signo,
+            sival: t.sival,
+            notify: t.notify,
+            target: t.target,
+            interval: (0, 0),
+            value: (0, 0),
+        })
+        .collect();
     for t in &mut timers {
         let mut s = scratch.frame();
         let its = s.alloc(ITIMERSPEC_SIZE)?;
@@ -192,34 +137,4 @@ pub fn restore(timers: &[PosixTimer], inj: &Injector, scratch: &mut RemoteScratc
         [PR_TIMER_CREATE_RESTORE_IDS, 0, 0, 0, 0, 0],
     )?;
     result
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const TIMERS: &str = "ID: 1\nsignal: 14/0000000000000000\nnotify: signal/pid.23759\nClockID: 0\n\
-ID: 0\nsignal: 12/00000000000004d2\nnotify: thread/tid.23760\nClockID: 1\n";
-
-    #[test]
-    fn posix_timers() {
-        let t = parse_timers(TIMERS).unwrap();
-        assert_eq!(t.len(), 2);
-        assert_eq!(
-            (t[0].id, t[0].signo, t[0].notify, t[0].target, t[0].clock),
-            (1, 14, libc::SIGEV_SIGNAL, 23759, 0)
-        );
-        assert_eq!(
-            (t[1].id, t[1].sival, t[1].notify, t[1].target, t[1].clock),
-            (
-                0,
-                1234,
-                libc::SIGEV_THREAD | libc::SIGEV_THREAD_ID,
-                23760,
-                1
-            )
-        );
-        assert!(parse_timers("signal: 1/0\n").is_err());
-        assert!(parse_timers("").unwrap().is_empty());
-    }
 }

@@ -1,13 +1,12 @@
 //! The process record: identity (IDs, command line), resource limits, working and root
 //! directories, umask, personality, nice value and scheduling policy, restored natively
-//! in the restore child. Credentials are read here with the record; creds.rs restores
-//! them, last.
+//! in the restore child. The credentials in the record are creds.rs's, both ways.
 
 use serde::{Deserialize, Serialize};
 
 use crate::attrfile::DirAction;
-use crate::engine::procfs;
 use crate::error::{Context, Error, Kind, Result};
+use crate::proc::ProcDir;
 use crate::sys::Caps;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,16 +34,6 @@ pub struct ProcessRecord {
     pub dumpable: bool,
 }
 
-/// The four IDs of a `Uid:` or `Gid:` line of /proc/PID/status.
-fn ids4(pid: i32, status: &str, key: &str) -> Result<[u32; 4]> {
-    crate::proc::status::ids(status, key).map_err(|e| e.context(format!("/proc/{pid}/status")))
-}
-
-/// A hexadecimal mask (`CapEff:`, ...) of /proc/PID/status.
-fn hex_field(pid: i32, status: &str, key: &str) -> Result<u64> {
-    crate::proc::status::mask(status, key).map_err(|e| e.context(format!("/proc/{pid}/status")))
-}
-
 const RLIMITS: [i32; 16] = [
     libc::RLIMIT_CPU as i32,
     libc::RLIMIT_FSIZE as i32,
@@ -66,8 +55,9 @@ const RLIMITS: [i32; 16] = [
 
 pub fn dump(pid: i32) -> Result<ProcessRecord> {
     let who = format!("process {pid}");
-    let stat = procfs::read_stat(pid)?;
-    let status = procfs::read_status(pid)?;
+    let dir = ProcDir::open(pid)?;
+    let stat = dir.stat()?;
+    let status = dir.status_text()?;
     let link = |name: &str| -> Result<String> {
         std::fs::read_link(format!("/proc/{pid}/{name}"))
             .map(|p| p.to_string_lossy().into_owned())
@@ -75,10 +65,10 @@ pub fn dump(pid: i32) -> Result<ProcessRecord> {
     };
     // prlimit on another user's process needs CAP_SYS_RESOURCE, which root may lack;
     // /proc/PID/limits says the same to anyone who may trace the process
-    let from_proc = std::fs::read_to_string(format!("/proc/{pid}/limits"))
-        .ok()
-        .map(|text| parse_limits(&text).map_err(|e| e.context(format!("/proc/{pid}/limits"))))
-        .transpose()?;
+    let from_proc = match dir.read_text("limits") {
+        Ok(text) => Some(dir.parsed("limits", &text, crate::proc::limits::parse)?),
+        Err(_) => None,
+    };
     let mut rlimits = Vec::new();
     for (i, r) in RLIMITS.into_iter().enumerate() {
         let (soft, hard) = match crate::sys::prlimit(pid, r, None) {
@@ -90,49 +80,33 @@ pub fn dump(pid: i32) -> Result<ProcessRecord> {
         };
         rlimits.push((r, soft, hard));
     }
-    let personality = std::fs::read_to_string(format!("/proc/{pid}/personality"))
-        .ok()
-        .and_then(|s| u64::from_str_radix(s.trim(), 16).ok())
-        .unwrap_or(0);
-    // stat field 41 = scheduling policy, 40 = real-time priority
-    let policy = (stat.field(41) as i32, stat.field(40) as i32);
+    let creds = super::creds::dump(&dir, &status)?;
     Ok(ProcessRecord {
         pid,
-        ppid: stat.field(4) as i32,
-        pgid: stat.field(5) as i32,
-        sid: stat.field(6) as i32,
+        ppid: stat.ppid,
+        pgid: stat.pgrp,
+        sid: stat.session,
         comm: stat.comm.clone(),
-        args: procfs::read_cmdline(pid)?,
+        args: dir.cmdline()?,
         exe: link("exe")?,
         cwd: link("cwd")?,
         root: link("root")?,
-        umask: procfs::status_field(&status, "Umask")
-            .and_then(|v| u32::from_str_radix(v, 8).ok())
+        // no Umask line: a kernel before 4.7 (a zombie has none either, but is not
+        // dumped here); the mask new processes get by default
+        umask: dir
+            .parsed("status", &status, crate::proc::status::umask)?
             .unwrap_or(0o022),
-        uids: ids4(pid, &status, "Uid")?,
-        gids: ids4(pid, &status, "Gid")?,
-        groups: procfs::status_field(&status, "Groups")
-            .unwrap_or("")
-            .split_whitespace()
-            .filter_map(|g| g.parse().ok())
-            .collect(),
-        caps: Caps {
-            inheritable: hex_field(pid, &status, "CapInh")?,
-            permitted: hex_field(pid, &status, "CapPrm")?,
-            effective: hex_field(pid, &status, "CapEff")?,
-        },
+        uids: creds.uids,
+        gids: creds.gids,
+        groups: creds.groups,
+        caps: creds.caps,
         rlimits,
-        personality,
-        nice: stat.field(19) as i64 as i32,
-        sched_policy: policy.0,
-        sched_priority: policy.1,
+        personality: dir.personality()?,
+        nice: stat.nice,
+        sched_policy: stat.policy as i32,
+        sched_priority: stat.rt_priority as i32,
         dumpable: true,
     })
-}
-
-/// /proc/PID/limits: (soft, hard) of each resource, in RLIMIT_* order.
-fn parse_limits(text: &str) -> Result<Vec<(u64, u64)>> {
-    crate::proc::limits::parse(text)
 }
 
 /// In the restore child: what the process is, except credentials. Runs as root before
@@ -188,15 +162,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn limits_from_proc() {
-        let text = "Limit                     Soft Limit           Hard Limit           Units     \n\
-Max cpu time              unlimited            unlimited            seconds   \n\
-Max file size             unlimited            unlimited            bytes     \n\
-Max data size             unlimited            unlimited            bytes     \n\
-Max stack size            8388608              unlimited            bytes     \n";
-        let l = parse_limits(text).unwrap();
-        assert_eq!(l.len(), 4);
-        assert_eq!(l[0], (u64::MAX, u64::MAX));
-        assert_eq!(l[3], (8388608, u64::MAX));
+    fn dump_reads_this_process() {
+        // (the /proc/PID/limits parser is tested in crate::proc::limits)
+        let me = std::process::id() as i32;
+        let rec = dump(me).unwrap();
+        assert_eq!(rec.ppid, nix::unistd::getppid().as_raw());
+        assert_eq!(rec.uids[0], nix::unistd::getuid().as_raw());
+        assert_eq!(rec.rlimits.len(), RLIMITS.len());
+        assert_eq!(rec.personality, 0);
+        assert!(!rec.args.is_empty() && rec.exe.starts_with('/'));
     }
 }

@@ -28,16 +28,18 @@ pub struct TreeRecord {
 
 /// Reads a zombie's IDs and exit status from /proc.
 pub fn zombie(pid: i32) -> Option<Zombie> {
-    let s = crate::engine::procfs::read_stat(pid).ok()?;
-    if s.state() != 'Z' {
+    let s = crate::proc::ProcDir::open(pid)
+        .and_then(|d| d.stat())
+        .ok()?;
+    if s.state != 'Z' {
         return None;
     }
     Some(Zombie {
         pid,
-        ppid: s.field(4) as i32,
-        pgid: s.field(5) as i32,
-        sid: s.field(6) as i32,
-        status: s.field(52) as i32,
+        ppid: s.ppid,
+        pgid: s.pgrp,
+        sid: s.session,
+        status: s.exit_code,
     })
 }
 

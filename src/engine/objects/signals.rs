@@ -33,13 +33,14 @@ pub fn dump(pid: i32, inj: &Injector, scratch: &mut RemoteScratch) -> Result<Sig
     // at SIG_DFL). The others are at SIG_DFL, or SIG_IGN (SigIgn), with nothing else to
     // keep; their slots are filled in below. One call per signal into its own slot, then
     // a single read.
-    let status = crate::engine::procfs::read_status(pid)?;
+    let dir = crate::proc::ProcDir::open(pid)?;
+    let status = dir.status_text()?;
     let mask = |key: &str| {
-        crate::engine::procfs::status_field(&status, key)
-            .and_then(|v| u64::from_str_radix(v, 16).ok())
-            .unwrap_or(u64::MAX)
+        dir.parsed("status", &status, |text| {
+            crate::proc::status::mask(text, key)
+        })
     };
-    let (caught, ignored) = (mask("SigCgt"), mask("SigIgn"));
+    let (caught, ignored) = (mask("SigCgt")?, mask("SigIgn")?);
     let bit = |sig: i32| 1u64 << (sig - 1);
     let mut s = scratch.frame();
     let actions = s.alloc(NSIG as u64 * SIGACTION_SIZE)?;

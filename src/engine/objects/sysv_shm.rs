@@ -12,72 +12,23 @@ use std::os::unix::fs::FileExt;
 use serde::{Deserialize, Serialize};
 
 use super::memory::{Backing, PAGE, Vma};
-use crate::engine::procfs::{self, MapsLine};
 use crate::engine::ptrace::Injector;
 use crate::error::{Context, Error, Kind, Result};
+use crate::proc::sysvipc::{SHM_PATH as PROC_TABLE, ShmInfo};
+use crate::proc::{MapsLine, ProcDir};
 use crate::statefile::{Statefile, StatefileWriter};
 use crate::sys::shm as sys;
 
 pub const INDEX: &str = crate::statefile::layout::SHM_INDEX;
-const PROC_TABLE: &str = "/proc/sysvipc/shm";
 const NEXT_ID: &str = "/proc/sys/kernel/shm_next_id";
 
 pub fn contents_path(shmid: i32) -> String {
     crate::statefile::layout::shm_contents_path(shmid)
 }
 
-/// One line of /proc/sysvipc/shm.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ShmInfo {
-    pub key: i32,
-    pub shmid: i32,
-    /// Permission bits with SHM_DEST and SHM_LOCKED.
-    pub mode: u32,
-    pub size: u64,
-    pub cpid: i32,
-    pub lpid: i32,
-    pub nattch: u64,
-    pub uid: u32,
-    pub gid: u32,
-    pub cuid: u32,
-    pub cgid: u32,
-}
-
-/// Parses /proc/sysvipc/shm (`key shmid perms size cpid lpid nattch uid gid cuid cgid
-/// atime dtime ctime rss swap`; perms in octal). A bad line is an error naming it.
-pub fn parse_table(text: &str) -> std::result::Result<Vec<ShmInfo>, String> {
-    let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.is_empty() || f[0] == "key" {
-            continue;
-        }
-        let bad = || format!("{PROC_TABLE} line {}: {line:?}", n + 1);
-        if f.len() < 11 {
-            return Err(bad());
-        }
-        let int = |i: usize| f[i].parse::<i64>().map_err(|_| bad());
-        let info = ShmInfo {
-            key: int(0)? as i32,
-            shmid: int(1)? as i32,
-            mode: u32::from_str_radix(f[2], 8).map_err(|_| bad())?,
-            size: f[3].parse().map_err(|_| bad())?,
-            cpid: int(4)? as i32,
-            lpid: int(5)? as i32,
-            nattch: f[6].parse().map_err(|_| bad())?,
-            uid: f[7].parse().map_err(|_| bad())?,
-            gid: f[8].parse().map_err(|_| bad())?,
-            cuid: f[9].parse().map_err(|_| bad())?,
-            cgid: f[10].parse().map_err(|_| bad())?,
-        };
-        out.push(info);
-    }
-    Ok(out)
-}
-
+/// Every segment of this IPC namespace (/proc/sysvipc/shm).
 pub fn read_table() -> Result<Vec<ShmInfo>> {
-    let text = std::fs::read_to_string(PROC_TABLE).ctx(PROC_TABLE)?;
-    parse_table(&text).map_err(|d| Error::with_detail(PROC_TABLE, Kind::InvalidArgument, d))
+    crate::proc::sysvipc::read_shm()
 }
 
 /// A segment as saved: `shared/shm.json` lists these.
@@ -154,16 +105,6 @@ pub fn plan_vma(pid: i32, m: &MapsLine, flags: &[String]) -> Result<Backing> {
     Ok(Backing::SysvShm { shmid })
 }
 
-fn swap_configured() -> bool {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|t| {
-            procfs::status_field(&t, "SwapTotal")
-                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        })
-        .is_none_or(|kb| kb > 0)
-}
-
 /// Which pages of a segment to save: those present (all of them when `present` is
 /// None) and not entirely zero.
 fn page_runs(seg: &sys::Attachment, present: Option<&[bool]>) -> Result<Vec<(u64, u64)>> {
@@ -193,7 +134,7 @@ fn page_runs(seg: &sys::Attachment, present: Option<&[bool]>) -> Result<Vec<(u64
 pub fn dump_segments(pids: &[i32], writer: &mut StatefileWriter) -> Result<()> {
     let mut used: BTreeMap<i32, i32> = BTreeMap::new(); // shmid -> first process using it
     for &pid in pids {
-        for m in procfs::read_maps(pid)? {
+        for m in ProcDir::open(pid)?.maps()? {
             if m.path.starts_with("/SYSV") && m.shared() {
                 used.entry(m.inode as i32).or_insert(pid);
             }
@@ -203,7 +144,7 @@ pub fn dump_segments(pids: &[i32], writer: &mut StatefileWriter) -> Result<()> {
         return Ok(());
     }
     let table = read_table()?;
-    let all_pages = swap_configured();
+    let all_pages = crate::proc::meminfo::swap_configured()?;
     let mut index = ShmIndex::default();
     for (&shmid, &pid) in &used {
         let who = format!("process {pid}: SysV shared memory shmid {shmid}");
@@ -449,51 +390,6 @@ pub fn attach(inj: &Injector, who: &str, v: &Vma, shmid: i32) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const TABLE: &str = "       key      shmid perms                  size  cpid  lpid nattch   uid   gid  cuid  cgid      atime      dtime      ctime                   rss                  swap
- 305441741          0   640                 10000 24520 24520      2     0     0     0     0 1795319253          0 1795319253                  4096                     0
-         0      32769  1600                  8192 24520 24521      1 65534 65534     0     0 1795319253          0 1795319253                     0                     0
--559038737          5  2666                  4096   100   100      0  1000   100  1000   100          0          0 1795319253                     0                     0
-";
-
-    #[test]
-    fn parses_the_kernel_table() {
-        let t = parse_table(TABLE).unwrap();
-        assert_eq!(t.len(), 3);
-        assert_eq!(
-            t[0],
-            ShmInfo {
-                key: 0x1234abcd,
-                shmid: 0,
-                mode: 0o640,
-                size: 10000,
-                cpid: 24520,
-                lpid: 24520,
-                nattch: 2,
-                uid: 0,
-                gid: 0,
-                cuid: 0,
-                cgid: 0,
-            }
-        );
-        assert_eq!(t[1].shmid, 32769);
-        assert_eq!(t[1].mode & sys::SHM_DEST, sys::SHM_DEST);
-        assert_eq!((t[1].uid, t[1].lpid), (65534, 24521));
-        // keys above 0x7fffffff print negative
-        assert_eq!(t[2].key as u32, 0xdeadbeef);
-        assert_eq!(t[2].mode & sys::SHM_LOCKED, sys::SHM_LOCKED);
-        assert_eq!(t[2].mode & 0o777, 0o666);
-    }
-
-    #[test]
-    fn empty_table_and_bad_lines() {
-        assert_eq!(parse_table(TABLE.lines().next().unwrap()).unwrap(), vec![]);
-        assert_eq!(parse_table("").unwrap(), vec![]);
-        let e = parse_table("key shmid\n 1 2 999 4096 1 1 0 0 0 0 0 0 0 0 0 0\n").unwrap_err();
-        assert!(e.contains("line 2"), "{e}");
-        assert!(parse_table(" 1 2 600 4096\n").is_err());
-        assert!(parse_table(" x 2 600 4096 1 1 0 0 0 0 0 0 0 0 0 0\n").is_err());
-    }
 
     #[test]
     fn keys_are_shown_in_hex() {

@@ -117,10 +117,7 @@ pub fn dump(
     let altstack = (word(&stack, 0), word(&stack, 8) as i32, word(&stack, 16));
     let clear_child_tid = word(&s.read(tid_address, 8)?, 0);
     drop(s);
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
-        .unwrap_or_default()
-        .trim_end()
-        .to_string();
+    let comm = crate::proc::ProcDir::open(pid)?.thread_comm(tid)?;
     Ok(ThreadRecord {
         tid,
         comm,

@@ -7,9 +7,9 @@
 //! `ptrace::syscall_gate` (engine/ptrace/inject.rs).
 
 use super::memory::{Backing, Vma};
-use crate::engine::procfs::{self, MapsLine};
 use crate::engine::ptrace::{Injector, RemoteAddr};
 use crate::error::{Error, Kind, Result};
+use crate::proc::{MapsLine, ProcDir};
 
 /// Whether a mapping named `name` in /proc/PID/maps is the vDSO or its data pages.
 pub fn is_vdso(name: &str) -> bool {
@@ -118,7 +118,7 @@ fn relocate(inj: &Injector, pairs: &[(RemoteAddr, RemoteAddr, u64)]) -> Result<(
         )?;
     }
     // the parking area's leftovers (if any)
-    let cur = procfs::read_maps(inj.tid)?;
+    let cur = ProcDir::open(inj.tid)?.maps()?;
     let parking = tmp.as_u64()..=(tmp + span).as_u64();
     for m in cur
         .iter()

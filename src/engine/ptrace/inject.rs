@@ -7,8 +7,8 @@ use nix::sys::signal::Signal;
 
 use super::remote::{RemoteAddr, read_mem, refuse_own_vm};
 use super::{Gone, Regs, Stop, cont, cont_syscall, get_regs, set_regs, subject, wait};
-use crate::engine::procfs;
 use crate::error::{Context, Error, Kind, Result};
+use crate::proc::ProcDir;
 
 /// The x86-64 `syscall` instruction followed by `int3`: the injection stub.
 pub const SYSCALL_INT3: [u8; 4] = [0x0f, 0x05, 0xcc, 0xcc];
@@ -28,7 +28,7 @@ pub enum Gate {
 /// restart (objects/vdso.rs), because it is how injection reaches the kernel: the
 /// ptrace layer needs nothing from the object kinds.
 pub fn syscall_gate(pid: i32) -> Result<Gate> {
-    let maps = procfs::read_maps(pid)?;
+    let maps = ProcDir::open(pid)?.maps()?;
     let vdso = maps.iter().find(|m| m.path == "[vdso]").ok_or_else(|| {
         Error::with_detail(
             format!("process {pid}"),

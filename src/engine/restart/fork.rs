@@ -13,7 +13,6 @@ use crate::attrfile::ForkAction;
 use crate::engine::objects::memory::{self, Backing, MmRecord, Scratch};
 use crate::engine::objects::pstree::{Role, SessionOp};
 use crate::engine::objects::{files, locks, mapped_files, process, signals};
-use crate::engine::procfs;
 use crate::engine::ptrace::SYSCALL_INT3;
 use crate::error::{Context, Error, Kind, Result};
 use crate::statefile::pages_path;
@@ -351,7 +350,7 @@ fn open_image_fds(
 /// The scratch page: code for injected calls, then argument space; in a hole of the
 /// image that this copy of cpr does not use either.
 fn map_scratch(img: &Image) -> Result<crate::sys::FreshMapping> {
-    let mine = procfs::read_maps(std::process::id() as i32)?;
+    let mine = crate::proc::ProcDir::open(std::process::id() as i32)?.maps()?;
     for c in memory::scratch_candidates(&img.mm.vmas) {
         if mine
             .iter()

@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use super::validate::Loaded;
 use crate::attrfile::ForkAction;
-use crate::engine::procfs;
 use crate::error::{Error, Kind, Result};
 
 /// How long, in all, a restart waits for PIDs held by zombies.
@@ -71,8 +70,8 @@ pub(super) fn is_free(pid: i32) -> bool {
 /// Whether a PID is in use: `Some(true)` by a zombie about to be reaped, `Some(false)`
 /// by anything else, `None` when it is free.
 fn pid_taken(pid: i32) -> Option<bool> {
-    if let Ok(stat) = procfs::read_stat(pid) {
-        return Some(stat.state() == 'Z' || stat.state() == 'X');
+    if let Ok(stat) = crate::proc::ProcDir::open(pid).and_then(|d| d.stat()) {
+        return Some(stat.state == 'Z' || stat.state == 'X');
     }
     // a PID that no process has can still be held as the ID of a live process group
     match nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), None) {

@@ -25,17 +25,14 @@ pub struct KernelSigaction {
     pub mask: u64,
 }
 
-/// rt_sigaction(2) with the kernel's struct, so handler and restorer addresses of a
-/// restored image can be installed as they are.
+/// rt_sigaction(2) with the kernel's struct.
 ///
-/// Not sound as a safe function in general: a handler address that is not code of this
-/// process would run when the signal arrives. Its one caller with such addresses is the
-/// restore child (`signals::restore_actions`), which blocks every signal first and keeps
-/// them blocked until the tracer has put the image, whose code they are, in place; SIG_DFL
-/// and SIG_IGN (`default_signal`, `ignore_signal`) are always sound. Making it `unsafe`
-/// needs that caller to move behind an unsafe boundary (or the dispositions to be
-/// installed by injection from the tracer): left open, see issue 8.
-pub fn rt_sigaction(
+/// # Safety
+/// A handler (or restorer) address in `new` must be code of this process that is sound to
+/// run as a signal handler whenever the signal may be delivered. SIG_DFL and SIG_IGN are
+/// always sound (`default_signal`, `ignore_signal`); handlers of a restored image are
+/// installed by `install_image_actions_and_wait`, which never returns to them.
+pub unsafe fn rt_sigaction(
     sig: i32,
     new: Option<&KernelSigaction>,
     old: Option<&mut KernelSigaction>,
@@ -46,6 +43,43 @@ pub fn rt_sigaction(
     // passed; the kernel reads/writes exactly that struct.
     let rc = unsafe { libc::syscall(libc::SYS_rt_sigaction, sig, new_ptr, old_ptr, 8usize) };
     Errno::result(rc).map(drop)
+}
+
+/// The end of a restore child's own work: installs the image's signal dispositions, whose
+/// handler addresses are code of the image and not of this process, writes `ready` (cpr's
+/// "ready" message) to `status`, and waits for the tracer, which replaces this process's
+/// memory with the image's before it lets any signal through. It never returns once a
+/// handler is in place, so no code of this process can run with one. An error installing
+/// a disposition is returned, naming the signal, with every one installed so far put back
+/// to SIG_DFL.
+pub fn install_image_actions_and_wait(
+    actions: &[(i32, KernelSigaction)],
+    mut status: std::fs::File,
+    ready: &[u8],
+) -> Result<std::convert::Infallible, (i32, Errno)> {
+    use std::io::Write;
+    // no other thread could unblock a signal, and none is let through from here on
+    // (SIGKILL and SIGSTOP cannot be caught; a fault while blocked kills the process)
+    match single_threaded() {
+        Ok(true) => {}
+        Ok(false) => return Err((0, Errno::EBUSY)),
+        Err(e) => return Err((0, e)),
+    }
+    set_sigmask(!0).map_err(|e| (0, e))?;
+    for (n, (sig, act)) in actions.iter().enumerate() {
+        // SAFETY: every signal is blocked in the only thread and stays blocked until the
+        // tracer has put the image (whose code the handler is) in place; on failure the
+        // handlers installed so far are reset to SIG_DFL before this returns.
+        if let Err(e) = unsafe { rt_sigaction(*sig, Some(act), None) } {
+            for (earlier, _) in &actions[..n] {
+                let _ = default_signal(*earlier);
+            }
+            return Err((*sig, e));
+        }
+    }
+    let _ = status.write_all(ready);
+    drop(status);
+    pause_forever()
 }
 
 /// Blocks (or sets) the calling thread's whole signal mask with the raw syscall.
@@ -256,12 +290,14 @@ pub fn ignore_signal(sig: i32) -> Result<(), Errno> {
         handler: libc::SIG_IGN as u64,
         ..Default::default()
     };
-    rt_sigaction(sig, Some(&act), None)
+    // SAFETY: SIG_IGN runs no code.
+    unsafe { rt_sigaction(sig, Some(&act), None) }
 }
 
 /// Sets a signal back to SIG_DFL.
 pub fn default_signal(sig: i32) -> Result<(), Errno> {
-    rt_sigaction(sig, Some(&KernelSigaction::default()), None)
+    // SAFETY: SIG_DFL runs no code of this process.
+    unsafe { rt_sigaction(sig, Some(&KernelSigaction::default()), None) }
 }
 
 /// Holds off SIGINT, SIGTERM, SIGHUP and SIGQUIT while alive: a checkpoint or restart

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::threads::{decode_siginfo, hex};
 use crate::engine::ptrace::{self, Injector, RemoteScratch};
-use crate::error::{Context, Result};
+use crate::error::{Context, Error, Result};
 use crate::sys::KernelSigaction;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,14 +126,17 @@ pub fn dump(pid: i32, inj: &Injector, scratch: &mut RemoteScratch) -> Result<Sig
     Ok(rec)
 }
 
-/// In the restore child (all signals blocked): installs the image's dispositions.
-/// Handler addresses belong to the image, which replaces cpr's memory before any signal
-/// can be delivered.
-pub fn restore_actions(rec: &SignalsRecord) -> Result<()> {
-    for (sig, act) in &rec.actions {
-        crate::sys::rt_sigaction(*sig, Some(act), None).ctx(format!("signal {sig}"))?;
-    }
-    Ok(())
+/// The restore child's last step: installs the image's dispositions, sends `ready` to
+/// cpr and waits for the tracer (see `sys::install_image_actions_and_wait`: handler
+/// addresses belong to the image, which replaces cpr's memory before any signal can be
+/// delivered). Returns only on failure.
+pub fn restore_actions_and_wait(
+    rec: &SignalsRecord,
+    status: std::fs::File,
+    ready: &[u8],
+) -> Result<std::convert::Infallible> {
+    crate::sys::install_image_actions_and_wait(&rec.actions, status, ready)
+        .map_err(|(sig, e)| Error::errno(format!("signal {sig}"), e))
 }
 
 /// After the image is in place: the shared pending queue and the timers, by injection in

@@ -235,16 +235,19 @@ fn run_node(ctx: &RestoreContext, n: usize) -> ! {
             Role::Process(i) => child_restore(ctx, &ctx.images[i], status.as_raw_fd()),
         }
     })();
-    match result {
-        Ok(ready) => {
-            let _ = protocol::send(&mut status, &ChildMessage::Ready(ready));
-            drop(status);
-            crate::sys::pause_forever();
+    // the dispositions last: from then on the child only waits for the tracer
+    let result: Result<std::convert::Infallible> = result.and_then(|ready| {
+        let Role::Process(i) = node.role else {
+            unreachable!("only a process is made ready")
+        };
+        let line = protocol::encode(&ChildMessage::Ready(ready)).ctx("ready message")?;
+        let out = status.try_clone().ctx("status pipe")?;
+        match signals::restore_actions_and_wait(&ctx.images[i].core.signals, out, &line) {
+            Err(e) => Err(e),
         }
-        Err(e) => {
-            let _ = protocol::send(&mut status, &ChildMessage::Failed(Failure::new(&e)));
-        }
-    }
+    });
+    let Err(e) = result;
+    let _ = protocol::send(&mut status, &ChildMessage::Failed(Failure::new(&e)));
     std::process::exit(1);
 }
 
@@ -252,7 +255,7 @@ fn run_node(ctx: &RestoreContext, n: usize) -> ! {
 fn become_zombie(status: i32) -> ! {
     let sig = status & 0x7f;
     if sig != 0 && sig != 0x7f {
-        let _ = crate::sys::rt_sigaction(sig, Some(&crate::sys::KernelSigaction::default()), None);
+        let _ = crate::sys::default_signal(sig);
         let _ = crate::sys::set_sigmask(0);
         let _ = nix::sys::signal::raise(
             nix::sys::signal::Signal::try_from(sig).unwrap_or(nix::sys::signal::Signal::SIGKILL),
@@ -276,7 +279,6 @@ fn child_restore(ctx: &RestoreContext, img: &Image, status_fd: i32) -> Result<Ch
     files::restore(&img.core.fds, sf, &keep, ctx.tty.as_deref(), &shared_fd)?;
     locks::restore_native(&img.core.locks)?;
     process::restore_native(rec, img.core.policies.cdir, img.core.policies.rdir)?;
-    signals::restore_actions(&img.core.signals)?;
     let mut scratch = map_scratch(img)?;
     scratch
         .write_at(0, &SYSCALL_INT3)

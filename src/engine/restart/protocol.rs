@@ -88,9 +88,14 @@ impl Failure {
 /// Writes one message as a line. Errors are the caller's to ignore: a child that
 /// cannot report ends, and cpr sees the end of its pipe.
 pub fn send(out: &mut impl Write, message: &ChildMessage) -> std::io::Result<()> {
+    out.write_all(&encode(message)?)
+}
+
+/// One message as its line on the pipe.
+pub fn encode(message: &ChildMessage) -> std::io::Result<Vec<u8>> {
     let mut line = serde_json::to_vec(message).map_err(std::io::Error::other)?;
     line.push(b'\n');
-    out.write_all(&line)
+    Ok(line)
 }
 
 /// Reads one message from the child `who`; `None` at the end of its pipe.

@@ -53,6 +53,24 @@ pub struct FdRecord {
     pub shared: Option<u32>,
 }
 
+impl FdRecord {
+    /// A descriptor with no offset, policy or saved content of its own (a pipe end, an
+    /// event object): MERGE, restored as the object it is.
+    pub fn object(fd: i32, kind: FdKind, link: &str, flags: i32, cloexec: bool) -> FdRecord {
+        FdRecord {
+            fd,
+            kind,
+            path: link.to_string(),
+            flags,
+            cloexec,
+            pos: 0,
+            action: FileAction::Merge,
+            saved: None,
+            shared: None,
+        }
+    }
+}
+
 /// Devices the guide calls checkpoint safe, plus terminals and the random devices.
 fn safe_device(path: &str) -> bool {
     matches!(
@@ -133,17 +151,7 @@ fn dump_one(
         return Ok(pipe);
     }
     if let Some(ev) = super::events::dump(pid, fd, &link, flags)? {
-        return Ok(FdRecord {
-            fd,
-            kind: FdKind::Event(ev),
-            path: link,
-            flags,
-            cloexec,
-            pos: 0,
-            action: FileAction::Merge,
-            saved: None,
-            shared: None,
-        });
+        return Ok(FdRecord::object(fd, FdKind::Event(ev), &link, flags, cloexec));
     }
     if !link.starts_with('/') {
         return Err(not_safe(&who, &link, "this kind of descriptor"));

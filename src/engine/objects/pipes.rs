@@ -38,17 +38,7 @@ pub fn dump(fd: i32, link: &str, flags: i32, cloexec: bool) -> Option<FdRecord> 
         .and_then(|s| s.parse().ok())?;
     // whether the other end is in the checkpoint is known only once every process
     // is read: see collect
-    Some(FdRecord {
-        fd,
-        kind: FdKind::Pipe { ino },
-        path: link.to_string(),
-        flags,
-        cloexec,
-        pos: 0,
-        action: FileAction::Merge,
-        saved: None,
-        shared: None,
-    })
+    Some(FdRecord::object(fd, FdKind::Pipe { ino }, link, flags, cloexec))
 }
 
 /// Once every process is read: checks that both ends of every pipe are in the

@@ -1,7 +1,9 @@
 //! Event and wait objects through a real checkpoint and restart: an epoll loop over an
 //! eventfd and a timerfd, a signalfd, POSIX timers; and the refusal of io_uring/perf_event
 //! descriptors. Workloads are tests/workloads/ev_*.c; each verifies its own state and
-//! prints PASS or FAIL.
+//! prints PASS or FAIL. /proc/PID/fdinfo shows eventfd counts and inotify watch
+//! descriptors in hexadecimal: the counts and watch numbers below need two hex digits
+//! or more, so that reading them as decimal fails.
 
 mod common;
 
@@ -69,6 +71,18 @@ fn posix_timer_keeps_id_and_fires_after_restart() {
 #[test]
 fn inotify_watches_keep_their_numbers() {
     round_trip("ev_inotify", &["watched/", "file"], |_| {});
+}
+
+#[test]
+fn eventfd_counts_above_nine_keep_their_exact_value() {
+    // 16, 26, 1000, 2^64-2, and 26 in a semaphore eventfd
+    round_trip("ev_counts", &[], |_| {});
+}
+
+#[test]
+fn inotify_watch_numbers_above_nine_survive_restart() {
+    // watches 1..20 less 2, 11 and 15
+    round_trip("ev_watches", &["dirs/"], |_| {});
 }
 
 #[test]

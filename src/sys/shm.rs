@@ -1,5 +1,5 @@
 //! System V shared memory for cpr itself: create, inspect, attach, change and remove
-//! segments. The restored processes attach theirs by injected calls (engine/shm.rs);
+//! segments. The restored processes attach theirs by injected calls (engine/objects/sysv_shm.rs);
 //! these wrappers are for the checkpoint's copy of the contents and the restart's
 //! recreation of each segment.
 

@@ -144,13 +144,8 @@ fn close_cpr_fds(main: &Injector, child: i32, img: &Image, ready: &ChildReady) -
     }
     main.call(libc::SYS_close, [ready.pages_fd as u64, 0, 0, 0, 0, 0])?;
     let theirs: Vec<i32> = img.core.fds.iter().map(|f| f.fd).collect();
-    for fd in std::fs::read_dir(format!("/proc/{child}/fd"))
-        .ctx(format!("process {child}"))?
-        .flatten()
-    {
-        if let Some(fd) = fd.file_name().to_str().and_then(|s| s.parse::<i32>().ok())
-            && !theirs.contains(&fd)
-        {
+    for fd in crate::proc::ProcDir::open(child)?.fds()? {
+        if !theirs.contains(&fd) {
             main.call(libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0])?;
         }
     }

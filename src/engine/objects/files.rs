@@ -151,7 +151,13 @@ fn dump_one(
         return Ok(pipe);
     }
     if let Some(ev) = super::events::dump(pid, fd, &link, flags)? {
-        return Ok(FdRecord::object(fd, FdKind::Event(ev), &link, flags, cloexec));
+        return Ok(FdRecord::object(
+            fd,
+            FdKind::Event(ev),
+            &link,
+            flags,
+            cloexec,
+        ));
     }
     if !link.starts_with('/') {
         return Err(not_safe(&who, &link, "this kind of descriptor"));

@@ -38,7 +38,13 @@ pub fn dump(fd: i32, link: &str, flags: i32, cloexec: bool) -> Option<FdRecord> 
         .and_then(|s| s.parse().ok())?;
     // whether the other end is in the checkpoint is known only once every process
     // is read: see collect
-    Some(FdRecord::object(fd, FdKind::Pipe { ino }, link, flags, cloexec))
+    Some(FdRecord::object(
+        fd,
+        FdKind::Pipe { ino },
+        link,
+        flags,
+        cloexec,
+    ))
 }
 
 /// Once every process is read: checks that both ends of every pipe are in the

@@ -83,18 +83,8 @@ impl ProcDir {
     /// The whole of one file as bytes (possibly empty); `No such process` when the
     /// process has gone.
     pub fn read_bytes(&self, name: &str) -> Result<Vec<u8>> {
-        let fd = match nix::fcntl::openat(
-            &self.fd,
-            name,
-            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        ) {
-            Ok(fd) => fd,
-            Err(e) if is_gone(Some(e as i32)) => return Err(gone(self.pid)),
-            Err(e) => return Err(Error::errno(self.path(name), e)),
-        };
         let mut bytes = Vec::new();
-        match std::fs::File::from(fd).read_to_end(&mut bytes) {
+        match self.open_file(name)?.read_to_end(&mut bytes) {
             Ok(_) => Ok(bytes),
             Err(e) if is_gone(e.raw_os_error()) => Err(gone(self.pid)),
             Err(e) => Err(Error::io(self.path(name), e)),
@@ -139,6 +129,16 @@ impl ProcDir {
             Mode::empty(),
         ) {
             Ok(fd) => Ok(std::fs::File::from(fd)),
+            Err(e) if is_gone(Some(e as i32)) => Err(gone(self.pid)),
+            Err(e) => Err(Error::errno(self.path(name), e)),
+        }
+    }
+
+    /// The target of symbolic link `name` (`exe`, `cwd`, `root`, `fd/N`), read through
+    /// the held directory.
+    pub fn link(&self, name: &str) -> Result<String> {
+        match nix::fcntl::readlinkat(&self.fd, name) {
+            Ok(target) => Ok(target.to_string_lossy().into_owned()),
             Err(e) if is_gone(Some(e as i32)) => Err(gone(self.pid)),
             Err(e) => Err(Error::errno(self.path(name), e)),
         }

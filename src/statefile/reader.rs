@@ -42,8 +42,14 @@ const HASH_CHUNK: usize = 8 << 20;
 
 /// `<path>: Checkpoint error: statefile damaged: <what>`.
 pub(crate) fn damaged(path: &Path, what: impl std::fmt::Display) -> Error {
+    damaged_record(what).context(path.display())
+}
+
+/// `Checkpoint error: statefile damaged: <what>`, for a record whose reader does not
+/// know the statefile's path (the caller adds it, with the process, as context).
+pub fn damaged_record(what: impl std::fmt::Display) -> Error {
     Error::with_detail(
-        path.display().to_string(),
+        "",
         Kind::CheckpointError,
         format!("statefile damaged: {what}"),
     )

@@ -9,7 +9,8 @@ use crate::engine::objects::memory::{self, MmRecord};
 use crate::engine::objects::{files, locks, mapped_files, posix_timers, process, signals, threads};
 use crate::engine::options::CheckpointOptions;
 use crate::engine::ptrace::{self, Injector, Regs, RemoteAddr, RemoteScratch};
-use crate::error::{Context, Error, Result};
+use crate::error::{Error, Result};
+use crate::proc::{ProcDir, Stat};
 use crate::statefile::StatefileWriter;
 use crate::statefile::{CoreRecord, pages_path};
 
@@ -68,11 +69,14 @@ pub(super) fn dump_process(
         ptrace::set_sigmask(tid, !0)?;
     }
     let asked = ask_process(pid, tids, &regs, &masks)?;
-    let mm = dump_memory(pid, asked.brk, writer)?;
+    // what /proc tells, through one held directory, its stat read once
+    let dir = ProcDir::open(pid)?;
+    let stat = dir.stat()?;
+    let proc_rec = process::dump(&dir, &stat)?;
+    let mm = dump_memory(&dir, &stat, &proc_rec.exe, asked.brk, writer)?;
     // files and the rest
     let fds = files::dump(pid, policies, writer)?;
     let locks = locks::dump(pid, &fds)?;
-    let proc_rec = process::dump(pid)?;
     let core = CoreRecord {
         process: proc_rec,
         threads: asked.threads,
@@ -143,18 +147,22 @@ fn ask_process(pid: i32, tids: &[i32], regs: &[Regs], masks: &[u64]) -> Result<A
 }
 
 /// The mappings and their page data (written to `proc/<pid>/pages`).
-fn dump_memory(pid: i32, brk: u64, writer: &mut StatefileWriter) -> Result<MmRecord> {
+fn dump_memory(
+    dir: &ProcDir,
+    stat: &Stat,
+    exe: &str,
+    brk: u64,
+    writer: &mut StatefileWriter,
+) -> Result<MmRecord> {
+    let pid = dir.pid();
     let vmas = memory::plan(pid)?;
     let mut sink = writer.create_file(&pages_path(pid))?;
     let pages_bytes = memory::dump_pages(pid, &vmas, &mut sink)?;
     writer.finish_file(sink)?;
-    let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
-        .map(|p| p.to_string_lossy().into_owned())
-        .ctx(format!("process {pid}"))?;
     Ok(MmRecord {
-        fields: memory::mm_fields(pid, brk)?,
-        auxv: memory::read_auxv(pid)?,
-        exe,
+        fields: memory::mm_fields(stat, brk),
+        auxv: memory::read_auxv(dir)?,
+        exe: exe.to_string(),
         pages_bytes,
         vmas,
         components: Vec::new(),

@@ -51,40 +51,28 @@ pub fn restore(rec: &ProcessRecord, inj: &Injector, scratch: &mut RemoteScratch)
         [rec.groups.len() as u64, groups.as_u64(), 0, 0, 0, 0],
     )?;
     if !same_as_root {
-        inj.check(
-            "setresgid",
-            libc::SYS_setresgid,
-            [
-                rec.gids[0] as u64,
-                rec.gids[1] as u64,
-                rec.gids[2] as u64,
-                0,
-                0,
-                0,
-            ],
-        )?;
-        inj.check(
-            "setfsgid",
-            libc::SYS_setfsgid,
-            [rec.gids[3] as u64, 0, 0, 0, 0, 0],
-        )?;
-        inj.check(
-            "setresuid",
-            libc::SYS_setresuid,
-            [
-                rec.uids[0] as u64,
-                rec.uids[1] as u64,
-                rec.uids[2] as u64,
-                0,
-                0,
-                0,
-            ],
-        )?;
-        inj.check(
-            "setfsuid",
-            libc::SYS_setfsuid,
-            [rec.uids[3] as u64, 0, 0, 0, 0, 0],
-        )?;
+        // gids first: once the uids are set, setresgid may no longer be allowed
+        let calls = [
+            (
+                "setresgid",
+                libc::SYS_setresgid,
+                "setfsgid",
+                libc::SYS_setfsgid,
+                rec.gids,
+            ),
+            (
+                "setresuid",
+                libc::SYS_setresuid,
+                "setfsuid",
+                libc::SYS_setfsuid,
+                rec.uids,
+            ),
+        ];
+        for (res_name, res_nr, fs_name, fs_nr, ids) in calls {
+            let [real, effective, saved, fs] = ids.map(u64::from);
+            inj.check(res_name, res_nr, [real, effective, saved, 0, 0, 0])?;
+            inj.check(fs_name, fs_nr, [fs, 0, 0, 0, 0, 0])?;
+        }
     }
     // capabilities: never more than the image had
     let caps = s.put_struct(&CapsetArgs::new(0, &rec.caps))?;

@@ -114,10 +114,7 @@ fn dump_one(
 ) -> Result<FdRecord> {
     let pid = dir.pid();
     let who = format!("process {pid} fd {fd}");
-    let link = std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
-        .ctx(&who)?
-        .to_string_lossy()
-        .into_owned();
+    let link = dir.link(&format!("fd/{fd}")).map_err(|e| e.context(&who))?;
     let info = dir.fdinfo(fd)?;
     // a negative offset (a few special files) keeps its bits: restore seeks to it as i64
     let (pos, flags) = (info.pos as u64, info.flags);

@@ -15,6 +15,7 @@ use crate::engine::ptrace::{Gate, Injector, RemoteAddr, RemoteScratch};
 use crate::error::{Context, Error, Kind, Result};
 use crate::proc::{MapsLine, ProcDir};
 use crate::statefile::FileSink;
+use crate::statefile::reader::damaged_record;
 
 pub const PAGE: u64 = 4096;
 
@@ -57,8 +58,39 @@ impl Vma {
     pub fn has_flag(&self, f: &str) -> bool {
         self.flags.iter().any(|x| x == f)
     }
-    pub fn saved_pages(&self) -> u64 {
-        self.runs.iter().map(|r| r.1).sum()
+}
+
+impl MmRecord {
+    /// What restore takes as given: every mapping is page aligned and not empty, every
+    /// saved run lies inside its mapping, and the page data (`pages_size` bytes) holds
+    /// all the pages listed.
+    pub fn check(&self, pages_size: u64) -> Result<()> {
+        let mut saved: u64 = 0;
+        for v in &self.vmas {
+            if v.start >= v.end || v.start % PAGE != 0 || v.end % PAGE != 0 {
+                return Err(damaged_record(format_args!(
+                    "mapping {:#x}-{:#x}",
+                    v.start, v.end
+                )));
+            }
+            let pages = (v.end - v.start) / PAGE;
+            for &(first, count) in &v.runs {
+                if first.checked_add(count).is_none_or(|last| last > pages) {
+                    return Err(damaged_record(format_args!(
+                        "pages {first}+{count} of mapping {:#x}-{:#x}",
+                        v.start, v.end
+                    )));
+                }
+                // bounded by the mapping's size: no overflow
+                saved += count * PAGE;
+            }
+        }
+        if saved > pages_size {
+            return Err(damaged_record(format_args!(
+                "{saved} bytes of pages listed, {pages_size} saved"
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -346,8 +378,8 @@ fn read_batch(pid: i32, buf: &mut [u8], remote: &mut Vec<RemoteIoVec>) -> Result
     Ok(())
 }
 
-/// Reads the mm fields of /proc/PID/stat (brk comes from the process itself).
-pub fn mm_fields(pid: i32, brk: u64) -> Result<MmFields> {
+/// The mm fields, from the process's stat (brk comes from the process itself).
+pub fn mm_fields(stat: &crate::proc::Stat, brk: u64) -> MmFields {
     let [
         start_code,
         end_code,
@@ -359,8 +391,8 @@ pub fn mm_fields(pid: i32, brk: u64) -> Result<MmFields> {
         arg_end,
         env_start,
         env_end,
-    ] = ProcDir::open(pid)?.stat()?.mm_layout;
-    Ok(MmFields {
+    ] = stat.mm_layout;
+    MmFields {
         start_code,
         end_code,
         start_stack,
@@ -372,11 +404,11 @@ pub fn mm_fields(pid: i32, brk: u64) -> Result<MmFields> {
         env_start,
         env_end,
         brk,
-    })
+    }
 }
 
-pub fn read_auxv(pid: i32) -> Result<Vec<u64>> {
-    let b = ProcDir::open(pid)?.read_bytes("auxv")?;
+pub fn read_auxv(dir: &ProcDir) -> Result<Vec<u64>> {
+    let b = dir.read_bytes("auxv")?;
     Ok(b.chunks_exact(8)
         .map(|c| u64::from_ne_bytes(c.try_into().unwrap()))
         .collect())

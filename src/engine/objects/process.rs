@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::attrfile::DirAction;
 use crate::error::{Context, Error, Kind, Result};
-use crate::proc::ProcDir;
+use crate::proc::{ProcDir, Stat};
 use crate::sys::Caps;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,16 +53,11 @@ const RLIMITS: [i32; 16] = [
     libc::RLIMIT_RTTIME as i32,
 ];
 
-pub fn dump(pid: i32) -> Result<ProcessRecord> {
+/// The record of the stopped process of `dir`, whose stat file says `stat`.
+pub fn dump(dir: &ProcDir, stat: &Stat) -> Result<ProcessRecord> {
+    let pid = dir.pid();
     let who = format!("process {pid}");
-    let dir = ProcDir::open(pid)?;
-    let stat = dir.stat()?;
     let status = dir.status_text()?;
-    let link = |name: &str| -> Result<String> {
-        std::fs::read_link(format!("/proc/{pid}/{name}"))
-            .map(|p| p.to_string_lossy().into_owned())
-            .ctx(format!("{who}: {name}"))
-    };
     // prlimit on another user's process needs CAP_SYS_RESOURCE, which root may lack;
     // /proc/PID/limits says the same to anyone who may trace the process
     let from_proc = match dir.read_text("limits") {
@@ -80,7 +75,7 @@ pub fn dump(pid: i32) -> Result<ProcessRecord> {
         };
         rlimits.push((r, soft, hard));
     }
-    let creds = super::creds::dump(&dir, &status)?;
+    let creds = super::creds::dump(dir, &status)?;
     Ok(ProcessRecord {
         pid,
         ppid: stat.ppid,
@@ -88,9 +83,9 @@ pub fn dump(pid: i32) -> Result<ProcessRecord> {
         sid: stat.session,
         comm: stat.comm.clone(),
         args: dir.cmdline()?,
-        exe: link("exe")?,
-        cwd: link("cwd")?,
-        root: link("root")?,
+        exe: dir.link("exe")?,
+        cwd: dir.link("cwd")?,
+        root: dir.link("root")?,
         // no Umask line: a kernel before 4.7 (a zombie has none either, but is not
         // dumped here); the mask new processes get by default
         umask: dir
@@ -165,7 +160,8 @@ mod tests {
     fn dump_reads_this_process() {
         // (the /proc/PID/limits parser is tested in crate::proc::limits)
         let me = std::process::id() as i32;
-        let rec = dump(me).unwrap();
+        let dir = ProcDir::open(me).unwrap();
+        let rec = dump(&dir, &dir.stat().unwrap()).unwrap();
         assert_eq!(rec.ppid, nix::unistd::getppid().as_raw());
         assert_eq!(rec.uids[0], nix::unistd::getuid().as_raw());
         assert_eq!(rec.rlimits.len(), RLIMITS.len());

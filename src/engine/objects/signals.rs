@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::threads::{decode_siginfo, hex};
 use crate::engine::ptrace::{self, Injector, RemoteScratch};
 use crate::error::{Context, Error, Result};
+use crate::statefile::reader::damaged_record;
 use crate::sys::KernelSigaction;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,6 +21,20 @@ pub struct SignalsRecord {
 }
 
 const NSIG: i32 = 64;
+
+impl SignalsRecord {
+    /// What restore takes as given: every disposition is of a signal that exists, every
+    /// queued signal decodes.
+    pub fn check(&self) -> Result<()> {
+        if let Some((sig, _)) = self.actions.iter().find(|(s, _)| !(1..=NSIG).contains(s)) {
+            return Err(damaged_record(format_args!("disposition of signal {sig}")));
+        }
+        for info in &self.shared_pending {
+            decode_siginfo(info).map_err(|e| e.context("pending signal"))?;
+        }
+        Ok(())
+    }
+}
 /// Bytes of the kernel's `struct sigaction` and of a `struct itimerval`.
 const SIGACTION_SIZE: u64 = std::mem::size_of::<KernelSigaction>() as u64;
 const ITIMERVAL_SIZE: u64 = 4 * 8;

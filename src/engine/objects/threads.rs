@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::ptrace::{self, Injector, RemoteScratch, RseqConfig};
 use crate::error::{Context, Error, Kind, Result};
+use crate::statefile::reader::damaged_record;
 
 /// `proc/<pid>/threads.json` holds one of these per thread, main thread first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +26,26 @@ pub struct ThreadRecord {
     pub rseq: RseqConfig,
 }
 
+impl ThreadRecord {
+    /// What restore takes as given, checked before anything is created: the registers
+    /// are all there, the FPU state and every queued signal decode.
+    pub fn check(&self) -> Result<()> {
+        if self.regs.len() != 27 {
+            return Err(damaged_record(format_args!(
+                "thread {}: {} registers",
+                self.tid,
+                self.regs.len()
+            )));
+        }
+        unhex(&self.xstate).map_err(|e| e.context(format_args!("thread {} xstate", self.tid)))?;
+        for info in &self.pending {
+            decode_siginfo(info)
+                .map_err(|e| e.context(format_args!("thread {} pending signal", self.tid)))?;
+        }
+        Ok(())
+    }
+}
+
 pub fn hex(b: &[u8]) -> String {
     let mut s = String::with_capacity(b.len() * 2);
     for x in b {
@@ -36,15 +57,11 @@ pub fn hex(b: &[u8]) -> String {
 /// The bytes a `hex` string stands for. A string from a damaged (or forged) statefile,
 /// of odd length or with anything but hex digits, is an error.
 pub fn unhex(s: &str) -> Result<Vec<u8>> {
-    let bad = |why: String| {
-        Error::with_detail(
-            "",
-            Kind::CheckpointError,
-            format!("statefile damaged: {why}"),
-        )
-    };
     if !s.len().is_multiple_of(2) {
-        return Err(bad(format!("hex string of odd length {}", s.len())));
+        return Err(damaged_record(format_args!(
+            "hex string of odd length {}",
+            s.len()
+        )));
     }
     s.as_bytes()
         .chunks(2)
@@ -53,7 +70,10 @@ pub fn unhex(s: &str) -> Result<Vec<u8>> {
             let digit = |b: u8| (b as char).to_digit(16);
             match (digit(pair[0]), digit(pair[1])) {
                 (Some(hi), Some(lo)) => Ok((hi * 16 + lo) as u8),
-                _ => Err(bad(format!("not a hex digit at offset {}", 2 * i))),
+                _ => Err(damaged_record(format_args!(
+                    "not a hex digit at offset {}",
+                    2 * i
+                ))),
             }
         })
         .collect()
@@ -66,14 +86,10 @@ const SIGINFO_SIZE: usize = 128;
 pub fn decode_siginfo(s: &str) -> Result<(i32, Vec<u8>)> {
     let bytes = unhex(s)?;
     if bytes.len() != SIGINFO_SIZE {
-        return Err(Error::with_detail(
-            "",
-            Kind::CheckpointError,
-            format!(
-                "statefile damaged: a siginfo of {} bytes ({SIGINFO_SIZE} expected)",
-                bytes.len()
-            ),
-        ));
+        return Err(damaged_record(format_args!(
+            "a siginfo of {} bytes ({SIGINFO_SIZE} expected)",
+            bytes.len()
+        )));
     }
     let sig = i32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
     Ok((sig, bytes))

@@ -134,14 +134,6 @@ pub fn cont_syscall(tid: i32, sig: i32) -> Result<(), Errno> {
     resume(tid, sig, libc::PTRACE_SYSCALL, np::syscall)
 }
 
-pub fn set_options(tid: i32, options: i32) -> Result<(), Errno> {
-    np::setoptions(pid(tid), Options::from_bits_retain(options))
-}
-
-pub fn event_msg(tid: i32) -> Result<u64, Errno> {
-    np::getevent(pid(tid)).map(|m| m as u64)
-}
-
 pub fn get_regs(tid: i32) -> Result<Regs> {
     np::getregs(pid(tid)).ctx(subject(tid))
 }

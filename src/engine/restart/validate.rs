@@ -7,13 +7,11 @@ use std::path::PathBuf;
 use std::thread::JoinHandle;
 
 use crate::engine::objects::memory::MmRecord;
-use crate::engine::objects::memory::PAGE;
 use crate::engine::objects::pstree::{self, TreeRecord};
 use crate::engine::objects::shared_fds::{self, SharedTable};
-use crate::engine::objects::threads;
 use crate::error::{Error, Kind, Result};
 use crate::statefile::Statefile;
-use crate::statefile::reader::Verify;
+use crate::statefile::reader::{Verify, damaged_record};
 use crate::statefile::{CoreRecord, core_path, layout, mm_path, pages_path};
 
 /// One process of a statefile, as read.
@@ -120,71 +118,19 @@ impl PageCheck {
 /// manifest names, every thread's registers, FPU state and queued signals decode, and
 /// every saved page lies inside its mapping and inside the page data.
 fn check_image(pid: i32, core: &CoreRecord, mm: &MmRecord, pages_size: u64) -> Result<()> {
-    let damaged = |what: String| {
-        Error::with_detail(
-            "",
-            Kind::CheckpointError,
-            format!("statefile damaged: {what}"),
-        )
-    };
     if core.process.pid != pid {
-        return Err(damaged(format!(
+        return Err(damaged_record(format_args!(
             "core record of process {}",
             core.process.pid
         )));
     }
     match core.threads.first() {
         Some(main) if main.tid == pid => {}
-        _ => return Err(damaged("no main thread".into())),
+        _ => return Err(damaged_record("no main thread")),
     }
     for t in &core.threads {
-        if t.regs.len() != 27 {
-            return Err(damaged(format!(
-                "thread {}: {} registers",
-                t.tid,
-                t.regs.len()
-            )));
-        }
-        threads::unhex(&t.xstate).map_err(|e| e.context(format!("thread {} xstate", t.tid)))?;
-        for info in &t.pending {
-            threads::decode_siginfo(info)
-                .map_err(|e| e.context(format!("thread {} pending signal", t.tid)))?;
-        }
+        t.check()?;
     }
-    for info in &core.signals.shared_pending {
-        threads::decode_siginfo(info).map_err(|e| e.context("pending signal"))?;
-    }
-    if let Some((sig, _)) = core
-        .signals
-        .actions
-        .iter()
-        .find(|(s, _)| !(1..=64).contains(s))
-    {
-        return Err(damaged(format!("disposition of signal {sig}")));
-    }
-    let mut saved: u64 = 0;
-    for v in &mm.vmas {
-        if v.start >= v.end || v.start % PAGE != 0 || v.end % PAGE != 0 {
-            return Err(damaged(format!("mapping {:#x}-{:#x}", v.start, v.end)));
-        }
-        let pages = (v.end - v.start) / PAGE;
-        for &(first, count) in &v.runs {
-            match first.checked_add(count) {
-                Some(last) if last <= pages => {}
-                _ => {
-                    return Err(damaged(format!(
-                        "pages {first}+{count} of mapping {:#x}-{:#x}",
-                        v.start, v.end
-                    )));
-                }
-            }
-            saved = saved.saturating_add(count.saturating_mul(PAGE));
-        }
-    }
-    if saved > pages_size {
-        return Err(damaged(format!(
-            "{saved} bytes of pages listed, {pages_size} saved"
-        )));
-    }
-    Ok(())
+    core.signals.check()?;
+    mm.check(pages_size)
 }

@@ -18,6 +18,11 @@ use cpr::ops::{self, CheckpointOptions, RestartOptions};
 use cpr::statefile::{self, Statefile, reader::Verify};
 
 fn main() -> ExitCode {
+    // an installed cpr run by a user keeps only the capabilities it was installed with
+    if let Err(e) = cpr::engine::privilege::limit() {
+        eprintln!("cpr: {e}");
+        return ExitCode::FAILURE;
+    }
     let mut job_status = 0;
     let failures = match Cli::parse().request() {
         Request::Checkpoint(request) => checkpoint(request).err().into_iter().collect(),

@@ -67,8 +67,7 @@ pub fn dump(
             }
             continue;
         }
-        let link = format!("/proc/{pid}/map_files/{:x}-{:x}", v.start, v.end);
-        let meta = std::fs::metadata(&link).ctx(format!("process {pid}: mapped file {path}"))?;
+        let meta = crate::engine::privilege::mapped_file_metadata(pid, v.start, v.end, path)?;
         let (dev, ino, size, mtime_ns) = identity(&meta);
         let saved = if upgrade && executable {
             Some(save(pid, v, path, writer, saved_paths)?)

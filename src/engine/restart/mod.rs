@@ -120,7 +120,8 @@ fn plan_tree(loaded: &Loaded, interactive: bool) -> Plan {
             base,
             &loaded.trees[s].zombies,
             interactive,
-            &pids::is_free,
+            // a helper takes a chosen PID, which needs CAP_CHECKPOINT_RESTORE
+            &|pid| crate::engine::privilege::can_choose_pids() && pids::is_free(pid),
         );
     }
     plan

@@ -89,15 +89,24 @@ pub fn limit() -> Result<()> {
     }
     let caps = own_caps();
     let keep = caps.permitted & INSTALLED;
-    if caps.permitted == keep && caps.inheritable == 0 && caps.effective == keep {
-        return Ok(());
+    if caps.permitted != keep || caps.inheritable != 0 || caps.effective != keep {
+        crate::sys::capset(&Caps {
+            inheritable: 0,
+            permitted: keep,
+            effective: keep,
+        })
+        .map_err(|e| Error::errno("cpr: dropping capabilities", e))?;
     }
-    crate::sys::capset(&Caps {
-        inheritable: 0,
-        permitted: keep,
-        effective: keep,
-    })
-    .map_err(|e| Error::errno("cpr: dropping capabilities", e))
+    if keep != 0 {
+        // A program with file capabilities starts undumpable, which makes the /proc files
+        // of cpr and of its restore children root's: neither cpr nor the children could
+        // read them with the user's rights. Dumpable is safe: no process of the user may
+        // trace cpr or read its memory all the same, since ptrace and /proc/PID/mem also
+        // need the tracer to hold every capability cpr holds (or CAP_SYS_PTRACE).
+        nix::sys::prctl::set_dumpable(true)
+            .map_err(|e| Error::errno("cpr: prctl(PR_SET_DUMPABLE)", e))?;
+    }
+    Ok(())
 }
 
 /// For an ordinary user: gives up every capability of the calling thread, for good,
@@ -167,6 +176,11 @@ impl Pinned {
                 .filter_map(|&pid| Some((pid, crate::sys::pidfd_open(pid).ok()?)))
                 .collect(),
         )
+    }
+
+    /// Whether `pid` was pinned.
+    pub fn pinned(&self, pid: i32) -> bool {
+        self.0.contains_key(&pid)
     }
 
     /// Whether `pid` was pinned and its process is still the one pinned.

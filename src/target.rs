@@ -467,7 +467,7 @@ pub fn check_permission(set: &TargetSet, caller_uid: u32) -> Result<()> {
 /// the checkpoint owner or superuser"; processes "with setuid credential" are not): every
 /// uid the caller's, every gid the caller's or one of their groups, no capability, and
 /// dumpable — a process that changed credentials through a setuid, setgid or
-/// file-capability program is not, and /proc then shows it as root's.
+/// file-capability program is not, and the files under /proc/PID are then root's.
 fn check_own_process(p: &ProcessIds, caller_uid: u32, groups: &[u32]) -> Result<()> {
     let refuse = |why: String| {
         Err(Error::with_detail(
@@ -495,7 +495,8 @@ fn check_own_process(p: &ProcessIds, caller_uid: u32, groups: &[u32]) -> Result<
             return refuse(format!("it holds capabilities ({key} {mask:#x})"));
         }
     }
-    let owner = std::fs::metadata(dir.path(""))
+    // the files under /proc/PID of an undumpable process are root's
+    let owner = std::fs::metadata(dir.path("stat"))
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
         .map_err(|e| Error::io(format!("process {}", p.pid), e))?;
     if owner != caller_uid {

@@ -503,3 +503,68 @@ fn forged_credentials_in_a_users_statefile_are_refused_when_root_restarts_it() {
         "nothing may be started"
     );
 }
+
+/// libcpr without privilege: a program of the user's checkpoints itself with ckpt_create
+/// (its own child traces it: Yama allows that), is killed, and the user's plain cpr
+/// restarts it (FORK ANY); it ends with the result of an uninterrupted run.
+#[test]
+fn user_program_checkpoints_itself_with_libcpr_without_privilege() {
+    use std::io::{BufRead, BufReader};
+    let _serial = serial();
+    let Some((uid, gid)) = user() else { return };
+    let dir = UserDir::new(uid, gid);
+    let cpr = dir.install(Path::new(cpr_bin()), "cpr");
+    let program = dir.install(&build_with_libcpr("lib_selfloop.c"), "lib_selfloop");
+    dir.install(&libcpr_dir().join("libcpr.so"), "libcpr.so");
+    fs::write(
+        dir.join(".cpr"),
+        "CKPT * {\n    FORK: ANY\n    FILE: \"pipe:*\": IGNORE\n}\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let mut cmd = dir.as_user(&program, args);
+        cmd.env("LD_LIBRARY_PATH", dir.path());
+        cmd
+    };
+    let prefix = dir.join("self");
+    let (clean, out) = (dir.join("clean"), dir.join("out"));
+    let total = "200000";
+    let status = run(&[
+        prefix.to_str().unwrap(),
+        "0",
+        total,
+        clean.to_str().unwrap(),
+    ])
+    .status()
+    .unwrap();
+    assert!(status.success(), "the uninterrupted run");
+    let expected = fs::read_to_string(&clean).unwrap();
+
+    let mut child = run(&[
+        prefix.to_str().unwrap(),
+        "50000",
+        total,
+        out.to_str().unwrap(),
+        "2",
+    ])
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for k in 1..=2 {
+        let line = lines.next().and_then(|l| l.ok());
+        assert_eq!(
+            line.as_deref(),
+            Some(format!("checkpointed {k}").as_str()),
+            "ckpt_create by the user failed (its stderr is above)"
+        );
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let second = format!("{}.2", prefix.display());
+    assert_success(&dir.cpr(&cpr, &["-r", &second]), "cpr -r by the user");
+    wait_until("the restarted loop to finish", TIMEOUT, || {
+        fs::read_to_string(&out).is_ok_and(|s| s.ends_with('\n'))
+    });
+    assert_eq!(fs::read_to_string(&out).unwrap(), expected);
+}

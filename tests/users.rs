@@ -447,17 +447,82 @@ fn forged_credentials_in_a_users_statefile_are_refused_when_root_restarts_it() {
     assert_success(&out, "cpr -c by the user");
     wait_pid_gone(pid, TIMEOUT);
     let core = format!("proc/{pid}/core.json");
-    // the user asks for root: uids, gids, groups 0, every capability
-    forge(&sf, &core, |core| {
-        let p = &mut core["process"];
-        p["uids"] = serde_json::json!([0, 0, 0, 0]);
-        p["gids"] = serde_json::json!([0, 0, 0, 0]);
-        p["groups"] = serde_json::json!([0]);
-        let all: u64 = (1 << 41) - 1;
-        p["caps"] = serde_json::json!({"inheritable": all, "permitted": all, "effective": all});
+    let original: serde_json::Value =
+        serde_json::from_slice(&fs::read(sf.join(&core)).unwrap()).unwrap();
+    let all_caps: u64 = (1 << 41) - 1;
+    let caps =
+        serde_json::json!({"inheritable": all_caps, "permitted": all_caps, "effective": all_caps});
+    // each credential alone, then all of root's at once
+    let forgeries: [(&str, Vec<(&str, serde_json::Value)>, &str); 5] = [
+        (
+            "a saved uid",
+            vec![("uids", serde_json::json!([uid, uid, 0, uid]))],
+            "asks for uid 0",
+        ),
+        (
+            "a gid",
+            vec![("gids", serde_json::json!([gid, 0, gid, gid]))],
+            "asks for group 0",
+        ),
+        (
+            "a group",
+            vec![("groups", serde_json::json!([gid, 0]))],
+            "asks for group 0",
+        ),
+        (
+            "capabilities",
+            vec![("caps", caps.clone())],
+            "asks for capabilities",
+        ),
+        (
+            "root",
+            vec![
+                ("uids", serde_json::json!([0, 0, 0, 0])),
+                ("gids", serde_json::json!([0, 0, 0, 0])),
+                ("groups", serde_json::json!([0])),
+                ("caps", caps),
+            ],
+            "asks for uid 0",
+        ),
+    ];
+    for (what, fields, why) in forgeries {
+        forge(&sf, &core, |record| {
+            *record = original.clone();
+            for (name, value) in fields {
+                record["process"][name] = value;
+            }
+        });
+        // the files stay the user's: the user could have written them
+        for path in [sf.join(&core), sf.join("MANIFEST")] {
+            chown(&path, Some(uid), Some(gid)).unwrap();
+        }
+        let out = cpr_command()
+            .args(["-r", sf.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_failure(
+            &out,
+            &format!("root's cpr -r of a statefile forged to ask for {what}"),
+            &["Operation not permitted", why],
+            false,
+        );
+        assert!(
+            processes_naming(dir.path()).is_empty(),
+            "nothing may be started"
+        );
+    }
+
+    // the user names group 0 as the owner's group, and asks for it
+    forge(&sf, &core, |record| {
+        *record = original.clone();
+        record["process"]["gids"] = serde_json::json!([0, 0, 0, 0]);
     });
-    // the files stay the user's: the user could have written them
-    for path in [sf.join(&core), sf.join("MANIFEST")] {
+    let manifest_path = sf.join("MANIFEST");
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(&manifest_path).unwrap()).unwrap();
+    manifest["owner"]["gid"] = 0.into();
+    fs::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    for path in [sf.join(&core), manifest_path] {
         chown(&path, Some(uid), Some(gid)).unwrap();
     }
     let out = cpr_command()
@@ -466,20 +531,14 @@ fn forged_credentials_in_a_users_statefile_are_refused_when_root_restarts_it() {
         .unwrap();
     assert_failure(
         &out,
-        "root's cpr -r of a forged statefile",
-        &["Operation not permitted", "asks for uid 0"],
+        "root's cpr -r of a statefile naming group 0 as the owner's",
+        &["Operation not permitted", "asks for group 0"],
         false,
     );
-    assert!(
-        processes_naming(dir.path()).is_empty(),
-        "nothing may be started"
-    );
+    assert!(processes_naming(dir.path()).is_empty(), "nothing started");
 
-    // the user names root as the checkpoint owner: the statefile on disk is still theirs
-    forge(&sf, &core, |core| {
-        core["process"]["caps"] =
-            serde_json::json!({"inheritable": 0, "permitted": 0, "effective": 0});
-    });
+    // the user names root as the checkpoint owner, and asks for root (as last forged):
+    // the statefile on disk is still theirs
     let manifest_path = sf.join("MANIFEST");
     let mut manifest: serde_json::Value =
         serde_json::from_slice(&fs::read(&manifest_path).unwrap()).unwrap();

@@ -130,13 +130,18 @@ pub fn yama_scope() -> Option<u32> {
 /// Adds to a refused ptrace attach what stands in the way, when it is the kernel's
 /// ptrace policy rather than ownership (which target.rs checked before).
 pub fn explain_attach(e: Error) -> Error {
-    if !matches!(e.kind, Kind::NotPermitted | Kind::PermissionDenied)
-        || mode() == Mode::Root
-        || has(CAP_SYS_PTRACE)
-    {
+    if mode() == Mode::Root || has(CAP_SYS_PTRACE) {
         return e;
     }
-    let why = match yama_scope() {
+    explain_attach_under(e, yama_scope())
+}
+
+/// `explain_attach` for a caller without CAP_SYS_PTRACE under Yama's `scope`.
+fn explain_attach_under(e: Error, scope: Option<u32>) -> Error {
+    if !matches!(e.kind, Kind::NotPermitted | Kind::PermissionDenied) {
+        return e;
+    }
+    let why = match scope {
         Some(1) => {
             "Yama ptrace_scope is 1 (/proc/sys/kernel/yama/ptrace_scope): an ordinary user may \
              only trace their own descendants; run the job under cpr's parent shell with \
@@ -262,4 +267,37 @@ pub fn same_groups(groups: &[u32]) -> bool {
 /// `set_tid`): FORK ORIGINAL, and the helpers that recreate groups and sessions.
 pub fn can_choose_pids() -> bool {
     has(CAP_CHECKPOINT_RESTORE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_attach_names_yamas_scope() {
+        let refused = || Error::new("thread 5", Kind::NotPermitted);
+        for scope in 1..=3 {
+            let e = explain_attach_under(refused(), Some(scope));
+            let text = e.to_string();
+            assert!(text.contains(&format!("ptrace_scope is {scope}")), "{text}");
+        }
+        // no Yama, or scope 0: the kernel's refusal is ownership's, already explained
+        assert_eq!(explain_attach_under(refused(), Some(0)).detail, None);
+        assert_eq!(explain_attach_under(refused(), None).detail, None);
+        let gone = Error::new("thread 5", Kind::NoSuchProcess);
+        assert_eq!(explain_attach_under(gone, Some(1)).detail, None);
+    }
+
+    #[test]
+    fn groups_compare_as_sets() {
+        let mut mine: Vec<u32> = nix::unistd::getgroups()
+            .unwrap()
+            .into_iter()
+            .map(|g| g.as_raw())
+            .collect();
+        mine.reverse();
+        assert!(same_groups(&mine));
+        mine.push(u32::MAX - 7);
+        assert!(!same_groups(&mine));
+    }
 }

@@ -23,8 +23,13 @@ fn main() -> ExitCode {
         eprintln!("cpr: {e}");
         return ExitCode::FAILURE;
     }
+    let request = Cli::parse().request();
+    if matches!(request, Request::Info { .. } | Request::Delete { .. }) {
+        // -i and -D read and remove files with the user's rights alone
+        cpr::engine::privilege::drop_all();
+    }
     let mut job_status = 0;
-    let failures = match Cli::parse().request() {
+    let failures = match request {
         Request::Checkpoint(request) => checkpoint(request).err().into_iter().collect(),
         Request::Restart {
             statefiles,

@@ -31,7 +31,7 @@ pub fn check(sf: &Statefile, loaded: &Loaded, caller: u32) -> Result<()> {
             format!("checkpointed by uid {owner}; only that user or root may restart it"),
         ));
     }
-    let groups = owner_groups(owner, sf.manifest.owner.gid);
+    let groups = owner_groups(owner, recorded_gid(sf)?);
     for img in images {
         check_credentials(img, owner, &groups)
             .map_err(|e| e.context(format!("process {}", img.core.process.pid)))
@@ -75,10 +75,19 @@ fn owner(sf: &Statefile) -> Result<u32> {
     Ok(recorded)
 }
 
+/// The gid the MANIFEST records for the owner, when the statefile directory on disk has
+/// it too (a user can give their files only a group they are in): the group the
+/// processes had at checkpoint.
+fn recorded_gid(sf: &Statefile) -> Result<Option<u32>> {
+    let meta = std::fs::symlink_metadata(&sf.path)
+        .map_err(|e| Error::io(sf.path.display().to_string(), e))?;
+    Ok((meta.gid() == sf.manifest.owner.gid).then_some(meta.gid()))
+}
+
 /// The groups user `uid` is in: its primary group, `gid` as recorded, and the groups
 /// of the group database.
-fn owner_groups(uid: u32, gid: u32) -> Vec<u32> {
-    let mut groups = vec![gid];
+fn owner_groups(uid: u32, gid: Option<u32>) -> Vec<u32> {
+    let mut groups: Vec<u32> = gid.into_iter().collect();
     if let Ok(Some(user)) = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
         groups.push(user.gid.as_raw());
         if let Ok(name) = std::ffi::CString::new(user.name)

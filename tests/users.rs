@@ -411,6 +411,14 @@ fn installed_cpr_refuses_a_statefile_root_keeps() {
     assert!(sf.join("MANIFEST").exists(), "root's statefile is kept");
 }
 
+/// What a forged record asks for: its name, the fields of its process record changed, and
+/// what the refusal says.
+type Forgery = (
+    &'static str,
+    Vec<(&'static str, serde_json::Value)>,
+    &'static str,
+);
+
 /// Rewrites `rel` of statefile `sf` with `edit` and records its new size and checksum in
 /// the MANIFEST, as a user who owns the statefile can.
 fn forge(sf: &Path, rel: &str, edit: impl FnOnce(&mut serde_json::Value)) {
@@ -453,7 +461,7 @@ fn forged_credentials_in_a_users_statefile_are_refused_when_root_restarts_it() {
     let caps =
         serde_json::json!({"inheritable": all_caps, "permitted": all_caps, "effective": all_caps});
     // each credential alone, then all of root's at once
-    let forgeries: [(&str, Vec<(&str, serde_json::Value)>, &str); 5] = [
+    let forgeries: [Forgery; 5] = [
         (
             "a saved uid",
             vec![("uids", serde_json::json!([uid, uid, 0, uid]))],

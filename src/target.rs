@@ -456,7 +456,7 @@ pub fn check_permission(set: &TargetSet, caller_uid: u32) -> Result<()> {
             ),
         ));
     }
-    let groups = crate::engine::privilege::caller_groups();
+    let groups = crate::engine::privilege::caller_groups(caller_uid);
     for p in set.processes.values() {
         check_own_process(p, caller_uid, &groups)?;
     }
@@ -519,7 +519,7 @@ pub fn confirm_frozen(
     if caller_uid == 0 {
         return Ok(());
     }
-    let groups = crate::engine::privilege::caller_groups();
+    let groups = crate::engine::privilege::caller_groups(caller_uid);
     for &pid in pids {
         if pinned.pinned(pid) && !pinned.holds(pid) {
             return Err(Error::with_detail(

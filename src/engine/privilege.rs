@@ -42,8 +42,13 @@ pub fn caller() -> (u32, u32) {
     )
 }
 
-/// The groups the caller may act as: real and effective gid and supplementary groups.
-pub fn caller_groups() -> Vec<u32> {
+/// The groups user `uid` may act as: for cpr's own caller its real and effective gid and
+/// supplementary groups; for another user (a library caller checking for someone else)
+/// the primary group and groups of the user database.
+pub fn caller_groups(uid: u32) -> Vec<u32> {
+    if uid != caller().0 {
+        return user_groups(uid);
+    }
     let mut groups: Vec<u32> = nix::unistd::getgroups()
         .unwrap_or_default()
         .into_iter()
@@ -51,6 +56,20 @@ pub fn caller_groups() -> Vec<u32> {
         .collect();
     groups.push(nix::unistd::getgid().as_raw());
     groups.push(nix::unistd::getegid().as_raw());
+    groups
+}
+
+/// The primary group of user `uid` and the groups of the group database it is in.
+pub fn user_groups(uid: u32) -> Vec<u32> {
+    let mut groups = Vec::new();
+    if let Ok(Some(user)) = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        groups.push(user.gid.as_raw());
+        if let Ok(name) = std::ffi::CString::new(user.name)
+            && let Ok(list) = nix::unistd::getgrouplist(&name, user.gid)
+        {
+            groups.extend(list.into_iter().map(|g| g.as_raw()));
+        }
+    }
     groups
 }
 

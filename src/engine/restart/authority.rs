@@ -84,18 +84,11 @@ fn recorded_gid(sf: &Statefile) -> Result<Option<u32>> {
     Ok((meta.gid() == sf.manifest.owner.gid).then_some(meta.gid()))
 }
 
-/// The groups user `uid` is in: its primary group, `gid` as recorded, and the groups
-/// of the group database.
+/// The groups user `uid` is in: `gid` as recorded, its primary group and the groups of
+/// the group database.
 fn owner_groups(uid: u32, gid: Option<u32>) -> Vec<u32> {
     let mut groups: Vec<u32> = gid.into_iter().collect();
-    if let Ok(Some(user)) = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
-        groups.push(user.gid.as_raw());
-        if let Ok(name) = std::ffi::CString::new(user.name)
-            && let Ok(list) = nix::unistd::getgrouplist(&name, user.gid)
-        {
-            groups.extend(list.into_iter().map(|g| g.as_raw()));
-        }
-    }
+    groups.extend(privilege::user_groups(uid));
     groups
 }
 

@@ -19,6 +19,7 @@ use crate::error::{Error, Kind, Result};
 use crate::proc::status;
 use crate::sys::Caps;
 
+pub const CAP_SYS_ADMIN: u32 = 21;
 pub const CAP_SYS_PTRACE: u32 = 19;
 pub const CAP_CHECKPOINT_RESTORE: u32 = 40;
 /// The capabilities an installed cpr may hold when an ordinary user runs it.
@@ -264,7 +265,14 @@ pub fn mapped_file_metadata(
 /// Whether a restore child (a copy of cpr, with its capabilities) may give its image
 /// back its executable link with PR_SET_MM_MAP: that needs CAP_CHECKPOINT_RESTORE.
 pub fn can_set_exe() -> bool {
-    has(CAP_CHECKPOINT_RESTORE)
+    may_checkpoint_restore()
+}
+
+/// What the kernel asks for the checkpoint/restore operations: CAP_CHECKPOINT_RESTORE,
+/// or CAP_SYS_ADMIN (the only one before Linux 5.9).
+fn may_checkpoint_restore() -> bool {
+    let effective = own_caps().effective;
+    effective & ((1 << CAP_CHECKPOINT_RESTORE) | (1 << CAP_SYS_ADMIN)) != 0
 }
 
 /// Whether `groups` are cpr's own supplementary groups, in any order.
@@ -285,7 +293,7 @@ pub fn same_groups(groups: &[u32]) -> bool {
 /// Whether cpr may create a process or thread with a PID of its choosing (clone3
 /// `set_tid`): FORK ORIGINAL, and the helpers that recreate groups and sessions.
 pub fn can_choose_pids() -> bool {
-    has(CAP_CHECKPOINT_RESTORE)
+    may_checkpoint_restore()
 }
 
 #[cfg(test)]

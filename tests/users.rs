@@ -213,6 +213,7 @@ fn user_checkpoints_and_restarts_own_job_without_privilege() {
             "-p",
             &pid.to_string(),
             "-k",
+            "-u",
             "--attributes",
             attrs.to_str().unwrap(),
         ],
@@ -225,6 +226,11 @@ fn user_checkpoints_and_restarts_own_job_without_privilege() {
     }
     assert_success(&out, "cpr -c by the user, no privilege");
     wait_pid_gone(pid, TIMEOUT);
+    // the program changes: the restart maps the copy -u saved (read by path, checked to
+    // be the file mapped, since map_files needs privilege)
+    let program = dir.join("counter");
+    fs::remove_file(&program).unwrap();
+    fs::write(&program, "#!/bin/sh\nexit 1\n").unwrap();
     assert_success(&dir.cpr(&cpr, &["-i", sf_arg]), "cpr -i by the user");
     assert_success(
         &dir.cpr(&cpr, &["-r", sf_arg]),

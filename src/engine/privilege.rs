@@ -226,7 +226,6 @@ pub fn mapped_file_metadata(
     end: u64,
     path: &str,
 ) -> Result<std::fs::Metadata> {
-    use std::os::unix::fs::MetadataExt;
     let subject = || format!("process {pid}: mapped file {path}");
     let link = format!("/proc/{pid}/map_files/{start:x}-{end:x}");
     match std::fs::metadata(&link) {
@@ -234,12 +233,21 @@ pub fn mapped_file_metadata(
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => {}
         Err(e) => return Err(Error::io(subject(), e)),
     }
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(subject(), e))?;
+    check_mapped_identity(pid, start, path, &meta)?;
+    Ok(meta)
+}
+
+/// Refuses `meta`, of the file now at `path`, unless it is the file process `pid` maps
+/// at `start`: same device and inode as /proc/PID/maps shows.
+fn check_mapped_identity(pid: i32, start: u64, path: &str, meta: &std::fs::Metadata) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let subject = || format!("process {pid}: mapped file {path}");
     let maps = crate::proc::ProcDir::open(pid)?.maps()?;
     let line = maps
         .iter()
         .find(|m| m.start == start)
         .ok_or_else(|| Error::with_detail(subject(), Kind::NoSuchFile, "mapping gone"))?;
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(subject(), e))?;
     let dev = format!(
         "{:02x}:{:02x}",
         libc::major(meta.dev()),
@@ -259,7 +267,24 @@ pub fn mapped_file_metadata(
             ),
         ));
     }
-    Ok(meta)
+    Ok(())
+}
+
+/// The file process `pid` maps at `start..end`, named `path` in its maps, opened for
+/// reading: through /proc/PID/map_files where cpr may, else by path, and then only if
+/// the file opened is the one mapped (device and inode of /proc/PID/maps).
+pub fn open_mapped_file(pid: i32, start: u64, end: u64, path: &str) -> Result<std::fs::File> {
+    let subject = || format!("process {pid}: mapped file {path}");
+    let link = format!("/proc/{pid}/map_files/{start:x}-{end:x}");
+    match std::fs::File::open(&link) {
+        Ok(file) => return Ok(file),
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {}
+        Err(e) => return Err(Error::io(subject(), e)),
+    }
+    let file = std::fs::File::open(path).map_err(|e| Error::io(subject(), e))?;
+    let meta = file.metadata().map_err(|e| Error::io(subject(), e))?;
+    check_mapped_identity(pid, start, path, &meta)?;
+    Ok(file)
 }
 
 /// Whether a restore child (a copy of cpr, with its capabilities) may give its image
@@ -313,6 +338,22 @@ mod tests {
         assert_eq!(explain_attach_under(refused(), None).detail, None);
         let gone = Error::new("thread 5", Kind::NoSuchProcess);
         assert_eq!(explain_attach_under(gone, Some(1)).detail, None);
+    }
+
+    #[test]
+    fn a_pinned_process_is_held_until_it_is_reaped() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let pinned = Pinned::pin(&[pid]);
+        assert!(pinned.pinned(pid) && pinned.holds(pid));
+        assert!(!pinned.pinned(pid + 1) && !pinned.holds(pid + 1));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // its PID may name another process now: the pidfd says it is not the same
+        assert!(pinned.pinned(pid) && !pinned.holds(pid));
     }
 
     #[test]

@@ -168,7 +168,13 @@ fn start_counter(dir: &UserDir) -> i32 {
 /// After a restart: the job (whichever PID it has now) runs as the user and passes its
 /// own check once told to.
 fn assert_job_passes(dir: &UserDir, uid: u32) -> i32 {
-    let running: Vec<i32> = processes_naming(dir.path());
+    // (a helper that recreated a process group may still be ending: not counted)
+    let running: Vec<i32> = processes_naming(dir.path())
+        .into_iter()
+        .filter(|pid| {
+            fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "counter")
+        })
+        .collect();
     assert_eq!(running.len(), 1, "one restarted process: {running:?}");
     let pid = running[0];
     let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use super::Targets;
-use crate::engine::objects::{pstree, threads};
-use crate::engine::ptrace::{self, Regs};
+use crate::engine::objects::pstree;
+use crate::engine::ptrace;
 use crate::error::{Error, Kind, Result};
 use crate::proc::ProcDir;
 use crate::target;
@@ -15,8 +15,6 @@ use crate::target;
 pub(super) struct Freezer {
     /// pid -> its thread IDs (main thread first), all seized and stopped.
     pub threads: BTreeMap<i32, Vec<i32>>,
-    /// Threads whose registers or signal mask the dump changed: what to put back.
-    pub touched: Vec<(i32, Regs, u64)>,
     done: bool,
 }
 
@@ -145,14 +143,10 @@ impl Freezer {
         Ok(vanished)
     }
 
-    /// Lets one process run on (WILL CONT): the registers and masks the dump changed put
-    /// back (calls it was in re-issued), then detached and no longer frozen.
+    /// Lets one process run on (WILL CONT): detached and no longer frozen. Its registers
+    /// and masks are its own already: every injected call put them back at once.
     pub fn let_run(&mut self, pid: i32) {
         if let Some(tids) = self.threads.remove(&pid) {
-            for (tid, regs, mask) in self.touched.iter().filter(|(t, _, _)| tids.contains(t)) {
-                let _ = ptrace::set_regs(*tid, &threads::resume_regs(regs));
-                let _ = ptrace::set_sigmask(*tid, *mask);
-            }
             for tid in tids {
                 let _ = ptrace::detach(tid, 0);
             }

@@ -6,6 +6,7 @@ mod common;
 
 use std::fs;
 use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -110,5 +111,112 @@ fn killed_cpr_leaves_its_target_running() {
         }
         checks += 1;
         check(&w, checks);
+    }
+}
+
+/// `cpr -c` of `idlist` fails naming `needle`, and `still` runs on untraced.
+fn refused(s: &Scratch, idlist: &str, needle: &str, still: i32) {
+    let sf = s.join("refused");
+    let out = cpr(&["-c", &sf.display().to_string(), "-p", idlist]);
+    assert_failure(&out, &format!("cpr -c -p {idlist}"), &[needle], false);
+    assert!(!sf.exists(), "a refused checkpoint left {}", sf.display());
+    assert_running_untraced(still);
+}
+
+/// PID 1, however it is written, is refused before anything is attached.
+#[test]
+fn pid_1_is_refused_in_any_form() {
+    let _serial = serial();
+    let s = Scratch::new();
+    for idlist in ["1", "0x1", "1:HID", "0X1:hid", "1:SGP"] {
+        refused(
+            &s,
+            idlist,
+            "process 1: Operation not permitted: it is init (PID 1)",
+            1,
+        );
+    }
+}
+
+/// The init of a PID namespace (made with unshare) is refused, named alone or in its
+/// tree, and runs on untouched.
+#[test]
+fn namespace_init_is_refused() {
+    let _serial = serial();
+    let s = Scratch::new();
+    let program = build("survivor.c");
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-fp", "--mount-proc"])
+        .arg(&program)
+        .arg(ctl(&s))
+        .arg("1");
+    let w = spawn_command(&s, cmd, s.join("out.log"));
+    wait_for_line(&w.log, "READY", TIMEOUT);
+    // the survivor says its PID in the namespace (1); its PID here is unshare's child
+    let init = *s
+        .processes()
+        .iter()
+        .find(|&&p| ppid(p) == Some(w.pid))
+        .expect("the namespace's init");
+    let why = "Operation not permitted: it is the init of its PID namespace";
+    refused(&s, &init.to_string(), why, init);
+    refused(&s, &format!("{}:HID", w.pid), why, init);
+    // it still answers
+    signal(init, Signal::SIGUSR1);
+    wait_for_line(&w.log, "PASS check=1 ", TIMEOUT);
+}
+
+/// A process another tracer holds is refused with the tracer named, not with
+/// "Operation not permitted" from ptrace; once that tracer is gone it checkpoints.
+#[test]
+fn a_traced_process_is_refused_naming_its_tracer() {
+    let _serial = serial();
+    let s = Scratch::new();
+    let (w, _) = spawn_ready(&s, &build("survivor.c"), &[ctl(&s), "1".into()]);
+    let tracer = spawn_to(
+        &s,
+        &build("tracer.c"),
+        &[ctl(&s), w.pid.to_string()],
+        s.join("tracer.log"),
+    );
+    wait_for_line(&tracer.log, "READY", TIMEOUT);
+    let sf = s.join("refused");
+    let out = cpr(&["-c", &sf.display().to_string(), "-p", &w.pid.to_string()]);
+    assert_failure(
+        &out,
+        "cpr -c of a traced process",
+        &[&format!(
+            "process {}: Resource busy: it is already being traced by process {} (tracer)",
+            w.pid, tracer.pid
+        )],
+        false,
+    );
+    assert_eq!(proc_status(w.pid).map(|(_, t)| t), Some(tracer.pid));
+    drop(tracer);
+    wait_until("the tracer's end", TIMEOUT, || {
+        proc_status(w.pid).is_some_and(|(_, t)| t == 0)
+    });
+    let out = cpr(&[
+        "-c",
+        &sf.display().to_string(),
+        "-p",
+        &w.pid.to_string(),
+        "-g",
+    ]);
+    assert_success(&out, "cpr -c -g once the tracer is gone");
+    check(&w, 1);
+}
+
+/// IRIX IDs are shown back as they were typed.
+#[test]
+fn ash_is_echoed_as_typed() {
+    for typed in ["4699:ASH", "0x125b:ASH"] {
+        let out = cpr(&["-c", "/nonexistent/sf", "-p", typed]);
+        assert_failure(
+            &out,
+            typed,
+            &[&format!("-p {typed}: Invalid argument")],
+            false,
+        );
     }
 }

@@ -15,6 +15,8 @@ use crate::target;
 pub(super) struct Freezer {
     /// pid -> its thread IDs (main thread first), all seized and stopped.
     pub threads: BTreeMap<i32, Vec<i32>>,
+    /// pid -> the signal that stopped it, for processes stopped by job control.
+    pub job_stopped: BTreeMap<i32, i32>,
     done: bool,
 }
 
@@ -103,7 +105,10 @@ impl Freezer {
                         continue;
                     }
                     match ptrace::seize_and_stop(tid, libc::PTRACE_O_TRACESYSGOOD) {
-                        Ok(()) => {
+                        Ok(sig) => {
+                            if tid == pid && sig != libc::SIGTRAP {
+                                f.job_stopped.insert(pid, sig);
+                            }
                             seized.push(tid);
                             new += 1;
                         }
@@ -114,7 +119,7 @@ impl Freezer {
                             vanished.push(pid);
                             break;
                         }
-                        Err(e) => return Err(e.context(format!("process {pid}"))),
+                        Err(e) => return Err(refused_seize(pid, e)),
                     }
                 }
                 // main thread first
@@ -189,6 +194,15 @@ impl Freezer {
 impl Drop for Freezer {
     fn drop(&mut self) {
         self.release();
+    }
+}
+
+/// Why a process could not be seized: another tracer took it since it was resolved, or
+/// `e` as it is.
+fn refused_seize(pid: i32, e: Error) -> Error {
+    match target::refuse_unstoppable(pid, std::process::id() as i32) {
+        Err(busy) if busy.kind == Kind::ResourceBusy => busy,
+        _ => e.context(format!("process {pid}")),
     }
 }
 

@@ -27,7 +27,7 @@ pub(super) fn dump_all(
     let mut upgrade_copies = Vec::new();
     for pid in frozen.pids() {
         let tids = frozen.threads[&pid].clone();
-        let d = dump_process(pid, &tids, &policies[&pid], writer)
+        let mut d = dump_process(pid, &tids, &policies[&pid], writer)
             .and_then(|(core, mut mm)| {
                 mm.components = mapped_files::dump(
                     pid,
@@ -39,6 +39,7 @@ pub(super) fn dump_all(
                 Ok((core, mm))
             })
             .map_err(in_statefile)?;
+        d.0.process.job_stop = frozen.job_stopped.get(&pid).copied().unwrap_or(0);
         dumped.push(d);
     }
     Ok(dumped)

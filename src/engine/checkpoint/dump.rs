@@ -90,14 +90,17 @@ struct Asked {
     posix_timers: Vec<posix_timers::PosixTimer>,
 }
 
-/// Asks the process by calls injected through a trampoline (`ptrace::install_trampoline`)
-/// on a page mapped for the purpose, with scratch space after it, removed after. Only
-/// that mapping and its removal go through the vDSO's syscall instruction.
+/// Asks the process by calls injected through a trampoline that puts everything back
+/// should cpr vanish (`ptrace::checkpoint_gate`), with scratch space mapped for the
+/// purpose and removed after. Where the vDSO has no room for the trampoline, it is
+/// written on the mapped page, and only that mapping and its removal go through the
+/// vDSO's bare syscall instruction.
 fn ask_process(pid: i32, tids: &[i32], regs: &[Regs], masks: &[u64]) -> Result<Asked> {
     const SCRATCH_LEN: u64 = 3 * memory::PAGE;
     let area = memory::PAGE + SCRATCH_LEN;
     let resume: Vec<Regs> = regs.iter().map(threads::resume_regs).collect();
-    let vdso = Injector::transient(pid, ptrace::syscall_gate(pid)?, &resume[0])?;
+    let first_gate = ptrace::checkpoint_gate(pid)?;
+    let vdso = Injector::transient(pid, first_gate, &resume[0])?;
     let base = RemoteAddr::from(vdso.check(
         "mmap scratch",
         libc::SYS_mmap,
@@ -112,7 +115,10 @@ fn ask_process(pid: i32, tids: &[i32], regs: &[Regs], masks: &[u64]) -> Result<A
     )?);
     let mut scratch = RemoteScratch::new(pid, base + memory::PAGE, SCRATCH_LEN);
     let injected = (|| -> Result<(signals::SignalsRecord, u64, Vec<threads::ThreadRecord>, _)> {
-        let gate = ptrace::install_trampoline(pid, base)?;
+        let gate = match first_gate {
+            ptrace::Gate::Trampoline(_) => first_gate,
+            _ => ptrace::install_trampoline(pid, base)?,
+        };
         let main = vdso.through(gate);
         let sig = signals::dump(pid, &main, &mut scratch)?;
         let brk = main.check("brk", libc::SYS_brk, [0; 6])?;
@@ -134,6 +140,7 @@ fn ask_process(pid: i32, tids: &[i32], regs: &[Regs], masks: &[u64]) -> Result<A
         libc::SYS_munmap,
         [base.as_u64(), area, 0, 0, 0, 0],
     )?;
+    ptrace::remove_vdso_trampoline(pid, first_gate)?;
     let (signals, brk, threads, posix_timers) = injected?;
     Ok(Asked {
         signals,

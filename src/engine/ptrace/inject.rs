@@ -59,6 +59,36 @@ pub fn syscall_gate(pid: i32) -> Result<Gate> {
         })
 }
 
+/// The gate of a running process at checkpoint, for calls that must leave it able to
+/// run on if cpr vanishes at any stop: a trampoline (`install_trampoline`) in the zero
+/// padding after the code and tables of its vDSO, where nothing runs or is read (the
+/// write makes the process its own copy of that page). Without room there, the vDSO's
+/// syscall instruction (`syscall_gate`). Remove it with `remove_vdso_trampoline`.
+pub fn checkpoint_gate(pid: i32) -> Result<Gate> {
+    let maps = ProcDir::open(pid)?.maps()?;
+    let Some(vdso) = maps.iter().find(|m| m.path == "[vdso]") else {
+        return syscall_gate(pid);
+    };
+    let at = (vdso.end - TRAMPOLINE_LEN) & !15;
+    if at < vdso.start {
+        return syscall_gate(pid);
+    }
+    let padding = read_mem(pid, RemoteAddr::from(at), (vdso.end - at) as usize)?;
+    if padding.iter().any(|&b| b != 0) {
+        return syscall_gate(pid);
+    }
+    install_trampoline(pid, RemoteAddr::from(at))
+}
+
+/// Puts the zeros back where `checkpoint_gate` wrote a trampoline into the vDSO (once
+/// no call runs through it); nothing for any other gate.
+pub fn remove_vdso_trampoline(pid: i32, gate: Gate) -> Result<()> {
+    match gate {
+        Gate::Trampoline(at) => write_mem(pid, at, &[0; TRAMPOLINE_LEN as usize]),
+        _ => Ok(()),
+    }
+}
+
 /// Runs system calls inside a stopped thread.
 pub struct Injector {
     pub tid: i32,

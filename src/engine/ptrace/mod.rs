@@ -5,7 +5,10 @@
 mod inject;
 mod remote;
 
-pub use inject::{Gate, Injector, SYSCALL_INT3, TRAMPOLINE_LEN, install_trampoline, syscall_gate};
+pub use inject::{
+    Gate, Injector, SYSCALL_INT3, TRAMPOLINE_LEN, checkpoint_gate, install_trampoline,
+    remove_vdso_trampoline, syscall_gate,
+};
 pub use remote::{RemoteAddr, RemoteScratch, ScratchFrame, read_mem, write_mem};
 
 use std::ffi::c_void;

@@ -2,11 +2,14 @@
  * checkpoint. It fills MIB MiB with a pattern; its main thread then counts in a tight loop
  * (two counters kept in registers, which must always agree: a register the checkpoint
  * left changed shows at once); a second thread sleeps 1 ms at a time and counts its wake
- * ups (its sleeps are interrupted and re-issued). On each SIGUSR1 the main thread checks
- * the pattern, that both counters still agree and advance, that the sleeper still wakes,
- * and that its signal mask is as it set it (only SIGUSR2 blocked), then prints
- * "PASS check=K" and goes on (it never exits by itself: the test kills it). */
+ * ups (its sleeps are interrupted and re-issued); a third waits in ppoll with a
+ * temporary mask and checks, after each call, that its own mask is back. On each SIGUSR1
+ * the main thread checks the pattern, that both counters still agree and advance, that
+ * the sleeper still wakes, that the poller kept its mask and that its own signal mask is
+ * as it set it (only SIGUSR2 blocked), then prints "PASS check=K" and goes on (it never
+ * exits by itself: the test kills it). */
 #include "wl.h"
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
@@ -23,6 +26,29 @@ static void *sleeper(void *arg)
 			if (errno != EINTR)
 				wl_fail("nanosleep: %s", strerror(errno));
 		wakeups++;
+	}
+	return NULL;
+}
+
+/* Waits in ppoll with an empty temporary mask, 1 ms at a time; the kernel puts the
+ * thread's own mask (SIGUSR2 blocked, inherited) back after each call. Counts the calls
+ * after which it was not. */
+static _Atomic unsigned long polls, mask_lost;
+
+static void *poller(void *arg)
+{
+	(void)arg;
+	sigset_t none;
+	sigemptyset(&none);
+	for (;;) {
+		struct timespec ts = { 0, 1000000 };
+		if (ppoll(NULL, 0, &ts, &none) < 0 && errno != EINTR)
+			wl_fail("ppoll: %s", strerror(errno));
+		sigset_t now;
+		sigprocmask(SIG_BLOCK, NULL, &now);
+		if (!sigismember(&now, SIGUSR2))
+			mask_lost++;
+		polls++;
 	}
 	return NULL;
 }
@@ -55,7 +81,8 @@ int main(int argc, char **argv)
 	wl_block(SIGUSR2);
 	wl_catch_usr1();
 	pthread_t t;
-	if (pthread_create(&t, NULL, sleeper, NULL) != 0)
+	if (pthread_create(&t, NULL, sleeper, NULL) != 0 ||
+	    pthread_create(&t, NULL, poller, NULL) != 0)
 		wl_fail("pthread_create");
 	wl_ready("mib=%s", argv[2]);
 
@@ -88,6 +115,9 @@ int main(int argc, char **argv)
 			wl_sleep_ms(1);
 		if (wakeups == last_wakeups)
 			wl_fail("check=%u the sleeping thread no longer wakes", checks);
+		if (mask_lost)
+			wl_fail("check=%u the polling thread lost its own signal mask (%lu of %lu calls)",
+				checks, (unsigned long)mask_lost, (unsigned long)polls);
 		last_wakeups = wakeups;
 		printf("PASS check=%u a=%lu wakeups=%lu\n", checks, a, (unsigned long)wakeups);
 		fflush(stdout);

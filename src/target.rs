@@ -491,18 +491,23 @@ pub fn refuse_unstoppable(pid: i32, me: i32) -> Result<()> {
     }
 }
 
-/// The process tracing `pid` (its TracerPid) and its command name, if any.
+/// The process tracing `pid` and its command name, if any. TracerPid names the tracing
+/// thread; its process is what is returned.
 pub fn tracer_of(pid: i32) -> Result<Option<(i32, String)>> {
     let text = ProcDir::open(pid)?.status_text()?;
     let tracer: i32 = crate::proc::status::number(&text, "TracerPid")?;
     if tracer == 0 {
         return Ok(None);
     }
-    let comm = ProcDir::open(tracer)
-        .and_then(|d| d.read("comm"))
+    let Ok(dir) = ProcDir::open(tracer) else {
+        return Ok(Some((tracer, "?".into())));
+    };
+    let process = dir.status().map(|s| s.tgid).unwrap_or(tracer);
+    let comm = dir
+        .read("comm")
         .map(|c| c.trim_end().to_string())
         .unwrap_or_else(|_| "?".into());
-    Ok(Some((tracer, comm)))
+    Ok(Some((process, comm)))
 }
 
 /// Only the owner of all targets, or root, may checkpoint them (guide, chapter 1,

@@ -104,6 +104,8 @@ impl Freezer {
                     if seized.contains(&tid) {
                         continue;
                     }
+                    // never PTRACE_O_EXITKILL: a cpr that is killed must leave its
+                    // targets running (the injected calls keep them resumable)
                     match ptrace::seize_and_stop(tid, libc::PTRACE_O_TRACESYSGOOD) {
                         Ok(sig) => {
                             if tid == pid && sig != libc::SIGTRAP {

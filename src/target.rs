@@ -441,7 +441,7 @@ pub fn resolve(designators: &[Designator], caller_uid: u32) -> Result<TargetSet>
             }
             match process_ids(pid) {
                 Ok(ids) => {
-                    refuse_unstoppable(ids.pid, me).map_err(|e| e.context(d.subject()))?;
+                    refuse_unstoppable(&ids, me).map_err(|e| e.context(d.subject()))?;
                     found = true;
                     set.processes.insert(ids.pid, ids);
                 }
@@ -460,8 +460,10 @@ pub fn resolve(designators: &[Designator], caller_uid: u32) -> Result<TargetSet>
 /// Refuses, before anything is attached, a process a checkpoint must not stop: PID 1
 /// (every orphan's reaper: stopped, it stops the system), the init of a PID namespace
 /// (stopped, the namespace hangs; ended, every process in it ends), and a process that
-/// another tracer holds (ptrace allows one; `me`, cpr itself, may already hold it).
-pub fn refuse_unstoppable(pid: i32, me: i32) -> Result<()> {
+/// another tracer holds, any of its threads (ptrace allows one; `me`, cpr itself, may
+/// already hold it).
+pub fn refuse_unstoppable(ids: &ProcessIds, me: i32) -> Result<()> {
+    let pid = ids.pid;
     let text = ProcDir::open(pid)?.status_text()?;
     let ns_pids = crate::proc::status::ns_pids(&text)?;
     let refuse = |detail: String| {
@@ -481,12 +483,29 @@ pub fn refuse_unstoppable(pid: i32, me: i32) -> Result<()> {
                 .into(),
         );
     }
-    match tracer_of(pid)? {
-        Some((tracer, comm)) if tracer != me => Err(Error::with_detail(
-            format!("process {pid}"),
-            Kind::ResourceBusy,
-            format!("it is already being traced by process {tracer} ({comm})"),
-        )),
+    for &tid in &ids.tids {
+        refuse_traced(pid, tid, me)?;
+    }
+    Ok(())
+}
+
+/// `Resource busy` if thread `tid` of process `pid` is traced by another process than
+/// `me`, naming it.
+pub fn refuse_traced(pid: i32, tid: i32, me: i32) -> Result<()> {
+    match tracer_of(tid) {
+        Ok(Some((tracer, comm))) if tracer != me => {
+            let who = if tid == pid {
+                "it".to_string()
+            } else {
+                format!("its thread {tid}")
+            };
+            Err(Error::with_detail(
+                format!("process {pid}"),
+                Kind::ResourceBusy,
+                format!("{who} is already being traced by process {tracer} ({comm})"),
+            ))
+        }
+        // a thread that ended meanwhile is not in the way
         _ => Ok(()),
     }
 }

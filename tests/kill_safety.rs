@@ -207,6 +207,42 @@ fn a_traced_process_is_refused_naming_its_tracer() {
     check(&w, 1);
 }
 
+/// A tracer holding only one thread (not the main one) is named too.
+#[test]
+fn a_traced_thread_is_refused_naming_its_tracer() {
+    let _serial = serial();
+    let s = Scratch::new();
+    let (w, _) = spawn_ready(&s, &build("survivor.c"), &[ctl(&s), "1".into()]);
+    let thread: i32 = fs::read_dir(format!("/proc/{}/task", w.pid))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .find(|&t| t != w.pid)
+        .expect("a second thread");
+    let tracer = spawn_to(
+        &s,
+        &build("tracer.c"),
+        &[ctl(&s), thread.to_string()],
+        s.join("tracer.log"),
+    );
+    wait_for_line(&tracer.log, "READY", TIMEOUT);
+    let out = cpr(&[
+        "-c",
+        &s.join("refused").display().to_string(),
+        "-p",
+        &w.pid.to_string(),
+    ]);
+    assert_failure(
+        &out,
+        "cpr -c of a process with a traced thread",
+        &[&format!(
+            "process {}: Resource busy: its thread {thread} is already being traced by process {} (tracer)",
+            w.pid, tracer.pid
+        )],
+        false,
+    );
+    assert_running_untraced(w.pid);
+}
+
 /// IRIX IDs are shown back as they were typed.
 #[test]
 fn ash_is_echoed_as_typed() {

@@ -121,7 +121,7 @@ impl Freezer {
                             vanished.push(pid);
                             break;
                         }
-                        Err(e) => return Err(refused_seize(pid, e)),
+                        Err(e) => return Err(refused_seize(pid, tid, e)),
                     }
                 }
                 // main thread first
@@ -199,12 +199,12 @@ impl Drop for Freezer {
     }
 }
 
-/// Why a process could not be seized: another tracer took it since it was resolved, or
-/// `e` as it is.
-fn refused_seize(pid: i32, e: Error) -> Error {
-    match target::refuse_unstoppable(pid, std::process::id() as i32) {
-        Err(busy) if busy.kind == Kind::ResourceBusy => busy,
-        _ => e.context(format!("process {pid}")),
+/// Why thread `tid` of process `pid` could not be seized: another tracer took it since
+/// it was resolved, or `e` as it is.
+fn refused_seize(pid: i32, tid: i32, e: Error) -> Error {
+    match target::refuse_traced(pid, tid, std::process::id() as i32) {
+        Err(busy) => busy,
+        Ok(()) => e.context(format!("process {pid}")),
     }
 }
 

@@ -74,7 +74,9 @@ pub fn checkpoint_gate(pid: i32) -> Result<Gate> {
         return syscall_gate(pid);
     }
     let padding = read_mem(pid, RemoteAddr::from(at), (vdso.end - at) as usize)?;
-    if padding.iter().any(|&b| b != 0) {
+    // zeros, or the trampoline a cpr killed mid-way left there
+    let code = trampoline_code();
+    if padding.iter().any(|&b| b != 0) && !padding.starts_with(&code) {
         return syscall_gate(pid);
     }
     install_trampoline(pid, RemoteAddr::from(at))

@@ -96,18 +96,38 @@ struct Asked {
 /// written on the mapped page, and only that mapping and its removal go through the
 /// vDSO's bare syscall instruction.
 fn ask_process(pid: i32, tids: &[i32], regs: &[Regs], masks: &[u64]) -> Result<Asked> {
+    let first_gate = ptrace::checkpoint_gate(pid)?;
+    let asked = ask_through(first_gate, pid, tids, regs, masks);
+    let removed = ptrace::remove_vdso_trampoline(pid, first_gate);
+    let asked = asked?;
+    removed?;
+    Ok(asked)
+}
+
+/// The questions of `ask_process`, the first call (the mapping) through `first_gate`.
+fn ask_through(
+    first_gate: ptrace::Gate,
+    pid: i32,
+    tids: &[i32],
+    regs: &[Regs],
+    masks: &[u64],
+) -> Result<Asked> {
     const SCRATCH_LEN: u64 = 3 * memory::PAGE;
     let area = memory::PAGE + SCRATCH_LEN;
     let resume: Vec<Regs> = regs.iter().map(threads::resume_regs).collect();
-    let first_gate = ptrace::checkpoint_gate(pid)?;
-    let vdso = Injector::transient(pid, first_gate, &resume[0])?;
-    let base = RemoteAddr::from(vdso.check(
+    let first = Injector::transient(pid, first_gate, &resume[0])?;
+    // executable only if the trampoline is to be written there
+    let prot = match first_gate {
+        ptrace::Gate::Trampoline(_) => libc::PROT_READ | libc::PROT_WRITE,
+        _ => libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
+    };
+    let base = RemoteAddr::from(first.check(
         "mmap scratch",
         libc::SYS_mmap,
         [
             0,
             area,
-            (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) as u64,
+            prot as u64,
             (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
             u64::MAX,
             0,
@@ -119,7 +139,7 @@ fn ask_process(pid: i32, tids: &[i32], regs: &[Regs], masks: &[u64]) -> Result<A
             ptrace::Gate::Trampoline(_) => first_gate,
             _ => ptrace::install_trampoline(pid, base)?,
         };
-        let main = vdso.through(gate);
+        let main = first.through(gate);
         let sig = signals::dump(pid, &main, &mut scratch)?;
         let brk = main.check("brk", libc::SYS_brk, [0; 6])?;
         let mut trecs = Vec::new();
@@ -135,12 +155,11 @@ fn ask_process(pid: i32, tids: &[i32], regs: &[Regs], masks: &[u64]) -> Result<A
         let posix_timers = posix_timers::dump(pid, &main, &mut scratch);
         Ok((sig, brk, trecs, posix_timers))
     })();
-    vdso.check(
+    first.check(
         "munmap scratch",
         libc::SYS_munmap,
         [base.as_u64(), area, 0, 0, 0, 0],
     )?;
-    ptrace::remove_vdso_trampoline(pid, first_gate)?;
     let (signals, brk, threads, posix_timers) = injected?;
     Ok(Asked {
         signals,

@@ -69,8 +69,8 @@ pub fn checkpoint_gate(pid: i32) -> Result<Gate> {
     let Some(vdso) = maps.iter().find(|m| m.path == "[vdso]") else {
         return syscall_gate(pid);
     };
-    let at = (vdso.end - TRAMPOLINE_LEN) & !15;
-    if at < vdso.start {
+    let at = vdso.end.saturating_sub(TRAMPOLINE_LEN) & !15;
+    if at < vdso.start || at == 0 {
         return syscall_gate(pid);
     }
     let padding = read_mem(pid, RemoteAddr::from(at), (vdso.end - at) as usize)?;

@@ -2,12 +2,19 @@
 
 use std::path::PathBuf;
 
+pub use crate::engine::checkpoint::preview::Preview;
 pub use crate::engine::options::{CheckpointOptions, RestartOptions};
 use crate::error::Result;
 
 /// Checkpoints the processes `-p` names into one statefile.
 pub fn checkpoint(options: &CheckpointOptions) -> Result<PathBuf> {
     crate::engine::checkpoint(options)
+}
+
+/// What `checkpoint` with these options would take in, and whether it would succeed,
+/// found without stopping the processes (`cpr -c --dry-run`).
+pub fn preview(options: &CheckpointOptions) -> Result<Preview> {
+    crate::engine::checkpoint::preview::preview(options)
 }
 
 /// Restarts every statefile named; all or none. Returns 0, or with `-j` the exit status

@@ -21,6 +21,7 @@ fn main() -> ExitCode {
     let mut job_status = 0;
     let failures = match Cli::parse().request() {
         Request::Checkpoint(request) => checkpoint(request).err().into_iter().collect(),
+        Request::Preview { request, json } => preview(request, json),
         Request::Restart {
             statefiles,
             interactive,
@@ -54,11 +55,40 @@ fn main() -> ExitCode {
 /// `-c`: reads the attribute file and hands over to the library, which resolves the
 /// designators first. Quiet on success, as IRIX.
 fn checkpoint(request: CheckpointRequest) -> Result<()> {
+    ops::checkpoint(&checkpoint_options(request)?)?;
+    Ok(())
+}
+
+/// `-c --dry-run`: the preview on standard output; each refusal is also one error line,
+/// as the checkpoint would print it (exit status 1).
+fn preview(request: CheckpointRequest, json: bool) -> Vec<Error> {
+    let preview = match checkpoint_options(request).and_then(|o| ops::preview(&o)) {
+        Ok(p) => p,
+        Err(e) => return vec![e],
+    };
+    let text = if json {
+        let mut text = serde_json::to_string_pretty(&preview).expect("a preview serializes");
+        text.push('\n');
+        text
+    } else {
+        preview.render_text()
+    };
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return vec![Error::io("standard output", e)];
+    }
+    preview.refusals.iter().map(|r| r.to_error()).collect()
+}
+
+/// The options of `-c`, with the attribute file read.
+fn checkpoint_options(request: CheckpointRequest) -> Result<CheckpointOptions> {
     let attributes = match &request.attributes {
         Some(path) => load_attributes(path)?,
         None => AttrFile::load_default()?,
     };
-    ops::checkpoint(&CheckpointOptions {
+    Ok(CheckpointOptions {
         statefile: request.statefile,
         idlist: request.idlist,
         force: request.force,
@@ -67,8 +97,7 @@ fn checkpoint(request: CheckpointRequest) -> Result<()> {
         attributes: Some(attributes),
         handler_timeout: request.handler_timeout,
         openfile_distribute: false,
-    })?;
-    Ok(())
+    })
 }
 
 /// `--attributes FILE`.

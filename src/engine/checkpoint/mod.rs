@@ -5,6 +5,7 @@
 mod dump;
 mod freeze;
 mod policies;
+pub mod preview;
 mod will;
 
 use std::path::PathBuf;

@@ -166,12 +166,18 @@ fn pages_to_save(entries: &[u64], private_file: bool) -> Vec<(u64, u64)> {
 
 /// Classifies the mappings of a stopped process; unsupported ones are "Checkpoint error".
 pub fn plan(pid: i32) -> Result<Vec<Vma>> {
+    plan_each(pid)?.into_iter().collect()
+}
+
+/// Each mapping of a process classified on its own, with the pages that would be saved:
+/// `plan` takes the first refusal, `cpr -c --dry-run` (which reads a running process
+/// the same way) lists them all.
+pub fn plan_each(pid: i32) -> Result<Vec<Result<Vma>>> {
     let dir = ProcDir::open(pid)?;
     let maps = dir.maps()?;
     let flags: BTreeMap<u64, Vec<String>> = dir.smaps_flags()?.into_iter().collect();
     let pagemap = dir.open_file("pagemap")?;
-    let mut vmas = Vec::with_capacity(maps.len());
-    for m in &maps {
+    let plan_one = |m: &MapsLine| -> Result<Vma> {
         let name = m.path.clone();
         let vflags = flags.get(&m.start).cloned().unwrap_or_default();
         let backing = backing(pid, m, &name, &vflags)?;
@@ -185,7 +191,7 @@ pub fn plan(pid: i32) -> Result<Vec<Vma>> {
             Backing::Anon if name.ends_with(" (deleted)") => vec![(0, (m.end - m.start) / PAGE)],
             Backing::Anon => pages_to_save(&pagemap_entries(pid, m, &pagemap)?, false),
         };
-        vmas.push(Vma {
+        Ok(Vma {
             start: m.start,
             end: m.end,
             prot: m.prot(),
@@ -194,9 +200,9 @@ pub fn plan(pid: i32) -> Result<Vec<Vma>> {
             name,
             flags: vflags,
             runs,
-        });
-    }
-    Ok(vmas)
+        })
+    };
+    Ok(maps.iter().map(plan_one).collect())
 }
 
 /// What backs mapping `m` (named `name`, with smaps flags `vflags`); a mapping cpr cannot

@@ -4,8 +4,9 @@
 //! (clap prints those itself).
 
 mod cli;
+mod progress_bar;
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -14,21 +15,26 @@ use clap::Parser;
 use cli::{CheckpointRequest, Cli, Request};
 use cpr::attrfile::AttrFile;
 use cpr::error::{Context, Error, Result};
-use cpr::ops::{self, CheckpointOptions, RestartOptions};
+use cpr::ops::{self, CheckpointOptions, Progress, RestartOptions};
 use cpr::statefile::{self, Statefile, reader::Verify};
 
 fn main() -> ExitCode {
     let mut job_status = 0;
-    let failures = match Cli::parse().request() {
-        Request::Checkpoint(request) => checkpoint(request).err().into_iter().collect(),
+    let cli = Cli::parse();
+    let progress = progress(cli.quiet);
+    let failures = match cli.request() {
+        Request::Checkpoint(request) => checkpoint(request, &progress).err().into_iter().collect(),
         Request::Preview { request, json } => preview(request, json),
         Request::Restart {
             statefiles,
             interactive,
-        } => match ops::restart(&RestartOptions {
-            statefiles,
-            interactive,
-        }) {
+        } => match ops::restart_with_progress(
+            &RestartOptions {
+                statefiles,
+                interactive,
+            },
+            &progress,
+        ) {
             // with -j, cpr ends as the job it stood for did
             Ok(status) => {
                 job_status = status;
@@ -54,9 +60,17 @@ fn main() -> ExitCode {
 
 /// `-c`: reads the attribute file and hands over to the library, which resolves the
 /// designators first. Quiet on success, as IRIX.
-fn checkpoint(request: CheckpointRequest) -> Result<()> {
-    ops::checkpoint(&checkpoint_options(request)?)?;
+fn checkpoint(request: CheckpointRequest, progress: &Progress) -> Result<()> {
+    ops::checkpoint_with_progress(&checkpoint_options(request)?, progress)?;
     Ok(())
+}
+
+/// A progress bar when standard error is a terminal and `-q` was not given.
+fn progress(quiet: bool) -> Progress {
+    if quiet || !std::io::stderr().is_terminal() {
+        return Progress::none();
+    }
+    Progress::new(std::sync::Arc::new(progress_bar::Bar::new()))
 }
 
 /// `-c --dry-run`: the preview on standard output; each refusal is also one error line,

@@ -15,6 +15,7 @@ use super::objects::{files, pstree, shared_fds, shmem, sysv_shm as shm};
 use super::timer::Timer;
 use crate::attrfile::AttrFile;
 use crate::engine::options::CheckpointOptions;
+use crate::engine::progress::{Phase, Progress};
 use crate::error::{Context, Error, Kind, Result};
 use crate::statefile::{
     self, CoreRecord, Flags, Manifest, Owner, ProcessSummary, StatefileWriter, core_path, mm_path,
@@ -29,18 +30,24 @@ struct Targets {
     owner: Owner,
 }
 
-pub fn checkpoint(options: &CheckpointOptions) -> Result<PathBuf> {
+pub fn checkpoint(options: &CheckpointOptions, progress: &Progress) -> Result<PathBuf> {
     let mut timer = Timer::new();
     let targets = resolve_targets(options)?;
     notify_handlers(&targets, options)?;
+    progress.phase(Phase::Freeze, None);
     let (mut frozen, zombies) = freeze::freeze_targets(&targets)?;
     let policies = policies::resolve(&frozen.pids(), &targets.attributes, options.will)?;
     refuse_shared_address_spaces(&frozen.pids())?;
     timer.lap("freeze");
 
     let mut writer = StatefileWriter::create(&options.statefile, options.force, targets.owner)?;
+    writer.set_progress(progress.clone());
+    progress.check_cancelled(&options.statefile.display().to_string())?;
+    progress.phase(Phase::Dump, preview::page_bytes(&frozen.pids(), progress));
     let mut dumped = dump::dump_all(&mut frozen, &policies, options, &mut writer)?;
     timer.lap("dump processes (page data written and fsync'd)");
+    progress.check_cancelled(&options.statefile.display().to_string())?;
+    progress.phase(Phase::Shared, None);
     collect_shared(&mut dumped, zombies, &mut writer, options)?;
     let summaries = write_records(&dumped, &mut writer)?;
     // SysV shared memory segments the processes attach, saved once each
@@ -48,6 +55,8 @@ pub fn checkpoint(options: &CheckpointOptions) -> Result<PathBuf> {
     timer.lap("shared objects (pipes, shared memory, SysV shm)");
 
     // durable before anything happens to the originals
+    progress.check_cancelled(&options.statefile.display().to_string())?;
+    progress.phase(Phase::Commit, None);
     let will = policies::overall_will(options.will, &policies);
     let path = commit(writer, options, &targets, will, summaries)?;
     timer.lap("commit (fsync)");

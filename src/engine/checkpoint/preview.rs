@@ -17,6 +17,7 @@ use crate::engine::objects::files::{self, FdKind, FdRecord};
 use crate::engine::objects::memory::{self, Backing, PAGE, Vma};
 use crate::engine::objects::{pstree, shared_fds};
 use crate::engine::options::CheckpointOptions;
+use crate::engine::progress::Progress;
 use crate::error::{Error, Kind, Result};
 use crate::proc::ProcDir;
 use crate::statefile::{Owner, StatefileWriter};
@@ -315,7 +316,7 @@ fn look_at_mappings(
                 continue;
             }
         };
-        let saved_bytes: u64 = v.runs.iter().map(|&(_, n)| n * PAGE).sum();
+        let saved_bytes = saved_page_bytes(&v);
         p.pages_bytes += saved_bytes;
         let len = v.end - v.start;
         let disposition = match &v.backing {
@@ -352,6 +353,28 @@ fn look_at_mappings(
     }
     estimate.pages += p.pages_bytes;
     refused
+}
+
+/// Bytes of the pages of `v` the checkpoint saves with the process.
+fn saved_page_bytes(v: &Vma) -> u64 {
+    v.runs.iter().map(|&(_, n)| n * PAGE).sum()
+}
+
+/// The page data the checkpoint of (frozen) `pids` will write, for the progress bar:
+/// `None` when nobody watches, or when a process cannot be planned (the dump says why).
+pub(super) fn page_bytes(pids: &[i32], progress: &Progress) -> Option<u64> {
+    if !progress.is_observed() {
+        return None;
+    }
+    let mut total = 0;
+    for &pid in pids {
+        total += memory::plan(pid)
+            .ok()?
+            .iter()
+            .map(saved_page_bytes)
+            .sum::<u64>();
+    }
+    Some(total)
 }
 
 fn perms(v: &Vma) -> String {

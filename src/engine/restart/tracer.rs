@@ -20,7 +20,11 @@ pub(super) struct Restored {
 }
 
 /// Restores every process made, in turn.
-pub(super) fn restore_all(ctx: &RestoreContext, made: &Made) -> Result<Vec<Restored>> {
+pub(super) fn restore_all(
+    ctx: &RestoreContext,
+    made: &Made,
+    progress: &crate::engine::progress::Progress,
+) -> Result<Vec<Restored>> {
     let mut restored = Vec::new();
     for child in &made.processes {
         let img = &ctx.images[child.image];
@@ -32,6 +36,8 @@ pub(super) fn restore_all(ctx: &RestoreContext, made: &Made) -> Result<Vec<Resto
             e.context(format!("process {}", img.core.process.pid))
                 .context(ctx.statefiles[img.sf].path.display())
         })?;
+        // its page data is in place
+        progress.bytes(img.mm.pages_bytes);
         restored.push(r);
     }
     Ok(restored)

@@ -51,7 +51,8 @@ impl Observer for Bar {
     fn bytes(&self, bytes: u64) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         s.done += bytes;
-        if s.drawn_at.is_none_or(|t| t.elapsed() >= REDRAW) {
+        let complete = s.total.is_some_and(|t| s.done >= t && s.done - bytes < t);
+        if complete || s.drawn_at.is_none_or(|t| t.elapsed() >= REDRAW) {
             s.draw();
         }
     }

@@ -15,7 +15,7 @@ use super::Targets;
 use crate::attrfile::{FileAction, ProcessPolicies, WillAction};
 use crate::engine::objects::files::{self, FdKind, FdRecord};
 use crate::engine::objects::memory::{self, Backing, PAGE, Vma};
-use crate::engine::objects::{pstree, shared_fds};
+use crate::engine::objects::{mapped_files, pstree, shared_fds};
 use crate::engine::options::CheckpointOptions;
 use crate::engine::progress::Progress;
 use crate::error::{Error, Kind, Result};
@@ -169,7 +169,15 @@ pub fn preview(options: &CheckpointOptions) -> Result<Preview> {
         estimate.files += p.descriptors.iter().map(|d| d.saved_bytes).sum::<u64>();
         match memory::plan_each(p.pid) {
             Ok(vmas) => {
-                let refused = look_at_mappings(p, vmas, options.upgrade, &mut estimate);
+                let planned: Vec<Vma> = vmas
+                    .iter()
+                    .filter_map(|v| v.as_ref().ok().cloned())
+                    .collect();
+                let mut refused = look_at_mappings(p, vmas, options.upgrade, &mut estimate);
+                // programs and libraries, identified as the dump does
+                if let Err(e) = mapped_files::identify(p.pid, &planned) {
+                    refused.push(e);
+                }
                 refusals.extend(refused.into_iter().map(|e| {
                     let pid = Some(p.pid);
                     Refusal::new(pid, None, &in_statefile(e))

@@ -49,6 +49,9 @@ pub struct ProcessPreview {
     pub command: String,
     /// An unreaped child: saved as a zombie of the tree, with nothing else.
     pub zombie: bool,
+    /// It handles SIGCKPT (libcpr's atcheckpoint): the checkpoint sends it first and
+    /// waits for its handlers (`--timeout`); the preview does not.
+    pub checkpoint_aware: bool,
     pub threads: usize,
     pub policies: Option<ProcessPolicies>,
     pub descriptors: Vec<DescriptorPreview>,
@@ -127,33 +130,14 @@ impl Refusal {
 /// checkpoint; every other reason the checkpoint would fail is a refusal of the preview.
 pub fn preview(options: &CheckpointOptions) -> Result<Preview> {
     let targets = super::resolve_targets(options)?;
-    let mut refusals = Vec::new();
-    let mut processes = Vec::new();
-    let mut live = Vec::new();
-    for (&pid, ids) in &targets.set.processes {
-        let zombie = pstree::zombie(pid).is_some();
-        if !zombie {
-            live.push(pid);
-        }
-        processes.push(ProcessPreview {
-            pid,
-            ppid: ids.ppid,
-            pgid: ids.pgid,
-            sid: ids.sid,
-            uid: ids.uids[0],
-            command: ProcDir::open(pid)
-                .and_then(|d| d.stat())
-                .map(|s| s.comm)
-                .unwrap_or_default(),
-            zombie,
-            threads: ids.tids.len(),
-            policies: None,
-            descriptors: Vec::new(),
-            mappings: Vec::new(),
-            pages_bytes: 0,
-        });
-    }
+    let mut processes = process_set(&targets);
+    let live: Vec<i32> = processes
+        .iter()
+        .filter(|p| !p.zombie)
+        .map(|p| p.pid)
+        .collect();
     let policies = super::policies::resolve(&live, &targets.attributes, options.will)?;
+    let mut refusals = Vec::new();
     if let Err(e) = super::refuse_shared_address_spaces(&live) {
         refusals.push(Refusal::new(None, None, &e));
     }
@@ -167,24 +151,12 @@ pub fn preview(options: &CheckpointOptions) -> Result<Preview> {
         p.policies = Some(pol.clone());
         let fds = look_at_descriptors(p, pol, &mut refusals, &in_statefile);
         estimate.files += p.descriptors.iter().map(|d| d.saved_bytes).sum::<u64>();
-        match memory::plan_each(p.pid) {
-            Ok(vmas) => {
-                let planned: Vec<Vma> = vmas
-                    .iter()
-                    .filter_map(|v| v.as_ref().ok().cloned())
-                    .collect();
-                let mut refused = look_at_mappings(p, vmas, options.upgrade, &mut estimate);
-                // programs and libraries, identified as the dump does
-                if let Err(e) = mapped_files::identify(p.pid, &planned) {
-                    refused.push(e);
-                }
-                refusals.extend(refused.into_iter().map(|e| {
-                    let pid = Some(p.pid);
-                    Refusal::new(pid, None, &in_statefile(e))
-                }));
-            }
-            Err(e) => refusals.push(Refusal::new(Some(p.pid), None, &in_statefile(e))),
-        }
+        let refused = look_at_memory(p, options.upgrade, &mut estimate);
+        refusals.extend(
+            refused
+                .into_iter()
+                .map(|e| Refusal::new(Some(p.pid), None, &in_statefile(e))),
+        );
         all_fds.insert(p.pid, fds);
     }
     pipe_refusals(&mut all_fds, &policies, &mut refusals, &in_statefile);
@@ -198,6 +170,55 @@ pub fn preview(options: &CheckpointOptions) -> Result<Preview> {
         processes,
         refusals,
     })
+}
+
+/// The processes the designators name, as resolution found them (descriptors and
+/// mappings still to be looked at).
+fn process_set(targets: &Targets) -> Vec<ProcessPreview> {
+    let mut processes = Vec::new();
+    for (&pid, ids) in &targets.set.processes {
+        let zombie = pstree::zombie(pid).is_some();
+        let aware = !zombie
+            && crate::engine::cooperate::handles(pid, crate::engine::cooperate::SIGCKPT)
+                .unwrap_or(false);
+        processes.push(ProcessPreview {
+            pid,
+            ppid: ids.ppid,
+            pgid: ids.pgid,
+            sid: ids.sid,
+            uid: ids.uids[0],
+            command: ProcDir::open(pid)
+                .and_then(|d| d.stat())
+                .map(|s| s.comm)
+                .unwrap_or_default(),
+            zombie,
+            checkpoint_aware: aware,
+            threads: ids.tids.len(),
+            policies: None,
+            descriptors: Vec::new(),
+            mappings: Vec::new(),
+            pages_bytes: 0,
+        });
+    }
+    processes
+}
+
+/// The mappings of `p`, planned as the dump plans them, and its programs and libraries
+/// identified as the dump identifies them; returns what would be refused.
+fn look_at_memory(p: &mut ProcessPreview, upgrade: bool, estimate: &mut Estimate) -> Vec<Error> {
+    let vmas = match memory::plan_each(p.pid) {
+        Ok(v) => v,
+        Err(e) => return vec![e],
+    };
+    let planned: Vec<Vma> = vmas
+        .iter()
+        .filter_map(|v| v.as_ref().ok().cloned())
+        .collect();
+    let mut refused = look_at_mappings(p, vmas, upgrade, estimate);
+    if let Err(e) = mapped_files::identify(p.pid, &planned) {
+        refused.push(e);
+    }
+    refused
 }
 
 /// The statefile checks the checkpoint makes before it writes anything (a name it can
@@ -485,9 +506,14 @@ fn render_process(out: &mut String, p: &ProcessPreview) {
             ", zombie: saved as one".to_string()
         } else {
             format!(
-                ", {} thread(s), page data {}",
+                ", {} thread(s), page data {}{}",
                 p.threads,
-                human_bytes(p.pages_bytes)
+                human_bytes(p.pages_bytes),
+                if p.checkpoint_aware {
+                    ", checkpoint-aware (SIGCKPT first)"
+                } else {
+                    ""
+                }
             )
         }
     );
@@ -529,4 +555,36 @@ pub fn human_bytes(n: u64) -> String {
         unit += 1;
     }
     format!("{v:.1} {} ({n} bytes)", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_name_process_and_descriptor() {
+        assert_eq!(subject_ids("process 12 fd 3"), (Some(12), Some(3)));
+        assert_eq!(subject_ids("process 12"), (Some(12), None));
+        assert_eq!(subject_ids("ckpt"), (None, None));
+    }
+
+    #[test]
+    fn sizes_are_given_in_both_forms() {
+        assert_eq!(human_bytes(100), "100 bytes");
+        assert_eq!(human_bytes(3 << 20), "3.0 MiB (3145728 bytes)");
+    }
+
+    #[test]
+    fn a_refusal_is_the_error_the_checkpoint_prints() {
+        let e = Error::with_detail(
+            "process 4 fd 5",
+            Kind::CheckpointError,
+            "socket:[9]: a socket is not checkpoint safe",
+        )
+        .context("ck");
+        let r = Refusal::new(Some(4), Some(5), &e);
+        assert_eq!(r.message, e.to_string());
+        assert_eq!(r.to_error().to_string(), e.to_string());
+        assert_eq!(r.kind, "Checkpoint error");
+    }
 }

@@ -177,6 +177,39 @@ fn dry_run_refuses_a_socket_as_the_checkpoint_does() {
     expect_pass_and_exit(&w);
 }
 
+#[test]
+fn dry_run_refuses_a_device_as_the_checkpoint_does() {
+    let _s = serial();
+    let s = Scratch::new();
+    // sleeper.c holding a pseudo-terminal master (/dev/ptmx) as fd 3: not a safe device
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("exec 3<>/dev/ptmx; exec \"$0\" \"$1\" sleep 1000")
+        .arg(build("sleeper.c"))
+        .arg(ctl(&s));
+    let w = spawn_command(&s, cmd, s.join("out.log"));
+    wait_for_line(&w.log, "READY", TIMEOUT);
+    let pid = w.pid.to_string();
+    let preview = dry_run(&s, "ckpt", &pid, &["--json"]);
+    assert_eq!(preview.status.code(), Some(1), "{}", describe(&preview));
+    let v: Value = serde_json::from_slice(&preview.stdout).expect("--json prints JSON");
+    assert_eq!(v["would_succeed"], Value::Bool(false));
+    let refusal = &v["refusals"][0];
+    assert_eq!(refusal["pid"], w.pid);
+    assert_eq!(refusal["fd"], 3);
+    let message = refusal["message"].as_str().unwrap();
+    assert!(
+        message.contains("/dev/ptmx: this device is not checkpoint safe"),
+        "{v}"
+    );
+    assert_running_untraced(w.pid);
+    let sf = s.join("ckpt");
+    let real = cpr(&["-c", sf.to_str().unwrap(), "-p", &pid]);
+    assert_failure(&real, "checkpoint of /dev/ptmx", &["/dev/ptmx"], false);
+    assert_eq!(error_lines(&real)[0], format!("cpr: {message}"));
+    assert_running_untraced(w.pid);
+}
+
 /// Workloads of tests/workloads that run with their control directory (and the extra
 /// arguments given, `{scratch}` standing for the test's scratch directory); the dry run
 /// and the checkpoint must agree on each.

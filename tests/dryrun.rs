@@ -7,8 +7,10 @@ mod common;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
 
 use common::*;
+use cpr::ops::{self, CheckpointOptions, Observer, Phase, Progress};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
@@ -429,4 +431,85 @@ fn progress_bar_on_a_terminal_only() {
     // the restarted heap is the one saved
     signal(w.pid, Signal::SIGUSR1);
     wait_for_line(&w.log, "PASS check=1", TIMEOUT);
+}
+
+/// Cancels once `after` bytes have been reported; records the phases seen.
+struct CancelAfter {
+    after: u64,
+    seen: std::sync::Mutex<(Vec<Phase>, u64)>,
+}
+
+impl Observer for CancelAfter {
+    fn phase(&self, phase: Phase, _total: Option<u64>) {
+        self.seen.lock().unwrap().0.push(phase);
+    }
+    fn bytes(&self, bytes: u64) {
+        self.seen.lock().unwrap().1 += bytes;
+    }
+    fn cancelled(&self) -> bool {
+        self.seen.lock().unwrap().1 >= self.after
+    }
+}
+
+/// The library's progress observer (what cview uses): it sees the phases and bytes of a
+/// checkpoint, and cancelling one mid-way leaves the target running, untouched, and no
+/// statefile.
+#[test]
+fn library_progress_observer_sees_and_cancels_a_checkpoint() {
+    let _s = serial();
+    let s = Scratch::new();
+    let (w, _) = spawn_ready(&s, &build("bigheap.c"), &[ctl(&s), "64".to_string()]);
+    let options = |name: &str| CheckpointOptions {
+        statefile: s.join(name),
+        idlist: w.pid.to_string(),
+        force: false,
+        will: Some(cpr::attrfile::WillAction::Cont),
+        upgrade: false,
+        attributes: Some(cpr::attrfile::AttrFile::default()),
+        handler_timeout: None,
+        openfile_distribute: false,
+    };
+    let watcher = Arc::new(CancelAfter {
+        after: 16 << 20,
+        seen: Default::default(),
+    });
+    let err = ops::checkpoint_with_progress(&options("cancelled"), &Progress::new(watcher.clone()))
+        .expect_err("a cancelled checkpoint must fail");
+    assert!(err.to_string().contains("Operation canceled"), "{err}");
+    assert!(
+        !s.join("cancelled").exists(),
+        "a cancelled checkpoint left a statefile"
+    );
+    assert_eq!(
+        dir_entries(s.path())
+            .iter()
+            .filter(|n| n.contains("cancelled"))
+            .count(),
+        0
+    );
+    assert_running_untraced(w.pid);
+    let (phases, bytes) = watcher.seen.lock().unwrap().clone();
+    assert_eq!(phases, vec![Phase::Freeze, Phase::Dump], "{phases:?}");
+    assert!(
+        (16 << 20..64 << 20).contains(&bytes),
+        "{bytes} bytes before the cancel"
+    );
+    // its heap is still whole
+    signal(w.pid, Signal::SIGUSR1);
+    wait_for_line(&w.log, "PASS check=1", TIMEOUT);
+
+    // not cancelled: every phase, and at least the heap written
+    let watcher = Arc::new(CancelAfter {
+        after: u64::MAX,
+        seen: Default::default(),
+    });
+    ops::checkpoint_with_progress(&options("whole"), &Progress::new(watcher.clone()))
+        .expect("checkpoint");
+    let (phases, bytes) = watcher.seen.lock().unwrap().clone();
+    assert_eq!(
+        phases,
+        vec![Phase::Freeze, Phase::Dump, Phase::Shared, Phase::Commit]
+    );
+    assert!(bytes >= 64 << 20, "{bytes} bytes reported");
+    assert_running_untraced(w.pid);
 }

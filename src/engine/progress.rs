@@ -109,12 +109,19 @@ impl Progress {
         }
     }
 
-    /// "Interrupted system call" once the observer has asked to stop.
+    /// The observer has asked to stop.
+    pub fn cancelled(&self) -> bool {
+        self.0.as_ref().is_some_and(|o| o.cancelled())
+    }
+
+    /// "Operation canceled" once the observer has asked to stop.
     pub fn check_cancelled(&self, what: &str) -> Result<()> {
         match &self.0 {
-            Some(o) if o.cancelled() => {
-                Err(Error::with_detail(what, Kind::Os(libc::EINTR), "cancelled"))
-            }
+            Some(o) if o.cancelled() => Err(Error::with_detail(
+                what,
+                Kind::Os(libc::ECANCELED),
+                "cancelled by the caller",
+            )),
             _ => Ok(()),
         }
     }
@@ -166,6 +173,9 @@ mod tests {
             ..Default::default()
         }));
         let e = p.check_cancelled("ckpt").unwrap_err();
-        assert_eq!(e.to_string(), "ckpt: Interrupted system call: cancelled");
+        assert_eq!(
+            e.to_string(),
+            "ckpt: Operation canceled: cancelled by the caller"
+        );
     }
 }

@@ -746,6 +746,7 @@ impl PagesReader<'_> {
         }
         let mut done = 0u64;
         while done < *batch_bytes {
+            self.progress.check_cancelled(self.who)?;
             // preadv may return short: redo the rest with an adjusted vector
             let n = self.preadv(iovs, batch_off + done)?;
             if n == 0 {

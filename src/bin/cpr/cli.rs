@@ -129,7 +129,7 @@ pub struct Cli {
     #[arg(
         long = "dry-run",
         requires = "checkpoint",
-        conflicts_with_all = ["restart", "info", "delete", "timeout", "quiet"],
+        conflicts_with_all = ["restart", "info", "delete"],
     )]
     pub dry_run: bool,
 
@@ -351,6 +351,56 @@ mod tests {
             parse(&["-p", "1111", "--kill", "--checkpoint", "ckptSep7"]).unwrap(),
             Request::Checkpoint(kill)
         );
+    }
+
+    #[test]
+    fn dry_run_is_a_preview_of_the_same_checkpoint() {
+        let request = CheckpointRequest {
+            statefile: "ck".into(),
+            idlist: "12:HID".into(),
+            force: true,
+            will: Some(WillAction::Kill),
+            upgrade: false,
+            attributes: None,
+            handler_timeout: None,
+        };
+        assert_eq!(
+            parse(&["-c", "ck", "-p", "12:HID", "-f", "-k", "--dry-run"]).unwrap(),
+            Request::Preview {
+                request: request.clone(),
+                json: false
+            }
+        );
+        assert_eq!(
+            parse(&[
+                "--dry-run",
+                "--json",
+                "-c",
+                "ck",
+                "-p",
+                "12:HID",
+                "-f",
+                "-k"
+            ])
+            .unwrap(),
+            Request::Preview {
+                request,
+                json: true
+            }
+        );
+        // --json shows data for -i and --dry-run only; --dry-run belongs to -c
+        let e = usage_error(&["-c", "ck", "-p", "1", "--json"]);
+        assert!(e.contains("--json"), "{e}");
+        let e = usage_error(&["-r", "--dry-run", "x"]);
+        assert!(e.contains("--dry-run"), "{e}");
+    }
+
+    #[test]
+    fn quiet_goes_with_checkpoint_and_restart() {
+        assert!(parse(&["-q", "-c", "ck", "-p", "1"]).is_ok());
+        assert!(parse(&["-r", "-q", "ck"]).is_ok());
+        let e = usage_error(&["-i", "-q", "ck"]);
+        assert!(e.contains("--quiet"), "{e}");
     }
 
     #[test]

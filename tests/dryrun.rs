@@ -406,10 +406,21 @@ fn progress_bar_on_a_terminal_only() {
     let pid = w.pid.to_string();
     let sf = |n: &str| s.join(n).display().to_string();
 
+    let preview = dry_run(&s, "plain", &pid, &["--json"]);
+    assert_success(&preview, "dry run of bigheap.c");
+    let v: Value = serde_json::from_slice(&preview.stdout).expect("--json prints JSON");
+    let estimate = v["estimated_bytes"].as_u64().unwrap();
+
     // not on a terminal: nothing on standard error
     let out = cpr(&["-c", &sf("plain"), "-p", &pid, "-g"]);
     assert_success(&out, "cpr -c, not on a terminal");
     assert!(out.stderr.is_empty(), "{}", describe(&out));
+    // the estimate holds the heap and no more than the statefile (records aside)
+    let size = tree_size(&s.join("plain"));
+    assert!(
+        estimate >= 64 << 20 && estimate <= size,
+        "estimated {estimate} bytes, the statefile has {size}"
+    );
     // on a terminal with -q: nothing either
     let quiet = on_a_terminal(&cpr_line(&["-q", "-c", &sf("quiet"), "-p", &pid, "-g"]));
     assert!(Path::new(&sf("quiet")).join("MANIFEST").is_file());

@@ -296,14 +296,16 @@ fn describe_fd(pid: i32, r: &FdRecord) -> DescriptorPreview {
     }
 }
 
-/// The FILE policies in the guide's words.
+/// What restart does under each FILE policy (files.rs, restore).
 fn file_disposition(action: FileAction) -> String {
     match action {
-        FileAction::Merge => "MERGE: reopened as it is at restart",
-        FileAction::Ignore => "IGNORE: reopened as it is, offset not restored",
+        FileAction::Merge => "MERGE: reopened at its offset",
+        FileAction::Ignore => "IGNORE: reopened at offset 0 (write-only: emptied)",
         FileAction::Append => "APPEND: reopened at its end",
-        FileAction::Replace => "REPLACE: content saved, written back at restart",
-        FileAction::Substitute => "SUBSTITUTE: content saved, given back as an unlinked copy",
+        FileAction::Replace => "REPLACE: content saved, put back at restart",
+        FileAction::Substitute => {
+            "SUBSTITUTE: content saved, given back as an unlinked copy; the file is left alone"
+        }
     }
     .to_string()
 }

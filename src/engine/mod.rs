@@ -39,5 +39,10 @@ pub fn restart(options: &RestartOptions) -> Result<i32> {
 /// `restart`, telling `progress` how it goes.
 pub fn restart_with_progress(options: &RestartOptions, progress: &Progress) -> Result<i32> {
     let deferred = crate::sys::DeferTermination::new();
-    restart::restart(options, deferred, progress)
+    let result = restart::restart(options, deferred, progress);
+    // a restart that succeeded has finished its report already, before a -j job runs
+    if result.is_err() {
+        progress.finish();
+    }
+    result
 }

@@ -212,15 +212,22 @@ fn dry_run_refuses_a_device_as_the_checkpoint_does() {
     assert_running_untraced(w.pid);
 }
 
-/// Workloads of tests/workloads that run with their control directory (and the extra
-/// arguments given, `{scratch}` standing for the test's scratch directory); the dry run
-/// and the checkpoint must agree on each.
-const WORKLOADS: &[(&str, &[&str])] = &[
+/// Workloads of tests/workloads with their arguments: `{ctl}` is the control directory
+/// (first when not named), `{scratch}` the test's scratch directory. Python and shell
+/// scripts run under their interpreter; the rest are built. The dry run and the
+/// checkpoint must agree on each.
+const AGREEMENT: &[(&str, &[&str])] = &[
+    ("bench_shared.c", &["4", "2"]),
+    ("bench_threads.c", &["4"]),
+    ("bench_tiny.c", &[]),
+    ("bench_tree.c", &["3"]),
     ("bigheap.c", &["8"]),
     ("clonevm.c", &[]),
     ("condvar.c", &[]),
+    ("count_loop.sh", &[]),
     ("creds.c", &[]),
     ("cwd.c", &["{scratch}"]),
+    ("dict_loop.py", &[]),
     ("ev_counts.c", &[]),
     ("ev_epoll.c", &[]),
     ("ev_ptimer.c", &[]),
@@ -232,56 +239,93 @@ const WORKLOADS: &[(&str, &[&str])] = &[
     ("protections.c", &[]),
     ("ps_append.c", &["{scratch}/append.txt"]),
     ("ps_daemon.c", &[]),
+    ("ps_locks.c", &["run", "{ctl}"]),
     ("ps_shmem.c", &["7"]),
     ("ps_tree.c", &[]),
     ("ps_widow.c", &[]),
     ("ps_zombie.c", &[]),
+    ("rust_counter.rs", &[]),
+    ("shm_segment.c", &["create", "0"]),
     ("sigaltstack.c", &[]),
     ("sigpending.c", &[]),
     ("simd.c", &[]),
     ("sleeper.c", &["sleep", "100"]),
     ("socket.c", &[]),
+    ("sqlite_loop.py", &["{ctl}", "{scratch}/db.sqlite"]),
     ("threads.c", &[]),
 ];
+
+/// The program and arguments that run workload `source` with the `extra` arguments.
+fn workload_command(
+    s: &Scratch,
+    source: &str,
+    extra: &[&str],
+) -> (std::path::PathBuf, Vec<String>) {
+    let here = s.path().display().to_string();
+    let mut args: Vec<String> = extra
+        .iter()
+        .map(|a| a.replace("{ctl}", &ctl(s)).replace("{scratch}", &here))
+        .collect();
+    if !extra.contains(&"{ctl}") {
+        args.insert(0, ctl(s));
+    }
+    let script = Path::new(WORKLOADS).join(source).display().to_string();
+    if source.ends_with(".py") {
+        args.insert(0, script);
+        (python(), args)
+    } else if source.ends_with(".sh") {
+        args.insert(0, script);
+        ("bash".into(), args)
+    } else {
+        (build(source), args)
+    }
+}
+
+/// Starts workload `source`, runs the dry run and the checkpoint (`-g`) of its tree, and
+/// asserts they agree; returns whether the checkpoint refused it.
+fn assert_agreement(source: &str, extra: &[&str]) -> bool {
+    let s = Scratch::new();
+    let (program, args) = workload_command(&s, source, extra);
+    let (w, ready) = spawn_ready(&s, &program, &args);
+    let pid = ready
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_else(|| panic!("{source}: READY without a pid: {ready}"));
+    let idlist = format!("{pid}:HID");
+    let preview = dry_run(&s, "ckpt", &idlist, &["-g"]);
+    let sf = s.join("ckpt");
+    let real = cpr(&["-c", sf.to_str().unwrap(), "-p", &idlist, "-g"]);
+    assert_eq!(
+        preview.status.code(),
+        real.status.code(),
+        "{source}: the dry run and the checkpoint disagree:\n{}\n{}",
+        describe(&preview),
+        describe(&real)
+    );
+    let refused = !real.status.success();
+    if refused {
+        let said = error_lines(&real);
+        assert!(
+            error_lines(&preview).contains(&said[0]),
+            "{source}: the dry run does not name what the checkpoint refused:\n{}\n{}",
+            describe(&preview),
+            describe(&real)
+        );
+    }
+    eprintln!("{source}: both exit {:?}", real.status.code());
+    assert_running_untraced(pid.parse().unwrap());
+    drop(w);
+    refused
+}
 
 #[test]
 fn dry_run_agrees_with_the_checkpoint_on_every_workload() {
     let _s = serial();
     let mut refused = 0;
-    for &(source, extra) in WORKLOADS {
-        let s = Scratch::new();
-        let mut args = vec![ctl(&s)];
-        let here = s.path().display().to_string();
-        args.extend(extra.iter().map(|a| a.replace("{scratch}", &here)));
-        let (w, ready) = spawn_ready(&s, &build(source), &args);
-        let pid = ready
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or_else(|| panic!("{source}: READY without a pid: {ready}"));
-        let idlist = format!("{pid}:HID");
-        let preview = dry_run(&s, "ckpt", &idlist, &["-g"]);
-        let sf = s.join("ckpt");
-        let real = cpr(&["-c", sf.to_str().unwrap(), "-p", &idlist, "-g"]);
-        assert_eq!(
-            preview.status.code(),
-            real.status.code(),
-            "{source}: the dry run and the checkpoint disagree:\n{}\n{}",
-            describe(&preview),
-            describe(&real)
-        );
-        if !real.status.success() {
+    for &(source, extra) in AGREEMENT {
+        if assert_agreement(source, extra) {
             refused += 1;
-            let said = error_lines(&real);
-            assert!(
-                error_lines(&preview).contains(&said[0]),
-                "{source}: the dry run does not name what the checkpoint refused:\n{}\n{}",
-                describe(&preview),
-                describe(&real)
-            );
         }
-        eprintln!("{source}: both {:?}", real.status.code());
-        assert_running_untraced(pid.parse().unwrap());
-        drop(w);
     }
     assert!(
         refused > 0,

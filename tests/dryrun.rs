@@ -213,7 +213,8 @@ fn dry_run_refuses_a_device_as_the_checkpoint_does() {
 }
 
 /// Workloads of tests/workloads with their arguments: `{ctl}` is the control directory
-/// (first when not named), `{scratch}` the test's scratch directory. Python and shell
+/// (first when not named), `{scratch}` the test's scratch directory (a path under it
+/// ending in `/` is made a directory, another is made an empty file). Python and shell
 /// scripts run under their interpreter; the rest are built. The dry run and the
 /// checkpoint must agree on each.
 const AGREEMENT: &[(&str, &[&str])] = &[
@@ -230,6 +231,7 @@ const AGREEMENT: &[(&str, &[&str])] = &[
     ("dict_loop.py", &[]),
     ("ev_counts.c", &[]),
     ("ev_epoll.c", &[]),
+    ("ev_inotify.c", &["{scratch}/watched/", "{scratch}/file"]),
     ("ev_ptimer.c", &[]),
     ("ev_refuse.c", &[]),
     ("ev_signalfd.c", &[]),
@@ -262,10 +264,17 @@ fn workload_command(
     extra: &[&str],
 ) -> (std::path::PathBuf, Vec<String>) {
     let here = s.path().display().to_string();
-    let mut args: Vec<String> = extra
-        .iter()
-        .map(|a| a.replace("{ctl}", &ctl(s)).replace("{scratch}", &here))
-        .collect();
+    let mut args: Vec<String> = Vec::new();
+    for a in extra {
+        let arg = a.replace("{ctl}", &ctl(s)).replace("{scratch}", &here);
+        if a.starts_with("{scratch}/") {
+            match arg.strip_suffix('/') {
+                Some(dir) => std::fs::create_dir_all(dir).unwrap(),
+                None => std::fs::write(&arg, b"").unwrap(),
+            }
+        }
+        args.push(arg.trim_end_matches('/').to_string());
+    }
     if !extra.contains(&"{ctl}") {
         args.insert(0, ctl(s));
     }

@@ -135,6 +135,15 @@ fn dry_run_json_lists_descriptors_with_their_file_policy() {
     );
     assert!(v["estimated_bytes"].as_u64().unwrap() > 0);
     assert_running_untraced(w.pid);
+    // a process that does not exist: still JSON, with the checkpoint's error
+    let gone = free_pid().to_string();
+    let out = dry_run(&s, "other", &gone, &["--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("--json prints JSON");
+    assert_eq!(v["would_succeed"], Value::Bool(false));
+    let message = v["refusals"][0]["message"].as_str().unwrap();
+    assert!(message.contains("No such process"), "{v}");
+    assert_eq!(error_lines(&out), vec![format!("cpr: {message}")]);
     s.go();
     expect_pass_and_exit(&w);
 }

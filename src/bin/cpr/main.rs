@@ -15,7 +15,7 @@ use clap::Parser;
 use cli::{CheckpointRequest, Cli, Request};
 use cpr::attrfile::AttrFile;
 use cpr::error::{Context, Error, Result};
-use cpr::ops::{self, CheckpointOptions, Progress, RestartOptions};
+use cpr::ops::{self, CheckpointOptions, Preview, Progress, RestartOptions};
 use cpr::statefile::{self, Statefile, reader::Verify};
 
 fn main() -> ExitCode {
@@ -76,8 +76,11 @@ fn progress(quiet: bool) -> Progress {
 /// `-c --dry-run`: the preview on standard output; each refusal is also one error line,
 /// as the checkpoint would print it (exit status 1).
 fn preview(request: CheckpointRequest, json: bool) -> Vec<Error> {
+    let statefile = request.statefile.clone();
     let preview = match checkpoint_options(request).and_then(|o| ops::preview(&o)) {
         Ok(p) => p,
+        // with --json, standard output is JSON whatever happens
+        Err(e) if json => Preview::failed(&statefile, &e),
         Err(e) => return vec![e],
     };
     let text = if json {

@@ -459,6 +459,19 @@ fn subject_ids(subject: &str) -> (Option<i32>, Option<i32>) {
 }
 
 impl Preview {
+    /// The preview of a checkpoint that cannot even start (no such process, permission
+    /// denied, a bad designator): no processes, one refusal.
+    pub fn failed(statefile: &std::path::Path, e: &Error) -> Preview {
+        Preview {
+            statefile: statefile.display().to_string(),
+            would_succeed: false,
+            will: WillAction::default(),
+            processes: Vec::new(),
+            estimated_bytes: 0,
+            refusals: vec![Refusal::new(None, None, e)],
+        }
+    }
+
     /// The preview for people: the verdict, then each process with its descriptors and
     /// mappings, then what would be refused.
     pub fn render_text(&self) -> String {

@@ -492,7 +492,7 @@ fn progress_bar_on_a_terminal_only() {
     // on a terminal: the bar, with the phase, the bytes and the rate
     let shown = on_a_terminal(&cpr_line(&["-c", &sf("bar"), "-p", &pid]));
     assert!(
-        shown.contains("writing") && shown.contains("100%") && shown.contains("MiB/s"),
+        shown.contains("writing") && shown.contains("100%") && shown.contains("iB/s"),
         "no progress bar: {shown:?}"
     );
     wait_pid_gone(w.pid, TIMEOUT);

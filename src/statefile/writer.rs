@@ -46,6 +46,8 @@ pub struct StatefileWriter {
     dirs: BTreeSet<String>,
     /// Set once the staging directory is gone (renamed into place or removed).
     done: bool,
+    /// Told of every byte written (see `set_progress`).
+    progress: crate::engine::progress::Progress,
 }
 
 /// One file being written: hashes as it goes. Hand it back with `finish_file`.
@@ -59,13 +61,19 @@ pub struct FileSink {
     size: u64,
     /// The statefile's name, for errors.
     subject: String,
+    /// Told of every byte written.
+    progress: crate::engine::progress::Progress,
 }
 
 impl std::io::Write for FileSink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.progress.cancelled() {
+            return Err(std::io::Error::from_raw_os_error(libc::ECANCELED));
+        }
         let n = self.file.write(buf)?;
         self.hasher.update(&buf[..n]);
         self.size += n as u64;
+        self.progress.bytes(n as u64);
         Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -232,6 +240,7 @@ impl StatefileWriter {
             open: BTreeSet::new(),
             dirs: BTreeSet::new(),
             done: false,
+            progress: Default::default(),
         };
         // From here on, Drop removes the staging directory on error.
         std::fs::set_permissions(&writer.staging, std::fs::Permissions::from_mode(0o700))
@@ -326,7 +335,13 @@ impl StatefileWriter {
             hasher: Box::new(Xxh3::new()),
             size: 0,
             subject: self.subject(),
+            progress: self.progress.clone(),
         })
+    }
+
+    /// Reports the bytes of every file written from now on to `progress`.
+    pub fn set_progress(&mut self, progress: crate::engine::progress::Progress) {
+        self.progress = progress;
     }
 
     /// Flushes, fsyncs and records a streamed file.

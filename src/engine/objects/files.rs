@@ -103,14 +103,41 @@ pub fn dump(
     Ok(out)
 }
 
-/// One descriptor, after the `earlier` ones: a duplicate of one of those, a pipe end
-/// (pipes.rs), an event object (events.rs), or a file by path.
+/// One descriptor, after the `earlier` ones: classified, then the content the policies
+/// ask for saved.
 fn dump_one(
     dir: &ProcDir,
     fd: i32,
     earlier: &[FdRecord],
     policies: &ProcessPolicies,
     writer: &mut StatefileWriter,
+) -> Result<FdRecord> {
+    let mut record = classify(dir, fd, earlier, policies)?;
+    if needs_saved_content(&record) {
+        let pid = dir.pid();
+        let who = format!("process {pid} fd {fd}");
+        record.saved = Some(save_content(pid, fd, &who, &record.path, writer)?);
+    }
+    Ok(record)
+}
+
+/// Whether the checkpoint saves the content of the file behind `record` (deleted files,
+/// REPLACE, SUBSTITUTE).
+pub fn needs_saved_content(record: &FdRecord) -> bool {
+    record.kind == FdKind::Deleted
+        || (record.kind == FdKind::Regular
+            && matches!(record.action, FileAction::Replace | FileAction::Substitute))
+}
+
+/// What descriptor `fd` is, after the `earlier` ones: a duplicate of one of those, a pipe
+/// end (pipes.rs), an event object (events.rs), or a file by path with its FILE policy;
+/// nothing saved yet. Reads /proc only, so it also serves `cpr -c --dry-run` on a
+/// running process: an object that is not checkpoint safe is refused here, for both.
+pub fn classify(
+    dir: &ProcDir,
+    fd: i32,
+    earlier: &[FdRecord],
+    policies: &ProcessPolicies,
 ) -> Result<FdRecord> {
     let pid = dir.pid();
     let who = format!("process {pid} fd {fd}");
@@ -165,13 +192,6 @@ fn dump_one(
     } else {
         FileAction::Merge
     };
-    let saved = if kind == FdKind::Deleted
-        || matches!(action, FileAction::Replace | FileAction::Substitute)
-    {
-        Some(save_content(pid, fd, &who, &path, writer)?)
-    } else {
-        None
-    };
     Ok(FdRecord {
         fd,
         kind,
@@ -180,7 +200,7 @@ fn dump_one(
         cloexec,
         pos,
         action,
-        saved,
+        saved: None,
         shared: None,
     })
 }

@@ -11,6 +11,7 @@ use nix::sys::uio::{RemoteIoVec, process_vm_readv};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
+use crate::engine::progress::Progress;
 use crate::engine::ptrace::{Gate, Injector, RemoteAddr, RemoteScratch};
 use crate::error::{Context, Error, Kind, Result};
 use crate::proc::{MapsLine, ProcDir};
@@ -166,12 +167,18 @@ fn pages_to_save(entries: &[u64], private_file: bool) -> Vec<(u64, u64)> {
 
 /// Classifies the mappings of a stopped process; unsupported ones are "Checkpoint error".
 pub fn plan(pid: i32) -> Result<Vec<Vma>> {
+    plan_each(pid)?.into_iter().collect()
+}
+
+/// Each mapping of a process classified on its own, with the pages that would be saved:
+/// `plan` takes the first refusal, `cpr -c --dry-run` (which reads a running process
+/// the same way) lists them all.
+pub fn plan_each(pid: i32) -> Result<Vec<Result<Vma>>> {
     let dir = ProcDir::open(pid)?;
     let maps = dir.maps()?;
     let flags: BTreeMap<u64, Vec<String>> = dir.smaps_flags()?.into_iter().collect();
     let pagemap = dir.open_file("pagemap")?;
-    let mut vmas = Vec::with_capacity(maps.len());
-    for m in &maps {
+    let plan_one = |m: &MapsLine| -> Result<Vma> {
         let name = m.path.clone();
         let vflags = flags.get(&m.start).cloned().unwrap_or_default();
         let backing = backing(pid, m, &name, &vflags)?;
@@ -185,7 +192,7 @@ pub fn plan(pid: i32) -> Result<Vec<Vma>> {
             Backing::Anon if name.ends_with(" (deleted)") => vec![(0, (m.end - m.start) / PAGE)],
             Backing::Anon => pages_to_save(&pagemap_entries(pid, m, &pagemap)?, false),
         };
-        vmas.push(Vma {
+        Ok(Vma {
             start: m.start,
             end: m.end,
             prot: m.prot(),
@@ -194,9 +201,9 @@ pub fn plan(pid: i32) -> Result<Vec<Vma>> {
             name,
             flags: vflags,
             runs,
-        });
-    }
-    Ok(vmas)
+        })
+    };
+    Ok(maps.iter().map(plan_one).collect())
 }
 
 /// What backs mapping `m` (named `name`, with smaps flags `vflags`); a mapping cpr cannot
@@ -481,7 +488,7 @@ pub fn scratch_candidates(vmas: &[Vma]) -> Vec<u64> {
 }
 
 /// Replaces the address space of a stopped restore child with the image.
-/// `file_fds`: the child's fds for `mapped_files::list`, in order; `pages_fd`: the child's
+/// `file_fds`: the child's fds for `mapped_files::list`, in order; `pages`: the child's
 /// fd on the pages file.
 pub fn restore(
     inj: &Injector,
@@ -490,7 +497,7 @@ pub fn restore(
     scratch: &mut Scratch,
     file_fds: &[(String, i32)],
     mem_fds: &[(u64, i32)],
-    pages_fd: i32,
+    pages: PageData<'_>,
 ) -> Result<()> {
     let who = format!("process {pid}");
     // 1. cpr's own mappings go, except the scratch area and the vDSO
@@ -503,7 +510,7 @@ pub fn restore(
         map_one(inj, &who, v, file_fds, mem_fds)?;
     }
     // 4. page data, straight from the statefile into place
-    read_pages(inj, &who, mm, &mut scratch.args, pages_fd)?;
+    read_pages(inj, &who, mm, &mut scratch.args, pages)?;
     // 5. final protections, locks and hints
     for v in &mm.vmas {
         finish(inj, v)?;
@@ -647,6 +654,13 @@ fn finish(inj: &Injector, v: &Vma) -> Result<()> {
     Ok(())
 }
 
+/// Where a restore child reads its page data: its descriptor of the statefile's pages
+/// file, and whom to tell of the bytes read.
+pub struct PageData<'a> {
+    pub fd: i32,
+    pub progress: &'a Progress,
+}
+
 /// The page data of the image, from the statefile's pages file (the child's `pages_fd`)
 /// straight into place: preadv calls injected in the child, with their iovecs in
 /// `scratch`.
@@ -655,10 +669,22 @@ fn read_pages(
     who: &str,
     mm: &MmRecord,
     scratch: &mut RemoteScratch,
-    pages_fd: i32,
+    pages: PageData<'_>,
 ) -> Result<()> {
+    let PageData {
+        fd: pages_fd,
+        progress,
+    } = pages;
     const IOV_MAX: usize = 1024;
-    const CHUNK: u64 = 1 << 30; // bytes per preadv call: keeps each call interruptible-sized
+    // bytes per preadv call: keeps each call interruptible-sized; smaller when someone
+    // watches the progress, so that it moves
+    const CHUNK: u64 = 1 << 30;
+    const OBSERVED_CHUNK: u64 = 32 << 20;
+    let chunk = if progress.is_observed() {
+        OBSERVED_CHUNK
+    } else {
+        CHUNK
+    };
     let mut file_off = 0u64;
     let mut iovs: Vec<(u64, u64)> = Vec::new();
     let mut batch_bytes = 0u64;
@@ -668,13 +694,14 @@ fn read_pages(
         who,
         scratch,
         pages_fd,
+        progress,
     };
     for v in &mm.vmas {
         for &(first, count) in &v.runs {
             let mut addr = v.start + first * PAGE;
             let mut len = count * PAGE;
             while len > 0 {
-                let n = len.min(CHUNK - batch_bytes);
+                let n = len.min(chunk - batch_bytes);
                 if iovs.is_empty() {
                     batch_off = file_off;
                 }
@@ -687,7 +714,7 @@ fn read_pages(
                 file_off += n;
                 addr += n;
                 len -= n;
-                if iovs.len() >= IOV_MAX || batch_bytes >= CHUNK {
+                if iovs.len() >= IOV_MAX || batch_bytes >= chunk {
                     reader.flush(&mut iovs, &mut batch_bytes, batch_off)?;
                 }
             }
@@ -702,6 +729,7 @@ struct PagesReader<'a> {
     who: &'a str,
     scratch: &'a mut RemoteScratch,
     pages_fd: i32,
+    progress: &'a Progress,
 }
 
 impl PagesReader<'_> {
@@ -718,6 +746,7 @@ impl PagesReader<'_> {
         }
         let mut done = 0u64;
         while done < *batch_bytes {
+            self.progress.check_cancelled(self.who)?;
             // preadv may return short: redo the rest with an adjusted vector
             let n = self.preadv(iovs, batch_off + done)?;
             if n == 0 {
@@ -728,6 +757,7 @@ impl PagesReader<'_> {
                 ));
             }
             done += n;
+            self.progress.bytes(n);
             if done < *batch_bytes {
                 let mut skip = n;
                 while skip > 0 && !iovs.is_empty() {

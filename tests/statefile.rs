@@ -632,7 +632,8 @@ fn unreadable_record_names_the_file() {
     );
     let e = s.read_json::<Core>("proc/9/core").unwrap_err();
     assert!(
-        e.to_string().ends_with("proc/9/core: not listed in MANIFEST"),
+        e.to_string()
+            .ends_with("proc/9/core: not listed in MANIFEST"),
         "{e}"
     );
 }

@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use cpr::statefile::layout::{self, MANIFEST, PSTREE, SHARED_TABLE, SHM_INDEX};
 use cpr::statefile::reader::{self, Verify};
 use cpr::statefile::records::{CoreRecord, Manifest, MmRecord, SharedTable, ShmIndex, TreeRecord};
-use cpr::statefile::{Owner, REVISION, Statefile, StatefileWriter, info};
+use cpr::statefile::{Owner, ProcessSummary, REVISION, Statefile, StatefileWriter, info};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use serde_json::{Value, json};
@@ -207,6 +207,12 @@ fn write_sample(target: &Path, edit: impl Fn(&str, &mut Value)) -> PathBuf {
     w.write_file(&layout::upgrade_copy_path(0), b"\x7fELF")
         .unwrap();
     let mut m = manifest();
+    // the summary restart compares with the records, of the records as edited
+    let mut c = core();
+    edit(&layout::core_path(PID), &mut c);
+    if let Ok(c) = serde_json::from_value::<CoreRecord>(c) {
+        m["processes"][0] = serde_json::to_value(ProcessSummary::of(&c)).unwrap();
+    }
     edit(MANIFEST, &mut m);
     w.commit(record::<Manifest>(m)).unwrap()
 }

@@ -284,6 +284,23 @@ enum Mutation {
     Retype(Index, Index),
     /// A file name of the statefile replaced by one that leads elsewhere.
     Rename(Index, Index),
+    /// An array or object emptied (`"threads": []`, `"process": {}`).
+    Empty(Index),
+    /// A number replaced by an extreme one of the same type.
+    Huge(Index, Index),
+}
+
+/// Numbers at the edges of every integer type records use.
+fn huge_numbers() -> Vec<Value> {
+    vec![
+        json!(u64::MAX),
+        json!(i64::MAX),
+        json!(i64::MIN),
+        json!(u32::MAX),
+        json!(i32::MIN),
+        json!(0),
+        json!(-1),
+    ]
 }
 
 /// Names a forger may put in a record, to reach outside the statefile.
@@ -311,6 +328,8 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         2 => any::<Index>().prop_map(Mutation::Remove),
         2 => (any::<Index>(), any::<Index>()).prop_map(|(i, v)| Mutation::Retype(i, v)),
         3 => (any::<Index>(), any::<Index>()).prop_map(|(i, v)| Mutation::Rename(i, v)),
+        2 => any::<Index>().prop_map(Mutation::Empty),
+        2 => (any::<Index>(), any::<Index>()).prop_map(|(i, v)| Mutation::Huge(i, v)),
     ]
 }
 
@@ -344,6 +363,20 @@ fn apply(bytes: &mut Vec<u8>, m: &Mutation) {
             bytes[i] = *b;
         }
         Mutation::Truncate(at) => bytes.truncate(at.index(bytes.len())),
+        Mutation::Empty(at) => structural(
+            bytes,
+            *at,
+            |v| v.is_array() || v.is_object(),
+            |v| match v {
+                Value::Array(items) => items.clear(),
+                Value::Object(map) => map.clear(),
+                _ => {}
+            },
+        ),
+        Mutation::Huge(at, which) => structural(bytes, *at, Value::is_number, |v| {
+            let values = huge_numbers();
+            *v = values[which.index(values.len())].clone();
+        }),
         Mutation::Remove(at) | Mutation::Retype(at, _) | Mutation::Rename(at, _) => {
             let Ok(mut v) = serde_json::from_slice::<Value>(bytes) else {
                 return;
@@ -396,10 +429,41 @@ fn apply(bytes: &mut Vec<u8>, m: &Mutation) {
     }
 }
 
+/// Changes, in place, the `at`th value of the JSON in `bytes` for which `pick` holds.
+fn structural(
+    bytes: &mut Vec<u8>,
+    at: Index,
+    pick: impl Fn(&Value) -> bool,
+    change: impl Fn(&mut Value),
+) {
+    let Ok(mut v) = serde_json::from_slice::<Value>(bytes) else {
+        return;
+    };
+    let mut all = Vec::new();
+    members(&v, "", &mut all);
+    let escape = |k: &str| k.replace('~', "~0").replace('/', "~1");
+    let pointers: Vec<String> = all
+        .iter()
+        .map(|(parent, key)| format!("{parent}/{}", escape(key)))
+        .filter(|p| v.pointer(p).is_some_and(&pick))
+        .collect();
+    if pointers.is_empty() {
+        return;
+    }
+    if let Some(target) = v.pointer_mut(&pointers[at.index(pointers.len())]) {
+        change(target);
+    }
+    *bytes = serde_json::to_vec_pretty(&v).unwrap();
+}
+
 /// Writes `bytes` as `rel` of the statefile at `sf` and, for any file but the MANIFEST,
-/// makes the MANIFEST's size and checksum match (as a forger can).
+/// makes the MANIFEST's size and checksum match (as a forger can). The forger cannot
+/// make the MAC (the host key is root's): the MAC and the SHA-256 sums go, and the
+/// statefile passes root's restart only as one no one but root could have changed
+/// (this copy is root's, mode 0700), so that the damage reaches the record checks.
 fn forge(sf: &Path, rel: &str, bytes: &[u8]) {
     std::fs::write(sf.join(rel), bytes).unwrap();
+    let _ = std::fs::remove_file(sf.join(layout::MANIFEST_MAC));
     if rel == MANIFEST {
         return;
     }
@@ -407,6 +471,7 @@ fn forge(sf: &Path, rel: &str, bytes: &[u8]) {
     let mpath = sf.join(MANIFEST);
     let mut m: Value = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
     for entry in m["files"].as_array_mut().unwrap() {
+        entry.as_object_mut().unwrap().remove("sha256");
         if entry["path"] == rel {
             entry["size"] = size.into();
             entry["xxh3"] = xxh3.clone().into();

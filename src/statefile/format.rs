@@ -76,6 +76,10 @@ pub struct FileEntry {
     pub path: String,
     pub size: u64,
     pub xxh3: String,
+    /// SHA-256 (hex) of a record (not of bulk page data), which the MANIFEST's MAC
+    /// covers (`auth`). Added during revision 2 (absent: not authenticated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 /// MANIFEST: what the statefile holds. Written last.

@@ -18,6 +18,7 @@
 //!   files/upgrade/<n>        saved programs and libraries (-u)
 //! ```
 
+pub mod auth;
 mod beneath;
 pub mod format;
 pub mod info;

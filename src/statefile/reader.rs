@@ -32,6 +32,8 @@ pub struct Statefile {
     pub manifest: Manifest,
     /// The statefile's directory, held: every file is opened beneath it.
     dir: Arc<OwnedFd>,
+    /// The MANIFEST as read, for its MAC (`authenticate`).
+    manifest_bytes: Arc<Vec<u8>>,
 }
 
 /// The part of a MANIFEST that every revision has: enough to know that a directory is a
@@ -139,12 +141,14 @@ pub(crate) fn valid_rel(rel: &str) -> bool {
 
 /// xxh3-64 of a whole file, as the writer records it (16 hex digits).
 pub fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
-    hash_open_file(File::open(path)?)
+    hash_open_file(File::open(path)?, false).map(|(size, xxh3, _)| (size, xxh3))
 }
 
-/// xxh3-64 of an opened file from where it stands.
-fn hash_open_file(mut file: File) -> std::io::Result<(u64, String)> {
+/// Size, xxh3-64 and, with `sha`, SHA-256 (hex) of an opened file from where it stands.
+fn hash_open_file(mut file: File, sha: bool) -> std::io::Result<(u64, String, Option<String>)> {
+    use sha2::Digest;
     let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    let mut sha = sha.then(sha2::Sha256::new);
     // no bigger than the file: a large zeroed allocation costs a memset per file
     let len = file
         .metadata()
@@ -160,9 +164,13 @@ fn hash_open_file(mut file: File) -> std::io::Result<(u64, String)> {
             Err(e) => return Err(e),
         };
         hasher.update(&buf[..n]);
+        if let Some(sha) = &mut sha {
+            sha.update(&buf[..n]);
+        }
         size += n as u64;
     }
-    Ok((size, format!("{:016x}", hasher.digest())))
+    let sha = sha.map(|s| super::auth::hex(&s.finalize()));
+    Ok((size, format!("{:016x}", hasher.digest()), sha))
 }
 
 impl Statefile {
@@ -194,6 +202,7 @@ impl Statefile {
             path: path.to_path_buf(),
             manifest,
             dir: Arc::new(dir),
+            manifest_bytes: Arc::new(bytes),
         };
         for entry in &statefile.manifest.files {
             statefile.check_entry(entry, verify)?;
@@ -228,14 +237,19 @@ impl Statefile {
             ));
         }
         if verify == Verify::Full {
-            let (size, hash) = hash_open_file(file).map_err(|e| self.io_error(&entry.path, e))?;
+            let (size, hash, sha) = hash_open_file(file, entry.sha256.is_some())
+                .map_err(|e| self.io_error(&entry.path, e))?;
             if size != entry.size {
                 return Err(damaged(
                     &self.path,
                     format_args!("{}: size {size}, expected {}", entry.path, entry.size),
                 ));
             }
-            if !hash.eq_ignore_ascii_case(&entry.xxh3) {
+            let sha_differs = match (&sha, &entry.sha256) {
+                (Some(got), Some(listed)) => !got.eq_ignore_ascii_case(listed),
+                _ => false,
+            };
+            if !hash.eq_ignore_ascii_case(&entry.xxh3) || sha_differs {
                 return Err(damaged(
                     &self.path,
                     format_args!("{}: checksum mismatch", entry.path),
@@ -309,6 +323,81 @@ impl Statefile {
     pub fn file(&self, rel: &str) -> Result<PathBuf> {
         self.open_file(rel)?;
         Ok(self.path.join(rel))
+    }
+
+    /// For root's restart (`auth`): the MANIFEST's MAC under this host's key is valid
+    /// and every record has its SHA-256 listed; or, without a MAC, no one but root could
+    /// have written the statefile (it and every record root's, writable by no one else).
+    pub fn authenticate(&self) -> Result<()> {
+        use super::auth::{host_key, mac_matches, refused};
+        use super::layout::MANIFEST_MAC;
+        let mac = match beneath::open_read(&*self.dir, MANIFEST_MAC) {
+            Ok(file) => read_regular(file, 4096).map_err(|e| self.io_error(MANIFEST_MAC, e))?,
+            Err(Errno::ENOENT) => return self.root_only(),
+            Err(e) if beneath::is_link_refusal(e) => {
+                return Err(refused(&self.path, "MANIFEST.mac is a symbolic link"));
+            }
+            Err(e) => {
+                return Err(Error::errno(self.path.display().to_string(), e).detail(MANIFEST_MAC));
+            }
+        };
+        let Some(key) = host_key(false)? else {
+            return Err(refused(
+                &self.path,
+                "this host has no cpr host key to check it with",
+            ));
+        };
+        if !mac_matches(&key, &self.manifest_bytes, &mac) {
+            return Err(refused(
+                &self.path,
+                "its MANIFEST was changed since cpr wrote it, or another host's cpr wrote it (MANIFEST.mac does not match)",
+            ));
+        }
+        match self
+            .manifest
+            .files
+            .iter()
+            .find(|e| e.sha256.is_none() && !super::layout::is_bulk(&e.path))
+        {
+            Some(e) => Err(refused(
+                &self.path,
+                &format!("{} has no SHA-256 in its MANIFEST", e.path),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Without a MAC: the statefile directory and every listed file root's and not
+    /// writable by group or others (a statefile of root's own, or of an older cpr).
+    fn root_only(&self) -> Result<()> {
+        let refuse = || {
+            super::auth::refused(
+                &self.path,
+                "it is not authenticated (no MANIFEST.mac: written by an older cpr or not by root) and someone other than root could have changed it",
+            )
+        };
+        let dir_meta = File::from(
+            self.dir
+                .try_clone()
+                .map_err(|e| Error::io(self.path.display().to_string(), e))?,
+        )
+        .metadata()
+        .map_err(|e| Error::io(self.path.display().to_string(), e))?;
+        let root_only = |m: &std::fs::Metadata| {
+            use std::os::unix::fs::MetadataExt;
+            m.uid() == 0 && m.mode() & 0o022 == 0
+        };
+        if !root_only(&dir_meta) {
+            return Err(refuse());
+        }
+        for entry in &self.manifest.files {
+            let file = self.open_beneath(&entry.path)?;
+            let meta = file.metadata().map_err(|e| self.io_error(&entry.path, e))?;
+            if !root_only(&meta) {
+                return Err(refuse());
+            }
+        }
+        Ok(())
     }
 
     /// Path of the MANIFEST.

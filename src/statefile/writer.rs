@@ -27,6 +27,7 @@ use nix::errno::Errno;
 use nix::fcntl::{AT_FDCWD, OFlag, RenameFlags, renameat2};
 use nix::sys::stat::Mode;
 use nix::unistd::{AccessFlags, Gid, Uid};
+use sha2::{Digest, Sha256};
 use xxhash_rust::xxh3::Xxh3;
 
 use super::beneath;
@@ -68,6 +69,8 @@ pub struct FileSink {
     pub rel: String,
     file: File,
     hasher: Box<Xxh3>,
+    /// For records (not bulk page data): the SHA-256 the MANIFEST's MAC covers.
+    sha: Option<Box<Sha256>>,
     size: u64,
     /// The statefile's name, for errors.
     subject: String,
@@ -77,6 +80,9 @@ impl std::io::Write for FileSink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.file.write(buf)?;
         self.hasher.update(&buf[..n]);
+        if let Some(sha) = &mut self.sha {
+            sha.update(&buf[..n]);
+        }
         self.size += n as u64;
         Ok(n)
     }
@@ -406,6 +412,7 @@ impl StatefileWriter {
             rel: rel.to_string(),
             file,
             hasher: Box::new(Xxh3::new()),
+            sha: (!super::layout::is_bulk(rel)).then(|| Box::new(Sha256::new())),
             size: 0,
             subject: self.subject(),
         })
@@ -428,6 +435,7 @@ impl StatefileWriter {
             path: sink.rel.clone(),
             size: sink.size,
             xxh3: format!("{:016x}", sink.hasher.digest()),
+            sha256: sink.sha.map(|sha| super::auth::hex(&sha.finalize())),
         };
         self.files.insert(sink.rel, entry);
         Ok(())
@@ -464,6 +472,7 @@ impl StatefileWriter {
             .map_err(|e| self.error(e, Some(MANIFEST)))?;
         hand_over(&file, self.owner).map_err(|e| self.error(e.into(), Some(MANIFEST)))?;
         drop(file);
+        self.seal(&text)?;
 
         // Every directory, deepest first, then the staging directory itself, last of all
         // handed to the owner: complete from here on.
@@ -479,6 +488,21 @@ impl StatefileWriter {
         self.rename_into_place()?;
         self.done = true;
         Ok(self.target.clone())
+    }
+
+    /// Root authenticates what it writes (`auth`): MANIFEST.mac. A statefile of root's
+    /// own stays restartable by root without it (no one else could change it), so only
+    /// one handed to another owner needs the host key.
+    fn seal(&self, manifest: &[u8]) -> Result<()> {
+        if !Uid::effective().is_root() {
+            return Ok(());
+        }
+        match super::auth::seal(&self.dir, manifest) {
+            Ok(file) => hand_over(&file, self.owner)
+                .map_err(|e| self.error(e.into(), Some(super::layout::MANIFEST_MAC))),
+            Err(_) if self.owner.uid == 0 => Ok(()),
+            Err(e) => Err(e.context(self.subject())),
+        }
     }
 
     /// The one step that makes the statefile visible under its name.

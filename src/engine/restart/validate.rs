@@ -48,6 +48,9 @@ pub fn load(paths: &[PathBuf], caller: u32) -> Result<Loaded> {
     };
     for path in paths {
         let sf = Statefile::open(path, Verify::Sizes)?;
+        if caller == 0 {
+            sf.authenticate()?;
+        }
         sf.verify_files(|rel| !layout::is_bulk(rel))?;
         let owner = sf.manifest.owner.uid;
         if caller != 0 && (caller != owner || owner == 0) {

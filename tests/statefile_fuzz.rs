@@ -581,6 +581,21 @@ fn the_sample_passes_restart_validation() {
     assert_eq!(loaded.images[0].core.threads[0].tid, PID);
 }
 
+/// The forger's copy of the sample, unchanged but without its MAC and SHA-256 sums,
+/// still passes root's validation: so the mutations below reach the record checks
+/// rather than stopping at authentication.
+#[test]
+fn a_forged_copy_reaches_the_record_checks() {
+    let dir = scratch();
+    let sf = dir.path().join("sf");
+    copy_tree(template(), &sf);
+    let rel = layout::core_path(PID);
+    let bytes = std::fs::read(sf.join(&rel)).unwrap();
+    forge(&sf, &rel, &bytes);
+    assert!(!sf.join(layout::MANIFEST_MAC).exists());
+    cpr::engine::restart::validate::load(&[sf], 0).unwrap();
+}
+
 /// Values that parse but that restore could not use are refused by the validation that
 /// runs before anything is created, naming the statefile, the process and the damage.
 #[test]

@@ -7,7 +7,9 @@
 //!   `Backing::SharedMem`, `SysvShm`) and optional files (`pstree.json`,
 //!   `shared/table.json`, `shared/pipe-*`, `shared/mem-*`, `shared/shm*`,
 //!   `files/upgrade/*`). Every revision-1 statefile therefore reads as revision 2.
-//! - 2: the same records, with the file names in one table (`layout`).
+//! - 2: the same records, with the file names in one table (`layout`). While it is
+//!   current: `FileEntry::sha256` (absent: not authenticated) and the optional
+//!   `MANIFEST.mac` (`auth`), which older cprs of revision 2 ignore.
 
 use serde::{Deserialize, Serialize};
 

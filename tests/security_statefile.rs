@@ -530,3 +530,21 @@ fn an_attribute_file_linked_to_a_secret_is_not_quoted() {
         describe(&out)
     );
 }
+
+#[test]
+fn a_pid_given_twice_is_refused() {
+    if !root_or_skip("a_pid_given_twice_is_refused") {
+        return;
+    }
+    let _s = serial();
+    let s = Scratch::new();
+    let (sf, pid, _w) = checkpoint_counter(&s, true);
+    as_roots_own(&sf);
+    // a zombie with the PID of the live process it is the child of
+    forge_record(&sf, layout::PSTREE, |t| {
+        t["zombies"] = serde_json::json!([
+            {"pid": pid, "ppid": pid, "pgid": pid, "sid": pid, "status": 0}
+        ])
+    });
+    refused(&sf, &[&format!("process {pid} listed twice")]);
+}

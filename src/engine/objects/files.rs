@@ -250,11 +250,7 @@ fn open_path(path: &str, flags: i32) -> std::io::Result<OwnedFd> {
 }
 
 /// An unlinked file in `dir` (or /tmp) holding `content`, reopened with `flags`.
-fn anonymous_copy(
-    dir: &str,
-    mut src: std::fs::File,
-    flags: i32,
-) -> std::io::Result<OwnedFd> {
+fn anonymous_copy(dir: &str, mut src: std::fs::File, flags: i32) -> std::io::Result<OwnedFd> {
     let tmp = std::fs::OpenOptions::new()
         .read(true)
         .write(true)

@@ -86,11 +86,13 @@ pub fn load(paths: &[PathBuf], caller: u32) -> Result<Loaded> {
             })?;
         }
         loaded.tables.push(table);
-        loaded.trees.push(if sf.entry(pstree::TREE).is_some() {
+        let tree = if sf.entry(pstree::TREE).is_some() {
             sf.read_json::<TreeRecord>(pstree::TREE)?
         } else {
-            Default::default()
-        });
+            TreeRecord::default()
+        };
+        check_tree(&sf.manifest.processes, &tree).map_err(|e| e.context(path.display()))?;
+        loaded.trees.push(tree);
         loaded.statefiles.push(sf);
     }
     Ok(loaded)
@@ -178,6 +180,39 @@ fn summary_agrees(listed: &ProcessSummary, records: &ProcessSummary) -> Result<(
     )))
 }
 
+/// The tree restart plans: every PID positive and given once (processes and zombies),
+/// and no process its own ancestor (a loop of parents would never be forked).
+fn check_tree(processes: &[ProcessSummary], tree: &TreeRecord) -> Result<()> {
+    let mut parents = std::collections::BTreeMap::new();
+    let pids = processes
+        .iter()
+        .map(|p| (p.pid, p.ppid))
+        .chain(tree.zombies.iter().map(|z| (z.pid, z.ppid)));
+    for (pid, ppid) in pids {
+        if pid <= 0 || parents.insert(pid, ppid).is_some() {
+            return Err(damaged_record(format_args!(
+                "process {pid} listed twice or not a PID"
+            )));
+        }
+    }
+    for &start in parents.keys() {
+        let mut at = start;
+        // a chain longer than the set loops
+        for _ in 0..=parents.len() {
+            match parents.get(&at) {
+                Some(&up) if up != at => at = up,
+                _ => break,
+            }
+            if at == start {
+                return Err(damaged_record(format_args!(
+                    "process {start} is its own ancestor"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `what` must be an absolute, normalised path.
 fn check_path(what: &str, path: &str) -> Result<()> {
     if is_normal_absolute(path) {
@@ -249,4 +284,38 @@ fn check_mm_paths(mm: &MmRecord) -> Result<()> {
         check_path("component", &c.path)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(pid: i32, ppid: i32) -> ProcessSummary {
+        serde_json::from_value(serde_json::json!({
+            "pid": pid, "ppid": ppid, "pgid": pid, "sid": pid,
+            "uids": [0, 0, 0, 0], "gids": [0, 0, 0, 0], "command": "x", "args": [],
+            "cwd": "/", "root": "/", "threads": 1, "open_files": [],
+            "policies": {"will": "Exit", "cdir": "Replace", "rdir": "Replace",
+                         "fork": "Original", "files": []}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn loops_of_parents_and_repeated_pids_are_refused() {
+        let none = TreeRecord::default();
+        check_tree(&[summary(10, 1), summary(11, 10), summary(12, 12)], &none).unwrap();
+        let looped = [
+            summary(10, 12),
+            summary(11, 10),
+            summary(12, 11),
+            summary(5, 1),
+        ];
+        let e = check_tree(&looped, &none).unwrap_err().to_string();
+        assert!(e.contains("is its own ancestor"), "{e}");
+        let e = check_tree(&[summary(10, 1), summary(10, 1)], &none).unwrap_err();
+        assert!(e.to_string().contains("process 10 listed twice"), "{e}");
+        let e = check_tree(&[summary(0, 1)], &none).unwrap_err();
+        assert!(e.to_string().contains("not a PID"), "{e}");
+    }
 }

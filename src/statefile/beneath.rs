@@ -19,9 +19,12 @@ fn how(flags: OFlag, mode: u32) -> OpenHow {
         .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS)
 }
 
-/// Opens `rel` beneath `dir` for reading.
+/// Opens `rel` beneath `dir` for reading. Without blocking (a FIFO planted in a
+/// statefile must not hang cpr) and never as a controlling terminal; callers check with
+/// fstat that it is a regular file before they read.
 pub fn open_read(dir: impl AsFd, rel: &str) -> Result<File, Errno> {
-    openat2(dir, rel, how(OFlag::O_RDONLY | OFlag::O_NONBLOCK, 0)).map(File::from)
+    let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
+    openat2(dir, rel, how(flags, 0)).map(File::from)
 }
 
 /// Opens the directory `rel` beneath `dir` (`.` for `dir` itself, again).

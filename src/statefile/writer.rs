@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::errno::Errno;
-use nix::fcntl::{AT_FDCWD, OFlag, RenameFlags, renameat2};
+use nix::fcntl::{OFlag, RenameFlags, renameat2};
 use nix::sys::stat::Mode;
 use nix::unistd::{AccessFlags, Gid, Uid};
 use sha2::{Digest, Sha256};
@@ -49,6 +49,12 @@ pub struct StatefileWriter {
     parent: PathBuf,
     /// The staging directory, held: every file and directory is made beneath it.
     dir: OwnedFd,
+    /// The directory the statefile goes in, held from the start: the renames of commit
+    /// happen there even if a directory above it is renamed meanwhile.
+    parent_fd: OwnedFd,
+    /// Names in `parent_fd`.
+    staging_name: OsString,
+    target_name: OsString,
     force: bool,
     owner: Owner,
     /// Files finished so far, by relative path.
@@ -149,10 +155,6 @@ fn hand_over(fd: impl AsFd, owner: Owner) -> std::result::Result<(), Errno> {
         )?;
     }
     Ok(())
-}
-
-fn fsync_dir(path: &Path) -> std::io::Result<()> {
-    File::open(path)?.sync_all()
 }
 
 /// Creates the directory `rel` beneath `root` (its parent already there), mode 0700:
@@ -331,6 +333,9 @@ impl StatefileWriter {
             staging,
             parent,
             dir,
+            parent_fd,
+            staging_name,
+            target_name: name,
             force,
             owner,
             files: BTreeMap::new(),
@@ -511,11 +516,9 @@ impl StatefileWriter {
         let exists = std::fs::symlink_metadata(&self.target).is_ok();
         if !exists {
             // NOREPLACE: rename(2) would silently replace an empty directory made meanwhile.
-            renameat2(
-                AT_FDCWD,
-                &self.staging,
-                AT_FDCWD,
-                &self.target,
+            self.rename(
+                &self.staging_name,
+                &self.target_name,
                 RenameFlags::RENAME_NOREPLACE,
             )
             .map_err(|errno| path_error(&subject, errno))?;
@@ -529,11 +532,9 @@ impl StatefileWriter {
             check_replaceable(&self.target, &subject, self.owner)?;
             // Swap the two in one step where the filesystem can; the old one then sits
             // under the staging name and is removed below. Elsewhere, move it aside first.
-            match renameat2(
-                AT_FDCWD,
-                &self.staging,
-                AT_FDCWD,
-                &self.target,
+            match self.rename(
+                &self.staging_name,
+                &self.target_name,
                 RenameFlags::RENAME_EXCHANGE,
             ) {
                 Ok(()) => {
@@ -542,18 +543,21 @@ impl StatefileWriter {
                     std::fs::remove_dir_all(&old).map_err(|e| self.error(e, None))?;
                 }
                 Err(Errno::EINVAL | Errno::ENOTSUP | Errno::ENOSYS) => {
-                    let name = self.target.file_name().unwrap_or_default().to_owned();
-                    let aside = self.parent.join(hidden_name(&name, "cpr-old"));
-                    std::fs::rename(&self.target, &aside).map_err(|e| self.error(e, None))?;
-                    if let Err(errno) = renameat2(
-                        AT_FDCWD,
-                        &self.staging,
-                        AT_FDCWD,
-                        &self.target,
+                    let aside_name = hidden_name(&self.target_name, "cpr-old");
+                    let aside = self.parent.join(&aside_name);
+                    self.rename(
+                        &self.target_name,
+                        &aside_name,
+                        RenameFlags::RENAME_NOREPLACE,
+                    )
+                    .map_err(|e| self.error(e.into(), None))?;
+                    if let Err(errno) = self.rename(
+                        &self.staging_name,
+                        &self.target_name,
                         RenameFlags::RENAME_NOREPLACE,
                     ) {
                         // Put the old one back; the new one is removed by Drop.
-                        let _ = std::fs::rename(&aside, &self.target);
+                        let _ = self.rename(&aside_name, &self.target_name, RenameFlags::empty());
                         return Err(path_error(&subject, errno));
                     }
                     self.sync_parent()?;
@@ -566,7 +570,17 @@ impl StatefileWriter {
     }
 
     fn sync_parent(&self) -> Result<()> {
-        fsync_dir(&self.parent).map_err(|e| self.error(e, None))
+        nix::unistd::fsync(&self.parent_fd).map_err(|e| self.error(e.into(), None))
+    }
+
+    /// renameat2 of two names in the statefile's directory.
+    fn rename(
+        &self,
+        from: &std::ffi::OsStr,
+        to: &std::ffi::OsStr,
+        flags: RenameFlags,
+    ) -> std::result::Result<(), Errno> {
+        renameat2(&self.parent_fd, from, &self.parent_fd, to, flags)
     }
 }
 

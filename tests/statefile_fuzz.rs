@@ -653,6 +653,37 @@ fn unusable_records_are_refused_before_anything_is_created() {
     }
 }
 
+/// Runs of shared memory or SysV segment pages outside their object (restore computes
+/// offsets from them, which overflowed) are refused before anything is created.
+#[test]
+fn shared_memory_runs_outside_their_object_are_refused() {
+    type Edit = fn(&str, &mut Value);
+    let cases: [(&str, Edit); 2] = [
+        ("shmid 5: pages 18446744073709551615+2", |rel, v| {
+            if rel == SHM_INDEX {
+                v["segments"][0]["runs"] = json!([[u64::MAX, 2]]);
+            }
+        }),
+        ("shared memory 9: bytes 4096+1", |rel, v| {
+            if rel == SHARED_TABLE {
+                v["mems"][0]["runs"] = json!([[4096, 1]]);
+            }
+        }),
+    ];
+    for (needle, edit) in cases {
+        let dir = scratch();
+        let sf = write_sample(&dir.path().join("sf"), edit);
+        let err = cpr::engine::restart::validate::load(std::slice::from_ref(&sf), 0)
+            .err()
+            .unwrap_or_else(|| panic!("{needle}: accepted"));
+        let text = err.to_string();
+        assert!(
+            text.contains(&sf.display().to_string()) && text.contains(needle),
+            "{needle}: {text}"
+        );
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 

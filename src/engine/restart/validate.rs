@@ -11,6 +11,7 @@ use crate::engine::objects::files::{FdKind, FdRecord};
 use crate::engine::objects::memory::{Backing, MmRecord};
 use crate::engine::objects::pstree::{self, TreeRecord};
 use crate::engine::objects::shared_fds::{self, SharedTable};
+use crate::engine::objects::sysv_shm::{self, ShmIndex};
 use crate::error::{Error, Kind, Result};
 use crate::statefile::reader::{Verify, damaged_record};
 use crate::statefile::records::is_normal_absolute;
@@ -85,6 +86,7 @@ pub fn load(paths: &[PathBuf], caller: u32) -> Result<Loaded> {
                     .context(path.display())
             })?;
         }
+        check_shared_memory(&sf, &table).map_err(|e| e.context(path.display()))?;
         loaded.tables.push(table);
         let tree = if sf.entry(pstree::TREE).is_some() {
             sf.read_json::<TreeRecord>(pstree::TREE)?
@@ -178,6 +180,42 @@ fn summary_agrees(listed: &ProcessSummary, records: &ProcessSummary) -> Result<(
         "its records disagree with the MANIFEST's summary of it ({})",
         field.as_deref().unwrap_or("a field")
     )))
+}
+
+/// Where shared memory and SysV segments are refilled: every run inside its object
+/// (restore computes offsets from them).
+fn check_shared_memory(sf: &Statefile, table: &SharedTable) -> Result<()> {
+    for m in &table.mems {
+        if let Some((off, len)) = m
+            .runs
+            .iter()
+            .find(|(off, len)| off.checked_add(*len).is_none_or(|end| end > m.size))
+        {
+            return Err(damaged_record(format_args!(
+                "shared memory {}: bytes {off}+{len} beyond its {} bytes",
+                m.ino, m.size
+            )));
+        }
+    }
+    if sf.entry(sysv_shm::INDEX).is_none() {
+        return Ok(());
+    }
+    let index: ShmIndex = sf.read_json(sysv_shm::INDEX)?;
+    let page = crate::engine::objects::memory::PAGE;
+    for seg in &index.segments {
+        let pages = seg.size.div_ceil(page);
+        if let Some((first, count)) = seg
+            .runs
+            .iter()
+            .find(|(first, count)| first.checked_add(*count).is_none_or(|end| end > pages))
+        {
+            return Err(damaged_record(format_args!(
+                "SysV shared memory shmid {}: pages {first}+{count} beyond its {} bytes",
+                seg.shmid, seg.size
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The tree restart plans: every PID positive and given once (processes and zombies),

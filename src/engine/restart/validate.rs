@@ -160,6 +160,7 @@ fn check_image(
         check_fd(fd).map_err(|e| e.context(format!("fd {}", fd.fd)))?;
     }
     check_mm_paths(mm)?;
+    check_locks(core)?;
     summary_agrees(summary, &ProcessSummary::of(core))
 }
 
@@ -212,6 +213,23 @@ fn check_shared_memory(sf: &Statefile, table: &SharedTable) -> Result<()> {
             return Err(damaged_record(format_args!(
                 "SysV shared memory shmid {}: pages {first}+{count} beyond its {} bytes",
                 seg.shmid, seg.size
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Lock ranges restore hands to fcntl: first byte not after the last, both offsets.
+fn check_locks(core: &CoreRecord) -> Result<()> {
+    let max = i64::MAX as u64;
+    for l in &core.locks {
+        let bad = l.start > max || l.end.is_some_and(|end| end < l.start || end >= max);
+        if bad {
+            return Err(damaged_record(format_args!(
+                "lock on fd {}: bytes {}-{}",
+                l.fd,
+                l.start,
+                l.end.map_or("end".to_string(), |e| e.to_string())
             )));
         }
     }

@@ -14,7 +14,7 @@ use clap::Parser;
 
 use cli::{CheckpointRequest, Cli, Request};
 use cpr::attrfile::AttrFile;
-use cpr::error::{Context, Error, Result};
+use cpr::error::{Error, Result};
 use cpr::ops::{self, CheckpointOptions, Preview, Progress, RestartOptions};
 use cpr::statefile::{self, Statefile, reader::Verify};
 
@@ -127,10 +127,9 @@ fn checkpoint_options(request: CheckpointRequest) -> Result<CheckpointOptions> {
     })
 }
 
-/// `--attributes FILE`.
+/// `--attributes FILE`: read as the library reads it (a regular file, not a link).
 fn load_attributes(path: &Path) -> Result<AttrFile> {
-    let text = std::fs::read_to_string(path).ctx(path.display())?;
-    AttrFile::parse(&text, &path.display().to_string())
+    AttrFile::load(path)
 }
 
 /// `-i`: every statefile that opens is shown; each one that does not is one error.

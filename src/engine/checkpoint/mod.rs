@@ -11,7 +11,7 @@ mod will;
 use std::path::PathBuf;
 
 use super::objects::memory::{self, MmRecord};
-use super::objects::{files, pstree, shared_fds, shmem, sysv_shm as shm};
+use super::objects::{pstree, shared_fds, shmem, sysv_shm as shm};
 use super::timer::Timer;
 use crate::attrfile::AttrFile;
 use crate::engine::options::CheckpointOptions;
@@ -160,22 +160,7 @@ fn write_records(
         let pid = core.process.pid;
         writer.write_json(&mm_path(pid), mm)?;
         writer.write_json(&core_path(pid), core)?;
-        let p = &core.process;
-        summaries.push(ProcessSummary {
-            pid,
-            ppid: p.ppid,
-            pgid: p.pgid,
-            sid: p.sid,
-            uids: p.uids,
-            gids: p.gids,
-            command: p.comm.clone(),
-            args: p.args.clone(),
-            cwd: p.cwd.clone(),
-            root: p.root.clone(),
-            threads: core.threads.len(),
-            open_files: files::summaries(&core.fds),
-            policies: core.policies.clone(),
-        });
+        summaries.push(ProcessSummary::of(core));
     }
     Ok(summaries)
 }

@@ -270,11 +270,7 @@ fn open_path(path: &str, flags: i32) -> std::io::Result<OwnedFd> {
 }
 
 /// An unlinked file in `dir` (or /tmp) holding `content`, reopened with `flags`.
-fn anonymous_copy(
-    dir: &str,
-    content_path: &std::path::Path,
-    flags: i32,
-) -> std::io::Result<OwnedFd> {
+fn anonymous_copy(dir: &str, mut src: std::fs::File, flags: i32) -> std::io::Result<OwnedFd> {
     let tmp = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -289,7 +285,6 @@ fn anonymous_copy(
                 .mode(0o600)
                 .open("/tmp")
         })?;
-    let mut src = std::fs::File::open(content_path)?;
     let mut dst = &tmp;
     std::io::copy(&mut src, &mut dst)?;
     // reopen through /proc to get the original access mode and flags
@@ -332,7 +327,7 @@ pub fn reopen(r: &FdRecord, sf: &Statefile, tty: Option<&str>) -> Result<OwnedFd
             let saved = r.saved.as_deref().ok_or_else(|| {
                 Error::with_detail(&who, Kind::CheckpointError, "saved content missing")
             })?;
-            let fd = anonymous_copy(&parent, &sf.file(saved)?, r.flags).ctx(&who)?;
+            let fd = anonymous_copy(&parent, sf.open_file(saved)?, r.flags).ctx(&who)?;
             seek(&fd, r.pos, nix::unistd::Whence::SeekSet)?;
             fd
         }

@@ -67,6 +67,7 @@ impl MmRecord {
     /// all the pages listed.
     pub fn check(&self, pages_size: u64) -> Result<()> {
         let mut saved: u64 = 0;
+        let mut prev_end = 0;
         for v in &self.vmas {
             if v.start >= v.end || v.start % PAGE != 0 || v.end % PAGE != 0 {
                 return Err(damaged_record(format_args!(
@@ -74,6 +75,15 @@ impl MmRecord {
                     v.start, v.end
                 )));
             }
+            // in address order and apart, as /proc lists them: an overlap would map
+            // over a mapping already restored
+            if v.start < prev_end {
+                return Err(damaged_record(format_args!(
+                    "mapping {:#x}-{:#x} overlaps the one before",
+                    v.start, v.end
+                )));
+            }
+            prev_end = v.end;
             let pages = (v.end - v.start) / PAGE;
             for &(first, count) in &v.runs {
                 if first.checked_add(count).is_none_or(|last| last > pages) {
@@ -82,8 +92,8 @@ impl MmRecord {
                         v.start, v.end
                     )));
                 }
-                // bounded by the mapping's size: no overflow
-                saved += count * PAGE;
+                // bounded by the mapping's size, and mappings apart: no overflow
+                saved = saved.saturating_add(count * PAGE);
             }
         }
         if saved > pages_size {

@@ -105,7 +105,7 @@ pub(super) fn open_all(mems: &[SharedMem], sf: &Statefile) -> Result<BTreeMap<u6
                 .ctx(&who)?;
         let file = std::fs::File::from(fd);
         file.set_len(m.size).ctx(&who)?;
-        let mut data = std::fs::File::open(sf.file(&m.data)?).ctx(&who)?;
+        let mut data = sf.open_file(&m.data)?;
         let biggest = m.runs.iter().map(|r| r.1).max().unwrap_or(0);
         let mut buf = vec![0u8; (8 << 20).min(biggest as usize)];
         for &(off, len) in &m.runs {

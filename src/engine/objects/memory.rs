@@ -175,6 +175,9 @@ pub fn plan(pid: i32) -> Result<Vec<Vma>> {
         let name = m.path.clone();
         let vflags = flags.get(&m.start).cloned().unwrap_or_default();
         let backing = backing(pid, m, &name, &vflags)?;
+        if !matches!(backing, Backing::Vdso | Backing::Vsyscall) {
+            refuse_flags(pid, m, &vflags)?;
+        }
         let runs = match &backing {
             Backing::Vdso
             | Backing::Vsyscall
@@ -197,6 +200,28 @@ pub fn plan(pid: i32) -> Result<Vec<Vma>> {
         });
     }
     Ok(vmas)
+}
+
+/// "Checkpoint error" for a mapping whose VmFlags say it holds state restart cannot
+/// give back (hugetlb, userfaultfd, ...), or that only the kernel's own mappings have.
+fn refuse_flags(pid: i32, m: &MapsLine, vflags: &[String]) -> Result<()> {
+    use crate::proc::maps::{VmFlagKind, vm_flag_kind};
+    for f in vflags {
+        let what = match vm_flag_kind(f) {
+            Some(VmFlagKind::Unrestorable(what)) => what,
+            Some(VmFlagKind::Special) => "a special (device or kernel) mapping",
+            _ => continue,
+        };
+        return Err(Error::with_detail(
+            format!("process {pid}"),
+            Kind::CheckpointError,
+            format!(
+                "mapping {:#x}-{:#x} {}: {what} (VmFlag '{f}') is not checkpoint safe",
+                m.start, m.end, m.path
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// What backs mapping `m` (named `name`, with smaps flags `vflags`); a mapping cpr cannot
@@ -558,6 +583,9 @@ fn map_one(
     if v.has_flag("gd") {
         flags |= libc::MAP_GROWSDOWN;
     }
+    if v.has_flag("nr") {
+        flags |= libc::MAP_NORESERVE;
+    }
     let (fd, off) = match &v.backing {
         Backing::Vdso | Backing::Vsyscall => return Ok(()),
         Backing::SysvShm { shmid } => {
@@ -628,23 +656,53 @@ fn finish(inj: &Injector, v: &Vma) -> Result<()> {
             [v.start, len, v.prot as u64, 0, 0, 0],
         )?;
     }
-    let advice = [
-        ("hg", libc::MADV_HUGEPAGE),
-        ("nh", libc::MADV_NOHUGEPAGE),
-        ("dd", libc::MADV_DONTDUMP),
-        ("dc", libc::MADV_DONTFORK),
-        ("wf", libc::MADV_WIPEONFORK),
-    ];
-    for (flag, adv) in advice {
+    for (flag, adv) in ADVICE {
         if v.has_flag(flag) {
-            // hints only: a kernel without them still runs the program correctly
-            let _ = inj.call(libc::SYS_madvise, [v.start, len, adv as u64, 0, 0, 0])?;
+            inj.check(
+                "madvise",
+                libc::SYS_madvise,
+                [v.start, len, adv as u64, 0, 0, 0],
+            )
+            .map_err(|e| e.detail(format!("VmFlag '{flag}' of mapping {}", describe(v))))?;
         }
     }
     if v.has_flag("lo") {
-        inj.check("mlock", libc::SYS_mlock, [v.start, len, 0, 0, 0, 0])?;
+        // locked on fault (mlock2 MLOCK_ONFAULT) or all at once
+        let (name, nr, onfault) = if v.has_flag("lf") {
+            ("mlock2", libc::SYS_mlock2, libc::MLOCK_ONFAULT as u64)
+        } else {
+            ("mlock", libc::SYS_mlock, 0)
+        };
+        inj.check(name, nr, [v.start, len, onfault, 0, 0, 0])
+            .map_err(|e| e.detail(format!("mapping {}", describe(v))))?;
+    }
+    if v.has_flag("sl") {
+        // sealed last: nothing may change the mapping after this
+        inj.check("mseal", libc::SYS_mseal, [v.start, len, 0, 0, 0, 0])
+            .map_err(|e| e.detail(format!("mapping {}", describe(v))))?;
     }
     Ok(())
+}
+
+/// The madvise calls that give back each advice VmFlag.
+const ADVICE: [(&str, i32); 8] = [
+    ("sr", libc::MADV_SEQUENTIAL),
+    ("rr", libc::MADV_RANDOM),
+    ("dc", libc::MADV_DONTFORK),
+    ("wf", libc::MADV_WIPEONFORK),
+    ("dd", libc::MADV_DONTDUMP),
+    ("hg", libc::MADV_HUGEPAGE),
+    ("nh", libc::MADV_NOHUGEPAGE),
+    ("mg", libc::MADV_MERGEABLE),
+];
+
+/// A mapping as errors name it: its range and what /proc shows for it.
+fn describe(v: &Vma) -> String {
+    if v.name.is_empty() {
+        format!("{:#x}-{:#x}", v.start, v.end)
+    } else {
+        format!("{:#x}-{:#x} {}", v.start, v.end, v.name)
+    }
 }
 
 /// The page data of the image, from the statefile's pages file (the child's `pages_fd`)

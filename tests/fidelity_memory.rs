@@ -1,0 +1,57 @@
+//! Memory comes back exactly as it was (issue 9): contents of every kind of mapping,
+//! advice and locks (smaps VmFlags), memfds, mapped deleted files; what cannot come back
+//! identically is refused at checkpoint. Each workload checks its own state after restart
+//! with what a program would use (reading bytes back, /proc/self/smaps, fstatfs,
+//! fcntl(F_GET_SEALS), SEEK_HOLE).
+//!
+//! Run them alone: `cargo test --test fidelity_memory` (they take the global lock).
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::*;
+
+/// Start `source` (its control directory its one argument), READY, checkpoint (WILL
+/// EXIT), restart, GO: it must PASS.
+fn round_trip(source: &str) -> String {
+    let _s = serial();
+    let s = Scratch::new();
+    let (w, _) = spawn_ready(&s, &build(source), &[ctl(&s)]);
+    let sf: PathBuf = checkpoint_set(&s, "ckpt", &w.pid.to_string(), &[], &[w.pid]);
+    restart_ok(&sf);
+    s.go();
+    expect_pass_and_exit(&w)
+}
+
+/// madvise advice, mlock and mlock2(MLOCK_ONFAULT), MAP_NORESERVE show the same smaps
+/// VmFlags after restart; a MAP_GROWSDOWN mapping still grows; MADV_WIPEONFORK and
+/// MADV_DONTFORK still act on the next fork.
+#[test]
+fn advice_locks_and_growth_survive() {
+    round_trip("mem_advice.c");
+}
+
+/// A mapping whose VmFlags say it cannot come back as it was (MAP_DROPPABLE: "dp") is
+/// refused at checkpoint with "Checkpoint error" naming the process and the mapping; no
+/// statefile is left and the process runs on.
+#[test]
+fn unrestorable_memory_is_refused() {
+    let _s = serial();
+    let s = Scratch::new();
+    let (w, ready) = spawn_ready(&s, &build("mem_droppable.c"), &[ctl(&s)]);
+    let addr = field(&ready, "addr").expect("addr").to_string();
+    let sf = s.join("ckpt");
+    let out = cpr(&["-c", sf.to_str().unwrap(), "-p", &w.pid.to_string()]);
+    let pid = format!("process {}", w.pid);
+    assert_failure(
+        &out,
+        "checkpoint of droppable memory",
+        &["Checkpoint error", &pid, &addr, "'dp'"],
+        false,
+    );
+    assert!(!sf.exists(), "no statefile may be left");
+    assert_running_untraced(w.pid);
+    s.go();
+    expect_pass_and_exit(&w);
+}

@@ -24,6 +24,14 @@ fn round_trip(source: &str) -> String {
     expect_pass_and_exit(&w)
 }
 
+/// Private file mappings partly written, then grown, shrunk, moved, or with the file
+/// grown under them; shared file, shared anonymous and /dev/zero mappings: every page
+/// holds the bytes it held.
+#[test]
+fn every_mapping_kind_keeps_its_bytes() {
+    round_trip("mem_contents.c");
+}
+
 /// madvise advice, mlock and mlock2(MLOCK_ONFAULT), MAP_NORESERVE show the same smaps
 /// VmFlags after restart; a MAP_GROWSDOWN mapping still grows; MADV_WIPEONFORK and
 /// MADV_DONTFORK still act on the next fork.
@@ -54,4 +62,13 @@ fn unrestorable_memory_is_refused() {
     assert_running_untraced(w.pid);
     s.go();
     expect_pass_and_exit(&w);
+}
+
+/// A memfd mapped shared and private (past its end) comes back a memfd on tmpfs with its
+/// name, size, seals, holes and bytes, one object behind both mappings; a file deleted
+/// while mapped shared and private comes back one file, "(deleted)" at its path, with its
+/// mode, size, holes and bytes.
+#[test]
+fn memfds_and_deleted_files_stay_what_they_were() {
+    round_trip("mem_objects.c");
 }

@@ -30,8 +30,9 @@ pub enum Backing {
     Vdso,
     /// vsyscall: fixed by the kernel; nothing to do.
     Vsyscall,
-    /// A shared memory object (shared anonymous mapping, memfd) mapped at `offset`: its
-    /// content is saved once for all processes in `shared/` (see shmem.rs).
+    /// A memory object (shared anonymous memory, a memfd, a deleted file) mapped at
+    /// `offset`, shared or private: its content is saved once for all processes in
+    /// `shared/` (see shmem.rs); for private mappings the written pages are saved too.
     SharedMem { ino: u64, offset: u64 },
     /// A System V shared memory segment, attached whole: its contents are saved once per
     /// statefile under shared/ (sysv_shm.rs), not with the process's pages.
@@ -174,18 +175,18 @@ pub fn plan(pid: i32) -> Result<Vec<Vma>> {
     for m in &maps {
         let name = m.path.clone();
         let vflags = flags.get(&m.start).cloned().unwrap_or_default();
-        let backing = backing(pid, m, &name, &vflags)?;
-        if !matches!(backing, Backing::Vdso | Backing::Vsyscall) {
+        if name != "[vsyscall]" && !super::vdso::is_vdso(&name) {
             refuse_flags(pid, m, &vflags)?;
         }
+        let backing = backing(pid, m, &name, &vflags)?;
+        // private mappings of a file or memory object: only the pages written since
+        // (copies of the object's pages beyond its end cannot even be read)
         let runs = match &backing {
-            Backing::Vdso
-            | Backing::Vsyscall
-            | Backing::SharedMem { .. }
-            | Backing::SysvShm { .. } => Vec::new(),
-            Backing::File { .. } if m.shared() => Vec::new(),
-            Backing::File { .. } => pages_to_save(&pagemap_entries(pid, m, &pagemap)?, true),
-            Backing::Anon if name.ends_with(" (deleted)") => vec![(0, (m.end - m.start) / PAGE)],
+            Backing::Vdso | Backing::Vsyscall | Backing::SysvShm { .. } => Vec::new(),
+            Backing::File { .. } | Backing::SharedMem { .. } if m.shared() => Vec::new(),
+            Backing::File { .. } | Backing::SharedMem { .. } => {
+                pages_to_save(&pagemap_entries(pid, m, &pagemap)?, true)
+            }
             Backing::Anon => pages_to_save(&pagemap_entries(pid, m, &pagemap)?, false),
         };
         vmas.push(Vma {
@@ -225,65 +226,61 @@ fn refuse_flags(pid: i32, m: &MapsLine, vflags: &[String]) -> Result<()> {
 }
 
 /// What backs mapping `m` (named `name`, with smaps flags `vflags`); a mapping cpr cannot
-/// restore is "Checkpoint error".
+/// restore, or of a kind it does not know, is "Checkpoint error".
 fn backing(pid: i32, m: &MapsLine, name: &str, vflags: &[String]) -> Result<Backing> {
-    let special = name.starts_with('[') && name.ends_with(']');
-    let backing = if name == "[vsyscall]" {
-        Backing::Vsyscall
-    } else if super::vdso::is_vdso(name) {
-        Backing::Vdso
-    } else if special
-        || name.is_empty()
-        || (m.inode == 0 && m.dev == "00:00" && !name.starts_with('/'))
-    {
-        if !(special || name.is_empty()) {
-            return Err(Error::with_detail(
-                format!("process {pid}"),
-                Kind::CheckpointError,
-                format!("mapping {name} at {:#x} is not checkpoint safe", m.start),
-            ));
-        }
-        Backing::Anon
-    } else if name.starts_with("/SYSV") && m.shared() {
-        // System V shared memory (sysv_shm.rs)
-        super::sysv_shm::plan_vma(pid, m, vflags)?
-    } else if m.shared() && (name.starts_with("/memfd:") || name.starts_with("/dev/zero")) {
-        Backing::SharedMem {
-            ino: m.inode,
-            offset: m.offset,
-        }
-    } else if name.starts_with("/SYSV") {
-        return Err(Error::with_detail(
+    let refuse = |what: &str| -> Result<Backing> {
+        Err(Error::with_detail(
             format!("process {pid}"),
             Kind::CheckpointError,
             format!(
-                "SysV shared memory {name} at {:#x} is not supported yet",
-                m.start
+                "mapping {:#x}-{:#x} {name}: {what} is not checkpoint safe",
+                m.start, m.end
             ),
-        ));
-    } else if let Some(path) = name.strip_suffix(" (deleted)") {
-        if m.shared() {
-            return Err(Error::with_detail(
-                format!("process {pid}"),
-                Kind::CheckpointError,
-                format!("shared mapping of deleted file {path}"),
-            ));
-        }
-        // private mapping of a deleted file: keep all its pages as anonymous memory
+        ))
+    };
+    let object = Backing::SharedMem {
+        ino: m.inode,
+        offset: m.offset,
+    };
+    Ok(if name == "[vsyscall]" {
+        Backing::Vsyscall
+    } else if super::vdso::is_vdso(name) {
+        Backing::Vdso
+    } else if name.is_empty() || name == "[heap]" || name == "[stack]" {
         Backing::Anon
+    } else if !name.starts_with('/') {
+        // named anonymous memory ([anon:...], [anon_shmem:...]), anon_inode:..., and
+        // whatever else the kernel may show
+        return refuse("this kind of mapping");
+    } else if name.starts_with("/SYSV") {
+        if !m.shared() {
+            return refuse("a private mapping of SysV shared memory");
+        }
+        // System V shared memory (sysv_shm.rs)
+        super::sysv_shm::plan_vma(pid, m, vflags)?
+    } else if name == "/dev/zero (deleted)" && m.shared() {
+        // shared anonymous memory
+        object
+    } else if name.starts_with("/memfd:") {
+        object
+    } else if name.ends_with(" (deleted)") {
+        // a deleted file: saved once with its data (shmem.rs), mapped again from a copy
+        let link = format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end);
+        let is_file = std::fs::metadata(&link)
+            .map(|meta| meta.is_file())
+            .ctx(format!("process {pid}: mapping {name}"))?;
+        if !is_file {
+            return refuse("a deleted file that is not a regular file");
+        }
+        object
     } else if name.starts_with("/dev/") && name != "/dev/zero" {
-        return Err(Error::with_detail(
-            format!("process {pid}"),
-            Kind::CheckpointError,
-            format!("device mapping {name} is not checkpoint safe"),
-        ));
+        return refuse("a device mapping");
     } else {
         Backing::File {
             path: name.to_string(),
             offset: m.offset,
         }
-    };
-    Ok(backing)
+    })
 }
 
 /// Copies the saved pages of `vmas` into `sink`, in order. Readable memory goes through

@@ -209,6 +209,18 @@ int main(int argc, char **argv)
 						r->addr[p * pg + k], want);
 		}
 	}
+	/* shared anonymous memory is still that, not some other file */
+	FILE *maps = fopen("/proc/self/maps", "r");
+	char line[4096];
+	int named = 0;
+	while (fgets(line, sizeof line, maps)) {
+		unsigned long s0, e0;
+		if (sscanf(line, "%lx-%lx", &s0, &e0) == 2 && s0 == (unsigned long)sa)
+			named = strstr(line, " /dev/zero (deleted)\n") != NULL;
+	}
+	fclose(maps);
+	if (!named)
+		wl_fail("shared anonymous mapping at %p is not /dev/zero (deleted) now", (void *)sa);
 	wl_pass("areas=%d contents kept", nareas);
 	return 0;
 }

@@ -390,10 +390,23 @@ fn read_batch(pid: i32, buf: &mut [u8], remote: &mut Vec<RemoteIoVec>) -> Result
     let n = process_vm_readv(Pid::from_raw(pid), &mut local, remote)
         .ctx(format!("process {pid}: reading memory"))?;
     if n != want {
+        // the process is frozen: a short read means a page that cannot be read at all
+        let mut at = n;
+        let stop = remote
+            .iter()
+            .find_map(|r| {
+                if at < r.len {
+                    Some(r.base + at)
+                } else {
+                    at -= r.len;
+                    None
+                }
+            })
+            .unwrap_or(0);
         return Err(Error::with_detail(
             format!("process {pid}"),
             Kind::CheckpointError,
-            "memory changed while being read",
+            format!("memory at {stop:#x} cannot be read"),
         ));
     }
     remote.clear();

@@ -182,7 +182,7 @@ pub(super) fn open_all(mems: &[SharedMem], sf: &Statefile) -> Result<BTreeMap<u6
     let mut opened = BTreeMap::new();
     for m in mems {
         let who = format!("shared memory {}", m.ino);
-        let file = create(&m.kind).ctx(&who)?;
+        let file = create(&m.kind, &m.size).ctx(&who)?;
         file.set_len(m.size).ctx(&who)?;
         let mut data = std::fs::File::open(sf.file(&m.data)?).ctx(&who)?;
         let biggest = m.runs.iter().map(|r| r.1).max().unwrap_or(0);
@@ -206,11 +206,18 @@ pub(super) fn open_all(mems: &[SharedMem], sf: &Statefile) -> Result<BTreeMap<u6
 /// A new, empty object of `kind`: a memfd (with its name), or a file created where the
 /// deleted one was and unlinked again (so that /proc shows its path as "(deleted)"; an
 /// unnamed file in the same directory, or in /tmp, if that path is taken or gone).
-fn create(kind: &MemKind) -> std::io::Result<std::fs::File> {
+fn create(kind: &MemKind, size: &u64) -> std::io::Result<std::fs::File> {
     use nix::sys::memfd::{MFdFlags, memfd_create};
     let invalid = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
     match kind {
-        MemKind::Anon => Ok(memfd_create(c"cpr-shmem", MFdFlags::MFD_CLOEXEC)?.into()),
+        MemKind::Anon => {
+            // a memfd where /proc/self/map_files cannot be opened (no CAP_SYS_ADMIN): the
+            // same memory, under another name
+            let size = *size;
+            let fd = crate::sys::shared_anon::open(size.max(1))
+                .or_else(|_| memfd_create(c"cpr-shmem", MFdFlags::MFD_CLOEXEC))?;
+            Ok(fd.into())
+        }
         MemKind::Memfd { name, .. } => {
             if name.len() > MEMFD_NAME_MAX {
                 return Err(invalid("memfd name too long"));

@@ -840,6 +840,170 @@ impl PagesReader<'_> {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// The check before release
+
+/// Compares the address space of restored process `pid` (stopped, its memory in place)
+/// with its record: every address mapped as it was and nothing else, with the same
+/// protections, sharing, restorable VmFlags (advice, locks, growth), backing (name,
+/// offset, the same object behind every mapping of one saved object) and, for programs
+/// and libraries, the same file. The first difference is "Checkpoint error" naming the
+/// mapping and both values.
+pub fn verify_restored(pid: i32, mm: &MmRecord) -> Result<()> {
+    let dir = ProcDir::open(pid)?;
+    let now: Vec<MapsLine> = dir
+        .maps()?
+        .into_iter()
+        .filter(|m| m.path != "[vsyscall]")
+        .collect();
+    let flags: BTreeMap<u64, Vec<String>> = dir.smaps_flags()?.into_iter().collect();
+    let want: Vec<&Vma> = mm
+        .vmas
+        .iter()
+        .filter(|v| v.backing != Backing::Vsyscall)
+        .collect();
+    let differ =
+        |what: String| Error::with_detail(format!("process {pid}"), Kind::CheckpointError, what);
+    let ranges_now: Vec<(u64, u64)> = now.iter().map(|m| (m.start, m.end)).collect();
+    let ranges_want: Vec<(u64, u64)> = want.iter().map(|v| (v.start, v.end)).collect();
+    for v in &want {
+        if let Some(at) = first_uncovered((v.start, v.end), &ranges_now) {
+            return Err(differ(format!(
+                "mapping {}: {at:#x} saved mapped, restored not mapped",
+                describe(v)
+            )));
+        }
+    }
+    for m in &now {
+        if let Some(at) = first_uncovered((m.start, m.end), &ranges_want) {
+            return Err(differ(format!(
+                "mapping {:#x}-{:#x} {}: {at:#x} saved not mapped, restored mapped",
+                m.start, m.end, m.path
+            )));
+        }
+    }
+    // saved object -> (device, inode) of what maps it now
+    let mut objects: BTreeMap<u64, (String, u64)> = BTreeMap::new();
+    for v in &want {
+        for m in now.iter().filter(|m| m.start < v.end && v.start < m.end) {
+            let no_flags = Vec::new();
+            let m_flags = flags.get(&m.start).unwrap_or(&no_flags);
+            compare_one(v, m, m_flags, &mm.components, &mut objects)
+                .map_err(|what| differ(format!("mapping {}: {what}", describe(v))))?;
+        }
+    }
+    Ok(())
+}
+
+/// The first address of `range` that no range of `sorted` covers.
+fn first_uncovered(range: (u64, u64), sorted: &[(u64, u64)]) -> Option<u64> {
+    let mut at = range.0;
+    for &(s, e) in sorted {
+        if e <= at {
+            continue;
+        }
+        if s > at || at >= range.1 {
+            break;
+        }
+        at = e;
+    }
+    (at < range.1).then_some(at)
+}
+
+/// Compares saved mapping `v` with a restored mapping `m` (flags `m_flags`) that overlaps
+/// it; the difference, with both values.
+fn compare_one(
+    v: &Vma,
+    m: &MapsLine,
+    m_flags: &[String],
+    components: &[super::mapped_files::Component],
+    objects: &mut BTreeMap<u64, (String, u64)>,
+) -> std::result::Result<(), String> {
+    use crate::proc::maps::{VmFlagKind, vm_flag_kind};
+    if v.prot != m.prot() || v.shared != m.shared() {
+        return Err(format!(
+            "protections {}, restored {}",
+            perms_text(v.prot, v.shared),
+            m.perms
+        ));
+    }
+    let restorable = |f: &&String| vm_flag_kind(f) == Some(VmFlagKind::Restored);
+    let mut saved_flags: Vec<&String> = v.flags.iter().filter(restorable).collect();
+    let mut now_flags: Vec<&String> = m_flags.iter().filter(restorable).collect();
+    saved_flags.sort();
+    now_flags.sort();
+    if saved_flags != now_flags {
+        let join = |f: &[&String]| f.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ");
+        return Err(format!(
+            "VmFlags '{}', restored '{}'",
+            join(&saved_flags),
+            join(&now_flags)
+        ));
+    }
+    // a program or library that changed since, mapped from its copy (cpr -u)
+    let upgraded = matches!(&v.backing, Backing::File { path, .. }
+        if components.iter().any(|c| &c.path == path && c.saved.is_some()));
+    if v.name != m.path && !upgraded {
+        return Err(format!("backed by '{}', restored by '{}'", v.name, m.path));
+    }
+    // the same place in the backing file or object
+    let at = v.start.max(m.start);
+    let offset_at = |start: u64, offset: u64| offset + (at - start);
+    match &v.backing {
+        Backing::File { path, offset } => {
+            if offset_at(v.start, *offset) != offset_at(m.start, m.offset) {
+                return Err(format!(
+                    "file offset {:#x}, restored {:#x}",
+                    offset_at(v.start, *offset),
+                    offset_at(m.start, m.offset)
+                ));
+            }
+            if let Some(c) = components.iter().find(|c| &c.path == path)
+                && c.saved.is_none()
+                && m.inode != c.ino
+            {
+                return Err(format!("file inode {}, restored inode {}", c.ino, m.inode));
+            }
+        }
+        Backing::SharedMem { ino, offset } => {
+            if offset_at(v.start, *offset) != offset_at(m.start, m.offset) {
+                return Err(format!(
+                    "offset {:#x}, restored {:#x}",
+                    offset_at(v.start, *offset),
+                    offset_at(m.start, m.offset)
+                ));
+            }
+            let id = (m.dev.clone(), m.inode);
+            let first = objects.entry(*ino).or_insert_with(|| id.clone());
+            if *first != id {
+                return Err(format!(
+                    "one object (inode {ino}) saved, restored as two ({}:{} and {}:{})",
+                    first.0, first.1, id.0, id.1
+                ));
+            }
+        }
+        Backing::Vdso => {
+            if (v.start, v.end) != (m.start, m.end) {
+                return Err(format!("restored at {:#x}-{:#x}", m.start, m.end));
+            }
+        }
+        Backing::Anon | Backing::SysvShm { .. } | Backing::Vsyscall => {}
+    }
+    Ok(())
+}
+
+/// Protections as /proc/PID/maps writes them (`rw-p`).
+fn perms_text(prot: i32, shared: bool) -> String {
+    let bit = |b: i32, c: char| if prot & b != 0 { c } else { '-' };
+    format!(
+        "{}{}{}{}",
+        bit(libc::PROT_READ, 'r'),
+        bit(libc::PROT_WRITE, 'w'),
+        bit(libc::PROT_EXEC, 'x'),
+        if shared { 's' } else { 'p' }
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -870,5 +1034,71 @@ mod tests {
             }
         }
         assert!(!scratch_candidates(&vmas).is_empty());
+    }
+    #[test]
+    fn uncovered_addresses() {
+        let have = [(0x1000, 0x3000), (0x3000, 0x4000), (0x6000, 0x7000)];
+        assert_eq!(first_uncovered((0x1000, 0x4000), &have), None);
+        assert_eq!(first_uncovered((0x2000, 0x5000), &have), Some(0x4000));
+        assert_eq!(first_uncovered((0x0, 0x2000), &have), Some(0x0));
+        assert_eq!(first_uncovered((0x6000, 0x7000), &have), None);
+    }
+
+    #[test]
+    fn restored_mapping_differences_are_named() {
+        let saved = Vma {
+            start: 0x1000,
+            end: 0x3000,
+            prot: libc::PROT_READ | libc::PROT_WRITE,
+            shared: true,
+            backing: Backing::SharedMem { ino: 7, offset: 0 },
+            name: "/memfd:x (deleted)".into(),
+            flags: vec!["rd".into(), "wr".into(), "sr".into()],
+            runs: vec![],
+        };
+        let line = |s: &str| MapsLine::parse(s).unwrap();
+        let flags = |f: &[&str]| f.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let mut objects = BTreeMap::new();
+        let same = line("1000-2000 rw-s 00000000 00:01 42 /memfd:x (deleted)");
+        let same_flags = flags(&["rd", "wr", "sr", "ac"]);
+        assert_eq!(
+            compare_one(&saved, &same, &same_flags, &[], &mut objects),
+            Ok(())
+        );
+        let next = line("2000-3000 rw-s 00001000 00:01 42 /memfd:x (deleted)");
+        assert_eq!(
+            compare_one(&saved, &next, &same_flags, &[], &mut objects),
+            Ok(())
+        );
+        for (m, f, want) in [
+            (
+                "1000-3000 r--s 00000000 00:01 42 /memfd:x (deleted)",
+                &same_flags,
+                "protections rw-s, restored r--s",
+            ),
+            (
+                "1000-3000 rw-s 00000000 00:01 42 /memfd:x (deleted)",
+                &flags(&["rd", "wr"]),
+                "VmFlags 'sr', restored ''",
+            ),
+            (
+                "1000-3000 rw-s 00000000 00:01 42 /memfd:y (deleted)",
+                &same_flags,
+                "restored by '/memfd:y (deleted)'",
+            ),
+            (
+                "2000-3000 rw-s 00002000 00:01 42 /memfd:x (deleted)",
+                &same_flags,
+                "offset 0x1000, restored 0x2000",
+            ),
+            (
+                "2000-3000 rw-s 00001000 00:01 43 /memfd:x (deleted)",
+                &same_flags,
+                "restored as two",
+            ),
+        ] {
+            let got = compare_one(&saved, &line(m), f, &[], &mut objects).unwrap_err();
+            assert!(got.contains(want), "{m}: {got}");
+        }
     }
 }

@@ -5,6 +5,12 @@
  * a pattern that names its kind and index; after GO each is read back and compared. */
 #include "wl.h"
 #include <sys/mman.h>
+#include <sys/prctl.h>
+
+#ifndef PR_SET_VMA
+#define PR_SET_VMA 0x53564d41
+#define PR_SET_VMA_ANON_NAME 0
+#endif
 
 static long pg;
 
@@ -186,6 +192,20 @@ int main(int argc, char **argv)
 		a->want[2] = 0xf2;
 	}
 
+	/* named anonymous memory, private and shared (where the kernel names memory) */
+	unsigned char *np = mmap(NULL, (size_t)(2 * pg), PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	unsigned char *ns = mmap(NULL, (size_t)(2 * pg), PROT_READ | PROT_WRITE,
+				 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	int named_ok = prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, np, 2 * pg, "cpr-named") == 0 &&
+		       prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, ns, 2 * pg, "cpr-shared") == 0;
+	if (!named_ok)
+		printf("note: anonymous memory cannot be named here (errno %d)\n", errno);
+	a = add("named-private", np, 2, -1);
+	put(a, 1, 0x81);
+	a = add("named-shared", ns, 2, -1);
+	put(a, 0, 0x90);
+
 	/* a page of the file read through each private mapping, to have page cache pages */
 	volatile unsigned char sink = 0;
 	for (int i = 0; i < nareas; i++)
@@ -212,15 +232,24 @@ int main(int argc, char **argv)
 	/* shared anonymous memory is still that, not some other file */
 	FILE *maps = fopen("/proc/self/maps", "r");
 	char line[4096];
-	int named = 0;
+	int named = 0, named_private = 0, named_shared = 0;
 	while (fgets(line, sizeof line, maps)) {
 		unsigned long s0, e0;
-		if (sscanf(line, "%lx-%lx", &s0, &e0) == 2 && s0 == (unsigned long)sa)
+		if (sscanf(line, "%lx-%lx", &s0, &e0) != 2)
+			continue;
+		if (s0 == (unsigned long)sa)
 			named = strstr(line, " /dev/zero (deleted)\n") != NULL;
+		if (s0 == (unsigned long)np)
+			named_private = strstr(line, " [anon:cpr-named]\n") != NULL;
+		if (s0 == (unsigned long)ns)
+			named_shared = strstr(line, " [anon_shmem:cpr-shared]\n") != NULL;
 	}
 	fclose(maps);
 	if (!named)
 		wl_fail("shared anonymous mapping at %p is not /dev/zero (deleted) now", (void *)sa);
+	if (named_ok && (!named_private || !named_shared))
+		wl_fail("named anonymous memory lost its name (private %d, shared %d)", named_private,
+			named_shared);
 	wl_pass("areas=%d contents kept", nareas);
 	return 0;
 }

@@ -248,9 +248,11 @@ fn backing(pid: i32, m: &MapsLine, name: &str, vflags: &[String]) -> Result<Back
         Backing::Vdso
     } else if name.is_empty() || name == "[heap]" || name == "[stack]" {
         Backing::Anon
+    } else if anon_name(name).is_some() {
+        // named anonymous memory: the name is given back once mapped
+        if m.shared() { object } else { Backing::Anon }
     } else if !name.starts_with('/') {
-        // named anonymous memory ([anon:...], [anon_shmem:...]), anon_inode:..., and
-        // whatever else the kernel may show
+        // anon_inode:..., and whatever else the kernel may show
         return refuse("this kind of mapping");
     } else if name.starts_with("/SYSV") {
         if !m.shared() {
@@ -541,7 +543,7 @@ pub fn restore(
     read_pages(inj, &who, mm, &mut scratch.args, pages_fd)?;
     // 5. final protections, locks and hints
     for v in &mm.vmas {
-        finish(inj, v)?;
+        finish(inj, v, &mut scratch.args)?;
     }
     Ok(())
 }
@@ -654,11 +656,31 @@ fn map_one(
 }
 
 /// Once the pages are in: the mapping's own protection, its memory lock and its hints.
-fn finish(inj: &Injector, v: &Vma) -> Result<()> {
+fn finish(inj: &Injector, v: &Vma, scratch: &mut RemoteScratch) -> Result<()> {
     if matches!(v.backing, Backing::Vdso | Backing::Vsyscall) {
         return Ok(());
     }
     let len = v.end - v.start;
+    if let Some(name) = anon_name(&v.name) {
+        // the name given with prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME)
+        let mut s = scratch.frame();
+        let mut bytes = name.as_bytes().to_vec();
+        bytes.push(0);
+        let at = s.put(&bytes)?;
+        inj.check(
+            "prctl(PR_SET_VMA_ANON_NAME)",
+            libc::SYS_prctl,
+            [
+                PR_SET_VMA,
+                PR_SET_VMA_ANON_NAME,
+                v.start,
+                len,
+                at.as_u64(),
+                0,
+            ],
+        )
+        .map_err(|e| e.detail(format!("mapping {}", describe(v))))?;
+    }
     if !v.runs.is_empty() && v.prot != (v.prot | libc::PROT_WRITE | libc::PROT_READ) {
         inj.check(
             "mprotect",
@@ -692,6 +714,17 @@ fn finish(inj: &Injector, v: &Vma) -> Result<()> {
             .map_err(|e| e.detail(format!("mapping {}", describe(v))))?;
     }
     Ok(())
+}
+
+const PR_SET_VMA: u64 = 0x53564d41;
+const PR_SET_VMA_ANON_NAME: u64 = 0;
+
+/// The name of named anonymous memory (`[anon:NAME]`, shared `[anon_shmem:NAME]`).
+fn anon_name(shown: &str) -> Option<&str> {
+    let inner = shown.strip_prefix('[')?.strip_suffix(']')?;
+    inner
+        .strip_prefix("anon:")
+        .or_else(|| inner.strip_prefix("anon_shmem:"))
 }
 
 /// The madvise calls that give back each advice VmFlag.

@@ -122,7 +122,7 @@ fn kind_of(file: &std::fs::File, name: &str, meta: &std::fs::Metadata) -> std::i
             seals,
         });
     }
-    if path == "/dev/zero" {
+    if path == "/dev/zero" || name.starts_with("[anon_shmem:") {
         return Ok(MemKind::Anon);
     }
     Ok(MemKind::Deleted {

@@ -59,22 +59,37 @@ pub fn collect_memory(
     table: &mut SharedTable,
     writer: &mut StatefileWriter,
 ) -> Result<()> {
+    let mut devices: BTreeMap<u64, u64> = BTreeMap::new();
     for (pid, vmas) in maps.iter() {
         for v in vmas.iter() {
             let Backing::SharedMem { ino, .. } = v.backing else {
                 continue;
             };
-            if table.mems.iter().any(|m| m.ino == ino) {
-                continue;
-            }
             let who = format!(
                 "process {pid}: mapping {:#x}-{:#x} {}",
                 v.start, v.end, v.name
             );
-            let file =
-                std::fs::File::open(format!("/proc/{pid}/map_files/{:x}-{:x}", v.start, v.end))
-                    .ctx(&who)?;
-            let meta = file.metadata().ctx(&who)?;
+            let link = format!("/proc/{pid}/map_files/{:x}-{:x}", v.start, v.end);
+            let meta = std::fs::metadata(&link).ctx(&who)?;
+            // objects are known by inode number: two on different filesystems cannot be
+            // told apart, and must not become one
+            if let Some(dev) = devices.get(&ino) {
+                if *dev != meta.dev() {
+                    return Err(Error::with_detail(
+                        &who,
+                        Kind::CheckpointError,
+                        format!(
+                            "two memory objects with inode number {ino} are not checkpoint safe"
+                        ),
+                    ));
+                }
+                continue;
+            }
+            devices.insert(ino, meta.dev());
+            if table.mems.iter().any(|m| m.ino == ino) {
+                continue;
+            }
+            let file = std::fs::File::open(&link).ctx(&who)?;
             let kind = kind_of(&file, &v.name, &meta).ctx(&who)?;
             refuse_unrestorable(&kind, maps_of(maps, ino), &who)?;
             let size = meta.len();

@@ -49,6 +49,50 @@ pub struct SharedMem {
     pub kind: MemKind,
 }
 
+impl SharedMem {
+    /// What restart takes as given: the data runs lie inside the object, in order and
+    /// apart; a memfd's name and seals, a deleted file's path and mode are ones the
+    /// kernel could have shown.
+    pub fn check(&self) -> Result<()> {
+        let bad = |what: String| {
+            crate::statefile::reader::damaged_record(format!("shared memory {}: {what}", self.ino))
+        };
+        let mut end = 0u64;
+        for &(off, len) in &self.runs {
+            let last = off
+                .checked_add(len)
+                .filter(|&l| off >= end && l <= self.size);
+            end = last.ok_or_else(|| bad(format!("data run {off}+{len}")))?;
+        }
+        match &self.kind {
+            MemKind::Anon => {}
+            MemKind::Memfd { name, seals } => {
+                if name.len() > MEMFD_NAME_MAX || name.contains('\0') {
+                    return Err(bad(format!("memfd name {name:?}")));
+                }
+                let known = libc::F_SEAL_SEAL
+                    | libc::F_SEAL_SHRINK
+                    | libc::F_SEAL_GROW
+                    | libc::F_SEAL_WRITE
+                    | libc::F_SEAL_FUTURE_WRITE
+                    | F_SEAL_EXEC;
+                if seals & !known != 0 {
+                    return Err(bad(format!("seals {seals:#x}")));
+                }
+            }
+            MemKind::Deleted { path, mode, .. } => {
+                if !path.starts_with('/') || path.contains('\0') || *mode > 0o7777 {
+                    return Err(bad(format!("deleted file {path:?} mode {mode:o}")));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// F_SEAL_EXEC (Linux 6.3): the file's exec bits may not change.
+const F_SEAL_EXEC: i32 = 0x0020;
+
 /// The longest name memfd_create takes (249 bytes, without the "memfd:" prefix).
 const MEMFD_NAME_MAX: usize = 249;
 
@@ -194,6 +238,9 @@ fn data_runs(file: &std::fs::File, size: u64) -> Vec<(u64, u64)> {
 
 /// Restart, in cpr: every memory object made again with its data, by inode.
 pub(super) fn open_all(mems: &[SharedMem], sf: &Statefile) -> Result<BTreeMap<u64, OwnedFd>> {
+    for m in mems {
+        m.check()?;
+    }
     let mut opened = BTreeMap::new();
     for m in mems {
         let who = format!("shared memory {}", m.ino);
@@ -234,9 +281,6 @@ fn create(kind: &MemKind, size: &u64) -> std::io::Result<std::fs::File> {
             Ok(fd.into())
         }
         MemKind::Memfd { name, .. } => {
-            if name.len() > MEMFD_NAME_MAX {
-                return Err(invalid("memfd name too long"));
-            }
             let name = std::ffi::CString::new(name.as_str())
                 .map_err(|_| invalid("memfd name with a NUL byte"))?;
             let flags = MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING;
@@ -288,6 +332,58 @@ fn finish(file: &std::fs::File, kind: &MemKind) -> std::io::Result<()> {
                 std::os::unix::fs::fchown(file, Some(*uid), Some(*gid))?;
             }
             file.set_permissions(std::fs::Permissions::from_mode(*mode))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn damaged_records_are_refused() {
+        let good = SharedMem {
+            ino: 5,
+            size: 0x3000,
+            runs: vec![(0, 0x1000), (0x2000, 0x1000)],
+            data: "shared/mem-5".into(),
+            kind: MemKind::Memfd {
+                name: "x".into(),
+                seals: libc::F_SEAL_SEAL | libc::F_SEAL_GROW,
+            },
+        };
+        assert!(good.check().is_ok());
+        let with = |f: &dyn Fn(&mut SharedMem)| {
+            let mut m = good.clone();
+            f(&mut m);
+            m.check().unwrap_err().to_string()
+        };
+        for msg in [
+            with(&|m| m.runs = vec![(0x2000, 0x1000), (0, 0x1000)]),
+            with(&|m| m.runs = vec![(0x2000, 0x2000)]),
+            with(&|m| m.runs = vec![(u64::MAX, 2)]),
+            with(&|m| {
+                m.kind = MemKind::Memfd {
+                    name: "a\0b".into(),
+                    seals: 0,
+                }
+            }),
+            with(&|m| {
+                m.kind = MemKind::Memfd {
+                    name: "x".into(),
+                    seals: 0x100,
+                }
+            }),
+            with(&|m| {
+                m.kind = MemKind::Deleted {
+                    path: "relative".into(),
+                    mode: 0o644,
+                    uid: 0,
+                    gid: 0,
+                }
+            }),
+        ] {
+            assert!(msg.contains("statefile damaged"), "{msg}");
         }
     }
 }

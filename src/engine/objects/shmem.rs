@@ -22,8 +22,8 @@ use crate::statefile::{Statefile, StatefileWriter};
 /// What a memory object is, beyond its data.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MemKind {
-    /// Shared anonymous memory (MAP_SHARED | MAP_ANONYMOUS), or a record from before
-    /// revision 2's memfd support.
+    /// Shared anonymous memory (MAP_SHARED | MAP_ANONYMOUS); also what records written
+    /// before memory objects were told apart hold (they were all made as memfds).
     #[default]
     Anon,
     /// A memfd: the name it was created with and its seals (F_GET_SEALS).

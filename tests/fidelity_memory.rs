@@ -72,3 +72,11 @@ fn unrestorable_memory_is_refused() {
 fn memfds_and_deleted_files_stay_what_they_were() {
     round_trip("mem_objects.c");
 }
+
+/// A shared mapping that could be made writable (its file open read-write) still can
+/// after restart, and one that could not (open read-only, the file deleted since) still
+/// cannot.
+#[test]
+fn shared_mappings_keep_whether_they_may_become_writable() {
+    round_trip("mem_maywrite.c");
+}

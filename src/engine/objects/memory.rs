@@ -537,7 +537,7 @@ pub fn restore(
     super::vdso::restore(inj, &who, &vdso_now, &mm.vmas)?;
     // 3. map every mapping of the image, writable where pages must be read in
     for v in &mm.vmas {
-        map_one(inj, &who, v, file_fds, mem_fds)?;
+        map_one(inj, &who, v, file_fds, mem_fds, &mut scratch.args)?;
     }
     // 4. page data, straight from the statefile into place
     read_pages(inj, &who, mm, &mut scratch.args, pages_fd)?;
@@ -580,6 +580,7 @@ fn map_one(
     v: &Vma,
     file_fds: &[(String, i32)],
     mem_fds: &[(u64, i32)],
+    scratch: &mut RemoteScratch,
 ) -> Result<()> {
     let mut prot = v.prot;
     if !v.runs.is_empty() {
@@ -621,6 +622,9 @@ fn map_one(
                         format!("shared memory {ino} not opened"),
                     )
                 })?;
+            if read_only_share(v) {
+                return map_read_only(inj, who, v, fd, *offset, flags, scratch);
+            }
             (fd as u64, *offset)
         }
         Backing::File { path, offset } => {
@@ -645,6 +649,62 @@ fn map_one(
             [v.start, len, prot as u64, flags as u64, fd, off],
         )
         .map_err(|e| e.detail(format!("mapping {:#x}-{:#x} {}", v.start, v.end, v.name)))?;
+    if got != v.start {
+        return Err(Error::with_detail(
+            who.to_string(),
+            Kind::NotEnoughSpace,
+            format!("mapping {:#x} placed at {got:#x}", v.start),
+        ));
+    }
+    Ok(())
+}
+
+/// A shared mapping that may never become writable (no `mw` VmFlag: the object was
+/// open read-only), which must not come back from a read-write descriptor.
+fn read_only_share(v: &Vma) -> bool {
+    v.shared && v.prot & libc::PROT_WRITE == 0 && !v.flags.is_empty() && !v.has_flag("mw")
+}
+
+/// Maps shared mapping `v` of the object open as `fd` through a read-only descriptor on
+/// it (opened through /proc/self/fd in the process, closed again), so that it cannot
+/// be made writable later either.
+fn map_read_only(
+    inj: &Injector,
+    who: &str,
+    v: &Vma,
+    fd: i32,
+    offset: u64,
+    flags: i32,
+    scratch: &mut RemoteScratch,
+) -> Result<()> {
+    let mut s = scratch.frame();
+    let path = s.put(format!("/proc/self/fd/{fd}\0").as_bytes())?;
+    let ro = inj.check(
+        "openat",
+        libc::SYS_openat,
+        [
+            libc::AT_FDCWD as u64,
+            path.as_u64(),
+            (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
+            0,
+            0,
+            0,
+        ],
+    )?;
+    let got = inj.check(
+        "mmap",
+        libc::SYS_mmap,
+        [
+            v.start,
+            v.end - v.start,
+            v.prot as u64,
+            flags as u64,
+            ro,
+            offset,
+        ],
+    );
+    inj.call(libc::SYS_close, [ro, 0, 0, 0, 0, 0])?;
+    let got = got.map_err(|e| e.detail(format!("mapping {}", describe(v))))?;
     if got != v.start {
         return Err(Error::with_detail(
             who.to_string(),
@@ -960,7 +1020,8 @@ fn compare_one(
             m.perms
         ));
     }
-    let restorable = |f: &&String| vm_flag_kind(f) == Some(VmFlagKind::Restored);
+    // what restart sets, and whether the mapping may become writable
+    let restorable = |f: &&String| vm_flag_kind(f) == Some(VmFlagKind::Restored) || *f == "mw";
     let mut saved_flags: Vec<&String> = v.flags.iter().filter(restorable).collect();
     let mut now_flags: Vec<&String> = m_flags.iter().filter(restorable).collect();
     saved_flags.sort();

@@ -3,8 +3,9 @@
  * private past its end: after restart it is still a memfd on tmpfs (fstatfs), with its
  * name, size, seals (F_GET_SEALS), holes (SEEK_DATA/SEEK_HOLE) and bytes, and one object
  * behind both mappings.
- * A file deleted while mapped shared and private (sparse, mode 0640): still one file
- * behind both mappings, shown as "<path> (deleted)", with its mode, size, holes and bytes.
+ * A file deleted while mapped shared and private (sparse, mode 0640, its mtime set):
+ * still one file behind both mappings, shown as "<path> (deleted)", with its mode, mtime,
+ * size, holes and bytes.
  * The workload keeps no descriptor to either (descriptors are files.rs's); it looks at the
  * objects through /proc/self/map_files, as a program could. */
 #include "wl.h"
@@ -136,6 +137,9 @@ int main(int argc, char **argv)
 	memset(dp + 5 * pg, 0x55, (size_t)pg); /* private copy of a hole page */
 	if (fsync(d) != 0)
 		wl_fail("fsync errno %d", errno);
+	struct timespec times[2] = { { 1000000000, 5 }, { 1100000000, 7 } };
+	if (futimens(d, times) != 0)
+		wl_fail("futimens errno %d", errno);
 	char dlayout[512];
 	layout(d, dlayout, sizeof dlayout);
 	close(d);
@@ -180,6 +184,10 @@ int main(int argc, char **argv)
 	struct stat st;
 	if (fstat(fd, &st) != 0 || (st.st_mode & 07777) != 0640 || st.st_nlink != 0)
 		wl_fail("deleted file mode %o nlink %ld", st.st_mode & 07777, (long)st.st_nlink);
+	/* (the access time moves with every mmap and read, here as before) */
+	if (st.st_mtim.tv_sec != 1100000000 || st.st_mtim.tv_nsec != 7)
+		wl_fail("deleted file modified at %ld.%09ld", (long)st.st_mtim.tv_sec,
+			st.st_mtim.tv_nsec);
 	same_layout(fd, dlayout, "deleted file");
 	expect_bytes(ds, pg, 0x21, "deleted page 0");
 	expect_bytes(ds + 9 * pg, pg, 0x29, "deleted page 9");

@@ -28,12 +28,15 @@ pub enum MemKind {
     Anon,
     /// A memfd: the name it was created with and its seals (F_GET_SEALS).
     Memfd { name: String, seals: i32 },
-    /// A file deleted while mapped: its path, permission bits and owner.
+    /// A file deleted while mapped: its path, permission bits, owner and times.
     Deleted {
         path: String,
         mode: u32,
         uid: u32,
         gid: u32,
+        /// Access and modification times, (seconds, nanoseconds) each.
+        #[serde(default)]
+        times: Option<[(i64, i64); 2]>,
     },
 }
 
@@ -80,8 +83,12 @@ impl SharedMem {
                     return Err(bad(format!("seals {seals:#x}")));
                 }
             }
-            MemKind::Deleted { path, mode, .. } => {
-                if !path.starts_with('/') || path.contains('\0') || *mode > 0o7777 {
+            MemKind::Deleted {
+                path, mode, times, ..
+            } => {
+                let ns_ok =
+                    times.is_none_or(|t| t.iter().all(|&(_, ns)| (0..1_000_000_000).contains(&ns)));
+                if !path.starts_with('/') || path.contains('\0') || *mode > 0o7777 || !ns_ok {
                     return Err(bad(format!("deleted file {path:?} mode {mode:o}")));
                 }
             }
@@ -189,6 +196,10 @@ fn kind_of(file: &std::fs::File, name: &str, meta: &std::fs::Metadata) -> std::i
         mode: meta.mode() & 0o7777,
         uid: meta.uid(),
         gid: meta.gid(),
+        times: Some([
+            (meta.atime(), meta.atime_nsec()),
+            (meta.mtime(), meta.mtime_nsec()),
+        ]),
     })
 }
 
@@ -326,12 +337,25 @@ fn finish(file: &std::fs::File, kind: &MemKind) -> std::io::Result<()> {
             fcntl(file, FcntlArg::F_ADD_SEALS(seals))?;
             Ok(())
         }
-        MemKind::Deleted { mode, uid, gid, .. } => {
+        MemKind::Deleted {
+            mode,
+            uid,
+            gid,
+            times,
+            ..
+        } => {
             let meta = file.metadata()?;
             if (meta.uid(), meta.gid()) != (*uid, *gid) {
                 std::os::unix::fs::fchown(file, Some(*uid), Some(*gid))?;
             }
-            file.set_permissions(std::fs::Permissions::from_mode(*mode))
+            file.set_permissions(std::fs::Permissions::from_mode(*mode))?;
+            if let Some([(a, a_ns), (m, m_ns)]) = *times {
+                // last: writing the data changed them
+                let at = nix::sys::time::TimeSpec::new(a, a_ns);
+                let mt = nix::sys::time::TimeSpec::new(m, m_ns);
+                nix::sys::stat::futimens(file, &at, &mt)?;
+            }
+            Ok(())
         }
     }
 }
@@ -380,6 +404,7 @@ mod tests {
                     mode: 0o644,
                     uid: 0,
                     gid: 0,
+                    times: None,
                 }
             }),
         ] {

@@ -1,8 +1,8 @@
 /* Memory objects without a name on disk come back as what they were.
  * A memfd (named, sparse, sealed against growing and shrinking), mapped shared and mapped
  * private past its end: after restart it is still a memfd on tmpfs (fstatfs), with its
- * name, size, seals (F_GET_SEALS), holes (SEEK_DATA/SEEK_HOLE) and bytes, and one object
- * behind both mappings.
+ * name, mode, size, seals (F_GET_SEALS), holes (SEEK_DATA/SEEK_HOLE) and bytes, and one
+ * object behind both mappings.
  * A file deleted while mapped shared and private (sparse, mode 0640, its mtime set):
  * still one file behind both mappings, shown as "<path> (deleted)", with its mode, mtime,
  * size, holes and bytes.
@@ -114,6 +114,8 @@ int main(int argc, char **argv)
 	memset(ms, 0x11, (size_t)pg);
 	memset(ms + 6 * pg, 0x16, 100);
 	memset(mp + 3 * pg, 0x33, (size_t)pg); /* private copy of a hole page */
+	if (fchmod(m, 0640) != 0)
+		wl_fail("fchmod memfd errno %d", errno);
 	int seals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
 	if (fcntl(m, F_ADD_SEALS, seals) != 0)
 		wl_fail("F_ADD_SEALS errno %d", errno);
@@ -162,6 +164,9 @@ int main(int argc, char **argv)
 	struct statfs fs;
 	if (fstatfs(fm, &fs) != 0 || fs.f_type != TMPFS_MAGIC)
 		wl_fail("memfd is on a filesystem of type %#lx, not tmpfs", (long)fs.f_type);
+	struct stat mst;
+	if (fstat(fm, &mst) != 0 || (mst.st_mode & 07777) != 0640)
+		wl_fail("memfd mode %o, want 640", mst.st_mode & 07777);
 	int got = fcntl(fm, F_GET_SEALS);
 	if (got != seals)
 		wl_fail("memfd seals %#x, want %#x", got, seals);

@@ -26,8 +26,14 @@ pub enum MemKind {
     /// before memory objects were told apart hold (they were all made as memfds).
     #[default]
     Anon,
-    /// A memfd: the name it was created with and its seals (F_GET_SEALS).
-    Memfd { name: String, seals: i32 },
+    /// A memfd: the name it was created with, its seals (F_GET_SEALS) and its
+    /// permission bits.
+    Memfd {
+        name: String,
+        seals: i32,
+        #[serde(default)]
+        mode: Option<u32>,
+    },
     /// A file deleted while mapped: its path, permission bits, owner and times.
     Deleted {
         path: String,
@@ -69,8 +75,11 @@ impl SharedMem {
         }
         match &self.kind {
             MemKind::Anon => {}
-            MemKind::Memfd { name, seals } => {
-                if name.len() > MEMFD_NAME_MAX || name.contains('\0') {
+            MemKind::Memfd { name, seals, mode } => {
+                if name.len() > MEMFD_NAME_MAX
+                    || name.contains('\0')
+                    || mode.is_some_and(|m| m > 0o7777)
+                {
                     return Err(bad(format!("memfd name {name:?}")));
                 }
                 let known = libc::F_SEAL_SEAL
@@ -186,6 +195,7 @@ fn kind_of(file: &std::fs::File, name: &str, meta: &std::fs::Metadata) -> std::i
         return Ok(MemKind::Memfd {
             name: memfd.to_string(),
             seals,
+            mode: Some(meta.mode() & 0o7777),
         });
     }
     if path == "/dev/zero" || name.starts_with("[anon_shmem:") {
@@ -332,7 +342,10 @@ fn create(kind: &MemKind, size: &u64) -> std::io::Result<std::fs::File> {
 fn finish(file: &std::fs::File, kind: &MemKind) -> std::io::Result<()> {
     match kind {
         MemKind::Anon => Ok(()),
-        MemKind::Memfd { seals, .. } => {
+        MemKind::Memfd { seals, mode, .. } => {
+            if let Some(mode) = *mode {
+                file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+            }
             let seals = SealFlag::from_bits_retain(*seals);
             fcntl(file, FcntlArg::F_ADD_SEALS(seals))?;
             Ok(())
@@ -374,6 +387,7 @@ mod tests {
             kind: MemKind::Memfd {
                 name: "x".into(),
                 seals: libc::F_SEAL_SEAL | libc::F_SEAL_GROW,
+                mode: Some(0o600),
             },
         };
         assert!(good.check().is_ok());
@@ -390,12 +404,14 @@ mod tests {
                 m.kind = MemKind::Memfd {
                     name: "a\0b".into(),
                     seals: 0,
+                    mode: None,
                 }
             }),
             with(&|m| {
                 m.kind = MemKind::Memfd {
                     name: "x".into(),
                     seals: 0x100,
+                    mode: None,
                 }
             }),
             with(&|m| {

@@ -80,3 +80,9 @@ fn memfds_and_deleted_files_stay_what_they_were() {
 fn shared_mappings_keep_whether_they_may_become_writable() {
     round_trip("mem_maywrite.c");
 }
+
+/// A process that unmapped its vDSO (not its vvar pages) has none after restart.
+#[test]
+fn an_unmapped_vdso_stays_unmapped() {
+    round_trip("mem_novdso.c");
+}

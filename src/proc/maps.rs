@@ -149,6 +149,19 @@ pub fn parse_smaps_flags(text: &str) -> Result<Vec<(u64, Vec<String>)>> {
                     ));
                 }
                 out.push((start, flags));
+            } else if key == "ProtectionKey" {
+                // a memory protection key (pkey_mprotect) is state restart does not give back
+                let pkey = line[first.len()..].trim();
+                if pkey != "0" {
+                    let at = current.unwrap_or(0);
+                    return Err(crate::error::Error::with_detail(
+                        "",
+                        crate::error::Kind::CheckpointError,
+                        format!(
+                            "the mapping at {at:#x} uses memory protection key {pkey}, which is not checkpoint safe"
+                        ),
+                    ));
+                }
             }
         } else {
             if let Some(start) = current {
@@ -236,6 +249,14 @@ mod tests {
             let msg = parse_smaps_flags(bad).expect_err(bad).to_string();
             assert!(msg.contains("malformed"), "{msg}");
         }
+        let keyed = "1000-2000 rw-p 00000000 00:00 0 \nProtectionKey:         0\nVmFlags: rd\n";
+        assert_eq!(parse_smaps_flags(keyed).unwrap().len(), 1);
+        let keyed = keyed.replace("         0", "         3");
+        let msg = parse_smaps_flags(&keyed).expect_err("pkey").to_string();
+        assert!(
+            msg.contains("Checkpoint error") && msg.contains("key 3"),
+            "{msg}"
+        );
         let unknown = "1000-2000 rw-p 00000000 00:00 0 \nVmFlags: rd wr zz\n";
         let msg = parse_smaps_flags(unknown).expect_err("zz").to_string();
         assert!(

@@ -154,7 +154,8 @@ pub fn list(vmas: &[Vma]) -> Vec<MappedFile> {
     let mut out: Vec<MappedFile> = Vec::new();
     for v in vmas {
         if let Backing::File { path, .. } = &v.backing {
-            let writable = v.shared && v.prot & libc::PROT_WRITE != 0;
+            // a shared mapping that may become writable needs a read-write descriptor
+            let writable = v.shared && (v.prot & libc::PROT_WRITE != 0 || v.has_flag("mw"));
             match out.iter_mut().find(|f| &f.path == path) {
                 Some(f) => f.writable |= writable,
                 None => out.push(MappedFile {

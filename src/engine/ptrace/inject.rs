@@ -33,30 +33,32 @@ pub enum Gate {
 }
 
 /// The gate of a running process at checkpoint: a `syscall` instruction in its vDSO, so
-/// that its own code is never written. It lives here, not with the vDSO's move at
+/// that its own code is never written; in a process that unmapped its vDSO, one in its
+/// own executable code (read, never written). It lives here, not with the vDSO's move at
 /// restart (objects/vdso.rs), because it is how injection reaches the kernel: the
 /// ptrace layer needs nothing from the object kinds.
 pub fn syscall_gate(pid: i32) -> Result<Gate> {
     let maps = ProcDir::open(pid)?.maps()?;
-    let vdso = maps.iter().find(|m| m.path == "[vdso]").ok_or_else(|| {
-        Error::with_detail(
-            format!("process {pid}"),
-            Kind::CheckpointError,
-            "no vDSO to run system calls through",
-        )
-    })?;
-    let start = RemoteAddr::from(vdso.start);
-    let code = read_mem(pid, start, (vdso.end - vdso.start) as usize)?;
-    code.windows(2)
-        .position(|w| w == [0x0f, 0x05])
-        .map(|off| Gate::SyscallInsn(start + off as u64))
-        .ok_or_else(|| {
-            Error::with_detail(
-                format!("process {pid}"),
-                Kind::CheckpointError,
-                "no syscall instruction in the vDSO",
-            )
-        })
+    let vdso = maps.iter().filter(|m| m.path == "[vdso]");
+    // the vDSO first; else the program's and its libraries' code, which a frozen
+    // process cannot change
+    let code = maps
+        .iter()
+        .filter(|m| m.perms.starts_with("r-x") && m.path.starts_with('/'));
+    for m in vdso.chain(code) {
+        let start = RemoteAddr::from(m.start);
+        let Ok(bytes) = read_mem(pid, start, (m.end - m.start) as usize) else {
+            continue;
+        };
+        if let Some(off) = bytes.windows(2).position(|w| w == [0x0f, 0x05]) {
+            return Ok(Gate::SyscallInsn(start + off as u64));
+        }
+    }
+    Err(Error::with_detail(
+        format!("process {pid}"),
+        Kind::CheckpointError,
+        "no syscall instruction to run system calls through (no vDSO, no code)",
+    ))
 }
 
 /// The gate of a running process at checkpoint, for calls that must leave it able to

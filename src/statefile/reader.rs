@@ -328,12 +328,17 @@ impl Statefile {
     /// For root's restart (`auth`): the MANIFEST's MAC under this host's key is valid
     /// and every record has its SHA-256 listed; or, without a MAC, no one but root could
     /// have written the statefile (it and every record root's, writable by no one else).
-    pub fn authenticate(&self) -> Result<()> {
+    /// True when a MAC vouched for it: its MANIFEST, owner included, is what root wrote.
+    pub fn authenticate(&self) -> Result<bool> {
         use super::auth::{host_key, mac_matches, refused};
         use super::layout::MANIFEST_MAC;
         let mac = match beneath::open_read(&*self.dir, MANIFEST_MAC) {
             Ok(file) => read_regular(file, 4096).map_err(|e| self.io_error(MANIFEST_MAC, e))?,
-            Err(Errno::ENOENT) => return self.root_only(),
+            // an ordinary user's statefile has no MAC (only root holds the key): its
+            // records are trusted for no more than that user's own rights (restart's
+            // authority check); one that names root as its owner must be root's alone
+            Err(Errno::ENOENT) if self.manifest.owner.uid != 0 => return Ok(false),
+            Err(Errno::ENOENT) => return self.root_only().map(|()| false),
             Err(e) if beneath::is_link_refusal(e) => {
                 return Err(refused(&self.path, "MANIFEST.mac is a symbolic link"));
             }
@@ -363,7 +368,7 @@ impl Statefile {
                 &self.path,
                 &format!("{} has no SHA-256 in its MANIFEST", e.path),
             )),
-            None => Ok(()),
+            None => Ok(true),
         }
     }
 

@@ -49,9 +49,7 @@ pub fn load(paths: &[PathBuf], caller: u32) -> Result<Loaded> {
     };
     for path in paths {
         let sf = Statefile::open(path, Verify::Sizes)?;
-        if caller == 0 {
-            sf.authenticate()?;
-        }
+        let vouched = caller == 0 && sf.authenticate()?;
         sf.verify_files(|rel| !layout::is_bulk(rel))?;
         let owner = sf.manifest.owner.uid;
         if caller != 0 && (caller != owner || owner == 0) {
@@ -95,7 +93,7 @@ pub fn load(paths: &[PathBuf], caller: u32) -> Result<Loaded> {
         };
         check_tree(&sf.manifest.processes, &tree).map_err(|e| e.context(path.display()))?;
         loaded.trees.push(tree);
-        super::authority::check(&sf, &loaded, caller)?;
+        super::authority::check(&sf, &loaded, caller, vouched)?;
         loaded.statefiles.push(sf);
     }
     Ok(loaded)

@@ -89,6 +89,23 @@ pub fn umask(text: &str) -> Result<Option<u32>> {
         .transpose()
 }
 
+/// The CPUs of `Cpus_allowed_list:` (`0-3,8,10-11`), ascending.
+pub fn cpu_list(text: &str) -> Result<Vec<u32>> {
+    let value = required(text, "Cpus_allowed_list")?;
+    let err = || bad("Cpus_allowed_list", value, "a list of CPUs");
+    let mut cpus = Vec::new();
+    for part in value.split(',') {
+        let (first, last) = part.split_once('-').unwrap_or((part, part));
+        let first: u32 = first.parse().map_err(|_| err())?;
+        let last: u32 = last.parse().map_err(|_| err())?;
+        if last < first || cpus.last().is_some_and(|&c| c >= first) || last >= 1 << 16 {
+            return Err(err());
+        }
+        cpus.extend(first..=last);
+    }
+    Ok(cpus)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +181,19 @@ mod tests {
         }
         assert!(groups(&STATUS.replace("24 25", "24 x")).is_err());
         assert!(umask(&STATUS.replace("0022", "0099")).is_err());
+    }
+
+    #[test]
+    fn cpu_lists() {
+        let with = |v: &str| format!("Cpus_allowed:\tf\nCpus_allowed_list:\t{v}\n");
+        assert_eq!(cpu_list(&with("0-1")).unwrap(), [0, 1]);
+        assert_eq!(cpu_list(&with("0,2-4,7")).unwrap(), [0, 2, 3, 4, 7]);
+        assert_eq!(cpu_list(&with("5")).unwrap(), [5]);
+        for v in ["", "1-0", "x", "0,,1", "2,1", "0-1-2", "-1", "0-99999"] {
+            let msg = cpu_list(&with(v)).unwrap_err().to_string();
+            assert!(msg.contains("Cpus_allowed_list"), "{v}: {msg}");
+        }
+        assert!(cpu_list(STATUS).is_err());
     }
 
     #[test]

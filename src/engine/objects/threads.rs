@@ -24,6 +24,126 @@ pub struct ThreadRecord {
     pub clear_child_tid: u64,
     pub robust_list: (u64, u64),
     pub rseq: RseqConfig,
+    /// `None` in statefiles written before cpr kept scheduling per thread: the process
+    /// record's policy, priority and nice then apply to every thread.
+    #[serde(default)]
+    pub sched: Option<ThreadSched>,
+}
+
+/// How a thread is scheduled (Linux keeps all of it per thread).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadSched {
+    /// SCHED_OTHER, SCHED_FIFO, SCHED_RR, SCHED_BATCH or SCHED_IDLE.
+    pub policy: i32,
+    /// Real-time priority (0 for the other policies).
+    pub priority: i32,
+    pub nice: i32,
+    /// The CPUs it may run on, ascending.
+    pub cpus: Vec<u32>,
+}
+
+/// The policies cpr restores; SCHED_DEADLINE (6) needs sched_setattr and its runtime
+/// parameters, which /proc does not show.
+const POLICIES: [i32; 5] = [
+    libc::SCHED_OTHER,
+    libc::SCHED_FIFO,
+    libc::SCHED_RR,
+    libc::SCHED_BATCH,
+    libc::SCHED_IDLE,
+];
+
+impl ThreadSched {
+    /// Thread `tid`'s, from /proc/TID/stat and status; a policy cpr cannot restore is
+    /// refused.
+    pub fn dump(tid: i32) -> Result<ThreadSched> {
+        let dir = crate::proc::ProcDir::open(tid)?;
+        let stat = dir.stat()?;
+        let status = dir.status_text()?;
+        let sched = ThreadSched {
+            policy: stat.policy as i32,
+            priority: stat.rt_priority as i32,
+            nice: stat.nice,
+            cpus: dir.parsed("status", &status, crate::proc::status::cpu_list)?,
+        };
+        if !POLICIES.contains(&sched.policy) {
+            return Err(Error::with_detail(
+                format!("thread {tid}"),
+                Kind::CheckpointError,
+                format!(
+                    "scheduling policy {} (SCHED_DEADLINE) is not checkpoint safe",
+                    sched.policy
+                ),
+            ));
+        }
+        Ok(sched)
+    }
+
+    fn check(&self) -> Result<()> {
+        let real_time = matches!(self.policy, libc::SCHED_FIFO | libc::SCHED_RR);
+        let priority_ok = if real_time {
+            (1..=99).contains(&self.priority)
+        } else {
+            self.priority == 0
+        };
+        if !POLICIES.contains(&self.policy)
+            || !priority_ok
+            || !(-20..=19).contains(&self.nice)
+            || self.cpus.is_empty()
+            || self.cpus.windows(2).any(|w| w[0] >= w[1])
+            || self
+                .cpus
+                .iter()
+                .any(|&c| c as usize >= nix::sched::CpuSet::count())
+        {
+            return Err(damaged_record(format_args!("scheduling {self:?}")));
+        }
+        Ok(())
+    }
+
+    /// Gives thread `tid` (stopped, in this world) this scheduling, from outside.
+    pub fn restore(&self, tid: i32) -> Result<()> {
+        let who = format!("thread {tid}");
+        let mut set = nix::sched::CpuSet::new();
+        for &cpu in &self.cpus {
+            set.set(cpu as usize)
+                .map_err(|e| Error::errno(format!("{who}: CPU {cpu}"), e))?;
+        }
+        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(tid), &set)
+            .map_err(|e| Error::errno(format!("{who}: CPU affinity {:?}", self.cpus), e))?;
+        set_policy_and_nice(tid, self.policy, self.priority, self.nice)
+    }
+}
+
+/// The scheduling of thread `t`, restored as `tid` (stopped) by cpr from outside; from
+/// an older statefile, the process record's.
+pub fn restore_sched(
+    t: &ThreadRecord,
+    process: &super::process::ProcessRecord,
+    tid: i32,
+) -> Result<()> {
+    match &t.sched {
+        Some(sched) => sched.restore(tid),
+        None => set_policy_and_nice(
+            tid,
+            process.sched_policy,
+            process.sched_priority,
+            process.nice,
+        ),
+    }
+}
+
+/// Policy, real-time priority and nice of thread `tid`, set from outside.
+pub fn set_policy_and_nice(tid: i32, policy: i32, priority: i32, nice: i32) -> Result<()> {
+    let who = format!("thread {tid}");
+    // nice first: SCHED_IDLE and the real-time policies keep it too
+    crate::sys::sched::set_nice(tid, nice)
+        .map_err(|e| Error::errno(format!("{who}: nice {nice}"), e))?;
+    crate::sys::sched::set_scheduler(tid, policy, priority).map_err(|e| {
+        Error::errno(
+            format!("{who}: scheduling policy {policy} priority {priority}"),
+            e,
+        )
+    })
 }
 
 impl ThreadRecord {
@@ -41,6 +161,11 @@ impl ThreadRecord {
         for info in &self.pending {
             decode_siginfo(info)
                 .map_err(|e| e.context(format_args!("thread {} pending signal", self.tid)))?;
+        }
+        if let Some(sched) = &self.sched {
+            sched
+                .check()
+                .map_err(|e| e.context(format_args!("thread {}", self.tid)))?;
         }
         Ok(())
     }
@@ -148,6 +273,7 @@ pub fn dump(
         clear_child_tid,
         robust_list: crate::sys::get_robust_list(tid).unwrap_or((0, 0)),
         rseq: ptrace::get_rseq(tid).unwrap_or_default(),
+        sched: Some(ThreadSched::dump(tid)?),
     })
 }
 

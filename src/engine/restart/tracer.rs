@@ -97,6 +97,9 @@ fn finish_in_tracer(
     }
     signals::restore_pending_and_timers(&signals_rec, &main, child, &mut scratch.args)?;
     posix_timers::restore(&img.core.posix_timers, &main, &mut scratch.args)?;
+    for (tid, idx) in &restored.threads {
+        threads::restore_sched(&img.core.threads[*idx], &img.core.process, *tid)?;
+    }
     // credentials last
     creds::restore(&img.core.process, &main, &mut scratch.args)?;
     // the scratch page goes; its own syscall instruction runs the munmap, stopping at the

@@ -27,3 +27,81 @@ fn scheduling_of_every_thread() {
     let pass = round_trip("fp_sched.c");
     assert!(pass.contains("fifo: policy 1/1 priority 7/7"), "{pass}");
 }
+
+/// A signal the program left at its default comes back at its default, not as cpr's own
+/// disposition (cpr ignores SIGPIPE).
+#[test]
+fn signal_at_default_stays_at_default() {
+    let pass = round_trip("fp_wait.c");
+    assert!(pass.contains("SIGPIPE at SIG_DFL"), "{pass}");
+}
+
+/// A cpuset of its own (cgroup v1) holding only CPU 0, removed when dropped; `None`
+/// where there is no such cgroup hierarchy or one CPU only.
+struct CpusetOfCpu0(std::path::PathBuf);
+
+impl CpusetOfCpu0 {
+    fn new() -> Option<CpusetOfCpu0> {
+        let root = std::path::Path::new("/sys/fs/cgroup/cpuset");
+        let cpus = std::fs::read_to_string(root.join("cpuset.cpus")).ok()?;
+        if !cpus.trim().contains(['-', ',']) {
+            return None;
+        }
+        let dir = root.join(format!("cpr-test-{}", std::process::id()));
+        std::fs::create_dir(&dir).ok()?;
+        let set = CpusetOfCpu0(dir);
+        let mems = std::fs::read_to_string(root.join("cpuset.mems")).ok()?;
+        std::fs::write(set.0.join("cpuset.cpus"), "0").ok()?;
+        std::fs::write(set.0.join("cpuset.mems"), mems.trim()).ok()?;
+        Some(set)
+    }
+}
+
+impl Drop for CpusetOfCpu0 {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// The check before release: a restart where one saved item cannot come back identical
+/// (cpr runs in a cpuset of CPU 0 only, so the kernel quietly narrows the saved affinity
+/// of CPUs 0-1) fails, naming the process, the object and both values, and the program
+/// never runs again.
+#[test]
+fn restart_that_cannot_restore_affinity_is_refused() {
+    let _s = serial();
+    let Some(cpuset) = CpusetOfCpu0::new() else {
+        assert!(!in_ci(), "CI needs a cpuset cgroup (v1) and two CPUs");
+        eprintln!("skipped: no cpuset cgroup (v1) or one CPU only");
+        return;
+    };
+    let s = Scratch::new();
+    let (w, _) = spawn_ready(&s, &build("fp_wait.c"), &[ctl(&s)]);
+    let sf = checkpoint_set(&s, "ckpt", &w.pid.to_string(), &[], &[w.pid]);
+    s.go();
+    let tasks = cpuset.0.join("tasks");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(r#"echo $$ > "$1" && shift && exec "$@""#)
+        .arg("sh")
+        .arg(&tasks)
+        .arg(cpr_bin())
+        .arg("-r")
+        .arg(&sf)
+        .output()
+        .unwrap();
+    assert_failure(
+        &out,
+        "restart in a cpuset of CPU 0",
+        &[
+            &format!("process {}", w.pid),
+            "CPU affinity",
+            "[0]",
+            "[0, 1]",
+            "Checkpoint error",
+        ],
+        false,
+    );
+    assert!(!is_alive(w.pid), "the refused process {} runs", w.pid);
+    assert_eq!(count_lines(&w.log, "PASS"), 0, "the refused process ran");
+}

@@ -113,7 +113,19 @@ fn kill_pids(pids: &[i32]) {
             nix::sys::signal::Signal::SIGKILL,
         );
     }
-    // collect our children and tracees, so that none is left even as a zombie of ours
+    // collect our children and tracees, so that none is left even as a zombie of ours;
+    // the threads we trace first: their process is not reaped before they are
+    for &pid in pids {
+        let tids = crate::proc::ProcDir::open(pid)
+            .and_then(|d| d.tids())
+            .unwrap_or_default();
+        for tid in tids.into_iter().filter(|&t| t != pid) {
+            let _ = nix::sys::wait::waitpid(
+                nix::unistd::Pid::from_raw(tid),
+                Some(nix::sys::wait::WaitPidFlag::__WALL),
+            );
+        }
+    }
     for &pid in pids {
         let _ = nix::sys::wait::waitpid(
             nix::unistd::Pid::from_raw(pid),

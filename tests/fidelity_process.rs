@@ -105,3 +105,42 @@ fn restart_that_cannot_restore_affinity_is_refused() {
     assert!(!is_alive(w.pid), "the refused process {} runs", w.pid);
     assert_eq!(count_lines(&w.log, "PASS"), 0, "the refused process ran");
 }
+
+/// Credentials per thread: bounding set, ambient set, securebits, no_new_privs, kept
+/// capabilities of a non-root main thread, and a second thread with another uid.
+#[test]
+fn capabilities_and_credentials_of_every_thread() {
+    let pass = round_trip("fp_caps.c");
+    assert!(
+        pass.contains("main uid 1000/1000/1000 caps 1/401/400"),
+        "{pass}"
+    );
+    assert!(
+        pass.contains("thread uid 2000/2000/2000 caps 0/0/0"),
+        "{pass}"
+    );
+}
+
+/// A process under a seccomp filter cannot come back with it (yet): the checkpoint is
+/// refused, naming the thread and seccomp, and the process runs on.
+#[test]
+fn seccomp_filter_is_refused_at_checkpoint() {
+    let _s = serial();
+    let s = Scratch::new();
+    let (w, _) = spawn_ready(&s, &build("fp_seccomp.c"), &[ctl(&s)]);
+    let sf = s.join("ckpt");
+    let out = cpr(&["-c", sf.to_str().unwrap(), "-p", &w.pid.to_string()]);
+    assert_failure(
+        &out,
+        "checkpoint of a process with a seccomp filter",
+        &[
+            &format!("thread {}", w.pid),
+            "seccomp filters",
+            "Checkpoint error",
+        ],
+        false,
+    );
+    assert!(!sf.exists(), "no statefile may be left");
+    s.go();
+    expect_pass_and_exit(&w);
+}

@@ -28,6 +28,10 @@ pub struct ThreadRecord {
     /// record's policy, priority and nice then apply to every thread.
     #[serde(default)]
     pub sched: Option<ThreadSched>,
+    /// `None` in statefiles written before cpr kept credentials per thread: the process
+    /// record's then.
+    #[serde(default)]
+    pub creds: Option<super::creds::ThreadCreds>,
 }
 
 /// How a thread is scheduled (Linux keeps all of it per thread).
@@ -162,6 +166,11 @@ impl ThreadRecord {
             decode_siginfo(info)
                 .map_err(|e| e.context(format_args!("thread {} pending signal", self.tid)))?;
         }
+        if let Some(creds) = &self.creds {
+            creds
+                .check()
+                .map_err(|e| e.context(format_args!("thread {}", self.tid)))?;
+        }
         if let Some(sched) = &self.sched {
             sched
                 .check()
@@ -274,6 +283,7 @@ pub fn dump(
         robust_list: crate::sys::get_robust_list(tid).unwrap_or((0, 0)),
         rseq: ptrace::get_rseq(tid).unwrap_or_default(),
         sched: Some(ThreadSched::dump(tid)?),
+        creds: Some(super::creds::ThreadCreds::dump(tid, inj)?),
     })
 }
 

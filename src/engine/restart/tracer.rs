@@ -100,8 +100,13 @@ fn finish_in_tracer(
     for (tid, idx) in &restored.threads {
         threads::restore_sched(&img.core.threads[*idx], &img.core.process, *tid)?;
     }
-    // credentials last
-    creds::restore(&img.core.process, &main, &mut scratch.args)?;
+    // credentials last, each thread its own
+    for (tid, idx) in &restored.threads {
+        let inj = Injector::new(*tid, scratch.gate())?;
+        let t = &img.core.threads[*idx];
+        creds::restore(&img.core.process, t.creds.as_ref(), &inj, &mut scratch.args)
+            .map_err(|e| e.context(format!("thread {}", t.tid)))?;
+    }
     // the scratch page goes; its own syscall instruction runs the munmap, stopping at the
     // syscall exit so nothing executes there afterwards
     let last = Injector::new(child, Gate::SyscallInsn(scratch.base()))?;

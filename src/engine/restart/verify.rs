@@ -150,25 +150,54 @@ fn tree(s: &Subject) -> Result<()> {
     Ok(())
 }
 
+/// Every thread's IDs, groups, capability sets and no_new_privs (securebits are not in
+/// /proc: restore checks each prctl it makes).
 fn credentials(s: &Subject) -> Result<()> {
     let rec = &s.img.core.process;
-    same("uids", rec.uids, s.parsed(|t| status::ids(t, "Uid"))?)?;
-    same("gids", rec.gids, s.parsed(|t| status::ids(t, "Gid"))?)?;
-    let mut groups = rec.groups.clone();
-    groups.sort_unstable();
-    let mut now = s.parsed(status::groups)?;
-    now.sort_unstable();
-    same("supplementary groups", groups, now)?;
-    for (key, saved) in [
-        ("CapInh", rec.caps.inheritable),
-        ("CapPrm", rec.caps.permitted),
-        ("CapEff", rec.caps.effective),
-    ] {
+    for &(tid, t) in &s.threads {
+        let dir = ProcDir::open(tid)?;
+        let text = dir.status_text()?;
+        let read = |key: &str| {
+            dir.parsed("status", &text, |x| status::mask(x, key))
+                .map(Hex)
+        };
+        let who = format!("thread {}", t.tid);
+        let (uids, gids, groups, caps) = match &t.creds {
+            Some(c) => (c.uids, c.gids, &c.groups, c.caps),
+            None => (rec.uids, rec.gids, &rec.groups, rec.caps),
+        };
         same(
-            format_args!("capabilities {key}"),
-            Hex(saved),
-            Hex(s.parsed(|t| status::mask(t, key))?),
+            format_args!("{who} uids"),
+            uids,
+            dir.parsed("status", &text, |x| status::ids(x, "Uid"))?,
         )?;
+        same(
+            format_args!("{who} gids"),
+            gids,
+            dir.parsed("status", &text, |x| status::ids(x, "Gid"))?,
+        )?;
+        let mut groups = groups.clone();
+        groups.sort_unstable();
+        let mut now = dir.parsed("status", &text, status::groups)?;
+        now.sort_unstable();
+        same(format_args!("{who} supplementary groups"), groups, now)?;
+        let mut sets = vec![
+            ("CapInh", caps.inheritable),
+            ("CapPrm", caps.permitted),
+            ("CapEff", caps.effective),
+        ];
+        if let Some(c) = &t.creds {
+            sets.extend([("CapBnd", c.bounding), ("CapAmb", c.ambient)]);
+            let nnp: u32 = dir.parsed("status", &text, |x| status::number(x, "NoNewPrivs"))?;
+            same(format_args!("{who} no_new_privs"), c.no_new_privs, nnp != 0)?;
+        }
+        for (key, saved) in sets {
+            same(
+                format_args!("{who} capabilities {key}"),
+                Hex(saved),
+                read(key)?,
+            )?;
+        }
     }
     Ok(())
 }

@@ -144,3 +144,20 @@ fn seccomp_filter_is_refused_at_checkpoint() {
     s.go();
     expect_pass_and_exit(&w);
 }
+
+/// Parent-death signal (per thread), child subreaper, oom_score_adj, THP disabled and
+/// the audit login uid come back.
+#[test]
+fn process_attributes_set_by_prctl_and_proc() {
+    let _s = serial();
+    let s = Scratch::new();
+    let (w, _) = spawn_ready(&s, &build("fp_attrs.c"), &[ctl(&s)]);
+    let sf = checkpoint_set(&s, "ckpt", &format!("{}:HID", w.pid), &[], &[w.pid]);
+    restart_ok(&sf);
+    s.go();
+    let pass = expect_pass_and_exit(&w);
+    assert!(
+        pass.contains("pdeathsig kept, subreaper 1 thp_disable 1 oom_score_adj 500"),
+        "{pass}"
+    );
+}

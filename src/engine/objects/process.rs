@@ -32,7 +32,19 @@ pub struct ProcessRecord {
     pub sched_policy: i32,
     pub sched_priority: i32,
     pub dumpable: bool,
+    /// /proc/PID/oom_score_adj (`None`: an older statefile).
+    #[serde(default)]
+    pub oom_score_adj: Option<i32>,
+    /// The audit login uid (`None`: unset, or an older statefile).
+    #[serde(default)]
+    pub loginuid: Option<u32>,
+    /// PR_SET_THP_DISABLE (`THP_enabled: 0` in status).
+    #[serde(default)]
+    pub thp_disabled: bool,
 }
+
+/// The audit login uid of a process that never had one.
+const LOGINUID_UNSET: u32 = u32::MAX;
 
 const RLIMITS: [i32; 16] = [
     libc::RLIMIT_CPU as i32,
@@ -101,7 +113,46 @@ pub fn dump(dir: &ProcDir, stat: &Stat) -> Result<ProcessRecord> {
         sched_policy: stat.policy as i32,
         sched_priority: stat.rt_priority as i32,
         dumpable: true,
+        oom_score_adj: Some(number(dir, "oom_score_adj")?),
+        loginuid: dir
+            .read_text_if_present("loginuid")?
+            .map(|t| dir.parsed("loginuid", &t, parse_number))
+            .transpose()?
+            .filter(|&u| u != LOGINUID_UNSET),
+        thp_disabled: dir.parsed("status", &status, |t| {
+            crate::proc::status::field(t, "THP_enabled")
+                .map(|v| parse_number::<u32>(v).map(|e| e == 0))
+                .unwrap_or(Ok(false))
+        })?,
     })
+}
+
+/// A number alone in a /proc file.
+fn parse_number<T: std::str::FromStr>(text: &str) -> Result<T> {
+    text.trim()
+        .parse()
+        .map_err(|_| crate::proc::malformed("value", format!("'{}' is not a number", text.trim())))
+}
+
+fn number<T: std::str::FromStr>(dir: &ProcDir, name: &str) -> Result<T> {
+    dir.parsed(name, &dir.read(name)?, parse_number)
+}
+
+/// In the restore child, on itself: OOM score adjustment, audit login uid, THP disabled.
+fn restore_attributes(rec: &ProcessRecord, who: &str) -> Result<()> {
+    if let Some(adj) = rec.oom_score_adj {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .ctx(format!("{who}: oom_score_adj {adj}"))?;
+    }
+    if let Some(uid) = rec.loginuid {
+        std::fs::write("/proc/self/loginuid", uid.to_string())
+            .ctx(format!("{who}: audit login uid {uid}"))?;
+    }
+    if rec.thp_disabled {
+        crate::sys::prctl::prctl_int(libc::PR_SET_THP_DISABLE, 1)
+            .map_err(|e| Error::errno(format!("{who}: PR_SET_THP_DISABLE"), e))?;
+    }
+    Ok(())
 }
 
 /// In the restore child: what the process is, except credentials. Runs as root before
@@ -143,6 +194,7 @@ pub fn restore_native(rec: &ProcessRecord, cdir: DirAction, rdir: DirAction) -> 
         ))
         .ctx(format!("{who}: personality"))?;
     }
+    restore_attributes(rec, &who)?;
     if crate::sys::setpriority_self(rec.nice) < 0 {
         return Err(Error::errno(
             format!("{who}: nice {}", rec.nice),

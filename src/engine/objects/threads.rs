@@ -32,6 +32,12 @@ pub struct ThreadRecord {
     /// record's then.
     #[serde(default)]
     pub creds: Option<super::creds::ThreadCreds>,
+    /// PR_SET_PDEATHSIG (0: none).
+    #[serde(default)]
+    pub pdeathsig: i32,
+    /// PR_SET_CHILD_SUBREAPER: process-wide, asked of (and kept by) the main thread only.
+    #[serde(default)]
+    pub child_subreaper: bool,
 }
 
 /// How a thread is scheduled (Linux keeps all of it per thread).
@@ -136,6 +142,45 @@ pub fn restore_sched(
     }
 }
 
+/// After the credentials (a change of credentials clears it): the parent-death signal,
+/// and for the main thread the child-subreaper flag, by injection in the thread. A
+/// parent-death signal is refused when the parent was not restarted with the process:
+/// its parent would be another process (cpr, which exits at once).
+pub fn restore_after_creds(t: &ThreadRecord, inj: &Injector, parent_restored: bool) -> Result<()> {
+    if t.pdeathsig != 0 && !parent_restored {
+        return Err(Error::with_detail(
+            format!("thread {}", t.tid),
+            Kind::CheckpointError,
+            format!(
+                "parent-death signal {}: its parent was not checkpointed with it",
+                t.pdeathsig
+            ),
+        ));
+    }
+    if t.pdeathsig != 0 {
+        inj.check(
+            "prctl(PR_SET_PDEATHSIG)",
+            libc::SYS_prctl,
+            [
+                libc::PR_SET_PDEATHSIG as u64,
+                t.pdeathsig as u64,
+                0,
+                0,
+                0,
+                0,
+            ],
+        )?;
+    }
+    if t.child_subreaper {
+        inj.check(
+            "prctl(PR_SET_CHILD_SUBREAPER)",
+            libc::SYS_prctl,
+            [libc::PR_SET_CHILD_SUBREAPER as u64, 1, 0, 0, 0, 0],
+        )?;
+    }
+    Ok(())
+}
+
 /// Policy, real-time priority and nice of thread `tid`, set from outside.
 pub fn set_policy_and_nice(tid: i32, policy: i32, priority: i32, nice: i32) -> Result<()> {
     let who = format!("thread {tid}");
@@ -165,6 +210,12 @@ impl ThreadRecord {
         for info in &self.pending {
             decode_siginfo(info)
                 .map_err(|e| e.context(format_args!("thread {} pending signal", self.tid)))?;
+        }
+        if !(0..=64).contains(&self.pdeathsig) {
+            return Err(damaged_record(format_args!(
+                "thread {}: parent-death signal {}",
+                self.tid, self.pdeathsig
+            )));
         }
         if let Some(creds) = &self.creds {
             creds
@@ -245,6 +296,25 @@ pub fn dump(
     let mut s = scratch.frame();
     let stack = s.alloc(STACK_T_SIZE)?;
     let tid_address = s.alloc(8)?;
+    let pdeathsig = s.alloc(8)?;
+    let subreaper = s.alloc(8)?;
+    for (name, option, at) in [
+        ("prctl(PR_GET_PDEATHSIG)", libc::PR_GET_PDEATHSIG, pdeathsig),
+        (
+            "prctl(PR_GET_CHILD_SUBREAPER)",
+            libc::PR_GET_CHILD_SUBREAPER,
+            subreaper,
+        ),
+    ] {
+        if option == libc::PR_GET_CHILD_SUBREAPER && tid != pid {
+            continue;
+        }
+        inj.check(
+            name,
+            libc::SYS_prctl,
+            [option as u64, at.as_u64(), 0, 0, 0, 0],
+        )?;
+    }
     inj.check(
         "sigaltstack",
         libc::SYS_sigaltstack,
@@ -266,6 +336,9 @@ pub fn dump(
     let word = |b: &[u8], o: usize| u64::from_ne_bytes(b[o..o + 8].try_into().unwrap());
     let altstack = (word(&stack, 0), word(&stack, 8) as i32, word(&stack, 16));
     let clear_child_tid = word(&s.read(tid_address, 8)?, 0);
+    let int = |b: Vec<u8>| i32::from_ne_bytes(b[..4].try_into().unwrap_or([0; 4]));
+    let pdeathsig = int(s.read(pdeathsig, 8)?);
+    let child_subreaper = tid == pid && int(s.read(subreaper, 8)?) != 0;
     drop(s);
     let comm = crate::proc::ProcDir::open(pid)?.thread_comm(tid)?;
     Ok(ThreadRecord {
@@ -284,6 +357,8 @@ pub fn dump(
         rseq: ptrace::get_rseq(tid).unwrap_or_default(),
         sched: Some(ThreadSched::dump(tid)?),
         creds: Some(super::creds::ThreadCreds::dump(tid, inj)?),
+        pdeathsig,
+        child_subreaper,
     })
 }
 

@@ -28,7 +28,13 @@ pub(super) fn restore_all(ctx: &RestoreContext, made: &Made) -> Result<Vec<Resto
             threads: vec![(child.pid, 0)],
             image: child.image,
         };
-        restore_one(img, child, &mut r).map_err(|e| {
+        let p = &img.core.process;
+        let parent_restored = p.ppid != p.pid
+            && ctx
+                .images
+                .iter()
+                .any(|i| i.sf == img.sf && i.core.process.pid == p.ppid);
+        restore_one(img, child, parent_restored, &mut r).map_err(|e| {
             e.context(format!("process {}", img.core.process.pid))
                 .context(ctx.statefiles[img.sf].path.display())
         })?;
@@ -37,7 +43,7 @@ pub(super) fn restore_all(ctx: &RestoreContext, made: &Made) -> Result<Vec<Resto
     Ok(restored)
 }
 
-fn restore_one(img: &Image, child: &Child, r: &mut Restored) -> Result<()> {
+fn restore_one(img: &Image, child: &Child, parent_restored: bool, r: &mut Restored) -> Result<()> {
     let pid = child.pid;
     ptrace::seize(
         pid,
@@ -46,7 +52,7 @@ fn restore_one(img: &Image, child: &Child, r: &mut Restored) -> Result<()> {
     .ctx(format!("process {pid}"))?;
     ptrace::interrupt(pid).ctx(format!("process {pid}"))?;
     ptrace::wait_for_stop(pid)?;
-    finish_in_tracer(img, pid, &child.ready, r)
+    finish_in_tracer(img, pid, &child.ready, parent_restored, r)
 }
 
 /// In the tracer: the image replaces the stopped child's memory; threads, signals,
@@ -55,6 +61,7 @@ fn finish_in_tracer(
     img: &Image,
     child: i32,
     ready: &ChildReady,
+    parent_restored: bool,
     restored: &mut Restored,
 ) -> Result<()> {
     let mut scratch = Scratch::new(child, ready.scratch);
@@ -105,6 +112,8 @@ fn finish_in_tracer(
         let inj = Injector::new(*tid, scratch.gate())?;
         let t = &img.core.threads[*idx];
         creds::restore(&img.core.process, t.creds.as_ref(), &inj, &mut scratch.args)
+            .map_err(|e| e.context(format!("thread {}", t.tid)))?;
+        threads::restore_after_creds(t, &inj, parent_restored)
             .map_err(|e| e.context(format!("thread {}", t.tid)))?;
     }
     // the scratch page goes; its own syscall instruction runs the munmap, stopping at the

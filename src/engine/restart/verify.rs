@@ -42,6 +42,7 @@ const CHECKS: &[(&str, Check)] = &[
     ("credentials", credentials),
     ("resource limits", limits),
     ("umask", umask),
+    ("process attributes", attributes),
     ("scheduling", scheduling),
     ("signals", signals),
     ("POSIX timers", posix_timers),
@@ -217,6 +218,30 @@ fn umask(s: &Subject) -> Result<()> {
         Some(now) => same("umask", Oct(s.img.core.process.umask), Oct(now)),
         None => Ok(()),
     }
+}
+
+/// OOM score adjustment, audit login uid, THP disabled (parent-death signal and
+/// child-subreaper flag are not in /proc: restore checks the prctl that sets them).
+fn attributes(s: &Subject) -> Result<()> {
+    let rec = &s.img.core.process;
+    let number = |name: &str| -> Result<i64> {
+        let text = s.dir.read(name)?;
+        s.dir.parsed(name, &text, |t| {
+            t.trim()
+                .parse()
+                .map_err(|_| crate::proc::malformed(name, "not a number"))
+        })
+    };
+    if let Some(adj) = rec.oom_score_adj {
+        same("oom_score_adj", i64::from(adj), number("oom_score_adj")?)?;
+    }
+    if let Some(uid) = rec.loginuid {
+        same("audit login uid", i64::from(uid), number("loginuid")?)?;
+    }
+    if let Some(enabled) = status::field(&s.status, "THP_enabled") {
+        same("THP disabled", rec.thp_disabled, enabled == "0")?;
+    }
+    Ok(())
 }
 
 /// Policy, priority, nice and CPUs of every thread.

@@ -161,3 +161,11 @@ fn process_attributes_set_by_prctl_and_proc() {
         "{pass}"
     );
 }
+
+/// A process whose root directory is not `/` (chroot) comes back in the same root, its
+/// working directory inside it.
+#[test]
+fn chrooted_process_keeps_its_root() {
+    let pass = round_trip("fp_chroot.c");
+    assert!(pass.contains("cwd /sub"), "{pass}");
+}

@@ -127,6 +127,26 @@ pub fn dump(dir: &ProcDir, stat: &Stat) -> Result<ProcessRecord> {
     })
 }
 
+/// In the tracer, once the image is in place and before the credentials: chroot by
+/// injection (the working directory, set natively, stays where it is).
+pub fn restore_root(
+    rec: &ProcessRecord,
+    rdir: DirAction,
+    inj: &crate::engine::ptrace::Injector,
+    scratch: &mut crate::engine::ptrace::RemoteScratch,
+) -> Result<()> {
+    if rdir != DirAction::Replace || rec.root == "/" {
+        return Ok(());
+    }
+    let mut path = rec.root.clone().into_bytes();
+    path.push(0);
+    let mut s = scratch.frame();
+    let at = s.put(&path)?;
+    inj.check("chroot", libc::SYS_chroot, [at.as_u64(), 0, 0, 0, 0, 0])
+        .map_err(|e| e.context(format!("root directory {}", rec.root)))?;
+    Ok(())
+}
+
 /// A number alone in a /proc file.
 fn parse_number<T: std::str::FromStr>(text: &str) -> Result<T> {
     text.trim()
@@ -157,19 +177,13 @@ fn restore_attributes(rec: &ProcessRecord, who: &str) -> Result<()> {
 
 /// In the restore child: what the process is, except credentials. Runs as root before
 /// the address space is replaced.
-pub fn restore_native(rec: &ProcessRecord, cdir: DirAction, rdir: DirAction) -> Result<()> {
+pub fn restore_native(rec: &ProcessRecord, cdir: DirAction) -> Result<()> {
     let who = format!("process {}", rec.pid);
-    // the working directory is looked up before a chroot changes what paths mean
-    let cwd = if cdir == DirAction::Replace {
-        Some(std::fs::File::open(&rec.cwd).ctx(format!("{who}: working directory {}", rec.cwd))?)
-    } else {
-        None
-    };
-    if rdir == DirAction::Replace && rec.root != "/" {
-        nix::unistd::chroot(rec.root.as_str())
-            .ctx(format!("{who}: root directory {}", rec.root))?;
-    }
-    if let Some(dir) = cwd {
+    // the root directory is the tracer's to change (`restore_root`): this copy of cpr
+    // still reads its own /proc until it waits
+    if cdir == DirAction::Replace {
+        let dir =
+            std::fs::File::open(&rec.cwd).ctx(format!("{who}: working directory {}", rec.cwd))?;
         nix::unistd::fchdir(&dir).ctx(format!("{who}: working directory {}", rec.cwd))?;
     }
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(rec.umask));

@@ -290,7 +290,7 @@ fn child_restore(ctx: &RestoreContext, img: &Image, status_fd: i32) -> Result<Ch
     let shared_fd = |id: u32| opened.and_then(|o| o.file_fd(id));
     files::restore(&img.core.fds, sf, &keep, ctx.tty.as_deref(), &shared_fd)?;
     locks::restore_native(&img.core.locks)?;
-    process::restore_native(rec, img.core.policies.cdir, img.core.policies.rdir)?;
+    process::restore_native(rec, img.core.policies.cdir)?;
     let mut scratch = map_scratch(img)?;
     scratch
         .write_at(0, &SYSCALL_INT3)

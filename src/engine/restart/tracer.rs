@@ -107,6 +107,12 @@ fn finish_in_tracer(
     for (tid, idx) in &restored.threads {
         threads::restore_sched(&img.core.threads[*idx], &img.core.process, *tid)?;
     }
+    crate::engine::objects::process::restore_root(
+        &img.core.process,
+        img.core.policies.rdir,
+        &main,
+        &mut scratch.args,
+    )?;
     // credentials last, each thread its own
     for (tid, idx) in &restored.threads {
         let inj = Injector::new(*tid, scratch.gate())?;

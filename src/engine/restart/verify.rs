@@ -42,6 +42,7 @@ const CHECKS: &[(&str, Check)] = &[
     ("credentials", credentials),
     ("resource limits", limits),
     ("umask", umask),
+    ("directories", directories),
     ("process attributes", attributes),
     ("scheduling", scheduling),
     ("signals", signals),
@@ -218,6 +219,26 @@ fn umask(s: &Subject) -> Result<()> {
         Some(now) => same("umask", Oct(s.img.core.process.umask), Oct(now)),
         None => Ok(()),
     }
+}
+
+/// The working and root directories, where the policies put them back.
+fn directories(s: &Subject) -> Result<()> {
+    let (rec, policies) = (&s.img.core.process, &s.img.core.policies);
+    if policies.rdir == crate::attrfile::DirAction::Replace {
+        same(
+            "root directory",
+            rec.root.as_str(),
+            s.dir.link("root")?.as_str(),
+        )?;
+    }
+    if policies.cdir == crate::attrfile::DirAction::Replace {
+        same(
+            "working directory",
+            rec.cwd.as_str(),
+            s.dir.link("cwd")?.as_str(),
+        )?;
+    }
+    Ok(())
 }
 
 /// OOM score adjustment, audit login uid, THP disabled (parent-death signal and

@@ -169,3 +169,24 @@ fn chrooted_process_keeps_its_root() {
     let pass = round_trip("fp_chroot.c");
     assert!(pass.contains("cwd /sub"), "{pass}");
 }
+
+/// A session whose leader had exited: its members come back in it (a helper takes the
+/// leader's PID), one leading its own group, one in the leader's group.
+#[test]
+fn session_without_its_leader_keeps_its_sid() {
+    let _s = serial();
+    let s = Scratch::new();
+    let (w, ready) = spawn_ready(&s, &build("fp_session.c"), &[ctl(&s)]);
+    let num = |key: &str| -> i32 { field(&ready, key).unwrap().parse().unwrap() };
+    let (c, g1, g2) = (num("c"), num("g1"), num("g2"));
+    wait_exit(w.pid, TIMEOUT);
+    let _members = [KillOnDrop::new(g1, s.path()), KillOnDrop::new(g2, s.path())];
+    checkpoint_set(&s, "ckpt", &format!("{c}:SID"), &[], &[g1, g2]);
+    restart_ok(&s.join("ckpt"));
+    s.go();
+    wait_for_nth_line(&w.log, "PASS", 2, TIMEOUT);
+    assert_eq!(count_lines(&w.log, "FAIL"), 0, "{:?}", read_lines(&w.log));
+    for pid in [g1, g2] {
+        wait_pid_gone(pid, TIMEOUT);
+    }
+}

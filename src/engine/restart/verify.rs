@@ -36,7 +36,11 @@ pub(super) struct Subject<'a> {
 
 type Check = fn(&Subject) -> Result<()>;
 
-/// Every object kind compared, with what the errors call it.
+/// Every object kind compared, with what the errors call it. The memory map and the
+/// descriptor table slot in as one row each, their check in their own module:
+/// `("memory map", |s| memory::verify_restored(s.pid, &s.img.mm))`,
+/// `("descriptors", |s| files::verify_restored(s.pid, &s.img.core.fds))`, each returning
+/// an error like [`differs`]'s (Checkpoint error, the object, both values).
 const CHECKS: &[(&str, Check)] = &[
     ("process tree", tree),
     ("credentials", credentials),

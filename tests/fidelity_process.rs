@@ -190,3 +190,27 @@ fn session_without_its_leader_keeps_its_sid() {
         wait_pid_gone(pid, TIMEOUT);
     }
 }
+
+/// Processes sharing a descriptor table (CLONE_FILES) or a filesystem context
+/// (CLONE_FS) would come back with one each: the checkpoint is refused, naming both and
+/// the table, and they run on.
+#[test]
+fn shared_descriptor_table_or_fs_context_is_refused() {
+    let _s = serial();
+    for (kind, needle) in [("files", "CLONE_FILES"), ("fs", "CLONE_FS")] {
+        let s = Scratch::new();
+        let (w, ready) = spawn_ready(&s, &build("fp_shared_table.c"), &[ctl(&s), kind.into()]);
+        let child = field(&ready, "child").unwrap();
+        let sf = s.join("ckpt");
+        let out = cpr(&["-c", sf.to_str().unwrap(), "-p", &format!("{}:HID", w.pid)]);
+        assert_failure(
+            &out,
+            &format!("checkpoint of processes sharing {kind}"),
+            &[&w.pid.to_string(), child, needle, "Checkpoint error"],
+            false,
+        );
+        assert!(!sf.exists(), "no statefile may be left");
+        s.go();
+        expect_pass_and_exit(&w);
+    }
+}

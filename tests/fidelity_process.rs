@@ -214,3 +214,16 @@ fn shared_descriptor_table_or_fs_context_is_refused() {
         expect_pass_and_exit(&w);
     }
 }
+
+/// A zombie that leads a process group keeps it, with its live member in it.
+#[test]
+fn zombie_group_leader_keeps_its_member() {
+    let _s = serial();
+    let s = Scratch::new();
+    let (w, _) = spawn_ready(&s, &build("fp_zombie_group.c"), &[ctl(&s)]);
+    let sf = checkpoint_set(&s, "ckpt", &format!("{}:HID", w.pid), &[], &[w.pid]);
+    restart_ok(&sf);
+    s.go();
+    let pass = expect_pass_and_exit(&w);
+    assert!(pass.contains("leads its group"), "{pass}");
+}

@@ -298,13 +298,14 @@ fn set_sessions(plan: &mut Plan, first: usize) {
                 SessionOp::Keep
             };
         }
-        // group leaders before the members that join them; zombies last
+        // group leaders (a zombie too: its group lives on with it) before the members
+        // that join them; zombies last among each
         let mut kids = std::mem::take(&mut plan.nodes[n].children);
         kids.sort_by_key(|&k| {
             let node = &plan.nodes[k];
             (
-                matches!(node.role, Role::Zombie(_)),
                 node.pid != node.pgid,
+                matches!(node.role, Role::Zombie(_)),
                 node.pid,
             )
         });

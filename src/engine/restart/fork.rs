@@ -167,6 +167,19 @@ fn spawn(ctx: &RestoreContext, n: usize, clone_parent: bool) -> Result<i32> {
     if child == 0 {
         run_node(ctx, n);
     }
+    // the child sets its group too; whichever runs first, its group exists before the
+    // parent forks the next child, which may join it (as a shell does)
+    let group = match node.session {
+        SessionOp::NewGroup => Some(child),
+        SessionOp::JoinGroup(g) => Some(g),
+        _ => None,
+    };
+    if let Some(g) = group.filter(|_| !clone_parent) {
+        let _ = nix::unistd::setpgid(
+            nix::unistd::Pid::from_raw(child),
+            nix::unistd::Pid::from_raw(g),
+        );
+    }
     Ok(child)
 }
 

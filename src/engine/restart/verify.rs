@@ -14,6 +14,7 @@ use super::RestoreContext;
 use super::fork::Made;
 use super::tracer::Restored;
 use super::validate::Image;
+use crate::engine::objects::pstree::Role;
 use crate::engine::objects::threads::ThreadRecord;
 use crate::error::{Error, Kind, Result};
 use crate::proc::{ProcDir, status};
@@ -67,6 +68,7 @@ pub(super) fn verify_all(
         .zip(&made.pids)
         .map(|(node, &now)| (node.pid, now))
         .collect();
+    zombies(ctx, made, &pids, interactive)?;
     for r in restored {
         let img = &ctx.images[r.image];
         let Some(&(pid, _)) = r.threads.first() else {
@@ -92,6 +94,36 @@ pub(super) fn verify_all(
         };
         for (what, check) in CHECKS {
             check(&subject).map_err(|e| in_statefile(e.context(what)))?;
+        }
+    }
+    Ok(())
+}
+
+/// Every zombie's group and session, as `tree` checks a live process's.
+fn zombies(
+    ctx: &RestoreContext,
+    made: &Made,
+    pids: &BTreeMap<i32, i32>,
+    interactive: bool,
+) -> Result<()> {
+    if interactive {
+        return Ok(());
+    }
+    let now = |id: i32| pids.get(&id).copied();
+    for (n, node) in ctx.plan.nodes.iter().enumerate() {
+        let (Role::Zombie(z), Some(&pid)) = (node.role, made.pids.get(n)) else {
+            continue;
+        };
+        let who = |e: Error| {
+            e.context(format!("zombie {}", z.pid))
+                .context(ctx.statefiles[0].path.display())
+        };
+        let stat = ProcDir::open(pid).and_then(|d| d.stat()).map_err(who)?;
+        if let Some(pgid) = now(z.pgid) {
+            same("process group", pgid, stat.pgrp).map_err(who)?;
+        }
+        if let Some(sid) = now(z.sid) {
+            same("session", sid, stat.session).map_err(who)?;
         }
     }
     Ok(())

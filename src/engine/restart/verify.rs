@@ -49,6 +49,7 @@ const CHECKS: &[(&str, Check)] = &[
     ("umask", umask),
     ("directories", directories),
     ("process attributes", attributes),
+    ("thread names", names),
     ("scheduling", scheduling),
     ("signals", signals),
     ("POSIX timers", posix_timers),
@@ -295,8 +296,32 @@ fn attributes(s: &Subject) -> Result<()> {
     if let Some(uid) = rec.loginuid {
         same("audit login uid", i64::from(uid), number("loginuid")?)?;
     }
+    same(
+        "personality",
+        Hex(rec.personality),
+        Hex(s.dir.personality()?),
+    )?;
     if let Some(enabled) = status::field(&s.status, "THP_enabled") {
         same("THP disabled", rec.thp_disabled, enabled == "0")?;
+    }
+    Ok(())
+}
+
+/// Every thread's name (comm), as the kernel shortens it.
+fn names(s: &Subject) -> Result<()> {
+    for &(tid, t) in &s.threads {
+        if t.comm.is_empty() {
+            continue;
+        }
+        // restore sets the first 15 bytes (the kernel keeps no more)
+        let saved = String::from_utf8_lossy(&t.comm.as_bytes()[..t.comm.len().min(15)])
+            .trim_end()
+            .to_string();
+        same(
+            format_args!("thread {} name", t.tid),
+            saved,
+            s.dir.thread_comm(tid)?,
+        )?;
     }
     Ok(())
 }

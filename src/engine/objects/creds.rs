@@ -40,6 +40,27 @@ pub struct ThreadCreds {
     pub no_new_privs: bool,
 }
 
+/// Refuses a thread under seccomp (`text`: its /proc/TID/status): its filters are not
+/// restored.
+pub fn refuse_seccomp(dir: &ProcDir, text: &str) -> Result<()> {
+    let seccomp: u32 = dir.parsed("status", text, |t| status::number(t, "Seccomp"))?;
+    if seccomp != 0 {
+        return Err(Error::with_detail(
+            format!("thread {}", dir.pid()),
+            Kind::CheckpointError,
+            format!(
+                "seccomp {} is not checkpoint safe",
+                if seccomp == 1 {
+                    "strict mode"
+                } else {
+                    "filters"
+                }
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Every SECBIT_* flag and its lock.
 const SECUREBITS_ALL: u32 = 0xff;
 const SECBIT_KEEP_CAPS: u32 = 1 << 4;
@@ -52,21 +73,7 @@ impl ThreadCreds {
     pub fn dump(tid: i32, inj: &Injector) -> Result<ThreadCreds> {
         let dir = ProcDir::open(tid)?;
         let text = dir.status_text()?;
-        let seccomp: u32 = dir.parsed("status", &text, |t| status::number(t, "Seccomp"))?;
-        if seccomp != 0 {
-            return Err(Error::with_detail(
-                format!("thread {tid}"),
-                Kind::CheckpointError,
-                format!(
-                    "seccomp {} is not checkpoint safe",
-                    if seccomp == 1 {
-                        "strict mode"
-                    } else {
-                        "filters"
-                    }
-                ),
-            ));
-        }
+        refuse_seccomp(&dir, &text)?;
         let base = dump(&dir, &text)?;
         let securebits = inj.check(
             "prctl(PR_GET_SECUREBITS)",

@@ -147,10 +147,24 @@ pub fn restore_root(
     Ok(())
 }
 
+/// Refuses, before any call is injected into them, what a process of the set (live ones,
+/// each once) has that cpr cannot restore: a thread under seccomp (a filter could kill it
+/// on an injected call) or tables shared with another process.
+pub fn refuse_unrestorable(live: &[i32]) -> Result<()> {
+    for &pid in live {
+        let dir = ProcDir::open(pid)?;
+        for tid in dir.tids()? {
+            let thread = ProcDir::open(tid)?;
+            super::creds::refuse_seccomp(&thread, &thread.status_text()?)?;
+        }
+    }
+    refuse_shared_tables(live)
+}
+
 /// Refuses processes of the set (live ones, each once) that share a descriptor table,
 /// a filesystem context or signal handlers (clone with CLONE_FILES, CLONE_FS or
 /// CLONE_SIGHAND, without CLONE_VM): each comes back with its own.
-pub fn refuse_shared_tables(live: &[i32]) -> Result<()> {
+fn refuse_shared_tables(live: &[i32]) -> Result<()> {
     use crate::sys::kcmp::{Table, same_table};
     for (i, &a) in live.iter().enumerate() {
         for &b in &live[i + 1..] {

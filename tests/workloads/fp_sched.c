@@ -1,6 +1,6 @@
-/* Scheduling per thread: the main thread runs SCHED_BATCH at nice 5 on the last CPU, a
- * second thread SCHED_FIFO priority 7 on CPU 0, a third SCHED_IDLE at nice 12 on every
- * CPU. After restart each thread checks its own policy, priority, nice and affinity
+/* Scheduling per thread: the main thread runs SCHED_BATCH (with SCHED_RESET_ON_FORK) at
+ * nice 5 on the last CPU, a second thread SCHED_FIFO priority 7 on CPU 0, a third
+ * SCHED_IDLE at nice 12 on every CPU. After restart each thread checks its own policy, priority, nice and affinity
  * with sched_getscheduler, sched_getparam, getpriority and sched_getaffinity. */
 #include "wl.h"
 #include <pthread.h>
@@ -63,7 +63,7 @@ int main(int argc, char **argv)
 	wl_init(argc, argv, 0, "CTL");
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	struct want w[3] = {
-		{ "main", SCHED_BATCH, 0, 5, { { 0 } }, 0, "" },
+		{ "main", SCHED_BATCH | SCHED_RESET_ON_FORK, 0, 5, { { 0 } }, 0, "" },
 		{ "fifo", SCHED_FIFO, 7, -3, { { 0 } }, 0, "" },
 		{ "idle", SCHED_IDLE, 0, 12, { { 0 } }, 0, "" },
 	};

@@ -50,7 +50,12 @@ pub struct ThreadSched {
     pub nice: i32,
     /// The CPUs it may run on, ascending.
     pub cpus: Vec<u32>,
+    /// SCHED_RESET_ON_FORK (not in /proc: asked by sched_getscheduler in the thread).
+    #[serde(default)]
+    pub reset_on_fork: bool,
 }
+
+const SCHED_RESET_ON_FORK: i32 = 0x4000_0000;
 
 /// The policies cpr restores; SCHED_DEADLINE (6) needs sched_setattr and its runtime
 /// parameters, which /proc does not show.
@@ -63,9 +68,10 @@ const POLICIES: [i32; 5] = [
 ];
 
 impl ThreadSched {
-    /// Thread `tid`'s, from /proc/TID/stat and status; a policy cpr cannot restore is
-    /// refused.
-    pub fn dump(tid: i32) -> Result<ThreadSched> {
+    /// Thread `tid`'s, from /proc/TID/stat and status and sched_getscheduler injected
+    /// through `inj`; a policy cpr cannot restore is refused.
+    pub fn dump(tid: i32, inj: &Injector) -> Result<ThreadSched> {
+        let asked = inj.check("sched_getscheduler", libc::SYS_sched_getscheduler, [0; 6])? as i32;
         let dir = crate::proc::ProcDir::open(tid)?;
         let stat = dir.stat()?;
         let status = dir.status_text()?;
@@ -74,6 +80,7 @@ impl ThreadSched {
             priority: stat.rt_priority as i32,
             nice: stat.nice,
             cpus: dir.parsed("status", &status, crate::proc::status::cpu_list)?,
+            reset_on_fork: asked & SCHED_RESET_ON_FORK != 0,
         };
         if !POLICIES.contains(&sched.policy) {
             return Err(Error::with_detail(
@@ -120,7 +127,12 @@ impl ThreadSched {
         }
         nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(tid), &set)
             .map_err(|e| Error::errno(format!("{who}: CPU affinity {:?}", self.cpus), e))?;
-        set_policy_and_nice(tid, self.policy, self.priority, self.nice)
+        let flag = if self.reset_on_fork {
+            SCHED_RESET_ON_FORK
+        } else {
+            0
+        };
+        set_policy_and_nice(tid, self.policy | flag, self.priority, self.nice)
     }
 }
 
@@ -355,7 +367,7 @@ pub fn dump(
         clear_child_tid,
         robust_list: crate::sys::get_robust_list(tid).unwrap_or((0, 0)),
         rseq: ptrace::get_rseq(tid).unwrap_or_default(),
-        sched: Some(ThreadSched::dump(tid)?),
+        sched: Some(ThreadSched::dump(tid, inj)?),
         creds: Some(super::creds::ThreadCreds::dump(tid, inj)?),
         pdeathsig,
         child_subreaper,

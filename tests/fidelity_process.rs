@@ -227,3 +227,28 @@ fn zombie_group_leader_keeps_its_member() {
     let pass = expect_pass_and_exit(&w);
     assert!(pass.contains("leads its group"), "{pass}");
 }
+
+/// CPR_TIMING shows the time of the check before release among the restart's phases.
+#[test]
+fn timing_shows_the_check_before_release() {
+    let _s = serial();
+    let s = Scratch::new();
+    let (w, _) = spawn_ready(&s, &build("fp_wait.c"), &[ctl(&s)]);
+    let sf = checkpoint_set(&s, "ckpt", &w.pid.to_string(), &[], &[w.pid]);
+    let out = cpr_command()
+        .env("CPR_TIMING", "1")
+        .arg("-r")
+        .arg(&sf)
+        .output()
+        .unwrap();
+    assert_success(&out, "cpr -r with CPR_TIMING");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("cpr: timing: check before release: ") && l.ends_with(" ms")),
+        "{stderr}"
+    );
+    s.go();
+    expect_pass_and_exit(&w);
+}

@@ -206,7 +206,12 @@ fn restore_attributes(rec: &ProcessRecord, who: &str) -> Result<()> {
         std::fs::write("/proc/self/oom_score_adj", adj.to_string())
             .ctx(format!("{who}: oom_score_adj {adj}"))?;
     }
-    if let Some(uid) = rec.loginuid {
+    // where login uids are immutable, even writing the same one again is refused
+    let mine = std::fs::read_to_string("/proc/self/loginuid").ok();
+    if let Some(uid) = rec
+        .loginuid
+        .filter(|u| mine.as_deref().map(str::trim) != Some(&u.to_string()))
+    {
         std::fs::write("/proc/self/loginuid", uid.to_string())
             .ctx(format!("{who}: audit login uid {uid}"))?;
     }

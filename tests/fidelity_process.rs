@@ -252,3 +252,16 @@ fn timing_shows_the_check_before_release() {
     s.go();
     expect_pass_and_exit(&w);
 }
+
+/// A process that joined a group led by its own child comes back in it.
+#[test]
+fn process_in_its_childs_group() {
+    let _s = serial();
+    let s = Scratch::new();
+    let (w, _) = spawn_ready(&s, &build("fp_join_child_group.c"), &[ctl(&s)]);
+    let sf = checkpoint_set(&s, "ckpt", &format!("{}:HID", w.pid), &[], &[w.pid]);
+    restart_ok(&sf);
+    s.go();
+    let pass = expect_pass_and_exit(&w);
+    assert!(pass.contains("P in its child's group"), "{pass}");
+}

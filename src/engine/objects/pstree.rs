@@ -290,7 +290,8 @@ fn set_sessions(plan: &mut Plan, first: usize) {
             let node = &mut plan.nodes[k];
             node.session = if node.sid == node.pid && node.sid != psid {
                 SessionOp::Setsid
-            } else if node.pgid == node.pid && node.pgid != ppgid {
+            } else if node.pgid == node.pid {
+                // (its parent may have joined this group, which only it can make)
                 SessionOp::NewGroup
             } else if node.pgid != ppgid {
                 SessionOp::JoinGroup(node.pgid)

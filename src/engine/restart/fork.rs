@@ -246,6 +246,13 @@ fn run_node(ctx: &RestoreContext, n: usize) -> ! {
         for &c in &node.children {
             spawn(ctx, c, false)?;
         }
+        // a group led by one of our children exists only now
+        if let SessionOp::JoinGroup(g) = node.session
+            && nix::unistd::getpgrp().as_raw() != g
+        {
+            let _ =
+                nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(g));
+        }
         // the forked ones have their copies: close ours
         for &k in &subtree {
             if k != n

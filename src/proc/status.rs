@@ -92,18 +92,23 @@ pub fn umask(text: &str) -> Result<Option<u32>> {
 /// The CPUs of `Cpus_allowed_list:` (`0-3,8,10-11`), ascending.
 pub fn cpu_list(text: &str) -> Result<Vec<u32>> {
     let value = required(text, "Cpus_allowed_list")?;
-    let err = || bad("Cpus_allowed_list", value, "a list of CPUs");
+    parse_cpus(value).ok_or_else(|| bad("Cpus_allowed_list", value, "a list of CPUs"))
+}
+
+/// A list of CPUs as the kernel writes it (`0-3,8,10-11`, also in
+/// /sys/devices/system/cpu/online), ascending; `None` if it is not one.
+pub fn parse_cpus(value: &str) -> Option<Vec<u32>> {
     let mut cpus = Vec::new();
-    for part in value.split(',') {
+    for part in value.trim_end_matches('\n').split(',') {
         let (first, last) = part.split_once('-').unwrap_or((part, part));
-        let first: u32 = first.parse().map_err(|_| err())?;
-        let last: u32 = last.parse().map_err(|_| err())?;
+        let first: u32 = first.parse().ok()?;
+        let last: u32 = last.parse().ok()?;
         if last < first || cpus.last().is_some_and(|&c| c >= first) || last >= 1 << 16 {
-            return Err(err());
+            return None;
         }
         cpus.extend(first..=last);
     }
-    Ok(cpus)
+    Some(cpus)
 }
 
 #[cfg(test)]
@@ -194,6 +199,8 @@ mod tests {
             assert!(msg.contains("Cpus_allowed_list"), "{v}: {msg}");
         }
         assert!(cpu_list(STATUS).is_err());
+        assert_eq!(parse_cpus("0-3\n"), Some(vec![0, 1, 2, 3]));
+        assert_eq!(parse_cpus("0-3 "), None);
     }
 
     #[test]

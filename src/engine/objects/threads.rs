@@ -53,6 +53,23 @@ pub struct ThreadSched {
     /// SCHED_RESET_ON_FORK (not in /proc: asked by sched_getscheduler in the thread).
     #[serde(default)]
     pub reset_on_fork: bool,
+    /// `cpus` was every online CPU: the thread may run on every CPU of the system it is
+    /// restarted on (which may have others).
+    #[serde(default)]
+    pub all_cpus: bool,
+}
+
+/// The CPUs online on this system (/sys/devices/system/cpu/online).
+pub fn online_cpus() -> Result<Vec<u32>> {
+    const ONLINE: &str = "/sys/devices/system/cpu/online";
+    let text = std::fs::read_to_string(ONLINE).ctx(ONLINE)?;
+    crate::proc::status::parse_cpus(&text).ok_or_else(|| {
+        Error::with_detail(
+            ONLINE,
+            Kind::InvalidArgument,
+            format!("'{}' is not a list of CPUs", text.trim()),
+        )
+    })
 }
 
 const SCHED_RESET_ON_FORK: i32 = 0x4000_0000;
@@ -81,6 +98,11 @@ impl ThreadSched {
             nice: stat.nice,
             cpus: dir.parsed("status", &status, crate::proc::status::cpu_list)?,
             reset_on_fork: asked & SCHED_RESET_ON_FORK != 0,
+            all_cpus: false,
+        };
+        let sched = ThreadSched {
+            all_cpus: sched.cpus == online_cpus()?,
+            ..sched
         };
         if !POLICIES.contains(&sched.policy) {
             return Err(Error::with_detail(
@@ -117,16 +139,26 @@ impl ThreadSched {
         Ok(())
     }
 
+    /// The CPUs the thread is to run on here.
+    pub fn cpus_here(&self) -> Result<Vec<u32>> {
+        if self.all_cpus {
+            online_cpus()
+        } else {
+            Ok(self.cpus.clone())
+        }
+    }
+
     /// Gives thread `tid` (stopped, in this world) this scheduling, from outside.
     pub fn restore(&self, tid: i32) -> Result<()> {
         let who = format!("thread {tid}");
         let mut set = nix::sched::CpuSet::new();
-        for &cpu in &self.cpus {
+        let cpus = self.cpus_here()?;
+        for &cpu in &cpus {
             set.set(cpu as usize)
                 .map_err(|e| Error::errno(format!("{who}: CPU {cpu}"), e))?;
         }
         nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(tid), &set)
-            .map_err(|e| Error::errno(format!("{who}: CPU affinity {:?}", self.cpus), e))?;
+            .map_err(|e| Error::errno(format!("{who}: CPU affinity {cpus:?}"), e))?;
         let flag = if self.reset_on_fork {
             SCHED_RESET_ON_FORK
         } else {

@@ -343,7 +343,7 @@ fn scheduling(s: &Subject) -> Result<()> {
                 )?;
                 let text = dir.status_text()?;
                 let cpus = dir.parsed("status", &text, status::cpu_list)?;
-                same(format_args!("{who} CPU affinity"), &saved.cpus, &cpus)?;
+                same(format_args!("{who} CPU affinity"), saved.cpus_here()?, cpus)?;
             }
             None => same(
                 format_args!("{who} policy, priority, nice"),

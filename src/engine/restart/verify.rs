@@ -126,6 +126,7 @@ fn zombies(
         if let Some(sid) = now(z.sid) {
             same("session", sid, stat.session).map_err(who)?;
         }
+        same("exit status", z.status, stat.exit_code).map_err(who)?;
     }
     Ok(())
 }
@@ -174,6 +175,11 @@ fn tree(s: &Subject) -> Result<()> {
     let rec = &s.img.core.process;
     let stat = s.dir.stat()?;
     same("PID", s.now(rec.pid), s.pid)?;
+    let mut tids: Vec<i32> = s.threads.iter().map(|&(tid, _)| tid).collect();
+    if let Some(others) = tids.get_mut(1..) {
+        others.sort_unstable();
+    }
+    same("threads", tids, s.dir.tids()?)?;
     if s.pids.contains_key(&rec.ppid) && rec.ppid != rec.pid {
         same("parent", s.now(rec.ppid), stat.ppid)?;
     }

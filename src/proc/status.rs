@@ -104,6 +104,28 @@ pub fn ns_pids(text: &str) -> Result<Vec<i32>> {
     Ok(pids)
 }
 
+/// The CPUs of `Cpus_allowed_list:` (`0-3,8,10-11`), ascending.
+pub fn cpu_list(text: &str) -> Result<Vec<u32>> {
+    let value = required(text, "Cpus_allowed_list")?;
+    parse_cpus(value).ok_or_else(|| bad("Cpus_allowed_list", value, "a list of CPUs"))
+}
+
+/// A list of CPUs as the kernel writes it (`0-3,8,10-11`, also in
+/// /sys/devices/system/cpu/online), ascending; `None` if it is not one.
+pub fn parse_cpus(value: &str) -> Option<Vec<u32>> {
+    let mut cpus = Vec::new();
+    for part in value.trim_end_matches('\n').split(',') {
+        let (first, last) = part.split_once('-').unwrap_or((part, part));
+        let first: u32 = first.parse().ok()?;
+        let last: u32 = last.parse().ok()?;
+        if last < first || cpus.last().is_some_and(|&c| c >= first) || last >= 1 << 16 {
+            return None;
+        }
+        cpus.extend(first..=last);
+    }
+    Some(cpus)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,6 +201,21 @@ mod tests {
         }
         assert!(groups(&STATUS.replace("24 25", "24 x")).is_err());
         assert!(umask(&STATUS.replace("0022", "0099")).is_err());
+    }
+
+    #[test]
+    fn cpu_lists() {
+        let with = |v: &str| format!("Cpus_allowed:\tf\nCpus_allowed_list:\t{v}\n");
+        assert_eq!(cpu_list(&with("0-1")).unwrap(), [0, 1]);
+        assert_eq!(cpu_list(&with("0,2-4,7")).unwrap(), [0, 2, 3, 4, 7]);
+        assert_eq!(cpu_list(&with("5")).unwrap(), [5]);
+        for v in ["", "1-0", "x", "0,,1", "2,1", "0-1-2", "-1", "0-99999"] {
+            let msg = cpu_list(&with(v)).unwrap_err().to_string();
+            assert!(msg.contains("Cpus_allowed_list"), "{v}: {msg}");
+        }
+        assert!(cpu_list(STATUS).is_err());
+        assert_eq!(parse_cpus("0-3\n"), Some(vec![0, 1, 2, 3]));
+        assert_eq!(parse_cpus("0-3 "), None);
     }
 
     #[test]

@@ -8,6 +8,22 @@ const KCMP_FILE: libc::c_long = 0;
 /// `KCMP_VM`: compare the address spaces (`mm`).
 const KCMP_VM: libc::c_long = 1;
 
+/// What else two processes can share, as `kcmp` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    /// The descriptor table (`CLONE_FILES`): `KCMP_FILES`.
+    Files = 2,
+    /// Root, working directory and umask (`CLONE_FS`): `KCMP_FS`.
+    Fs = 3,
+    /// The signal handlers (`CLONE_SIGHAND`): `KCMP_SIGHAND`.
+    Sighand = 4,
+}
+
+/// Whether `a` and `b` share `table`. As for [`same_vm`], needs ptrace read access to both.
+pub fn same_table(a: i32, b: i32, table: Table) -> nix::Result<bool> {
+    kcmp(a, b, table as libc::c_long, 0, 0)
+}
+
 /// kcmp(pid1, pid2, type, idx1, idx2): whether the two objects are one.
 fn kcmp(pid1: i32, pid2: i32, kind: libc::c_long, idx1: u64, idx2: u64) -> nix::Result<bool> {
     // SAFETY: kcmp takes only integers (two pids, a type, two indexes); it reads and

@@ -4,6 +4,8 @@ pub mod evfd;
 mod fd;
 pub mod kcmp;
 mod kernel_types;
+pub mod prctl;
+pub mod sched;
 pub mod shared_anon;
 pub mod shm;
 pub mod sigqueue;

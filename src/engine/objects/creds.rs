@@ -1,12 +1,18 @@
 //! Credentials: supplementary groups, real/effective/saved/filesystem uids and gids,
-//! capabilities. Dump: the `uids`, `gids`, `groups` and `caps` fields of the process
-//! record (process.rs), read from /proc/PID/status. Restore: the very last step, by
-//! injection, so that nothing after it runs with more privilege than the image had.
+//! capabilities with the bounding and ambient sets, securebits, no_new_privs. Linux keeps
+//! them per thread: each thread record has its own (`ThreadCreds`); the process record
+//! keeps the main thread's IDs and capabilities (and is what older statefiles have).
+//! Dump: /proc/TID/status, securebits by injection; a thread under seccomp is refused.
+//! Restore: the very last step, by injection in each thread, so that nothing after it
+//! runs with more privilege than the image had.
+
+use serde::{Deserialize, Serialize};
 
 use super::process::ProcessRecord;
 use crate::engine::ptrace::{Injector, RemoteScratch};
-use crate::error::Result;
+use crate::error::{Error, Kind, Result};
 use crate::proc::{ProcDir, status};
+use crate::statefile::reader::damaged_record;
 use crate::sys::{Caps, CapsetArgs};
 
 /// The credentials of a process, as the process record keeps them.
@@ -17,6 +23,102 @@ pub struct Creds {
     pub gids: [u32; 4],
     pub groups: Vec<u32>,
     pub caps: Caps,
+}
+
+/// The credentials of one thread.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadCreds {
+    /// Real, effective, saved, filesystem.
+    pub uids: [u32; 4],
+    pub gids: [u32; 4],
+    pub groups: Vec<u32>,
+    pub caps: Caps,
+    pub bounding: u64,
+    pub ambient: u64,
+    /// SECBIT_* (prctl PR_GET_SECUREBITS).
+    pub securebits: u32,
+    pub no_new_privs: bool,
+}
+
+/// Refuses a thread under seccomp (`text`: its /proc/TID/status): its filters are not
+/// restored.
+pub fn refuse_seccomp(dir: &ProcDir, text: &str) -> Result<()> {
+    let seccomp: u32 = dir.parsed("status", text, |t| status::number(t, "Seccomp"))?;
+    if seccomp != 0 {
+        return Err(Error::with_detail(
+            format!("thread {}", dir.pid()),
+            Kind::CheckpointError,
+            format!(
+                "seccomp {} is not checkpoint safe",
+                if seccomp == 1 {
+                    "strict mode"
+                } else {
+                    "filters"
+                }
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Every SECBIT_* flag and its lock.
+const SECUREBITS_ALL: u32 = 0xff;
+const SECBIT_KEEP_CAPS: u32 = 1 << 4;
+const SECBIT_KEEP_CAPS_LOCKED: u32 = 1 << 5;
+/// Capabilities this kernel knows (CapBnd of a process that dropped none).
+const CAP_LAST: u32 = 63;
+
+impl ThreadCreds {
+    /// Thread `tid`'s, from /proc/TID/status, and its securebits asked through `inj`.
+    pub fn dump(tid: i32, inj: &Injector) -> Result<ThreadCreds> {
+        let dir = ProcDir::open(tid)?;
+        let text = dir.status_text()?;
+        refuse_seccomp(&dir, &text)?;
+        let base = dump(&dir, &text)?;
+        let securebits = inj.check(
+            "prctl(PR_GET_SECUREBITS)",
+            libc::SYS_prctl,
+            [libc::PR_GET_SECUREBITS as u64, 0, 0, 0, 0, 0],
+        )? as u32;
+        dir.parsed("status", &text, |t| {
+            Ok(ThreadCreds {
+                uids: base.uids,
+                gids: base.gids,
+                groups: base.groups,
+                caps: base.caps,
+                bounding: status::mask(t, "CapBnd")?,
+                ambient: status::mask(t, "CapAmb")?,
+                securebits,
+                no_new_privs: status::number::<u32>(t, "NoNewPrivs")? != 0,
+            })
+        })
+    }
+
+    /// What restore takes as given.
+    pub fn check(&self) -> Result<()> {
+        if self.securebits & !SECUREBITS_ALL != 0
+            || self.caps.effective & !self.caps.permitted != 0
+            || self.ambient & !(self.caps.permitted & self.caps.inheritable) != 0
+        {
+            return Err(damaged_record(format_args!("credentials {self:?}")));
+        }
+        Ok(())
+    }
+
+    /// The same, for a statefile written before threads had their own: the process's,
+    /// with the sets it did not keep as they are now.
+    fn of_process(rec: &ProcessRecord) -> ThreadCreds {
+        ThreadCreds {
+            uids: rec.uids,
+            gids: rec.gids,
+            groups: rec.groups.clone(),
+            caps: rec.caps,
+            bounding: u64::MAX,
+            ambient: 0,
+            securebits: 0,
+            no_new_privs: false,
+        }
+    }
 }
 
 /// Reads the credentials from `status_text`, the text of /proc/PID/status of `dir`.
@@ -35,51 +137,47 @@ pub fn dump(dir: &ProcDir, status_text: &str) -> Result<Creds> {
     })
 }
 
-/// The very last step of a restore: groups, gids, uids and capabilities, in the
-/// process itself. `scratch` is argument space there.
-pub fn restore(rec: &ProcessRecord, inj: &Injector, scratch: &mut RemoteScratch) -> Result<()> {
-    let same_as_root = rec.uids == [0; 4] && rec.gids == [0; 4];
-    let mut g = Vec::new();
-    for x in &rec.groups {
-        g.extend_from_slice(&x.to_ne_bytes());
-    }
-    let mut s = scratch.frame();
-    let groups = s.put(&g)?;
-    // the restore child, a copy of cpr, has cpr's groups; setting them needs CAP_SETGID
-    // even when nothing changes, which an ordinary user's cpr lacks
-    if !crate::engine::privilege::same_groups(&rec.groups) {
-        inj.check(
-            "setgroups",
-            libc::SYS_setgroups,
-            [rec.groups.len() as u64, groups.as_u64(), 0, 0, 0, 0],
-        )?;
-    }
-    if !same_as_root {
-        // gids first: once the uids are set, setresgid may no longer be allowed
-        let calls = [
-            (
-                "setresgid",
-                libc::SYS_setresgid,
-                "setfsgid",
-                libc::SYS_setfsgid,
-                rec.gids,
-            ),
-            (
-                "setresuid",
-                libc::SYS_setresuid,
-                "setfsuid",
-                libc::SYS_setfsuid,
-                rec.uids,
-            ),
-        ];
-        for (res_name, res_nr, fs_name, fs_nr, ids) in calls {
-            let [real, effective, saved, fs] = ids.map(u64::from);
-            inj.check(res_name, res_nr, [real, effective, saved, 0, 0, 0])?;
-            inj.check(fs_name, fs_nr, [fs, 0, 0, 0, 0, 0])?;
+/// The very last step of a restore, in each thread: bounding set, securebits, groups,
+/// gids, uids, capabilities, ambient set, no_new_privs; those of thread record `t`, or
+/// from an older statefile the process's. `inj` runs calls in the thread; `scratch` is
+/// argument space in the process.
+pub fn restore(
+    rec: &ProcessRecord,
+    t: Option<&ThreadCreds>,
+    inj: &Injector,
+    scratch: &mut RemoteScratch,
+) -> Result<()> {
+    let c = t.cloned().unwrap_or_else(|| ThreadCreds::of_process(rec));
+    let prctl = |name: &str, args: [u64; 5]| {
+        let [a, b, c2, d, e] = args;
+        inj.check(name, libc::SYS_prctl, [a, b, c2, d, e, 0])
+    };
+    for cap in 0..=CAP_LAST {
+        if c.bounding & (1 << cap) == 0 {
+            // EINVAL: a capability this kernel does not have
+            let _ = inj.call(
+                libc::SYS_prctl,
+                [libc::PR_CAPBSET_DROP as u64, cap as u64, 0, 0, 0, 0],
+            );
         }
     }
+    // the capabilities survive the change of uids (PR_SET_KEEPCAPS, put back below)
+    let locked = c.securebits & SECBIT_KEEP_CAPS_LOCKED != 0;
+    let bits = if locked {
+        c.securebits
+    } else {
+        c.securebits | SECBIT_KEEP_CAPS
+    };
+    if bits != 0 {
+        prctl(
+            "prctl(PR_SET_SECUREBITS)",
+            [libc::PR_SET_SECUREBITS as u64, bits as u64, 0, 0, 0],
+        )?;
+    }
+    set_ids(&c, inj, scratch)?;
     // capabilities: never more than the image had
-    let caps = s.put_struct(&CapsetArgs::new(0, &rec.caps))?;
+    let mut s = scratch.frame();
+    let caps = s.put_struct(&CapsetArgs::new(0, &c.caps))?;
     inj.check(
         "capset",
         libc::SYS_capset,
@@ -92,12 +190,80 @@ pub fn restore(rec: &ProcessRecord, inj: &Injector, scratch: &mut RemoteScratch)
             0,
         ],
     )?;
-    if rec.dumpable {
-        inj.check(
-            "prctl(PR_SET_DUMPABLE)",
-            libc::SYS_prctl,
-            [libc::PR_SET_DUMPABLE as u64, 1, 0, 0, 0, 0],
+    if !locked && bits != c.securebits {
+        prctl(
+            "prctl(PR_SET_KEEPCAPS)",
+            [libc::PR_SET_KEEPCAPS as u64, 0, 0, 0, 0],
         )?;
+    }
+    for cap in (0..=CAP_LAST).filter(|cap| c.ambient & (1 << cap) != 0) {
+        prctl(
+            "prctl(PR_CAP_AMBIENT_RAISE)",
+            [
+                libc::PR_CAP_AMBIENT as u64,
+                libc::PR_CAP_AMBIENT_RAISE as u64,
+                cap as u64,
+                0,
+                0,
+            ],
+        )?;
+    }
+    if c.no_new_privs {
+        prctl(
+            "prctl(PR_SET_NO_NEW_PRIVS)",
+            [libc::PR_SET_NO_NEW_PRIVS as u64, 1, 0, 0, 0],
+        )?;
+    }
+    if rec.dumpable {
+        prctl(
+            "prctl(PR_SET_DUMPABLE)",
+            [libc::PR_SET_DUMPABLE as u64, 1, 0, 0, 0],
+        )?;
+    }
+    Ok(())
+}
+
+/// Groups, gids, uids (real, effective, saved, filesystem).
+fn set_ids(c: &ThreadCreds, inj: &Injector, scratch: &mut RemoteScratch) -> Result<()> {
+    let mut g = Vec::new();
+    for x in &c.groups {
+        g.extend_from_slice(&x.to_ne_bytes());
+    }
+    let mut s = scratch.frame();
+    let groups = s.put(&g)?;
+    // the restore child, a copy of cpr, has cpr's groups; setting them needs CAP_SETGID
+    // even when nothing changes, which an ordinary user's cpr lacks
+    if !crate::engine::privilege::same_groups(&c.groups) {
+        inj.check(
+            "setgroups",
+            libc::SYS_setgroups,
+            [c.groups.len() as u64, groups.as_u64(), 0, 0, 0, 0],
+        )?;
+    }
+    if c.uids == [0; 4] && c.gids == [0; 4] {
+        return Ok(());
+    }
+    // gids first: once the uids are set, setresgid may no longer be allowed
+    let calls = [
+        (
+            "setresgid",
+            libc::SYS_setresgid,
+            "setfsgid",
+            libc::SYS_setfsgid,
+            c.gids,
+        ),
+        (
+            "setresuid",
+            libc::SYS_setresuid,
+            "setfsuid",
+            libc::SYS_setfsuid,
+            c.uids,
+        ),
+    ];
+    for (res_name, res_nr, fs_name, fs_nr, ids) in calls {
+        let [real, effective, saved, fs] = ids.map(u64::from);
+        inj.check(res_name, res_nr, [real, effective, saved, 0, 0, 0])?;
+        inj.check(fs_name, fs_nr, [fs, 0, 0, 0, 0, 0])?;
     }
     Ok(())
 }

@@ -36,7 +36,19 @@ pub struct ProcessRecord {
     /// ran; it comes back stopped (engine/restart/release.rs).
     #[serde(default)]
     pub job_stop: i32,
+    /// /proc/PID/oom_score_adj (`None`: an older statefile).
+    #[serde(default)]
+    pub oom_score_adj: Option<i32>,
+    /// The audit login uid (`None`: unset, or an older statefile).
+    #[serde(default)]
+    pub loginuid: Option<u32>,
+    /// PR_SET_THP_DISABLE (`THP_enabled: 0` in status).
+    #[serde(default)]
+    pub thp_disabled: bool,
 }
+
+/// The audit login uid of a process that never had one.
+const LOGINUID_UNSET: u32 = u32::MAX;
 
 const RLIMITS: [i32; 16] = [
     libc::RLIMIT_CPU as i32,
@@ -106,24 +118,124 @@ pub fn dump(dir: &ProcDir, stat: &Stat) -> Result<ProcessRecord> {
         sched_priority: stat.rt_priority as i32,
         dumpable: true,
         job_stop: 0,
+        oom_score_adj: Some(number(dir, "oom_score_adj")?),
+        loginuid: dir
+            .read_text_if_present("loginuid")?
+            .map(|t| dir.parsed("loginuid", &t, parse_number))
+            .transpose()?
+            .filter(|&u| u != LOGINUID_UNSET),
+        thp_disabled: dir.parsed("status", &status, |t| {
+            crate::proc::status::field(t, "THP_enabled")
+                .map(|v| parse_number::<u32>(v).map(|e| e == 0))
+                .unwrap_or(Ok(false))
+        })?,
     })
+}
+
+/// In the tracer, once the image is in place and before the credentials: chroot by
+/// injection (the working directory, set natively, stays where it is).
+pub fn restore_root(
+    rec: &ProcessRecord,
+    rdir: DirAction,
+    inj: &crate::engine::ptrace::Injector,
+    scratch: &mut crate::engine::ptrace::RemoteScratch,
+) -> Result<()> {
+    if rdir != DirAction::Replace || rec.root == "/" {
+        return Ok(());
+    }
+    let mut path = rec.root.clone().into_bytes();
+    path.push(0);
+    let mut s = scratch.frame();
+    let at = s.put(&path)?;
+    inj.check("chroot", libc::SYS_chroot, [at.as_u64(), 0, 0, 0, 0, 0])
+        .map_err(|e| e.context(format!("root directory {}", rec.root)))?;
+    Ok(())
+}
+
+/// Refuses, before any call is injected into them, what a process of the set (live ones,
+/// each once) has that cpr cannot restore: a thread under seccomp (a filter could kill it
+/// on an injected call) or tables shared with another process.
+pub fn refuse_unrestorable(live: &[i32]) -> Result<()> {
+    for &pid in live {
+        let dir = ProcDir::open(pid)?;
+        for tid in dir.tids()? {
+            let thread = ProcDir::open(tid)?;
+            super::creds::refuse_seccomp(&thread, &thread.status_text()?)?;
+        }
+    }
+    refuse_shared_tables(live)
+}
+
+/// Refuses processes of the set (live ones, each once) that share a descriptor table,
+/// a filesystem context or signal handlers (clone with CLONE_FILES, CLONE_FS or
+/// CLONE_SIGHAND, without CLONE_VM): each comes back with its own.
+fn refuse_shared_tables(live: &[i32]) -> Result<()> {
+    use crate::sys::kcmp::{Table, same_table};
+    for (i, &a) in live.iter().enumerate() {
+        for &b in &live[i + 1..] {
+            for (table, what) in [
+                (Table::Files, "one descriptor table (CLONE_FILES)"),
+                (
+                    Table::Fs,
+                    "one root, working directory and umask (CLONE_FS)",
+                ),
+                (Table::Sighand, "one set of signal handlers (CLONE_SIGHAND)"),
+            ] {
+                if same_table(a, b, table).unwrap_or(false) {
+                    return Err(Error::with_detail(
+                        format!("processes {a} and {b}"),
+                        Kind::CheckpointError,
+                        format!("they share {what}, which cpr does not restore"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A number alone in a /proc file.
+fn parse_number<T: std::str::FromStr>(text: &str) -> Result<T> {
+    text.trim()
+        .parse()
+        .map_err(|_| crate::proc::malformed("value", format!("'{}' is not a number", text.trim())))
+}
+
+fn number<T: std::str::FromStr>(dir: &ProcDir, name: &str) -> Result<T> {
+    dir.parsed(name, &dir.read(name)?, parse_number)
+}
+
+/// In the restore child, on itself: OOM score adjustment, audit login uid, THP disabled.
+fn restore_attributes(rec: &ProcessRecord, who: &str) -> Result<()> {
+    if let Some(adj) = rec.oom_score_adj {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .ctx(format!("{who}: oom_score_adj {adj}"))?;
+    }
+    // where login uids are immutable, even writing the same one again is refused
+    let mine = std::fs::read_to_string("/proc/self/loginuid").ok();
+    if let Some(uid) = rec
+        .loginuid
+        .filter(|u| mine.as_deref().map(str::trim) != Some(&u.to_string()))
+    {
+        std::fs::write("/proc/self/loginuid", uid.to_string())
+            .ctx(format!("{who}: audit login uid {uid}"))?;
+    }
+    if rec.thp_disabled {
+        crate::sys::prctl::prctl_int(libc::PR_SET_THP_DISABLE, 1)
+            .map_err(|e| Error::errno(format!("{who}: PR_SET_THP_DISABLE"), e))?;
+    }
+    Ok(())
 }
 
 /// In the restore child: what the process is, except credentials. Runs as root before
 /// the address space is replaced.
-pub fn restore_native(rec: &ProcessRecord, cdir: DirAction, rdir: DirAction) -> Result<()> {
+pub fn restore_native(rec: &ProcessRecord, cdir: DirAction) -> Result<()> {
     let who = format!("process {}", rec.pid);
-    // the working directory is looked up before a chroot changes what paths mean
-    let cwd = if cdir == DirAction::Replace {
-        Some(std::fs::File::open(&rec.cwd).ctx(format!("{who}: working directory {}", rec.cwd))?)
-    } else {
-        None
-    };
-    if rdir == DirAction::Replace && rec.root != "/" {
-        nix::unistd::chroot(rec.root.as_str())
-            .ctx(format!("{who}: root directory {}", rec.root))?;
-    }
-    if let Some(dir) = cwd {
+    // the root directory is the tracer's to change (`restore_root`): this copy of cpr
+    // still reads its own /proc until it waits
+    if cdir == DirAction::Replace {
+        let dir =
+            std::fs::File::open(&rec.cwd).ctx(format!("{who}: working directory {}", rec.cwd))?;
         nix::unistd::fchdir(&dir).ctx(format!("{who}: working directory {}", rec.cwd))?;
     }
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(rec.umask));
@@ -148,6 +260,7 @@ pub fn restore_native(rec: &ProcessRecord, cdir: DirAction, rdir: DirAction) -> 
         ))
         .ctx(format!("{who}: personality"))?;
     }
+    restore_attributes(rec, &who)?;
     if crate::sys::setpriority_self(rec.nice) < 0 {
         return Err(Error::errno(
             format!("{who}: nice {}", rec.nice),

@@ -184,6 +184,37 @@ fn place_roots(
             .iter()
             .copied()
             .find(|&o| plan.nodes[o].pid == pgid && o != r);
+        let session_gone = !interactive
+            && sid != pid
+            && (helpers.contains_key(&sid) || !by_pid.contains_key(&sid) && pid_free(sid));
+        if session_gone && leader_root.is_none() {
+            // the session's leader had exited: a helper with its PID recreates the
+            // session, and forks (CLONE_PARENT) what is in it
+            let h = helper(plan, &mut helpers, sid, sid, SessionOp::Setsid, &mut top);
+            if pgid == pid {
+                plan.nodes[r].session = SessionOp::NewGroup;
+                plan.nodes[h].siblings.push(r);
+                continue;
+            }
+            if pgid == sid {
+                plan.nodes[h].siblings.push(r);
+                continue;
+            }
+            if !by_pid.contains_key(&pgid) && (helpers.contains_key(&pgid) || pid_free(pgid)) {
+                let mut in_session = Vec::new();
+                let g = helper(
+                    plan,
+                    &mut helpers,
+                    pgid,
+                    sid,
+                    SessionOp::NewGroup,
+                    &mut in_session,
+                );
+                plan.nodes[h].siblings.extend(in_session);
+                plan.nodes[g].siblings.push(r);
+                continue;
+            }
+        }
         if pgid == pid || (!interactive && sid == pid) {
             plan.nodes[r].session = if interactive {
                 SessionOp::NewGroup
@@ -221,6 +252,34 @@ fn place_roots(
     top
 }
 
+/// The helper with PID `pid` (in session `sid`, doing `op`), made the first time and
+/// then added to `made_in`.
+fn helper(
+    plan: &mut Plan,
+    helpers: &mut BTreeMap<i32, usize>,
+    pid: i32,
+    sid: i32,
+    op: SessionOp,
+    made_in: &mut Vec<usize>,
+) -> usize {
+    if let Some(&h) = helpers.get(&pid) {
+        return h;
+    }
+    plan.nodes.push(Node {
+        pid,
+        pgid: pid,
+        sid,
+        role: Role::Helper,
+        session: op,
+        children: vec![],
+        siblings: vec![],
+    });
+    let h = plan.nodes.len() - 1;
+    helpers.insert(pid, h);
+    made_in.push(h);
+    h
+}
+
 /// The others: as their parent, unless they led or joined something else; each node's
 /// children ordered so that group leaders come before the members that join them.
 fn set_sessions(plan: &mut Plan, first: usize) {
@@ -231,7 +290,8 @@ fn set_sessions(plan: &mut Plan, first: usize) {
             let node = &mut plan.nodes[k];
             node.session = if node.sid == node.pid && node.sid != psid {
                 SessionOp::Setsid
-            } else if node.pgid == node.pid && node.pgid != ppgid {
+            } else if node.pgid == node.pid {
+                // (its parent may have joined this group, which only it can make)
                 SessionOp::NewGroup
             } else if node.pgid != ppgid {
                 SessionOp::JoinGroup(node.pgid)
@@ -239,13 +299,14 @@ fn set_sessions(plan: &mut Plan, first: usize) {
                 SessionOp::Keep
             };
         }
-        // group leaders before the members that join them; zombies last
+        // group leaders (a zombie too: its group lives on with it) before the members
+        // that join them; zombies last among each
         let mut kids = std::mem::take(&mut plan.nodes[n].children);
         kids.sort_by_key(|&k| {
             let node = &plan.nodes[k];
             (
-                matches!(node.role, Role::Zombie(_)),
                 node.pid != node.pgid,
+                matches!(node.role, Role::Zombie(_)),
                 node.pid,
             )
         });
@@ -300,11 +361,38 @@ mod tests {
     }
 
     #[test]
+    fn session_whose_leader_exited_gets_a_helper() {
+        let mut p = Plan::default();
+        // session 40 (leader gone): 41 leads its group, 42 in group 40, 44 in group 43
+        // (leader gone too), 45 in 41's group
+        let procs = [
+            ids(41, 1, 41, 40),
+            ids(42, 1, 40, 40),
+            ids(44, 1, 43, 40),
+            ids(45, 1, 41, 40),
+        ];
+        plan(&mut p, &procs, 0, &[], false, &|pid| pid == 40 || pid == 43);
+        assert_eq!(p.roots.len(), 1);
+        let s = p.roots[0];
+        assert_eq!((p.nodes[s].pid, p.nodes[s].role), (40, Role::Helper));
+        assert_eq!(p.nodes[s].session, SessionOp::Setsid);
+        let g = p.nodes.iter().position(|n| n.pid == 43).unwrap();
+        assert_eq!(p.nodes[s].siblings, vec![0, 1, g]);
+        assert_eq!(p.nodes[0].session, SessionOp::NewGroup);
+        assert_eq!(p.nodes[0].siblings, vec![3]);
+        assert_eq!(
+            (p.nodes[g].session, &p.nodes[g].siblings),
+            (SessionOp::NewGroup, &vec![2])
+        );
+    }
+
+    #[test]
     fn pipeline_members_join_their_leader() {
         let mut p = Plan::default();
         // members of group 30 whose parent (a shell) is outside the set; 30 is in the set
         let procs = [ids(30, 5, 30, 5), ids(31, 5, 30, 5), ids(32, 5, 30, 5)];
-        plan(&mut p, &procs, 0, &[], false, &|_| true);
+        // the shell (5) still runs
+        plan(&mut p, &procs, 0, &[], false, &|pid| pid != 5);
         assert_eq!(p.roots, vec![0]);
         assert_eq!(p.nodes[0].siblings, vec![1, 2]);
     }

@@ -150,6 +150,14 @@ pub fn restore_actions_and_wait(
     status: std::fs::File,
     ready: &[u8],
 ) -> Result<std::convert::Infallible> {
+    // what cpr's copy set for itself (the Rust runtime ignores SIGPIPE) is not the
+    // image's: every signal the record leaves out is at SIG_DFL
+    for sig in (1..=NSIG).filter(|&s| s != libc::SIGKILL && s != libc::SIGSTOP) {
+        if !rec.actions.iter().any(|(s, _)| *s == sig) {
+            crate::sys::default_signal(sig)
+                .map_err(|e| Error::errno(format!("signal {sig}"), e))?;
+        }
+    }
     crate::sys::install_image_actions_and_wait(&rec.actions, status, ready)
         .map_err(|(sig, e)| Error::errno(format!("signal {sig}"), e))
 }

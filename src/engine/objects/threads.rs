@@ -24,6 +24,219 @@ pub struct ThreadRecord {
     pub clear_child_tid: u64,
     pub robust_list: (u64, u64),
     pub rseq: RseqConfig,
+    /// `None` in statefiles written before cpr kept scheduling per thread: the process
+    /// record's policy, priority and nice then apply to every thread.
+    #[serde(default)]
+    pub sched: Option<ThreadSched>,
+    /// `None` in statefiles written before cpr kept credentials per thread: the process
+    /// record's then.
+    #[serde(default)]
+    pub creds: Option<super::creds::ThreadCreds>,
+    /// PR_SET_PDEATHSIG (0: none).
+    #[serde(default)]
+    pub pdeathsig: i32,
+    /// PR_SET_CHILD_SUBREAPER: process-wide, asked of (and kept by) the main thread only.
+    #[serde(default)]
+    pub child_subreaper: bool,
+}
+
+/// How a thread is scheduled (Linux keeps all of it per thread).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadSched {
+    /// SCHED_OTHER, SCHED_FIFO, SCHED_RR, SCHED_BATCH or SCHED_IDLE.
+    pub policy: i32,
+    /// Real-time priority (0 for the other policies).
+    pub priority: i32,
+    pub nice: i32,
+    /// The CPUs it may run on, ascending.
+    pub cpus: Vec<u32>,
+    /// SCHED_RESET_ON_FORK (not in /proc: asked by sched_getscheduler in the thread).
+    #[serde(default)]
+    pub reset_on_fork: bool,
+    /// `cpus` was every online CPU: the thread may run on every CPU of the system it is
+    /// restarted on (which may have others).
+    #[serde(default)]
+    pub all_cpus: bool,
+}
+
+/// The CPUs online on this system (/sys/devices/system/cpu/online).
+pub fn online_cpus() -> Result<Vec<u32>> {
+    const ONLINE: &str = "/sys/devices/system/cpu/online";
+    let text = std::fs::read_to_string(ONLINE).ctx(ONLINE)?;
+    crate::proc::status::parse_cpus(&text).ok_or_else(|| {
+        Error::with_detail(
+            ONLINE,
+            Kind::InvalidArgument,
+            format!("'{}' is not a list of CPUs", text.trim()),
+        )
+    })
+}
+
+const SCHED_RESET_ON_FORK: i32 = 0x4000_0000;
+
+/// The policies cpr restores; SCHED_DEADLINE (6) needs sched_setattr and its runtime
+/// parameters, which /proc does not show.
+const POLICIES: [i32; 5] = [
+    libc::SCHED_OTHER,
+    libc::SCHED_FIFO,
+    libc::SCHED_RR,
+    libc::SCHED_BATCH,
+    libc::SCHED_IDLE,
+];
+
+impl ThreadSched {
+    /// Thread `tid`'s, from /proc/TID/stat and status and sched_getscheduler injected
+    /// through `inj`; a policy cpr cannot restore is refused.
+    pub fn dump(tid: i32, inj: &Injector) -> Result<ThreadSched> {
+        let asked = inj.check("sched_getscheduler", libc::SYS_sched_getscheduler, [0; 6])? as i32;
+        let dir = crate::proc::ProcDir::open(tid)?;
+        let stat = dir.stat()?;
+        let status = dir.status_text()?;
+        let sched = ThreadSched {
+            policy: stat.policy as i32,
+            priority: stat.rt_priority as i32,
+            nice: stat.nice,
+            cpus: dir.parsed("status", &status, crate::proc::status::cpu_list)?,
+            reset_on_fork: asked & SCHED_RESET_ON_FORK != 0,
+            all_cpus: false,
+        };
+        let sched = ThreadSched {
+            all_cpus: sched.cpus == online_cpus()?,
+            ..sched
+        };
+        if !POLICIES.contains(&sched.policy) {
+            return Err(Error::with_detail(
+                format!("thread {tid}"),
+                Kind::CheckpointError,
+                format!(
+                    "scheduling policy {} (SCHED_DEADLINE) is not checkpoint safe",
+                    sched.policy
+                ),
+            ));
+        }
+        Ok(sched)
+    }
+
+    fn check(&self) -> Result<()> {
+        let real_time = matches!(self.policy, libc::SCHED_FIFO | libc::SCHED_RR);
+        let priority_ok = if real_time {
+            (1..=99).contains(&self.priority)
+        } else {
+            self.priority == 0
+        };
+        if !POLICIES.contains(&self.policy)
+            || !priority_ok
+            || !(-20..=19).contains(&self.nice)
+            || self.cpus.is_empty()
+            || self.cpus.windows(2).any(|w| w[0] >= w[1])
+            || self
+                .cpus
+                .iter()
+                .any(|&c| c as usize >= nix::sched::CpuSet::count())
+        {
+            return Err(damaged_record(format_args!("scheduling {self:?}")));
+        }
+        Ok(())
+    }
+
+    /// The CPUs the thread is to run on here.
+    pub fn cpus_here(&self) -> Result<Vec<u32>> {
+        if self.all_cpus {
+            online_cpus()
+        } else {
+            Ok(self.cpus.clone())
+        }
+    }
+
+    /// Gives thread `tid` (stopped, in this world) this scheduling, from outside.
+    pub fn restore(&self, tid: i32) -> Result<()> {
+        let who = format!("thread {tid}");
+        let mut set = nix::sched::CpuSet::new();
+        let cpus = self.cpus_here()?;
+        for &cpu in &cpus {
+            set.set(cpu as usize)
+                .map_err(|e| Error::errno(format!("{who}: CPU {cpu}"), e))?;
+        }
+        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(tid), &set)
+            .map_err(|e| Error::errno(format!("{who}: CPU affinity {cpus:?}"), e))?;
+        let flag = if self.reset_on_fork {
+            SCHED_RESET_ON_FORK
+        } else {
+            0
+        };
+        set_policy_and_nice(tid, self.policy | flag, self.priority, self.nice)
+    }
+}
+
+/// The scheduling of thread `t`, restored as `tid` (stopped) by cpr from outside; from
+/// an older statefile, the process record's.
+pub fn restore_sched(
+    t: &ThreadRecord,
+    process: &super::process::ProcessRecord,
+    tid: i32,
+) -> Result<()> {
+    match &t.sched {
+        Some(sched) => sched.restore(tid),
+        None => set_policy_and_nice(
+            tid,
+            process.sched_policy,
+            process.sched_priority,
+            process.nice,
+        ),
+    }
+}
+
+/// After the credentials (a change of credentials clears it): the parent-death signal,
+/// and for the main thread the child-subreaper flag, by injection in the thread. A
+/// parent-death signal is refused when the parent was not restarted with the process:
+/// its parent would be another process (cpr, which exits at once).
+pub fn restore_after_creds(t: &ThreadRecord, inj: &Injector, parent_restored: bool) -> Result<()> {
+    if t.pdeathsig != 0 && !parent_restored {
+        return Err(Error::with_detail(
+            format!("thread {}", t.tid),
+            Kind::CheckpointError,
+            format!(
+                "parent-death signal {}: its parent was not checkpointed with it",
+                t.pdeathsig
+            ),
+        ));
+    }
+    if t.pdeathsig != 0 {
+        inj.check(
+            "prctl(PR_SET_PDEATHSIG)",
+            libc::SYS_prctl,
+            [
+                libc::PR_SET_PDEATHSIG as u64,
+                t.pdeathsig as u64,
+                0,
+                0,
+                0,
+                0,
+            ],
+        )?;
+    }
+    if t.child_subreaper {
+        inj.check(
+            "prctl(PR_SET_CHILD_SUBREAPER)",
+            libc::SYS_prctl,
+            [libc::PR_SET_CHILD_SUBREAPER as u64, 1, 0, 0, 0, 0],
+        )?;
+    }
+    Ok(())
+}
+
+/// Policy, real-time priority and nice of thread `tid`, set from outside.
+pub fn set_policy_and_nice(tid: i32, policy: i32, priority: i32, nice: i32) -> Result<()> {
+    let who = format!("thread {tid}");
+    // nice first: SCHED_IDLE and the real-time policies keep it too
+    crate::sys::sched::set_nice(tid, nice)
+        .map_err(|e| Error::errno(format!("{who}: nice {nice}"), e))?;
+    crate::sys::sched::set_scheduler(tid, policy, priority).map_err(|e| {
+        Error::errno(
+            format!("{who}: scheduling policy {policy} priority {priority}"),
+            e,
+        )
+    })
 }
 
 impl ThreadRecord {
@@ -41,6 +254,22 @@ impl ThreadRecord {
         for info in &self.pending {
             decode_siginfo(info)
                 .map_err(|e| e.context(format_args!("thread {} pending signal", self.tid)))?;
+        }
+        if !(0..=64).contains(&self.pdeathsig) {
+            return Err(damaged_record(format_args!(
+                "thread {}: parent-death signal {}",
+                self.tid, self.pdeathsig
+            )));
+        }
+        if let Some(creds) = &self.creds {
+            creds
+                .check()
+                .map_err(|e| e.context(format_args!("thread {}", self.tid)))?;
+        }
+        if let Some(sched) = &self.sched {
+            sched
+                .check()
+                .map_err(|e| e.context(format_args!("thread {}", self.tid)))?;
         }
         Ok(())
     }
@@ -111,6 +340,25 @@ pub fn dump(
     let mut s = scratch.frame();
     let stack = s.alloc(STACK_T_SIZE)?;
     let tid_address = s.alloc(8)?;
+    let pdeathsig = s.alloc(8)?;
+    let subreaper = s.alloc(8)?;
+    for (name, option, at) in [
+        ("prctl(PR_GET_PDEATHSIG)", libc::PR_GET_PDEATHSIG, pdeathsig),
+        (
+            "prctl(PR_GET_CHILD_SUBREAPER)",
+            libc::PR_GET_CHILD_SUBREAPER,
+            subreaper,
+        ),
+    ] {
+        if option == libc::PR_GET_CHILD_SUBREAPER && tid != pid {
+            continue;
+        }
+        inj.check(
+            name,
+            libc::SYS_prctl,
+            [option as u64, at.as_u64(), 0, 0, 0, 0],
+        )?;
+    }
     inj.check(
         "sigaltstack",
         libc::SYS_sigaltstack,
@@ -132,6 +380,9 @@ pub fn dump(
     let word = |b: &[u8], o: usize| u64::from_ne_bytes(b[o..o + 8].try_into().unwrap());
     let altstack = (word(&stack, 0), word(&stack, 8) as i32, word(&stack, 16));
     let clear_child_tid = word(&s.read(tid_address, 8)?, 0);
+    let int = |b: Vec<u8>| i32::from_ne_bytes(b[..4].try_into().unwrap_or([0; 4]));
+    let pdeathsig = int(s.read(pdeathsig, 8)?);
+    let child_subreaper = tid == pid && int(s.read(subreaper, 8)?) != 0;
     drop(s);
     let comm = crate::proc::ProcDir::open(pid)?.thread_comm(tid)?;
     Ok(ThreadRecord {
@@ -148,6 +399,10 @@ pub fn dump(
         clear_child_tid,
         robust_list: crate::sys::get_robust_list(tid).unwrap_or((0, 0)),
         rseq: ptrace::get_rseq(tid).unwrap_or_default(),
+        sched: Some(ThreadSched::dump(tid, inj)?),
+        creds: Some(super::creds::ThreadCreds::dump(tid, inj)?),
+        pdeathsig,
+        child_subreaper,
     })
 }
 

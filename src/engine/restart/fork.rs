@@ -113,7 +113,19 @@ fn kill_pids(pids: &[i32]) {
             nix::sys::signal::Signal::SIGKILL,
         );
     }
-    // collect our children and tracees, so that none is left even as a zombie of ours
+    // collect our children and tracees, so that none is left even as a zombie of ours;
+    // the threads we trace first: their process is not reaped before they are
+    for &pid in pids {
+        let tids = crate::proc::ProcDir::open(pid)
+            .and_then(|d| d.tids())
+            .unwrap_or_default();
+        for tid in tids.into_iter().filter(|&t| t != pid) {
+            let _ = nix::sys::wait::waitpid(
+                nix::unistd::Pid::from_raw(tid),
+                Some(nix::sys::wait::WaitPidFlag::__WALL),
+            );
+        }
+    }
     for &pid in pids {
         let _ = nix::sys::wait::waitpid(
             nix::unistd::Pid::from_raw(pid),
@@ -154,6 +166,19 @@ fn spawn(ctx: &RestoreContext, n: usize, clone_parent: bool) -> Result<i32> {
     )?;
     if child == 0 {
         run_node(ctx, n);
+    }
+    // the child sets its group too; whichever runs first, its group exists before the
+    // parent forks the next child, which may join it (as a shell does)
+    let group = match node.session {
+        SessionOp::NewGroup => Some(child),
+        SessionOp::JoinGroup(g) => Some(g),
+        _ => None,
+    };
+    if let Some(g) = group.filter(|_| !clone_parent) {
+        let _ = nix::unistd::setpgid(
+            nix::unistd::Pid::from_raw(child),
+            nix::unistd::Pid::from_raw(g),
+        );
     }
     Ok(child)
 }
@@ -221,6 +246,13 @@ fn run_node(ctx: &RestoreContext, n: usize) -> ! {
         for &c in &node.children {
             spawn(ctx, c, false)?;
         }
+        // a group led by one of our children exists only now
+        if let SessionOp::JoinGroup(g) = node.session
+            && nix::unistd::getpgrp().as_raw() != g
+        {
+            let _ =
+                nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(g));
+        }
         // the forked ones have their copies: close ours
         for &k in &subtree {
             if k != n
@@ -278,7 +310,7 @@ fn child_restore(ctx: &RestoreContext, img: &Image, status_fd: i32) -> Result<Ch
     let shared_fd = |id: u32| opened.and_then(|o| o.file_fd(id));
     files::restore(&img.core.fds, sf, &keep, ctx.tty.as_deref(), &shared_fd)?;
     locks::restore_native(&img.core.locks)?;
-    process::restore_native(rec, img.core.policies.cdir, img.core.policies.rdir)?;
+    process::restore_native(rec, img.core.policies.cdir)?;
     let mut scratch = map_scratch(img)?;
     scratch
         .write_at(0, &SYSCALL_INT3)

@@ -13,6 +13,7 @@ mod protocol;
 mod release;
 mod tracer;
 pub mod validate;
+mod verify;
 
 use super::objects::pstree::{self, Plan};
 use super::objects::shared_fds::{self, OpenedShared};
@@ -72,6 +73,8 @@ pub fn restart(
     let made = fork::fork_tree(&mut ctx)?;
     timer.lap("create processes");
     let restored = restore(&ctx, &made, &mut timer, progress)?;
+    verify::verify_all(&ctx, &made, &restored, options.interactive)?;
+    timer.lap("check before release");
     progress.phase(Phase::Release, None);
     if options.interactive
         && let Some(&first) = ctx.plan.roots.first().and_then(|&n| made.pids.get(n))

@@ -33,7 +33,13 @@ pub(super) fn restore_all(
             threads: vec![(child.pid, 0)],
             image: child.image,
         };
-        restore_one(img, child, &mut r, progress).map_err(|e| {
+        let p = &img.core.process;
+        let parent_restored = p.ppid != p.pid
+            && ctx
+                .images
+                .iter()
+                .any(|i| i.sf == img.sf && i.core.process.pid == p.ppid);
+        restore_one(img, child, parent_restored, &mut r, progress).map_err(|e| {
             e.context(format!("process {}", img.core.process.pid))
                 .context(ctx.statefiles[img.sf].path.display())
         })?;
@@ -42,7 +48,13 @@ pub(super) fn restore_all(
     Ok(restored)
 }
 
-fn restore_one(img: &Image, child: &Child, r: &mut Restored, progress: &Progress) -> Result<()> {
+fn restore_one(
+    img: &Image,
+    child: &Child,
+    parent_restored: bool,
+    r: &mut Restored,
+    progress: &Progress,
+) -> Result<()> {
     let pid = child.pid;
     ptrace::seize(
         pid,
@@ -51,7 +63,7 @@ fn restore_one(img: &Image, child: &Child, r: &mut Restored, progress: &Progress
     .ctx(format!("process {pid}"))?;
     ptrace::interrupt(pid).ctx(format!("process {pid}"))?;
     ptrace::wait_for_stop(pid)?;
-    finish_in_tracer(img, pid, &child.ready, r, progress)
+    finish_in_tracer(img, pid, &child.ready, parent_restored, r, progress)
 }
 
 /// In the tracer: the image replaces the stopped child's memory; threads, signals,
@@ -60,6 +72,7 @@ fn finish_in_tracer(
     img: &Image,
     child: i32,
     ready: &ChildReady,
+    parent_restored: bool,
     restored: &mut Restored,
     progress: &Progress,
 ) -> Result<()> {
@@ -106,8 +119,24 @@ fn finish_in_tracer(
     }
     signals::restore_pending_and_timers(&signals_rec, &main, child, &mut scratch.args)?;
     posix_timers::restore(&img.core.posix_timers, &main, &mut scratch.args)?;
-    // credentials last
-    creds::restore(&img.core.process, &main, &mut scratch.args)?;
+    for (tid, idx) in &restored.threads {
+        threads::restore_sched(&img.core.threads[*idx], &img.core.process, *tid)?;
+    }
+    crate::engine::objects::process::restore_root(
+        &img.core.process,
+        img.core.policies.rdir,
+        &main,
+        &mut scratch.args,
+    )?;
+    // credentials last, each thread its own
+    for (tid, idx) in &restored.threads {
+        let inj = Injector::new(*tid, scratch.gate())?;
+        let t = &img.core.threads[*idx];
+        creds::restore(&img.core.process, t.creds.as_ref(), &inj, &mut scratch.args)
+            .map_err(|e| e.context(format!("thread {}", t.tid)))?;
+        threads::restore_after_creds(t, &inj, parent_restored)
+            .map_err(|e| e.context(format!("thread {}", t.tid)))?;
+    }
     // the scratch page goes; its own syscall instruction runs the munmap, stopping at the
     // syscall exit so nothing executes there afterwards
     let last = Injector::new(child, Gate::SyscallInsn(scratch.base()))?;

@@ -1,0 +1,267 @@
+//! Process attributes come back identical, or the restart is refused: scheduling,
+//! capabilities, process groups and sessions, and the check before release that compares
+//! every restored process with its statefile. Each workload sets its state, is
+//! checkpointed and restarted, then checks itself with the calls a program would use.
+//!
+//! Run them alone: `cargo test --test fidelity_process` (they take the global lock).
+
+mod common;
+
+use common::*;
+
+/// start, READY, checkpoint (WILL EXIT), restart, GO, PASS: returns the PASS line.
+fn round_trip(source: &str) -> String {
+    let _s = serial();
+    let s = Scratch::new();
+    let (w, _) = spawn_ready(&s, &build(source), &[ctl(&s)]);
+    let sf = checkpoint_set(&s, "ckpt", &w.pid.to_string(), &[], &[w.pid]);
+    restart_ok(&sf);
+    s.go();
+    expect_pass_and_exit(&w)
+}
+
+/// Policy, real-time priority, nice and CPU affinity of each thread of a process (one
+/// SCHED_BATCH, one SCHED_FIFO, one SCHED_IDLE, each on its own CPUs).
+#[test]
+fn scheduling_of_every_thread() {
+    let pass = round_trip("fp_sched.c");
+    assert!(pass.contains("fifo: policy 1/1 priority 7/7"), "{pass}");
+}
+
+/// A signal the program left at its default comes back at its default, not as cpr's own
+/// disposition (cpr ignores SIGPIPE).
+#[test]
+fn signal_at_default_stays_at_default() {
+    let pass = round_trip("fp_wait.c");
+    assert!(pass.contains("SIGPIPE at SIG_DFL"), "{pass}");
+}
+
+/// A cpuset of its own (cgroup v1) holding only CPU 0, removed when dropped; `None`
+/// where there is no such cgroup hierarchy or one CPU only.
+struct CpusetOfCpu0(std::path::PathBuf);
+
+impl CpusetOfCpu0 {
+    fn new() -> Option<CpusetOfCpu0> {
+        let root = std::path::Path::new("/sys/fs/cgroup/cpuset");
+        let cpus = std::fs::read_to_string(root.join("cpuset.cpus")).ok()?;
+        if !cpus.trim().contains(['-', ',']) {
+            return None;
+        }
+        let dir = root.join(format!("cpr-test-{}", std::process::id()));
+        std::fs::create_dir(&dir).ok()?;
+        let set = CpusetOfCpu0(dir);
+        let mems = std::fs::read_to_string(root.join("cpuset.mems")).ok()?;
+        std::fs::write(set.0.join("cpuset.cpus"), "0").ok()?;
+        std::fs::write(set.0.join("cpuset.mems"), mems.trim()).ok()?;
+        Some(set)
+    }
+}
+
+impl Drop for CpusetOfCpu0 {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// The check before release: a restart where one saved item cannot come back identical
+/// (cpr runs in a cpuset of CPU 0 only, so the kernel quietly narrows the saved affinity
+/// of CPUs 0-1) fails, naming the process, the object and both values, and the program
+/// never runs again.
+#[test]
+fn restart_that_cannot_restore_affinity_is_refused() {
+    let _s = serial();
+    let Some(cpuset) = CpusetOfCpu0::new() else {
+        assert!(!in_ci(), "CI needs a cpuset cgroup (v1) and two CPUs");
+        eprintln!("skipped: no cpuset cgroup (v1) or one CPU only");
+        return;
+    };
+    let s = Scratch::new();
+    let (w, _) = spawn_ready(&s, &build("fp_wait.c"), &[ctl(&s)]);
+    let sf = checkpoint_set(&s, "ckpt", &w.pid.to_string(), &[], &[w.pid]);
+    s.go();
+    let tasks = cpuset.0.join("tasks");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(r#"echo $$ > "$1" && shift && exec "$@""#)
+        .arg("sh")
+        .arg(&tasks)
+        .arg(cpr_bin())
+        .arg("-r")
+        .arg(&sf)
+        .output()
+        .unwrap();
+    assert_failure(
+        &out,
+        "restart in a cpuset of CPU 0",
+        &[
+            &format!("process {}", w.pid),
+            "CPU affinity",
+            "[0]",
+            "[0, 1]",
+            "Checkpoint error",
+        ],
+        false,
+    );
+    assert!(!is_alive(w.pid), "the refused process {} runs", w.pid);
+    assert_eq!(count_lines(&w.log, "PASS"), 0, "the refused process ran");
+}
+
+/// Credentials per thread: bounding set, ambient set, securebits, no_new_privs, kept
+/// capabilities of a non-root main thread, and a second thread with another uid.
+#[test]
+fn capabilities_and_credentials_of_every_thread() {
+    let pass = round_trip("fp_caps.c");
+    assert!(
+        pass.contains("main uid 1000/1000/1000 caps 1/401/400"),
+        "{pass}"
+    );
+    assert!(
+        pass.contains("thread uid 2000/2000/2000 caps 0/0/0"),
+        "{pass}"
+    );
+}
+
+/// A process under a seccomp filter cannot come back with it (yet): the checkpoint is
+/// refused, naming the thread and seccomp, and the process runs on.
+#[test]
+fn seccomp_filter_is_refused_at_checkpoint() {
+    let _s = serial();
+    let s = Scratch::new();
+    let (w, _) = spawn_ready(&s, &build("fp_seccomp.c"), &[ctl(&s)]);
+    let sf = s.join("ckpt");
+    let out = cpr(&["-c", sf.to_str().unwrap(), "-p", &w.pid.to_string()]);
+    assert_failure(
+        &out,
+        "checkpoint of a process with a seccomp filter",
+        &[
+            &format!("thread {}", w.pid),
+            "seccomp filters",
+            "Checkpoint error",
+        ],
+        false,
+    );
+    assert!(!sf.exists(), "no statefile may be left");
+    s.go();
+    expect_pass_and_exit(&w);
+}
+
+/// Parent-death signal (per thread), child subreaper, oom_score_adj, THP disabled and
+/// the audit login uid come back.
+#[test]
+fn process_attributes_set_by_prctl_and_proc() {
+    let _s = serial();
+    let s = Scratch::new();
+    let (w, _) = spawn_ready(&s, &build("fp_attrs.c"), &[ctl(&s)]);
+    let sf = checkpoint_set(&s, "ckpt", &format!("{}:HID", w.pid), &[], &[w.pid]);
+    restart_ok(&sf);
+    s.go();
+    let pass = expect_pass_and_exit(&w);
+    assert!(
+        pass.contains("pdeathsig kept, subreaper 1 thp_disable 1 oom_score_adj 500"),
+        "{pass}"
+    );
+}
+
+/// A process whose root directory is not `/` (chroot) comes back in the same root, its
+/// working directory inside it.
+#[test]
+fn chrooted_process_keeps_its_root() {
+    let pass = round_trip("fp_chroot.c");
+    assert!(pass.contains("cwd /sub"), "{pass}");
+}
+
+/// A session whose leader had exited: its members come back in it (a helper takes the
+/// leader's PID), one leading its own group, one in the leader's group.
+#[test]
+fn session_without_its_leader_keeps_its_sid() {
+    let _s = serial();
+    let s = Scratch::new();
+    let (w, ready) = spawn_ready(&s, &build("fp_session.c"), &[ctl(&s)]);
+    let num = |key: &str| -> i32 { field(&ready, key).unwrap().parse().unwrap() };
+    let (c, g1, g2) = (num("c"), num("g1"), num("g2"));
+    wait_exit(w.pid, TIMEOUT);
+    let _members = [KillOnDrop::new(g1, s.path()), KillOnDrop::new(g2, s.path())];
+    checkpoint_set(&s, "ckpt", &format!("{c}:SID"), &[], &[g1, g2]);
+    restart_ok(&s.join("ckpt"));
+    s.go();
+    wait_for_nth_line(&w.log, "PASS", 2, TIMEOUT);
+    assert_eq!(count_lines(&w.log, "FAIL"), 0, "{:?}", read_lines(&w.log));
+    for pid in [g1, g2] {
+        wait_pid_gone(pid, TIMEOUT);
+    }
+}
+
+/// Processes sharing a descriptor table (CLONE_FILES) or a filesystem context
+/// (CLONE_FS) would come back with one each: the checkpoint is refused, naming both and
+/// the table, and they run on.
+#[test]
+fn shared_descriptor_table_or_fs_context_is_refused() {
+    let _s = serial();
+    for (kind, needle) in [("files", "CLONE_FILES"), ("fs", "CLONE_FS")] {
+        let s = Scratch::new();
+        let (w, ready) = spawn_ready(&s, &build("fp_shared_table.c"), &[ctl(&s), kind.into()]);
+        let child = field(&ready, "child").unwrap();
+        let sf = s.join("ckpt");
+        let out = cpr(&["-c", sf.to_str().unwrap(), "-p", &format!("{}:HID", w.pid)]);
+        assert_failure(
+            &out,
+            &format!("checkpoint of processes sharing {kind}"),
+            &[&w.pid.to_string(), child, needle, "Checkpoint error"],
+            false,
+        );
+        assert!(!sf.exists(), "no statefile may be left");
+        s.go();
+        expect_pass_and_exit(&w);
+    }
+}
+
+/// A zombie that leads a process group keeps it, with its live member in it.
+#[test]
+fn zombie_group_leader_keeps_its_member() {
+    let _s = serial();
+    let s = Scratch::new();
+    let (w, _) = spawn_ready(&s, &build("fp_zombie_group.c"), &[ctl(&s)]);
+    let sf = checkpoint_set(&s, "ckpt", &format!("{}:HID", w.pid), &[], &[w.pid]);
+    restart_ok(&sf);
+    s.go();
+    let pass = expect_pass_and_exit(&w);
+    assert!(pass.contains("leads its group"), "{pass}");
+}
+
+/// CPR_TIMING shows the time of the check before release among the restart's phases.
+#[test]
+fn timing_shows_the_check_before_release() {
+    let _s = serial();
+    let s = Scratch::new();
+    let (w, _) = spawn_ready(&s, &build("fp_wait.c"), &[ctl(&s)]);
+    let sf = checkpoint_set(&s, "ckpt", &w.pid.to_string(), &[], &[w.pid]);
+    let out = cpr_command()
+        .env("CPR_TIMING", "1")
+        .arg("-r")
+        .arg(&sf)
+        .output()
+        .unwrap();
+    assert_success(&out, "cpr -r with CPR_TIMING");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("cpr: timing: check before release: ") && l.ends_with(" ms")),
+        "{stderr}"
+    );
+    s.go();
+    expect_pass_and_exit(&w);
+}
+
+/// A process that joined a group led by its own child comes back in it.
+#[test]
+fn process_in_its_childs_group() {
+    let _s = serial();
+    let s = Scratch::new();
+    let (w, _) = spawn_ready(&s, &build("fp_join_child_group.c"), &[ctl(&s)]);
+    let sf = checkpoint_set(&s, "ckpt", &format!("{}:HID", w.pid), &[], &[w.pid]);
+    restart_ok(&sf);
+    s.go();
+    let pass = expect_pass_and_exit(&w);
+    assert!(pass.contains("P in its child's group"), "{pass}");
+}

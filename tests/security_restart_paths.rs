@@ -50,6 +50,12 @@ struct Setup {
 
 impl Setup {
     fn new(uid: u32, gid: u32) -> Setup {
+        Setup::with_job(uid, gid, "counter.c")
+    }
+
+    /// As `new`, the job `workload` (the counter, or a workload taking only its control
+    /// directory, `ctl`).
+    fn with_job(uid: u32, gid: u32, workload: &str) -> Setup {
         let dir = tempfile::Builder::new()
             .prefix("cpr-userpaths-")
             .tempdir_in("/tmp")
@@ -67,14 +73,18 @@ impl Setup {
             uid,
             gid,
         };
-        for d in [s.path(""), s.path("logs"), s.path("wd")] {
+        for d in [s.path(""), s.path("logs"), s.path("wd"), s.path("ctl")] {
             fs::create_dir_all(&d).unwrap();
             fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).unwrap();
             chown(&d, Some(uid), Some(gid)).unwrap();
         }
-        let counter = s.path("counter");
-        fs::copy(build("counter.c"), &counter).unwrap();
-        fs::set_permissions(&counter, fs::Permissions::from_mode(0o755)).unwrap();
+        let program = s.path("program");
+        fs::copy(build(workload), &program).unwrap();
+        fs::set_permissions(&program, fs::Permissions::from_mode(0o755)).unwrap();
+        let args = match workload {
+            "counter.c" => vec![s.path(""), s.log()],
+            _ => vec![s.path("ctl")],
+        };
         let attrs = s.path("attrs.cpr");
         fs::write(
             &attrs,
@@ -89,8 +99,8 @@ impl Setup {
         chown(&out, Some(uid), Some(gid)).unwrap();
         // reaped by reap_children: the restarted job re-parents to this test
         #[allow(clippy::zombie_processes)]
-        let child = as_user(&s.path("wd"), &counter)
-            .args([s.path("").to_str().unwrap(), s.log().to_str().unwrap()])
+        let child = as_user(&s.path("wd"), &program)
+            .args(&args)
             .stdout(out_file.try_clone().unwrap())
             .stderr(out_file)
             .spawn()
@@ -104,7 +114,7 @@ impl Setup {
             .arg(&attrs)
             .output()
             .unwrap();
-        assert_success(&out, "root's cpr -c of the user's job");
+        assert_success(&out, &format!("root's cpr -c of the user's {workload}"));
         wait_pid_gone(pid, TIMEOUT);
         s.sf = sf;
         s
@@ -244,4 +254,21 @@ fn working_directory_through_a_link_to_a_root_only_directory_is_refused_when_roo
         "root's cpr -r with the working directory a link to root's",
         &s.path("wd"),
     );
+}
+
+#[test]
+fn mapped_file_through_a_link_to_a_root_only_directory_is_refused_when_root_restarts() {
+    let _serial = serial();
+    let Some((uid, gid)) = user() else { return };
+    // files of the control directory mapped shared, one that may become writable
+    let s = Setup::with_job(uid, gid, "mem_maywrite.c");
+    let secret = s.root_only.path().join("rw.dat");
+    fs::write(&secret, SECRET).unwrap();
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+    s.plant_dir_link("ctl");
+    s.assert_restart_refused(
+        "root's cpr -r with a mapped file's directory a link to root's",
+        &s.path("ctl"),
+    );
+    assert_eq!(fs::read_to_string(&secret).unwrap(), SECRET);
 }

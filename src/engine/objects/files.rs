@@ -272,7 +272,15 @@ fn open_path(path: &str, flags: i32) -> std::io::Result<OwnedFd> {
 /// A path from a record, opened without following a link at its last component: the
 /// path is the owner's to choose, a link there could be anyone's.
 fn open_recorded(path: &str, flags: i32) -> std::io::Result<OwnedFd> {
-    open_path(path, flags | libc::O_NOFOLLOW)
+    open_path(path, flags | libc::O_NOFOLLOW).map_err(link_refused)
+}
+
+/// ELOOP from O_NOFOLLOW, said plainly.
+fn link_refused(e: std::io::Error) -> std::io::Error {
+    match e.raw_os_error() {
+        Some(libc::ELOOP) => std::io::Error::other("a symbolic link, not followed"),
+        _ => e,
+    }
 }
 
 /// REPLACE: the file at `path` made to hold `content` again, in place, so that its mode
@@ -290,8 +298,9 @@ fn replace_content(path: &str, mut content: std::fs::File) -> std::io::Result<()
             .create_new(true)
             .custom_flags(flags)
             .mode(0o666)
-            .open(path)?,
-        other => other?,
+            .open(path)
+            .map_err(link_refused)?,
+        other => other.map_err(link_refused)?,
     };
     if !dst.metadata()?.is_file() {
         return Err(std::io::Error::new(

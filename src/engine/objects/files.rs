@@ -269,6 +269,51 @@ fn open_path(path: &str, flags: i32) -> std::io::Result<OwnedFd> {
         .map(OwnedFd::from)
 }
 
+/// A path from a record, opened without following a link at its last component: the
+/// path is the owner's to choose, a link there could be anyone's.
+fn open_recorded(path: &str, flags: i32) -> std::io::Result<OwnedFd> {
+    open_path(path, flags | libc::O_NOFOLLOW).map_err(link_refused)
+}
+
+/// ELOOP from O_NOFOLLOW, said plainly.
+fn link_refused(e: std::io::Error) -> std::io::Error {
+    match e.raw_os_error() {
+        Some(libc::ELOOP) => std::io::Error::other("a symbolic link, not followed"),
+        _ => e,
+    }
+}
+
+/// REPLACE: the file at `path` made to hold `content` again, in place, so that its mode
+/// and owner stay (created, 0666 less the umask, if it is gone); never through a link,
+/// and only a regular file.
+fn replace_content(path: &str, mut content: std::fs::File) -> std::io::Result<()> {
+    let flags = libc::O_NOFOLLOW | libc::O_NOCTTY | libc::O_NONBLOCK;
+    let dst = match std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(flags)
+        .open(path)
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(flags)
+            .mode(0o666)
+            .open(path)
+            .map_err(link_refused)?,
+        other => other.map_err(link_refused)?,
+    };
+    if !dst.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    dst.set_len(0)?;
+    let mut sink = &dst;
+    std::io::copy(&mut content, &mut sink)?;
+    Ok(())
+}
+
 /// An unlinked file in `dir` (or /tmp) holding `content`, reopened with `flags`.
 fn anonymous_copy(dir: &str, mut src: std::fs::File, flags: i32) -> std::io::Result<OwnedFd> {
     let tmp = std::fs::OpenOptions::new()
@@ -317,7 +362,7 @@ pub fn reopen(r: &FdRecord, sf: &Statefile, tty: Option<&str>) -> Result<OwnedFd
                 .ctx(&who)?
         }
         (FdKind::Directory, _) => {
-            let fd = open_path(&r.path, open_flags_for_reopen(r.flags)).ctx(&who)?;
+            let fd = open_recorded(&r.path, open_flags_for_reopen(r.flags)).ctx(&who)?;
             if r.pos != 0 {
                 let _ = seek(&fd, r.pos, nix::unistd::Whence::SeekSet);
             }
@@ -335,8 +380,8 @@ pub fn reopen(r: &FdRecord, sf: &Statefile, tty: Option<&str>) -> Result<OwnedFd
             let saved = r.saved.as_deref().ok_or_else(|| {
                 Error::with_detail(&who, Kind::CheckpointError, "saved content missing")
             })?;
-            std::fs::copy(sf.file(saved)?, &r.path).ctx(format!("{who}: replacing"))?;
-            let fd = open_path(&r.path, open_flags_for_reopen(r.flags)).ctx(&who)?;
+            replace_content(&r.path, sf.open_file(saved)?).ctx(format!("{who}: replacing"))?;
+            let fd = open_recorded(&r.path, open_flags_for_reopen(r.flags)).ctx(&who)?;
             seek(&fd, r.pos, nix::unistd::Whence::SeekSet)?;
             fd
         }
@@ -348,15 +393,15 @@ pub fn reopen(r: &FdRecord, sf: &Statefile, tty: Option<&str>) -> Result<OwnedFd
             if flags & libc::O_ACCMODE == libc::O_WRONLY {
                 flags |= libc::O_TRUNC;
             }
-            open_path(&r.path, flags).ctx(&who)?
+            open_recorded(&r.path, flags).ctx(&who)?
         }
         (FdKind::Regular, FileAction::Append) => {
-            let fd = open_path(&r.path, open_flags_for_reopen(r.flags)).ctx(&who)?;
+            let fd = open_recorded(&r.path, open_flags_for_reopen(r.flags)).ctx(&who)?;
             seek(&fd, 0, nix::unistd::Whence::SeekEnd)?;
             fd
         }
         (FdKind::Regular, FileAction::Merge) => {
-            let fd = open_path(&r.path, open_flags_for_reopen(r.flags)).ctx(&who)?;
+            let fd = open_recorded(&r.path, open_flags_for_reopen(r.flags)).ctx(&who)?;
             seek(&fd, r.pos, nix::unistd::Whence::SeekSet)?;
             fd
         }

@@ -5,6 +5,7 @@
 
 use std::io::BufReader;
 use std::os::fd::{AsRawFd, IntoRawFd};
+use std::os::unix::fs::OpenOptionsExt;
 
 use super::RestoreContext;
 use super::protocol::{self, ChildMessage, ChildReady, Failure};
@@ -303,6 +304,7 @@ fn child_restore(ctx: &RestoreContext, img: &Image, status_fd: i32) -> Result<Ch
     let rec = &img.core.process;
     let sf = &ctx.statefiles[img.sf];
     let opened = ctx.opened.get(img.sf);
+    super::owner_rights::take(sf, rec)?;
     let (pages_fd, file_fds, mem_fds) = open_image_fds(ctx, img, status_fd)?;
     let mut keep: Vec<i32> = vec![status_fd, pages_fd];
     keep.extend(file_fds.iter().map(|(_, fd)| *fd));
@@ -361,6 +363,7 @@ fn open_image_fds(
         let f = std::fs::OpenOptions::new()
             .read(true)
             .write(m.writable)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&real)
             .ctx(format!("mapped file {} (component unavailable)", m.path))?;
         file_fds.push((m.path.clone(), place(f.as_raw_fd())?));

@@ -8,6 +8,7 @@
 
 mod authority;
 mod fork;
+mod owner_rights;
 mod pids;
 mod protocol;
 mod release;
@@ -147,8 +148,14 @@ fn plan_tree(loaded: &Loaded, interactive: bool) -> Plan {
 fn open_shared(loaded: &Loaded, tty: Option<&str>) -> Result<Vec<OpenedShared>> {
     let mut opened = Vec::new();
     for (s, sf) in loaded.statefiles.iter().enumerate() {
+        // with the owner's file access rights, like the restore children's opens
+        let rec = loaded
+            .images
+            .iter()
+            .find(|i| i.sf == s)
+            .map(|i| &i.core.process);
         opened.push(
-            shared_fds::open_all(&loaded.tables[s], sf, tty)
+            owner_rights::with(sf, rec, || shared_fds::open_all(&loaded.tables[s], sf, tty))
                 .map_err(|e| e.context(sf.path.display()))?,
         );
     }

@@ -2,6 +2,7 @@
 
 pub mod evfd;
 mod fd;
+pub mod fown;
 pub mod kcmp;
 mod kernel_types;
 pub mod shm;

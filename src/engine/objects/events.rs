@@ -193,7 +193,9 @@ fn nonblock(r: &FdRecord) -> i32 {
     r.flags & libc::O_NONBLOCK
 }
 
-fn create(r: &FdRecord, ev: &EventFd) -> Result<OwnedFd> {
+/// A new object as `ev` describes (in cpr for one shared between processes, else in
+/// the restore child).
+pub(super) fn create(r: &FdRecord, ev: &EventFd) -> Result<OwnedFd> {
     let who = format!("fd {} ({})", r.fd, r.path);
     match ev {
         EventFd::Eventfd { count, semaphore } => {
@@ -325,7 +327,8 @@ pub fn restore(records: &[FdRecord]) -> Result<()> {
     let events: Vec<(&FdRecord, &EventFd)> = records
         .iter()
         .filter_map(|r| match &r.kind {
-            FdKind::Event(ev) => Some((r, ev)),
+            // one shared between processes was made in cpr and placed with the files
+            FdKind::Event(ev) if r.shared.is_none() => Some((r, ev)),
             _ => None,
         })
         .collect();

@@ -51,7 +51,25 @@ pub struct FdRecord {
     /// an entry of the statefile's table of shared descriptions.
     #[serde(default)]
     pub shared: Option<u32>,
+    /// Where SIGIO goes (F_SETOWN_EX, F_SETSIG), when the description says.
+    #[serde(default)]
+    pub owner: Option<FdOwner>,
 }
+
+/// The owner and signal of an open file description (fcntl F_GETOWN_EX, F_GETSIG).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FdOwner {
+    /// F_OWNER_TID, F_OWNER_PID or F_OWNER_PGRP.
+    pub kind: i32,
+    /// 0: no owner.
+    pub id: i32,
+    /// 0: SIGIO.
+    pub sig: i32,
+}
+
+/// The status flags fcntl(F_SETFL) sets on a description (the kernel's SETFL_MASK).
+const STATUS_FLAGS: i32 =
+    libc::O_APPEND | libc::O_NONBLOCK | libc::O_DIRECT | libc::O_NOATIME | libc::O_ASYNC;
 
 impl FdRecord {
     /// A descriptor with no offset, policy or saved content of its own (a pipe end, an
@@ -67,6 +85,7 @@ impl FdRecord {
             action: FileAction::Merge,
             saved: None,
             shared: None,
+            owner: None,
         }
     }
 }
@@ -139,22 +158,19 @@ fn dump_one(
             action: first.action,
             saved: None,
             shared: None,
+            owner: None,
         });
     }
     if link.starts_with("socket:") {
         return Err(not_safe(&who, &link, "a socket"));
     }
+    let owner = dump_owner(pid, fd, &who)?;
     if let Some(pipe) = super::pipes::dump(fd, &link, flags, cloexec) {
-        return Ok(pipe);
+        return Ok(FdRecord { owner, ..pipe });
     }
     if let Some(ev) = super::events::dump(pid, fd, &link, flags)? {
-        return Ok(FdRecord::object(
-            fd,
-            FdKind::Event(ev),
-            &link,
-            flags,
-            cloexec,
-        ));
+        let record = FdRecord::object(fd, FdKind::Event(ev), &link, flags, cloexec);
+        return Ok(FdRecord { owner, ..record });
     }
     if !link.starts_with('/') {
         return Err(not_safe(&who, &link, "this kind of descriptor"));
@@ -182,7 +198,18 @@ fn dump_one(
         action,
         saved,
         shared: None,
+        owner,
     })
+}
+
+/// The owner and signal of the description behind `fd`, if it has either (read through
+/// a duplicate: they belong to the description).
+fn dump_owner(pid: i32, fd: i32, who: &str) -> Result<Option<FdOwner>> {
+    use crate::sys::fown;
+    let ours = crate::sys::steal_fd(pid, fd).ctx(who)?;
+    let (kind, id) = fown::get_owner(ours.as_raw_fd()).ctx(format!("{who}: F_GETOWN_EX"))?;
+    let sig = fown::get_sig(ours.as_raw_fd()).ctx(format!("{who}: F_GETSIG"))?;
+    Ok((id != 0 || sig != 0).then_some(FdOwner { kind, id, sig }))
 }
 
 /// "Checkpoint error": `what` behind `link` is not checkpoint safe.
@@ -239,7 +266,7 @@ fn open_flags_for_reopen(flags: i32) -> i32 {
     flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY) | libc::O_NOCTTY
 }
 
-fn open_path(path: &str, flags: i32) -> std::io::Result<OwnedFd> {
+pub(super) fn open_path(path: &str, flags: i32) -> std::io::Result<OwnedFd> {
     let acc = flags & libc::O_ACCMODE;
     std::fs::OpenOptions::new()
         .read(acc == libc::O_RDONLY || acc == libc::O_RDWR)
@@ -370,10 +397,12 @@ pub fn restore(
     let mine = ProcDir::open(std::process::id() as i32)?.fds()?;
     // open everything first (the statefile's fds are still needed), then place
     let mut opened: Vec<(i32, OwnedFd)> = Vec::new();
-    for r in records
-        .iter()
-        .filter(|r| !matches!(r.kind, FdKind::Dup { .. } | FdKind::Event(_)))
-    {
+    for r in records.iter().filter(|r| match r.kind {
+        FdKind::Dup { .. } => false,
+        // made by events::restore, unless shared between processes
+        FdKind::Event(_) => r.shared.is_some(),
+        _ => true,
+    }) {
         let fd = match r.shared {
             // inherited from cpr, which opened it once for every process that has it
             Some(id) => {
@@ -419,6 +448,34 @@ pub fn restore(
     }
     for r in records {
         crate::sys::set_cloexec(r.fd, r.cloexec).ctx(format!("fd {}", r.fd))?;
+    }
+    for r in records
+        .iter()
+        .filter(|r| !matches!(r.kind, FdKind::Dup { .. }))
+    {
+        restore_description(r)?;
+    }
+    Ok(())
+}
+
+/// The status flags, owner and signal of the description at `r.fd`, as the record says
+/// (open(2) ignores O_ASYNC; pipe ends and event objects are made without them).
+fn restore_description(r: &FdRecord) -> Result<()> {
+    use crate::sys::fown;
+    let who = format!("fd {} ({})", r.fd, r.path);
+    let now = fown::get_fl(r.fd).ctx(&who)?;
+    let want = (now & !STATUS_FLAGS) | (r.flags & STATUS_FLAGS);
+    if want != now {
+        fown::set_fl(r.fd, want).ctx(format!("{who}: setting flags {want:o}"))?;
+    }
+    if let Some(o) = r.owner {
+        if o.id != 0 {
+            fown::set_owner(r.fd, o.kind, o.id)
+                .ctx(format!("{who}: owner {} (type {})", o.id, o.kind))?;
+        }
+        if o.sig != 0 {
+            fown::set_sig(r.fd, o.sig).ctx(format!("{who}: signal {}", o.sig))?;
+        }
     }
     Ok(())
 }

@@ -50,6 +50,7 @@ pub(super) type Member = (usize, usize, u32);
 pub fn collect(procs: &mut [ProcessFds<'_>], writer: &mut StatefileWriter) -> Result<SharedTable> {
     let mut table = SharedTable::default();
     let (members, count) = group(procs, &mut table.files);
+    refuse_shared_watchers(&table.files, &count)?;
     let (pipes, to_null) = super::pipes::collect(procs, &members, &table.files, writer)?;
     table.pipes = pipes;
     mark(procs, &members, &count, &to_null);
@@ -72,8 +73,7 @@ fn group(
     let mut count: BTreeMap<u32, BTreeSet<i32>> = BTreeMap::new();
     for (pi, p) in procs.iter().enumerate() {
         for (fi, r) in p.fds.iter().enumerate() {
-            // event objects are made again per process (events.rs)
-            if matches!(r.kind, FdKind::Dup { .. } | FdKind::Event(_)) {
+            if matches!(r.kind, FdKind::Dup { .. }) {
                 continue;
             }
             let found = groups.iter().find(|((gp, gf), _, path)| {
@@ -97,6 +97,34 @@ fn group(
         }
     }
     (members, count)
+}
+
+/// An epoll or inotify instance shared between processes: restart would make it in cpr,
+/// where the descriptors and watches it refers to are not; "Checkpoint error".
+fn refuse_shared_watchers(
+    files: &[SharedFile],
+    count: &BTreeMap<u32, BTreeSet<i32>>,
+) -> Result<()> {
+    use super::events::EventFd;
+    for f in files {
+        let FdKind::Event(ev) = &f.template.kind else {
+            continue;
+        };
+        let users = &count[&f.id];
+        if users.len() > 1 && matches!(ev, EventFd::Epoll { .. } | EventFd::Inotify { .. }) {
+            let pids: Vec<String> = users.iter().map(|p| p.to_string()).collect();
+            return Err(crate::error::Error::with_detail(
+                format!("process {} fd {}", pids[0], f.template.fd),
+                crate::error::Kind::CheckpointError,
+                format!(
+                    "{}: one instance shared by processes {} is not checkpoint safe",
+                    f.template.path,
+                    pids.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Marks the descriptors with their entry; a description of one process only stays
@@ -149,6 +177,7 @@ pub fn open_all(table: &SharedTable, sf: &Statefile, tty: Option<&str>) -> Resul
     for f in &table.files {
         let fd = match f.template.kind {
             FdKind::Pipe { ino } => super::pipes::open_end(&pipes, ino, &f.template)?,
+            FdKind::Event(ref ev) => super::events::create(&f.template, ev)?,
             _ => super::files::reopen(&f.template, sf, tty)?,
         };
         files.insert(f.id, fd);

@@ -1,0 +1,42 @@
+//! Descriptors come back exactly as they were, or the checkpoint is refused: open file
+//! descriptions (shared or separate), their flags, offsets and owners; files deleted
+//! while open; FIFOs; deleted directories; event objects. Workloads are
+//! tests/workloads/fd_*.c; each verifies its own state after restart and prints PASS or
+//! FAIL.
+
+mod common;
+
+use common::*;
+
+/// Starts `tests/workloads/NAME.c` with the scratch directory as its control directory
+/// and `extra` (names in the scratch directory, created empty first) as arguments.
+fn start(s: &Scratch, name: &str, extra: &[&str]) -> Workload {
+    let mut args = vec![s.ctl().to_path_buf()];
+    for e in extra {
+        let p = s.join(e);
+        std::fs::write(&p, b"0123456789abcdef").unwrap();
+        args.push(p);
+    }
+    spawn(s, &build(&format!("{name}.c")), &args)
+}
+
+/// READY (with `child=PID` when it forked one), checkpoint (WILL EXIT, the whole tree),
+/// restart, GO, PASS.
+fn round_trip(name: &str, extra: &[&str]) {
+    let _g = serial();
+    let s = Scratch::new();
+    let w = start(&s, name, extra);
+    let ready = wait_for_line(&w.log, "READY", TIMEOUT);
+    let mut gone = vec![w.pid];
+    gone.extend(field(&ready, "child").and_then(|c| c.parse::<i32>().ok()));
+    let sf = checkpoint_set(&s, "ckpt", &format!("{}:HID", w.pid), &[], &gone);
+    restart_ok(&sf);
+    s.go();
+    let line = wait_for_line(&w.log, "PASS", TIMEOUT);
+    assert!(line.starts_with("PASS"), "{line}");
+}
+
+#[test]
+fn open_file_descriptions_flags_offsets_and_owner_come_back() {
+    round_trip("fd_descriptions", &["file"]);
+}

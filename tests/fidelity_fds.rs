@@ -23,6 +23,11 @@ fn start(s: &Scratch, name: &str, extra: &[&str]) -> Workload {
 /// READY (with `child=PID` when it forked one), checkpoint (WILL EXIT, the whole tree),
 /// restart, GO, PASS.
 fn round_trip(name: &str, extra: &[&str]) {
+    round_trip_checking(name, extra, |_| {});
+}
+
+/// `round_trip`, with `check` looking at the statefile first.
+fn round_trip_checking(name: &str, extra: &[&str], check: impl FnOnce(&std::path::Path)) {
     let _g = serial();
     let s = Scratch::new();
     let w = start(&s, name, extra);
@@ -30,6 +35,7 @@ fn round_trip(name: &str, extra: &[&str]) {
     let mut gone = vec![w.pid];
     gone.extend(field(&ready, "child").and_then(|c| c.parse::<i32>().ok()));
     let sf = checkpoint_set(&s, "ckpt", &format!("{}:HID", w.pid), &[], &gone);
+    check(&sf);
     restart_ok(&sf);
     s.go();
     let line = wait_for_line(&w.log, "PASS", TIMEOUT);
@@ -39,4 +45,16 @@ fn round_trip(name: &str, extra: &[&str]) {
 #[test]
 fn open_file_descriptions_flags_offsets_and_owner_come_back() {
     round_trip("fd_descriptions", &["file"]);
+}
+
+#[test]
+fn deleted_files_stay_one_file_with_mode_times_and_holes() {
+    round_trip_checking("fd_deleted", &[], |sf| {
+        // the 64 MiB sparse file holds two bytes of data
+        let size = tree_size(sf);
+        assert!(
+            size < 8 << 20,
+            "statefile of {size} bytes: holes were written out"
+        );
+    });
 }

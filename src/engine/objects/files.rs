@@ -54,6 +54,10 @@ pub struct FdRecord {
     /// Where SIGIO goes (F_SETOWN_EX, F_SETSIG), when the description says.
     #[serde(default)]
     pub owner: Option<FdOwner>,
+    /// A deleted file: its entry in the statefile's table of deleted files (one copy
+    /// for every descriptor of that file; deleted_files.rs).
+    #[serde(default)]
+    pub inode: Option<u32>,
 }
 
 /// The owner and signal of an open file description (fcntl F_GETOWN_EX, F_GETSIG).
@@ -86,6 +90,7 @@ impl FdRecord {
             saved: None,
             shared: None,
             owner: None,
+            inode: None,
         }
     }
 }
@@ -159,6 +164,7 @@ fn dump_one(
             saved: None,
             shared: None,
             owner: None,
+            inode: None,
         });
     }
     if link.starts_with("socket:") {
@@ -181,9 +187,8 @@ fn dump_one(
     } else {
         FileAction::Merge
     };
-    let saved = if kind == FdKind::Deleted
-        || matches!(action, FileAction::Replace | FileAction::Substitute)
-    {
+    // deleted files are saved once each, with every process read (deleted_files.rs)
+    let saved = if matches!(action, FileAction::Replace | FileAction::Substitute) {
         Some(save_content(pid, fd, &who, &path, writer)?)
     } else {
         None
@@ -199,6 +204,7 @@ fn dump_one(
         saved,
         shared: None,
         owner,
+        inode: None,
     })
 }
 
@@ -237,7 +243,19 @@ fn classify_path(pid: i32, fd: i32, who: &str, link: &str) -> Result<(FdKind, St
     } else if ft.is_file() {
         match link.strip_suffix(" (deleted)") {
             Some(p) if meta.nlink() == 0 => (FdKind::Deleted, p.to_string()),
-            _ => (FdKind::Regular, link.to_string()),
+            Some(_) => {
+                // its other names cannot be found from here, and a copy would not be
+                // the file they name
+                return Err(not_safe(
+                    who,
+                    link,
+                    &format!(
+                        "a file whose open name was removed while {} other link(s) remain",
+                        meta.nlink()
+                    ),
+                ));
+            }
+            None => (FdKind::Regular, link.to_string()),
         }
     } else {
         return Err(not_safe(who, link, "this kind of file"));
@@ -262,8 +280,11 @@ fn save_content(
     Ok(rel)
 }
 
+/// The flags to open a saved descriptor's file again with: no creating, truncating, or
+/// O_TMPFILE (which the kernel keeps in the flags of a file made with it).
 fn open_flags_for_reopen(flags: i32) -> i32 {
-    flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY) | libc::O_NOCTTY
+    flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY | libc::O_TMPFILE)
+        | libc::O_NOCTTY
 }
 
 pub(super) fn open_path(path: &str, flags: i32) -> std::io::Result<OwnedFd> {
@@ -306,8 +327,14 @@ fn anonymous_copy(
     )
 }
 
-/// Reopens one descriptor as the FILE policy says (guide, "FILE Policy").
-pub fn reopen(r: &FdRecord, sf: &Statefile, tty: Option<&str>) -> Result<OwnedFd> {
+/// Reopens one descriptor as the FILE policy says (guide, "FILE Policy"). `shared`: the
+/// descriptor of an entry of the table of shared objects (a deleted file's copy).
+pub fn reopen(
+    r: &FdRecord,
+    sf: &Statefile,
+    tty: Option<&str>,
+    shared: &dyn Fn(u32) -> Option<i32>,
+) -> Result<OwnedFd> {
     let who = format!("fd {} ({})", r.fd, r.path);
     let parent = std::path::Path::new(&r.path)
         .parent()
@@ -333,6 +360,23 @@ pub fn reopen(r: &FdRecord, sf: &Statefile, tty: Option<&str>) -> Result<OwnedFd
             if r.pos != 0 {
                 let _ = seek(&fd, r.pos, nix::unistd::Whence::SeekSet);
             }
+            fd
+        }
+        (FdKind::Deleted, _) if r.inode.is_some() => {
+            let id = r.inode.unwrap_or_default();
+            let copy = shared(id).ok_or_else(|| {
+                Error::with_detail(
+                    &who,
+                    Kind::CheckpointError,
+                    format!("deleted file {id} missing"),
+                )
+            })?;
+            let fd = open_path(
+                &format!("/proc/self/fd/{copy}"),
+                open_flags_for_reopen(r.flags),
+            )
+            .ctx(&who)?;
+            seek(&fd, r.pos, nix::unistd::Whence::SeekSet)?;
             fd
         }
         (FdKind::Deleted, _) | (FdKind::Regular, FileAction::Substitute) => {
@@ -415,7 +459,7 @@ pub fn restore(
                 })?;
                 crate::sys::dup_above(inherited, 0, true).ctx(format!("fd {}", r.fd))?
             }
-            None => reopen(r, sf, tty)?,
+            None => reopen(r, sf, tty, shared)?,
         };
         opened.push((r.fd, fd));
     }

@@ -3,6 +3,8 @@
 
 /// Credentials: groups, uids, gids, capabilities (restored last, by injection).
 pub mod creds;
+/// Files deleted while open: saved once each, holes kept, one copy at restart.
+pub mod deleted_files;
 /// eventfd, timerfd, signalfd, epoll and inotify descriptors.
 pub mod events;
 /// Regular, deleted, directory and device descriptors with the FILE policies; the

@@ -31,6 +31,10 @@ pub struct SharedTable {
     pub files: Vec<SharedFile>,
     pub pipes: Vec<PipeRecord>,
     pub mems: Vec<SharedMem>,
+    /// Files deleted while open, each saved once (deleted_files.rs); their ids follow
+    /// those of `files`.
+    #[serde(default)]
+    pub deleted: Vec<super::deleted_files::DeletedFile>,
 }
 
 /// The descriptors of one frozen process, as `collect` needs them.
@@ -51,6 +55,14 @@ pub fn collect(procs: &mut [ProcessFds<'_>], writer: &mut StatefileWriter) -> Re
     let mut table = SharedTable::default();
     let (members, count) = group(procs, &mut table.files);
     refuse_shared_watchers(&table.files, &count)?;
+    table.deleted = super::deleted_files::collect(procs, table.files.len() as u32, writer)?;
+    for &(pi, fi, id) in &members {
+        // a template was copied before its file had an entry
+        let inode = procs[pi].fds[fi].inode;
+        if inode.is_some() {
+            table.files[id as usize].template.inode = inode;
+        }
+    }
     let (pipes, to_null) = super::pipes::collect(procs, &members, &table.files, writer)?;
     table.pipes = pipes;
     mark(procs, &members, &count, &to_null);
@@ -173,14 +185,22 @@ impl OpenedShared {
 
 pub fn open_all(table: &SharedTable, sf: &Statefile, tty: Option<&str>) -> Result<OpenedShared> {
     let pipes = super::pipes::open_all(&table.files, &table.pipes, sf)?;
-    let mut files = BTreeMap::new();
+    // the deleted files first: descriptions of them open their copies
+    let mut files = super::deleted_files::open_all(&table.deleted, sf)?;
+    let copies: BTreeMap<u32, i32> = files.iter().map(|(id, f)| (*id, f.as_raw_fd())).collect();
+    let copy = |id: u32| copies.get(&id).copied();
     for f in &table.files {
         let fd = match f.template.kind {
             FdKind::Pipe { ino } => super::pipes::open_end(&pipes, ino, &f.template)?,
             FdKind::Event(ref ev) => super::events::create(&f.template, ev)?,
-            _ => super::files::reopen(&f.template, sf, tty)?,
+            _ => super::files::reopen(&f.template, sf, tty, &copy)?,
         };
-        files.insert(f.id, fd);
+        if files.insert(f.id, fd).is_some() {
+            return Err(crate::statefile::reader::damaged_record(format!(
+                "shared entry {} used twice",
+                f.id
+            )));
+        }
     }
     let mems = super::shmem::open_all(&table.mems, sf)?;
     Ok(OpenedShared { files, mems })

@@ -58,3 +58,8 @@ fn deleted_files_stay_one_file_with_mode_times_and_holes() {
         );
     });
 }
+
+#[test]
+fn named_fifo_keeps_its_data_and_opens_in_two_processes() {
+    round_trip("fd_fifo", &[]);
+}

@@ -30,6 +30,10 @@ pub enum FdKind {
     Pipe {
         ino: u64,
     },
+    /// A named FIFO (its inode at checkpoint), opened again by name (fifos.rs).
+    Fifo {
+        ino: u64,
+    },
     /// eventfd, timerfd, signalfd, epoll, inotify: made by `events::restore`.
     Event(super::events::EventFd),
 }
@@ -239,7 +243,7 @@ fn classify_path(pid: i32, fd: i32, who: &str, link: &str) -> Result<(FdKind, St
     } else if ft.is_dir() {
         (FdKind::Directory, link.to_string())
     } else if ft.is_fifo() {
-        return Err(not_safe(who, link, "a FIFO"));
+        (super::fifos::classify(who, link, &meta)?, link.to_string())
     } else if ft.is_file() {
         match link.strip_suffix(" (deleted)") {
             Some(p) if meta.nlink() == 0 => (FdKind::Deleted, p.to_string()),
@@ -416,6 +420,7 @@ pub fn reopen(
             seek(&fd, r.pos, nix::unistd::Whence::SeekSet)?;
             fd
         }
+        (FdKind::Fifo { .. }, _) => super::fifos::reopen(r).ctx(&who)?,
         (FdKind::Dup { .. }, _) | (FdKind::Pipe { .. }, _) | (FdKind::Event(_), _) => {
             return Err(Error::with_detail(
                 &who,

@@ -7,6 +7,8 @@ pub mod creds;
 pub mod deleted_files;
 /// eventfd, timerfd, signalfd, epoll and inotify descriptors.
 pub mod events;
+/// Named FIFOs: reopened by name, with their data in flight.
+pub mod fifos;
 /// Regular, deleted, directory and device descriptors with the FILE policies; the
 /// descriptor table of a process.
 pub mod files;

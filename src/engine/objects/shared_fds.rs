@@ -35,6 +35,9 @@ pub struct SharedTable {
     /// those of `files`.
     #[serde(default)]
     pub deleted: Vec<super::deleted_files::DeletedFile>,
+    /// Named FIFOs, each once with its data (fifos.rs).
+    #[serde(default)]
+    pub fifos: Vec<super::fifos::FifoRecord>,
 }
 
 /// The descriptors of one frozen process, as `collect` needs them.
@@ -56,6 +59,7 @@ pub fn collect(procs: &mut [ProcessFds<'_>], writer: &mut StatefileWriter) -> Re
     let (members, count) = group(procs, &mut table.files);
     refuse_shared_watchers(&table.files, &count)?;
     table.deleted = super::deleted_files::collect(procs, table.files.len() as u32, writer)?;
+    table.fifos = super::fifos::collect(procs, writer)?;
     for &(pi, fi, id) in &members {
         // a template was copied before its file had an entry
         let inode = procs[pi].fds[fi].inode;
@@ -172,6 +176,8 @@ fn mark(
 pub struct OpenedShared {
     pub files: BTreeMap<u32, OwnedFd>,
     pub mems: BTreeMap<u64, OwnedFd>,
+    /// A read-write descriptor of each FIFO, so that opening one never blocks.
+    pub fifo_holders: Vec<OwnedFd>,
 }
 
 impl OpenedShared {
@@ -185,6 +191,7 @@ impl OpenedShared {
 
 pub fn open_all(table: &SharedTable, sf: &Statefile, tty: Option<&str>) -> Result<OpenedShared> {
     let pipes = super::pipes::open_all(&table.files, &table.pipes, sf)?;
+    let fifo_holders = super::fifos::open_all(&table.fifos, sf)?;
     // the deleted files first: descriptions of them open their copies
     let mut files = super::deleted_files::open_all(&table.deleted, sf)?;
     let copies: BTreeMap<u32, i32> = files.iter().map(|(id, f)| (*id, f.as_raw_fd())).collect();
@@ -203,5 +210,9 @@ pub fn open_all(table: &SharedTable, sf: &Statefile, tty: Option<&str>) -> Resul
         }
     }
     let mems = super::shmem::open_all(&table.mems, sf)?;
-    Ok(OpenedShared { files, mems })
+    Ok(OpenedShared {
+        files,
+        mems,
+        fifo_holders,
+    })
 }

@@ -63,3 +63,39 @@ fn deleted_files_stay_one_file_with_mode_times_and_holes() {
 fn named_fifo_keeps_its_data_and_opens_in_two_processes() {
     round_trip("fd_fifo", &[]);
 }
+
+/// `cpr -c` of the workload must fail with "Checkpoint error" naming the process and
+/// `what`; the workload runs on, untraced, and no statefile is left.
+fn refused(name: &str, args: &[&str], what: &str) {
+    let _g = serial();
+    let s = Scratch::new();
+    let mut all = vec![ctl(&s)];
+    all.extend(args.iter().map(|a| a.to_string()));
+    let (w, _) = spawn_ready(&s, &build(&format!("{name}.c")), &all);
+    let sf = s.join("ckpt");
+    let o = cpr(&[
+        "-c".as_ref(),
+        sf.as_os_str(),
+        "-p".as_ref(),
+        w.pid.to_string().as_ref(),
+    ]);
+    let pid = format!("process {}", w.pid);
+    assert_failure(&o, "cpr -c", &["Checkpoint error", &pid, what], false);
+    assert!(!sf.exists(), "a statefile was left");
+    assert_running_untraced(w.pid);
+}
+
+#[test]
+fn removed_working_directory_is_refused_at_checkpoint() {
+    refused("fd_deldir", &["cwd"], "working directory");
+}
+
+#[test]
+fn removed_open_directory_is_refused_at_checkpoint() {
+    refused("fd_deldir", &["fd"], "/e (deleted)");
+}
+
+#[test]
+fn working_directory_in_proc_of_a_gone_process_is_refused() {
+    refused("fd_deldir", &["proc"], "working directory");
+}

@@ -123,6 +123,7 @@ pub fn dump(
     writer: &mut StatefileWriter,
 ) -> Result<Vec<FdRecord>> {
     let dir = ProcDir::open(pid)?;
+    check_directories(&dir, policies)?;
     let mut out: Vec<FdRecord> = Vec::new();
     for fd in dir.fds()? {
         let record = dump_one(&dir, fd, &out, policies, writer)?;
@@ -222,6 +223,47 @@ fn dump_owner(pid: i32, fd: i32, who: &str) -> Result<Option<FdOwner>> {
     Ok((id != 0 || sig != 0).then_some(FdOwner { kind, id, sig }))
 }
 
+/// The working and root directories restart opens by name (CDIR, RDIR REPLACE): each
+/// name must still lead to its directory.
+fn check_directories(dir: &ProcDir, policies: &ProcessPolicies) -> Result<()> {
+    use crate::attrfile::DirAction;
+    let pid = dir.pid();
+    let who = format!("process {pid}");
+    if policies.cdir == DirAction::Replace {
+        let cwd = dir.link("cwd").map_err(|e| e.context(&who))?;
+        check_directory_name(
+            &who,
+            "a working directory",
+            &cwd,
+            &format!("/proc/{pid}/cwd"),
+        )?;
+    }
+    if policies.rdir == DirAction::Replace {
+        let root = dir.link("root").map_err(|e| e.context(&who))?;
+        check_directory_name(
+            &who,
+            "a root directory",
+            &root,
+            &format!("/proc/{pid}/root"),
+        )?;
+    }
+    Ok(())
+}
+
+/// "Checkpoint error" unless `name` (the link the kernel gives for `at`) still names the
+/// directory `at` is: one removed (or a /proc directory of a process gone) cannot be
+/// opened again at restart.
+fn check_directory_name(who: &str, what: &str, name: &str, at: &str) -> Result<()> {
+    let meta = std::fs::metadata(at).ctx(who)?;
+    let same = |m: std::fs::Metadata| m.dev() == meta.dev() && m.ino() == meta.ino();
+    let named = !name.ends_with(" (deleted)") && std::fs::metadata(name).map(same).unwrap_or(false);
+    if named {
+        Ok(())
+    } else {
+        Err(not_safe(who, name, &format!("{what} that was removed")))
+    }
+}
+
 /// "Checkpoint error": `what` behind `link` is not checkpoint safe.
 fn not_safe(who: &str, link: &str, what: &str) -> Error {
     Error::with_detail(
@@ -241,6 +283,7 @@ fn classify_path(pid: i32, fd: i32, who: &str, link: &str) -> Result<(FdKind, St
         }
         (FdKind::Device, link.to_string())
     } else if ft.is_dir() {
+        check_directory_name(who, "a directory", link, &format!("/proc/{pid}/fd/{fd}"))?;
         (FdKind::Directory, link.to_string())
     } else if ft.is_fifo() {
         (super::fifos::classify(who, link, &meta)?, link.to_string())

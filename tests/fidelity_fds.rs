@@ -99,3 +99,17 @@ fn removed_open_directory_is_refused_at_checkpoint() {
 fn working_directory_in_proc_of_a_gone_process_is_refused() {
     refused("fd_deldir", &["proc"], "working directory");
 }
+
+#[test]
+fn fired_periodic_timerfd_keeps_interval_and_ticks() {
+    round_trip("fd_timerfd", &[]);
+}
+
+#[test]
+fn epoll_watching_a_number_reused_for_another_file_is_refused() {
+    refused(
+        "fd_refuse",
+        &["epoll-reused"],
+        "epoll watches a file no longer open",
+    );
+}

@@ -88,7 +88,17 @@ pub fn dump(pid: i32, fd: i32, link: &str, _flags: i32) -> Result<Option<EventFd
             }
         }
         "anon_inode:[timerfd]" => {
-            let t = dir()?.fdinfo_as(fd, fdinfo::timerfd)?;
+            let mut t = dir()?.fdinfo_as(fd, fdinfo::timerfd)?;
+            if t.value == (0, 0) && t.interval != (0, 0) {
+                // a periodic timer that has fired: fdinfo shows no time left until it is
+                // moved on to its next period, which timerfd_gettime does
+                let ours = crate::sys::steal_fd(pid, fd).ctx(&who)?;
+                t.value = evfd::timerfd_next(ours.as_fd()).ctx(&who)?;
+                t = fdinfo::Timerfd {
+                    value: t.value,
+                    ..dir()?.fdinfo_as(fd, fdinfo::timerfd)?
+                };
+            }
             EventFd::Timerfd {
                 clockid: t.clockid,
                 ticks: t.ticks,
@@ -102,8 +112,14 @@ pub fn dump(pid: i32, fd: i32, link: &str, _flags: i32) -> Result<Option<EventFd
         },
         "anon_inode:[eventpoll]" => {
             let mut targets = Vec::new();
-            for t in dir()?.fdinfo_as(fd, fdinfo::epoll)? {
-                if std::fs::symlink_metadata(format!("/proc/{pid}/fd/{}", t.fd)).is_err() {
+            let items = dir()?.fdinfo_as(fd, fdinfo::epoll)?;
+            for (i, t) in items.iter().enumerate() {
+                // the file watched must be the one open at that number now (a number
+                // closed since may be open again for another file)
+                let toff = items[..i].iter().filter(|e| e.fd == t.fd).count() as u32;
+                let live = std::fs::symlink_metadata(format!("/proc/{pid}/fd/{}", t.fd)).is_ok()
+                    && crate::sys::kcmp::epoll_target_is_open(pid, fd, t.fd, toff).unwrap_or(false);
+                if !live {
                     return Err(refuse(&format!(
                         "epoll watches a file no longer open as fd {}",
                         t.fd

@@ -113,3 +113,12 @@ fn epoll_watching_a_number_reused_for_another_file_is_refused() {
         "epoll watches a file no longer open",
     );
 }
+
+#[test]
+fn inotify_events_not_yet_read_are_refused() {
+    refused(
+        "fd_refuse",
+        &["inotify-pending"],
+        "inotify events not yet read",
+    );
+}

@@ -2,10 +2,25 @@
  * refuse (naming the process and the object). MODE:
  *   epoll-reused  an epoll set watches a pipe end as fd N; N is then closed (the pipe end
  *                 stays open as another number) and opened again for /dev/null.
+ *   inotify-pending  an inotify instance with an event queued and not read.
  * Prints READY and sleeps. */
 #include "wl.h"
 
 #include <sys/epoll.h>
+#include <sys/inotify.h>
+
+static void inotify_pending(void)
+{
+	int in = inotify_init1(0);
+	if (in < 0 || inotify_add_watch(in, wl_ctl, IN_CREATE) < 0)
+		wl_fail("inotify: %s", strerror(errno));
+	char p[4096];
+	wl_path(p, sizeof p, "new");
+	int fd = open(p, O_CREAT | O_WRONLY, 0600);
+	if (fd < 0)
+		wl_fail("create: %s", strerror(errno));
+	close(fd);
+}
 
 static void epoll_reused(void)
 {
@@ -30,6 +45,8 @@ int main(int argc, char **argv)
 	const char *mode = argv[2];
 	if (strcmp(mode, "epoll-reused") == 0)
 		epoll_reused();
+	else if (strcmp(mode, "inotify-pending") == 0)
+		inotify_pending();
 	else
 		wl_fail("unknown mode %s", mode);
 	wl_ready("mode=%s", mode);

@@ -6,8 +6,8 @@
 //! to its number. Timers keep the time they had left and their interval, as relative
 //! values: the time between checkpoint and restart does not count.
 //!
-//! Limits: events queued in an inotify instance at checkpoint are lost; a watch whose
-//! path cannot be found again from its file handle refuses the checkpoint. An
+//! Limits: events queued in an inotify instance, or a watch whose path cannot be found
+//! again from its file handle (removed since), refuse the checkpoint. An
 //! edge-triggered epoll item that is ready at restart reports one edge again.
 
 use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd};
@@ -134,6 +134,14 @@ pub fn dump(pid: i32, fd: i32, link: &str, _flags: i32) -> Result<Option<EventFd
             EventFd::Epoll { targets }
         }
         "anon_inode:inotify" => {
+            // queued events cannot be put back into a new instance
+            let ours = crate::sys::steal_fd(pid, fd).ctx(&who)?;
+            let queued = crate::sys::pipe_bytes(ours.as_raw_fd()).ctx(&who)?;
+            if queued > 0 {
+                return Err(refuse(&format!(
+                    "{queued} bytes of inotify events not yet read are not checkpoint safe"
+                )));
+            }
             let mut marks = dir()?.fdinfo_as(fd, fdinfo::inotify)?;
             marks.sort_by_key(|w| w.wd);
             let mut watches = Vec::new();

@@ -122,3 +122,13 @@ fn inotify_events_not_yet_read_are_refused() {
         "inotify events not yet read",
     );
 }
+
+#[test]
+fn o_path_descriptors_on_a_file_a_symlink_and_a_directory_come_back() {
+    round_trip("fd_opath", &[]);
+}
+
+#[test]
+fn file_lease_comes_back() {
+    round_trip("fd_lease", &[]);
+}

@@ -34,6 +34,9 @@ pub enum FdKind {
     Fifo {
         ino: u64,
     },
+    /// An O_PATH descriptor (on a file of any type, a symlink itself included): opened
+    /// again by name with its flags.
+    Path,
     /// eventfd, timerfd, signalfd, epoll, inotify: made by `events::restore`.
     Event(super::events::EventFd),
 }
@@ -64,7 +67,8 @@ pub struct FdRecord {
     pub inode: Option<u32>,
 }
 
-/// The owner and signal of an open file description (fcntl F_GETOWN_EX, F_GETSIG).
+/// The owner, signal and lease of an open file description (fcntl F_GETOWN_EX,
+/// F_GETSIG, F_GETLEASE).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FdOwner {
     /// F_OWNER_TID, F_OWNER_PID or F_OWNER_PGRP.
@@ -73,6 +77,13 @@ pub struct FdOwner {
     pub id: i32,
     /// 0: SIGIO.
     pub sig: i32,
+    /// F_RDLCK or F_WRLCK: the lease the description holds (F_SETLEASE); F_UNLCK none.
+    #[serde(default = "no_lease")]
+    pub lease: i32,
+}
+
+fn no_lease() -> i32 {
+    libc::F_UNLCK
 }
 
 /// The status flags fcntl(F_SETFL) sets on a description (the kernel's SETFL_MASK).
@@ -175,7 +186,7 @@ fn dump_one(
     if link.starts_with("socket:") {
         return Err(not_safe(&who, &link, "a socket"));
     }
-    let owner = dump_owner(pid, fd, &who)?;
+    let owner = dump_owner(pid, fd, flags, &who)?;
     if let Some(pipe) = super::pipes::dump(fd, &link, flags, cloexec) {
         return Ok(FdRecord { owner, ..pipe });
     }
@@ -185,6 +196,11 @@ fn dump_one(
     }
     if !link.starts_with('/') {
         return Err(not_safe(&who, &link, "this kind of descriptor"));
+    }
+    if flags & libc::O_PATH != 0 {
+        check_o_path(pid, fd, &who, &link)?;
+        let record = FdRecord::object(fd, FdKind::Path, &link, flags, cloexec);
+        return Ok(FdRecord { owner, ..record });
     }
     let (kind, path) = classify_path(pid, fd, &who, &link)?;
     let action = if kind == FdKind::Regular {
@@ -213,14 +229,26 @@ fn dump_one(
     })
 }
 
-/// The owner and signal of the description behind `fd`, if it has either (read through
+/// The owner, signal and lease of the description behind `fd`, if it has any (read through
 /// a duplicate: they belong to the description).
-fn dump_owner(pid: i32, fd: i32, who: &str) -> Result<Option<FdOwner>> {
+fn dump_owner(pid: i32, fd: i32, flags: i32, who: &str) -> Result<Option<FdOwner>> {
     use crate::sys::fown;
+    if flags & libc::O_PATH != 0 {
+        // fcntl refuses these on an O_PATH descriptor, which has neither
+        return Ok(None);
+    }
     let ours = crate::sys::steal_fd(pid, fd).ctx(who)?;
     let (kind, id) = fown::get_owner(ours.as_raw_fd()).ctx(format!("{who}: F_GETOWN_EX"))?;
     let sig = fown::get_sig(ours.as_raw_fd()).ctx(format!("{who}: F_GETSIG"))?;
-    Ok((id != 0 || sig != 0).then_some(FdOwner { kind, id, sig }))
+    let lease = fown::get_lease(ours.as_raw_fd()).ctx(format!("{who}: F_GETLEASE"))?;
+    Ok(
+        (id != 0 || sig != 0 || lease != libc::F_UNLCK).then_some(FdOwner {
+            kind,
+            id,
+            sig,
+            lease,
+        }),
+    )
 }
 
 /// The working and root directories restart opens by name (CDIR, RDIR REPLACE): each
@@ -271,6 +299,26 @@ fn not_safe(who: &str, link: &str, what: &str) -> Error {
         Kind::CheckpointError,
         format!("{link}: {what} is not checkpoint safe"),
     )
+}
+
+/// An O_PATH descriptor is opened again by its name: the name must still lead to the
+/// same inode (a symlink itself, with O_NOFOLLOW).
+fn check_o_path(pid: i32, fd: i32, who: &str, link: &str) -> Result<()> {
+    let ours = crate::sys::steal_fd(pid, fd).ctx(who)?;
+    let st = nix::sys::stat::fstat(&ours).ctx(who)?;
+    let named = !link.ends_with(" (deleted)")
+        && std::fs::symlink_metadata(link)
+            .map(|m| m.dev() == st.st_dev && m.ino() == st.st_ino)
+            .unwrap_or(false);
+    if named {
+        Ok(())
+    } else {
+        Err(not_safe(
+            who,
+            link,
+            "an O_PATH descriptor of a file that was removed",
+        ))
+    }
 }
 
 /// The kind of a descriptor opened by path (`link`), and the path restart reopens.
@@ -464,6 +512,7 @@ pub fn reopen(
             fd
         }
         (FdKind::Fifo { .. }, _) => super::fifos::reopen(r).ctx(&who)?,
+        (FdKind::Path, _) => open_path(&r.path, open_flags_for_reopen(r.flags)).ctx(&who)?,
         (FdKind::Dup { .. }, _) | (FdKind::Pipe { .. }, _) | (FdKind::Event(_), _) => {
             return Err(Error::with_detail(
                 &who,
@@ -567,6 +616,17 @@ fn restore_description(r: &FdRecord) -> Result<()> {
         }
         if o.sig != 0 {
             fown::set_sig(r.fd, o.sig).ctx(format!("{who}: signal {}", o.sig))?;
+        }
+        match o.lease {
+            libc::F_UNLCK => {}
+            libc::F_RDLCK | libc::F_WRLCK => {
+                fown::set_lease(r.fd, o.lease).ctx(format!("{who}: lease {}", o.lease))?
+            }
+            bad => {
+                return Err(crate::statefile::reader::damaged_record(format!(
+                    "{who}: lease {bad}"
+                )));
+            }
         }
     }
     Ok(())

@@ -67,11 +67,16 @@ fn named_fifo_keeps_its_data_and_opens_in_two_processes() {
 /// `cpr -c` of the workload must fail with "Checkpoint error" naming the process and
 /// `what`; the workload runs on, untraced, and no statefile is left.
 fn refused(name: &str, args: &[&str], what: &str) {
+    refused_ready(name, args, what);
+}
+
+/// `refused`; returns the workload's READY line.
+fn refused_ready(name: &str, args: &[&str], what: &str) -> String {
     let _g = serial();
     let s = Scratch::new();
     let mut all = vec![ctl(&s)];
     all.extend(args.iter().map(|a| a.to_string()));
-    let (w, _) = spawn_ready(&s, &build(&format!("{name}.c")), &all);
+    let (w, ready) = spawn_ready(&s, &build(&format!("{name}.c")), &all);
     let sf = s.join("ckpt");
     let o = cpr(&[
         "-c".as_ref(),
@@ -83,6 +88,7 @@ fn refused(name: &str, args: &[&str], what: &str) {
     assert_failure(&o, "cpr -c", &["Checkpoint error", &pid, what], false);
     assert!(!sf.exists(), "a statefile was left");
     assert_running_untraced(w.pid);
+    ready
 }
 
 #[test]
@@ -131,4 +137,32 @@ fn o_path_descriptors_on_a_file_a_symlink_and_a_directory_come_back() {
 #[test]
 fn file_lease_comes_back() {
     round_trip("fd_lease", &[]);
+}
+
+/// Removes the SysV set or queue (`ipcrm` option `kind`) of the READY line's `id=`
+/// when dropped: they outlive the workload.
+struct RemoveIpc(&'static str, String);
+
+impl Drop for RemoveIpc {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ipcrm")
+            .args([self.0, &self.1])
+            .status();
+    }
+}
+
+fn refused_ipc(mode: &str, ipcrm: &'static str, what: &str) {
+    let ready = refused_ready("fd_refuse", &[mode], what);
+    let id = field(&ready, "id").unwrap_or("-1").to_string();
+    drop(RemoveIpc(ipcrm, id));
+}
+
+#[test]
+fn sysv_semaphore_taken_with_sem_undo_is_refused() {
+    refused_ipc("sem-undo", "-s", "SysV semaphore set");
+}
+
+#[test]
+fn sysv_message_queue_in_use_is_refused() {
+    refused_ipc("msgq", "-q", "SysV message queue");
 }

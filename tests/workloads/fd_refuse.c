@@ -3,11 +3,39 @@
  *   epoll-reused  an epoll set watches a pipe end as fd N; N is then closed (the pipe end
  *                 stays open as another number) and opened again for /dev/null.
  *   inotify-pending  an inotify instance with an event queued and not read.
- * Prints READY and sleeps. */
+ *   sem-undo      a private SysV semaphore set, one semaphore taken with SEM_UNDO.
+ *   msgq          a private SysV message queue holding one message it sent.
+ * Prints READY (with id=N, the SysV set or queue, which the test removes) and sleeps. */
 #include "wl.h"
 
 #include <sys/epoll.h>
 #include <sys/inotify.h>
+#include <sys/ipc.h>
+#include <sys/msg.h>
+#include <sys/sem.h>
+
+static int ipc_id = -1;
+
+static void sem_undo(void)
+{
+	int id = semget(IPC_PRIVATE, 1, IPC_CREAT | 0600);
+	struct sembuf up = { 0, 1, SEM_UNDO };
+	if (id < 0 || semop(id, &up, 1))
+		wl_fail("sem: %s", strerror(errno));
+	ipc_id = id;
+}
+
+static void msgq(void)
+{
+	int id = msgget(IPC_PRIVATE, IPC_CREAT | 0600);
+	struct {
+		long type;
+		char text[8];
+	} m = { 1, "hello" };
+	if (id < 0 || msgsnd(id, &m, sizeof m.text, 0))
+		wl_fail("msg: %s", strerror(errno));
+	ipc_id = id;
+}
 
 static void inotify_pending(void)
 {
@@ -47,9 +75,13 @@ int main(int argc, char **argv)
 		epoll_reused();
 	else if (strcmp(mode, "inotify-pending") == 0)
 		inotify_pending();
+	else if (strcmp(mode, "sem-undo") == 0)
+		sem_undo();
+	else if (strcmp(mode, "msgq") == 0)
+		msgq();
 	else
 		wl_fail("unknown mode %s", mode);
-	wl_ready("mode=%s", mode);
+	wl_ready("mode=%s id=%d", mode, ipc_id);
 	for (;;)
 		wl_sleep_ms(100);
 }

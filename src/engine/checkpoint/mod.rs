@@ -35,6 +35,7 @@ pub fn checkpoint(options: &CheckpointOptions) -> Result<PathBuf> {
     let (mut frozen, zombies) = freeze::freeze_targets(&targets)?;
     let policies = policies::resolve(&frozen.pids(), &targets.attributes, options.will)?;
     refuse_shared_address_spaces(&frozen.pids())?;
+    super::objects::sysv_ipc::refuse_users(&frozen.pids())?;
     timer.lap("freeze");
 
     let mut writer = StatefileWriter::create(&options.statefile, options.force, targets.owner)?;

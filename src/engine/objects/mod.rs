@@ -32,6 +32,8 @@ pub mod shared_fds;
 pub mod shmem;
 /// Process-wide signal state: dispositions, shared pending signals, interval timers.
 pub mod signals;
+/// System V semaphores and message queues: refused.
+pub mod sysv_ipc;
 /// System V shared memory segments.
 pub mod sysv_shm;
 /// Threads: registers, FPU state, signal mask, pending signals and the rest per thread.

@@ -187,11 +187,19 @@ fn dump_one(
         return Err(not_safe(&who, &link, "a socket"));
     }
     let owner = dump_owner(pid, fd, flags, &who)?;
-    if let Some(pipe) = super::pipes::dump(fd, &link, flags, cloexec) {
-        return Ok(FdRecord { owner, ..pipe });
+    let object = match super::pipes::dump(fd, &link, flags, cloexec) {
+        Some(pipe) => Some(pipe),
+        None => super::events::dump(pid, fd, &link, flags)?
+            .map(|ev| FdRecord::object(fd, FdKind::Event(ev), &link, flags, cloexec)),
+    };
+    if let Some(line) = &info.unknown {
+        return Err(not_safe(
+            &who,
+            &link,
+            &format!("a descriptor whose fdinfo says '{line}', which cpr does not know,"),
+        ));
     }
-    if let Some(ev) = super::events::dump(pid, fd, &link, flags)? {
-        let record = FdRecord::object(fd, FdKind::Event(ev), &link, flags, cloexec);
+    if let Some(record) = object {
         return Ok(FdRecord { owner, ..record });
     }
     if !link.starts_with('/') {

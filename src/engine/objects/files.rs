@@ -87,7 +87,7 @@ fn no_lease() -> i32 {
 }
 
 /// The status flags fcntl(F_SETFL) sets on a description (the kernel's SETFL_MASK).
-const STATUS_FLAGS: i32 =
+pub(super) const STATUS_FLAGS: i32 =
     libc::O_APPEND | libc::O_NONBLOCK | libc::O_DIRECT | libc::O_NOATIME | libc::O_ASYNC;
 
 impl FdRecord {

@@ -7,6 +7,8 @@ pub mod creds;
 pub mod deleted_files;
 /// eventfd, timerfd, signalfd, epoll and inotify descriptors.
 pub mod events;
+/// The check before release for descriptors: the kernel's view against the records.
+pub mod fds_verify;
 /// Named FIFOs: reopened by name, with their data in flight.
 pub mod fifos;
 /// Regular, deleted, directory and device descriptors with the FILE policies; the

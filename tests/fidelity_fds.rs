@@ -166,3 +166,8 @@ fn sysv_semaphore_taken_with_sem_undo_is_refused() {
 fn sysv_message_queue_in_use_is_refused() {
     refused_ipc("msgq", "-q", "SysV message queue");
 }
+
+#[test]
+fn open_name_removed_while_a_hard_link_remains_is_refused() {
+    refused("fd_refuse", &["link-removed"], "other link(s) remain");
+}

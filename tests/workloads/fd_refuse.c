@@ -5,6 +5,8 @@
  *   inotify-pending  an inotify instance with an event queued and not read.
  *   sem-undo      a private SysV semaphore set, one semaphore taken with SEM_UNDO.
  *   msgq          a private SysV message queue holding one message it sent.
+ *   link-removed  CTL/h1 and its hard link CTL/h2; h1 open, then h1 removed (the file
+ *                 lives on as h2, which restart could not find from the descriptor).
  * Prints READY (with id=N, the SysV set or queue, which the test removes) and sleeps. */
 #include "wl.h"
 
@@ -15,6 +17,16 @@
 #include <sys/sem.h>
 
 static int ipc_id = -1;
+
+static void link_removed(void)
+{
+	char a[4096], b[4096];
+	wl_path(a, sizeof a, "h1");
+	wl_path(b, sizeof b, "h2");
+	int fd = open(a, O_CREAT | O_RDWR, 0600);
+	if (fd < 0 || link(a, b) || unlink(a))
+		wl_fail("links: %s", strerror(errno));
+}
 
 static void sem_undo(void)
 {
@@ -75,6 +87,8 @@ int main(int argc, char **argv)
 		epoll_reused();
 	else if (strcmp(mode, "inotify-pending") == 0)
 		inotify_pending();
+	else if (strcmp(mode, "link-removed") == 0)
+		link_removed();
 	else if (strcmp(mode, "sem-undo") == 0)
 		sem_undo();
 	else if (strcmp(mode, "msgq") == 0)

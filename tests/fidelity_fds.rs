@@ -171,3 +171,8 @@ fn sysv_message_queue_in_use_is_refused() {
 fn open_name_removed_while_a_hard_link_remains_is_refused() {
     refused("fd_refuse", &["link-removed"], "other link(s) remain");
 }
+
+#[test]
+fn removed_device_node_of_a_safe_device_comes_back() {
+    round_trip("fd_devnode", &[]);
+}

@@ -125,6 +125,20 @@ fn safe_device(path: &str) -> bool {
         || path.starts_with("/dev/tty")
 }
 
+/// The name in /dev of a checkpoint-safe character device, by its number.
+fn safe_device_by_number(rdev: u64) -> Option<&'static str> {
+    let (major, minor) = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
+    Some(match (major, minor) {
+        (1, 3) => "/dev/null",
+        (1, 5) => "/dev/zero",
+        (1, 7) => "/dev/full",
+        (1, 8) => "/dev/random",
+        (1, 9) => "/dev/urandom",
+        (5, 0) => "/dev/tty",
+        _ => return None,
+    })
+}
+
 /// Lists and classifies the descriptors of a stopped process; saves file contents the
 /// policies ask for. An object that is not checkpoint safe is "Checkpoint error" naming
 /// the process, the descriptor and the object.
@@ -334,6 +348,12 @@ fn classify_path(pid: i32, fd: i32, who: &str, link: &str) -> Result<(FdKind, St
     let meta = std::fs::metadata(format!("/proc/{pid}/fd/{fd}")).ctx(who)?;
     let ft = meta.file_type();
     let (kind, path) = if ft.is_char_device() || ft.is_block_device() {
+        if link.ends_with(" (deleted)") && ft.is_char_device() {
+            // a node removed while open: the device itself is what it reads and writes
+            let path = safe_device_by_number(meta.rdev())
+                .ok_or_else(|| not_safe(who, link, "a device node removed while open"))?;
+            return Ok((FdKind::Device, path.to_string()));
+        }
         if !safe_device(link) {
             return Err(not_safe(who, link, "this device"));
         }

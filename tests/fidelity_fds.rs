@@ -176,3 +176,8 @@ fn open_name_removed_while_a_hard_link_remains_is_refused() {
 fn removed_device_node_of_a_safe_device_comes_back() {
     round_trip("fd_devnode", &[]);
 }
+
+#[test]
+fn pidfds_of_a_child_and_of_itself_come_back() {
+    round_trip("fd_pidfd", &[]);
+}

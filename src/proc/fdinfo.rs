@@ -116,6 +116,8 @@ const KNOWN_KEYS: &[&str] = &[
     "sigmask",
     "tfd",
     "inotify wd",
+    "Pid",
+    "NSpid",
 ];
 
 /// The first line of `text` whose key is not one of `KNOWN_KEYS`.
@@ -175,6 +177,13 @@ pub fn timerfd(text: &str) -> Result<Timerfd> {
         value: pair("it_value", required(text, "it_value")?)?,
         interval: pair("it_interval", required(text, "it_interval")?)?,
     })
+}
+
+/// The process a pidfd refers to, in the reader's PID namespace; -1 once it has been
+/// reaped (0: in no namespace the reader sees).
+pub fn pidfd_pid(text: &str) -> Result<i32> {
+    let v = required(text, "Pid")?;
+    v.parse().map_err(|_| bad("Pid", v, "a number"))
 }
 
 /// A signalfd's mask: bit n-1 is signal n.

@@ -47,6 +47,10 @@ pub enum EventFd {
     Inotify {
         watches: Vec<InotifyWatch>,
     },
+    /// A pidfd of a process of the checkpoint (which keeps its PID at restart).
+    Pidfd {
+        pid: i32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,6 +160,15 @@ pub fn dump(pid: i32, fd: i32, link: &str, _flags: i32) -> Result<Option<EventFd
                 });
             }
             EventFd::Inotify { watches }
+        }
+        "anon_inode:[pidfd]" => {
+            let pid = dir()?.fdinfo_as(fd, fdinfo::pidfd_pid)?;
+            if pid <= 0 {
+                return Err(refuse(
+                    "a pidfd of a process that is gone (or in another PID namespace) is not checkpoint safe",
+                ));
+            }
+            EventFd::Pidfd { pid }
         }
         _ => return Err(refuse("this kind of descriptor is not checkpoint safe")),
     };
@@ -287,6 +300,10 @@ pub(super) fn create(r: &FdRecord, ev: &EventFd) -> Result<OwnedFd> {
             Ok(fd)
         }
         EventFd::Inotify { watches } => restore_inotify(r, watches),
+        // O_EXCL is PIDFD_THREAD
+        EventFd::Pidfd { pid } => {
+            evfd::pidfd_open(*pid, r.flags & (libc::O_NONBLOCK | libc::O_EXCL)).ctx(&who)
+        }
     }
 }
 

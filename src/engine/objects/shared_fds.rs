@@ -57,7 +57,7 @@ pub(super) type Member = (usize, usize, u32);
 pub fn collect(procs: &mut [ProcessFds<'_>], writer: &mut StatefileWriter) -> Result<SharedTable> {
     let mut table = SharedTable::default();
     let (members, count) = group(procs, &mut table.files);
-    refuse_shared_watchers(&table.files, &count)?;
+    refuse_shared_watchers(procs, &table.files, &count)?;
     table.deleted = super::deleted_files::collect(procs, table.files.len() as u32, writer)?;
     table.fifos = super::fifos::collect(procs, writer)?;
     for &(pi, fi, id) in &members {
@@ -115,9 +115,11 @@ fn group(
     (members, count)
 }
 
-/// An epoll or inotify instance shared between processes: restart would make it in cpr,
-/// where the descriptors and watches it refers to are not; "Checkpoint error".
+/// "Checkpoint error" for an epoll, inotify or pidfd instance shared between processes
+/// (restart would make it in cpr, where what it refers to is not), and for a pidfd of a
+/// process outside the checkpoint.
 fn refuse_shared_watchers(
+    procs: &[ProcessFds<'_>],
     files: &[SharedFile],
     count: &BTreeMap<u32, BTreeSet<i32>>,
 ) -> Result<()> {
@@ -127,7 +129,29 @@ fn refuse_shared_watchers(
             continue;
         };
         let users = &count[&f.id];
-        if users.len() > 1 && matches!(ev, EventFd::Epoll { .. } | EventFd::Inotify { .. }) {
+        let pids_known = |pid: &i32| procs.iter().any(|p| p.pid == *pid);
+        if let EventFd::Pidfd { pid } = ev
+            && !pids_known(pid)
+        {
+            return Err(crate::error::Error::with_detail(
+                format!(
+                    "process {} fd {}",
+                    users.first().copied().unwrap_or(0),
+                    f.template.fd
+                ),
+                crate::error::Kind::CheckpointError,
+                format!(
+                    "a pidfd of process {pid}, which is outside the checkpoint, is not checkpoint safe"
+                ),
+            ));
+        }
+        // made in cpr before the processes exist: neither a pidfd (its process is not
+        // there yet) nor a set of watches on other descriptors can be
+        let made_late = matches!(
+            ev,
+            EventFd::Epoll { .. } | EventFd::Inotify { .. } | EventFd::Pidfd { .. }
+        );
+        if users.len() > 1 && made_late {
             let pids: Vec<String> = users.iter().map(|p| p.to_string()).collect();
             return Err(crate::error::Error::with_detail(
                 format!("process {} fd {}", pids[0], f.template.fd),

@@ -296,8 +296,14 @@ inotify wd:2 ino:3c4a8 sdev:fe00000 mask:300 ignored_mask:0 \n";
     fn unknown_lines_are_reported() {
         let known = "pos:\t0\nflags:\t02\nmnt_id:\t9\nino:\t5\n";
         assert_eq!(parse(known).unwrap().unknown, None);
+        let socket = format!("{known}scm_fds:\t[4]\n");
+        assert_eq!(
+            parse(&socket).unwrap().unknown.as_deref(),
+            Some("scm_fds:\t[4]")
+        );
         let pidfd = format!("{known}Pid:\t42\nNSpid:\t42\n");
-        assert_eq!(parse(&pidfd).unwrap().unknown.as_deref(), Some("Pid:\t42"));
+        assert_eq!(parse(&pidfd).unwrap().unknown, None);
+        assert_eq!(pidfd_pid(&pidfd).unwrap(), 42);
         let timer = "pos:\t0\nflags:\t02\nclockid: 1\nticks: 0\nsettime flags: 00\nit_value: (0, 0)\nit_interval: (0, 0)\n";
         assert_eq!(parse(timer).unwrap().unknown, None);
     }

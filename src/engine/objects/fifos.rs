@@ -108,6 +108,12 @@ pub(super) fn open_all(fifos: &[FifoRecord], sf: &Statefile) -> Result<Vec<Owned
     let mut holders = Vec::new();
     for f in fifos {
         let who = format!("FIFO {}", f.path);
+        if !f.path.starts_with('/') || f.capacity > i32::MAX as usize {
+            return Err(crate::statefile::reader::damaged_record(format!(
+                "{who}: capacity {}",
+                f.capacity
+            )));
+        }
         let holder: OwnedFd = std::fs::OpenOptions::new()
             .read(true)
             .write(true)

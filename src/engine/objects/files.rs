@@ -638,6 +638,13 @@ fn restore_description(r: &FdRecord) -> Result<()> {
         fown::set_fl(r.fd, want).ctx(format!("{who}: setting flags {want:o}"))?;
     }
     if let Some(o) = r.owner {
+        // F_OWNER_TID, F_OWNER_PID, F_OWNER_PGRP; signals 0 (SIGIO) to SIGRTMAX
+        if !(0..=2).contains(&o.kind) || !(0..=64).contains(&o.sig) || o.id < 0 {
+            return Err(crate::statefile::reader::damaged_record(format!(
+                "{who}: owner {} type {} signal {}",
+                o.id, o.kind, o.sig
+            )));
+        }
         if o.id != 0 {
             fown::set_owner(r.fd, o.kind, o.id)
                 .ctx(format!("{who}: owner {} (type {})", o.id, o.kind))?;

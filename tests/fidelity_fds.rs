@@ -67,16 +67,17 @@ fn named_fifo_keeps_its_data_and_opens_in_two_processes() {
 /// `cpr -c` of the workload must fail with "Checkpoint error" naming the process and
 /// `what`; the workload runs on, untraced, and no statefile is left.
 fn refused(name: &str, args: &[&str], what: &str) {
-    refused_ready(name, args, what);
+    refused_ready(name, args, what, |_| {});
 }
 
-/// `refused`; returns the workload's READY line.
-fn refused_ready(name: &str, args: &[&str], what: &str) -> String {
+/// `refused`; `ready` is given the workload's READY line first.
+fn refused_ready(name: &str, args: &[&str], what: &str, ready: impl FnOnce(&str)) {
     let _g = serial();
     let s = Scratch::new();
     let mut all = vec![ctl(&s)];
     all.extend(args.iter().map(|a| a.to_string()));
-    let (w, ready) = spawn_ready(&s, &build(&format!("{name}.c")), &all);
+    let (w, line) = spawn_ready(&s, &build(&format!("{name}.c")), &all);
+    ready(&line);
     let sf = s.join("ckpt");
     let o = cpr(&[
         "-c".as_ref(),
@@ -88,7 +89,6 @@ fn refused_ready(name: &str, args: &[&str], what: &str) -> String {
     assert_failure(&o, "cpr -c", &["Checkpoint error", &pid, what], false);
     assert!(!sf.exists(), "a statefile was left");
     assert_running_untraced(w.pid);
-    ready
 }
 
 #[test]
@@ -152,9 +152,13 @@ impl Drop for RemoveIpc {
 }
 
 fn refused_ipc(mode: &str, ipcrm: &'static str, what: &str) {
-    let ready = refused_ready("fd_refuse", &[mode], what);
-    let id = field(&ready, "id").unwrap_or("-1").to_string();
-    drop(RemoveIpc(ipcrm, id));
+    let mut guard = None;
+    // removed when the test ends, whether it passes or not
+    refused_ready("fd_refuse", &[mode], what, |line| {
+        let id = field(line, "id").unwrap_or("-1").to_string();
+        guard = Some(RemoveIpc(ipcrm, id));
+    });
+    drop(guard);
 }
 
 #[test]

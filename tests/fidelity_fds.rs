@@ -185,3 +185,13 @@ fn removed_device_node_of_a_safe_device_comes_back() {
 fn pidfds_of_a_child_and_of_itself_come_back() {
     round_trip("fd_pidfd", &[]);
 }
+
+#[test]
+fn pseudo_terminal_pair_keeps_termios_window_and_packet_mode() {
+    round_trip("fd_pty", &[]);
+}
+
+#[test]
+fn pseudo_terminal_with_bytes_in_flight_is_refused() {
+    refused("fd_refuse", &["pty-data"], "bytes in flight");
+}

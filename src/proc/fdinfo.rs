@@ -118,6 +118,7 @@ const KNOWN_KEYS: &[&str] = &[
     "inotify wd",
     "Pid",
     "NSpid",
+    "tty-index",
 ];
 
 /// The first line of `text` whose key is not one of `KNOWN_KEYS`.

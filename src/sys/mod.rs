@@ -5,6 +5,7 @@ mod fd;
 pub mod fown;
 pub mod kcmp;
 mod kernel_types;
+pub mod pty;
 pub mod shm;
 pub mod sigqueue;
 pub mod sysv;

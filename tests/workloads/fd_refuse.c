@@ -3,6 +3,7 @@
  *   epoll-reused  an epoll set watches a pipe end as fd N; N is then closed (the pipe end
  *                 stays open as another number) and opened again for /dev/null.
  *   inotify-pending  an inotify instance with an event queued and not read.
+ *   pty-data      a pty (master and slave held) with "x" written to the master, unread.
  *   sem-undo      a private SysV semaphore set, one semaphore taken with SEM_UNDO.
  *   msgq          a private SysV message queue holding one message it sent.
  *   link-removed  CTL/h1 and its hard link CTL/h2; h1 open, then h1 removed (the file
@@ -17,6 +18,16 @@
 #include <sys/sem.h>
 
 static int ipc_id = -1;
+
+static void pty_data(void)
+{
+	int m = posix_openpt(O_RDWR | O_NOCTTY);
+	if (m < 0 || grantpt(m) || unlockpt(m))
+		wl_fail("openpt: %s", strerror(errno));
+	int s = open(ptsname(m), O_RDWR | O_NOCTTY);
+	if (s < 0 || write(m, "x", 1) != 1)
+		wl_fail("pty: %s", strerror(errno));
+}
 
 static void link_removed(void)
 {
@@ -89,6 +100,8 @@ int main(int argc, char **argv)
 		inotify_pending();
 	else if (strcmp(mode, "link-removed") == 0)
 		link_removed();
+	else if (strcmp(mode, "pty-data") == 0)
+		pty_data();
 	else if (strcmp(mode, "sem-undo") == 0)
 		sem_undo();
 	else if (strcmp(mode, "msgq") == 0)

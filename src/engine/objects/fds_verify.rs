@@ -199,7 +199,10 @@ fn expected_link(r: &FdRecord) -> Option<Link> {
         | (FdKind::Path, _) => Link::Exact(r.path.clone()),
         (FdKind::Pipe { .. }, _) => Link::Prefix("pipe:["),
         (FdKind::Event(_), _) => Link::Exact(r.path.clone()),
-        (FdKind::Dup { .. }, _) => return None,
+        // a new pty: its number is the new one's
+        (FdKind::Dup { .. } | FdKind::PtyMaster { .. } | FdKind::PtySlave { .. }, _) => {
+            return None;
+        }
     })
 }
 

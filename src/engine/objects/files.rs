@@ -34,6 +34,14 @@ pub enum FdKind {
     Fifo {
         ino: u64,
     },
+    /// The master of a pseudo-terminal (its number at checkpoint): ptys.rs.
+    PtyMaster {
+        index: u32,
+    },
+    /// A slave of a pseudo-terminal whose master is in the checkpoint.
+    PtySlave {
+        index: u32,
+    },
     /// An O_PATH descriptor (on a file of any type, a symlink itself included): opened
     /// again by name with its flags.
     Path,
@@ -123,6 +131,11 @@ fn safe_device(path: &str) -> bool {
             | "/dev/urandom"
     ) || path.starts_with("/dev/pts/")
         || path.starts_with("/dev/tty")
+}
+
+/// /dev/ptmx (5:2); a devpts instance's own ptmx has the same number.
+fn is_pty_master(rdev: u64) -> bool {
+    (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev)) == (5, 2)
 }
 
 /// The name in /dev of a checkpoint-safe character device, by its number.
@@ -354,6 +367,10 @@ fn classify_path(pid: i32, fd: i32, who: &str, link: &str) -> Result<(FdKind, St
                 .ok_or_else(|| not_safe(who, link, "a device node removed while open"))?;
             return Ok((FdKind::Device, path.to_string()));
         }
+        if ft.is_char_device() && is_pty_master(meta.rdev()) {
+            let index = super::ptys::master_index(pid, fd, who)?;
+            return Ok((FdKind::PtyMaster { index }, link.to_string()));
+        }
         if !safe_device(link) {
             return Err(not_safe(who, link, "this device"));
         }
@@ -541,6 +558,26 @@ pub fn reopen(
         }
         (FdKind::Fifo { .. }, _) => super::fifos::reopen(r).ctx(&who)?,
         (FdKind::Path, _) => open_path(&r.path, open_flags_for_reopen(r.flags)).ctx(&who)?,
+        (FdKind::PtyMaster { .. } | FdKind::PtySlave { .. }, _) => {
+            let id = r.inode.unwrap_or(u32::MAX);
+            let made = shared(id).ok_or_else(|| {
+                Error::with_detail(
+                    &who,
+                    Kind::CheckpointError,
+                    format!("pty entry {id} missing"),
+                )
+            })?;
+            if matches!(r.kind, FdKind::PtyMaster { .. }) {
+                // a pty has one master description
+                crate::sys::dup_above(made, 0, true).ctx(&who)?
+            } else {
+                open_path(
+                    &format!("/proc/self/fd/{made}"),
+                    open_flags_for_reopen(r.flags),
+                )
+                .ctx(&who)?
+            }
+        }
         (FdKind::Dup { .. }, _) | (FdKind::Pipe { .. }, _) | (FdKind::Event(_), _) => {
             return Err(Error::with_detail(
                 &who,

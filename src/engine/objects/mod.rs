@@ -28,6 +28,8 @@ pub mod posix_timers;
 pub mod process;
 /// The process tree: parents, process groups, sessions, zombies; who forks whom.
 pub mod pstree;
+/// Pseudo-terminals whose master and slaves are all in the checkpoint.
+pub mod ptys;
 /// Open file descriptions shared between processes; the table of shared objects.
 pub mod shared_fds;
 /// Shared anonymous memory and memfds.

@@ -38,6 +38,9 @@ pub struct SharedTable {
     /// Named FIFOs, each once with its data (fifos.rs).
     #[serde(default)]
     pub fifos: Vec<super::fifos::FifoRecord>,
+    /// Pseudo-terminals, each once (ptys.rs); their ids follow those of `deleted`.
+    #[serde(default)]
+    pub ptys: Vec<super::ptys::PtyRecord>,
 }
 
 /// The descriptors of one frozen process, as `collect` needs them.
@@ -60,11 +63,15 @@ pub fn collect(procs: &mut [ProcessFds<'_>], writer: &mut StatefileWriter) -> Re
     refuse_shared_watchers(procs, &table.files, &count)?;
     table.deleted = super::deleted_files::collect(procs, table.files.len() as u32, writer)?;
     table.fifos = super::fifos::collect(procs, writer)?;
+    let next = table.files.len() as u32 + table.deleted.len() as u32;
+    table.ptys = super::ptys::collect(procs, next)?;
     for &(pi, fi, id) in &members {
         // a template was copied before its file had an entry
-        let inode = procs[pi].fds[fi].inode;
-        if inode.is_some() {
-            table.files[id as usize].template.inode = inode;
+        let r = &procs[pi].fds[fi];
+        if r.inode.is_some() {
+            let template = &mut table.files[id as usize].template;
+            template.inode = r.inode;
+            template.kind = r.kind.clone();
         }
     }
     let (pipes, to_null) = super::pipes::collect(procs, &members, &table.files, writer)?;
@@ -218,6 +225,13 @@ pub fn open_all(table: &SharedTable, sf: &Statefile, tty: Option<&str>) -> Resul
     let fifo_holders = super::fifos::open_all(&table.fifos, sf)?;
     // the deleted files first: descriptions of them open their copies
     let mut files = super::deleted_files::open_all(&table.deleted, sf)?;
+    for (id, fd) in super::ptys::open_all(&table.ptys)? {
+        if files.insert(id, fd).is_some() {
+            return Err(crate::statefile::reader::damaged_record(format!(
+                "shared entry {id} used twice"
+            )));
+        }
+    }
     let copies: BTreeMap<u32, i32> = files.iter().map(|(id, f)| (*id, f.as_raw_fd())).collect();
     let copy = |id: u32| copies.get(&id).copied();
     for f in &table.files {

@@ -1,7 +1,8 @@
 /* fd_descriptions CTL FILE: open file descriptions and their flags. Sets up, in one
  * process and a forked child:
  *   a pipe, with a second open of its read end (through /proc) that alone is O_NONBLOCK;
- *   FILE opened twice (fa at offset 5, fb at 9, O_APPEND), and fa2 a dup of fa;
+ *   FILE opened twice (fa at offset 5, fb at 9, O_APPEND), and fa2 a dup of fa; a third
+ *   open fc, O_NOATIME, and O_DIRECT where the filesystem takes it;
  *   a second pipe whose write end is O_ASYNC, owned by this process, signal SIGRTMIN+1;
  *   an eventfd holding 3, shared with the child (which waits for a word on a pipe).
  * After CTL/GO: the descriptors that shared a description still do (kcmp), the separate
@@ -44,7 +45,9 @@ int main(int argc, char **argv)
 	int fa = open(argv[2], O_RDWR);
 	int fb = open(argv[2], O_RDWR | O_APPEND);
 	int fa2 = dup(fa);
-	if (r2 < 0 || fa < 0 || fb < 0 || fa2 < 0)
+	int fc = open(argv[2], O_RDONLY | O_NOATIME);
+	int direct = fc >= 0 && fcntl(fc, F_SETFL, O_NOATIME | O_DIRECT) == 0;
+	if (r2 < 0 || fa < 0 || fb < 0 || fa2 < 0 || fc < 0)
 		wl_fail("open: %s", strerror(errno));
 	lseek(fa, 5, SEEK_SET);
 	lseek(fb, 9, SEEK_SET);
@@ -77,6 +80,9 @@ int main(int argc, char **argv)
 		wl_fail("O_APPEND: fa %o fb %o", fcntl(fa, F_GETFL), fcntl(fb, F_GETFL));
 	if (lseek(fa, 0, SEEK_CUR) != 5 || lseek(fb, 0, SEEK_CUR) != 9)
 		wl_fail("offsets %ld %ld", (long)lseek(fa, 0, SEEK_CUR), (long)lseek(fb, 0, SEEK_CUR));
+	int want = O_NOATIME | (direct ? O_DIRECT : 0);
+	if ((fcntl(fc, F_GETFL) & (O_NOATIME | O_DIRECT)) != want)
+		wl_fail("fc flags %o, want %o", fcntl(fc, F_GETFL), want);
 	lseek(fa, 7, SEEK_SET);
 	if (lseek(fa2, 0, SEEK_CUR) != 7)
 		wl_fail("dup offset not shared");

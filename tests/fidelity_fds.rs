@@ -195,3 +195,8 @@ fn pseudo_terminal_pair_keeps_termios_window_and_packet_mode() {
 fn pseudo_terminal_with_bytes_in_flight_is_refused() {
     refused("fd_refuse", &["pty-data"], "bytes in flight");
 }
+
+#[test]
+fn sigio_owner_outside_the_checkpoint_is_refused() {
+    refused("fd_refuse", &["owner-outside"], "is outside the checkpoint");
+}

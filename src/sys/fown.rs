@@ -13,6 +13,8 @@ const F_SETSIG: libc::c_int = 10;
 const F_GETSIG: libc::c_int = 11;
 const F_SETOWN_EX: libc::c_int = 15;
 const F_GETOWN_EX: libc::c_int = 16;
+/// `f_owner_ex.type` for a process group.
+pub const F_OWNER_PGRP: i32 = 2;
 
 /// `struct f_owner_ex` of `<fcntl.h>`.
 #[repr(C)]

@@ -4,6 +4,8 @@
  *                 stays open as another number) and opened again for /dev/null.
  *   inotify-pending  an inotify instance with an event queued and not read.
  *   pty-data      a pty (master and slave held) with "x" written to the master, unread.
+ *   owner-outside a pipe end whose SIGIO owner (F_SETOWN) is this process's parent, which
+ *                 is outside the checkpoint.
  *   sem-undo      a private SysV semaphore set, one semaphore taken with SEM_UNDO.
  *   msgq          a private SysV message queue holding one message it sent.
  *   link-removed  CTL/h1 and its hard link CTL/h2; h1 open, then h1 removed (the file
@@ -18,6 +20,13 @@
 #include <sys/sem.h>
 
 static int ipc_id = -1;
+
+static void owner_outside(void)
+{
+	int p[2];
+	if (pipe(p) || fcntl(p[0], F_SETOWN, getppid()))
+		wl_fail("owner: %s", strerror(errno));
+}
 
 static void pty_data(void)
 {
@@ -100,6 +109,8 @@ int main(int argc, char **argv)
 		inotify_pending();
 	else if (strcmp(mode, "link-removed") == 0)
 		link_removed();
+	else if (strcmp(mode, "owner-outside") == 0)
+		owner_outside();
 	else if (strcmp(mode, "pty-data") == 0)
 		pty_data();
 	else if (strcmp(mode, "sem-undo") == 0)

@@ -61,6 +61,7 @@ pub fn collect(procs: &mut [ProcessFds<'_>], writer: &mut StatefileWriter) -> Re
     let mut table = SharedTable::default();
     let (members, count) = group(procs, &mut table.files);
     refuse_shared_watchers(procs, &table.files, &count)?;
+    refuse_outside_owners(procs)?;
     table.deleted = super::deleted_files::collect(procs, table.files.len() as u32, writer)?;
     table.fifos = super::fifos::collect(procs, writer)?;
     let next = table.files.len() as u32 + table.deleted.len() as u32;
@@ -120,6 +121,33 @@ fn group(
         }
     }
     (members, count)
+}
+
+/// A description whose SIGIO goes to a process or thread outside the checkpoint would
+/// signal whatever has that ID after restart: "Checkpoint error". (Process groups are
+/// taken as they are.)
+fn refuse_outside_owners(procs: &[ProcessFds<'_>]) -> Result<()> {
+    let inside = |id: i32| {
+        procs.iter().any(|p| {
+            p.pid == id || std::path::Path::new(&format!("/proc/{}/task/{id}", p.pid)).exists()
+        })
+    };
+    for p in procs {
+        for r in p.fds.iter() {
+            let Some(o) = r.owner else { continue };
+            if o.id != 0 && o.kind != crate::sys::fown::F_OWNER_PGRP && !inside(o.id) {
+                return Err(crate::error::Error::with_detail(
+                    format!("process {} fd {}", p.pid, r.fd),
+                    crate::error::Kind::CheckpointError,
+                    format!(
+                        "{}: its owner (F_SETOWN) {} is outside the checkpoint, which is not checkpoint safe",
+                        r.path, o.id
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// "Checkpoint error" for an epoll, inotify or pidfd instance shared between processes

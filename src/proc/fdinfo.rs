@@ -8,8 +8,11 @@ use super::malformed;
 use crate::error::Result;
 
 /// What every descriptor's fdinfo says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FdInfo {
+    /// The first line whose key cpr does not know (a kind of descriptor or state it
+    /// cannot restore): the checkpoint refuses it.
+    pub unknown: Option<String>,
     /// The file offset; negative for a few special files that allow it.
     pub pos: i64,
     /// The open flags (`O_*`), with `O_CLOEXEC` for the descriptor's close-on-exec flag.
@@ -94,10 +97,46 @@ fn radix<T: TryFrom<u64>>(key: &str, value: &str, radix: u32) -> Result<T> {
         .ok_or_else(|| bad(key, value, what))
 }
 
+/// The keys of every fdinfo line cpr reads: the common ones, the `lock:` lines
+/// (locks.rs), eventfd, timerfd, signalfd, epoll (`tfd:`) and inotify watches.
+const KNOWN_KEYS: &[&str] = &[
+    "pos",
+    "flags",
+    "mnt_id",
+    "ino",
+    "lock",
+    "eventfd-count",
+    "eventfd-id",
+    "eventfd-semaphore",
+    "clockid",
+    "ticks",
+    "settime flags",
+    "it_value",
+    "it_interval",
+    "sigmask",
+    "tfd",
+    "inotify wd",
+    "Pid",
+    "NSpid",
+    "tty-index",
+];
+
+/// The first line of `text` whose key is not one of `KNOWN_KEYS`.
+fn first_unknown(text: &str) -> Option<String> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .find(|l| {
+            let key = l.split(':').next().unwrap_or("").trim();
+            !KNOWN_KEYS.contains(&key)
+        })
+        .map(|l| l.trim().to_string())
+}
+
 /// The lines every descriptor has.
 pub fn parse(text: &str) -> Result<FdInfo> {
     let optional = |key: &str| field(text, key);
     Ok(FdInfo {
+        unknown: first_unknown(text),
         pos: decimal("pos", required(text, "pos")?)?,
         flags: radix("flags", required(text, "flags")?, 8)?,
         mnt_id: optional("mnt_id")
@@ -139,6 +178,13 @@ pub fn timerfd(text: &str) -> Result<Timerfd> {
         value: pair("it_value", required(text, "it_value")?)?,
         interval: pair("it_interval", required(text, "it_interval")?)?,
     })
+}
+
+/// The process a pidfd refers to, in the reader's PID namespace; -1 once it has been
+/// reaped (0: in no namespace the reader sees).
+pub fn pidfd_pid(text: &str) -> Result<i32> {
+    let v = required(text, "Pid")?;
+    v.parse().map_err(|_| bad("Pid", v, "a number"))
 }
 
 /// A signalfd's mask: bit n-1 is signal n.
@@ -248,10 +294,27 @@ inotify wd:2 ino:3c4a8 sdev:fe00000 mask:300 ignored_mask:0 \n";
     }
 
     #[test]
+    fn unknown_lines_are_reported() {
+        let known = "pos:\t0\nflags:\t02\nmnt_id:\t9\nino:\t5\n";
+        assert_eq!(parse(known).unwrap().unknown, None);
+        let socket = format!("{known}scm_fds:\t[4]\n");
+        assert_eq!(
+            parse(&socket).unwrap().unknown.as_deref(),
+            Some("scm_fds:\t[4]")
+        );
+        let pidfd = format!("{known}Pid:\t42\nNSpid:\t42\n");
+        assert_eq!(parse(&pidfd).unwrap().unknown, None);
+        assert_eq!(pidfd_pid(&pidfd).unwrap(), 42);
+        let timer = "pos:\t0\nflags:\t02\nclockid: 1\nticks: 0\nsettime flags: 00\nit_value: (0, 0)\nit_interval: (0, 0)\n";
+        assert_eq!(parse(timer).unwrap().unknown, None);
+    }
+
+    #[test]
     fn common_lines() {
         assert_eq!(
             parse(EVENTFD).unwrap(),
             FdInfo {
+                unknown: None,
                 pos: 0,
                 flags: 0o2004002,
                 mnt_id: Some(17),

@@ -36,6 +36,26 @@ pub fn timerfd_set_ticks(fd: BorrowedFd<'_>, ticks: u64) -> Result<(), Errno> {
         .map(drop)
 }
 
+/// timerfd_gettime(2): the time left until the next expiration, (s, ns). For a periodic
+/// timer that has fired, the kernel moves it on to its next period first (the periods
+/// missed count as expirations), which its fdinfo does not do.
+pub fn timerfd_next(fd: BorrowedFd<'_>) -> Result<(i64, i64), Errno> {
+    let mut cur = std::mem::MaybeUninit::<libc::itimerspec>::zeroed();
+    // SAFETY: timerfd_gettime writes one struct itimerspec into a live local.
+    Errno::result(unsafe { libc::timerfd_gettime(fd.as_raw_fd(), cur.as_mut_ptr()) })?;
+    // SAFETY: zero-initialized and filled by the kernel on success.
+    let cur = unsafe { cur.assume_init() };
+    Ok((cur.it_value.tv_sec, cur.it_value.tv_nsec))
+}
+
+/// pidfd_open(2): a descriptor referring to process `pid` (flags: PIDFD_NONBLOCK).
+pub fn pidfd_open(pid: i32, flags: i32) -> Result<OwnedFd, Errno> {
+    // SAFETY: integer arguments; a returned descriptor is new and ours.
+    let fd = Errno::result(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, flags) })?;
+    // SAFETY: the kernel just created this descriptor; nothing else owns the number.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
 /// signalfd4(-1, mask, flags) with the kernel's 64-bit mask (bit n-1 = signal n).
 pub fn signalfd(mask: u64, flags: i32) -> Result<OwnedFd, Errno> {
     // SAFETY: the kernel reads 8 bytes from a live u64.

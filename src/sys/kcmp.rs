@@ -49,6 +49,40 @@ pub fn same_vm(a: Pid, b: Pid) -> nix::Result<bool> {
     kcmp(a.as_raw(), b.as_raw(), KCMP_VM, 0, 0)
 }
 
+/// `KCMP_EPOLL_TFD`: compare a descriptor's file with a file an epoll instance watches.
+const KCMP_EPOLL_TFD: libc::c_long = 7;
+
+/// `struct kcmp_epoll_slot` of `<linux/kcmp.h>`.
+#[repr(C)]
+struct EpollSlot {
+    efd: u32,
+    tfd: u32,
+    toff: u32,
+}
+
+/// Whether the file epoll instance `epfd` of `pid` watches as descriptor `tfd` (the
+/// `toff`th such item: a closed number may be watched again for another file) is the
+/// file open as `tfd` now.
+pub fn epoll_target_is_open(pid: i32, epfd: i32, tfd: i32, toff: u32) -> nix::Result<bool> {
+    let slot = EpollSlot {
+        efd: epfd as u32,
+        tfd: tfd as u32,
+        toff,
+    };
+    // SAFETY: the kernel reads one struct kcmp_epoll_slot from a live local.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            pid as libc::c_long,
+            pid as libc::c_long,
+            KCMP_EPOLL_TFD,
+            tfd as libc::c_long,
+            &slot as *const EpollSlot,
+        )
+    };
+    Errno::result(ret).map(|r| r == 0)
+}
+
 /// Whether descriptor `fd1` of `pid1` and `fd2` of `pid2` are one open file description.
 pub fn same_open_file(pid1: i32, fd1: i32, pid2: i32, fd2: i32) -> nix::Result<bool> {
     kcmp(pid1, pid2, KCMP_FILE, fd1 as u64, fd2 as u64)

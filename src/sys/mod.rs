@@ -2,14 +2,17 @@
 
 pub mod evfd;
 mod fd;
+pub mod fown;
 pub mod fsid;
 pub mod kcmp;
 mod kernel_types;
 pub mod prctl;
+pub mod pty;
 pub mod sched;
 pub mod shared_anon;
 pub mod shm;
 pub mod sigqueue;
+pub mod sysv;
 
 pub use fd::{
     CloseOnce, dup_above, dup_at, pipe_bytes, set_cloexec, set_record_lock, steal_fd, try_flock,

@@ -138,8 +138,15 @@ pub fn preview(options: &CheckpointOptions) -> Result<Preview> {
         .collect();
     let policies = super::policies::resolve(&live, &targets.attributes, options.will)?;
     let mut refusals = Vec::new();
-    if let Err(e) = super::refuse_shared_address_spaces(&live) {
-        refusals.push(Refusal::new(None, None, &e));
+    // the checks the checkpoint makes on the whole set once frozen (checkpoint/mod.rs)
+    for check in [
+        super::refuse_shared_address_spaces,
+        crate::engine::objects::process::refuse_unrestorable,
+        crate::engine::objects::sysv_ipc::refuse_users,
+    ] {
+        if let Err(e) = check(&live) {
+            refusals.push(Refusal::new(None, None, &e));
+        }
     }
     check_statefile(options, &targets, &mut refusals);
 
@@ -279,6 +286,16 @@ fn describe_fd(pid: i32, r: &FdRecord) -> DescriptorPreview {
             "made again with the data in it (both ends in the checkpoint, or the other closed)"
                 .to_string(),
         ),
+        FdKind::Fifo { .. } => (
+            "fifo",
+            "opened again by name, with the data in it".to_string(),
+        ),
+        FdKind::PtyMaster { .. } => (
+            "pty master",
+            "a new pseudo-terminal with the same settings".to_string(),
+        ),
+        FdKind::PtySlave { .. } => ("pty slave", "the new pseudo-terminal's slave".to_string()),
+        FdKind::Path => ("O_PATH", "opened again by name".to_string()),
         FdKind::Event(_) => ("event", "made again with its state".to_string()),
     };
     let saved_bytes = if files::needs_saved_content(r) {

@@ -6,8 +6,8 @@
 //! to its number. Timers keep the time they had left and their interval, as relative
 //! values: the time between checkpoint and restart does not count.
 //!
-//! Limits: events queued in an inotify instance at checkpoint are lost; a watch whose
-//! path cannot be found again from its file handle refuses the checkpoint. An
+//! Limits: events queued in an inotify instance, or a watch whose path cannot be found
+//! again from its file handle (removed since), refuse the checkpoint. An
 //! edge-triggered epoll item that is ready at restart reports one edge again.
 
 use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd};
@@ -46,6 +46,10 @@ pub enum EventFd {
     },
     Inotify {
         watches: Vec<InotifyWatch>,
+    },
+    /// A pidfd of a process of the checkpoint (which keeps its PID at restart).
+    Pidfd {
+        pid: i32,
     },
 }
 
@@ -88,7 +92,17 @@ pub fn dump(pid: i32, fd: i32, link: &str, _flags: i32) -> Result<Option<EventFd
             }
         }
         "anon_inode:[timerfd]" => {
-            let t = dir()?.fdinfo_as(fd, fdinfo::timerfd)?;
+            let mut t = dir()?.fdinfo_as(fd, fdinfo::timerfd)?;
+            if t.value == (0, 0) && t.interval != (0, 0) {
+                // a periodic timer that has fired: fdinfo shows no time left until it is
+                // moved on to its next period, which timerfd_gettime does
+                let ours = crate::sys::steal_fd(pid, fd).ctx(&who)?;
+                t.value = evfd::timerfd_next(ours.as_fd()).ctx(&who)?;
+                t = fdinfo::Timerfd {
+                    value: t.value,
+                    ..dir()?.fdinfo_as(fd, fdinfo::timerfd)?
+                };
+            }
             EventFd::Timerfd {
                 clockid: t.clockid,
                 ticks: t.ticks,
@@ -102,8 +116,14 @@ pub fn dump(pid: i32, fd: i32, link: &str, _flags: i32) -> Result<Option<EventFd
         },
         "anon_inode:[eventpoll]" => {
             let mut targets = Vec::new();
-            for t in dir()?.fdinfo_as(fd, fdinfo::epoll)? {
-                if std::fs::symlink_metadata(format!("/proc/{pid}/fd/{}", t.fd)).is_err() {
+            let items = dir()?.fdinfo_as(fd, fdinfo::epoll)?;
+            for (i, t) in items.iter().enumerate() {
+                // the file watched must be the one open at that number now (a number
+                // closed since may be open again for another file)
+                let toff = items[..i].iter().filter(|e| e.fd == t.fd).count() as u32;
+                let live = std::fs::symlink_metadata(format!("/proc/{pid}/fd/{}", t.fd)).is_ok()
+                    && crate::sys::kcmp::epoll_target_is_open(pid, fd, t.fd, toff).unwrap_or(false);
+                if !live {
                     return Err(refuse(&format!(
                         "epoll watches a file no longer open as fd {}",
                         t.fd
@@ -118,6 +138,14 @@ pub fn dump(pid: i32, fd: i32, link: &str, _flags: i32) -> Result<Option<EventFd
             EventFd::Epoll { targets }
         }
         "anon_inode:inotify" => {
+            // queued events cannot be put back into a new instance
+            let ours = crate::sys::steal_fd(pid, fd).ctx(&who)?;
+            let queued = crate::sys::pipe_bytes(ours.as_raw_fd()).ctx(&who)?;
+            if queued > 0 {
+                return Err(refuse(&format!(
+                    "{queued} bytes of inotify events not yet read are not checkpoint safe"
+                )));
+            }
             let mut marks = dir()?.fdinfo_as(fd, fdinfo::inotify)?;
             marks.sort_by_key(|w| w.wd);
             let mut watches = Vec::new();
@@ -132,6 +160,15 @@ pub fn dump(pid: i32, fd: i32, link: &str, _flags: i32) -> Result<Option<EventFd
                 });
             }
             EventFd::Inotify { watches }
+        }
+        "anon_inode:[pidfd]" => {
+            let pid = dir()?.fdinfo_as(fd, fdinfo::pidfd_pid)?;
+            if pid <= 0 {
+                return Err(refuse(
+                    "a pidfd of a process that is gone (or in another PID namespace) is not checkpoint safe",
+                ));
+            }
+            EventFd::Pidfd { pid }
         }
         _ => return Err(refuse("this kind of descriptor is not checkpoint safe")),
     };
@@ -193,7 +230,9 @@ fn nonblock(r: &FdRecord) -> i32 {
     r.flags & libc::O_NONBLOCK
 }
 
-fn create(r: &FdRecord, ev: &EventFd) -> Result<OwnedFd> {
+/// A new object as `ev` describes (in cpr for one shared between processes, else in
+/// the restore child).
+pub(super) fn create(r: &FdRecord, ev: &EventFd) -> Result<OwnedFd> {
     let who = format!("fd {} ({})", r.fd, r.path);
     match ev {
         EventFd::Eventfd { count, semaphore } => {
@@ -261,6 +300,10 @@ fn create(r: &FdRecord, ev: &EventFd) -> Result<OwnedFd> {
             Ok(fd)
         }
         EventFd::Inotify { watches } => restore_inotify(r, watches),
+        // O_EXCL is PIDFD_THREAD
+        EventFd::Pidfd { pid } => {
+            evfd::pidfd_open(*pid, r.flags & (libc::O_NONBLOCK | libc::O_EXCL)).ctx(&who)
+        }
     }
 }
 
@@ -325,7 +368,8 @@ pub fn restore(records: &[FdRecord]) -> Result<()> {
     let events: Vec<(&FdRecord, &EventFd)> = records
         .iter()
         .filter_map(|r| match &r.kind {
-            FdKind::Event(ev) => Some((r, ev)),
+            // one shared between processes was made in cpr and placed with the files
+            FdKind::Event(ev) if r.shared.is_none() => Some((r, ev)),
             _ => None,
         })
         .collect();

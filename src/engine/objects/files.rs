@@ -30,6 +30,21 @@ pub enum FdKind {
     Pipe {
         ino: u64,
     },
+    /// A named FIFO (its inode at checkpoint), opened again by name (fifos.rs).
+    Fifo {
+        ino: u64,
+    },
+    /// The master of a pseudo-terminal (its number at checkpoint): ptys.rs.
+    PtyMaster {
+        index: u32,
+    },
+    /// A slave of a pseudo-terminal whose master is in the checkpoint.
+    PtySlave {
+        index: u32,
+    },
+    /// An O_PATH descriptor (on a file of any type, a symlink itself included): opened
+    /// again by name with its flags.
+    Path,
     /// eventfd, timerfd, signalfd, epoll, inotify: made by `events::restore`.
     Event(super::events::EventFd),
 }
@@ -51,7 +66,37 @@ pub struct FdRecord {
     /// an entry of the statefile's table of shared descriptions.
     #[serde(default)]
     pub shared: Option<u32>,
+    /// Where SIGIO goes (F_SETOWN_EX, F_SETSIG), when the description says.
+    #[serde(default)]
+    pub owner: Option<FdOwner>,
+    /// A deleted file: its entry in the statefile's table of deleted files (one copy
+    /// for every descriptor of that file; deleted_files.rs).
+    #[serde(default)]
+    pub inode: Option<u32>,
 }
+
+/// The owner, signal and lease of an open file description (fcntl F_GETOWN_EX,
+/// F_GETSIG, F_GETLEASE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FdOwner {
+    /// F_OWNER_TID, F_OWNER_PID or F_OWNER_PGRP.
+    pub kind: i32,
+    /// 0: no owner.
+    pub id: i32,
+    /// 0: SIGIO.
+    pub sig: i32,
+    /// F_RDLCK or F_WRLCK: the lease the description holds (F_SETLEASE); F_UNLCK none.
+    #[serde(default = "no_lease")]
+    pub lease: i32,
+}
+
+fn no_lease() -> i32 {
+    libc::F_UNLCK
+}
+
+/// The status flags fcntl(F_SETFL) sets on a description (the kernel's SETFL_MASK).
+pub(super) const STATUS_FLAGS: i32 =
+    libc::O_APPEND | libc::O_NONBLOCK | libc::O_DIRECT | libc::O_NOATIME | libc::O_ASYNC;
 
 impl FdRecord {
     /// A descriptor with no offset, policy or saved content of its own (a pipe end, an
@@ -67,6 +112,8 @@ impl FdRecord {
             action: FileAction::Merge,
             saved: None,
             shared: None,
+            owner: None,
+            inode: None,
         }
     }
 }
@@ -86,6 +133,25 @@ fn safe_device(path: &str) -> bool {
         || path.starts_with("/dev/tty")
 }
 
+/// /dev/ptmx (5:2); a devpts instance's own ptmx has the same number.
+fn is_pty_master(rdev: u64) -> bool {
+    (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev)) == (5, 2)
+}
+
+/// The name in /dev of a checkpoint-safe character device, by its number.
+fn safe_device_by_number(rdev: u64) -> Option<&'static str> {
+    let (major, minor) = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
+    Some(match (major, minor) {
+        (1, 3) => "/dev/null",
+        (1, 5) => "/dev/zero",
+        (1, 7) => "/dev/full",
+        (1, 8) => "/dev/random",
+        (1, 9) => "/dev/urandom",
+        (5, 0) => "/dev/tty",
+        _ => return None,
+    })
+}
+
 /// Lists and classifies the descriptors of a stopped process; saves file contents the
 /// policies ask for. An object that is not checkpoint safe is "Checkpoint error" naming
 /// the process, the descriptor and the object.
@@ -95,6 +161,7 @@ pub fn dump(
     writer: &mut StatefileWriter,
 ) -> Result<Vec<FdRecord>> {
     let dir = ProcDir::open(pid)?;
+    check_directories(&dir, policies)?;
     let mut out: Vec<FdRecord> = Vec::new();
     for fd in dir.fds()? {
         let record = dump_one(&dir, fd, &out, policies, writer)?;
@@ -121,12 +188,12 @@ fn dump_one(
     Ok(record)
 }
 
-/// Whether the checkpoint saves the content of the file behind `record` (deleted files,
-/// REPLACE, SUBSTITUTE).
+/// Whether the checkpoint saves the content of the file behind `record` with the
+/// descriptor (REPLACE, SUBSTITUTE).
 pub fn needs_saved_content(record: &FdRecord) -> bool {
-    record.kind == FdKind::Deleted
-        || (record.kind == FdKind::Regular
-            && matches!(record.action, FileAction::Replace | FileAction::Substitute))
+    // deleted files are saved once each, with every process read (deleted_files.rs)
+    record.kind == FdKind::Regular
+        && matches!(record.action, FileAction::Replace | FileAction::Substitute)
 }
 
 /// What descriptor `fd` is, after the `earlier` ones: a duplicate of one of those, a pipe
@@ -166,25 +233,36 @@ pub fn classify(
             action: first.action,
             saved: None,
             shared: None,
+            owner: None,
+            inode: None,
         });
     }
     if link.starts_with("socket:") {
         return Err(not_safe(&who, &link, "a socket"));
     }
-    if let Some(pipe) = super::pipes::dump(fd, &link, flags, cloexec) {
-        return Ok(pipe);
-    }
-    if let Some(ev) = super::events::dump(pid, fd, &link, flags)? {
-        return Ok(FdRecord::object(
-            fd,
-            FdKind::Event(ev),
+    let owner = dump_owner(pid, fd, flags, &who)?;
+    let object = match super::pipes::dump(fd, &link, flags, cloexec) {
+        Some(pipe) => Some(pipe),
+        None => super::events::dump(pid, fd, &link, flags)?
+            .map(|ev| FdRecord::object(fd, FdKind::Event(ev), &link, flags, cloexec)),
+    };
+    if let Some(line) = &info.unknown {
+        return Err(not_safe(
+            &who,
             &link,
-            flags,
-            cloexec,
+            &format!("a descriptor whose fdinfo says '{line}', which cpr does not know,"),
         ));
+    }
+    if let Some(record) = object {
+        return Ok(FdRecord { owner, ..record });
     }
     if !link.starts_with('/') {
         return Err(not_safe(&who, &link, "this kind of descriptor"));
+    }
+    if flags & libc::O_PATH != 0 {
+        check_o_path(pid, fd, &who, &link)?;
+        let record = FdRecord::object(fd, FdKind::Path, &link, flags, cloexec);
+        return Ok(FdRecord { owner, ..record });
     }
     let (kind, path) = classify_path(pid, fd, &who, &link)?;
     let action = if kind == FdKind::Regular {
@@ -202,7 +280,72 @@ pub fn classify(
         action,
         saved: None,
         shared: None,
+        owner,
+        inode: None,
     })
+}
+
+/// The owner, signal and lease of the description behind `fd`, if it has any (read through
+/// a duplicate: they belong to the description).
+fn dump_owner(pid: i32, fd: i32, flags: i32, who: &str) -> Result<Option<FdOwner>> {
+    use crate::sys::fown;
+    if flags & libc::O_PATH != 0 {
+        // fcntl refuses these on an O_PATH descriptor, which has neither
+        return Ok(None);
+    }
+    let ours = crate::sys::steal_fd(pid, fd).ctx(who)?;
+    let (kind, id) = fown::get_owner(ours.as_raw_fd()).ctx(format!("{who}: F_GETOWN_EX"))?;
+    let sig = fown::get_sig(ours.as_raw_fd()).ctx(format!("{who}: F_GETSIG"))?;
+    let lease = fown::get_lease(ours.as_raw_fd()).ctx(format!("{who}: F_GETLEASE"))?;
+    Ok(
+        (id != 0 || sig != 0 || lease != libc::F_UNLCK).then_some(FdOwner {
+            kind,
+            id,
+            sig,
+            lease,
+        }),
+    )
+}
+
+/// The working and root directories restart opens by name (CDIR, RDIR REPLACE): each
+/// name must still lead to its directory.
+fn check_directories(dir: &ProcDir, policies: &ProcessPolicies) -> Result<()> {
+    use crate::attrfile::DirAction;
+    let pid = dir.pid();
+    let who = format!("process {pid}");
+    if policies.cdir == DirAction::Replace {
+        let cwd = dir.link("cwd").map_err(|e| e.context(&who))?;
+        check_directory_name(
+            &who,
+            "a working directory",
+            &cwd,
+            &format!("/proc/{pid}/cwd"),
+        )?;
+    }
+    if policies.rdir == DirAction::Replace {
+        let root = dir.link("root").map_err(|e| e.context(&who))?;
+        check_directory_name(
+            &who,
+            "a root directory",
+            &root,
+            &format!("/proc/{pid}/root"),
+        )?;
+    }
+    Ok(())
+}
+
+/// "Checkpoint error" unless `name` (the link the kernel gives for `at`) still names the
+/// directory `at` is: one removed (or a /proc directory of a process gone) cannot be
+/// opened again at restart.
+fn check_directory_name(who: &str, what: &str, name: &str, at: &str) -> Result<()> {
+    let meta = std::fs::metadata(at).ctx(who)?;
+    let same = |m: std::fs::Metadata| m.dev() == meta.dev() && m.ino() == meta.ino();
+    let named = !name.ends_with(" (deleted)") && std::fs::metadata(name).map(same).unwrap_or(false);
+    if named {
+        Ok(())
+    } else {
+        Err(not_safe(who, name, &format!("{what} that was removed")))
+    }
 }
 
 /// "Checkpoint error": `what` behind `link` is not checkpoint safe.
@@ -214,23 +357,66 @@ fn not_safe(who: &str, link: &str, what: &str) -> Error {
     )
 }
 
+/// An O_PATH descriptor is opened again by its name: the name must still lead to the
+/// same inode (a symlink itself, with O_NOFOLLOW).
+fn check_o_path(pid: i32, fd: i32, who: &str, link: &str) -> Result<()> {
+    let ours = crate::sys::steal_fd(pid, fd).ctx(who)?;
+    let st = nix::sys::stat::fstat(&ours).ctx(who)?;
+    let named = !link.ends_with(" (deleted)")
+        && std::fs::symlink_metadata(link)
+            .map(|m| m.dev() == st.st_dev && m.ino() == st.st_ino)
+            .unwrap_or(false);
+    if named {
+        Ok(())
+    } else {
+        Err(not_safe(
+            who,
+            link,
+            "an O_PATH descriptor of a file that was removed",
+        ))
+    }
+}
+
 /// The kind of a descriptor opened by path (`link`), and the path restart reopens.
 fn classify_path(pid: i32, fd: i32, who: &str, link: &str) -> Result<(FdKind, String)> {
     let meta = std::fs::metadata(format!("/proc/{pid}/fd/{fd}")).ctx(who)?;
     let ft = meta.file_type();
     let (kind, path) = if ft.is_char_device() || ft.is_block_device() {
+        if link.ends_with(" (deleted)") && ft.is_char_device() {
+            // a node removed while open: the device itself is what it reads and writes
+            let path = safe_device_by_number(meta.rdev())
+                .ok_or_else(|| not_safe(who, link, "a device node removed while open"))?;
+            return Ok((FdKind::Device, path.to_string()));
+        }
+        if ft.is_char_device() && is_pty_master(meta.rdev()) {
+            let index = super::ptys::master_index(pid, fd, who)?;
+            return Ok((FdKind::PtyMaster { index }, link.to_string()));
+        }
         if !safe_device(link) {
             return Err(not_safe(who, link, "this device"));
         }
         (FdKind::Device, link.to_string())
     } else if ft.is_dir() {
+        check_directory_name(who, "a directory", link, &format!("/proc/{pid}/fd/{fd}"))?;
         (FdKind::Directory, link.to_string())
     } else if ft.is_fifo() {
-        return Err(not_safe(who, link, "a FIFO"));
+        (super::fifos::classify(who, link, &meta)?, link.to_string())
     } else if ft.is_file() {
         match link.strip_suffix(" (deleted)") {
             Some(p) if meta.nlink() == 0 => (FdKind::Deleted, p.to_string()),
-            _ => (FdKind::Regular, link.to_string()),
+            Some(_) => {
+                // its other names cannot be found from here, and a copy would not be
+                // the file they name
+                return Err(not_safe(
+                    who,
+                    link,
+                    &format!(
+                        "a file whose open name was removed while {} other link(s) remain",
+                        meta.nlink()
+                    ),
+                ));
+            }
+            None => (FdKind::Regular, link.to_string()),
         }
     } else {
         return Err(not_safe(who, link, "this kind of file"));
@@ -255,11 +441,14 @@ fn save_content(
     Ok(rel)
 }
 
+/// The flags to open a saved descriptor's file again with: no creating, truncating, or
+/// O_TMPFILE (which the kernel keeps in the flags of a file made with it).
 fn open_flags_for_reopen(flags: i32) -> i32 {
-    flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY) | libc::O_NOCTTY
+    flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY | libc::O_TMPFILE)
+        | libc::O_NOCTTY
 }
 
-fn open_path(path: &str, flags: i32) -> std::io::Result<OwnedFd> {
+pub(super) fn open_path(path: &str, flags: i32) -> std::io::Result<OwnedFd> {
     let acc = flags & libc::O_ACCMODE;
     std::fs::OpenOptions::new()
         .read(acc == libc::O_RDONLY || acc == libc::O_RDWR)
@@ -339,8 +528,14 @@ fn anonymous_copy(dir: &str, mut src: std::fs::File, flags: i32) -> std::io::Res
     )
 }
 
-/// Reopens one descriptor as the FILE policy says (guide, "FILE Policy").
-pub fn reopen(r: &FdRecord, sf: &Statefile, tty: Option<&str>) -> Result<OwnedFd> {
+/// Reopens one descriptor as the FILE policy says (guide, "FILE Policy"). `shared`: the
+/// descriptor of an entry of the table of shared objects (a deleted file's copy).
+pub fn reopen(
+    r: &FdRecord,
+    sf: &Statefile,
+    tty: Option<&str>,
+    shared: &dyn Fn(u32) -> Option<i32>,
+) -> Result<OwnedFd> {
     let who = format!("fd {} ({})", r.fd, r.path);
     let parent = std::path::Path::new(&r.path)
         .parent()
@@ -366,6 +561,23 @@ pub fn reopen(r: &FdRecord, sf: &Statefile, tty: Option<&str>) -> Result<OwnedFd
             if r.pos != 0 {
                 let _ = seek(&fd, r.pos, nix::unistd::Whence::SeekSet);
             }
+            fd
+        }
+        (FdKind::Deleted, _) if r.inode.is_some() => {
+            let id = r.inode.unwrap_or_default();
+            let copy = shared(id).ok_or_else(|| {
+                Error::with_detail(
+                    &who,
+                    Kind::CheckpointError,
+                    format!("deleted file {id} missing"),
+                )
+            })?;
+            let fd = open_path(
+                &format!("/proc/self/fd/{copy}"),
+                open_flags_for_reopen(r.flags),
+            )
+            .ctx(&who)?;
+            seek(&fd, r.pos, nix::unistd::Whence::SeekSet)?;
             fd
         }
         (FdKind::Deleted, _) | (FdKind::Regular, FileAction::Substitute) => {
@@ -405,6 +617,28 @@ pub fn reopen(r: &FdRecord, sf: &Statefile, tty: Option<&str>) -> Result<OwnedFd
             seek(&fd, r.pos, nix::unistd::Whence::SeekSet)?;
             fd
         }
+        (FdKind::Fifo { .. }, _) => super::fifos::reopen(r).ctx(&who)?,
+        (FdKind::Path, _) => open_path(&r.path, open_flags_for_reopen(r.flags)).ctx(&who)?,
+        (FdKind::PtyMaster { .. } | FdKind::PtySlave { .. }, _) => {
+            let id = r.inode.unwrap_or(u32::MAX);
+            let made = shared(id).ok_or_else(|| {
+                Error::with_detail(
+                    &who,
+                    Kind::CheckpointError,
+                    format!("pty entry {id} missing"),
+                )
+            })?;
+            if matches!(r.kind, FdKind::PtyMaster { .. }) {
+                // a pty has one master description
+                crate::sys::dup_above(made, 0, true).ctx(&who)?
+            } else {
+                open_path(
+                    &format!("/proc/self/fd/{made}"),
+                    open_flags_for_reopen(r.flags),
+                )
+                .ctx(&who)?
+            }
+        }
         (FdKind::Dup { .. }, _) | (FdKind::Pipe { .. }, _) | (FdKind::Event(_), _) => {
             return Err(Error::with_detail(
                 &who,
@@ -430,10 +664,12 @@ pub fn restore(
     let mine = ProcDir::open(std::process::id() as i32)?.fds()?;
     // open everything first (the statefile's fds are still needed), then place
     let mut opened: Vec<(i32, OwnedFd)> = Vec::new();
-    for r in records
-        .iter()
-        .filter(|r| !matches!(r.kind, FdKind::Dup { .. } | FdKind::Event(_)))
-    {
+    for r in records.iter().filter(|r| match r.kind {
+        FdKind::Dup { .. } => false,
+        // made by events::restore, unless shared between processes
+        FdKind::Event(_) => r.shared.is_some(),
+        _ => true,
+    }) {
         let fd = match r.shared {
             // inherited from cpr, which opened it once for every process that has it
             Some(id) => {
@@ -446,7 +682,7 @@ pub fn restore(
                 })?;
                 crate::sys::dup_above(inherited, 0, true).ctx(format!("fd {}", r.fd))?
             }
-            None => reopen(r, sf, tty)?,
+            None => reopen(r, sf, tty, shared)?,
         };
         opened.push((r.fd, fd));
     }
@@ -479,6 +715,52 @@ pub fn restore(
     }
     for r in records {
         crate::sys::set_cloexec(r.fd, r.cloexec).ctx(format!("fd {}", r.fd))?;
+    }
+    for r in records
+        .iter()
+        .filter(|r| !matches!(r.kind, FdKind::Dup { .. }))
+    {
+        restore_description(r)?;
+    }
+    Ok(())
+}
+
+/// The status flags, owner and signal of the description at `r.fd`, as the record says
+/// (open(2) ignores O_ASYNC; pipe ends and event objects are made without them).
+fn restore_description(r: &FdRecord) -> Result<()> {
+    use crate::sys::fown;
+    let who = format!("fd {} ({})", r.fd, r.path);
+    let now = fown::get_fl(r.fd).ctx(&who)?;
+    let want = (now & !STATUS_FLAGS) | (r.flags & STATUS_FLAGS);
+    if want != now {
+        fown::set_fl(r.fd, want).ctx(format!("{who}: setting flags {want:o}"))?;
+    }
+    if let Some(o) = r.owner {
+        // F_OWNER_TID, F_OWNER_PID, F_OWNER_PGRP; signals 0 (SIGIO) to SIGRTMAX
+        if !(0..=2).contains(&o.kind) || !(0..=64).contains(&o.sig) || o.id < 0 {
+            return Err(crate::statefile::reader::damaged_record(format!(
+                "{who}: owner {} type {} signal {}",
+                o.id, o.kind, o.sig
+            )));
+        }
+        if o.id != 0 {
+            fown::set_owner(r.fd, o.kind, o.id)
+                .ctx(format!("{who}: owner {} (type {})", o.id, o.kind))?;
+        }
+        if o.sig != 0 {
+            fown::set_sig(r.fd, o.sig).ctx(format!("{who}: signal {}", o.sig))?;
+        }
+        match o.lease {
+            libc::F_UNLCK => {}
+            libc::F_RDLCK | libc::F_WRLCK => {
+                fown::set_lease(r.fd, o.lease).ctx(format!("{who}: lease {}", o.lease))?
+            }
+            bad => {
+                return Err(crate::statefile::reader::damaged_record(format!(
+                    "{who}: lease {bad}"
+                )));
+            }
+        }
     }
     Ok(())
 }

@@ -3,8 +3,14 @@
 
 /// Credentials: groups, uids, gids, capabilities (restored last, by injection).
 pub mod creds;
+/// Files deleted while open: saved once each, holes kept, one copy at restart.
+pub mod deleted_files;
 /// eventfd, timerfd, signalfd, epoll and inotify descriptors.
 pub mod events;
+/// The check before release for descriptors: the kernel's view against the records.
+pub mod fds_verify;
+/// Named FIFOs: reopened by name, with their data in flight.
+pub mod fifos;
 /// Regular, deleted, directory and device descriptors with the FILE policies; the
 /// descriptor table of a process.
 pub mod files;
@@ -22,12 +28,16 @@ pub mod posix_timers;
 pub mod process;
 /// The process tree: parents, process groups, sessions, zombies; who forks whom.
 pub mod pstree;
+/// Pseudo-terminals whose master and slaves are all in the checkpoint.
+pub mod ptys;
 /// Open file descriptions shared between processes; the table of shared objects.
 pub mod shared_fds;
 /// Shared anonymous memory and memfds.
 pub mod shmem;
 /// Process-wide signal state: dispositions, shared pending signals, interval timers.
 pub mod signals;
+/// System V semaphores and message queues: refused.
+pub mod sysv_ipc;
 /// System V shared memory segments.
 pub mod sysv_shm;
 /// Threads: registers, FPU state, signal mask, pending signals and the rest per thread.

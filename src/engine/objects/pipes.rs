@@ -262,8 +262,9 @@ pub(super) fn open_all(
     Ok(pipes)
 }
 
-/// A new descriptor on the end of pipe `ino` that `template` had, with its O_NONBLOCK
-/// and O_DIRECT.
+/// A new open file description of the end of pipe `ino` that `template` had (opened
+/// through /proc, as a second open of a pipe end is): descriptions that were separate
+/// stay separate. Its status flags are set once it is placed (files.rs).
 pub(super) fn open_end(
     pipes: &BTreeMap<u64, (OwnedFd, OwnedFd)>,
     ino: u64,
@@ -271,9 +272,6 @@ pub(super) fn open_end(
 ) -> Result<OwnedFd> {
     let (rd, wr) = &pipes[&ino];
     let end = if is_read_end(template.flags) { rd } else { wr };
-    let fd = end.try_clone().ctx(format!("pipe:[{ino}]"))?;
-    let fl =
-        nix::fcntl::OFlag::from_bits_truncate(template.flags & (libc::O_NONBLOCK | libc::O_DIRECT));
-    nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFL(fl)).ctx(format!("pipe:[{ino}]"))?;
-    Ok(fd)
+    let path = format!("/proc/self/fd/{}", end.as_raw_fd());
+    super::files::open_path(&path, template.flags & libc::O_ACCMODE).ctx(format!("pipe:[{ino}]"))
 }

@@ -31,6 +31,16 @@ pub struct SharedTable {
     pub files: Vec<SharedFile>,
     pub pipes: Vec<PipeRecord>,
     pub mems: Vec<SharedMem>,
+    /// Files deleted while open, each saved once (deleted_files.rs); their ids follow
+    /// those of `files`.
+    #[serde(default)]
+    pub deleted: Vec<super::deleted_files::DeletedFile>,
+    /// Named FIFOs, each once with its data (fifos.rs).
+    #[serde(default)]
+    pub fifos: Vec<super::fifos::FifoRecord>,
+    /// Pseudo-terminals, each once (ptys.rs); their ids follow those of `deleted`.
+    #[serde(default)]
+    pub ptys: Vec<super::ptys::PtyRecord>,
 }
 
 /// The descriptors of one frozen process, as `collect` needs them.
@@ -50,6 +60,21 @@ pub(super) type Member = (usize, usize, u32);
 pub fn collect(procs: &mut [ProcessFds<'_>], writer: &mut StatefileWriter) -> Result<SharedTable> {
     let mut table = SharedTable::default();
     let (members, count) = group(procs, &mut table.files);
+    refuse_shared_watchers(procs, &table.files, &count)?;
+    refuse_outside_owners(procs)?;
+    table.deleted = super::deleted_files::collect(procs, table.files.len() as u32, writer)?;
+    table.fifos = super::fifos::collect(procs, writer)?;
+    let next = table.files.len() as u32 + table.deleted.len() as u32;
+    table.ptys = super::ptys::collect(procs, next)?;
+    for &(pi, fi, id) in &members {
+        // a template was copied before its file had an entry
+        let r = &procs[pi].fds[fi];
+        if r.inode.is_some() {
+            let template = &mut table.files[id as usize].template;
+            template.inode = r.inode;
+            template.kind = r.kind.clone();
+        }
+    }
     let (pipes, to_null) = super::pipes::collect(procs, &members, &table.files, writer)?;
     table.pipes = pipes;
     mark(procs, &members, &count, &to_null);
@@ -80,8 +105,7 @@ fn group(
     let mut count: BTreeMap<u32, BTreeSet<i32>> = BTreeMap::new();
     for (pi, p) in procs.iter().enumerate() {
         for (fi, r) in p.fds.iter().enumerate() {
-            // event objects are made again per process (events.rs)
-            if matches!(r.kind, FdKind::Dup { .. } | FdKind::Event(_)) {
+            if matches!(r.kind, FdKind::Dup { .. }) {
                 continue;
             }
             let found = groups.iter().find(|((gp, gf), _, path)| {
@@ -105,6 +129,85 @@ fn group(
         }
     }
     (members, count)
+}
+
+/// A description whose SIGIO goes to a process or thread outside the checkpoint would
+/// signal whatever has that ID after restart: "Checkpoint error". (Process groups are
+/// taken as they are.)
+fn refuse_outside_owners(procs: &[ProcessFds<'_>]) -> Result<()> {
+    let inside = |id: i32| {
+        procs.iter().any(|p| {
+            p.pid == id || std::path::Path::new(&format!("/proc/{}/task/{id}", p.pid)).exists()
+        })
+    };
+    for p in procs {
+        for r in p.fds.iter() {
+            let Some(o) = r.owner else { continue };
+            if o.id != 0 && o.kind != crate::sys::fown::F_OWNER_PGRP && !inside(o.id) {
+                return Err(crate::error::Error::with_detail(
+                    format!("process {} fd {}", p.pid, r.fd),
+                    crate::error::Kind::CheckpointError,
+                    format!(
+                        "{}: its owner (F_SETOWN) {} is outside the checkpoint, which is not checkpoint safe",
+                        r.path, o.id
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// "Checkpoint error" for an epoll, inotify or pidfd instance shared between processes
+/// (restart would make it in cpr, where what it refers to is not), and for a pidfd of a
+/// process outside the checkpoint.
+fn refuse_shared_watchers(
+    procs: &[ProcessFds<'_>],
+    files: &[SharedFile],
+    count: &BTreeMap<u32, BTreeSet<i32>>,
+) -> Result<()> {
+    use super::events::EventFd;
+    for f in files {
+        let FdKind::Event(ev) = &f.template.kind else {
+            continue;
+        };
+        let users = &count[&f.id];
+        let pids_known = |pid: &i32| procs.iter().any(|p| p.pid == *pid);
+        if let EventFd::Pidfd { pid } = ev
+            && !pids_known(pid)
+        {
+            return Err(crate::error::Error::with_detail(
+                format!(
+                    "process {} fd {}",
+                    users.first().copied().unwrap_or(0),
+                    f.template.fd
+                ),
+                crate::error::Kind::CheckpointError,
+                format!(
+                    "a pidfd of process {pid}, which is outside the checkpoint, is not checkpoint safe"
+                ),
+            ));
+        }
+        // made in cpr before the processes exist: neither a pidfd (its process is not
+        // there yet) nor a set of watches on other descriptors can be
+        let made_late = matches!(
+            ev,
+            EventFd::Epoll { .. } | EventFd::Inotify { .. } | EventFd::Pidfd { .. }
+        );
+        if users.len() > 1 && made_late {
+            let pids: Vec<String> = users.iter().map(|p| p.to_string()).collect();
+            return Err(crate::error::Error::with_detail(
+                format!("process {} fd {}", pids[0], f.template.fd),
+                crate::error::Kind::CheckpointError,
+                format!(
+                    "{}: one instance shared by processes {} is not checkpoint safe",
+                    f.template.path,
+                    pids.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Marks the descriptors with their entry; a description of one process only stays
@@ -140,6 +243,8 @@ fn mark(
 pub struct OpenedShared {
     pub files: BTreeMap<u32, OwnedFd>,
     pub mems: BTreeMap<u64, OwnedFd>,
+    /// A read-write descriptor of each FIFO, so that opening one never blocks.
+    pub fifo_holders: Vec<OwnedFd>,
 }
 
 impl OpenedShared {
@@ -153,14 +258,35 @@ impl OpenedShared {
 
 pub fn open_all(table: &SharedTable, sf: &Statefile, tty: Option<&str>) -> Result<OpenedShared> {
     let pipes = super::pipes::open_all(&table.files, &table.pipes, sf)?;
-    let mut files = BTreeMap::new();
+    let fifo_holders = super::fifos::open_all(&table.fifos, sf)?;
+    // the deleted files first: descriptions of them open their copies
+    let mut files = super::deleted_files::open_all(&table.deleted, sf)?;
+    for (id, fd) in super::ptys::open_all(&table.ptys)? {
+        if files.insert(id, fd).is_some() {
+            return Err(crate::statefile::reader::damaged_record(format!(
+                "shared entry {id} used twice"
+            )));
+        }
+    }
+    let copies: BTreeMap<u32, i32> = files.iter().map(|(id, f)| (*id, f.as_raw_fd())).collect();
+    let copy = |id: u32| copies.get(&id).copied();
     for f in &table.files {
         let fd = match f.template.kind {
             FdKind::Pipe { ino } => super::pipes::open_end(&pipes, ino, &f.template)?,
-            _ => super::files::reopen(&f.template, sf, tty)?,
+            FdKind::Event(ref ev) => super::events::create(&f.template, ev)?,
+            _ => super::files::reopen(&f.template, sf, tty, &copy)?,
         };
-        files.insert(f.id, fd);
+        if files.insert(f.id, fd).is_some() {
+            return Err(crate::statefile::reader::damaged_record(format!(
+                "shared entry {} used twice",
+                f.id
+            )));
+        }
     }
     let mems = super::shmem::open_all(&table.mems, sf)?;
-    Ok(OpenedShared { files, mems })
+    Ok(OpenedShared {
+        files,
+        mems,
+        fifo_holders,
+    })
 }

@@ -317,13 +317,20 @@ fn check_process(core: &CoreRecord) -> Result<()> {
 /// A descriptor's path, for the kinds restart opens by path, and inotify watches.
 fn check_fd(fd: &FdRecord) -> Result<()> {
     match &fd.kind {
-        FdKind::Regular | FdKind::Deleted | FdKind::Directory | FdKind::Device => {
-            check_path("file", &fd.path)
-        }
+        FdKind::Regular
+        | FdKind::Deleted
+        | FdKind::Directory
+        | FdKind::Device
+        | FdKind::Fifo { .. }
+        | FdKind::Path => check_path("file", &fd.path),
         FdKind::Event(EventFd::Inotify { watches }) => watches
             .iter()
             .try_for_each(|w| check_path("inotify watch", &w.path)),
-        FdKind::Dup { .. } | FdKind::Pipe { .. } | FdKind::Event(_) => Ok(()),
+        FdKind::Dup { .. }
+        | FdKind::Pipe { .. }
+        | FdKind::PtyMaster { .. }
+        | FdKind::PtySlave { .. }
+        | FdKind::Event(_) => Ok(()),
     }
 }
 

@@ -53,6 +53,9 @@ const CHECKS: &[(&str, Check)] = &[
     ("scheduling", scheduling),
     ("signals", signals),
     ("POSIX timers", posix_timers),
+    ("descriptors", |s| {
+        crate::engine::objects::fds_verify::verify_restored(s.pid, &s.img.core.fds)
+    }),
     ("memory map", |s| {
         crate::engine::objects::memory::verify_restored(s.pid, &s.img.mm)
     }),
@@ -99,6 +102,26 @@ pub(super) fn verify_all(
         for (what, check) in CHECKS {
             check(&subject).map_err(|e| in_statefile(e.context(what)))?;
         }
+    }
+    shared_descriptions(ctx, restored)
+}
+
+/// Descriptors of different processes share an open file description after restart
+/// exactly where they did at checkpoint (shared ids count within one statefile).
+fn shared_descriptions(ctx: &RestoreContext, restored: &[Restored]) -> Result<()> {
+    for (sf, statefile) in ctx.statefiles.iter().enumerate() {
+        let procs: Vec<(i32, &[crate::engine::objects::files::FdRecord])> = restored
+            .iter()
+            .filter(|r| ctx.images[r.image].sf == sf)
+            .filter_map(|r| {
+                let &(pid, _) = r.threads.first()?;
+                Some((pid, ctx.images[r.image].core.fds.as_slice()))
+            })
+            .collect();
+        crate::engine::objects::fds_verify::verify_shared(&procs).map_err(|e| {
+            e.context("descriptors shared between processes")
+                .context(statefile.path.display())
+        })?;
     }
     Ok(())
 }

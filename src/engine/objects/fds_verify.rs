@@ -1,0 +1,270 @@
+//! The check before release, for descriptors: what the kernel says of a restored,
+//! stopped process (/proc/PID/fd targets, fdinfo flags and offsets, which descriptors
+//! share an open file description, by kcmp) against its saved records. A difference is
+//! "Checkpoint error" naming the process, the descriptor and both values.
+
+use super::files::{FdKind, FdRecord, STATUS_FLAGS};
+use crate::attrfile::FileAction;
+use crate::error::{Error, Kind, Result};
+use crate::proc::ProcDir;
+
+/// What the kernel says of one restored descriptor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    pub link: String,
+    /// fdinfo flags, O_CLOEXEC for the close-on-exec flag.
+    pub flags: i32,
+    pub pos: i64,
+}
+
+/// Compares the descriptors of restored process `pid` (stopped, not yet released) with
+/// `records`, its saved descriptor table after restart's own substitutions (FILE
+/// policies, pipes to /dev/null). `Ok` when they agree.
+pub fn verify_restored(pid: i32, records: &[FdRecord]) -> Result<()> {
+    let dir = ProcDir::open(pid)?;
+    let open = dir.fds()?;
+    for r in records {
+        if !open.contains(&r.fd) {
+            return Err(differs(pid, r.fd, "descriptor", "closed", "open"));
+        }
+        let link = dir
+            .link(&format!("fd/{}", r.fd))
+            .map_err(|e| e.context(format!("process {pid} fd {}", r.fd)))?;
+        let info = dir.fdinfo(r.fd)?;
+        let seen = Observed {
+            link,
+            flags: info.flags,
+            pos: info.pos,
+        };
+        // a duplicate is held to what its original is
+        let origin = match r.kind {
+            FdKind::Dup { of } => records.iter().find(|o| o.fd == of).unwrap_or(r),
+            _ => r,
+        };
+        compare(pid, r, origin, &seen)?;
+    }
+    if let Some(extra) = open.iter().find(|fd| !records.iter().any(|r| r.fd == **fd)) {
+        return Err(differs(pid, *extra, "descriptor", "open", "closed"));
+    }
+    compare_sharing(pid, records)
+}
+
+/// Within one process: a `Dup` shares its original's description, and descriptors that
+/// were separate opens are separate still.
+fn compare_sharing(pid: i32, records: &[FdRecord]) -> Result<()> {
+    let same = |a: i32, b: i32| crate::sys::same_open_file(pid, a, pid, b).unwrap_or(false);
+    let origin = |r: &FdRecord| match r.kind {
+        FdKind::Dup { of } => of,
+        _ => r.fd,
+    };
+    for (i, a) in records.iter().enumerate() {
+        for b in &records[i + 1..] {
+            let want = origin(a) == origin(b);
+            if same(a.fd, b.fd) != want {
+                let (got, saved) = if want {
+                    ("separate", "one")
+                } else {
+                    ("one", "separate")
+                };
+                return Err(differs(
+                    pid,
+                    a.fd,
+                    &format!("open file description with fd {}", b.fd),
+                    got,
+                    saved,
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Compares shared descriptions across processes: descriptors with one entry of the
+/// shared table (`FdRecord::shared`) must be one description in every process.
+pub fn verify_shared(procs: &[(i32, &[FdRecord])]) -> Result<()> {
+    let mut first: std::collections::BTreeMap<u32, (i32, i32)> = Default::default();
+    for &(pid, records) in procs {
+        for r in records {
+            let Some(id) = r.shared else { continue };
+            match first.get(&id) {
+                None => {
+                    first.insert(id, (pid, r.fd));
+                }
+                Some(&(p0, f0)) => {
+                    if !crate::sys::same_open_file(p0, f0, pid, r.fd).unwrap_or(false) {
+                        return Err(differs(
+                            pid,
+                            r.fd,
+                            &format!("open file description with process {p0} fd {f0}"),
+                            "separate",
+                            "one",
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One descriptor (`origin`: the record of the description it duplicates, or itself):
+/// its target, access mode, status flags, close-on-exec flag and offset, where restart
+/// promises them.
+pub fn compare(pid: i32, r: &FdRecord, origin: &FdRecord, seen: &Observed) -> Result<()> {
+    if let Some(want) = expected_link(origin)
+        && !want.matches(&seen.link)
+    {
+        return Err(differs(pid, r.fd, "target", &seen.link, &want.describe()));
+    }
+    let cloexec = seen.flags & libc::O_CLOEXEC != 0;
+    if cloexec != r.cloexec {
+        return Err(differs(
+            pid,
+            r.fd,
+            "close-on-exec",
+            &cloexec.to_string(),
+            &r.cloexec.to_string(),
+        ));
+    }
+    let mask = match origin.kind {
+        // made natively: only O_NONBLOCK is theirs to keep
+        FdKind::Event(_) => libc::O_NONBLOCK,
+        _ => libc::O_ACCMODE | STATUS_FLAGS | libc::O_PATH,
+    };
+    let (got, want) = (seen.flags & mask, origin.flags & mask);
+    if got != want {
+        return Err(differs(
+            pid,
+            r.fd,
+            "flags",
+            &format!("{got:o}"),
+            &format!("{want:o}"),
+        ));
+    }
+    let pos_kept = match origin.kind {
+        FdKind::Regular => matches!(
+            origin.action,
+            FileAction::Merge | FileAction::Replace | FileAction::Substitute
+        ),
+        FdKind::Deleted => true,
+        _ => false,
+    };
+    if pos_kept && seen.pos as u64 != origin.pos {
+        return Err(differs(
+            pid,
+            r.fd,
+            "offset",
+            &seen.pos.to_string(),
+            &origin.pos.to_string(),
+        ));
+    }
+    Ok(())
+}
+
+/// What a restored descriptor's /proc link must be.
+enum Link {
+    Exact(String),
+    Prefix(&'static str),
+    /// An unlinked copy of a deleted file.
+    Deleted,
+}
+
+impl Link {
+    fn matches(&self, got: &str) -> bool {
+        match self {
+            Link::Exact(p) => got == p,
+            Link::Prefix(p) => got.starts_with(p),
+            Link::Deleted => got.ends_with(" (deleted)"),
+        }
+    }
+    fn describe(&self) -> String {
+        match self {
+            Link::Exact(p) => p.clone(),
+            Link::Prefix(p) => format!("{p}..."),
+            Link::Deleted => "a deleted file".into(),
+        }
+    }
+}
+
+fn expected_link(r: &FdRecord) -> Option<Link> {
+    Some(match (&r.kind, r.action) {
+        // terminals may be the restarting user's (-j)
+        (FdKind::Device, _)
+            if r.path.starts_with("/dev/pts/") || r.path.starts_with("/dev/tty") =>
+        {
+            return None;
+        }
+        (FdKind::Regular, FileAction::Substitute) | (FdKind::Deleted, _) => Link::Deleted,
+        (FdKind::Regular | FdKind::Directory | FdKind::Device | FdKind::Fifo { .. }, _)
+        | (FdKind::Path, _) => Link::Exact(r.path.clone()),
+        (FdKind::Pipe { .. }, _) => Link::Prefix("pipe:["),
+        (FdKind::Event(_), _) => Link::Exact(r.path.clone()),
+        // a new pty: its number is the new one's
+        (FdKind::Dup { .. } | FdKind::PtyMaster { .. } | FdKind::PtySlave { .. }, _) => {
+            return None;
+        }
+    })
+}
+
+fn differs(pid: i32, fd: i32, what: &str, got: &str, saved: &str) -> Error {
+    Error::with_detail(
+        format!("process {pid} fd {fd}"),
+        Kind::CheckpointError,
+        format!("restored {what} differs: {got}, saved {saved}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    fn record(fd: i32, path: &str, flags: i32, pos: u64) -> FdRecord {
+        FdRecord {
+            pos,
+            action: FileAction::Merge,
+            ..FdRecord::object(fd, FdKind::Regular, path, flags, true)
+        }
+    }
+
+    #[test]
+    fn agreeing_descriptors_pass_and_differences_name_both_values() {
+        let me = std::process::id() as i32;
+        let dir = std::env::temp_dir();
+        let path = dir.join(format!("cpr-verify-{me}"));
+        std::fs::write(&path, b"0123456789").unwrap();
+        let f = std::fs::File::open(&path).unwrap();
+        let real = std::fs::canonicalize(&path).unwrap();
+        let r = record(f.as_raw_fd(), &real.to_string_lossy(), libc::O_RDONLY, 0);
+        let seen = Observed {
+            link: real.to_string_lossy().into_owned(),
+            flags: libc::O_RDONLY | libc::O_CLOEXEC | libc::O_LARGEFILE,
+            pos: 0,
+        };
+        compare(me, &r, &r, &seen).unwrap();
+        let moved = Observed {
+            pos: 4,
+            ..seen.clone()
+        };
+        let msg = compare(me, &r, &r, &moved).unwrap_err().to_string();
+        assert!(msg.contains("Checkpoint error"), "{msg}");
+        assert!(msg.contains(&format!("process {me} fd {}", r.fd)), "{msg}");
+        assert!(msg.contains("offset differs: 4, saved 0"), "{msg}");
+        let nonblock = Observed {
+            flags: seen.flags | libc::O_NONBLOCK,
+            ..seen.clone()
+        };
+        let msg = compare(me, &r, &r, &nonblock).unwrap_err().to_string();
+        assert!(msg.contains("flags differs"), "{msg}");
+        // two separate opens must not be one description, and a dup must be
+        let g = std::fs::File::open(&path).unwrap();
+        let dup = f.try_clone().unwrap();
+        let rg = record(g.as_raw_fd(), "", libc::O_RDONLY, 0);
+        let mut rd = record(dup.as_raw_fd(), "", libc::O_RDONLY, 0);
+        compare_sharing(me, &[r.clone(), rg.clone()]).unwrap();
+        assert!(compare_sharing(me, &[r.clone(), rd.clone()]).is_err());
+        rd.kind = FdKind::Dup { of: r.fd };
+        compare_sharing(me, &[r.clone(), rd]).unwrap();
+        let _ = std::fs::remove_file(&path);
+    }
+}

@@ -24,9 +24,15 @@ fn main() -> ExitCode {
         Request::Restart {
             statefiles,
             interactive,
+            any_pid,
+            no_cwd,
+            no_root,
         } => match ops::restart(&RestartOptions {
             statefiles,
             interactive,
+            any_pid,
+            no_cwd,
+            no_root,
         }) {
             // with -j, cpr ends as the job it stood for did
             Ok(status) => {

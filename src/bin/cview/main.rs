@@ -1,0 +1,426 @@
+//! cview(1): the full-screen terminal interface of cpr, after IRIX's cview (guide,
+//! Appendix A). A checkpoint panel and a restart panel drive the same library calls as
+//! `cpr -c`, `-r`, `-i` and `-D`, with the same permission rules; help on every widget
+//! with F1 or `?`.
+
+mod checkpoint;
+mod field;
+mod help;
+mod job;
+mod procs;
+mod restart;
+mod ui;
+
+use std::io;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+use ratatui::crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Clear, Gauge, Paragraph, Wrap};
+use ratatui::{DefaultTerminal, Frame};
+
+use checkpoint::CheckpointPanel;
+use job::Job;
+use restart::RestartPanel;
+use ui::Action;
+
+const USAGE: &str = "usage: cview [-r] [DIRECTORY]
+  -r          start in the restart panel
+  DIRECTORY   where the restart panel starts (default: the working directory)
+Keys: F1 or ? help, F2 checkpoint, F3 restart, F10 quit. See cview(1).";
+
+/// The smallest screen cview is laid out for.
+const MIN_WIDTH: u16 = 80;
+const MIN_HEIGHT: u16 = 24;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Panel {
+    Checkpoint,
+    Restart,
+}
+
+/// A screen over the panel, which takes the keys while it is up.
+enum Overlay {
+    None,
+    /// Help or Tell me more: title, text, first line and first column shown.
+    Text(String, String, usize, usize),
+    /// Remove this statefile? y/n
+    Confirm(PathBuf),
+    Running(Job),
+}
+
+struct App {
+    panel: Panel,
+    checkpoint: CheckpointPanel,
+    restart: RestartPanel,
+    overlay: Overlay,
+    /// The message line: text, whether an error.
+    message: (String, bool),
+    /// When the process list was last read.
+    read_at: std::time::Instant,
+    quit: bool,
+}
+
+fn main() -> ExitCode {
+    let mut panel = Panel::Checkpoint;
+    let mut dir = None;
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--run-job" => return job::serve(),
+            "-r" | "--restart" => panel = Panel::Restart,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            "-V" | "--version" => {
+                println!("cview {}", env!("CARGO_PKG_VERSION"));
+                return ExitCode::SUCCESS;
+            }
+            a if a.starts_with('-') || dir.is_some() => {
+                eprintln!("cview: unexpected argument '{a}'\n{USAGE}");
+                return ExitCode::from(2);
+            }
+            a => dir = Some(PathBuf::from(a)),
+        }
+    }
+    let dir = dir.unwrap_or_else(|| std::env::current_dir().unwrap_or_else(|_| "/".into()));
+    if !dir.is_dir() {
+        eprintln!("cview: {}: No such file or directory", dir.display());
+        return ExitCode::FAILURE;
+    }
+    let (checkpoint, problem) = CheckpointPanel::new();
+    let mut app = App {
+        panel,
+        checkpoint,
+        restart: RestartPanel::new(dir),
+        overlay: Overlay::None,
+        message: match problem {
+            Some(p) => (format!("cpr: {p} (using the built-in defaults)"), true),
+            None => ("F1 or ? for help".into(), false),
+        },
+        quit: false,
+        read_at: std::time::Instant::now(),
+    };
+    let mut terminal = ratatui::init();
+    let result = app.run(&mut terminal);
+    ratatui::restore();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cview: terminal: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+impl App {
+    fn run(&mut self, terminal: &mut DefaultTerminal) -> io::Result<()> {
+        while !self.quit {
+            terminal.draw(|frame| self.draw(frame))?;
+            self.tick();
+            if event::poll(Duration::from_millis(200))? {
+                match event::read()? {
+                    Event::Key(key) if key.kind != KeyEventKind::Release => self.key(key),
+                    // the next draw lays the screen out for the new size
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A finished job reports; processes cview restarted and that have ended are reaped.
+    fn tick(&mut self) {
+        if let Overlay::Running(job) = &mut self.overlay {
+            if let Some(outcome) = job.finished() {
+                self.message = match outcome {
+                    Ok(text) => (text, false),
+                    Err(e) => (e, true),
+                };
+                self.overlay = Overlay::None;
+                self.checkpoint.refresh();
+                self.restart.refresh();
+            }
+            return;
+        }
+        if matches!(self.overlay, Overlay::None) && self.read_at.elapsed() > Duration::from_secs(2)
+        {
+            self.checkpoint.refresh();
+            self.read_at = std::time::Instant::now();
+        }
+        while let Ok(status) = waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            if status == WaitStatus::StillAlive {
+                break;
+            }
+        }
+    }
+
+    fn key(&mut self, key: KeyEvent) {
+        if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
+            if let Overlay::Running(job) = &mut self.overlay {
+                self.message = cancel_message(job);
+            } else {
+                self.quit = true;
+            }
+            return;
+        }
+        match &mut self.overlay {
+            Overlay::None => {}
+            Overlay::Running(job) => {
+                if key.code == KeyCode::Esc {
+                    self.message = cancel_message(job);
+                }
+                return;
+            }
+            Overlay::Confirm(path) => {
+                if key.code == KeyCode::Char('y') {
+                    let path = path.clone();
+                    self.message = match cpr::statefile::remove(&path, cpr::ops::caller_uid()) {
+                        Ok(()) => (format!("Removed {}", path.display()), false),
+                        Err(e) => (format!("cpr: {e}"), true),
+                    };
+                    self.restart.refresh();
+                } else {
+                    self.message = ("Nothing removed".into(), false);
+                }
+                self.overlay = Overlay::None;
+                return;
+            }
+            Overlay::Text(_, text, top, left) => {
+                let lines = text.lines().count();
+                match key.code {
+                    KeyCode::Left => *left = left.saturating_sub(10),
+                    KeyCode::Right => *left += 10,
+                    KeyCode::Up => *top = top.saturating_sub(1),
+                    KeyCode::Down => *top = (*top + 1).min(lines.saturating_sub(1)),
+                    KeyCode::PageUp => *top = top.saturating_sub(15),
+                    KeyCode::PageDown => *top = (*top + 15).min(lines.saturating_sub(1)),
+                    KeyCode::Home => *top = 0,
+                    _ => self.overlay = Overlay::None,
+                }
+                return;
+            }
+        }
+        self.panel_key(key);
+    }
+
+    fn panel_key(&mut self, key: KeyEvent) {
+        let typing = match self.panel {
+            Panel::Checkpoint => self.checkpoint.typing(),
+            Panel::Restart => self.restart.typing(),
+        };
+        match key.code {
+            KeyCode::F(1) => return self.help(),
+            KeyCode::Char('?') if !typing => return self.help(),
+            KeyCode::F(2) => {
+                self.panel = Panel::Checkpoint;
+                self.checkpoint.refresh();
+                return;
+            }
+            KeyCode::F(3) => {
+                self.panel = Panel::Restart;
+                self.restart.refresh();
+                return;
+            }
+            KeyCode::F(10) => {
+                self.quit = true;
+                return;
+            }
+            KeyCode::Char('r') if key.modifiers.contains(KeyModifiers::CONTROL) => {
+                self.checkpoint.refresh();
+                self.restart.refresh();
+                return;
+            }
+            _ => {}
+        }
+        let action = match self.panel {
+            Panel::Checkpoint => self.checkpoint.key(key),
+            Panel::Restart => self.restart.key(key),
+        };
+        self.act(action);
+    }
+
+    fn help(&mut self) {
+        let topic = match self.panel {
+            Panel::Checkpoint => self.checkpoint.help_topic(),
+            Panel::Restart => self.restart.help_topic(),
+        };
+        let (title, text) = help::text(topic);
+        self.overlay = Overlay::Text(title.into(), text.into(), 0, 0);
+    }
+
+    fn act(&mut self, action: Action) {
+        match action {
+            Action::None => {}
+            Action::Message(m) => self.message = (m, false),
+            Action::Error(e) => self.message = (e, true),
+            Action::Show(title, text) => self.overlay = Overlay::Text(title, text, 0, 0),
+            Action::ConfirmRemove(path) => self.overlay = Overlay::Confirm(path),
+            Action::Run(request, total) => match Job::start(request, total) {
+                Ok(job) => {
+                    self.message = (String::new(), false);
+                    self.overlay = Overlay::Running(job);
+                }
+                Err(e) => self.message = (e, true),
+            },
+        }
+    }
+}
+
+fn cancel_message(job: &mut Job) -> (String, bool) {
+    if job.cancel() {
+        ("Cancelling the checkpoint...".into(), false)
+    } else if job.cancelled() {
+        ("Cancelling...".into(), false)
+    } else {
+        (
+            "A restart cannot be cancelled: it is all or nothing, and soon over".into(),
+            false,
+        )
+    }
+}
+
+impl App {
+    fn draw(&mut self, frame: &mut Frame) {
+        let area = frame.area();
+        if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+            let text = format!(
+                "cview needs a screen of at least {MIN_WIDTH}x{MIN_HEIGHT}; this one is {}x{}.",
+                area.width, area.height
+            );
+            frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }), area);
+            return;
+        }
+        let [tabs, body, message, hints] = Layout::vertical([
+            Constraint::Length(1),
+            Constraint::Min(10),
+            Constraint::Length(2),
+            Constraint::Length(1),
+        ])
+        .areas(area);
+        self.draw_tabs(frame, tabs);
+        match self.panel {
+            Panel::Checkpoint => self.checkpoint.draw(frame, body),
+            Panel::Restart => self.restart.draw(frame, body),
+        }
+        let style = if self.message.1 {
+            Style::default().fg(Color::Red).add_modifier(Modifier::BOLD)
+        } else {
+            Style::default()
+        };
+        frame.render_widget(
+            Paragraph::new(Span::styled(self.message.0.clone(), style)).wrap(Wrap { trim: true }),
+            message,
+        );
+        let keys = match self.panel {
+            Panel::Checkpoint => {
+                "Tab next  F4 list/tree  F5 OK  F6 attr  Esc cancel  ^R reread  F10 quit"
+            }
+            Panel::Restart => {
+                "Tab next  Enter open  F5 Restart  F6 Tell me more  F8 Remove  F10 quit"
+            }
+        };
+        frame.render_widget(
+            Paragraph::new(keys).style(Style::default().add_modifier(Modifier::REVERSED)),
+            hints,
+        );
+        self.draw_overlay(frame, body);
+    }
+
+    fn draw_tabs(&self, frame: &mut Frame, area: Rect) {
+        let tab = |label: &str, on: bool| {
+            if on {
+                Span::styled(
+                    format!(" {label} "),
+                    Style::default().add_modifier(Modifier::REVERSED | Modifier::BOLD),
+                )
+            } else {
+                Span::raw(format!(" {label} "))
+            }
+        };
+        let line = Line::from(vec![
+            Span::styled("cview ", Style::default().add_modifier(Modifier::BOLD)),
+            tab("F2 Checkpoint", self.panel == Panel::Checkpoint),
+            tab("F3 Restart", self.panel == Panel::Restart),
+            Span::raw("   F1/? Help"),
+        ]);
+        frame.render_widget(Paragraph::new(line), area);
+    }
+
+    fn draw_overlay(&self, frame: &mut Frame, body: Rect) {
+        match &self.overlay {
+            Overlay::None => {}
+            Overlay::Text(title, text, top, left) => {
+                frame.render_widget(Clear, body);
+                let shown: Vec<Line> = text
+                    .lines()
+                    .skip(*top)
+                    .map(|l| Line::raw(l.chars().skip(*left).collect::<String>()))
+                    .collect();
+                let block = Block::bordered()
+                    .title(format!(" {title} "))
+                    .title_bottom(" arrows, PgUp/PgDn scroll; any other key closes ");
+                frame.render_widget(Paragraph::new(shown).block(block), body);
+            }
+            Overlay::Confirm(path) => {
+                let area = ui::centered(body, 70, 5);
+                frame.render_widget(Clear, area);
+                let text = format!(
+                    "Remove the statefile {}?\n\ny: remove   any other key: keep it",
+                    path.display()
+                );
+                frame.render_widget(
+                    Paragraph::new(text)
+                        .wrap(Wrap { trim: true })
+                        .block(Block::bordered().title(" Remove ")),
+                    area,
+                );
+            }
+            Overlay::Running(job) => draw_progress(frame, body, job),
+        }
+    }
+}
+
+/// The progress box: a bar of bytes against the estimate, the rate, and how to cancel.
+fn draw_progress(frame: &mut Frame, body: Rect, job: &Job) {
+    let area = ui::centered(body, 70, 6);
+    frame.render_widget(Clear, area);
+    let p = job.progress();
+    let (title, cancel) = match job.kind {
+        job::Kind::Checkpoint if job.cancelled() => (" Checkpoint: cancelling ", ""),
+        job::Kind::Checkpoint => (" Checkpoint ", "  Esc cancels"),
+        job::Kind::Restart => (" Restart ", ""),
+    };
+    let block = Block::bordered().title(title);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let [name, bar, stats] = Layout::vertical([Constraint::Length(1); 3]).areas(inner);
+    frame.render_widget(
+        Paragraph::new(ui::clip_left(&job.what.display().to_string(), name.width)),
+        name,
+    );
+    let ratio = if job.total > 0 {
+        (p.bytes as f64 / job.total as f64).min(0.99)
+    } else {
+        0.0
+    };
+    frame.render_widget(Gauge::default().ratio(ratio), bar);
+    let of = if job.total > 0 {
+        format!(" of ~{}", job::human(job.total as f64))
+    } else {
+        String::new()
+    };
+    let text = format!(
+        "{}{of}  {}/s  {:.1} s{cancel}",
+        job::human(p.bytes as f64),
+        job::human(p.rate),
+        p.elapsed.as_secs_f64()
+    );
+    frame.render_widget(Paragraph::new(text), stats);
+}

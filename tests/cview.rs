@@ -221,7 +221,7 @@ fn checkpoint_and_restart_a_group_through_both_panels() {
     tmux.keys(&["Tab", "Space"]);
     tmux.wait_for("[x] Any process ID");
     tmux.keys(&["F5"]);
-    let screen = tmux.wait(&"the restart's outcome", |s| {
+    let screen = tmux.wait("the restart's outcome", |s| {
         s.contains("Restarted") || s.contains("cpr:")
     });
     assert!(

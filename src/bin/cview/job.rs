@@ -148,12 +148,10 @@ impl Job {
             Ok(o) => Err(o.message),
             Err(_) => Err("cview: the helper ended without an answer".into()),
         };
-        if self.cancelled
-            && let Err(e) = &outcome
-        {
-            return Some(Err(format!(
-                "Checkpoint cancelled: the processes run on, no statefile was made ({e})"
-            )));
+        if self.cancelled && outcome.is_err() {
+            return Some(Err(
+                "Checkpoint cancelled: no statefile was made, the processes run on".into(),
+            ));
         }
         Some(outcome)
     }

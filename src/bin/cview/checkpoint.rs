@@ -204,36 +204,10 @@ impl CheckpointPanel {
 
     /// The cview blocks of the attribute file: per process taken in, what was chosen.
     pub fn choices_text(&self) -> String {
-        let mut out = String::from("# cview: the choices of the checkpoint panel\n");
-        let Ok(set) = &self.set else {
-            return out;
-        };
-        let c = &self.choices;
-        for pid in set.pids() {
-            let mut lines = String::new();
-            for ((p, path), action) in &c.files {
-                if *p == pid {
-                    let pattern = glob::Pattern::escape(path);
-                    let _ = writeln!(lines, "    FILE: \"{pattern}\": {}", upper(action));
-                }
-            }
-            if c.will == Some(WillAction::Exit) {
-                let _ = writeln!(lines, "    WILL: EXIT");
-            }
-            if let Some(f) = c.fork {
-                let _ = writeln!(lines, "    FORK: {}", upper(&f));
-            }
-            if let Some(d) = c.cdir {
-                let _ = writeln!(lines, "    CDIR: {}", upper(&d));
-            }
-            if let Some(d) = c.rdir {
-                let _ = writeln!(lines, "    RDIR: {}", upper(&d));
-            }
-            if !lines.is_empty() {
-                let _ = write!(out, "CKPT PID {pid} {{\n{lines}}}\n");
-            }
+        match &self.set {
+            Ok(set) => choices_text(&set.pids(), &self.choices),
+            Err(_) => choices_text(&[], &self.choices),
         }
-        out
     }
 
     /// What the files list shows: the user's attribute file (or, when it does not
@@ -468,6 +442,37 @@ impl CheckpointPanel {
     }
 }
 
+/// The attribute-file blocks of the choices: one `CKPT PID` block per process that has
+/// any, with its FILE lines (the path as an exact glob) and WILL EXIT, FORK, CDIR, RDIR.
+fn choices_text(pids: &[i32], c: &Choices) -> String {
+    let mut out = String::from("# cview: the choices of the checkpoint panel\n");
+    for &pid in pids {
+        let mut lines = String::new();
+        for ((p, path), action) in &c.files {
+            if *p == pid {
+                let pattern = glob::Pattern::escape(path);
+                let _ = writeln!(lines, "    FILE: \"{pattern}\": {}", upper(action));
+            }
+        }
+        if c.will == Some(WillAction::Exit) {
+            let _ = writeln!(lines, "    WILL: EXIT");
+        }
+        if let Some(f) = c.fork {
+            let _ = writeln!(lines, "    FORK: {}", upper(&f));
+        }
+        if let Some(d) = c.cdir {
+            let _ = writeln!(lines, "    CDIR: {}", upper(&d));
+        }
+        if let Some(d) = c.rdir {
+            let _ = writeln!(lines, "    RDIR: {}", upper(&d));
+        }
+        if !lines.is_empty() {
+            let _ = write!(out, "CKPT PID {pid} {{\n{lines}}}\n");
+        }
+    }
+    out
+}
+
 /// What a checkpoint from the panel uses: the user's attribute file, as `cpr -c` reads
 /// it, with the panel's blocks after it.
 pub fn with_choices(choices: &str) -> cpr::Result<AttrFile> {
@@ -677,5 +682,62 @@ impl CheckpointPanel {
             .highlight_style(Style::default().add_modifier(Modifier::REVERSED))
             .highlight_symbol(">");
         frame.render_stateful_widget(list, area, &mut self.options);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cpr::target::ProcessIds;
+    use std::path::Path;
+
+    fn process(pid: i32) -> ProcessIds {
+        ProcessIds {
+            pid,
+            ppid: 1,
+            pgid: pid,
+            sid: pid,
+            uids: [0; 4],
+            gids: [0; 4],
+            tids: vec![pid],
+        }
+    }
+
+    /// The blocks parse and win over the user's file, as lines appended to it would.
+    #[test]
+    fn choices_reach_the_policies_as_an_attribute_file() {
+        let mut c = Choices {
+            fork: Some(ForkAction::Any),
+            cdir: Some(DirAction::Ignore),
+            ..Choices::default()
+        };
+        c.files
+            .insert((10, "/data/odd [name]*.log".into()), FileAction::Replace);
+        let text = choices_text(&[10, 11], &c);
+        let base = AttrFile::parse(
+            "CKPT * { FILE: APPEND\n FORK: ORIGINAL }\nCKPT PID 10 { CDIR: REPLACE }",
+            "user",
+        )
+        .unwrap();
+        let attrs = append(base, &text).unwrap();
+        let p10 = attrs.policies_for(&process(10), &[1]);
+        assert_eq!(p10.fork, ForkAction::Any);
+        assert_eq!(p10.cdir, DirAction::Ignore);
+        let odd = Path::new("/data/odd [name]*.log");
+        assert_eq!(p10.file_action(odd), FileAction::Replace);
+        // the escaped glob names that file only
+        assert_eq!(
+            p10.file_action(Path::new("/data/odd n.log")),
+            FileAction::Append
+        );
+        let p11 = attrs.policies_for(&process(11), &[1]);
+        assert_eq!(p11.file_action(odd), FileAction::Append);
+        assert_eq!(p11.fork, ForkAction::Any);
+    }
+
+    #[test]
+    fn no_choices_no_blocks() {
+        let text = choices_text(&[10], &Choices::default());
+        assert!(AttrFile::parse(&text, "x").unwrap().blocks.is_empty());
     }
 }

@@ -1,8 +1,19 @@
 //! The online help: one screen per panel and per widget (F1 or `?`), in our own words
 //! after the guide's Appendix A.
 
-/// The help screen for a widget: its title and text.
-pub fn text(topic: &str) -> (&'static str, &'static str) {
+/// The help screen for a widget: its own text, then its panel's.
+pub fn screen(topic: &str, panel: &str) -> (&'static str, String) {
+    let (title, own) = text(topic);
+    let (_, whole) = text(panel);
+    if own == whole {
+        (title, own.to_string())
+    } else {
+        (title, format!("{own}\n\n{whole}"))
+    }
+}
+
+/// The help of one widget or panel: its title and text.
+fn text(topic: &str) -> (&'static str, &'static str) {
     match topic {
         "user" => ("Help: User", USER),
         "processes" => ("Help: Processes", PROCESSES),
@@ -23,8 +34,9 @@ The checkpoint panel saves running processes into a statefile, as cpr -c does.
 Step I: pick a process in the list and the process type: which processes the
         choice takes in is shown below the list, and marked * in it.
 Step II: name the statefile.
-Step III: set the options and, if you wish, the FILE disposition of each open
-        or mapped file. Then OK (F5) checkpoints; Cancel (Esc) drops the choices.
+Step III: set the options and, if you wish, the FILE disposition of each
+        open or mapped file. Then OK (F5) checkpoints; Cancel (Esc) drops
+        the choices.
 
 Keys: Tab / Shift-Tab move between widgets; F2 checkpoint panel, F3 restart
 panel; F1 or ? help on the widget in focus; F6 shows the attribute file made
@@ -107,3 +119,30 @@ Up/Down choose, Space changes:
                      whatever the statefile's FORK policy says
   Keep working dir   do not restore the working directory (--no-cwd)
   Keep root dir      do not restore the root directory (--no-root)";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_help_screen_fits_80_columns() {
+        for topic in [
+            "user",
+            "processes",
+            "type",
+            "options",
+            "files",
+            "statefile",
+            "path",
+            "browser",
+            "restart-options",
+            "restart",
+            "checkpoint",
+        ] {
+            let (title, text) = screen(topic, "checkpoint");
+            for line in text.lines() {
+                assert!(line.chars().count() <= 78, "{title}: {line}");
+            }
+        }
+    }
+}

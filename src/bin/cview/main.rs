@@ -152,6 +152,7 @@ impl App {
         if matches!(self.overlay, Overlay::None) && self.read_at.elapsed() > Duration::from_secs(2)
         {
             self.checkpoint.refresh();
+            self.restart.refresh();
             self.read_at = std::time::Instant::now();
         }
         while let Ok(status) = waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
@@ -247,11 +248,11 @@ impl App {
     }
 
     fn help(&mut self) {
-        let topic = match self.panel {
-            Panel::Checkpoint => self.checkpoint.help_topic(),
-            Panel::Restart => self.restart.help_topic(),
+        let (topic, panel) = match self.panel {
+            Panel::Checkpoint => (self.checkpoint.help_topic(), "checkpoint"),
+            Panel::Restart => (self.restart.help_topic(), "restart"),
         };
-        let (title, text) = help::text(topic);
+        let (title, text) = help::screen(topic, panel);
         self.overlay = Overlay::Text(title.into(), text.into(), 0, 0);
     }
 

@@ -253,7 +253,7 @@ impl App {
             Panel::Restart => (self.restart.help_topic(), "restart"),
         };
         let (title, text) = help::screen(topic, panel);
-        self.overlay = Overlay::Text(title.into(), text.into(), 0, 0);
+        self.overlay = Overlay::Text(title.into(), text, 0, 0);
     }
 
     fn act(&mut self, action: Action) {

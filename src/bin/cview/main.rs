@@ -52,6 +52,8 @@ enum Overlay {
     Text(String, String, usize, usize),
     /// Remove this statefile? y/n
     Confirm(PathBuf),
+    /// An error too long for the message line, whole.
+    Error(String),
     Running(Job),
 }
 
@@ -139,11 +141,11 @@ impl App {
     fn tick(&mut self) {
         if let Overlay::Running(job) = &mut self.overlay {
             if let Some(outcome) = job.finished() {
-                self.message = match outcome {
-                    Ok(text) => (text, false),
-                    Err(e) => (e, true),
-                };
                 self.overlay = Overlay::None;
+                match outcome {
+                    Ok(text) => self.message = (text, false),
+                    Err(e) => self.error(e),
+                }
                 self.checkpoint.refresh();
                 self.restart.refresh();
             }
@@ -190,6 +192,10 @@ impl App {
                 } else {
                     self.message = ("Nothing removed".into(), false);
                 }
+                self.overlay = Overlay::None;
+                return;
+            }
+            Overlay::Error(_) => {
                 self.overlay = Overlay::None;
                 return;
             }
@@ -247,6 +253,14 @@ impl App {
         self.act(action);
     }
 
+    /// An error goes on the message line; one longer than that also on a screen of its own.
+    fn error(&mut self, e: String) {
+        if e.chars().count() > 2 * MIN_WIDTH as usize {
+            self.overlay = Overlay::Error(e.clone());
+        }
+        self.message = (e, true);
+    }
+
     fn help(&mut self) {
         let (topic, panel) = match self.panel {
             Panel::Checkpoint => (self.checkpoint.help_topic(), "checkpoint"),
@@ -260,7 +274,7 @@ impl App {
         match action {
             Action::None => {}
             Action::Message(m) => self.message = (m, false),
-            Action::Error(e) => self.message = (e, true),
+            Action::Error(e) => self.error(e),
             Action::Show(title, text) => self.overlay = Overlay::Text(title, text, 0, 0),
             Action::ConfirmRemove(path) => self.overlay = Overlay::Confirm(path),
             Action::Run(request, total) => match Job::start(request, total) {
@@ -384,6 +398,20 @@ impl App {
                 );
             }
             Overlay::Running(job) => draw_progress(frame, body, job),
+            Overlay::Error(e) => {
+                let area = ui::centered(body, 76, 10);
+                frame.render_widget(Clear, area);
+                let block = Block::bordered()
+                    .title(" Error ")
+                    .title_bottom(" any key closes ");
+                frame.render_widget(
+                    Paragraph::new(e.as_str())
+                        .style(Style::default().fg(Color::Red))
+                        .wrap(Wrap { trim: true })
+                        .block(block),
+                    area,
+                );
+            }
         }
     }
 }

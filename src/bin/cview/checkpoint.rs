@@ -190,7 +190,11 @@ impl CheckpointPanel {
     fn resolve(&mut self) {
         self.set = match self.designator() {
             None => Err("no process chosen".into()),
-            Some(d) => cpr::target::resolve(&[d], self.caller).map_err(|e| e.to_string()),
+            Some(d) if procs::takes_in_me(&d) => Err(format!(
+                "cpr: -p {d}: Invalid argument: it takes in cview itself (PID {})",
+                std::process::id()
+            )),
+            Some(d) => cpr::target::resolve(&[d], self.caller).map_err(|e| format!("cpr: {e}")),
         };
         self.refresh_files();
     }

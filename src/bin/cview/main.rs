@@ -16,8 +16,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::Pid;
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -137,7 +135,8 @@ impl App {
         Ok(())
     }
 
-    /// A finished job reports; processes cview restarted and that have ended are reaped.
+    /// A finished job reports; the processes and the directory are read again now and
+    /// then.
     fn tick(&mut self) {
         if let Overlay::Running(job) = &mut self.overlay {
             if let Some(outcome) = job.finished() {
@@ -156,11 +155,6 @@ impl App {
             self.checkpoint.refresh();
             self.restart.refresh();
             self.read_at = std::time::Instant::now();
-        }
-        while let Ok(status) = waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            if status == WaitStatus::StillAlive {
-                break;
-            }
         }
     }
 

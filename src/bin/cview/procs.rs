@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use cpr::attrfile::{AttrFile, FileAction};
 use cpr::proc::ProcDir;
-use cpr::target::ProcessIds;
+use cpr::target::{Designator, IdType, ProcessIds};
 
 /// One row of the process list.
 #[derive(Debug, Clone)]
@@ -199,6 +199,35 @@ pub fn files_of(
         }
     }
     rows
+}
+
+/// Whether the designator takes in cview: its group, its session, or a tree above it.
+/// The engine leaves only its caller out (here the helper that runs the checkpoint), and
+/// freezing cview would freeze the screen that shows the checkpoint.
+pub fn takes_in_me(d: &Designator) -> bool {
+    let me = std::process::id() as i32;
+    let Ok(stat) = ProcDir::open(me).and_then(|dir| dir.stat()) else {
+        return false;
+    };
+    let id = d.id as i32;
+    match d.id_type {
+        IdType::Gid => stat.pgrp == id,
+        IdType::Sid => stat.session == id,
+        IdType::Hid => {
+            let mut at = stat.ppid;
+            while at > 1 {
+                if at == id {
+                    return true;
+                }
+                at = match ProcDir::open(at).and_then(|dir| dir.stat()) {
+                    Ok(s) => s.ppid,
+                    Err(_) => return false,
+                };
+            }
+            false
+        }
+        _ => false,
+    }
 }
 
 /// The PIDs above `pid`, parent first.

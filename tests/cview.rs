@@ -330,3 +330,39 @@ fn cpr_restart_flags_override_the_recorded_policies() {
     let cwd = PathBuf::from(line.strip_prefix("CWD ").unwrap());
     assert_eq!(cwd, elsewhere.canonicalize().unwrap());
 }
+
+/// A mouse click (an SGR mouse report, as a terminal sends it) at the 1-based column
+/// and row of the first occurrence of `text` on the screen.
+fn click_on(tmux: &Tmux, text: &str) {
+    let screen = tmux.screen();
+    let (row, col) = screen
+        .lines()
+        .enumerate()
+        .find_map(|(y, l)| l.find(text).map(|i| (y + 1, l[..i].chars().count() + 1)))
+        .unwrap_or_else(|| panic!("no '{text}' to click on:\n{screen}"));
+    for end in ['M', 'm'] {
+        tmux.type_text(&format!("\x1b[<0;{col};{row}{end}"));
+    }
+}
+
+#[test]
+fn mouse_chooses_the_type_and_changes_an_option() {
+    let _l = serial();
+    let s = Scratch::new();
+    let Some(tmux) = Tmux::start(&s, s.path()) else {
+        return;
+    };
+    tmux.wait_for("Processes");
+    click_on(&tmux, "SID");
+    tmux.wait_for(":SID");
+    // the first click chooses the option, the second changes it
+    click_on(&tmux, "FORK:");
+    click_on(&tmux, "FORK:");
+    tmux.wait_for("FORK:    ORIGINAL");
+    click_on(&tmux, "F3 Restart");
+    tmux.wait_for("Files and statefiles");
+    click_on(&tmux, "Any process ID");
+    click_on(&tmux, "Any process ID");
+    tmux.wait_for("[x] Any process ID");
+    tmux.keys(&["F10"]);
+}

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use ratatui::Frame;
-use ratatui::crossterm::event::{KeyCode, KeyEvent};
+use ratatui::crossterm::event::{KeyCode, KeyEvent, MouseButton, MouseEventKind};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
@@ -91,6 +91,9 @@ pub struct CheckpointPanel {
     statefile: Field,
     /// The user's attribute file ($HOME/.cpr or the built-in defaults).
     base: AttrFile,
+    /// Where the widgets and the process types were drawn, for the mouse.
+    hits: ui::Hits<Focus>,
+    type_hits: ui::Hits<IdType>,
 }
 
 impl CheckpointPanel {
@@ -117,6 +120,8 @@ impl CheckpointPanel {
             choices: Choices::default(),
             statefile: Field::new("", true),
             base,
+            hits: ui::Hits::new(),
+            type_hits: ui::Hits::new(),
         };
         panel.user.remember();
         panel.refresh();
@@ -297,6 +302,61 @@ impl CheckpointPanel {
             Focus::Cancel if key.code == KeyCode::Enter => self.cancel(),
             _ => Action::None,
         }
+    }
+
+    /// A click focuses the widget under the pointer and chooses the row, type or button
+    /// there (a second click on a chosen option changes it); the wheel scrolls.
+    pub fn mouse(&mut self, kind: MouseEventKind, col: u16, row: u16) -> Action {
+        if let Some((t, _)) = self.type_hits.at(col, row)
+            && kind == MouseEventKind::Down(MouseButton::Left)
+        {
+            self.focus = Focus::Type;
+            self.id_type = t;
+            self.resolve();
+            return Action::None;
+        }
+        let Some((focus, area)) = self.hits.at(col, row) else {
+            return Action::None;
+        };
+        let was_focused = self.focus == focus;
+        self.focus = focus;
+        match kind {
+            MouseEventKind::ScrollDown => return self.key(KeyEvent::from(KeyCode::Down)),
+            MouseEventKind::ScrollUp => return self.key(KeyEvent::from(KeyCode::Up)),
+            MouseEventKind::Down(MouseButton::Left) => {}
+            _ => return Action::None,
+        }
+        match focus {
+            Focus::Processes => {
+                let count = self.visible().len();
+                if let Some(i) =
+                    ui::item_at(area, row, 2, self.procs.offset()).filter(|&i| i < count)
+                {
+                    self.procs.select(Some(i));
+                    self.resolve();
+                }
+            }
+            Focus::Files => {
+                let offset = self.files_state.offset();
+                if let Some(i) = ui::item_at(area, row, 2, offset).filter(|&i| i < self.files.len())
+                {
+                    self.files_state.select(Some(i));
+                }
+            }
+            Focus::Options => {
+                if let Some(i) = ui::item_at(area, row, 1, self.options.offset()).filter(|&i| i < 6)
+                {
+                    if was_focused && self.options.selected() == Some(i) {
+                        return self.option_key(KeyEvent::from(KeyCode::Char(' ')));
+                    }
+                    self.options.select(Some(i));
+                }
+            }
+            Focus::Ok => return self.ok(),
+            Focus::Cancel => return self.cancel(),
+            _ => {}
+        }
+        Action::None
     }
 
     fn move_focus(&mut self, step: usize) -> Action {
@@ -520,11 +580,22 @@ impl CheckpointPanel {
             Constraint::Length(1),
         ])
         .areas(area);
+        let [files, options] =
+            Layout::horizontal([Constraint::Min(30), Constraint::Length(30)]).areas(bottom);
+        self.hits.clear();
+        self.hits.add(Focus::User, Rect { width: 22, ..top });
+        self.hits.add(Focus::Processes, list);
+        self.hits.add(Focus::Files, files);
+        self.hits.add(Focus::Options, options);
+        self.hits.add(Focus::Statefile, name);
+        let [ok, cancel] = ui::button_areas(buttons, &["OK (F5)", "Cancel (Esc)"], 2)[..] else {
+            return;
+        };
+        self.hits.add(Focus::Ok, ok);
+        self.hits.add(Focus::Cancel, cancel);
         self.draw_top(frame, top);
         self.draw_processes(frame, list);
         self.draw_takes_in(frame, takes);
-        let [files, options] =
-            Layout::horizontal([Constraint::Min(30), Constraint::Length(30)]).areas(bottom);
         self.draw_files(frame, files);
         self.draw_options(frame, options);
         let field = ui::field_line(
@@ -545,14 +616,19 @@ impl CheckpointPanel {
         );
     }
 
-    fn draw_top(&self, frame: &mut Frame, area: Rect) {
+    fn draw_top(&mut self, frame: &mut Frame, area: Rect) {
         let mut spans =
             ui::field_line("User: ", &self.user.text, self.focus == Focus::User, 22).spans;
         spans.push(Span::styled(
             "  Type:",
             ui::label_style(self.focus == Focus::Type),
         ));
+        self.type_hits.clear();
+        let mut x = area.x + spans.iter().map(|s| s.width() as u16).sum::<u16>();
         for t in TYPES {
+            self.type_hits
+                .add(t, Rect::new(x + 1, area.y, 3, 1).intersection(area));
+            x += 4;
             let style = if t == self.id_type {
                 Style::default().add_modifier(Modifier::REVERSED)
             } else {

@@ -88,8 +88,7 @@ disposition each will get. Up/Down choose a file; the letter sets it:
   r REPLACE     save its contents now and put them back at restart
   s SUBSTITUTE  save its contents now and give the process that copy
   d             back to what the attribute file says
-Programs and libraries are not listed: the upgrade option governs them.
-Sockets are not checkpoint safe on Linux cpr yet.";
+Programs and libraries are not listed: the upgrade option governs them.";
 
 const STATEFILE: &str = "\
 The name of the statefile directory to create. Tab completes directory names;

@@ -16,7 +16,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use ratatui::crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use ratatui::crossterm::event::{
+    self, DisableMouseCapture, EnableMouseCapture, Event, KeyCode, KeyEvent, KeyEventKind,
+    KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
+};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
@@ -107,8 +110,18 @@ fn main() -> ExitCode {
         quit: false,
         read_at: std::time::Instant::now(),
     };
-    let mut terminal = ratatui::init();
+    let mut terminal = match ratatui::try_init() {
+        Ok(t) => t,
+        Err(e) => {
+            ratatui::restore();
+            eprintln!("cview: terminal: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // the mouse where the terminal has it; without, the keyboard does everything
+    let _ = ratatui::crossterm::execute!(io::stdout(), EnableMouseCapture);
     let result = app.run(&mut terminal);
+    let _ = ratatui::crossterm::execute!(io::stdout(), DisableMouseCapture);
     ratatui::restore();
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -127,6 +140,7 @@ impl App {
             if event::poll(Duration::from_millis(200))? {
                 match event::read()? {
                     Event::Key(key) if key.kind != KeyEventKind::Release => self.key(key),
+                    Event::Mouse(m) => self.mouse(m),
                     // the next draw lays the screen out for the new size
                     _ => {}
                 }
@@ -209,6 +223,37 @@ impl App {
             }
         }
         self.panel_key(key);
+    }
+
+    /// The wheel scrolls a text screen; with no screen up, the panel takes the mouse.
+    fn mouse(&mut self, m: MouseEvent) {
+        match &mut self.overlay {
+            Overlay::None => {}
+            Overlay::Text(..) => {
+                let code = match m.kind {
+                    MouseEventKind::ScrollDown => KeyCode::Down,
+                    MouseEventKind::ScrollUp => KeyCode::Up,
+                    _ => return,
+                };
+                self.key(KeyEvent::from(code));
+                return;
+            }
+            _ => return,
+        }
+        if m.row == 0 && m.kind == MouseEventKind::Down(MouseButton::Left) {
+            // the panel bar: "cview ", " F2 Checkpoint ", " F3 Restart "
+            match m.column {
+                6..=20 => self.panel_key(KeyEvent::from(KeyCode::F(2))),
+                21..=32 => self.panel_key(KeyEvent::from(KeyCode::F(3))),
+                _ => {}
+            }
+            return;
+        }
+        let action = match self.panel {
+            Panel::Checkpoint => self.checkpoint.mouse(m.kind, m.column, m.row),
+            Panel::Restart => self.restart.mouse(m.kind, m.column, m.row),
+        };
+        self.act(action);
     }
 
     fn panel_key(&mut self, key: KeyEvent) {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Local};
 use ratatui::Frame;
-use ratatui::crossterm::event::{KeyCode, KeyEvent};
+use ratatui::crossterm::event::{KeyCode, KeyEvent, MouseButton, MouseEventKind};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
@@ -60,6 +60,8 @@ pub struct RestartPanel {
     any_pid: bool,
     no_cwd: bool,
     no_root: bool,
+    /// Where the widgets were drawn, for the mouse.
+    hits: ui::Hits<Focus>,
 }
 
 impl RestartPanel {
@@ -75,6 +77,7 @@ impl RestartPanel {
             any_pid: false,
             no_cwd: false,
             no_root: false,
+            hits: ui::Hits::new(),
         };
         panel.enter(dir);
         panel
@@ -154,6 +157,49 @@ impl RestartPanel {
             Focus::Remove if key.code == KeyCode::Enter => self.remove(),
             _ => Action::None,
         }
+    }
+
+    /// A click focuses the widget under the pointer and chooses the entry there (a second
+    /// click opens it, or changes the option); buttons act; the wheel scrolls.
+    pub fn mouse(&mut self, kind: MouseEventKind, col: u16, row: u16) -> Action {
+        let Some((focus, area)) = self.hits.at(col, row) else {
+            return Action::None;
+        };
+        let was_focused = self.focus == focus;
+        self.focus = focus;
+        match kind {
+            MouseEventKind::ScrollDown => return self.key(KeyEvent::from(KeyCode::Down)),
+            MouseEventKind::ScrollUp => return self.key(KeyEvent::from(KeyCode::Up)),
+            MouseEventKind::Down(MouseButton::Left) => {}
+            _ => return Action::None,
+        }
+        match focus {
+            Focus::Browser => {
+                let offset = self.browser.offset();
+                if let Some(i) =
+                    ui::item_at(area, row, 2, offset).filter(|&i| i < self.entries.len())
+                {
+                    if was_focused && self.browser.selected() == Some(i) {
+                        return self.open_current();
+                    }
+                    self.browser.select(Some(i));
+                }
+            }
+            Focus::Options => {
+                if let Some(i) = ui::item_at(area, row, 1, self.options.offset()).filter(|&i| i < 3)
+                {
+                    if was_focused && self.options.selected() == Some(i) {
+                        return self.option_key(KeyEvent::from(KeyCode::Char(' ')));
+                    }
+                    self.options.select(Some(i));
+                }
+            }
+            Focus::Restart => return self.restart(),
+            Focus::Info => return self.info(),
+            Focus::Remove => return self.remove(),
+            Focus::Path => {}
+        }
+        Action::None
     }
 
     fn move_focus(&mut self, step: usize) -> Action {
@@ -312,6 +358,17 @@ impl RestartPanel {
             Constraint::Length(1),
         ])
         .areas(area);
+        self.hits.clear();
+        self.hits.add(Focus::Path, path);
+        self.hits.add(Focus::Browser, list);
+        self.hits.add(Focus::Options, options);
+        let labels = ["Restart (F5)", "Tell me more (F6)", "Remove (F8)"];
+        for (focus, r) in [Focus::Restart, Focus::Info, Focus::Remove]
+            .into_iter()
+            .zip(ui::button_areas(buttons, &labels, 1))
+        {
+            self.hits.add(focus, r);
+        }
         let line = ui::field_line(
             "Directory: ",
             &self.path.text,

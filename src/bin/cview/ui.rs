@@ -100,3 +100,53 @@ pub fn centered(area: Rect, w: u16, h: u16) -> Rect {
         .areas(v);
     r
 }
+
+/// Where the widgets of a panel were drawn last, so that a mouse click finds them.
+pub struct Hits<F> {
+    areas: Vec<(F, Rect)>,
+}
+
+impl<F: Copy> Hits<F> {
+    pub fn new() -> Hits<F> {
+        Hits { areas: Vec::new() }
+    }
+
+    pub fn clear(&mut self) {
+        self.areas.clear();
+    }
+
+    pub fn add(&mut self, what: F, area: Rect) {
+        self.areas.push((what, area));
+    }
+
+    /// The widget drawn at column `col`, row `row`, and its area.
+    pub fn at(&self, col: u16, row: u16) -> Option<(F, Rect)> {
+        self.areas
+            .iter()
+            .rev()
+            .find(|(_, r)| r.contains(ratatui::layout::Position { x: col, y: row }))
+            .copied()
+    }
+}
+
+/// The item of a bordered list or table at screen row `row`: `above` rows (border,
+/// header) come before the first item shown, which is item `offset`.
+pub fn item_at(area: Rect, row: u16, above: u16, offset: usize) -> Option<usize> {
+    let first = area.y + above;
+    (row >= first && row + 1 < area.y + area.height).then(|| offset + (row - first) as usize)
+}
+
+/// `[ label ]` buttons drawn one after the other from `area.x`, `gap` columns apart:
+/// the area of each.
+pub fn button_areas(area: Rect, labels: &[&str], gap: u16) -> Vec<Rect> {
+    let mut x = area.x;
+    labels
+        .iter()
+        .map(|label| {
+            let width = label.chars().count() as u16 + 4;
+            let r = Rect::new(x, area.y, width, 1).intersection(area);
+            x += width + gap;
+            r
+        })
+        .collect()
+}

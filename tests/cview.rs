@@ -27,6 +27,11 @@ impl Tmux {
     /// Starts cview in a detached 80x24 session whose working directory is `dir`.
     /// `None` when tmux is missing outside CI.
     fn start(s: &Scratch, dir: &Path) -> Option<Tmux> {
+        Tmux::start_command(s, dir, cview_bin())
+    }
+
+    /// Starts `command` (a shell command line) as `start` starts cview.
+    fn start_command(s: &Scratch, dir: &Path, command: &str) -> Option<Tmux> {
         if Command::new("tmux").arg("-V").output().is_err() {
             assert!(!in_ci(), "tmux is missing in CI");
             eprintln!("skipped: tmux is not installed");
@@ -47,7 +52,7 @@ impl Tmux {
             "24",
             "-c",
             &dir,
-            cview_bin(),
+            command,
         ]);
         assert!(o.status.success(), "tmux new-session: {o:?}");
         Some(tmux)
@@ -364,5 +369,48 @@ fn mouse_chooses_the_type_and_changes_an_option() {
     click_on(&tmux, "Any process ID");
     click_on(&tmux, "Any process ID");
     tmux.wait_for("[x] Any process ID");
+    tmux.keys(&["F10"]);
+}
+
+/// Run by an ordinary user, cview shows that user's processes only, may not show
+/// another's, and resolves a choice with cpr's permission rules: a session that holds
+/// root's processes too is refused.
+#[test]
+fn ordinary_user_sees_and_takes_in_only_their_own_processes() {
+    use std::os::unix::fs::PermissionsExt;
+    let _l = serial();
+    let s = Scratch::new();
+    // nobody's processes name the scratch directory and must reach it
+    let mut dir = s.path().to_path_buf();
+    while dir.starts_with(env!("CARGO_TARGET_TMPDIR")) {
+        let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(0o755));
+        dir.pop();
+    }
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "while :; do sleep 1; done"])
+        .arg(s.path())
+        .uid(65534)
+        .gid(65534);
+    let w = spawn_command(&s, cmd, s.join("out.log"));
+    let command = format!(
+        "env HOME=/nonexistent setpriv --reuid=65534 --regid=65534 --clear-groups {}",
+        cview_bin()
+    );
+    let Some(tmux) = Tmux::start_command(&s, Path::new("/"), &command) else {
+        return;
+    };
+    let screen = tmux.wait_for("Processes");
+    assert!(screen.contains("User: [nobody"), "{screen}");
+    let rows: Vec<&str> = screen.lines().skip(4).take(6).collect();
+    assert!(rows.iter().any(|l| l.contains("nobody")), "{screen}");
+    assert!(!rows.iter().any(|l| l.contains(" root ")), "{screen}");
+
+    let name = s.path().file_name().unwrap().to_str().unwrap().to_string();
+    tmux.type_text(&name);
+    tmux.wait_for(&format!("-p {} takes in 1 process(es)", w.pid));
+    tmux.keys(&["Tab", "s"]);
+    tmux.wait_for("cpr: Operation not permitted: processes have several owners");
+    tmux.keys(&["BTab", "BTab", "r"]);
+    tmux.wait_for("Only root may show another user's processes");
     tmux.keys(&["F10"]);
 }

@@ -490,6 +490,12 @@ impl CheckpointPanel {
         let Some(file) = self.files.get(at) else {
             return Action::None;
         };
+        if file.fd.is_none() {
+            return Action::Message(
+                "FILE applies to open files; a mapped file is mapped again as it is at restart"
+                    .into(),
+            );
+        }
         if file.path.contains('"') {
             return Action::Error(format!(
                 "cview: {}: a FILE rule cannot name a path with a double quote",
@@ -717,7 +723,12 @@ impl CheckpointPanel {
                     f.pid.to_string(),
                     f.fd.map_or_else(|| "map".to_string(), |fd| fd.to_string()),
                     ui::clip_left(&f.path, area.width.saturating_sub(30)),
-                    upper(&f.action),
+                    // the engine applies FILE to descriptors; a mapped file is reopened
+                    if f.fd.is_some() {
+                        upper(&f.action)
+                    } else {
+                        "(mapped)".into()
+                    },
                 ])
             })
             .collect();

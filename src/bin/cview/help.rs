@@ -88,7 +88,9 @@ disposition each will get. Up/Down choose a file; the letter sets it:
   r REPLACE     save its contents now and put them back at restart
   s SUBSTITUTE  save its contents now and give the process that copy
   d             back to what the attribute file says
-Programs and libraries are not listed: the upgrade option governs them.";
+Mapped data files are listed as (mapped): cpr maps them again at restart as
+they are then; FILE dispositions apply to open files. Programs and libraries
+are not listed: the upgrade option governs them.";
 
 const STATEFILE: &str = "\
 The name of the statefile directory to create. Tab completes directory names;

@@ -673,7 +673,14 @@ impl CheckpointPanel {
                 ])
             })
             .collect();
-        let title = if self.filter.is_empty() {
+        let title = if self.focus == Focus::User {
+            let earlier: Vec<&str> = self.user.earlier().collect();
+            format!(
+                " Processes of {} (Up/Down recall: {}) ",
+                self.user.text,
+                earlier.join(" ")
+            )
+        } else if self.filter.is_empty() {
             " Processes (type to filter) ".to_string()
         } else {
             format!(" Processes (filter: {}) ", self.filter)

@@ -47,6 +47,11 @@ impl Field {
         self.recalling = None;
     }
 
+    /// The recall list, newest first.
+    pub fn earlier(&self) -> impl Iterator<Item = &str> {
+        self.recall.iter().rev().map(String::as_str)
+    }
+
     pub fn key(&mut self, key: KeyEvent) -> FieldKey {
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         match key.code {

@@ -456,17 +456,79 @@ pub fn check_permission(set: &TargetSet, caller_uid: u32) -> Result<()> {
             ),
         ));
     }
+    let groups = crate::engine::privilege::caller_groups(caller_uid);
     for p in set.processes.values() {
-        if p.uids[0] != caller_uid || p.uids[1] != caller_uid {
+        check_own_process(p, caller_uid, &groups)?;
+    }
+    Ok(())
+}
+
+/// An ordinary user may checkpoint only a process that is entirely theirs (guide: "only
+/// the checkpoint owner or superuser"; processes "with setuid credential" are not): every
+/// uid the caller's, every gid the caller's or one of their groups, no capability, and
+/// dumpable — a process that changed credentials through a setuid, setgid or
+/// file-capability program is not, and the files under /proc/PID are then root's.
+fn check_own_process(p: &ProcessIds, caller_uid: u32, groups: &[u32]) -> Result<()> {
+    let refuse = |why: String| {
+        Err(Error::with_detail(
+            format!("process {}", p.pid),
+            Kind::NotPermitted,
+            format!("{why}; only its owner or root may checkpoint it"),
+        ))
+    };
+    if p.uids.iter().any(|&u| u != caller_uid) {
+        let [r, e, s, f] = p.uids;
+        return refuse(format!(
+            "it runs as uids {r}/{e}/{s}/{f} (real/effective/saved/fs), not all uid {caller_uid}"
+        ));
+    }
+    if let Some(g) = p.gids.iter().find(|g| !groups.contains(g)) {
+        return refuse(format!(
+            "it runs with gid {g}, which is not one of the caller's groups"
+        ));
+    }
+    let dir = ProcDir::open(p.pid)?;
+    let status = dir.status_text()?;
+    for key in ["CapPrm", "CapEff", "CapAmb"] {
+        let mask = dir.parsed("status", &status, |t| crate::proc::status::mask(t, key))?;
+        if mask != 0 {
+            return refuse(format!("it holds capabilities ({key} {mask:#x})"));
+        }
+    }
+    // the files under /proc/PID of an undumpable process are root's
+    let owner = std::fs::metadata(dir.path("stat"))
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .map_err(|e| Error::io(format!("process {}", p.pid), e))?;
+    if owner != caller_uid {
+        return refuse(
+            "it is not dumpable: it changed credentials (a setuid, setgid or file-capability program) or made itself undumpable".into(),
+        );
+    }
+    Ok(())
+}
+
+/// After the freeze, for an ordinary user: every frozen process is still one the caller
+/// may checkpoint, and each one pinned at resolution (`pinned`) is the very process
+/// resolved, so that a PID reused meanwhile by another user's process is let go before
+/// anything of it is read.
+pub fn confirm_frozen(
+    pids: &[i32],
+    pinned: &crate::engine::privilege::Pinned,
+    caller_uid: u32,
+) -> Result<()> {
+    if caller_uid == 0 {
+        return Ok(());
+    }
+    let groups = crate::engine::privilege::caller_groups(caller_uid);
+    for &pid in pids {
+        if pinned.pinned(pid) && !pinned.holds(pid) {
             return Err(Error::with_detail(
-                format!("process {}", p.pid),
-                Kind::NotPermitted,
-                format!(
-                    "it runs as uid {} (effective uid {}), not as uid {caller_uid}; only its owner or root may checkpoint it",
-                    p.uids[0], p.uids[1]
-                ),
+                format!("process {pid}"),
+                Kind::NoSuchProcess,
+                "it exited during the checkpoint and its PID names another process now",
             ));
         }
+        check_own_process(&process_ids(pid)?, caller_uid, &groups)?;
     }
     Ok(())
 }

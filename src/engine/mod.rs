@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod cooperate;
 pub mod objects;
 pub mod options;
+pub mod privilege;
 pub mod ptrace;
 pub mod restart;
 mod timer;

@@ -347,3 +347,31 @@ pub fn start_writeback(file: &std::fs::File) {
     // SAFETY: integer arguments on a descriptor the caller holds open.
     unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
 }
+
+/// pidfd_open(2): a descriptor that always names process `pid` as it is now, never a
+/// later process given the same PID.
+pub fn pidfd_open(pid: i32) -> Result<std::os::fd::OwnedFd, Errno> {
+    // SAFETY: no pointers; on success the kernel returns a new descriptor we own.
+    let rc = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let fd = Errno::result(rc)? as i32;
+    // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
+    Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
+/// Whether the process of `pidfd` still runs (or is a zombie not yet reaped):
+/// pidfd_send_signal(2) with signal 0.
+pub fn pidfd_alive(pidfd: std::os::fd::BorrowedFd<'_>) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: signal 0 sends nothing; the info pointer is null; the fd is borrowed live.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            0,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    // EPERM: there, but not ours to signal
+    rc == 0 || Errno::last() == Errno::EPERM
+}

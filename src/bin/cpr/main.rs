@@ -18,8 +18,18 @@ use cpr::ops::{self, CheckpointOptions, RestartOptions};
 use cpr::statefile::{self, Statefile, reader::Verify};
 
 fn main() -> ExitCode {
+    // an installed cpr run by a user keeps only the capabilities it was installed with
+    if let Err(e) = cpr::engine::privilege::limit() {
+        eprintln!("cpr: {e}");
+        return ExitCode::FAILURE;
+    }
+    let request = Cli::parse().request();
+    if matches!(request, Request::Info { .. } | Request::Delete { .. }) {
+        // -i and -D read and remove files with the user's rights alone
+        cpr::engine::privilege::drop_all();
+    }
     let mut job_status = 0;
-    let failures = match Cli::parse().request() {
+    let failures = match request {
         Request::Checkpoint(request) => checkpoint(request).err().into_iter().collect(),
         Request::Restart {
             statefiles,

@@ -116,7 +116,10 @@ impl Freezer {
                             vanished.push(pid);
                             break;
                         }
-                        Err(e) => return Err(e.context(format!("process {pid}"))),
+                        Err(e) => {
+                            let e = crate::engine::privilege::explain_attach(e);
+                            return Err(e.context(format!("process {pid}")));
+                        }
                     }
                 }
                 // main thread first

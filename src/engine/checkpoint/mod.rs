@@ -31,8 +31,14 @@ struct Targets {
 pub fn checkpoint(options: &CheckpointOptions) -> Result<PathBuf> {
     let mut timer = Timer::new();
     let targets = resolve_targets(options)?;
+    let pinned = crate::engine::privilege::Pinned::pin(&targets.set.pids());
     notify_handlers(&targets, options)?;
     let (mut frozen, zombies) = freeze::freeze_targets(&targets)?;
+    target::confirm_frozen(
+        &frozen.pids(),
+        &pinned,
+        crate::engine::options::caller_uid(),
+    )?;
     let policies = policies::resolve(&frozen.pids(), &targets.attributes, options.will)?;
     refuse_shared_address_spaces(&frozen.pids())?;
     timer.lap("freeze");
@@ -46,6 +52,8 @@ pub fn checkpoint(options: &CheckpointOptions) -> Result<PathBuf> {
     shm::dump_segments(&frozen.pids(), &mut writer).ctx(options.statefile.display())?;
     timer.lap("shared objects (pipes, shared memory, SysV shm)");
 
+    // nothing further reads another process: an installed cpr gives up its capabilities
+    crate::engine::privilege::drop_all();
     // durable before anything happens to the originals
     let will = policies::overall_will(options.will, &policies);
     let path = commit(writer, options, &targets, will, summaries)?;

@@ -45,11 +45,15 @@ pub fn restore(rec: &ProcessRecord, inj: &Injector, scratch: &mut RemoteScratch)
     }
     let mut s = scratch.frame();
     let groups = s.put(&g)?;
-    inj.check(
-        "setgroups",
-        libc::SYS_setgroups,
-        [rec.groups.len() as u64, groups.as_u64(), 0, 0, 0, 0],
-    )?;
+    // the restore child, a copy of cpr, has cpr's groups; setting them needs CAP_SETGID
+    // even when nothing changes, which an ordinary user's cpr lacks
+    if !crate::engine::privilege::same_groups(&rec.groups) {
+        inj.check(
+            "setgroups",
+            libc::SYS_setgroups,
+            [rec.groups.len() as u64, groups.as_u64(), 0, 0, 0, 0],
+        )?;
+    }
     if !same_as_root {
         // gids first: once the uids are set, setresgid may no longer be allowed
         let calls = [

@@ -67,8 +67,7 @@ pub fn dump(
             }
             continue;
         }
-        let link = format!("/proc/{pid}/map_files/{:x}-{:x}", v.start, v.end);
-        let meta = std::fs::metadata(&link).ctx(format!("process {pid}: mapped file {path}"))?;
+        let meta = crate::engine::privilege::mapped_file_metadata(pid, v.start, v.end, path)?;
         let (dev, ino, size, mtime_ns) = identity(&meta);
         let saved = if upgrade && executable {
             Some(save(pid, v, path, writer, saved_paths)?)
@@ -99,8 +98,7 @@ fn save(
         return Ok(rel.clone());
     }
     let rel = crate::statefile::layout::upgrade_copy_path(saved_paths.len());
-    let mut src = std::fs::File::open(format!("/proc/{pid}/map_files/{:x}-{:x}", v.start, v.end))
-        .ctx(format!("process {pid}: {path}"))?;
+    let mut src = crate::engine::privilege::open_mapped_file(pid, v.start, v.end, path)?;
     let mut sink = writer.create_file(&rel)?;
     // PR_SET_MM_MAP takes the copy as the process's executable only if it may be
     // executed (EACCES otherwise, even for root): owner-only, like the rest

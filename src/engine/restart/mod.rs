@@ -6,6 +6,7 @@
 //! of every statefile is ready (`release`). If anything fails, every process created so
 //! far is killed: nothing half-restored runs.
 
+mod authority;
 mod fork;
 mod pids;
 mod protocol;
@@ -76,6 +77,7 @@ pub fn restart(options: &RestartOptions, deferred: crate::sys::DeferTermination)
         }
     })?;
     timer.lap("release");
+    crate::engine::privilege::drop_all();
     release::collect_helpers(&ctx.plan, &pids);
     // the processes run: cpr may be interrupted again
     drop(deferred);
@@ -139,7 +141,8 @@ fn plan_tree(loaded: &Loaded, interactive: bool) -> Plan {
             base,
             &loaded.trees[s].zombies,
             interactive,
-            &pids::is_free,
+            // a helper takes a chosen PID, which needs CAP_CHECKPOINT_RESTORE
+            &|pid| crate::engine::privilege::can_choose_pids() && pids::is_free(pid),
         );
     }
     plan

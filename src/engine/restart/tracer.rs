@@ -166,8 +166,11 @@ fn set_mm(
     }
     let mut s = scratch.frame();
     let auxv_addr = s.put(&auxv)?;
+    // setting the executable link needs CAP_CHECKPOINT_RESTORE: without it the link
+    // stays cpr's (the restore child is a copy of cpr)
     let exe_fd = file_fds
         .iter()
+        .filter(|_| crate::engine::privilege::can_set_exe())
         .find(|(p, _)| *p == img.mm.exe)
         .map(|(_, fd)| *fd as u32)
         .unwrap_or(u32::MAX);

@@ -80,6 +80,7 @@ pub fn load(paths: &[PathBuf], caller: u32) -> Result<Loaded> {
         } else {
             Default::default()
         });
+        super::authority::check(&sf, &loaded, caller)?;
         loaded.statefiles.push(sf);
     }
     Ok(loaded)

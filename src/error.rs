@@ -154,14 +154,28 @@ impl Error {
         self
     }
 
-    /// Puts a wider subject in front: `statefile x: process 12: ...`.
+    /// Puts a wider subject in front: `statefile x: process 12: ...`. A subject that
+    /// already starts with `outer` keeps it once (`process 12: process 12: ...` reads as
+    /// noise, and errors pass through several layers that each name what they work on).
     pub fn context(mut self, outer: impl fmt::Display) -> Error {
+        let outer = outer.to_string();
+        if outer.is_empty() || self.names(&outer) {
+            return self;
+        }
         self.subject = if self.subject.is_empty() {
-            outer.to_string()
+            outer
         } else {
             format!("{outer}: {}", self.subject)
         };
         self
+    }
+
+    /// Whether the subject already starts with `outer` (whole `: `-separated parts).
+    fn names(&self, outer: &str) -> bool {
+        match self.subject.strip_prefix(outer) {
+            Some(rest) => rest.is_empty() || rest.starts_with(": "),
+            None => false,
+        }
     }
 }
 
@@ -222,5 +236,22 @@ mod tests {
         for k in Kind::ALL {
             assert_eq!(Kind::from_message(&k.message()), Some(k));
         }
+    }
+
+    #[test]
+    fn context_names_each_subject_once() {
+        let e = Error::errno("process 12", nix::errno::Errno::EACCES)
+            .context("process 12")
+            .context("sf")
+            .context("sf");
+        assert_eq!(e.to_string(), "sf: process 12: Permission denied");
+        let e = Error::new("process 12: fd 3", Kind::NoSuchFile).context("process 1");
+        assert_eq!(
+            e.to_string(),
+            "process 1: process 12: fd 3: No such file or directory"
+        );
+        // a longer name that merely starts the same is another subject
+        let e = Error::new("sf2", Kind::NoSuchFile).context("sf");
+        assert_eq!(e.to_string(), "sf: sf2: No such file or directory");
     }
 }

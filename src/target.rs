@@ -46,11 +46,23 @@ pub enum IdType {
 }
 
 /// One `ID[:TYPE]` of a `-p` list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Designator {
     pub id: u64,
     pub id_type: IdType,
+    /// An IRIX ID (ASH, JID) typed in hexadecimal: shown back the same way.
+    #[serde(default)]
+    pub typed_hex: bool,
 }
+
+impl PartialEq for Designator {
+    /// The same ID of the same type, however it was typed.
+    fn eq(&self, other: &Designator) -> bool {
+        self.id == other.id && self.id_type == other.id_type
+    }
+}
+
+impl Eq for Designator {}
 
 /// What cpr knows of one target process at resolution time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,7 +144,9 @@ impl fmt::Display for Designator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.id_type {
             IdType::Pid => write!(f, "{}", self.id),
-            IdType::Ash | IdType::Jid => write!(f, "{:#x}:{}", self.id, self.id_type),
+            IdType::Ash | IdType::Jid if self.typed_hex => {
+                write!(f, "{:#x}:{}", self.id, self.id_type)
+            }
             t => write!(f, "{}:{t}", self.id),
         }
     }
@@ -217,7 +231,11 @@ pub fn parse_designator(item: &str) -> Result<Designator> {
             PID_LIMIT - 1
         )));
     }
-    Ok(Designator { id, id_type })
+    Ok(Designator {
+        id,
+        id_type,
+        typed_hex: id_text.starts_with("0x") || id_text.starts_with("0X"),
+    })
 }
 
 /// A decimal or `0x` hexadecimal unsigned number, nothing else (no sign, no spaces).
@@ -423,6 +441,7 @@ pub fn resolve(designators: &[Designator], caller_uid: u32) -> Result<TargetSet>
             }
             match process_ids(pid) {
                 Ok(ids) => {
+                    refuse_unstoppable(&ids, me).map_err(|e| e.context(d.subject()))?;
                     found = true;
                     set.processes.insert(ids.pid, ids);
                 }
@@ -436,6 +455,78 @@ pub fn resolve(designators: &[Designator], caller_uid: u32) -> Result<TargetSet>
     }
     check_permission(&set, caller_uid)?;
     Ok(set)
+}
+
+/// Refuses, before anything is attached, a process a checkpoint must not stop: PID 1
+/// (every orphan's reaper: stopped, it stops the system), the init of a PID namespace
+/// (stopped, the namespace hangs; ended, every process in it ends), and a process that
+/// another tracer holds, any of its threads (ptrace allows one; `me`, cpr itself, may
+/// already hold it).
+pub fn refuse_unstoppable(ids: &ProcessIds, me: i32) -> Result<()> {
+    let pid = ids.pid;
+    let text = ProcDir::open(pid)?.status_text()?;
+    let ns_pids = crate::proc::status::ns_pids(&text)?;
+    let refuse = |detail: String| {
+        Err(Error::with_detail(
+            format!("process {pid}"),
+            Kind::NotPermitted,
+            detail,
+        ))
+    };
+    if pid == 1 {
+        return refuse("it is init (PID 1); stopping it would stop the system".into());
+    }
+    if ns_pids.last() == Some(&1) {
+        return refuse(
+            "it is the init of its PID namespace (PID 1 there); stopping it would stop \
+             the namespace"
+                .into(),
+        );
+    }
+    for &tid in &ids.tids {
+        refuse_traced(pid, tid, me)?;
+    }
+    Ok(())
+}
+
+/// `Resource busy` if thread `tid` of process `pid` is traced by another process than
+/// `me`, naming it.
+pub fn refuse_traced(pid: i32, tid: i32, me: i32) -> Result<()> {
+    match tracer_of(tid) {
+        Ok(Some((tracer, comm))) if tracer != me => {
+            let who = if tid == pid {
+                "it".to_string()
+            } else {
+                format!("its thread {tid}")
+            };
+            Err(Error::with_detail(
+                format!("process {pid}"),
+                Kind::ResourceBusy,
+                format!("{who} is already being traced by process {tracer} ({comm})"),
+            ))
+        }
+        // a thread that ended meanwhile is not in the way
+        _ => Ok(()),
+    }
+}
+
+/// The process tracing `pid` and its command name, if any. TracerPid names the tracing
+/// thread; its process is what is returned.
+pub fn tracer_of(pid: i32) -> Result<Option<(i32, String)>> {
+    let text = ProcDir::open(pid)?.status_text()?;
+    let tracer: i32 = crate::proc::status::number(&text, "TracerPid")?;
+    if tracer == 0 {
+        return Ok(None);
+    }
+    let Ok(dir) = ProcDir::open(tracer) else {
+        return Ok(Some((tracer, "?".into())));
+    };
+    let process = dir.status().map(|s| s.tgid).unwrap_or(tracer);
+    let comm = dir
+        .read("comm")
+        .map(|c| c.trim_end().to_string())
+        .unwrap_or_else(|_| "?".into());
+    Ok(Some((process, comm)))
 }
 
 /// Only the owner of all targets, or root, may checkpoint them (guide, chapter 1,

@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use cpr::statefile::layout::{self, MANIFEST, PSTREE, SHARED_TABLE, SHM_INDEX};
 use cpr::statefile::reader::{self, Verify};
 use cpr::statefile::records::{CoreRecord, Manifest, MmRecord, SharedTable, ShmIndex, TreeRecord};
-use cpr::statefile::{Owner, REVISION, Statefile, StatefileWriter, info};
+use cpr::statefile::{Owner, ProcessSummary, REVISION, Statefile, StatefileWriter, info};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use serde_json::{Value, json};
@@ -207,6 +207,12 @@ fn write_sample(target: &Path, edit: impl Fn(&str, &mut Value)) -> PathBuf {
     w.write_file(&layout::upgrade_copy_path(0), b"\x7fELF")
         .unwrap();
     let mut m = manifest();
+    // the summary restart compares with the records, of the records as edited
+    let mut c = core();
+    edit(&layout::core_path(PID), &mut c);
+    if let Ok(c) = serde_json::from_value::<CoreRecord>(c) {
+        m["processes"][0] = serde_json::to_value(ProcessSummary::of(&c)).unwrap();
+    }
     edit(MANIFEST, &mut m);
     w.commit(record::<Manifest>(m)).unwrap()
 }
@@ -278,6 +284,23 @@ enum Mutation {
     Retype(Index, Index),
     /// A file name of the statefile replaced by one that leads elsewhere.
     Rename(Index, Index),
+    /// An array or object emptied (`"threads": []`, `"process": {}`).
+    Empty(Index),
+    /// A number replaced by an extreme one of the same type.
+    Huge(Index, Index),
+}
+
+/// Numbers at the edges of every integer type records use.
+fn huge_numbers() -> Vec<Value> {
+    vec![
+        json!(u64::MAX),
+        json!(i64::MAX),
+        json!(i64::MIN),
+        json!(u32::MAX),
+        json!(i32::MIN),
+        json!(0),
+        json!(-1),
+    ]
 }
 
 /// Names a forger may put in a record, to reach outside the statefile.
@@ -305,6 +328,8 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         2 => any::<Index>().prop_map(Mutation::Remove),
         2 => (any::<Index>(), any::<Index>()).prop_map(|(i, v)| Mutation::Retype(i, v)),
         3 => (any::<Index>(), any::<Index>()).prop_map(|(i, v)| Mutation::Rename(i, v)),
+        2 => any::<Index>().prop_map(Mutation::Empty),
+        2 => (any::<Index>(), any::<Index>()).prop_map(|(i, v)| Mutation::Huge(i, v)),
     ]
 }
 
@@ -338,6 +363,20 @@ fn apply(bytes: &mut Vec<u8>, m: &Mutation) {
             bytes[i] = *b;
         }
         Mutation::Truncate(at) => bytes.truncate(at.index(bytes.len())),
+        Mutation::Empty(at) => structural(
+            bytes,
+            *at,
+            |v| v.is_array() || v.is_object(),
+            |v| match v {
+                Value::Array(items) => items.clear(),
+                Value::Object(map) => map.clear(),
+                _ => {}
+            },
+        ),
+        Mutation::Huge(at, which) => structural(bytes, *at, Value::is_number, |v| {
+            let values = huge_numbers();
+            *v = values[which.index(values.len())].clone();
+        }),
         Mutation::Remove(at) | Mutation::Retype(at, _) | Mutation::Rename(at, _) => {
             let Ok(mut v) = serde_json::from_slice::<Value>(bytes) else {
                 return;
@@ -390,10 +429,41 @@ fn apply(bytes: &mut Vec<u8>, m: &Mutation) {
     }
 }
 
+/// Changes, in place, the `at`th value of the JSON in `bytes` for which `pick` holds.
+fn structural(
+    bytes: &mut Vec<u8>,
+    at: Index,
+    pick: impl Fn(&Value) -> bool,
+    change: impl Fn(&mut Value),
+) {
+    let Ok(mut v) = serde_json::from_slice::<Value>(bytes) else {
+        return;
+    };
+    let mut all = Vec::new();
+    members(&v, "", &mut all);
+    let escape = |k: &str| k.replace('~', "~0").replace('/', "~1");
+    let pointers: Vec<String> = all
+        .iter()
+        .map(|(parent, key)| format!("{parent}/{}", escape(key)))
+        .filter(|p| v.pointer(p).is_some_and(&pick))
+        .collect();
+    if pointers.is_empty() {
+        return;
+    }
+    if let Some(target) = v.pointer_mut(&pointers[at.index(pointers.len())]) {
+        change(target);
+    }
+    *bytes = serde_json::to_vec_pretty(&v).unwrap();
+}
+
 /// Writes `bytes` as `rel` of the statefile at `sf` and, for any file but the MANIFEST,
-/// makes the MANIFEST's size and checksum match (as a forger can).
+/// makes the MANIFEST's size and checksum match (as a forger can). The forger cannot
+/// make the MAC (the host key is root's): the MAC and the SHA-256 sums go, and the
+/// statefile passes root's restart only as one no one but root could have changed
+/// (this copy is root's, mode 0700), so that the damage reaches the record checks.
 fn forge(sf: &Path, rel: &str, bytes: &[u8]) {
     std::fs::write(sf.join(rel), bytes).unwrap();
+    let _ = std::fs::remove_file(sf.join(layout::MANIFEST_MAC));
     if rel == MANIFEST {
         return;
     }
@@ -401,6 +471,7 @@ fn forge(sf: &Path, rel: &str, bytes: &[u8]) {
     let mpath = sf.join(MANIFEST);
     let mut m: Value = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
     for entry in m["files"].as_array_mut().unwrap() {
+        entry.as_object_mut().unwrap().remove("sha256");
         if entry["path"] == rel {
             entry["size"] = size.into();
             entry["xxh3"] = xxh3.clone().into();
@@ -510,12 +581,40 @@ fn the_sample_passes_restart_validation() {
     assert_eq!(loaded.images[0].core.threads[0].tid, PID);
 }
 
+/// The forger's copy of the sample, unchanged but without its MAC and SHA-256 sums,
+/// still passes root's validation: so the mutations below reach the record checks
+/// rather than stopping at authentication.
+#[test]
+fn a_forged_copy_reaches_the_record_checks() {
+    let dir = scratch();
+    let sf = dir.path().join("sf");
+    copy_tree(template(), &sf);
+    let rel = layout::core_path(PID);
+    let bytes = std::fs::read(sf.join(&rel)).unwrap();
+    forge(&sf, &rel, &bytes);
+    assert!(!sf.join(layout::MANIFEST_MAC).exists());
+    cpr::engine::restart::validate::load(&[sf], 0).unwrap();
+}
+
 /// Values that parse but that restore could not use are refused by the validation that
 /// runs before anything is created, naming the statefile, the process and the damage.
 #[test]
 fn unusable_records_are_refused_before_anything_is_created() {
     type Edit = fn(&str, &mut Value);
-    let cases: [(&str, Edit); 5] = [
+    let cases: [(&str, Edit); 7] = [
+        ("lock on fd 3: bytes 100-99", |rel, v| {
+            if rel.ends_with("core.json") {
+                v["locks"][0]["start"] = json!(100);
+            }
+        }),
+        ("overlaps the one before", |rel, v| {
+            if rel.ends_with("mm.json") {
+                // the same 2^63 bytes twice: their pages would add up past 2^64
+                let huge = json!({"start": 0, "end": 1_u64 << 63, "prot": 3, "shared": false,
+                    "backing": "Anon", "name": "", "flags": [], "runs": [[0, 1_u64 << 51]]});
+                v["vmas"] = json!([huge.clone(), huge]);
+            }
+        }),
         ("pages 1+2", |rel, v| {
             if rel.ends_with("mm.json") {
                 v["vmas"][1]["runs"] = json!([[1, 2]]);
@@ -554,6 +653,37 @@ fn unusable_records_are_refused_before_anything_is_created() {
             text.contains(&sf.display().to_string())
                 && text.contains(&format!("process {PID}"))
                 && text.contains(needle),
+            "{needle}: {text}"
+        );
+    }
+}
+
+/// Runs of shared memory or SysV segment pages outside their object (restore computes
+/// offsets from them, which overflowed) are refused before anything is created.
+#[test]
+fn shared_memory_runs_outside_their_object_are_refused() {
+    type Edit = fn(&str, &mut Value);
+    let cases: [(&str, Edit); 2] = [
+        ("shmid 5: pages 18446744073709551615+2", |rel, v| {
+            if rel == SHM_INDEX {
+                v["segments"][0]["runs"] = json!([[u64::MAX, 2]]);
+            }
+        }),
+        ("shared memory 9: bytes 4096+1", |rel, v| {
+            if rel == SHARED_TABLE {
+                v["mems"][0]["runs"] = json!([[4096, 1]]);
+            }
+        }),
+    ];
+    for (needle, edit) in cases {
+        let dir = scratch();
+        let sf = write_sample(&dir.path().join("sf"), edit);
+        let err = cpr::engine::restart::validate::load(std::slice::from_ref(&sf), 0)
+            .err()
+            .unwrap_or_else(|| panic!("{needle}: accepted"));
+        let text = err.to_string();
+        assert!(
+            text.contains(&sf.display().to_string()) && text.contains(needle),
             "{needle}: {text}"
         );
     }

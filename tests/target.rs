@@ -24,6 +24,7 @@ fn d(id: i32, id_type: IdType) -> Designator {
     Designator {
         id: id as u64,
         id_type,
+        typed_hex: false,
     }
 }
 

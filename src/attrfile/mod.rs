@@ -12,6 +12,59 @@ use crate::target::{IdType, ProcessIds};
 mod parse;
 mod resolve;
 
+/// The longest attribute file read: far more than any set of policies needs.
+const MAX_SIZE: u64 = 1 << 20;
+
+/// Reads an attribute file: a regular file of at most `MAX_SIZE` bytes, not reached
+/// through a symbolic link. It is opened without blocking (a FIFO or a device named by
+/// mistake or malice would hang cpr) and without following a final link (a link to a
+/// file the caller may not read would have root quote it in a parse error), then
+/// checked with fstat before a byte is read.
+fn read_attribute_file(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let source = path.display().to_string();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => Error::with_detail(
+                &source,
+                Kind::InvalidArgument,
+                "a symbolic link; name the attribute file itself",
+            ),
+            _ => Error::io(&source, e),
+        })?;
+    let meta = file.metadata().map_err(|e| Error::io(&source, e))?;
+    if !meta.is_file() {
+        return Err(Error::with_detail(
+            &source,
+            Kind::InvalidArgument,
+            "not a regular file",
+        ));
+    }
+    if meta.len() > MAX_SIZE {
+        return Err(Error::with_detail(
+            &source,
+            Kind::InvalidArgument,
+            format!("larger than {MAX_SIZE} bytes: not an attribute file"),
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(&source, e))?;
+    if bytes.len() as u64 > MAX_SIZE {
+        return Err(Error::with_detail(
+            &source,
+            Kind::InvalidArgument,
+            format!("larger than {MAX_SIZE} bytes: not an attribute file"),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// The sample attribute file; its policies are the built-in defaults.
 const CPR_PROTO: &str = include_str!("../../etc/cpr_proto");
 
@@ -129,7 +182,7 @@ impl AttrFile {
     /// UTF-8 or not valid is an error naming it.
     pub fn load(path: &Path) -> Result<AttrFile> {
         let source = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|e| Error::io(&source, e))?;
+        let bytes = read_attribute_file(path)?;
         let text = String::from_utf8(bytes).map_err(|e| {
             let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
             // `good` is valid UTF-8 by construction.

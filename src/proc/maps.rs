@@ -88,8 +88,43 @@ pub fn parse(text: &str) -> Result<Vec<MapsLine>> {
     text.lines().map(MapsLine::parse).collect()
 }
 
+/// What a smaps `VmFlags` mnemonic means to a checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VmFlagKind {
+    /// Follows from the mapping's protections, sharing and backing (or is bookkeeping the
+    /// kernel redoes): mapping it again gives it back.
+    Derived,
+    /// Set by a call restart repeats: madvise, mlock, MAP_GROWSDOWN, MAP_NORESERVE, mseal.
+    Restored,
+    /// Only the kernel's own special mappings (vDSO, vvar) have it; anywhere else it is a
+    /// mapping cpr cannot make again.
+    Special,
+    /// A state cpr cannot give back (what it is, for the error).
+    Unrestorable(&'static str),
+}
+
+/// Every mnemonic Linux prints in `VmFlags` (fs/proc/task_mmu.c), and what it means;
+/// `None` for one cpr does not know, which a checkpoint refuses.
+pub fn vm_flag_kind(flag: &str) -> Option<VmFlagKind> {
+    use VmFlagKind::*;
+    Some(match flag {
+        "rd" | "wr" | "ex" | "sh" | "mr" | "mw" | "me" | "ms" | "ac" | "sd" | "dw" => Derived,
+        "gd" | "lo" | "lf" | "sr" | "rr" | "dc" | "wf" | "dd" | "hg" | "nh" | "mg" | "nr"
+        | "sl" => Restored,
+        "pf" | "io" | "de" | "mm" | "ar" => Special,
+        "ht" => Unrestorable("hugetlb memory"),
+        "um" | "uw" | "ui" => Unrestorable("memory registered with userfaultfd"),
+        "ss" => Unrestorable("a shadow stack"),
+        "dp" => Unrestorable("droppable memory (MAP_DROPPABLE)"),
+        "sf" => Unrestorable("a synchronous (MAP_SYNC) mapping"),
+        "mt" | "bt" | "nl" => Unrestorable("an architecture-specific mapping"),
+        _ => return None,
+    })
+}
+
 /// /proc/PID/smaps: the VmFlags of each mapping, by start address. A mapping's header is
-/// a maps line; the lines under it are `Key: value`.
+/// a maps line; the lines under it are `Key: value`. A flag Linux prints that cpr does not
+/// know is "Checkpoint error": it may be state that restart would lose.
 pub fn parse_smaps_flags(text: &str) -> Result<Vec<(u64, Vec<String>)>> {
     let mut out = Vec::new();
     let mut current: Option<u64> = None;
@@ -100,8 +135,33 @@ pub fn parse_smaps_flags(text: &str) -> Result<Vec<(u64, Vec<String>)>> {
                 let start = current.take().ok_or_else(|| {
                     malformed("smaps", format!("VmFlags line '{line}' outside a mapping"))
                 })?;
-                let flags = line["VmFlags:".len()..].split_whitespace();
-                out.push((start, flags.map(str::to_string).collect()));
+                let flags: Vec<String> = line["VmFlags:".len()..]
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect();
+                if let Some(unknown) = flags.iter().find(|f| vm_flag_kind(f).is_none()) {
+                    return Err(crate::error::Error::with_detail(
+                        "",
+                        crate::error::Kind::CheckpointError,
+                        format!(
+                            "VmFlag '{unknown}' of the mapping at {start:#x} is unknown to cpr"
+                        ),
+                    ));
+                }
+                out.push((start, flags));
+            } else if key == "ProtectionKey" {
+                // a memory protection key (pkey_mprotect) is state restart does not give back
+                let pkey = line[first.len()..].trim();
+                if pkey != "0" {
+                    let at = current.unwrap_or(0);
+                    return Err(crate::error::Error::with_detail(
+                        "",
+                        crate::error::Kind::CheckpointError,
+                        format!(
+                            "the mapping at {at:#x} uses memory protection key {pkey}, which is not checkpoint safe"
+                        ),
+                    ));
+                }
             }
         } else {
             if let Some(start) = current {
@@ -189,6 +249,20 @@ mod tests {
             let msg = parse_smaps_flags(bad).expect_err(bad).to_string();
             assert!(msg.contains("malformed"), "{msg}");
         }
+        let keyed = "1000-2000 rw-p 00000000 00:00 0 \nProtectionKey:         0\nVmFlags: rd\n";
+        assert_eq!(parse_smaps_flags(keyed).unwrap().len(), 1);
+        let keyed = keyed.replace("         0", "         3");
+        let msg = parse_smaps_flags(&keyed).expect_err("pkey").to_string();
+        assert!(
+            msg.contains("Checkpoint error") && msg.contains("key 3"),
+            "{msg}"
+        );
+        let unknown = "1000-2000 rw-p 00000000 00:00 0 \nVmFlags: rd wr zz\n";
+        let msg = parse_smaps_flags(unknown).expect_err("zz").to_string();
+        assert!(
+            msg.contains("Checkpoint error") && msg.contains("'zz'") && msg.contains("0x1000"),
+            "{msg}"
+        );
     }
 
     #[test]

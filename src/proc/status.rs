@@ -89,6 +89,21 @@ pub fn umask(text: &str) -> Result<Option<u32>> {
         .transpose()
 }
 
+/// The process's ID in each PID namespace it is in, outermost first (`NSpid:`): the
+/// last is its ID in its own namespace, 1 for that namespace's init.
+pub fn ns_pids(text: &str) -> Result<Vec<i32>> {
+    let value = required(text, "NSpid")?;
+    let pids: Vec<i32> = value
+        .split_ascii_whitespace()
+        .map(str::parse)
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| bad("NSpid", value, "a list of process IDs"))?;
+    if pids.is_empty() || pids.iter().any(|&p| p < 1) {
+        return Err(bad("NSpid", value, "a list of process IDs"));
+    }
+    Ok(pids)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,5 +186,14 @@ mod tests {
         let meminfo = "MemTotal:       16318412 kB\nSwapTotal:             0 kB\n";
         assert_eq!(field(meminfo, "SwapTotal"), Some("0 kB"));
         assert_eq!(field(meminfo, "Swap"), None);
+    }
+
+    #[test]
+    fn ns_pids_outermost_first() {
+        assert_eq!(ns_pids("Pid:\t7\nNSpid:\t4711\t1\n").unwrap(), [4711, 1]);
+        assert_eq!(ns_pids("NSpid:\t12\n").unwrap(), [12]);
+        assert!(ns_pids("NSpid:\t\n").is_err());
+        assert!(ns_pids("NSpid:\t12 x\n").is_err());
+        assert!(ns_pids("Pid:\t12\n").is_err());
     }
 }

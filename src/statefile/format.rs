@@ -7,7 +7,9 @@
 //!   `Backing::SharedMem`, `SysvShm`) and optional files (`pstree.json`,
 //!   `shared/table.json`, `shared/pipe-*`, `shared/mem-*`, `shared/shm*`,
 //!   `files/upgrade/*`). Every revision-1 statefile therefore reads as revision 2.
-//! - 2: the same records, with the file names in one table (`layout`).
+//! - 2: the same records, with the file names in one table (`layout`). While it is
+//!   current: `FileEntry::sha256` (absent: not authenticated) and the optional
+//!   `MANIFEST.mac` (`auth`), which older cprs of revision 2 ignore.
 
 use serde::{Deserialize, Serialize};
 
@@ -76,6 +78,10 @@ pub struct FileEntry {
     pub path: String,
     pub size: u64,
     pub xxh3: String,
+    /// SHA-256 (hex) of a record (not of bulk page data), which the MANIFEST's MAC
+    /// covers (`auth`). Added during revision 2 (absent: not authenticated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 /// MANIFEST: what the statefile holds. Written last.

@@ -11,6 +11,7 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {
     Manifest,
+    ManifestMac,
     Core,
     Mm,
     Pages,
@@ -38,6 +39,9 @@ pub struct FileSpec {
 
 /// The name of the manifest, written last: a directory without it is not a statefile.
 pub const MANIFEST: &str = "MANIFEST";
+/// The MANIFEST's HMAC under the host key, when root wrote the statefile (`auth`); not
+/// listed in the MANIFEST (it is computed over it).
+pub const MANIFEST_MAC: &str = "MANIFEST.mac";
 const CORE: &str = "proc/<pid>/core.json";
 const MM: &str = "proc/<pid>/mm.json";
 const PAGES: &str = "proc/<pid>/pages";
@@ -55,12 +59,18 @@ const UPGRADE_COPY: &str = "files/upgrade/<n>";
 
 /// Every file a statefile can hold. The MANIFEST lists all but itself, with sizes and
 /// checksums.
-pub const FILES: [FileSpec; 12] = [
+pub const FILES: [FileSpec; 13] = [
     FileSpec {
         kind: FileKind::Manifest,
         name: MANIFEST,
         bulk: false,
         holds: "revision, host, owner, flags, process summaries, every other file's size and checksum (format::Manifest)",
+    },
+    FileSpec {
+        kind: FileKind::ManifestMac,
+        name: MANIFEST_MAC,
+        bulk: false,
+        holds: "HMAC-SHA256 of MANIFEST under the host key, when root wrote it (auth)",
     },
     FileSpec {
         kind: FileKind::Core,
@@ -229,6 +239,7 @@ mod tests {
     fn every_name_is_found_again_in_the_table() {
         let built = [
             (MANIFEST.to_string(), FileKind::Manifest),
+            (MANIFEST_MAC.to_string(), FileKind::ManifestMac),
             (core_path(12), FileKind::Core),
             (mm_path(12), FileKind::Mm),
             (pages_path(4000), FileKind::Pages),

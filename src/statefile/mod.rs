@@ -18,6 +18,8 @@
 //!   files/upgrade/<n>        saved programs and libraries (-u)
 //! ```
 
+pub mod auth;
+mod beneath;
 pub mod format;
 pub mod info;
 pub mod layout;
@@ -43,6 +45,14 @@ use std::path::Path;
 /// that looks valid.
 pub fn remove(path: &Path, caller_uid: u32) -> Result<()> {
     let subject = path.display().to_string();
+    // leftovers of a checkpoint of this name that was killed go too
+    if let Some(name) = path.file_name() {
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        writer::remove_stale_partials(parent, name);
+    }
     let meta = std::fs::symlink_metadata(path).ctx(&subject)?;
     if meta.file_type().is_symlink() {
         return Err(Error::with_detail(

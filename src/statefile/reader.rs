@@ -1,14 +1,20 @@
 //! Opens a statefile and validates it: MANIFEST present and parsable, revision known,
 //! every listed file present with its size and checksum. Every name read from the
-//! statefile (the MANIFEST's list, names inside records) is checked before it is joined
-//! to the statefile's path: relative, no `.` or `..`, no symbolic link on the way.
+//! statefile (the MANIFEST's list, names inside records) is checked before it is used:
+//! relative, no `.` or `..`, listed in the MANIFEST, and opened beneath the statefile's
+//! directory descriptor through no symbolic link (`beneath`).
 
 use std::fs::File;
 use std::io::{ErrorKind, Read};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use nix::errno::Errno;
 
 use serde::Deserialize;
 
+use super::beneath;
 use super::format::{FileEntry, MANIFEST, Manifest, OLDEST_READABLE, Owner, REVISION};
 use crate::error::{Context, Error, Kind, Result};
 
@@ -24,6 +30,10 @@ pub enum Verify {
 pub struct Statefile {
     pub path: PathBuf,
     pub manifest: Manifest,
+    /// The statefile's directory, held: every file is opened beneath it.
+    dir: Arc<OwnedFd>,
+    /// The MANIFEST as read, for its MAC (`authenticate`).
+    manifest_bytes: Arc<Vec<u8>>,
 }
 
 /// The part of a MANIFEST that every revision has: enough to know that a directory is a
@@ -63,27 +73,54 @@ fn not_a_statefile(path: &Path) -> Error {
     )
 }
 
-/// Reads the MANIFEST of `path` as bytes. A missing directory is "No such file or
-/// directory"; a directory (or anything else) without MANIFEST is not a statefile.
-fn read_manifest_bytes(path: &Path) -> Result<Vec<u8>> {
+/// The longest MANIFEST read (a statefile of thousands of processes stays far below).
+const MANIFEST_MAX: u64 = 64 << 20;
+
+/// Opens the statefile directory `path` and reads its MANIFEST as bytes. A missing
+/// directory is "No such file or directory"; a directory (or anything else) without
+/// MANIFEST is not a statefile.
+fn read_manifest_bytes(path: &Path) -> Result<(OwnedFd, Vec<u8>)> {
     let meta = std::fs::metadata(path).ctx(path.display())?;
     if !meta.is_dir() {
         return Err(not_a_statefile(path));
     }
-    let mpath = path.join(MANIFEST);
-    match std::fs::symlink_metadata(&mpath) {
-        Ok(m) if m.is_file() => {}
-        Ok(_) => return Err(not_a_statefile(path)),
-        Err(e) if matches!(e.kind(), ErrorKind::NotFound) => return Err(not_a_statefile(path)),
-        Err(e) => return Err(Error::io(mpath.display().to_string(), e)),
+    let dir = nix::fcntl::open(
+        path,
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ctx(path.display())?;
+    let file = match beneath::open_read(&dir, MANIFEST) {
+        Ok(f) => f,
+        Err(Errno::ENOENT) => return Err(not_a_statefile(path)),
+        Err(e) if beneath::is_link_refusal(e) => return Err(not_a_statefile(path)),
+        Err(e) => return Err(Error::errno(path.display().to_string(), e).detail(MANIFEST)),
+    };
+    let bytes = read_regular(file, MANIFEST_MAX).map_err(|_| not_a_statefile(path))?;
+    Ok((dir, bytes))
+}
+
+/// Reads an opened file that must be a regular file of at most `max` bytes.
+fn read_regular(mut file: File, max: u64) -> std::io::Result<Vec<u8>> {
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
     }
-    std::fs::read(&mpath).ctx(mpath.display())
+    if meta.len() > max {
+        return Err(std::io::Error::other(format!("larger than {max} bytes")));
+    }
+    let mut data = Vec::with_capacity(meta.len() as usize);
+    (&mut file).take(max + 1).read_to_end(&mut data)?;
+    if data.len() as u64 > max {
+        return Err(std::io::Error::other(format!("larger than {max} bytes")));
+    }
+    Ok(data)
 }
 
 /// Reads just enough of the MANIFEST of `path` to know it is a statefile and whose.
 /// Accepts damaged statefiles and other revisions (for `-D` and `-f`).
 pub fn probe(path: &Path) -> Result<ManifestHead> {
-    let bytes = read_manifest_bytes(path)?;
+    let (_, bytes) = read_manifest_bytes(path)?;
     serde_json::from_slice::<ManifestHead>(&bytes).map_err(|e| {
         Error::with_detail(
             path.display().to_string(),
@@ -104,8 +141,14 @@ pub(crate) fn valid_rel(rel: &str) -> bool {
 
 /// xxh3-64 of a whole file, as the writer records it (16 hex digits).
 pub fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
-    let mut file = File::open(path)?;
+    hash_open_file(File::open(path)?, false).map(|(size, xxh3, _)| (size, xxh3))
+}
+
+/// Size, xxh3-64 and, with `sha`, SHA-256 (hex) of an opened file from where it stands.
+fn hash_open_file(mut file: File, sha: bool) -> std::io::Result<(u64, String, Option<String>)> {
+    use sha2::Digest;
     let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    let mut sha = sha.then(sha2::Sha256::new);
     // no bigger than the file: a large zeroed allocation costs a memset per file
     let len = file
         .metadata()
@@ -121,14 +164,18 @@ pub fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
             Err(e) => return Err(e),
         };
         hasher.update(&buf[..n]);
+        if let Some(sha) = &mut sha {
+            sha.update(&buf[..n]);
+        }
         size += n as u64;
     }
-    Ok((size, format!("{:016x}", hasher.digest())))
+    let sha = sha.map(|s| super::auth::hex(&s.finalize()));
+    Ok((size, format!("{:016x}", hasher.digest()), sha))
 }
 
 impl Statefile {
     pub fn open(path: &Path, verify: Verify) -> Result<Statefile> {
-        let bytes = read_manifest_bytes(path)?;
+        let (dir, bytes) = read_manifest_bytes(path)?;
         let value: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|e| damaged(path, format_args!("{MANIFEST}: {e}")))?;
         let revision = value
@@ -154,6 +201,8 @@ impl Statefile {
         let statefile = Statefile {
             path: path.to_path_buf(),
             manifest,
+            dir: Arc::new(dir),
+            manifest_bytes: Arc::new(bytes),
         };
         for entry in &statefile.manifest.files {
             statefile.check_entry(entry, verify)?;
@@ -168,14 +217,8 @@ impl Statefile {
                 format_args!("{MANIFEST}: bad file name {:?}", entry.path),
             ));
         }
-        let file = self.file(&entry.path)?;
-        let meta = match std::fs::symlink_metadata(&file) {
-            Ok(m) => m,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Err(damaged(&self.path, format_args!("{}: missing", entry.path)));
-            }
-            Err(e) => return Err(Error::io(file.display().to_string(), e)),
-        };
+        let file = self.open_beneath(&entry.path)?;
+        let meta = file.metadata().map_err(|e| self.io_error(&entry.path, e))?;
         if !meta.is_file() {
             return Err(damaged(
                 &self.path,
@@ -194,14 +237,19 @@ impl Statefile {
             ));
         }
         if verify == Verify::Full {
-            let (size, hash) = hash_file(&file).ctx(file.display())?;
+            let (size, hash, sha) = hash_open_file(file, entry.sha256.is_some())
+                .map_err(|e| self.io_error(&entry.path, e))?;
             if size != entry.size {
                 return Err(damaged(
                     &self.path,
                     format_args!("{}: size {size}, expected {}", entry.path, entry.size),
                 ));
             }
-            if !hash.eq_ignore_ascii_case(&entry.xxh3) {
+            let sha_differs = match (&sha, &entry.sha256) {
+                (Some(got), Some(listed)) => !got.eq_ignore_ascii_case(listed),
+                _ => false,
+            };
+            if !hash.eq_ignore_ascii_case(&entry.xxh3) || sha_differs {
                 return Err(damaged(
                     &self.path,
                     format_args!("{}: checksum mismatch", entry.path),
@@ -221,29 +269,135 @@ impl Statefile {
         Ok(())
     }
 
-    /// Path of a file inside the statefile, for a name read from the statefile (its
-    /// MANIFEST or a record). A name that is not relative and plain, or that leads
-    /// through a symbolic link, is damage: it could reach outside the statefile. A file
-    /// that is not there is left for the caller's open to report.
-    pub fn file(&self, rel: &str) -> Result<PathBuf> {
+    /// `<statefile>: <IRIX message>: <rel>`.
+    fn io_error(&self, rel: &str, e: std::io::Error) -> Error {
+        Error::io(self.path.display().to_string(), e).detail(rel.to_string())
+    }
+
+    /// Opens `rel` beneath the statefile directory through no symbolic link; the name
+    /// must be plain. A link on the way is damage: it could lead outside the statefile.
+    fn open_beneath(&self, rel: &str) -> Result<File> {
         if !valid_rel(rel) {
             return Err(damaged(&self.path, format_args!("bad file name {rel:?}")));
         }
-        let mut path = self.path.clone();
-        for part in rel.split('/') {
-            path.push(part);
-            match std::fs::symlink_metadata(&path) {
-                Ok(meta) if meta.file_type().is_symlink() => {
-                    return Err(damaged(
-                        &self.path,
-                        format_args!("{rel}: leads through a symbolic link"),
-                    ));
-                }
-                Ok(_) => {}
-                Err(_) => return Ok(self.path.join(rel)),
+        match beneath::open_read(&*self.dir, rel) {
+            Ok(file) => Ok(file),
+            Err(Errno::ENOENT) => Err(damaged(&self.path, format_args!("{rel}: missing"))),
+            Err(e) if beneath::is_link_refusal(e) => Err(damaged(
+                &self.path,
+                format_args!("{rel}: leads through a symbolic link"),
+            )),
+            Err(e) => Err(Error::errno(self.path.display().to_string(), e).detail(rel.to_string())),
+        }
+    }
+
+    /// A name read from a record: it must be one the MANIFEST lists (so its size and
+    /// checksum were checked).
+    fn listed(&self, rel: &str) -> Result<&FileEntry> {
+        if !valid_rel(rel) {
+            return Err(damaged(&self.path, format_args!("bad file name {rel:?}")));
+        }
+        self.entry(rel)
+            .ok_or_else(|| damaged(&self.path, format_args!("{rel}: not listed in {MANIFEST}")))
+    }
+
+    /// Opens a file of the statefile for reading: listed in the MANIFEST, a regular
+    /// file, beneath the statefile, through no symbolic link.
+    pub fn open_file(&self, rel: &str) -> Result<File> {
+        self.listed(rel)?;
+        let file = self.open_beneath(rel)?;
+        let meta = file.metadata().map_err(|e| self.io_error(rel, e))?;
+        if !meta.is_file() {
+            return Err(damaged(
+                &self.path,
+                format_args!("{rel}: not a regular file"),
+            ));
+        }
+        Ok(file)
+    }
+
+    /// Path of a file inside the statefile, for a name read from the statefile (its
+    /// MANIFEST or a record), for callers that must hand a path on. The name must be
+    /// listed in the MANIFEST and reach a regular file through no symbolic link; prefer
+    /// `open_file`, which holds what it checked.
+    pub fn file(&self, rel: &str) -> Result<PathBuf> {
+        self.open_file(rel)?;
+        Ok(self.path.join(rel))
+    }
+
+    /// For root's restart (`auth`): the MANIFEST's MAC under this host's key is valid
+    /// and every record has its SHA-256 listed; or, without a MAC, no one but root could
+    /// have written the statefile (it and every record root's, writable by no one else).
+    pub fn authenticate(&self) -> Result<()> {
+        use super::auth::{host_key, mac_matches, refused};
+        use super::layout::MANIFEST_MAC;
+        let mac = match beneath::open_read(&*self.dir, MANIFEST_MAC) {
+            Ok(file) => read_regular(file, 4096).map_err(|e| self.io_error(MANIFEST_MAC, e))?,
+            Err(Errno::ENOENT) => return self.root_only(),
+            Err(e) if beneath::is_link_refusal(e) => {
+                return Err(refused(&self.path, "MANIFEST.mac is a symbolic link"));
+            }
+            Err(e) => {
+                return Err(Error::errno(self.path.display().to_string(), e).detail(MANIFEST_MAC));
+            }
+        };
+        let Some(key) = host_key(false)? else {
+            return Err(refused(
+                &self.path,
+                "this host has no cpr host key to check it with",
+            ));
+        };
+        if !mac_matches(&key, &self.manifest_bytes, &mac) {
+            return Err(refused(
+                &self.path,
+                "its MANIFEST was changed since cpr wrote it, or another host's cpr wrote it (MANIFEST.mac does not match)",
+            ));
+        }
+        match self
+            .manifest
+            .files
+            .iter()
+            .find(|e| e.sha256.is_none() && !super::layout::is_bulk(&e.path))
+        {
+            Some(e) => Err(refused(
+                &self.path,
+                &format!("{} has no SHA-256 in its MANIFEST", e.path),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Without a MAC: the statefile directory and every listed file root's and not
+    /// writable by group or others (a statefile of root's own, or of an older cpr).
+    fn root_only(&self) -> Result<()> {
+        let refuse = || {
+            super::auth::refused(
+                &self.path,
+                "it is not authenticated (no MANIFEST.mac: written by an older cpr or not by root) and someone other than root could have changed it",
+            )
+        };
+        let dir_meta = File::from(
+            self.dir
+                .try_clone()
+                .map_err(|e| Error::io(self.path.display().to_string(), e))?,
+        )
+        .metadata()
+        .map_err(|e| Error::io(self.path.display().to_string(), e))?;
+        let root_only = |m: &std::fs::Metadata| {
+            use std::os::unix::fs::MetadataExt;
+            m.uid() == 0 && m.mode() & 0o022 == 0
+        };
+        if !root_only(&dir_meta) {
+            return Err(refuse());
+        }
+        for entry in &self.manifest.files {
+            let file = self.open_beneath(&entry.path)?;
+            let meta = file.metadata().map_err(|e| self.io_error(&entry.path, e))?;
+            if !root_only(&meta) {
+                return Err(refuse());
             }
         }
-        Ok(path)
+        Ok(())
     }
 
     /// Path of the MANIFEST.
@@ -256,16 +410,21 @@ impl Statefile {
         self.manifest.files.iter().find(|e| e.path == rel)
     }
 
-    /// Reads a whole file of the statefile.
+    /// Reads a whole file of the statefile (listed, and no longer than listed).
     pub fn read(&self, rel: &str) -> Result<Vec<u8>> {
-        let file = self.file(rel)?;
-        match std::fs::read(&file) {
-            Ok(data) => Ok(data),
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                Err(damaged(&self.path, format_args!("{rel}: missing")))
-            }
-            Err(e) => Err(Error::io(file.display().to_string(), e)),
+        let size = self.listed(rel)?.size;
+        let file = self.open_file(rel)?;
+        let data = read_regular(file, size).map_err(|e| match e.raw_os_error() {
+            Some(_) => self.io_error(rel, e),
+            None => damaged(&self.path, format_args!("{rel}: {e}")),
+        })?;
+        if data.len() as u64 != size {
+            return Err(damaged(
+                &self.path,
+                format_args!("{rel}: size {}, expected {size}", data.len()),
+            ));
         }
+        Ok(data)
     }
 
     /// Reads a JSON record.

@@ -29,3 +29,70 @@ pub struct CoreRecord {
     #[serde(default)]
     pub posix_timers: Vec<posix_timers::PosixTimer>,
 }
+
+impl super::format::ProcessSummary {
+    /// The MANIFEST's summary of a process, from its core record. Restart compares the
+    /// two: `cpr -i` shows the summary, so a record that says otherwise is refused.
+    pub fn of(core: &CoreRecord) -> super::format::ProcessSummary {
+        let p = &core.process;
+        super::format::ProcessSummary {
+            pid: p.pid,
+            ppid: p.ppid,
+            pgid: p.pgid,
+            sid: p.sid,
+            uids: p.uids,
+            gids: p.gids,
+            command: p.comm.clone(),
+            args: p.args.clone(),
+            cwd: p.cwd.clone(),
+            root: p.root.clone(),
+            threads: core.threads.len(),
+            open_files: files::summaries(&core.fds),
+            policies: core.policies.clone(),
+        }
+    }
+}
+
+/// Whether a path from a record is absolute and normalised: starts with `/`, and has
+/// no empty, `.` or `..` component and no NUL. Restart opens such paths as given, so
+/// one that is relative (resolved against cpr's own directory) or climbs is refused.
+pub fn is_normal_absolute(path: &str) -> bool {
+    match path.strip_prefix('/') {
+        Some("") => true,
+        Some(rest) => rest
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains('\0')),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_normal_absolute;
+
+    #[test]
+    fn only_absolute_normal_paths() {
+        for good in [
+            "/",
+            "/etc",
+            "/usr/lib/x.so",
+            "/tmp/a (deleted)",
+            "/a/.b/..c",
+        ] {
+            assert!(is_normal_absolute(good), "{good:?}");
+        }
+        for bad in [
+            "",
+            "etc",
+            "../../etc/shadow",
+            "/etc/../shadow",
+            "/./etc",
+            "//etc",
+            "/etc/",
+            "/a\0b",
+            "./x",
+        ] {
+            assert!(!is_normal_absolute(bad), "{bad:?}");
+        }
+    }
+}

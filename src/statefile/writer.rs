@@ -4,22 +4,33 @@
 //! The staging directory is `.<name>.cpr-partial-<pid>-<n>` next to the target. It never
 //! holds a MANIFEST until every other file is durable, and it only reaches the target's
 //! name by one rename after that: a writer killed at any point leaves at most a hidden
-//! leftover, never a half statefile under the name asked for.
+//! leftover, never a half statefile under the name asked for; the next writer of that
+//! name (or `cpr -D`) removes leftovers whose writer is gone.
+//!
+//! Everything inside the staging directory is made through directory descriptors
+//! (`mkdirat`, `openat2` beneath the staging directory through no symbolic link,
+//! `fchown`), never by path. The staging directory belongs to the writer (root, when
+//! root checkpoints a user's process) with mode 0700 until it is complete: the
+//! checkpoint owner gets it only then, so nothing they do meanwhile can redirect a
+//! write, and root never follows a link they control.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
-use std::fs::{DirBuilder, File, OpenOptions};
+use std::fs::File;
 use std::io::{ErrorKind, Write};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::errno::Errno;
-use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+use nix::fcntl::{OFlag, RenameFlags, renameat2};
+use nix::sys::stat::Mode;
 use nix::unistd::{AccessFlags, Gid, Uid};
+use sha2::{Digest, Sha256};
 use xxhash_rust::xxh3::Xxh3;
 
+use super::beneath;
 use super::format::{FileEntry, MANIFEST, Manifest, Owner};
 use super::reader::{probe, valid_rel};
 use crate::error::{Context, Error, Kind, Result};
@@ -36,6 +47,14 @@ pub struct StatefileWriter {
     /// The hidden directory being built.
     pub staging: PathBuf,
     parent: PathBuf,
+    /// The staging directory, held: every file and directory is made beneath it.
+    dir: OwnedFd,
+    /// The directory the statefile goes in, held from the start: the renames of commit
+    /// happen there even if a directory above it is renamed meanwhile.
+    parent_fd: OwnedFd,
+    /// Names in `parent_fd`.
+    staging_name: OsString,
+    target_name: OsString,
     force: bool,
     owner: Owner,
     /// Files finished so far, by relative path.
@@ -46,6 +65,8 @@ pub struct StatefileWriter {
     dirs: BTreeSet<String>,
     /// Set once the staging directory is gone (renamed into place or removed).
     done: bool,
+    /// Told of every byte written (see `set_progress`).
+    progress: crate::engine::progress::Progress,
 }
 
 /// One file being written: hashes as it goes. Hand it back with `finish_file`.
@@ -56,16 +77,27 @@ pub struct FileSink {
     pub rel: String,
     file: File,
     hasher: Box<Xxh3>,
+    /// For records (not bulk page data): the SHA-256 the MANIFEST's MAC covers.
+    sha: Option<Box<Sha256>>,
     size: u64,
     /// The statefile's name, for errors.
     subject: String,
+    /// Told of every byte written.
+    progress: crate::engine::progress::Progress,
 }
 
 impl std::io::Write for FileSink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.progress.cancelled() {
+            return Err(std::io::Error::from_raw_os_error(libc::ECANCELED));
+        }
         let n = self.file.write(buf)?;
         self.hasher.update(&buf[..n]);
+        if let Some(sha) = &mut self.sha {
+            sha.update(&buf[..n]);
+        }
         self.size += n as u64;
+        self.progress.bytes(n as u64);
         Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -121,10 +153,11 @@ fn path_error(subject: &str, errno: Errno) -> Error {
     }
 }
 
-fn chown_to(path: &Path, owner: Owner) -> std::io::Result<()> {
+/// Gives an opened file or directory of the statefile to its owner (root only can).
+fn hand_over(fd: impl AsFd, owner: Owner) -> std::result::Result<(), Errno> {
     if Uid::effective().is_root() {
-        nix::unistd::chown(
-            path,
+        nix::unistd::fchown(
+            fd,
             Some(Uid::from_raw(owner.uid)),
             Some(Gid::from_raw(owner.gid)),
         )?;
@@ -132,8 +165,72 @@ fn chown_to(path: &Path, owner: Owner) -> std::io::Result<()> {
     Ok(())
 }
 
-fn fsync_dir(path: &Path) -> std::io::Result<()> {
-    File::open(path)?.sync_all()
+/// Creates the directory `rel` beneath `root` (its parent already there), mode 0700:
+/// `mkdirat` in the parent opened beneath `root` through no symbolic link.
+fn mkdir_beneath(root: &OwnedFd, rel: &str) -> std::result::Result<(), Errno> {
+    let (parent, name) = match rel.rsplit_once('/') {
+        Some((parent, name)) => (Some(parent), name),
+        None => (None, rel),
+    };
+    let parent = match parent {
+        Some(p) => beneath::open_dir(root, p)?,
+        None => root
+            .try_clone()
+            .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?,
+    };
+    match nix::sys::stat::mkdirat(&parent, name, Mode::from_bits_truncate(0o700)) {
+        // made by this writer before (dirs is per writer): still a directory, no link
+        Err(Errno::EEXIST) => beneath::open_dir(&parent, name).map(drop),
+        other => other,
+    }
+}
+
+/// Whether the process `pid` is gone (not merely someone else's).
+fn writer_gone(pid: i32) -> bool {
+    pid > 0 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) == Err(Errno::ESRCH)
+}
+
+/// Removes the leftovers `.<name>.cpr-partial-<pid>-<n>` in `parent` of writers that are
+/// gone (killed mid-checkpoint). A live writer's, and anything that is not a directory
+/// of that form, is left alone; failures are ignored (the leftover may be another
+/// user's, whom we cannot clean up after).
+pub(crate) fn remove_stale_partials(parent: &Path, name: &std::ffi::OsStr) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(pid) = partial_writer(file_name.as_bytes(), name.as_bytes()) else {
+            continue;
+        };
+        let is_dir = entry
+            .file_type()
+            .is_ok_and(|t| t.is_dir() && !t.is_symlink());
+        if is_dir && writer_gone(pid) {
+            // remove_dir_all does not follow links, even ones swapped in meanwhile
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// The writer PID of a staging directory name for the statefile `name`, if it is one.
+fn partial_writer(entry: &[u8], name: &[u8]) -> Option<i32> {
+    const MARK: &[u8] = b".cpr-partial-";
+    let rest = entry.strip_prefix(b".")?;
+    let at = rest.windows(MARK.len()).rposition(|w| w == MARK)?;
+    let (stem, tail) = (&rest[..at], &rest[at + MARK.len()..]);
+    // hidden_name cuts long names so that the whole is NAME_MAX long
+    let same =
+        stem == name || (entry.len() == NAME_MAX && !stem.is_empty() && name.starts_with(stem));
+    if !same {
+        return None;
+    }
+    let tail = std::str::from_utf8(tail).ok()?;
+    let (pid, n) = tail.split_once('-')?;
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    pid.parse().ok()
 }
 
 /// Whether `path` is a real directory (not a symbolic link) holding a MANIFEST.
@@ -217,26 +314,48 @@ impl StatefileWriter {
             }
         }
 
-        let staging = parent.join(hidden_name(&name, "cpr-partial"));
-        DirBuilder::new()
-            .mode(0o700)
-            .create(&staging)
-            .map_err(|e| Error::io(&subject, e))?;
+        remove_stale_partials(&parent, &name);
+        let parent_fd = nix::fcntl::open(
+            &parent,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|errno| path_error(&subject, errno))?;
+        let staging_name = hidden_name(&name, "cpr-partial");
+        let staging = parent.join(&staging_name);
+        nix::sys::stat::mkdirat(
+            &parent_fd,
+            staging_name.as_os_str(),
+            Mode::from_bits_truncate(0o700),
+        )
+        .map_err(|errno| path_error(&subject, errno))?;
+        let dir = match beneath::open_dir(&parent_fd, &staging_name.to_string_lossy()) {
+            Ok(dir) => dir,
+            Err(errno) => {
+                // not ours to remove: something replaced it already
+                return Err(Error::errno(&subject, errno).detail("staging directory replaced"));
+            }
+        };
         let writer = StatefileWriter {
             target: target.to_path_buf(),
             staging,
             parent,
+            dir,
+            parent_fd,
+            staging_name,
+            target_name: name,
             force,
             owner,
             files: BTreeMap::new(),
             open: BTreeSet::new(),
             dirs: BTreeSet::new(),
             done: false,
+            progress: Default::default(),
         };
-        // From here on, Drop removes the staging directory on error.
-        std::fs::set_permissions(&writer.staging, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| writer.error(e, None))?;
-        chown_to(&writer.staging, owner).map_err(|e| writer.error(e, None))?;
+        // From here on, Drop removes the staging directory on error. It stays the
+        // writer's, 0700, until commit hands the finished statefile to its owner.
+        nix::sys::stat::fchmod(&writer.dir, Mode::from_bits_truncate(0o700))
+            .map_err(|e| writer.error(e.into(), None))?;
         Ok(writer)
     }
 
@@ -297,36 +416,26 @@ impl StatefileWriter {
             if self.dirs.contains(&dir) {
                 continue;
             }
-            let abs = self.staging.join(&dir);
-            match DirBuilder::new().mode(0o700).create(&abs) {
-                Ok(()) => {}
-                Err(e) => return Err(self.error(e, Some(&dir))),
-            }
-            chown_to(&abs, self.owner).map_err(|e| self.error(e, Some(&dir)))?;
+            mkdir_beneath(&self.dir, &dir).map_err(|e| self.error(e.into(), Some(&dir)))?;
             self.dirs.insert(dir.clone());
         }
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(self.staging.join(rel))
-            .map_err(|e| self.error(e, Some(rel)))?;
-        if Uid::effective().is_root() {
-            nix::unistd::fchown(
-                &file,
-                Some(Uid::from_raw(self.owner.uid)),
-                Some(Gid::from_raw(self.owner.gid)),
-            )
+        let file = beneath::create_new(&self.dir, rel, 0o600)
             .map_err(|e| self.error(e.into(), Some(rel)))?;
-        }
         self.open.insert(rel.to_string());
         Ok(FileSink {
             rel: rel.to_string(),
             file,
             hasher: Box::new(Xxh3::new()),
+            sha: (!super::layout::is_bulk(rel)).then(|| Box::new(Sha256::new())),
             size: 0,
             subject: self.subject(),
+            progress: self.progress.clone(),
         })
+    }
+
+    /// Reports the bytes of every file written from now on to `progress`.
+    pub fn set_progress(&mut self, progress: crate::engine::progress::Progress) {
+        self.progress = progress;
     }
 
     /// Flushes, fsyncs and records a streamed file.
@@ -346,6 +455,7 @@ impl StatefileWriter {
             path: sink.rel.clone(),
             size: sink.size,
             xxh3: format!("{:016x}", sink.hasher.digest()),
+            sha256: sink.sha.map(|sha| super::auth::hex(&sha.finalize())),
         };
         self.files.insert(sink.rel, entry);
         Ok(())
@@ -363,39 +473,56 @@ impl StatefileWriter {
         }
         manifest.files = self.files.values().cloned().collect();
 
-        // Every file durable before MANIFEST is written.
+        // Every file durable before MANIFEST is written, and the owner's: the staging
+        // directory (still the writer's, 0700) is what keeps them out until it is done.
         for rel in self.files.keys() {
-            let path = self.staging.join(rel);
-            File::open(&path)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| self.error(e, Some(rel)))?;
+            let file =
+                beneath::open_read(&self.dir, rel).map_err(|e| self.error(e.into(), Some(rel)))?;
+            hand_over(&file, self.owner).map_err(|e| self.error(e.into(), Some(rel)))?;
+            file.sync_all().map_err(|e| self.error(e, Some(rel)))?;
         }
 
         // MANIFEST last: until it is durable, the directory is not a statefile.
         let text =
             serde_json::to_vec_pretty(&manifest).map_err(|e| self.unserializable(MANIFEST, e))?;
-        let mpath = self.staging.join(MANIFEST);
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&mpath)
-            .map_err(|e| self.error(e, Some(MANIFEST)))?;
+        let mut file = beneath::create_new(&self.dir, MANIFEST, 0o600)
+            .map_err(|e| self.error(e.into(), Some(MANIFEST)))?;
         file.write_all(&text)
             .and_then(|()| file.sync_all())
             .map_err(|e| self.error(e, Some(MANIFEST)))?;
+        hand_over(&file, self.owner).map_err(|e| self.error(e.into(), Some(MANIFEST)))?;
         drop(file);
-        chown_to(&mpath, self.owner).map_err(|e| self.error(e, Some(MANIFEST)))?;
+        self.seal(&text)?;
 
-        // Every directory, deepest first, then the staging directory itself.
+        // Every directory, deepest first, then the staging directory itself, last of all
+        // handed to the owner: complete from here on.
         for dir in self.dirs.iter().rev() {
-            fsync_dir(&self.staging.join(dir)).map_err(|e| self.error(e, Some(dir)))?;
+            let fd =
+                beneath::open_dir(&self.dir, dir).map_err(|e| self.error(e.into(), Some(dir)))?;
+            hand_over(&fd, self.owner).map_err(|e| self.error(e.into(), Some(dir)))?;
+            nix::unistd::fsync(&fd).map_err(|e| self.error(e.into(), Some(dir)))?;
         }
-        fsync_dir(&self.staging).map_err(|e| self.error(e, None))?;
+        hand_over(&self.dir, self.owner).map_err(|e| self.error(e.into(), None))?;
+        nix::unistd::fsync(&self.dir).map_err(|e| self.error(e.into(), None))?;
 
         self.rename_into_place()?;
         self.done = true;
         Ok(self.target.clone())
+    }
+
+    /// Root authenticates what it writes (`auth`): MANIFEST.mac. A statefile of root's
+    /// own stays restartable by root without it (no one else could change it), so only
+    /// one handed to another owner needs the host key.
+    fn seal(&self, manifest: &[u8]) -> Result<()> {
+        if !Uid::effective().is_root() {
+            return Ok(());
+        }
+        match super::auth::seal(&self.dir, manifest) {
+            Ok(file) => hand_over(&file, self.owner)
+                .map_err(|e| self.error(e.into(), Some(super::layout::MANIFEST_MAC))),
+            Err(_) if self.owner.uid == 0 => Ok(()),
+            Err(e) => Err(e.context(self.subject())),
+        }
     }
 
     /// The one step that makes the statefile visible under its name.
@@ -404,11 +531,9 @@ impl StatefileWriter {
         let exists = std::fs::symlink_metadata(&self.target).is_ok();
         if !exists {
             // NOREPLACE: rename(2) would silently replace an empty directory made meanwhile.
-            renameat2(
-                AT_FDCWD,
-                &self.staging,
-                AT_FDCWD,
-                &self.target,
+            self.rename(
+                &self.staging_name,
+                &self.target_name,
                 RenameFlags::RENAME_NOREPLACE,
             )
             .map_err(|errno| path_error(&subject, errno))?;
@@ -422,11 +547,9 @@ impl StatefileWriter {
             check_replaceable(&self.target, &subject, self.owner)?;
             // Swap the two in one step where the filesystem can; the old one then sits
             // under the staging name and is removed below. Elsewhere, move it aside first.
-            match renameat2(
-                AT_FDCWD,
-                &self.staging,
-                AT_FDCWD,
-                &self.target,
+            match self.rename(
+                &self.staging_name,
+                &self.target_name,
                 RenameFlags::RENAME_EXCHANGE,
             ) {
                 Ok(()) => {
@@ -435,18 +558,21 @@ impl StatefileWriter {
                     std::fs::remove_dir_all(&old).map_err(|e| self.error(e, None))?;
                 }
                 Err(Errno::EINVAL | Errno::ENOTSUP | Errno::ENOSYS) => {
-                    let name = self.target.file_name().unwrap_or_default().to_owned();
-                    let aside = self.parent.join(hidden_name(&name, "cpr-old"));
-                    std::fs::rename(&self.target, &aside).map_err(|e| self.error(e, None))?;
-                    if let Err(errno) = renameat2(
-                        AT_FDCWD,
-                        &self.staging,
-                        AT_FDCWD,
-                        &self.target,
+                    let aside_name = hidden_name(&self.target_name, "cpr-old");
+                    let aside = self.parent.join(&aside_name);
+                    self.rename(
+                        &self.target_name,
+                        &aside_name,
+                        RenameFlags::RENAME_NOREPLACE,
+                    )
+                    .map_err(|e| self.error(e.into(), None))?;
+                    if let Err(errno) = self.rename(
+                        &self.staging_name,
+                        &self.target_name,
                         RenameFlags::RENAME_NOREPLACE,
                     ) {
                         // Put the old one back; the new one is removed by Drop.
-                        let _ = std::fs::rename(&aside, &self.target);
+                        let _ = self.rename(&aside_name, &self.target_name, RenameFlags::empty());
                         return Err(path_error(&subject, errno));
                     }
                     self.sync_parent()?;
@@ -459,7 +585,17 @@ impl StatefileWriter {
     }
 
     fn sync_parent(&self) -> Result<()> {
-        fsync_dir(&self.parent).map_err(|e| self.error(e, None))
+        nix::unistd::fsync(&self.parent_fd).map_err(|e| self.error(e.into(), None))
+    }
+
+    /// renameat2 of two names in the statefile's directory.
+    fn rename(
+        &self,
+        from: &std::ffi::OsStr,
+        to: &std::ffi::OsStr,
+        flags: RenameFlags,
+    ) -> std::result::Result<(), Errno> {
+        renameat2(&self.parent_fd, from, &self.parent_fd, to, flags)
     }
 }
 

@@ -4,6 +4,7 @@ pub mod evfd;
 mod fd;
 pub mod kcmp;
 mod kernel_types;
+pub mod shared_anon;
 pub mod shm;
 pub mod sigqueue;
 

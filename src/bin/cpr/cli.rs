@@ -11,8 +11,9 @@ use clap::{ArgGroup, Parser};
 use cpr::attrfile::WillAction;
 
 const USAGE: &str = "\
-cpr -c STATEFILE -p IDLIST [-f] [-g|-k] [-u] [--attributes FILE] [--timeout SECONDS]
-       cpr -r [-j] [--any-pid] [--no-cwd] [--no-root] STATEFILE...
+cpr -c STATEFILE -p IDLIST [-f] [-g|-k] [-u] [--attributes FILE] [--timeout SECONDS] [-q]
+       cpr -c STATEFILE -p IDLIST --dry-run [--json] [-f] [-g|-k] [-u] [--attributes FILE]
+       cpr -r [-j] [-q] [--any-pid] [--no-cwd] [--no-root] STATEFILE...
        cpr -i [--json] STATEFILE...
        cpr -D STATEFILE...";
 
@@ -39,6 +40,7 @@ See cpr(1) and cpr(5).";
     after_help = AFTER_HELP,
     group(ArgGroup::new("mode").required(true).multiple(false)
         .args(["checkpoint", "restart", "info", "delete"])),
+    group(ArgGroup::new("shows_json").multiple(true).args(["info", "dry_run"])),
 )]
 pub struct Cli {
     /// Checkpoint the processes named by -p into the statefile directory STATEFILE.
@@ -122,6 +124,19 @@ pub struct Cli {
     )]
     pub timeout: Option<Duration>,
 
+    /// With -c: tell what the checkpoint would take in and whether it would succeed,
+    /// without stopping the processes; exit status 0 if it would, 1 if not.
+    #[arg(
+        long = "dry-run",
+        requires = "checkpoint",
+        conflicts_with_all = ["restart", "info", "delete"],
+    )]
+    pub dry_run: bool,
+
+    /// With -c or -r: no progress bar, even on a terminal.
+    #[arg(short = 'q', long, conflicts_with_all = ["info", "delete"])]
+    pub quiet: bool,
+
     /// With -r: restart as an interactive, job-controlled foreground job.
     #[arg(
         short = 'j',
@@ -158,11 +173,12 @@ pub struct Cli {
     )]
     pub no_root: bool,
 
-    /// With -i: print a JSON array, one object per statefile.
+    /// With -i: print a JSON array, one object per statefile. With --dry-run: print
+    /// the preview as one JSON object.
     #[arg(
         long,
-        requires = "info",
-        conflicts_with_all = ["checkpoint", "restart", "delete"],
+        requires = "shows_json",
+        conflicts_with_all = ["restart", "delete"],
     )]
     pub json: bool,
 
@@ -179,6 +195,11 @@ pub struct Cli {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     Checkpoint(CheckpointRequest),
+    /// `-c --dry-run`: what the checkpoint would do; `json` for `--json`.
+    Preview {
+        request: CheckpointRequest,
+        json: bool,
+    },
     Restart {
         statefiles: Vec<PathBuf>,
         interactive: bool,
@@ -237,7 +258,7 @@ impl Cli {
             } else {
                 None
             };
-            Request::Checkpoint(CheckpointRequest {
+            let request = CheckpointRequest {
                 statefile,
                 idlist: self.idlist.unwrap_or_default(),
                 force: self.force,
@@ -245,7 +266,15 @@ impl Cli {
                 upgrade: self.upgrade,
                 attributes: self.attributes,
                 handler_timeout: self.timeout,
-            })
+            };
+            if self.dry_run {
+                Request::Preview {
+                    request,
+                    json: self.json,
+                }
+            } else {
+                Request::Checkpoint(request)
+            }
         } else if self.restart {
             Request::Restart {
                 statefiles: self.statefiles,
@@ -356,6 +385,56 @@ mod tests {
             parse(&["-p", "1111", "--kill", "--checkpoint", "ckptSep7"]).unwrap(),
             Request::Checkpoint(kill)
         );
+    }
+
+    #[test]
+    fn dry_run_is_a_preview_of_the_same_checkpoint() {
+        let request = CheckpointRequest {
+            statefile: "ck".into(),
+            idlist: "12:HID".into(),
+            force: true,
+            will: Some(WillAction::Kill),
+            upgrade: false,
+            attributes: None,
+            handler_timeout: None,
+        };
+        assert_eq!(
+            parse(&["-c", "ck", "-p", "12:HID", "-f", "-k", "--dry-run"]).unwrap(),
+            Request::Preview {
+                request: request.clone(),
+                json: false
+            }
+        );
+        assert_eq!(
+            parse(&[
+                "--dry-run",
+                "--json",
+                "-c",
+                "ck",
+                "-p",
+                "12:HID",
+                "-f",
+                "-k"
+            ])
+            .unwrap(),
+            Request::Preview {
+                request,
+                json: true
+            }
+        );
+        // --json shows data for -i and --dry-run only; --dry-run belongs to -c
+        let e = usage_error(&["-c", "ck", "-p", "1", "--json"]);
+        assert!(e.contains("--json"), "{e}");
+        let e = usage_error(&["-r", "--dry-run", "x"]);
+        assert!(e.contains("--dry-run"), "{e}");
+    }
+
+    #[test]
+    fn quiet_goes_with_checkpoint_and_restart() {
+        assert!(parse(&["-q", "-c", "ck", "-p", "1"]).is_ok());
+        assert!(parse(&["-r", "-q", "ck"]).is_ok());
+        let e = usage_error(&["-i", "-q", "ck"]);
+        assert!(e.contains("--quiet"), "{e}");
     }
 
     #[test]

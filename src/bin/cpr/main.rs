@@ -4,8 +4,9 @@
 //! (clap prints those itself).
 
 mod cli;
+mod progress_bar;
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -13,8 +14,8 @@ use clap::Parser;
 
 use cli::{CheckpointRequest, Cli, Request};
 use cpr::attrfile::AttrFile;
-use cpr::error::{Context, Error, Result};
-use cpr::ops::{self, CheckpointOptions, RestartOptions};
+use cpr::error::{Error, Result};
+use cpr::ops::{self, CheckpointOptions, Preview, Progress, RestartOptions};
 use cpr::statefile::{self, Statefile, reader::Verify};
 
 fn main() -> ExitCode {
@@ -23,27 +24,33 @@ fn main() -> ExitCode {
         eprintln!("cpr: {e}");
         return ExitCode::FAILURE;
     }
-    let request = Cli::parse().request();
+    let cli = Cli::parse();
+    let progress = progress(cli.quiet);
+    let request = cli.request();
     if matches!(request, Request::Info { .. } | Request::Delete { .. }) {
         // -i and -D read and remove files with the user's rights alone
         cpr::engine::privilege::drop_all();
     }
     let mut job_status = 0;
     let failures = match request {
-        Request::Checkpoint(request) => checkpoint(request).err().into_iter().collect(),
+        Request::Checkpoint(request) => checkpoint(request, &progress).err().into_iter().collect(),
+        Request::Preview { request, json } => preview(request, json),
         Request::Restart {
             statefiles,
             interactive,
             any_pid,
             no_cwd,
             no_root,
-        } => match ops::restart(&RestartOptions {
-            statefiles,
-            interactive,
-            any_pid,
-            no_cwd,
-            no_root,
-        }) {
+        } => match ops::restart_with_progress(
+            &RestartOptions {
+                statefiles,
+                interactive,
+                any_pid,
+                no_cwd,
+                no_root,
+            },
+            &progress,
+        ) {
             // with -j, cpr ends as the job it stood for did
             Ok(status) => {
                 job_status = status;
@@ -69,12 +76,52 @@ fn main() -> ExitCode {
 
 /// `-c`: reads the attribute file and hands over to the library, which resolves the
 /// designators first. Quiet on success, as IRIX.
-fn checkpoint(request: CheckpointRequest) -> Result<()> {
+fn checkpoint(request: CheckpointRequest, progress: &Progress) -> Result<()> {
+    ops::checkpoint_with_progress(&checkpoint_options(request)?, progress)?;
+    Ok(())
+}
+
+/// A progress bar when standard error is a terminal and `-q` was not given.
+fn progress(quiet: bool) -> Progress {
+    if quiet || !std::io::stderr().is_terminal() {
+        return Progress::none();
+    }
+    Progress::new(std::sync::Arc::new(progress_bar::Bar::new()))
+}
+
+/// `-c --dry-run`: the preview on standard output; each refusal is also one error line,
+/// as the checkpoint would print it (exit status 1).
+fn preview(request: CheckpointRequest, json: bool) -> Vec<Error> {
+    let statefile = request.statefile.clone();
+    let preview = match checkpoint_options(request).and_then(|o| ops::preview(&o)) {
+        Ok(p) => p,
+        // with --json, standard output is JSON whatever happens
+        Err(e) if json => Preview::failed(&statefile, &e),
+        Err(e) => return vec![e],
+    };
+    let text = if json {
+        let mut text = serde_json::to_string_pretty(&preview).expect("a preview serializes");
+        text.push('\n');
+        text
+    } else {
+        preview.render_text()
+    };
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return vec![Error::io("standard output", e)];
+    }
+    preview.refusals.iter().map(|r| r.to_error()).collect()
+}
+
+/// The options of `-c`, with the attribute file read.
+fn checkpoint_options(request: CheckpointRequest) -> Result<CheckpointOptions> {
     let attributes = match &request.attributes {
         Some(path) => load_attributes(path)?,
         None => AttrFile::load_default()?,
     };
-    ops::checkpoint(&CheckpointOptions {
+    Ok(CheckpointOptions {
         statefile: request.statefile,
         idlist: request.idlist,
         force: request.force,
@@ -83,14 +130,12 @@ fn checkpoint(request: CheckpointRequest) -> Result<()> {
         attributes: Some(attributes),
         handler_timeout: request.handler_timeout,
         openfile_distribute: false,
-    })?;
-    Ok(())
+    })
 }
 
-/// `--attributes FILE`.
+/// `--attributes FILE`: read as the library reads it (a regular file, not a link).
 fn load_attributes(path: &Path) -> Result<AttrFile> {
-    let text = std::fs::read_to_string(path).ctx(path.display())?;
-    AttrFile::parse(&text, &path.display().to_string())
+    AttrFile::load(path)
 }
 
 /// `-i`: every statefile that opens is shown; each one that does not is one error.

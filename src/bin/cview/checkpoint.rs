@@ -184,10 +184,8 @@ impl CheckpointPanel {
             IdType::Sid => row.sid(),
             _ => row.pid,
         };
-        Some(Designator {
-            id: id as u64,
-            id_type: self.id_type,
-        })
+        // as the user would type it, through cpr's own parser
+        cpr::target::parse_designator(&format!("{id}:{}", self.id_type)).ok()
     }
 
     /// Resolves the designator as `cpr -c` does (same function, same permission rules),

@@ -27,7 +27,7 @@ pub(super) fn dump_all(
     let mut upgrade_copies = Vec::new();
     for pid in frozen.pids() {
         let tids = frozen.threads[&pid].clone();
-        let d = dump_process(pid, &tids, &policies[&pid], writer, &mut frozen.touched)
+        let mut d = dump_process(pid, &tids, &policies[&pid], writer)
             .and_then(|(core, mut mm)| {
                 mm.components = mapped_files::dump(
                     pid,
@@ -39,35 +39,28 @@ pub(super) fn dump_all(
                 Ok((core, mm))
             })
             .map_err(in_statefile)?;
+        d.0.process.job_stop = frozen.job_stopped.get(&pid).copied().unwrap_or(0);
         dumped.push(d);
     }
     Ok(dumped)
 }
 
-/// One process: injected calls first (registers and masks to put back are added to
-/// `touched`), then memory, then descriptors and the rest.
+/// One process: injected calls first (each puts the thread's registers and mask back
+/// at once), then memory, then descriptors and the rest.
 pub(super) fn dump_process(
     pid: i32,
     tids: &[i32],
     policies: &ProcessPolicies,
     writer: &mut StatefileWriter,
-    touched: &mut Vec<(i32, Regs, u64)>,
 ) -> Result<(CoreRecord, MmRecord)> {
     let regs: Vec<Regs> = tids
         .iter()
         .map(|t| ptrace::get_regs(*t))
         .collect::<Result<_>>()?;
-    // Signals arriving while calls are injected stay pending (and are saved as pending)
-    // rather than being taken, mid-injection, by a thread: every mask fully blocked
-    // until release, which puts the masks back.
     let masks: Vec<u64> = tids
         .iter()
         .map(|t| ptrace::get_sigmask(*t))
         .collect::<Result<_>>()?;
-    for (i, &tid) in tids.iter().enumerate() {
-        touched.push((tid, regs[i], masks[i]));
-        ptrace::set_sigmask(tid, !0)?;
-    }
     let asked = ask_process(pid, tids, &regs, &masks)?;
     // what /proc tells, through one held directory, its stat read once
     let dir = ProcDir::open(pid)?;
@@ -97,26 +90,56 @@ struct Asked {
     posix_timers: Vec<posix_timers::PosixTimer>,
 }
 
-/// Asks the process by calls injected through its vDSO's syscall instruction, with a
-/// scratch page mapped for the purpose and removed after.
+/// Asks the process by calls injected through a trampoline that puts everything back
+/// should cpr vanish (`ptrace::checkpoint_gate`), with scratch space mapped for the
+/// purpose and removed after. Where the vDSO has no room for the trampoline, it is
+/// written on the mapped page, and only that mapping and its removal go through the
+/// vDSO's bare syscall instruction.
 fn ask_process(pid: i32, tids: &[i32], regs: &[Regs], masks: &[u64]) -> Result<Asked> {
+    let first_gate = ptrace::checkpoint_gate(pid)?;
+    let asked = ask_through(first_gate, pid, tids, regs, masks);
+    let removed = ptrace::remove_vdso_trampoline(pid, first_gate);
+    let asked = asked?;
+    removed?;
+    Ok(asked)
+}
+
+/// The questions of `ask_process`, the first call (the mapping) through `first_gate`.
+fn ask_through(
+    first_gate: ptrace::Gate,
+    pid: i32,
+    tids: &[i32],
+    regs: &[Regs],
+    masks: &[u64],
+) -> Result<Asked> {
     const SCRATCH_LEN: u64 = 3 * memory::PAGE;
-    let gate = ptrace::syscall_gate(pid)?;
-    let main = Injector::new(pid, gate)?;
-    let base = RemoteAddr::from(main.check(
+    let area = memory::PAGE + SCRATCH_LEN;
+    let resume: Vec<Regs> = regs.iter().map(threads::resume_regs).collect();
+    let first = Injector::transient(pid, first_gate, &resume[0])?;
+    // executable only if the trampoline is to be written there
+    let prot = match first_gate {
+        ptrace::Gate::Trampoline(_) => libc::PROT_READ | libc::PROT_WRITE,
+        _ => libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
+    };
+    let base = RemoteAddr::from(first.check(
         "mmap scratch",
         libc::SYS_mmap,
         [
             0,
-            SCRATCH_LEN,
-            (libc::PROT_READ | libc::PROT_WRITE) as u64,
+            area,
+            prot as u64,
             (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
             u64::MAX,
             0,
         ],
     )?);
-    let mut scratch = RemoteScratch::new(pid, base, SCRATCH_LEN);
-    let injected = (|| -> Result<(signals::SignalsRecord, u64, Vec<threads::ThreadRecord>)> {
+    let mut scratch = RemoteScratch::new(pid, base + memory::PAGE, SCRATCH_LEN);
+    let injected = (|| -> Result<(signals::SignalsRecord, u64, Vec<threads::ThreadRecord>, _)> {
+        let gate = match first_gate {
+            ptrace::Gate::Trampoline(_) => first_gate,
+            _ => ptrace::install_trampoline(pid, base)?,
+        };
+        let main = first.through(gate);
         let sig = signals::dump(pid, &main, &mut scratch)?;
         let brk = main.check("brk", libc::SYS_brk, [0; 6])?;
         let mut trecs = Vec::new();
@@ -124,20 +147,20 @@ fn ask_process(pid: i32, tids: &[i32], regs: &[Regs], masks: &[u64]) -> Result<A
             let rec = if tid == pid {
                 threads::dump(tid, pid, &regs[i], masks[i], &main, &mut scratch)?
             } else {
-                let inj = Injector::new(tid, gate)?;
+                let inj = Injector::transient(tid, gate, &resume[i])?;
                 threads::dump(tid, pid, &regs[i], masks[i], &inj, &mut scratch)?
             };
             trecs.push(rec);
         }
-        Ok((sig, brk, trecs))
+        let posix_timers = posix_timers::dump(pid, &main, &mut scratch);
+        Ok((sig, brk, trecs, posix_timers))
     })();
-    let posix_timers = posix_timers::dump(pid, &main, &mut scratch);
-    main.check(
+    first.check(
         "munmap scratch",
         libc::SYS_munmap,
-        [base.as_u64(), SCRATCH_LEN, 0, 0, 0, 0],
+        [base.as_u64(), area, 0, 0, 0, 0],
     )?;
-    let (signals, brk, threads) = injected?;
+    let (signals, brk, threads, posix_timers) = injected?;
     Ok(Asked {
         signals,
         brk,

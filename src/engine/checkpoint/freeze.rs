@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use super::Targets;
-use crate::engine::objects::{pstree, threads};
-use crate::engine::ptrace::{self, Regs};
+use crate::engine::objects::pstree;
+use crate::engine::ptrace;
 use crate::error::{Error, Kind, Result};
 use crate::proc::ProcDir;
 use crate::target;
@@ -15,8 +15,8 @@ use crate::target;
 pub(super) struct Freezer {
     /// pid -> its thread IDs (main thread first), all seized and stopped.
     pub threads: BTreeMap<i32, Vec<i32>>,
-    /// Threads whose registers or signal mask the dump changed: what to put back.
-    pub touched: Vec<(i32, Regs, u64)>,
+    /// pid -> the signal that stopped it, for processes stopped by job control.
+    pub job_stopped: BTreeMap<i32, i32>,
     done: bool,
 }
 
@@ -104,8 +104,13 @@ impl Freezer {
                     if seized.contains(&tid) {
                         continue;
                     }
+                    // never PTRACE_O_EXITKILL: a cpr that is killed must leave its
+                    // targets running (the injected calls keep them resumable)
                     match ptrace::seize_and_stop(tid, libc::PTRACE_O_TRACESYSGOOD) {
-                        Ok(()) => {
+                        Ok(sig) => {
+                            if tid == pid && sig != libc::SIGTRAP {
+                                f.job_stopped.insert(pid, sig);
+                            }
                             seized.push(tid);
                             new += 1;
                         }
@@ -116,10 +121,7 @@ impl Freezer {
                             vanished.push(pid);
                             break;
                         }
-                        Err(e) => {
-                            let e = crate::engine::privilege::explain_attach(e);
-                            return Err(e.context(format!("process {pid}")));
-                        }
+                        Err(e) => return Err(refused_seize(pid, tid, e)),
                     }
                 }
                 // main thread first
@@ -148,14 +150,10 @@ impl Freezer {
         Ok(vanished)
     }
 
-    /// Lets one process run on (WILL CONT): the registers and masks the dump changed put
-    /// back (calls it was in re-issued), then detached and no longer frozen.
+    /// Lets one process run on (WILL CONT): detached and no longer frozen. Its registers
+    /// and masks are its own already: every injected call put them back at once.
     pub fn let_run(&mut self, pid: i32) {
         if let Some(tids) = self.threads.remove(&pid) {
-            for (tid, regs, mask) in self.touched.iter().filter(|(t, _, _)| tids.contains(t)) {
-                let _ = ptrace::set_regs(*tid, &threads::resume_regs(regs));
-                let _ = ptrace::set_sigmask(*tid, *mask);
-            }
             for tid in tids {
                 let _ = ptrace::detach(tid, 0);
             }
@@ -198,6 +196,16 @@ impl Freezer {
 impl Drop for Freezer {
     fn drop(&mut self) {
         self.release();
+    }
+}
+
+/// Why thread `tid` of process `pid` could not be seized: another tracer took it since
+/// it was resolved, or `e` as it is.
+fn refused_seize(pid: i32, tid: i32, e: Error) -> Error {
+    match target::refuse_traced(pid, tid, std::process::id() as i32) {
+        Err(busy) => busy,
+        // not another tracer: say what the kernel's ptrace rules (Yama) allow, if they refused
+        Ok(()) => crate::engine::privilege::explain_attach(e).context(format!("process {pid}")),
     }
 }
 

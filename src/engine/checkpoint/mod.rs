@@ -5,15 +5,17 @@
 mod dump;
 mod freeze;
 mod policies;
+pub mod preview;
 mod will;
 
 use std::path::PathBuf;
 
 use super::objects::memory::{self, MmRecord};
-use super::objects::{files, pstree, shared_fds, shmem, sysv_shm as shm};
+use super::objects::{pstree, shared_fds, shmem, sysv_shm as shm};
 use super::timer::Timer;
 use crate::attrfile::AttrFile;
 use crate::engine::options::CheckpointOptions;
+use crate::engine::progress::{Phase, Progress};
 use crate::error::{Context, Error, Kind, Result};
 use crate::statefile::{
     self, CoreRecord, Flags, Manifest, Owner, ProcessSummary, StatefileWriter, core_path, mm_path,
@@ -28,11 +30,12 @@ struct Targets {
     owner: Owner,
 }
 
-pub fn checkpoint(options: &CheckpointOptions) -> Result<PathBuf> {
+pub fn checkpoint(options: &CheckpointOptions, progress: &Progress) -> Result<PathBuf> {
     let mut timer = Timer::new();
     let targets = resolve_targets(options)?;
     let pinned = crate::engine::privilege::Pinned::pin(&targets.set.pids());
     notify_handlers(&targets, options)?;
+    progress.phase(Phase::Freeze, None);
     let (mut frozen, zombies) = freeze::freeze_targets(&targets)?;
     target::confirm_frozen(
         &frozen.pids(),
@@ -44,8 +47,13 @@ pub fn checkpoint(options: &CheckpointOptions) -> Result<PathBuf> {
     timer.lap("freeze");
 
     let mut writer = StatefileWriter::create(&options.statefile, options.force, targets.owner)?;
+    writer.set_progress(progress.clone());
+    progress.check_cancelled(&options.statefile.display().to_string())?;
+    progress.phase(Phase::Dump, preview::page_bytes(&frozen.pids(), progress));
     let mut dumped = dump::dump_all(&mut frozen, &policies, options, &mut writer)?;
     timer.lap("dump processes (page data written and fsync'd)");
+    progress.check_cancelled(&options.statefile.display().to_string())?;
+    progress.phase(Phase::Shared, None);
     collect_shared(&mut dumped, zombies, &mut writer, options)?;
     let summaries = write_records(&dumped, &mut writer)?;
     // SysV shared memory segments the processes attach, saved once each
@@ -55,6 +63,8 @@ pub fn checkpoint(options: &CheckpointOptions) -> Result<PathBuf> {
     // nothing further reads another process: an installed cpr gives up its capabilities
     crate::engine::privilege::drop_all();
     // durable before anything happens to the originals
+    progress.check_cancelled(&options.statefile.display().to_string())?;
+    progress.phase(Phase::Commit, None);
     let will = policies::overall_will(options.will, &policies);
     let path = commit(writer, options, &targets, will, summaries)?;
     timer.lap("commit (fsync)");
@@ -150,22 +160,7 @@ fn write_records(
         let pid = core.process.pid;
         writer.write_json(&mm_path(pid), mm)?;
         writer.write_json(&core_path(pid), core)?;
-        let p = &core.process;
-        summaries.push(ProcessSummary {
-            pid,
-            ppid: p.ppid,
-            pgid: p.pgid,
-            sid: p.sid,
-            uids: p.uids,
-            gids: p.gids,
-            command: p.comm.clone(),
-            args: p.args.clone(),
-            cwd: p.cwd.clone(),
-            root: p.root.clone(),
-            threads: core.threads.len(),
-            open_files: files::summaries(&core.fds),
-            policies: core.policies.clone(),
-        });
+        summaries.push(ProcessSummary::of(core));
     }
     Ok(summaries)
 }

@@ -103,14 +103,41 @@ pub fn dump(
     Ok(out)
 }
 
-/// One descriptor, after the `earlier` ones: a duplicate of one of those, a pipe end
-/// (pipes.rs), an event object (events.rs), or a file by path.
+/// One descriptor, after the `earlier` ones: classified, then the content the policies
+/// ask for saved.
 fn dump_one(
     dir: &ProcDir,
     fd: i32,
     earlier: &[FdRecord],
     policies: &ProcessPolicies,
     writer: &mut StatefileWriter,
+) -> Result<FdRecord> {
+    let mut record = classify(dir, fd, earlier, policies)?;
+    if needs_saved_content(&record) {
+        let pid = dir.pid();
+        let who = format!("process {pid} fd {fd}");
+        record.saved = Some(save_content(pid, fd, &who, &record.path, writer)?);
+    }
+    Ok(record)
+}
+
+/// Whether the checkpoint saves the content of the file behind `record` (deleted files,
+/// REPLACE, SUBSTITUTE).
+pub fn needs_saved_content(record: &FdRecord) -> bool {
+    record.kind == FdKind::Deleted
+        || (record.kind == FdKind::Regular
+            && matches!(record.action, FileAction::Replace | FileAction::Substitute))
+}
+
+/// What descriptor `fd` is, after the `earlier` ones: a duplicate of one of those, a pipe
+/// end (pipes.rs), an event object (events.rs), or a file by path with its FILE policy;
+/// nothing saved yet. Reads /proc only, so it also serves `cpr -c --dry-run` on a
+/// running process: an object that is not checkpoint safe is refused here, for both.
+pub fn classify(
+    dir: &ProcDir,
+    fd: i32,
+    earlier: &[FdRecord],
+    policies: &ProcessPolicies,
 ) -> Result<FdRecord> {
     let pid = dir.pid();
     let who = format!("process {pid} fd {fd}");
@@ -165,13 +192,6 @@ fn dump_one(
     } else {
         FileAction::Merge
     };
-    let saved = if kind == FdKind::Deleted
-        || matches!(action, FileAction::Replace | FileAction::Substitute)
-    {
-        Some(save_content(pid, fd, &who, &path, writer)?)
-    } else {
-        None
-    };
     Ok(FdRecord {
         fd,
         kind,
@@ -180,7 +200,7 @@ fn dump_one(
         cloexec,
         pos,
         action,
-        saved,
+        saved: None,
         shared: None,
     })
 }
@@ -250,11 +270,7 @@ fn open_path(path: &str, flags: i32) -> std::io::Result<OwnedFd> {
 }
 
 /// An unlinked file in `dir` (or /tmp) holding `content`, reopened with `flags`.
-fn anonymous_copy(
-    dir: &str,
-    content_path: &std::path::Path,
-    flags: i32,
-) -> std::io::Result<OwnedFd> {
+fn anonymous_copy(dir: &str, mut src: std::fs::File, flags: i32) -> std::io::Result<OwnedFd> {
     let tmp = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -269,7 +285,6 @@ fn anonymous_copy(
                 .mode(0o600)
                 .open("/tmp")
         })?;
-    let mut src = std::fs::File::open(content_path)?;
     let mut dst = &tmp;
     std::io::copy(&mut src, &mut dst)?;
     // reopen through /proc to get the original access mode and flags
@@ -312,7 +327,7 @@ pub fn reopen(r: &FdRecord, sf: &Statefile, tty: Option<&str>) -> Result<OwnedFd
             let saved = r.saved.as_deref().ok_or_else(|| {
                 Error::with_detail(&who, Kind::CheckpointError, "saved content missing")
             })?;
-            let fd = anonymous_copy(&parent, &sf.file(saved)?, r.flags).ctx(&who)?;
+            let fd = anonymous_copy(&parent, sf.open_file(saved)?, r.flags).ctx(&who)?;
             seek(&fd, r.pos, nix::unistd::Whence::SeekSet)?;
             fd
         }

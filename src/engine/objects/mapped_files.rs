@@ -43,9 +43,30 @@ pub fn dump(
     writer: &mut StatefileWriter,
     saved_paths: &mut Vec<(String, String)>,
 ) -> Result<Vec<Component>> {
+    let mut out = identify(pid, vmas)?;
+    if !upgrade {
+        return Ok(out);
+    }
+    for v in vmas.iter().filter(|v| v.prot & libc::PROT_EXEC != 0) {
+        let Backing::File { path, .. } = &v.backing else {
+            continue;
+        };
+        if let Some(c) = out
+            .iter_mut()
+            .find(|c| &c.path == path && c.saved.is_none())
+        {
+            c.saved = Some(save(pid, v, path, writer, saved_paths)?);
+        }
+    }
+    Ok(out)
+}
+
+/// The programs and libraries of a process (the files with an executable mapping; data
+/// files mapped are governed by the FILE policies, like open files), each identified
+/// through /proc/PID/map_files as the very file in use. Reads /proc only: `cpr -c
+/// --dry-run` makes the same check on a running process.
+pub fn identify(pid: i32, vmas: &[Vma]) -> Result<Vec<Component>> {
     let mut out: Vec<Component> = Vec::new();
-    // programs and libraries: the files with an executable mapping (data files mapped
-    // are governed by the FILE policies, like open files)
     let programs: Vec<&String> = vmas
         .iter()
         .filter_map(|v| match &v.backing {
@@ -57,30 +78,18 @@ pub fn dump(
         let Backing::File { path, .. } = &v.backing else {
             continue;
         };
-        if !programs.contains(&path) {
-            continue;
-        }
-        let executable = v.prot & libc::PROT_EXEC != 0;
-        if let Some(c) = out.iter_mut().find(|c| &c.path == path) {
-            if upgrade && executable && c.saved.is_none() {
-                c.saved = Some(save(pid, v, path, writer, saved_paths)?);
-            }
+        if !programs.contains(&path) || out.iter().any(|c| &c.path == path) {
             continue;
         }
         let meta = crate::engine::privilege::mapped_file_metadata(pid, v.start, v.end, path)?;
         let (dev, ino, size, mtime_ns) = identity(&meta);
-        let saved = if upgrade && executable {
-            Some(save(pid, v, path, writer, saved_paths)?)
-        } else {
-            None
-        };
         out.push(Component {
             path: path.clone(),
             dev,
             ino,
             size,
             mtime_ns,
-            saved,
+            saved: None,
         });
     }
     Ok(out)
@@ -145,7 +154,8 @@ pub fn list(vmas: &[Vma]) -> Vec<MappedFile> {
     let mut out: Vec<MappedFile> = Vec::new();
     for v in vmas {
         if let Backing::File { path, .. } = &v.backing {
-            let writable = v.shared && v.prot & libc::PROT_WRITE != 0;
+            // a shared mapping that may become writable needs a read-write descriptor
+            let writable = v.shared && (v.prot & libc::PROT_WRITE != 0 || v.has_flag("mw"));
             match out.iter_mut().find(|f| &f.path == path) {
                 Some(f) => f.writable |= writable,
                 None => out.push(MappedFile {

@@ -11,6 +11,7 @@ use nix::sys::uio::{RemoteIoVec, process_vm_readv};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
+use crate::engine::progress::Progress;
 use crate::engine::ptrace::{Gate, Injector, RemoteAddr, RemoteScratch};
 use crate::error::{Context, Error, Kind, Result};
 use crate::proc::{MapsLine, ProcDir};
@@ -30,8 +31,9 @@ pub enum Backing {
     Vdso,
     /// vsyscall: fixed by the kernel; nothing to do.
     Vsyscall,
-    /// A shared memory object (shared anonymous mapping, memfd) mapped at `offset`: its
-    /// content is saved once for all processes in `shared/` (see shmem.rs).
+    /// A memory object (shared anonymous memory, a memfd, a deleted file) mapped at
+    /// `offset`, shared or private: its content is saved once for all processes in
+    /// `shared/` (see shmem.rs); for private mappings the written pages are saved too.
     SharedMem { ino: u64, offset: u64 },
     /// A System V shared memory segment, attached whole: its contents are saved once per
     /// statefile under shared/ (sysv_shm.rs), not with the process's pages.
@@ -66,6 +68,7 @@ impl MmRecord {
     /// all the pages listed.
     pub fn check(&self, pages_size: u64) -> Result<()> {
         let mut saved: u64 = 0;
+        let mut prev_end = 0;
         for v in &self.vmas {
             if v.start >= v.end || v.start % PAGE != 0 || v.end % PAGE != 0 {
                 return Err(damaged_record(format_args!(
@@ -73,6 +76,15 @@ impl MmRecord {
                     v.start, v.end
                 )));
             }
+            // in address order and apart, as /proc lists them: an overlap would map
+            // over a mapping already restored
+            if v.start < prev_end {
+                return Err(damaged_record(format_args!(
+                    "mapping {:#x}-{:#x} overlaps the one before",
+                    v.start, v.end
+                )));
+            }
+            prev_end = v.end;
             let pages = (v.end - v.start) / PAGE;
             for &(first, count) in &v.runs {
                 if first.checked_add(count).is_none_or(|last| last > pages) {
@@ -81,8 +93,8 @@ impl MmRecord {
                         v.start, v.end
                     )));
                 }
-                // bounded by the mapping's size: no overflow
-                saved += count * PAGE;
+                // bounded by the mapping's size, and mappings apart: no overflow
+                saved = saved.saturating_add(count * PAGE);
             }
         }
         if saved > pages_size {
@@ -166,26 +178,35 @@ fn pages_to_save(entries: &[u64], private_file: bool) -> Vec<(u64, u64)> {
 
 /// Classifies the mappings of a stopped process; unsupported ones are "Checkpoint error".
 pub fn plan(pid: i32) -> Result<Vec<Vma>> {
+    plan_each(pid)?.into_iter().collect()
+}
+
+/// Each mapping of a process classified on its own, with the pages that would be saved:
+/// `plan` takes the first refusal, `cpr -c --dry-run` (which reads a running process
+/// the same way) lists them all.
+pub fn plan_each(pid: i32) -> Result<Vec<Result<Vma>>> {
     let dir = ProcDir::open(pid)?;
     let maps = dir.maps()?;
     let flags: BTreeMap<u64, Vec<String>> = dir.smaps_flags()?.into_iter().collect();
     let pagemap = dir.open_file("pagemap")?;
-    let mut vmas = Vec::with_capacity(maps.len());
-    for m in &maps {
+    let plan_one = |m: &MapsLine| -> Result<Vma> {
         let name = m.path.clone();
         let vflags = flags.get(&m.start).cloned().unwrap_or_default();
+        if name != "[vsyscall]" && !super::vdso::is_vdso(&name) {
+            refuse_flags(pid, m, &vflags)?;
+        }
         let backing = backing(pid, m, &name, &vflags)?;
+        // private mappings of a file or memory object: only the pages written since
+        // (copies of the object's pages beyond its end cannot even be read)
         let runs = match &backing {
-            Backing::Vdso
-            | Backing::Vsyscall
-            | Backing::SharedMem { .. }
-            | Backing::SysvShm { .. } => Vec::new(),
-            Backing::File { .. } if m.shared() => Vec::new(),
-            Backing::File { .. } => pages_to_save(&pagemap_entries(pid, m, &pagemap)?, true),
-            Backing::Anon if name.ends_with(" (deleted)") => vec![(0, (m.end - m.start) / PAGE)],
+            Backing::Vdso | Backing::Vsyscall | Backing::SysvShm { .. } => Vec::new(),
+            Backing::File { .. } | Backing::SharedMem { .. } if m.shared() => Vec::new(),
+            Backing::File { .. } | Backing::SharedMem { .. } => {
+                pages_to_save(&pagemap_entries(pid, m, &pagemap)?, true)
+            }
             Backing::Anon => pages_to_save(&pagemap_entries(pid, m, &pagemap)?, false),
         };
-        vmas.push(Vma {
+        Ok(Vma {
             start: m.start,
             end: m.end,
             prot: m.prot(),
@@ -194,71 +215,91 @@ pub fn plan(pid: i32) -> Result<Vec<Vma>> {
             name,
             flags: vflags,
             runs,
-        });
-    }
-    Ok(vmas)
+        })
+    };
+    Ok(maps.iter().map(plan_one).collect())
 }
 
-/// What backs mapping `m` (named `name`, with smaps flags `vflags`); a mapping cpr cannot
-/// restore is "Checkpoint error".
-fn backing(pid: i32, m: &MapsLine, name: &str, vflags: &[String]) -> Result<Backing> {
-    let special = name.starts_with('[') && name.ends_with(']');
-    let backing = if name == "[vsyscall]" {
-        Backing::Vsyscall
-    } else if super::vdso::is_vdso(name) {
-        Backing::Vdso
-    } else if special
-        || name.is_empty()
-        || (m.inode == 0 && m.dev == "00:00" && !name.starts_with('/'))
-    {
-        if !(special || name.is_empty()) {
-            return Err(Error::with_detail(
-                format!("process {pid}"),
-                Kind::CheckpointError,
-                format!("mapping {name} at {:#x} is not checkpoint safe", m.start),
-            ));
-        }
-        Backing::Anon
-    } else if name.starts_with("/SYSV") && m.shared() {
-        // System V shared memory (sysv_shm.rs)
-        super::sysv_shm::plan_vma(pid, m, vflags)?
-    } else if m.shared() && (name.starts_with("/memfd:") || name.starts_with("/dev/zero")) {
-        Backing::SharedMem {
-            ino: m.inode,
-            offset: m.offset,
-        }
-    } else if name.starts_with("/SYSV") {
+/// "Checkpoint error" for a mapping whose VmFlags say it holds state restart cannot
+/// give back (hugetlb, userfaultfd, ...), or that only the kernel's own mappings have.
+fn refuse_flags(pid: i32, m: &MapsLine, vflags: &[String]) -> Result<()> {
+    use crate::proc::maps::{VmFlagKind, vm_flag_kind};
+    for f in vflags {
+        let what = match vm_flag_kind(f) {
+            Some(VmFlagKind::Unrestorable(what)) => what,
+            Some(VmFlagKind::Special) => "a special (device or kernel) mapping",
+            _ => continue,
+        };
         return Err(Error::with_detail(
             format!("process {pid}"),
             Kind::CheckpointError,
             format!(
-                "SysV shared memory {name} at {:#x} is not supported yet",
-                m.start
+                "mapping {:#x}-{:#x} {}: {what} (VmFlag '{f}') is not checkpoint safe",
+                m.start, m.end, m.path
             ),
         ));
-    } else if let Some(path) = name.strip_suffix(" (deleted)") {
-        if m.shared() {
-            return Err(Error::with_detail(
-                format!("process {pid}"),
-                Kind::CheckpointError,
-                format!("shared mapping of deleted file {path}"),
-            ));
-        }
-        // private mapping of a deleted file: keep all its pages as anonymous memory
-        Backing::Anon
-    } else if name.starts_with("/dev/") && name != "/dev/zero" {
-        return Err(Error::with_detail(
+    }
+    Ok(())
+}
+
+/// What backs mapping `m` (named `name`, with smaps flags `vflags`); a mapping cpr cannot
+/// restore, or of a kind it does not know, is "Checkpoint error".
+fn backing(pid: i32, m: &MapsLine, name: &str, vflags: &[String]) -> Result<Backing> {
+    let refuse = |what: &str| -> Result<Backing> {
+        Err(Error::with_detail(
             format!("process {pid}"),
             Kind::CheckpointError,
-            format!("device mapping {name} is not checkpoint safe"),
-        ));
+            format!(
+                "mapping {:#x}-{:#x} {name}: {what} is not checkpoint safe",
+                m.start, m.end
+            ),
+        ))
+    };
+    let object = Backing::SharedMem {
+        ino: m.inode,
+        offset: m.offset,
+    };
+    Ok(if name == "[vsyscall]" {
+        Backing::Vsyscall
+    } else if super::vdso::is_vdso(name) {
+        Backing::Vdso
+    } else if name.is_empty() || name == "[heap]" || name == "[stack]" {
+        Backing::Anon
+    } else if anon_name(name).is_some() {
+        // named anonymous memory: the name is given back once mapped
+        if m.shared() { object } else { Backing::Anon }
+    } else if !name.starts_with('/') {
+        // anon_inode:..., and whatever else the kernel may show
+        return refuse("this kind of mapping");
+    } else if name.starts_with("/SYSV") {
+        if !m.shared() {
+            return refuse("a private mapping of SysV shared memory");
+        }
+        // System V shared memory (sysv_shm.rs)
+        super::sysv_shm::plan_vma(pid, m, vflags)?
+    } else if name == "/dev/zero (deleted)" && m.shared() {
+        // shared anonymous memory
+        object
+    } else if name.starts_with("/memfd:") {
+        object
+    } else if name.ends_with(" (deleted)") {
+        // a deleted file: saved once with its data (shmem.rs), mapped again from a copy
+        let link = format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end);
+        let is_file = std::fs::metadata(&link)
+            .map(|meta| meta.is_file())
+            .ctx(format!("process {pid}: mapping {name}"))?;
+        if !is_file {
+            return refuse("a deleted file that is not a regular file");
+        }
+        object
+    } else if name.starts_with("/dev/") && name != "/dev/zero" {
+        return refuse("a device mapping");
     } else {
         Backing::File {
             path: name.to_string(),
             offset: m.offset,
         }
-    };
-    Ok(backing)
+    })
 }
 
 /// Copies the saved pages of `vmas` into `sink`, in order. Readable memory goes through
@@ -368,10 +409,23 @@ fn read_batch(pid: i32, buf: &mut [u8], remote: &mut Vec<RemoteIoVec>) -> Result
     let n = process_vm_readv(Pid::from_raw(pid), &mut local, remote)
         .ctx(format!("process {pid}: reading memory"))?;
     if n != want {
+        // the process is frozen: a short read means a page that cannot be read at all
+        let mut at = n;
+        let stop = remote
+            .iter()
+            .find_map(|r| {
+                if at < r.len {
+                    Some(r.base + at)
+                } else {
+                    at -= r.len;
+                    None
+                }
+            })
+            .unwrap_or(0);
         return Err(Error::with_detail(
             format!("process {pid}"),
             Kind::CheckpointError,
-            "memory changed while being read",
+            format!("memory at {stop:#x} cannot be read"),
         ));
     }
     remote.clear();
@@ -481,7 +535,7 @@ pub fn scratch_candidates(vmas: &[Vma]) -> Vec<u64> {
 }
 
 /// Replaces the address space of a stopped restore child with the image.
-/// `file_fds`: the child's fds for `mapped_files::list`, in order; `pages_fd`: the child's
+/// `file_fds`: the child's fds for `mapped_files::list`, in order; `pages`: the child's
 /// fd on the pages file.
 pub fn restore(
     inj: &Injector,
@@ -490,7 +544,7 @@ pub fn restore(
     scratch: &mut Scratch,
     file_fds: &[(String, i32)],
     mem_fds: &[(u64, i32)],
-    pages_fd: i32,
+    pages: PageData<'_>,
 ) -> Result<()> {
     let who = format!("process {pid}");
     // 1. cpr's own mappings go, except the scratch area and the vDSO
@@ -500,13 +554,13 @@ pub fn restore(
     super::vdso::restore(inj, &who, &vdso_now, &mm.vmas)?;
     // 3. map every mapping of the image, writable where pages must be read in
     for v in &mm.vmas {
-        map_one(inj, &who, v, file_fds, mem_fds)?;
+        map_one(inj, &who, v, file_fds, mem_fds, &mut scratch.args)?;
     }
     // 4. page data, straight from the statefile into place
-    read_pages(inj, &who, mm, &mut scratch.args, pages_fd)?;
+    read_pages(inj, &who, mm, &mut scratch.args, pages)?;
     // 5. final protections, locks and hints
     for v in &mm.vmas {
-        finish(inj, v)?;
+        finish(inj, v, &mut scratch.args)?;
     }
     Ok(())
 }
@@ -543,6 +597,7 @@ fn map_one(
     v: &Vma,
     file_fds: &[(String, i32)],
     mem_fds: &[(u64, i32)],
+    scratch: &mut RemoteScratch,
 ) -> Result<()> {
     let mut prot = v.prot;
     if !v.runs.is_empty() {
@@ -557,6 +612,9 @@ fn map_one(
         };
     if v.has_flag("gd") {
         flags |= libc::MAP_GROWSDOWN;
+    }
+    if v.has_flag("nr") {
+        flags |= libc::MAP_NORESERVE;
     }
     let (fd, off) = match &v.backing {
         Backing::Vdso | Backing::Vsyscall => return Ok(()),
@@ -581,6 +639,9 @@ fn map_one(
                         format!("shared memory {ino} not opened"),
                     )
                 })?;
+            if read_only_share(v) {
+                return map_read_only(inj, who, v, fd, *offset, flags, scratch);
+            }
             (fd as u64, *offset)
         }
         Backing::File { path, offset } => {
@@ -615,12 +676,88 @@ fn map_one(
     Ok(())
 }
 
+/// A shared mapping that may never become writable (no `mw` VmFlag: the object was
+/// open read-only), which must not come back from a read-write descriptor.
+fn read_only_share(v: &Vma) -> bool {
+    v.shared && v.prot & libc::PROT_WRITE == 0 && !v.flags.is_empty() && !v.has_flag("mw")
+}
+
+/// Maps shared mapping `v` of the object open as `fd` through a read-only descriptor on
+/// it (opened through /proc/self/fd in the process, closed again), so that it cannot
+/// be made writable later either.
+fn map_read_only(
+    inj: &Injector,
+    who: &str,
+    v: &Vma,
+    fd: i32,
+    offset: u64,
+    flags: i32,
+    scratch: &mut RemoteScratch,
+) -> Result<()> {
+    let mut s = scratch.frame();
+    let path = s.put(format!("/proc/self/fd/{fd}\0").as_bytes())?;
+    let ro = inj.check(
+        "openat",
+        libc::SYS_openat,
+        [
+            libc::AT_FDCWD as u64,
+            path.as_u64(),
+            (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
+            0,
+            0,
+            0,
+        ],
+    )?;
+    let got = inj.check(
+        "mmap",
+        libc::SYS_mmap,
+        [
+            v.start,
+            v.end - v.start,
+            v.prot as u64,
+            flags as u64,
+            ro,
+            offset,
+        ],
+    );
+    inj.call(libc::SYS_close, [ro, 0, 0, 0, 0, 0])?;
+    let got = got.map_err(|e| e.detail(format!("mapping {}", describe(v))))?;
+    if got != v.start {
+        return Err(Error::with_detail(
+            who.to_string(),
+            Kind::NotEnoughSpace,
+            format!("mapping {:#x} placed at {got:#x}", v.start),
+        ));
+    }
+    Ok(())
+}
+
 /// Once the pages are in: the mapping's own protection, its memory lock and its hints.
-fn finish(inj: &Injector, v: &Vma) -> Result<()> {
+fn finish(inj: &Injector, v: &Vma, scratch: &mut RemoteScratch) -> Result<()> {
     if matches!(v.backing, Backing::Vdso | Backing::Vsyscall) {
         return Ok(());
     }
     let len = v.end - v.start;
+    if let Some(name) = anon_name(&v.name) {
+        // the name given with prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME)
+        let mut s = scratch.frame();
+        let mut bytes = name.as_bytes().to_vec();
+        bytes.push(0);
+        let at = s.put(&bytes)?;
+        inj.check(
+            "prctl(PR_SET_VMA_ANON_NAME)",
+            libc::SYS_prctl,
+            [
+                PR_SET_VMA,
+                PR_SET_VMA_ANON_NAME,
+                v.start,
+                len,
+                at.as_u64(),
+                0,
+            ],
+        )
+        .map_err(|e| e.detail(format!("mapping {}", describe(v))))?;
+    }
     if !v.runs.is_empty() && v.prot != (v.prot | libc::PROT_WRITE | libc::PROT_READ) {
         inj.check(
             "mprotect",
@@ -628,23 +765,71 @@ fn finish(inj: &Injector, v: &Vma) -> Result<()> {
             [v.start, len, v.prot as u64, 0, 0, 0],
         )?;
     }
-    let advice = [
-        ("hg", libc::MADV_HUGEPAGE),
-        ("nh", libc::MADV_NOHUGEPAGE),
-        ("dd", libc::MADV_DONTDUMP),
-        ("dc", libc::MADV_DONTFORK),
-        ("wf", libc::MADV_WIPEONFORK),
-    ];
-    for (flag, adv) in advice {
+    for (flag, adv) in ADVICE {
         if v.has_flag(flag) {
-            // hints only: a kernel without them still runs the program correctly
-            let _ = inj.call(libc::SYS_madvise, [v.start, len, adv as u64, 0, 0, 0])?;
+            inj.check(
+                "madvise",
+                libc::SYS_madvise,
+                [v.start, len, adv as u64, 0, 0, 0],
+            )
+            .map_err(|e| e.detail(format!("VmFlag '{flag}' of mapping {}", describe(v))))?;
         }
     }
     if v.has_flag("lo") {
-        inj.check("mlock", libc::SYS_mlock, [v.start, len, 0, 0, 0, 0])?;
+        // locked on fault (mlock2 MLOCK_ONFAULT) or all at once
+        let (name, nr, onfault) = if v.has_flag("lf") {
+            ("mlock2", libc::SYS_mlock2, libc::MLOCK_ONFAULT as u64)
+        } else {
+            ("mlock", libc::SYS_mlock, 0)
+        };
+        inj.check(name, nr, [v.start, len, onfault, 0, 0, 0])
+            .map_err(|e| e.detail(format!("mapping {}", describe(v))))?;
+    }
+    if v.has_flag("sl") {
+        // sealed last: nothing may change the mapping after this
+        inj.check("mseal", libc::SYS_mseal, [v.start, len, 0, 0, 0, 0])
+            .map_err(|e| e.detail(format!("mapping {}", describe(v))))?;
     }
     Ok(())
+}
+
+/// Where a restore child reads its page data: its descriptor of the statefile's pages
+/// file, and whom to tell of the bytes read.
+pub struct PageData<'a> {
+    pub fd: i32,
+    pub progress: &'a Progress,
+}
+
+const PR_SET_VMA: u64 = 0x53564d41;
+const PR_SET_VMA_ANON_NAME: u64 = 0;
+
+/// The name of named anonymous memory (`[anon:NAME]`, shared `[anon_shmem:NAME]`).
+fn anon_name(shown: &str) -> Option<&str> {
+    let inner = shown.strip_prefix('[')?.strip_suffix(']')?;
+    inner
+        .strip_prefix("anon:")
+        .or_else(|| inner.strip_prefix("anon_shmem:"))
+}
+
+/// The madvise calls that give back each advice VmFlag.
+const ADVICE: [(&str, i32); 8] = [
+    ("sr", libc::MADV_SEQUENTIAL),
+    ("rr", libc::MADV_RANDOM),
+    ("dc", libc::MADV_DONTFORK),
+    ("wf", libc::MADV_WIPEONFORK),
+    ("dd", libc::MADV_DONTDUMP),
+    ("hg", libc::MADV_HUGEPAGE),
+    ("nh", libc::MADV_NOHUGEPAGE),
+    ("mg", libc::MADV_MERGEABLE),
+];
+
+/// A mapping as errors name it: its range and what /proc shows for it.
+fn describe(v: &Vma) -> String {
+    if v.name.is_empty() {
+        format!("{:#x}-{:#x}", v.start, v.end)
+    } else {
+        format!("{:#x}-{:#x} {}", v.start, v.end, v.name)
+    }
 }
 
 /// The page data of the image, from the statefile's pages file (the child's `pages_fd`)
@@ -655,10 +840,22 @@ fn read_pages(
     who: &str,
     mm: &MmRecord,
     scratch: &mut RemoteScratch,
-    pages_fd: i32,
+    pages: PageData<'_>,
 ) -> Result<()> {
+    let PageData {
+        fd: pages_fd,
+        progress,
+    } = pages;
     const IOV_MAX: usize = 1024;
-    const CHUNK: u64 = 1 << 30; // bytes per preadv call: keeps each call interruptible-sized
+    // bytes per preadv call: keeps each call interruptible-sized; smaller when someone
+    // watches the progress, so that it moves
+    const CHUNK: u64 = 1 << 30;
+    const OBSERVED_CHUNK: u64 = 32 << 20;
+    let chunk = if progress.is_observed() {
+        OBSERVED_CHUNK
+    } else {
+        CHUNK
+    };
     let mut file_off = 0u64;
     let mut iovs: Vec<(u64, u64)> = Vec::new();
     let mut batch_bytes = 0u64;
@@ -668,13 +865,14 @@ fn read_pages(
         who,
         scratch,
         pages_fd,
+        progress,
     };
     for v in &mm.vmas {
         for &(first, count) in &v.runs {
             let mut addr = v.start + first * PAGE;
             let mut len = count * PAGE;
             while len > 0 {
-                let n = len.min(CHUNK - batch_bytes);
+                let n = len.min(chunk - batch_bytes);
                 if iovs.is_empty() {
                     batch_off = file_off;
                 }
@@ -687,7 +885,7 @@ fn read_pages(
                 file_off += n;
                 addr += n;
                 len -= n;
-                if iovs.len() >= IOV_MAX || batch_bytes >= CHUNK {
+                if iovs.len() >= IOV_MAX || batch_bytes >= chunk {
                     reader.flush(&mut iovs, &mut batch_bytes, batch_off)?;
                 }
             }
@@ -702,6 +900,7 @@ struct PagesReader<'a> {
     who: &'a str,
     scratch: &'a mut RemoteScratch,
     pages_fd: i32,
+    progress: &'a Progress,
 }
 
 impl PagesReader<'_> {
@@ -718,6 +917,7 @@ impl PagesReader<'_> {
         }
         let mut done = 0u64;
         while done < *batch_bytes {
+            self.progress.check_cancelled(self.who)?;
             // preadv may return short: redo the rest with an adjusted vector
             let n = self.preadv(iovs, batch_off + done)?;
             if n == 0 {
@@ -728,6 +928,7 @@ impl PagesReader<'_> {
                 ));
             }
             done += n;
+            self.progress.bytes(n);
             if done < *batch_bytes {
                 let mut skip = n;
                 while skip > 0 && !iovs.is_empty() {
@@ -772,6 +973,171 @@ impl PagesReader<'_> {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// The check before release
+
+/// Compares the address space of restored process `pid` (stopped, its memory in place)
+/// with its record: every address mapped as it was and nothing else, with the same
+/// protections, sharing, restorable VmFlags (advice, locks, growth), backing (name,
+/// offset, the same object behind every mapping of one saved object) and, for programs
+/// and libraries, the same file. The first difference is "Checkpoint error" naming the
+/// mapping and both values.
+pub fn verify_restored(pid: i32, mm: &MmRecord) -> Result<()> {
+    let dir = ProcDir::open(pid)?;
+    let now: Vec<MapsLine> = dir
+        .maps()?
+        .into_iter()
+        .filter(|m| m.path != "[vsyscall]")
+        .collect();
+    let flags: BTreeMap<u64, Vec<String>> = dir.smaps_flags()?.into_iter().collect();
+    let want: Vec<&Vma> = mm
+        .vmas
+        .iter()
+        .filter(|v| v.backing != Backing::Vsyscall)
+        .collect();
+    let differ =
+        |what: String| Error::with_detail(format!("process {pid}"), Kind::CheckpointError, what);
+    let ranges_now: Vec<(u64, u64)> = now.iter().map(|m| (m.start, m.end)).collect();
+    let ranges_want: Vec<(u64, u64)> = want.iter().map(|v| (v.start, v.end)).collect();
+    for v in &want {
+        if let Some(at) = first_uncovered((v.start, v.end), &ranges_now) {
+            return Err(differ(format!(
+                "mapping {}: {at:#x} saved mapped, restored not mapped",
+                describe(v)
+            )));
+        }
+    }
+    for m in &now {
+        if let Some(at) = first_uncovered((m.start, m.end), &ranges_want) {
+            return Err(differ(format!(
+                "mapping {:#x}-{:#x} {}: {at:#x} saved not mapped, restored mapped",
+                m.start, m.end, m.path
+            )));
+        }
+    }
+    // saved object -> (device, inode) of what maps it now
+    let mut objects: BTreeMap<u64, (String, u64)> = BTreeMap::new();
+    for v in &want {
+        for m in now.iter().filter(|m| m.start < v.end && v.start < m.end) {
+            let no_flags = Vec::new();
+            let m_flags = flags.get(&m.start).unwrap_or(&no_flags);
+            compare_one(v, m, m_flags, &mm.components, &mut objects)
+                .map_err(|what| differ(format!("mapping {}: {what}", describe(v))))?;
+        }
+    }
+    Ok(())
+}
+
+/// The first address of `range` that no range of `sorted` covers.
+fn first_uncovered(range: (u64, u64), sorted: &[(u64, u64)]) -> Option<u64> {
+    let mut at = range.0;
+    for &(s, e) in sorted {
+        if e <= at {
+            continue;
+        }
+        if s > at || at >= range.1 {
+            break;
+        }
+        at = e;
+    }
+    (at < range.1).then_some(at)
+}
+
+/// Compares saved mapping `v` with a restored mapping `m` (flags `m_flags`) that overlaps
+/// it; the difference, with both values.
+fn compare_one(
+    v: &Vma,
+    m: &MapsLine,
+    m_flags: &[String],
+    components: &[super::mapped_files::Component],
+    objects: &mut BTreeMap<u64, (String, u64)>,
+) -> std::result::Result<(), String> {
+    use crate::proc::maps::{VmFlagKind, vm_flag_kind};
+    if v.prot != m.prot() || v.shared != m.shared() {
+        return Err(format!(
+            "protections {}, restored {}",
+            perms_text(v.prot, v.shared),
+            m.perms
+        ));
+    }
+    // what restart sets, and whether the mapping may become writable
+    let restorable = |f: &&String| vm_flag_kind(f) == Some(VmFlagKind::Restored) || *f == "mw";
+    let mut saved_flags: Vec<&String> = v.flags.iter().filter(restorable).collect();
+    let mut now_flags: Vec<&String> = m_flags.iter().filter(restorable).collect();
+    saved_flags.sort();
+    now_flags.sort();
+    if saved_flags != now_flags {
+        let join = |f: &[&String]| f.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ");
+        return Err(format!(
+            "VmFlags '{}', restored '{}'",
+            join(&saved_flags),
+            join(&now_flags)
+        ));
+    }
+    // a program or library that changed since, mapped from its copy (cpr -u)
+    let upgraded = matches!(&v.backing, Backing::File { path, .. }
+        if components.iter().any(|c| &c.path == path && c.saved.is_some()));
+    if v.name != m.path && !upgraded {
+        return Err(format!("backed by '{}', restored by '{}'", v.name, m.path));
+    }
+    // the same place in the backing file or object
+    let at = v.start.max(m.start);
+    let offset_at = |start: u64, offset: u64| offset + (at - start);
+    match &v.backing {
+        Backing::File { path, offset } => {
+            if offset_at(v.start, *offset) != offset_at(m.start, m.offset) {
+                return Err(format!(
+                    "file offset {:#x}, restored {:#x}",
+                    offset_at(v.start, *offset),
+                    offset_at(m.start, m.offset)
+                ));
+            }
+            if let Some(c) = components.iter().find(|c| &c.path == path)
+                && c.saved.is_none()
+                && m.inode != c.ino
+            {
+                return Err(format!("file inode {}, restored inode {}", c.ino, m.inode));
+            }
+        }
+        Backing::SharedMem { ino, offset } => {
+            if offset_at(v.start, *offset) != offset_at(m.start, m.offset) {
+                return Err(format!(
+                    "offset {:#x}, restored {:#x}",
+                    offset_at(v.start, *offset),
+                    offset_at(m.start, m.offset)
+                ));
+            }
+            let id = (m.dev.clone(), m.inode);
+            let first = objects.entry(*ino).or_insert_with(|| id.clone());
+            if *first != id {
+                return Err(format!(
+                    "one object (inode {ino}) saved, restored as two ({}:{} and {}:{})",
+                    first.0, first.1, id.0, id.1
+                ));
+            }
+        }
+        Backing::Vdso => {
+            if (v.start, v.end) != (m.start, m.end) {
+                return Err(format!("restored at {:#x}-{:#x}", m.start, m.end));
+            }
+        }
+        Backing::Anon | Backing::SysvShm { .. } | Backing::Vsyscall => {}
+    }
+    Ok(())
+}
+
+/// Protections as /proc/PID/maps writes them (`rw-p`).
+fn perms_text(prot: i32, shared: bool) -> String {
+    let bit = |b: i32, c: char| if prot & b != 0 { c } else { '-' };
+    format!(
+        "{}{}{}{}",
+        bit(libc::PROT_READ, 'r'),
+        bit(libc::PROT_WRITE, 'w'),
+        bit(libc::PROT_EXEC, 'x'),
+        if shared { 's' } else { 'p' }
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -802,5 +1168,71 @@ mod tests {
             }
         }
         assert!(!scratch_candidates(&vmas).is_empty());
+    }
+    #[test]
+    fn uncovered_addresses() {
+        let have = [(0x1000, 0x3000), (0x3000, 0x4000), (0x6000, 0x7000)];
+        assert_eq!(first_uncovered((0x1000, 0x4000), &have), None);
+        assert_eq!(first_uncovered((0x2000, 0x5000), &have), Some(0x4000));
+        assert_eq!(first_uncovered((0x0, 0x2000), &have), Some(0x0));
+        assert_eq!(first_uncovered((0x6000, 0x7000), &have), None);
+    }
+
+    #[test]
+    fn restored_mapping_differences_are_named() {
+        let saved = Vma {
+            start: 0x1000,
+            end: 0x3000,
+            prot: libc::PROT_READ | libc::PROT_WRITE,
+            shared: true,
+            backing: Backing::SharedMem { ino: 7, offset: 0 },
+            name: "/memfd:x (deleted)".into(),
+            flags: vec!["rd".into(), "wr".into(), "sr".into()],
+            runs: vec![],
+        };
+        let line = |s: &str| MapsLine::parse(s).unwrap();
+        let flags = |f: &[&str]| f.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let mut objects = BTreeMap::new();
+        let same = line("1000-2000 rw-s 00000000 00:01 42 /memfd:x (deleted)");
+        let same_flags = flags(&["rd", "wr", "sr", "ac"]);
+        assert_eq!(
+            compare_one(&saved, &same, &same_flags, &[], &mut objects),
+            Ok(())
+        );
+        let next = line("2000-3000 rw-s 00001000 00:01 42 /memfd:x (deleted)");
+        assert_eq!(
+            compare_one(&saved, &next, &same_flags, &[], &mut objects),
+            Ok(())
+        );
+        for (m, f, want) in [
+            (
+                "1000-3000 r--s 00000000 00:01 42 /memfd:x (deleted)",
+                &same_flags,
+                "protections rw-s, restored r--s",
+            ),
+            (
+                "1000-3000 rw-s 00000000 00:01 42 /memfd:x (deleted)",
+                &flags(&["rd", "wr"]),
+                "VmFlags 'sr', restored ''",
+            ),
+            (
+                "1000-3000 rw-s 00000000 00:01 42 /memfd:y (deleted)",
+                &same_flags,
+                "restored by '/memfd:y (deleted)'",
+            ),
+            (
+                "2000-3000 rw-s 00002000 00:01 42 /memfd:x (deleted)",
+                &same_flags,
+                "offset 0x1000, restored 0x2000",
+            ),
+            (
+                "2000-3000 rw-s 00001000 00:01 43 /memfd:x (deleted)",
+                &same_flags,
+                "restored as two",
+            ),
+        ] {
+            let got = compare_one(&saved, &line(m), f, &[], &mut objects).unwrap_err();
+            assert!(got.contains(want), "{m}: {got}");
+        }
     }
 }

@@ -58,9 +58,24 @@ pub(super) fn collect(
 ) -> Result<(Vec<PipeRecord>, Vec<u32>)> {
     let ends = ends(files);
     let widowed = widowed(procs, members, &ends);
-    let to_null = check_outside(procs, members, &ends, &widowed)?;
+    let (to_null, refused) = check_outside(procs, members, &ends, &widowed);
+    if let Some(e) = refused.into_iter().next() {
+        return Err(e);
+    }
     let pipes = save_all(procs, members, &ends, &widowed, writer)?;
     Ok((pipes, to_null))
+}
+
+/// The pipes to processes outside the checkpoint that would be refused, each one error
+/// (what `collect` refuses first; `cpr -c --dry-run` lists them all).
+pub(super) fn refusals(
+    procs: &[ProcessFds<'_>],
+    members: &[Member],
+    files: &[SharedFile],
+) -> Vec<Error> {
+    let ends = ends(files);
+    let widowed = widowed(procs, members, &ends);
+    check_outside(procs, members, &ends, &widowed).1
 }
 
 /// Which ends of each pipe the checkpoint holds: (read end, write end).
@@ -102,14 +117,16 @@ fn widowed(
 }
 
 /// A pipe to a process outside the checkpoint is "Checkpoint error", unless the FILE
-/// policy says IGNORE: the entries returned are reopened as /dev/null.
+/// policy says IGNORE: the entries returned first are reopened as /dev/null; the errors
+/// second, one per descriptor refused.
 fn check_outside(
     procs: &[ProcessFds<'_>],
     members: &[Member],
     pipe_ends: &BTreeMap<u64, (bool, bool)>,
     widowed: &BTreeSet<u64>,
-) -> Result<Vec<u32>> {
+) -> (Vec<u32>, Vec<Error>) {
     let mut to_null: Vec<u32> = Vec::new();
+    let mut refused: Vec<Error> = Vec::new();
     for &(pi, fi, id) in members {
         let p = &procs[pi];
         let r = &p.fds[fi];
@@ -121,7 +138,7 @@ fn check_outside(
                     to_null.push(id);
                     continue;
                 }
-                return Err(Error::with_detail(
+                refused.push(Error::with_detail(
                     format!("process {} fd {}", p.pid, r.fd),
                     Kind::CheckpointError,
                     format!(
@@ -132,7 +149,7 @@ fn check_outside(
             }
         }
     }
-    Ok(to_null)
+    (to_null, refused)
 }
 
 /// The data in flight of every pipe restart makes again, read from one holder of the

@@ -32,6 +32,10 @@ pub struct ProcessRecord {
     pub sched_policy: i32,
     pub sched_priority: i32,
     pub dumpable: bool,
+    /// The signal that had stopped it by job control (SIGSTOP, SIGTSTP, ...), 0 when it
+    /// ran; it comes back stopped (engine/restart/release.rs).
+    #[serde(default)]
+    pub job_stop: i32,
 }
 
 const RLIMITS: [i32; 16] = [
@@ -101,6 +105,7 @@ pub fn dump(dir: &ProcDir, stat: &Stat) -> Result<ProcessRecord> {
         sched_policy: stat.policy as i32,
         sched_priority: stat.rt_priority as i32,
         dumpable: true,
+        job_stop: 0,
     })
 }
 

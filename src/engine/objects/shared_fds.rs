@@ -60,6 +60,14 @@ pub fn collect(procs: &mut [ProcessFds<'_>], writer: &mut StatefileWriter) -> Re
     Ok(table)
 }
 
+/// The descriptors `collect` would refuse (pipes to processes outside the checkpoint),
+/// found without saving anything: for `cpr -c --dry-run`.
+pub fn refusals(procs: &[ProcessFds<'_>]) -> Vec<crate::error::Error> {
+    let mut files = Vec::new();
+    let (members, _) = group(procs, &mut files);
+    super::pipes::refusals(procs, &members, &files)
+}
+
 /// Groups the descriptors by open file description: one entry of `files` per
 /// description, each descriptor a member of one; and the processes that use each entry.
 fn group(

@@ -1,51 +1,158 @@
-//! Shared memory objects: shared anonymous mappings and memfds, mapped by one or more
-//! processes. Checkpoint saves each once, in `shared/mem-<ino>` (only the parts that
-//! hold data, read through /proc/PID/map_files), and the mappings point at it
-//! (`Backing::SharedMem`); restart makes each again as a memfd in cpr, which the
-//! processes inherit and memory.rs maps.
+//! Memory objects: shared anonymous memory, memfds and deleted files, mapped (shared or
+//! private) by one or more processes. Checkpoint saves each once, in `shared/mem-<ino>`
+//! (only the parts that hold data, read through /proc/PID/map_files), with what makes it
+//! what it was (a memfd's name and seals, a deleted file's path and mode), and the
+//! mappings point at it (`Backing::SharedMem`); restart makes each again in cpr (a memfd
+//! with its name, contents, size, then its seals; a deleted file created at its path and
+//! unlinked again), which the processes inherit and memory.rs maps.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 
+use nix::fcntl::{FcntlArg, SealFlag, fcntl};
 use serde::{Deserialize, Serialize};
 
 use super::memory::{Backing, Vma};
 use super::shared_fds::SharedTable;
-use crate::error::{Context, Result};
+use crate::error::{Context, Error, Kind, Result};
 use crate::statefile::{Statefile, StatefileWriter};
 
-/// A shared memory object (shared anonymous mapping, memfd): its size and the data it
-/// holds, as runs of (offset, length) packed in `data`.
+/// What a memory object is, beyond its data.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MemKind {
+    /// Shared anonymous memory (MAP_SHARED | MAP_ANONYMOUS); also what records written
+    /// before memory objects were told apart hold (they were all made as memfds).
+    #[default]
+    Anon,
+    /// A memfd: the name it was created with, its seals (F_GET_SEALS) and its
+    /// permission bits.
+    Memfd {
+        name: String,
+        seals: i32,
+        #[serde(default)]
+        mode: Option<u32>,
+    },
+    /// A file deleted while mapped: its path, permission bits, owner and times.
+    Deleted {
+        path: String,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        /// Access and modification times, (seconds, nanoseconds) each.
+        #[serde(default)]
+        times: Option<[(i64, i64); 2]>,
+    },
+}
+
+/// A memory object: its size and the data it holds, as runs of (offset, length) packed
+/// in `data`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SharedMem {
     pub ino: u64,
     pub size: u64,
     pub runs: Vec<(u64, u64)>,
     pub data: String,
+    #[serde(default)]
+    pub kind: MemKind,
 }
 
-/// Saves each shared memory object the processes map once, from /proc/PID/map_files
-/// (only the parts that hold data), and points their mappings at it.
+impl SharedMem {
+    /// What restart takes as given: the data runs lie inside the object, in order and
+    /// apart; a memfd's name and seals, a deleted file's path and mode are ones the
+    /// kernel could have shown.
+    pub fn check(&self) -> Result<()> {
+        let bad = |what: String| {
+            crate::statefile::reader::damaged_record(format!("shared memory {}: {what}", self.ino))
+        };
+        let mut end = 0u64;
+        for &(off, len) in &self.runs {
+            let last = off
+                .checked_add(len)
+                .filter(|&l| off >= end && l <= self.size);
+            end = last.ok_or_else(|| bad(format!("data run {off}+{len}")))?;
+        }
+        match &self.kind {
+            MemKind::Anon => {}
+            MemKind::Memfd { name, seals, mode } => {
+                if name.len() > MEMFD_NAME_MAX
+                    || name.contains('\0')
+                    || mode.is_some_and(|m| m > 0o7777)
+                {
+                    return Err(bad(format!("memfd name {name:?}")));
+                }
+                let known = libc::F_SEAL_SEAL
+                    | libc::F_SEAL_SHRINK
+                    | libc::F_SEAL_GROW
+                    | libc::F_SEAL_WRITE
+                    | libc::F_SEAL_FUTURE_WRITE
+                    | F_SEAL_EXEC;
+                if seals & !known != 0 {
+                    return Err(bad(format!("seals {seals:#x}")));
+                }
+            }
+            MemKind::Deleted {
+                path, mode, times, ..
+            } => {
+                let ns_ok =
+                    times.is_none_or(|t| t.iter().all(|&(_, ns)| (0..1_000_000_000).contains(&ns)));
+                if !path.starts_with('/') || path.contains('\0') || *mode > 0o7777 || !ns_ok {
+                    return Err(bad(format!("deleted file {path:?} mode {mode:o}")));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// F_SEAL_EXEC (Linux 6.3): the file's exec bits may not change.
+const F_SEAL_EXEC: i32 = 0x0020;
+
+/// The longest name memfd_create takes (249 bytes, without the "memfd:" prefix).
+const MEMFD_NAME_MAX: usize = 249;
+
+/// Saves each memory object the processes map once, from /proc/PID/map_files (only the
+/// parts that hold data), and points their mappings at it.
 pub fn collect_memory(
     maps: &mut [(i32, &mut Vec<Vma>)],
     table: &mut SharedTable,
     writer: &mut StatefileWriter,
 ) -> Result<()> {
-    for (pid, vmas) in maps.iter_mut() {
-        for v in vmas.iter_mut() {
+    let mut devices: BTreeMap<u64, u64> = BTreeMap::new();
+    for (pid, vmas) in maps.iter() {
+        for v in vmas.iter() {
             let Backing::SharedMem { ino, .. } = v.backing else {
                 continue;
             };
+            let who = format!(
+                "process {pid}: mapping {:#x}-{:#x} {}",
+                v.start, v.end, v.name
+            );
+            let link = format!("/proc/{pid}/map_files/{:x}-{:x}", v.start, v.end);
+            let meta = std::fs::metadata(&link).ctx(&who)?;
+            // objects are known by inode number: two on different filesystems cannot be
+            // told apart, and must not become one
+            if let Some(dev) = devices.get(&ino) {
+                if *dev != meta.dev() {
+                    return Err(Error::with_detail(
+                        &who,
+                        Kind::CheckpointError,
+                        format!(
+                            "two memory objects with inode number {ino} are not checkpoint safe"
+                        ),
+                    ));
+                }
+                continue;
+            }
+            devices.insert(ino, meta.dev());
             if table.mems.iter().any(|m| m.ino == ino) {
                 continue;
             }
-            let who = format!("process {pid}: shared memory at {:#x}", v.start);
-            let file =
-                std::fs::File::open(format!("/proc/{pid}/map_files/{:x}-{:x}", v.start, v.end))
-                    .ctx(&who)?;
-            let size = file.metadata().ctx(&who)?.len();
+            let file = std::fs::File::open(&link).ctx(&who)?;
+            let kind = kind_of(&file, &v.name, &meta).ctx(&who)?;
+            refuse_unrestorable(&kind, maps_of(maps, ino), &who)?;
+            let size = meta.len();
             let runs = data_runs(&file, size);
             let rel = crate::statefile::layout::shared_mem_path(ino);
             let mut sink = writer.create_file(&rel)?;
@@ -66,8 +173,63 @@ pub fn collect_memory(
                 size,
                 runs,
                 data: rel,
+                kind,
             });
         }
+    }
+    Ok(())
+}
+
+/// Every mapping of object `ino` in the processes.
+fn maps_of<'a>(maps: &'a [(i32, &mut Vec<Vma>)], ino: u64) -> impl Iterator<Item = &'a Vma> {
+    maps.iter()
+        .flat_map(|(_, vmas)| vmas.iter())
+        .filter(move |v| matches!(v.backing, Backing::SharedMem { ino: i, .. } if i == ino))
+}
+
+/// What the object behind mapping `name` is (`file`: it, opened through map_files).
+fn kind_of(file: &std::fs::File, name: &str, meta: &std::fs::Metadata) -> std::io::Result<MemKind> {
+    let path = name.strip_suffix(" (deleted)").unwrap_or(name);
+    if let Some(memfd) = path.strip_prefix("/memfd:") {
+        let seals = fcntl(file, FcntlArg::F_GET_SEALS)?;
+        return Ok(MemKind::Memfd {
+            name: memfd.to_string(),
+            seals,
+            mode: Some(meta.mode() & 0o7777),
+        });
+    }
+    if path == "/dev/zero" || name.starts_with("[anon_shmem:") {
+        return Ok(MemKind::Anon);
+    }
+    Ok(MemKind::Deleted {
+        path: path.to_string(),
+        mode: meta.mode() & 0o7777,
+        uid: meta.uid(),
+        gid: meta.gid(),
+        times: Some([
+            (meta.atime(), meta.atime_nsec()),
+            (meta.mtime(), meta.mtime_nsec()),
+        ]),
+    })
+}
+
+/// "Checkpoint error" for an object restart could not make again as it was: a memfd
+/// sealed against future writes while a process still maps it writable (the seal must
+/// come after the mapping, which restart cannot order).
+fn refuse_unrestorable<'a>(
+    kind: &MemKind,
+    mut vmas: impl Iterator<Item = &'a Vma>,
+    who: &str,
+) -> Result<()> {
+    if let MemKind::Memfd { seals, .. } = kind
+        && seals & libc::F_SEAL_FUTURE_WRITE != 0
+        && vmas.any(|v| v.shared && v.prot & libc::PROT_WRITE != 0)
+    {
+        return Err(Error::with_detail(
+            who,
+            Kind::CheckpointError,
+            "a memfd sealed with F_SEAL_FUTURE_WRITE and still mapped writable is not checkpoint safe",
+        ));
     }
     Ok(())
 }
@@ -95,19 +257,20 @@ fn data_runs(file: &std::fs::File, size: u64) -> Vec<(u64, u64)> {
     runs
 }
 
-/// Restart, in cpr: every shared memory object as a memfd with its data, by inode.
+/// Restart, in cpr: every memory object made again with its data, by inode.
 pub(super) fn open_all(mems: &[SharedMem], sf: &Statefile) -> Result<BTreeMap<u64, OwnedFd>> {
+    for m in mems {
+        m.check()?;
+    }
     let mut opened = BTreeMap::new();
     for m in mems {
         let who = format!("shared memory {}", m.ino);
-        let fd =
-            nix::sys::memfd::memfd_create(c"cpr-shmem", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
-                .ctx(&who)?;
-        let file = std::fs::File::from(fd);
+        let file = create(&m.kind, &m.size).ctx(&who)?;
         file.set_len(m.size).ctx(&who)?;
-        let mut data = std::fs::File::open(sf.file(&m.data)?).ctx(&who)?;
+        let mut data = sf.open_file(&m.data)?;
         let biggest = m.runs.iter().map(|r| r.1).max().unwrap_or(0);
         let mut buf = vec![0u8; (8 << 20).min(biggest as usize)];
+        // only the runs that hold data are written: holes stay holes
         for &(off, len) in &m.runs {
             let mut done = 0;
             while done < len {
@@ -117,7 +280,151 @@ pub(super) fn open_all(mems: &[SharedMem], sf: &Statefile) -> Result<BTreeMap<u6
                 done += n as u64;
             }
         }
+        finish(&file, &m.kind).ctx(&who)?;
         opened.insert(m.ino, OwnedFd::from(file));
     }
     Ok(opened)
+}
+
+/// A new, empty object of `kind`: a memfd (with its name), or a file created where the
+/// deleted one was and unlinked again (so that /proc shows its path as "(deleted)"; an
+/// unnamed file in the same directory, or in /tmp, if that path is taken or gone).
+fn create(kind: &MemKind, size: &u64) -> std::io::Result<std::fs::File> {
+    use nix::sys::memfd::{MFdFlags, memfd_create};
+    let invalid = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
+    match kind {
+        MemKind::Anon => {
+            // a memfd where /proc/self/map_files cannot be opened (no CAP_SYS_ADMIN): the
+            // same memory, under another name
+            let size = *size;
+            let fd = crate::sys::shared_anon::open(size.max(1))
+                .or_else(|_| memfd_create(c"cpr-shmem", MFdFlags::MFD_CLOEXEC))?;
+            Ok(fd.into())
+        }
+        MemKind::Memfd { name, .. } => {
+            let name = std::ffi::CString::new(name.as_str())
+                .map_err(|_| invalid("memfd name with a NUL byte"))?;
+            let flags = MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING;
+            Ok(memfd_create(name.as_c_str(), flags)?.into())
+        }
+        MemKind::Deleted { path, .. } => {
+            let path = std::path::Path::new(path);
+            if !path.is_absolute() || path.as_os_str().as_encoded_bytes().contains(&0) {
+                return Err(invalid("deleted file path not absolute"));
+            }
+            let at_path = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(path);
+            if let Ok(f) = at_path {
+                std::fs::remove_file(path)?;
+                return Ok(f);
+            }
+            let tmpfile = |dir: &std::path::Path| {
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .mode(0o600)
+                    .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
+                    .open(dir)
+            };
+            let dir = path.parent().unwrap_or(std::path::Path::new("/tmp"));
+            tmpfile(dir).or_else(|_| tmpfile(std::path::Path::new("/tmp")))
+        }
+    }
+}
+
+/// Once the data is in: a deleted file's mode and owner, a memfd's mode and seals (last:
+/// they may forbid writing).
+fn finish(file: &std::fs::File, kind: &MemKind) -> std::io::Result<()> {
+    match kind {
+        MemKind::Anon => Ok(()),
+        MemKind::Memfd { seals, mode, .. } => {
+            if let Some(mode) = *mode {
+                file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+            }
+            let seals = SealFlag::from_bits_retain(*seals);
+            fcntl(file, FcntlArg::F_ADD_SEALS(seals))?;
+            Ok(())
+        }
+        MemKind::Deleted {
+            mode,
+            uid,
+            gid,
+            times,
+            ..
+        } => {
+            let meta = file.metadata()?;
+            if (meta.uid(), meta.gid()) != (*uid, *gid) {
+                std::os::unix::fs::fchown(file, Some(*uid), Some(*gid))?;
+            }
+            file.set_permissions(std::fs::Permissions::from_mode(*mode))?;
+            if let Some([(a, a_ns), (m, m_ns)]) = *times {
+                // last: writing the data changed them
+                let at = nix::sys::time::TimeSpec::new(a, a_ns);
+                let mt = nix::sys::time::TimeSpec::new(m, m_ns);
+                nix::sys::stat::futimens(file, &at, &mt)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn damaged_records_are_refused() {
+        let good = SharedMem {
+            ino: 5,
+            size: 0x3000,
+            runs: vec![(0, 0x1000), (0x2000, 0x1000)],
+            data: "shared/mem-5".into(),
+            kind: MemKind::Memfd {
+                name: "x".into(),
+                seals: libc::F_SEAL_SEAL | libc::F_SEAL_GROW,
+                mode: Some(0o600),
+            },
+        };
+        assert!(good.check().is_ok());
+        let with = |f: &dyn Fn(&mut SharedMem)| {
+            let mut m = good.clone();
+            f(&mut m);
+            m.check().unwrap_err().to_string()
+        };
+        for msg in [
+            with(&|m| m.runs = vec![(0x2000, 0x1000), (0, 0x1000)]),
+            with(&|m| m.runs = vec![(0x2000, 0x2000)]),
+            with(&|m| m.runs = vec![(u64::MAX, 2)]),
+            with(&|m| {
+                m.kind = MemKind::Memfd {
+                    name: "a\0b".into(),
+                    seals: 0,
+                    mode: None,
+                }
+            }),
+            with(&|m| {
+                m.kind = MemKind::Memfd {
+                    name: "x".into(),
+                    seals: 0x100,
+                    mode: None,
+                }
+            }),
+            with(&|m| {
+                m.kind = MemKind::Deleted {
+                    path: "relative".into(),
+                    mode: 0o644,
+                    uid: 0,
+                    gid: 0,
+                    times: None,
+                }
+            }),
+        ] {
+            assert!(msg.contains("statefile damaged"), "{msg}");
+        }
+    }
 }

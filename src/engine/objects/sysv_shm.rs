@@ -316,8 +316,7 @@ fn create(rec: &SegmentRecord) -> Result<i32> {
 fn fill(sf: &Statefile, rec: &SegmentRecord) -> Result<()> {
     let who = format!("SysV shared memory shmid {}", rec.shmid);
     let rel = contents_path(rec.shmid);
-    let path = sf.file(&rel)?;
-    let file = std::fs::File::open(&path).ctx(path.display())?;
+    let file = sf.open_file(&rel)?;
     let seg = sys::Attachment::new(rec.shmid, true).ctx(&who)?;
     let mut buf = vec![0u8; PAGE as usize];
     let mut off = 0u64;
@@ -332,7 +331,8 @@ fn fill(sf: &Statefile, rec: &SegmentRecord) -> Result<()> {
                 ));
             }
             let n = (rec.size - start).min(PAGE) as usize;
-            file.read_exact_at(&mut buf[..n], off).ctx(path.display())?;
+            file.read_exact_at(&mut buf[..n], off)
+                .ctx(format!("{}: {rel}", sf.path.display()))?;
             seg.write_at(start as usize, &buf[..n]).ctx(&who)?;
             off += n as u64;
         }

@@ -34,6 +34,20 @@ pub fn restore(inj: &Injector, who: &str, now: &[&MapsLine], image: &[Vma]) -> R
         return Ok(());
     }
     let pairs = pair(who, now, &wanted)?;
+    // the areas the image no longer had (a process that unmapped its [vdso] but kept its
+    // [vvar], say) go
+    for m in now {
+        if !pairs
+            .iter()
+            .any(|(from, _, _)| *from == RemoteAddr::from(m.start))
+        {
+            inj.check(
+                "munmap vdso",
+                libc::SYS_munmap,
+                [m.start, m.end - m.start, 0, 0, 0, 0],
+            )?;
+        }
+    }
     if pairs.iter().all(|(from, to, _)| from == to) {
         return Ok(());
     }

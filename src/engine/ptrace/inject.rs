@@ -5,8 +5,11 @@
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 
-use super::remote::{RemoteAddr, read_mem, refuse_own_vm};
-use super::{Gone, Regs, Stop, cont, cont_syscall, get_regs, set_regs, subject, wait};
+use super::remote::{RemoteAddr, read_mem, refuse_own_vm, write_mem};
+use super::{
+    Gone, Regs, Stop, cont, cont_syscall, get_regs, get_sigmask, set_regs, set_sigmask, subject,
+    wait,
+};
 use crate::error::{Context, Error, Kind, Result};
 use crate::proc::ProcDir;
 
@@ -21,33 +24,73 @@ pub enum Gate {
     /// Any `syscall` instruction at this address: PTRACE_SYSCALL, two stops per call; the
     /// target's code is never written.
     SyscallInsn(RemoteAddr),
+    /// A trampoline cpr wrote at this address (`install_trampoline`): a `syscall`
+    /// instruction followed by code that puts back the thread's signal mask and registers
+    /// and jumps to where the thread was. Driven like `SyscallInsn`; the code after the
+    /// `syscall` runs only if cpr is gone, and then the thread carries on as if nothing
+    /// had been injected.
+    Trampoline(RemoteAddr),
 }
 
 /// The gate of a running process at checkpoint: a `syscall` instruction in its vDSO, so
-/// that its own code is never written. It lives here, not with the vDSO's move at
+/// that its own code is never written; in a process that unmapped its vDSO, one in its
+/// own executable code (read, never written). It lives here, not with the vDSO's move at
 /// restart (objects/vdso.rs), because it is how injection reaches the kernel: the
 /// ptrace layer needs nothing from the object kinds.
 pub fn syscall_gate(pid: i32) -> Result<Gate> {
     let maps = ProcDir::open(pid)?.maps()?;
-    let vdso = maps.iter().find(|m| m.path == "[vdso]").ok_or_else(|| {
-        Error::with_detail(
-            format!("process {pid}"),
-            Kind::CheckpointError,
-            "no vDSO to run system calls through",
-        )
-    })?;
-    let start = RemoteAddr::from(vdso.start);
-    let code = read_mem(pid, start, (vdso.end - vdso.start) as usize)?;
-    code.windows(2)
-        .position(|w| w == [0x0f, 0x05])
-        .map(|off| Gate::SyscallInsn(start + off as u64))
-        .ok_or_else(|| {
-            Error::with_detail(
-                format!("process {pid}"),
-                Kind::CheckpointError,
-                "no syscall instruction in the vDSO",
-            )
-        })
+    let vdso = maps.iter().filter(|m| m.path == "[vdso]");
+    // the vDSO first; else the program's and its libraries' code, which a frozen
+    // process cannot change
+    let code = maps
+        .iter()
+        .filter(|m| m.perms.starts_with("r-x") && m.path.starts_with('/'));
+    for m in vdso.chain(code) {
+        let start = RemoteAddr::from(m.start);
+        let Ok(bytes) = read_mem(pid, start, (m.end - m.start) as usize) else {
+            continue;
+        };
+        if let Some(off) = bytes.windows(2).position(|w| w == [0x0f, 0x05]) {
+            return Ok(Gate::SyscallInsn(start + off as u64));
+        }
+    }
+    Err(Error::with_detail(
+        format!("process {pid}"),
+        Kind::CheckpointError,
+        "no syscall instruction to run system calls through (no vDSO, no code)",
+    ))
+}
+
+/// The gate of a running process at checkpoint, for calls that must leave it able to
+/// run on if cpr vanishes at any stop: a trampoline (`install_trampoline`) in the zero
+/// padding after the code and tables of its vDSO, where nothing runs or is read (the
+/// write makes the process its own copy of that page). Without room there, the vDSO's
+/// syscall instruction (`syscall_gate`). Remove it with `remove_vdso_trampoline`.
+pub fn checkpoint_gate(pid: i32) -> Result<Gate> {
+    let maps = ProcDir::open(pid)?.maps()?;
+    let Some(vdso) = maps.iter().find(|m| m.path == "[vdso]") else {
+        return syscall_gate(pid);
+    };
+    let at = vdso.end.saturating_sub(TRAMPOLINE_LEN) & !15;
+    if at < vdso.start || at == 0 {
+        return syscall_gate(pid);
+    }
+    let padding = read_mem(pid, RemoteAddr::from(at), (vdso.end - at) as usize)?;
+    // zeros, or the trampoline a cpr killed mid-way left there
+    let code = trampoline_code();
+    if padding.iter().any(|&b| b != 0) && !padding.starts_with(&code) {
+        return syscall_gate(pid);
+    }
+    install_trampoline(pid, RemoteAddr::from(at))
+}
+
+/// Puts the zeros back where `checkpoint_gate` wrote a trampoline into the vDSO (once
+/// no call runs through it); nothing for any other gate.
+pub fn remove_vdso_trampoline(pid: i32, gate: Gate) -> Result<()> {
+    match gate {
+        Gate::Trampoline(at) => write_mem(pid, at, &[0; TRAMPOLINE_LEN as usize]),
+        _ => Ok(()),
+    }
 }
 
 /// Runs system calls inside a stopped thread.
@@ -57,6 +100,17 @@ pub struct Injector {
     /// Registers the injected calls start from (the thread's own, with orig_rax = -1 so
     /// that the kernel does not restart whatever call the thread was in).
     base: Regs,
+    /// For a thread that must be able to run on at any instant (a checkpoint's target):
+    /// what its registers and mask are put back to after each call.
+    resume: Option<Resume>,
+}
+
+/// A thread's own state, as it runs on: the registers it resumes with (an interrupted
+/// call set to be re-issued) and its signal mask.
+#[derive(Debug, Clone, Copy)]
+struct Resume {
+    regs: Regs,
+    mask: u64,
 }
 
 impl Injector {
@@ -66,12 +120,81 @@ impl Injector {
         refuse_own_vm(tid)?;
         let mut base = get_regs(tid)?;
         base.orig_rax = u64::MAX;
-        Ok(Injector { tid, gate, base })
+        Ok(Injector {
+            tid,
+            gate,
+            base,
+            resume: None,
+        })
+    }
+
+    /// An injector for a stopped thread that must stay able to run on correctly if cpr
+    /// vanishes at any stop (PTRACE_O_EXITKILL is never set, so the kernel then lets it
+    /// go): each call changes its registers and signal mask only while it runs, and puts
+    /// `resume` (the registers it resumes with, interrupted calls set to be re-issued) and
+    /// its own mask back at once. Through a `Gate::Trampoline`, even a stop inside the
+    /// call leaves it state the trampoline restores.
+    pub fn transient(tid: i32, gate: Gate, resume: &Regs) -> Result<Injector> {
+        refuse_own_vm(tid)?;
+        let mask = get_sigmask(tid)?;
+        let mut base = *resume;
+        base.orig_rax = u64::MAX;
+        Ok(Injector {
+            tid,
+            gate,
+            base,
+            resume: Some(Resume { regs: base, mask }),
+        })
+    }
+
+    /// The same thread and state, calls going through `gate`.
+    pub fn through(&self, gate: Gate) -> Injector {
+        Injector {
+            tid: self.tid,
+            gate,
+            base: self.base,
+            resume: self.resume,
+        }
     }
 
     /// Runs `nr(args...)` in the thread and returns the raw result (negative errno on
     /// failure).
     pub fn call(&self, nr: i64, args: [u64; 6]) -> Result<i64> {
+        let Some(resume) = self.resume else {
+            return self.run(nr, args);
+        };
+        let tid = self.tid;
+        if let Gate::Trampoline(at) = self.gate {
+            write_mem(tid, at + TRAMPOLINE_DATA, &trampoline_data(&resume))?;
+        }
+        // Registers first, then the mask: from the moment the mask is changed, the
+        // registers lead through the trampoline, which puts it back.
+        let rc = self.run_blocked(nr, args);
+        // Mask first, then registers, for the same reason; put back even after a failure.
+        let put_back = set_sigmask(tid, resume.mask).and_then(|()| set_regs(tid, &resume.regs));
+        let rc = rc?;
+        put_back?;
+        Ok(rc)
+    }
+
+    /// `run`, with every signal but SIGKILL and SIGSTOP blocked while the call runs:
+    /// one arriving then stays pending (the dump saves it as pending) instead of being
+    /// taken by a thread whose registers are cpr's.
+    fn run_blocked(&self, nr: i64, args: [u64; 6]) -> Result<i64> {
+        self.run_with(nr, args, || set_sigmask(self.tid, !0))
+    }
+
+    fn run(&self, nr: i64, args: [u64; 6]) -> Result<i64> {
+        self.run_with(nr, args, || Ok(()))
+    }
+
+    /// Sets the registers for `nr(args...)`, then `prepare`, then runs the call.
+    fn run_with(
+        &self,
+        nr: i64,
+        args: [u64; 6],
+        prepare: impl FnOnce() -> Result<()>,
+    ) -> Result<i64> {
         let mut r = self.base;
         r.rax = nr as u64;
         r.orig_rax = u64::MAX;
@@ -86,12 +209,14 @@ impl Injector {
             Gate::Int3(addr) => {
                 r.rip = addr.as_u64();
                 set_regs(tid, &r)?;
+                prepare()?;
                 cont(tid, 0).ctx(subject(tid))?;
                 self.wait_trap(nr)?;
             }
-            Gate::SyscallInsn(addr) => {
+            Gate::SyscallInsn(addr) | Gate::Trampoline(addr) => {
                 r.rip = addr.as_u64();
                 set_regs(tid, &r)?;
+                prepare()?;
                 cont_syscall(tid, 0).ctx(subject(tid))?;
                 self.wait_syscall_stop(nr)?;
                 cont_syscall(tid, 0).ctx(subject(tid))?;
@@ -149,6 +274,12 @@ impl Injector {
                 Stop::Event(_) | Stop::EventStop(_) => {
                     cont_syscall(self.tid, 0).ctx(subject(self.tid))?
                 }
+                // A stop signal (the one a blocked mask lets through): passed on, so that
+                // the process stops as it was asked to (a group-stop, reported next as an
+                // event stop) and the call goes on; it stays stopped once released.
+                Stop::Signal(libc::SIGSTOP) if self.resume.is_some() => {
+                    cont_syscall(self.tid, libc::SIGSTOP).ctx(subject(self.tid))?
+                }
                 Stop::Signal(s) => {
                     return Err(Error::with_detail(
                         subject(self.tid),
@@ -164,5 +295,98 @@ impl Injector {
                 }
             }
         }
+    }
+}
+
+/// Where the trampoline's data (`trampoline_data`) starts, from its first byte.
+const TRAMPOLINE_DATA: u64 = 0x100;
+
+/// The registers the trampoline loads, in its data after the mask, flags and rip, as
+/// x86-64 numbers them (rsp, 4, last: nothing after it touches the stack).
+const TRAMPOLINE_REGS: [u8; 16] = [0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 4];
+
+/// Bytes the trampoline takes in the tracee: code, then data.
+pub const TRAMPOLINE_LEN: u64 = TRAMPOLINE_DATA + 8 * (3 + TRAMPOLINE_REGS.len() as u64);
+
+/// The trampoline's code. It runs only when cpr vanished while a call was injected
+/// through it: the call ends, then `rt_sigprocmask(SIG_SETMASK, &mask, NULL, 8)`, the
+/// flags by `popfq` from the data, every general register from the data, and a jump to
+/// the thread's own rip. All data is addressed relative to rip, so it runs anywhere.
+fn trampoline_code() -> Vec<u8> {
+    let mut code: Vec<u8> = vec![0x0f, 0x05]; // syscall (the injected call)
+    // A rip-relative operand: the 32-bit distance from the end of the instruction (its
+    // 4 displacement bytes come next) to data slot `slot`.
+    let rel = |code: &Vec<u8>, slot: u64| -> [u8; 4] {
+        let next = code.len() as i32 + 4;
+        ((TRAMPOLINE_DATA + 8 * slot) as i32 - next).to_le_bytes()
+    };
+    code.extend([0xb8, 14, 0, 0, 0]); // mov eax, SYS_rt_sigprocmask
+    code.extend([0xbf, 2, 0, 0, 0]); // mov edi, SIG_SETMASK
+    code.extend([0x48, 0x8d, 0x35]); // lea rsi, [rip + mask]
+    let d = rel(&code, 0);
+    code.extend(d);
+    code.extend([0x31, 0xd2]); // xor edx, edx
+    code.extend([0x41, 0xba, 8, 0, 0, 0]); // mov r10d, 8
+    code.extend([0x0f, 0x05]); // syscall
+    code.extend([0x48, 0x8d, 0x25]); // lea rsp, [rip + flags]
+    let d = rel(&code, 1);
+    code.extend(d);
+    code.push(0x9d); // popfq
+    for (i, &reg) in TRAMPOLINE_REGS.iter().enumerate() {
+        // mov reg, [rip + slot]: REX.W (+R for r8-r15), 8b, modrm 00 reg 101
+        code.extend([0x48 | ((reg >> 3) << 2), 0x8b, 0x05 | ((reg & 7) << 3)]);
+        let d = rel(&code, 3 + i as u64);
+        code.extend(d);
+    }
+    code.extend([0xff, 0x25]); // jmp [rip + rip slot]
+    let d = rel(&code, 2);
+    code.extend(d);
+    code
+}
+
+/// The trampoline's data for one thread: its mask, flags, rip and registers.
+fn trampoline_data(r: &Resume) -> Vec<u8> {
+    let g = &r.regs;
+    let by_number = [
+        g.rax, g.rcx, g.rdx, g.rbx, g.rsp, g.rbp, g.rsi, g.rdi, g.r8, g.r9, g.r10, g.r11, g.r12,
+        g.r13, g.r14, g.r15,
+    ];
+    let mut words = vec![r.mask, g.eflags, g.rip];
+    words.extend(TRAMPOLINE_REGS.iter().map(|&n| by_number[n as usize]));
+    words.iter().flat_map(|w| w.to_ne_bytes()).collect()
+}
+
+/// Writes the trampoline at `at` (TRAMPOLINE_LEN bytes of an executable mapping cpr
+/// made in process `pid`) and returns it as a gate.
+pub fn install_trampoline(pid: i32, at: RemoteAddr) -> Result<Gate> {
+    let code = trampoline_code();
+    debug_assert!(code.len() as u64 <= TRAMPOLINE_DATA);
+    write_mem(pid, at, &code)?;
+    Ok(Gate::Trampoline(at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trampoline_code_ends_before_its_data() {
+        let code = trampoline_code();
+        assert!(code.len() as u64 <= TRAMPOLINE_DATA);
+        // the injected call first, the jump back to the thread's rip last
+        assert_eq!(code[..2], [0x0f, 0x05]);
+        assert_eq!(code[code.len() - 6..code.len() - 4], [0xff, 0x25]);
+        let data = trampoline_data(&Resume {
+            regs: Regs {
+                rip: 7,
+                ..zero_regs()
+            },
+            mask: 1,
+        });
+        assert_eq!(TRAMPOLINE_DATA + data.len() as u64, TRAMPOLINE_LEN);
+    }
+
+    fn zero_regs() -> Regs {
+        crate::engine::ptrace::regs_from_array(&[0; 27])
     }
 }

@@ -5,7 +5,10 @@
 mod inject;
 mod remote;
 
-pub use inject::{Gate, Injector, SYSCALL_INT3, syscall_gate};
+pub use inject::{
+    Gate, Injector, SYSCALL_INT3, TRAMPOLINE_LEN, checkpoint_gate, install_trampoline,
+    remove_vdso_trampoline, syscall_gate,
+};
 pub use remote::{RemoteAddr, RemoteScratch, ScratchFrame, read_mem, write_mem};
 
 use std::ffi::c_void;
@@ -317,20 +320,22 @@ fn classify(status: WaitStatus) -> Stop {
     }
 }
 
-/// Seizes and interrupts a thread and waits until it is in a ptrace stop. A thread that
-/// exits meanwhile is `No such process`.
-pub fn seize_and_stop(tid: i32, options: i32) -> Result<()> {
+/// Seizes and interrupts a thread and waits until it is in a ptrace stop; returns that
+/// stop's signal (see `wait_for_stop`). A thread that exits meanwhile is `No such
+/// process`.
+pub fn seize_and_stop(tid: i32, options: i32) -> Result<i32> {
     seize(tid, options).ctx(subject(tid))?;
     interrupt(tid).ctx(subject(tid))?;
     wait_for_stop(tid)
 }
 
 /// Waits for the stop that follows PTRACE_INTERRUPT, passing on any signal that arrives
-/// first so that nothing is lost.
-pub fn wait_for_stop(tid: i32) -> Result<()> {
+/// first so that nothing is lost. Returns the stop's signal: SIGTRAP for a thread that
+/// was running, the stop signal (SIGSTOP, SIGTSTP, ...) for one stopped by job control.
+pub fn wait_for_stop(tid: i32) -> Result<i32> {
     loop {
         match wait(tid)? {
-            Stop::EventStop(_) => return Ok(()),
+            Stop::EventStop(sig) => return Ok(sig),
             Stop::Signal(sig) => {
                 // A signal arrived before the interrupt: deliver it on resume, interrupt again.
                 cont(tid, sig).ctx(subject(tid))?;

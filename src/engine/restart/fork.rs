@@ -319,8 +319,7 @@ fn open_image_fds(
         next = high + 1;
         Ok(high)
     };
-    let pages =
-        std::fs::File::open(sf.file(&pages_path(img.core.process.pid))?).ctx("page data")?;
+    let pages = sf.open_file(&pages_path(img.core.process.pid))?;
     let pages_fd = place(pages.as_raw_fd())?;
     drop(pages);
     let mut file_fds = Vec::new();

@@ -19,6 +19,7 @@ use super::objects::shared_fds::{self, OpenedShared};
 use super::objects::{sysv_shm as shm, tty};
 use super::timer::Timer;
 use crate::engine::options::RestartOptions;
+use crate::engine::progress::{Phase, Progress};
 use crate::error::Result;
 use crate::statefile::Statefile;
 use fork::Made;
@@ -38,8 +39,13 @@ struct RestoreContext {
 }
 
 /// Returns 0, or with `-j` the exit status of the job (as a shell would report it).
-pub fn restart(options: &RestartOptions, deferred: crate::sys::DeferTermination) -> Result<i32> {
+pub fn restart(
+    options: &RestartOptions,
+    deferred: crate::sys::DeferTermination,
+    progress: &Progress,
+) -> Result<i32> {
     let mut timer = Timer::new();
+    progress.phase(Phase::Validate, None);
     let mut loaded = validate::load(&options.statefiles, crate::engine::options::caller_uid())?;
     override_policies(&mut loaded, options);
     timer.lap("read and check records");
@@ -63,9 +69,11 @@ pub fn restart(options: &RestartOptions, deferred: crate::sys::DeferTermination)
         status_w: Vec::new(),
         tty,
     };
+    progress.phase(Phase::Create, None);
     let made = fork::fork_tree(&mut ctx)?;
     timer.lap("create processes");
-    let restored = restore(&ctx, &made, &mut timer)?;
+    let restored = restore(&ctx, &made, &mut timer, progress)?;
+    progress.phase(Phase::Release, None);
     if options.interactive
         && let Some(&first) = ctx.plan.roots.first().and_then(|&n| made.pids.get(n))
     {
@@ -79,6 +87,8 @@ pub fn restart(options: &RestartOptions, deferred: crate::sys::DeferTermination)
     timer.lap("release");
     crate::engine::privilege::drop_all();
     release::collect_helpers(&ctx.plan, &pids);
+    // before a -j job takes the terminal
+    progress.finish();
     // the processes run: cpr may be interrupted again
     drop(deferred);
     if options.interactive {
@@ -163,9 +173,16 @@ fn open_shared(loaded: &Loaded, tty: Option<&str>) -> Result<Vec<OpenedShared>> 
 
 /// Address spaces, threads, kernel state, credentials; the bulk page data is checked
 /// meanwhile, and must be sound before anything is released.
-fn restore(ctx: &RestoreContext, made: &Made, timer: &mut Timer) -> Result<Vec<Restored>> {
+fn restore(
+    ctx: &RestoreContext,
+    made: &Made,
+    timer: &mut Timer,
+    progress: &Progress,
+) -> Result<Vec<Restored>> {
     let pages = validate::check_pages(&ctx.statefiles);
-    let restored = match tracer::restore_all(ctx, made) {
+    let total = ctx.images.iter().map(|i| i.mm.pages_bytes).sum();
+    progress.phase(Phase::Restore, Some(total));
+    let restored = match tracer::restore_all(ctx, made, progress) {
         Ok(r) => r,
         Err(e) => {
             let _ = pages.wait();

@@ -8,7 +8,10 @@ use super::tracer::Restored;
 use crate::engine::objects::pstree::{Plan, Role};
 use crate::engine::objects::{sysv_shm as shm, threads};
 use crate::engine::ptrace;
-use crate::error::Result;
+use crate::error::{Context, Result};
+use crate::statefile::reader::damaged_record;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 
 /// Lets every restored process run; returns every node's PID. On failure every process
 /// made is killed first, then the SysV segments created for them are removed.
@@ -27,6 +30,10 @@ pub(super) fn release(
             }
         }
     }
+    if let Err(e) = stop_job_stopped(ctx, restored) {
+        drop(made);
+        return Err(e);
+    }
     // every process attached its segments: those removed at checkpoint are marked again
     shm_segments.finish();
     for r in restored {
@@ -35,6 +42,32 @@ pub(super) fn release(
         }
     }
     Ok(made.disarm())
+}
+
+/// Processes that job control had stopped at checkpoint time get SIGSTOP while still
+/// traced: released, they stop before running an instruction, and their parent is told
+/// as for any stop (SIGCHLD, waitpid with WUNTRACED) and may continue them. SIGSTOP
+/// whatever signal stopped them, because the kernel discards SIGTSTP, SIGTTIN and
+/// SIGTTOU sent to an orphaned process group, which a restarted tree often is.
+fn stop_job_stopped(ctx: &RestoreContext, restored: &[Restored]) -> Result<()> {
+    const JOB_STOP_SIGNALS: [i32; 4] = [libc::SIGSTOP, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU];
+    for r in restored {
+        let img = &ctx.images[r.image];
+        let sig = img.core.process.job_stop;
+        if sig == 0 {
+            continue;
+        }
+        if !JOB_STOP_SIGNALS.contains(&sig) {
+            return Err(damaged_record(format_args!(
+                "process {}: job_stop {sig} is not a stop signal",
+                img.core.process.pid
+            ))
+            .context(ctx.statefiles[img.sf].path.display()));
+        }
+        let pid = r.threads[0].0;
+        kill(Pid::from_raw(pid), Signal::SIGSTOP).ctx(format!("process {pid}"))?;
+    }
+    Ok(())
 }
 
 /// Helpers (which recreated a group or session whose leader had exited) have done their

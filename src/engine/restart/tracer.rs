@@ -9,6 +9,7 @@ use super::validate::Image;
 use crate::attrfile::ForkAction;
 use crate::engine::objects::memory::{self, Scratch};
 use crate::engine::objects::{creds, locks, posix_timers, signals, threads};
+use crate::engine::progress::Progress;
 use crate::engine::ptrace::{self, Gate, Injector, RemoteScratch};
 use crate::error::{Context, Result};
 
@@ -20,7 +21,11 @@ pub(super) struct Restored {
 }
 
 /// Restores every process made, in turn.
-pub(super) fn restore_all(ctx: &RestoreContext, made: &Made) -> Result<Vec<Restored>> {
+pub(super) fn restore_all(
+    ctx: &RestoreContext,
+    made: &Made,
+    progress: &Progress,
+) -> Result<Vec<Restored>> {
     let mut restored = Vec::new();
     for child in &made.processes {
         let img = &ctx.images[child.image];
@@ -28,7 +33,7 @@ pub(super) fn restore_all(ctx: &RestoreContext, made: &Made) -> Result<Vec<Resto
             threads: vec![(child.pid, 0)],
             image: child.image,
         };
-        restore_one(img, child, &mut r).map_err(|e| {
+        restore_one(img, child, &mut r, progress).map_err(|e| {
             e.context(format!("process {}", img.core.process.pid))
                 .context(ctx.statefiles[img.sf].path.display())
         })?;
@@ -37,7 +42,7 @@ pub(super) fn restore_all(ctx: &RestoreContext, made: &Made) -> Result<Vec<Resto
     Ok(restored)
 }
 
-fn restore_one(img: &Image, child: &Child, r: &mut Restored) -> Result<()> {
+fn restore_one(img: &Image, child: &Child, r: &mut Restored, progress: &Progress) -> Result<()> {
     let pid = child.pid;
     ptrace::seize(
         pid,
@@ -46,7 +51,7 @@ fn restore_one(img: &Image, child: &Child, r: &mut Restored) -> Result<()> {
     .ctx(format!("process {pid}"))?;
     ptrace::interrupt(pid).ctx(format!("process {pid}"))?;
     ptrace::wait_for_stop(pid)?;
-    finish_in_tracer(img, pid, &child.ready, r)
+    finish_in_tracer(img, pid, &child.ready, r, progress)
 }
 
 /// In the tracer: the image replaces the stopped child's memory; threads, signals,
@@ -56,6 +61,7 @@ fn finish_in_tracer(
     child: i32,
     ready: &ChildReady,
     restored: &mut Restored,
+    progress: &Progress,
 ) -> Result<()> {
     let mut scratch = Scratch::new(child, ready.scratch);
     let main = Injector::new(child, scratch.gate())?;
@@ -67,7 +73,10 @@ fn finish_in_tracer(
         &mut scratch,
         &ready.file_fds,
         &ready.mem_fds,
-        ready.pages_fd,
+        memory::PageData {
+            fd: ready.pages_fd,
+            progress,
+        },
     )?;
     set_mm(&main, img, &mut scratch.args, &ready.file_fds)?;
     close_cpr_fds(&main, child, img, ready)?;

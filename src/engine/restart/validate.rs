@@ -6,13 +6,17 @@
 use std::path::PathBuf;
 use std::thread::JoinHandle;
 
-use crate::engine::objects::memory::MmRecord;
+use crate::engine::objects::events::EventFd;
+use crate::engine::objects::files::{FdKind, FdRecord};
+use crate::engine::objects::memory::{Backing, MmRecord};
 use crate::engine::objects::pstree::{self, TreeRecord};
 use crate::engine::objects::shared_fds::{self, SharedTable};
+use crate::engine::objects::sysv_shm::{self, ShmIndex};
 use crate::error::{Error, Kind, Result};
-use crate::statefile::Statefile;
 use crate::statefile::reader::{Verify, damaged_record};
+use crate::statefile::records::is_normal_absolute;
 use crate::statefile::{CoreRecord, core_path, layout, mm_path, pages_path};
+use crate::statefile::{ProcessSummary, Statefile};
 
 /// One process of a statefile, as read.
 pub struct Image {
@@ -45,6 +49,9 @@ pub fn load(paths: &[PathBuf], caller: u32) -> Result<Loaded> {
     };
     for path in paths {
         let sf = Statefile::open(path, Verify::Sizes)?;
+        if caller == 0 {
+            sf.authenticate()?;
+        }
         sf.verify_files(|rel| !layout::is_bulk(rel))?;
         let owner = sf.manifest.owner.uid;
         if caller != 0 && (caller != owner || owner == 0) {
@@ -58,7 +65,7 @@ pub fn load(paths: &[PathBuf], caller: u32) -> Result<Loaded> {
             let core: CoreRecord = sf.read_json(&core_path(p.pid))?;
             let mm: MmRecord = sf.read_json(&mm_path(p.pid))?;
             let pages_size = sf.entry(&pages_path(p.pid)).map_or(0, |e| e.size);
-            check_image(p.pid, &core, &mm, pages_size).map_err(|e| {
+            check_image(p, &core, &mm, pages_size).map_err(|e| {
                 e.context(format!("process {}", p.pid))
                     .context(path.display())
             })?;
@@ -68,18 +75,26 @@ pub fn load(paths: &[PathBuf], caller: u32) -> Result<Loaded> {
                 mm,
             });
         }
-        loaded
-            .tables
-            .push(if sf.entry(shared_fds::TABLE).is_some() {
-                sf.read_json::<SharedTable>(shared_fds::TABLE)?
-            } else {
-                SharedTable::default()
-            });
-        loaded.trees.push(if sf.entry(pstree::TREE).is_some() {
+        let table = if sf.entry(shared_fds::TABLE).is_some() {
+            sf.read_json::<SharedTable>(shared_fds::TABLE)?
+        } else {
+            SharedTable::default()
+        };
+        for f in &table.files {
+            check_fd(&f.template).map_err(|e| {
+                e.context(format!("{} file {}", shared_fds::TABLE, f.id))
+                    .context(path.display())
+            })?;
+        }
+        check_shared_memory(&sf, &table).map_err(|e| e.context(path.display()))?;
+        loaded.tables.push(table);
+        let tree = if sf.entry(pstree::TREE).is_some() {
             sf.read_json::<TreeRecord>(pstree::TREE)?
         } else {
-            Default::default()
-        });
+            TreeRecord::default()
+        };
+        check_tree(&sf.manifest.processes, &tree).map_err(|e| e.context(path.display()))?;
+        loaded.trees.push(tree);
         super::authority::check(&sf, &loaded, caller)?;
         loaded.statefiles.push(sf);
     }
@@ -117,8 +132,15 @@ impl PageCheck {
 /// What restore takes from the records as given, checked here so that a damaged (or
 /// forged) statefile is refused before anything is created: the process is the one the
 /// manifest names, every thread's registers, FPU state and queued signals decode, and
-/// every saved page lies inside its mapping and inside the page data.
-fn check_image(pid: i32, core: &CoreRecord, mm: &MmRecord, pages_size: u64) -> Result<()> {
+/// every saved page lies inside its mapping and inside the page data; every path is
+/// absolute and normalised; the manifest's summary (what `cpr -i` shows) agrees.
+fn check_image(
+    summary: &ProcessSummary,
+    core: &CoreRecord,
+    mm: &MmRecord,
+    pages_size: u64,
+) -> Result<()> {
+    let pid = summary.pid;
     if core.process.pid != pid {
         return Err(damaged_record(format_args!(
             "core record of process {}",
@@ -133,5 +155,224 @@ fn check_image(pid: i32, core: &CoreRecord, mm: &MmRecord, pages_size: u64) -> R
         t.check()?;
     }
     core.signals.check()?;
-    mm.check(pages_size)
+    mm.check(pages_size)?;
+    check_process(core)?;
+    for fd in &core.fds {
+        check_fd(fd).map_err(|e| e.context(format!("fd {}", fd.fd)))?;
+    }
+    check_mm_paths(mm)?;
+    check_locks(core)?;
+    summary_agrees(summary, &ProcessSummary::of(core))
+}
+
+/// The MANIFEST's summary of a process (what `cpr -i` shows) against its records.
+fn summary_agrees(listed: &ProcessSummary, records: &ProcessSummary) -> Result<()> {
+    if listed == records {
+        return Ok(());
+    }
+    let (a, b) = (serde_json::to_value(listed), serde_json::to_value(records));
+    let field = match (&a, &b) {
+        (Ok(serde_json::Value::Object(a)), Ok(b)) => a
+            .iter()
+            .find(|(k, v)| b.get(k.as_str()) != Some(v))
+            .map(|(k, _)| k.clone()),
+        _ => None,
+    };
+    Err(damaged_record(format_args!(
+        "its records disagree with the MANIFEST's summary of it ({})",
+        field.as_deref().unwrap_or("a field")
+    )))
+}
+
+/// Where shared memory and SysV segments are refilled: every run inside its object
+/// (restore computes offsets from them).
+fn check_shared_memory(sf: &Statefile, table: &SharedTable) -> Result<()> {
+    for m in &table.mems {
+        if let Some((off, len)) = m
+            .runs
+            .iter()
+            .find(|(off, len)| off.checked_add(*len).is_none_or(|end| end > m.size))
+        {
+            return Err(damaged_record(format_args!(
+                "shared memory {}: bytes {off}+{len} beyond its {} bytes",
+                m.ino, m.size
+            )));
+        }
+    }
+    if sf.entry(sysv_shm::INDEX).is_none() {
+        return Ok(());
+    }
+    let index: ShmIndex = sf.read_json(sysv_shm::INDEX)?;
+    let page = crate::engine::objects::memory::PAGE;
+    for seg in &index.segments {
+        let pages = seg.size.div_ceil(page);
+        if let Some((first, count)) = seg
+            .runs
+            .iter()
+            .find(|(first, count)| first.checked_add(*count).is_none_or(|end| end > pages))
+        {
+            return Err(damaged_record(format_args!(
+                "SysV shared memory shmid {}: pages {first}+{count} beyond its {} bytes",
+                seg.shmid, seg.size
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Lock ranges restore hands to fcntl: first byte not after the last, both offsets.
+fn check_locks(core: &CoreRecord) -> Result<()> {
+    let max = i64::MAX as u64;
+    for l in &core.locks {
+        let bad = l.start > max || l.end.is_some_and(|end| end < l.start || end >= max);
+        if bad {
+            return Err(damaged_record(format_args!(
+                "lock on fd {}: bytes {}-{}",
+                l.fd,
+                l.start,
+                l.end.map_or("end".to_string(), |e| e.to_string())
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The tree restart plans: every PID positive and given once (processes and zombies),
+/// and no process its own ancestor (a loop of parents would never be forked).
+fn check_tree(processes: &[ProcessSummary], tree: &TreeRecord) -> Result<()> {
+    let mut parents = std::collections::BTreeMap::new();
+    let pids = processes
+        .iter()
+        .map(|p| (p.pid, p.ppid))
+        .chain(tree.zombies.iter().map(|z| (z.pid, z.ppid)));
+    for (pid, ppid) in pids {
+        if pid <= 0 || parents.insert(pid, ppid).is_some() {
+            return Err(damaged_record(format_args!(
+                "process {pid} listed twice or not a PID"
+            )));
+        }
+    }
+    for &start in parents.keys() {
+        let mut at = start;
+        // a chain longer than the set loops
+        for _ in 0..=parents.len() {
+            match parents.get(&at) {
+                Some(&up) if up != at => at = up,
+                _ => break,
+            }
+            if at == start {
+                return Err(damaged_record(format_args!(
+                    "process {start} is its own ancestor"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `what` must be an absolute, normalised path.
+fn check_path(what: &str, path: &str) -> Result<()> {
+    if is_normal_absolute(path) {
+        Ok(())
+    } else {
+        Err(damaged_record(format_args!(
+            "{what} {path:?} is not an absolute, normalised path"
+        )))
+    }
+}
+
+/// Resources 0 (RLIMIT_CPU) to 15 (RLIMIT_RTTIME): Linux's RLIM_NLIMITS.
+const RLIMIT_COUNT: u32 = 16;
+
+/// Paths and resource limits of the process record.
+fn check_process(core: &CoreRecord) -> Result<()> {
+    let p = &core.process;
+    check_path("executable", &p.exe)?;
+    check_path("working directory", &p.cwd)?;
+    check_path("root directory", &p.root)?;
+    let mut seen = 0u64;
+    for &(resource, soft, hard) in &p.rlimits {
+        let bit = u32::try_from(resource)
+            .ok()
+            .filter(|&r| r < RLIMIT_COUNT)
+            .map(|r| 1u64 << r);
+        let Some(bit) = bit else {
+            return Err(damaged_record(format_args!(
+                "resource limit {resource}: no such resource"
+            )));
+        };
+        if seen & bit != 0 {
+            return Err(damaged_record(format_args!(
+                "resource limit {resource} given twice"
+            )));
+        }
+        seen |= bit;
+        if soft > hard {
+            return Err(damaged_record(format_args!(
+                "resource limit {resource}: soft limit {soft} above hard limit {hard}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A descriptor's path, for the kinds restart opens by path, and inotify watches.
+fn check_fd(fd: &FdRecord) -> Result<()> {
+    match &fd.kind {
+        FdKind::Regular | FdKind::Deleted | FdKind::Directory | FdKind::Device => {
+            check_path("file", &fd.path)
+        }
+        FdKind::Event(EventFd::Inotify { watches }) => watches
+            .iter()
+            .try_for_each(|w| check_path("inotify watch", &w.path)),
+        FdKind::Dup { .. } | FdKind::Pipe { .. } | FdKind::Event(_) => Ok(()),
+    }
+}
+
+/// Mapped files, the executable and the components restart looks up by path.
+fn check_mm_paths(mm: &MmRecord) -> Result<()> {
+    check_path("executable", &mm.exe)?;
+    for v in &mm.vmas {
+        if let Backing::File { path, .. } = &v.backing {
+            check_path("mapped file", path)?;
+        }
+    }
+    for c in &mm.components {
+        check_path("component", &c.path)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(pid: i32, ppid: i32) -> ProcessSummary {
+        serde_json::from_value(serde_json::json!({
+            "pid": pid, "ppid": ppid, "pgid": pid, "sid": pid,
+            "uids": [0, 0, 0, 0], "gids": [0, 0, 0, 0], "command": "x", "args": [],
+            "cwd": "/", "root": "/", "threads": 1, "open_files": [],
+            "policies": {"will": "Exit", "cdir": "Replace", "rdir": "Replace",
+                         "fork": "Original", "files": []}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn loops_of_parents_and_repeated_pids_are_refused() {
+        let none = TreeRecord::default();
+        check_tree(&[summary(10, 1), summary(11, 10), summary(12, 12)], &none).unwrap();
+        let looped = [
+            summary(10, 12),
+            summary(11, 10),
+            summary(12, 11),
+            summary(5, 1),
+        ];
+        let e = check_tree(&looped, &none).unwrap_err().to_string();
+        assert!(e.contains("is its own ancestor"), "{e}");
+        let e = check_tree(&[summary(10, 1), summary(10, 1)], &none).unwrap_err();
+        assert!(e.to_string().contains("process 10 listed twice"), "{e}");
+        let e = check_tree(&[summary(0, 1)], &none).unwrap_err();
+        assert!(e.to_string().contains("not a PID"), "{e}");
+    }
 }

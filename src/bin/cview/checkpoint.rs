@@ -177,27 +177,29 @@ impl CheckpointPanel {
         .cloned()
     }
 
-    fn designator(&self) -> Option<Designator> {
-        let row = self.chosen()?;
+    /// The chosen process as a designator of the chosen type, or why there is none.
+    fn designator(&self) -> Result<Designator, String> {
+        let row = self.chosen().ok_or("no process chosen")?;
         let id = match self.id_type {
             IdType::Gid => row.pgid(),
             IdType::Sid => row.sid(),
             _ => row.pid,
         };
         // as the user would type it, through cpr's own parser
-        cpr::target::parse_designator(&format!("{id}:{}", self.id_type)).ok()
+        cpr::target::parse_designator(&format!("{id}:{}", self.id_type))
+            .map_err(|e| format!("cpr: {e}"))
     }
 
     /// Resolves the designator as `cpr -c` does (same function, same permission rules),
     /// then lists the files of what it takes in with their dispositions.
     fn resolve(&mut self) {
         self.set = match self.designator() {
-            None => Err("no process chosen".into()),
-            Some(d) if procs::takes_in_me(&d) => Err(format!(
+            Err(e) => Err(e),
+            Ok(d) if procs::takes_in_me(&d) => Err(format!(
                 "cpr: -p {d}: Invalid argument: it takes in cview itself (PID {})",
                 std::process::id()
             )),
-            Some(d) => cpr::target::resolve(&[d], self.caller).map_err(|e| format!("cpr: {e}")),
+            Ok(d) => cpr::target::resolve(&[d], self.caller).map_err(|e| format!("cpr: {e}")),
         };
         self.refresh_files();
     }
@@ -233,9 +235,9 @@ impl CheckpointPanel {
         }
         let set = match &self.set {
             Ok(set) => set.clone(),
-            Err(e) => return Action::Error(format!("cview: {e}")),
+            Err(e) => return Action::Error(e.clone()),
         };
-        let Some(d) = self.designator() else {
+        let Ok(d) = self.designator() else {
             return Action::Message("Choose a process first (Step I)".into());
         };
         let attributes = with_choices(&self.choices_text()).map_err(|e| format!("cpr: {e}"));
@@ -705,7 +707,7 @@ impl CheckpointPanel {
 
     fn draw_takes_in(&self, frame: &mut Frame, area: Rect) {
         let text = match (&self.set, self.designator()) {
-            (Ok(set), Some(d)) => {
+            (Ok(set), Ok(d)) => {
                 let pids: Vec<String> = set.pids().iter().map(i32::to_string).collect();
                 format!(
                     "-p {d} takes in {} process(es): {}",

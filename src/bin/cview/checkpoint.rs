@@ -233,10 +233,9 @@ impl CheckpointPanel {
             self.focus = Focus::Statefile;
             return Action::Message("Name the statefile first (Step II)".into());
         }
-        let set = match &self.set {
-            Ok(set) => set.clone(),
-            Err(e) => return Action::Error(e.clone()),
-        };
+        if let Err(e) = &self.set {
+            return Action::Error(e.clone());
+        }
         let Ok(d) = self.designator() else {
             return Action::Message("Choose a process first (Step I)".into());
         };
@@ -249,18 +248,14 @@ impl CheckpointPanel {
             Some(w @ (WillAction::Cont | WillAction::Kill)) => Some(w),
             _ => None,
         };
-        let total = set.pids().into_iter().map(procs::resident_bytes).sum();
-        Action::Run(
-            Request::Checkpoint {
-                statefile: name.into(),
-                idlist: d.to_string(),
-                force: self.choices.force,
-                will,
-                upgrade: self.choices.upgrade,
-                choices: self.choices_text(),
-            },
-            total,
-        )
+        Action::Run(Request::Checkpoint {
+            statefile: name.into(),
+            idlist: d.to_string(),
+            force: self.choices.force,
+            will,
+            upgrade: self.choices.upgrade,
+            choices: self.choices_text(),
+        })
     }
 
     /// Cancel: every choice goes back to what the attribute file says.

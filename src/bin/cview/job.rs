@@ -7,24 +7,34 @@
 //! restarts only from a single-threaded process, and because processes restarted by it
 //! then run detached from cview once it exits.
 //!
-//! Progress is the bytes the helper has written (checkpoint) or read (restart), from
-//! /proc/PID/io, against an estimate of the total. Cancelling a checkpoint lowers the
-//! helper's file size limit to zero: the engine's next write into the statefile fails
-//! ("File too large") and it takes the path of any failed checkpoint (the targets run
-//! on untouched, no statefile is left). The helper blocks SIGXFSZ, so that the write fails
-//! instead of killing it. A restart is not cancelled: it is all or nothing, and nothing
-//! runs before it ends.
+//! Progress is what the engine reports to an `Observer` (`ops::checkpoint_with_progress`,
+//! `ops::restart_with_progress`): each phase with the bytes it will move, and the bytes
+//! moved. The helper passes the reports on, one JSON line each, before its outcome.
+//!
+//! Cancel: cview writes `cancel` on the helper's standard input, and the helper's
+//! observer answers the engine's question (asked between phases, and by a restart while
+//! it reads page data) with yes: the operation fails as any failed one does — a
+//! checkpoint leaves its targets running untouched and no statefile, a restart leaves
+//! nothing running. A checkpoint is also stopped while it writes page data: cview lowers
+//! the helper's file size limit to zero, so that the next write into the statefile fails
+//! ("File too large"); the helper blocks SIGXFSZ, so that the write fails instead of
+//! killing it.
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
 use serde::{Deserialize, Serialize};
 
 use cpr::attrfile::WillAction;
-use cpr::ops::{self, CheckpointOptions, RestartOptions};
+use cpr::ops::{self, CheckpointOptions, Observer, Phase, Progress, RestartOptions};
 
 /// What the helper is asked to do.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -48,10 +58,15 @@ pub enum Request {
     },
 }
 
+/// One line from the helper.
 #[derive(Debug, Serialize, Deserialize)]
-struct Outcome {
-    ok: bool,
-    message: String,
+enum Report {
+    /// A phase begins: its name, the bytes it will move when known.
+    Phase(String, Option<u64>),
+    /// More bytes moved in the phase.
+    Bytes(u64),
+    /// The end: success, and the message or the error as cpr prints it.
+    Outcome(bool, String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,22 +79,34 @@ pub struct Job {
     pub kind: Kind,
     pub what: PathBuf,
     started: Instant,
-    /// The estimated total in bytes (0: unknown).
-    pub total: u64,
     helper: Child,
+    /// Where `cancel` is written.
+    control: Option<ChildStdin>,
+    reports: Receiver<Report>,
+    shown: Shown,
+    outcome: Option<Result<String, String>>,
     cancelled: bool,
 }
 
-/// What a job shows on its progress bar.
-pub struct Progress {
-    pub bytes: u64,
-    pub rate: f64,
-    pub elapsed: Duration,
+/// What a job shows on its progress bar: the phase, the bytes it will move (when
+/// known) and has moved, since when.
+#[derive(Debug, Clone)]
+pub struct Shown {
+    pub phase: String,
+    pub total: Option<u64>,
+    pub done: u64,
+    pub since: Instant,
+}
+
+impl Shown {
+    pub fn rate(&self) -> f64 {
+        self.done as f64 / self.since.elapsed().as_secs_f64().max(0.001)
+    }
 }
 
 impl Job {
     /// Starts the helper on `request`.
-    pub fn start(request: Request, total: u64) -> Result<Job, String> {
+    pub fn start(request: Request) -> Result<Job, String> {
         let (kind, what) = match &request {
             Request::Checkpoint { statefile, .. } => (Kind::Checkpoint, statefile.clone()),
             Request::Restart { statefile, .. } => (Kind::Restart, statefile.clone()),
@@ -93,38 +120,73 @@ impl Job {
             .spawn()
             .map_err(|e| format!("cview: starting the helper: {e}"))?;
         let line = serde_json::to_string(&request).map_err(|e| format!("cview: {e}"))?;
-        if let Some(mut stdin) = helper.stdin.take() {
-            // the helper reads one line; it closes on drop
+        let mut control = helper.stdin.take();
+        if let Some(stdin) = &mut control {
             let _ = writeln!(stdin, "{line}");
+        }
+        let (tx, reports) = mpsc::channel();
+        if let Some(out) = helper.stdout.take() {
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines().map_while(|l| l.ok()) {
+                    if let Ok(report) = serde_json::from_str::<Report>(&line)
+                        && tx.send(report).is_err()
+                    {
+                        break;
+                    }
+                }
+            });
         }
         Ok(Job {
             kind,
             what,
             started: Instant::now(),
-            total,
             helper,
+            control,
+            reports,
+            shown: Shown {
+                phase: "starting".into(),
+                total: None,
+                done: 0,
+                since: Instant::now(),
+            },
+            outcome: None,
             cancelled: false,
         })
     }
 
-    pub fn progress(&self) -> Progress {
-        let bytes = io_bytes(self.helper.id() as i32, self.kind);
-        let elapsed = self.started.elapsed();
-        Progress {
-            bytes,
-            rate: bytes as f64 / elapsed.as_secs_f64().max(0.001),
-            elapsed,
+    /// The progress so far, after the reports that have come in.
+    pub fn progress(&mut self) -> (Shown, Duration) {
+        while let Ok(report) = self.reports.try_recv() {
+            match report {
+                Report::Phase(phase, total) => {
+                    self.shown = Shown {
+                        phase,
+                        total,
+                        done: 0,
+                        since: Instant::now(),
+                    }
+                }
+                Report::Bytes(n) => self.shown.done += n,
+                Report::Outcome(true, m) => self.outcome = Some(Ok(m)),
+                Report::Outcome(false, m) => self.outcome = Some(Err(m)),
+            }
         }
+        (self.shown.clone(), self.started.elapsed())
     }
 
-    /// Asks the checkpoint to stop. False for a restart, which cannot be cancelled.
+    /// Asks the operation to stop; false when it was asked already.
     pub fn cancel(&mut self) -> bool {
-        if self.kind != Kind::Checkpoint || self.cancelled {
+        if self.cancelled {
             return false;
         }
-        let pid = self.helper.id() as i32;
-        if let Ok((_, hard)) = cpr::sys::prlimit(pid, libc::RLIMIT_FSIZE as i32, None) {
-            let _ = cpr::sys::prlimit(pid, libc::RLIMIT_FSIZE as i32, Some((0, hard)));
+        if let Some(stdin) = &mut self.control {
+            let _ = writeln!(stdin, "cancel");
+        }
+        if self.kind == Kind::Checkpoint {
+            let pid = self.helper.id() as i32;
+            if let Ok((_, hard)) = cpr::sys::prlimit(pid, libc::RLIMIT_FSIZE as i32, None) {
+                let _ = cpr::sys::prlimit(pid, libc::RLIMIT_FSIZE as i32, Some((0, hard)));
+            }
         }
         self.cancelled = true;
         true
@@ -139,63 +201,123 @@ impl Job {
         if let Ok(None) = self.helper.try_wait() {
             return None;
         }
-        let mut text = String::new();
-        if let Some(mut out) = self.helper.stdout.take() {
-            let _ = out.read_to_string(&mut text);
+        // the reader may still hold the last lines
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while self.outcome.is_none() && Instant::now() < deadline {
+            self.progress();
+            std::thread::sleep(Duration::from_millis(10));
         }
-        let outcome = match serde_json::from_str::<Outcome>(text.trim()) {
-            Ok(o) if o.ok => Ok(o.message),
-            Ok(o) => Err(o.message),
-            Err(_) => Err("cview: the helper ended without an answer".into()),
-        };
+        let outcome = self
+            .outcome
+            .take()
+            .unwrap_or_else(|| Err("cview: the helper ended without an answer".into()));
         if self.cancelled && outcome.is_err() {
-            return Some(Err(
-                "Checkpoint cancelled: no statefile was made, the processes run on".into(),
-            ));
+            return Some(Err(match self.kind {
+                Kind::Checkpoint => {
+                    "Checkpoint cancelled: no statefile was made, the processes run on"
+                }
+                Kind::Restart => "Restart cancelled: nothing was restarted",
+            }
+            .into()));
         }
         Some(outcome)
     }
 }
 
-/// Bytes process `pid` has written (checkpoint) or read (restart), from /proc/PID/io.
-fn io_bytes(pid: i32, kind: Kind) -> u64 {
-    let key = match kind {
-        Kind::Checkpoint => "wchar",
-        Kind::Restart => "rchar",
-    };
-    cpr::proc::ProcDir::open(pid)
-        .and_then(|dir| dir.read_text("io"))
-        .ok()
-        .and_then(|text| cpr::proc::status::number(&text, key).ok())
-        .unwrap_or(0)
-}
-
-/// The helper (`cview --run-job`): one request in, one outcome out.
+/// The helper (`cview --run-job`): one request in, reports and one outcome out; a later
+/// `cancel` line on its standard input asks the operation to stop.
 pub fn serve() -> std::process::ExitCode {
     let mut blocked = SigSet::empty();
     blocked.add(Signal::SIGXFSZ);
     let _ = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&blocked), None);
+    let mut input = BufReader::new(std::io::stdin());
     let mut line = String::new();
-    let _ = BufReader::new(std::io::stdin()).read_line(&mut line);
+    let _ = input.read_line(&mut line);
+    drop(input);
+    // later lines (`cancel`) are looked for without waiting, when the engine asks: the
+    // helper stays single-threaded, as a restart needs
+    let stdin = std::io::stdin();
+    let _ = fcntl(stdin.as_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
+    let reporter = Arc::new(Reporter {
+        cancel: AtomicBool::new(false),
+        input: Mutex::new(stdin),
+        pending: Mutex::new((Instant::now(), 0)),
+    });
     let outcome = match serde_json::from_str::<Request>(&line) {
-        Ok(request) => run(request),
+        Ok(request) => run(request, &Progress::new(reporter.clone())),
         Err(e) => Err(format!("cview: a bad request: {e}")),
     };
-    let reply = match outcome {
-        Ok(message) => Outcome { ok: true, message },
-        Err(message) => Outcome { ok: false, message },
-    };
-    let text = serde_json::to_string(&reply).unwrap_or_default();
-    let _ = writeln!(std::io::stdout(), "{text}");
-    if reply.ok {
+    reporter.flush();
+    let ok = outcome.is_ok();
+    send(&match outcome {
+        Ok(m) => Report::Outcome(true, m),
+        Err(m) => Report::Outcome(false, m),
+    });
+    if ok {
         std::process::ExitCode::SUCCESS
     } else {
         std::process::ExitCode::FAILURE
     }
 }
 
-/// Calls the library as `cpr -c` or `cpr -r` does.
-fn run(request: Request) -> Result<String, String> {
+/// The helper's observer: reports go out as lines, bytes at most ten times a second.
+struct Reporter {
+    cancel: AtomicBool,
+    /// The helper's standard input, not blocking: where `cancel` comes.
+    input: Mutex<std::io::Stdin>,
+    /// When bytes were last sent, and how many have moved since.
+    pending: Mutex<(Instant, u64)>,
+}
+
+impl Reporter {
+    fn flush(&self) {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if p.1 > 0 {
+            send(&Report::Bytes(p.1));
+        }
+        *p = (Instant::now(), 0);
+    }
+}
+
+impl Observer for Reporter {
+    fn phase(&self, phase: Phase, total: Option<u64>) {
+        self.flush();
+        send(&Report::Phase(phase.name().to_string(), total));
+    }
+
+    fn bytes(&self, bytes: u64) {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        p.1 += bytes;
+        if p.0.elapsed() >= Duration::from_millis(100) {
+            send(&Report::Bytes(p.1));
+            *p = (Instant::now(), 0);
+        }
+    }
+
+    fn cancelled(&self) -> bool {
+        if !self.cancel.load(Ordering::SeqCst) {
+            let mut buf = [0u8; 64];
+            let mut input = self.input.lock().unwrap_or_else(|e| e.into_inner());
+            if let Ok(n) = input.read(&mut buf)
+                && buf[..n].windows(6).any(|w| w == b"cancel")
+            {
+                self.cancel.store(true, Ordering::SeqCst);
+            }
+        }
+        self.cancel.load(Ordering::SeqCst)
+    }
+}
+
+fn send(report: &Report) {
+    if let Ok(text) = serde_json::to_string(report) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{text}");
+        let _ = out.flush();
+    }
+}
+
+/// Calls the library as `cpr -c` or `cpr -r` does, telling `progress`.
+fn run(request: Request, progress: &Progress) -> Result<String, String> {
     match request {
         Request::Checkpoint {
             statefile,
@@ -207,7 +329,7 @@ fn run(request: Request) -> Result<String, String> {
         } => {
             let attributes =
                 crate::checkpoint::with_choices(&choices).map_err(|e| format!("cpr: {e}"))?;
-            let path = ops::checkpoint(&CheckpointOptions {
+            let options = CheckpointOptions {
                 statefile,
                 idlist,
                 force,
@@ -216,8 +338,9 @@ fn run(request: Request) -> Result<String, String> {
                 attributes: Some(attributes),
                 handler_timeout: None,
                 openfile_distribute: false,
-            })
-            .map_err(|e| format!("cpr: {e}"))?;
+            };
+            let path = ops::checkpoint_with_progress(&options, progress)
+                .map_err(|e| format!("cpr: {e}"))?;
             Ok(format!("Checkpointed into {}", path.display()))
         }
         Request::Restart {
@@ -226,14 +349,14 @@ fn run(request: Request) -> Result<String, String> {
             no_cwd,
             no_root,
         } => {
-            ops::restart(&RestartOptions {
+            let options = RestartOptions {
                 statefiles: vec![statefile.clone()],
                 interactive: false,
                 any_pid,
                 no_cwd,
                 no_root,
-            })
-            .map_err(|e| format!("cpr: {e}"))?;
+            };
+            ops::restart_with_progress(&options, progress).map_err(|e| format!("cpr: {e}"))?;
             Ok(format!("Restarted {}", statefile.display()))
         }
     }

@@ -316,7 +316,7 @@ impl App {
             Action::Error(e) => self.error(e),
             Action::Show(title, text) => self.overlay = Overlay::Text(title, text, 0, 0),
             Action::ConfirmRemove(path) => self.overlay = Overlay::Confirm(path),
-            Action::Run(request, total) => match Job::start(request, total) {
+            Action::Run(request) => match Job::start(request) {
                 Ok(job) => {
                     self.message = (String::new(), false);
                     self.overlay = Overlay::Running(job);
@@ -328,16 +328,12 @@ impl App {
 }
 
 fn cancel_message(job: &mut Job) -> (String, bool) {
-    if job.cancel() {
-        ("Cancelling the checkpoint...".into(), false)
-    } else if job.cancelled() {
-        ("Cancelling...".into(), false)
-    } else {
-        (
-            "A restart cannot be cancelled: it is all or nothing, and soon over".into(),
-            false,
-        )
-    }
+    job.cancel();
+    let what = match job.kind {
+        job::Kind::Checkpoint => "checkpoint",
+        job::Kind::Restart => "restart",
+    };
+    (format!("Cancelling the {what}..."), false)
 }
 
 impl App {
@@ -407,15 +403,16 @@ impl App {
         frame.render_widget(Paragraph::new(line), area);
     }
 
-    fn draw_overlay(&self, frame: &mut Frame, body: Rect) {
-        match &self.overlay {
+    fn draw_overlay(&mut self, frame: &mut Frame, body: Rect) {
+        match &mut self.overlay {
             Overlay::None => {}
             Overlay::Text(title, text, top, left) => {
                 frame.render_widget(Clear, body);
+                let (top, left) = (*top, *left);
                 let shown: Vec<Line> = text
                     .lines()
-                    .skip(*top)
-                    .map(|l| Line::raw(l.chars().skip(*left).collect::<String>()))
+                    .skip(top)
+                    .map(|l| Line::raw(l.chars().skip(left).collect::<String>()))
                     .collect();
                 let block = Block::bordered()
                     .title(format!(" {title} "))
@@ -455,15 +452,20 @@ impl App {
     }
 }
 
-/// The progress box: a bar of bytes against the estimate, the rate, and how to cancel.
-fn draw_progress(frame: &mut Frame, body: Rect, job: &Job) {
+/// The progress box: the phase, a bar of its bytes against what it will move, the rate,
+/// and how to cancel.
+fn draw_progress(frame: &mut Frame, body: Rect, job: &mut Job) {
     let area = ui::centered(body, 70, 6);
     frame.render_widget(Clear, area);
-    let p = job.progress();
-    let (title, cancel) = match job.kind {
-        job::Kind::Checkpoint if job.cancelled() => (" Checkpoint: cancelling ", ""),
-        job::Kind::Checkpoint => (" Checkpoint ", "  Esc cancels"),
-        job::Kind::Restart => (" Restart ", ""),
+    let (shown, elapsed) = job.progress();
+    let what = match job.kind {
+        job::Kind::Checkpoint => "Checkpoint",
+        job::Kind::Restart => "Restart",
+    };
+    let title = if job.cancelled() {
+        format!(" {what}: cancelling ")
+    } else {
+        format!(" {what}: {} ", shown.phase)
     };
     let block = Block::bordered().title(title);
     let inner = block.inner(area);
@@ -473,22 +475,20 @@ fn draw_progress(frame: &mut Frame, body: Rect, job: &Job) {
         Paragraph::new(ui::clip_left(&job.what.display().to_string(), name.width)),
         name,
     );
-    let ratio = if job.total > 0 {
-        (p.bytes as f64 / job.total as f64).min(0.99)
-    } else {
-        0.0
+    let ratio = match shown.total {
+        Some(total) if total > 0 => (shown.done as f64 / total as f64).min(1.0),
+        _ => 0.0,
     };
     frame.render_widget(Gauge::default().ratio(ratio), bar);
-    let of = if job.total > 0 {
-        format!(" of ~{}", job::human(job.total as f64))
-    } else {
-        String::new()
+    let of = match shown.total {
+        Some(total) => format!(" of {}", job::human(total as f64)),
+        None => String::new(),
     };
     let text = format!(
-        "{}{of}  {}/s  {:.1} s{cancel}",
-        job::human(p.bytes as f64),
-        job::human(p.rate),
-        p.elapsed.as_secs_f64()
+        "{}{of}  {}/s  {:.1} s  Esc cancels",
+        job::human(shown.done as f64),
+        job::human(shown.rate()),
+        elapsed.as_secs_f64()
     );
     frame.render_widget(Paragraph::new(text), stats);
 }

@@ -243,14 +243,3 @@ fn ancestors(all: &BTreeMap<i32, ProcRow>, pid: i32) -> Vec<i32> {
     }
     out
 }
-
-/// The resident size of a process, in bytes (0 when it cannot be read): what a checkpoint
-/// of it writes, roughly, for the progress bar.
-pub fn resident_bytes(pid: i32) -> u64 {
-    ProcDir::open(pid)
-        .and_then(|d| d.status_text())
-        .ok()
-        .and_then(|text| cpr::proc::status::field(&text, "VmRSS").map(str::to_string))
-        .and_then(|v| v.trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}

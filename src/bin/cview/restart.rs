@@ -315,17 +315,12 @@ impl RestartPanel {
             Ok(p) => p,
             Err(a) => return a,
         };
-        let total = Statefile::open(&path, Verify::Sizes)
-            .map_or(0, |sf| sf.manifest.files.iter().map(|f| f.size).sum());
-        Action::Run(
-            Request::Restart {
-                statefile: path,
-                any_pid: self.any_pid,
-                no_cwd: self.no_cwd,
-                no_root: self.no_root,
-            },
-            total,
-        )
+        Action::Run(Request::Restart {
+            statefile: path,
+            any_pid: self.any_pid,
+            no_cwd: self.no_cwd,
+            no_root: self.no_root,
+        })
     }
 
     /// Tell me more: what `cpr -i` shows.

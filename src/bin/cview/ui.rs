@@ -16,8 +16,8 @@ pub enum Action {
     Error(String),
     /// A scrollable text screen: title, text.
     Show(String, String),
-    /// Run a checkpoint or restart; the bytes it should write or read.
-    Run(crate::job::Request, u64),
+    /// Run a checkpoint or restart.
+    Run(crate::job::Request),
     /// Ask before removing this statefile.
     ConfirmRemove(PathBuf),
 }

@@ -193,6 +193,10 @@ fn checkpoint_and_restart_a_group_through_both_panels() {
             .iter()
             .any(|l| l.contains("count.log") && l.contains("REPLACE"))
     });
+    // seeing before freezing: the dry run of the same choices
+    tmux.keys(&["F7"]);
+    tmux.wait_for("the checkpoint would succeed");
+    tmux.keys(&["q"]);
     // Step II: the statefile; Enter there is OK
     let statefile = session.path("ckpt");
     tmux.keys(&["Tab"]);

@@ -225,37 +225,68 @@ impl CheckpointPanel {
         append(self.base.clone(), &self.choices_text()).map_err(|e| format!("cpr: {e}"))
     }
 
-    /// OK: the checkpoint, as `cpr -c STATEFILE -p ID:TYPE [-f] [-g|-k] [-u]` with the
-    /// attribute file above.
-    fn ok(&mut self) -> Action {
-        let name = self.statefile.text.trim().to_string();
-        if name.is_empty() {
-            self.focus = Focus::Statefile;
-            return Action::Message("Name the statefile first (Step II)".into());
-        }
+    /// The checkpoint the panel stands for, as `cpr -c STATEFILE -p ID:TYPE [-f] [-g|-k]
+    /// [-u]` with the attribute file above.
+    fn request(&self, statefile: &str) -> Result<Request, Action> {
         if let Err(e) = &self.set {
-            return Action::Error(e.clone());
+            return Err(Action::Error(e.clone()));
         }
         let Ok(d) = self.designator() else {
-            return Action::Message("Choose a process first (Step I)".into());
+            return Err(Action::Message("Choose a process first (Step I)".into()));
         };
-        let attributes = with_choices(&self.choices_text()).map_err(|e| format!("cpr: {e}"));
-        if let Err(e) = attributes {
-            return Action::Error(e);
+        if let Err(e) = with_choices(&self.choices_text()) {
+            return Err(Action::Error(format!("cpr: {e}")));
         }
-        self.statefile.remember();
         let will = match self.choices.will {
             Some(w @ (WillAction::Cont | WillAction::Kill)) => Some(w),
             _ => None,
         };
-        Action::Run(Request::Checkpoint {
-            statefile: name.into(),
+        Ok(Request::Checkpoint {
+            statefile: statefile.into(),
             idlist: d.to_string(),
             force: self.choices.force,
             will,
             upgrade: self.choices.upgrade,
             choices: self.choices_text(),
         })
+    }
+
+    /// OK: the checkpoint, run by the helper.
+    fn ok(&mut self) -> Action {
+        let name = self.statefile.text.trim().to_string();
+        if name.is_empty() {
+            self.focus = Focus::Statefile;
+            return Action::Message("Name the statefile first (Step II)".into());
+        }
+        match self.request(&name) {
+            Ok(request) => {
+                self.statefile.remember();
+                Action::Run(request)
+            }
+            Err(action) => action,
+        }
+    }
+
+    /// F7: what the checkpoint would take in and whether it would succeed, found without
+    /// stopping the processes (`cpr -c --dry-run`).
+    fn preview(&self) -> Action {
+        let name = self.statefile.text.trim();
+        let name = if name.is_empty() { "(statefile)" } else { name };
+        let options = match self
+            .request(name)
+            .and_then(|r| r.checkpoint_options().map_err(Action::Error))
+        {
+            Ok(o) => o,
+            Err(action) => return action,
+        };
+        let preview = match cpr::ops::preview(&options) {
+            Ok(p) => p,
+            Err(e) => cpr::ops::Preview::failed(&options.statefile, &e),
+        };
+        Action::Show(
+            format!("Preview (dry run) of -p {}", options.idlist),
+            preview.render_text(),
+        )
     }
 
     /// Cancel: every choice goes back to what the attribute file says.
@@ -279,6 +310,7 @@ impl CheckpointPanel {
             KeyCode::F(6) => {
                 return Action::Show("Attribute file: your choices".into(), self.choices_text());
             }
+            KeyCode::F(7) => return self.preview(),
             KeyCode::Esc => return self.cancel(),
             _ => {}
         }
@@ -611,7 +643,7 @@ impl CheckpointPanel {
                 ui::button("OK (F5)", self.focus == Focus::Ok),
                 Span::raw("  "),
                 ui::button("Cancel (Esc)", self.focus == Focus::Cancel),
-                Span::raw("  F6 attribute file"),
+                Span::raw("  F6 attr file  F7 preview"),
             ])),
             buttons,
         );

@@ -40,7 +40,8 @@ Step III: set the options and, if you wish, the FILE disposition of each
 
 Keys: Tab / Shift-Tab move between widgets; F2 checkpoint panel, F3 restart
 panel; F1 or ? help on the widget in focus; F6 shows the attribute file made
-from your choices; F10 quits. cview follows the permission rules of cpr: you
+from your choices; F7 previews the checkpoint without stopping anything (as
+cpr -c --dry-run); F10 quits. cview follows the permission rules of cpr: you
 may checkpoint only your own processes, root any.";
 
 const USER: &str = "\

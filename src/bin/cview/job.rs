@@ -316,29 +316,41 @@ fn send(report: &Report) {
     }
 }
 
-/// Calls the library as `cpr -c` or `cpr -r` does, telling `progress`.
-fn run(request: Request, progress: &Progress) -> Result<String, String> {
-    match request {
-        Request::Checkpoint {
+impl Request {
+    /// A checkpoint request as the options `cpr -c` builds: the user's attribute file
+    /// with the panel's blocks after it.
+    pub fn checkpoint_options(&self) -> Result<CheckpointOptions, String> {
+        let Request::Checkpoint {
             statefile,
             idlist,
             force,
             will,
             upgrade,
             choices,
-        } => {
-            let attributes =
-                crate::checkpoint::with_choices(&choices).map_err(|e| format!("cpr: {e}"))?;
-            let options = CheckpointOptions {
-                statefile,
-                idlist,
-                force,
-                will,
-                upgrade,
-                attributes: Some(attributes),
-                handler_timeout: None,
-                openfile_distribute: false,
-            };
+        } = self
+        else {
+            return Err("cview: not a checkpoint".into());
+        };
+        let attributes =
+            crate::checkpoint::with_choices(choices).map_err(|e| format!("cpr: {e}"))?;
+        Ok(CheckpointOptions {
+            statefile: statefile.clone(),
+            idlist: idlist.clone(),
+            force: *force,
+            will: *will,
+            upgrade: *upgrade,
+            attributes: Some(attributes),
+            handler_timeout: None,
+            openfile_distribute: false,
+        })
+    }
+}
+
+/// Calls the library as `cpr -c` or `cpr -r` does, telling `progress`.
+fn run(request: Request, progress: &Progress) -> Result<String, String> {
+    match request {
+        Request::Checkpoint { .. } => {
+            let options = request.checkpoint_options()?;
             let path = ops::checkpoint_with_progress(&options, progress)
                 .map_err(|e| format!("cpr: {e}"))?;
             Ok(format!("Checkpointed into {}", path.display()))

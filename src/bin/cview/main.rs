@@ -370,7 +370,7 @@ impl App {
         );
         let keys = match self.panel {
             Panel::Checkpoint => {
-                "Tab next  F4 list/tree  F5 OK  F6 attr  Esc cancel  ^R reread  F10 quit"
+                "Tab next  F4 list/tree  F5 OK  F6 attr  F7 preview  Esc cancel  F10 quit"
             }
             Panel::Restart => {
                 "Tab next  Enter open  F5 Restart  F6 Tell me more  F8 Remove  F10 quit"

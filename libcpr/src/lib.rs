@@ -560,6 +560,7 @@ pub fn restart(path: &Path, flags: u64) -> Result<i32, Failure> {
     let options = RestartOptions {
         statefiles: vec![path.to_path_buf()],
         interactive: flags & CKPT_RESTART_INTERACTIVE != 0,
+        ..RestartOptions::default()
     };
     let handle = spawn("ckpt_restart", move || {
         ops::restart(&options)?;

@@ -27,12 +27,18 @@ pub struct CheckpointOptions {
     pub openfile_distribute: bool,
 }
 
-/// `cpr -r [-j] STATEFILE...`.
-#[derive(Debug, Clone)]
+/// `cpr -r [-j] [--any-pid] [--no-cwd] [--no-root] STATEFILE...`.
+#[derive(Debug, Clone, Default)]
 pub struct RestartOptions {
     pub statefiles: Vec<PathBuf>,
     /// `-j`: restart as an interactive, job-controlled foreground job.
     pub interactive: bool,
+    /// `--any-pid`: FORK ANY for every process, whatever the statefile says.
+    pub any_pid: bool,
+    /// `--no-cwd`: CDIR IGNORE for every process (stay in cpr's working directory).
+    pub no_cwd: bool,
+    /// `--no-root`: RDIR IGNORE for every process (keep cpr's root directory).
+    pub no_root: bool,
 }
 
 /// The real uid of the caller: whom the permission rules of IRIX are checked for.

@@ -13,7 +13,7 @@ use cpr::attrfile::WillAction;
 const USAGE: &str = "\
 cpr -c STATEFILE -p IDLIST [-f] [-g|-k] [-u] [--attributes FILE] [--timeout SECONDS] [-q]
        cpr -c STATEFILE -p IDLIST --dry-run [--json] [-f] [-g|-k] [-u] [--attributes FILE]
-       cpr -r [-j] [-q] STATEFILE...
+       cpr -r [-j] [-q] [--any-pid] [--no-cwd] [--no-root] STATEFILE...
        cpr -i [--json] STATEFILE...
        cpr -D STATEFILE...";
 
@@ -146,6 +146,33 @@ pub struct Cli {
     )]
     pub interactive: bool,
 
+    /// With -r: give each process any free process ID (FORK ANY), whatever the
+    /// statefile's FORK policy says.
+    #[arg(
+        long,
+        requires = "restart",
+        conflicts_with_all = ["checkpoint", "info", "delete"],
+    )]
+    pub any_pid: bool,
+
+    /// With -r: do not restore the working directory; the processes start in cpr's
+    /// (CDIR IGNORE, whatever the statefile says).
+    #[arg(
+        long,
+        requires = "restart",
+        conflicts_with_all = ["checkpoint", "info", "delete"],
+    )]
+    pub no_cwd: bool,
+
+    /// With -r: do not restore the root directory; the processes keep cpr's (RDIR
+    /// IGNORE, whatever the statefile says).
+    #[arg(
+        long,
+        requires = "restart",
+        conflicts_with_all = ["checkpoint", "info", "delete"],
+    )]
+    pub no_root: bool,
+
     /// With -i: print a JSON array, one object per statefile. With --dry-run: print
     /// the preview as one JSON object.
     #[arg(
@@ -176,6 +203,10 @@ pub enum Request {
     Restart {
         statefiles: Vec<PathBuf>,
         interactive: bool,
+        /// `--any-pid`, `--no-cwd`, `--no-root`: FORK ANY, CDIR and RDIR IGNORE.
+        any_pid: bool,
+        no_cwd: bool,
+        no_root: bool,
     },
     Info {
         statefiles: Vec<PathBuf>,
@@ -248,6 +279,9 @@ impl Cli {
             Request::Restart {
                 statefiles: self.statefiles,
                 interactive: self.interactive,
+                any_pid: self.any_pid,
+                no_cwd: self.no_cwd,
+                no_root: self.no_root,
             }
         } else if self.info {
             Request::Info {
@@ -424,23 +458,48 @@ mod tests {
             parse(&["-j", "-r", "ckptSep7"]).unwrap(),
             Request::Restart {
                 statefiles: paths(&["ckptSep7"]),
-                interactive: true
+                interactive: true,
+                any_pid: false,
+                no_cwd: false,
+                no_root: false,
             }
         );
         assert_eq!(
             parse(&["--restart", "a", "b", "--interactive", "c"]).unwrap(),
             Request::Restart {
                 statefiles: paths(&["a", "b", "c"]),
-                interactive: true
+                interactive: true,
+                any_pid: false,
+                no_cwd: false,
+                no_root: false,
             }
         );
         assert_eq!(
             parse(&["-r", "a", "b"]).unwrap(),
             Request::Restart {
                 statefiles: paths(&["a", "b"]),
-                interactive: false
+                interactive: false,
+                any_pid: false,
+                no_cwd: false,
+                no_root: false,
             }
         );
+        assert_eq!(
+            parse(&["-r", "--any-pid", "--no-cwd", "--no-root", "a"]).unwrap(),
+            Request::Restart {
+                statefiles: paths(&["a"]),
+                interactive: false,
+                any_pid: true,
+                no_cwd: true,
+                no_root: true,
+            }
+        );
+        for flag in ["--any-pid", "--no-cwd", "--no-root"] {
+            let e = usage_error(&["-c", "x", "-p", "1", flag]);
+            assert!(e.contains(flag), "{flag}: {e}");
+            let e = usage_error(&["-i", flag, "x"]);
+            assert!(e.contains(flag), "{flag}: {e}");
+        }
         assert_eq!(
             parse(&["-i", "a", "b"]).unwrap(),
             Request::Info {
@@ -541,6 +600,9 @@ mod tests {
             "--continue",
             "--kill",
             "--interactive",
+            "--any-pid",
+            "--no-cwd",
+            "--no-root",
             "--upgrade",
             "--json",
             "--attributes",

@@ -38,10 +38,16 @@ fn main() -> ExitCode {
         Request::Restart {
             statefiles,
             interactive,
+            any_pid,
+            no_cwd,
+            no_root,
         } => match ops::restart_with_progress(
             &RestartOptions {
                 statefiles,
                 interactive,
+                any_pid,
+                no_cwd,
+                no_root,
             },
             &progress,
         ) {

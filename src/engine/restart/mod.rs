@@ -48,7 +48,8 @@ pub fn restart(
 ) -> Result<i32> {
     let mut timer = Timer::new();
     progress.phase(Phase::Validate, None);
-    let loaded = validate::load(&options.statefiles, crate::engine::options::caller_uid())?;
+    let mut loaded = validate::load(&options.statefiles, crate::engine::options::caller_uid())?;
+    override_policies(&mut loaded, options);
     timer.lap("read and check records");
     pids::wait_for_pids(&loaded)?;
     let plan = plan_tree(&loaded, options.interactive);
@@ -104,6 +105,24 @@ pub fn restart(
         return Ok(tty::wait_foreground(&fg));
     }
     Ok(0)
+}
+
+/// The restart options (`--any-pid`, `--no-cwd`, `--no-root`, cview's choices) override
+/// the FORK, CDIR and RDIR policies the statefile recorded, for every process, before
+/// anything reads them.
+fn override_policies(loaded: &mut Loaded, options: &RestartOptions) {
+    for img in &mut loaded.images {
+        let policies = &mut img.core.policies;
+        if options.any_pid {
+            policies.fork = crate::attrfile::ForkAction::Any;
+        }
+        if options.no_cwd {
+            policies.cdir = crate::attrfile::DirAction::Ignore;
+        }
+        if options.no_root {
+            policies.rdir = crate::attrfile::DirAction::Ignore;
+        }
+    }
 }
 
 /// Who forks whom, so that parents, groups, sessions and zombies come back.

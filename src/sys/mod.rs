@@ -6,6 +6,7 @@ pub mod kcmp;
 mod kernel_types;
 pub mod shm;
 pub mod sigqueue;
+pub mod sysvipc;
 
 pub use fd::{
     CloseOnce, dup_above, dup_at, pipe_bytes, set_cloexec, set_record_lock, steal_fd, try_flock,

@@ -50,6 +50,11 @@ pub fn checkpoint(options: &CheckpointOptions) -> Result<PathBuf> {
     let summaries = write_records(&dumped, &mut writer)?;
     // SysV shared memory segments the processes attach, saved once each
     shm::dump_segments(&frozen.pids(), &mut writer).ctx(options.statefile.display())?;
+    // SysV semaphore sets and message queues the processes use (sysv_sem.rs, sysv_msg.rs)
+    super::objects::sysv_sem::dump_sets(&frozen.pids(), &mut writer)
+        .ctx(options.statefile.display())?;
+    super::objects::sysv_msg::dump_queues(&frozen.pids(), &mut writer)
+        .ctx(options.statefile.display())?;
     timer.lap("shared objects (pipes, shared memory, SysV shm)");
 
     // nothing further reads another process: an installed cpr gives up its capabilities

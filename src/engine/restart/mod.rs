@@ -46,6 +46,10 @@ pub fn restart(options: &RestartOptions, deferred: crate::sys::DeferTermination)
     let plan = plan_tree(&loaded, options.interactive);
     // SysV shared memory segments with their shmids, before any process
     let shm_segments = shm::restore_segments(&loaded.statefiles.iter().collect::<Vec<_>>())?;
+    let sem_sets =
+        super::objects::sysv_sem::restore_sets(&loaded.statefiles.iter().collect::<Vec<_>>())?;
+    let msg_queues =
+        super::objects::sysv_msg::restore_queues(&loaded.statefiles.iter().collect::<Vec<_>>())?;
     let tty = if options.interactive {
         tty::controlling_tty()
     } else {
@@ -76,6 +80,8 @@ pub fn restart(options: &RestartOptions, deferred: crate::sys::DeferTermination)
         }
     })?;
     timer.lap("release");
+    sem_sets.finish();
+    msg_queues.finish();
     crate::engine::privilege::drop_all();
     release::collect_helpers(&ctx.plan, &pids);
     // the processes run: cpr may be interrupted again

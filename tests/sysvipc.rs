@@ -201,3 +201,36 @@ fn a_process_with_semaphore_undo_adjustments_is_refused_and_runs_on() {
     assert!(!sf.join("MANIFEST").exists(), "no statefile");
     w.go_and_pass(&["p"]);
 }
+
+#[test]
+fn restart_fails_with_resource_busy_when_the_semid_is_taken() {
+    let mut w = World::new();
+    let key = test_key(7);
+    let (a, semid) = w.start("a", "sem-a", key, "semid");
+    let (b, _) = w.start("b", "sem-b", key, "semid");
+    let sf = w.checkpoint(&[a, b]);
+    ipc::sem_remove(semid).unwrap();
+    let other = test_key(8);
+    w.keys.push(other);
+    std::fs::write("/proc/sys/kernel/sem_next_id", format!("{semid}")).unwrap();
+    let got = ipc::semget(other as i32, 1, libc::IPC_CREAT | libc::IPC_EXCL | 0o600);
+    let _ = std::fs::write("/proc/sys/kernel/sem_next_id", "-1");
+    assert_eq!(got, Ok(semid));
+    let before = cpr::proc::sysvipc::read_sem().unwrap();
+    let out = restart_all(&[&sf]);
+    assert_failure(
+        &out,
+        "cpr -r",
+        &["Resource busy", &format!("semid {semid} is in use")],
+        false,
+    );
+    assert!(!Path::new(&format!("/proc/{a}")).exists(), "no process");
+    assert_eq!(
+        cpr::proc::sysvipc::read_sem().unwrap(),
+        before,
+        "nothing made"
+    );
+    ipc::sem_remove(semid).unwrap();
+    restart_ok(&sf);
+    w.go_and_pass(&["a", "b"]);
+}

@@ -54,14 +54,15 @@ pub fn read_table() -> Result<Vec<SemInfo>> {
     crate::proc::sysvipc::read_sem()
 }
 
-/// Whether a process of `pids` last changed one of the set's semaphores. A set removed
-/// meanwhile is not used.
+/// Whether a process of `pids` last changed one of the set's semaphores.
 fn used_by(set: &SemInfo, pids: &[i32]) -> Result<bool> {
     for num in 0..set.nsems.min(MAX_NSEMS as u64) as i32 {
         match sys::sem_last_pid(set.semid, num) {
             Ok(pid) if pids.contains(&pid) => return Ok(true),
             Ok(_) => {}
-            Err(Errno::EINVAL | Errno::EIDRM) => return Ok(false),
+            // removed meanwhile; or not readable by the caller (an ordinary user's
+            // checkpoint): not theirs to save
+            Err(Errno::EINVAL | Errno::EIDRM | Errno::EACCES) => return Ok(false),
             Err(e) => {
                 return Err(Error::errno(
                     format!("SysV semaphore semid {}", set.semid),

@@ -234,3 +234,17 @@ fn restart_fails_with_resource_busy_when_the_semid_is_taken() {
     restart_ok(&sf);
     w.go_and_pass(&["a", "b"]);
 }
+
+#[test]
+fn a_leftover_set_is_taken_back_with_the_statefile_values() {
+    let mut w = World::new();
+    let key = test_key(9);
+    let (a, semid) = w.start("a", "sem-a", key, "semid");
+    let (b, _) = w.start("b", "sem-b", key, "semid");
+    let sf = w.checkpoint(&[a, b]);
+    // the set outlived its processes; someone changes it before the restart
+    ipc::set_sem_values(semid, &[9, 9, 9]).unwrap();
+    restart_ok(&sf);
+    assert_eq!(ipc::sem_values(semid, 3).unwrap(), vec![2, 3, 0]);
+    w.go_and_pass(&["a", "b"]);
+}

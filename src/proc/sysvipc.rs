@@ -1,9 +1,6 @@
 //! `/proc/sysvipc/shm`: a header line, then one line per System V shared memory segment
 //! (`key shmid perms size cpid lpid nattch uid gid cuid cgid atime dtime ctime rss swap`,
-//! perms in octal; keys above 0x7fffffff print negative). `/proc/sysvipc/sem`
-//! (`key semid perms nsems uid gid cuid cgid otime ctime`) and `/proc/sysvipc/msg`
-//! (`key msqid perms cbytes qnum lspid lrpid uid gid cuid cgid stime rtime ctime`), for
-//! the sets and queues a checkpoint refuses.
+//! perms in octal; keys above 0x7fffffff print negative).
 
 use super::malformed;
 use crate::error::{Error, Result};
@@ -79,79 +76,131 @@ pub fn read_shm() -> Result<Vec<ShmInfo>> {
 pub const SEM_PATH: &str = "/proc/sysvipc/sem";
 pub const MSG_PATH: &str = "/proc/sysvipc/msg";
 
-/// One semaphore set: the columns cpr uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One semaphore set of `/proc/sysvipc/sem`
+/// (`key semid perms nsems uid gid cuid cgid otime ctime`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SemInfo {
     pub key: i32,
     pub semid: i32,
-    pub nsems: u32,
+    pub mode: u32,
+    pub nsems: u64,
+    pub uid: u32,
+    pub gid: u32,
+    pub cuid: u32,
+    pub cgid: u32,
 }
 
-/// One message queue: the columns cpr uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One message queue of `/proc/sysvipc/msg` (`key msqid perms cbytes qnum lspid lrpid
+/// uid gid cuid cgid stime rtime ctime`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MsgInfo {
     pub key: i32,
     pub msqid: i32,
+    pub mode: u32,
+    pub cbytes: u64,
     pub qnum: u64,
-    /// The last process to send, and to receive.
+    /// The last sender and receiver (0: none yet).
     pub lspid: i32,
     pub lrpid: i32,
+    pub uid: u32,
+    pub gid: u32,
+    pub cuid: u32,
+    pub cgid: u32,
 }
 
-/// The number columns of each line of table `name` with `columns` columns (after the
-/// header); the first `used` are parsed as i64 (the rest are times cpr does not use).
-fn rows(text: &str, name: &str, columns: usize, used: usize) -> Result<Vec<Vec<i64>>> {
+/// The columns of one line of a sysvipc table, checked as numbers (`perms` in octal).
+struct Columns<'a> {
+    f: Vec<&'a str>,
+    file: &'static str,
+    line: usize,
+}
+
+impl Columns<'_> {
+    fn bad(&self, what: String) -> Error {
+        malformed(self.file, format!("line {}: {what}", self.line))
+    }
+
+    fn num<T: std::str::FromStr>(&self, i: usize, name: &str) -> Result<T> {
+        self.f[i]
+            .parse()
+            .map_err(|_| self.bad(format!("{name} '{}' is not a number", self.f[i])))
+    }
+
+    /// A PID column: printed unsigned.
+    fn pid(&self, i: usize, name: &str) -> Result<i32> {
+        let n: u32 = self.num(i, name)?;
+        i32::try_from(n).map_err(|_| self.bad(format!("{name} '{n}' is no PID")))
+    }
+
+    fn octal(&self, i: usize) -> Result<u32> {
+        let s = self.f[i];
+        s.bytes()
+            .all(|b| (b'0'..=b'7').contains(&b))
+            .then(|| u32::from_str_radix(s, 8).ok())
+            .flatten()
+            .ok_or_else(|| self.bad(format!("perms '{s}' is not octal")))
+    }
+}
+
+/// Every line of a table but its header, as `Columns` of exactly `width` columns.
+fn table_lines<'a>(text: &'a str, file: &'static str, width: usize) -> Result<Vec<Columns<'a>>> {
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let f: Vec<&str> = line.split_ascii_whitespace().collect();
-        if f.is_empty() || (n == 0 && f[0] == "key") {
+        if f.is_empty() || f[0] == "key" {
             continue;
         }
-        let bad = |what: String| malformed(name, format!("line {}: {what}", n + 1));
-        if f.len() != columns {
-            return Err(bad(format!("{} columns, not {columns}: '{line}'", f.len())));
+        if f.len() != width {
+            return Err(malformed(
+                file,
+                format!("line {}: {} columns, not {width}: '{line}'", n + 1, f.len()),
+            ));
         }
-        let mut row = Vec::with_capacity(used);
-        for (i, v) in f.iter().take(used).enumerate() {
-            row.push(
-                v.parse::<i64>()
-                    .map_err(|_| bad(format!("column {} '{v}' is not a number", i + 1)))?,
-            );
-        }
-        out.push(row);
+        out.push(Columns {
+            f,
+            file,
+            line: n + 1,
+        });
     }
     Ok(out)
 }
 
-fn int<T: TryFrom<i64>>(v: i64, name: &str, what: &str) -> Result<T> {
-    T::try_from(v).map_err(|_| malformed(name, format!("{what} {v} out of range")))
-}
-
+/// Parses `/proc/sysvipc/sem`.
 pub fn parse_sem(text: &str) -> Result<Vec<SemInfo>> {
-    let name = "sysvipc/sem";
-    rows(text, name, 10, 4)?
-        .into_iter()
-        .map(|r| {
+    table_lines(text, "sysvipc/sem", 10)?
+        .iter()
+        .map(|c| {
             Ok(SemInfo {
-                key: int(r[0], name, "key")?,
-                semid: int(r[1], name, "semid")?,
-                nsems: int(r[3], name, "nsems")?,
+                key: c.num(0, "key")?,
+                semid: c.num(1, "semid")?,
+                mode: c.octal(2)?,
+                nsems: c.num(3, "nsems")?,
+                uid: c.num(4, "uid")?,
+                gid: c.num(5, "gid")?,
+                cuid: c.num(6, "cuid")?,
+                cgid: c.num(7, "cgid")?,
             })
         })
         .collect()
 }
 
+/// Parses `/proc/sysvipc/msg`.
 pub fn parse_msg(text: &str) -> Result<Vec<MsgInfo>> {
-    let name = "sysvipc/msg";
-    rows(text, name, 14, 7)?
-        .into_iter()
-        .map(|r| {
+    table_lines(text, "sysvipc/msg", 14)?
+        .iter()
+        .map(|c| {
             Ok(MsgInfo {
-                key: int(r[0], name, "key")?,
-                msqid: int(r[1], name, "msqid")?,
-                qnum: int(r[4], name, "qnum")?,
-                lspid: int(r[5], name, "lspid")?,
-                lrpid: int(r[6], name, "lrpid")?,
+                key: c.num(0, "key")?,
+                msqid: c.num(1, "msqid")?,
+                mode: c.octal(2)?,
+                cbytes: c.num(3, "cbytes")?,
+                qnum: c.num(4, "qnum")?,
+                lspid: c.pid(5, "lspid")?,
+                lrpid: c.pid(6, "lrpid")?,
+                uid: c.num(7, "uid")?,
+                gid: c.num(8, "gid")?,
+                cuid: c.num(9, "cuid")?,
+                cgid: c.num(10, "cgid")?,
             })
         })
         .collect()
@@ -242,37 +291,74 @@ mod tests {
     #[test]
     fn this_system_table_parses() {
         read_shm().unwrap();
-        read_sem().unwrap();
-        read_msg().unwrap();
+    }
+}
+
+#[cfg(test)]
+mod sem_msg_tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_sem_and_msg_tables() {
+        let sem =
+            "       key      semid perms      nsems   uid   gid  cuid  cgid      otime      ctime
+ 305441741          3   640          2  1000   100     0     0          0 1795319253
+-559038737      32772   600          1     0     0     0     0 1795319260 1795319253
+";
+        let t = parse_sem(sem).unwrap();
+        assert_eq!(
+            t[0],
+            SemInfo {
+                key: 0x1234abcd,
+                semid: 3,
+                mode: 0o640,
+                nsems: 2,
+                uid: 1000,
+                gid: 100,
+                cuid: 0,
+                cgid: 0
+            }
+        );
+        assert_eq!((t[1].key as u32, t[1].semid), (0xdeadbeef, 32772));
+        let msg = "       key      msqid perms      cbytes       qnum lspid lrpid   uid   gid  cuid  cgid      stime      rtime      ctime
+         0          1   666         12          3  4242  4243     0     0     0     0 1795319253          0 1795319253
+";
+        let m = parse_msg(msg).unwrap();
+        assert_eq!(m.len(), 1);
+        assert_eq!(
+            (m[0].msqid, m[0].mode, m[0].cbytes, m[0].qnum),
+            (1, 0o666, 12, 3)
+        );
+        assert_eq!((m[0].lspid, m[0].lrpid), (4242, 4243));
+        assert_eq!(parse_msg("").unwrap(), vec![]);
     }
 
     #[test]
-    fn semaphore_and_message_tables() {
-        let sem =
-            "       key      semid perms      nsems   uid   gid  cuid  cgid      otime      ctime
-         0          3   600          2     0     0     0     0 1795319253 1795319253
-";
-        assert_eq!(
-            parse_sem(sem).unwrap(),
-            vec![SemInfo {
-                key: 0,
-                semid: 3,
-                nsems: 2
-            }]
-        );
-        let msg = "       key      msqid perms      cbytes       qnum lspid lrpid   uid   gid  cuid  cgid      stime      rtime      ctime
- -559038737          1   600           5          1   321   322     0     0     0     0 1795319253          0 1795319253
-";
-        let m = parse_msg(msg).unwrap();
-        assert_eq!((m[0].key as u32, m[0].msqid, m[0].qnum), (0xdeadbeef, 1, 1));
-        assert_eq!((m[0].lspid, m[0].lrpid), (321, 322));
-        for bad in [
-            " 0 3 600 2 0 0\n",
-            " 0 x 600 2 0 0 0 0 1 1\n",
-            " 0 3 600 -2 0 0 0 0 1 1\n",
+    fn bad_sem_and_msg_lines_are_errors() {
+        for (text, want) in [
+            (" 1 2 600 1 0 0 0 0 0\n", "line 1: 9 columns, not 10"),
+            (" 1 2 800 1 0 0 0 0 0 0\n", "perms '800' is not octal"),
+            (" 1 2 600 x 0 0 0 0 0 0\n", "nsems 'x' is not a number"),
         ] {
-            let e = parse_sem(bad).expect_err(bad).to_string();
-            assert!(e.contains("malformed sysvipc/sem"), "{e}");
+            let msg = parse_sem(text).expect_err(text).to_string();
+            assert!(
+                msg.contains("malformed sysvipc/sem") && msg.contains(want),
+                "{msg}"
+            );
         }
+        let msg = parse_msg(" 1 2 600 1 0 -3 0 0 0 0 0 0 0 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("malformed sysvipc/msg"), "{msg}");
+        let msg = parse_msg(" 1 2 600 1 0 0 0 -1 0 0 0 0 0 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("uid '-1'"), "{msg}");
+    }
+
+    #[test]
+    fn this_system_tables_parse() {
+        read_sem().unwrap();
+        read_msg().unwrap();
     }
 }

@@ -23,6 +23,9 @@ pub enum FileKind {
     ShmContents,
     SavedFile,
     UpgradeCopy,
+    SemIndex,
+    MsgIndex,
+    MsgData,
 }
 
 /// One row of the table.
@@ -56,10 +59,15 @@ pub const SHM_INDEX: &str = "shared/shm.json";
 const SHM_CONTENTS: &str = "shared/shm-<shmid>";
 const SAVED_FILE: &str = "files/<pid>-fd<fd>";
 const UPGRADE_COPY: &str = "files/upgrade/<n>";
+/// SysV semaphore sets (`sysv_sem::SemIndex`).
+pub const SEM_INDEX: &str = "shared/sem.json";
+/// SysV message queues (`sysv_msg::MsgIndex`).
+pub const MSG_INDEX: &str = "shared/msg.json";
+const MSG_DATA: &str = "shared/msg-<msqid>";
 
 /// Every file a statefile can hold. The MANIFEST lists all but itself, with sizes and
 /// checksums.
-pub const FILES: [FileSpec; 13] = [
+pub const FILES: [FileSpec; 16] = [
     FileSpec {
         kind: FileKind::Manifest,
         name: MANIFEST,
@@ -138,6 +146,24 @@ pub const FILES: [FileSpec; 13] = [
         bulk: false,
         holds: "a copy of a mapped program or library (cpr -c -u)",
     },
+    FileSpec {
+        kind: FileKind::SemIndex,
+        name: SEM_INDEX,
+        bulk: false,
+        holds: "SysV semaphore sets with their values (sysv_sem::SemIndex)",
+    },
+    FileSpec {
+        kind: FileKind::MsgIndex,
+        name: MSG_INDEX,
+        bulk: false,
+        holds: "SysV message queues and their messages' types and lengths (sysv_msg::MsgIndex)",
+    },
+    FileSpec {
+        kind: FileKind::MsgData,
+        name: MSG_DATA,
+        bulk: false,
+        holds: "the bodies of a SysV message queue's messages, in queue order",
+    },
 ];
 
 /// `proc/<pid>/core.json`.
@@ -168,6 +194,11 @@ pub fn shared_mem_path(ino: u64) -> String {
 /// `shared/shm-<shmid>`.
 pub fn shm_contents_path(shmid: i32) -> String {
     fill(SHM_CONTENTS, &[&shmid])
+}
+
+/// `shared/msg-<msqid>`.
+pub fn msg_data_path(msqid: i32) -> String {
+    fill(MSG_DATA, &[&msqid])
 }
 
 /// `files/<pid>-fd<fd>`.
@@ -251,6 +282,9 @@ mod tests {
             (shm_contents_path(0), FileKind::ShmContents),
             (saved_file_path(12, 3), FileKind::SavedFile),
             (upgrade_copy_path(2), FileKind::UpgradeCopy),
+            (SEM_INDEX.to_string(), FileKind::SemIndex),
+            (MSG_INDEX.to_string(), FileKind::MsgIndex),
+            (msg_data_path(32768), FileKind::MsgData),
         ];
         assert_eq!(built.len(), FILES.len());
         for (name, kind) in &built {

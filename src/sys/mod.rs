@@ -12,7 +12,7 @@ pub mod sched;
 pub mod shared_anon;
 pub mod shm;
 pub mod sigqueue;
-pub mod sysv;
+pub mod sysvipc;
 
 pub use fd::{
     CloseOnce, dup_above, dup_at, pipe_bytes, set_cloexec, set_record_lock, steal_fd, try_flock,

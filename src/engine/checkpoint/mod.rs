@@ -45,7 +45,6 @@ pub fn checkpoint(options: &CheckpointOptions, progress: &Progress) -> Result<Pa
     let policies = policies::resolve(&frozen.pids(), &targets.attributes, options.will)?;
     refuse_shared_address_spaces(&frozen.pids())?;
     crate::engine::objects::process::refuse_unrestorable(&frozen.pids())?;
-    super::objects::sysv_ipc::refuse_users(&frozen.pids())?;
     timer.lap("freeze");
 
     let mut writer = StatefileWriter::create(&options.statefile, options.force, targets.owner)?;
@@ -60,6 +59,11 @@ pub fn checkpoint(options: &CheckpointOptions, progress: &Progress) -> Result<Pa
     let summaries = write_records(&dumped, &mut writer)?;
     // SysV shared memory segments the processes attach, saved once each
     shm::dump_segments(&frozen.pids(), &mut writer).ctx(options.statefile.display())?;
+    // SysV semaphore sets and message queues the processes use (sysv_sem.rs, sysv_msg.rs)
+    super::objects::sysv_sem::dump_sets(&frozen.pids(), &mut writer)
+        .ctx(options.statefile.display())?;
+    super::objects::sysv_msg::dump_queues(&frozen.pids(), &mut writer)
+        .ctx(options.statefile.display())?;
     timer.lap("shared objects (pipes, shared memory, SysV shm)");
 
     // nothing further reads another process: an installed cpr gives up its capabilities

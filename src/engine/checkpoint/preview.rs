@@ -142,7 +142,7 @@ pub fn preview(options: &CheckpointOptions) -> Result<Preview> {
     for check in [
         super::refuse_shared_address_spaces,
         crate::engine::objects::process::refuse_unrestorable,
-        crate::engine::objects::sysv_ipc::refuse_users,
+        crate::engine::objects::sysv_sem::refusals,
     ] {
         if let Err(e) = check(&live) {
             refusals.push(Refusal::new(None, None, &e));

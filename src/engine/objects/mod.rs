@@ -37,8 +37,9 @@ pub mod shmem;
 /// Process-wide signal state: dispositions, shared pending signals, interval timers.
 pub mod signals;
 /// System V semaphores and message queues: refused.
-pub mod sysv_ipc;
 /// System V shared memory segments.
+pub mod sysv_msg;
+pub mod sysv_sem;
 pub mod sysv_shm;
 /// Threads: registers, FPU state, signal mask, pending signals and the rest per thread.
 pub mod threads;

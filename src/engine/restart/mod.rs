@@ -55,6 +55,10 @@ pub fn restart(
     let plan = plan_tree(&loaded, options.interactive);
     // SysV shared memory segments with their shmids, before any process
     let shm_segments = shm::restore_segments(&loaded.statefiles.iter().collect::<Vec<_>>())?;
+    let sem_sets =
+        super::objects::sysv_sem::restore_sets(&loaded.statefiles.iter().collect::<Vec<_>>())?;
+    let msg_queues =
+        super::objects::sysv_msg::restore_queues(&loaded.statefiles.iter().collect::<Vec<_>>())?;
     let tty = if options.interactive {
         tty::controlling_tty()
     } else {
@@ -89,6 +93,8 @@ pub fn restart(
         }
     })?;
     timer.lap("release");
+    sem_sets.finish();
+    msg_queues.finish();
     crate::engine::privilege::drop_all();
     release::collect_helpers(&ctx.plan, &pids);
     // before a -j job takes the terminal

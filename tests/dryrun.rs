@@ -190,7 +190,7 @@ fn dry_run_refuses_a_socket_as_the_checkpoint_does() {
 fn dry_run_refuses_a_device_as_the_checkpoint_does() {
     let _s = serial();
     let s = Scratch::new();
-    // sleeper.c holding a pseudo-terminal master (/dev/ptmx) as fd 3: not a safe device
+    // sleeper.c holding a pseudo-terminal master (/dev/ptmx) as fd 3 without its slave
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
         .arg("exec 3<>/dev/ptmx; exec \"$0\" \"$1\" sleep 1000")
@@ -208,13 +208,13 @@ fn dry_run_refuses_a_device_as_the_checkpoint_does() {
     assert_eq!(refusal["fd"], 3);
     let message = refusal["message"].as_str().unwrap();
     assert!(
-        message.contains("/dev/ptmx: this device is not checkpoint safe"),
+        message.contains("a pty master whose slave is not open in the checkpoint"),
         "{v}"
     );
     assert_running_untraced(w.pid);
     let sf = s.join("ckpt");
     let real = cpr(&["-c", sf.to_str().unwrap(), "-p", &pid]);
-    assert_failure(&real, "checkpoint of /dev/ptmx", &["/dev/ptmx"], false);
+    assert_failure(&real, "checkpoint of /dev/ptmx", &["a pty master"], false);
     assert_eq!(error_lines(&real)[0], format!("cpr: {message}"));
     assert_running_untraced(w.pid);
 }

@@ -86,6 +86,28 @@ pub(super) fn collect(procs: &mut [ProcessFds<'_>], first_id: u32) -> Result<Vec
     Ok(out)
 }
 
+/// What `collect` would refuse, read from running processes (`cpr -c --dry-run`): each
+/// pty master in `procs` checked as the checkpoint checks it, once per pty.
+pub(super) fn refusals(procs: &[ProcessFds<'_>]) -> Vec<Error> {
+    let mut seen = Vec::new();
+    let mut out = Vec::new();
+    for p in procs {
+        for r in p.fds.iter() {
+            let FdKind::PtyMaster { index } = r.kind else {
+                continue;
+            };
+            if seen.contains(&index) {
+                continue;
+            }
+            seen.push(index);
+            if let Err(e) = save(procs, p.pid, r.fd, index, 0) {
+                out.push(e);
+            }
+        }
+    }
+    out
+}
+
 fn save(procs: &[ProcessFds<'_>], pid: i32, fd: i32, index: u32, id: u32) -> Result<PtyRecord> {
     use crate::sys::pty;
     let who = format!("process {pid} fd {fd} (pty {index})");

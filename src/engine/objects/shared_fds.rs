@@ -90,7 +90,9 @@ pub fn collect(procs: &mut [ProcessFds<'_>], writer: &mut StatefileWriter) -> Re
 pub fn refusals(procs: &[ProcessFds<'_>]) -> Vec<crate::error::Error> {
     let mut files = Vec::new();
     let (members, _) = group(procs, &mut files);
-    super::pipes::refusals(procs, &members, &files)
+    let mut out = super::pipes::refusals(procs, &members, &files);
+    out.extend(super::ptys::refusals(procs));
+    out
 }
 
 /// Groups the descriptors by open file description: one entry of `files` per

@@ -206,7 +206,10 @@ fn number<T: std::str::FromStr>(dir: &ProcDir, name: &str) -> Result<T> {
 }
 
 /// In the restore child, on itself: OOM score adjustment, audit login uid, THP disabled.
-fn restore_attributes(rec: &ProcessRecord, who: &str) -> Result<()> {
+/// Its own /proc files are root's: called before it takes the statefile owner's file
+/// identity (restart/owner_rights.rs).
+pub fn restore_attributes(rec: &ProcessRecord) -> Result<()> {
+    let who = format!("process {}", rec.pid);
     if let Some(adj) = rec.oom_score_adj {
         std::fs::write("/proc/self/oom_score_adj", adj.to_string())
             .ctx(format!("{who}: oom_score_adj {adj}"))?;
@@ -260,7 +263,6 @@ pub fn restore_native(rec: &ProcessRecord, cdir: DirAction) -> Result<()> {
         ))
         .ctx(format!("{who}: personality"))?;
     }
-    restore_attributes(rec, &who)?;
     if crate::sys::setpriority_self(rec.nice) < 0 {
         return Err(Error::errno(
             format!("{who}: nice {}", rec.nice),

@@ -623,9 +623,19 @@ fn user_program_checkpoints_itself_with_libcpr_without_privilege() {
         "CKPT * {\n    FORK: ANY\n    FILE: \"pipe:*\": IGNORE\n}\n",
     )
     .unwrap();
+    // its errors go to a file of the user's: a descriptor root opened (the test's own
+    // stderr) is not reopened for the user at restart
+    let errors = dir.join("stderr.log");
+    let err_file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&errors)
+        .unwrap();
+    chown(&errors, Some(dir.uid), Some(dir.gid)).unwrap();
     let run = |args: &[&str]| {
         let mut cmd = dir.as_user(&program, args);
-        cmd.env("LD_LIBRARY_PATH", dir.path());
+        cmd.env("LD_LIBRARY_PATH", dir.path())
+            .stderr(err_file.try_clone().unwrap());
         cmd
     };
     let prefix = dir.join("self");

@@ -161,14 +161,22 @@ pub fn restore(
             );
         }
     }
-    // the capabilities survive the change of uids (PR_SET_KEEPCAPS, put back below)
+    // the capabilities survive the change of uids: PR_SET_KEEPCAPS, which needs no
+    // privilege (put back below); other securebits need CAP_SETPCAP, so they are set only
+    // when the image had some
     let locked = c.securebits & SECBIT_KEEP_CAPS_LOCKED != 0;
-    let bits = if locked {
-        c.securebits
-    } else {
-        c.securebits | SECBIT_KEEP_CAPS
-    };
-    if bits != 0 {
+    if !locked {
+        prctl(
+            "prctl(PR_SET_KEEPCAPS)",
+            [libc::PR_SET_KEEPCAPS as u64, 1, 0, 0, 0],
+        )?;
+    }
+    if c.securebits & !SECBIT_KEEP_CAPS != 0 {
+        let bits = if locked {
+            c.securebits
+        } else {
+            c.securebits | SECBIT_KEEP_CAPS
+        };
         prctl(
             "prctl(PR_SET_SECUREBITS)",
             [libc::PR_SET_SECUREBITS as u64, bits as u64, 0, 0, 0],
@@ -190,7 +198,7 @@ pub fn restore(
             0,
         ],
     )?;
-    if !locked && bits != c.securebits {
+    if !locked && c.securebits & SECBIT_KEEP_CAPS == 0 {
         prctl(
             "prctl(PR_SET_KEEPCAPS)",
             [libc::PR_SET_KEEPCAPS as u64, 0, 0, 0, 0],

@@ -6,7 +6,8 @@
  *                             writes to both and sees the other's writes, and checks the
  *                             content both wrote before the checkpoint.
  *   posix_shm CTL sem NAME    the child blocks in sem_wait on named semaphore NAME; after
- *                             GO the parent posts it, the child answers on NAME-back.
+ *                             GO the parent opens NAME again (a mapping of its own, made
+ *                             after restart) and posts it; the child answers on NAME-back.
  *
  * The parent prints "READY <pid> child=<pid>" and, once all is checked, PASS. */
 #include "wl.h"
@@ -148,6 +149,9 @@ static void semaphores(const char *name)
 	}
 	wl_ready("child=%d", (int)child);
 	wait_go();
+	/* closed and opened again: glibc maps the file by its name anew */
+	sem_close(s);
+	s = open_sem(name, 0);
 	if (sem_post(s) != 0)
 		wl_fail("sem_post: %s", strerror(errno));
 	sem_wait_all(back, "parent");

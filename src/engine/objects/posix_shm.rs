@@ -8,6 +8,13 @@
 //! device and inode: the processes were left running, or were ended and the file left
 //! behind); any other file there is left alone and the restart fails, "File exists".
 //! A segment already unlinked (shm_unlink) while mapped is a deleted file (shmem.rs).
+//!
+//! sem_open makes a semaphore under a temporary name, maps it, links it to
+//! `sem.NAME` and removes the temporary name, so that its creator's mapping shows
+//! `/dev/shm/sem.XXXXXX (deleted)` although the file is still there as `sem.NAME`.
+//! Such a file is found by inode in /dev/shm, saved under its name, and restart makes it
+//! the same way (temporary name, link, unlink), so that the mappings look as they did and
+//! a process that opens the name after restart shares the very same semaphore.
 
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 
@@ -30,6 +37,9 @@ pub struct ShmFile {
     pub ino: u64,
     /// Access and modification times, (seconds, nanoseconds) each.
     pub times: [(i64, i64); 2],
+    /// The removed temporary name the mappings show (sem_open), if not `path`.
+    #[serde(default)]
+    pub mapped_as: Option<String>,
 }
 
 /// Whether mapping name `name` (from /proc/PID/maps) is a file in /dev/shm, still linked.
@@ -55,19 +65,40 @@ pub fn describe(path: &str, meta: &std::fs::Metadata) -> Option<ShmFile> {
             (meta.atime(), meta.atime_nsec()),
             (meta.mtime(), meta.mtime_nsec()),
         ],
+        mapped_as: None,
     })
+}
+
+/// The record of a mapped /dev/shm file whose mapped name `deleted` (without
+/// " (deleted)") was removed but which is still linked under another name in /dev/shm
+/// (sem_open's temporary name); None for a file really deleted, or linked elsewhere.
+pub fn describe_linked(deleted: &str, meta: &std::fs::Metadata) -> Option<ShmFile> {
+    if !is_posix_shm(deleted) || meta.nlink() == 0 || !meta.is_file() {
+        return None;
+    }
+    let name = std::fs::read_dir(DIR).ok()?.find_map(|e| {
+        let e = e.ok()?;
+        let m = e.metadata().ok()?;
+        let same = m.is_file() && (m.dev(), m.ino()) == (meta.dev(), meta.ino());
+        same.then(|| e.file_name().into_string().ok())?
+    })?;
+    let mut f = describe(&format!("{DIR}{name}"), meta)?;
+    f.mapped_as = Some(deleted.to_string());
+    Some(f)
+}
+
+/// Whether `path` is one file directly in /dev/shm.
+fn in_dir(path: &str) -> bool {
+    let name = path.strip_prefix(DIR).unwrap_or("");
+    !name.is_empty() && !name.contains(['/', '\0']) && name != "." && name != ".."
 }
 
 impl ShmFile {
     /// A hostile statefile may not name a file outside /dev/shm, or walk out of it.
     pub fn valid(&self) -> bool {
-        let name = &self.path[DIR.len().min(self.path.len())..];
-        self.path.starts_with(DIR)
-            && !name.is_empty()
-            && !name.contains('/')
-            && !name.contains('\0')
-            && name != "."
-            && name != ".."
+        in_dir(&self.path)
+            && self.mapped_as.as_deref().is_none_or(in_dir)
+            && self.mapped_as.as_ref() != Some(&self.path)
             && self.mode <= 0o7777
             && self
                 .times
@@ -78,6 +109,15 @@ impl ShmFile {
     /// Restart, before anything is made: a file at the name that is not the one
     /// checkpointed is someone else's, which restart must not overwrite.
     pub fn check_free(&self) -> Result<()> {
+        if let Some(tmp) = &self.mapped_as
+            && std::fs::symlink_metadata(tmp).is_ok()
+        {
+            return Err(Error::with_detail(
+                tmp,
+                Kind::from_errno(libc::EEXIST),
+                format!("the temporary name of {} is taken", self.path),
+            ));
+        }
         match std::fs::symlink_metadata(&self.path) {
             Ok(m) if m.is_file() && (m.dev(), m.ino()) == (self.dev, self.ino) => Ok(()),
             Ok(m) => Err(Error::with_detail(
@@ -97,6 +137,9 @@ impl ShmFile {
     /// The file, empty, at its name: the one checkpointed taken back (emptied), or a new
     /// one (owner-only until `finish`).
     pub fn open(&self) -> std::io::Result<std::fs::File> {
+        if let Some(tmp) = &self.mapped_as {
+            return self.open_linked(tmp);
+        }
         let mut opts = std::fs::OpenOptions::new();
         opts.read(true)
             .write(true)
@@ -114,6 +157,32 @@ impl ShmFile {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// The file made at its temporary name `tmp`, linked at its name (in place of the one
+    /// checkpointed, if still there: `check_free`) and the temporary name removed.
+    fn open_linked(&self, tmp: &str) -> std::io::Result<std::fs::File> {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+            .open(tmp)?;
+        let linked = match std::fs::hard_link(tmp, &self.path) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let m = std::fs::symlink_metadata(&self.path)?;
+                if (m.dev(), m.ino()) != (self.dev, self.ino) {
+                    Err(std::io::Error::from_raw_os_error(libc::EEXIST))
+                } else {
+                    std::fs::remove_file(&self.path)
+                        .and_then(|_| std::fs::hard_link(tmp, &self.path))
+                }
+            }
+            other => other,
+        };
+        let removed = std::fs::remove_file(tmp);
+        linked.and(removed).map(|_| f)
     }
 
     /// Once the data is in: mode, owner and times as they were.
@@ -154,6 +223,7 @@ mod tests {
             dev: 1,
             ino: 2,
             times: [(0, 0), (0, 0)],
+            mapped_as: None,
         };
         assert!(f.valid());
         for bad in [
@@ -168,6 +238,11 @@ mod tests {
             };
             assert!(!g.valid(), "{bad}");
         }
+        let g = ShmFile {
+            mapped_as: Some("/dev/shm/../x".into()),
+            ..f.clone()
+        };
+        assert!(!g.valid());
         let g = ShmFile {
             mode: 0o10000,
             ..f.clone()

@@ -209,7 +209,9 @@ fn kind_of(file: &std::fs::File, name: &str, meta: &std::fs::Metadata) -> std::i
     if path == "/dev/zero" || name.starts_with("[anon_shmem:") {
         return Ok(MemKind::Anon);
     }
-    if let Some(f) = super::posix_shm::describe(name, meta) {
+    if let Some(f) = super::posix_shm::describe(name, meta)
+        .or_else(|| super::posix_shm::describe_linked(path, meta))
+    {
         return Ok(MemKind::PosixShm(f));
     }
     Ok(MemKind::Deleted {

@@ -42,10 +42,10 @@ pub struct ShmFile {
     pub mapped_as: Option<String>,
 }
 
-/// Whether mapping name `name` (from /proc/PID/maps) is a file in /dev/shm, still linked.
+/// Whether mapping name `name` (from /proc/PID/maps) is a file directly in /dev/shm (where
+/// shm_open and sem_open make them; not in a directory below), still linked.
 pub fn is_posix_shm(name: &str) -> bool {
-    name.strip_prefix(DIR)
-        .is_some_and(|rest| !rest.is_empty() && !name.ends_with(" (deleted)"))
+    in_dir(name) && !name.ends_with(" (deleted)")
 }
 
 /// The record of /dev/shm file `path` (its metadata `meta`, read through map_files);
@@ -211,6 +211,7 @@ mod tests {
         assert!(!is_posix_shm("/dev/shm/seg (deleted)"));
         assert!(!is_posix_shm("/dev/shm/"));
         assert!(!is_posix_shm("/dev/zero"));
+        assert!(!is_posix_shm("/dev/shm/dir/file"));
     }
 
     #[test]

@@ -43,8 +43,13 @@ impl World {
 
     /// Starts the workload; returns (parent, child).
     fn start(&mut self, role: &str, name: &str) -> (i32, i32) {
+        self.start_with(role, name, &[])
+    }
+
+    fn start_with(&mut self, role: &str, name: &str, env: &[(&str, &str)]) -> (i32, i32) {
         let args = [ctl(&self.t.s), role.to_string(), name.to_string()];
-        let w = spawn(&self.t.s, &build("posix_shm.c"), &args);
+        let log = self.t.s.join("out.log");
+        let w = spawn_with(&self.t.s, &build("posix_shm.c"), &args, log, env);
         let line = wait_for_line(&w.log, "READY", TIMEOUT);
         let child = field(&line, "child")
             .and_then(|v| v.parse().ok())
@@ -99,6 +104,17 @@ fn two_processes_share_a_posix_shm_segment_after_restart() {
     let after = std::fs::metadata(shm_file(&name)).unwrap();
     assert_eq!(after.ino(), before.ino(), "the same file, taken back");
     assert_eq!(after.len(), SIZE);
+    go_and_pass(&w, parent);
+}
+
+#[test]
+fn a_posix_shm_segment_also_open_as_a_descriptor_is_one_file_after_restart() {
+    let mut w = World::new();
+    let name = w.name("fd");
+    let (parent, child) = w.start_with("pair", &name, &[("KEEP_FD", "1")]);
+    let sf = w.checkpoint(parent, child);
+    std::fs::write(shm_file(&name), b"scribbled over").unwrap();
+    restart_ok(&sf);
     go_and_pass(&w, parent);
 }
 

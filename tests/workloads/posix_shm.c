@@ -4,7 +4,9 @@
  *                             (each maps it by name; mode 0640, owner 65534) and one more
  *                             segment, NAME-gone, unlinked while mapped; after GO each
  *                             writes to both and sees the other's writes, and checks the
- *                             content both wrote before the checkpoint.
+ *                             content both wrote before the checkpoint. With KEEP_FD
+ *                             set, the parent also keeps NAME open as a descriptor,
+ *                             which must name the file both map after restart.
  *   posix_shm CTL sem NAME    the child blocks in sem_wait on named semaphore NAME; after
  *                             GO the parent opens NAME again (a mapping of its own, made
  *                             after restart) and posts it; the child answers on NAME-back.
@@ -55,6 +57,20 @@ static void check_content(const unsigned char *seg, const char *who)
 			wl_fail("%s: byte %zu is %d, want %d", who, i, seg[i], expected(i));
 }
 
+/* Descriptor `fd` is on the file now at `name`, and reads what `seg` holds. */
+static void check_descriptor(int fd, const char *name, const unsigned char *seg)
+{
+	char path[512];
+	struct stat a, b;
+	static unsigned char buf[SIZE];
+	snprintf(path, sizeof path, "/dev/shm%s", name);
+	if (fstat(fd, &a) != 0 || stat(path, &b) != 0 || a.st_ino != b.st_ino ||
+	    a.st_dev != b.st_dev)
+		wl_fail("descriptor not on %s", path);
+	if (pread(fd, buf, SIZE, 0) != SIZE || memcmp(buf, seg, SIZE) != 0)
+		wl_fail("descriptor reads other content than the mapping");
+}
+
 static void wait_go(void)
 {
 	while (!wl_go())
@@ -81,6 +97,9 @@ static void pair(const char *name)
 		wl_fail("shm_unlink: %s", strerror(errno));
 	gone[10] = 0x42;
 	struct marks *m = (struct marks *)seg;
+	int kept = getenv("KEEP_FD") ? shm_open(name, O_RDWR, 0) : -1;
+	if (getenv("KEEP_FD") && kept < 0)
+		wl_fail("shm_open %s: %s", name, strerror(errno));
 	pid_t child = fork();
 	if (child < 0)
 		wl_fail("fork: %s", strerror(errno));
@@ -110,6 +129,8 @@ static void pair(const char *name)
 	while (m->child_after != 1 || gone[30] != 0x44)
 		wl_sleep_ms(5);
 	check_content(seg, "parent");
+	if (kept >= 0)
+		check_descriptor(kept, name, seg);
 	reap(child);
 	wl_pass("shared");
 }

@@ -292,6 +292,15 @@ fn backing(pid: i32, m: &MapsLine, name: &str, vflags: &[String]) -> Result<Back
             return refuse("a deleted file that is not a regular file");
         }
         object
+    } else if super::posix_shm::is_posix_shm(name) {
+        // a shm_open segment or sem_open semaphore, saved like a memory object
+        if !std::fs::metadata(format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end))
+            .ctx(format!("process {pid}: mapping {name}"))?
+            .is_file()
+        {
+            return refuse("a /dev/shm file that is not a regular file");
+        }
+        object
     } else if name.starts_with("/dev/") && name != "/dev/zero" {
         return refuse("a device mapping");
     } else {

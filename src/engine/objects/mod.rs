@@ -22,6 +22,8 @@ pub mod mapped_files;
 pub mod memory;
 /// Pipes: classification, widowed ends, data in flight, refill at restart.
 pub mod pipes;
+/// POSIX shared memory and named semaphores (/dev/shm files), as memory objects.
+pub mod posix_shm;
 /// POSIX timers (`timer_create`).
 pub mod posix_timers;
 /// The process record: IDs, command line, limits, directories, umask, scheduling.

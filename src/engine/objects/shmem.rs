@@ -44,6 +44,9 @@ pub enum MemKind {
         #[serde(default)]
         times: Option<[(i64, i64); 2]>,
     },
+    /// A POSIX shared memory segment or named semaphore: a file in /dev/shm, still
+    /// linked (posix_shm.rs).
+    PosixShm(super::posix_shm::ShmFile),
 }
 
 /// A memory object: its size and the data it holds, as runs of (offset, length) packed
@@ -99,6 +102,11 @@ impl SharedMem {
                     times.is_none_or(|t| t.iter().all(|&(_, ns)| (0..1_000_000_000).contains(&ns)));
                 if !path.starts_with('/') || path.contains('\0') || *mode > 0o7777 || !ns_ok {
                     return Err(bad(format!("deleted file {path:?} mode {mode:o}")));
+                }
+            }
+            MemKind::PosixShm(f) => {
+                if !f.valid() {
+                    return Err(bad(format!("POSIX shared memory {:?}", f.path)));
                 }
             }
         }
@@ -201,6 +209,11 @@ fn kind_of(file: &std::fs::File, name: &str, meta: &std::fs::Metadata) -> std::i
     if path == "/dev/zero" || name.starts_with("[anon_shmem:") {
         return Ok(MemKind::Anon);
     }
+    if let Some(f) = super::posix_shm::describe(name, meta)
+        .or_else(|| super::posix_shm::describe_linked(path, meta))
+    {
+        return Ok(MemKind::PosixShm(f));
+    }
     Ok(MemKind::Deleted {
         path: path.to_string(),
         mode: meta.mode() & 0o7777,
@@ -261,6 +274,9 @@ fn data_runs(file: &std::fs::File, size: u64) -> Vec<(u64, u64)> {
 pub(super) fn open_all(mems: &[SharedMem], sf: &Statefile) -> Result<BTreeMap<u64, OwnedFd>> {
     for m in mems {
         m.check()?;
+        if let MemKind::PosixShm(f) = &m.kind {
+            f.check_free()?;
+        }
     }
     let mut opened = BTreeMap::new();
     for m in mems {
@@ -334,6 +350,7 @@ fn create(kind: &MemKind, size: &u64) -> std::io::Result<std::fs::File> {
             let dir = path.parent().unwrap_or(std::path::Path::new("/tmp"));
             tmpfile(dir).or_else(|_| tmpfile(std::path::Path::new("/tmp")))
         }
+        MemKind::PosixShm(f) => f.open(),
     }
 }
 
@@ -370,6 +387,7 @@ fn finish(file: &std::fs::File, kind: &MemKind) -> std::io::Result<()> {
             }
             Ok(())
         }
+        MemKind::PosixShm(f) => f.finish(file),
     }
 }
 

@@ -29,11 +29,15 @@ fn round_trip(mode: &str) {
     // two pairs: the conversation, with 8 messages each way, and the one shut down
     let socks = &table.unix_sockets;
     assert_eq!(socks.len(), 4, "{socks:?}");
-    let messages: usize = socks.iter().map(|r| r.queued.len()).sum();
+    let messages: usize = socks.iter().map(|r| r.lengths.len()).sum();
     assert!(messages >= 2, "data in flight saved: {socks:?}");
+    for r in socks.iter().filter(|r| !r.lengths.is_empty()) {
+        let saved = std::fs::metadata(sf.join(r.data.as_deref().unwrap())).unwrap();
+        assert_eq!(saved.len() as usize, r.lengths.iter().sum::<usize>());
+    }
     if mode != "stream" {
         assert_eq!(
-            socks.iter().filter(|r| r.queued.len() == 8).count(),
+            socks.iter().filter(|r| r.lengths.len() == 8).count(),
             2,
             "{socks:?}"
         );

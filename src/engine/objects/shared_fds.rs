@@ -80,7 +80,7 @@ pub fn collect(procs: &mut [ProcessFds<'_>], writer: &mut StatefileWriter) -> Re
     }
     let (pipes, to_null) = super::pipes::collect(procs, &members, &table.files, writer)?;
     table.pipes = pipes;
-    table.unix_sockets = super::unix_sockets::collect(procs, &members)?;
+    table.unix_sockets = super::unix_sockets::collect(procs, &members, writer)?;
     mark(procs, &members, &count, &to_null);
     table.files.retain(|f| {
         let pipe = matches!(
@@ -269,7 +269,7 @@ impl OpenedShared {
 pub fn open_all(table: &SharedTable, sf: &Statefile, tty: Option<&str>) -> Result<OpenedShared> {
     let pipes = super::pipes::open_all(&table.files, &table.pipes, sf)?;
     let fifo_holders = super::fifos::open_all(&table.fifos, sf)?;
-    let sockets = super::unix_sockets::open_all(&table.files, &table.unix_sockets)?;
+    let sockets = super::unix_sockets::open_all(&table.files, &table.unix_sockets, sf)?;
     // the deleted files first: descriptions of them open their copies
     let mut files = super::deleted_files::open_all(&table.deleted, sf)?;
     for (id, fd) in super::ptys::open_all(&table.ptys)? {

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::files::{FdKind, FdRecord};
 use super::shared_fds::{Member, ProcessFds, SharedFile};
 use crate::error::{Context, Error, Kind, Result};
+use crate::statefile::{Statefile, StatefileWriter};
 use crate::sys::sock_diag::{self, get_int_opt, set_int_opt};
 
 /// The kernel's TCP_ESTABLISHED, the state of a connected UNIX socket.
@@ -42,8 +43,10 @@ pub struct UnixSocketRecord {
     pub passcred: bool,
     /// The kernel's sk_shutdown: 1 receive side shut down, 2 send side.
     pub shutdown: u8,
-    /// The messages waiting, in order (a stream's bytes in one or more runs).
-    pub queued: Vec<Vec<u8>>,
+    /// The lengths of the messages waiting, in order (a stream's bytes as one run).
+    pub lengths: Vec<usize>,
+    /// Statefile file with those messages one after another, if any.
+    pub data: Option<String>,
 }
 
 fn type_name(sock_type: i32) -> &'static str {
@@ -164,6 +167,7 @@ pub(super) fn refusals(procs: &[ProcessFds<'_>], members: &[Member]) -> Vec<Erro
 pub(super) fn collect(
     procs: &[ProcessFds<'_>],
     members: &[Member],
+    writer: &mut StatefileWriter,
 ) -> Result<Vec<UnixSocketRecord>> {
     if let Some(e) = refusals(procs, members).into_iter().next() {
         return Err(e);
@@ -182,6 +186,14 @@ pub(super) fn collect(
         let d = sock_diag::unix_diag(ino as u32).ctx(format!("{who}: unix_diag"))?;
         let fd = ours.as_raw_fd();
         let opt = |name| get_int_opt(fd, libc::SOL_SOCKET, name).ctx(&who);
+        let queued = peek_queue(fd, sock_type, d.rqueue as usize, &who, &r.path)?;
+        let data = if queued.is_empty() {
+            None
+        } else {
+            let rel = crate::statefile::layout::unix_socket_data_path(ino);
+            writer.write_file(&rel, &queued.concat())?;
+            Some(rel)
+        };
         out.push(UnixSocketRecord {
             ino,
             peer,
@@ -190,7 +202,8 @@ pub(super) fn collect(
             rcvbuf: opt(libc::SO_RCVBUF)?,
             passcred: opt(libc::SO_PASSCRED)? != 0,
             shutdown: d.shutdown & (RCV_SHUTDOWN | SEND_SHUTDOWN),
-            queued: peek_queue(fd, sock_type, d.rqueue as usize, &who, &r.path)?,
+            lengths: queued.iter().map(Vec::len).collect(),
+            data,
         });
     }
     Ok(out)
@@ -312,6 +325,7 @@ fn validate(records: &[UnixSocketRecord]) -> Result<()> {
 pub(super) fn open_all(
     files: &[SharedFile],
     records: &[UnixSocketRecord],
+    sf: &Statefile,
 ) -> Result<BTreeMap<u64, OwnedFd>> {
     validate(records)?;
     let mut made: BTreeMap<u64, OwnedFd> = BTreeMap::new();
@@ -321,8 +335,8 @@ pub(super) fn open_all(
             continue;
         };
         let (a, b) = sock_diag::unix_pair(r.sock_type).ctx(&who)?;
-        refill(&b, &r.queued, &who)?;
-        refill(&a, &p.queued, &format!("socket:[{}]", p.ino))?;
+        refill(&b, &queued(r, sf)?, &who)?;
+        refill(&a, &queued(p, sf)?, &format!("socket:[{}]", p.ino))?;
         for (fd, rec) in [(&a, r), (&b, p)] {
             set_options(fd.as_raw_fd(), rec)?;
         }
@@ -339,6 +353,37 @@ pub(super) fn open_all(
         }
     }
     Ok(made)
+}
+
+/// The messages saved for `r`, cut by their lengths, which must add up to the file.
+fn queued(r: &UnixSocketRecord, sf: &Statefile) -> Result<Vec<Vec<u8>>> {
+    let data = match &r.data {
+        Some(rel) if rel == &crate::statefile::layout::unix_socket_data_path(r.ino) => {
+            sf.read(rel)?
+        }
+        None => Vec::new(),
+        Some(rel) => {
+            return Err(crate::statefile::reader::damaged_record(format!(
+                "socket:[{}]: data file {rel}",
+                r.ino
+            )));
+        }
+    };
+    let total = r.lengths.iter().try_fold(0usize, |a, &l| a.checked_add(l));
+    if total != Some(data.len()) || (r.sock_type == libc::SOCK_STREAM && r.lengths.len() > 1) {
+        return Err(crate::statefile::reader::damaged_record(format!(
+            "socket:[{}]: message lengths do not match its data ({} bytes)",
+            r.ino,
+            data.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(r.lengths.len());
+    let mut at = 0;
+    for &l in &r.lengths {
+        out.push(data[at..at + l].to_vec());
+        at += l;
+    }
+    Ok(out)
 }
 
 /// Sends `msgs` from `sender` into its peer, in order, one message per send; the send

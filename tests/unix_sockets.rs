@@ -133,3 +133,16 @@ fn the_dry_run_names_a_socket_whose_peer_is_outside() {
     s.go();
     wait_for_line(&w.log, "PASS", TIMEOUT);
 }
+
+#[test]
+fn the_originals_keep_their_queued_data_when_they_continue() {
+    let _l = serial();
+    let s = Scratch::new();
+    let (w, _) = start(&s, "seqpacket");
+    // -g (WILL CONT): the originals go on, after every queue was read through MSG_PEEK
+    checkpoint_set(&s, "sf", &format!("{}:GID", w.pid), &["-g"], &[]);
+    assert_running_untraced(w.pid);
+    s.go();
+    let line = wait_for_line(&w.log, "PASS", TIMEOUT);
+    assert_eq!(line, "PASS seqpacket");
+}

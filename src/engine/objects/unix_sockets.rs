@@ -450,3 +450,42 @@ pub(super) fn open_end(made: &BTreeMap<u64, OwnedFd>, ino: u64) -> Result<OwnedF
     })?;
     fd.try_clone().ctx(format!("socket:[{ino}]"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn end(ino: u64, peer: u64) -> UnixSocketRecord {
+        UnixSocketRecord {
+            ino,
+            peer,
+            sock_type: libc::SOCK_DGRAM,
+            sndbuf: 4608,
+            rcvbuf: 4608,
+            passcred: false,
+            shutdown: 0,
+            lengths: Vec::new(),
+            data: None,
+        }
+    }
+
+    #[test]
+    fn a_pair_must_name_each_other_with_one_type() {
+        validate(&[end(1, 2), end(2, 1)]).unwrap();
+        // a peer missing, naming another, of another type, an end saved twice, itself
+        assert!(validate(&[end(1, 2)]).is_err());
+        assert!(validate(&[end(1, 2), end(2, 3), end(3, 2)]).is_err());
+        let stream = UnixSocketRecord {
+            sock_type: libc::SOCK_STREAM,
+            ..end(2, 1)
+        };
+        assert!(validate(&[end(1, 2), stream]).is_err());
+        assert!(validate(&[end(1, 2), end(2, 1), end(2, 1)]).is_err());
+        assert!(validate(&[end(1, 1)]).is_err());
+        let bad_shutdown = UnixSocketRecord {
+            shutdown: 4,
+            ..end(2, 1)
+        };
+        assert!(validate(&[end(1, 2), bad_shutdown]).is_err());
+    }
+}

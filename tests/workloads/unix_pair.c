@@ -3,8 +3,8 @@
  * unix_pair CTL stream|dgram|seqpacket|rights
  *     leads a process group of its own; makes a socketpair of that type and forks. Each
  *     side sends 8 messages the other has not read yet (a stream's bytes in writes of
- *     varied sizes; a datagram's or seqpacket's lengths vary, so their boundaries are
- *     checked). A second pair (stream) carries "bye" from the child, which then shuts
+ *     varied sizes; a datagram's or seqpacket's lengths vary, empty ones included, so
+ *     their boundaries are checked). A second pair (stream) carries "bye" from the child, which then shuts
  *     down its writing side; the child's end of it is O_NONBLOCK and the parent's
  *     SO_SNDBUF is set to 50000. `rights` queues a descriptor (SCM_RIGHTS) to the child
  *     instead of the 8 messages. Prints "READY <pid> child=<pid>" once all is in flight.
@@ -24,6 +24,9 @@ static int rights;
 
 static size_t msg_len(int from, int i)
 {
+	/* empty messages too, where there are messages */
+	if (mode_type != SOCK_STREAM && i % 5 == 3)
+		return 0;
 	return 1 + (size_t)((i * 37 + from * 101) % 300);
 }
 
@@ -42,6 +45,8 @@ static void wait_readable(int fd)
 static void send_all(int fd, const void *buf, size_t len, const char *who)
 {
 	const char *p = buf;
+	if (mode_type != SOCK_STREAM && len == 0 && send(fd, p, 0, MSG_NOSIGNAL) != 0)
+		wl_fail("%s: send of an empty message: %s", who, strerror(errno));
 	while (len > 0) {
 		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
 		if (n < 0 && errno == EINTR)

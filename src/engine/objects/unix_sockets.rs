@@ -186,7 +186,8 @@ pub(super) fn collect(
         let d = sock_diag::unix_diag(ino as u32).ctx(format!("{who}: unix_diag"))?;
         let fd = ours.as_raw_fd();
         let opt = |name| get_int_opt(fd, libc::SOL_SOCKET, name).ctx(&who);
-        let queued = peek_queue(fd, sock_type, d.rqueue as usize, &who, &r.path)?;
+        let eof = d.shutdown & RCV_SHUTDOWN != 0;
+        let queued = peek_queue(fd, sock_type, (d.rqueue as usize, eof), &who, &r.path)?;
         let data = if queued.is_empty() {
             None
         } else {
@@ -214,7 +215,7 @@ pub(super) fn collect(
 fn peek_queue(
     fd: RawFd,
     sock_type: i32,
-    rqueue: usize,
+    rqueue: (usize, bool),
     who: &str,
     link: &str,
 ) -> Result<Vec<Vec<u8>>> {
@@ -225,22 +226,33 @@ fn peek_queue(
     walked
 }
 
+/// `rqueue`: the bytes waiting (stream, seqpacket) and whether the receiving side is
+/// shut down.
 fn walk_queue(
     fd: RawFd,
     sock_type: i32,
-    rqueue: usize,
+    (rqueue, eof): (usize, bool),
     who: &str,
     link: &str,
 ) -> Result<Vec<Vec<u8>>> {
-    // a stream's and a seqpacket socket's queue length is known in bytes; a datagram
-    // socket's is walked until nothing is left
-    let counted = sock_type != libc::SOCK_DGRAM;
+    // a peeked empty message is passed over by the next peek, so datagram and seqpacket
+    // queues are walked until nothing is left (EAGAIN); but a stream, and a seqpacket
+    // socket shut down for reading, read 0 at the end, so those stop at the bytes
+    // unix_diag counted (empty messages after them cannot be told from the end)
+    let counted = sock_type == libc::SOCK_STREAM || (sock_type == libc::SOCK_SEQPACKET && eof);
     let mut msgs = Vec::new();
     let mut total = 0usize;
     let mut buf = vec![0u8; PEEK_BUFFER];
     loop {
         if counted && total >= rqueue {
             break;
+        }
+        if msgs.len() >= 1 << 20 {
+            return Err(not_safe(
+                who,
+                link,
+                "a UNIX socket with over a million queued messages",
+            ));
         }
         let flags = MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC;
         let mut iov = [IoSliceMut::new(&mut buf)];
@@ -273,13 +285,13 @@ fn walk_queue(
         if got.contains(MsgFlags::MSG_TRUNC) {
             what = what.or(Some("a queued message larger than 1 MiB"));
         }
-        if n == 0 && sock_type != libc::SOCK_STREAM {
-            what = what.or(Some("an empty queued message"));
+        if n == 0 && counted && sock_type != libc::SOCK_STREAM {
+            what = what.or(Some("an empty message queued before its end of file"));
         }
         if let Some(what) = what {
             return Err(not_safe(who, link, &format!("a UNIX socket with {what}")));
         }
-        if n == 0 {
+        if n == 0 && sock_type == libc::SOCK_STREAM {
             break;
         }
         msgs.push(buf[..n].to_vec());

@@ -4,10 +4,10 @@
  *     leads a process group of its own; makes a socketpair of that type and forks. Each
  *     side sends 8 messages the other has not read yet (a stream's bytes in writes of
  *     varied sizes; a datagram's or seqpacket's lengths vary, empty ones included, so
- *     their boundaries are checked). A second pair (stream) carries "bye" from the child, which then shuts
- *     down its writing side; the child's end of it is O_NONBLOCK and the parent's
- *     SO_SNDBUF is set to 50000. `rights` queues a descriptor (SCM_RIGHTS) to the child
- *     instead of the 8 messages. Prints "READY <pid> child=<pid>" once all is in flight.
+ *     their boundaries are checked). A second pair (stream) carries "bye" from the
+ *     child, which then shuts down its writing side; the child's end of it is O_NONBLOCK
+ *     with SO_PASSCRED, the parent's SO_SNDBUF is set to 50000. `rights` queues a
+ *     descriptor (SCM_RIGHTS) to the child instead of the 8 messages. Prints "READY <pid> child=<pid>" once all is in flight.
  *     Once CTL/GO exists each side reads and checks what the other sent, they play 50
  *     rounds of ping-pong, the parent reads "bye" then end of file and answers "ok" on
  *     the second pair, checks its SO_SNDBUF, and prints "PASS" once the child exited 0. */
@@ -130,6 +130,8 @@ static int child_main(int fd, int side)
 {
 	int fl = fcntl(side, F_GETFL);
 	fcntl(side, F_SETFL, fl | O_NONBLOCK);
+	int one = 1;
+	setsockopt(side, SOL_SOCKET, SO_PASSCRED, &one, sizeof one);
 	if (!rights)
 		for (int i = 0; i < IN_FLIGHT; i++)
 			send_msg(fd, 1, i);
@@ -151,6 +153,10 @@ static int child_main(int fd, int side)
 	}
 	if (!(fcntl(side, F_GETFL) & O_NONBLOCK))
 		wl_fail("child: O_NONBLOCK lost");
+	int cred = 0;
+	socklen_t len = sizeof cred;
+	if (getsockopt(side, SOL_SOCKET, SO_PASSCRED, &cred, &len) || !cred)
+		wl_fail("child: SO_PASSCRED lost");
 	char ok[2];
 	recv_exact(side, ok, 2, "child");
 	if (memcmp(ok, "ok", 2) != 0)

@@ -26,6 +26,7 @@ pub enum FileKind {
     SemIndex,
     MsgIndex,
     MsgData,
+    UnixSocketData,
 }
 
 /// One row of the table.
@@ -64,10 +65,11 @@ pub const SEM_INDEX: &str = "shared/sem.json";
 /// SysV message queues (`sysv_msg::MsgIndex`).
 pub const MSG_INDEX: &str = "shared/msg.json";
 const MSG_DATA: &str = "shared/msg-<msqid>";
+const UNIX_SOCKET_DATA: &str = "shared/unix-<ino>";
 
 /// Every file a statefile can hold. The MANIFEST lists all but itself, with sizes and
 /// checksums.
-pub const FILES: [FileSpec; 16] = [
+pub const FILES: [FileSpec; 17] = [
     FileSpec {
         kind: FileKind::Manifest,
         name: MANIFEST,
@@ -164,6 +166,12 @@ pub const FILES: [FileSpec; 16] = [
         bulk: false,
         holds: "the bodies of a SysV message queue's messages, in queue order",
     },
+    FileSpec {
+        kind: FileKind::UnixSocketData,
+        name: UNIX_SOCKET_DATA,
+        bulk: false,
+        holds: "the messages waiting in a UNIX socket, one after another (their lengths in shared/table.json)",
+    },
 ];
 
 /// `proc/<pid>/core.json`.
@@ -199,6 +207,11 @@ pub fn shm_contents_path(shmid: i32) -> String {
 /// `shared/msg-<msqid>`.
 pub fn msg_data_path(msqid: i32) -> String {
     fill(MSG_DATA, &[&msqid])
+}
+
+/// `shared/unix-<ino>`.
+pub fn unix_socket_data_path(ino: u64) -> String {
+    fill(UNIX_SOCKET_DATA, &[&ino])
 }
 
 /// `files/<pid>-fd<fd>`.
@@ -285,6 +298,7 @@ mod tests {
             (SEM_INDEX.to_string(), FileKind::SemIndex),
             (MSG_INDEX.to_string(), FileKind::MsgIndex),
             (msg_data_path(32768), FileKind::MsgData),
+            (unix_socket_data_path(81), FileKind::UnixSocketData),
         ];
         assert_eq!(built.len(), FILES.len());
         for (name, kind) in &built {

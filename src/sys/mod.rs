@@ -12,6 +12,7 @@ pub mod sched;
 pub mod shared_anon;
 pub mod shm;
 pub mod sigqueue;
+pub mod sock_diag;
 pub mod sysvipc;
 
 pub use fd::{

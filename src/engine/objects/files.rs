@@ -47,6 +47,12 @@ pub enum FdKind {
     Path,
     /// eventfd, timerfd, signalfd, epoll, inotify: made by `events::restore`.
     Event(super::events::EventFd),
+    /// A connected UNIX socket whose peer is in the checkpoint (unix_sockets.rs).
+    UnixSocket {
+        ino: u64,
+        peer: u64,
+        sock_type: i32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -237,10 +243,11 @@ pub fn classify(
             inode: None,
         });
     }
-    if link.starts_with("socket:") {
-        return Err(not_safe(&who, &link, "a socket"));
-    }
     let owner = dump_owner(pid, fd, flags, &who)?;
+    if link.starts_with("socket:") {
+        let record = super::unix_sockets::dump(pid, fd, &link, flags, cloexec)?;
+        return Ok(FdRecord { owner, ..record });
+    }
     let object = match super::pipes::dump(fd, &link, flags, cloexec) {
         Some(pipe) => Some(pipe),
         None => super::events::dump(pid, fd, &link, flags)?
@@ -639,7 +646,10 @@ pub fn reopen(
                 .ctx(&who)?
             }
         }
-        (FdKind::Dup { .. }, _) | (FdKind::Pipe { .. }, _) | (FdKind::Event(_), _) => {
+        (FdKind::Dup { .. }, _)
+        | (FdKind::Pipe { .. }, _)
+        | (FdKind::Event(_), _)
+        | (FdKind::UnixSocket { .. }, _) => {
             return Err(Error::with_detail(
                 &who,
                 Kind::CheckpointError,

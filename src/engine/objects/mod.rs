@@ -47,5 +47,7 @@ pub mod sysv_shm;
 pub mod threads;
 /// The controlling terminal and `-r -j` job control.
 pub mod tty;
+/// UNIX domain socket pairs whose both ends are in the checkpoint.
+pub mod unix_sockets;
 /// The vDSO and vvar areas: moved where the image had them.
 pub mod vdso;

@@ -41,6 +41,9 @@ pub struct SharedTable {
     /// Pseudo-terminals, each once (ptys.rs); their ids follow those of `deleted`.
     #[serde(default)]
     pub ptys: Vec<super::ptys::PtyRecord>,
+    /// UNIX socket pairs, each end once with its queued data (unix_sockets.rs).
+    #[serde(default)]
+    pub unix_sockets: Vec<super::unix_sockets::UnixSocketRecord>,
 }
 
 /// The descriptors of one frozen process, as `collect` needs them.
@@ -77,9 +80,13 @@ pub fn collect(procs: &mut [ProcessFds<'_>], writer: &mut StatefileWriter) -> Re
     }
     let (pipes, to_null) = super::pipes::collect(procs, &members, &table.files, writer)?;
     table.pipes = pipes;
+    table.unix_sockets = super::unix_sockets::collect(procs, &members, writer)?;
     mark(procs, &members, &count, &to_null);
     table.files.retain(|f| {
-        let pipe = matches!(f.template.kind, FdKind::Pipe { .. });
+        let pipe = matches!(
+            f.template.kind,
+            FdKind::Pipe { .. } | FdKind::UnixSocket { .. }
+        );
         !to_null.contains(&f.id) && (pipe || count[&f.id].len() > 1)
     });
     Ok(table)
@@ -92,6 +99,7 @@ pub fn refusals(procs: &[ProcessFds<'_>]) -> Vec<crate::error::Error> {
     let (members, _) = group(procs, &mut files);
     let mut out = super::pipes::refusals(procs, &members, &files);
     out.extend(super::ptys::refusals(procs));
+    out.extend(super::unix_sockets::refusals(procs, &members));
     out
 }
 
@@ -233,7 +241,8 @@ fn mark(
             };
             continue;
         }
-        let pipe = matches!(r.kind, FdKind::Pipe { .. });
+        // a pipe or socket is made by cpr, even when one process has it
+        let pipe = matches!(r.kind, FdKind::Pipe { .. } | FdKind::UnixSocket { .. });
         if pipe || count[&id].len() > 1 {
             r.shared = Some(id);
         }
@@ -261,6 +270,7 @@ impl OpenedShared {
 pub fn open_all(table: &SharedTable, sf: &Statefile, tty: Option<&str>) -> Result<OpenedShared> {
     let pipes = super::pipes::open_all(&table.files, &table.pipes, sf)?;
     let fifo_holders = super::fifos::open_all(&table.fifos, sf)?;
+    let sockets = super::unix_sockets::open_all(&table.files, &table.unix_sockets, sf)?;
     // the deleted files first: descriptions of them open their copies
     let mut files = super::deleted_files::open_all(&table.deleted, sf)?;
     for (id, fd) in super::ptys::open_all(&table.ptys)? {
@@ -276,6 +286,7 @@ pub fn open_all(table: &SharedTable, sf: &Statefile, tty: Option<&str>) -> Resul
         let fd = match f.template.kind {
             FdKind::Pipe { ino } => super::pipes::open_end(&pipes, ino, &f.template)?,
             FdKind::Event(ref ev) => super::events::create(&f.template, ev)?,
+            FdKind::UnixSocket { ino, .. } => super::unix_sockets::open_end(&sockets, ino)?,
             _ => super::files::reopen(&f.template, sf, tty, &copy)?,
         };
         if files.insert(f.id, fd).is_some() {

@@ -330,6 +330,7 @@ fn check_fd(fd: &FdRecord) -> Result<()> {
         | FdKind::Pipe { .. }
         | FdKind::PtyMaster { .. }
         | FdKind::PtySlave { .. }
+        | FdKind::UnixSocket { .. }
         | FdKind::Event(_) => Ok(()),
     }
 }

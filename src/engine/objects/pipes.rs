@@ -262,16 +262,24 @@ pub(super) fn open_all(
     Ok(pipes)
 }
 
-/// A new open file description of the end of pipe `ino` that `template` had (opened
-/// through /proc, as a second open of a pipe end is): descriptions that were separate
-/// stay separate. Its status flags are set once it is placed (files.rs).
+/// An open file description of the end of pipe `ino` that `template` had: the one
+/// pipe(2) made, the first time an end is asked for (`used` remembers), else a new one
+/// opened through /proc, as a second open of a pipe end is: descriptions that were
+/// separate stay separate. (An open through /proc also gets O_LARGEFILE, which a pipe(2)
+/// end has not and F_SETFL cannot take away.) Its status flags are set once it is
+/// placed (files.rs).
 pub(super) fn open_end(
     pipes: &BTreeMap<u64, (OwnedFd, OwnedFd)>,
+    used: &mut std::collections::BTreeSet<(u64, bool)>,
     ino: u64,
     template: &FdRecord,
 ) -> Result<OwnedFd> {
     let (rd, wr) = &pipes[&ino];
-    let end = if is_read_end(template.flags) { rd } else { wr };
+    let read = is_read_end(template.flags);
+    let end = if read { rd } else { wr };
+    if used.insert((ino, read)) {
+        return end.try_clone().ctx(format!("pipe:[{ino}]"));
+    }
     let path = format!("/proc/self/fd/{}", end.as_raw_fd());
     super::files::open_path(&path, template.flags & libc::O_ACCMODE).ctx(format!("pipe:[{ino}]"))
 }

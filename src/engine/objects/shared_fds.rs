@@ -282,9 +282,12 @@ pub fn open_all(table: &SharedTable, sf: &Statefile, tty: Option<&str>) -> Resul
     }
     let copies: BTreeMap<u32, i32> = files.iter().map(|(id, f)| (*id, f.as_raw_fd())).collect();
     let copy = |id: u32| copies.get(&id).copied();
+    let mut used_ends = std::collections::BTreeSet::new();
     for f in &table.files {
         let fd = match f.template.kind {
-            FdKind::Pipe { ino } => super::pipes::open_end(&pipes, ino, &f.template)?,
+            FdKind::Pipe { ino } => {
+                super::pipes::open_end(&pipes, &mut used_ends, ino, &f.template)?
+            }
             FdKind::Event(ref ev) => super::events::create(&f.template, ev)?,
             FdKind::UnixSocket { ino, .. } => super::unix_sockets::open_end(&sockets, ino)?,
             _ => super::files::reopen(&f.template, sf, tty, &copy)?,

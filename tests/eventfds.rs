@@ -111,5 +111,6 @@ fn io_uring_or_perf_descriptor_is_refused_and_process_runs_on() {
     assert!(is_alive(w.pid), "the process did not survive the refusal");
     let (state, tracer) = proc_status(w.pid).expect("the process is there");
     assert_eq!(tracer, 0, "the process is still traced");
-    assert_eq!(state, 'S', "process state {state}");
+    // running or asleep (under load it may be runnable), never left stopped
+    assert!(matches!(state, 'S' | 'R'), "process state {state}");
 }

@@ -141,6 +141,30 @@ fn stacked_seccomp_filters_of_threads_come_back() {
     );
 }
 
+/// A filter that hands calls to a user-space listener: whether one is there cannot be
+/// seen, so the checkpoint is refused, naming the thread and SECCOMP_RET_USER_NOTIF.
+#[test]
+fn seccomp_user_notification_is_refused_at_checkpoint() {
+    let _s = serial();
+    let s = Scratch::new();
+    let (w, _) = spawn_ready(&s, &build("fp_seccomp_notify.c"), &[ctl(&s)]);
+    let sf = s.join("ckpt");
+    let out = cpr(&["-c", sf.to_str().unwrap(), "-p", &w.pid.to_string()]);
+    assert_failure(
+        &out,
+        "checkpoint of a process with a user-notification seccomp filter",
+        &[
+            &format!("thread {}", w.pid),
+            "SECCOMP_RET_USER_NOTIF",
+            "Checkpoint error",
+        ],
+        false,
+    );
+    assert!(!sf.exists(), "no statefile may be left");
+    s.go();
+    expect_pass_and_exit(&w);
+}
+
 /// A thread in seccomp strict mode cannot make cpr's calls: the checkpoint is refused,
 /// naming the thread and strict mode, and the process runs on.
 #[test]

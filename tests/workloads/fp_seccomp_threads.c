@@ -44,7 +44,7 @@ static void probe(const char *who, char *out, size_t size)
 	snprintf(out, size, "%s %d/%d/%d", who, e[0], e[1], e[2]);
 }
 
-static pthread_barrier_t set_up;
+static pthread_barrier_t set_up, main_probed;
 static char thread_saved[64], thread_now[64];
 static long tsync_rc;
 
@@ -54,8 +54,8 @@ static void *other_thread(void *arg)
 	install(SYS_uname, ENOSYS, 0);
 	probe("thread", thread_saved, sizeof thread_saved);
 	pthread_barrier_wait(&set_up);
-	while (!wl_go())
-		wl_sleep_ms(20);
+	/* after restart, once the main thread probed (the TSYNC below changes its filters) */
+	pthread_barrier_wait(&main_probed);
 	probe("thread", thread_now, sizeof thread_now);
 	/* an allow-all filter for both threads */
 	struct sock_filter allow[] = { BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW) };
@@ -70,6 +70,7 @@ int main(int argc, char **argv)
 	install(SYS_getitimer, EPERM, 0);
 	install(SYS_sysinfo, EACCES, SECCOMP_FILTER_FLAG_LOG);
 	pthread_barrier_init(&set_up, NULL, 2);
+	pthread_barrier_init(&main_probed, NULL, 2);
 	pthread_t t;
 	pthread_create(&t, NULL, other_thread, NULL);
 	pthread_barrier_wait(&set_up);
@@ -79,6 +80,7 @@ int main(int argc, char **argv)
 	while (!wl_go())
 		wl_sleep_ms(20);
 	probe("main", now, sizeof now);
+	pthread_barrier_wait(&main_probed);
 	pthread_join(t, NULL);
 	if (strcmp(saved, now) != 0 || strcmp(thread_saved, thread_now) != 0)
 		wl_fail("before: %s, %s; after restart: %s, %s", saved, thread_saved, now,

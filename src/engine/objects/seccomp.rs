@@ -89,12 +89,36 @@ pub fn dump(tid: i32, dir: &ProcDir, text: &str) -> Result<Vec<SeccompFilter>> {
     let mut filters = Vec::new();
     // index 0 is the oldest (the kernel counts back from the newest by count - index)
     for index in 0..count {
+        let program = ptrace::seccomp_filter(tid, index)?;
+        if notifies(&program) {
+            return Err(Error::with_detail(
+                format!("thread {tid}"),
+                Kind::CheckpointError,
+                format!(
+                    "seccomp filter {index} hands calls to a user-space listener \
+                     (SECCOMP_RET_USER_NOTIF), which is not checkpoint safe"
+                ),
+            ));
+        }
         filters.push(SeccompFilter {
             flags: ptrace::seccomp_flags(tid, index)?,
-            program: hex(&ptrace::seccomp_filter(tid, index)?),
+            program: hex(&program),
         });
     }
     Ok(filters)
+}
+
+/// Whether `program` can return SECCOMP_RET_USER_NOTIF (as a constant): its listener,
+/// if any, is not visible, and without it the calls would fail with ENOSYS.
+fn notifies(program: &[u8]) -> bool {
+    const BPF_RET_K: u16 = 0x06;
+    const RET_USER_NOTIF: u32 = 0x7fc0_0000;
+    const RET_ACTION_FULL: u32 = 0xffff_0000;
+    program.chunks_exact(8).any(|insn| {
+        let code = u16::from_ne_bytes([insn[0], insn[1]]);
+        let k = u32::from_ne_bytes([insn[4], insn[5], insn[6], insn[7]]);
+        code == BPF_RET_K && k & RET_ACTION_FULL == RET_USER_NOTIF
+    })
 }
 
 /// What restore takes as given.

@@ -275,3 +275,57 @@ fn differs(tid: i32, saved: String, now: String) -> Error {
         format!("seccomp differs after restart: saved {saved}, now {now}"),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn insn(code: u16, k: u32) -> Vec<u8> {
+        let mut b = code.to_ne_bytes().to_vec();
+        b.extend_from_slice(&[0, 0]);
+        b.extend_from_slice(&k.to_ne_bytes());
+        b
+    }
+
+    #[test]
+    fn user_notification_is_seen_in_a_return() {
+        let allow = insn(0x06, 0x7fff_0000);
+        let notify = insn(0x06, 0x7fc0_0000);
+        let load = insn(0x20, 0x7fc0_0000);
+        assert!(!notifies(&[load.clone(), allow.clone()].concat()));
+        assert!(notifies(&[load, notify, allow].concat()));
+    }
+
+    #[test]
+    fn a_forged_filter_is_a_damaged_record() {
+        let good = SeccompFilter {
+            flags: SECCOMP_FILTER_FLAG_LOG,
+            program: hex(&insn(0x06, 0x7fff_0000)),
+        };
+        assert!(check(std::slice::from_ref(&good)).is_ok());
+        for bad in [
+            SeccompFilter {
+                flags: SECCOMP_FILTER_FLAG_TSYNC,
+                ..good.clone()
+            },
+            SeccompFilter {
+                program: String::new(),
+                ..good.clone()
+            },
+            SeccompFilter {
+                program: "00".repeat(7),
+                ..good.clone()
+            },
+            SeccompFilter {
+                program: "zz".repeat(8),
+                ..good.clone()
+            },
+            SeccompFilter {
+                program: "00".repeat(8 * (MAX_INSNS + 1)),
+                ..good.clone()
+            },
+        ] {
+            assert!(check(&[bad.clone()]).is_err(), "{bad:?}");
+        }
+    }
+}

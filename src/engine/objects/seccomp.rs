@@ -325,7 +325,7 @@ mod tests {
                 ..good.clone()
             },
         ] {
-            assert!(check(&[bad.clone()]).is_err(), "{bad:?}");
+            assert!(check(std::slice::from_ref(&bad)).is_err(), "{bad:?}");
         }
     }
 }

@@ -187,7 +187,7 @@ pub fn restore(
     scratch: &mut RemoteScratch,
 ) -> Result<()> {
     let shared = common(threads);
-    let mine = filters_of(&threads[idx]);
+    let mine = threads.get(idx).map(filters_of).unwrap_or(&[]);
     let (tsync, from) = if idx == 0 { (true, 0) } else { (false, shared) };
     for (i, f) in mine.iter().enumerate().skip(from) {
         let flags = f.flags

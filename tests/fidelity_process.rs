@@ -136,23 +136,63 @@ fn capabilities_and_credentials_of_every_thread() {
     );
 }
 
-/// A process under a seccomp filter cannot come back with it (yet): the checkpoint is
-/// refused, naming the thread and seccomp, and the process runs on.
+/// A non-root process under a seccomp filter (no_new_privs) comes back with it: the
+/// filter still fails getitimer with EPERM and lets the rest through.
 #[test]
-fn seccomp_filter_is_refused_at_checkpoint() {
+fn seccomp_filter_comes_back() {
+    let pass = round_trip("fp_seccomp.c");
+    assert!(pass.contains("getitimer EPERM, filters 1 mode 2"), "{pass}");
+}
+
+/// Two stacked filters (one with SECCOMP_FILTER_FLAG_LOG) shared by two threads, and a
+/// third of the second thread's own, installed by root without no_new_privs: each thread
+/// denies what it denied, and the filters are shared again (a TSYNC succeeds).
+#[test]
+fn stacked_seccomp_filters_of_threads_come_back() {
+    let pass = round_trip("fp_seccomp_threads.c");
+    assert!(
+        pass.contains("main 1/13/0, thread 1/13/38, tsync ok"),
+        "{pass}"
+    );
+}
+
+/// A filter that hands calls to a user-space listener: whether one is there cannot be
+/// seen, so the checkpoint is refused, naming the thread and SECCOMP_RET_USER_NOTIF.
+#[test]
+fn seccomp_user_notification_is_refused_at_checkpoint() {
     let _s = serial();
     let s = Scratch::new();
-    let (w, _) = spawn_ready(&s, &build("fp_seccomp.c"), &[ctl(&s)]);
+    let (w, _) = spawn_ready(&s, &build("fp_seccomp_notify.c"), &[ctl(&s)]);
     let sf = s.join("ckpt");
     let out = cpr(&["-c", sf.to_str().unwrap(), "-p", &w.pid.to_string()]);
     assert_failure(
         &out,
-        "checkpoint of a process with a seccomp filter",
+        "checkpoint of a process with a user-notification seccomp filter",
         &[
             &format!("thread {}", w.pid),
-            "seccomp filters",
+            "SECCOMP_RET_USER_NOTIF",
             "Checkpoint error",
         ],
+        false,
+    );
+    assert!(!sf.exists(), "no statefile may be left");
+    s.go();
+    expect_pass_and_exit(&w);
+}
+
+/// A thread in seccomp strict mode cannot make cpr's calls: the checkpoint is refused,
+/// naming the thread and strict mode, and the process runs on.
+#[test]
+fn seccomp_strict_mode_is_refused_at_checkpoint() {
+    let _s = serial();
+    let s = Scratch::new();
+    let (w, _) = spawn_ready(&s, &build("fp_seccomp_strict.c"), &[ctl(&s)]);
+    let sf = s.join("ckpt");
+    let out = cpr(&["-c", sf.to_str().unwrap(), "-p", &w.pid.to_string()]);
+    assert_failure(
+        &out,
+        "checkpoint of a process with a thread in seccomp strict mode",
+        &["thread ", "seccomp strict mode", "Checkpoint error"],
         false,
     );
     assert!(!sf.exists(), "no statefile may be left");

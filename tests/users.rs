@@ -310,6 +310,46 @@ fn fork_original_without_privilege_is_refused_before_anything_starts() {
     );
 }
 
+/// Seccomp filters can be read and installed only with CAP_SYS_ADMIN: a user's cpr
+/// (even installed with its capabilities) refuses the user's filtered process at
+/// checkpoint, and root's statefile of it at restart, before anything starts; the
+/// process runs on under its filter.
+#[test]
+fn seccomp_filters_without_cap_sys_admin_are_refused() {
+    let _serial = serial();
+    let Some((uid, gid)) = user() else { return };
+    let dir = UserDir::new(uid, gid);
+    let installed = installed_cpr(&dir);
+    let workload = dir.install(&build("fp_seccomp.c"), "seccomp");
+    let ctl = dir.path().to_str().unwrap().to_string();
+    let (pid, _) = dir.start(&workload, &[&ctl], &dir.join("out.log"));
+    let sf = dir.join("job");
+    let sf_arg = sf.to_str().unwrap();
+    let out = dir.cpr(&installed, &["-c", sf_arg, "-p", &pid.to_string()]);
+    assert_failure(
+        &out,
+        "cpr -c of a filtered process without CAP_SYS_ADMIN",
+        &[&format!("thread {pid}"), "seccomp filters", "CAP_SYS_ADMIN"],
+        false,
+    );
+    assert_running_untraced(pid);
+    assert!(!sf.exists(), "no statefile");
+    let out = cpr(&["-c", sf_arg, "-p", &pid.to_string(), "-k"]);
+    assert_success(&out, "cpr -c by root");
+    wait_pid_gone(pid, TIMEOUT);
+    let out = dir.cpr(&installed, &["-r", sf_arg]);
+    assert_failure(
+        &out,
+        "cpr -r of a filtered process without CAP_SYS_ADMIN",
+        &["seccomp filters", "CAP_SYS_ADMIN"],
+        false,
+    );
+    assert!(
+        processes_naming(dir.path()).is_empty(),
+        "nothing may be started"
+    );
+}
+
 #[test]
 fn installed_cpr_refuses_another_users_process() {
     let _serial = serial();

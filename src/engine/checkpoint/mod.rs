@@ -45,6 +45,10 @@ pub fn checkpoint(options: &CheckpointOptions, progress: &Progress) -> Result<Pa
     let policies = policies::resolve(&frozen.pids(), &targets.attributes, options.will)?;
     refuse_shared_address_spaces(&frozen.pids())?;
     crate::engine::objects::process::refuse_unrestorable(&frozen.pids())?;
+    crate::engine::objects::seccomp::suspend_filters(
+        frozen.threads.values().flatten(),
+        libc::PTRACE_O_TRACESYSGOOD,
+    )?;
     timer.lap("freeze");
 
     let mut writer = StatefileWriter::create(&options.statefile, options.force, targets.owner)?;

@@ -2,7 +2,7 @@
 //! capabilities with the bounding and ambient sets, securebits, no_new_privs. Linux keeps
 //! them per thread: each thread record has its own (`ThreadCreds`); the process record
 //! keeps the main thread's IDs and capabilities (and is what older statefiles have).
-//! Dump: /proc/TID/status, securebits by injection; a thread under seccomp is refused.
+//! Dump: /proc/TID/status, securebits by injection, seccomp filters (`seccomp`).
 //! Restore: the very last step, by injection in each thread, so that nothing after it
 //! runs with more privilege than the image had.
 
@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::process::ProcessRecord;
 use crate::engine::ptrace::{Injector, RemoteScratch};
-use crate::error::{Error, Kind, Result};
+use crate::error::Result;
 use crate::proc::{ProcDir, status};
 use crate::statefile::reader::damaged_record;
 use crate::sys::{Caps, CapsetArgs};
@@ -38,27 +38,15 @@ pub struct ThreadCreds {
     /// SECBIT_* (prctl PR_GET_SECUREBITS).
     pub securebits: u32,
     pub no_new_privs: bool,
+    /// Its seccomp filters, oldest first.
+    #[serde(default)]
+    pub seccomp: Vec<super::seccomp::SeccompFilter>,
 }
 
-/// Refuses a thread under seccomp (`text`: its /proc/TID/status): its filters are not
-/// restored.
+/// Refuses a thread under seccomp (`text`: its /proc/TID/status) in strict mode, or with
+/// filters this cpr cannot read.
 pub fn refuse_seccomp(dir: &ProcDir, text: &str) -> Result<()> {
-    let seccomp: u32 = dir.parsed("status", text, |t| status::number(t, "Seccomp"))?;
-    if seccomp != 0 {
-        return Err(Error::with_detail(
-            format!("thread {}", dir.pid()),
-            Kind::CheckpointError,
-            format!(
-                "seccomp {} is not checkpoint safe",
-                if seccomp == 1 {
-                    "strict mode"
-                } else {
-                    "filters"
-                }
-            ),
-        ));
-    }
-    Ok(())
+    super::seccomp::refuse(dir, text)
 }
 
 /// Every SECBIT_* flag and its lock.
@@ -75,6 +63,7 @@ impl ThreadCreds {
         let text = dir.status_text()?;
         refuse_seccomp(&dir, &text)?;
         let base = dump(&dir, &text)?;
+        let seccomp = super::seccomp::dump(tid, &dir, &text)?;
         let securebits = inj.check(
             "prctl(PR_GET_SECUREBITS)",
             libc::SYS_prctl,
@@ -90,6 +79,7 @@ impl ThreadCreds {
                 ambient: status::mask(t, "CapAmb")?,
                 securebits,
                 no_new_privs: status::number::<u32>(t, "NoNewPrivs")? != 0,
+                seccomp,
             })
         })
     }
@@ -102,7 +92,7 @@ impl ThreadCreds {
         {
             return Err(damaged_record(format_args!("credentials {self:?}")));
         }
-        Ok(())
+        super::seccomp::check(&self.seccomp)
     }
 
     /// The same, for a statefile written before threads had their own: the process's,
@@ -117,6 +107,7 @@ impl ThreadCreds {
             ambient: 0,
             securebits: 0,
             no_new_privs: false,
+            seccomp: Vec::new(),
         }
     }
 }

@@ -32,6 +32,8 @@ pub mod process;
 pub mod pstree;
 /// Pseudo-terminals whose master and slaves are all in the checkpoint.
 pub mod ptys;
+/// Seccomp filters of every thread: dumped and restored with the credentials.
+pub mod seccomp;
 /// Open file descriptions shared between processes; the table of shared objects.
 pub mod shared_fds;
 /// Shared anonymous memory and memfds.

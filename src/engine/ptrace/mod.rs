@@ -32,6 +32,8 @@ const PTRACE_PEEKSIGINFO: u32 = 0x4209;
 const PTRACE_PEEKSIGINFO_SHARED: u32 = 1;
 const PTRACE_GET_RSEQ_CONFIGURATION: u32 = 0x420f;
 const NT_X86_XSTATE: usize = 0x202;
+const PTRACE_SECCOMP_GET_FILTER: u32 = 0x420c;
+const PTRACE_SECCOMP_GET_METADATA: u32 = 0x420d;
 
 /// ptrace(2) for the requests nix lacks. Returns the kernel's result (PEEK* style
 /// requests return data, so -1 is an error only when errno was set).
@@ -119,6 +121,46 @@ pub fn seize(tid: i32, options: i32) -> Result<(), Errno> {
         return Err(Errno::EPERM);
     }
     np::seize(pid(tid), Options::from_bits_retain(options))
+}
+
+/// PTRACE_SETOPTIONS: `options` replace those the thread was seized with.
+pub fn set_options(tid: i32, options: i32) -> Result<()> {
+    np::setoptions(pid(tid), Options::from_bits_retain(options)).ctx(subject(tid))
+}
+
+/// The classic BPF program of seccomp filter `index` of a stopped thread (0: the
+/// oldest), as the kernel keeps it: 8 bytes (struct sock_filter) per instruction.
+/// Needs CAP_SYS_ADMIN.
+pub fn seccomp_filter(tid: i32, index: u64) -> Result<Vec<u8>> {
+    let at = without_provenance_mut(index as usize);
+    // SAFETY: a null buffer asks for the instruction count only; nothing is written.
+    let count = unsafe { raw(PTRACE_SECCOMP_GET_FILTER, tid, at, null_mut()) }
+        .ctx(format!("{}: seccomp filter {index}", subject(tid)))? as usize;
+    let mut prog = vec![0u8; count * 8];
+    // SAFETY: `prog` holds `count` struct sock_filter (8 bytes each), what the kernel
+    // writes for this filter, whose program cannot change (filters are immutable).
+    let n = unsafe { raw(PTRACE_SECCOMP_GET_FILTER, tid, at, prog.as_mut_ptr().cast()) }
+        .ctx(format!("{}: seccomp filter {index}", subject(tid)))? as usize;
+    prog.truncate(n.min(count) * 8);
+    Ok(prog)
+}
+
+/// The SECCOMP_FILTER_FLAG_* of seccomp filter `index` of a stopped thread that the
+/// kernel reports (SECCOMP_FILTER_FLAG_LOG). Needs CAP_SYS_ADMIN.
+pub fn seccomp_flags(tid: i32, index: u64) -> Result<u64> {
+    // struct seccomp_metadata: filter_off in, flags out
+    let mut meta = [index, 0u64];
+    // SAFETY: `addr` is the size of `meta`, `data` points to it, live for the call.
+    unsafe {
+        raw(
+            PTRACE_SECCOMP_GET_METADATA,
+            tid,
+            without_provenance_mut(std::mem::size_of_val(&meta)),
+            meta.as_mut_ptr().cast(),
+        )
+    }
+    .ctx(format!("{}: seccomp filter {index} flags", subject(tid)))?;
+    Ok(meta[1])
 }
 
 pub fn interrupt(tid: i32) -> Result<(), Errno> {

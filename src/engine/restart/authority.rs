@@ -44,6 +44,9 @@ pub fn check(sf: &Statefile, loaded: &Loaded, caller: u32, vouched: bool) -> Res
                 .map_err(|e| e.context(format!("process {}", img.core.process.pid)))
                 .map_err(|e| e.context(&subject))?;
         }
+        crate::engine::objects::seccomp::tracer_option(&img.core.threads)
+            .map_err(|e| e.context(format!("process {}", img.core.process.pid)))
+            .map_err(|e| e.context(&subject))?;
         if img.core.policies.fork == ForkAction::Original && !privilege::can_choose_pids() {
             return Err(Error::with_detail(
                 subject,

@@ -58,7 +58,10 @@ fn restore_one(
     let pid = child.pid;
     ptrace::seize(
         pid,
-        libc::PTRACE_O_TRACECLONE | libc::PTRACE_O_TRACESYSGOOD | libc::PTRACE_O_EXITKILL,
+        libc::PTRACE_O_TRACECLONE
+            | libc::PTRACE_O_TRACESYSGOOD
+            | libc::PTRACE_O_EXITKILL
+            | crate::engine::objects::seccomp::tracer_option(&img.core.threads)?,
     )
     .ctx(format!("process {pid}"))?;
     ptrace::interrupt(pid).ctx(format!("process {pid}"))?;
@@ -128,6 +131,12 @@ fn finish_in_tracer(
         &main,
         &mut scratch.args,
     )?;
+    // seccomp filters, while each thread still has cpr's privilege to install them
+    for (tid, idx) in &restored.threads {
+        let inj = Injector::new(*tid, scratch.gate())?;
+        crate::engine::objects::seccomp::restore(&img.core.threads, *idx, &inj, &mut scratch.args)
+            .map_err(|e| e.context(format!("thread {}", img.core.threads[*idx].tid)))?;
+    }
     // credentials last, each thread its own
     for (tid, idx) in &restored.threads {
         let inj = Injector::new(*tid, scratch.gate())?;

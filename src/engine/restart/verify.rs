@@ -45,6 +45,9 @@ type Check = fn(&Subject) -> Result<()>;
 const CHECKS: &[(&str, Check)] = &[
     ("process tree", tree),
     ("credentials", credentials),
+    ("seccomp", |s| {
+        crate::engine::objects::seccomp::verify_restored(&s.threads)
+    }),
     ("resource limits", limits),
     ("umask", umask),
     ("directories", directories),

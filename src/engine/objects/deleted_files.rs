@@ -4,9 +4,12 @@
 //! its size, mode, owner and times. Restart makes one unlinked copy per file in cpr,
 //! before the processes exist; every descriptor that had the file opens that copy again
 //! through /proc (with its own flags and offset), so writes through one are read through
-//! the others, as before. A file still mapped is mapped_files.rs's.
+//! the others, as before. A file that is also mapped is one object with its mapping:
+//! its content is saved once, with the memory objects (shmem.rs), and its descriptors
+//! open the object restart makes for the mapping. A memfd comes back as a memfd (its
+//! name, content, then its seals).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 
@@ -35,6 +38,13 @@ pub struct DeletedFile {
     /// (seconds, nanoseconds).
     pub atime: (i64, i64),
     pub mtime: (i64, i64),
+    /// Also mapped: the inode of its memory object (`SharedTable::mems`), which holds
+    /// its content; `saved` and `extents` are then empty.
+    #[serde(default)]
+    pub mapped: Option<u64>,
+    /// A memfd (`path` is "/memfd:NAME"): its seals (F_GET_SEALS).
+    #[serde(default)]
+    pub memfd_seals: Option<i32>,
 }
 
 /// Once every process is read: saves each deleted file once and marks every descriptor
@@ -46,6 +56,8 @@ pub(super) fn collect(
 ) -> Result<Vec<DeletedFile>> {
     let mut files: Vec<DeletedFile> = Vec::new();
     let mut by_inode: BTreeMap<(u64, u64), u32> = BTreeMap::new();
+    let mut mapped: Option<BTreeSet<(u64, u64)>> = None;
+    let pids: Vec<i32> = procs.iter().map(|p| p.pid).collect();
     for p in procs.iter_mut() {
         for r in p.fds.iter_mut() {
             // statefiles of old kept the content per descriptor, in `saved`
@@ -59,7 +71,15 @@ pub(super) fn collect(
                 Some(&id) => id,
                 None => {
                     let id = first_id + files.len() as u32;
-                    files.push(save(p.pid, r, id, &meta, writer)?);
+                    if mapped.is_none() {
+                        mapped = Some(mapped_objects(pids.as_slice())?);
+                    }
+                    let file = if mapped.as_ref().is_some_and(|m| m.contains(&key)) {
+                        describe(r, id, &meta, Some(meta.ino()))
+                    } else {
+                        save(p.pid, r, id, &meta, writer)?
+                    };
+                    files.push(file);
                     by_inode.insert(key, id);
                     id
                 }
@@ -68,6 +88,46 @@ pub(super) fn collect(
         }
     }
     Ok(files)
+}
+
+/// (dev, inode) of every object the processes `pids` map: a deleted file (or memfd)
+/// among them is saved with the memory objects (shmem.rs), not again here.
+pub(crate) fn mapped_objects(pids: &[i32]) -> Result<BTreeSet<(u64, u64)>> {
+    let mut out = BTreeSet::new();
+    for &pid in pids {
+        let who = format!("process {pid}");
+        let dir = format!("/proc/{pid}/map_files");
+        for entry in std::fs::read_dir(&dir).ctx(&who)? {
+            // a mapping gone meanwhile (the process is frozen: none) is no object
+            if let Ok(meta) = std::fs::metadata(entry.ctx(&who)?.path()) {
+                out.insert((meta.dev(), meta.ino()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The record of deleted file `r` (its metadata `meta`), without its content.
+fn describe(r: &FdRecord, id: u32, meta: &std::fs::Metadata, mapped: Option<u64>) -> DeletedFile {
+    DeletedFile {
+        id,
+        path: r.path.clone(),
+        saved: String::new(),
+        size: meta.len(),
+        extents: Vec::new(),
+        mode: meta.mode() & 0o7777,
+        uid: meta.uid(),
+        gid: meta.gid(),
+        atime: (meta.atime(), meta.atime_nsec()),
+        mtime: (meta.mtime(), meta.mtime_nsec()),
+        mapped,
+        memfd_seals: None,
+    }
+}
+
+/// Whether the deleted file named `path` (its name without " (deleted)") is a memfd.
+pub(crate) fn is_memfd(path: &str) -> bool {
+    path.starts_with("/memfd:")
 }
 
 /// (offset, length) of the data of `file` (its size `size`): SEEK_DATA/SEEK_HOLE, or
@@ -127,17 +187,16 @@ fn save(
         }
     }
     writer.finish_file(sink)?;
+    let memfd_seals = if is_memfd(&r.path) {
+        Some(nix::fcntl::fcntl(&src, nix::fcntl::FcntlArg::F_GET_SEALS).ctx(&who)?)
+    } else {
+        None
+    };
     Ok(DeletedFile {
-        id,
-        path: r.path.clone(),
         saved: rel,
-        size,
         extents,
-        mode: meta.mode() & 0o7777,
-        uid: meta.uid(),
-        gid: meta.gid(),
-        atime: (meta.atime(), meta.atime_nsec()),
-        mtime: (meta.mtime(), meta.mtime_nsec()),
+        memfd_seals,
+        ..describe(r, id, meta, None)
     })
 }
 
@@ -167,18 +226,40 @@ impl DeletedFile {
                 "extents hold {total} bytes, the saved data {saved_len}"
             ));
         }
+        if let Some(seals) = self.memfd_seals {
+            let name = self.path.strip_prefix("/memfd:").unwrap_or_default();
+            super::shmem::check_memfd(name, seals)?;
+            if !is_memfd(&self.path) {
+                return Err("a memfd without a memfd name".into());
+            }
+        }
         Ok(())
     }
 }
 
-/// In cpr, before the processes exist: one unlinked copy of every deleted file, by id.
-pub(super) fn open_all(files: &[DeletedFile], sf: &Statefile) -> Result<BTreeMap<u32, OwnedFd>> {
+/// In cpr, before the processes exist: one unlinked copy of every deleted file, by id;
+/// for one that was also mapped, the memory object made for its mappings (`mems`, by
+/// inode), so that both are one file again.
+pub(super) fn open_all(
+    files: &[DeletedFile],
+    sf: &Statefile,
+    mems: &BTreeMap<u64, OwnedFd>,
+) -> Result<BTreeMap<u32, OwnedFd>> {
     let mut out = BTreeMap::new();
     for d in files {
         if out.contains_key(&d.id) {
             return Err(damaged(d, "id used twice".into()));
         }
-        out.insert(d.id, make_copy(d, sf)?);
+        let file = match d.mapped {
+            Some(ino) => {
+                let object = mems
+                    .get(&ino)
+                    .ok_or_else(|| damaged(d, format!("memory object {ino} missing")))?;
+                object.try_clone().ctx(format!("{} (deleted)", d.path))?
+            }
+            None => make_copy(d, sf)?,
+        };
+        out.insert(d.id, file);
     }
     Ok(out)
 }
@@ -204,9 +285,11 @@ fn make_copy(d: &DeletedFile, sf: &Statefile) -> Result<OwnedFd> {
             .mode(0o600)
             .open(dir)
     };
-    let copy = unlinked(dir)
-        .or_else(|_| unlinked(std::path::Path::new("/tmp")))
-        .ctx(&who)?;
+    let copy = match d.memfd_seals {
+        Some(_) => super::shmem::new_memfd(&d.path["/memfd:".len()..]),
+        None => unlinked(dir).or_else(|_| unlinked(std::path::Path::new("/tmp"))),
+    }
+    .ctx(&who)?;
     let mut buf = vec![0u8; 1 << 20];
     let mut from = 0u64;
     for &(off, len) in &d.extents {
@@ -221,6 +304,11 @@ fn make_copy(d: &DeletedFile, sf: &Statefile) -> Result<OwnedFd> {
     }
     copy.set_len(d.size).ctx(&who)?;
     set_attributes(&copy, d).ctx(&who)?;
+    if let Some(seals) = d.memfd_seals {
+        // last: they may forbid writing, growing, or changing the mode
+        let seals = nix::fcntl::SealFlag::from_bits_retain(seals);
+        nix::fcntl::fcntl(&copy, nix::fcntl::FcntlArg::F_ADD_SEALS(seals)).ctx(&who)?;
+    }
     Ok(copy.into())
 }
 

@@ -259,8 +259,10 @@ impl OpenedShared {
 pub fn open_all(table: &SharedTable, sf: &Statefile, tty: Option<&str>) -> Result<OpenedShared> {
     let pipes = super::pipes::open_all(&table.files, &table.pipes, sf)?;
     let fifo_holders = super::fifos::open_all(&table.fifos, sf)?;
-    // the deleted files first: descriptions of them open their copies
-    let mut files = super::deleted_files::open_all(&table.deleted, sf)?;
+    let mems = super::shmem::open_all(&table.mems, sf)?;
+    // the deleted files first: descriptions of them open their copies (or, for one also
+    // mapped, the memory object its mappings use)
+    let mut files = super::deleted_files::open_all(&table.deleted, sf, &mems)?;
     for (id, fd) in super::ptys::open_all(&table.ptys)? {
         if files.insert(id, fd).is_some() {
             return Err(crate::statefile::reader::damaged_record(format!(
@@ -283,7 +285,6 @@ pub fn open_all(table: &SharedTable, sf: &Statefile, tty: Option<&str>) -> Resul
             )));
         }
     }
-    let mems = super::shmem::open_all(&table.mems, sf)?;
     Ok(OpenedShared {
         files,
         mems,

@@ -1,7 +1,7 @@
 /* obj_identity CTL MODE: one kernel object held both as a descriptor and as a mapping
  * (or a memfd held only as a descriptor) comes back as one object of the same kind.
- *   deleted: a file in CTL holding "hello", opened read-write, mapped MAP_SHARED, then
- *            unlinked. After restart, "WORLD" written through the descriptor is read
+ *   deleted: a file in CTL holding "hello" then 16 MiB of noise, opened read-write, its
+ *            first page mapped MAP_SHARED, then unlinked. After restart, "WORLD" written through the descriptor is read
  *            through the mapping, and "mapw" written through the mapping is read through
  *            the descriptor; fstat of the descriptor and of the mapping (map_files) give
  *            one inode.
@@ -20,6 +20,7 @@
 #include <sys/wait.h>
 
 #define SEALS (F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL)
+#define BIG (16L << 20)
 
 static void expect_link(int fd, const char *want)
 {
@@ -63,8 +64,16 @@ static void deleted(void)
 	char p[4096];
 	wl_path(p, sizeof p, "del");
 	int fd = open(p, O_RDWR | O_CREAT | O_TRUNC, 0600);
-	if (fd < 0 || write(fd, "hello", 5) != 5 || ftruncate(fd, 4096))
+	if (fd < 0 || write(fd, "hello", 5) != 5 || ftruncate(fd, BIG))
 		wl_fail("create %s: %s", p, strerror(errno));
+	/* data past the first page (which is mapped), that nothing compresses away */
+	uint64_t x = 88172645463325252ull, noise[512];
+	for (long at = 4096; at < BIG; at += 4096) {
+		for (int i = 0; i < 512; i++)
+			noise[i] = wl_xorshift(&x);
+		if (pwrite(fd, noise, 4096, at) != 4096)
+			wl_fail("write %s: %s", p, strerror(errno));
+	}
 	char *m = map_shared(fd);
 	if (unlink(p))
 		wl_fail("unlink: %s", strerror(errno));

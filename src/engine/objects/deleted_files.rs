@@ -130,6 +130,39 @@ pub(crate) fn is_memfd(path: &str) -> bool {
     path.starts_with("/memfd:")
 }
 
+/// For `cpr -c --dry-run`: what the checkpoint does with deleted file `fd` of `pid`
+/// (named `path`), and the bytes it saves for it: nothing for a file the set maps
+/// (`mapped`: its memory object holds it) or one already counted (`seen`).
+pub(crate) fn preview(
+    pid: i32,
+    fd: i32,
+    path: &str,
+    mapped: &BTreeSet<(u64, u64)>,
+    seen: &mut BTreeSet<(u64, u64)>,
+) -> (String, u64) {
+    let what = if is_memfd(path) {
+        "memfd: made again with its name, content and seals"
+    } else {
+        "deleted file: its content is saved"
+    };
+    let Ok(file) = std::fs::File::open(format!("/proc/{pid}/fd/{fd}")) else {
+        return (what.to_string(), 0);
+    };
+    let Ok(meta) = file.metadata() else {
+        return (what.to_string(), 0);
+    };
+    let key = (meta.dev(), meta.ino());
+    if mapped.contains(&key) {
+        let how = "the same object as its mapping (its content is saved once, as shared memory)";
+        return (how.to_string(), 0);
+    }
+    if !seen.insert(key) {
+        return (format!("{what} (once, with an earlier descriptor)"), 0);
+    }
+    let bytes = extents(&file, meta.len()).iter().map(|e| e.1).sum();
+    (what.to_string(), bytes)
+}
+
 /// (offset, length) of the data of `file` (its size `size`): SEEK_DATA/SEEK_HOLE, or
 /// all of it where the filesystem does not tell.
 fn extents(file: &std::fs::File, size: u64) -> Vec<(u64, u64)> {

@@ -90,17 +90,19 @@ pub(super) fn collect(
     Ok(files)
 }
 
-/// (dev, inode) of every object the processes `pids` map: a deleted file (or memfd)
-/// among them is saved with the memory objects (shmem.rs), not again here.
+/// (dev, inode) of every object the processes `pids` map (from /proc/PID/maps, which
+/// needs no privilege): a deleted file (or memfd) among them is saved with the memory
+/// objects (shmem.rs), not again here.
 pub(crate) fn mapped_objects(pids: &[i32]) -> Result<BTreeSet<(u64, u64)>> {
     let mut out = BTreeSet::new();
     for &pid in pids {
-        let who = format!("process {pid}");
-        let dir = format!("/proc/{pid}/map_files");
-        for entry in std::fs::read_dir(&dir).ctx(&who)? {
-            // a mapping gone meanwhile (the process is frozen: none) is no object
-            if let Ok(meta) = std::fs::metadata(entry.ctx(&who)?.path()) {
-                out.insert((meta.dev(), meta.ino()));
+        for m in crate::proc::ProcDir::open(pid)?.maps()? {
+            let number = |s: Option<&str>| s.and_then(|s| u32::from_str_radix(s, 16).ok());
+            let mut parts = m.dev.split(':');
+            if let (Some(major), Some(minor)) = (number(parts.next()), number(parts.next()))
+                && m.inode != 0
+            {
+                out.insert((libc::makedev(major, minor), m.inode));
             }
         }
     }

@@ -95,3 +95,22 @@ fn memfd_held_as_a_descriptor_comes_back_as_a_sealed_named_memfd() {
 fn memfd_mapped_and_open_comes_back_as_one_memfd() {
     round_trip("both", |v| said_one_object(v, "/memfd:cpr-both"), |_| {});
 }
+
+#[test]
+fn hugetlb_memfd_is_refused_by_the_dry_run_and_the_checkpoint() {
+    let _g = serial();
+    let s = Scratch::new();
+    let (w, _) = spawn_ready(&s, &build("obj_identity.c"), &[ctl(&s), "hugetlb".into()]);
+    let pid = w.pid.to_string();
+    let sf = s.join("ckpt");
+    let what = "a memfd that is not on tmpfs";
+    let dry = cpr(&["-c", sf.to_str().unwrap(), "-p", &pid, "--dry-run"]);
+    assert_failure(&dry, "cpr -c --dry-run", &["Checkpoint error", what], false);
+    let real = cpr(&["-c", sf.to_str().unwrap(), "-p", &pid]);
+    let who = format!("process {pid}");
+    assert_failure(&real, "cpr -c", &["Checkpoint error", &who, what], false);
+    assert!(!sf.exists(), "a statefile was left");
+    assert_running_untraced(w.pid);
+    s.go();
+    expect_pass_and_exit(&w);
+}

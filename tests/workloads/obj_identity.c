@@ -10,6 +10,8 @@
  *            forked child). After restart it is on tmpfs (fstatfs), F_GET_SEALS is the
  *            same, /proc/self/fd shows "/memfd:cpr-sealed (deleted)", it keeps mode and
  *            bytes, and the child's descriptor is the same object.
+ *   hugetlb: a memfd made with MFD_HUGETLB, held as a descriptor: the checkpoint must
+ *            refuse it (restart makes memfds on tmpfs); it runs on and passes at GO.
  *   both:    a memfd "cpr-both" mapped MAP_SHARED and held as a descriptor: as for
  *            "deleted", one object, still a memfd with its name.
  * Prints PASS or FAIL. */
@@ -154,6 +156,17 @@ static void both(void)
 	wl_pass("memfd mapped and open is one object");
 }
 
+static void hugetlb(void)
+{
+	int fd = memfd_create("cpr-huge", MFD_HUGETLB);
+	if (fd < 0)
+		wl_fail("memfd_create(MFD_HUGETLB): %s", strerror(errno));
+	wl_ready("mode=hugetlb");
+	while (!wl_go())
+		wl_sleep_ms(10);
+	wl_pass("hugetlb memfd left alone");
+}
+
 int main(int argc, char **argv)
 {
 	wl_close_inherited();
@@ -162,6 +175,8 @@ int main(int argc, char **argv)
 		deleted();
 	else if (strcmp(argv[2], "memfd") == 0)
 		memfd();
+	else if (strcmp(argv[2], "hugetlb") == 0)
+		hugetlb();
 	else if (strcmp(argv[2], "both") == 0)
 		both();
 	else

@@ -127,6 +127,25 @@ fn describe(r: &FdRecord, id: u32, meta: &std::fs::Metadata, mapped: Option<u64>
     }
 }
 
+/// "Checkpoint error" for deleted file `path` (open as `fd` of `pid`) if restart could
+/// not make it again as it was: a memfd on hugetlbfs (MFD_HUGETLB), since restart makes
+/// memfds on tmpfs. The checkpoint and its dry run both ask (files.rs, classify).
+pub(crate) fn refuse_unrestorable(pid: i32, fd: i32, who: &str, path: &str) -> Result<()> {
+    if !is_memfd(path) {
+        return Ok(());
+    }
+    let file = std::fs::File::open(format!("/proc/{pid}/fd/{fd}")).ctx(who)?;
+    let fs = nix::sys::statfs::fstatfs(&file).ctx(who)?;
+    if fs.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC {
+        return Ok(());
+    }
+    Err(Error::with_detail(
+        who,
+        Kind::CheckpointError,
+        format!("{path}: a memfd that is not on tmpfs (MFD_HUGETLB) is not checkpoint safe"),
+    ))
+}
+
 /// Whether the deleted file named `path` (its name without " (deleted)") is a memfd.
 pub(crate) fn is_memfd(path: &str) -> bool {
     path.starts_with("/memfd:")

@@ -381,3 +381,41 @@ fn set_attributes(copy: &std::fs::File, d: &DeletedFile) -> nix::Result<()> {
     let ts = |(s, ns): (i64, i64)| TimeSpec::new(s, ns);
     futimens(copy.as_fd(), &ts(d.atime), &ts(d.mtime))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn memfd(path: &str, seals: i32) -> DeletedFile {
+        DeletedFile {
+            id: 1,
+            path: path.into(),
+            saved: "shared/x".into(),
+            size: 4,
+            extents: vec![(0, 4)],
+            mode: 0o600,
+            uid: 0,
+            gid: 0,
+            atime: (0, 0),
+            mtime: (0, 0),
+            mapped: None,
+            memfd_seals: Some(seals),
+        }
+    }
+
+    #[test]
+    fn damaged_memfd_records_are_refused() {
+        assert_eq!(memfd("/memfd:x", libc::F_SEAL_SEAL).check(4), Ok(()));
+        for (d, why) in [
+            (memfd("/tmp/x", 0), "without a memfd name"),
+            (memfd("/memfd:x", 0x4000), "seals"),
+            (
+                memfd(&format!("/memfd:{}", "n".repeat(300)), 0),
+                "memfd name",
+            ),
+        ] {
+            let e = d.check(4).unwrap_err();
+            assert!(e.contains(why), "{e}");
+        }
+    }
+}

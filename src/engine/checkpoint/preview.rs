@@ -7,7 +7,7 @@
 //! address-space rules, the same statefile checks. Where the checkpoint stops at the first
 //! refusal, the preview lists them all, each with the message the checkpoint would print.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
@@ -15,7 +15,7 @@ use super::Targets;
 use crate::attrfile::{FileAction, ProcessPolicies, WillAction};
 use crate::engine::objects::files::{self, FdKind, FdRecord};
 use crate::engine::objects::memory::{self, Backing, PAGE, Vma};
-use crate::engine::objects::{mapped_files, pstree, shared_fds};
+use crate::engine::objects::{deleted_files, mapped_files, pstree, shared_fds};
 use crate::engine::options::CheckpointOptions;
 use crate::engine::progress::Progress;
 use crate::error::{Error, Kind, Result};
@@ -166,6 +166,7 @@ pub fn preview(options: &CheckpointOptions) -> Result<Preview> {
         );
         all_fds.insert(p.pid, fds);
     }
+    preview_deleted_files(&mut processes, &mut estimate);
     pipe_refusals(&mut all_fds, &policies, &mut refusals, &in_statefile);
 
     let will = super::policies::overall_will(options.will, &policies);
@@ -177,6 +178,26 @@ pub fn preview(options: &CheckpointOptions) -> Result<Preview> {
         processes,
         refusals,
     })
+}
+
+/// Deleted files and memfds, as the checkpoint saves them: once each, and not at all
+/// when the set maps them too (deleted_files.rs).
+fn preview_deleted_files(processes: &mut [ProcessPreview], estimate: &mut Estimate) {
+    let pids: Vec<i32> = processes
+        .iter()
+        .filter(|p| !p.zombie)
+        .map(|p| p.pid)
+        .collect();
+    let mapped = deleted_files::mapped_objects(&pids).unwrap_or_default();
+    let mut seen = BTreeSet::new();
+    for p in processes.iter_mut() {
+        for d in p.descriptors.iter_mut().filter(|d| d.kind == "deleted") {
+            let (how, bytes) = deleted_files::preview(p.pid, d.fd, &d.path, &mapped, &mut seen);
+            d.disposition = how;
+            d.saved_bytes = bytes;
+            estimate.files += bytes;
+        }
+    }
 }
 
 /// The processes the designators name, as resolution found them (descriptors and

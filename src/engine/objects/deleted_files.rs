@@ -4,9 +4,12 @@
 //! its size, mode, owner and times. Restart makes one unlinked copy per file in cpr,
 //! before the processes exist; every descriptor that had the file opens that copy again
 //! through /proc (with its own flags and offset), so writes through one are read through
-//! the others, as before. A file still mapped is mapped_files.rs's.
+//! the others, as before. A file that is also mapped is one object with its mapping:
+//! its content is saved once, with the memory objects (shmem.rs), and its descriptors
+//! open the object restart makes for the mapping. A memfd comes back as a memfd (its
+//! name, content, then its seals).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 
@@ -35,6 +38,13 @@ pub struct DeletedFile {
     /// (seconds, nanoseconds).
     pub atime: (i64, i64),
     pub mtime: (i64, i64),
+    /// Also mapped: the inode of its memory object (`SharedTable::mems`), which holds
+    /// its content; `saved` and `extents` are then empty.
+    #[serde(default)]
+    pub mapped: Option<u64>,
+    /// A memfd (`path` is "/memfd:NAME"): its seals (F_GET_SEALS).
+    #[serde(default)]
+    pub memfd_seals: Option<i32>,
 }
 
 /// Once every process is read: saves each deleted file once and marks every descriptor
@@ -46,6 +56,8 @@ pub(super) fn collect(
 ) -> Result<Vec<DeletedFile>> {
     let mut files: Vec<DeletedFile> = Vec::new();
     let mut by_inode: BTreeMap<(u64, u64), u32> = BTreeMap::new();
+    let mut mapped: Option<BTreeSet<(u64, u64)>> = None;
+    let pids: Vec<i32> = procs.iter().map(|p| p.pid).collect();
     for p in procs.iter_mut() {
         for r in p.fds.iter_mut() {
             // statefiles of old kept the content per descriptor, in `saved`
@@ -59,7 +71,15 @@ pub(super) fn collect(
                 Some(&id) => id,
                 None => {
                     let id = first_id + files.len() as u32;
-                    files.push(save(p.pid, r, id, &meta, writer)?);
+                    if mapped.is_none() {
+                        mapped = Some(mapped_objects(pids.as_slice())?);
+                    }
+                    let file = if mapped.as_ref().is_some_and(|m| m.contains(&key)) {
+                        describe(r, id, &meta, Some(meta.ino()))
+                    } else {
+                        save(p.pid, r, id, &meta, writer)?
+                    };
+                    files.push(file);
                     by_inode.insert(key, id);
                     id
                 }
@@ -68,6 +88,100 @@ pub(super) fn collect(
         }
     }
     Ok(files)
+}
+
+/// (dev, inode) of every object the processes `pids` map (from /proc/PID/maps, which
+/// needs no privilege): a deleted file (or memfd) among them is saved with the memory
+/// objects (shmem.rs), not again here.
+pub(crate) fn mapped_objects(pids: &[i32]) -> Result<BTreeSet<(u64, u64)>> {
+    let mut out = BTreeSet::new();
+    for &pid in pids {
+        for m in crate::proc::ProcDir::open(pid)?.maps()? {
+            let number = |s: Option<&str>| s.and_then(|s| u32::from_str_radix(s, 16).ok());
+            let mut parts = m.dev.split(':');
+            if let (Some(major), Some(minor)) = (number(parts.next()), number(parts.next()))
+                && m.inode != 0
+            {
+                out.insert((libc::makedev(major, minor), m.inode));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The record of deleted file `r` (its metadata `meta`), without its content.
+fn describe(r: &FdRecord, id: u32, meta: &std::fs::Metadata, mapped: Option<u64>) -> DeletedFile {
+    DeletedFile {
+        id,
+        path: r.path.clone(),
+        saved: String::new(),
+        size: meta.len(),
+        extents: Vec::new(),
+        mode: meta.mode() & 0o7777,
+        uid: meta.uid(),
+        gid: meta.gid(),
+        atime: (meta.atime(), meta.atime_nsec()),
+        mtime: (meta.mtime(), meta.mtime_nsec()),
+        mapped,
+        memfd_seals: None,
+    }
+}
+
+/// "Checkpoint error" for deleted file `path` (open as `fd` of `pid`) if restart could
+/// not make it again as it was: a memfd on hugetlbfs (MFD_HUGETLB), since restart makes
+/// memfds on tmpfs. The checkpoint and its dry run both ask (files.rs, classify).
+pub(crate) fn refuse_unrestorable(pid: i32, fd: i32, who: &str, path: &str) -> Result<()> {
+    if !is_memfd(path) {
+        return Ok(());
+    }
+    let file = std::fs::File::open(format!("/proc/{pid}/fd/{fd}")).ctx(who)?;
+    let fs = nix::sys::statfs::fstatfs(&file).ctx(who)?;
+    if fs.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC {
+        return Ok(());
+    }
+    Err(Error::with_detail(
+        who,
+        Kind::CheckpointError,
+        format!("{path}: a memfd that is not on tmpfs (MFD_HUGETLB) is not checkpoint safe"),
+    ))
+}
+
+/// Whether the deleted file named `path` (its name without " (deleted)") is a memfd.
+pub(crate) fn is_memfd(path: &str) -> bool {
+    path.starts_with("/memfd:")
+}
+
+/// For `cpr -c --dry-run`: what the checkpoint does with deleted file `fd` of `pid`
+/// (named `path`), and the bytes it saves for it: nothing for a file the set maps
+/// (`mapped`: its memory object holds it) or one already counted (`seen`).
+pub(crate) fn preview(
+    pid: i32,
+    fd: i32,
+    path: &str,
+    mapped: &BTreeSet<(u64, u64)>,
+    seen: &mut BTreeSet<(u64, u64)>,
+) -> (String, u64) {
+    let what = if is_memfd(path) {
+        "memfd: made again with its name, content and seals"
+    } else {
+        "deleted file: its content is saved"
+    };
+    let Ok(file) = std::fs::File::open(format!("/proc/{pid}/fd/{fd}")) else {
+        return (what.to_string(), 0);
+    };
+    let Ok(meta) = file.metadata() else {
+        return (what.to_string(), 0);
+    };
+    let key = (meta.dev(), meta.ino());
+    if mapped.contains(&key) {
+        let how = "the same object as its mapping (its content is saved once, as shared memory)";
+        return (how.to_string(), 0);
+    }
+    if !seen.insert(key) {
+        return (format!("{what} (once, with an earlier descriptor)"), 0);
+    }
+    let bytes = extents(&file, meta.len()).iter().map(|e| e.1).sum();
+    (what.to_string(), bytes)
 }
 
 /// (offset, length) of the data of `file` (its size `size`): SEEK_DATA/SEEK_HOLE, or
@@ -127,17 +241,16 @@ fn save(
         }
     }
     writer.finish_file(sink)?;
+    let memfd_seals = if is_memfd(&r.path) {
+        Some(nix::fcntl::fcntl(&src, nix::fcntl::FcntlArg::F_GET_SEALS).ctx(&who)?)
+    } else {
+        None
+    };
     Ok(DeletedFile {
-        id,
-        path: r.path.clone(),
         saved: rel,
-        size,
         extents,
-        mode: meta.mode() & 0o7777,
-        uid: meta.uid(),
-        gid: meta.gid(),
-        atime: (meta.atime(), meta.atime_nsec()),
-        mtime: (meta.mtime(), meta.mtime_nsec()),
+        memfd_seals,
+        ..describe(r, id, meta, None)
     })
 }
 
@@ -167,18 +280,40 @@ impl DeletedFile {
                 "extents hold {total} bytes, the saved data {saved_len}"
             ));
         }
+        if let Some(seals) = self.memfd_seals {
+            let name = self.path.strip_prefix("/memfd:").unwrap_or_default();
+            super::shmem::check_memfd(name, seals)?;
+            if !is_memfd(&self.path) {
+                return Err("a memfd without a memfd name".into());
+            }
+        }
         Ok(())
     }
 }
 
-/// In cpr, before the processes exist: one unlinked copy of every deleted file, by id.
-pub(super) fn open_all(files: &[DeletedFile], sf: &Statefile) -> Result<BTreeMap<u32, OwnedFd>> {
+/// In cpr, before the processes exist: one unlinked copy of every deleted file, by id;
+/// for one that was also mapped, the memory object made for its mappings (`mems`, by
+/// inode), so that both are one file again.
+pub(super) fn open_all(
+    files: &[DeletedFile],
+    sf: &Statefile,
+    mems: &BTreeMap<u64, OwnedFd>,
+) -> Result<BTreeMap<u32, OwnedFd>> {
     let mut out = BTreeMap::new();
     for d in files {
         if out.contains_key(&d.id) {
             return Err(damaged(d, "id used twice".into()));
         }
-        out.insert(d.id, make_copy(d, sf)?);
+        let file = match d.mapped {
+            Some(ino) => {
+                let object = mems
+                    .get(&ino)
+                    .ok_or_else(|| damaged(d, format!("memory object {ino} missing")))?;
+                object.try_clone().ctx(format!("{} (deleted)", d.path))?
+            }
+            None => make_copy(d, sf)?,
+        };
+        out.insert(d.id, file);
     }
     Ok(out)
 }
@@ -204,9 +339,11 @@ fn make_copy(d: &DeletedFile, sf: &Statefile) -> Result<OwnedFd> {
             .mode(0o600)
             .open(dir)
     };
-    let copy = unlinked(dir)
-        .or_else(|_| unlinked(std::path::Path::new("/tmp")))
-        .ctx(&who)?;
+    let copy = match d.memfd_seals {
+        Some(_) => super::shmem::new_memfd(&d.path["/memfd:".len()..]),
+        None => unlinked(dir).or_else(|_| unlinked(std::path::Path::new("/tmp"))),
+    }
+    .ctx(&who)?;
     let mut buf = vec![0u8; 1 << 20];
     let mut from = 0u64;
     for &(off, len) in &d.extents {
@@ -221,6 +358,11 @@ fn make_copy(d: &DeletedFile, sf: &Statefile) -> Result<OwnedFd> {
     }
     copy.set_len(d.size).ctx(&who)?;
     set_attributes(&copy, d).ctx(&who)?;
+    if let Some(seals) = d.memfd_seals {
+        // last: they may forbid writing, growing, or changing the mode
+        let seals = nix::fcntl::SealFlag::from_bits_retain(seals);
+        nix::fcntl::fcntl(&copy, nix::fcntl::FcntlArg::F_ADD_SEALS(seals)).ctx(&who)?;
+    }
     Ok(copy.into())
 }
 
@@ -238,4 +380,42 @@ fn set_attributes(copy: &std::fs::File, d: &DeletedFile) -> nix::Result<()> {
     fchmod(copy.as_fd(), Mode::from_bits_truncate(d.mode))?;
     let ts = |(s, ns): (i64, i64)| TimeSpec::new(s, ns);
     futimens(copy.as_fd(), &ts(d.atime), &ts(d.mtime))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn memfd(path: &str, seals: i32) -> DeletedFile {
+        DeletedFile {
+            id: 1,
+            path: path.into(),
+            saved: "shared/x".into(),
+            size: 4,
+            extents: vec![(0, 4)],
+            mode: 0o600,
+            uid: 0,
+            gid: 0,
+            atime: (0, 0),
+            mtime: (0, 0),
+            mapped: None,
+            memfd_seals: Some(seals),
+        }
+    }
+
+    #[test]
+    fn damaged_memfd_records_are_refused() {
+        assert_eq!(memfd("/memfd:x", libc::F_SEAL_SEAL).check(4), Ok(()));
+        for (d, why) in [
+            (memfd("/tmp/x", 0), "without a memfd name"),
+            (memfd("/memfd:x", 0x4000), "seals"),
+            (
+                memfd(&format!("/memfd:{}", "n".repeat(300)), 0),
+                "memfd name",
+            ),
+        ] {
+            let e = d.check(4).unwrap_err();
+            assert!(e.contains(why), "{e}");
+        }
+    }
 }

@@ -410,7 +410,10 @@ fn classify_path(pid: i32, fd: i32, who: &str, link: &str) -> Result<(FdKind, St
         (super::fifos::classify(who, link, &meta)?, link.to_string())
     } else if ft.is_file() {
         match link.strip_suffix(" (deleted)") {
-            Some(p) if meta.nlink() == 0 => (FdKind::Deleted, p.to_string()),
+            Some(p) if meta.nlink() == 0 => {
+                super::deleted_files::refuse_unrestorable(pid, fd, who, p)?;
+                (FdKind::Deleted, p.to_string())
+            }
             Some(_) => {
                 // its other names cannot be found from here, and a copy would not be
                 // the file they name

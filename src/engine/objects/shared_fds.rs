@@ -271,8 +271,10 @@ pub fn open_all(table: &SharedTable, sf: &Statefile, tty: Option<&str>) -> Resul
     let pipes = super::pipes::open_all(&table.files, &table.pipes, sf)?;
     let fifo_holders = super::fifos::open_all(&table.fifos, sf)?;
     let sockets = super::unix_sockets::open_all(&table.files, &table.unix_sockets, sf)?;
-    // the deleted files first: descriptions of them open their copies
-    let mut files = super::deleted_files::open_all(&table.deleted, sf)?;
+    let mems = super::shmem::open_all(&table.mems, sf)?;
+    // the deleted files first: descriptions of them open their copies (or, for one also
+    // mapped, the memory object its mappings use)
+    let mut files = super::deleted_files::open_all(&table.deleted, sf, &mems)?;
     for (id, fd) in super::ptys::open_all(&table.ptys)? {
         if files.insert(id, fd).is_some() {
             return Err(crate::statefile::reader::damaged_record(format!(
@@ -299,7 +301,6 @@ pub fn open_all(table: &SharedTable, sf: &Statefile, tty: Option<&str>) -> Resul
             )));
         }
     }
-    let mems = super::shmem::open_all(&table.mems, sf)?;
     Ok(OpenedShared {
         files,
         mems,

@@ -79,21 +79,10 @@ impl SharedMem {
         match &self.kind {
             MemKind::Anon => {}
             MemKind::Memfd { name, seals, mode } => {
-                if name.len() > MEMFD_NAME_MAX
-                    || name.contains('\0')
-                    || mode.is_some_and(|m| m > 0o7777)
-                {
+                if mode.is_some_and(|m| m > 0o7777) {
                     return Err(bad(format!("memfd name {name:?}")));
                 }
-                let known = libc::F_SEAL_SEAL
-                    | libc::F_SEAL_SHRINK
-                    | libc::F_SEAL_GROW
-                    | libc::F_SEAL_WRITE
-                    | libc::F_SEAL_FUTURE_WRITE
-                    | F_SEAL_EXEC;
-                if seals & !known != 0 {
-                    return Err(bad(format!("seals {seals:#x}")));
-                }
+                check_memfd(name, *seals).map_err(bad)?;
             }
             MemKind::Deleted {
                 path, mode, times, ..
@@ -112,6 +101,36 @@ impl SharedMem {
         }
         Ok(())
     }
+}
+
+/// A memfd's name and seals, as the kernel could have shown them (else why not).
+pub(super) fn check_memfd(name: &str, seals: i32) -> std::result::Result<(), String> {
+    if name.len() > MEMFD_NAME_MAX || name.contains('\0') {
+        return Err(format!("memfd name {name:?}"));
+    }
+    let known = libc::F_SEAL_SEAL
+        | libc::F_SEAL_SHRINK
+        | libc::F_SEAL_GROW
+        | libc::F_SEAL_WRITE
+        | libc::F_SEAL_FUTURE_WRITE
+        | F_SEAL_EXEC;
+    if seals & !known != 0 {
+        return Err(format!("seals {seals:#x}"));
+    }
+    Ok(())
+}
+
+/// A new, empty memfd named `name` that takes seals.
+pub(super) fn new_memfd(name: &str) -> std::io::Result<std::fs::File> {
+    use nix::sys::memfd::{MFdFlags, memfd_create};
+    let name = std::ffi::CString::new(name).map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "memfd name with a NUL byte",
+        )
+    })?;
+    let flags = MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING;
+    Ok(memfd_create(name.as_c_str(), flags)?.into())
 }
 
 /// F_SEAL_EXEC (Linux 6.3): the file's exec bits may not change.
@@ -317,12 +336,7 @@ fn create(kind: &MemKind, size: &u64) -> std::io::Result<std::fs::File> {
                 .or_else(|_| memfd_create(c"cpr-shmem", MFdFlags::MFD_CLOEXEC))?;
             Ok(fd.into())
         }
-        MemKind::Memfd { name, .. } => {
-            let name = std::ffi::CString::new(name.as_str())
-                .map_err(|_| invalid("memfd name with a NUL byte"))?;
-            let flags = MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING;
-            Ok(memfd_create(name.as_c_str(), flags)?.into())
-        }
+        MemKind::Memfd { name, .. } => new_memfd(name),
         MemKind::Deleted { path, .. } => {
             let path = std::path::Path::new(path);
             if !path.is_absolute() || path.as_os_str().as_encoded_bytes().contains(&0) {

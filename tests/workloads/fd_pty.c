@@ -27,6 +27,9 @@ int main(int argc, char **argv)
 	int one = 1;
 	if (tcsetattr(s, TCSANOW, &t) || ioctl(m, TIOCSWINSZ, &ws) || ioctl(m, TIOCPKT, &one))
 		wl_fail("setup: %s", strerror(errno));
+	/* the slave's owner and mode, as a login program sets them (zdtm pty01) */
+	if (fchown(s, 13333, 44444) || fchmod(s, 0620))
+		wl_fail("chown slave: %s", strerror(errno));
 	pid_t kid = fork();
 	if (kid == 0) {
 		for (;;)
@@ -48,6 +51,9 @@ int main(int argc, char **argv)
 	struct stat a, b;
 	if (fstat(s, &a) || stat(ptsname(m), &b) || a.st_rdev != b.st_rdev)
 		wl_fail("ptsname does not name the slave");
+	if (a.st_uid != 13333 || a.st_gid != 44444 || (a.st_mode & 07777) != 0620)
+		wl_fail("slave owner %d:%d mode %o", (int)a.st_uid, (int)a.st_gid,
+			a.st_mode & 07777);
 	char buf[8] = "";
 	if (write(s, "hi", 2) != 2 || read(m, buf, sizeof buf) != 3 || buf[0] != 0 ||
 	    memcmp(buf + 1, "hi", 2) != 0)

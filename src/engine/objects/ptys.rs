@@ -39,6 +39,30 @@ pub struct PtyRecord {
     /// rows, columns, x pixels, y pixels.
     pub winsize: [u16; 4],
     pub packet: bool,
+    /// The slave's owner, group and permission bits (`None`: an older statefile).
+    #[serde(default)]
+    pub slave_owner: Option<(u32, u32, u32)>,
+}
+
+/// Gives the new slave the owner and mode the old one had, where they differ (an
+/// ordinary user's restart makes a slave that is already theirs).
+fn set_slave_owner(slave: &OwnedFd, uid: u32, gid: u32, mode: u32) -> nix::Result<()> {
+    use nix::sys::stat::{Mode, fchmod, fstat};
+    if mode & !0o7777 != 0 {
+        return Err(nix::errno::Errno::EINVAL);
+    }
+    let st = fstat(slave)?;
+    if (st.st_uid, st.st_gid) != (uid, gid) {
+        nix::unistd::fchown(
+            slave,
+            Some(nix::unistd::Uid::from_raw(uid)),
+            Some(nix::unistd::Gid::from_raw(gid)),
+        )?;
+    }
+    if st.st_mode & 0o7777 != mode {
+        fchmod(slave, Mode::from_bits_truncate(mode))?;
+    }
+    Ok(())
 }
 
 /// The pty number of a slave path (`/dev/pts/N`).
@@ -164,6 +188,10 @@ fn save(procs: &[ProcessFds<'_>], pid: i32, fd: i32, index: u32, id: u32) -> Res
         },
         winsize: pty::window_size(m).ctx(&who)?,
         packet: pty::packet_mode(m).ctx(&who)?,
+        slave_owner: {
+            let st = nix::sys::stat::fstat(&slave).ctx(format!("{who}: slave"))?;
+            Some((st.st_uid, st.st_gid, st.st_mode & 0o7777))
+        },
     })
 }
 
@@ -213,6 +241,9 @@ pub(super) fn open_all(ptys: &[PtyRecord]) -> Result<BTreeMap<u32, OwnedFd>> {
         pty::set_termios(slave.as_raw_fd(), &t).ctx(format!("{who}: termios"))?;
         pty::set_window_size(m, p.winsize).ctx(format!("{who}: window size"))?;
         pty::set_packet_mode(m, p.packet).ctx(format!("{who}: packet mode"))?;
+        if let Some((uid, gid, mode)) = p.slave_owner {
+            set_slave_owner(&slave, uid, gid, mode).ctx(format!("{who}: slave owner"))?;
+        }
         out.insert(p.master_id, master);
         out.insert(p.slave_id, slave);
     }

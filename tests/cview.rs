@@ -381,15 +381,10 @@ fn mouse_chooses_the_type_and_changes_an_option() {
 /// root's processes too is refused.
 #[test]
 fn ordinary_user_sees_and_takes_in_only_their_own_processes() {
-    use std::os::unix::fs::PermissionsExt;
     let _l = serial();
     let s = Scratch::new();
     // nobody's processes name the scratch directory and must reach it
-    let mut dir = s.path().to_path_buf();
-    while dir.starts_with(env!("CARGO_TARGET_TMPDIR")) {
-        let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(0o755));
-        dir.pop();
-    }
+    s.open_to_other_users();
     let mut cmd = Command::new("sh");
     cmd.args(["-c", "while :; do sleep 1; done"])
         .arg(s.path())

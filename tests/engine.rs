@@ -856,16 +856,11 @@ fn futex_waits_in_progress_go_on() {
 /// effective and saved IDs, groups, no capabilities.
 #[test]
 fn another_users_process_keeps_its_credentials() {
-    use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::CommandExt;
     let _s = serial();
     let s = Scratch::new();
     // the workload (uid 65534) must reach its control directory
-    let mut dir = s.path().to_path_buf();
-    while dir.starts_with(env!("CARGO_TARGET_TMPDIR")) {
-        let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(0o755));
-        dir.pop();
-    }
+    s.open_to_other_users();
     let mut cmd = std::process::Command::new(build("creds.c"));
     cmd.arg(ctl(&s)).uid(65534).gid(65534);
     let w = spawn_command(&s, cmd, s.join("out.log"));

@@ -110,16 +110,11 @@ fn restart_that_cannot_restore_affinity_is_refused() {
 /// capabilities of a non-root main thread, and a second thread with another uid.
 #[test]
 fn capabilities_and_credentials_of_every_thread() {
-    use std::os::unix::fs::PermissionsExt;
     let _s = serial();
     let s = Scratch::new();
     // root restarts the files of a process of uid 1000 with that user's rights: its
     // directories must be open to it and its output its own
-    let mut dir = s.path().to_path_buf();
-    while dir.starts_with(env!("CARGO_TARGET_TMPDIR")) {
-        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755));
-        dir.pop();
-    }
+    s.open_to_other_users();
     let (w, _) = spawn_ready(&s, &build("fp_caps.c"), &[ctl(&s)]);
     std::os::unix::fs::chown(&w.log, Some(1000), Some(1000)).unwrap();
     let sf = checkpoint_set(&s, "ckpt", &w.pid.to_string(), &[], &[w.pid]);

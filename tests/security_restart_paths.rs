@@ -9,31 +9,10 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt, chown, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use common::user::{USER, user};
 use common::*;
 
-const USER: &str = "cpruser";
 const SECRET: &str = "root's secret\n";
-
-/// The uid and gid of `cpruser`, created (without a home) if it does not exist.
-fn user() -> Option<(u32, u32)> {
-    let id = |flag: &str| -> Option<u32> {
-        let out = Command::new("id").args([flag, USER]).output().ok()?;
-        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
-    };
-    if id("-u").is_none() {
-        let _ = Command::new("useradd")
-            .args(["-M", "-s", "/usr/sbin/nologin", USER])
-            .output();
-    }
-    match (id("-u"), id("-g")) {
-        (Some(uid), Some(gid)) => Some((uid, gid)),
-        _ => {
-            assert!(!in_ci(), "cannot create the user {USER}");
-            eprintln!("skipped: no user {USER} and useradd failed");
-            None
-        }
-    }
-}
 
 /// The user's directory in /tmp with the user's counter job checkpointed (and killed) by
 /// root, so that root may restart it (MANIFEST.mac), its log `logs/count.log` under FILE

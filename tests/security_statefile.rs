@@ -22,7 +22,6 @@ use cpr::engine::restart::validate;
 use cpr::statefile::layout::{self, MANIFEST, MANIFEST_MAC};
 use cpr::statefile::{Owner, StatefileWriter};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 const NOBODY: u32 = 65534;
 
@@ -68,17 +67,10 @@ fn forge_record(sf: &Path, rel: &str, edit: impl FnOnce(&mut Value)) {
     edit(&mut v);
     write_json(&sf.join(rel), &v);
     let data = fs::read(sf.join(rel)).unwrap();
-    let (size, xxh3) = cpr::statefile::reader::hash_file(&sf.join(rel)).unwrap();
-    let sha: String = Sha256::digest(&data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
     forge_manifest(sf, |m| {
         for e in m["files"].as_array_mut().unwrap() {
             if e["path"] == rel {
-                e["size"] = size.into();
-                e["xxh3"] = xxh3.clone().into();
-                e["sha256"] = sha.clone().into();
+                remake_manifest_entry(e, &data);
             }
         }
     });

@@ -11,32 +11,8 @@ use std::os::unix::fs::{PermissionsExt, chown};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use common::user::{USER, user};
 use common::*;
-
-const USER: &str = "cpruser";
-
-/// The uid and gid of `cpruser`, created (without a home) if it does not exist. `None`
-/// outside CI where this machine cannot make one.
-fn user() -> Option<(u32, u32)> {
-    let id = |flag: &str| -> Option<u32> {
-        let out = Command::new("id").args([flag, USER]).output().ok()?;
-        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
-    };
-    if id("-u").is_none() {
-        // another test binary may be creating it at the same moment: look again after
-        let _ = Command::new("useradd")
-            .args(["-M", "-s", "/usr/sbin/nologin", USER])
-            .output();
-    }
-    match (id("-u"), id("-g")) {
-        (Some(uid), Some(gid)) => Some((uid, gid)),
-        _ => {
-            assert!(!in_ci(), "cannot create the user {USER}");
-            eprintln!("skipped: no user {USER} and useradd failed");
-            None
-        }
-    }
-}
 
 /// A directory of the user's in /tmp (which every user can reach, unlike a target
 /// directory under /root), holding the programs the user runs, their logs and the
@@ -485,17 +461,7 @@ fn forge(sf: &Path, rel: &str, edit: impl FnOnce(&mut serde_json::Value)) {
         serde_json::from_slice(&fs::read(&manifest_path).unwrap()).unwrap();
     if let Some(files) = manifest["files"].as_array_mut() {
         for entry in files.iter_mut().filter(|e| e["path"] == rel) {
-            entry["size"] = bytes.len().into();
-            entry["xxh3"] = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes)).into();
-            // a forger remakes the SHA-256 too, where the MANIFEST lists one
-            if entry.get("sha256").is_some_and(|v| !v.is_null()) {
-                let sha: String =
-                    sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&bytes))
-                        .iter()
-                        .map(|b| format!("{b:02x}"))
-                        .collect();
-                entry["sha256"] = sha.into();
-            }
+            remake_manifest_entry(entry, &bytes);
         }
     }
     // and the MANIFEST's summary of the process, which restart compares with the record

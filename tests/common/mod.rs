@@ -16,6 +16,7 @@
 
 pub mod group;
 pub mod interactive;
+pub mod user;
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
@@ -233,6 +234,18 @@ impl Scratch {
 
     pub fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Lets other users reach this directory and every directory above it up to the
+    /// target's tmp directory (mode 0755): for workloads that run as, or are restarted
+    /// with the rights of, another user.
+    pub fn open_to_other_users(&self) {
+        use std::os::unix::fs::PermissionsExt;
+        let mut dir = self.path().to_path_buf();
+        while dir.starts_with(TARGET_TMP) {
+            let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755));
+            dir.pop();
+        }
     }
 
     pub fn join(&self, name: &str) -> PathBuf {
@@ -860,4 +873,19 @@ pub fn dir_entries(dir: &Path) -> Vec<String> {
         .unwrap_or_default();
     names.sort();
     names
+}
+
+/// A MANIFEST entry remade for `bytes`, as a forger who edited that file would remake it:
+/// size, xxh3 and, where the entry lists one, SHA-256 (only the MAC needs a key).
+pub fn remake_manifest_entry(entry: &mut serde_json::Value, bytes: &[u8]) {
+    use sha2::Digest;
+    entry["size"] = bytes.len().into();
+    entry["xxh3"] = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(bytes)).into();
+    if entry.get("sha256").is_some_and(|v| !v.is_null()) {
+        let sha: String = sha2::Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        entry["sha256"] = sha.into();
+    }
 }

@@ -11,7 +11,7 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, MouseButton, MouseEventKind};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, List, ListItem, ListState, Paragraph, Row, Table, TableState};
+use ratatui::widgets::{Cell, List, ListItem, ListState, Paragraph, Row, TableState};
 
 use cpr::attrfile::{AttrFile, DirAction, FileAction, ForkAction, WillAction};
 use cpr::target::{Designator, IdType, TargetSet};
@@ -721,14 +721,13 @@ impl CheckpointPanel {
             Constraint::Length(7),
             Constraint::Min(10),
         ];
-        let table = Table::new(rows, widths)
-            .header(
-                Row::new(["", "USER", "PID", "PPID", "PGID", "SID", "COMMAND"])
-                    .style(Style::default().add_modifier(Modifier::BOLD)),
-            )
-            .block(ui::panel_block(&title, self.focus == Focus::Processes))
-            .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED))
-            .highlight_symbol(">");
+        let table = ui::list_table(
+            rows,
+            widths,
+            ["", "USER", "PID", "PPID", "PGID", "SID", "COMMAND"],
+            &title,
+            self.focus == Focus::Processes,
+        );
         frame.render_stateful_widget(table, area, &mut self.procs);
     }
 
@@ -772,17 +771,13 @@ impl CheckpointPanel {
             Constraint::Min(10),
             Constraint::Length(11),
         ];
-        let table = Table::new(rows, widths)
-            .header(
-                Row::new(["PID", "FD", "FILE", "DISPOSITION"])
-                    .style(Style::default().add_modifier(Modifier::BOLD)),
-            )
-            .block(ui::panel_block(
-                " Files (m i a r s d) ",
-                self.focus == Focus::Files,
-            ))
-            .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED))
-            .highlight_symbol(">");
+        let table = ui::list_table(
+            rows,
+            widths,
+            ["PID", "FD", "FILE", "DISPOSITION"],
+            " Files (m i a r s d) ",
+            self.focus == Focus::Files,
+        );
         frame.render_stateful_widget(table, area, &mut self.files_state);
     }
 

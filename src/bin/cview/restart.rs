@@ -11,7 +11,7 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, MouseButton, MouseEventKind};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{List, ListItem, ListState, Paragraph, Row, Table, TableState};
+use ratatui::widgets::{List, ListItem, ListState, Paragraph, Row, TableState};
 
 use cpr::statefile::{Statefile, reader, reader::Verify};
 
@@ -435,17 +435,13 @@ impl RestartPanel {
             Constraint::Length(10),
             Constraint::Length(16),
         ];
-        let table = Table::new(rows, widths)
-            .header(
-                Row::new(["", "NAME", "OWNER", "MODIFIED"])
-                    .style(Style::default().add_modifier(Modifier::BOLD)),
-            )
-            .block(ui::panel_block(
-                " Files and statefiles (SF) ",
-                self.focus == Focus::Browser,
-            ))
-            .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED))
-            .highlight_symbol(">");
+        let table = ui::list_table(
+            rows,
+            widths,
+            ["", "NAME", "OWNER", "MODIFIED"],
+            " Files and statefiles (SF) ",
+            self.focus == Focus::Browser,
+        );
         frame.render_stateful_widget(table, area, &mut self.browser);
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use ratatui::layout::{Constraint, Flex, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, BorderType};
+use ratatui::widgets::{Block, BorderType, Row, Table};
 
 /// What a key asks of the application.
 pub enum Action {
@@ -42,6 +42,21 @@ pub fn panel_block(title: &str, focused: bool) -> Block<'static> {
     } else {
         block
     }
+}
+
+/// A list panel: a bold header, the selected row reversed and marked `>`.
+pub fn list_table<'a, const N: usize>(
+    rows: Vec<Row<'a>>,
+    widths: [Constraint; N],
+    header: [&'a str; N],
+    title: &str,
+    focused: bool,
+) -> Table<'a> {
+    Table::new(rows, widths)
+        .header(Row::new(header).style(Style::default().add_modifier(Modifier::BOLD)))
+        .block(panel_block(title, focused))
+        .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED))
+        .highlight_symbol(">")
 }
 
 /// `Label: [text_____]`, the text's tail if it is longer than the field.

@@ -15,7 +15,8 @@ use std::io::Write;
 use nix::errno::Errno;
 use serde::{Deserialize, Serialize};
 
-use super::sysv_sem::{Created, create_with_id, key_text};
+use super::sysv_sem::Created;
+use super::sysv_shm::{create_with_id, key_text};
 use crate::error::{Context, Error, Kind, Result};
 use crate::proc::sysvipc::MsgInfo;
 use crate::statefile::{Statefile, StatefileWriter};
@@ -213,6 +214,7 @@ fn restore_queue(rec: &QueueRecord, data: &[u8], out: &mut Created) -> Result<()
             (taken, key_taken),
             || sys::msgget(rec.key, libc::IPC_CREAT | libc::IPC_EXCL | 0o600),
             sys::msg_remove,
+            "",
         )
         .ctx(&who)?;
         out.push(id);

@@ -16,6 +16,7 @@ use std::collections::BTreeSet;
 use nix::errno::Errno;
 use serde::{Deserialize, Serialize};
 
+use super::sysv_shm::{create_with_id, key_text};
 use crate::error::{Context, Error, Kind, Result};
 use crate::proc::sysvipc::SemInfo;
 use crate::statefile::{Statefile, StatefileWriter};
@@ -162,14 +163,6 @@ impl Drop for Created {
     }
 }
 
-pub(super) fn key_text(key: i32) -> String {
-    if key == 0 {
-        "IPC_PRIVATE".into()
-    } else {
-        format!("key {:#010x}", key as u32)
-    }
-}
-
 fn check(rec: &SetRecord) -> Result<()> {
     let who = format!("SysV semaphore semid {}", rec.semid);
     let bad = |what: &str| {
@@ -236,6 +229,7 @@ fn restore_set(rec: &SetRecord, out: &mut Created) -> Result<()> {
             (taken, key_taken),
             || sys::semget(rec.key, nsems, libc::IPC_CREAT | libc::IPC_EXCL | 0o600),
             sys::sem_remove,
+            "",
         )
         .ctx(&who)?;
         out.push(id);
@@ -246,40 +240,6 @@ fn restore_set(rec: &SetRecord, out: &mut Created) -> Result<()> {
     sys::set_sem_owner(rec.semid, rec.uid, rec.gid, rec.mode)
         .ctx(&who)
         .map_err(|e| e.detail("setting owner and mode"))
-}
-
-/// Makes an object (`make`: semget or msgget with IPC_EXCL) with the wanted id, through
-/// the kernel's `*_next_id`, checked after. `busy`: what holds the id now (if anything),
-/// and whether the key is taken: "Resource busy" naming them.
-pub(super) fn create_with_id(
-    (name, id, key): (&str, i32, i32),
-    next_id: &str,
-    busy: (Option<String>, bool),
-    make: impl FnOnce() -> std::result::Result<i32, Errno>,
-    remove: fn(i32) -> std::result::Result<(), Errno>,
-) -> Result<i32> {
-    let in_use = |what: String| Error::with_detail("", Kind::ResourceBusy, what);
-    if let Some(holder) = busy.0 {
-        return Err(in_use(format!("{name} {id} is in use ({holder})")));
-    }
-    if busy.1 {
-        return Err(in_use(format!("{} is in use", key_text(key))));
-    }
-    std::fs::write(next_id, format!("{id}\n")).ctx(next_id)?;
-    let got = make();
-    // the kernel forgets the wanted id once used, but not when the call failed before
-    let _ = std::fs::write(next_id, "-1\n");
-    let got = got.map_err(|e| match e {
-        Errno::EEXIST => in_use(format!("{} is in use", key_text(key))),
-        e => Error::errno("", e),
-    })?;
-    if got != id {
-        let _ = remove(got);
-        return Err(in_use(format!(
-            "{name} {id} is taken (the kernel gave {got})"
-        )));
-    }
-    Ok(got)
 }
 
 #[cfg(test)]

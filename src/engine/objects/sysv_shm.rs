@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 
+use nix::errno::Errno;
 use serde::{Deserialize, Serialize};
 
 use super::memory::{Backing, PAGE, Vma};
@@ -221,7 +222,7 @@ impl Drop for Segments {
     }
 }
 
-fn key_text(key: i32) -> String {
+pub(super) fn key_text(key: i32) -> String {
     if key == 0 {
         "IPC_PRIVATE".into()
     } else {
@@ -262,52 +263,58 @@ pub fn restore_segments(statefiles: &[&Statefile]) -> Result<Segments> {
     Ok(out)
 }
 
-fn set_next_id(id: i32) -> Result<()> {
-    std::fs::write(NEXT_ID, format!("{id}\n")).ctx(NEXT_ID)
-}
-
 /// shmget with the wanted shmid: through shm_next_id, checked after.
 fn create(rec: &SegmentRecord) -> Result<i32> {
-    let who = format!("SysV shared memory shmid {}", rec.shmid);
     let table = read_table()?;
-    if let Some(s) = table.iter().find(|s| s.shmid == rec.shmid) {
-        return Err(Error::with_detail(
-            who,
-            Kind::ResourceBusy,
-            format!(
-                "shmid {} is in use ({}, {} bytes)",
-                rec.shmid,
-                key_text(s.key),
-                s.size
-            ),
-        ));
+    let holder = table
+        .iter()
+        .find(|s| s.shmid == rec.shmid)
+        .map(|s| format!("{}, {} bytes", key_text(s.key), s.size));
+    let key_taken = rec.key != 0 && table.iter().any(|s| s.key == rec.key);
+    create_with_id(
+        ("shmid", rec.shmid, rec.key),
+        NEXT_ID,
+        (holder, key_taken),
+        || sys::shmget(rec.key, rec.size, libc::IPC_CREAT | libc::IPC_EXCL | 0o600),
+        sys::remove,
+        &format!("creating {} bytes", rec.size),
+    )
+    .ctx(format!("SysV shared memory shmid {}", rec.shmid))
+}
+
+/// Makes an object (`make`: shmget, semget or msgget with IPC_EXCL) with the wanted id, through
+/// the kernel's `*_next_id`, checked after. `busy`: what holds the id now (if anything),
+/// and whether the key is taken: "Resource busy" naming them. `what` details another
+/// failure of `make` (empty: nothing to add).
+pub(super) fn create_with_id(
+    (name, id, key): (&str, i32, i32),
+    next_id: &str,
+    busy: (Option<String>, bool),
+    make: impl FnOnce() -> std::result::Result<i32, Errno>,
+    remove: fn(i32) -> std::result::Result<(), Errno>,
+    what: &str,
+) -> Result<i32> {
+    let in_use = |what: String| Error::with_detail("", Kind::ResourceBusy, what);
+    if let Some(holder) = busy.0 {
+        return Err(in_use(format!("{name} {id} is in use ({holder})")));
     }
-    if rec.key != 0 && table.iter().any(|s| s.key == rec.key) {
-        return Err(Error::with_detail(
-            who,
-            Kind::ResourceBusy,
-            format!("{} is in use", key_text(rec.key)),
-        ));
+    if busy.1 {
+        return Err(in_use(format!("{} is in use", key_text(key))));
     }
-    set_next_id(rec.shmid)?;
-    let got = sys::shmget(rec.key, rec.size, libc::IPC_CREAT | libc::IPC_EXCL | 0o600);
-    // the kernel forgets the wanted id once used, but not when shmget failed before
-    let _ = set_next_id(-1);
+    std::fs::write(next_id, format!("{id}\n")).ctx(next_id)?;
+    let got = make();
+    // the kernel forgets the wanted id once used, but not when the call failed before
+    let _ = std::fs::write(next_id, "-1\n");
     let got = got.map_err(|e| match e {
-        nix::errno::Errno::EEXIST => Error::with_detail(
-            &who,
-            Kind::ResourceBusy,
-            format!("{} is in use", key_text(rec.key)),
-        ),
-        e => Error::errno(&who, e).detail(format!("creating {} bytes", rec.size)),
+        Errno::EEXIST => in_use(format!("{} is in use", key_text(key))),
+        e if what.is_empty() => Error::errno("", e),
+        e => Error::errno("", e).detail(what),
     })?;
-    if got != rec.shmid {
-        let _ = sys::remove(got);
-        return Err(Error::with_detail(
-            who,
-            Kind::ResourceBusy,
-            format!("shmid {} is taken (the kernel gave {got})", rec.shmid),
-        ));
+    if got != id {
+        let _ = remove(got);
+        return Err(in_use(format!(
+            "{name} {id} is taken (the kernel gave {got})"
+        )));
     }
     Ok(got)
 }

@@ -13,6 +13,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 
 fn cview_bin() -> &'static str {
     env!("CARGO_BIN_EXE_cview")
@@ -385,12 +387,18 @@ fn ordinary_user_sees_and_takes_in_only_their_own_processes() {
     let s = Scratch::new();
     // nobody's processes name the scratch directory and must reach it
     s.open_to_other_users();
-    let mut cmd = Command::new("sh");
-    cmd.args(["-c", "while :; do sleep 1; done"])
-        .arg(s.path())
-        .uid(65534)
-        .gid(65534);
-    let w = spawn_command(&s, cmd, s.join("out.log"));
+    // nobody's process in a session whose leader is root's: a session of its own, as
+    // the test's own may have its leader outside this PID namespace (SID 0 in CI)
+    let mut cmd = Command::new("setsid");
+    cmd.args([
+        "sh",
+        "-c",
+        "setpriv --reuid=65534 --regid=65534 --clear-groups \
+         sh -c 'while :; do sleep 1; done' \"$0\" & wait",
+    ])
+    .arg(s.path());
+    let leader = spawn_command(&s, cmd, s.join("out.log"));
+    let w = nobody_child_of(leader.pid);
     let command = format!(
         "env HOME=/nonexistent setpriv --reuid=65534 --regid=65534 --clear-groups {}",
         cview_bin()
@@ -412,4 +420,30 @@ fn ordinary_user_sees_and_takes_in_only_their_own_processes() {
     tmux.keys(&["BTab", "BTab", "r"]);
     tmux.wait_for("Only root may show another user's processes");
     tmux.keys(&["F10"]);
+    let _ = kill(Pid::from_raw(w.pid), Signal::SIGKILL);
+}
+
+struct NobodyChild {
+    pid: i32,
+}
+
+/// The child `leader` started as nobody, once it runs as nobody.
+fn nobody_child_of(leader: i32) -> NobodyChild {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let children = fs::read_to_string(format!("/proc/{leader}/task/{leader}/children"))
+            .unwrap_or_default();
+        for pid in children
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
+            let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if comm.trim() == "sh" && status.lines().any(|l| l.starts_with("Uid:\t65534\t")) {
+                return NobodyChild { pid };
+            }
+        }
+        assert!(Instant::now() < deadline, "no nobody child of {leader}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -18,6 +18,8 @@ pub mod files;
 pub mod locks;
 /// Mapped files (program, libraries, data files): identity at checkpoint, `-u` copies.
 pub mod mapped_files;
+/// The description memfd_create made, given back to a memfd's first read-write one.
+pub mod memfd_own;
 /// The address space: mappings, page data, the swap of a restore child's memory.
 pub mod memory;
 /// Pipes: classification, widowed ends, data in flight, refill at restart.

@@ -315,3 +315,22 @@ fn process_in_its_childs_group() {
     let pass = expect_pass_and_exit(&w);
     assert!(pass.contains("P in its child's group"), "{pass}");
 }
+
+/// A zombie and a live process in a group whose leader had exited and been reaped, both
+/// children of the leader's parent (zdtm zombie01), come back in that group: a helper
+/// forked by the parent takes the leader's PID to make it again.
+#[test]
+fn group_whose_leader_was_reaped_keeps_its_zombie_and_member() {
+    let _s = serial();
+    let s = Scratch::new();
+    let (w, ready) = spawn_ready(&s, &build("fp_lost_leader_group.c"), &[ctl(&s)]);
+    let mut gone = vec![w.pid];
+    for key in ["zombie", "live"] {
+        gone.extend(field(&ready, key).and_then(|p| p.parse::<i32>().ok()));
+    }
+    let sf = checkpoint_set(&s, "ckpt", &format!("{}:HID", w.pid), &[], &gone);
+    restart_ok(&sf);
+    s.go();
+    let pass = expect_pass_and_exit(&w);
+    assert!(pass.contains("without its leader"), "{pass}");
+}

@@ -301,6 +301,10 @@ fn describe_fd(pid: i32, r: &FdRecord) -> DescriptorPreview {
         FdKind::Deleted => ("deleted", "deleted file: its content is saved".to_string()),
         FdKind::Directory => ("directory", "reopened".to_string()),
         FdKind::Device => ("device", "reopened".to_string()),
+        FdKind::RemovedDevice(_) => (
+            "device",
+            "removed device node: made again with its mode and owner, and removed".to_string(),
+        ),
         FdKind::Dup { of } => ("dup", format!("same open file as fd {of}")),
         FdKind::Pipe { .. } => (
             "pipe",

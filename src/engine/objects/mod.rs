@@ -34,6 +34,8 @@ pub mod process;
 pub mod pstree;
 /// Pseudo-terminals whose master and slaves are all in the checkpoint.
 pub mod ptys;
+/// Device nodes removed while open: made again with mknod and removed.
+pub mod removed_devices;
 /// Seccomp filters of every thread: dumped and restored with the credentials.
 pub mod seccomp;
 /// Open file descriptions shared between processes; the table of shared objects.

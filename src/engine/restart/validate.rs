@@ -323,6 +323,10 @@ fn check_fd(fd: &FdRecord) -> Result<()> {
         | FdKind::Device
         | FdKind::Fifo { .. }
         | FdKind::Path => check_path("file", &fd.path),
+        FdKind::RemovedDevice(dev) => {
+            dev.check().map_err(damaged_record)?;
+            check_path("file", &fd.path)
+        }
         FdKind::Event(EventFd::Inotify { watches }) => watches
             .iter()
             .try_for_each(|w| check_path("inotify watch", &w.path)),

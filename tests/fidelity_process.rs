@@ -334,3 +334,22 @@ fn group_whose_leader_was_reaped_keeps_its_zombie_and_member() {
     let pass = expect_pass_and_exit(&w);
     assert!(pass.contains("without its leader"), "{pass}");
 }
+
+/// Processes stopped by SIGTSTP and SIGTTIN in a group that is not orphaned come back
+/// stopped by those signals, as their parent's waitid(WSTOPPED) reports (zdtm stopped03).
+#[test]
+fn processes_stopped_by_sigtstp_and_sigttin_keep_their_stop_signal() {
+    let _s = serial();
+    let s = Scratch::new();
+    let (w, ready) = spawn_ready(&s, &build("fp_stop_signal.c"), &[ctl(&s)]);
+    let mut gone = vec![w.pid];
+    for key in ["parent", "c1", "c2"] {
+        gone.extend(field(&ready, key).and_then(|p| p.parse::<i32>().ok()));
+    }
+    assert_eq!(gone.len(), 4, "{ready}");
+    let sf = checkpoint_set(&s, "ckpt", &format!("{}:HID", w.pid), &[], &gone);
+    restart_ok(&sf);
+    s.go();
+    let pass = expect_pass_and_exit(&w);
+    assert!(pass.contains("SIGTSTP and SIGTTIN"), "{pass}");
+}

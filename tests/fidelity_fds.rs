@@ -196,3 +196,29 @@ fn pseudo_terminal_with_bytes_in_flight_is_refused() {
 fn sigio_owner_outside_the_checkpoint_is_refused() {
     refused("fd_refuse", &["owner-outside"], "is outside the checkpoint");
 }
+
+/// A pty that is a session's controlling terminal while no process of that session holds
+/// it as a descriptor (zdtm tty03) is refused by the dry run and the checkpoint (the
+/// restart could not make it that session's terminal again); the processes run on.
+#[test]
+fn pty_that_is_a_controlling_terminal_not_held_as_a_descriptor_is_refused() {
+    let _g = serial();
+    let s = Scratch::new();
+    let (w, ready) = spawn_ready(&s, &build("fd_pty_ctty.c"), &[ctl(&s)]);
+    let idlist = format!("{}:HID", w.pid);
+    let sf = s.join("ckpt");
+    let what = "controlling terminal of session";
+    let dry = cpr(&["-c", sf.to_str().unwrap(), "-p", &idlist, "--dry-run"]);
+    assert_failure(&dry, "cpr -c --dry-run", &["Checkpoint error", what], false);
+    let o = cpr(&["-c", sf.to_str().unwrap(), "-p", &idlist]);
+    let who = format!("process {}", w.pid);
+    assert_failure(&o, "cpr -c", &["Checkpoint error", &who, what], false);
+    assert!(!sf.exists(), "a statefile was left");
+    assert_running_untraced(w.pid);
+    for key in ["child", "grandchild"] {
+        let pid: i32 = field(&ready, key).unwrap().parse().unwrap();
+        assert_running_untraced(pid);
+    }
+    s.go();
+    expect_pass_and_exit(&w);
+}

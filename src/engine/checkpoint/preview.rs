@@ -274,6 +274,10 @@ fn look_at_descriptors(
             return accepted;
         }
     };
+    // a working or root directory removed: the checkpoint refuses it first (files::dump)
+    if let Err(e) = files::check_directories(&dir, policies) {
+        refusals.push(Refusal::new(Some(p.pid), None, &in_statefile(e)));
+    }
     let fds = match dir.fds() {
         Ok(f) => f,
         Err(e) => {

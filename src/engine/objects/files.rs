@@ -319,7 +319,7 @@ fn dump_owner(pid: i32, fd: i32, flags: i32, who: &str) -> Result<Option<FdOwner
 
 /// The working and root directories restart opens by name (CDIR, RDIR REPLACE): each
 /// name must still lead to its directory.
-fn check_directories(dir: &ProcDir, policies: &ProcessPolicies) -> Result<()> {
+pub(crate) fn check_directories(dir: &ProcDir, policies: &ProcessPolicies) -> Result<()> {
     use crate::attrfile::DirAction;
     let pid = dir.pid();
     let who = format!("process {pid}");

@@ -353,3 +353,12 @@ fn processes_stopped_by_sigtstp_and_sigttin_keep_their_stop_signal() {
     let pass = expect_pass_and_exit(&w);
     assert!(pass.contains("SIGTSTP and SIGTTIN"), "{pass}");
 }
+
+/// membarrier(2) registrations (global, private, sync-core and rseq expedited) come back:
+/// the registered commands still run and GET_REGISTRATIONS answers the same (zdtm
+/// membarrier).
+#[test]
+fn membarrier_registrations_come_back() {
+    let pass = round_trip("fp_membarrier.c");
+    assert!(pass.contains("kept"), "{pass}");
+}

@@ -18,6 +18,8 @@ pub mod files;
 pub mod locks;
 /// Mapped files (program, libraries, data files): identity at checkpoint, `-u` copies.
 pub mod mapped_files;
+/// membarrier(2) registrations: asked by injection, registered again by the restore child.
+pub mod membarrier;
 /// The description memfd_create made, given back to a memfd's first read-write one.
 pub mod memfd_own;
 /// The address space: mappings, page data, the swap of a restore child's memory.

@@ -362,3 +362,45 @@ fn membarrier_registrations_come_back() {
     let pass = round_trip("fp_membarrier.c");
     assert!(pass.contains("kept"), "{pass}");
 }
+
+/// When the PID of a group whose leader was reaped is taken at restart (no helper can
+/// make the group again), the restart fails, naming the process group, instead of
+/// putting its members in their parent's group; with the PID free again it succeeds.
+#[test]
+fn group_whose_leader_pid_is_taken_fails_the_restart() {
+    let _s = serial();
+    let s = Scratch::new();
+    let (w, ready) = spawn_ready(&s, &build("fp_lost_leader_group.c"), &[ctl(&s)]);
+    let leader = field(&ready, "leader").expect("leader").to_string();
+    let mut gone = vec![w.pid];
+    for key in ["zombie", "live"] {
+        gone.extend(field(&ready, key).and_then(|p| p.parse::<i32>().ok()));
+    }
+    let sf = checkpoint_set(&s, "ckpt", &format!("{}:HID", w.pid), &[], &gone);
+    let holder_ctl = s.join("holder");
+    std::fs::create_dir(&holder_ctl).unwrap();
+    let holder_ctl = holder_ctl.display().to_string();
+    let args = [holder_ctl.clone(), leader.clone()];
+    let h = spawn_to(&s, &build("pid_holder.c"), &args, s.join("holder.log"));
+    let held: i32 = wait_for_line(&h.log, "READY", TIMEOUT)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .expect("holder pid");
+    assert_eq!(held.to_string(), leader);
+    let out = restart_all(&[&sf]);
+    assert_failure(
+        &out,
+        "cpr -r with the group's PID taken",
+        &["Checkpoint error", "process group", "nothing was released"],
+        false,
+    );
+    std::fs::write(format!("{holder_ctl}/GO"), "").unwrap();
+    wait_exit(held, TIMEOUT);
+    // the zombie the failed restart made came back to this subreaper when its parent
+    // was killed
+    reap_children();
+    restart_ok(&sf);
+    s.go();
+    expect_pass_and_exit(&w);
+}

@@ -272,7 +272,7 @@ pub fn process_ids(pid: i32) -> Result<ProcessIds> {
 
 /// Every user process in /proc (kernel threads left out), by pid. Processes that vanish
 /// while being read are left out.
-fn scan_processes() -> Result<BTreeMap<i32, Stat>> {
+pub(crate) fn scan_processes() -> Result<BTreeMap<i32, Stat>> {
     let mut all = BTreeMap::new();
     for entry in std::fs::read_dir("/proc").map_err(|e| Error::io("/proc", e))? {
         let entry = entry.map_err(|e| Error::io("/proc", e))?;

@@ -196,3 +196,84 @@ fn pseudo_terminal_with_bytes_in_flight_is_refused() {
 fn sigio_owner_outside_the_checkpoint_is_refused() {
     refused("fd_refuse", &["owner-outside"], "is outside the checkpoint");
 }
+
+/// A pty that is a session's controlling terminal while no process of that session holds
+/// it as a descriptor (zdtm tty03) is refused by the dry run and the checkpoint (the
+/// restart could not make it that session's terminal again); the processes run on.
+#[test]
+fn pty_that_is_a_controlling_terminal_not_held_as_a_descriptor_is_refused() {
+    let _g = serial();
+    let s = Scratch::new();
+    let (w, ready) = spawn_ready(&s, &build("fd_pty_ctty.c"), &[ctl(&s)]);
+    let idlist = format!("{}:HID", w.pid);
+    let sf = s.join("ckpt");
+    let what = "controlling terminal of session";
+    let dry = cpr(&["-c", sf.to_str().unwrap(), "-p", &idlist, "--dry-run"]);
+    assert_failure(&dry, "cpr -c --dry-run", &["Checkpoint error", what], false);
+    let o = cpr(&["-c", sf.to_str().unwrap(), "-p", &idlist]);
+    let who = format!("process {}", w.pid);
+    assert_failure(&o, "cpr -c", &["Checkpoint error", &who, what], false);
+    assert!(!sf.exists(), "a statefile was left");
+    assert_running_untraced(w.pid);
+    for key in ["child", "grandchild"] {
+        let pid: i32 = field(&ready, key).unwrap().parse().unwrap();
+        assert_running_untraced(pid);
+    }
+    s.go();
+    expect_pass_and_exit(&w);
+}
+
+/// `workload mode` is refused, naming `what`, by the dry run and by the checkpoint alike
+/// (which must agree), and goes on untouched (`checks`: at GO it checks its object and
+/// passes).
+fn refused_by_both(workload: &str, mode: &str, what: &str, checks: bool) {
+    let _g = serial();
+    let s = Scratch::new();
+    let (w, _) = spawn_ready(
+        &s,
+        &build(&format!("{workload}.c")),
+        &[ctl(&s), mode.into()],
+    );
+    let pid = w.pid.to_string();
+    let sf = s.join("ckpt");
+    let who = format!("process {pid}");
+    let dry = cpr(&["-c", sf.to_str().unwrap(), "-p", &pid, "--dry-run"]);
+    assert_failure(
+        &dry,
+        "cpr -c --dry-run",
+        &["Checkpoint error", &who, what],
+        false,
+    );
+    let o = cpr(&["-c", sf.to_str().unwrap(), "-p", &pid]);
+    assert_failure(&o, "cpr -c", &["Checkpoint error", &who, what], false);
+    assert!(!sf.exists(), "a statefile was left");
+    assert_running_untraced(w.pid);
+    if checks {
+        s.go();
+        expect_pass_and_exit(&w);
+    }
+}
+
+/// Issue 9's list of objects that cannot come back identically: each refused before
+/// anything is frozen as at checkpoint, the process left running.
+#[test]
+fn aio_fanotify_removed_inotify_watches_and_closed_epoll_targets_are_refused() {
+    for (mode, what) in [
+        ("aio", "[aio]"),
+        ("fanotify", "[fanotify]"),
+        ("inotify-removed", "inotify events not yet read"),
+        ("inotify-unlinked", "its path cannot be found"),
+        ("epoll-closed", "no longer open as fd"),
+    ] {
+        refused_by_both("fd_unsafe_kinds", mode, what, true);
+    }
+}
+
+/// A removed working directory (or one in /proc of a process gone) is refused by the dry
+/// run too, as by the checkpoint.
+#[test]
+fn removed_working_directory_is_refused_by_the_dry_run_too() {
+    let what = "a working directory that was removed";
+    refused_by_both("fd_deldir", "cwd", what, false);
+    refused_by_both("fd_deldir", "proc", what, false);
+}

@@ -114,3 +114,23 @@ fn hugetlb_memfd_is_refused_by_the_dry_run_and_the_checkpoint() {
     s.go();
     expect_pass_and_exit(&w);
 }
+
+/// A memfd holding a script can still be run after restart (execveat, zdtm memfd04 and
+/// memfd05): its first read-write description is memfd_create's own, which does not count
+/// as a writer (exec refuses files open for writing), alone, next to a read-only open
+/// through /proc with both mapped, and shared with a forked child.
+#[test]
+fn memfd_holding_a_program_can_still_be_executed() {
+    for mode in ["alone", "mapped", "forked"] {
+        let _g = serial();
+        let s = Scratch::new();
+        let prog = build("fd_memfd_exec.c");
+        let (w, ready) = spawn_ready(&s, &prog, &[ctl(&s), mode.into()]);
+        let mut gone = vec![w.pid];
+        gone.extend(field(&ready, "child").and_then(|c| c.parse::<i32>().ok()));
+        let sf = checkpoint_set(&s, "ckpt", &format!("{}:HID", w.pid), &[], &gone);
+        restart_ok(&sf);
+        s.go();
+        expect_pass_and_exit(&w);
+    }
+}

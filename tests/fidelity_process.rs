@@ -315,3 +315,92 @@ fn process_in_its_childs_group() {
     let pass = expect_pass_and_exit(&w);
     assert!(pass.contains("P in its child's group"), "{pass}");
 }
+
+/// A zombie and a live process in a group whose leader had exited and been reaped, both
+/// children of the leader's parent (zdtm zombie01), come back in that group: a helper
+/// forked by the parent takes the leader's PID to make it again.
+#[test]
+fn group_whose_leader_was_reaped_keeps_its_zombie_and_member() {
+    let _s = serial();
+    let s = Scratch::new();
+    let (w, ready) = spawn_ready(&s, &build("fp_lost_leader_group.c"), &[ctl(&s)]);
+    let mut gone = vec![w.pid];
+    for key in ["zombie", "live"] {
+        gone.extend(field(&ready, key).and_then(|p| p.parse::<i32>().ok()));
+    }
+    let sf = checkpoint_set(&s, "ckpt", &format!("{}:HID", w.pid), &[], &gone);
+    restart_ok(&sf);
+    s.go();
+    let pass = expect_pass_and_exit(&w);
+    assert!(pass.contains("without its leader"), "{pass}");
+}
+
+/// Processes stopped by SIGTSTP and SIGTTIN in a group that is not orphaned come back
+/// stopped by those signals, as their parent's waitid(WSTOPPED) reports (zdtm stopped03).
+#[test]
+fn processes_stopped_by_sigtstp_and_sigttin_keep_their_stop_signal() {
+    let _s = serial();
+    let s = Scratch::new();
+    let (w, ready) = spawn_ready(&s, &build("fp_stop_signal.c"), &[ctl(&s)]);
+    let mut gone = vec![w.pid];
+    for key in ["parent", "c1", "c2"] {
+        gone.extend(field(&ready, key).and_then(|p| p.parse::<i32>().ok()));
+    }
+    assert_eq!(gone.len(), 4, "{ready}");
+    let sf = checkpoint_set(&s, "ckpt", &format!("{}:HID", w.pid), &[], &gone);
+    restart_ok(&sf);
+    s.go();
+    let pass = expect_pass_and_exit(&w);
+    assert!(pass.contains("SIGTSTP and SIGTTIN"), "{pass}");
+}
+
+/// membarrier(2) registrations (global, private, sync-core and rseq expedited) come back:
+/// the registered commands still run and GET_REGISTRATIONS answers the same (zdtm
+/// membarrier).
+#[test]
+fn membarrier_registrations_come_back() {
+    let pass = round_trip("fp_membarrier.c");
+    assert!(pass.contains("kept"), "{pass}");
+}
+
+/// When the PID of a group whose leader was reaped is taken at restart (no helper can
+/// make the group again), the restart fails, naming the process group, instead of
+/// putting its members in their parent's group; with the PID free again it succeeds.
+#[test]
+fn group_whose_leader_pid_is_taken_fails_the_restart() {
+    let _s = serial();
+    let s = Scratch::new();
+    let (w, ready) = spawn_ready(&s, &build("fp_lost_leader_group.c"), &[ctl(&s)]);
+    let leader = field(&ready, "leader").expect("leader").to_string();
+    let mut gone = vec![w.pid];
+    for key in ["zombie", "live"] {
+        gone.extend(field(&ready, key).and_then(|p| p.parse::<i32>().ok()));
+    }
+    let sf = checkpoint_set(&s, "ckpt", &format!("{}:HID", w.pid), &[], &gone);
+    let holder_ctl = s.join("holder");
+    std::fs::create_dir(&holder_ctl).unwrap();
+    let holder_ctl = holder_ctl.display().to_string();
+    let args = [holder_ctl.clone(), leader.clone()];
+    let h = spawn_to(&s, &build("pid_holder.c"), &args, s.join("holder.log"));
+    let held: i32 = wait_for_line(&h.log, "READY", TIMEOUT)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .expect("holder pid");
+    assert_eq!(held.to_string(), leader);
+    let out = restart_all(&[&sf]);
+    assert_failure(
+        &out,
+        "cpr -r with the group's PID taken",
+        &["Checkpoint error", "process group", "nothing was released"],
+        false,
+    );
+    std::fs::write(format!("{holder_ctl}/GO"), "").unwrap();
+    wait_exit(held, TIMEOUT);
+    // the zombie the failed restart made came back to this subreaper when its parent
+    // was killed
+    reap_children();
+    restart_ok(&sf);
+    s.go();
+    expect_pass_and_exit(&w);
+}

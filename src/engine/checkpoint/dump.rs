@@ -65,7 +65,8 @@ pub(super) fn dump_process(
     // what /proc tells, through one held directory, its stat read once
     let dir = ProcDir::open(pid)?;
     let stat = dir.stat()?;
-    let proc_rec = process::dump(&dir, &stat)?;
+    let mut proc_rec = process::dump(&dir, &stat)?;
+    proc_rec.membarrier = asked.membarrier;
     let mm = dump_memory(&dir, &stat, &proc_rec.exe, asked.brk, writer)?;
     // files and the rest
     let fds = files::dump(pid, policies, writer)?;
@@ -88,6 +89,7 @@ struct Asked {
     brk: u64,
     threads: Vec<threads::ThreadRecord>,
     posix_timers: Vec<posix_timers::PosixTimer>,
+    membarrier: u32,
 }
 
 /// Asks the process by calls injected through a trampoline that puts everything back
@@ -153,19 +155,21 @@ fn ask_through(
             trecs.push(rec);
         }
         let posix_timers = posix_timers::dump(pid, &main, &mut scratch);
-        Ok((sig, brk, trecs, posix_timers))
+        let membarrier = crate::engine::objects::membarrier::dump(&main)?;
+        Ok((sig, brk, trecs, (posix_timers, membarrier)))
     })();
     first.check(
         "munmap scratch",
         libc::SYS_munmap,
         [base.as_u64(), area, 0, 0, 0, 0],
     )?;
-    let (signals, brk, threads, posix_timers) = injected?;
+    let (signals, brk, threads, (posix_timers, membarrier)) = injected?;
     Ok(Asked {
         signals,
         brk,
         threads,
         posix_timers: posix_timers?,
+        membarrier,
     })
 }
 

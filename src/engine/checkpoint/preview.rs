@@ -274,6 +274,10 @@ fn look_at_descriptors(
             return accepted;
         }
     };
+    // a working or root directory removed: the checkpoint refuses it first (files::dump)
+    if let Err(e) = files::check_directories(&dir, policies) {
+        refusals.push(Refusal::new(Some(p.pid), None, &in_statefile(e)));
+    }
     let fds = match dir.fds() {
         Ok(f) => f,
         Err(e) => {
@@ -301,6 +305,10 @@ fn describe_fd(pid: i32, r: &FdRecord) -> DescriptorPreview {
         FdKind::Deleted => ("deleted", "deleted file: its content is saved".to_string()),
         FdKind::Directory => ("directory", "reopened".to_string()),
         FdKind::Device => ("device", "reopened".to_string()),
+        FdKind::RemovedDevice(_) => (
+            "device",
+            "removed device node: made again with its mode and owner, and removed".to_string(),
+        ),
         FdKind::Dup { of } => ("dup", format!("same open file as fd {of}")),
         FdKind::Pipe { .. } => (
             "pipe",

@@ -194,7 +194,9 @@ fn expected_link(r: &FdRecord) -> Option<Link> {
         {
             return None;
         }
-        (FdKind::Regular, FileAction::Substitute) | (FdKind::Deleted, _) => Link::Deleted,
+        (FdKind::Regular, FileAction::Substitute)
+        | (FdKind::Deleted, _)
+        | (FdKind::RemovedDevice(_), _) => Link::Deleted,
         (FdKind::Regular | FdKind::Directory | FdKind::Device | FdKind::Fifo { .. }, _)
         | (FdKind::Path, _) => Link::Exact(r.path.clone()),
         (FdKind::Pipe { .. }, _) => Link::Prefix("pipe:["),

@@ -45,6 +45,9 @@ pub enum FdKind {
     /// An O_PATH descriptor (on a file of any type, a symlink itself included): opened
     /// again by name with its flags.
     Path,
+    /// A node of a checkpoint-safe device, removed while open: made again with mknod
+    /// where it was, and removed (removed_devices.rs). `path` is its name.
+    RemovedDevice(super::removed_devices::RemovedDevice),
     /// eventfd, timerfd, signalfd, epoll, inotify: made by `events::restore`.
     Event(super::events::EventFd),
     /// A connected UNIX socket whose peer is in the checkpoint (unix_sockets.rs).
@@ -145,7 +148,7 @@ fn is_pty_master(rdev: u64) -> bool {
 }
 
 /// The name in /dev of a checkpoint-safe character device, by its number.
-fn safe_device_by_number(rdev: u64) -> Option<&'static str> {
+pub(super) fn safe_device_by_number(rdev: u64) -> Option<&'static str> {
     let (major, minor) = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
     Some(match (major, minor) {
         (1, 3) => "/dev/null",
@@ -316,7 +319,7 @@ fn dump_owner(pid: i32, fd: i32, flags: i32, who: &str) -> Result<Option<FdOwner
 
 /// The working and root directories restart opens by name (CDIR, RDIR REPLACE): each
 /// name must still lead to its directory.
-fn check_directories(dir: &ProcDir, policies: &ProcessPolicies) -> Result<()> {
+pub(crate) fn check_directories(dir: &ProcDir, policies: &ProcessPolicies) -> Result<()> {
     use crate::attrfile::DirAction;
     let pid = dir.pid();
     let who = format!("process {pid}");
@@ -391,9 +394,11 @@ fn classify_path(pid: i32, fd: i32, who: &str, link: &str) -> Result<(FdKind, St
     let (kind, path) = if ft.is_char_device() || ft.is_block_device() {
         if link.ends_with(" (deleted)") && ft.is_char_device() {
             // a node removed while open: the device itself is what it reads and writes
-            let path = safe_device_by_number(meta.rdev())
+            safe_device_by_number(meta.rdev())
                 .ok_or_else(|| not_safe(who, link, "a device node removed while open"))?;
-            return Ok((FdKind::Device, path.to_string()));
+            let name = link.strip_suffix(" (deleted)").unwrap_or(link);
+            let node = super::removed_devices::RemovedDevice::of(&meta);
+            return Ok((FdKind::RemovedDevice(node), name.to_string()));
         }
         if ft.is_char_device() && is_pty_master(meta.rdev()) {
             let index = super::ptys::master_index(pid, fd, who)?;
@@ -565,6 +570,10 @@ pub fn reopen(
             open_path(path, open_flags_for_reopen(r.flags))
                 .or_else(|_| open_path("/dev/null", open_flags_for_reopen(r.flags)))
                 .ctx(&who)?
+        }
+        (FdKind::RemovedDevice(dev), _) => {
+            super::removed_devices::reopen(&r.path, dev, open_flags_for_reopen(r.flags))
+                .map_err(|e| e.context(&who))?
         }
         (FdKind::Directory, _) => {
             let fd = open_recorded(&r.path, open_flags_for_reopen(r.flags)).ctx(&who)?;

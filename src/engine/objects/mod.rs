@@ -18,6 +18,10 @@ pub mod files;
 pub mod locks;
 /// Mapped files (program, libraries, data files): identity at checkpoint, `-u` copies.
 pub mod mapped_files;
+/// membarrier(2) registrations: asked by injection, registered again by the restore child.
+pub mod membarrier;
+/// The description memfd_create made, given back to a memfd's first read-write one.
+pub mod memfd_own;
 /// The address space: mappings, page data, the swap of a restore child's memory.
 pub mod memory;
 /// Pipes: classification, widowed ends, data in flight, refill at restart.
@@ -32,6 +36,8 @@ pub mod process;
 pub mod pstree;
 /// Pseudo-terminals whose master and slaves are all in the checkpoint.
 pub mod ptys;
+/// Device nodes removed while open: made again with mknod and removed.
+pub mod removed_devices;
 /// Seccomp filters of every thread: dumped and restored with the credentials.
 pub mod seccomp;
 /// Open file descriptions shared between processes; the table of shared objects.

@@ -45,6 +45,9 @@ pub struct ProcessRecord {
     /// PR_SET_THP_DISABLE (`THP_enabled: 0` in status).
     #[serde(default)]
     pub thp_disabled: bool,
+    /// membarrier(2) registrations (the mask MEMBARRIER_CMD_GET_REGISTRATIONS gives).
+    #[serde(default)]
+    pub membarrier: u32,
 }
 
 /// The audit login uid of a process that never had one.
@@ -118,6 +121,7 @@ pub fn dump(dir: &ProcDir, stat: &Stat) -> Result<ProcessRecord> {
         sched_priority: stat.rt_priority as i32,
         dumpable: true,
         job_stop: 0,
+        membarrier: 0,
         oom_score_adj: Some(number(dir, "oom_score_adj")?),
         loginuid: dir
             .read_text_if_present("loginuid")?
@@ -227,6 +231,7 @@ pub fn restore_attributes(rec: &ProcessRecord) -> Result<()> {
         crate::sys::prctl::prctl_int(libc::PR_SET_THP_DISABLE, 1)
             .map_err(|e| Error::errno(format!("{who}: PR_SET_THP_DISABLE"), e))?;
     }
+    super::membarrier::restore(rec.membarrier, &who)?;
     Ok(())
 }
 

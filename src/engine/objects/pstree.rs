@@ -162,6 +162,9 @@ pub fn plan(
         }
     }
     let top = place_roots(plan, &roots, &by_pid, interactive, pid_free);
+    if !interactive {
+        lost_leaders(plan, first, pid_free);
+    }
     set_sessions(plan, first);
     plan.roots.extend(top);
 }
@@ -280,6 +283,50 @@ fn helper(
     h
 }
 
+/// Children in a group of their parent's session whose leader had exited (and was
+/// reaped; zdtm zombie01): a helper with the leader's PID, forked by the parent, makes the
+/// group again and forks them (CLONE_PARENT), so that they are still the parent's
+/// children; the parent reaps the helper (fork.rs).
+fn lost_leaders(plan: &mut Plan, first: usize, pid_free: &dyn Fn(i32) -> bool) {
+    let mut helpers: BTreeMap<i32, usize> = BTreeMap::new();
+    let known = |plan: &Plan, pid: i32| plan.nodes[first..].iter().any(|n| n.pid == pid);
+    for n in first..plan.nodes.len() {
+        if plan.nodes[n].role == Role::Helper {
+            continue;
+        }
+        let (pgid, sid) = (plan.nodes[n].pgid, plan.nodes[n].sid);
+        for k in plan.nodes[n].children.clone() {
+            let kid = &plan.nodes[k];
+            let lost = kid.pgid != pgid && kid.pgid != kid.pid && kid.sid == sid;
+            if !lost || (!helpers.contains_key(&kid.pgid) && known(plan, kid.pgid)) {
+                continue;
+            }
+            let h = match helpers.get(&kid.pgid) {
+                Some(&h) if plan.nodes[n].children.contains(&h) => h,
+                // one helper per group: the children of another parent join it later
+                Some(_) => continue,
+                None if !pid_free(kid.pgid) => continue,
+                None => {
+                    let mut made = Vec::new();
+                    let kid_pgid = kid.pgid;
+                    let h = helper(
+                        plan,
+                        &mut helpers,
+                        kid_pgid,
+                        sid,
+                        SessionOp::NewGroup,
+                        &mut made,
+                    );
+                    plan.nodes[n].children.extend(made);
+                    h
+                }
+            };
+            plan.nodes[n].children.retain(|&c| c != k);
+            plan.nodes[h].siblings.push(k);
+        }
+    }
+}
+
 /// The others: as their parent, unless they led or joined something else; each node's
 /// children ordered so that group leaders come before the members that join them.
 fn set_sessions(plan: &mut Plan, first: usize) {
@@ -384,6 +431,33 @@ mod tests {
             (p.nodes[g].session, &p.nodes[g].siblings),
             (SessionOp::NewGroup, &vec![2])
         );
+    }
+
+    #[test]
+    fn children_in_a_group_whose_leader_was_reaped_get_a_helper_of_their_parent() {
+        let mut p = Plan::default();
+        // 50 leads session and group; 52 and zombie 53 are its children in group 51,
+        // whose leader exited and was reaped
+        let procs = [ids(50, 1, 50, 50), ids(52, 50, 51, 50)];
+        let z = Zombie {
+            pid: 53,
+            ppid: 50,
+            pgid: 51,
+            sid: 50,
+            status: 5 << 8,
+        };
+        plan(&mut p, &procs, 0, &[z], false, &|pid| pid == 51);
+        assert_eq!(p.roots, vec![0]);
+        let h = p.nodes.iter().position(|n| n.pid == 51).unwrap();
+        assert_eq!(p.nodes[h].role, Role::Helper);
+        assert_eq!(p.nodes[h].session, SessionOp::NewGroup);
+        assert_eq!(p.nodes[0].children, vec![h]);
+        assert_eq!(p.nodes[h].siblings, vec![1, 2]);
+        assert_eq!(p.nodes[1].session, SessionOp::Keep);
+        // without the PID, they are left to join it (and the check before release fails)
+        let mut p = Plan::default();
+        plan(&mut p, &procs, 0, &[z], false, &|_| false);
+        assert_eq!(p.nodes[1].session, SessionOp::JoinGroup(51));
     }
 
     #[test]

@@ -155,7 +155,9 @@ fn save(procs: &[ProcessFds<'_>], pid: i32, fd: i32, index: u32, id: u32) -> Res
     if pty::pty_locked(m).ctx(&who)? {
         return Err(refuse(pid, fd, format!("/dev/pts/{index}: a locked pty")));
     }
-    if let Ok(sid) = pty::session_of(s) {
+    // asked on the master: on the slave, TIOCGSID answers only to the terminal's own
+    // session, and the session need not hold the slave as a descriptor at all (zdtm tty03)
+    if let Ok(sid) = pty::session_of(m) {
         return Err(refuse(
             pid,
             fd,

@@ -81,12 +81,14 @@ pub fn collect(procs: &mut [ProcessFds<'_>], writer: &mut StatefileWriter) -> Re
     let (pipes, to_null) = super::pipes::collect(procs, &members, &table.files, writer)?;
     table.pipes = pipes;
     table.unix_sockets = super::unix_sockets::collect(procs, &members, writer)?;
-    mark(procs, &members, &count, &to_null);
+    // made by cpr, even when one process has it, as a pipe end is
+    let memfd_own = super::memfd_own::own_descriptions(&table.files, &table.deleted);
+    mark(procs, &members, &count, &to_null, &memfd_own);
     table.files.retain(|f| {
         let pipe = matches!(
             f.template.kind,
             FdKind::Pipe { .. } | FdKind::UnixSocket { .. }
-        );
+        ) || memfd_own.contains(&f.id);
         !to_null.contains(&f.id) && (pipe || count[&f.id].len() > 1)
     });
     Ok(table)
@@ -227,6 +229,7 @@ fn mark(
     members: &[Member],
     count: &BTreeMap<u32, BTreeSet<i32>>,
     to_null: &[u32],
+    memfd_own: &BTreeSet<u32>,
 ) {
     for &(pi, fi, id) in members {
         let r = &mut procs[pi].fds[fi];
@@ -242,7 +245,8 @@ fn mark(
             continue;
         }
         // a pipe or socket is made by cpr, even when one process has it
-        let pipe = matches!(r.kind, FdKind::Pipe { .. } | FdKind::UnixSocket { .. });
+        let pipe = matches!(r.kind, FdKind::Pipe { .. } | FdKind::UnixSocket { .. })
+            || memfd_own.contains(&id);
         if pipe || count[&id].len() > 1 {
             r.shared = Some(id);
         }
@@ -285,8 +289,13 @@ pub fn open_all(table: &SharedTable, sf: &Statefile, tty: Option<&str>) -> Resul
     let copies: BTreeMap<u32, i32> = files.iter().map(|(id, f)| (*id, f.as_raw_fd())).collect();
     let copy = |id: u32| copies.get(&id).copied();
     let mut used_ends = std::collections::BTreeSet::new();
+    let memfd_own = super::memfd_own::own_descriptions(&table.files, &table.deleted);
     for f in &table.files {
+        let own_memfd = (memfd_own.contains(&f.id) && f.template.kind == FdKind::Deleted)
+            .then(|| f.template.inode.and_then(copy))
+            .flatten();
         let fd = match f.template.kind {
+            _ if let Some(memfd) = own_memfd => super::memfd_own::open(f, memfd)?,
             FdKind::Pipe { ino } => {
                 super::pipes::open_end(&pipes, &mut used_ends, ino, &f.template)?
             }

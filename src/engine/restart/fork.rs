@@ -244,8 +244,16 @@ fn run_node(ctx: &RestoreContext, n: usize) -> ! {
         for &s in &node.siblings {
             spawn(ctx, s, true)?;
         }
+        let mut helpers = Vec::new();
         for &c in &node.children {
-            spawn(ctx, c, false)?;
+            let pid = spawn(ctx, c, false)?;
+            if ctx.plan.nodes[c].role == Role::Helper {
+                helpers.push(pid);
+            }
+        }
+        // a helper that made a group again has forked its members: not a child to keep
+        for pid in helpers {
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
         }
         // a group led by one of our children exists only now
         if let SessionOp::JoinGroup(g) = node.session

@@ -12,6 +12,7 @@ mod owner_rights;
 mod pids;
 mod protocol;
 mod release;
+mod stop_signal;
 mod tracer;
 pub mod validate;
 mod verify;

@@ -44,11 +44,11 @@ pub(super) fn release(
     Ok(made.disarm())
 }
 
-/// Processes that job control had stopped at checkpoint time get SIGSTOP while still
-/// traced: released, they stop before running an instruction, and their parent is told
-/// as for any stop (SIGCHLD, waitpid with WUNTRACED) and may continue them. SIGSTOP
-/// whatever signal stopped them, because the kernel discards SIGTSTP, SIGTTIN and
-/// SIGTTOU sent to an orphaned process group, which a restarted tree often is.
+/// Processes that job control had stopped at checkpoint time get the signal that
+/// stopped them while still traced: released, they stop before running an instruction,
+/// and their parent is told as for any stop (SIGCHLD, waitpid with WUNTRACED) and may
+/// continue them. SIGSTOP where the kernel would discard SIGTSTP, SIGTTIN or SIGTTOU
+/// (an orphaned process group, which a restarted tree often is; stop_signal.rs).
 fn stop_job_stopped(ctx: &RestoreContext, restored: &[Restored]) -> Result<()> {
     const JOB_STOP_SIGNALS: [i32; 4] = [libc::SIGSTOP, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU];
     for r in restored {
@@ -64,8 +64,12 @@ fn stop_job_stopped(ctx: &RestoreContext, restored: &[Restored]) -> Result<()> {
             ))
             .context(ctx.statefiles[img.sf].path.display()));
         }
-        let pid = r.threads[0].0;
-        kill(Pid::from_raw(pid), Signal::SIGSTOP).ctx(format!("process {pid}"))?;
+        let (pid, main) = r.threads[0];
+        let mask = img.core.threads[main].sigmask;
+        let sig = super::stop_signal::signal_to_stop(pid, sig, &img.core.signals, mask)
+            .map_err(|e| e.context(format!("process {pid}")))?;
+        let sig = Signal::try_from(sig).unwrap_or(Signal::SIGSTOP);
+        kill(Pid::from_raw(pid), sig).ctx(format!("process {pid}"))?;
     }
     Ok(())
 }

@@ -288,6 +288,7 @@ fn check_process(core: &CoreRecord) -> Result<()> {
     check_path("executable", &p.exe)?;
     check_path("working directory", &p.cwd)?;
     check_path("root directory", &p.root)?;
+    crate::engine::objects::membarrier::check(p.membarrier).map_err(damaged_record)?;
     let mut seen = 0u64;
     for &(resource, soft, hard) in &p.rlimits {
         let bit = u32::try_from(resource)
@@ -323,6 +324,10 @@ fn check_fd(fd: &FdRecord) -> Result<()> {
         | FdKind::Device
         | FdKind::Fifo { .. }
         | FdKind::Path => check_path("file", &fd.path),
+        FdKind::RemovedDevice(dev) => {
+            dev.check().map_err(damaged_record)?;
+            check_path("file", &fd.path)
+        }
         FdKind::Event(EventFd::Inotify { watches }) => watches
             .iter()
             .try_for_each(|w| check_path("inotify watch", &w.path)),

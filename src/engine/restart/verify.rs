@@ -31,6 +31,8 @@ pub(super) struct Subject<'a> {
     pub threads: Vec<(i32, &'a ThreadRecord)>,
     /// Original PID to PID in this world, for every node of the restored tree.
     pub pids: &'a BTreeMap<i32, i32>,
+    /// Original PID to original process group, for every node of the restored tree.
+    pub groups: &'a BTreeMap<i32, i32>,
     /// `-j`: the roots joined cpr's session on purpose.
     pub interactive: bool,
 }
@@ -78,7 +80,8 @@ pub(super) fn verify_all(
         .zip(&made.pids)
         .map(|(node, &now)| (node.pid, now))
         .collect();
-    zombies(ctx, made, &pids, interactive)?;
+    let groups: BTreeMap<i32, i32> = ctx.plan.nodes.iter().map(|n| (n.pid, n.pgid)).collect();
+    zombies(ctx, made, &pids, &groups, interactive)?;
     for r in restored {
         let img = &ctx.images[r.image];
         let Some(&(pid, _)) = r.threads.first() else {
@@ -100,6 +103,7 @@ pub(super) fn verify_all(
                 .map(|&(tid, idx)| (tid, &img.core.threads[idx]))
                 .collect(),
             pids: &pids,
+            groups: &groups,
             interactive,
         };
         for (what, check) in CHECKS {
@@ -134,6 +138,7 @@ fn zombies(
     ctx: &RestoreContext,
     made: &Made,
     pids: &BTreeMap<i32, i32>,
+    groups: &BTreeMap<i32, i32>,
     interactive: bool,
 ) -> Result<()> {
     if interactive {
@@ -149,7 +154,8 @@ fn zombies(
                 .context(ctx.statefiles[0].path.display())
         };
         let stat = ProcDir::open(pid).and_then(|d| d.stat()).map_err(who)?;
-        if let Some(pgid) = now(z.pgid) {
+        if own_group(groups, z.ppid, z.pid, z.pgid) || pids.contains_key(&z.pgid) {
+            let pgid = now(z.pgid).unwrap_or(z.pgid);
             same("process group", pgid, stat.pgrp).map_err(who)?;
         }
         if let Some(sid) = now(z.sid) {
@@ -215,13 +221,20 @@ fn tree(s: &Subject) -> Result<()> {
     if s.interactive {
         return Ok(());
     }
-    if s.pids.contains_key(&rec.pgid) {
+    if s.pids.contains_key(&rec.pgid) || own_group(s.groups, rec.ppid, rec.pid, rec.pgid) {
         same("process group", s.now(rec.pgid), stat.pgrp)?;
     }
     if s.pids.contains_key(&rec.sid) {
         same("session", s.now(rec.sid), stat.session)?;
     }
     Ok(())
+}
+
+/// Whether a process (or zombie) whose parent is in the restored tree was in a group
+/// other than its parent's: that group must come back, even when its leader had exited
+/// and its PID could not be taken again by a helper (pstree.rs).
+fn own_group(groups: &BTreeMap<i32, i32>, ppid: i32, pid: i32, pgid: i32) -> bool {
+    ppid != pid && groups.get(&ppid).is_some_and(|&g| g != pgid)
 }
 
 /// Every thread's IDs, groups, capability sets and no_new_privs (securebits are not in

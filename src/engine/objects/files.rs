@@ -245,7 +245,7 @@ pub fn classify(
     }
     let owner = dump_owner(pid, fd, flags, &who)?;
     if link.starts_with("socket:") {
-        let record = super::unix_sockets::dump(pid, fd, &link, flags, cloexec)?;
+        let record = super::sockets::dump(pid, fd, &link, (flags, cloexec), policies)?;
         return Ok(FdRecord { owner, ..record });
     }
     let object = match super::pipes::dump(fd, &link, flags, cloexec) {

@@ -647,6 +647,9 @@ fn validate(records: &[UnixSocketRecord]) -> Result<()> {
         let same_type =
             |ino: u64| find(ino).filter(|p| p.sock_type == r.sock_type && p.ino != r.ino);
         let ok = match &r.role {
+            Role::Connected if r.peer == r.ino => {
+                r.sock_type == libc::SOCK_DGRAM && r.name.is_some()
+            }
             Role::Connected => same_type(r.peer).is_some_and(|p| {
                 p.peer == r.ino || (r.sock_type == libc::SOCK_DGRAM && p.name.is_some())
             }),
@@ -686,16 +689,102 @@ fn unix_addr(raw: &[u8], path: Option<&str>) -> Result<UnixAddr> {
     made.map_err(|e| Error::errno(format!("'{}'", shown(raw)), e))
 }
 
-/// The socket files restart created, removed again if it fails.
+/// What restart did on disk to bind names: socket files made at their paths (removed
+/// again if the restart fails), and the socket files of names whose file had been
+/// removed before the checkpoint, kept meanwhile at a temporary name, by socket inode,
+/// so that others can connect to them (always removed at the end).
 #[derive(Default)]
-struct Created(Vec<PathBuf>);
+struct Created {
+    files: Vec<PathBuf>,
+    temp: BTreeMap<u64, PathBuf>,
+}
+
+impl Created {
+    /// The temporary socket files removed; the others given their mode and owner.
+    fn finish(mut self, names: &[&Name]) -> Result<()> {
+        for (_, t) in std::mem::take(&mut self.temp) {
+            std::fs::remove_file(&t).map_err(|e| Error::io(format!("'{}'", t.display()), e))?;
+        }
+        for n in names {
+            if let (Some(path), Some((mode, uid, gid))) = (&n.path, n.file)
+                && self.files.iter().any(|f| f.as_os_str() == path.as_str())
+            {
+                let who = format!("'{path}'");
+                std::os::unix::fs::lchown(path, Some(uid), Some(gid))
+                    .map_err(|e| Error::io(&who, e))?;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                    .map_err(|e| Error::io(&who, e))?;
+            }
+        }
+        self.files.clear();
+        Ok(())
+    }
+
+    /// Where to connect to socket `ino` bound to `n`.
+    fn addr_of(&self, ino: u64, n: &Name) -> Result<UnixAddr> {
+        match self.temp.get(&ino) {
+            Some(t) => UnixAddr::new(t).map_err(|e| Error::errno(format!("'{}'", t.display()), e)),
+            None => unix_addr(&n.raw, n.path.as_deref()),
+        }
+    }
+}
 
 impl Drop for Created {
     fn drop(&mut self) {
-        for p in &self.0 {
+        for p in self.files.iter().chain(self.temp.values()) {
             let _ = std::fs::remove_file(p);
         }
     }
+}
+
+/// Binds socket `ino` to a path whose socket file had been removed before the
+/// checkpoint: whatever is at the path now is moved aside and missing directories are
+/// made for the time of bind(2); the new socket file then waits at a temporary name.
+fn bind_removed(
+    fd: &OwnedFd,
+    ino: u64,
+    path: &Path,
+    created: &mut Created,
+    who: &str,
+) -> Result<()> {
+    let io = |e| Error::io(who, e);
+    let occupied = std::fs::symlink_metadata(path).is_ok();
+    let aside = PathBuf::from(format!(
+        "{}.cpr-aside-{}",
+        path.display(),
+        std::process::id()
+    ));
+    let mut base = path.parent().unwrap_or(Path::new("/"));
+    let mut missing = Vec::new();
+    while !base.exists() {
+        missing.push(base.to_path_buf());
+        base = base.parent().unwrap_or(Path::new("/"));
+    }
+    let temp = base.join(format!(".cpr-sock-{}-{ino}", std::process::id()));
+    if occupied {
+        std::fs::rename(path, &aside).map_err(io)?;
+    }
+    let mut made_dirs = Vec::new();
+    let mut bound = missing.iter().rev().try_for_each(|d| {
+        std::fs::create_dir(d)?;
+        made_dirs.push(d.clone());
+        Ok(())
+    });
+    if bound.is_ok() {
+        bound = UnixAddr::new(path)
+            .and_then(|a| socket::bind(fd.as_raw_fd(), &a))
+            .map_err(std::io::Error::from)
+            .and_then(|()| std::fs::rename(path, &temp));
+    }
+    for d in made_dirs.iter().rev() {
+        let _ = std::fs::remove_dir(d);
+    }
+    if occupied {
+        std::fs::rename(&aside, path).map_err(io)?;
+    }
+    bound.map_err(io)?;
+    created.temp.insert(ino, temp);
+    Ok(())
 }
 
 /// A new socket of `sock_type`, close-on-exec.
@@ -714,10 +803,11 @@ fn bound_by_live_socket(ino: u64) -> Result<bool> {
     Ok(all.iter().any(|d| d.vfs_ino.map(u64::from) == Some(ino)))
 }
 
-/// Binds `fd` to its saved name. A socket file left at the path by the checkpointed
-/// socket itself (same inode, no live socket bound to it) is removed first; anything
-/// else there, or an abstract name in use, is "Address already in use" naming it.
-fn bind_name(fd: &OwnedFd, n: &Name, created: &mut Created) -> Result<()> {
+/// Binds socket `ino` to its saved name. A socket file left at the path by the
+/// checkpointed socket itself (same inode, no live socket bound to it) is removed first;
+/// anything else there, or an abstract name in use, is "Address already in use" naming
+/// it. A name whose socket file had been removed is bound beside whatever is there.
+fn bind_name(fd: &OwnedFd, ino: u64, n: &Name, created: &mut Created) -> Result<()> {
     let who = format!(
         "'{}'",
         n.path
@@ -726,6 +816,9 @@ fn bind_name(fd: &OwnedFd, n: &Name, created: &mut Created) -> Result<()> {
     );
     let in_use = || Error::errno(&who, Errno::EADDRINUSE);
     if let Some(path) = &n.path {
+        if n.file.is_none() {
+            return bind_removed(fd, ino, Path::new(path), created, &who);
+        }
         match std::fs::symlink_metadata(path) {
             Ok(m) if m.file_type().is_socket() && m.ino() == n.ino as u64 && n.ino != 0 => {
                 if bound_by_live_socket(m.ino())? {
@@ -745,40 +838,22 @@ fn bind_name(fd: &OwnedFd, n: &Name, created: &mut Created) -> Result<()> {
         Err(e) => return Err(Error::errno(&who, e)),
     }
     if let Some(path) = &n.path {
-        created.0.push(PathBuf::from(path));
+        created.files.push(PathBuf::from(path));
     }
     Ok(())
 }
 
-/// The socket file of a bound name as it was: its mode and owner, or removed.
-fn finish_name(n: &Name) -> Result<()> {
-    let Some(path) = &n.path else {
-        return Ok(());
-    };
-    let who = format!("'{path}'");
-    match n.file {
-        Some((mode, uid, gid)) => {
-            std::os::unix::fs::lchown(path, Some(uid), Some(gid))
-                .map_err(|e| Error::io(&who, e))?;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-                .map_err(|e| Error::io(&who, e))
-        }
-        None => std::fs::remove_file(path).map_err(|e| Error::io(&who, e)),
-    }
-}
-
-/// Connects `fd` to a name without waiting; a listener that is not there, or whose
-/// queue is full, is an error naming it.
-fn connect_to(fd: &OwnedFd, raw: &[u8], path: Option<&str>, who: &str) -> Result<()> {
-    let addr = unix_addr(raw, path)?;
+/// Connects `fd` to `addr` (named `name` in messages) without waiting; a listener that
+/// is not there, or whose queue is full, is an error naming it.
+fn connect_to(fd: &OwnedFd, addr: &UnixAddr, name: &[u8], who: &str) -> Result<()> {
     let flags = nix::fcntl::OFlag::from_bits_truncate(
         nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL).ctx(who)?,
     );
     let set = |f| nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFL(f)).ctx(who);
     set(flags | nix::fcntl::OFlag::O_NONBLOCK)?;
-    let done = socket::connect(fd.as_raw_fd(), &addr);
+    let done = socket::connect(fd.as_raw_fd(), addr);
     set(flags)?;
-    done.map_err(|e| Error::errno(format!("{who}: connecting to '{}'", shown(raw)), e))
+    done.map_err(|e| Error::errno(format!("{who}: connecting to '{}'", shown(name)), e))
 }
 
 /// Restart, in cpr: every socket made again, by inode: named, listening, connected,
@@ -790,12 +865,65 @@ pub(super) fn open_all(
     sf: &Statefile,
 ) -> Result<BTreeMap<u64, OwnedFd>> {
     validate(records)?;
+    // names whose socket file was still there first: one removed before the checkpoint
+    // may share the path and is bound beside it (make_room)
+    let mut ordered: Vec<UnixSocketRecord> = records.to_vec();
+    ordered.sort_by_key(|r| r.name.as_ref().is_some_and(|n| n.file.is_none()));
+    let records = &ordered[..];
     let mut created = Created::default();
     let mut made: BTreeMap<u64, OwnedFd> = BTreeMap::new();
     let by_ino: BTreeMap<u64, &UnixSocketRecord> = records.iter().map(|r| (r.ino, r)).collect();
-    make_named(records, &mut made, &mut created)?;
+    make_named(records, &by_ino, &mut made, &mut created)?;
     make_pairs(records, &by_ino, &mut made, &mut created)?;
-    make_through_listeners(records, &by_ino, &mut made)?;
+    make_through_listeners(records, &by_ino, &mut made, &created)?;
+    make_outside_ends(records, &mut made, &mut created, sf)?;
+    for r in records {
+        if !matches!(r.role, Role::Closed) && r.data.is_some() {
+            refill_from_senders(r, &by_ino, &made, &created, sf)?;
+        }
+    }
+    for r in records {
+        let Some(fd) = made.get(&r.ino) else {
+            continue;
+        };
+        if connects_by_name(r, &by_ino)
+            && let Some(n) = &by_ino[&r.peer].name
+        {
+            let addr = created.addr_of(r.peer, n)?;
+            connect_to(fd, &addr, &n.raw, &format!("socket:[{}]", r.ino))?;
+        }
+        set_options(fd, r)?;
+    }
+    for f in files {
+        if let FdKind::UnixSocket { ino, .. } = f.template.kind
+            && !made.contains_key(&ino)
+        {
+            return Err(crate::statefile::reader::damaged_record(format!(
+                "socket:[{ino}]: no saved socket"
+            )));
+        }
+    }
+    let names: Vec<&Name> = records.iter().filter_map(|r| r.name.as_ref()).collect();
+    created.finish(&names)?;
+    Ok(made)
+}
+
+/// A datagram socket connected to a named one that is not connected back (or to
+/// itself): made on its own, and connected to the name once every queue is refilled.
+fn connects_by_name(r: &UnixSocketRecord, by_ino: &BTreeMap<u64, &UnixSocketRecord>) -> bool {
+    r.role == Role::Connected
+        && r.sock_type == libc::SOCK_DGRAM
+        && (r.peer == r.ino || by_ino.get(&r.peer).is_some_and(|p| p.peer != r.ino))
+}
+
+/// Sockets whose peer is gone (one end of a pair whose other end is closed, after
+/// refilling) or was outside and is connected to again (RECONNECT).
+fn make_outside_ends(
+    records: &[UnixSocketRecord],
+    made: &mut BTreeMap<u64, OwnedFd>,
+    created: &mut Created,
+    sf: &Statefile,
+) -> Result<()> {
     for r in records {
         let who = format!("socket:[{}]", r.ino);
         match &r.role {
@@ -808,66 +936,22 @@ pub(super) fn open_all(
             Role::Reconnect { to } => {
                 let fd = new_socket(r.sock_type, &who)?;
                 if let Some(n) = &r.name {
-                    bind_name(&fd, n, &mut created)?;
+                    bind_name(&fd, r.ino, n, created)?;
                 }
-                connect_to(&fd, to, None, &who)?;
+                connect_to(&fd, &unix_addr(to, None)?, to, &who)?;
                 made.insert(r.ino, fd);
             }
             _ => {}
         }
     }
-    for r in records {
-        if !matches!(r.role, Role::Closed) && r.data.is_some() {
-            refill_from_senders(r, &by_ino, &made, sf)?;
-        }
-    }
-    for r in records {
-        let Some(fd) = made.get(&r.ino) else {
-            continue;
-        };
-        if r.role == Role::Connected
-            && r.sock_type == libc::SOCK_DGRAM
-            && by_ino[&r.peer].peer != r.ino
-        {
-            // connected to a named datagram socket that is not connected back
-            let p = &by_ino[&r.peer];
-            if let Some(n) = &p.name {
-                connect_to(
-                    fd,
-                    &n.raw,
-                    n.path.as_deref(),
-                    &format!("socket:[{}]", r.ino),
-                )?;
-            }
-        }
-        set_options(fd, r)?;
-    }
-    for n in records.iter().filter_map(|r| r.name.as_ref()) {
-        if created
-            .0
-            .iter()
-            .any(|p| Some(p.to_string_lossy().as_ref()) == n.path.as_deref())
-        {
-            finish_name(n)?;
-        }
-    }
-    for f in files {
-        if let FdKind::UnixSocket { ino, .. } = f.template.kind
-            && !made.contains_key(&ino)
-        {
-            return Err(crate::statefile::reader::damaged_record(format!(
-                "socket:[{ino}]: no saved socket"
-            )));
-        }
-    }
-    created.0.clear();
-    Ok(made)
+    Ok(())
 }
 
 /// Listening, unconnected, and datagram sockets connected to another by its name:
 /// each a new socket, bound to its name, listening with its backlog.
 fn make_named(
     records: &[UnixSocketRecord],
+    by_ino: &BTreeMap<u64, &UnixSocketRecord>,
     made: &mut BTreeMap<u64, OwnedFd>,
     created: &mut Created,
 ) -> Result<()> {
@@ -875,10 +959,7 @@ fn make_named(
         let who = format!("socket:[{}]", r.ino);
         let own = match &r.role {
             Role::Listening { .. } | Role::Unconnected => true,
-            Role::Connected => {
-                r.sock_type == libc::SOCK_DGRAM
-                    && records.iter().any(|p| p.ino == r.peer && p.peer != r.ino)
-            }
+            Role::Connected => connects_by_name(r, by_ino),
             _ => false,
         };
         if !own {
@@ -886,7 +967,7 @@ fn make_named(
         }
         let fd = new_socket(r.sock_type, &who)?;
         if let Some(n) = &r.name {
-            bind_name(&fd, n, created)?;
+            bind_name(&fd, r.ino, n, created)?;
         }
         if let Role::Listening { backlog, .. } = r.role {
             let backlog = socket::Backlog::new(backlog.min(i32::MAX as u32) as i32)
@@ -918,7 +999,7 @@ fn make_pairs(
         let (a, b) = sock_diag::unix_pair(r.sock_type).ctx(&who)?;
         for (fd, rec) in [(&a, r), (&b, p)] {
             if let (Some(n), libc::SOCK_DGRAM) = (&rec.name, rec.sock_type) {
-                bind_name(fd, n, created)?;
+                bind_name(fd, rec.ino, n, created)?;
             }
         }
         made.insert(r.ino, a);
@@ -933,6 +1014,7 @@ fn make_through_listeners(
     records: &[UnixSocketRecord],
     by_ino: &BTreeMap<u64, &UnixSocketRecord>,
     made: &mut BTreeMap<u64, OwnedFd>,
+    created: &Created,
 ) -> Result<()> {
     let listener_name = |l: u64| by_ino[&l].name.clone();
     for r in records {
@@ -944,7 +1026,7 @@ fn make_through_listeners(
             continue;
         };
         let client = new_socket(r.sock_type, &who)?;
-        connect_to(&client, &n.raw, n.path.as_deref(), &who)?;
+        connect_to(&client, &created.addr_of(listener, &n)?, &n.raw, &who)?;
         let l = made.get(&listener).ok_or_else(|| {
             crate::statefile::reader::damaged_record(format!("{who}: its listener"))
         })?;
@@ -962,7 +1044,7 @@ fn make_through_listeners(
                 crate::statefile::reader::damaged_record(format!("{who}: its listener"))
             })?;
             let client = new_socket(by_ino[&c].sock_type, &who)?;
-            connect_to(&client, &n.raw, n.path.as_deref(), &who)?;
+            connect_to(&client, &created.addr_of(r.ino, n)?, &n.raw, &who)?;
             made.insert(c, client);
         }
     }
@@ -976,11 +1058,14 @@ fn refill_from_senders(
     r: &UnixSocketRecord,
     by_ino: &BTreeMap<u64, &UnixSocketRecord>,
     made: &BTreeMap<u64, OwnedFd>,
+    created: &Created,
     sf: &Statefile,
 ) -> Result<()> {
     let who = format!("socket:[{}]", r.ino);
     let msgs = queued(r, sf)?;
-    let connected_peer = (r.peer != 0 && by_ino.get(&r.peer).is_some_and(|p| p.peer == r.ino))
+    // a pair made by socketpair (or through a listener) is connected already
+    let paired = r.peer != 0 && r.peer != r.ino && !connects_by_name(r, by_ino);
+    let connected_peer = (paired && by_ino.get(&r.peer).is_some_and(|p| p.peer == r.ino))
         .then(|| made.get(&r.peer))
         .flatten();
     if r.sock_type != libc::SOCK_DGRAM || r.senders.is_empty() {
@@ -997,10 +1082,15 @@ fn refill_from_senders(
                 .find(|o| o.name.as_ref().is_some_and(|n| &n.raw == s))
                 .and_then(|o| made.get(&o.ino))
         });
-        match (named, connected_peer, &r.name) {
-            (Some(from), _, Some(n)) => send_to(from, m, n, &who)?,
+        let to = r
+            .name
+            .as_ref()
+            .map(|n| created.addr_of(r.ino, n))
+            .transpose()?;
+        match (named, connected_peer, &to) {
+            (Some(from), _, Some(to)) => send_to(from, m, to, &who)?,
             (_, Some(peer), _) => refill(peer, std::slice::from_ref(m), &who)?,
-            (_, None, Some(n)) => send_to(&spare, m, n, &who)?,
+            (_, None, Some(to)) => send_to(&spare, m, to, &who)?,
             (_, None, None) => {
                 return Err(crate::statefile::reader::damaged_record(format!(
                     "{who}: data but no name and no peer"
@@ -1011,12 +1101,11 @@ fn refill_from_senders(
     Ok(())
 }
 
-fn send_to(from: &OwnedFd, m: &[u8], to: &Name, who: &str) -> Result<()> {
-    let addr = unix_addr(&to.raw, to.path.as_deref())?;
+fn send_to(from: &OwnedFd, m: &[u8], to: &UnixAddr, who: &str) -> Result<()> {
     socket::sendto(
         from.as_raw_fd(),
         m,
-        &addr,
+        to,
         MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
     )
     .map(drop)

@@ -162,7 +162,17 @@ fn server_round_trip(before_restart: impl FnOnce(&Scratch)) {
     let _l = serial();
     let s = Scratch::new();
     let (w, child) = start_server(&s);
-    let sf = checkpoint_set(&s, "sf", &format!("{}:GID", w.pid), &[], &[w.pid, child]);
+    // the dry run agrees: nothing of it is refused
+    let id = format!("{}:GID", w.pid);
+    let preview = cpr(&[
+        "-c",
+        &s.join("sf").display().to_string(),
+        "-p",
+        &id,
+        "--dry-run",
+    ]);
+    assert_eq!(preview.status.code(), Some(0), "{}", describe(&preview));
+    let sf = checkpoint_set(&s, "sf", &id, &[], &[w.pid, child]);
     // the originals left their socket files behind: restart takes them back
     assert!(s.join("listen.sock").exists());
     let info = cpr(&["-i", &sf.display().to_string()]);

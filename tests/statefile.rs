@@ -40,6 +40,7 @@ fn policies() -> ProcessPolicies {
                 action: FileAction::Merge,
             },
         ],
+        sockets: vec![],
     }
 }
 
@@ -70,6 +71,7 @@ fn process(
                 fd,
                 path: path.into(),
                 action,
+                disposition: None,
             })
             .collect(),
         policies: policies(),

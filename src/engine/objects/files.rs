@@ -55,6 +55,9 @@ pub enum FdKind {
         ino: u64,
         peer: u64,
         sock_type: i32,
+        /// What restart does with it, for `cpr -i` (unix_sockets::disposition).
+        #[serde(default)]
+        disposition: Option<String>,
     },
 }
 
@@ -248,7 +251,7 @@ pub fn classify(
     }
     let owner = dump_owner(pid, fd, flags, &who)?;
     if link.starts_with("socket:") {
-        let record = super::unix_sockets::dump(pid, fd, &link, flags, cloexec)?;
+        let record = super::sockets::dump(pid, fd, &link, (flags, cloexec), policies)?;
         return Ok(FdRecord { owner, ..record });
     }
     let object = match super::pipes::dump(fd, &link, flags, cloexec) {
@@ -799,6 +802,10 @@ pub fn summaries(records: &[FdRecord]) -> Vec<crate::statefile::OpenFileSummary>
             fd: r.fd,
             path: r.path.clone(),
             action: r.action,
+            disposition: match &r.kind {
+                FdKind::UnixSocket { disposition, .. } => disposition.clone(),
+                _ => None,
+            },
         })
         .collect()
 }

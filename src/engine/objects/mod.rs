@@ -46,6 +46,8 @@ pub mod shared_fds;
 pub mod shmem;
 /// Process-wide signal state: dispositions, shared pending signals, interval timers.
 pub mod signals;
+/// Socket descriptors: the family of each, and the module that dumps it.
+pub mod sockets;
 /// System V semaphores and message queues: refused.
 /// System V shared memory segments.
 pub mod sysv_msg;

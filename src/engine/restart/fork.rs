@@ -304,6 +304,8 @@ fn child_restore(ctx: &RestoreContext, img: &Image, status_fd: i32) -> Result<Ch
     let rec = &img.core.process;
     let sf = &ctx.statefiles[img.sf];
     let opened = ctx.opened.get(img.sf);
+    // reads the statefile: before the descriptors are restored
+    crate::engine::objects::sysv_sem::restore_undo(sf, rec.pid)?;
     process::restore_attributes(rec)?;
     super::owner_rights::take(sf, rec)?;
     let (pages_fd, file_fds, mem_fds) = open_image_fds(ctx, img, status_fd)?;

@@ -6,6 +6,7 @@ pub mod fown;
 pub mod fsid;
 pub mod kcmp;
 mod kernel_types;
+pub mod mqueue;
 pub mod prctl;
 pub mod pty;
 pub mod sched;

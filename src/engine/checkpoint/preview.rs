@@ -318,6 +318,10 @@ fn describe_fd(pid: i32, r: &FdRecord) -> DescriptorPreview {
         FdKind::PtySlave { .. } => ("pty slave", "the new pseudo-terminal's slave".to_string()),
         FdKind::Path => ("O_PATH", "opened again by name".to_string()),
         FdKind::Event(_) => ("event", "made again with its state".to_string()),
+        FdKind::MQueue { .. } => (
+            "mqueue",
+            "made again by name with its limits, messages and notification".to_string(),
+        ),
         FdKind::UnixSocket { .. } => (
             "unix socket",
             "made again with its peer, the data queued and its options".to_string(),

@@ -22,6 +22,9 @@ pub mod mapped_files;
 pub mod memory;
 /// Pipes: classification, widowed ends, data in flight, refill at restart.
 pub mod pipes;
+/// System V semaphores and message queues: refused.
+/// System V shared memory segments.
+pub mod posix_mqueue;
 /// POSIX shared memory and named semaphores (/dev/shm files), as memory objects.
 pub mod posix_shm;
 /// POSIX timers (`timer_create`).
@@ -40,8 +43,6 @@ pub mod shared_fds;
 pub mod shmem;
 /// Process-wide signal state: dispositions, shared pending signals, interval timers.
 pub mod signals;
-/// System V semaphores and message queues: refused.
-/// System V shared memory segments.
 pub mod sysv_msg;
 pub mod sysv_sem;
 pub mod sysv_shm;

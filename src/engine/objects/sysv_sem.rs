@@ -285,7 +285,10 @@ fn measure_undo(
 
 /// Runs `f` with an injector into frozen single-threaded process `pid` and a page of its
 /// memory mapped for the purpose (removed after).
-fn with_injector<T>(pid: i32, f: impl FnOnce(&Injector, RemoteAddr) -> Result<T>) -> Result<T> {
+pub(super) fn with_injector<T>(
+    pid: i32,
+    f: impl FnOnce(&Injector, RemoteAddr) -> Result<T>,
+) -> Result<T> {
     let gate = ptrace::checkpoint_gate(pid)?;
     let result = (|| -> Result<T> {
         let resume = super::threads::resume_regs(&ptrace::get_regs(pid)?);

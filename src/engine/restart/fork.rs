@@ -315,6 +315,7 @@ fn child_restore(ctx: &RestoreContext, img: &Image, status_fd: i32) -> Result<Ch
     let shared_fd = |id: u32| opened.and_then(|o| o.file_fd(id));
     files::restore(&img.core.fds, sf, &keep, ctx.tty.as_deref(), &shared_fd)?;
     locks::restore_native(&img.core.locks)?;
+    crate::engine::objects::posix_mqueue::restore_notify(&img.core.fds)?;
     process::restore_native(rec, img.core.policies.cdir)?;
     let mut scratch = map_scratch(img)?;
     scratch

@@ -99,6 +99,14 @@ fn a_posix_message_queue_comes_back_with_its_messages_attributes_and_notificatio
         .map(|m| (m.prio, m.body.clone()))
         .collect();
     assert_eq!(got, expected());
+    let info = cpr(&["-i", sf.to_str().unwrap()]);
+    assert_success(&info, "cpr -i");
+    let shown = String::from_utf8_lossy(&info.stdout);
+    let line = format!(
+        "POSIX message queue {}: mode 0640, uid 0, gid 0, 6 message(s)",
+        w.name
+    );
+    assert!(shown.contains(&line), "{shown}");
     // the queue outlived its process, untouched; the user removes it
     assert_eq!(w.messages(), expected());
     mq::unlink(&w.name).unwrap();
@@ -156,6 +164,20 @@ fn a_queue_name_taken_with_other_limits_fails_the_restart_cleanly() {
     drop(other);
     mq::unlink(&w.name).unwrap();
     restart_ok(&sf);
+    w.go_and_pass();
+}
+
+#[test]
+fn a_queue_description_shared_by_a_parent_and_its_child_comes_back_shared() {
+    let mut w = World::new(7);
+    let p = w.start("fork");
+    let sf = checkpoint_set(&w.t.s, "sf", &format!("{p}:HID"), &[], &[p]);
+    let index = saved(&sf);
+    assert_eq!(index.queues.len(), 1, "saved once: {index:?}");
+    assert_eq!(index.queues[0].messages.len(), 1);
+    mq::unlink(&w.name).unwrap();
+    restart_ok(&sf);
+    // the child receives what the parent sends after restart, through the shared one
     w.go_and_pass();
 }
 

@@ -284,6 +284,11 @@ fn semaphore_undo_adjustments_come_back_and_are_released_when_the_holders_exit()
     let (a, b, semid) = start_undo_pair(&mut w, key);
     let sf = w.checkpoint(&[a, b]);
     assert_undo_pair_saved(&sf, a, b);
+    let info = cpr(&["-i", sf.to_str().unwrap()]);
+    assert_success(&info, "cpr -i");
+    let shown = String::from_utf8_lossy(&info.stdout);
+    let line = format!("undo adjustments of process {a}: [[0,1],[1,-3]]");
+    assert!(shown.contains(&line), "{shown}");
     // the originals exited (WILL EXIT): the kernel released what they held
     assert_eq!(ipc::sem_values(semid, 2).unwrap(), vec![2, 5]);
     // the set outlived them: restart takes it back, the holders hold again

@@ -9,6 +9,11 @@
  *                 mode and count, receives the six messages in priority order and
  *                 checks each, sends one to the empty queue and waits for its
  *                 notification (SIGUSR1, SI_MESGQ, value 4242): PASS.
+ *   ROLE fork:    creates NAME (blocking), sends (2 "a"), forks a child that shares the
+ *                 descriptor; READY. After CTL/GO the parent sends (7 "parent"); the
+ *                 child, once the queue holds two messages, receives "parent" then "a"
+ *                 through the inherited descriptor and exits 0; the parent checks
+ *                 that: PASS.
  *   ROLE thread:  creates NAME and registers for notification with SIGEV_THREAD; READY.
  *   ROLE removed: creates NAME, keeps it open and removes its name; READY.
  * Every check failing prints "FAIL why".
@@ -17,6 +22,7 @@
 
 #include <mqueue.h>
 #include <signal.h>
+#include <sys/wait.h>
 
 struct sent {
     unsigned prio;
@@ -116,6 +122,44 @@ static int queue(const char *name) {
     return 0;
 }
 
+static int fork_role(const char *name) {
+    mqd_t q = make(name, 0);
+    if (mq_send(q, "a", 1, 2) < 0)
+        wl_fail("mq_send (errno %d)", errno);
+    pid_t child = fork();
+    if (child < 0)
+        wl_fail("fork");
+    if (child == 0) {
+        char buf[64];
+        unsigned prio;
+        struct mq_attr a;
+        /* until the parent has sent its message after GO */
+        while (mq_getattr(q, &a) == 0 && a.mq_curmsgs < 2)
+            wl_sleep_ms(10);
+        ssize_t n;
+        while ((n = mq_receive(q, buf, sizeof buf, &prio)) < 0 && errno == EINTR)
+            ;
+        if (n != 6 || memcmp(buf, "parent", 6) != 0 || prio != 7)
+            _exit(3);
+        if (mq_receive(q, buf, sizeof buf, &prio) != 1 || buf[0] != 'a' || prio != 2)
+            _exit(4);
+        _exit(0);
+    }
+    wl_ready("fork");
+    while (!wl_go())
+        wl_sleep_ms(10);
+    if (mq_send(q, "parent", 6, 7) < 0)
+        wl_fail("mq_send after restart (errno %d)", errno);
+    int status;
+    while (waitpid(child, &status, 0) < 0)
+        if (errno != EINTR)
+            wl_fail("waitpid (errno %d)", errno);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        wl_fail("the child failed (status %x)", status);
+    wl_pass("fork");
+    return 0;
+}
+
 static void on_thread(union sigval v) {
     (void)v;
 }
@@ -126,6 +170,8 @@ int main(int argc, char **argv) {
     const char *role = argv[2], *name = argv[3];
     if (strcmp(role, "queue") == 0)
         return queue(name);
+    if (strcmp(role, "fork") == 0)
+        return fork_role(name);
     if (strcmp(role, "thread") == 0) {
         mqd_t q = make(name, 0);
         struct sigevent ev = {.sigev_notify = SIGEV_THREAD, .sigev_notify_function = on_thread};

@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use common::*;
@@ -213,4 +214,35 @@ fn a_sigev_thread_registration_is_refused() {
 #[test]
 fn a_queue_whose_name_was_removed_is_refused() {
     refused(6, "removed", "name was removed");
+}
+
+#[test]
+fn a_registration_by_a_process_outside_the_checkpoint_is_refused() {
+    let mut w = World::new(8);
+    let p = w.start("fork");
+    // the test itself registers (SIGEV_NONE) on the queue
+    let q = mq::open(&w.name, libc::O_RDONLY, 0, None).unwrap();
+    mq::notify(q.as_raw_fd(), Some((libc::SIGEV_NONE, 0, 0))).unwrap();
+    let me = std::process::id().to_string();
+    let sf = w.t.path("sf");
+    let ids = format!("{p}:HID");
+    let out = cpr(&["-c", sf.to_str().unwrap(), "-p", &ids]);
+    assert_failure(
+        &out,
+        "cpr -c",
+        &["Checkpoint error", &w.name, &me, "outside"],
+        false,
+    );
+    assert!(!sf.join("MANIFEST").exists(), "no statefile");
+    let dry = cpr(&["-c", sf.to_str().unwrap(), "-p", &ids, "--dry-run"]);
+    let listed = String::from_utf8_lossy(&dry.stderr);
+    assert!(
+        !dry.status.success() && listed.contains(&w.name) && listed.contains("outside"),
+        "the dry run lists the refusal: {}",
+        describe(&dry)
+    );
+    assert_running_untraced(p);
+    // the queue is untouched: the parent and child go on with it
+    drop(q);
+    w.go_and_pass();
 }

@@ -143,6 +143,7 @@ pub fn preview(options: &CheckpointOptions) -> Result<Preview> {
         super::refuse_shared_address_spaces,
         crate::engine::objects::process::refuse_unrestorable,
         crate::engine::objects::sysv_sem::refusals,
+        crate::engine::objects::posix_mqueue::refusals,
     ] {
         if let Err(e) = check(&live) {
             refusals.push(Refusal::new(None, None, &e));

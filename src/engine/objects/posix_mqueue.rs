@@ -131,6 +131,41 @@ pub fn classify(
     Ok(Some(FdRecord::object(fd, kind, link, flags, cloexec)))
 }
 
+fn outside(name: &str, pid: i32) -> Error {
+    Error::with_detail(
+        who(name),
+        Kind::CheckpointError,
+        format!("registered for notification by process {pid}, outside the checkpoint"),
+    )
+}
+
+/// What `dump_queues` would refuse for processes `pids` (running or frozen) beyond what
+/// `classify` refuses: a queue of theirs registered by a process outside them. For
+/// `cpr -c --dry-run`.
+pub fn refusals(pids: &[i32]) -> Result<()> {
+    for &pid in pids {
+        let Ok(fds) = crate::proc::ProcDir::open(pid).and_then(|d| d.fds()) else {
+            continue; // gone: the checkpoint says so elsewhere
+        };
+        for fd in fds {
+            if !sys::is_mqueue(&format!("/proc/{pid}/fd/{fd}")).unwrap_or(false) {
+                continue;
+            }
+            let Ok(q) = sys::open_of_process(pid, fd) else {
+                continue;
+            };
+            let name = std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+                .map(|l| l.display().to_string())
+                .unwrap_or_default();
+            let status = status_of(&q, &name)?;
+            if status.notify_pid != 0 && !pids.contains(&status.notify_pid) {
+                return Err(outside(&name, status.notify_pid));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn status_of(q: &OwnedFd, name: &str) -> Result<sys::MqStatus> {
     let text = sys::read_status(q).ctx(who(name))?;
     sys::parse_status(&text).ok_or_else(|| {
@@ -194,13 +229,12 @@ fn dump_queue(
     let status = status_of(&q, name)?;
     let owner_fd = match status.notify_pid {
         0 => None,
-        p => Some(held.iter().find(|(h, _)| *h == p).copied().ok_or_else(|| {
-            Error::with_detail(
-                who(name),
-                Kind::CheckpointError,
-                format!("registered for notification by process {p}, outside the checkpoint"),
-            )
-        })?),
+        p => Some(
+            held.iter()
+                .find(|(h, _)| *h == p)
+                .copied()
+                .ok_or_else(|| outside(name, p))?,
+        ),
     };
     let messages = drain(&q, name, attr)?;
     // the queue is empty: fire the registration, learn its value, take its signal back

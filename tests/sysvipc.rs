@@ -344,3 +344,29 @@ fn a_waiter_outside_the_checkpoint_refuses_undo_measurement_and_changes_nothing(
     wait_pid_gone(b, TIMEOUT);
     assert_eq!(ipc::sem_values(semid, 2).unwrap(), vec![2, 5]);
 }
+
+#[test]
+fn a_waiter_inside_the_checkpoint_is_no_obstacle_to_undo_measurement() {
+    let mut w = World::new();
+    let key = test_key(13);
+    let (a, b, semid) = start_undo_pair(&mut w, key);
+    // a third process waits to take semaphore 0: frozen, it has left its semop
+    let (waiter, _) = w.start("waiter", "take", key, "semid");
+    wait_until("the waiter blocks", TIMEOUT, || {
+        ipc::sem_has_waiters(semid, 2).unwrap()
+    });
+    let sf = w.checkpoint(&[a, b, waiter]);
+    assert_undo_pair_saved(&sf, a, b);
+    restart_ok(&sf);
+    assert_eq!(ipc::sem_values(semid, 2).unwrap(), vec![0, 6]);
+    // the restored waiter waits again, and takes what the test gives
+    wait_until("the waiter blocks again", TIMEOUT, || {
+        ipc::sem_has_waiters(semid, 2).unwrap()
+    });
+    ipc::semop(semid, &[(0, 1, 0)]).unwrap();
+    wait_for_line(&w.out("waiter"), "PASS", TIMEOUT);
+    w.go_and_pass(&["a", "b"]);
+    wait_pid_gone(a, TIMEOUT);
+    wait_pid_gone(b, TIMEOUT);
+    assert_eq!(ipc::sem_values(semid, 2).unwrap(), vec![2, 5]);
+}

@@ -212,8 +212,23 @@ fn a_sigev_thread_registration_is_refused() {
 }
 
 #[test]
-fn a_queue_whose_name_was_removed_is_refused() {
-    refused(6, "removed", "name was removed");
+fn a_queue_whose_name_was_removed_comes_back_without_a_name() {
+    let mut w = World::new(6);
+    let p = w.start("removed");
+    let sf = checkpoint_set(&w.t.s, "sf", &p.to_string(), &[], &[p]);
+    let index = saved(&sf);
+    assert_eq!(index.queues.len(), 1, "{index:?}");
+    let q = &index.queues[0];
+    assert!(q.removed);
+    assert_eq!(q.messages.len(), 2);
+    restart_ok(&sf);
+    // the name cpr made it under is gone once the process runs
+    let cprs = format!("/cpr-removed-{}", q.ino);
+    assert_eq!(
+        mq::open(&cprs, libc::O_RDONLY, 0, None).err(),
+        Some(nix::errno::Errno::ENOENT)
+    );
+    w.go_and_pass();
 }
 
 #[test]

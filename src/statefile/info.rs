@@ -153,6 +153,7 @@ fn ipc_summary(statefile: &Statefile) -> Value {
                 "maxmsg": q.get("maxmsg"),
                 "msgsize": q.get("msgsize"),
                 "messages": count,
+                "removed": q.get("removed").and_then(Value::as_bool).unwrap_or(false),
             })
         })
         .collect();
@@ -179,8 +180,13 @@ fn write_ipc(out: &mut String, statefile: &Statefile) {
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "POSIX message queue {}: mode {}, uid {}, gid {}, {} message(s) (at most {} of {} bytes)",
+            "POSIX message queue {}{}: mode {}, uid {}, gid {}, {} message(s) (at most {} of {} bytes)",
             q["name"].as_str().unwrap_or("?"),
+            if q["removed"] == true {
+                " (name removed)"
+            } else {
+                ""
+            },
             q["mode"].as_str().unwrap_or("?"),
             text(q.get("uid")),
             text(q.get("gid")),

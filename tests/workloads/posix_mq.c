@@ -15,7 +15,9 @@
  *                 through the inherited descriptor and exits 0; the parent checks
  *                 that: PASS.
  *   ROLE thread:  creates NAME and registers for notification with SIGEV_THREAD; READY.
- *   ROLE removed: creates NAME, keeps it open and removes its name; READY.
+ *   ROLE removed: creates NAME (non-blocking), sends (1 "too") (4 "kept"), removes its
+ *                 name; READY. After CTL/GO: checks the name is still gone, receives
+ *                 "kept" then "too", and the queue is empty: PASS.
  * Every check failing prints "FAIL why".
  */
 #include "wl.h"
@@ -160,6 +162,29 @@ static int fork_role(const char *name) {
     return 0;
 }
 
+static int removed(const char *name) {
+    mqd_t q = make(name, O_NONBLOCK);
+    if (mq_send(q, "too", 3, 1) < 0 || mq_send(q, "kept", 4, 4) < 0)
+        wl_fail("mq_send (errno %d)", errno);
+    if (mq_unlink(name) < 0)
+        wl_fail("mq_unlink (errno %d)", errno);
+    wl_ready("removed");
+    while (!wl_go())
+        wl_sleep_ms(10);
+    if (mq_open(name, O_RDONLY) >= 0 || errno != ENOENT)
+        wl_fail("the name is back");
+    char buf[64];
+    unsigned prio;
+    if (mq_receive(q, buf, sizeof buf, &prio) != 4 || memcmp(buf, "kept", 4) || prio != 4)
+        wl_fail("first message");
+    if (mq_receive(q, buf, sizeof buf, &prio) != 3 || memcmp(buf, "too", 3) || prio != 1)
+        wl_fail("second message");
+    if (mq_receive(q, buf, sizeof buf, &prio) >= 0 || errno != EAGAIN)
+        wl_fail("a message too many");
+    wl_pass("removed");
+    return 0;
+}
+
 static void on_thread(union sigval v) {
     (void)v;
 }
@@ -178,9 +203,7 @@ int main(int argc, char **argv) {
         if (mq_notify(q, &ev) < 0)
             wl_fail("mq_notify (errno %d)", errno);
     } else if (strcmp(role, "removed") == 0) {
-        make(name, 0);
-        if (mq_unlink(name) < 0)
-            wl_fail("mq_unlink (errno %d)", errno);
+        return removed(name);
     } else {
         wl_fail("unknown role %s", role);
     }

@@ -51,6 +51,12 @@ pub enum FdKind {
     /// registration of the process, on its first descriptor of the queue.
     MQueue {
         name: String,
+        /// Its name was removed (mq_unlink) while it is open.
+        #[serde(default)]
+        removed: bool,
+        /// The queue's inode at checkpoint: which descriptors share one queue.
+        #[serde(default)]
+        ino: u64,
         #[serde(default)]
         notify: Option<super::posix_mqueue::MqNotify>,
     },
@@ -639,7 +645,12 @@ pub fn reopen(
         }
         (FdKind::Fifo { .. }, _) => super::fifos::reopen(r).ctx(&who)?,
         (FdKind::Path, _) => open_path(&r.path, open_flags_for_reopen(r.flags)).ctx(&who)?,
-        (FdKind::MQueue { name, .. }, _) => super::posix_mqueue::reopen(name, r.flags)?,
+        (
+            FdKind::MQueue {
+                name, removed, ino, ..
+            },
+            _,
+        ) => super::posix_mqueue::reopen(name, *removed, *ino, r.flags)?,
         (FdKind::PtyMaster { .. } | FdKind::PtySlave { .. }, _) => {
             let id = r.inode.unwrap_or(u32::MAX);
             let made = shared(id).ok_or_else(|| {

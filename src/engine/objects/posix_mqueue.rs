@@ -14,13 +14,15 @@
 //! notification with a message of its own (received at once), reads the value from the
 //! signal queued to the frozen process, takes that signal back (an injected
 //! rt_sigtimedwait) and registers the process again (an injected mq_notify). Refused: a
-//! SIGEV_THREAD registration (it needs a netlink socket), a registration by a process
-//! outside the checkpoint, and a queue whose name was removed while it is open.
+//! SIGEV_THREAD registration (it needs a netlink socket) and a registration by a process
+//! outside the checkpoint.
 //!
 //! Restart makes each queue again under its name, with its limits, messages, owner and
 //! mode, before any process exists; a queue of that name with the same limits (the one
 //! the checkpointed processes left) is taken back with the statefile's messages; with
-//! other limits the restart fails naming it. Each descriptor opens it by name.
+//! other limits the restart fails naming it. Each descriptor opens it by name. A queue
+//! whose name was removed while open is made under a name of cpr's
+//! (`/cpr-removed-<ino>`), opened by it, and that name is removed once the processes run.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::OwnedFd;
@@ -76,6 +78,21 @@ pub struct QueueRecord {
     pub msgsize: i64,
     /// In the order they are received: highest priority first, oldest first.
     pub messages: Vec<Message>,
+    /// Its name was removed while it is open.
+    #[serde(default)]
+    pub removed: bool,
+    /// Its inode at checkpoint (names it at restart when removed).
+    #[serde(default)]
+    pub ino: u64,
+}
+
+/// The name a queue has at restart: its own, or cpr's for a removed one.
+fn restart_name(name: &str, removed: bool, ino: u64) -> String {
+    if removed {
+        format!("/cpr-removed-{ino}")
+    } else {
+        name.to_string()
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,8 +112,7 @@ fn valid_name(name: &str) -> bool {
 }
 
 /// For files::classify (and so `cpr -c --dry-run`): the record of descriptor `fd` of
-/// process `pid` if it is a message queue; its queue's removed name or a SIGEV_THREAD
-/// registration refused.
+/// process `pid` if it is a message queue; a SIGEV_THREAD registration refused.
 pub fn classify(
     pid: i32,
     fd: i32,
@@ -108,15 +124,20 @@ pub fn classify(
     if !sys::is_mqueue(&format!("/proc/{pid}/fd/{fd}")).unwrap_or(false) {
         return Ok(None);
     }
-    if link.ends_with(" (deleted)") || !valid_name(link) {
+    let (name, removed) = match link.strip_suffix(" (deleted)") {
+        Some(name) => (name, true),
+        None => (link, false),
+    };
+    if !valid_name(name) {
         return Err(Error::with_detail(
             &who_fd,
             Kind::CheckpointError,
-            format!("{link}: a POSIX message queue whose name was removed is not checkpoint safe"),
+            format!("{link}: a POSIX message queue of a name mq_open does not take"),
         ));
     }
     let q = sys::open_of_process(pid, fd).ctx(&who_fd)?;
-    let status = status_of(&q, link)?;
+    let ino = nix::sys::stat::fstat(&q).ctx(&who_fd)?.st_ino;
+    let status = status_of(&q, name)?;
     if status.notify_pid != 0 && status.notify == SIGEV_THREAD {
         return Err(Error::with_detail(
             who(link),
@@ -125,7 +146,9 @@ pub fn classify(
         ));
     }
     let kind = FdKind::MQueue {
-        name: link.to_string(),
+        name: name.to_string(),
+        removed,
+        ino,
         notify: None,
     };
     Ok(Some(FdRecord::object(fd, kind, link, flags, cloexec)))
@@ -183,14 +206,20 @@ pub fn dump_queues(
     dumped: &mut [(CoreRecord, MmRecord)],
     writer: &mut StatefileWriter,
 ) -> Result<()> {
-    // each queue's holders: (pid, fd), in process then descriptor order
-    let mut holders: BTreeMap<String, Vec<(i32, i32)>> = BTreeMap::new();
+    // each queue (by inode): its name, whether removed, its holders (pid, fd) in process
+    // then descriptor order
+    type Holders = (String, bool, Vec<(i32, i32)>);
+    let mut holders: BTreeMap<u64, Holders> = BTreeMap::new();
     for (core, _) in dumped.iter() {
         for r in &core.fds {
-            if let FdKind::MQueue { name, .. } = &r.kind {
+            if let FdKind::MQueue {
+                name, removed, ino, ..
+            } = &r.kind
+            {
                 holders
-                    .entry(name.clone())
-                    .or_default()
+                    .entry(*ino)
+                    .or_insert_with(|| (name.clone(), *removed, Vec::new()))
+                    .2
                     .push((core.process.pid, r.fd));
             }
         }
@@ -199,16 +228,17 @@ pub fn dump_queues(
         return Ok(());
     }
     let mut index = MqIndex::default();
-    for (name, held) in &holders {
-        let (rec, notify) = dump_queue(name, held)?;
+    for (&ino, (name, removed, held)) in &holders {
+        let (mut rec, notify) = dump_queue(name, held)?;
+        rec.removed = *removed;
+        rec.ino = ino;
         index.queues.push(rec);
         if let Some((pid, fd, n)) = notify {
             let core = dumped.iter_mut().find(|(c, _)| c.process.pid == pid);
-            if let Some(r) = core.and_then(|(c, _)| c.fds.iter_mut().find(|r| r.fd == fd)) {
-                r.kind = FdKind::MQueue {
-                    name: name.clone(),
-                    notify: Some(n),
-                };
+            if let Some(r) = core.and_then(|(c, _)| c.fds.iter_mut().find(|r| r.fd == fd))
+                && let FdKind::MQueue { notify, .. } = &mut r.kind
+            {
+                *notify = Some(n);
             }
         }
     }
@@ -259,6 +289,8 @@ fn dump_queue(
         maxmsg: attr.maxmsg,
         msgsize: attr.msgsize,
         messages,
+        removed: false,
+        ino: 0,
     };
     Ok((rec, notify))
 }
@@ -407,12 +439,14 @@ pub fn restore_notify(records: &[FdRecord]) -> Result<()> {
     for r in records {
         let FdKind::MQueue {
             name,
+            ino,
             notify: Some(n),
+            ..
         } = &r.kind
         else {
             continue;
         };
-        if !done.insert(name.clone()) {
+        if !done.insert(*ino) {
             continue;
         }
         // the process's own descriptor, open at its number (files::restore)
@@ -423,9 +457,9 @@ pub fn restore_notify(records: &[FdRecord]) -> Result<()> {
     Ok(())
 }
 
-/// For files::reopen: the queue opened again by name with the descriptor's access mode
-/// and O_NONBLOCK.
-pub fn reopen(name: &str, flags: i32) -> Result<OwnedFd> {
+/// For files::reopen: the queue opened again by its name at restart with the
+/// descriptor's access mode and O_NONBLOCK.
+pub fn reopen(name: &str, removed: bool, ino: u64, flags: i32) -> Result<OwnedFd> {
     if !valid_name(name) {
         return Err(Error::with_detail(
             who(name),
@@ -434,17 +468,19 @@ pub fn reopen(name: &str, flags: i32) -> Result<OwnedFd> {
         ));
     }
     let keep = libc::O_ACCMODE | libc::O_NONBLOCK;
-    sys::open(name, flags & keep, 0, None).ctx(who(name))
+    sys::open(&restart_name(name, removed, ino), flags & keep, 0, None).ctx(who(name))
 }
 
-/// Queues created by a restart: removed when dropped before `finish`.
+/// Queues created by a restart: removed when dropped before `finish`; the names of
+/// cpr's of removed queues are removed either way.
 #[derive(Debug, Default)]
 pub struct Created {
     names: Vec<String>,
+    cprs: Vec<String>,
 }
 
 impl Created {
-    /// The restart succeeded: they stay.
+    /// The restart succeeded: they stay (those of removed queues without their names).
     pub fn finish(mut self) {
         self.names.clear();
     }
@@ -452,7 +488,7 @@ impl Created {
 
 impl Drop for Created {
     fn drop(&mut self) {
-        for name in &self.names {
+        for name in self.names.iter().chain(&self.cprs) {
             let _ = sys::unlink(name);
         }
     }
@@ -500,7 +536,7 @@ pub fn restore_queues(statefiles: &[&Statefile]) -> Result<Created> {
         let index: MqIndex = sf.read_json(INDEX)?;
         for rec in &index.queues {
             check(rec).map_err(|e| e.context(sf.path.display()))?;
-            if done.insert(rec.name.clone()) {
+            if done.insert(restart_name(&rec.name, rec.removed, rec.ino)) {
                 restore_queue(rec, &mut out).map_err(|e| e.context(sf.path.display()))?;
             }
         }
@@ -509,11 +545,15 @@ pub fn restore_queues(statefiles: &[&Statefile]) -> Result<Created> {
 }
 
 fn restore_queue(rec: &QueueRecord, out: &mut Created) -> Result<()> {
-    let name = &rec.name;
+    let name = &restart_name(&rec.name, rec.removed, rec.ino);
     let create = libc::O_RDWR | libc::O_NONBLOCK | libc::O_CREAT | libc::O_EXCL;
     let q = match sys::open(name, create, 0o600, Some((rec.maxmsg, rec.msgsize))) {
         Ok(q) => {
-            out.names.push(name.clone());
+            if rec.removed {
+                out.cprs.push(name.clone());
+            } else {
+                out.names.push(name.clone());
+            }
             q
         }
         Err(Errno::EEXIST) => take_back(rec)?,
@@ -528,7 +568,7 @@ fn restore_queue(rec: &QueueRecord, out: &mut Created) -> Result<()> {
 /// A queue of that name already there: the one the checkpointed processes left (same
 /// limits) is emptied, to be filled with the statefile's messages; another is refused.
 fn take_back(rec: &QueueRecord) -> Result<OwnedFd> {
-    let name = &rec.name;
+    let name = &restart_name(&rec.name, rec.removed, rec.ino);
     let q = sys::open(name, libc::O_RDWR | libc::O_NONBLOCK, 0, None).ctx(who(name))?;
     let attr = sys::getattr(&q).ctx(who(name))?;
     if (attr.maxmsg, attr.msgsize) != (rec.maxmsg, rec.msgsize) {
@@ -568,6 +608,8 @@ mod tests {
                 prio: 3,
                 body: b"x".to_vec(),
             }],
+            removed: false,
+            ino: 0,
         }
     }
 

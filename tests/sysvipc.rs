@@ -370,3 +370,25 @@ fn a_waiter_inside_the_checkpoint_is_no_obstacle_to_undo_measurement() {
     wait_pid_gone(b, TIMEOUT);
     assert_eq!(ipc::sem_values(semid, 2).unwrap(), vec![2, 5]);
 }
+
+#[test]
+fn an_adjustment_the_kernel_would_cut_to_nothing_is_refused_not_lost_silently() {
+    let mut w = World::new();
+    let key = test_key(14);
+    // the process gives 1 with SEM_UNDO (its exit would take 1 back)...
+    let (p, semid) = w.start("p", "give-undo", key, "semid");
+    // ...and a process outside the checkpoint takes it: the value is 0, the set's last
+    // user is not in the checkpoint, so no margin is raised
+    w.start("taker", "take", key, "semid");
+    wait_for_line(&w.out("taker"), "PASS", TIMEOUT);
+    let sf = w.t.path("sf");
+    let out = cpr(&["-c", sf.to_str().unwrap(), "-p", &p.to_string()]);
+    assert_failure(
+        &out,
+        "cpr -c",
+        &[&format!("semid {semid}"), "Checkpoint error", "limit"],
+        false,
+    );
+    assert!(!sf.join("MANIFEST").exists(), "no statefile");
+    w.go_and_pass(&["p"]);
+}

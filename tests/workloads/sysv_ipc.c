@@ -22,6 +22,8 @@
  *                 waits until semaphore 0 rises (undo-a's exit gives its 1 back), gives
  *                 it back, checks semaphore 1 is 3 (undo-a's exit took its 3), PASS,
  *                 exits (the set ends at 2 5).
+ *   ROLE give-undo: creates a set of 1 (KEY) with value 0 and gives it 1 with SEM_UNDO
+ *                 (adjustment -1); READY semid=N; after CTL/GO, PASS.
  *   ROLE take:    joins KEY's set, READY semid=N, takes 1 from semaphore 0 (waiting
  *                 for it), PASS.
  *   ROLE msg:     creates a queue (KEY, mode 0640, msg_qbytes 4000) and sends, in order,
@@ -240,6 +242,16 @@ int main(int argc, char **argv) {
         return undo_a(key);
     if (strcmp(role, "undo-b") == 0)
         return undo_b(key);
+    if (strcmp(role, "give-undo") == 0) {
+        int id = semget(key, 1, IPC_CREAT | IPC_EXCL | 0600);
+        if (id < 0)
+            wl_fail("semget (errno %d)", errno);
+        op(id, 0, 1, SEM_UNDO);
+        wl_ready("semid=%d", id);
+        wait_go();
+        wl_pass("give-undo");
+        return 0;
+    }
     if (strcmp(role, "take") == 0) {
         int id = semget(key, 0, 0);
         if (id < 0)

@@ -19,7 +19,9 @@
 //! a waiter on any set (a process outside the checkpoint blocked in semop, which the
 //! adjustment could complete: frozen processes have left their semop), a list shared by
 //! several processes (CLONE_SYSVSEM) or by the threads of one (pthreads share one) while
-//! a set is saved. What changes for the original: sem_otime of the sets it touched, and
+//! a set is saved, and an adjustment the clamp cut (a value ending at a limit, or a
+//! semaphore whose last-operation PID became the process while its value stayed: the
+//! kernel sets it for each adjustment it applies) in a set no margin was raised on. What changes for the original: sem_otime of the sets it touched, and
 //! sempid (semctl GETPID) of their semaphores, now the process itself. At restart, each
 //! restored process makes its adjustments again with semop(SEM_UNDO) (`restore_undo`),
 //! from values set so that they end where they were.
@@ -361,14 +363,20 @@ fn measure_one(
             lifted.get_mut(&semid).expect("lifted set")[n as usize] += c as u16;
         }
     }
+    let pids_before = sempids(&lifted)?;
     let unshared = inj.check(
         "unshare(CLONE_SYSVSEM)",
         libc::SYS_unshare,
         [libc::CLONE_SYSVSEM as u64, 0, 0, 0, 0, 0],
     );
     let after = snapshot(table)?;
+    let pids_after = sempids(&lifted)?;
     unshared?;
     let (adjs, clamped) = differences(&lifted, &after);
+    // the kernel makes the process the last to change each semaphore it adjusts: one
+    // that became so with its value unchanged had its adjustment cut to nothing
+    let clamped =
+        clamped.or_else(|| hidden_change(inj.tid, &lifted, &after, &pids_before, &pids_after));
     let mut result = Ok(());
     for (&semid, adj) in &adjs {
         let ops: Vec<_> = adj
@@ -400,6 +408,46 @@ fn measure_one(
         }
     }
     Ok(adjs)
+}
+
+/// The last-changing PID (semctl GETPID) of each semaphore of the sets of `values`.
+fn sempids(values: &Snapshot) -> Result<BTreeMap<i32, Vec<i32>>> {
+    let mut out = BTreeMap::new();
+    for (&semid, v) in values {
+        let pids: std::result::Result<Vec<i32>, Errno> = (0..v.len() as i32)
+            .map(|n| sys::sem_last_pid(semid, n))
+            .collect();
+        match pids {
+            Ok(p) => {
+                out.insert(semid, p);
+            }
+            Err(Errno::EINVAL | Errno::EIDRM | Errno::EACCES) => {}
+            Err(e) => return Err(Error::errno(format!("SysV semaphore semid {semid}"), e)),
+        }
+    }
+    Ok(out)
+}
+
+/// A set with a semaphore that process `pid` became the last to change while its value
+/// stayed the same: an adjustment the kernel's clamp cut to nothing.
+fn hidden_change(
+    pid: i32,
+    lifted: &Snapshot,
+    after: &Snapshot,
+    pids_before: &BTreeMap<i32, Vec<i32>>,
+    pids_after: &BTreeMap<i32, Vec<i32>>,
+) -> Option<i32> {
+    lifted.iter().find_map(|(&semid, old)| {
+        let (new, pb, pa) = (
+            after.get(&semid)?,
+            pids_before.get(&semid)?,
+            pids_after.get(&semid)?,
+        );
+        let hidden = (0..old.len()).any(|i| {
+            new.get(i) == old.get(i) && pb.get(i) != Some(&pid) && pa.get(i) == Some(&pid)
+        });
+        hidden.then_some(semid)
+    })
 }
 
 /// Per set, the non-zero changes from `lifted` to `after` (numbers and changes); and a

@@ -21,10 +21,11 @@
 //! several processes (CLONE_SYSVSEM) or by the threads of one (pthreads share one) while
 //! a set is saved, and an adjustment the clamp cut (a value ending at a limit, or a
 //! semaphore whose last-operation PID became the process while its value stayed: the
-//! kernel sets it for each adjustment it applies) in a set no margin was raised on. What changes for the original: sem_otime of the sets it touched, and
-//! sempid (semctl GETPID) of their semaphores, now the process itself. At restart, each
-//! restored process makes its adjustments again with semop(SEM_UNDO) (`restore_undo`),
-//! from values set so that they end where they were.
+//! kernel sets it for each adjustment it applies) in a set no margin was raised on.
+//! What changes for the original: sem_otime of the sets it touched, and sempid (semctl
+//! GETPID) of their semaphores, now the process itself. At restart, each restored
+//! process makes its adjustments again with semop(SEM_UNDO) (`restore_undo`), from
+//! values set so that they end where they were.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -182,8 +182,9 @@ fn a_queue_description_shared_by_a_parent_and_its_child_comes_back_shared() {
     w.go_and_pass();
 }
 
-/// `cpr -c` of a process in `role` fails naming the queue and `why`; it runs on.
-fn refused(n: u32, role: &str, why: &str) {
+/// `cpr -c` of a process in `role` fails naming the queue and `why` (so does the dry
+/// run); it runs on. Returns the world, for a role that checks itself after GO.
+fn refused(n: u32, role: &str, why: &str) -> World {
     let mut w = World::new(n);
     let p = w.start(role);
     let sf = w.t.path("sf");
@@ -204,11 +205,19 @@ fn refused(n: u32, role: &str, why: &str) {
         describe(&dry)
     );
     assert_running_untraced(p);
+    w
 }
 
 #[test]
 fn a_sigev_thread_registration_is_refused() {
     refused(5, "thread", "SIGEV_THREAD");
+}
+
+#[test]
+fn a_registration_whose_signal_is_ignored_is_refused_before_the_queue_is_touched() {
+    let w = refused(9, "ignored", "is ignored");
+    // still registered, its message still there
+    w.go_and_pass();
 }
 
 #[test]

@@ -15,6 +15,9 @@
  *                 through the inherited descriptor and exits 0; the parent checks
  *                 that: PASS.
  *   ROLE thread:  creates NAME and registers for notification with SIGEV_THREAD; READY.
+ *   ROLE ignored: creates NAME, sends (1 "x"), ignores SIGUSR2 and registers for
+ *                 notification by it; READY. After CTL/GO: checks it is still registered
+ *                 and the message is there: PASS.
  *   ROLE removed: creates NAME (non-blocking), sends (1 "too") (4 "kept"), removes its
  *                 name; READY. After CTL/GO: checks the name is still gone, receives
  *                 "kept" then "too", and the queue is empty: PASS.
@@ -185,6 +188,26 @@ static int removed(const char *name) {
     return 0;
 }
 
+static int ignored(const char *name) {
+    mqd_t q = make(name, O_NONBLOCK);
+    if (mq_send(q, "x", 1, 1) < 0)
+        wl_fail("mq_send (errno %d)", errno);
+    signal(SIGUSR2, SIG_IGN);
+    struct sigevent ev = {.sigev_notify = SIGEV_SIGNAL, .sigev_signo = SIGUSR2};
+    if (mq_notify(q, &ev) < 0)
+        wl_fail("mq_notify (errno %d)", errno);
+    wl_ready("ignored");
+    while (!wl_go())
+        wl_sleep_ms(10);
+    if (mq_notify(q, &ev) == 0 || errno != EBUSY)
+        wl_fail("no longer registered");
+    struct mq_attr a;
+    if (mq_getattr(q, &a) < 0 || a.mq_curmsgs != 1)
+        wl_fail("the message is gone");
+    wl_pass("ignored");
+    return 0;
+}
+
 static void on_thread(union sigval v) {
     (void)v;
 }
@@ -197,6 +220,8 @@ int main(int argc, char **argv) {
         return queue(name);
     if (strcmp(role, "fork") == 0)
         return fork_role(name);
+    if (strcmp(role, "ignored") == 0)
+        return ignored(name);
     if (strcmp(role, "thread") == 0) {
         mqd_t q = make(name, 0);
         struct sigevent ev = {.sigev_notify = SIGEV_THREAD, .sigev_notify_function = on_thread};

@@ -184,6 +184,9 @@ pub fn refusals(pids: &[i32]) -> Result<()> {
             if status.notify_pid != 0 && !pids.contains(&status.notify_pid) {
                 return Err(outside(&name, status.notify_pid));
             }
+            if status.notify_pid != 0 {
+                refuse_ignored(&name, status.notify_pid, status)?;
+            }
         }
     }
     Ok(())
@@ -266,6 +269,9 @@ fn dump_queue(
                 .ok_or_else(|| outside(name, p))?,
         ),
     };
+    if let Some((p, _)) = owner_fd {
+        check_registration(name, p, status)?;
+    }
     let messages = drain(&q, name, attr)?;
     // the queue is empty: fire the registration, learn its value, take its signal back
     let fired = match owner_fd {
@@ -326,24 +332,7 @@ fn refill(q: &OwnedFd, name: &str, messages: &[Message]) -> Result<()> {
 /// queues nothing; SIGEV_SIGNAL queues the signal to `pid`, whose value is read and the
 /// signal taken back.
 fn fire(q: &OwnedFd, name: &str, pid: i32, status: sys::MqStatus) -> Result<Option<MqNotify>> {
-    let kind = status.notify;
-    if kind != SIGEV_NONE && kind != SIGEV_SIGNAL {
-        return Err(Error::with_detail(
-            who(name),
-            Kind::CheckpointError,
-            format!("notification kind {kind} is not checkpoint safe"),
-        ));
-    }
-    let signo = status.signo;
-    if kind == SIGEV_SIGNAL && !pending_of(pid, signo)?.is_empty() {
-        return Err(Error::with_detail(
-            who(name),
-            Kind::CheckpointError,
-            format!(
-                "signal {signo} of its notification is already pending in process {pid}: its value cannot be read"
-            ),
-        ));
-    }
+    let (kind, signo) = (status.notify, status.signo);
     sys::send(q, 0, &[])
         .ctx(who(name))
         .map_err(|e| e.detail("firing its notification"))?;
@@ -372,6 +361,63 @@ fn fire(q: &OwnedFd, name: &str, pid: i32, status: sys::MqStatus) -> Result<Opti
     };
     take_signal_back(pid, signo).map_err(|e| e.context(who(name)))?;
     Ok(Some(MqNotify { kind, signo, value }))
+}
+
+/// Before anything touches the queue: a registration by process `pid` that `fire` can
+/// read and make again (its signal neither ignored, which would drop it, nor already
+/// pending, which would hide it).
+fn check_registration(name: &str, pid: i32, status: sys::MqStatus) -> Result<()> {
+    let (kind, signo) = (status.notify, status.signo);
+    let refuse = |why: String| Err(Error::with_detail(who(name), Kind::CheckpointError, why));
+    if kind != SIGEV_NONE && kind != SIGEV_SIGNAL {
+        return refuse(format!("notification kind {kind} is not checkpoint safe"));
+    }
+    if kind == SIGEV_NONE {
+        return Ok(());
+    }
+    refuse_ignored(name, pid, status)?;
+    if !pending_of(pid, signo)?.is_empty() {
+        return refuse(format!(
+            "signal {signo} of its notification is already pending in process {pid}: its value cannot be read"
+        ));
+    }
+    Ok(())
+}
+
+/// A SIGEV_SIGNAL registration whose signal process `pid` ignores: the kernel would
+/// drop the signal that tells its value.
+fn refuse_ignored(name: &str, pid: i32, status: sys::MqStatus) -> Result<()> {
+    let signo = status.signo;
+    if status.notify != SIGEV_SIGNAL {
+        return Ok(());
+    }
+    if !(1..=64).contains(&signo) {
+        return Err(Error::with_detail(
+            who(name),
+            Kind::CheckpointError,
+            format!("notification signal {signo} out of range"),
+        ));
+    }
+    let text = crate::proc::ProcDir::open(pid)?.status_text()?;
+    let ignored = crate::proc::status::field(&text, "SigIgn")
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        .ok_or_else(|| {
+            Error::with_detail(
+                format!("process {pid}"),
+                Kind::InvalidArgument,
+                "no SigIgn in its status",
+            )
+        })?;
+    if ignored & (1 << (signo - 1)) != 0 {
+        return Err(Error::with_detail(
+            who(name),
+            Kind::CheckpointError,
+            format!(
+                "signal {signo} of its notification is ignored by process {pid}: its value cannot be read"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn i32_at(b: &[u8], at: usize) -> i32 {

@@ -580,17 +580,34 @@ pub fn restore_queues(statefiles: &[&Statefile]) -> Result<Created> {
             continue;
         }
         let index: MqIndex = sf.read_json(INDEX)?;
+        // the statefile's owner (checked by restart's authority step): a queue it makes
+        // or takes back is that user's, unless root checkpointed it
+        let owner = sf.manifest.owner.uid;
         for rec in &index.queues {
-            check(rec).map_err(|e| e.context(sf.path.display()))?;
+            check(rec)
+                .and_then(|()| check_owner(rec, owner))
+                .map_err(|e| e.context(sf.path.display()))?;
             if done.insert(restart_name(&rec.name, rec.removed, rec.ino)) {
-                restore_queue(rec, &mut out).map_err(|e| e.context(sf.path.display()))?;
+                restore_queue(rec, owner, &mut out).map_err(|e| e.context(sf.path.display()))?;
             }
         }
     }
     Ok(out)
 }
 
-fn restore_queue(rec: &QueueRecord, out: &mut Created) -> Result<()> {
+/// A user's statefile makes only queues of that user (root's, any).
+fn check_owner(rec: &QueueRecord, owner: u32) -> Result<()> {
+    if owner != 0 && rec.uid != owner {
+        return Err(Error::with_detail(
+            who(&rec.name),
+            Kind::NotPermitted,
+            format!("owned by uid {} in a statefile of uid {owner}", rec.uid),
+        ));
+    }
+    Ok(())
+}
+
+fn restore_queue(rec: &QueueRecord, owner: u32, out: &mut Created) -> Result<()> {
     let name = &restart_name(&rec.name, rec.removed, rec.ino);
     let create = libc::O_RDWR | libc::O_NONBLOCK | libc::O_CREAT | libc::O_EXCL;
     let q = match sys::open(name, create, 0o600, Some((rec.maxmsg, rec.msgsize))) {
@@ -602,7 +619,7 @@ fn restore_queue(rec: &QueueRecord, out: &mut Created) -> Result<()> {
             }
             q
         }
-        Err(Errno::EEXIST) => take_back(rec)?,
+        Err(Errno::EEXIST) => take_back(rec, owner)?,
         Err(e) => return Err(Error::errno(who(name), e).detail("mq_open")),
     };
     refill(&q, name, &rec.messages)?;
@@ -612,11 +629,20 @@ fn restore_queue(rec: &QueueRecord, out: &mut Created) -> Result<()> {
 }
 
 /// A queue of that name already there: the one the checkpointed processes left (same
-/// limits) is emptied, to be filled with the statefile's messages; another is refused.
-fn take_back(rec: &QueueRecord) -> Result<OwnedFd> {
+/// limits, and the statefile owner's unless that is root) is emptied, to be filled with
+/// the statefile's messages; another is refused.
+fn take_back(rec: &QueueRecord, owner: u32) -> Result<OwnedFd> {
     let name = &restart_name(&rec.name, rec.removed, rec.ino);
     let q = sys::open(name, libc::O_RDWR | libc::O_NONBLOCK, 0, None).ctx(who(name))?;
     let attr = sys::getattr(&q).ctx(who(name))?;
+    let holder = nix::sys::stat::fstat(&q).ctx(who(name))?.st_uid;
+    if owner != 0 && holder != owner {
+        return Err(Error::with_detail(
+            who(name),
+            Kind::FileExists,
+            format!("a queue of that name exists, owned by uid {holder}"),
+        ));
+    }
     if (attr.maxmsg, attr.msgsize) != (rec.maxmsg, rec.msgsize) {
         return Err(Error::with_detail(
             who(name),
@@ -711,6 +737,15 @@ mod tests {
             })
             .is_err()
         );
+    }
+
+    #[test]
+    fn a_users_statefile_makes_only_that_users_queues() {
+        let theirs = QueueRecord { uid: 1000, ..rec() };
+        assert!(check_owner(&theirs, 1000).is_ok());
+        assert!(check_owner(&theirs, 0).is_ok());
+        let msg = check_owner(&rec(), 1000).unwrap_err().to_string();
+        assert!(msg.contains("owned by uid 0"), "{msg}");
     }
 
     #[test]

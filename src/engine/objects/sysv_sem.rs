@@ -622,7 +622,9 @@ pub fn restore_sets(statefiles: &[&Statefile]) -> Result<Created> {
         }
         let index: SemIndex = sf.read_json(INDEX)?;
         for rec in &index.sets {
-            check(rec).map_err(|e| e.context(sf.path.display()))?;
+            check(rec)
+                .and_then(|()| check_owner(rec, sf.manifest.owner.uid))
+                .map_err(|e| e.context(sf.path.display()))?;
         }
         indexes.push((sf, index));
     }
@@ -645,19 +647,36 @@ pub fn restore_sets(statefiles: &[&Statefile]) -> Result<Created> {
             let adjs: Vec<&UndoRecord> = undo[&rec.semid].values().copied().collect();
             let values =
                 values_before_undo(rec, &adjs).map_err(|e| e.context(sf.path.display()))?;
-            restore_set(rec, &values, &mut out).map_err(|e| e.context(sf.path.display()))?;
+            restore_set(rec, &values, sf.manifest.owner.uid, &mut out)
+                .map_err(|e| e.context(sf.path.display()))?;
         }
     }
     Ok(out)
 }
 
-/// One set, its values `values` (the saved ones before the adjustments are made again).
-fn restore_set(rec: &SetRecord, values: &[u16], out: &mut Created) -> Result<()> {
+/// A user's statefile (owner checked by restart's authority step) makes only sets of
+/// that user; root's, any.
+fn check_owner(rec: &SetRecord, owner: u32) -> Result<()> {
+    if owner != 0 && rec.uid != owner {
+        return Err(Error::with_detail(
+            format!("SysV semaphore semid {}", rec.semid),
+            Kind::NotPermitted,
+            format!("owned by uid {} in a statefile of uid {owner}", rec.uid),
+        ));
+    }
+    Ok(())
+}
+
+/// One set, its values `values` (the saved ones before the adjustments are made again),
+/// for a statefile of uid `owner`.
+fn restore_set(rec: &SetRecord, values: &[u16], owner: u32, out: &mut Created) -> Result<()> {
     let who = format!("SysV semaphore semid {}", rec.semid);
     let table = read_table()?;
-    // a set outlives its processes: the very set, still there, is taken back
+    // a set outlives its processes: the very set, still there, is taken back (a user's
+    // statefile, only a set of theirs)
     let leftover = table
         .iter()
+        .filter(|s| owner == 0 || s.uid == owner)
         .any(|s| s.semid == rec.semid && s.key == rec.key && s.nsems == rec.values.len() as u64);
     if !leftover {
         let taken = table
@@ -733,6 +752,14 @@ mod tests {
             let msg = check(&r).unwrap_err().to_string();
             assert!(msg.contains(want), "{msg}");
         }
+    }
+
+    #[test]
+    fn a_users_statefile_makes_only_that_users_sets() {
+        let theirs = SetRecord { uid: 1000, ..rec() };
+        assert!(check_owner(&theirs, 1000).is_ok());
+        assert!(check_owner(&theirs, 0).is_ok());
+        assert!(check_owner(&rec(), 1000).is_err());
     }
 
     #[test]

@@ -248,13 +248,12 @@ pub fn dump_queues(
     writer.write_json(INDEX, &index)
 }
 
-/// One queue: its attributes and messages (received and sent back); its registration
-/// (the process, its descriptor, how), read as the module says.
-#[allow(clippy::type_complexity)]
-fn dump_queue(
-    name: &str,
-    held: &[(i32, i32)],
-) -> Result<(QueueRecord, Option<(i32, i32, MqNotify)>)> {
+/// A registration: the process, its descriptor of the queue, how.
+type Registration = (i32, i32, MqNotify);
+
+/// One queue: its attributes and messages (received and sent back); its registration,
+/// read as the module says.
+fn dump_queue(name: &str, held: &[(i32, i32)]) -> Result<(QueueRecord, Option<Registration>)> {
     let (pid, fd) = held[0];
     let q = sys::open_of_process(pid, fd).ctx(who(name))?;
     let attr = sys::getattr(&q).ctx(who(name))?;

@@ -139,34 +139,6 @@ fn file_lease_comes_back() {
     round_trip("fd_lease", &[]);
 }
 
-/// Removes the SysV set or queue (`ipcrm` option `kind`) of the READY line's `id=`
-/// when dropped: they outlive the workload.
-struct RemoveIpc(&'static str, String);
-
-impl Drop for RemoveIpc {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("ipcrm")
-            .args([self.0, &self.1])
-            .status();
-    }
-}
-
-fn refused_ipc(mode: &str, ipcrm: &'static str, what: &str) {
-    let mut guard = None;
-    // removed when the test ends, whether it passes or not
-    refused_ready("fd_refuse", &[mode], what, |line| {
-        let id = field(line, "id").unwrap_or("-1").to_string();
-        guard = Some(RemoveIpc(ipcrm, id));
-    });
-    drop(guard);
-}
-
-#[test]
-fn sysv_semaphore_taken_with_sem_undo_is_refused() {
-    // sets are saved (sysv_sem.rs), their undo adjustments cannot be read
-    refused_ipc("sem-undo", "-s", "SysV semaphore undo list");
-}
-
 #[test]
 fn open_name_removed_while_a_hard_link_remains_is_refused() {
     refused("fd_refuse", &["link-removed"], "other link(s) remain");

@@ -186,7 +186,7 @@ fn restart_fails_with_resource_busy_when_the_msqid_or_the_key_is_taken() {
 }
 
 #[test]
-fn a_process_with_semaphore_undo_adjustments_is_refused_and_runs_on() {
+fn a_threaded_process_with_semaphore_undo_adjustments_is_refused_and_runs_on() {
     let mut w = World::new();
     let key = test_key(6);
     let (p, _) = w.start("p", "sem-undo", key, "semid");
@@ -247,4 +247,148 @@ fn a_leftover_set_is_taken_back_with_the_statefile_values() {
     restart_ok(&sf);
     assert_eq!(ipc::sem_values(semid, 3).unwrap(), vec![2, 3, 0]);
     w.go_and_pass(&["a", "b"]);
+}
+
+/// Starts undo-a and undo-b on `key`: (a, b, semid).
+fn start_undo_pair(w: &mut World, key: u32) -> (i32, i32, i32) {
+    let (a, semid) = w.start("a", "undo-a", key, "semid");
+    let (b, joined) = w.start("b", "undo-b", key, "semid");
+    assert_eq!(joined, semid);
+    (a, b, semid)
+}
+
+/// The set of `sf`'s sem.json: its values and each process's adjustments.
+fn saved_set(sf: &Path) -> cpr::engine::objects::sysv_sem::SetRecord {
+    let index: cpr::engine::objects::sysv_sem::SemIndex =
+        serde_json::from_str(&std::fs::read_to_string(sf.join("shared/sem.json")).unwrap())
+            .unwrap();
+    assert_eq!(index.sets.len(), 1, "{index:?}");
+    index.sets[0].clone()
+}
+
+fn assert_undo_pair_saved(sf: &Path, a: i32, b: i32) {
+    let set = saved_set(sf);
+    assert_eq!(set.values, vec![0, 6]);
+    let mut undo: Vec<(i32, Vec<(u16, i16)>)> =
+        set.undo.iter().map(|u| (u.pid, u.adj.clone())).collect();
+    undo.sort();
+    let mut want = vec![(a, vec![(0, 1), (1, -3)]), (b, vec![(0, 1), (1, 2)])];
+    want.sort();
+    assert_eq!(undo, want);
+}
+
+#[test]
+fn semaphore_undo_adjustments_come_back_and_are_released_when_the_holders_exit() {
+    let mut w = World::new();
+    let key = test_key(10);
+    let (a, b, semid) = start_undo_pair(&mut w, key);
+    let sf = w.checkpoint(&[a, b]);
+    assert_undo_pair_saved(&sf, a, b);
+    let info = cpr(&["-i", sf.to_str().unwrap()]);
+    assert_success(&info, "cpr -i");
+    let shown = String::from_utf8_lossy(&info.stdout);
+    let line = format!("undo adjustments of process {a}: [[0,1],[1,-3]]");
+    assert!(shown.contains(&line), "{shown}");
+    // the originals exited (WILL EXIT): the kernel released what they held
+    assert_eq!(ipc::sem_values(semid, 2).unwrap(), vec![2, 5]);
+    // the set outlived them: restart takes it back, the holders hold again
+    restart_ok(&sf);
+    assert_eq!(ipc::sem_values(semid, 2).unwrap(), vec![0, 6]);
+    // a exits, and b sees what a's exit released; then b exits too
+    w.go_and_pass(&["a", "b"]);
+    wait_pid_gone(a, TIMEOUT);
+    wait_pid_gone(b, TIMEOUT);
+    assert_eq!(ipc::sem_values(semid, 2).unwrap(), vec![2, 5]);
+}
+
+#[test]
+fn with_will_cont_the_originals_keep_their_semaphore_undo_adjustments() {
+    let mut w = World::new();
+    let key = test_key(11);
+    let (a, b, semid) = start_undo_pair(&mut w, key);
+    let sf = checkpoint_set(&w.t.s, "sf", &format!("{a},{b}"), &["-g"], &[]);
+    assert_undo_pair_saved(&sf, a, b);
+    assert_eq!(ipc::sem_values(semid, 2).unwrap(), vec![0, 6]);
+    // the originals' exits still release exactly what they held
+    w.go_and_pass(&["a", "b"]);
+    wait_pid_gone(a, TIMEOUT);
+    wait_pid_gone(b, TIMEOUT);
+    assert_eq!(ipc::sem_values(semid, 2).unwrap(), vec![2, 5]);
+}
+
+#[test]
+fn a_waiter_outside_the_checkpoint_refuses_undo_measurement_and_changes_nothing() {
+    let mut w = World::new();
+    let key = test_key(12);
+    let (a, b, semid) = start_undo_pair(&mut w, key);
+    // a process outside the checkpoint waits to take semaphore 0 (which is 0)
+    w.start("waiter", "take", key, "semid");
+    wait_until("the waiter blocks", TIMEOUT, || {
+        ipc::sem_has_waiters(semid, 2).unwrap()
+    });
+    let sf = w.t.path("sf");
+    let out = cpr(&["-c", sf.to_str().unwrap(), "-p", &format!("{a},{b}")]);
+    assert_failure(
+        &out,
+        "cpr -c",
+        &[&format!("semid {semid}"), "Checkpoint error", "waits"],
+        false,
+    );
+    assert!(!sf.join("MANIFEST").exists(), "no statefile");
+    assert_eq!(ipc::sem_values(semid, 2).unwrap(), vec![0, 6]);
+    // the waiter gets its semaphore; the originals run on with their adjustments
+    ipc::semop(semid, &[(0, 1, 0)]).unwrap();
+    w.go_and_pass(&["waiter"]);
+    w.go_and_pass(&["a", "b"]);
+    wait_pid_gone(a, TIMEOUT);
+    wait_pid_gone(b, TIMEOUT);
+    assert_eq!(ipc::sem_values(semid, 2).unwrap(), vec![2, 5]);
+}
+
+#[test]
+fn a_waiter_inside_the_checkpoint_is_no_obstacle_to_undo_measurement() {
+    let mut w = World::new();
+    let key = test_key(13);
+    let (a, b, semid) = start_undo_pair(&mut w, key);
+    // a third process waits to take semaphore 0: frozen, it has left its semop
+    let (waiter, _) = w.start("waiter", "take", key, "semid");
+    wait_until("the waiter blocks", TIMEOUT, || {
+        ipc::sem_has_waiters(semid, 2).unwrap()
+    });
+    let sf = w.checkpoint(&[a, b, waiter]);
+    assert_undo_pair_saved(&sf, a, b);
+    restart_ok(&sf);
+    assert_eq!(ipc::sem_values(semid, 2).unwrap(), vec![0, 6]);
+    // the restored waiter waits again, and takes what the test gives
+    wait_until("the waiter blocks again", TIMEOUT, || {
+        ipc::sem_has_waiters(semid, 2).unwrap()
+    });
+    ipc::semop(semid, &[(0, 1, 0)]).unwrap();
+    wait_for_line(&w.out("waiter"), "PASS", TIMEOUT);
+    w.go_and_pass(&["a", "b"]);
+    wait_pid_gone(a, TIMEOUT);
+    wait_pid_gone(b, TIMEOUT);
+    assert_eq!(ipc::sem_values(semid, 2).unwrap(), vec![2, 5]);
+}
+
+#[test]
+fn an_adjustment_the_kernel_would_cut_to_nothing_is_refused_not_lost_silently() {
+    let mut w = World::new();
+    let key = test_key(14);
+    // the process gives 1 with SEM_UNDO (its exit would take 1 back)...
+    let (p, semid) = w.start("p", "give-undo", key, "semid");
+    // ...and a process outside the checkpoint takes it: the value is 0, the set's last
+    // user is not in the checkpoint, so no margin is raised
+    w.start("taker", "take", key, "semid");
+    wait_for_line(&w.out("taker"), "PASS", TIMEOUT);
+    let sf = w.t.path("sf");
+    let out = cpr(&["-c", sf.to_str().unwrap(), "-p", &p.to_string()]);
+    assert_failure(
+        &out,
+        "cpr -c",
+        &[&format!("semid {semid}"), "Checkpoint error", "limit"],
+        false,
+    );
+    assert!(!sf.join("MANIFEST").exists(), "no statefile");
+    w.go_and_pass(&["p"]);
 }

@@ -9,7 +9,10 @@
 //!   `files/upgrade/*`). Every revision-1 statefile therefore reads as revision 2.
 //! - 2: the same records, with the file names in one table (`layout`). While it is
 //!   current: `FileEntry::sha256` (absent: not authenticated) and the optional
-//!   `MANIFEST.mac` (`auth`), which older cprs of revision 2 ignore.
+//!   `MANIFEST.mac` (`auth`), which older cprs of revision 2 ignore; `SetRecord::undo`
+//!   (SysV semaphore undo adjustments; an older cpr restores the set without them),
+//!   `FdKind::MQueue` and `shared/mqueue.json` (POSIX message queues; an older cpr
+//!   refuses such a statefile as damaged).
 
 use serde::{Deserialize, Serialize};
 

@@ -24,6 +24,7 @@ pub fn render_text(statefile: &Statefile) -> String {
     for p in &m.processes {
         write_process(&mut out, p);
     }
+    write_ipc(&mut out, statefile);
     // Tables pad their last column; keep lines clean for diff and grep.
     let mut clean = String::with_capacity(out.len());
     for line in out.lines() {
@@ -127,6 +128,94 @@ fn write_process(out: &mut String, p: &ProcessSummary) {
     }
 }
 
+/// A JSON index of the statefile (`rel`), if it holds one and it reads.
+fn index(statefile: &Statefile, rel: &str) -> Option<Value> {
+    statefile.entry(rel)?;
+    statefile.read_json(rel).ok()
+}
+
+/// POSIX message queues (name, mode, owner, limits, messages) and SysV semaphore sets
+/// (semid, key, values, undo adjustments), as the indexes give them.
+fn ipc_summary(statefile: &Statefile) -> Value {
+    let queues: Vec<Value> = index(statefile, super::layout::MQUEUE_INDEX)
+        .and_then(|v| v.get("queues").and_then(Value::as_array).cloned())
+        .unwrap_or_default()
+        .iter()
+        .map(|q| {
+            let count = q
+                .get("messages")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            json!({
+                "name": q.get("name"),
+                "mode": q.get("mode").and_then(Value::as_u64).map(|m| format!("{m:04o}")),
+                "uid": q.get("uid"),
+                "gid": q.get("gid"),
+                "maxmsg": q.get("maxmsg"),
+                "msgsize": q.get("msgsize"),
+                "messages": count,
+                "removed": q.get("removed").and_then(Value::as_bool).unwrap_or(false),
+            })
+        })
+        .collect();
+    let sets: Vec<Value> = index(statefile, super::layout::SEM_INDEX)
+        .and_then(|v| v.get("sets").and_then(Value::as_array).cloned())
+        .unwrap_or_default()
+        .iter()
+        .map(|s| {
+            json!({
+                "semid": s.get("semid"),
+                "key": s.get("key"),
+                "values": s.get("values"),
+                "undo": s.get("undo").cloned().unwrap_or(json!([])),
+            })
+        })
+        .collect();
+    json!({ "posix_mqueues": queues, "sysv_semaphore_sets": sets })
+}
+
+fn write_ipc(out: &mut String, statefile: &Statefile) {
+    let ipc = ipc_summary(statefile);
+    let text = |v: Option<&Value>| v.map_or_else(String::new, |v| v.to_string());
+    for q in ipc["posix_mqueues"].as_array().into_iter().flatten() {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "POSIX message queue {}{}: mode {}, uid {}, gid {}, {} message(s) (at most {} of {} bytes)",
+            q["name"].as_str().unwrap_or("?"),
+            if q["removed"] == true {
+                " (name removed)"
+            } else {
+                ""
+            },
+            q["mode"].as_str().unwrap_or("?"),
+            text(q.get("uid")),
+            text(q.get("gid")),
+            text(q.get("messages")),
+            text(q.get("maxmsg")),
+            text(q.get("msgsize")),
+        );
+    }
+    for s in ipc["sysv_semaphore_sets"].as_array().into_iter().flatten() {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "SysV semaphore set semid {} (key {}): values {}",
+            text(s.get("semid")),
+            text(s.get("key")),
+            text(s.get("values")),
+        );
+        for u in s["undo"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                out,
+                "  undo adjustments of process {}: {}",
+                text(u.get("pid")),
+                text(u.get("adj")),
+            );
+        }
+    }
+}
+
 /// The same as JSON (one object per statefile).
 pub fn render_json(statefile: &Statefile) -> Value {
     let m = &statefile.manifest;
@@ -161,6 +250,7 @@ pub fn render_json(statefile: &Statefile) -> Value {
         "process_count": m.processes.len(),
         "total_size": total_size(statefile),
         "processes": processes,
+        "ipc": ipc_summary(statefile),
     })
 }
 

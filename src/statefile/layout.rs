@@ -27,6 +27,7 @@ pub enum FileKind {
     MsgIndex,
     MsgData,
     UnixSocketData,
+    MqueueIndex,
 }
 
 /// One row of the table.
@@ -66,10 +67,12 @@ pub const SEM_INDEX: &str = "shared/sem.json";
 pub const MSG_INDEX: &str = "shared/msg.json";
 const MSG_DATA: &str = "shared/msg-<msqid>";
 const UNIX_SOCKET_DATA: &str = "shared/unix-<ino>";
+/// POSIX message queues with their messages (`posix_mqueue::MqIndex`).
+pub const MQUEUE_INDEX: &str = "shared/mqueue.json";
 
 /// Every file a statefile can hold. The MANIFEST lists all but itself, with sizes and
 /// checksums.
-pub const FILES: [FileSpec; 17] = [
+pub const FILES: [FileSpec; 18] = [
     FileSpec {
         kind: FileKind::Manifest,
         name: MANIFEST,
@@ -171,6 +174,12 @@ pub const FILES: [FileSpec; 17] = [
         name: UNIX_SOCKET_DATA,
         bulk: false,
         holds: "the messages waiting in a UNIX socket, one after another (their lengths in shared/table.json)",
+    },
+    FileSpec {
+        kind: FileKind::MqueueIndex,
+        name: MQUEUE_INDEX,
+        bulk: false,
+        holds: "POSIX message queues with their limits, owners and messages (posix_mqueue::MqIndex)",
     },
 ];
 
@@ -299,6 +308,7 @@ mod tests {
             (MSG_INDEX.to_string(), FileKind::MsgIndex),
             (msg_data_path(32768), FileKind::MsgData),
             (unix_socket_data_path(81), FileKind::UnixSocketData),
+            (MQUEUE_INDEX.to_string(), FileKind::MqueueIndex),
         ];
         assert_eq!(built.len(), FILES.len());
         for (name, kind) in &built {

@@ -9,8 +9,10 @@ use crate::engine::objects::{files, locks, posix_timers, process, signals, threa
 
 pub use super::format::Manifest;
 pub use crate::engine::objects::memory::MmRecord;
+pub use crate::engine::objects::posix_mqueue::MqIndex;
 pub use crate::engine::objects::pstree::TreeRecord;
 pub use crate::engine::objects::shared_fds::SharedTable;
+pub use crate::engine::objects::sysv_sem::SemIndex;
 pub use crate::engine::objects::sysv_shm::ShmIndex;
 
 /// `proc/<pid>/core.json`: everything of a process but its memory.

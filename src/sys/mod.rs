@@ -7,6 +7,7 @@ pub mod fsid;
 pub mod kcmp;
 mod kernel_types;
 pub mod membarrier;
+pub mod mqueue;
 pub mod prctl;
 pub mod pty;
 pub mod sched;

@@ -83,6 +83,37 @@ pub fn sem_last_pid(semid: i32, num: i32) -> Result<i32, Errno> {
     Errno::result(unsafe { libc::semctl(semid, num, libc::GETPID, 0) })
 }
 
+/// Whether a process waits on a semaphore of the set (semctl GETNCNT or GETZCNT non-zero
+/// for one of its `nsems` semaphores).
+pub fn sem_has_waiters(semid: i32, nsems: usize) -> Result<bool, Errno> {
+    for num in 0..nsems as i32 {
+        for cmd in [libc::GETNCNT, libc::GETZCNT] {
+            // SAFETY: GETNCNT and GETZCNT read and write no memory (the fourth argument is
+            // ignored).
+            if Errno::result(unsafe { libc::semctl(semid, num, cmd, 0) })? > 0 {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// semop(2) by cpr itself, without waiting: `ops` are (semaphore number, change, flags).
+pub fn semop(semid: i32, ops: &[(u16, i16, i16)]) -> Result<(), Errno> {
+    let mut bufs: Vec<libc::sembuf> = ops
+        .iter()
+        .map(|&(sem_num, sem_op, flg)| libc::sembuf {
+            sem_num,
+            sem_op,
+            sem_flg: flg | libc::IPC_NOWAIT as i16,
+        })
+        .collect();
+    // SAFETY: the kernel reads `bufs.len()` sembufs from `bufs`, which lives across the
+    // call.
+    let rc = unsafe { libc::semop(semid, bufs.as_mut_ptr(), bufs.len()) };
+    Errno::result(rc).map(drop)
+}
+
 /// semctl(IPC_SET): owner and permission bits.
 pub fn set_sem_owner(semid: i32, uid: u32, gid: u32, mode: u32) -> Result<(), Errno> {
     // SAFETY: as in `sem_stat`.
@@ -229,6 +260,14 @@ pub fn with_undo_lists(pids: &[i32]) -> Result<Vec<i32>, Errno> {
         Some(e) => Err(e),
         None => Ok(out),
     }
+}
+
+/// Whether processes (or threads) `a` and `b` share one semaphore undo list
+/// (kcmp KCMP_SYSVSEM; two without any list compare equal too).
+pub fn same_undo_list(a: i32, b: i32) -> Result<bool, Errno> {
+    // SAFETY: kcmp takes only integers and reads or writes no memory of ours.
+    let rc = unsafe { libc::syscall(libc::SYS_kcmp, a, b, KCMP_SYSVSEM, 0, 0) };
+    Errno::result(rc).map(|r| r == 0)
 }
 
 #[cfg(test)]

@@ -9,8 +9,23 @@
  *                 prints READY semid=N, then waits (blocked in semop, also across the
  *                 checkpoint) to take 1 from semaphore 2; then checks semaphore 1 is 3,
  *                 gives it 2 back and prints PASS.
- *   ROLE sem-undo: creates a set of 1 (KEY) with value 1 and takes it with SEM_UNDO;
- *                 READY; after CTL/GO, PASS.
+ *   ROLE sem-undo: creates a set of 1 (KEY) with value 1, takes it with SEM_UNDO and
+ *                 starts a second thread (which shares the undo list); READY; after
+ *                 CTL/GO, PASS.
+ *   ROLE undo-a:  creates a set of 2 (KEY, mode 0640) with values 2 5, takes 1 from
+ *                 semaphore 0 and gives 3 to semaphore 1, both with SEM_UNDO (its
+ *                 adjustments: +1 and -3); READY semid=N. After CTL/GO (undo-b has
+ *                 taken its part): checks the values are 0 6, PASS, and exits, which
+ *                 releases what it holds.
+ *   ROLE undo-b:  started after undo-a's READY: takes 1 from semaphore 0 and 2 from
+ *                 semaphore 1 with SEM_UNDO (+1, +2); READY semid=N. After CTL/GO:
+ *                 waits until semaphore 0 rises (undo-a's exit gives its 1 back), gives
+ *                 it back, checks semaphore 1 is 3 (undo-a's exit took its 3), PASS,
+ *                 exits (the set ends at 2 5).
+ *   ROLE give-undo: creates a set of 1 (KEY) with value 0 and gives it 1 with SEM_UNDO
+ *                 (adjustment -1); READY semid=N; after CTL/GO, PASS.
+ *   ROLE take:    joins KEY's set, READY semid=N, takes 1 from semaphore 0 (waiting
+ *                 for it), PASS.
  *   ROLE msg:     creates a queue (KEY, mode 0640, msg_qbytes 4000) and sends, in order,
  *                 (1 "one") (2 "two") (1 "three") (3 "") (2 100 bytes 'x'); READY
  *                 msqid=N. After CTL/GO: checks the msqid, limit, mode and count, then
@@ -19,6 +34,7 @@
  */
 #include "wl.h"
 
+#include <pthread.h>
 #include <sys/ipc.h>
 #include <sys/msg.h>
 #include <sys/sem.h>
@@ -84,6 +100,12 @@ static int sem_b(key_t key) {
     return 0;
 }
 
+static void *idle(void *arg) {
+    for (;;)
+        pause();
+    return arg;
+}
+
 static int sem_undo(key_t key) {
     int id = semget(key, 1, IPC_CREAT | IPC_EXCL | 0600);
     if (id < 0)
@@ -92,9 +114,50 @@ static int sem_undo(key_t key) {
     if (semctl(id, 0, SETVAL, arg) < 0)
         wl_fail("SETVAL");
     op(id, 0, -1, SEM_UNDO);
+    pthread_t t;
+    if (pthread_create(&t, NULL, idle, NULL) != 0)
+        wl_fail("pthread_create");
     wl_ready("semid=%d", id);
     wait_go();
     wl_pass("sem-undo");
+    return 0;
+}
+
+static int getval(int id, int num) {
+    return semctl(id, num, GETVAL);
+}
+
+static int undo_a(key_t key) {
+    int id = semget(key, 2, IPC_CREAT | IPC_EXCL | 0640);
+    if (id < 0)
+        wl_fail("semget (errno %d)", errno);
+    unsigned short init[2] = {2, 5};
+    union semun arg = {.array = init};
+    if (semctl(id, 0, SETALL, arg) < 0)
+        wl_fail("SETALL");
+    op(id, 0, -1, SEM_UNDO);
+    op(id, 1, 3, SEM_UNDO);
+    wl_ready("semid=%d", id);
+    wait_go();
+    if (getval(id, 0) != 0 || getval(id, 1) != 6)
+        wl_fail("values %d %d, not 0 6", getval(id, 0), getval(id, 1));
+    wl_pass("undo-a");
+    return 0;
+}
+
+static int undo_b(key_t key) {
+    int id = semget(key, 0, 0);
+    if (id < 0)
+        wl_fail("semget join (errno %d)", errno);
+    op(id, 0, -1, SEM_UNDO);
+    op(id, 1, -2, SEM_UNDO);
+    wl_ready("semid=%d", id);
+    wait_go();
+    op(id, 0, -1, 0); /* only once undo-a's exit has given its 1 back */
+    op(id, 0, 1, 0);
+    if (getval(id, 1) != 3)
+        wl_fail("semaphore 1 is %d after undo-a's exit, not 3", getval(id, 1));
+    wl_pass("undo-b");
     return 0;
 }
 
@@ -175,6 +238,29 @@ int main(int argc, char **argv) {
         return sem_b(key);
     if (strcmp(role, "sem-undo") == 0)
         return sem_undo(key);
+    if (strcmp(role, "undo-a") == 0)
+        return undo_a(key);
+    if (strcmp(role, "undo-b") == 0)
+        return undo_b(key);
+    if (strcmp(role, "give-undo") == 0) {
+        int id = semget(key, 1, IPC_CREAT | IPC_EXCL | 0600);
+        if (id < 0)
+            wl_fail("semget (errno %d)", errno);
+        op(id, 0, 1, SEM_UNDO);
+        wl_ready("semid=%d", id);
+        wait_go();
+        wl_pass("give-undo");
+        return 0;
+    }
+    if (strcmp(role, "take") == 0) {
+        int id = semget(key, 0, 0);
+        if (id < 0)
+            wl_fail("semget join (errno %d)", errno);
+        wl_ready("semid=%d", id);
+        op(id, 0, -1, 0);
+        wl_pass("take");
+        return 0;
+    }
     if (strcmp(role, "msg") == 0)
         return msg(key);
     wl_fail("unknown role %s", role);

@@ -60,6 +60,9 @@ pub fn checkpoint(options: &CheckpointOptions, progress: &Progress) -> Result<Pa
     progress.check_cancelled(&options.statefile.display().to_string())?;
     progress.phase(Phase::Shared, None);
     collect_shared(&mut dumped, zombies, &mut writer, options)?;
+    // POSIX message queues, once each (their registrations on the records: before those)
+    super::objects::posix_mqueue::dump_queues(&mut dumped, &mut writer)
+        .ctx(options.statefile.display())?;
     let summaries = write_records(&dumped, &mut writer)?;
     // SysV shared memory segments the processes attach, saved once each
     shm::dump_segments(&frozen.pids(), &mut writer).ctx(options.statefile.display())?;

@@ -143,6 +143,7 @@ pub fn preview(options: &CheckpointOptions) -> Result<Preview> {
         super::refuse_shared_address_spaces,
         crate::engine::objects::process::refuse_unrestorable,
         crate::engine::objects::sysv_sem::refusals,
+        crate::engine::objects::posix_mqueue::refusals,
     ] {
         if let Err(e) = check(&live) {
             refusals.push(Refusal::new(None, None, &e));
@@ -326,6 +327,10 @@ fn describe_fd(pid: i32, r: &FdRecord) -> DescriptorPreview {
         FdKind::PtySlave { .. } => ("pty slave", "the new pseudo-terminal's slave".to_string()),
         FdKind::Path => ("O_PATH", "opened again by name".to_string()),
         FdKind::Event(_) => ("event", "made again with its state".to_string()),
+        FdKind::MQueue { .. } => (
+            "mqueue",
+            "made again by name with its limits, messages and notification".to_string(),
+        ),
         FdKind::UnixSocket { .. } => (
             "unix socket",
             "made again: its name, peer or listener, the data queued and its options; \

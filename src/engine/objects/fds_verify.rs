@@ -201,7 +201,11 @@ fn expected_link(r: &FdRecord) -> Option<Link> {
         | (FdKind::Path, _) => Link::Exact(r.path.clone()),
         (FdKind::Pipe { .. }, _) => Link::Prefix("pipe:["),
         (FdKind::UnixSocket { .. }, _) => Link::Prefix("socket:["),
-        (FdKind::Event(_), _) => Link::Exact(r.path.clone()),
+        (FdKind::Event(_), _) | (FdKind::MQueue { removed: false, .. }, _) => {
+            Link::Exact(r.path.clone())
+        }
+        // a removed queue is made under a name of cpr's, removed once all run
+        (FdKind::MQueue { removed: true, .. }, _) => return None,
         // a new pty: its number is the new one's
         (FdKind::Dup { .. } | FdKind::PtyMaster { .. } | FdKind::PtySlave { .. }, _) => {
             return None;

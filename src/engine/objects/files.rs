@@ -50,6 +50,19 @@ pub enum FdKind {
     RemovedDevice(super::removed_devices::RemovedDevice),
     /// eventfd, timerfd, signalfd, epoll, inotify: made by `events::restore`.
     Event(super::events::EventFd),
+    /// A POSIX message queue (posix_mqueue.rs), opened again by name; the notification
+    /// registration of the process, on its first descriptor of the queue.
+    MQueue {
+        name: String,
+        /// Its name was removed (mq_unlink) while it is open.
+        #[serde(default)]
+        removed: bool,
+        /// The queue's inode at checkpoint: which descriptors share one queue.
+        #[serde(default)]
+        ino: u64,
+        #[serde(default)]
+        notify: Option<super::posix_mqueue::MqNotify>,
+    },
     /// A connected UNIX socket whose peer is in the checkpoint (unix_sockets.rs).
     UnixSocket {
         ino: u64,
@@ -275,6 +288,9 @@ pub fn classify(
     if flags & libc::O_PATH != 0 {
         check_o_path(pid, fd, &who, &link)?;
         let record = FdRecord::object(fd, FdKind::Path, &link, flags, cloexec);
+        return Ok(FdRecord { owner, ..record });
+    }
+    if let Some(record) = super::posix_mqueue::classify(pid, fd, &link, flags, cloexec)? {
         return Ok(FdRecord { owner, ..record });
     }
     let (kind, path) = classify_path(pid, fd, &who, &link)?;
@@ -641,6 +657,12 @@ pub fn reopen(
         }
         (FdKind::Fifo { .. }, _) => super::fifos::reopen(r).ctx(&who)?,
         (FdKind::Path, _) => open_path(&r.path, open_flags_for_reopen(r.flags)).ctx(&who)?,
+        (
+            FdKind::MQueue {
+                name, removed, ino, ..
+            },
+            _,
+        ) => super::posix_mqueue::reopen(name, *removed, *ino, r.flags)?,
         (FdKind::PtyMaster { .. } | FdKind::PtySlave { .. }, _) => {
             let id = r.inode.unwrap_or(u32::MAX);
             let made = shared(id).ok_or_else(|| {

@@ -26,6 +26,9 @@ pub mod memfd_own;
 pub mod memory;
 /// Pipes: classification, widowed ends, data in flight, refill at restart.
 pub mod pipes;
+/// System V semaphores and message queues: refused.
+/// System V shared memory segments.
+pub mod posix_mqueue;
 /// POSIX shared memory and named semaphores (/dev/shm files), as memory objects.
 pub mod posix_shm;
 /// POSIX timers (`timer_create`).
@@ -48,10 +51,11 @@ pub mod shmem;
 pub mod signals;
 /// Socket descriptors: the family of each, and the module that dumps it.
 pub mod sockets;
-/// System V semaphores and message queues: refused.
-/// System V shared memory segments.
+/// System V message queues: every message, by id.
 pub mod sysv_msg;
+/// System V semaphore sets and each process's undo adjustments.
 pub mod sysv_sem;
+/// System V shared memory segments.
 pub mod sysv_shm;
 /// Threads: registers, FPU state, signal mask, pending signals and the rest per thread.
 pub mod threads;

@@ -312,6 +312,8 @@ fn child_restore(ctx: &RestoreContext, img: &Image, status_fd: i32) -> Result<Ch
     let rec = &img.core.process;
     let sf = &ctx.statefiles[img.sf];
     let opened = ctx.opened.get(img.sf);
+    // reads the statefile: before the descriptors are restored
+    crate::engine::objects::sysv_sem::restore_undo(sf, rec.pid)?;
     process::restore_attributes(rec)?;
     super::owner_rights::take(sf, rec)?;
     let (pages_fd, file_fds, mem_fds) = open_image_fds(ctx, img, status_fd)?;
@@ -321,6 +323,7 @@ fn child_restore(ctx: &RestoreContext, img: &Image, status_fd: i32) -> Result<Ch
     let shared_fd = |id: u32| opened.and_then(|o| o.file_fd(id));
     files::restore(&img.core.fds, sf, &keep, ctx.tty.as_deref(), &shared_fd)?;
     locks::restore_native(&img.core.locks)?;
+    crate::engine::objects::posix_mqueue::restore_notify(&img.core.fds)?;
     process::restore_native(rec, img.core.policies.cdir)?;
     let mut scratch = map_scratch(img)?;
     scratch

@@ -60,6 +60,9 @@ pub fn restart(
         super::objects::sysv_sem::restore_sets(&loaded.statefiles.iter().collect::<Vec<_>>())?;
     let msg_queues =
         super::objects::sysv_msg::restore_queues(&loaded.statefiles.iter().collect::<Vec<_>>())?;
+    let mq_queues = super::objects::posix_mqueue::restore_queues(
+        &loaded.statefiles.iter().collect::<Vec<_>>(),
+    )?;
     let tty = if options.interactive {
         tty::controlling_tty()
     } else {
@@ -96,6 +99,7 @@ pub fn restart(
     timer.lap("release");
     sem_sets.finish();
     msg_queues.finish();
+    mq_queues.finish();
     crate::engine::privilege::drop_all();
     release::collect_helpers(&ctx.plan, &pids);
     // before a -j job takes the terminal

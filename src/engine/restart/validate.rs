@@ -336,6 +336,7 @@ fn check_fd(fd: &FdRecord) -> Result<()> {
         | FdKind::PtyMaster { .. }
         | FdKind::PtySlave { .. }
         | FdKind::UnixSocket { .. }
+        | FdKind::MQueue { .. }
         | FdKind::Event(_) => Ok(()),
     }
 }

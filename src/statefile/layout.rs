@@ -27,6 +27,7 @@ pub enum FileKind {
     MsgIndex,
     MsgData,
     UnixSocketData,
+    Chain,
 }
 
 /// One row of the table.
@@ -66,10 +67,13 @@ pub const SEM_INDEX: &str = "shared/sem.json";
 pub const MSG_INDEX: &str = "shared/msg.json";
 const MSG_DATA: &str = "shared/msg-<msqid>";
 const UNIX_SOCKET_DATA: &str = "shared/unix-<ino>";
+/// The parent of an incremental checkpoint, and per process what the next one needs
+/// (`incremental::ChainRecord`).
+pub const CHAIN: &str = "chain.json";
 
 /// Every file a statefile can hold. The MANIFEST lists all but itself, with sizes and
 /// checksums.
-pub const FILES: [FileSpec; 17] = [
+pub const FILES: [FileSpec; 18] = [
     FileSpec {
         kind: FileKind::Manifest,
         name: MANIFEST,
@@ -171,6 +175,12 @@ pub const FILES: [FileSpec; 17] = [
         name: UNIX_SOCKET_DATA,
         bulk: false,
         holds: "the messages waiting in a UNIX socket, one after another (their lengths in shared/table.json)",
+    },
+    FileSpec {
+        kind: FileKind::Chain,
+        name: CHAIN,
+        bulk: false,
+        holds: "the parent statefile of an incremental checkpoint, start times, dirty tracking, live pre-copy (incremental::ChainRecord)",
     },
 ];
 
@@ -299,6 +309,7 @@ mod tests {
             (MSG_INDEX.to_string(), FileKind::MsgIndex),
             (msg_data_path(32768), FileKind::MsgData),
             (unix_socket_data_path(81), FileKind::UnixSocketData),
+            (CHAIN.to_string(), FileKind::Chain),
         ];
         assert_eq!(built.len(), FILES.len());
         for (name, kind) in &built {

@@ -11,7 +11,7 @@ mod will;
 use std::path::PathBuf;
 
 use super::objects::memory::{self, MmRecord};
-use super::objects::{pstree, shared_fds, shmem, sysv_shm as shm};
+use super::objects::{incremental, pstree, shared_fds, shmem, sysv_shm as shm, tracking};
 use super::timer::Timer;
 use crate::attrfile::AttrFile;
 use crate::engine::options::CheckpointOptions;
@@ -51,11 +51,12 @@ pub fn checkpoint(options: &CheckpointOptions, progress: &Progress) -> Result<Pa
     )?;
     timer.lap("freeze");
 
+    let mut chain = incremental::Builder::new(open_parent(options, &frozen.pids(), &targets)?);
     let mut writer = StatefileWriter::create(&options.statefile, options.force, targets.owner)?;
     writer.set_progress(progress.clone());
     progress.check_cancelled(&options.statefile.display().to_string())?;
     progress.phase(Phase::Dump, preview::page_bytes(&frozen.pids(), progress));
-    let mut dumped = dump::dump_all(&mut frozen, &policies, options, &mut writer)?;
+    let mut dumped = dump::dump_all(&mut frozen, &policies, options, &mut writer, &mut chain)?;
     timer.lap("dump processes (page data written and fsync'd)");
     progress.check_cancelled(&options.statefile.display().to_string())?;
     progress.phase(Phase::Shared, None);
@@ -76,10 +77,70 @@ pub fn checkpoint(options: &CheckpointOptions, progress: &Progress) -> Result<Pa
     progress.check_cancelled(&options.statefile.display().to_string())?;
     progress.phase(Phase::Commit, None);
     let will = policies::overall_will(options.will, &policies);
+    let tracking = write_chain(&mut chain, &mut writer, options, will)?;
     let path = commit(writer, options, &targets, will, summaries)?;
     timer.lap("commit (fsync)");
+    arm_tracking(&tracking);
+    timer.lap("dirty tracking armed");
     will::apply(frozen, &policies);
     Ok(path)
+}
+
+/// `--parent OLD`: the parent statefile, checked against the frozen processes.
+fn open_parent(
+    options: &CheckpointOptions,
+    pids: &[i32],
+    targets: &Targets,
+) -> Result<Option<incremental::Parent>> {
+    let Some(path) = &options.parent else {
+        return Ok(None);
+    };
+    incremental::open_parent(
+        path,
+        &options.statefile,
+        pids,
+        targets.owner,
+        crate::engine::options::caller_uid(),
+    )
+    .map(Some)
+}
+
+/// `chain.json`, for an incremental checkpoint or one after which the processes run on
+/// (`-g`: it can be a parent); with `-g`, where each process's dirty tracking will be
+/// left (returned, armed once the statefile is committed). A child is recorded among
+/// its parent's dependents first.
+fn write_chain(
+    chain: &mut incremental::Builder,
+    writer: &mut StatefileWriter,
+    options: &CheckpointOptions,
+    will: crate::attrfile::WillAction,
+) -> Result<Vec<(i32, Vec<i32>, i32)>> {
+    let cont = will == crate::attrfile::WillAction::Cont;
+    if chain.parent.is_none() && !cont {
+        return Ok(Vec::new());
+    }
+    let tracking = if cont {
+        chain.plan_tracking()
+    } else {
+        Vec::new()
+    };
+    let record = chain.record()?;
+    if let Some(parent) = &record.parent {
+        incremental::record_dependent(parent, &options.statefile)?;
+    }
+    writer.write_json(incremental::CHAIN, &record)?;
+    Ok(tracking)
+}
+
+/// Arms the dirty tracking `write_chain` planned, while the processes are still frozen.
+/// A process where it fails is simply not tracked: its next incremental checkpoint
+/// compares pages instead.
+fn arm_tracking(plan: &[(i32, Vec<i32>, i32)]) {
+    for (pid, old, fd) in plan {
+        if let Ok(regs) = crate::engine::ptrace::get_regs(*pid) {
+            let _ = tracking::arm(*pid, &regs, old, *fd);
+        }
+    }
 }
 
 /// The designators resolved to processes the caller may checkpoint; the attribute file.

@@ -14,11 +14,32 @@ use nix::sys::signal::Signal;
 
 /// incr.c with `mib` MiB, READY; `busy`: stepping all the time.
 fn incr(s: &Scratch, mib: u32, busy: bool) -> Workload {
+    incr_with(s, mib, if busy { "busy" } else { "" })
+}
+
+/// incr.c with `mib` MiB and mode `mode` (`busy`, `pipe` or none), READY.
+fn incr_with(s: &Scratch, mib: u32, mode: &str) -> Workload {
     let mut args = vec![ctl(s), mib.to_string()];
-    if busy {
-        args.push("busy".into());
+    if !mode.is_empty() {
+        args.push(mode.into());
     }
     spawn_ready(s, &build("incr.c"), &args).0
+}
+
+/// What of cpr's dirty tracking process `pid` shows: its userfaultfd descriptors and
+/// the mappings registered with one.
+fn tracking_seen(pid: i32) -> (usize, usize) {
+    let fds = fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| fs::read_link(e.ok()?.path()).ok())
+        .filter(|l| l.display().to_string().contains("userfaultfd"))
+        .count();
+    let registered = fs::read_to_string(format!("/proc/{pid}/smaps"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("VmFlags:") && l.split_whitespace().any(|f| f == "uw"))
+        .count();
+    (fds, registered)
 }
 
 /// One step of the workload (SIGUSR2), waited for.
@@ -48,11 +69,14 @@ fn info(sf: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Bytes of the page data of process `pid` in statefile `sf`.
+/// Bytes of the page data of process `pid` in statefile `sf` (with what a live
+/// checkpoint copied before its stop).
 fn pages_size(sf: &Path, pid: i32) -> u64 {
-    fs::metadata(sf.join(format!("proc/{pid}/pages")))
-        .unwrap()
-        .len()
+    ["pages", "precopy"]
+        .iter()
+        .filter_map(|f| fs::metadata(sf.join(format!("proc/{pid}/{f}"))).ok())
+        .map(|m| m.len())
+        .sum()
 }
 
 fn kill(pid: i32) {
@@ -244,4 +268,50 @@ fn parent_of_other_processes_is_refused() {
     assert!(!sf.exists());
     kill(a.pid);
     kill(b.pid);
+}
+
+#[test]
+fn live_checkpoint_of_a_busy_writer_restarts_consistent() {
+    let _s = serial();
+    let s = Scratch::new();
+    let w = incr(&s, 32, true);
+    let l1 = checkpoint(&s, "l1", w.pid, &["-g"], &[]);
+    let shown = info(&l1);
+    assert!(
+        shown.contains("Stop time:") && shown.contains("copied while running"),
+        "{shown}"
+    );
+    assert!(l1.join(format!("proc/{}/precopy", w.pid)).is_file());
+    kill(w.pid);
+    restart_ok(&l1);
+    // the memory as it was at the stop: every page agrees with its generation
+    signal(w.pid, Signal::SIGUSR1);
+    let line = wait_for_line(&w.log, "check=1 ", TIMEOUT);
+    assert!(line.starts_with("PASS"), "{line}");
+    kill(w.pid);
+}
+
+#[test]
+fn failed_live_checkpoint_leaves_no_tracking() {
+    let _s = serial();
+    let s = Scratch::new();
+    let w = incr_with(&s, 16, "pipe");
+    let sf = s.join("l1");
+    let out = cpr(&["-c", sf.to_str().unwrap(), "-p", &w.pid.to_string(), "-g"]);
+    assert_failure(
+        &out,
+        "a live checkpoint of a process with a pipe out",
+        &["pipe"],
+        false,
+    );
+    assert!(!sf.exists());
+    assert_eq!(tracking_seen(w.pid), (0, 0), "after a failed checkpoint");
+    // and after one that succeeds, the process keeps exactly one, for the next
+    let ok = incr(&s, 16, false);
+    checkpoint(&s, "l2", ok.pid, &["-g"], &[]);
+    assert_eq!(tracking_seen(ok.pid).0, 1);
+    signal(ok.pid, Signal::SIGUSR1);
+    assert!(wait_for_line(&ok.log, "check=1 ", TIMEOUT).starts_with("PASS"));
+    kill(ok.pid);
+    kill(w.pid);
 }

@@ -1,13 +1,16 @@
-/* incr CTL MIB [busy]: maps MIB MiB of private anonymous memory and fills every page from
+/* incr CTL MIB [busy|pipe]: maps MIB MiB of private anonymous memory and fills every page from
  * its index and its generation (a per-page counter kept in a malloc'd array). A step
  * (SIGUSR2, or without pause with "busy") rewrites about a tenth of the pages with their
  * next generation and discards a few others (MADV_DONTNEED: they read as zeros, their
  * generation marked so), then prints "STEP n" (not in busy mode). On SIGUSR1 it checks
  * every word of every page against its generation and prints
- * "PASS check=K step=N" or "FAIL ...". It never exits by itself: the test kills it. */
+ * "PASS check=K step=N" or "FAIL ...". It never exits by itself: the test kills it.
+ * With "pipe" it holds a pipe to a child of its own, which a checkpoint of it alone
+ * refuses. */
 #include "wl.h"
 
 #include <sys/mman.h>
+#include <sys/prctl.h>
 
 #define PAGE 4096
 #define DISCARDED 0xffffffffu
@@ -66,6 +69,18 @@ int main(int argc, char **argv)
 	wl_init(argc, argv, 1, "CTL [MIB] [busy]");
 	unsigned long mib = argc > 2 ? strtoul(argv[2], NULL, 10) : 32;
 	int busy = argc > 3 && strcmp(argv[3], "busy") == 0;
+	if (argc > 3 && strcmp(argv[3], "pipe") == 0) {
+		int p[2];
+		if (pipe(p) != 0)
+			wl_fail("pipe");
+		if (fork() == 0) {
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			close(p[1]);
+			for (;;)
+				pause();
+		}
+		close(p[0]);
+	}
 	size_t pages = (mib << 20) / PAGE;
 	unsigned char *mem =
 		mmap(NULL, pages * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

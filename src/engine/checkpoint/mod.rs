@@ -5,6 +5,7 @@
 mod dump;
 mod freeze;
 mod policies;
+mod precopy;
 pub mod preview;
 mod will;
 
@@ -35,13 +36,35 @@ pub fn checkpoint(options: &CheckpointOptions, progress: &Progress) -> Result<Pa
     let targets = resolve_targets(options)?;
     let pinned = crate::engine::privilege::Pinned::pin(&targets.set.pids());
     notify_handlers(&targets, options)?;
+    // -g: memory copied while the processes run, the stop saves what changed since
+    let precopied = precopy::run(&targets, options, &pinned)?;
+    timer.lap("live pre-copy (processes running)");
+    let mut armed = precopied.is_some();
+    let result = stop_and_dump(
+        options, progress, &targets, &pinned, precopied, &mut timer, &mut armed,
+    );
+    if result.is_err() && armed {
+        // nothing of cpr's stays in processes whose checkpoint failed
+        precopy::disarm(&targets, &pinned);
+    }
+    result
+}
+
+/// The checkpoint from the freeze on; `armed` becomes true once dirty tracking is
+/// armed in the processes.
+fn stop_and_dump(
+    options: &CheckpointOptions,
+    progress: &Progress,
+    targets: &Targets,
+    pinned: &crate::engine::privilege::Pinned,
+    precopied: Option<precopy::Precopied>,
+    timer: &mut Timer,
+    armed: &mut bool,
+) -> Result<PathBuf> {
+    let stopped = std::time::Instant::now();
     progress.phase(Phase::Freeze, None);
-    let (mut frozen, zombies) = freeze::freeze_targets(&targets)?;
-    target::confirm_frozen(
-        &frozen.pids(),
-        &pinned,
-        crate::engine::options::caller_uid(),
-    )?;
+    let (mut frozen, zombies) = freeze::freeze_targets(targets)?;
+    target::confirm_frozen(&frozen.pids(), pinned, crate::engine::options::caller_uid())?;
     let policies = policies::resolve(&frozen.pids(), &targets.attributes, options.will)?;
     refuse_shared_address_spaces(&frozen.pids())?;
     crate::engine::objects::process::refuse_unrestorable(&frozen.pids())?;
@@ -51,8 +74,15 @@ pub fn checkpoint(options: &CheckpointOptions, progress: &Progress) -> Result<Pa
     )?;
     timer.lap("freeze");
 
-    let mut chain = incremental::Builder::new(open_parent(options, &frozen.pids(), &targets)?);
-    let mut writer = StatefileWriter::create(&options.statefile, options.force, targets.owner)?;
+    let mut chain = incremental::Builder::new(open_parent(options, &frozen.pids(), targets)?);
+    let mut writer = match precopied {
+        Some(p) => {
+            chain.precopy = p.processes;
+            chain.live = Some(p.live);
+            p.writer
+        }
+        None => StatefileWriter::create(&options.statefile, options.force, targets.owner)?,
+    };
     writer.set_progress(progress.clone());
     progress.check_cancelled(&options.statefile.display().to_string())?;
     progress.phase(Phase::Dump, preview::page_bytes(&frozen.pids(), progress));
@@ -77,11 +107,34 @@ pub fn checkpoint(options: &CheckpointOptions, progress: &Progress) -> Result<Pa
     progress.check_cancelled(&options.statefile.display().to_string())?;
     progress.phase(Phase::Commit, None);
     let will = policies::overall_will(options.will, &policies);
-    let tracking = write_chain(&mut chain, &mut writer, options, will)?;
-    let path = commit(writer, options, &targets, will, summaries)?;
+    if will == crate::attrfile::WillAction::Cont {
+        // everything is copied: the processes run on (tracking armed for the next
+        // checkpoint) while the statefile is made durable
+        *armed = true;
+        arm_tracking(&chain.plan_tracking());
+        will::apply(frozen, &policies);
+        let stop_ms = stopped.elapsed().as_secs_f64() * 1e3;
+        timer.lap(&format!(
+            "tracking armed, processes released (stopped {stop_ms:.1} ms)"
+        ));
+        chain
+            .live
+            .get_or_insert(incremental::LiveRecord {
+                rounds: 0,
+                stop_ms: 0.0,
+                precopied_bytes: 0,
+            })
+            .stop_ms = stop_ms;
+        write_chain(&chain, &mut writer, options)?;
+        let path = commit(writer, options, targets, will, summaries)?;
+        timer.lap("commit (fsync)");
+        return Ok(path);
+    }
+    if chain.parent.is_some() {
+        write_chain(&chain, &mut writer, options)?;
+    }
+    let path = commit(writer, options, targets, will, summaries)?;
     timer.lap("commit (fsync)");
-    arm_tracking(&tracking);
-    timer.lap("dirty tracking armed");
     will::apply(frozen, &policies);
     Ok(path)
 }
@@ -106,35 +159,22 @@ fn open_parent(
 }
 
 /// `chain.json`, for an incremental checkpoint or one after which the processes run on
-/// (`-g`: it can be a parent); with `-g`, where each process's dirty tracking will be
-/// left (returned, armed once the statefile is committed). A child is recorded among
-/// its parent's dependents first.
+/// (`-g`: it can be a parent). A child is recorded among its parent's dependents first.
 fn write_chain(
-    chain: &mut incremental::Builder,
+    chain: &incremental::Builder,
     writer: &mut StatefileWriter,
     options: &CheckpointOptions,
-    will: crate::attrfile::WillAction,
-) -> Result<Vec<(i32, Vec<i32>, i32)>> {
-    let cont = will == crate::attrfile::WillAction::Cont;
-    if chain.parent.is_none() && !cont {
-        return Ok(Vec::new());
-    }
-    let tracking = if cont {
-        chain.plan_tracking()
-    } else {
-        Vec::new()
-    };
+) -> Result<()> {
     let record = chain.record()?;
     if let Some(parent) = &record.parent {
         incremental::record_dependent(parent, &options.statefile)?;
     }
-    writer.write_json(incremental::CHAIN, &record)?;
-    Ok(tracking)
+    writer.write_json(incremental::CHAIN, &record)
 }
 
-/// Arms the dirty tracking `write_chain` planned, while the processes are still frozen.
-/// A process where it fails is simply not tracked: its next incremental checkpoint
-/// compares pages instead.
+/// Arms the dirty tracking `Builder::plan_tracking` planned (and the chain record
+/// names), while the processes are still frozen. A process where it fails is simply not
+/// tracked: its next incremental checkpoint compares pages instead.
 fn arm_tracking(plan: &[(i32, Vec<i32>, i32)]) {
     for (pid, old, fd) in plan {
         if let Ok(regs) = crate::engine::ptrace::get_regs(*pid) {

@@ -101,8 +101,67 @@ pub struct Extent {
     pub start: u64,
     pub end: u64,
     pub link: usize,
+    /// In the link's pre-copy data (`precopy_path`), not its page data.
+    pub precopy: bool,
     pub off: u64,
 }
+
+/// `proc/<pid>/precopy.json` of a live checkpoint: where cpr's tracking was during the
+/// pre-copy, and where each page copied is in `proc/<pid>/precopy` (address, length,
+/// offset; by address, apart).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrecopyIndex {
+    pub fd: i32,
+    pub extents: Vec<(u64, u64, u64)>,
+}
+
+impl PrecopyIndex {
+    /// The index of pages copied (address -> offset of the latest copy).
+    pub fn of(fd: i32, pages: &BTreeMap<u64, u64>) -> PrecopyIndex {
+        let mut extents: Vec<(u64, u64, u64)> = Vec::new();
+        for (&addr, &off) in pages {
+            match extents.last_mut() {
+                Some((a, l, o)) if *a + *l == addr && *o + *l == off => *l += PAGE,
+                _ => extents.push((addr, PAGE, off)),
+            }
+        }
+        PrecopyIndex { fd, extents }
+    }
+
+    /// As extents of link `link`, checked: page aligned, apart, inside `size` bytes.
+    fn extents(&self, link: usize, size: u64) -> Result<Vec<Extent>> {
+        let mut prev_end = 0;
+        let mut out = Vec::with_capacity(self.extents.len());
+        for &(start, len, off) in &self.extents {
+            let bad = start % PAGE != 0
+                || len % PAGE != 0
+                || start < prev_end
+                || start.checked_add(len).is_none()
+                || off.checked_add(len).is_none_or(|e| e > size);
+            if bad {
+                return Err(damaged_record(format_args!(
+                    "pre-copied pages {start:#x}+{len:#x} at {off}"
+                )));
+            }
+            prev_end = start + len;
+            out.push(Extent {
+                start,
+                end: start + len,
+                link,
+                precopy: true,
+                off,
+            });
+        }
+        Ok(out)
+    }
+
+    fn has(&self, addr: u64) -> bool {
+        let i = self.extents.partition_point(|x| x.0 + x.1 <= addr);
+        self.extents.get(i).is_some_and(|x| x.0 <= addr)
+    }
+}
+
+pub use crate::statefile::layout::{precopy_index_path, precopy_path};
 
 /// A statefile and its ancestors, each checked: link 0 is the statefile.
 pub struct Chain {
@@ -202,10 +261,28 @@ impl Chain {
         let mut below: Vec<Extent> = Vec::new();
         for k in (from..self.links.len()).rev() {
             let mm = self.mm(k, pid)?;
-            below = layer(&mm, k, &below)
+            let under = self.under(k, pid, below)?;
+            below = layer(&mm, k, &under)
                 .map_err(|e| e.context(self.links[k].path.display().to_string()))?;
         }
         Ok(below)
+    }
+
+    /// What the inherited pages of `pid` in link `k` refer to: its own pre-copy (a live
+    /// checkpoint), or else `older` (the extents of its parent).
+    fn under(&self, k: usize, pid: i32, older: Vec<Extent>) -> Result<Vec<Extent>> {
+        let sf = &self.links[k];
+        let index = precopy_index_path(pid);
+        if sf.entry(&index).is_none() {
+            return Ok(older);
+        }
+        let size = sf.entry(&precopy_path(pid)).map_or(0, |e| e.size);
+        sf.read_json::<PrecopyIndex>(&index)?
+            .extents(k, size)
+            .map_err(|e| {
+                e.context(format!("process {pid}"))
+                    .context(sf.path.display())
+            })
     }
 }
 
@@ -220,6 +297,7 @@ fn layer(mm: &MmRecord, link: usize, parent: &[Extent]) -> Result<Vec<Extent>> {
                 start: v.start + first * PAGE,
                 end: v.start + (first + count) * PAGE,
                 link,
+                precopy: false,
                 off,
             });
             off += count * PAGE;
@@ -253,6 +331,7 @@ fn clip(extents: &[Extent], start: u64, end: u64) -> Vec<Extent> {
                 start: s,
                 end: e,
                 link: x.link,
+                precopy: x.precopy,
                 off: x.off + (s - x.start),
             }
         })
@@ -295,8 +374,9 @@ pub struct Parent {
     sources: BTreeMap<i32, Vec<Extent>>,
     /// Per process: the parent's mappings (for the identity of each inherited page).
     vmas: BTreeMap<i32, Vec<Vma>>,
-    /// Each link's page data of a process, opened once (for comparing pages).
-    files: BTreeMap<(usize, i32), File>,
+    /// Each link's page data (or pre-copy data) of a process, opened once (for
+    /// comparing pages).
+    files: BTreeMap<(usize, bool, i32), File>,
 }
 
 /// Opens `path` as the parent of a checkpoint into `new` of processes `pids`: a
@@ -402,10 +482,10 @@ impl Parent {
         }
         let mut data = vec![0u8; (end - start) as usize];
         for x in found {
-            let file = match self.files.entry((x.link, pid)) {
+            let file = match self.files.entry((x.link, x.precopy, pid)) {
                 std::collections::btree_map::Entry::Occupied(f) => f.into_mut(),
                 std::collections::btree_map::Entry::Vacant(v) => {
-                    v.insert(self.chain.links[x.link].open_file(&pages_path(pid))?)
+                    v.insert(self.chain.links[x.link].open_file(&data_path(pid, x.precopy))?)
                 }
             };
             let at = (x.start - start) as usize;
@@ -413,6 +493,15 @@ impl Parent {
                 .ctx(format!("parent statefile of process {pid}: page data"))?;
         }
         Ok(Some(data))
+    }
+}
+
+/// The page data of `pid`, or its pre-copy data.
+fn data_path(pid: i32, precopy: bool) -> String {
+    if precopy {
+        precopy_path(pid)
+    } else {
+        pages_path(pid)
     }
 }
 
@@ -509,6 +598,8 @@ pub struct Builder {
     pub parent: Option<Parent>,
     processes: Vec<ProcessChain>,
     pub live: Option<LiveRecord>,
+    /// A live checkpoint's pre-copy, per process.
+    pub precopy: BTreeMap<i32, PrecopyIndex>,
 }
 
 impl Builder {
@@ -517,15 +608,17 @@ impl Builder {
             parent,
             processes: Vec::new(),
             live: None,
+            precopy: BTreeMap::new(),
         }
     }
 
     /// For frozen process `pid` with its pages planned in `vmas`: with a parent, only
     /// the pages written since stay to be saved (`select`); noted for the record.
     pub fn select(&mut self, pid: i32, vmas: &mut [Vma]) -> Result<()> {
-        let dirty = match &mut self.parent {
-            Some(p) => select(pid, vmas, p)?,
-            None => "none (no parent: every page saved)".to_string(),
+        let dirty = match (&mut self.parent, self.precopy.get(&pid)) {
+            (Some(p), _) => select(pid, vmas, p)?,
+            (None, Some(index)) => select_live(pid, vmas, index)?,
+            (None, None) => "none (no parent: every page saved)".to_string(),
         };
         let bytes = |f: fn(&Vma) -> &Vec<(u64, u64)>| -> u64 {
             vmas.iter()
@@ -565,6 +658,41 @@ impl Builder {
             live: self.live.clone(),
         })
     }
+}
+
+/// Splits the saved runs of `vmas` of frozen process `pid` after a pre-copy (`index`):
+/// pages copied then and not written since stay in the pre-copy data (`inherited`).
+fn select_live(pid: i32, vmas: &mut [Vma], index: &PrecopyIndex) -> Result<String> {
+    let tracked = super::tracking::written(pid, index.fd, vmas)?;
+    let mut untracked = 0;
+    for (v, written) in vmas.iter_mut().zip(tracked) {
+        if v.runs.is_empty() {
+            continue;
+        }
+        let Some(w) = written else {
+            untracked += 1;
+            continue;
+        };
+        let (mut keep, mut inherit) = (Runs::default(), Runs::default());
+        for (first, count) in std::mem::take(&mut v.runs) {
+            for page in first..first + count {
+                let addr = v.start + page * PAGE;
+                if !in_ranges(&w, addr) && index.has(addr) {
+                    inherit.push(page);
+                } else {
+                    keep.push(page);
+                }
+            }
+        }
+        v.runs = keep.0;
+        v.inherited = inherit.0;
+    }
+    Ok(match untracked {
+        0 => "live pre-copy: pages written since its last round".to_string(),
+        n => {
+            format!("live pre-copy: pages written since its last round ({n} mappings saved whole)")
+        }
+    })
 }
 
 /// Page-index runs built page by page, in order.
@@ -695,9 +823,15 @@ pub fn info_lines(sf: &Statefile) -> Vec<(String, String)> {
         "Parent".to_string(),
         match chain.first() {
             Some(p) => format!("{p} (incremental; {} statefiles before it)", chain.len()),
-            None => "none (every page saved)".to_string(),
+            None => "none".to_string(),
         },
     ));
+    let precopied = r.live.as_ref().is_some_and(|l| l.precopied_bytes > 0);
+    let elsewhere = if precopied {
+        "copied before the stop"
+    } else {
+        "in the parent chain"
+    };
     for (i, p) in chain.iter().enumerate().skip(1) {
         lines.push((format!("Ancestor {}", i + 1), p.clone()));
     }
@@ -706,7 +840,7 @@ pub fn info_lines(sf: &Statefile) -> Vec<(String, String)> {
         lines.push((
             format!("Pages {}", p.pid),
             format!(
-                "{:.1} MiB saved, {:.1} MiB in the parent chain; changes found by {}",
+                "{:.1} MiB saved, {:.1} MiB {elsewhere}; changes found by {}",
                 mib(p.saved_bytes),
                 mib(p.inherited_bytes),
                 p.dirty
@@ -723,14 +857,18 @@ pub fn info_lines(sf: &Statefile) -> Vec<(String, String)> {
         ));
     }
     if let Some(l) = &r.live {
-        lines.push((
-            "Stop time".to_string(),
+        let how = if l.precopied_bytes > 0 {
             format!(
-                "{:.1} ms (live: {} rounds, {:.1} MiB copied while running)",
-                l.stop_ms,
+                "live: {} rounds, {:.1} MiB copied while running",
                 l.rounds,
                 l.precopied_bytes as f64 / (1u64 << 20) as f64
-            ),
+            )
+        } else {
+            "no pre-copy".to_string()
+        };
+        lines.push((
+            "Stop time".to_string(),
+            format!("{:.1} ms ({how})", l.stop_ms),
         ));
     }
     lines
@@ -758,7 +896,8 @@ pub type Reads = Vec<(u64, u64, u64)>;
 #[derive(Debug, Clone)]
 pub struct InheritedPages {
     pub link: Statefile,
-    pub pid: i32,
+    /// The file of `link` read: a process's page data or pre-copy data.
+    pub rel: String,
     pub reads: Reads,
 }
 
@@ -769,21 +908,24 @@ pub fn inherited_reads(chain: &Chain, pid: i32, mm: &MmRecord) -> Result<Vec<Inh
         return Ok(Vec::new());
     }
     check_inherited(mm)?;
-    let below = chain.sources(1, pid)?;
-    let mut per_link: BTreeMap<usize, Vec<(u64, u64, u64)>> = BTreeMap::new();
-    for x in layer(mm, 0, &below)?.into_iter().filter(|x| x.link > 0) {
-        per_link
-            .entry(x.link)
+    let below = chain.under(0, pid, chain.sources(1, pid)?)?;
+    let mut per_file: BTreeMap<(usize, bool), Reads> = BTreeMap::new();
+    for x in layer(mm, 0, &below)?
+        .into_iter()
+        .filter(|x| x.link > 0 || x.precopy)
+    {
+        per_file
+            .entry((x.link, x.precopy))
             .or_default()
             .push((x.start, x.end - x.start, x.off));
     }
-    Ok(per_link
+    Ok(per_file
         .into_iter()
-        .map(|(k, mut reads)| {
+        .map(|((k, precopy), mut reads)| {
             reads.sort_by_key(|r| r.2);
             InheritedPages {
                 link: chain.links[k].clone(),
-                pid,
+                rel: data_path(pid, precopy),
                 reads,
             }
         })

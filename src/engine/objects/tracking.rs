@@ -164,6 +164,23 @@ pub fn arm(pid: i32, regs: &ptrace::Regs, old: &[i32], fd: i32) -> Result<()> {
     register_all(pid, fd)
 }
 
+/// Ends tracking in frozen process `pid` (main thread stopped with registers `regs`):
+/// cpr's descriptors `fds` are closed (the last close unregisters every mapping).
+pub fn disarm(pid: i32, regs: &ptrace::Regs, fds: &[i32]) -> Result<()> {
+    let gate = ptrace::checkpoint_gate(pid)?;
+    let closed = (|| -> Result<()> {
+        let resume = crate::engine::objects::threads::resume_regs(regs);
+        let inj = Injector::transient(pid, gate, &resume)?;
+        for &fd in fds {
+            inj.call(libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0])?;
+        }
+        Ok(())
+    })();
+    let removed = ptrace::remove_vdso_trampoline(pid, gate);
+    closed?;
+    removed
+}
+
 /// UFFDIO_API with cpr's features on the new userfaultfd `fd` of `pid`.
 fn handshake(pid: i32, fd: i32) -> Result<()> {
     let who = format!("process {pid}");

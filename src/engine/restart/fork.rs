@@ -335,7 +335,7 @@ fn open_chain_fds(img: &Image, from: i32) -> Result<Vec<i32>> {
     let mut fds = Vec::new();
     let mut next = from;
     for p in &img.inherited {
-        let f = p.link.open_file(&pages_path(p.pid))?;
+        let f = p.link.open_file(&p.rel)?;
         let high = crate::sys::dup_above(f.as_raw_fd(), next, false)
             .ctx("placing a descriptor")?
             .into_raw_fd();

@@ -37,7 +37,7 @@ pub fn checkpoint(options: &CheckpointOptions, progress: &Progress) -> Result<Pa
     let pinned = crate::engine::privilege::Pinned::pin(&targets.set.pids());
     notify_handlers(&targets, options)?;
     // -g: memory copied while the processes run, the stop saves what changed since
-    let precopied = precopy::run(&targets, options, &pinned)?;
+    let precopied = precopy::run(&targets, options, &pinned, progress)?;
     timer.lap("live pre-copy (processes running)");
     let mut armed = precopied.is_some();
     let result = stop_and_dump(

@@ -22,6 +22,7 @@ use crate::engine::objects::incremental::{self, LiveRecord, PrecopyIndex};
 use crate::engine::objects::memory::{self, PAGE, Vma};
 use crate::engine::objects::tracking;
 use crate::engine::options::CheckpointOptions;
+use crate::engine::progress::{Phase, Progress};
 use crate::error::{Context, Result};
 use crate::statefile::{FileSink, StatefileWriter};
 use crate::sys::dirty;
@@ -46,19 +47,22 @@ pub(super) fn run(
     targets: &Targets,
     options: &CheckpointOptions,
     pinned: &crate::engine::privilege::Pinned,
+    progress: &Progress,
 ) -> Result<Option<Precopied>> {
     let live = options.will == Some(crate::attrfile::WillAction::Cont)
         && options.parent.is_none()
         && std::env::var("CPR_PRECOPY").map_or(true, |v| v != "0");
     let pids = targets.set.pids();
-    if !live || resident_bytes(&pids) < MIN_BYTES {
+    let bytes = if live { resident_bytes(&pids) } else { 0 };
+    if bytes < MIN_BYTES {
         return Ok(None);
     }
     let armed = arm(targets, pinned)?;
     if armed.is_empty() {
         return Ok(None);
     }
-    copy_all(targets, options, armed).inspect_err(|_| disarm(targets, pinned))
+    progress.phase(Phase::Precopy, Some(bytes));
+    copy_all(targets, options, armed, progress).inspect_err(|_| disarm(targets, pinned))
 }
 
 /// The pre-copy proper, once the tracking is armed in the processes `armed`.
@@ -66,8 +70,11 @@ fn copy_all(
     targets: &Targets,
     options: &CheckpointOptions,
     armed: Vec<(i32, i32)>,
+    progress: &Progress,
 ) -> Result<Option<Precopied>> {
     let mut writer = StatefileWriter::create(&options.statefile, options.force, targets.owner)?;
+    // bytes told, and a cancel seen, as the writes go
+    writer.set_progress(progress.clone());
     let mut processes = BTreeMap::new();
     let mut record = LiveRecord {
         rounds: 0,

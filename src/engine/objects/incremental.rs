@@ -566,18 +566,26 @@ pub fn select(pid: i32, vmas: &mut [Vma], parent: &mut Parent) -> Result<String>
             None => by_compare += 1,
         }
         for (first, count) in runs {
-            for page in first..first + count {
-                let addr = v.start + page * PAGE;
-                let unchanged = same_identity(&parent_vmas, v, addr)
-                    && match &written {
-                        Some(w) => !in_ranges(w, addr) && parent.has(pid, addr),
-                        None => unchanged_page(pid, v, addr, parent)?,
-                    };
-                if unchanged {
-                    inherit.push(page);
-                } else {
-                    keep.push(page);
+            let mut page = first;
+            while page < first + count {
+                let n = (first + count - page).min(COMPARE_PAGES);
+                let at = v.start + page * PAGE;
+                let same = match &written {
+                    Some(w) => (0..n)
+                        .map(|i| at + i * PAGE)
+                        .map(|a| !in_ranges(w, a) && parent.has(pid, a))
+                        .collect(),
+                    None => unchanged_pages(pid, v, at, n, parent)?,
+                };
+                for (i, same) in same.into_iter().enumerate() {
+                    let p = page + i as u64;
+                    if same && same_identity(&parent_vmas, v, v.start + p * PAGE) {
+                        inherit.push(p);
+                    } else {
+                        keep.push(p);
+                    }
                 }
+                page += n;
             }
         }
         v.runs = keep.0;
@@ -715,16 +723,39 @@ fn in_ranges(ranges: &[(u64, u64)], addr: u64) -> bool {
 }
 
 /// The page at `addr` of `pid` is byte for byte the parent's copy.
-fn unchanged_page(pid: i32, v: &Vma, addr: u64, parent: &mut Parent) -> Result<bool> {
-    let Some(old) = parent.copy_of(pid, addr, addr + PAGE)? else {
-        return Ok(false);
-    };
+/// Pages compared at once.
+const COMPARE_PAGES: u64 = 256;
+
+/// For each of the `n` pages at `at` of `pid`: whether it is byte for byte the parent's
+/// copy (a page the parent lacks, or unreadable memory, counts as changed).
+fn unchanged_pages(pid: i32, v: &Vma, at: u64, n: u64, parent: &mut Parent) -> Result<Vec<bool>> {
+    let mut out = vec![false; n as usize];
     if v.prot & libc::PROT_READ == 0 {
         // unreadable for process_vm_readv: saved again rather than read through /proc
-        return Ok(false);
+        return Ok(out);
     }
-    let now = crate::engine::ptrace::read_mem(pid, addr.into(), PAGE as usize)?;
-    Ok(now == old)
+    let mut now = vec![0u8; (n * PAGE) as usize];
+    let remote = [nix::sys::uio::RemoteIoVec {
+        base: at as usize,
+        len: now.len(),
+    }];
+    let got = nix::sys::uio::process_vm_readv(
+        nix::unistd::Pid::from_raw(pid),
+        &mut [std::io::IoSliceMut::new(&mut now)],
+        &remote,
+    )
+    .ctx(format!("process {pid}: reading memory"))?;
+    for (i, same) in out.iter_mut().enumerate() {
+        let a = at + i as u64 * PAGE;
+        let range = i * PAGE as usize..(i + 1) * PAGE as usize;
+        if range.end > got {
+            break;
+        }
+        if let Some(old) = parent.copy_of(pid, a, a + PAGE)? {
+            *same = old[..] == now[range];
+        }
+    }
+    Ok(out)
 }
 
 /// Records `child` among the dependents of its parent (`DEPENDENTS` in the parent's

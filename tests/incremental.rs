@@ -210,6 +210,12 @@ fn parent_with_dependents_is_not_deleted() {
         false,
     );
     assert!(c1.join("MANIFEST").is_file());
+    // nor is it replaced by -f
+    let other = incr(&s, 4, false);
+    let pid = other.pid.to_string();
+    let out = cpr(&["-c", c1.to_str().unwrap(), "-f", "-g", "-p", &pid]);
+    assert_failure(&out, "cpr -c -f over a parent", &["Resource busy"], false);
+    kill(other.pid);
     assert_success(&cpr(&["-D", c2.to_str().unwrap()]), "cpr -D of the child");
     assert_success(
         &cpr(&["-D", c1.to_str().unwrap()]),

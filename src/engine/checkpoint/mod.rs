@@ -34,6 +34,10 @@ struct Targets {
 pub fn checkpoint(options: &CheckpointOptions, progress: &Progress) -> Result<PathBuf> {
     let mut timer = Timer::new();
     let targets = resolve_targets(options)?;
+    if options.force {
+        // -f must not replace a statefile an incremental one needs
+        incremental::refuse_if_depended_on(&options.statefile)?;
+    }
     let pinned = crate::engine::privilege::Pinned::pin(&targets.set.pids());
     notify_handlers(&targets, options)?;
     // -g: memory copied while the processes run, the stop saves what changed since

@@ -130,14 +130,30 @@ pub fn next_fd(pid: i32, old: Option<i32>) -> Option<i32> {
 }
 
 /// Arms tracking in frozen process `pid` (main thread stopped with registers `regs`),
-/// anew: cpr's old descriptors (`old`) are closed, which ends their registrations, and a
-/// new userfaultfd is made and left at `fd`. Every private mapping is registered and
-/// write-protected: from now, PAGEMAP_SCAN lists what the process writes.
+/// leaving cpr's descriptor at `fd`. One old descriptor (`old`) whose context tracks
+/// this process is moved there and re-armed: only the pages written since are
+/// write-protected again. Else the old ones are closed (ending their registrations) and
+/// a new userfaultfd is made, and every private mapping registered and write-protected.
+/// From now, PAGEMAP_SCAN lists what the process writes.
 pub fn arm(pid: i32, regs: &ptrace::Regs, old: &[i32], fd: i32) -> Result<()> {
+    let reuse = match old {
+        [_] => tracks_this_process(pid)?,
+        _ => false,
+    };
     let gate = ptrace::checkpoint_gate(pid)?;
     let made = (|| -> Result<()> {
         let resume = crate::engine::objects::threads::resume_regs(regs);
         let inj = Injector::transient(pid, gate, &resume)?;
+        if reuse {
+            let o = old[0] as u64;
+            let placed = inj.check(
+                "dup3",
+                libc::SYS_dup3,
+                [o, fd as u64, libc::O_CLOEXEC as u64, 0, 0, 0],
+            );
+            inj.call(libc::SYS_close, [o, 0, 0, 0, 0, 0])?;
+            return placed.map(drop);
+        }
         for &o in old {
             inj.call(libc::SYS_close, [o as u64, 0, 0, 0, 0, 0])?;
         }
@@ -161,7 +177,25 @@ pub fn arm(pid: i32, regs: &ptrace::Regs, old: &[i32], fd: i32) -> Result<()> {
     let removed = ptrace::remove_vdso_trampoline(pid, gate);
     made?;
     removed?;
-    register_all(pid, fd)
+    register_all(pid, fd, reuse)
+}
+
+/// Whether some mapping of `pid` is registered in async write-protect mode: then the
+/// one userfaultfd of cpr's it holds is the one tracking it (a registration is never
+/// inherited across fork, a descriptor is).
+fn tracks_this_process(pid: i32) -> Result<bool> {
+    let dir = ProcDir::open(pid)?;
+    let pagemap = dir.open_file("pagemap")?;
+    Ok(dir.maps()?.iter().filter(|m| !m.shared()).any(|m| {
+        // one page is enough to ask
+        dirty::pagemap_scan_written(
+            pagemap.as_fd(),
+            m.start,
+            m.start + PAGE,
+            dirty::PM_SCAN_CHECK_WPASYNC,
+        )
+        .is_ok()
+    }))
 }
 
 /// Ends tracking in frozen process `pid` (main thread stopped with registers `regs`):
@@ -200,14 +234,30 @@ fn handshake(pid: i32, fd: i32) -> Result<()> {
 /// Registers every private mapping of `pid` with its userfaultfd at `fd` and
 /// write-protects it. A mapping the kernel refuses stays untracked (the next checkpoint
 /// compares its pages).
-fn register_all(pid: i32, fd: i32) -> Result<()> {
+///
+/// `rearm`: the userfaultfd already tracks the process; a mapping it covers gets only
+/// its written pages write-protected again (PM_SCAN_WP_MATCHING), which is much less
+/// work than the whole mapping.
+fn register_all(pid: i32, fd: i32, rearm: bool) -> Result<()> {
     let who = format!("process {pid}");
     let uffd = crate::sys::steal_fd(pid, fd).ctx(format!("{who}: dirty-page tracking"))?;
-    let vmas = crate::engine::objects::memory::plan_each(pid)?;
-    for v in vmas.into_iter().flatten().filter(tracked_kind) {
-        let len = v.end - v.start;
-        if dirty::uffd_register_wp(uffd.as_fd(), v.start, len).is_ok() {
-            let _ = dirty::uffd_write_protect(uffd.as_fd(), v.start, len);
+    let dir = ProcDir::open(pid)?;
+    let pagemap = dir.open_file("pagemap")?;
+    let private = dir.maps()?.into_iter().filter(|m| {
+        !m.shared() && m.path != "[vsyscall]" && !crate::engine::objects::vdso::is_vdso(&m.path)
+    });
+    for m in private {
+        let len = m.end - m.start;
+        let rearmed = rearm
+            && dirty::pagemap_scan_written(
+                pagemap.as_fd(),
+                m.start,
+                m.end,
+                dirty::PM_SCAN_WP_MATCHING | dirty::PM_SCAN_CHECK_WPASYNC,
+            )
+            .is_ok();
+        if !rearmed && dirty::uffd_register_wp(uffd.as_fd(), m.start, len).is_ok() {
+            let _ = dirty::uffd_write_protect(uffd.as_fd(), m.start, len);
         }
     }
     Ok(())

@@ -262,16 +262,3 @@ fn register_all(pid: i32, fd: i32, rearm: bool) -> Result<()> {
     }
     Ok(())
 }
-
-/// Page-index runs (first page, count) of `vma` that lie in the address ranges
-/// `written`.
-pub fn runs_in(vma: &Vma, written: &[(u64, u64)]) -> Vec<(u64, u64)> {
-    written
-        .iter()
-        .filter_map(|&(s, e)| {
-            let s = s.max(vma.start);
-            let e = e.min(vma.end);
-            (s < e).then(|| ((s - vma.start) / PAGE, (e - s).div_ceil(PAGE)))
-        })
-        .collect()
-}

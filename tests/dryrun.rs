@@ -524,7 +524,7 @@ impl Observer for CancelAfter {
 
 /// The library's progress observer (what cview uses): it sees the phases and bytes of a
 /// checkpoint, and cancelling one mid-way leaves the target running, untouched, and no
-/// statefile.
+/// statefile. With -g, the 64 MiB are first copied while the process runs (pre-copy).
 #[test]
 fn library_progress_observer_sees_and_cancels_a_checkpoint() {
     let _s = serial();
@@ -539,6 +539,7 @@ fn library_progress_observer_sees_and_cancels_a_checkpoint() {
         attributes: Some(cpr::attrfile::AttrFile::default()),
         handler_timeout: None,
         openfile_distribute: false,
+        parent: None,
     };
     let watcher = Arc::new(CancelAfter {
         after: 16 << 20,
@@ -560,7 +561,7 @@ fn library_progress_observer_sees_and_cancels_a_checkpoint() {
     );
     assert_running_untraced(w.pid);
     let (phases, bytes) = watcher.seen.lock().unwrap().clone();
-    assert_eq!(phases, vec![Phase::Freeze, Phase::Dump], "{phases:?}");
+    assert_eq!(phases, vec![Phase::Precopy], "{phases:?}");
     assert!(
         (16 << 20..64 << 20).contains(&bytes),
         "{bytes} bytes before the cancel"
@@ -579,7 +580,13 @@ fn library_progress_observer_sees_and_cancels_a_checkpoint() {
     let (phases, bytes) = watcher.seen.lock().unwrap().clone();
     assert_eq!(
         phases,
-        vec![Phase::Freeze, Phase::Dump, Phase::Shared, Phase::Commit]
+        vec![
+            Phase::Precopy,
+            Phase::Freeze,
+            Phase::Dump,
+            Phase::Shared,
+            Phase::Commit
+        ]
     );
     assert!(bytes >= 64 << 20, "{bytes} bytes reported");
     assert_running_untraced(w.pid);

@@ -25,6 +25,9 @@ pub struct CheckpointOptions {
     /// `CKPT_OPENFILE_DISTRIBUTE` (library only): save open files beside the originals,
     /// as `NAME.ckpt.pidPID`, instead of under the statefile.
     pub openfile_distribute: bool,
+    /// `--parent OLD`: an incremental checkpoint, saving only the pages written since
+    /// statefile OLD (taken with `-g` of the same processes).
+    pub parent: Option<PathBuf>,
 }
 
 /// `cpr -r [-j] [--any-pid] [--no-cwd] [--no-root] STATEFILE...`.

@@ -28,6 +28,8 @@ pub enum Phase {
     Restore,
     /// Restart: every process released at once.
     Release,
+    /// Checkpoint with `-g`: memory copied while the processes run (live pre-copy).
+    Precopy,
 }
 
 impl Phase {
@@ -42,6 +44,7 @@ impl Phase {
             Phase::Create => "creating processes",
             Phase::Restore => "restoring",
             Phase::Release => "releasing",
+            Phase::Precopy => "copying while running",
         }
     }
 }

@@ -23,6 +23,7 @@ pub mod stat;
 pub mod status;
 pub mod sysvipc;
 pub mod timers;
+pub mod uffd;
 
 pub use maps::MapsLine;
 pub use stat::Stat;

@@ -37,6 +37,8 @@ pub struct Stat {
     pub mm_layout: [u64; 10],
     /// The exit status of a zombie, as waitpid would report it (field 52).
     pub exit_code: i32,
+    /// When the process started, in clock ticks after boot (field 22).
+    pub start_time: u64,
 }
 
 /// The stat(5) numbers of `Stat::mm_layout`, in its order.
@@ -113,6 +115,7 @@ pub fn parse(text: &str) -> Result<Stat> {
         policy,
         mm_layout,
         exit_code: fields.get(52, "exit_code")?,
+        start_time: fields.get(22, "starttime")?,
     })
 }
 

@@ -61,6 +61,9 @@ fn write_header(out: &mut String, statefile: &Statefile) {
     field("Processes", &m.processes.len().to_string());
     let size = total_size(statefile);
     field("Size", &format!("{} ({size} bytes)", human(size)));
+    for (name, value) in crate::engine::objects::incremental::info_lines(statefile) {
+        field(&name, &value);
+    }
 }
 
 /// One row per process: IDs, credentials, threads, directory, command line.
@@ -251,6 +254,7 @@ pub fn render_json(statefile: &Statefile) -> Value {
         "total_size": total_size(statefile),
         "processes": processes,
         "ipc": ipc_summary(statefile),
+        "chain": crate::engine::objects::incremental::info_json(statefile),
     })
 }
 

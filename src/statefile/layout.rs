@@ -28,6 +28,9 @@ pub enum FileKind {
     MsgData,
     UnixSocketData,
     MqueueIndex,
+    Chain,
+    Precopy,
+    PrecopyIndex,
 }
 
 /// One row of the table.
@@ -70,9 +73,15 @@ const UNIX_SOCKET_DATA: &str = "shared/unix-<ino>";
 /// POSIX message queues with their messages (`posix_mqueue::MqIndex`).
 pub const MQUEUE_INDEX: &str = "shared/mqueue.json";
 
+/// The parent of an incremental checkpoint, and per process what the next one needs
+/// (`incremental::ChainRecord`).
+pub const CHAIN: &str = "chain.json";
+const PRECOPY: &str = "proc/<pid>/precopy";
+const PRECOPY_INDEX: &str = "proc/<pid>/precopy.json";
+
 /// Every file a statefile can hold. The MANIFEST lists all but itself, with sizes and
 /// checksums.
-pub const FILES: [FileSpec; 18] = [
+pub const FILES: [FileSpec; 21] = [
     FileSpec {
         kind: FileKind::Manifest,
         name: MANIFEST,
@@ -181,7 +190,35 @@ pub const FILES: [FileSpec; 18] = [
         bulk: false,
         holds: "POSIX message queues with their limits, owners and messages (posix_mqueue::MqIndex)",
     },
+    FileSpec {
+        kind: FileKind::Chain,
+        name: CHAIN,
+        bulk: false,
+        holds: "the parent statefile of an incremental checkpoint, start times, dirty tracking, live pre-copy (incremental::ChainRecord)",
+    },
+    FileSpec {
+        kind: FileKind::Precopy,
+        name: PRECOPY,
+        bulk: true,
+        holds: "a live checkpoint's pages copied while the process ran (its mappings' inherited pages)",
+    },
+    FileSpec {
+        kind: FileKind::PrecopyIndex,
+        name: PRECOPY_INDEX,
+        bulk: false,
+        holds: "where each pre-copied page is in proc/<pid>/precopy (incremental::PrecopyIndex)",
+    },
 ];
+
+/// `proc/<pid>/precopy`.
+pub fn precopy_path(pid: i32) -> String {
+    fill(PRECOPY, &[&pid])
+}
+
+/// `proc/<pid>/precopy.json`.
+pub fn precopy_index_path(pid: i32) -> String {
+    fill(PRECOPY_INDEX, &[&pid])
+}
 
 /// `proc/<pid>/core.json`.
 pub fn core_path(pid: i32) -> String {
@@ -309,6 +346,9 @@ mod tests {
             (msg_data_path(32768), FileKind::MsgData),
             (unix_socket_data_path(81), FileKind::UnixSocketData),
             (MQUEUE_INDEX.to_string(), FileKind::MqueueIndex),
+            (CHAIN.to_string(), FileKind::Chain),
+            (precopy_path(31), FileKind::Precopy),
+            (precopy_index_path(31), FileKind::PrecopyIndex),
         ];
         assert_eq!(built.len(), FILES.len());
         for (name, kind) in &built {

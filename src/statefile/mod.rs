@@ -85,6 +85,8 @@ pub fn remove(path: &Path, caller_uid: u32) -> Result<()> {
             ),
         ));
     }
+    // an incremental checkpoint taken after it needs its pages
+    crate::engine::objects::incremental::refuse_if_depended_on(path)?;
     std::fs::remove_file(path.join(MANIFEST)).ctx(format!("{subject}/{MANIFEST}"))?;
     std::fs::File::open(path)
         .and_then(|dir| dir.sync_all())

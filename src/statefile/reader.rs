@@ -405,6 +405,13 @@ impl Statefile {
         Ok(())
     }
 
+    /// SHA-256 (hex) of the MANIFEST as read: names the statefile's whole content (an
+    /// incremental child names its parent by it).
+    pub fn manifest_sha256(&self) -> String {
+        use sha2::Digest;
+        super::auth::hex(&sha2::Sha256::digest(&*self.manifest_bytes))
+    }
+
     /// Path of the MANIFEST.
     pub fn manifest_path(&self) -> PathBuf {
         self.path.join(MANIFEST)

@@ -1,5 +1,6 @@
 //! The few raw system calls nix lacks. All `unsafe` lives here or in `engine/ptrace/`.
 
+pub mod dirty;
 pub mod evfd;
 mod fd;
 pub mod fown;

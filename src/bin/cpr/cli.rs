@@ -124,6 +124,17 @@ pub struct Cli {
     )]
     pub timeout: Option<Duration>,
 
+    /// With -c: an incremental checkpoint: save only the pages written since statefile
+    /// OLD, an earlier checkpoint of the same processes taken with -g; restart finds the
+    /// others in OLD and the statefiles it depends on.
+    #[arg(
+        long,
+        value_name = "OLD",
+        requires = "checkpoint",
+        conflicts_with_all = ["restart", "info", "delete"],
+    )]
+    pub parent: Option<PathBuf>,
+
     /// With -c: tell what the checkpoint would take in and whether it would succeed,
     /// without stopping the processes; exit status 0 if it would, 1 if not.
     #[arg(
@@ -230,6 +241,8 @@ pub struct CheckpointRequest {
     pub attributes: Option<PathBuf>,
     /// `--timeout SECONDS`: how long SIGCKPT handlers may take.
     pub handler_timeout: Option<Duration>,
+    /// `--parent OLD`: an incremental checkpoint after statefile OLD.
+    pub parent: Option<PathBuf>,
 }
 
 /// `--timeout`: a positive number of seconds, fractions allowed (`0.5`), at most a day.
@@ -266,6 +279,7 @@ impl Cli {
                 upgrade: self.upgrade,
                 attributes: self.attributes,
                 handler_timeout: self.timeout,
+                parent: self.parent,
             };
             if self.dry_run {
                 Request::Preview {
@@ -333,6 +347,7 @@ mod tests {
             upgrade: false,
             attributes: None,
             handler_timeout: None,
+            parent: None,
         };
         assert_eq!(
             parse(&["-c", "ckptSep7", "-p", "1111"]).unwrap(),
@@ -397,6 +412,7 @@ mod tests {
             upgrade: false,
             attributes: None,
             handler_timeout: None,
+            parent: None,
         };
         assert_eq!(
             parse(&["-c", "ck", "-p", "12:HID", "-f", "-k", "--dry-run"]).unwrap(),

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use super::freeze::Freezer;
 use crate::attrfile::ProcessPolicies;
 use crate::engine::objects::memory::{self, MmRecord};
-use crate::engine::objects::{files, locks, mapped_files, posix_timers, process, signals, threads};
+use crate::engine::objects::{
+    files, incremental, locks, mapped_files, posix_timers, process, signals, threads,
+};
 use crate::engine::options::CheckpointOptions;
 use crate::engine::ptrace::{self, Injector, Regs, RemoteAddr, RemoteScratch};
 use crate::error::{Error, Result};
@@ -21,13 +23,14 @@ pub(super) fn dump_all(
     policies: &BTreeMap<i32, ProcessPolicies>,
     options: &CheckpointOptions,
     writer: &mut StatefileWriter,
+    chain: &mut incremental::Builder,
 ) -> Result<Vec<(CoreRecord, MmRecord)>> {
     let in_statefile = |e: Error| e.context(options.statefile.display());
     let mut dumped = Vec::new();
     let mut upgrade_copies = Vec::new();
     for pid in frozen.pids() {
         let tids = frozen.threads[&pid].clone();
-        let mut d = dump_process(pid, &tids, &policies[&pid], writer)
+        let mut d = dump_process(pid, &tids, &policies[&pid], writer, chain)
             .and_then(|(core, mut mm)| {
                 mm.components = mapped_files::dump(
                     pid,
@@ -52,6 +55,7 @@ pub(super) fn dump_process(
     tids: &[i32],
     policies: &ProcessPolicies,
     writer: &mut StatefileWriter,
+    chain: &mut incremental::Builder,
 ) -> Result<(CoreRecord, MmRecord)> {
     let regs: Vec<Regs> = tids
         .iter()
@@ -67,7 +71,7 @@ pub(super) fn dump_process(
     let stat = dir.stat()?;
     let mut proc_rec = process::dump(&dir, &stat)?;
     proc_rec.membarrier = asked.membarrier;
-    let mm = dump_memory(&dir, &stat, &proc_rec.exe, asked.brk, writer)?;
+    let mm = dump_memory(&dir, &stat, &proc_rec.exe, asked.brk, writer, chain)?;
     // files and the rest
     let fds = files::dump(pid, policies, writer)?;
     let locks = locks::dump(pid, &fds)?;
@@ -180,9 +184,12 @@ fn dump_memory(
     exe: &str,
     brk: u64,
     writer: &mut StatefileWriter,
+    chain: &mut incremental::Builder,
 ) -> Result<MmRecord> {
     let pid = dir.pid();
-    let vmas = memory::plan(pid)?;
+    let mut vmas = memory::plan(pid)?;
+    // an incremental checkpoint saves only what changed since its parent
+    chain.select(pid, &mut vmas)?;
     let mut sink = writer.create_file(&pages_path(pid))?;
     let pages_bytes = memory::dump_pages(pid, &vmas, &mut sink)?;
     writer.finish_file(sink)?;

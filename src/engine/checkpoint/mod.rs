@@ -5,13 +5,14 @@
 mod dump;
 mod freeze;
 mod policies;
+mod precopy;
 pub mod preview;
 mod will;
 
 use std::path::PathBuf;
 
 use super::objects::memory::{self, MmRecord};
-use super::objects::{pstree, shared_fds, shmem, sysv_shm as shm};
+use super::objects::{incremental, pstree, shared_fds, shmem, sysv_shm as shm, tracking};
 use super::timer::Timer;
 use crate::attrfile::AttrFile;
 use crate::engine::options::CheckpointOptions;
@@ -33,15 +34,41 @@ struct Targets {
 pub fn checkpoint(options: &CheckpointOptions, progress: &Progress) -> Result<PathBuf> {
     let mut timer = Timer::new();
     let targets = resolve_targets(options)?;
+    if options.force {
+        // -f must not replace a statefile an incremental one needs
+        incremental::refuse_if_depended_on(&options.statefile)?;
+    }
     let pinned = crate::engine::privilege::Pinned::pin(&targets.set.pids());
     notify_handlers(&targets, options)?;
+    // -g: memory copied while the processes run, the stop saves what changed since
+    let precopied = precopy::run(&targets, options, &pinned, progress)?;
+    timer.lap("live pre-copy (processes running)");
+    let mut armed = precopied.is_some();
+    let result = stop_and_dump(
+        options, progress, &targets, &pinned, precopied, &mut timer, &mut armed,
+    );
+    if result.is_err() && armed {
+        // nothing of cpr's stays in processes whose checkpoint failed
+        precopy::disarm(&targets, &pinned);
+    }
+    result
+}
+
+/// The checkpoint from the freeze on; `armed` becomes true once dirty tracking is
+/// armed in the processes.
+fn stop_and_dump(
+    options: &CheckpointOptions,
+    progress: &Progress,
+    targets: &Targets,
+    pinned: &crate::engine::privilege::Pinned,
+    precopied: Option<precopy::Precopied>,
+    timer: &mut Timer,
+    armed: &mut bool,
+) -> Result<PathBuf> {
+    let stopped = std::time::Instant::now();
     progress.phase(Phase::Freeze, None);
-    let (mut frozen, zombies) = freeze::freeze_targets(&targets)?;
-    target::confirm_frozen(
-        &frozen.pids(),
-        &pinned,
-        crate::engine::options::caller_uid(),
-    )?;
+    let (mut frozen, zombies) = freeze::freeze_targets(targets)?;
+    target::confirm_frozen(&frozen.pids(), pinned, crate::engine::options::caller_uid())?;
     let policies = policies::resolve(&frozen.pids(), &targets.attributes, options.will)?;
     refuse_shared_address_spaces(&frozen.pids())?;
     crate::engine::objects::process::refuse_unrestorable(&frozen.pids())?;
@@ -51,11 +78,19 @@ pub fn checkpoint(options: &CheckpointOptions, progress: &Progress) -> Result<Pa
     )?;
     timer.lap("freeze");
 
-    let mut writer = StatefileWriter::create(&options.statefile, options.force, targets.owner)?;
+    let mut chain = incremental::Builder::new(open_parent(options, &frozen.pids(), targets)?);
+    let mut writer = match precopied {
+        Some(p) => {
+            chain.precopy = p.processes;
+            chain.live = Some(p.live);
+            p.writer
+        }
+        None => StatefileWriter::create(&options.statefile, options.force, targets.owner)?,
+    };
     writer.set_progress(progress.clone());
     progress.check_cancelled(&options.statefile.display().to_string())?;
     progress.phase(Phase::Dump, preview::page_bytes(&frozen.pids(), progress));
-    let mut dumped = dump::dump_all(&mut frozen, &policies, options, &mut writer)?;
+    let mut dumped = dump::dump_all(&mut frozen, &policies, options, &mut writer, &mut chain)?;
     timer.lap("dump processes (page data written and fsync'd)");
     progress.check_cancelled(&options.statefile.display().to_string())?;
     progress.phase(Phase::Shared, None);
@@ -79,10 +114,80 @@ pub fn checkpoint(options: &CheckpointOptions, progress: &Progress) -> Result<Pa
     progress.check_cancelled(&options.statefile.display().to_string())?;
     progress.phase(Phase::Commit, None);
     let will = policies::overall_will(options.will, &policies);
-    let path = commit(writer, options, &targets, will, summaries)?;
+    if will == crate::attrfile::WillAction::Cont {
+        // everything is copied: the processes run on (tracking armed for the next
+        // checkpoint) while the statefile is made durable
+        *armed = true;
+        arm_tracking(&chain.plan_tracking());
+        will::apply(frozen, &policies);
+        let stop_ms = stopped.elapsed().as_secs_f64() * 1e3;
+        timer.lap(&format!(
+            "tracking armed, processes released (stopped {stop_ms:.1} ms)"
+        ));
+        chain
+            .live
+            .get_or_insert(incremental::LiveRecord {
+                rounds: 0,
+                stop_ms: 0.0,
+                precopied_bytes: 0,
+            })
+            .stop_ms = stop_ms;
+        write_chain(&chain, &mut writer, options)?;
+        let path = commit(writer, options, targets, will, summaries)?;
+        timer.lap("commit (fsync)");
+        return Ok(path);
+    }
+    if chain.parent.is_some() {
+        write_chain(&chain, &mut writer, options)?;
+    }
+    let path = commit(writer, options, targets, will, summaries)?;
     timer.lap("commit (fsync)");
     will::apply(frozen, &policies);
     Ok(path)
+}
+
+/// `--parent OLD`: the parent statefile, checked against the frozen processes.
+fn open_parent(
+    options: &CheckpointOptions,
+    pids: &[i32],
+    targets: &Targets,
+) -> Result<Option<incremental::Parent>> {
+    let Some(path) = &options.parent else {
+        return Ok(None);
+    };
+    incremental::open_parent(
+        path,
+        &options.statefile,
+        pids,
+        targets.owner,
+        crate::engine::options::caller_uid(),
+    )
+    .map(Some)
+}
+
+/// `chain.json`, for an incremental checkpoint or one after which the processes run on
+/// (`-g`: it can be a parent). A child is recorded among its parent's dependents first.
+fn write_chain(
+    chain: &incremental::Builder,
+    writer: &mut StatefileWriter,
+    options: &CheckpointOptions,
+) -> Result<()> {
+    let record = chain.record()?;
+    if let Some(parent) = &record.parent {
+        incremental::record_dependent(parent, &options.statefile)?;
+    }
+    writer.write_json(incremental::CHAIN, &record)
+}
+
+/// Arms the dirty tracking `Builder::plan_tracking` planned (and the chain record
+/// names), while the processes are still frozen. A process where it fails is simply not
+/// tracked: its next incremental checkpoint compares pages instead.
+fn arm_tracking(plan: &[(i32, Vec<i32>, i32)]) {
+    for (pid, old, fd) in plan {
+        if let Ok(regs) = crate::engine::ptrace::get_regs(*pid) {
+            let _ = tracking::arm(*pid, &regs, old, *fd);
+        }
+    }
 }
 
 /// The designators resolved to processes the caller may checkpoint; the attribute file.

@@ -7,6 +7,7 @@
 //! address-space rules, the same statefile checks. Where the checkpoint stops at the first
 //! refusal, the preview lists them all, each with the message the checkpoint would print.
 
+use crate::engine::objects::tracking;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
@@ -286,7 +287,10 @@ fn look_at_descriptors(
             return accepted;
         }
     };
-    for fd in fds {
+    for fd in fds
+        .into_iter()
+        .filter(|&fd| !tracking::is_own_uffd(&dir, fd))
+    {
         match files::classify(&dir, fd, &accepted, policies) {
             Ok(record) => {
                 p.descriptors.push(describe_fd(p.pid, &record));

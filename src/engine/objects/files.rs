@@ -189,6 +189,10 @@ pub fn dump(
     check_directories(&dir, policies)?;
     let mut out: Vec<FdRecord> = Vec::new();
     for fd in dir.fds()? {
+        // cpr's dirty-page tracking, not the program's: never restored
+        if super::tracking::is_own_uffd(&dir, fd) {
+            continue;
+        }
         let record = dump_one(&dir, fd, &out, policies, writer)?;
         out.push(record);
     }

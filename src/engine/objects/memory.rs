@@ -54,11 +54,20 @@ pub struct Vma {
     pub flags: Vec<String>,
     /// Saved pages: (first page index within the mapping, page count), in file order.
     pub runs: Vec<(u64, u64)>,
+    /// Pages of an incremental checkpoint not saved here because the parent chain holds
+    /// them unchanged (incremental.rs); same form as `runs`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inherited: Vec<(u64, u64)>,
 }
 
 impl Vma {
     pub fn has_flag(&self, f: &str) -> bool {
         self.flags.iter().any(|x| x == f)
+    }
+
+    /// Whether restart reads pages into it (saved here or in the parent chain).
+    fn has_pages(&self) -> bool {
+        !self.runs.is_empty() || !self.inherited.is_empty()
     }
 }
 
@@ -189,9 +198,16 @@ pub fn plan_each(pid: i32) -> Result<Vec<Result<Vma>>> {
     let maps = dir.maps()?;
     let flags: BTreeMap<u64, Vec<String>> = dir.smaps_flags()?.into_iter().collect();
     let pagemap = dir.open_file("pagemap")?;
+    // the write-protect registration of cpr's own dirty tracking (tracking.rs) is no
+    // userfaultfd of the program's
+    let own_tracking =
+        !super::tracking::own_uffds(pid).is_empty() && !super::tracking::has_foreign_uffd(pid);
     let plan_one = |m: &MapsLine| -> Result<Vma> {
         let name = m.path.clone();
-        let vflags = flags.get(&m.start).cloned().unwrap_or_default();
+        let mut vflags = flags.get(&m.start).cloned().unwrap_or_default();
+        if own_tracking {
+            vflags.retain(|f| f != "uw");
+        }
         if name != "[vsyscall]" && !super::vdso::is_vdso(&name) {
             refuse_flags(pid, m, &vflags)?;
         }
@@ -215,6 +231,7 @@ pub fn plan_each(pid: i32) -> Result<Vec<Result<Vma>>> {
             name,
             flags: vflags,
             runs,
+            inherited: Vec::new(),
         })
     };
     Ok(maps.iter().map(plan_one).collect())
@@ -565,8 +582,14 @@ pub fn restore(
     for v in &mm.vmas {
         map_one(inj, &who, v, file_fds, mem_fds, &mut scratch.args)?;
     }
-    // 4. page data, straight from the statefile into place
+    // 4. page data, straight from the statefile into place; an incremental image's
+    // unchanged pages from the statefiles before it
+    let inherited = pages.inherited;
+    let progress = pages.progress;
     read_pages(inj, &who, mm, &mut scratch.args, pages)?;
+    for (fd, reads) in inherited {
+        read_at(inj, &who, &mut scratch.args, *fd, progress, reads)?;
+    }
     // 5. final protections, locks and hints
     for v in &mm.vmas {
         finish(inj, v, &mut scratch.args)?;
@@ -609,7 +632,7 @@ fn map_one(
     scratch: &mut RemoteScratch,
 ) -> Result<()> {
     let mut prot = v.prot;
-    if !v.runs.is_empty() {
+    if v.has_pages() {
         prot |= libc::PROT_WRITE | libc::PROT_READ;
     }
     let len = v.end - v.start;
@@ -767,7 +790,7 @@ fn finish(inj: &Injector, v: &Vma, scratch: &mut RemoteScratch) -> Result<()> {
         )
         .map_err(|e| e.detail(format!("mapping {}", describe(v))))?;
     }
-    if !v.runs.is_empty() && v.prot != (v.prot | libc::PROT_WRITE | libc::PROT_READ) {
+    if v.has_pages() && v.prot != (v.prot | libc::PROT_WRITE | libc::PROT_READ) {
         inj.check(
             "mprotect",
             libc::SYS_mprotect,
@@ -807,6 +830,9 @@ fn finish(inj: &Injector, v: &Vma, scratch: &mut RemoteScratch) -> Result<()> {
 pub struct PageData<'a> {
     pub fd: i32,
     pub progress: &'a Progress,
+    /// An incremental image's pages in earlier statefiles: the child's descriptor of
+    /// each one's page data, and (address, length, offset) to read from it.
+    pub inherited: &'a [(i32, super::incremental::Reads)],
 }
 
 const PR_SET_VMA: u64 = 0x53564d41;
@@ -854,6 +880,7 @@ fn read_pages(
     let PageData {
         fd: pages_fd,
         progress,
+        ..
     } = pages;
     const IOV_MAX: usize = 1024;
     // bytes per preadv call: keeps each call interruptible-sized; smaller when someone
@@ -899,6 +926,40 @@ fn read_pages(
                 }
             }
         }
+    }
+    reader.flush(&mut iovs, &mut batch_bytes, batch_off)
+}
+
+/// Reads `reads` (address, length, offset; in offset order) from the page data open as
+/// `fd` in the restore child, straight into place.
+fn read_at(
+    inj: &Injector,
+    who: &str,
+    scratch: &mut RemoteScratch,
+    fd: i32,
+    progress: &Progress,
+    reads: &[(u64, u64, u64)],
+) -> Result<()> {
+    const IOV_MAX: usize = 1024;
+    let mut reader = PagesReader {
+        inj,
+        who,
+        scratch,
+        pages_fd: fd,
+        progress,
+    };
+    let mut iovs: Vec<(u64, u64)> = Vec::new();
+    let (mut batch_off, mut batch_bytes) = (0u64, 0u64);
+    for &(addr, len, off) in reads {
+        // a batch is one stretch of the file
+        if !iovs.is_empty() && (off != batch_off + batch_bytes || iovs.len() >= IOV_MAX) {
+            reader.flush(&mut iovs, &mut batch_bytes, batch_off)?;
+        }
+        if iovs.is_empty() {
+            batch_off = off;
+        }
+        iovs.push((addr, len));
+        batch_bytes += len;
     }
     reader.flush(&mut iovs, &mut batch_bytes, batch_off)
 }
@@ -1169,6 +1230,7 @@ mod tests {
             name: String::new(),
             flags: vec![],
             runs: vec![],
+            inherited: vec![],
         };
         let vmas = vec![v(0x400000, 0x500000), v(0x7f0000000000, 0x7f0000100000)];
         for c in scratch_candidates(&vmas) {
@@ -1198,6 +1260,7 @@ mod tests {
             name: "/memfd:x (deleted)".into(),
             flags: vec!["rd".into(), "wr".into(), "sr".into()],
             runs: vec![],
+            inherited: vec![],
         };
         let line = |s: &str| MapsLine::parse(s).unwrap();
         let flags = |f: &[&str]| f.iter().map(|s| s.to_string()).collect::<Vec<_>>();

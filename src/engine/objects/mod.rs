@@ -14,6 +14,8 @@ pub mod fifos;
 /// Regular, deleted, directory and device descriptors with the FILE policies; the
 /// descriptor table of a process.
 pub mod files;
+/// Incremental checkpoints: the parent chain, which pages are saved, where the others are.
+pub mod incremental;
 /// File locks: flock, POSIX record locks, OFD locks.
 pub mod locks;
 /// Mapped files (program, libraries, data files): identity at checkpoint, `-u` copies.
@@ -59,6 +61,8 @@ pub mod sysv_sem;
 pub mod sysv_shm;
 /// Threads: registers, FPU state, signal mask, pending signals and the rest per thread.
 pub mod threads;
+/// Dirty-page tracking (userfaultfd write-protect) for incremental and live checkpoints.
+pub mod tracking;
 /// The controlling terminal and `-r -j` job control.
 pub mod tty;
 /// UNIX domain socket pairs whose both ends are in the checkpoint.

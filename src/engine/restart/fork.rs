@@ -320,6 +320,8 @@ fn child_restore(ctx: &RestoreContext, img: &Image, status_fd: i32) -> Result<Ch
     let mut keep: Vec<i32> = vec![status_fd, pages_fd];
     keep.extend(file_fds.iter().map(|(_, fd)| *fd));
     keep.extend(mem_fds.iter().map(|(_, fd)| *fd));
+    let chain_fds = open_chain_fds(img, keep.iter().copied().max().unwrap_or(2) + 1)?;
+    keep.extend(&chain_fds);
     let shared_fd = |id: u32| opened.and_then(|o| o.file_fd(id));
     files::restore(&img.core.fds, sf, &keep, ctx.tty.as_deref(), &shared_fd)?;
     locks::restore_native(&img.core.locks)?;
@@ -334,7 +336,24 @@ fn child_restore(ctx: &RestoreContext, img: &Image, status_fd: i32) -> Result<Ch
         pages_fd,
         file_fds,
         mem_fds,
+        chain_fds,
     })
+}
+
+/// The page data of the statefiles an incremental image takes pages from, opened at
+/// `from` and above (kept for the tracer like the image's own).
+fn open_chain_fds(img: &Image, from: i32) -> Result<Vec<i32>> {
+    let mut fds = Vec::new();
+    let mut next = from;
+    for p in &img.inherited {
+        let f = p.link.open_file(&p.rel)?;
+        let high = crate::sys::dup_above(f.as_raw_fd(), next, false)
+            .ctx("placing a descriptor")?
+            .into_raw_fd();
+        next = high + 1;
+        fds.push(high);
+    }
+    Ok(fds)
 }
 
 /// What the tracer maps the image from, opened above every descriptor of the image

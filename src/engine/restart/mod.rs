@@ -200,7 +200,7 @@ fn restore(
     timer: &mut Timer,
     progress: &Progress,
 ) -> Result<Vec<Restored>> {
-    let pages = validate::check_pages(&ctx.statefiles);
+    let pages = validate::check_pages(&ctx.statefiles, &ctx.images);
     let total = ctx.images.iter().map(|i| i.mm.pages_bytes).sum();
     progress.phase(Phase::Restore, Some(total));
     let restored = match tracer::restore_all(ctx, made, progress) {

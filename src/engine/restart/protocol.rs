@@ -34,6 +34,10 @@ pub struct ChildReady {
     pub file_fds: Vec<(String, i32)>,
     /// (inode, descriptor) of every shared memory object the image maps.
     pub mem_fds: Vec<(u64, i32)>,
+    /// The page data of each statefile before an incremental image that it takes pages
+    /// from, in `Image::inherited` order.
+    #[serde(default)]
+    pub chain_fds: Vec<i32>,
 }
 
 /// An error, as it crosses the pipe.
@@ -154,6 +158,7 @@ impl ChildReady {
             return Err(bad("no scratch page".into()));
         }
         let fds = std::iter::once(self.pages_fd)
+            .chain(self.chain_fds.iter().copied())
             .chain(self.file_fds.iter().map(|(_, fd)| *fd))
             .chain(self.mem_fds.iter().map(|(_, fd)| *fd));
         if let Some(fd) = fds.into_iter().find(|fd| *fd < 0) {
@@ -193,6 +198,7 @@ mod tests {
             pages_fd: 9,
             file_fds: vec![("/bin/sleep".into(), 10)],
             mem_fds: vec![(77, 11)],
+            chain_fds: vec![],
         }
     }
 

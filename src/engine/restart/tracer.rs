@@ -92,6 +92,7 @@ fn finish_in_tracer(
         memory::PageData {
             fd: ready.pages_fd,
             progress,
+            inherited: &inherited_reads(img, ready)?,
         },
     )?;
     set_mm(&main, img, &mut scratch.args, &ready.file_fds)?;
@@ -176,6 +177,26 @@ fn unregister_rseq(main: &Injector, child: i32) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// The child's descriptor of each earlier statefile's page data with what to read from it.
+fn inherited_reads(
+    img: &Image,
+    ready: &ChildReady,
+) -> Result<Vec<(i32, crate::engine::objects::incremental::Reads)>> {
+    if ready.chain_fds.len() != img.inherited.len() {
+        return Err(crate::error::Error::with_detail(
+            format!("process {}", img.core.process.pid),
+            crate::error::Kind::CheckpointError,
+            "restart child did not open the parent statefiles' page data",
+        ));
+    }
+    Ok(ready
+        .chain_fds
+        .iter()
+        .zip(&img.inherited)
+        .map(|(fd, p)| (*fd, p.reads.clone()))
+        .collect())
 }
 
 /// Closes what the child opened for the tracer, and anything else cpr's copy still had

@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 
 use crate::engine::objects::events::EventFd;
 use crate::engine::objects::files::{FdKind, FdRecord};
+use crate::engine::objects::incremental;
 use crate::engine::objects::memory::{Backing, MmRecord};
 use crate::engine::objects::pstree::{self, TreeRecord};
 use crate::engine::objects::shared_fds::{self, SharedTable};
@@ -24,6 +25,8 @@ pub struct Image {
     pub sf: usize,
     pub core: CoreRecord,
     pub mm: MmRecord,
+    /// An incremental image's pages held by the statefiles before it.
+    pub inherited: Vec<incremental::InheritedPages>,
 }
 
 /// Every record of the statefiles named, decoded.
@@ -51,6 +54,8 @@ pub fn load(paths: &[PathBuf], caller: u32) -> Result<Loaded> {
         let sf = Statefile::open(path, Verify::Sizes)?;
         let vouched = caller == 0 && sf.authenticate()?;
         sf.verify_files(|rel| !layout::is_bulk(rel))?;
+        // an incremental statefile: every link of its chain checked
+        let chain = incremental::open_chain(&sf, caller)?;
         let owner = sf.manifest.owner.uid;
         if caller != 0 && (caller != owner || owner == 0) {
             return Err(Error::with_detail(
@@ -67,10 +72,15 @@ pub fn load(paths: &[PathBuf], caller: u32) -> Result<Loaded> {
                 e.context(format!("process {}", p.pid))
                     .context(path.display())
             })?;
+            let inherited = incremental::inherited_reads(&chain, p.pid, &mm).map_err(|e| {
+                e.context(format!("process {}", p.pid))
+                    .context(path.display())
+            })?;
             loaded.images.push(Image {
                 sf: loaded.statefiles.len(),
                 core,
                 mm,
+                inherited,
             });
         }
         let table = if sf.entry(shared_fds::TABLE).is_some() {
@@ -102,9 +112,15 @@ pub fn load(paths: &[PathBuf], caller: u32) -> Result<Loaded> {
 /// The check of the bulk page data, running on a thread of its own.
 pub(super) struct PageCheck(JoinHandle<Result<()>>);
 
-/// Starts checking the page data of `statefiles` against their checksums.
-pub(super) fn check_pages(statefiles: &[Statefile]) -> PageCheck {
-    let statefiles = statefiles.to_vec();
+/// Starts checking the page data of `statefiles` and of the statefiles their images
+/// take pages from (`images`) against their checksums.
+pub(super) fn check_pages(statefiles: &[Statefile], images: &[Image]) -> PageCheck {
+    let mut statefiles = statefiles.to_vec();
+    for link in images.iter().flat_map(|i| &i.inherited).map(|p| &p.link) {
+        if !statefiles.iter().any(|s| s.path == link.path) {
+            statefiles.push(link.clone());
+        }
+    }
     PageCheck(std::thread::spawn(move || -> Result<()> {
         for sf in &statefiles {
             sf.verify_files(layout::is_bulk)?;

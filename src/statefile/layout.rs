@@ -27,6 +27,7 @@ pub enum FileKind {
     MsgIndex,
     MsgData,
     UnixSocketData,
+    InetSocketData,
 }
 
 /// One row of the table.
@@ -66,10 +67,11 @@ pub const SEM_INDEX: &str = "shared/sem.json";
 pub const MSG_INDEX: &str = "shared/msg.json";
 const MSG_DATA: &str = "shared/msg-<msqid>";
 const UNIX_SOCKET_DATA: &str = "shared/unix-<ino>";
+const INET_SOCKET_DATA: &str = "shared/inet-<ino>";
 
 /// Every file a statefile can hold. The MANIFEST lists all but itself, with sizes and
 /// checksums.
-pub const FILES: [FileSpec; 17] = [
+pub const FILES: [FileSpec; 18] = [
     FileSpec {
         kind: FileKind::Manifest,
         name: MANIFEST,
@@ -172,6 +174,12 @@ pub const FILES: [FileSpec; 17] = [
         bulk: false,
         holds: "the messages waiting in a UNIX socket, one after another (their lengths in shared/table.json)",
     },
+    FileSpec {
+        kind: FileKind::InetSocketData,
+        name: INET_SOCKET_DATA,
+        bulk: false,
+        holds: "a TCP connection's receive then send queue, or a UDP socket's datagrams one after another (lengths in shared/table.json)",
+    },
 ];
 
 /// `proc/<pid>/core.json`.
@@ -212,6 +220,11 @@ pub fn msg_data_path(msqid: i32) -> String {
 /// `shared/unix-<ino>`.
 pub fn unix_socket_data_path(ino: u64) -> String {
     fill(UNIX_SOCKET_DATA, &[&ino])
+}
+
+/// `shared/inet-<ino>`.
+pub fn inet_socket_data_path(ino: u64) -> String {
+    fill(INET_SOCKET_DATA, &[&ino])
 }
 
 /// `files/<pid>-fd<fd>`.
@@ -299,6 +312,7 @@ mod tests {
             (MSG_INDEX.to_string(), FileKind::MsgIndex),
             (msg_data_path(32768), FileKind::MsgData),
             (unix_socket_data_path(81), FileKind::UnixSocketData),
+            (inet_socket_data_path(82), FileKind::InetSocketData),
         ];
         assert_eq!(built.len(), FILES.len());
         for (name, kind) in &built {

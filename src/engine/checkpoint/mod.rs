@@ -51,6 +51,8 @@ pub fn checkpoint(options: &CheckpointOptions, progress: &Progress) -> Result<Pa
     )?;
     timer.lap("freeze");
 
+    // TCP connections read in repair mode: let go when this ends, unless WILL says so
+    let net = super::objects::inet_sockets::NetLock::begin();
     let mut writer = StatefileWriter::create(&options.statefile, options.force, targets.owner)?;
     writer.set_progress(progress.clone());
     progress.check_cancelled(&options.statefile.display().to_string())?;
@@ -78,6 +80,11 @@ pub fn checkpoint(options: &CheckpointOptions, progress: &Progress) -> Result<Pa
     let will = policies::overall_will(options.will, &policies);
     let path = commit(writer, options, &targets, will, summaries)?;
     timer.lap("commit (fsync)");
+    net.finish(|pid| {
+        policies
+            .get(&pid)
+            .is_none_or(|p| p.will == crate::attrfile::WillAction::Cont)
+    });
     will::apply(frozen, &policies);
     Ok(path)
 }

@@ -322,6 +322,7 @@ fn describe_fd(pid: i32, r: &FdRecord) -> DescriptorPreview {
             "unix socket",
             "made again with its peer, the data queued and its options".to_string(),
         ),
+        FdKind::InetSocket { .. } => ("inet socket", "see the sockets below".to_string()),
     };
     let saved_bytes = if files::needs_saved_content(r) {
         std::fs::metadata(format!("/proc/{pid}/fd/{}", r.fd)).map_or(0, |m| m.len())

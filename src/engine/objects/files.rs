@@ -53,6 +53,10 @@ pub enum FdKind {
         peer: u64,
         sock_type: i32,
     },
+    /// A TCP or UDP socket (inet_sockets.rs).
+    InetSocket {
+        ino: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -245,7 +249,7 @@ pub fn classify(
     }
     let owner = dump_owner(pid, fd, flags, &who)?;
     if link.starts_with("socket:") {
-        let record = super::unix_sockets::dump(pid, fd, &link, flags, cloexec)?;
+        let record = super::sockets::dump(pid, fd, &link, (flags, cloexec), policies)?;
         return Ok(FdRecord { owner, ..record });
     }
     let object = match super::pipes::dump(fd, &link, flags, cloexec) {
@@ -652,7 +656,8 @@ pub fn reopen(
         (FdKind::Dup { .. }, _)
         | (FdKind::Pipe { .. }, _)
         | (FdKind::Event(_), _)
-        | (FdKind::UnixSocket { .. }, _) => {
+        | (FdKind::UnixSocket { .. }, _)
+        | (FdKind::InetSocket { .. }, _) => {
             return Err(Error::with_detail(
                 &who,
                 Kind::CheckpointError,

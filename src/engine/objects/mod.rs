@@ -14,6 +14,8 @@ pub mod fifos;
 /// Regular, deleted, directory and device descriptors with the FILE policies; the
 /// descriptor table of a process.
 pub mod files;
+/// TCP and UDP sockets over IPv4 and IPv6: listening, bound, connected (TCP repair).
+pub mod inet_sockets;
 /// File locks: flock, POSIX record locks, OFD locks.
 pub mod locks;
 /// Mapped files (program, libraries, data files): identity at checkpoint, `-u` copies.
@@ -40,6 +42,8 @@ pub mod shared_fds;
 pub mod shmem;
 /// Process-wide signal state: dispositions, shared pending signals, interval timers.
 pub mod signals;
+/// Socket descriptors: the family of each, and the module that dumps it.
+pub mod sockets;
 /// System V semaphores and message queues: refused.
 /// System V shared memory segments.
 pub mod sysv_msg;

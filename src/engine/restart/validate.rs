@@ -331,6 +331,7 @@ fn check_fd(fd: &FdRecord) -> Result<()> {
         | FdKind::PtyMaster { .. }
         | FdKind::PtySlave { .. }
         | FdKind::UnixSocket { .. }
+        | FdKind::InetSocket { .. }
         | FdKind::Event(_) => Ok(()),
     }
 }

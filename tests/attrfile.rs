@@ -5,7 +5,7 @@ use std::process::Command;
 
 use cpr::attrfile::{
     AttrFile, Block, BlockTarget, DirAction, FileAction, FileRule, ForkAction, ProcessPolicies,
-    WillAction,
+    SocketAction, SocketRule, WillAction,
 };
 use cpr::target::{IdType, ProcessIds};
 
@@ -61,6 +61,7 @@ fn guide_example_parses() {
             cdir: None,
             rdir: None,
             fork: Some(ForkAction::Any),
+            sockets: vec![],
             line: 1,
         }]
     );
@@ -254,7 +255,7 @@ fn syntax_error_names_file_line_column_found_and_expected() {
     assert_eq!(
         e,
         "test.cpr:4:1: Invalid argument: unexpected end of file \
-         (expected a policy (FILE, WILL, CDIR, RDIR or FORK) or \"}\")"
+         (expected a policy (FILE, WILL, CDIR, RDIR, FORK or SOCKET) or \"}\")"
     );
     let e = error("CKPT PID 1111\n    WILL: CONT\n}");
     assert_eq!(
@@ -337,7 +338,7 @@ fn unknown_words_list_the_valid_ones() {
     );
     assert_eq!(
         error("CKPT PID 1 { STOP: CONT }"),
-        "test.cpr:1:14: Invalid argument: unknown policy \"STOP\" (valid: FILE, WILL, CDIR, RDIR, FORK)"
+        "test.cpr:1:14: Invalid argument: unknown policy \"STOP\" (valid: FILE, WILL, CDIR, RDIR, FORK, SOCKET)"
     );
     assert_eq!(
         error("CKPT UID 1 { }"),
@@ -371,7 +372,7 @@ fn bad_id_values_and_instances_are_refused() {
         assert_eq!(
             e,
             format!(
-                "test.cpr:2:9: Invalid argument: {policy} takes no file instance \"/tmp/*\" (only FILE does)"
+                "test.cpr:2:9: Invalid argument: {policy} takes no instance \"/tmp/*\" (only FILE and SOCKET do)"
             )
         );
     }
@@ -419,6 +420,7 @@ fn pid_over_gid_over_sid_over_any() {
             rdir: DirAction::Ignore,
             fork: ForkAction::Any,
             files: vec![],
+            sockets: vec![],
         }
     );
     // The order of the blocks in the file does not change who wins across kinds.
@@ -627,6 +629,10 @@ fn defaults() -> ProcessPolicies {
         rdir: DirAction::Replace,
         fork: ForkAction::Original,
         files: vec![rule(None, FileAction::Merge)],
+        sockets: vec![SocketRule {
+            pattern: None,
+            action: SocketAction::Refuse,
+        }],
     }
 }
 
@@ -648,6 +654,10 @@ fn builtin_is_etc_cpr_proto() {
             cdir: Some(DirAction::Replace),
             rdir: Some(DirAction::Replace),
             fork: Some(ForkAction::Original),
+            sockets: vec![SocketRule {
+                pattern: None,
+                action: SocketAction::Refuse,
+            }],
             line: builtin.blocks[0].line,
         }]
     );
@@ -662,7 +672,7 @@ fn builtin_is_etc_cpr_proto() {
         .collect::<Vec<_>>()
         .join("\n");
     let examples = parse(&uncommented);
-    assert_eq!(examples.blocks.len(), 5, "{uncommented}");
+    assert_eq!(examples.blocks.len(), 6, "{uncommented}");
 }
 
 #[test]
@@ -910,4 +920,127 @@ mod robustness {
             parse(s);
         }
     }
+}
+
+// ---- SOCKET (our extension) ------------------------------------------------------------
+
+fn socket_rule(pattern: Option<&str>, action: SocketAction) -> SocketRule {
+    SocketRule {
+        pattern: pattern.map(str::to_string),
+        action,
+    }
+}
+
+#[test]
+fn socket_lines_parse_with_every_action_and_instance_form() {
+    let f = parse(
+        r#"CKPT PID 7 {
+            SOCKET: "tcp:*:5432": REPAIR
+            SOCKET "tcp:127.0.0.1:*" close
+            SOCKET:"tcp:[::1]:*":RECONNECT
+            SOCKET: "unix:/run/systemd/journal/stdout": RECONNECT
+            SOCKET: "unix:*": CLOSE
+            SOCKET: "udp:*": reconnect
+            SOCKET: "unix:@abstract": REFUSE
+            SOCKET: "*": REFUSE
+            socket: CLOSE
+        }"#,
+    );
+    assert_eq!(
+        f.blocks[0].sockets,
+        vec![
+            socket_rule(Some("tcp:*:5432"), SocketAction::Repair),
+            socket_rule(Some("tcp:127.0.0.1:*"), SocketAction::Close),
+            socket_rule(Some("tcp:[::1]:*"), SocketAction::Reconnect),
+            socket_rule(
+                Some("unix:/run/systemd/journal/stdout"),
+                SocketAction::Reconnect
+            ),
+            socket_rule(Some("unix:*"), SocketAction::Close),
+            socket_rule(Some("udp:*"), SocketAction::Reconnect),
+            socket_rule(Some("unix:@abstract"), SocketAction::Refuse),
+            socket_rule(Some("*"), SocketAction::Refuse),
+            socket_rule(None, SocketAction::Close),
+        ]
+    );
+    // SOCKET lines leave the FILE rules alone, and the other way round
+    assert!(f.blocks[0].files.is_empty());
+}
+
+#[test]
+fn socket_action_takes_the_most_specific_instance_and_refuses_by_default() {
+    let f = parse(
+        r#"CKPT * {
+            SOCKET: "*": CLOSE
+            SOCKET: "tcp:*": REFUSE
+            SOCKET: "tcp:*:5432": REPAIR
+            SOCKET: "tcp:127.0.0.1:5432": RECONNECT
+            SOCKET: "tcp:[::1]:*": CLOSE
+            SOCKET: "unix:*": REFUSE
+            SOCKET: "unix:/run/*": RECONNECT
+            SOCKET: "unix:/run/keep": CLOSE
+        }
+        CKPT GID 5 { SOCKET: "udp:*": RECONNECT }"#,
+    );
+    let p = f.policies_for(&process(1, 1, 1), &[]);
+    let action = |a: &str| p.socket_action(a);
+    assert_eq!(action("tcp:127.0.0.1:5432"), SocketAction::Reconnect);
+    assert_eq!(action("tcp:10.1.1.1:5432"), SocketAction::Repair);
+    assert_eq!(action("tcp:[::1]:5432"), SocketAction::Close); // host ties port: later wins
+    assert_eq!(action("tcp:[::1]:80"), SocketAction::Close);
+    assert_eq!(action("tcp:10.1.1.1:80"), SocketAction::Refuse);
+    assert_eq!(action("unix:/run/keep"), SocketAction::Close);
+    assert_eq!(action("unix:/run/systemd/notify"), SocketAction::Reconnect);
+    assert_eq!(action("unix:@name"), SocketAction::Refuse);
+    assert_eq!(action("unix:"), SocketAction::Refuse);
+    assert_eq!(action("udp:127.0.0.1:53"), SocketAction::Close); // "*"
+    // a stronger block's rule comes before any of a weaker block's
+    let q = f.policies_for(&process(2, 5, 1), &[]);
+    assert_eq!(
+        q.sockets[0],
+        socket_rule(Some("udp:*"), SocketAction::Reconnect)
+    );
+    assert_eq!(q.socket_action("udp:[::1]:53"), SocketAction::Reconnect);
+    // no rule: REFUSE, as IRIX refused every socket
+    let none = parse("CKPT * { WILL: CONT }").policies_for(&process(1, 1, 1), &[]);
+    assert_eq!(none.socket_action("unix:/x"), SocketAction::Refuse);
+    assert_eq!(none.socket_action("tcp:1.2.3.4:5"), SocketAction::Refuse);
+    // a block's default ends the list: weaker blocks are not tried
+    let g = parse(
+        r#"CKPT * { SOCKET: "unix:*": CLOSE }
+           CKPT PID 3 { SOCKET: RECONNECT }"#,
+    );
+    let r = g.policies_for(&process(3, 3, 3), &[]);
+    assert_eq!(r.socket_action("unix:/x"), SocketAction::Reconnect);
+    assert_eq!(r.sockets.len(), 1);
+}
+
+#[test]
+fn bad_socket_instances_and_actions_are_refused_with_file_and_line() {
+    assert_eq!(
+        error("CKPT * {\n  SOCKET: \"tcp:*\": MERGE\n}"),
+        "test.cpr:2:20: Invalid argument: unknown SOCKET action \"MERGE\" \
+         (valid: REFUSE, REPAIR, RECONNECT, CLOSE)"
+    );
+    for (instance, why) in [
+        ("/run/x", "expected \"*\", \"tcp:HOST:PORT\""),
+        ("sctp:*", "unknown socket kind \"sctp\""),
+        ("tcp:::1:5432", "must be written in brackets"),
+        ("tcp:localhost:5432", "invalid host \"localhost\""),
+        ("tcp:*:99999", "invalid port \"99999\""),
+        ("udp:1.2.3.4", "expected HOST:PORT"),
+        ("unix:/run/[x", "invalid path pattern"),
+    ] {
+        let e = error(&format!("CKPT * {{\n  SOCKET: \"{instance}\": CLOSE\n}}"));
+        assert!(
+            e.starts_with(&format!(
+                "test.cpr:2:11: Invalid argument: invalid socket instance \"{instance}\": "
+            )) && e.contains(why),
+            "{instance}: {e}"
+        );
+    }
+    assert!(
+        error("CKPT * { SOCKET: \"\": CLOSE }")
+            .starts_with("test.cpr:1:18: Invalid argument: empty socket instance \"\"")
+    );
 }

@@ -112,6 +112,7 @@ fn fixture_manifest(owner: Owner) -> Manifest {
             pattern: Some("/var/tmp/cpr-fixture/*".into()),
             action: FileAction::Append,
         }],
+        sockets: vec![],
     };
     Manifest {
         revision: REVISION,

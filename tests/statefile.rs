@@ -40,6 +40,7 @@ fn policies() -> ProcessPolicies {
                 action: FileAction::Merge,
             },
         ],
+        sockets: vec![],
     }
 }
 

@@ -11,6 +11,7 @@ use crate::target::{IdType, ProcessIds};
 
 mod parse;
 mod resolve;
+mod socket_instance;
 
 /// The longest attribute file read: far more than any set of policies needs.
 const MAX_SIZE: u64 = 1 << 20;
@@ -107,6 +108,29 @@ pub enum ForkAction {
     Any,
 }
 
+/// SOCKET policy actions (our extension beyond IRIX, cpr(5)): what becomes of a socket
+/// whose peer is outside the checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub enum SocketAction {
+    /// Refuse the checkpoint, as IRIX did for every socket.
+    #[default]
+    Refuse,
+    /// Restore the connection as it was (a peer that is still there).
+    Repair,
+    /// Connect a new socket to the same address at restart.
+    Reconnect,
+    /// Come back as a socket whose peer has gone (EOF, EPIPE).
+    Close,
+}
+
+/// One SOCKET line: an instance (`"tcp:*:5432"`, `"unix:/run/*"`, `"*"`) or none (the
+/// block's default for sockets).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SocketRule {
+    pub pattern: Option<String>,
+    pub action: SocketAction,
+}
+
 /// The designator a block applies to: an ID type and value, or `*` for any process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BlockTarget {
@@ -130,6 +154,9 @@ pub struct Block {
     pub cdir: Option<DirAction>,
     pub rdir: Option<DirAction>,
     pub fork: Option<ForkAction>,
+    /// SOCKET lines, in file order.
+    #[serde(default)]
+    pub sockets: Vec<SocketRule>,
     /// 1-based line of `CKPT`, for messages.
     pub line: usize,
 }
@@ -151,6 +178,9 @@ pub struct ProcessPolicies {
     pub fork: ForkAction,
     /// FILE rules that apply, most specific first; the first whose glob matches wins.
     pub files: Vec<FileRule>,
+    /// SOCKET rules that apply, most specific first; the first that matches wins.
+    #[serde(default)]
+    pub sockets: Vec<SocketRule>,
 }
 
 impl ProcessPolicies {
@@ -166,6 +196,13 @@ impl ProcessPolicies {
     /// a process outside the checkpoint (`"pipe:*"`), are kept only when a rule names them.
     pub fn explicit_file_action(&self, path: &str) -> Option<FileAction> {
         resolve::explicit_file_action(&self.files, path)
+    }
+
+    /// The disposition of a socket whose peer is outside the checkpoint, by its canonical
+    /// address (`tcp:HOST:PORT`, `udp:[::1]:53`, `unix:/path`, `unix:@name`, `unix:` for
+    /// an unnamed one): the action of the first SOCKET rule that matches, else REFUSE.
+    pub fn socket_action(&self, address: &str) -> SocketAction {
+        resolve::socket_action(&self.sockets, address)
     }
 }
 

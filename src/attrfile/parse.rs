@@ -7,7 +7,11 @@ use pest::error::{ErrorVariant, InputLocation};
 use pest::iterators::Pair;
 use pest_derive::Parser;
 
-use super::{Block, BlockTarget, DirAction, FileAction, FileRule, ForkAction, WillAction};
+use super::socket_instance::{FORMS, SocketPattern};
+use super::{
+    Block, BlockTarget, DirAction, FileAction, FileRule, ForkAction, SocketAction, SocketRule,
+    WillAction,
+};
 use crate::error::{Error, Kind, Result};
 use crate::target::IdType;
 
@@ -48,7 +52,14 @@ const DIR_ACTIONS: &[(&str, DirAction)] = &[
 const FORK_ACTIONS: &[(&str, ForkAction)] =
     &[("ORIGINAL", ForkAction::Original), ("ANY", ForkAction::Any)];
 
-const POLICIES: &[&str] = &["FILE", "WILL", "CDIR", "RDIR", "FORK"];
+const SOCKET_ACTIONS: &[(&str, SocketAction)] = &[
+    ("REFUSE", SocketAction::Refuse),
+    ("REPAIR", SocketAction::Repair),
+    ("RECONNECT", SocketAction::Reconnect),
+    ("CLOSE", SocketAction::Close),
+];
+
+const POLICIES: &[&str] = &["FILE", "WILL", "CDIR", "RDIR", "FORK", "SOCKET"];
 
 /// Parses the whole text into its blocks, in file order.
 pub(super) fn parse_blocks(text: &str, source: &str) -> Result<Vec<Block>> {
@@ -105,6 +116,7 @@ fn block(pair: Pair<Rule>, source: &str) -> Result<Block> {
         cdir: None,
         rdir: None,
         fork: None,
+        sockets: Vec::new(),
         line,
     };
     for statement in statements {
@@ -208,12 +220,12 @@ fn policy_line(block: &mut Block, statement: Pair<Rule>, source: &str) -> Result
             ),
         ));
     }
-    if let (false, Some(instance)) = (name == "FILE", &instance) {
+    if let (false, Some(instance)) = (name == "FILE" || name == "SOCKET", &instance) {
         return Err(error_at(
             source,
             instance,
             format!(
-                "{name} takes no file instance {} (only FILE does)",
+                "{name} takes no instance {} (only FILE and SOCKET do)",
                 instance.as_str()
             ),
         ));
@@ -231,6 +243,14 @@ fn policy_line(block: &mut Block, statement: Pair<Rule>, source: &str) -> Result
         "WILL" => block.will = Some(keyword(&action, WILL_ACTIONS, &what, source)?),
         "CDIR" => block.cdir = Some(keyword(&action, DIR_ACTIONS, &what, source)?),
         "RDIR" => block.rdir = Some(keyword(&action, DIR_ACTIONS, &what, source)?),
+        "SOCKET" => {
+            let action = keyword(&action, SOCKET_ACTIONS, &what, source)?;
+            let pattern = match instance {
+                Some(instance) => Some(socket_pattern(&instance, source)?),
+                None => None,
+            };
+            block.sockets.push(SocketRule { pattern, action });
+        }
         _ => block.fork = Some(keyword(&action, FORK_ACTIONS, &what, source)?),
     }
     Ok(())
@@ -259,6 +279,29 @@ fn file_pattern(instance: &Pair<Rule>, source: &str) -> Result<String> {
         )
     })?;
     Ok(text.to_string())
+}
+
+/// The text between the quotes of a SOCKET instance, checked.
+fn socket_pattern(instance: &Pair<Rule>, source: &str) -> Result<String> {
+    let text = instance
+        .clone()
+        .into_inner()
+        .find(|p| p.as_rule() == Rule::pattern)
+        .map(|p| p.as_str())
+        .unwrap_or("");
+    match SocketPattern::parse(text) {
+        Ok(_) => Ok(text.to_string()),
+        Err(_) if text.is_empty() => Err(error_at(
+            source,
+            instance,
+            format!("empty socket instance \"\" (expected {FORMS})"),
+        )),
+        Err(why) => Err(error_at(
+            source,
+            instance,
+            format!("invalid socket instance {text:?}: {why}"),
+        )),
+    }
 }
 
 /// One line for a pest error: `file:line:col: Invalid argument: unexpected "x" (expected
@@ -305,9 +348,9 @@ fn rule_words(rule: Rule) -> &'static str {
         Rule::id_value => "an ID value",
         Rule::lbrace => "\"{\"",
         Rule::rbrace => "\"}\"",
-        Rule::statement | Rule::policy => "a policy (FILE, WILL, CDIR, RDIR or FORK)",
+        Rule::statement | Rule::policy => "a policy (FILE, WILL, CDIR, RDIR, FORK or SOCKET)",
         Rule::colon => "\":\"",
-        Rule::instance | Rule::pattern => "a file instance in double quotes",
+        Rule::instance | Rule::pattern => "an instance in double quotes",
         Rule::close_quote => "a closing double quote",
         Rule::action => "an action",
         _ => "something else",

@@ -9,7 +9,8 @@ use glob::{MatchOptions, Pattern};
 use std::cmp::Reverse;
 use std::path::Path;
 
-use super::{Block, BlockTarget, FileAction, FileRule, ProcessPolicies};
+use super::socket_instance::SocketPattern;
+use super::{Block, BlockTarget, FileAction, FileRule, ProcessPolicies, SocketAction, SocketRule};
 use crate::target::{IdType, ProcessIds};
 
 /// How strongly a block matches one process; greater is more specific.
@@ -104,6 +105,7 @@ pub(super) fn policies_for(
         rdir: matching.iter().find_map(|m| m.2.rdir).unwrap_or_default(),
         fork: matching.iter().find_map(|m| m.2.fork).unwrap_or_default(),
         files: file_rules(&matching),
+        sockets: socket_rules(&matching),
     }
 }
 
@@ -112,23 +114,55 @@ pub(super) fn policies_for(
 /// in the file first), then the group's default (`FILE: ACTION` with no instance, the last
 /// one written), which matches every file and so ends the list.
 fn file_rules(matching: &[(Strength, usize, &Block)]) -> Vec<FileRule> {
+    ordered_rules(
+        matching,
+        |b| &b.files,
+        |r| r.pattern.as_deref(),
+        glob_specificity,
+    )
+}
+
+/// The SOCKET rules in the order they are tried, by the FILE rules' order (`file_rules`)
+/// with the specificity of socket instances.
+fn socket_rules(matching: &[(Strength, usize, &Block)]) -> Vec<SocketRule> {
+    let specificity = |p: &str| {
+        SocketPattern::parse(p)
+            .map(|s| s.specificity(glob_specificity))
+            .unwrap_or_default()
+    };
+    ordered_rules(
+        matching,
+        |b| &b.sockets,
+        |r| r.pattern.as_deref(),
+        specificity,
+    )
+}
+
+/// The rules of one policy (`rules` of a block; `pattern` of a rule, `None` for the
+/// block's default) in the order they are tried.
+fn ordered_rules<R: Clone, K: Ord>(
+    matching: &[(Strength, usize, &Block)],
+    rules: impl Fn(&Block) -> &[R],
+    pattern: impl Fn(&R) -> Option<&str>,
+    specificity: impl Fn(&str) -> K,
+) -> Vec<R> {
     let mut out = Vec::new();
     for group in matching.chunk_by(|a, b| a.0 == b.0) {
         // `group` is latest block first.
-        let mut globs: Vec<(_, usize, usize, &FileRule)> = Vec::new();
+        let mut globs: Vec<(K, usize, usize, &R)> = Vec::new();
         let mut default = None;
         for &(_, block_index, block) in group {
-            for (rule_index, rule) in block.files.iter().enumerate() {
-                match &rule.pattern {
-                    Some(p) => globs.push((glob_specificity(p), block_index, rule_index, rule)),
+            for (rule_index, rule) in rules(block).iter().enumerate() {
+                match pattern(rule) {
+                    Some(p) => globs.push((specificity(p), block_index, rule_index, rule)),
                     None if default.is_none() => {
-                        default = block.files.iter().rev().find(|r| r.pattern.is_none())
+                        default = rules(block).iter().rev().find(|r| pattern(r).is_none())
                     }
                     None => {}
                 }
             }
         }
-        globs.sort_by_key(|g| Reverse((g.0, g.1, g.2)));
+        globs.sort_by(|a, b| (&b.0, b.1, b.2).cmp(&(&a.0, a.1, a.2)));
         out.extend(globs.into_iter().map(|g| g.3.clone()));
         if let Some(default) = default {
             out.push(default.clone());
@@ -169,6 +203,18 @@ pub(super) fn explicit_file_action(rules: &[FileRule], name: &str) -> Option<Fil
             .is_ok_and(|pat| pat.matches_with(name, MATCH))
             .then_some(rule.action)
     })
+}
+
+/// The first SOCKET rule that matches `address`, else REFUSE. A rule without instance
+/// matches every socket.
+pub(super) fn socket_action(rules: &[SocketRule], address: &str) -> SocketAction {
+    rules
+        .iter()
+        .find(|rule| match &rule.pattern {
+            None => true,
+            Some(p) => SocketPattern::parse(p).is_ok_and(|s| s.matches(address)),
+        })
+        .map_or(SocketAction::default(), |rule| rule.action)
 }
 
 #[cfg(test)]

@@ -26,37 +26,12 @@ use serde::{Deserialize, Serialize};
 use super::files::{FdKind, FdRecord};
 use super::shared_fds::{Member, ProcessFds, SharedFile};
 use super::sockets::SocketFd;
-use crate::attrfile::ProcessPolicies;
+use crate::attrfile::{ProcessPolicies, SocketAction};
 use crate::error::{Context, Error, Kind, Result};
 use crate::statefile::{Statefile, StatefileWriter};
 use crate::sys::inet_diag;
 use crate::sys::sock_diag::{get_int_opt, set_int_opt};
 use crate::sys::tcp_repair::{self as repair, Queue};
-
-// TEMPORARY until the SOCKET policy (branch unixsock) is merged
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SocketAction {
-    Refuse,
-    Repair,
-    Reconnect,
-    Close,
-}
-trait SocketPolicy {
-    fn socket_action(&self, address: &str) -> SocketAction;
-}
-impl SocketPolicy for ProcessPolicies {
-    fn socket_action(&self, address: &str) -> SocketAction {
-        match std::env::var("CPR_TMP_SOCKET").as_deref() {
-            Ok("REPAIR") => SocketAction::Repair,
-            Ok("RECONNECT") => SocketAction::Reconnect,
-            Ok("CLOSE") => SocketAction::Close,
-            _ => {
-                let _ = address;
-                SocketAction::Refuse
-            }
-        }
-    }
-}
 
 /// The kernel's TCP states cpr meets.
 const TCP_ESTABLISHED: u8 = 1;

@@ -1,6 +1,6 @@
 //! Socket descriptors: which family a `socket:[ino]` is, asked of cpr's own copy of it
 //! (pidfd_getfd, SO_DOMAIN), and the module that dumps that family. UNIX sockets are
-//! unix_sockets.rs; internet sockets are refused here until inet_sockets.rs takes them.
+//! unix_sockets.rs; TCP and UDP sockets inet_sockets.rs.
 //! The SOCKET policy of the attribute file (`ProcessPolicies::socket_action`) is applied
 //! by each family's module to a socket whose peer is outside the checkpoint.
 
@@ -99,7 +99,7 @@ pub fn dump(
         sock,
     };
     match family {
-        libc::AF_UNIX => super::unix_sockets::dump(pid, fd, link, flags, cloexec),
+        libc::AF_UNIX => super::unix_sockets::dump(&s, policies),
         libc::AF_INET | libc::AF_INET6 => super::inet_sockets::dump(&s, policies),
         _ => Err(refuse_family(&s, family)),
     }

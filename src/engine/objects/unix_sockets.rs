@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use super::files::{FdKind, FdRecord};
 use super::shared_fds::{Member, ProcessFds, SharedFile};
+use super::sockets::{SocketFd, type_name};
+use crate::attrfile::ProcessPolicies;
 use crate::error::{Context, Error, Kind, Result};
 use crate::statefile::{Statefile, StatefileWriter};
 use crate::sys::sock_diag::{self, get_int_opt, set_int_opt};
@@ -49,33 +51,6 @@ pub struct UnixSocketRecord {
     pub data: Option<String>,
 }
 
-fn type_name(sock_type: i32) -> &'static str {
-    match sock_type {
-        libc::SOCK_STREAM => "stream",
-        libc::SOCK_DGRAM => "datagram",
-        libc::SOCK_SEQPACKET => "seqpacket",
-        _ => "unknown",
-    }
-}
-
-fn family_name(family: i32) -> String {
-    match family {
-        libc::AF_INET => "IPv4".into(),
-        libc::AF_INET6 => "IPv6".into(),
-        libc::AF_NETLINK => "netlink".into(),
-        libc::AF_PACKET => "packet".into(),
-        f => format!("family {f}"),
-    }
-}
-
-/// The inode of `socket:[ino]`.
-pub fn inode(link: &str) -> Option<u64> {
-    link.strip_prefix("socket:[")?
-        .strip_suffix(']')?
-        .parse()
-        .ok()
-}
-
 fn not_safe(who: &str, link: &str, what: &str) -> Error {
     Error::with_detail(
         who,
@@ -84,45 +59,30 @@ fn not_safe(who: &str, link: &str, what: &str) -> Error {
     )
 }
 
-/// The record of socket descriptor `fd` of `pid`: a connected, unnamed UNIX socket, or
-/// "Checkpoint error" naming what it is. Whether its peer is in the checkpoint is known
-/// once every process is read (`collect`).
-pub fn dump(pid: i32, fd: i32, link: &str, flags: i32, cloexec: bool) -> Result<FdRecord> {
-    let who = format!("process {pid} fd {fd}");
-    let ino = inode(link).ok_or_else(|| not_safe(&who, link, "a socket"))?;
-    let ours = crate::sys::steal_fd(pid, fd).ctx(&who)?;
-    let family = get_int_opt(ours.as_raw_fd(), libc::SOL_SOCKET, libc::SO_DOMAIN).ctx(&who)?;
-    if family != libc::AF_UNIX {
-        let t = get_int_opt(ours.as_raw_fd(), libc::SOL_SOCKET, libc::SO_TYPE).unwrap_or(0);
-        return Err(Error::with_detail(
-            &who,
-            Kind::CheckpointError,
-            format!(
-                "{link}: a socket is not checkpoint safe ({} {}; only UNIX sockets whose peer is in the checkpoint are)",
-                family_name(family),
-                type_name(t)
-            ),
-        ));
-    }
-    let d = sock_diag::unix_diag(ino as u32).ctx(format!("{who}: unix_diag"))?;
+/// The record of a UNIX socket descriptor: a connected, unnamed socket, or "Checkpoint
+/// error" naming what it is. Whether its peer is in the checkpoint is known once every
+/// process is read (`collect`).
+pub fn dump(s: &SocketFd, _policies: &ProcessPolicies) -> Result<FdRecord> {
+    let who = s.who();
+    let d = sock_diag::unix_diag(s.ino as u32).ctx(format!("{who}: unix_diag"))?;
     let kind = format!("a UNIX {} socket", type_name(d.sock_type as i32));
     if let Some(name) = &d.name {
         let shown = String::from_utf8_lossy(name).replace('\0', "@");
-        return Err(not_safe(&who, link, &format!("{kind} bound to '{shown}'")));
+        return Err(s.not_safe(&format!("{kind} bound to '{shown}'")));
     }
     if d.state != CONNECTED || d.peer == 0 {
-        return Err(not_safe(&who, link, &format!("an unconnected {kind}")));
+        return Err(s.not_safe(&format!("an unconnected {kind}")));
     }
     Ok(FdRecord::object(
-        fd,
+        s.fd,
         FdKind::UnixSocket {
-            ino,
+            ino: s.ino,
             peer: d.peer as u64,
             sock_type: d.sock_type as i32,
         },
-        link,
-        flags,
-        cloexec,
+        s.link,
+        s.flags,
+        s.cloexec,
     ))
 }
 

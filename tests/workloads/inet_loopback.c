@@ -269,6 +269,8 @@ int main(int argc, char **argv)
 {
 	wl_init(argc, argv, 2, "CTL tcp4|tcp6|udp6");
 	wl_close_inherited();
+	/* its own process group, checkpointed as PGID:GID */
+	setpgid(0, 0);
 	const char *mode = argv[2];
 	v6 = strcmp(mode, "tcp4") != 0;
 	if (strcmp(mode, "udp6") == 0)

@@ -263,7 +263,7 @@ fn plan(procs: &[ProcessFds<'_>], members: &[Member]) -> (Vec<Seen>, Vec<Error>)
             Err(e) => errors.push(e),
         }
     }
-    let snapshot: Vec<(u64, i32, Option<SocketAddr>, Option<SocketAddr>, u8)> = seen
+    let snapshot: Vec<Glance> = seen
         .iter()
         .map(|s| (s.ino, s.sock_type, s.local, s.peer, s.state))
         .collect();
@@ -314,7 +314,9 @@ fn look(pid: i32, fd: i32, link: &str, ino: u64) -> Result<Seen> {
     })
 }
 
-type Snapshot = [(u64, i32, Option<SocketAddr>, Option<SocketAddr>, u8)];
+/// What a socket's peer is looked for by: inode, type, own address, peer, TCP state.
+type Glance = (u64, i32, Option<SocketAddr>, Option<SocketAddr>, u8);
+type Snapshot = [Glance];
 
 /// Whether `a` (a listening or bound address) takes connections to `to`.
 fn serves(a: &SocketAddr, to: &SocketAddr) -> bool {
@@ -346,10 +348,11 @@ fn decide(s: &Seen, others: &Snapshot, policies: &ProcessPolicies) -> Result<Dis
             ))),
         };
     }
-    if !udp && s.state == TCP_ESTABLISHED {
-        if let Some(listener) = waiting_in(s, others)? {
-            return Ok(Disposition::Waiting { listener });
-        }
+    if !udp
+        && s.state == TCP_ESTABLISHED
+        && let Some(listener) = waiting_in(s, others)?
+    {
+        return Ok(Disposition::Waiting { listener });
     }
     let address = address_text(s.sock_type, &peer);
     match policies.socket_action(&address) {

@@ -112,7 +112,7 @@ fn refuse_family(s: &SocketFd, family: i32) -> Error {
         s.who(),
         Kind::CheckpointError,
         format!(
-            "{}: a socket is not checkpoint safe ({} {}; only UNIX sockets are)",
+            "{}: a socket is not checkpoint safe ({} {}; only UNIX, TCP and UDP sockets are)",
             s.link,
             family_name(family),
             type_name(t)

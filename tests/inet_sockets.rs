@@ -265,3 +265,36 @@ fn a_connection_to_an_outside_server_comes_back_closed_under_close() {
     s.go();
     assert_eq!(wait_for_line(&w.log, "PASS", TIMEOUT), "PASS eof");
 }
+
+#[test]
+fn the_dry_run_and_info_say_what_becomes_of_each_socket() {
+    let _l = serial();
+    let s = Scratch::new();
+    let (w, ready) = spawn_ready(
+        &s,
+        &build("inet_loopback.c"),
+        &[ctl(&s), "tcp4".to_string()],
+    );
+    let child: i32 = field(&ready, "child").unwrap().parse().unwrap();
+    let id = format!("{}:GID", w.pid);
+    let sf = s.join("sf");
+    let out = cpr(&["-c", &sf.display().to_string(), "-p", &id, "--dry-run"]);
+    assert_success(&out, "dry run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for what in [
+        "listening again on its address",
+        "connection restored with its peer (TCP repair)",
+        "connected again into its server's accept queue",
+    ] {
+        assert!(text.contains(what), "{what}: {text}");
+    }
+    let sf = checkpoint_set(&s, "sf", &id, &[], &[w.pid, child]);
+    let out = cpr(&["-i", &sf.display().to_string()]);
+    assert_success(&out, "cpr -i");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Sockets:") && text.contains("(backlog 7)"),
+        "{text}"
+    );
+    assert_eq!(text.matches("| tcp4 |").count(), 4, "{text}");
+}

@@ -24,6 +24,7 @@ pub fn render_text(statefile: &Statefile) -> String {
     for p in &m.processes {
         write_process(&mut out, p);
     }
+    write_sockets(&mut out, statefile);
     // Tables pad their last column; keep lines clean for diff and grep.
     let mut clean = String::with_capacity(out.len());
     for line in out.lines() {
@@ -126,6 +127,37 @@ fn write_process(out: &mut String, p: &ProcessSummary) {
     }
 }
 
+/// The TCP and UDP sockets of the statefile with what restart makes of each.
+fn inet_sockets(statefile: &Statefile) -> Vec<[String; 4]> {
+    let table: Option<super::records::SharedTable> = statefile
+        .read(super::layout::SHARED_TABLE)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    table.map_or(Vec::new(), |t| {
+        t.inet_sockets
+            .iter()
+            .map(crate::engine::objects::inet_sockets::summary)
+            .collect()
+    })
+}
+
+fn write_sockets(out: &mut String, statefile: &Statefile) {
+    let rows = inet_sockets(statefile);
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Sockets:");
+    let mut table = Builder::default();
+    table.push_record(["SOCKET", "KIND", "ADDRESSES", "DISPOSITION"]);
+    for r in rows {
+        table.push_record(r);
+    }
+    for line in table.build().with(Style::psql()).to_string().lines() {
+        let _ = writeln!(out, "  {line}");
+    }
+}
+
 /// The same as JSON (one object per statefile).
 pub fn render_json(statefile: &Statefile) -> Value {
     let m = &statefile.manifest;
@@ -160,6 +192,15 @@ pub fn render_json(statefile: &Statefile) -> Value {
         "process_count": m.processes.len(),
         "total_size": total_size(statefile),
         "processes": processes,
+        "sockets": inet_sockets(statefile)
+            .into_iter()
+            .map(|[socket, kind, addresses, disposition]| json!({
+                "socket": socket,
+                "kind": kind,
+                "addresses": addresses,
+                "disposition": disposition,
+            }))
+            .collect::<Vec<_>>(),
     })
 }
 

@@ -439,6 +439,30 @@ pub(super) fn refusals(procs: &[ProcessFds<'_>], members: &[Member]) -> Vec<Erro
     plan(procs, members).1
 }
 
+/// What restart would make of each internet socket of `procs` (pid, fd, in words), for
+/// `cpr -c --dry-run`; a socket refused is left out (the refusals name it).
+pub fn dispositions(procs: &[ProcessFds<'_>]) -> Vec<(i32, i32, &'static str)> {
+    let mut members = Vec::new();
+    for (pi, p) in procs.iter().enumerate() {
+        for (fi, r) in p.fds.iter().enumerate() {
+            if matches!(r.kind, FdKind::InetSocket { .. }) {
+                members.push((pi, fi, 0));
+            }
+        }
+    }
+    let (seen, errors) = plan(procs, &members);
+    let refused = |s: &Seen| errors.iter().any(|e| e.subject == s.who());
+    let mut out = Vec::new();
+    for s in seen.iter().filter(|s| !refused(s)) {
+        for &(pi, fi, _) in &members {
+            if procs[pi].fds[fi].kind == (FdKind::InetSocket { ino: s.ino }) {
+                out.push((procs[pi].pid, procs[pi].fds[fi].fd, describe(&s.how)));
+            }
+        }
+    }
+    out
+}
+
 /// What restart makes of each internet socket, for `cpr -c --dry-run` and `cpr -i`.
 pub fn describe(how: &Disposition) -> &'static str {
     match how {
@@ -455,6 +479,28 @@ pub fn describe(how: &Disposition) -> &'static str {
         Disposition::Reconnect => "a new connection to the same address (SOCKET RECONNECT)",
         Disposition::Closed => "a socket whose peer has gone (SOCKET CLOSE)",
     }
+}
+
+/// How `cpr -i` shows a socket: `socket:[ino]`, its kind (`tcp4`, `udp6`), its
+/// addresses, what restart makes of it.
+pub fn summary(r: &InetSocketRecord) -> [String; 4] {
+    let kind = format!(
+        "{}{}",
+        proto_name(r.sock_type),
+        if r.family == libc::AF_INET6 { "6" } else { "4" }
+    );
+    let show = |a: &Option<SocketAddr>| a.map_or("*".to_string(), |a| a.to_string());
+    let addresses = match &r.how {
+        Disposition::Listening { backlog } => format!("{} (backlog {backlog})", show(&r.local)),
+        _ if r.peer.is_some() => format!("{} -> {}", show(&r.local), show(&r.peer)),
+        _ => show(&r.local),
+    };
+    [
+        format!("socket:[{}]", r.ino),
+        kind,
+        addresses,
+        describe(&r.how).to_string(),
+    ]
 }
 
 thread_local! {

@@ -298,3 +298,34 @@ fn the_dry_run_and_info_say_what_becomes_of_each_socket() {
     );
     assert_eq!(text.matches("| tcp4 |").count(), 4, "{text}");
 }
+
+#[test]
+fn a_netlink_socket_is_refused_unless_the_socket_policy_closes_it() {
+    let _l = serial();
+    let s = Scratch::new();
+    // a listening TCP socket and a netlink socket
+    let (w, ready) = spawn_ready(&s, &build("socket.c"), &[ctl(&s)]);
+    let port: u16 = field(&ready, "port").unwrap().parse().unwrap();
+    let sf = s.join("sf");
+    let out = cpr(&["-c", &sf.display().to_string(), "-p", &w.pid.to_string()]);
+    assert_failure(&out, "checkpoint", &["Checkpoint error", "netlink"], false);
+    assert_running_untraced(w.pid);
+    let attrs = s.attributes(&format!("CKPT PID {} {{\n    SOCKET: CLOSE\n}}\n", w.pid));
+    let sf = checkpoint_set(
+        &s,
+        "sf",
+        &w.pid.to_string(),
+        &["--attributes", attrs.to_str().unwrap()],
+        &[w.pid],
+    );
+    let out = cpr(&["-i", &sf.display().to_string()]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("netlink:0"),
+        "{}",
+        describe(&out)
+    );
+    restart_ok(&sf);
+    std::net::TcpStream::connect(("127.0.0.1", port)).expect("the socket listens again");
+    s.go();
+    assert_eq!(wait_for_line(&w.log, "PASS", TIMEOUT), "PASS socket");
+}

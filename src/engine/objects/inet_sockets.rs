@@ -98,6 +98,9 @@ pub struct InetSocketRecord {
     /// AF_INET or AF_INET6; SOCK_STREAM (TCP) or SOCK_DGRAM (UDP).
     pub family: i32,
     pub sock_type: i32,
+    /// SO_PROTOCOL (for a socket of another family under SOCKET CLOSE).
+    #[serde(default)]
+    pub protocol: i32,
     /// Its own address, if bound; its peer's, if connected.
     pub local: Option<SocketAddr>,
     pub peer: Option<SocketAddr>,
@@ -180,10 +183,42 @@ fn peer_of(fd: RawFd) -> Option<SocketAddr> {
     sockaddr_of(&a)
 }
 
+fn is_inet(family: i32) -> bool {
+    family == libc::AF_INET || family == libc::AF_INET6
+}
+
+/// The address by which the SOCKET policy names a socket of another family
+/// (`netlink:PROTOCOL`, `packet:PROTOCOL`): only `"*"` or a block's default match it.
+fn other_address(family: i32, protocol: i32) -> String {
+    format!(
+        "{}:{protocol}",
+        super::sockets::family_name(family).replace(' ', "-")
+    )
+}
+
+/// Whether a socket of a family cpr does not restore (netlink, packet, ...) is let
+/// through because the SOCKET policy says CLOSE: it comes back as a socket whose peer
+/// has gone.
+pub fn closes_other(s: &SocketFd, family: i32, policies: &ProcessPolicies) -> bool {
+    let protocol = get_int_opt(s.sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PROTOCOL);
+    protocol.is_ok_and(|p| policies.socket_action(&other_address(family, p)) == SocketAction::Close)
+}
+
 /// The record of an internet socket descriptor (sockets.rs sends them here): TCP or UDP;
-/// its state is read once every process is (`collect`).
+/// its state is read once every process is (`collect`). Also a socket of another family
+/// under SOCKET CLOSE (`closes_other`).
 pub fn dump(s: &SocketFd, _policies: &ProcessPolicies) -> Result<FdRecord> {
     let fd = s.sock.as_raw_fd();
+    let family = get_int_opt(fd, libc::SOL_SOCKET, libc::SO_DOMAIN).ctx(s.who())?;
+    if !is_inet(family) {
+        return Ok(FdRecord::object(
+            s.fd,
+            FdKind::InetSocket { ino: s.ino },
+            s.link,
+            s.flags,
+            s.cloexec,
+        ));
+    }
     let protocol = get_int_opt(fd, libc::SOL_SOCKET, libc::SO_PROTOCOL).ctx(s.who())?;
     let t = get_int_opt(fd, libc::SOL_SOCKET, libc::SO_TYPE).ctx(s.who())?;
     let ok = matches!(
@@ -214,6 +249,7 @@ struct Seen {
     sock: OwnedFd,
     family: i32,
     sock_type: i32,
+    protocol: i32,
     local: Option<SocketAddr>,
     peer: Option<SocketAddr>,
     state: u8,
@@ -268,6 +304,11 @@ fn plan(procs: &[ProcessFds<'_>], members: &[Member]) -> (Vec<Seen>, Vec<Error>)
         .map(|s| (s.ino, s.sock_type, s.local, s.peer, s.state))
         .collect();
     for s in seen.iter_mut() {
+        if !is_inet(s.family) {
+            // let through by the SOCKET policy CLOSE (closes_other)
+            s.how = Disposition::Closed;
+            continue;
+        }
         match decide(s, &snapshot, policy_of[&s.ino]) {
             Ok(how) => s.how = how,
             Err(e) => errors.push(e),
@@ -284,7 +325,8 @@ fn look(pid: i32, fd: i32, link: &str, ino: u64) -> Result<Seen> {
     let raw = sock.as_raw_fd();
     let family = get_int_opt(raw, libc::SOL_SOCKET, libc::SO_DOMAIN).ctx(&who)?;
     let sock_type = get_int_opt(raw, libc::SOL_SOCKET, libc::SO_TYPE).ctx(&who)?;
-    let state = if sock_type == libc::SOCK_STREAM {
+    let protocol = get_int_opt(raw, libc::SOL_SOCKET, libc::SO_PROTOCOL).ctx(&who)?;
+    let state = if is_inet(family) && sock_type == libc::SOCK_STREAM {
         repair::tcp_info(raw).ctx(format!("{who}: TCP_INFO"))?.state
     } else {
         0
@@ -304,6 +346,7 @@ fn look(pid: i32, fd: i32, link: &str, ino: u64) -> Result<Seen> {
         link: link.to_string(),
         family,
         sock_type,
+        protocol,
         options,
         local: local_of(raw),
         peer: peer_of(raw),
@@ -484,11 +527,15 @@ pub fn describe(how: &Disposition) -> &'static str {
 /// How `cpr -i` shows a socket: `socket:[ino]`, its kind (`tcp4`, `udp6`), its
 /// addresses, what restart makes of it.
 pub fn summary(r: &InetSocketRecord) -> [String; 4] {
-    let kind = format!(
-        "{}{}",
-        proto_name(r.sock_type),
-        if r.family == libc::AF_INET6 { "6" } else { "4" }
-    );
+    let kind = if is_inet(r.family) {
+        format!(
+            "{}{}",
+            proto_name(r.sock_type),
+            if r.family == libc::AF_INET6 { "6" } else { "4" }
+        )
+    } else {
+        other_address(r.family, r.protocol)
+    };
     let show = |a: &Option<SocketAddr>| a.map_or("*".to_string(), |a| a.to_string());
     let addresses = match &r.how {
         Disposition::Listening { backlog } => format!("{} (backlog {backlog})", show(&r.local)),
@@ -642,6 +689,7 @@ fn read_one(s: &Seen, writer: &mut StatefileWriter) -> Result<InetSocketRecord> 
         ino: s.ino,
         family: s.family,
         sock_type: s.sock_type,
+        protocol: s.protocol,
         local: s.local,
         peer: s.peer,
         how: s.how.clone(),
@@ -803,9 +851,11 @@ fn validate(records: &[InetSocketRecord]) -> Result<()> {
         let family_ok = match r.family {
             libc::AF_INET => [r.local, r.peer].iter().flatten().all(|a| a.is_ipv4()),
             libc::AF_INET6 => [r.local, r.peer].iter().flatten().all(|a| a.is_ipv6()),
-            _ => false,
+            // another family comes back closed, whatever its type
+            _ => r.how == Disposition::Closed && r.local.is_none() && r.peer.is_none(),
         };
-        if !family_ok || !(tcp || r.sock_type == libc::SOCK_DGRAM) {
+        let other = !is_inet(r.family);
+        if !family_ok || !(tcp || r.sock_type == libc::SOCK_DGRAM || other) {
             return Err(damaged(format!("{who}: family, type or addresses")));
         }
         let names = option_names(r.family, r.sock_type);
@@ -1088,6 +1138,17 @@ fn make_waiting(r: &InetSocketRecord, sf: &Statefile, who: &str) -> Result<Owned
 /// closes (reads give end of file, writes soon EPIPE); a UDP socket of the same family,
 /// unbound.
 fn make_closed(r: &InetSocketRecord, who: &str) -> Result<OwnedFd> {
+    if !is_inet(r.family) {
+        // a UNIX socket whose peer is closed: reads give end of file, writes EPIPE
+        let t = if r.sock_type == libc::SOCK_STREAM {
+            libc::SOCK_STREAM
+        } else {
+            libc::SOCK_SEQPACKET
+        };
+        let (ours, gone) = crate::sys::sock_diag::unix_pair(t).ctx(who)?;
+        drop(gone);
+        return Ok(ours);
+    }
     let fd = repair::inet_socket(r.family, r.sock_type).ctx(who)?;
     if r.sock_type != libc::SOCK_STREAM {
         return Ok(fd);

@@ -60,7 +60,7 @@ pub fn type_name(sock_type: i32) -> &'static str {
     }
 }
 
-fn family_name(family: i32) -> String {
+pub fn family_name(family: i32) -> String {
     match family {
         libc::AF_INET => "IPv4".into(),
         libc::AF_INET6 => "IPv6".into(),
@@ -101,6 +101,10 @@ pub fn dump(
     match family {
         libc::AF_UNIX => super::unix_sockets::dump(&s, policies),
         libc::AF_INET | libc::AF_INET6 => super::inet_sockets::dump(&s, policies),
+        // other families only under SOCKET CLOSE, as inet_sockets.rs makes them
+        _ if super::inet_sockets::closes_other(&s, family, policies) => {
+            super::inet_sockets::dump(&s, policies)
+        }
         _ => Err(refuse_family(&s, family)),
     }
 }

@@ -142,6 +142,7 @@ fn fixture_manifest(owner: Owner) -> Manifest {
                 fd: 1,
                 path: FIXTURE_LOG.into(),
                 action: FileAction::Append,
+                disposition: None,
             }],
             policies,
         }],

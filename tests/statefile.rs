@@ -71,6 +71,7 @@ fn process(
                 fd,
                 path: path.into(),
                 action,
+                disposition: None,
             })
             .collect(),
         policies: policies(),

@@ -47,6 +47,10 @@ pub struct OpenFileSummary {
     pub path: String,
     /// The disposition restart applies.
     pub action: FileAction,
+    /// For an object that is not a file (a socket), what restart does with it, in words;
+    /// `cpr -i` shows it instead of `action`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disposition: Option<String>,
 }
 
 /// One process, as `cpr -i` and `ckpt_stat` show it.

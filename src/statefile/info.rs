@@ -119,7 +119,8 @@ fn write_process(out: &mut String, p: &ProcessSummary) {
     let mut files = Builder::default();
     files.push_record(["FD", "PATH", "DISPOSITION"]);
     for f in &p.open_files {
-        files.push_record([f.fd.to_string(), f.path.clone(), upper(&f.action)]);
+        let disposition = f.disposition.clone().unwrap_or_else(|| upper(&f.action));
+        files.push_record([f.fd.to_string(), f.path.clone(), disposition]);
     }
     let table = files.build().with(Style::psql()).to_string();
     for line in table.lines() {

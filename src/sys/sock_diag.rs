@@ -9,12 +9,18 @@ use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockProtocol, So
 
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
 const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
 const NLM_F_REQUEST: u16 = 1;
+const NLM_F_DUMP: u16 = 0x300;
 const UDIAG_SHOW_NAME: u32 = 0x01;
+const UDIAG_SHOW_VFS: u32 = 0x02;
 const UDIAG_SHOW_PEER: u32 = 0x04;
+const UDIAG_SHOW_ICONS: u32 = 0x08;
 const UDIAG_SHOW_RQLEN: u32 = 0x10;
 const UNIX_DIAG_NAME: u16 = 0;
+const UNIX_DIAG_VFS: u16 = 1;
 const UNIX_DIAG_PEER: u16 = 2;
+const UNIX_DIAG_ICONS: u16 = 3;
 const UNIX_DIAG_RQLEN: u16 = 4;
 const UNIX_DIAG_SHUTDOWN: u16 = 6;
 const NLMSG_HDRLEN: usize = 16;
@@ -32,40 +38,86 @@ pub struct UnixDiag {
     pub name: Option<Vec<u8>>,
     /// The inode of its peer, 0 if none.
     pub peer: u32,
-    /// Bytes (stream, seqpacket) waiting in its receive queue.
+    /// Bytes (stream, seqpacket) waiting in its receive queue; for a listening socket,
+    /// the connections waiting to be accepted.
     pub rqueue: u32,
+    /// For a listening socket, its backlog.
+    pub wqueue: u32,
+    /// The inode of the socket file of a socket bound to a path, if any.
+    pub vfs_ino: Option<u32>,
+    /// For a listening socket, the inodes of the sockets whose connections wait to be
+    /// accepted, in the order accept(2) takes them (the connecting sockets: the queued
+    /// ends have no inode yet, and their clients see no peer).
+    pub icons: Vec<u32>,
     /// The kernel's sk_shutdown: 1 receive side shut down, 2 send side.
     pub shutdown: u8,
 }
 
-/// unix_diag's answer for the socket with inode `ino`.
-pub fn unix_diag(ino: u32) -> Result<UnixDiag, Errno> {
-    let nl = socket::socket(
-        AddressFamily::Netlink,
-        SockType::Datagram,
-        SockFlag::SOCK_CLOEXEC,
-        SockProtocol::NetlinkSockDiag,
-    )?;
+/// The sock_diag request for UNIX sockets: one by inode, or all (`ino` None).
+fn request(ino: Option<u32>) -> Vec<u8> {
     let mut req = Vec::with_capacity(NLMSG_HDRLEN + 24);
     req.extend_from_slice(&((NLMSG_HDRLEN + 24) as u32).to_ne_bytes());
     req.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
-    req.extend_from_slice(&NLM_F_REQUEST.to_ne_bytes());
+    let flags = NLM_F_REQUEST | if ino.is_none() { NLM_F_DUMP } else { 0 };
+    req.extend_from_slice(&flags.to_ne_bytes());
     req.extend_from_slice(&1u32.to_ne_bytes()); // sequence
     req.extend_from_slice(&0u32.to_ne_bytes()); // port: the kernel
     req.push(libc::AF_UNIX as u8);
     req.push(0); // protocol
     req.extend_from_slice(&0u16.to_ne_bytes());
     req.extend_from_slice(&u32::MAX.to_ne_bytes()); // every state
-    req.extend_from_slice(&ino.to_ne_bytes());
-    let show = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN;
+    req.extend_from_slice(&ino.unwrap_or(0).to_ne_bytes());
+    let show =
+        UDIAG_SHOW_NAME | UDIAG_SHOW_VFS | UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS | UDIAG_SHOW_RQLEN;
     req.extend_from_slice(&show.to_ne_bytes());
     // no cookie: look the socket up by inode alone
     req.extend_from_slice(&u32::MAX.to_ne_bytes());
     req.extend_from_slice(&u32::MAX.to_ne_bytes());
-    socket::send(nl.as_raw_fd(), &req, MsgFlags::empty())?;
-    let mut buf = vec![0u8; 8192];
+    req
+}
+
+fn diag_socket() -> Result<OwnedFd, Errno> {
+    socket::socket(
+        AddressFamily::Netlink,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkSockDiag,
+    )
+}
+
+/// unix_diag's answer for the socket with inode `ino`.
+pub fn unix_diag(ino: u32) -> Result<UnixDiag, Errno> {
+    let nl = diag_socket()?;
+    socket::send(nl.as_raw_fd(), &request(Some(ino)), MsgFlags::empty())?;
+    let mut buf = vec![0u8; 1 << 16];
     let n = socket::recv(nl.as_raw_fd(), &mut buf, MsgFlags::empty())?;
     parse_reply(&buf[..n])
+}
+
+/// unix_diag's answer for every UNIX socket of cpr's network namespace.
+pub fn unix_diag_all() -> Result<Vec<UnixDiag>, Errno> {
+    let nl = diag_socket()?;
+    socket::send(nl.as_raw_fd(), &request(None), MsgFlags::empty())?;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut out = Vec::new();
+    loop {
+        let n = socket::recv(nl.as_raw_fd(), &mut buf, MsgFlags::empty())?;
+        let mut at = 0;
+        while at + NLMSG_HDRLEN <= n {
+            let len = u32_at(&buf[..n], at)? as usize;
+            if len < NLMSG_HDRLEN || at + len > n {
+                return Err(Errno::EPROTO);
+            }
+            if u16_at(&buf[..n], at + 4)? == NLMSG_DONE {
+                return Ok(out);
+            }
+            out.push(parse_reply(&buf[at..at + len])?);
+            at += (len + 3) & !3;
+        }
+        if n == 0 {
+            return Err(Errno::EPROTO);
+        }
+    }
 }
 
 fn u16_at(b: &[u8], at: usize) -> Result<u16, Errno> {
@@ -112,9 +164,26 @@ fn parse_reply(b: &[u8]) -> Result<UnixDiag, Errno> {
         }
         let body = &msg[at + 4..at + alen];
         match atype {
-            UNIX_DIAG_NAME => d.name = Some(body.to_vec()),
+            UNIX_DIAG_NAME => {
+                // a path name may come with the NUL that ended it
+                let end = match body.first() {
+                    Some(0) | None => body.len(),
+                    Some(_) => body.iter().position(|&b| b == 0).unwrap_or(body.len()),
+                };
+                d.name = Some(body[..end].to_vec())
+            }
+            UNIX_DIAG_VFS => d.vfs_ino = Some(u32_at(body, 0)?),
             UNIX_DIAG_PEER => d.peer = u32_at(body, 0)?,
-            UNIX_DIAG_RQLEN => d.rqueue = u32_at(body, 0)?,
+            UNIX_DIAG_ICONS => {
+                d.icons = body
+                    .chunks_exact(4)
+                    .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect()
+            }
+            UNIX_DIAG_RQLEN => {
+                d.rqueue = u32_at(body, 0)?;
+                d.wqueue = u32_at(body, 4)?;
+            }
             UNIX_DIAG_SHUTDOWN => d.shutdown = *body.first().ok_or(Errno::EPROTO)?,
             _ => {}
         }
@@ -166,6 +235,13 @@ pub fn unix_pair(sock_type: i32) -> Result<(OwnedFd, OwnedFd), Errno> {
     socket::socketpair(AddressFamily::Unix, t, None, SockFlag::SOCK_CLOEXEC)
 }
 
+/// accept(2) on a listening socket, close-on-exec.
+pub fn accept(listener: RawFd) -> Result<OwnedFd, Errno> {
+    let fd = socket::accept4(listener, SockFlag::SOCK_CLOEXEC)?;
+    // SAFETY: accept4 returned a new descriptor that nothing else owns.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,5 +264,44 @@ mod tests {
         assert_eq!(d.rqueue, 5);
         assert_eq!(d.name, None);
         assert_eq!(d.shutdown, 1);
+    }
+
+    #[test]
+    fn a_listener_shows_its_backlog_and_queue_and_the_dump_finds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l");
+        let l = socket::socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .unwrap();
+        socket::bind(l.as_raw_fd(), &socket::UnixAddr::new(&path).unwrap()).unwrap();
+        socket::listen(&l, socket::Backlog::new(7).unwrap()).unwrap();
+        let c = socket::socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .unwrap();
+        socket::connect(c.as_raw_fd(), &socket::UnixAddr::new(&path).unwrap()).unwrap();
+        let d = unix_diag(ino_of(&l)).unwrap();
+        assert_eq!(d.state, 10);
+        assert_eq!(d.wqueue, 7);
+        assert_eq!(d.rqueue, 1);
+        assert_eq!(d.icons.len(), 1);
+        // the queue names the connecting sockets; they see no peer until it is accepted
+        assert_eq!(d.icons, vec![ino_of(&c)]);
+        assert_eq!(unix_diag(ino_of(&c)).unwrap().peer, 0);
+        let file = std::fs::metadata(&path).unwrap().ino() as u32;
+        assert_eq!(d.vfs_ino, Some(file));
+        let all = unix_diag_all().unwrap();
+        assert!(
+            all.iter()
+                .any(|s| s.ino == ino_of(&l) && s.vfs_ino == Some(file))
+        );
+        assert!(all.len() > 2);
     }
 }

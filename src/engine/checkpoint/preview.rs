@@ -321,7 +321,9 @@ fn describe_fd(pid: i32, r: &FdRecord) -> DescriptorPreview {
         FdKind::Event(_) => ("event", "made again with its state".to_string()),
         FdKind::UnixSocket { .. } => (
             "unix socket",
-            "made again with its peer, the data queued and its options".to_string(),
+            "made again: its name, peer or listener, the data queued and its options; \
+             a peer outside the checkpoint as the SOCKET policy says"
+                .to_string(),
         ),
         FdKind::InetSocket { .. } => ("inet socket", "refused (see the refusals)".to_string()),
     };

@@ -52,6 +52,9 @@ pub enum FdKind {
         ino: u64,
         peer: u64,
         sock_type: i32,
+        /// What restart does with it, for `cpr -i` (unix_sockets::disposition).
+        #[serde(default)]
+        disposition: Option<String>,
     },
     /// A TCP or UDP socket (inet_sockets.rs).
     InetSocket {
@@ -795,6 +798,10 @@ pub fn summaries(records: &[FdRecord]) -> Vec<crate::statefile::OpenFileSummary>
             fd: r.fd,
             path: r.path.clone(),
             action: r.action,
+            disposition: match &r.kind {
+                FdKind::UnixSocket { disposition, .. } => disposition.clone(),
+                _ => None,
+            },
         })
         .collect()
 }

@@ -297,6 +297,13 @@ fn the_dry_run_and_info_say_what_becomes_of_each_socket() {
         "{text}"
     );
     assert_eq!(text.matches("| tcp4 |").count(), 4, "{text}");
+    // and in the descriptor table of the client
+    assert_eq!(
+        text.matches("connected again into its server's accept queue")
+            .count(),
+        2,
+        "{text}"
+    );
 }
 
 #[test]

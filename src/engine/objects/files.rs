@@ -59,6 +59,9 @@ pub enum FdKind {
     /// A TCP or UDP socket (inet_sockets.rs).
     InetSocket {
         ino: u64,
+        /// What restart does with it, for `cpr -i` (inet_sockets::describe).
+        #[serde(default)]
+        disposition: Option<String>,
     },
 }
 
@@ -800,6 +803,7 @@ pub fn summaries(records: &[FdRecord]) -> Vec<crate::statefile::OpenFileSummary>
             action: r.action,
             disposition: match &r.kind {
                 FdKind::UnixSocket { disposition, .. } => disposition.clone(),
+                FdKind::InetSocket { disposition, .. } => disposition.clone(),
                 _ => None,
             },
         })

@@ -213,7 +213,10 @@ pub fn dump(s: &SocketFd, _policies: &ProcessPolicies) -> Result<FdRecord> {
     if !is_inet(family) {
         return Ok(FdRecord::object(
             s.fd,
-            FdKind::InetSocket { ino: s.ino },
+            FdKind::InetSocket {
+                ino: s.ino,
+                disposition: None,
+            },
             s.link,
             s.flags,
             s.cloexec,
@@ -233,7 +236,10 @@ pub fn dump(s: &SocketFd, _policies: &ProcessPolicies) -> Result<FdRecord> {
     }
     Ok(FdRecord::object(
         s.fd,
-        FdKind::InetSocket { ino: s.ino },
+        FdKind::InetSocket {
+            ino: s.ino,
+            disposition: None,
+        },
         s.link,
         s.flags,
         s.cloexec,
@@ -282,7 +288,7 @@ fn plan(procs: &[ProcessFds<'_>], members: &[Member]) -> (Vec<Seen>, Vec<Error>)
     for &(pi, fi, _) in members {
         let p = &procs[pi];
         let r = &p.fds[fi];
-        let FdKind::InetSocket { ino } = r.kind else {
+        let FdKind::InetSocket { ino, .. } = r.kind else {
             continue;
         };
         if let Some(s) = seen.iter_mut().find(|s| s.ino == ino) {
@@ -498,7 +504,7 @@ pub fn dispositions(procs: &[ProcessFds<'_>]) -> Vec<(i32, i32, &'static str)> {
     let mut out = Vec::new();
     for s in seen.iter().filter(|s| !refused(s)) {
         for &(pi, fi, _) in &members {
-            if procs[pi].fds[fi].kind == (FdKind::InetSocket { ino: s.ino }) {
+            if matches!(procs[pi].fds[fi].kind, FdKind::InetSocket { ino, .. } if ino == s.ino) {
                 out.push((procs[pi].pid, procs[pi].fds[fi].fd, describe(&s.how)));
             }
         }
@@ -611,7 +617,7 @@ fn lock(s: &Seen) -> Result<()> {
 /// Once every process is read: refuses what cannot be restored, holds and reads each
 /// connection, saves options and queued data.
 pub(super) fn collect(
-    procs: &[ProcessFds<'_>],
+    procs: &mut [ProcessFds<'_>],
     members: &[Member],
     writer: &mut StatefileWriter,
 ) -> Result<Vec<InetSocketRecord>> {
@@ -652,6 +658,16 @@ pub(super) fn collect(
         out.push(read_one(s, writer)?);
     }
     check_senders(&seen, &out)?;
+    for r in &out {
+        // `cpr -i` shows each descriptor with what restart does with it
+        for f in procs.iter_mut().flat_map(|p| p.fds.iter_mut()) {
+            if let FdKind::InetSocket { ino, disposition } = &mut f.kind
+                && *ino == r.ino
+            {
+                *disposition = Some(describe(&r.how).to_string());
+            }
+        }
+    }
     Ok(out)
 }
 
@@ -1097,7 +1113,7 @@ pub(super) fn open_all(
         }
     }
     for f in files {
-        if let FdKind::InetSocket { ino } = f.template.kind
+        if let FdKind::InetSocket { ino, .. } = f.template.kind
             && !made.contains_key(&ino)
         {
             return Err(damaged(format!("socket:[{ino}]: no saved socket")));

@@ -304,7 +304,7 @@ pub fn open_all(table: &SharedTable, sf: &Statefile, tty: Option<&str>) -> Resul
             }
             FdKind::Event(ref ev) => super::events::create(&f.template, ev)?,
             FdKind::UnixSocket { ino, .. } => super::unix_sockets::open_end(&sockets, ino)?,
-            FdKind::InetSocket { ino } => super::inet_sockets::open_end(&inet, ino)?,
+            FdKind::InetSocket { ino, .. } => super::inet_sockets::open_end(&inet, ino)?,
             _ => super::files::reopen(&f.template, sf, tty, &copy)?,
         };
         if files.insert(f.id, fd).is_some() {

@@ -1353,3 +1353,62 @@ pub(super) fn open_end(made: &BTreeMap<u64, OwnedFd>, ino: u64) -> Result<OwnedF
         .ok_or_else(|| damaged(format!("socket:[{ino}]: no saved socket")))?;
     fd.try_clone().ctx(format!("socket:[{ino}]"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listener(ino: u64) -> InetSocketRecord {
+        InetSocketRecord {
+            ino,
+            family: libc::AF_INET,
+            sock_type: libc::SOCK_STREAM,
+            protocol: libc::IPPROTO_TCP,
+            local: Some("127.0.0.1:8080".parse().unwrap()),
+            peer: None,
+            how: Disposition::Listening { backlog: 16 },
+            options: vec![(libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)],
+            tcp: None,
+            datagrams: Vec::new(),
+            data: None,
+        }
+    }
+
+    #[test]
+    fn records_that_do_not_hold_together_are_refused() {
+        validate(&[listener(1)]).unwrap();
+        // an IPv6 address on an IPv4 socket, an option cpr never sets, a waiting
+        // connection whose listener is not saved, a socket saved twice, a UDP listener
+        let v6 = InetSocketRecord {
+            local: Some("[::1]:80".parse().unwrap()),
+            ..listener(1)
+        };
+        assert!(validate(&[v6]).is_err());
+        let odd_option = InetSocketRecord {
+            options: vec![(libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, 1)],
+            ..listener(1)
+        };
+        assert!(validate(&[odd_option]).is_err());
+        let waiting = InetSocketRecord {
+            how: Disposition::Waiting { listener: 9 },
+            peer: Some("127.0.0.1:8080".parse().unwrap()),
+            ..listener(2)
+        };
+        assert!(validate(&[listener(1), waiting]).is_err());
+        assert!(validate(&[listener(1), listener(1)]).is_err());
+        let udp_listener = InetSocketRecord {
+            sock_type: libc::SOCK_DGRAM,
+            ..listener(1)
+        };
+        assert!(validate(&[udp_listener]).is_err());
+    }
+
+    #[test]
+    fn addresses_are_named_as_the_socket_policy_matches_them() {
+        let v4: SocketAddr = "10.0.0.1:5432".parse().unwrap();
+        let v6: SocketAddr = "[::1]:53".parse().unwrap();
+        assert_eq!(address_text(libc::SOCK_STREAM, &v4), "tcp:10.0.0.1:5432");
+        assert_eq!(address_text(libc::SOCK_DGRAM, &v6), "udp:[::1]:53");
+        assert_eq!(other_address(libc::AF_NETLINK, 0), "netlink:0");
+    }
+}

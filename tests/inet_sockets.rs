@@ -336,3 +336,48 @@ fn a_netlink_socket_is_refused_unless_the_socket_policy_closes_it() {
     s.go();
     assert_eq!(wait_for_line(&w.log, "PASS", TIMEOUT), "PASS socket");
 }
+
+#[test]
+fn a_checkpoint_that_fails_after_repair_mode_leaves_the_connection_working() {
+    let _l = serial();
+    let s = Scratch::new();
+    let server = EchoServer::start();
+    let (w, ready) = spawn_ready(
+        &s,
+        &build("inet_client.c"),
+        &[
+            ctl(&s),
+            server.port.to_string(),
+            "echo".into(),
+            "udp".into(),
+        ],
+    );
+    let udp: u16 = field(&ready, "udp").unwrap().parse().unwrap();
+    // a datagram from outside, queued and never read: refused once the connection to
+    // the server is already held in repair mode
+    let outsider = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    outsider.send_to(b"unread", ("127.0.0.1", udp)).unwrap();
+    let attrs = s.attributes(&format!(
+        "CKPT PID {} {{\n    SOCKET: \"tcp:127.0.0.1:*\": REPAIR\n}}\n",
+        w.pid
+    ));
+    let sf = s.join("sf");
+    let out = cpr(&[
+        "-c",
+        &sf.display().to_string(),
+        "-p",
+        &w.pid.to_string(),
+        "--attributes",
+        attrs.to_str().unwrap(),
+    ]);
+    assert_failure(
+        &out,
+        "checkpoint",
+        &["Checkpoint error", "outside the checkpoint", "datagram"],
+        false,
+    );
+    assert_running_untraced(w.pid);
+    // the connection left repair mode and got its input back
+    s.go();
+    assert_eq!(wait_for_line(&w.log, "PASS", TIMEOUT), "PASS echo");
+}

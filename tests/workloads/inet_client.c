@@ -1,7 +1,8 @@
 /* A client of a TCP server outside the checkpoint (the test runs it: it echoes lines).
  *
- * inet_client CTL PORT echo|eof: connects to 127.0.0.1:PORT, has "hello" echoed, prints
- *   READY. After GO, with "echo": sends "after" on the same descriptor and must get it
+ * inet_client CTL PORT echo|eof [udp]: connects to 127.0.0.1:PORT, has "hello" echoed,
+ *   with "udp" also binds a UDP socket on 127.0.0.1 (its port in READY as udp=PORT, for
+ *   the test to send it a datagram it never reads), prints READY. After GO, with "echo": sends "after" on the same descriptor and must get it
  *   back (the connection was repaired, or reconnected); with "eof": reading must give end
  *   of file or ECONNRESET (the connection came back closed). */
 #include "wl.h"
@@ -27,7 +28,7 @@ static void read_line(int fd, char *buf, size_t size)
 
 int main(int argc, char **argv)
 {
-	wl_init(argc, argv, 3, "CTL PORT echo|eof");
+	wl_init(argc, argv, 3, "CTL PORT echo|eof [udp]");
 	wl_close_inherited();
 	int port = atoi(argv[2]);
 	const char *expect = argv[3];
@@ -41,7 +42,18 @@ int main(int argc, char **argv)
 	read_line(fd, line, sizeof line);
 	if (strcmp(line, "hello\n") != 0)
 		wl_fail("echo '%s'", line);
-	wl_ready("fd=%d", fd);
+	int udp_port = 0;
+	if (argc > 4 && strcmp(argv[4], "udp") == 0) {
+		int u = socket(AF_INET, SOCK_DGRAM, 0);
+		struct sockaddr_in ua = { .sin_family = AF_INET };
+		ua.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		socklen_t ul = sizeof ua;
+		if (bind(u, (struct sockaddr *)&ua, sizeof ua) != 0 ||
+		    getsockname(u, (struct sockaddr *)&ua, &ul) != 0)
+			wl_fail("udp: %s", strerror(errno));
+		udp_port = ntohs(ua.sin_port);
+	}
+	wl_ready("fd=%d udp=%d", fd, udp_port);
 	while (!wl_go())
 		wl_sleep_ms(20);
 	if (strcmp(expect, "eof") == 0) {

@@ -263,3 +263,31 @@ pub fn inet_socket(family: i32, sock_type: i32) -> Result<std::os::fd::OwnedFd, 
     };
     socket(f, t, SockFlag::SOCK_CLOEXEC, None)
 }
+
+/// SO_LINGER: the linger time in seconds, or -1 when lingering is off.
+pub fn linger(fd: RawFd) -> Result<i32, Errno> {
+    let l: LingerC = getsockopt_struct(fd, libc::SOL_SOCKET, libc::SO_LINGER)?;
+    Ok(if l.onoff != 0 { l.linger } else { -1 })
+}
+
+/// Sets SO_LINGER as `linger` gives it.
+pub fn set_linger(fd: RawFd, seconds: i32) -> Result<(), Errno> {
+    let l = LingerC {
+        onoff: (seconds >= 0) as i32,
+        linger: seconds.max(0),
+    };
+    setsockopt_bytes(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_LINGER,
+        std::slice::from_ref(&l),
+    )
+}
+
+/// The kernel's struct linger.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C)]
+struct LingerC {
+    onoff: i32,
+    linger: i32,
+}

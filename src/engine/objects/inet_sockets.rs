@@ -126,6 +126,7 @@ fn option_names(family: i32, sock_type: i32) -> Vec<(i32, i32)> {
         (libc::SOL_SOCKET, libc::SO_RCVLOWAT),
         (libc::SOL_SOCKET, libc::SO_SNDBUF),
         (libc::SOL_SOCKET, libc::SO_RCVBUF),
+        (libc::SOL_SOCKET, libc::SO_LINGER),
     ];
     if family == libc::AF_INET6 {
         v.insert(0, (libc::IPPROTO_IPV6, libc::IPV6_V6ONLY));
@@ -143,6 +144,21 @@ fn option_names(family: i32, sock_type: i32) -> Vec<(i32, i32)> {
         ]);
     }
     v
+}
+
+/// An option's value (SO_LINGER: its seconds, -1 off).
+fn get_opt(fd: RawFd, level: i32, name: i32) -> std::result::Result<i32, Errno> {
+    if (level, name) == (libc::SOL_SOCKET, libc::SO_LINGER) {
+        return repair::linger(fd);
+    }
+    get_int_opt(fd, level, name)
+}
+
+fn set_opt(fd: RawFd, level: i32, name: i32, v: i32) -> std::result::Result<(), Errno> {
+    if (level, name) == (libc::SOL_SOCKET, libc::SO_LINGER) {
+        return repair::set_linger(fd, v);
+    }
+    set_int_opt(fd, level, name, v)
 }
 
 fn is_buffer(level: i32, name: i32) -> bool {
@@ -339,7 +355,7 @@ fn look(pid: i32, fd: i32, link: &str, ino: u64) -> Result<Seen> {
     };
     let mut options = Vec::new();
     for (level, name) in option_names(family, sock_type) {
-        match get_int_opt(raw, level, name) {
+        match get_opt(raw, level, name) {
             Ok(v) => options.push((level, name, v)),
             Err(Errno::ENOPROTOOPT | Errno::EOPNOTSUPP) => {}
             Err(e) => return Err(Error::errno(format!("{who}: getsockopt"), e)),
@@ -369,7 +385,24 @@ type Snapshot = [Glance];
 
 /// Whether `a` (a listening or bound address) takes connections to `to`.
 fn serves(a: &SocketAddr, to: &SocketAddr) -> bool {
+    let (a, to) = (canon(*a), canon(*to));
     a.port() == to.port() && (a.ip() == to.ip() || a.ip().is_unspecified())
+}
+
+/// An IPv4-mapped IPv6 address (`[::ffff:127.0.0.1]:80`, as a dual-stack socket shows
+/// an IPv4 peer) as the IPv4 address it is, for comparing and for inet_diag.
+fn canon(a: SocketAddr) -> SocketAddr {
+    match a {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+            None => a,
+        },
+        v4 => v4,
+    }
+}
+
+fn same(a: Option<SocketAddr>, b: Option<SocketAddr>) -> bool {
+    a.map(canon) == b.map(canon)
 }
 
 /// What restart makes of socket `s`, its peer looked for among the `others`.
@@ -385,8 +418,14 @@ fn decide(s: &Seen, others: &Snapshot, policies: &ProcessPolicies) -> Result<Dis
     let inside = others.iter().any(|&(ino, t, local, p, _)| {
         ino != s.ino
             && t == s.sock_type
-            && local.is_some_and(|l| if udp { serves(&l, &peer) } else { l == peer })
-            && (udp || p == s.local)
+            && local.is_some_and(|l| {
+                if udp {
+                    serves(&l, &peer)
+                } else {
+                    same(Some(l), Some(peer))
+                }
+            })
+            && (udp || same(p, s.local))
     });
     if inside {
         return match (udp, s.state) {
@@ -434,8 +473,8 @@ fn waiting_in(s: &Seen, others: &Snapshot) -> Result<Option<u64>> {
     }) else {
         return Ok(None);
     };
-    let other_end = match inet_diag::tcp_lookup(peer, local) {
-        Ok(d) if d.remote == local && d.state == TCP_ESTABLISHED && d.inode == 0 => d,
+    let other_end = match inet_diag::tcp_lookup(canon(peer), canon(local)) {
+        Ok(d) if d.remote == canon(local) && d.state == TCP_ESTABLISHED && d.inode == 0 => d,
         _ => return Ok(None),
     };
     if other_end.rqueue != 0 {
@@ -556,10 +595,18 @@ pub fn summary(r: &InetSocketRecord) -> [String; 4] {
     ]
 }
 
+/// A connection the checkpoint holds: cpr's descriptor of it, the processes holding it,
+/// its SO_REUSEADDR (repair mode changes it).
+struct Locked {
+    fd: OwnedFd,
+    holders: Vec<i32>,
+    reuse: i32,
+}
+
 thread_local! {
     /// Connections of the checkpoint in repair mode with their input held, and the
     /// processes holding each: `NetLock` lets them go.
-    static LOCKED: RefCell<Vec<(OwnedFd, Vec<i32>)>> = const { RefCell::new(Vec::new()) };
+    static LOCKED: RefCell<Vec<Locked>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The checkpoint's hold on the connections it reads. Dropped (a failed checkpoint),
@@ -576,9 +623,9 @@ impl NetLock {
     /// Once the statefile is durable: `goes_on` says which processes run on.
     pub fn finish(self, goes_on: impl Fn(i32) -> bool) {
         LOCKED.with(|l| {
-            for (fd, holders) in l.borrow_mut().drain(..) {
-                if holders.iter().any(|&p| goes_on(p)) {
-                    unlock(fd.as_raw_fd());
+            for c in l.borrow_mut().drain(..) {
+                if c.holders.iter().any(|&p| goes_on(p)) {
+                    unlock(&c);
                 }
             }
         });
@@ -588,16 +635,18 @@ impl NetLock {
 impl Drop for NetLock {
     fn drop(&mut self) {
         LOCKED.with(|l| {
-            for (fd, _) in l.borrow_mut().drain(..) {
-                unlock(fd.as_raw_fd());
+            for c in l.borrow_mut().drain(..) {
+                unlock(&c);
             }
         });
     }
 }
 
-fn unlock(fd: RawFd) {
+fn unlock(c: &Locked) {
+    let fd = c.fd.as_raw_fd();
     let _ = repair::set_queue(fd, Queue::None);
     let _ = repair::set_repair(fd, false);
+    let _ = set_int_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, c.reuse);
     let _ = repair::unblock_input(fd);
 }
 
@@ -610,7 +659,18 @@ fn lock(s: &Seen) -> Result<()> {
     }
     let copy = s.sock.try_clone().ctx(&who)?;
     repair::block_input(fd).ctx(format!("{who}: holding its input"))?;
-    LOCKED.with(|l| l.borrow_mut().push((copy, s.holders.clone())));
+    let reuse = s
+        .options
+        .iter()
+        .find(|&&(l, n, _)| (l, n) == (libc::SOL_SOCKET, libc::SO_REUSEADDR))
+        .map_or(0, |o| o.2);
+    LOCKED.with(|l| {
+        l.borrow_mut().push(Locked {
+            fd: copy,
+            holders: s.holders.clone(),
+            reuse,
+        })
+    });
     repair::set_repair(fd, true).ctx(format!("{who}: TCP_REPAIR"))
 }
 
@@ -692,9 +752,9 @@ fn sender_of<'a>(
     records: &'a [InetSocketRecord],
     from: &SocketAddr,
 ) -> Option<&'a InetSocketRecord> {
-    records.iter().find(|r| {
-        r.sock_type == libc::SOCK_DGRAM && r.local.is_some_and(|l| l == *from || serves(&l, from))
-    })
+    records
+        .iter()
+        .find(|r| r.sock_type == libc::SOCK_DGRAM && r.local.is_some_and(|l| serves(&l, from)))
 }
 
 /// One socket's record: options, and what its queues hold.
@@ -939,19 +999,43 @@ fn saved_bytes(r: &InetSocketRecord, sf: &Statefile) -> Result<Vec<u8>> {
 /// if the restart fails.
 #[derive(Default)]
 pub struct Repairing {
-    conns: Vec<(u64, OwnedFd, Vec<u8>)>,
+    conns: Vec<RepairedConn>,
+}
+
+struct RepairedConn {
+    ino: u64,
+    fd: OwnedFd,
+    /// The bytes written and never sent, sent once out of repair mode.
+    unsent: Vec<u8>,
+    /// SO_REUSEADDR, which leaving repair mode clears.
+    reuse: i32,
+    /// Its record: the buffer sizes are set as saved once everything is sent (until
+    /// then they have room for all of it).
+    record: InetSocketRecord,
+}
+
+/// The saved value of an option, 0 if none was saved.
+fn option_value(r: &InetSocketRecord, level: i32, name: i32) -> i32 {
+    r.options
+        .iter()
+        .find(|&&(l, n, _)| (l, n) == (level, name))
+        .map_or(0, |o| o.2)
 }
 
 impl Repairing {
     /// Every connection out of repair mode (the kernel sends a window probe, so the peer
     /// learns where the connection is), then the bytes never sent, sent.
     pub fn finish(&self) -> Result<()> {
-        for (ino, fd, _) in &self.conns {
-            repair::set_repair(fd.as_raw_fd(), false)
-                .ctx(format!("socket:[{ino}]: leaving repair mode"))?;
+        for c in &self.conns {
+            let who = format!("socket:[{}]", c.ino);
+            let fd = c.fd.as_raw_fd();
+            repair::set_repair(fd, false).ctx(format!("{who}: leaving repair mode"))?;
+            set_int_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, c.reuse).ctx(&who)?;
         }
-        for (ino, fd, unsent) in &self.conns {
-            send_all(fd, unsent, &format!("socket:[{ino}]"))?;
+        for c in &self.conns {
+            let who = format!("socket:[{}]", c.ino);
+            send_all(&c.fd, &c.unsent, &format!("{who} unsent data"))?;
+            set_buffers(&c.fd, &c.record, &who)?;
         }
         Ok(())
     }
@@ -1008,7 +1092,7 @@ fn set_options(fd: &OwnedFd, r: &InetSocketRecord, who: &str) -> Result<()> {
             };
             set_int_opt(raw, level, force, v / 2).or_else(|_| set_int_opt(raw, level, name, v / 2))
         } else {
-            set_int_opt(raw, level, name, v)
+            set_opt(raw, level, name, v)
         };
         match done {
             // a listening or unconnected socket refuses what belongs to connections
@@ -1049,12 +1133,32 @@ pub(super) fn open_all(
     validate(records)?;
     let mut made: BTreeMap<u64, OwnedFd> = BTreeMap::new();
     let mut repairing = Repairing::default();
-    // listening and bound sockets first: connections go into their queues
-    for r in records {
+    // listening and bound sockets first: connections go into their queues, and a
+    // connection's address (made free by repair mode) must not take a listener's
+    let plain = |r: &&InetSocketRecord| {
+        matches!(
+            r.how,
+            Disposition::Unconnected | Disposition::Connected | Disposition::Listening { .. }
+        )
+    };
+    let ordered = records
+        .iter()
+        .filter(plain)
+        .chain(records.iter().filter(|r| !plain(r)));
+    for r in ordered {
         let who = format!("socket:[{}]", r.ino);
         let fd = match r.how {
             Disposition::Unconnected | Disposition::Connected | Disposition::Listening { .. } => {
                 let fd = new_socket(r, &who)?;
+                // sockets that shared their address through SO_REUSEPORT may have
+                // turned it off since: on while they bind, then as saved
+                let shares = records.iter().any(|o| {
+                    o.ino != r.ino && plain(&o) && o.local.is_some() && o.local == r.local
+                });
+                if shares {
+                    set_int_opt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)
+                        .ctx(&who)?;
+                }
                 if let Some(at) = r.local {
                     bind(&fd, r, &at)?;
                 }
@@ -1065,13 +1169,25 @@ pub(super) fn open_all(
                     )
                     .ctx(format!("{who}: listen"))?;
                 }
+                let reuseport = option_value(r, libc::SOL_SOCKET, libc::SO_REUSEPORT);
+                set_int_opt(
+                    fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_REUSEPORT,
+                    reuseport,
+                )
+                .ctx(&who)?;
                 fd
             }
             Disposition::Repaired { outside } => {
                 let (fd, unsent) = make_repaired(r, outside, sf)?;
-                repairing
-                    .conns
-                    .push((r.ino, fd.try_clone().ctx(&who)?, unsent));
+                repairing.conns.push(RepairedConn {
+                    ino: r.ino,
+                    fd: fd.try_clone().ctx(&who)?,
+                    unsent,
+                    reuse: option_value(r, libc::SOL_SOCKET, libc::SO_REUSEADDR),
+                    record: r.clone(),
+                });
                 fd
             }
             Disposition::Reconnect => {
@@ -1140,11 +1256,7 @@ fn make_waiting(r: &InetSocketRecord, sf: &Statefile, who: &str) -> Result<Owned
             e,
         )
     })?;
-    let reuse = r
-        .options
-        .iter()
-        .find(|&&(l, n, _)| (l, n) == (libc::SOL_SOCKET, libc::SO_REUSEADDR))
-        .map_or(0, |o| o.2);
+    let reuse = option_value(r, libc::SOL_SOCKET, libc::SO_REUSEADDR);
     set_int_opt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, reuse).ctx(who)?;
     send_all(&fd, &saved_bytes(r, sf)?, who)?;
     Ok(fd)
@@ -1248,7 +1360,9 @@ fn make_repaired(
     set_options(&fd, r, &who)?;
     repair::set_repair(raw, true).map_err(|e| step("TCP_REPAIR", e))?;
     // room for the queues, whatever the saved sizes (set again after)
-    let room = (c.inq.max(c.outq) as i32).saturating_mul(2).max(1 << 16);
+    let room = ((c.inq as i32).saturating_add(c.outq as i32))
+        .saturating_mul(4)
+        .saturating_add(4 << 20);
     let _ = set_int_opt(raw, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, room);
     let _ = set_int_opt(raw, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, room);
     repair::set_queue(raw, Queue::Recv).map_err(|e| step("receive queue", e))?;
@@ -1277,12 +1391,11 @@ fn make_repaired(
     let (received, written) = bytes.split_at(c.inq as usize);
     let sent = (c.outq - c.unsent) as usize;
     repair::set_queue(raw, Queue::Recv).map_err(|e| step("receive queue", e))?;
-    fill_queue(&fd, received, &who)?;
+    fill_queue(&fd, received, &format!("{who} receive queue"))?;
     repair::set_queue(raw, Queue::Send).map_err(|e| step("send queue", e))?;
-    fill_queue(&fd, &written[..sent], &who)?;
+    fill_queue(&fd, &written[..sent], &format!("{who} send queue"))?;
     repair::set_queue(raw, Queue::None).map_err(|e| step("queues", e))?;
     repair::set_window(raw, &c.window).map_err(|e| step("TCP_REPAIR_WINDOW", e))?;
-    set_buffers(&fd, r, &who)?;
     Ok((fd, written[sent..].to_vec()))
 }
 
@@ -1303,9 +1416,10 @@ fn check_repairable(
     peer: SocketAddr,
     outside: bool,
 ) -> Result<()> {
-    if let Ok(d) = inet_diag::tcp_lookup(local, peer)
-        && d.local == local
-        && d.remote == peer
+    let (local_c, peer_c) = (canon(local), canon(peer));
+    if let Ok(d) = inet_diag::tcp_lookup(local_c, peer_c)
+        && d.local == local_c
+        && d.remote == peer_c
     {
         return Err(Error::errno(
             format!(
@@ -1319,8 +1433,8 @@ fn check_repairable(
     if !outside || !is_local(&peer) {
         return Ok(());
     }
-    match inet_diag::tcp_lookup(peer, local) {
-        Ok(d) if d.remote == local && d.state == TCP_ESTABLISHED => Ok(()),
+    match inet_diag::tcp_lookup(peer_c, local_c) {
+        Ok(d) if d.remote == local_c && d.state == TCP_ESTABLISHED => Ok(()),
         _ => Err(Error::with_detail(
             address_text(r.sock_type, &peer),
             Kind::NoSuchProcess,

@@ -1262,6 +1262,55 @@ mod tests {
         };
         assert!(validate(&[end(1, 2), bad_shutdown]).is_err());
     }
+
+    fn named(r: UnixSocketRecord, path: &str, role: Role) -> UnixSocketRecord {
+        UnixSocketRecord {
+            sock_type: libc::SOCK_STREAM,
+            name: Some(Name {
+                raw: path.as_bytes().to_vec(),
+                path: Some(path.into()),
+                ino: 9,
+                file: None,
+            }),
+            role,
+            ..r
+        }
+    }
+
+    #[test]
+    fn listeners_their_queues_and_accepted_ends_must_agree() {
+        let stream = |r: UnixSocketRecord| UnixSocketRecord {
+            sock_type: libc::SOCK_STREAM,
+            ..r
+        };
+        let listening = |queue| Role::Listening { backlog: 5, queue };
+        let l = named(end(1, 0), "/l", listening(vec![4]));
+        let accepted = named(end(2, 3), "/l", Role::Accepted { listener: 1 });
+        let client = stream(end(3, 2));
+        let waiting = UnixSocketRecord {
+            role: Role::Waiting { listener: 1 },
+            ..stream(end(4, 0))
+        };
+        validate(&[l.clone(), accepted.clone(), client.clone(), waiting.clone()]).unwrap();
+        // a waiting client the listener does not list, a listener without a name, an
+        // accepted end whose listener is no listener, a relative path
+        let unlisted = named(end(1, 0), "/l", listening(vec![]));
+        assert!(validate(&[unlisted, waiting.clone()]).is_err());
+        let nameless = UnixSocketRecord {
+            name: None,
+            ..l.clone()
+        };
+        assert!(validate(&[nameless, waiting.clone()]).is_err());
+        let wrong = named(end(2, 3), "/l", Role::Accepted { listener: 3 });
+        assert!(validate(&[l.clone(), wrong, client, waiting.clone()]).is_err());
+        let relative = named(end(1, 0), "l", listening(vec![4]));
+        assert!(validate(&[relative, waiting]).is_err());
+        let reconnect = UnixSocketRecord {
+            role: Role::Reconnect { to: Vec::new() },
+            ..end(5, 0)
+        };
+        assert!(validate(&[reconnect]).is_err());
+    }
 }
 
 #[cfg(test)]

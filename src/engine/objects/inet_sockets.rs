@@ -1149,35 +1149,10 @@ pub(super) fn open_all(
         let who = format!("socket:[{}]", r.ino);
         let fd = match r.how {
             Disposition::Unconnected | Disposition::Connected | Disposition::Listening { .. } => {
-                let fd = new_socket(r, &who)?;
-                // sockets that shared their address through SO_REUSEPORT may have
-                // turned it off since: on while they bind, then as saved
                 let shares = records.iter().any(|o| {
                     o.ino != r.ino && plain(&o) && o.local.is_some() && o.local == r.local
                 });
-                if shares {
-                    set_int_opt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)
-                        .ctx(&who)?;
-                }
-                if let Some(at) = r.local {
-                    bind(&fd, r, &at)?;
-                }
-                if let Disposition::Listening { backlog } = r.how {
-                    socket::listen(
-                        &fd,
-                        socket::Backlog::new(backlog as i32).unwrap_or(socket::Backlog::MAXCONN),
-                    )
-                    .ctx(format!("{who}: listen"))?;
-                }
-                let reuseport = option_value(r, libc::SOL_SOCKET, libc::SO_REUSEPORT);
-                set_int_opt(
-                    fd.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_REUSEPORT,
-                    reuseport,
-                )
-                .ctx(&who)?;
-                fd
+                make_plain(r, shares, &who)?
             }
             Disposition::Repaired { outside } => {
                 let (fd, unsent) = make_repaired(r, outside, sf)?;
@@ -1236,6 +1211,27 @@ pub(super) fn open_all(
         }
     }
     Ok((made, repairing))
+}
+
+/// An unconnected, bound, listening or UDP socket (connected later), bound to its
+/// address. Sockets that shared their address through SO_REUSEPORT (`shares`) may have
+/// turned it off since: it is on while they bind, then as saved.
+fn make_plain(r: &InetSocketRecord, shares: bool, who: &str) -> Result<OwnedFd> {
+    let fd = new_socket(r, who)?;
+    let raw = fd.as_raw_fd();
+    if shares {
+        set_int_opt(raw, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1).ctx(who)?;
+    }
+    if let Some(at) = r.local {
+        bind(&fd, r, &at)?;
+    }
+    if let Disposition::Listening { backlog } = r.how {
+        let backlog = socket::Backlog::new(backlog as i32).unwrap_or(socket::Backlog::MAXCONN);
+        socket::listen(&fd, backlog).ctx(format!("{who}: listen"))?;
+    }
+    let reuseport = option_value(r, libc::SOL_SOCKET, libc::SO_REUSEPORT);
+    set_int_opt(raw, libc::SOL_SOCKET, libc::SO_REUSEPORT, reuseport).ctx(who)?;
+    Ok(fd)
 }
 
 /// A connection that waited in an accept queue: connected again into the same

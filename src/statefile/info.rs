@@ -25,6 +25,7 @@ pub fn render_text(statefile: &Statefile) -> String {
         write_process(&mut out, p);
     }
     write_ipc(&mut out, statefile);
+    write_sockets(&mut out, statefile);
     // Tables pad their last column; keep lines clean for diff and grep.
     let mut clean = String::with_capacity(out.len());
     for line in out.lines() {
@@ -219,6 +220,37 @@ fn write_ipc(out: &mut String, statefile: &Statefile) {
     }
 }
 
+/// The TCP and UDP sockets of the statefile with what restart makes of each.
+fn inet_sockets(statefile: &Statefile) -> Vec<[String; 4]> {
+    let table: Option<super::records::SharedTable> = statefile
+        .read(super::layout::SHARED_TABLE)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    table.map_or(Vec::new(), |t| {
+        t.inet_sockets
+            .iter()
+            .map(crate::engine::objects::inet_sockets::summary)
+            .collect()
+    })
+}
+
+fn write_sockets(out: &mut String, statefile: &Statefile) {
+    let rows = inet_sockets(statefile);
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Sockets:");
+    let mut table = Builder::default();
+    table.push_record(["SOCKET", "KIND", "ADDRESSES", "DISPOSITION"]);
+    for r in rows {
+        table.push_record(r);
+    }
+    for line in table.build().with(Style::psql()).to_string().lines() {
+        let _ = writeln!(out, "  {line}");
+    }
+}
+
 /// The same as JSON (one object per statefile).
 pub fn render_json(statefile: &Statefile) -> Value {
     let m = &statefile.manifest;
@@ -255,6 +287,15 @@ pub fn render_json(statefile: &Statefile) -> Value {
         "processes": processes,
         "ipc": ipc_summary(statefile),
         "chain": crate::engine::objects::incremental::info_json(statefile),
+        "sockets": inet_sockets(statefile)
+            .into_iter()
+            .map(|[socket, kind, addresses, disposition]| json!({
+                "socket": socket,
+                "kind": kind,
+                "addresses": addresses,
+                "disposition": disposition,
+            }))
+            .collect::<Vec<_>>(),
     })
 }
 

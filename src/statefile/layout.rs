@@ -31,6 +31,7 @@ pub enum FileKind {
     Chain,
     Precopy,
     PrecopyIndex,
+    InetSocketData,
 }
 
 /// One row of the table.
@@ -79,9 +80,11 @@ pub const CHAIN: &str = "chain.json";
 const PRECOPY: &str = "proc/<pid>/precopy";
 const PRECOPY_INDEX: &str = "proc/<pid>/precopy.json";
 
+const INET_SOCKET_DATA: &str = "shared/inet-<ino>";
+
 /// Every file a statefile can hold. The MANIFEST lists all but itself, with sizes and
 /// checksums.
-pub const FILES: [FileSpec; 21] = [
+pub const FILES: [FileSpec; 22] = [
     FileSpec {
         kind: FileKind::Manifest,
         name: MANIFEST,
@@ -208,6 +211,12 @@ pub const FILES: [FileSpec; 21] = [
         bulk: false,
         holds: "where each pre-copied page is in proc/<pid>/precopy (incremental::PrecopyIndex)",
     },
+    FileSpec {
+        kind: FileKind::InetSocketData,
+        name: INET_SOCKET_DATA,
+        bulk: false,
+        holds: "a TCP connection's receive then send queue, or a UDP socket's datagrams one after another (lengths in shared/table.json)",
+    },
 ];
 
 /// `proc/<pid>/precopy`.
@@ -258,6 +267,11 @@ pub fn msg_data_path(msqid: i32) -> String {
 /// `shared/unix-<ino>`.
 pub fn unix_socket_data_path(ino: u64) -> String {
     fill(UNIX_SOCKET_DATA, &[&ino])
+}
+
+/// `shared/inet-<ino>`.
+pub fn inet_socket_data_path(ino: u64) -> String {
+    fill(INET_SOCKET_DATA, &[&ino])
 }
 
 /// `files/<pid>-fd<fd>`.
@@ -349,6 +363,7 @@ mod tests {
             (CHAIN.to_string(), FileKind::Chain),
             (precopy_path(31), FileKind::Precopy),
             (precopy_index_path(31), FileKind::PrecopyIndex),
+            (inet_socket_data_path(82), FileKind::InetSocketData),
         ];
         assert_eq!(built.len(), FILES.len());
         for (name, kind) in &built {

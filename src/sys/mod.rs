@@ -5,6 +5,7 @@ pub mod evfd;
 mod fd;
 pub mod fown;
 pub mod fsid;
+pub mod inet_diag;
 pub mod kcmp;
 mod kernel_types;
 pub mod membarrier;
@@ -17,6 +18,7 @@ pub mod shm;
 pub mod sigqueue;
 pub mod sock_diag;
 pub mod sysvipc;
+pub mod tcp_repair;
 
 pub use fd::{
     CloseOnce, dup_above, dup_at, pipe_bytes, set_cloexec, set_record_lock, steal_fd, try_flock,

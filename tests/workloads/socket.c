@@ -1,8 +1,9 @@
-/* socket CTL: holds a TCP socket listening on 127.0.0.1 (any port), prints
- * "READY <pid> port=<port>" and "tick N" every 50 ms until CTL/GO exists. cpr must refuse
- * to checkpoint it and leave it running. */
+/* socket CTL: holds a TCP socket listening on 127.0.0.1 (any port) and a netlink socket
+ * (a family cpr does not restore), prints "READY <pid> port=<port>" and "tick N" every
+ * 50 ms until CTL/GO exists. cpr must refuse to checkpoint it and leave it running. */
 #include "wl.h"
 #include <arpa/inet.h>
+#include <linux/netlink.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -14,6 +15,8 @@ int main(int argc, char **argv)
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) || listen(s, 8))
 		wl_fail("listen: %s", strerror(errno));
+	if (socket(AF_NETLINK, SOCK_DGRAM, NETLINK_ROUTE) < 0)
+		wl_fail("netlink: %s", strerror(errno));
 	socklen_t len = sizeof a;
 	getsockname(s, (struct sockaddr *)&a, &len);
 	wl_ready("port=%d", ntohs(a.sin_port));

@@ -78,6 +78,8 @@ fn stop_and_dump(
     )?;
     timer.lap("freeze");
 
+    // TCP connections read in repair mode: let go when this ends, unless WILL says so
+    let net = super::objects::inet_sockets::NetLock::begin();
     let mut chain = incremental::Builder::new(open_parent(options, &frozen.pids(), targets)?);
     let mut writer = match precopied {
         Some(p) => {
@@ -119,6 +121,11 @@ fn stop_and_dump(
         // checkpoint) while the statefile is made durable
         *armed = true;
         arm_tracking(&chain.plan_tracking());
+        net.finish(|pid| {
+            policies
+                .get(&pid)
+                .is_none_or(|p| p.will == crate::attrfile::WillAction::Cont)
+        });
         will::apply(frozen, &policies);
         let stop_ms = stopped.elapsed().as_secs_f64() * 1e3;
         timer.lap(&format!(
@@ -142,6 +149,11 @@ fn stop_and_dump(
     }
     let path = commit(writer, options, targets, will, summaries)?;
     timer.lap("commit (fsync)");
+    net.finish(|pid| {
+        policies
+            .get(&pid)
+            .is_none_or(|p| p.will == crate::attrfile::WillAction::Cont)
+    });
     will::apply(frozen, &policies);
     Ok(path)
 }

@@ -170,6 +170,7 @@ pub fn preview(options: &CheckpointOptions) -> Result<Preview> {
     }
     preview_deleted_files(&mut processes, &mut estimate);
     pipe_refusals(&mut all_fds, &policies, &mut refusals, &in_statefile);
+    socket_dispositions(&mut processes, &mut all_fds, &policies);
 
     let will = super::policies::overall_will(options.will, &policies);
     Ok(Preview {
@@ -341,6 +342,7 @@ fn describe_fd(pid: i32, r: &FdRecord) -> DescriptorPreview {
              a peer outside the checkpoint as the SOCKET policy says"
                 .to_string(),
         ),
+        FdKind::InetSocket { .. } => ("inet socket", "refused (see the refusals)".to_string()),
     };
     let saved_bytes = if files::needs_saved_content(r) {
         std::fs::metadata(format!("/proc/{pid}/fd/{}", r.fd)).map_or(0, |m| m.len())
@@ -501,6 +503,30 @@ fn pipe_refusals(
         // the subject is "process P fd F"
         let (pid, fd) = subject_ids(&e.subject);
         refusals.push(Refusal::new(pid, fd, &in_statefile(e)));
+    }
+}
+
+/// What restart makes of each TCP and UDP socket, known once every process is read.
+fn socket_dispositions(
+    processes: &mut [ProcessPreview],
+    all_fds: &mut BTreeMap<i32, Vec<FdRecord>>,
+    policies: &BTreeMap<i32, ProcessPolicies>,
+) {
+    let procs: Vec<shared_fds::ProcessFds<'_>> = all_fds
+        .iter_mut()
+        .map(|(&pid, fds)| shared_fds::ProcessFds {
+            pid,
+            fds,
+            policies: &policies[&pid],
+        })
+        .collect();
+    for (pid, fd, what) in crate::engine::objects::inet_sockets::dispositions(&procs) {
+        let descriptors = processes.iter_mut().filter(|p| p.pid == pid);
+        for d in descriptors.flat_map(|p| p.descriptors.iter_mut()) {
+            if d.fd == fd {
+                d.disposition = what.to_string();
+            }
+        }
     }
 }
 

@@ -200,7 +200,7 @@ fn expected_link(r: &FdRecord) -> Option<Link> {
         (FdKind::Regular | FdKind::Directory | FdKind::Device | FdKind::Fifo { .. }, _)
         | (FdKind::Path, _) => Link::Exact(r.path.clone()),
         (FdKind::Pipe { .. }, _) => Link::Prefix("pipe:["),
-        (FdKind::UnixSocket { .. }, _) => Link::Prefix("socket:["),
+        (FdKind::UnixSocket { .. } | FdKind::InetSocket { .. }, _) => Link::Prefix("socket:["),
         (FdKind::Event(_), _) | (FdKind::MQueue { removed: false, .. }, _) => {
             Link::Exact(r.path.clone())
         }

@@ -72,6 +72,13 @@ pub enum FdKind {
         #[serde(default)]
         disposition: Option<String>,
     },
+    /// A TCP or UDP socket (inet_sockets.rs).
+    InetSocket {
+        ino: u64,
+        /// What restart does with it, for `cpr -i` (inet_sockets::describe).
+        #[serde(default)]
+        disposition: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -690,7 +697,8 @@ pub fn reopen(
         (FdKind::Dup { .. }, _)
         | (FdKind::Pipe { .. }, _)
         | (FdKind::Event(_), _)
-        | (FdKind::UnixSocket { .. }, _) => {
+        | (FdKind::UnixSocket { .. }, _)
+        | (FdKind::InetSocket { .. }, _) => {
             return Err(Error::with_detail(
                 &who,
                 Kind::CheckpointError,
@@ -830,6 +838,7 @@ pub fn summaries(records: &[FdRecord]) -> Vec<crate::statefile::OpenFileSummary>
             action: r.action,
             disposition: match &r.kind {
                 FdKind::UnixSocket { disposition, .. } => disposition.clone(),
+                FdKind::InetSocket { disposition, .. } => disposition.clone(),
                 _ => None,
             },
         })

@@ -16,6 +16,8 @@ pub mod fifos;
 pub mod files;
 /// Incremental checkpoints: the parent chain, which pages are saved, where the others are.
 pub mod incremental;
+/// TCP and UDP sockets over IPv4 and IPv6: listening, bound, connected (TCP repair).
+pub mod inet_sockets;
 /// File locks: flock, POSIX record locks, OFD locks.
 pub mod locks;
 /// Mapped files (program, libraries, data files): identity at checkpoint, `-u` copies.

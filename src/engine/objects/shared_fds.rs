@@ -44,6 +44,9 @@ pub struct SharedTable {
     /// UNIX socket pairs, each end once with its queued data (unix_sockets.rs).
     #[serde(default)]
     pub unix_sockets: Vec<super::unix_sockets::UnixSocketRecord>,
+    /// TCP and UDP sockets, each once with its state and queued data (inet_sockets.rs).
+    #[serde(default)]
+    pub inet_sockets: Vec<super::inet_sockets::InetSocketRecord>,
 }
 
 /// The descriptors of one frozen process, as `collect` needs them.
@@ -81,13 +84,14 @@ pub fn collect(procs: &mut [ProcessFds<'_>], writer: &mut StatefileWriter) -> Re
     let (pipes, to_null) = super::pipes::collect(procs, &members, &table.files, writer)?;
     table.pipes = pipes;
     table.unix_sockets = super::unix_sockets::collect(procs, &members, writer)?;
+    table.inet_sockets = super::inet_sockets::collect(procs, &members, writer)?;
     // made by cpr, even when one process has it, as a pipe end is
     let memfd_own = super::memfd_own::own_descriptions(&table.files, &table.deleted);
     mark(procs, &members, &count, &to_null, &memfd_own);
     table.files.retain(|f| {
         let pipe = matches!(
             f.template.kind,
-            FdKind::Pipe { .. } | FdKind::UnixSocket { .. }
+            FdKind::Pipe { .. } | FdKind::UnixSocket { .. } | FdKind::InetSocket { .. }
         ) || memfd_own.contains(&f.id);
         !to_null.contains(&f.id) && (pipe || count[&f.id].len() > 1)
     });
@@ -102,6 +106,7 @@ pub fn refusals(procs: &[ProcessFds<'_>]) -> Vec<crate::error::Error> {
     let mut out = super::pipes::refusals(procs, &members, &files);
     out.extend(super::ptys::refusals(procs));
     out.extend(super::unix_sockets::refusals(procs, &members));
+    out.extend(super::inet_sockets::refusals(procs, &members));
     out
 }
 
@@ -245,8 +250,10 @@ fn mark(
             continue;
         }
         // a pipe or socket is made by cpr, even when one process has it
-        let pipe = matches!(r.kind, FdKind::Pipe { .. } | FdKind::UnixSocket { .. })
-            || memfd_own.contains(&id);
+        let pipe = matches!(
+            r.kind,
+            FdKind::Pipe { .. } | FdKind::UnixSocket { .. } | FdKind::InetSocket { .. }
+        ) || memfd_own.contains(&id);
         if pipe || count[&id].len() > 1 {
             r.shared = Some(id);
         }
@@ -260,6 +267,8 @@ pub struct OpenedShared {
     pub mems: BTreeMap<u64, OwnedFd>,
     /// A read-write descriptor of each FIFO, so that opening one never blocks.
     pub fifo_holders: Vec<OwnedFd>,
+    /// TCP connections in repair mode until the processes are released.
+    pub inet_repairing: super::inet_sockets::Repairing,
 }
 
 impl OpenedShared {
@@ -275,6 +284,8 @@ pub fn open_all(table: &SharedTable, sf: &Statefile, tty: Option<&str>) -> Resul
     let pipes = super::pipes::open_all(&table.files, &table.pipes, sf)?;
     let fifo_holders = super::fifos::open_all(&table.fifos, sf)?;
     let sockets = super::unix_sockets::open_all(&table.files, &table.unix_sockets, sf)?;
+    let (inet, inet_repairing) =
+        super::inet_sockets::open_all(&table.files, &table.inet_sockets, sf)?;
     let mems = super::shmem::open_all(&table.mems, sf)?;
     // the deleted files first: descriptions of them open their copies (or, for one also
     // mapped, the memory object its mappings use)
@@ -301,6 +312,7 @@ pub fn open_all(table: &SharedTable, sf: &Statefile, tty: Option<&str>) -> Resul
             }
             FdKind::Event(ref ev) => super::events::create(&f.template, ev)?,
             FdKind::UnixSocket { ino, .. } => super::unix_sockets::open_end(&sockets, ino)?,
+            FdKind::InetSocket { ino, .. } => super::inet_sockets::open_end(&inet, ino)?,
             _ => super::files::reopen(&f.template, sf, tty, &copy)?,
         };
         if files.insert(f.id, fd).is_some() {
@@ -314,5 +326,6 @@ pub fn open_all(table: &SharedTable, sf: &Statefile, tty: Option<&str>) -> Resul
         files,
         mems,
         fifo_holders,
+        inet_repairing,
     })
 }

@@ -1,6 +1,6 @@
 //! Socket descriptors: which family a `socket:[ino]` is, asked of cpr's own copy of it
 //! (pidfd_getfd, SO_DOMAIN), and the module that dumps that family. UNIX sockets are
-//! unix_sockets.rs; internet sockets are refused here until inet_sockets.rs takes them.
+//! unix_sockets.rs; TCP and UDP sockets inet_sockets.rs.
 //! The SOCKET policy of the attribute file (`ProcessPolicies::socket_action`) is applied
 //! by each family's module to a socket whose peer is outside the checkpoint.
 
@@ -60,7 +60,7 @@ pub fn type_name(sock_type: i32) -> &'static str {
     }
 }
 
-fn family_name(family: i32) -> String {
+pub fn family_name(family: i32) -> String {
     match family {
         libc::AF_INET => "IPv4".into(),
         libc::AF_INET6 => "IPv6".into(),
@@ -100,7 +100,11 @@ pub fn dump(
     };
     match family {
         libc::AF_UNIX => super::unix_sockets::dump(&s, policies),
-        // inet_sockets.rs: super::inet_sockets::dump(&s, policies)
+        libc::AF_INET | libc::AF_INET6 => super::inet_sockets::dump(&s, policies),
+        // other families only under SOCKET CLOSE, as inet_sockets.rs makes them
+        _ if super::inet_sockets::closes_other(&s, family, policies) => {
+            super::inet_sockets::dump(&s, policies)
+        }
         _ => Err(refuse_family(&s, family)),
     }
 }
@@ -112,7 +116,7 @@ fn refuse_family(s: &SocketFd, family: i32) -> Error {
         s.who(),
         Kind::CheckpointError,
         format!(
-            "{}: a socket is not checkpoint safe ({} {}; only UNIX sockets are)",
+            "{}: a socket is not checkpoint safe ({} {}; only UNIX, TCP and UDP sockets are)",
             s.link,
             family_name(family),
             type_name(t)

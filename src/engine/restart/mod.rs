@@ -68,7 +68,13 @@ pub fn restart(
     } else {
         None
     };
-    let opened = open_shared(&loaded, tty.as_deref())?;
+    let mut opened = open_shared(&loaded, tty.as_deref())?;
+    // TCP connections stay in repair mode until the processes are ready (cpr keeps them:
+    // the shared objects are given up once the processes inherited them)
+    let repairing: Vec<_> = opened
+        .iter_mut()
+        .map(|o| std::mem::take(&mut o.inet_repairing))
+        .collect();
     timer.lap("open shared objects");
 
     let mut ctx = RestoreContext {
@@ -85,6 +91,9 @@ pub fn restart(
     let restored = restore(&ctx, &made, &mut timer, progress)?;
     verify::verify_all(&ctx, &made, &restored, options.interactive)?;
     timer.lap("check before release");
+    for r in &repairing {
+        r.finish()?;
+    }
     progress.phase(Phase::Release, None);
     if options.interactive
         && let Some(&first) = ctx.plan.roots.first().and_then(|&n| made.pids.get(n))

@@ -353,6 +353,7 @@ fn check_fd(fd: &FdRecord) -> Result<()> {
         | FdKind::PtySlave { .. }
         | FdKind::UnixSocket { .. }
         | FdKind::MQueue { .. }
+        | FdKind::InetSocket { .. }
         | FdKind::Event(_) => Ok(()),
     }
 }

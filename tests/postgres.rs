@@ -186,7 +186,16 @@ fn postgresql_cluster_and_its_psql_session_survive_checkpoint_and_restart() {
     );
     let mut start = as_postgres(&script);
     start.stdin(std::process::Stdio::null());
-    let w = spawn_command(&s, start, s.join("start.log"));
+    // the cluster's own stdout and stderr: a file its owner may open as it has it
+    let log = s.join("start.log");
+    fs::write(&log, "").unwrap();
+    nix::unistd::chown(
+        &log,
+        Some(nix::unistd::Uid::from_raw(id_of("-u"))),
+        Some(nix::unistd::Gid::from_raw(id_of("-g"))),
+    )
+    .unwrap();
+    let w = spawn_command(&s, start, log);
     let _cluster = Cluster { leader: w.pid };
 
     send(

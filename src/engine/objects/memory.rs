@@ -12,7 +12,7 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::progress::Progress;
-use crate::engine::ptrace::{Gate, Injector, RemoteAddr, RemoteScratch};
+use crate::engine::ptrace::{Batch, Gate, Injector, RemoteAddr, RemoteScratch};
 use crate::error::{Context, Error, Kind, Result};
 use crate::proc::{MapsLine, ProcDir};
 use crate::statefile::FileSink;
@@ -510,6 +510,14 @@ impl Scratch {
     pub fn gate(&self) -> Gate {
         Gate::Int3(self.base)
     }
+
+    /// Where the restore child put the batch runner (`BATCH_RUNNER`).
+    pub fn runner(&self) -> RemoteAddr {
+        self.base + Self::RUNNER_OFFSET
+    }
+
+    /// The runner's offset in the code page, after the stub.
+    pub const RUNNER_OFFSET: u64 = 16;
 }
 
 /// Addresses where a scratch area fits in the gaps of the image (not touching any of its
@@ -556,31 +564,46 @@ pub fn restore(
     pages: PageData<'_>,
 ) -> Result<()> {
     let who = format!("process {pid}");
+    // the calls of steps 1, 3 and 5 run in batches: one ptrace round trip for many
+    let mut batch = Batch::new();
     // 1. cpr's own mappings go, except the scratch area and the vDSO
     let current = ProcDir::open(pid)?.maps()?;
-    let vdso_now = unmap_own(inj, &current, scratch.base())?;
+    let vdso_now = unmap_own(&mut batch, &current, scratch.base());
+    batch.run(inj, &mut scratch.args)?;
     // 2. move the vDSO and its data pages where the image had them
     super::vdso::restore(inj, &who, &vdso_now, &mm.vmas)?;
     // 3. map every mapping of the image, writable where pages must be read in
     for v in &mm.vmas {
-        map_one(inj, &who, v, file_fds, mem_fds, &mut scratch.args)?;
+        map_one(
+            inj,
+            &mut batch,
+            &who,
+            v,
+            file_fds,
+            mem_fds,
+            &mut scratch.args,
+        )?;
     }
+    batch.run(inj, &mut scratch.args)?;
     // 4. page data, straight from the statefile into place
     read_pages(inj, &who, mm, &mut scratch.args, pages)?;
-    // 5. final protections, locks and hints
+    // 5. final protections, locks and hints (names need room in the scratch area until
+    // the batch has run)
+    let mut names = scratch.args.frame();
     for v in &mm.vmas {
-        finish(inj, v, &mut scratch.args)?;
+        finish(&mut batch, v, &mut names)?;
     }
+    batch.run(inj, &mut names)?;
     Ok(())
 }
 
 /// Unmaps every mapping of cpr's copy (`current`) except the scratch area, vsyscall and
 /// the vDSO areas, which it returns.
 fn unmap_own<'a>(
-    inj: &Injector,
+    batch: &mut Batch,
     current: &'a [MapsLine],
     scratch: RemoteAddr,
-) -> Result<Vec<&'a MapsLine>> {
+) -> Vec<&'a MapsLine> {
     let mut vdso_now: Vec<&MapsLine> = Vec::new();
     for m in current {
         if RemoteAddr::from(m.start) == scratch || m.path == "[vsyscall]" {
@@ -590,18 +613,22 @@ fn unmap_own<'a>(
             vdso_now.push(m);
             continue;
         }
-        inj.check(
+        batch.check(
             "munmap",
             libc::SYS_munmap,
             [m.start, m.end - m.start, 0, 0, 0, 0],
-        )?;
+            None,
+        );
     }
-    Ok(vdso_now)
+    vdso_now
 }
 
-/// Maps one mapping of the image at its address, writable where pages must be read in.
+/// Maps one mapping of the image at its address, writable where pages must be read in:
+/// the plain mmap into `batch` (MAP_FIXED: at its address or an error), the others
+/// (System V, read-only shares) at once.
 fn map_one(
     inj: &Injector,
+    batch: &mut Batch,
     who: &str,
     v: &Vma,
     file_fds: &[(String, i32)],
@@ -668,20 +695,12 @@ fn map_one(
             (fd as u64, *offset)
         }
     };
-    let got = inj
-        .check(
-            "mmap",
-            libc::SYS_mmap,
-            [v.start, len, prot as u64, flags as u64, fd, off],
-        )
-        .map_err(|e| e.detail(format!("mapping {:#x}-{:#x} {}", v.start, v.end, v.name)))?;
-    if got != v.start {
-        return Err(Error::with_detail(
-            who.to_string(),
-            Kind::NotEnoughSpace,
-            format!("mapping {:#x} placed at {got:#x}", v.start),
-        ));
-    }
+    batch.check(
+        "mmap",
+        libc::SYS_mmap,
+        [v.start, len, prot as u64, flags as u64, fd, off],
+        Some(format!("mapping {:#x}-{:#x} {}", v.start, v.end, v.name)),
+    );
     Ok(())
 }
 
@@ -742,18 +761,19 @@ fn map_read_only(
 }
 
 /// Once the pages are in: the mapping's own protection, its memory lock and its hints.
-fn finish(inj: &Injector, v: &Vma, scratch: &mut RemoteScratch) -> Result<()> {
+/// The calls go into `batch`; a name is put in `scratch`, which must stay until the batch
+/// has run.
+fn finish(batch: &mut Batch, v: &Vma, scratch: &mut RemoteScratch) -> Result<()> {
     if matches!(v.backing, Backing::Vdso | Backing::Vsyscall) {
         return Ok(());
     }
     let len = v.end - v.start;
     if let Some(name) = anon_name(&v.name) {
         // the name given with prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME)
-        let mut s = scratch.frame();
         let mut bytes = name.as_bytes().to_vec();
         bytes.push(0);
-        let at = s.put(&bytes)?;
-        inj.check(
+        let at = scratch.put(&bytes)?;
+        batch.check(
             "prctl(PR_SET_VMA_ANON_NAME)",
             libc::SYS_prctl,
             [
@@ -764,24 +784,25 @@ fn finish(inj: &Injector, v: &Vma, scratch: &mut RemoteScratch) -> Result<()> {
                 at.as_u64(),
                 0,
             ],
-        )
-        .map_err(|e| e.detail(format!("mapping {}", describe(v))))?;
+            Some(format!("mapping {}", describe(v))),
+        );
     }
     if !v.runs.is_empty() && v.prot != (v.prot | libc::PROT_WRITE | libc::PROT_READ) {
-        inj.check(
+        batch.check(
             "mprotect",
             libc::SYS_mprotect,
             [v.start, len, v.prot as u64, 0, 0, 0],
-        )?;
+            None,
+        );
     }
     for (flag, adv) in ADVICE {
         if v.has_flag(flag) {
-            inj.check(
+            batch.check(
                 "madvise",
                 libc::SYS_madvise,
                 [v.start, len, adv as u64, 0, 0, 0],
-            )
-            .map_err(|e| e.detail(format!("VmFlag '{flag}' of mapping {}", describe(v))))?;
+                Some(format!("VmFlag '{flag}' of mapping {}", describe(v))),
+            );
         }
     }
     if v.has_flag("lo") {
@@ -791,13 +812,21 @@ fn finish(inj: &Injector, v: &Vma, scratch: &mut RemoteScratch) -> Result<()> {
         } else {
             ("mlock", libc::SYS_mlock, 0)
         };
-        inj.check(name, nr, [v.start, len, onfault, 0, 0, 0])
-            .map_err(|e| e.detail(format!("mapping {}", describe(v))))?;
+        batch.check(
+            name,
+            nr,
+            [v.start, len, onfault, 0, 0, 0],
+            Some(format!("mapping {}", describe(v))),
+        );
     }
     if v.has_flag("sl") {
         // sealed last: nothing may change the mapping after this
-        inj.check("mseal", libc::SYS_mseal, [v.start, len, 0, 0, 0, 0])
-            .map_err(|e| e.detail(format!("mapping {}", describe(v))))?;
+        batch.check(
+            "mseal",
+            libc::SYS_mseal,
+            [v.start, len, 0, 0, 0, 0],
+            Some(format!("mapping {}", describe(v))),
+        );
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 
 pub mod evfd;
 mod fd;
+pub mod file_view;
 pub mod fown;
 pub mod fsid;
 pub mod kcmp;

@@ -836,6 +836,9 @@ fn finish(batch: &mut Batch, v: &Vma, scratch: &mut RemoteScratch) -> Result<()>
 pub struct PageData<'a> {
     pub fd: i32,
     pub progress: &'a Progress,
+    /// cpr's own descriptor of the same file, to fill part of the memory from cpr at
+    /// the same time (`read_pages`); None: the child reads it all.
+    pub file: Option<std::fs::File>,
 }
 
 const PR_SET_VMA: u64 = 0x53564d41;
@@ -870,9 +873,11 @@ fn describe(v: &Vma) -> String {
     }
 }
 
-/// The page data of the image, from the statefile's pages file (the child's `pages_fd`)
-/// straight into place: preadv calls injected in the child, with their iovecs in
-/// `scratch`.
+/// The page data of the image, from the statefile's pages file straight into place.
+/// With cpr's own descriptor of the file (`PageData::file`) and enough data, the work is
+/// split across both CPUs: the child reads the first half by injected preadv calls while
+/// a thread of cpr writes the rest with process_vm_writev from a mapping of the file;
+/// each copies the page cache once, into the child's memory.
 fn read_pages(
     inj: &Injector,
     who: &str,
@@ -880,10 +885,143 @@ fn read_pages(
     scratch: &mut RemoteScratch,
     pages: PageData<'_>,
 ) -> Result<()> {
-    let PageData {
-        fd: pages_fd,
-        progress,
-    } = pages;
+    // below this, a second thread costs more than it saves
+    const PARALLEL_MIN: u64 = 16 << 20;
+    let segments = page_segments(mm);
+    let total: u64 = segments.iter().map(|s| s.1).sum();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let helper_file = pages.file.filter(|_| total >= PARALLEL_MIN && cpus > 1);
+    // both copy once: half each
+    let split = if helper_file.is_some() {
+        (total / 2) & !(PAGE - 1)
+    } else {
+        total
+    };
+    let (mine, theirs) = split_segments(&segments, split);
+    let pid = scratch.pid();
+    std::thread::scope(|scope| -> Result<()> {
+        let helper = helper_file.map(|file| {
+            let theirs = &theirs;
+            let progress = pages.progress;
+            scope.spawn(move || write_from_cpr(pid, who, file, theirs, progress))
+        });
+        let ours = inject_preadv(inj, who, scratch, pages.fd, pages.progress, &mine);
+        let helped = match helper {
+            Some(h) => h.join().unwrap_or_else(|_| {
+                Err(Error::with_detail(
+                    who.to_string(),
+                    Kind::CheckpointError,
+                    "page filler failed",
+                ))
+            }),
+            None => Ok(()),
+        };
+        ours?;
+        helped
+    })
+}
+
+/// The saved pages as (address, length, offset in the pages file), in file order.
+fn page_segments(mm: &MmRecord) -> Vec<(u64, u64, u64)> {
+    let mut out = Vec::new();
+    let mut off = 0u64;
+    for v in &mm.vmas {
+        for &(first, count) in &v.runs {
+            out.push((v.start + first * PAGE, count * PAGE, off));
+            off += count * PAGE;
+        }
+    }
+    out
+}
+
+/// `segments` cut at `at` bytes of data: those before, those after.
+#[allow(clippy::type_complexity)]
+fn split_segments(
+    segments: &[(u64, u64, u64)],
+    at: u64,
+) -> (Vec<(u64, u64, u64)>, Vec<(u64, u64, u64)>) {
+    let mut before = Vec::new();
+    let mut after = Vec::new();
+    let mut seen = 0u64;
+    for &(addr, len, off) in segments {
+        if seen + len <= at {
+            before.push((addr, len, off));
+        } else if seen >= at {
+            after.push((addr, len, off));
+        } else {
+            let head = at - seen;
+            before.push((addr, head, off));
+            after.push((addr + head, len - head, off + head));
+        }
+        seen += len;
+    }
+    (before, after)
+}
+
+/// cpr's part of the page fill: `segments` of the pages file copied into process `pid`
+/// by process_vm_writev straight from a read-only mapping of the file (one copy, as the
+/// child's preadv; the kernel alone touches the mapping).
+fn write_from_cpr(
+    pid: i32,
+    who: &str,
+    file: std::fs::File,
+    segments: &[(u64, u64, u64)],
+    progress: &Progress,
+) -> Result<()> {
+    // mapped a window at a time, so that cpr's address space stays small
+    const WINDOW: u64 = 64 << 20;
+    const STEP: u64 = 8 << 20;
+    for &(addr, len, off) in segments {
+        let mut done = 0u64;
+        while done < len {
+            let at_file = off + done;
+            let window_off = at_file & !(PAGE - 1);
+            let n = (len - done).min(WINDOW);
+            let view = crate::sys::file_view::FileView::map(
+                &file,
+                window_off,
+                (at_file - window_off + n) as usize,
+            )
+            .map_err(|e| Error::errno(format!("{who}: statefile page data"), e))?;
+            let mut sent = 0u64;
+            while sent < n {
+                progress.check_cancelled(who)?;
+                let step = (n - sent).min(STEP);
+                let to = addr + done + sent;
+                let wrote = view
+                    .write_to_process(
+                        pid,
+                        (at_file - window_off + sent) as usize,
+                        to,
+                        step as usize,
+                    )
+                    .map_err(|e| Error::errno(format!("{who}: memory at {to:#x}"), e))?;
+                if wrote as u64 != step {
+                    return Err(Error::with_detail(
+                        who.to_string(),
+                        Kind::CheckpointError,
+                        format!("memory at {:#x} cannot be written", to + wrote as u64),
+                    ));
+                }
+                progress.bytes(step);
+                sent += step;
+            }
+            done += n;
+        }
+    }
+    Ok(())
+}
+
+/// The child's part of the page fill: `segments` read from its descriptor `pages_fd` by
+/// injected preadv calls, with their iovecs in `scratch`.
+fn inject_preadv(
+    inj: &Injector,
+    who: &str,
+    scratch: &mut RemoteScratch,
+    pages_fd: i32,
+    progress: &Progress,
+    segments: &[(u64, u64, u64)],
+) -> Result<()> {
     const IOV_MAX: usize = 1024;
     // bytes per preadv call: keeps each call interruptible-sized; smaller when someone
     // watches the progress, so that it moves
@@ -894,7 +1032,6 @@ fn read_pages(
     } else {
         CHUNK
     };
-    let mut file_off = 0u64;
     let mut iovs: Vec<(u64, u64)> = Vec::new();
     let mut batch_bytes = 0u64;
     let mut batch_off = 0u64;
@@ -905,27 +1042,30 @@ fn read_pages(
         pages_fd,
         progress,
     };
-    for v in &mm.vmas {
-        for &(first, count) in &v.runs {
-            let mut addr = v.start + first * PAGE;
-            let mut len = count * PAGE;
-            while len > 0 {
-                let n = len.min(chunk - batch_bytes);
-                if iovs.is_empty() {
-                    batch_off = file_off;
-                }
-                // merge with the previous iovec when contiguous in memory too
-                match iovs.last_mut() {
-                    Some((a, l)) if *a + *l == addr => *l += n,
-                    _ => iovs.push((addr, n)),
-                }
-                batch_bytes += n;
-                file_off += n;
-                addr += n;
-                len -= n;
-                if iovs.len() >= IOV_MAX || batch_bytes >= chunk {
-                    reader.flush(&mut iovs, &mut batch_bytes, batch_off)?;
-                }
+    for &(start, seg_len, seg_off) in segments {
+        let mut addr = start;
+        let mut len = seg_len;
+        let mut file_off = seg_off;
+        while len > 0 {
+            // a batch is one contiguous stretch of the file
+            if !iovs.is_empty() && batch_off + batch_bytes != file_off {
+                reader.flush(&mut iovs, &mut batch_bytes, batch_off)?;
+            }
+            let n = len.min(chunk - batch_bytes);
+            if iovs.is_empty() {
+                batch_off = file_off;
+            }
+            // merge with the previous iovec when contiguous in memory too
+            match iovs.last_mut() {
+                Some((a, l)) if *a + *l == addr => *l += n,
+                _ => iovs.push((addr, n)),
+            }
+            batch_bytes += n;
+            file_off += n;
+            addr += n;
+            len -= n;
+            if iovs.len() >= IOV_MAX || batch_bytes >= chunk {
+                reader.flush(&mut iovs, &mut batch_bytes, batch_off)?;
             }
         }
     }
@@ -1179,6 +1319,18 @@ fn perms_text(prot: i32, shared: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn segments_split_at_a_byte_count() {
+        let segs = [(0x1000, 0x2000, 0), (0x10000, 0x3000, 0x2000)];
+        let (a, b) = split_segments(&segs, 0x3000);
+        assert_eq!(a, vec![(0x1000, 0x2000, 0), (0x10000, 0x1000, 0x2000)]);
+        assert_eq!(b, vec![(0x11000, 0x2000, 0x3000)]);
+        let (a, b) = split_segments(&segs, 0x5000);
+        assert_eq!((a.len(), b.len()), (2, 0));
+        let (a, b) = split_segments(&segs, 0);
+        assert_eq!((a.len(), b), (0, segs.to_vec()));
+    }
 
     #[test]
     fn runs_of_present_pages() {

@@ -80,6 +80,9 @@ fn finish_in_tracer(
     progress: &Progress,
 ) -> Result<()> {
     let mut scratch = Scratch::new(child, ready.scratch);
+    // the child's own pages file, for cpr's share of the page fill (without it, the
+    // child reads it all)
+    let pages_file = std::fs::File::open(format!("/proc/{child}/fd/{}", ready.pages_fd)).ok();
     let main = Injector::new(child, scratch.gate())?.with_runner(scratch.runner());
     unregister_rseq(&main, child)?;
     memory::restore(
@@ -92,6 +95,7 @@ fn finish_in_tracer(
         memory::PageData {
             fd: ready.pages_fd,
             progress,
+            file: pages_file,
         },
     )?;
     set_mm(&main, img, &mut scratch.args, &ready.file_fds)?;

@@ -539,6 +539,7 @@ fn library_progress_observer_sees_and_cancels_a_checkpoint() {
         attributes: Some(cpr::attrfile::AttrFile::default()),
         handler_timeout: None,
         openfile_distribute: false,
+        compress: false,
     };
     let watcher = Arc::new(CancelAfter {
         after: 16 << 20,

@@ -404,6 +404,7 @@ pub fn checkpoint_options(
         attributes: Some(attributes),
         handler_timeout: args.timeout,
         openfile_distribute: flags & CKPT_OPENFILE_DISTRIBUTE != 0,
+        compress: false,
     })
 }
 

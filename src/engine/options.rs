@@ -25,6 +25,8 @@ pub struct CheckpointOptions {
     /// `CKPT_OPENFILE_DISTRIBUTE` (library only): save open files beside the originals,
     /// as `NAME.ckpt.pidPID`, instead of under the statefile.
     pub openfile_distribute: bool,
+    /// `--compress`: page data compressed (LZ4), for memory that compresses.
+    pub compress: bool,
 }
 
 /// `cpr -r [-j] [--any-pid] [--no-cwd] [--no-root] STATEFILE...`.

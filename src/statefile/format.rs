@@ -38,6 +38,17 @@ pub struct Flags {
     pub will: WillAction,
     /// `-u`: executables and libraries were saved.
     pub upgrade: bool,
+    /// `--compress`: how the page data was compressed, and its size before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<PageCompression>,
+}
+
+/// Compressed page data (statefile/compress.rs), for `cpr -i`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageCompression {
+    pub method: String,
+    /// Bytes of page data of every process before compression.
+    pub raw_bytes: u64,
 }
 
 /// One open file of a process, as `cpr -i` shows it.

@@ -11,7 +11,7 @@ use clap::{ArgGroup, Parser};
 use cpr::attrfile::WillAction;
 
 const USAGE: &str = "\
-cpr -c STATEFILE -p IDLIST [-f] [-g|-k] [-u] [--attributes FILE] [--timeout SECONDS] [-q]
+cpr -c STATEFILE -p IDLIST [-f] [-g|-k] [-u] [--compress] [--attributes FILE] [--timeout SECONDS] [-q]
        cpr -c STATEFILE -p IDLIST --dry-run [--json] [-f] [-g|-k] [-u] [--attributes FILE]
        cpr -r [-j] [-q] [--any-pid] [--no-cwd] [--no-root] STATEFILE...
        cpr -i [--json] STATEFILE...
@@ -94,6 +94,14 @@ pub struct Cli {
         conflicts_with_all = ["cont", "restart", "info", "delete"],
     )]
     pub kill: bool,
+
+    /// With -c: compress the page data (LZ4); worth it for memory that compresses.
+    #[arg(
+        long,
+        requires = "checkpoint",
+        conflicts_with_all = ["restart", "info", "delete"],
+    )]
+    pub compress: bool,
 
     /// With -c: also save executables and libraries, for a restart after an upgrade.
     #[arg(
@@ -230,6 +238,8 @@ pub struct CheckpointRequest {
     pub attributes: Option<PathBuf>,
     /// `--timeout SECONDS`: how long SIGCKPT handlers may take.
     pub handler_timeout: Option<Duration>,
+    /// `--compress`: page data compressed.
+    pub compress: bool,
 }
 
 /// `--timeout`: a positive number of seconds, fractions allowed (`0.5`), at most a day.
@@ -266,6 +276,7 @@ impl Cli {
                 upgrade: self.upgrade,
                 attributes: self.attributes,
                 handler_timeout: self.timeout,
+                compress: self.compress,
             };
             if self.dry_run {
                 Request::Preview {
@@ -333,6 +344,7 @@ mod tests {
             upgrade: false,
             attributes: None,
             handler_timeout: None,
+            compress: false,
         };
         assert_eq!(
             parse(&["-c", "ckptSep7", "-p", "1111"]).unwrap(),
@@ -378,6 +390,13 @@ mod tests {
             ..plain.clone()
         };
         assert_eq!(
+            parse(&["-c", "ckptSep7", "-p", "1111", "--compress"]).unwrap(),
+            Request::Checkpoint(CheckpointRequest {
+                compress: true,
+                ..plain.clone()
+            })
+        );
+        assert_eq!(
             parse(&["-kc", "ckptSep7", "-p", "1111"]).unwrap(),
             Request::Checkpoint(kill.clone())
         );
@@ -397,6 +416,7 @@ mod tests {
             upgrade: false,
             attributes: None,
             handler_timeout: None,
+            compress: false,
         };
         assert_eq!(
             parse(&["-c", "ck", "-p", "12:HID", "-f", "-k", "--dry-run"]).unwrap(),

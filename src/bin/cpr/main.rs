@@ -130,6 +130,7 @@ fn checkpoint_options(request: CheckpointRequest) -> Result<CheckpointOptions> {
         attributes: Some(attributes),
         handler_timeout: request.handler_timeout,
         openfile_distribute: false,
+        compress: request.compress,
     })
 }
 

@@ -342,6 +342,7 @@ impl Request {
             attributes: Some(attributes),
             handler_timeout: None,
             openfile_distribute: false,
+            compress: false,
         })
     }
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 
-use nix::sys::uio::{RemoteIoVec, process_vm_readv};
+use nix::sys::uio::{RemoteIoVec, process_vm_readv, process_vm_writev};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
@@ -15,8 +15,8 @@ use crate::engine::progress::Progress;
 use crate::engine::ptrace::{Batch, Gate, Injector, RemoteAddr, RemoteScratch};
 use crate::error::{Context, Error, Kind, Result};
 use crate::proc::{MapsLine, ProcDir};
-use crate::statefile::FileSink;
 use crate::statefile::reader::damaged_record;
+use crate::statefile::{FileSink, compress};
 
 pub const PAGE: u64 = 4096;
 
@@ -66,7 +66,18 @@ impl MmRecord {
     /// What restore takes as given: every mapping is page aligned and not empty, every
     /// saved run lies inside its mapping, and the page data (`pages_size` bytes) holds
     /// all the pages listed.
+    /// Compressed page data is measured by `pages_bytes` here, and its chunks against it
+    /// as they are read (statefile/compress.rs).
     pub fn check(&self, pages_size: u64) -> Result<()> {
+        let pages_size = match self.compression.as_deref() {
+            None => pages_size,
+            Some(compress::LZ4) => self.pages_bytes,
+            Some(other) => {
+                return Err(damaged_record(format_args!(
+                    "page data compressed by unknown method {other:?}"
+                )));
+            }
+        };
         let mut saved: u64 = 0;
         let mut prev_end = 0;
         for v in &self.vmas {
@@ -131,8 +142,11 @@ pub struct MmRecord {
     pub auxv: Vec<u64>,
     /// The executable (/proc/PID/exe).
     pub exe: String,
-    /// Total bytes in the pages file.
+    /// Total bytes of page data (before compression).
     pub pages_bytes: u64,
+    /// How the pages file is compressed (`compress::LZ4`), or None: the bytes as they are.
+    #[serde(default)]
+    pub compression: Option<String>,
     /// The program and libraries as they were (and with -u, saved copies).
     #[serde(default)]
     pub components: Vec<super::mapped_files::Component>,
@@ -315,7 +329,8 @@ fn backing(pid: i32, m: &MapsLine, name: &str, vflags: &[String]) -> Result<Back
 /// process_vm_readv in large batches; memory the process cannot read (PROT_NONE data)
 /// through /proc/PID/mem. Reading and writing overlap: a second thread writes one buffer
 /// while the next is read.
-pub fn dump_pages(pid: i32, vmas: &[Vma], sink: &mut FileSink) -> Result<u64> {
+/// With `compress`, the writer compresses each buffer first (statefile/compress.rs).
+pub fn dump_pages(pid: i32, vmas: &[Vma], sink: &mut FileSink, compress: bool) -> Result<u64> {
     const BATCH: usize = 8 << 20;
     // (address, length, readable) of every run, in file order
     let mut runs: Vec<(u64, usize, bool)> = Vec::new();
@@ -340,8 +355,15 @@ pub fn dump_pages(pid: i32, vmas: &[Vma], sink: &mut FileSink) -> Result<u64> {
     std::thread::scope(|scope| -> Result<u64> {
         let writer = scope.spawn(move || -> Result<()> {
             let mut unflushed = 0usize;
+            let mut packed = Vec::new();
             for (buf, n) in full_rx {
-                sink.write_all(&buf[..n]).ctx(sink.rel.clone())?;
+                if compress {
+                    packed.clear();
+                    crate::statefile::compress::encode(&buf[..n], &mut packed);
+                    sink.write_all(&packed).ctx(sink.rel.clone())?;
+                } else {
+                    sink.write_all(&buf[..n]).ctx(sink.rel.clone())?;
+                }
                 // start writeback as we go, so that the final fsync has little left
                 unflushed += n;
                 if unflushed >= 64 << 20 {
@@ -889,6 +911,23 @@ fn read_pages(
     const PARALLEL_MIN: u64 = 16 << 20;
     let segments = page_segments(mm);
     let total: u64 = segments.iter().map(|s| s.1).sum();
+    if mm.compression.is_some() {
+        let Some(file) = pages.file else {
+            return Err(Error::with_detail(
+                who.to_string(),
+                Kind::CheckpointError,
+                "compressed page data: the pages file cannot be opened",
+            ));
+        };
+        return fill_compressed(
+            scratch.pid(),
+            who,
+            &file,
+            &segments,
+            mm.pages_bytes,
+            pages.progress,
+        );
+    }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let helper_file = pages.file.filter(|_| total >= PARALLEL_MIN && cpus > 1);
     // both copy once: half each
@@ -919,6 +958,83 @@ fn read_pages(
         ours?;
         helped
     })
+}
+
+/// Compressed page data (statefile/compress.rs) decoded by two threads of cpr, a chunk
+/// at a time each, and written into process `pid` with process_vm_writev.
+fn fill_compressed(
+    pid: i32,
+    who: &str,
+    file: &std::fs::File,
+    segments: &[(u64, u64, u64)],
+    pages_bytes: u64,
+    progress: &Progress,
+) -> Result<()> {
+    let file_len = file
+        .metadata()
+        .map_err(|e| Error::io(who.to_string(), e))?
+        .len();
+    let chunks = compress::index(file, file_len, pages_bytes).map_err(|e| e.context(who))?;
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || -> Result<()> {
+        let mut stored = Vec::new();
+        let mut raw = vec![0u8; compress::CHUNK.min(pages_bytes as usize)];
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(c) = chunks.get(i) else {
+                return Ok(());
+            };
+            progress.check_cancelled(who)?;
+            compress::decode(file, c, &mut stored, &mut raw).map_err(|e| e.context(who))?;
+            let remote = remote_pieces(segments, c.raw_off, c.raw as u64);
+            let wrote = process_vm_writev(
+                Pid::from_raw(pid),
+                &[std::io::IoSlice::new(&raw[..c.raw])],
+                &remote,
+            )
+            .ctx(format!("{who}: writing memory"))?;
+            if wrote != c.raw {
+                return Err(Error::with_detail(
+                    who.to_string(),
+                    Kind::CheckpointError,
+                    format!("memory of page data at {} cannot be written", c.raw_off),
+                ));
+            }
+            progress.bytes(c.raw as u64);
+        }
+    };
+    std::thread::scope(|scope| {
+        let other = scope.spawn(work);
+        let mine = work();
+        let theirs = other.join().unwrap_or_else(|_| {
+            Err(Error::with_detail(
+                who.to_string(),
+                Kind::CheckpointError,
+                "page filler failed",
+            ))
+        });
+        mine.and(theirs)
+    })
+}
+
+/// Where bytes `raw_off..raw_off + len` of the page data go in memory, given the
+/// `segments` (address, length, offset in the page data) in order.
+fn remote_pieces(segments: &[(u64, u64, u64)], raw_off: u64, len: u64) -> Vec<RemoteIoVec> {
+    let first = segments.partition_point(|s| s.2 + s.1 <= raw_off);
+    let end = raw_off + len;
+    let mut out = Vec::new();
+    for &(addr, seg_len, off) in &segments[first..] {
+        if off >= end {
+            break;
+        }
+        let from = raw_off.max(off);
+        let to = end.min(off + seg_len);
+        out.push(RemoteIoVec {
+            base: (addr + (from - off)) as usize,
+            len: (to - from) as usize,
+        });
+    }
+    out
 }
 
 /// The saved pages as (address, length, offset in the pages file), in file order.

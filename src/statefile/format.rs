@@ -10,13 +10,16 @@
 //! - 2: the same records, with the file names in one table (`layout`). While it is
 //!   current: `FileEntry::sha256` (absent: not authenticated) and the optional
 //!   `MANIFEST.mac` (`auth`), which older cprs of revision 2 ignore.
+//! - 3: `MmRecord::compression` (`cpr -c --compress`): a compressed pages file, which a
+//!   cpr of revision 2 would take for the page data itself, so it must refuse it.
+//!   Otherwise the records of revision 2, which read as revision 3.
 
 use serde::{Deserialize, Serialize};
 
 use crate::attrfile::{FileAction, ProcessPolicies, WillAction};
 
 /// Format revision this cpr writes, stored in MANIFEST and checked on read.
-pub const REVISION: u32 = 2;
+pub const REVISION: u32 = 3;
 
 /// The oldest revision this cpr reads (see the list above); it reads every revision from
 /// this one to `REVISION`.

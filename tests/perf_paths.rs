@@ -94,3 +94,20 @@ fn incompressible_memory_under_compress_is_stored_and_restarts() {
         wait_pid_gone(w.pid, TIMEOUT);
     }
 }
+
+/// 3000 one-page mappings, every other one read-only, named where the kernel allows: the
+/// restart's calls for them (one mmap each, then protections and names) run in several
+/// batches of many calls; every page and name comes back, and the mappings stay apart
+/// (the read-only ones were not made writable, or neighbours would have merged).
+#[test]
+fn thousands_of_mappings_restart_through_batches() {
+    let _s = serial();
+    let s = Scratch::new();
+    let (w, _) = spawn_ready(&s, &build("mem_many.c"), &[ctl(&s), "3000".into()]);
+    check(&w, 1);
+    let sf = checkpoint_set(&s, "ckpt", &w.pid.to_string(), &[], &[w.pid]);
+    restart_ok(&sf);
+    check(&w, 2);
+    signal(w.pid, Signal::SIGKILL);
+    wait_pid_gone(w.pid, TIMEOUT);
+}

@@ -609,15 +609,21 @@ pub fn restore(
     batch.run(inj, &mut scratch.args)?;
     // 4. page data, straight from the statefile into place
     read_pages(inj, &who, mm, &mut scratch.args, pages)?;
-    // 5. final protections, locks and hints (names need room in the scratch area until
-    // the batch has run)
-    let mut names = scratch.args.frame();
-    for v in &mm.vmas {
-        finish(&mut batch, v, &mut names)?;
+    // 5. final protections, locks and hints; names need room in the scratch area until
+    // their batch has run, so a batch covers a bounded number of mappings
+    for part in mm.vmas.chunks(FINISH_PART) {
+        let mut names = scratch.args.frame();
+        for v in part {
+            finish(&mut batch, v, &mut names)?;
+        }
+        batch.run(inj, &mut names)?;
     }
-    batch.run(inj, &mut names)?;
     Ok(())
 }
+
+/// Mappings finished per batch: their names (at most 96 bytes of scratch each) and
+/// their calls (at most 13 of 64 bytes) fit in the scratch area together.
+const FINISH_PART: usize = 128;
 
 /// Unmaps every mapping of cpr's copy (`current`) except the scratch area, vsyscall and
 /// the vDSO areas, which it returns.

@@ -125,6 +125,7 @@ fn fixture_manifest(owner: Owner) -> Manifest {
         flags: Flags {
             will: WillAction::Exit,
             upgrade: false,
+            compression: None,
         },
         processes: vec![ProcessSummary {
             pid: FIXTURE_PID,

@@ -540,6 +540,7 @@ fn library_progress_observer_sees_and_cancels_a_checkpoint() {
         handler_timeout: None,
         openfile_distribute: false,
         parent: None,
+        compress: false,
     };
     let watcher = Arc::new(CancelAfter {
         after: 16 << 20,

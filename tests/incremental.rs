@@ -321,3 +321,47 @@ fn failed_live_checkpoint_leaves_no_tracking() {
     kill(ok.pid);
     kill(w.pid);
 }
+
+/// A compressed statefile cannot be a parent (its pages are not at raw offsets); a
+/// live checkpoint with `--compress`, and an incremental one on a plain parent, come
+/// back with every page.
+#[test]
+fn compression_with_live_and_incremental_checkpoints() {
+    let _s = serial();
+    let s = Scratch::new();
+    let w = incr(&s, 32, false);
+    let packed = checkpoint(&s, "packed", w.pid, &["-g", "--compress"], &[]);
+    step(&w, 1);
+    let sf = s.join("after-packed");
+    let out = cpr(&[
+        "-c",
+        sf.to_str().unwrap(),
+        "-p",
+        &w.pid.to_string(),
+        "-g",
+        "--parent",
+        packed.to_str().unwrap(),
+    ]);
+    assert_failure(
+        &out,
+        "a compressed parent",
+        &["packed", "compressed"],
+        false,
+    );
+    assert!(!sf.exists());
+    let plain = checkpoint(&s, "plain", w.pid, &["-g"], &[]);
+    step(&w, 2);
+    let child = checkpoint(
+        &s,
+        "child",
+        w.pid,
+        &["-g", "--compress", "--parent", plain.to_str().unwrap()],
+        &[],
+    );
+    step(&w, 3);
+    kill(w.pid);
+    restart_expect(&child, &w, 2);
+    kill(w.pid);
+    restart_expect(&packed, &w, 0);
+    kill(w.pid);
+}

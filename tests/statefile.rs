@@ -90,6 +90,7 @@ fn manifest(owner: Owner) -> Manifest {
         flags: Flags {
             will: WillAction::Exit,
             upgrade: false,
+            compression: None,
         },
         processes: vec![
             process(

@@ -405,6 +405,7 @@ pub fn checkpoint_options(
         handler_timeout: args.timeout,
         openfile_distribute: flags & CKPT_OPENFILE_DISTRIBUTE != 0,
         parent: None,
+        compress: false,
     })
 }
 

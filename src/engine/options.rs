@@ -28,6 +28,8 @@ pub struct CheckpointOptions {
     /// `--parent OLD`: an incremental checkpoint, saving only the pages written since
     /// statefile OLD (taken with `-g` of the same processes).
     pub parent: Option<PathBuf>,
+    /// `--compress`: page data compressed (LZ4), for memory that compresses.
+    pub compress: bool,
 }
 
 /// `cpr -r [-j] [--any-pid] [--no-cwd] [--no-root] STATEFILE...`.

@@ -13,13 +13,16 @@
 //!   (SysV semaphore undo adjustments; an older cpr restores the set without them),
 //!   `FdKind::MQueue` and `shared/mqueue.json` (POSIX message queues; an older cpr
 //!   refuses such a statefile as damaged).
+//! - 3: `MmRecord::compression` (`cpr -c --compress`): a compressed pages file, which a
+//!   cpr of revision 2 would take for the page data itself, so it must refuse it.
+//!   Otherwise the records of revision 2, which read as revision 3.
 
 use serde::{Deserialize, Serialize};
 
 use crate::attrfile::{FileAction, ProcessPolicies, WillAction};
 
 /// Format revision this cpr writes, stored in MANIFEST and checked on read.
-pub const REVISION: u32 = 2;
+pub const REVISION: u32 = 3;
 
 /// The oldest revision this cpr reads (see the list above); it reads every revision from
 /// this one to `REVISION`.
@@ -41,6 +44,17 @@ pub struct Flags {
     pub will: WillAction,
     /// `-u`: executables and libraries were saved.
     pub upgrade: bool,
+    /// `--compress`: how the page data was compressed, and its size before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<PageCompression>,
+}
+
+/// Compressed page data (statefile/compress.rs), for `cpr -i`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageCompression {
+    pub method: String,
+    /// Bytes of page data of every process before compression.
+    pub raw_bytes: u64,
 }
 
 /// One open file of a process, as `cpr -i` shows it.

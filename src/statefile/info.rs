@@ -65,6 +65,38 @@ fn write_header(out: &mut String, statefile: &Statefile) {
     for (name, value) in crate::engine::objects::incremental::info_lines(statefile) {
         field(&name, &value);
     }
+    if let Some(c) = &m.flags.compression {
+        let stored = stored_page_bytes(statefile);
+        field(
+            "Page data",
+            &format!(
+                "{} compressed ({}) to {}, ratio {}",
+                human(c.raw_bytes),
+                c.method,
+                human(stored),
+                ratio(c.raw_bytes, stored)
+            ),
+        );
+    }
+}
+
+/// Bytes of the processes' page files as stored.
+fn stored_page_bytes(statefile: &Statefile) -> u64 {
+    statefile
+        .manifest
+        .files
+        .iter()
+        .filter(|f| f.path.starts_with("proc/") && f.path.ends_with("/pages"))
+        .fold(0u64, |sum, f| sum.saturating_add(f.size))
+}
+
+/// `raw / stored` with two decimals ("-" for nothing stored).
+fn ratio(raw: u64, stored: u64) -> String {
+    if stored == 0 {
+        "-".to_string()
+    } else {
+        format!("{:.2}", raw as f64 / stored as f64)
+    }
 }
 
 /// One row per process: IDs, credentials, threads, directory, command line.
@@ -265,7 +297,7 @@ pub fn render_json(statefile: &Statefile) -> Value {
             v
         })
         .collect();
-    json!({
+    let mut out = json!({
         "statefile": statefile.path.display().to_string(),
         "revision": m.revision,
         "cpr_version": m.cpr_version,
@@ -296,7 +328,20 @@ pub fn render_json(statefile: &Statefile) -> Value {
                 "disposition": disposition,
             }))
             .collect::<Vec<_>>(),
-    })
+    });
+    if let (Some(c), Value::Object(map)) = (&m.flags.compression, &mut out) {
+        let stored = stored_page_bytes(statefile);
+        map.insert(
+            "compression".into(),
+            json!({
+                "method": c.method,
+                "raw_bytes": c.raw_bytes,
+                "stored_bytes": stored,
+                "ratio": ratio(c.raw_bytes, stored),
+            }),
+        );
+    }
+    out
 }
 
 /// RFC 3339 → local time; an unreadable time is shown as stored.

@@ -20,6 +20,7 @@
 
 pub mod auth;
 mod beneath;
+pub mod compress;
 pub mod format;
 pub mod info;
 pub mod layout;

@@ -67,6 +67,10 @@ pub struct StatefileWriter {
     done: bool,
     /// Told of every byte written (see `set_progress`).
     progress: crate::engine::progress::Progress,
+    /// Page data is written compressed (`cpr -c --compress`, statefile/compress.rs).
+    pub compress_pages: bool,
+    /// Bytes of page data written so far, before compression (for the MANIFEST).
+    pub pages_raw_bytes: u64,
 }
 
 /// One file being written: hashes as it goes. Hand it back with `finish_file`.
@@ -351,6 +355,8 @@ impl StatefileWriter {
             dirs: BTreeSet::new(),
             done: false,
             progress: Default::default(),
+            compress_pages: false,
+            pages_raw_bytes: 0,
         };
         // From here on, Drop removes the staging directory on error. It stays the
         // writer's, 0700, until commit hands the finished statefile to its owner.

@@ -3,6 +3,7 @@
 pub mod dirty;
 pub mod evfd;
 mod fd;
+pub mod file_view;
 pub mod fown;
 pub mod fsid;
 pub mod inet_diag;

@@ -11,7 +11,7 @@ use clap::{ArgGroup, Parser};
 use cpr::attrfile::WillAction;
 
 const USAGE: &str = "\
-cpr -c STATEFILE -p IDLIST [-f] [-g|-k] [-u] [--attributes FILE] [--timeout SECONDS] [-q]
+cpr -c STATEFILE -p IDLIST [-f] [-g|-k] [-u] [--compress] [--attributes FILE] [--timeout SECONDS] [-q]
        cpr -c STATEFILE -p IDLIST --dry-run [--json] [-f] [-g|-k] [-u] [--attributes FILE]
        cpr -r [-j] [-q] [--any-pid] [--no-cwd] [--no-root] STATEFILE...
        cpr -i [--json] STATEFILE...
@@ -94,6 +94,14 @@ pub struct Cli {
         conflicts_with_all = ["cont", "restart", "info", "delete"],
     )]
     pub kill: bool,
+
+    /// With -c: compress the page data (LZ4); worth it for memory that compresses.
+    #[arg(
+        long,
+        requires = "checkpoint",
+        conflicts_with_all = ["restart", "info", "delete"],
+    )]
+    pub compress: bool,
 
     /// With -c: also save executables and libraries, for a restart after an upgrade.
     #[arg(
@@ -243,6 +251,8 @@ pub struct CheckpointRequest {
     pub handler_timeout: Option<Duration>,
     /// `--parent OLD`: an incremental checkpoint after statefile OLD.
     pub parent: Option<PathBuf>,
+    /// `--compress`: page data compressed.
+    pub compress: bool,
 }
 
 /// `--timeout`: a positive number of seconds, fractions allowed (`0.5`), at most a day.
@@ -280,6 +290,7 @@ impl Cli {
                 attributes: self.attributes,
                 handler_timeout: self.timeout,
                 parent: self.parent,
+                compress: self.compress,
             };
             if self.dry_run {
                 Request::Preview {
@@ -348,6 +359,7 @@ mod tests {
             attributes: None,
             handler_timeout: None,
             parent: None,
+            compress: false,
         };
         assert_eq!(
             parse(&["-c", "ckptSep7", "-p", "1111"]).unwrap(),
@@ -393,6 +405,13 @@ mod tests {
             ..plain.clone()
         };
         assert_eq!(
+            parse(&["-c", "ckptSep7", "-p", "1111", "--compress"]).unwrap(),
+            Request::Checkpoint(CheckpointRequest {
+                compress: true,
+                ..plain.clone()
+            })
+        );
+        assert_eq!(
             parse(&["-kc", "ckptSep7", "-p", "1111"]).unwrap(),
             Request::Checkpoint(kill.clone())
         );
@@ -413,6 +432,7 @@ mod tests {
             attributes: None,
             handler_timeout: None,
             parent: None,
+            compress: false,
         };
         assert_eq!(
             parse(&["-c", "ck", "-p", "12:HID", "-f", "-k", "--dry-run"]).unwrap(),

@@ -131,6 +131,7 @@ fn checkpoint_options(request: CheckpointRequest) -> Result<CheckpointOptions> {
         handler_timeout: request.handler_timeout,
         openfile_distribute: false,
         parent: request.parent,
+        compress: request.compress,
     })
 }
 

@@ -343,6 +343,7 @@ impl Request {
             handler_timeout: None,
             openfile_distribute: false,
             parent: None,
+            compress: false,
         })
     }
 }

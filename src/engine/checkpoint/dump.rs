@@ -191,13 +191,16 @@ fn dump_memory(
     // an incremental checkpoint saves only what changed since its parent
     chain.select(pid, &mut vmas)?;
     let mut sink = writer.create_file(&pages_path(pid))?;
-    let pages_bytes = memory::dump_pages(pid, &vmas, &mut sink)?;
+    let compress = writer.compress_pages;
+    let pages_bytes = memory::dump_pages(pid, &vmas, &mut sink, compress)?;
+    writer.pages_raw_bytes += pages_bytes;
     writer.finish_file(sink)?;
     Ok(MmRecord {
         fields: memory::mm_fields(stat, brk),
         auxv: memory::read_auxv(dir)?,
         exe: exe.to_string(),
         pages_bytes,
+        compression: compress.then(|| crate::statefile::compress::LZ4.to_string()),
         vmas,
         components: Vec::new(),
     })

@@ -90,6 +90,7 @@ fn stop_and_dump(
         None => StatefileWriter::create(&options.statefile, options.force, targets.owner)?,
     };
     writer.set_progress(progress.clone());
+    writer.compress_pages = options.compress;
     progress.check_cancelled(&options.statefile.display().to_string())?;
     progress.phase(Phase::Dump, preview::page_bytes(&frozen.pids(), progress));
     let mut dumped = dump::dump_all(&mut frozen, &policies, options, &mut writer, &mut chain)?;
@@ -318,6 +319,10 @@ fn commit(
         flags: Flags {
             will,
             upgrade: options.upgrade,
+            compression: writer.compress_pages.then(|| statefile::PageCompression {
+                method: statefile::compress::LZ4.to_string(),
+                raw_bytes: writer.pages_raw_bytes,
+            }),
         },
         processes: summaries,
         files: Vec::new(),

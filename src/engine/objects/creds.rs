@@ -143,15 +143,18 @@ pub fn restore(
         let [a, b, c2, d, e] = args;
         inj.check(name, libc::SYS_prctl, [a, b, c2, d, e, 0])
     };
+    // in one batch (one ptrace round trip where the thread has a runner)
+    let mut drops = crate::engine::ptrace::Batch::new();
     for cap in 0..=CAP_LAST {
         if c.bounding & (1 << cap) == 0 {
             // EINVAL: a capability this kernel does not have
-            let _ = inj.call(
+            drops.call(
                 libc::SYS_prctl,
                 [libc::PR_CAPBSET_DROP as u64, cap as u64, 0, 0, 0, 0],
             );
         }
     }
+    drops.run(inj, scratch)?;
     // the capabilities survive the change of uids: PR_SET_KEEPCAPS, which needs no
     // privilege (put back below); other securebits need CAP_SETPCAP, so they are set only
     // when the image had some

@@ -231,7 +231,24 @@ fn open_parent_link(
             format!("parent statefile {} has another owner", r.path),
         ));
     }
+    refuse_compressed(&p, child)?;
     Ok(p)
+}
+
+/// Pages are read from a parent at raw offsets: a parent with compressed page data
+/// (`--compress`) cannot be one.
+fn refuse_compressed(parent: &Statefile, subject: &str) -> Result<()> {
+    if parent.manifest.flags.compression.is_some() {
+        return Err(Error::with_detail(
+            subject.to_string(),
+            Kind::CheckpointError,
+            format!(
+                "parent statefile {} has compressed page data (--compress): it cannot be a parent",
+                parent.path.display()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 impl Chain {
@@ -413,6 +430,7 @@ pub fn open_parent(
     let Some(record) = read_record(&sf)? else {
         return Err(refuse("not taken with -g: it cannot be a parent".into()));
     };
+    refuse_compressed(&sf, &subject)?;
     let mut theirs: Vec<i32> = sf.manifest.processes.iter().map(|p| p.pid).collect();
     let mut ours = pids.to_vec();
     theirs.sort();

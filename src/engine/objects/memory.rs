@@ -7,16 +7,16 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 
-use nix::sys::uio::{RemoteIoVec, process_vm_readv};
+use nix::sys::uio::{RemoteIoVec, process_vm_readv, process_vm_writev};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::progress::Progress;
-use crate::engine::ptrace::{Gate, Injector, RemoteAddr, RemoteScratch};
+use crate::engine::ptrace::{Batch, Gate, Injector, RemoteAddr, RemoteScratch};
 use crate::error::{Context, Error, Kind, Result};
 use crate::proc::{MapsLine, ProcDir};
-use crate::statefile::FileSink;
 use crate::statefile::reader::damaged_record;
+use crate::statefile::{FileSink, compress};
 
 pub const PAGE: u64 = 4096;
 
@@ -75,7 +75,18 @@ impl MmRecord {
     /// What restore takes as given: every mapping is page aligned and not empty, every
     /// saved run lies inside its mapping, and the page data (`pages_size` bytes) holds
     /// all the pages listed.
+    /// Compressed page data is measured by `pages_bytes` here, and its chunks against it
+    /// as they are read (statefile/compress.rs).
     pub fn check(&self, pages_size: u64) -> Result<()> {
+        let pages_size = match self.compression.as_deref() {
+            None => pages_size,
+            Some(compress::LZ4) => self.pages_bytes,
+            Some(other) => {
+                return Err(damaged_record(format_args!(
+                    "page data compressed by unknown method {other:?}"
+                )));
+            }
+        };
         let mut saved: u64 = 0;
         let mut prev_end = 0;
         for v in &self.vmas {
@@ -140,8 +151,11 @@ pub struct MmRecord {
     pub auxv: Vec<u64>,
     /// The executable (/proc/PID/exe).
     pub exe: String,
-    /// Total bytes in the pages file.
+    /// Total bytes of page data (before compression).
     pub pages_bytes: u64,
+    /// How the pages file is compressed (`compress::LZ4`), or None: the bytes as they are.
+    #[serde(default)]
+    pub compression: Option<String>,
     /// The program and libraries as they were (and with -u, saved copies).
     #[serde(default)]
     pub components: Vec<super::mapped_files::Component>,
@@ -332,7 +346,8 @@ fn backing(pid: i32, m: &MapsLine, name: &str, vflags: &[String]) -> Result<Back
 /// process_vm_readv in large batches; memory the process cannot read (PROT_NONE data)
 /// through /proc/PID/mem. Reading and writing overlap: a second thread writes one buffer
 /// while the next is read.
-pub fn dump_pages(pid: i32, vmas: &[Vma], sink: &mut FileSink) -> Result<u64> {
+/// With `compress`, the writer compresses each buffer first (statefile/compress.rs).
+pub fn dump_pages(pid: i32, vmas: &[Vma], sink: &mut FileSink, compress: bool) -> Result<u64> {
     const BATCH: usize = 8 << 20;
     // (address, length, readable) of every run, in file order
     let mut runs: Vec<(u64, usize, bool)> = Vec::new();
@@ -357,8 +372,15 @@ pub fn dump_pages(pid: i32, vmas: &[Vma], sink: &mut FileSink) -> Result<u64> {
     std::thread::scope(|scope| -> Result<u64> {
         let writer = scope.spawn(move || -> Result<()> {
             let mut unflushed = 0usize;
+            let mut packed = Vec::new();
             for (buf, n) in full_rx {
-                sink.write_all(&buf[..n]).ctx(sink.rel.clone())?;
+                if compress {
+                    packed.clear();
+                    crate::statefile::compress::encode(&buf[..n], &mut packed);
+                    sink.write_all(&packed).ctx(sink.rel.clone())?;
+                } else {
+                    sink.write_all(&buf[..n]).ctx(sink.rel.clone())?;
+                }
                 // start writeback as we go, so that the final fsync has little left
                 unflushed += n;
                 if unflushed >= 64 << 20 {
@@ -527,6 +549,14 @@ impl Scratch {
     pub fn gate(&self) -> Gate {
         Gate::Int3(self.base)
     }
+
+    /// Where the restore child put the batch runner (`BATCH_RUNNER`).
+    pub fn runner(&self) -> RemoteAddr {
+        self.base + Self::RUNNER_OFFSET
+    }
+
+    /// The runner's offset in the code page, after the stub.
+    pub const RUNNER_OFFSET: u64 = 16;
 }
 
 /// Addresses where a scratch area fits in the gaps of the image (not touching any of its
@@ -573,15 +603,27 @@ pub fn restore(
     pages: PageData<'_>,
 ) -> Result<()> {
     let who = format!("process {pid}");
+    // the calls of steps 1, 3 and 5 run in batches: one ptrace round trip for many
+    let mut batch = Batch::new();
     // 1. cpr's own mappings go, except the scratch area and the vDSO
     let current = ProcDir::open(pid)?.maps()?;
-    let vdso_now = unmap_own(inj, &current, scratch.base())?;
+    let vdso_now = unmap_own(&mut batch, &current, scratch.base());
+    batch.run(inj, &mut scratch.args)?;
     // 2. move the vDSO and its data pages where the image had them
     super::vdso::restore(inj, &who, &vdso_now, &mm.vmas)?;
     // 3. map every mapping of the image, writable where pages must be read in
     for v in &mm.vmas {
-        map_one(inj, &who, v, file_fds, mem_fds, &mut scratch.args)?;
+        map_one(
+            inj,
+            &mut batch,
+            &who,
+            v,
+            file_fds,
+            mem_fds,
+            &mut scratch.args,
+        )?;
     }
+    batch.run(inj, &mut scratch.args)?;
     // 4. page data, straight from the statefile into place; an incremental image's
     // unchanged pages from the statefiles before it
     let inherited = pages.inherited;
@@ -590,20 +632,29 @@ pub fn restore(
     for (fd, reads) in inherited {
         read_at(inj, &who, &mut scratch.args, *fd, progress, reads)?;
     }
-    // 5. final protections, locks and hints
-    for v in &mm.vmas {
-        finish(inj, v, &mut scratch.args)?;
+    // 5. final protections, locks and hints; names need room in the scratch area until
+    // their batch has run, so a batch covers a bounded number of mappings
+    for part in mm.vmas.chunks(FINISH_PART) {
+        let mut names = scratch.args.frame();
+        for v in part {
+            finish(&mut batch, v, &mut names)?;
+        }
+        batch.run(inj, &mut names)?;
     }
     Ok(())
 }
 
+/// Mappings finished per batch: their names (at most 96 bytes of scratch each) and
+/// their calls (at most 13 of 64 bytes) fit in the scratch area together.
+const FINISH_PART: usize = 128;
+
 /// Unmaps every mapping of cpr's copy (`current`) except the scratch area, vsyscall and
 /// the vDSO areas, which it returns.
 fn unmap_own<'a>(
-    inj: &Injector,
+    batch: &mut Batch,
     current: &'a [MapsLine],
     scratch: RemoteAddr,
-) -> Result<Vec<&'a MapsLine>> {
+) -> Vec<&'a MapsLine> {
     let mut vdso_now: Vec<&MapsLine> = Vec::new();
     for m in current {
         if RemoteAddr::from(m.start) == scratch || m.path == "[vsyscall]" {
@@ -613,18 +664,22 @@ fn unmap_own<'a>(
             vdso_now.push(m);
             continue;
         }
-        inj.check(
+        batch.check(
             "munmap",
             libc::SYS_munmap,
             [m.start, m.end - m.start, 0, 0, 0, 0],
-        )?;
+            None,
+        );
     }
-    Ok(vdso_now)
+    vdso_now
 }
 
-/// Maps one mapping of the image at its address, writable where pages must be read in.
+/// Maps one mapping of the image at its address, writable where pages must be read in:
+/// the plain mmap into `batch` (MAP_FIXED: at its address or an error), the others
+/// (System V, read-only shares) at once.
 fn map_one(
     inj: &Injector,
+    batch: &mut Batch,
     who: &str,
     v: &Vma,
     file_fds: &[(String, i32)],
@@ -691,20 +746,12 @@ fn map_one(
             (fd as u64, *offset)
         }
     };
-    let got = inj
-        .check(
-            "mmap",
-            libc::SYS_mmap,
-            [v.start, len, prot as u64, flags as u64, fd, off],
-        )
-        .map_err(|e| e.detail(format!("mapping {:#x}-{:#x} {}", v.start, v.end, v.name)))?;
-    if got != v.start {
-        return Err(Error::with_detail(
-            who.to_string(),
-            Kind::NotEnoughSpace,
-            format!("mapping {:#x} placed at {got:#x}", v.start),
-        ));
-    }
+    batch.check(
+        "mmap",
+        libc::SYS_mmap,
+        [v.start, len, prot as u64, flags as u64, fd, off],
+        Some(format!("mapping {:#x}-{:#x} {}", v.start, v.end, v.name)),
+    );
     Ok(())
 }
 
@@ -765,18 +812,19 @@ fn map_read_only(
 }
 
 /// Once the pages are in: the mapping's own protection, its memory lock and its hints.
-fn finish(inj: &Injector, v: &Vma, scratch: &mut RemoteScratch) -> Result<()> {
+/// The calls go into `batch`; a name is put in `scratch`, which must stay until the batch
+/// has run.
+fn finish(batch: &mut Batch, v: &Vma, scratch: &mut RemoteScratch) -> Result<()> {
     if matches!(v.backing, Backing::Vdso | Backing::Vsyscall) {
         return Ok(());
     }
     let len = v.end - v.start;
     if let Some(name) = anon_name(&v.name) {
         // the name given with prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME)
-        let mut s = scratch.frame();
         let mut bytes = name.as_bytes().to_vec();
         bytes.push(0);
-        let at = s.put(&bytes)?;
-        inj.check(
+        let at = scratch.put(&bytes)?;
+        batch.check(
             "prctl(PR_SET_VMA_ANON_NAME)",
             libc::SYS_prctl,
             [
@@ -787,24 +835,25 @@ fn finish(inj: &Injector, v: &Vma, scratch: &mut RemoteScratch) -> Result<()> {
                 at.as_u64(),
                 0,
             ],
-        )
-        .map_err(|e| e.detail(format!("mapping {}", describe(v))))?;
+            Some(format!("mapping {}", describe(v))),
+        );
     }
     if v.has_pages() && v.prot != (v.prot | libc::PROT_WRITE | libc::PROT_READ) {
-        inj.check(
+        batch.check(
             "mprotect",
             libc::SYS_mprotect,
             [v.start, len, v.prot as u64, 0, 0, 0],
-        )?;
+            None,
+        );
     }
     for (flag, adv) in ADVICE {
         if v.has_flag(flag) {
-            inj.check(
+            batch.check(
                 "madvise",
                 libc::SYS_madvise,
                 [v.start, len, adv as u64, 0, 0, 0],
-            )
-            .map_err(|e| e.detail(format!("VmFlag '{flag}' of mapping {}", describe(v))))?;
+                Some(format!("VmFlag '{flag}' of mapping {}", describe(v))),
+            );
         }
     }
     if v.has_flag("lo") {
@@ -814,13 +863,21 @@ fn finish(inj: &Injector, v: &Vma, scratch: &mut RemoteScratch) -> Result<()> {
         } else {
             ("mlock", libc::SYS_mlock, 0)
         };
-        inj.check(name, nr, [v.start, len, onfault, 0, 0, 0])
-            .map_err(|e| e.detail(format!("mapping {}", describe(v))))?;
+        batch.check(
+            name,
+            nr,
+            [v.start, len, onfault, 0, 0, 0],
+            Some(format!("mapping {}", describe(v))),
+        );
     }
     if v.has_flag("sl") {
         // sealed last: nothing may change the mapping after this
-        inj.check("mseal", libc::SYS_mseal, [v.start, len, 0, 0, 0, 0])
-            .map_err(|e| e.detail(format!("mapping {}", describe(v))))?;
+        batch.check(
+            "mseal",
+            libc::SYS_mseal,
+            [v.start, len, 0, 0, 0, 0],
+            Some(format!("mapping {}", describe(v))),
+        );
     }
     Ok(())
 }
@@ -833,6 +890,9 @@ pub struct PageData<'a> {
     /// An incremental image's pages in earlier statefiles: the child's descriptor of
     /// each one's page data, and (address, length, offset) to read from it.
     pub inherited: &'a [(i32, super::incremental::Reads)],
+    /// cpr's own descriptor of the same file, to fill part of the memory from cpr at
+    /// the same time (`read_pages`); None: the child reads it all.
+    pub file: Option<std::fs::File>,
 }
 
 const PR_SET_VMA: u64 = 0x53564d41;
@@ -867,9 +927,11 @@ fn describe(v: &Vma) -> String {
     }
 }
 
-/// The page data of the image, from the statefile's pages file (the child's `pages_fd`)
-/// straight into place: preadv calls injected in the child, with their iovecs in
-/// `scratch`.
+/// The page data of the image, from the statefile's pages file straight into place.
+/// With cpr's own descriptor of the file (`PageData::file`) and enough data, the work is
+/// split across both CPUs: the child reads the first half by injected preadv calls while
+/// a thread of cpr writes the rest with process_vm_writev from a mapping of the file;
+/// each copies the page cache once, into the child's memory.
 fn read_pages(
     inj: &Injector,
     who: &str,
@@ -877,11 +939,237 @@ fn read_pages(
     scratch: &mut RemoteScratch,
     pages: PageData<'_>,
 ) -> Result<()> {
-    let PageData {
-        fd: pages_fd,
-        progress,
-        ..
-    } = pages;
+    // below this, a second thread costs more than it saves
+    const PARALLEL_MIN: u64 = 16 << 20;
+    let segments = page_segments(mm);
+    let total: u64 = segments.iter().map(|s| s.1).sum();
+    if mm.compression.is_some() {
+        let Some(file) = pages.file else {
+            return Err(Error::with_detail(
+                who.to_string(),
+                Kind::CheckpointError,
+                "compressed page data: the pages file cannot be opened",
+            ));
+        };
+        return fill_compressed(
+            scratch.pid(),
+            who,
+            &file,
+            &segments,
+            mm.pages_bytes,
+            pages.progress,
+        );
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let helper_file = pages.file.filter(|_| total >= PARALLEL_MIN && cpus > 1);
+    // both copy once: half each
+    let split = if helper_file.is_some() {
+        (total / 2) & !(PAGE - 1)
+    } else {
+        total
+    };
+    let (mine, theirs) = split_segments(&segments, split);
+    let pid = scratch.pid();
+    std::thread::scope(|scope| -> Result<()> {
+        let helper = helper_file.map(|file| {
+            let theirs = &theirs;
+            let progress = pages.progress;
+            scope.spawn(move || write_from_cpr(pid, who, file, theirs, progress))
+        });
+        let ours = inject_preadv(inj, who, scratch, pages.fd, pages.progress, &mine);
+        let helped = match helper {
+            Some(h) => h.join().unwrap_or_else(|_| {
+                Err(Error::with_detail(
+                    who.to_string(),
+                    Kind::CheckpointError,
+                    "page filler failed",
+                ))
+            }),
+            None => Ok(()),
+        };
+        ours?;
+        helped
+    })
+}
+
+/// Compressed page data (statefile/compress.rs) decoded by two threads of cpr, a chunk
+/// at a time each, and written into process `pid` with process_vm_writev.
+fn fill_compressed(
+    pid: i32,
+    who: &str,
+    file: &std::fs::File,
+    segments: &[(u64, u64, u64)],
+    pages_bytes: u64,
+    progress: &Progress,
+) -> Result<()> {
+    let file_len = file
+        .metadata()
+        .map_err(|e| Error::io(who.to_string(), e))?
+        .len();
+    let chunks = compress::index(file, file_len, pages_bytes).map_err(|e| e.context(who))?;
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || -> Result<()> {
+        let mut stored = Vec::new();
+        let mut raw = vec![0u8; compress::CHUNK.min(pages_bytes as usize)];
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(c) = chunks.get(i) else {
+                return Ok(());
+            };
+            progress.check_cancelled(who)?;
+            compress::decode(file, c, &mut stored, &mut raw).map_err(|e| e.context(who))?;
+            let remote = remote_pieces(segments, c.raw_off, c.raw as u64);
+            let wrote = process_vm_writev(
+                Pid::from_raw(pid),
+                &[std::io::IoSlice::new(&raw[..c.raw])],
+                &remote,
+            )
+            .ctx(format!("{who}: writing memory"))?;
+            if wrote != c.raw {
+                return Err(Error::with_detail(
+                    who.to_string(),
+                    Kind::CheckpointError,
+                    format!("memory of page data at {} cannot be written", c.raw_off),
+                ));
+            }
+            progress.bytes(c.raw as u64);
+        }
+    };
+    std::thread::scope(|scope| {
+        let other = scope.spawn(work);
+        let mine = work();
+        let theirs = other.join().unwrap_or_else(|_| {
+            Err(Error::with_detail(
+                who.to_string(),
+                Kind::CheckpointError,
+                "page filler failed",
+            ))
+        });
+        mine.and(theirs)
+    })
+}
+
+/// Where bytes `raw_off..raw_off + len` of the page data go in memory, given the
+/// `segments` (address, length, offset in the page data) in order.
+fn remote_pieces(segments: &[(u64, u64, u64)], raw_off: u64, len: u64) -> Vec<RemoteIoVec> {
+    let first = segments.partition_point(|s| s.2 + s.1 <= raw_off);
+    let end = raw_off + len;
+    let mut out = Vec::new();
+    for &(addr, seg_len, off) in &segments[first..] {
+        if off >= end {
+            break;
+        }
+        let from = raw_off.max(off);
+        let to = end.min(off + seg_len);
+        out.push(RemoteIoVec {
+            base: (addr + (from - off)) as usize,
+            len: (to - from) as usize,
+        });
+    }
+    out
+}
+
+/// The saved pages as (address, length, offset in the pages file), in file order.
+fn page_segments(mm: &MmRecord) -> Vec<(u64, u64, u64)> {
+    let mut out = Vec::new();
+    let mut off = 0u64;
+    for v in &mm.vmas {
+        for &(first, count) in &v.runs {
+            out.push((v.start + first * PAGE, count * PAGE, off));
+            off += count * PAGE;
+        }
+    }
+    out
+}
+
+/// `segments` cut at `at` bytes of data: those before, those after.
+#[allow(clippy::type_complexity)]
+fn split_segments(
+    segments: &[(u64, u64, u64)],
+    at: u64,
+) -> (Vec<(u64, u64, u64)>, Vec<(u64, u64, u64)>) {
+    let mut before = Vec::new();
+    let mut after = Vec::new();
+    let mut seen = 0u64;
+    for &(addr, len, off) in segments {
+        if seen + len <= at {
+            before.push((addr, len, off));
+        } else if seen >= at {
+            after.push((addr, len, off));
+        } else {
+            let head = at - seen;
+            before.push((addr, head, off));
+            after.push((addr + head, len - head, off + head));
+        }
+        seen += len;
+    }
+    (before, after)
+}
+
+/// cpr's part of the page fill: `segments` of the pages file copied into process `pid`
+/// by process_vm_writev straight from a read-only mapping of the file (one copy, as the
+/// child's preadv; the kernel alone touches the mapping).
+fn write_from_cpr(
+    pid: i32,
+    who: &str,
+    file: std::fs::File,
+    segments: &[(u64, u64, u64)],
+    progress: &Progress,
+) -> Result<()> {
+    // mapped a window at a time, so that cpr's address space stays small
+    const WINDOW: u64 = 64 << 20;
+    const STEP: u64 = 8 << 20;
+    for &(addr, len, off) in segments {
+        let mut done = 0u64;
+        while done < len {
+            let at_file = off + done;
+            let window_off = at_file & !(PAGE - 1);
+            let n = (len - done).min(WINDOW);
+            let view = crate::sys::file_view::FileView::map(
+                &file,
+                window_off,
+                (at_file - window_off + n) as usize,
+            )
+            .map_err(|e| Error::errno(format!("{who}: statefile page data"), e))?;
+            let mut sent = 0u64;
+            while sent < n {
+                progress.check_cancelled(who)?;
+                let step = (n - sent).min(STEP);
+                let to = addr + done + sent;
+                let wrote = view
+                    .write_to_process(
+                        pid,
+                        (at_file - window_off + sent) as usize,
+                        to,
+                        step as usize,
+                    )
+                    .map_err(|e| Error::errno(format!("{who}: memory at {to:#x}"), e))?;
+                if wrote as u64 != step {
+                    return Err(Error::with_detail(
+                        who.to_string(),
+                        Kind::CheckpointError,
+                        format!("memory at {:#x} cannot be written", to + wrote as u64),
+                    ));
+                }
+                progress.bytes(step);
+                sent += step;
+            }
+            done += n;
+        }
+    }
+    Ok(())
+}
+
+/// The child's part of the page fill: `segments` read from its descriptor `pages_fd` by
+/// injected preadv calls, with their iovecs in `scratch`.
+fn inject_preadv(
+    inj: &Injector,
+    who: &str,
+    scratch: &mut RemoteScratch,
+    pages_fd: i32,
+    progress: &Progress,
+    segments: &[(u64, u64, u64)],
+) -> Result<()> {
     const IOV_MAX: usize = 1024;
     // bytes per preadv call: keeps each call interruptible-sized; smaller when someone
     // watches the progress, so that it moves
@@ -892,7 +1180,6 @@ fn read_pages(
     } else {
         CHUNK
     };
-    let mut file_off = 0u64;
     let mut iovs: Vec<(u64, u64)> = Vec::new();
     let mut batch_bytes = 0u64;
     let mut batch_off = 0u64;
@@ -903,27 +1190,30 @@ fn read_pages(
         pages_fd,
         progress,
     };
-    for v in &mm.vmas {
-        for &(first, count) in &v.runs {
-            let mut addr = v.start + first * PAGE;
-            let mut len = count * PAGE;
-            while len > 0 {
-                let n = len.min(chunk - batch_bytes);
-                if iovs.is_empty() {
-                    batch_off = file_off;
-                }
-                // merge with the previous iovec when contiguous in memory too
-                match iovs.last_mut() {
-                    Some((a, l)) if *a + *l == addr => *l += n,
-                    _ => iovs.push((addr, n)),
-                }
-                batch_bytes += n;
-                file_off += n;
-                addr += n;
-                len -= n;
-                if iovs.len() >= IOV_MAX || batch_bytes >= chunk {
-                    reader.flush(&mut iovs, &mut batch_bytes, batch_off)?;
-                }
+    for &(start, seg_len, seg_off) in segments {
+        let mut addr = start;
+        let mut len = seg_len;
+        let mut file_off = seg_off;
+        while len > 0 {
+            // a batch is one contiguous stretch of the file
+            if !iovs.is_empty() && batch_off + batch_bytes != file_off {
+                reader.flush(&mut iovs, &mut batch_bytes, batch_off)?;
+            }
+            let n = len.min(chunk - batch_bytes);
+            if iovs.is_empty() {
+                batch_off = file_off;
+            }
+            // merge with the previous iovec when contiguous in memory too
+            match iovs.last_mut() {
+                Some((a, l)) if *a + *l == addr => *l += n,
+                _ => iovs.push((addr, n)),
+            }
+            batch_bytes += n;
+            file_off += n;
+            addr += n;
+            len -= n;
+            if iovs.len() >= IOV_MAX || batch_bytes >= chunk {
+                reader.flush(&mut iovs, &mut batch_bytes, batch_off)?;
             }
         }
     }
@@ -1211,6 +1501,18 @@ fn perms_text(prot: i32, shared: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn segments_split_at_a_byte_count() {
+        let segs = [(0x1000, 0x2000, 0), (0x10000, 0x3000, 0x2000)];
+        let (a, b) = split_segments(&segs, 0x3000);
+        assert_eq!(a, vec![(0x1000, 0x2000, 0), (0x10000, 0x1000, 0x2000)]);
+        assert_eq!(b, vec![(0x11000, 0x2000, 0x3000)]);
+        let (a, b) = split_segments(&segs, 0x5000);
+        assert_eq!((a.len(), b.len()), (2, 0));
+        let (a, b) = split_segments(&segs, 0);
+        assert_eq!((a.len(), b), (0, segs.to_vec()));
+    }
 
     #[test]
     fn runs_of_present_pages() {

@@ -7,7 +7,7 @@
 //! unlinked again), which the processes inherit and memory.rs maps.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 
@@ -183,17 +183,7 @@ pub fn collect_memory(
             let runs = data_runs(&file, size);
             let rel = crate::statefile::layout::shared_mem_path(ino);
             let mut sink = writer.create_file(&rel)?;
-            let biggest = runs.iter().map(|r| r.1).max().unwrap_or(0);
-            let mut buf = vec![0u8; (8 << 20).min(biggest as usize)];
-            for &(off, len) in &runs {
-                let mut done = 0;
-                while done < len {
-                    let n = (len - done).min(buf.len() as u64) as usize;
-                    file.read_exact_at(&mut buf[..n], off + done).ctx(&who)?;
-                    sink.write_all(&buf[..n]).ctx(&rel)?;
-                    done += n as u64;
-                }
-            }
+            copy_runs(&file, &runs, &mut sink, &who)?;
             writer.finish_file(sink)?;
             table.mems.push(SharedMem {
                 ino,
@@ -205,6 +195,61 @@ pub fn collect_memory(
         }
     }
     Ok(())
+}
+
+/// Copies the `runs` (offset, length) of `file` into `sink`, in order, reading and
+/// writing (with its hashing) on two threads: a reader fills one buffer while the
+/// writer empties the other.
+fn copy_runs(
+    file: &std::fs::File,
+    runs: &[(u64, u64)],
+    sink: &mut crate::statefile::FileSink,
+    who: &str,
+) -> Result<()> {
+    const BUF: u64 = 8 << 20;
+    let biggest = runs.iter().map(|r| r.1).max().unwrap_or(0);
+    let size = BUF.min(biggest).max(1) as usize;
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(1);
+    let (empty_tx, empty_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+    for _ in 0..2 {
+        let _ = empty_tx.send(vec![0u8; size]);
+    }
+    std::thread::scope(|scope| -> Result<()> {
+        let reader = scope.spawn(move || -> Result<()> {
+            for &(off, len) in runs {
+                let mut done = 0;
+                while done < len {
+                    // the writer stopped (it failed): its error is the one reported
+                    let Ok(mut buf) = empty_rx.recv() else {
+                        return Ok(());
+                    };
+                    let n = (len - done).min(size as u64) as usize;
+                    file.read_exact_at(&mut buf[..n], off + done).ctx(who)?;
+                    if full_tx.send((buf, n)).is_err() {
+                        return Ok(());
+                    }
+                    done += n as u64;
+                }
+            }
+            Ok(())
+        });
+        let written = (|| -> Result<()> {
+            for (buf, n) in full_rx {
+                sink.write_all(&buf[..n]).ctx(sink.rel.clone())?;
+                let _ = empty_tx.send(buf);
+            }
+            Ok(())
+        })();
+        let read = reader.join().unwrap_or_else(|_| {
+            Err(Error::with_detail(
+                who.to_string(),
+                Kind::CheckpointError,
+                "memory reader failed",
+            ))
+        });
+        read?;
+        written
+    })
 }
 
 /// Every mapping of object `ino` in the processes.
@@ -302,23 +347,41 @@ pub(super) fn open_all(mems: &[SharedMem], sf: &Statefile) -> Result<BTreeMap<u6
         let who = format!("shared memory {}", m.ino);
         let file = create(&m.kind, &m.size).ctx(&who)?;
         file.set_len(m.size).ctx(&who)?;
-        let mut data = sf.open_file(&m.data)?;
-        let biggest = m.runs.iter().map(|r| r.1).max().unwrap_or(0);
-        let mut buf = vec![0u8; (8 << 20).min(biggest as usize)];
+        let data = sf.open_file(&m.data)?;
         // only the runs that hold data are written: holes stay holes
-        for &(off, len) in &m.runs {
-            let mut done = 0;
-            while done < len {
-                let n = (len - done).min(buf.len() as u64) as usize;
-                data.read_exact(&mut buf[..n]).ctx(&who)?;
-                file.write_all_at(&buf[..n], off + done).ctx(&who)?;
-                done += n as u64;
-            }
-        }
+        fill_runs(&data, &file, &m.runs).ctx(&who)?;
         finish(&file, &m.kind).ctx(&who)?;
         opened.insert(m.ino, OwnedFd::from(file));
     }
     Ok(opened)
+}
+
+/// Writes the saved `runs` (offset, length), stored one after the other in `data`, at
+/// their offsets of `object`, with sendfile: the kernel copies the page cache of the
+/// statefile into the object once, with no buffer of cpr's between them.
+fn fill_runs(
+    data: &std::fs::File,
+    object: &std::fs::File,
+    runs: &[(u64, u64)],
+) -> std::io::Result<()> {
+    use std::io::{Seek, SeekFrom};
+    let mut object = object;
+    let mut from: i64 = 0;
+    for &(off, len) in runs {
+        object.seek(SeekFrom::Start(off))?;
+        let mut left = len as usize;
+        while left > 0 {
+            let n = nix::sys::sendfile::sendfile64(object, data, Some(&mut from), left)?;
+            if n == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "saved shared memory ends early",
+                ));
+            }
+            left -= n;
+        }
+    }
+    Ok(())
 }
 
 /// A new, empty object of `kind`: a memfd (with its name), or a file created where the

@@ -103,6 +103,8 @@ pub struct Injector {
     /// For a thread that must be able to run on at any instant (a checkpoint's target):
     /// what its registers and mask are put back to after each call.
     resume: Option<Resume>,
+    /// A restore child's batch runner (`Batch`), if it has one.
+    pub(super) runner: Option<RemoteAddr>,
 }
 
 /// A thread's own state, as it runs on: the registers it resumes with (an interrupted
@@ -125,6 +127,7 @@ impl Injector {
             gate,
             base,
             resume: None,
+            runner: None,
         })
     }
 
@@ -144,7 +147,15 @@ impl Injector {
             gate,
             base,
             resume: Some(Resume { regs: base, mask }),
+            runner: None,
         })
+    }
+
+    /// The same, running batches (`Batch`) through the runner at `runner` (a restore
+    /// child's, which `run_at` rules allow).
+    pub fn with_runner(mut self, runner: RemoteAddr) -> Injector {
+        self.runner = Some(runner);
+        self
     }
 
     /// The same thread and state, calls going through `gate`.
@@ -154,6 +165,7 @@ impl Injector {
             gate,
             base: self.base,
             resume: self.resume,
+            runner: self.runner,
         }
     }
 
@@ -225,6 +237,26 @@ impl Injector {
         }
         let after = get_regs(tid)?;
         Ok(after.rax as i64)
+    }
+
+    /// Runs the code at `at` in the thread (a restore child's, never a running
+    /// target's: its registers are not put back), with its base registers changed by
+    /// `set`, until the code's `int3`.
+    pub(super) fn run_at(&self, at: RemoteAddr, set: impl FnOnce(&mut Regs)) -> Result<()> {
+        if self.resume.is_some() {
+            return Err(Error::with_detail(
+                subject(self.tid),
+                Kind::CheckpointError,
+                "a batch of calls in a thread that must be able to run on",
+            ));
+        }
+        let mut r = self.base;
+        set(&mut r);
+        r.rip = at.as_u64();
+        r.orig_rax = u64::MAX;
+        set_regs(self.tid, &r)?;
+        cont(self.tid, 0).ctx(subject(self.tid))?;
+        self.wait_trap(-1)
     }
 
     /// Like `call`, but a negative result becomes an error naming the call.

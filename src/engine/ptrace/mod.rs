@@ -2,8 +2,11 @@
 //! lacks), typed stops, and a "tracee gone" error. Syscall injection is in `inject`,
 //! tracee memory in `remote`. `unsafe` stays in `raw`, its one caller's module.
 
+mod batch;
 mod inject;
 mod remote;
+
+pub use batch::{BATCH_RUNNER, Batch};
 
 pub use inject::{
     Gate, Injector, SYSCALL_INT3, TRAMPOLINE_LEN, checkpoint_gate, install_trampoline,

@@ -14,7 +14,7 @@ use crate::attrfile::ForkAction;
 use crate::engine::objects::memory::{self, Backing, MmRecord, Scratch};
 use crate::engine::objects::pstree::{Role, SessionOp};
 use crate::engine::objects::{files, locks, mapped_files, process, signals};
-use crate::engine::ptrace::SYSCALL_INT3;
+use crate::engine::ptrace::{BATCH_RUNNER, SYSCALL_INT3};
 use crate::error::{Context, Error, Kind, Result};
 use crate::statefile::pages_path;
 
@@ -330,6 +330,9 @@ fn child_restore(ctx: &RestoreContext, img: &Image, status_fd: i32) -> Result<Ch
     let mut scratch = map_scratch(img)?;
     scratch
         .write_at(0, &SYSCALL_INT3)
+        .ctx("restore scratch page")?;
+    scratch
+        .write_at(Scratch::RUNNER_OFFSET, &BATCH_RUNNER)
         .ctx("restore scratch page")?;
     Ok(ChildReady {
         scratch: scratch.addr().into(),

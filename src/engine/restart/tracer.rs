@@ -80,7 +80,10 @@ fn finish_in_tracer(
     progress: &Progress,
 ) -> Result<()> {
     let mut scratch = Scratch::new(child, ready.scratch);
-    let main = Injector::new(child, scratch.gate())?;
+    // the child's own pages file, for cpr's share of the page fill (without it, the
+    // child reads it all)
+    let pages_file = std::fs::File::open(format!("/proc/{child}/fd/{}", ready.pages_fd)).ok();
+    let main = Injector::new(child, scratch.gate())?.with_runner(scratch.runner());
     unregister_rseq(&main, child)?;
     memory::restore(
         &main,
@@ -93,10 +96,11 @@ fn finish_in_tracer(
             fd: ready.pages_fd,
             progress,
             inherited: &inherited_reads(img, ready)?,
+            file: pages_file,
         },
     )?;
     set_mm(&main, img, &mut scratch.args, &ready.file_fds)?;
-    close_cpr_fds(&main, child, img, ready)?;
+    close_cpr_fds(&main, child, img, ready, &mut scratch)?;
     locks::restore_posix_injected(&main, &mut scratch.args, &img.core.locks)?;
     // threads, with their TIDs (FORK ORIGINAL) or any
     let original = img.core.policies.fork == ForkAction::Original;
@@ -140,7 +144,7 @@ fn finish_in_tracer(
     }
     // credentials last, each thread its own
     for (tid, idx) in &restored.threads {
-        let inj = Injector::new(*tid, scratch.gate())?;
+        let inj = Injector::new(*tid, scratch.gate())?.with_runner(scratch.runner());
         let t = &img.core.threads[*idx];
         creds::restore(&img.core.process, t.creds.as_ref(), &inj, &mut scratch.args)
             .map_err(|e| e.context(format!("thread {}", t.tid)))?;
@@ -201,22 +205,33 @@ fn inherited_reads(
 
 /// Closes what the child opened for the tracer, and anything else cpr's copy still had
 /// open (its status pipe, if the interrupt came before it closed it): not the image's.
-fn close_cpr_fds(main: &Injector, child: i32, img: &Image, ready: &ChildReady) -> Result<()> {
-    for fd in ready
+fn close_cpr_fds(
+    main: &Injector,
+    child: i32,
+    img: &Image,
+    ready: &ChildReady,
+    scratch: &mut Scratch,
+) -> Result<()> {
+    // what cpr opened for the tracer, and whatever else is not the image's (one close
+    // each, one round trip for all)
+    let mut cpr_fds: std::collections::BTreeSet<i32> = ready
         .file_fds
         .iter()
         .map(|(_, fd)| *fd)
         .chain(ready.mem_fds.iter().map(|(_, fd)| *fd))
-    {
-        main.call(libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0])?;
-    }
-    main.call(libc::SYS_close, [ready.pages_fd as u64, 0, 0, 0, 0, 0])?;
+        .collect();
+    cpr_fds.insert(ready.pages_fd);
     let theirs: Vec<i32> = img.core.fds.iter().map(|f| f.fd).collect();
     for fd in crate::proc::ProcDir::open(child)?.fds()? {
         if !theirs.contains(&fd) {
-            main.call(libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0])?;
+            cpr_fds.insert(fd);
         }
     }
+    let mut batch = ptrace::Batch::new();
+    for fd in cpr_fds {
+        batch.call(libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0]);
+    }
+    batch.run(main, &mut scratch.args)?;
     Ok(())
 }
 

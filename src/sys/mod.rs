@@ -8,6 +8,7 @@ pub mod kcmp;
 mod kernel_types;
 pub mod membarrier;
 pub mod prctl;
+pub mod premap;
 pub mod pty;
 pub mod sched;
 pub mod shared_anon;

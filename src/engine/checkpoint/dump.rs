@@ -25,9 +25,12 @@ pub(super) fn dump_all(
     let in_statefile = |e: Error| e.context(options.statefile.display());
     let mut dumped = Vec::new();
     let mut upgrade_copies = Vec::new();
+    let shared = shared_pages(frozen).map_err(in_statefile)?;
     for pid in frozen.pids() {
         let tids = frozen.threads[&pid].clone();
-        let mut d = dump_process(pid, &tids, &policies[&pid], writer)
+        let none = Vec::new();
+        let inherited = shared.get(&pid).unwrap_or(&none);
+        let mut d = dump_process(pid, &tids, &policies[&pid], inherited, writer)
             .and_then(|(core, mut mm)| {
                 mm.components = mapped_files::dump(
                     pid,
@@ -45,12 +48,28 @@ pub(super) fn dump_all(
     Ok(dumped)
 }
 
+/// For each process whose parent is in the set too: the address ranges of its pages
+/// that are still the parent's (cow_pages.rs), found before any page is read.
+fn shared_pages(frozen: &Freezer) -> Result<BTreeMap<i32, Vec<(u64, u64)>>> {
+    let pids = frozen.pids();
+    let mut out = BTreeMap::new();
+    for &pid in &pids {
+        let ppid = ProcDir::open(pid)?.stat()?.ppid;
+        if ppid != pid && pids.contains(&ppid) {
+            let ranges = crate::engine::objects::cow_pages::shared_with_parent(pid, ppid)?;
+            out.insert(pid, ranges);
+        }
+    }
+    Ok(out)
+}
+
 /// One process: injected calls first (each puts the thread's registers and mask back
 /// at once), then memory, then descriptors and the rest.
 pub(super) fn dump_process(
     pid: i32,
     tids: &[i32],
     policies: &ProcessPolicies,
+    inherited: &[(u64, u64)],
     writer: &mut StatefileWriter,
 ) -> Result<(CoreRecord, MmRecord)> {
     let regs: Vec<Regs> = tids
@@ -67,7 +86,7 @@ pub(super) fn dump_process(
     let stat = dir.stat()?;
     let mut proc_rec = process::dump(&dir, &stat)?;
     proc_rec.membarrier = asked.membarrier;
-    let mm = dump_memory(&dir, &stat, &proc_rec.exe, asked.brk, writer)?;
+    let mm = dump_memory(&dir, &stat, &proc_rec.exe, asked.brk, inherited, writer)?;
     // files and the rest
     let fds = files::dump(pid, policies, writer)?;
     let locks = locks::dump(pid, &fds)?;
@@ -179,10 +198,13 @@ fn dump_memory(
     stat: &Stat,
     exe: &str,
     brk: u64,
+    inherited: &[(u64, u64)],
     writer: &mut StatefileWriter,
 ) -> Result<MmRecord> {
     let pid = dir.pid();
-    let vmas = memory::plan(pid)?;
+    let mut vmas = memory::plan(pid)?;
+    // pages shared copy-on-write with the parent are saved with the parent's
+    crate::engine::objects::cow_pages::mark_inherited(&mut vmas, inherited);
     let mut sink = writer.create_file(&pages_path(pid))?;
     let pages_bytes = memory::dump_pages(pid, &vmas, &mut sink)?;
     writer.finish_file(sink)?;

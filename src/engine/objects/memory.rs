@@ -54,6 +54,10 @@ pub struct Vma {
     pub flags: Vec<String>,
     /// Saved pages: (first page index within the mapping, page count), in file order.
     pub runs: Vec<(u64, u64)>,
+    /// Pages that were the parent's own pages at the same address (shared copy-on-write
+    /// since a fork), same form as `runs`: not saved again; restart shares them again.
+    #[serde(default)]
+    pub inherited: Vec<(u64, u64)>,
 }
 
 impl Vma {
@@ -96,6 +100,7 @@ impl MmRecord {
                 // bounded by the mapping's size, and mappings apart: no overflow
                 saved = saved.saturating_add(count * PAGE);
             }
+            super::cow_pages::check_inherited_runs(v, pages)?;
         }
         if saved > pages_size {
             return Err(damaged_record(format_args!(
@@ -215,6 +220,7 @@ pub fn plan_each(pid: i32) -> Result<Vec<Result<Vma>>> {
             name,
             flags: vflags,
             runs,
+            inherited: Vec::new(),
         })
     };
     Ok(maps.iter().map(plan_one).collect())
@@ -515,6 +521,11 @@ impl Scratch {
 /// Addresses where a scratch area fits in the gaps of the image (not touching any of its
 /// mappings), highest first, to be tried against cpr's own layout.
 pub fn scratch_candidates(vmas: &[Vma]) -> Vec<u64> {
+    gap_candidates(vmas, Scratch::SIZE)
+}
+
+/// Addresses where `size` bytes fit in the gaps of the image, highest first.
+pub fn gap_candidates(vmas: &[Vma], size: u64) -> Vec<u64> {
     let mut ranges: Vec<(u64, u64)> = vmas
         .iter()
         .filter(|v| v.backing != Backing::Vsyscall)
@@ -529,11 +540,11 @@ pub fn scratch_candidates(vmas: &[Vma]) -> Vec<u64> {
         .copied()
         .chain(std::iter::once((0x7fff_ffff_0000, 0x7fff_ffff_0000)))
     {
-        if s > prev_end + Scratch::SIZE + 2 * guard {
+        if s > prev_end + size + 2 * guard {
             // a few positions in each gap: its start, its middle
             out.push(prev_end + guard);
             let mid = (prev_end + (s - prev_end) / 2) & !(PAGE - 1);
-            if mid > prev_end + guard && mid + Scratch::SIZE + guard < s {
+            if mid > prev_end + guard && mid + size + guard < s {
                 out.push(mid);
             }
         }
@@ -556,13 +567,19 @@ pub fn restore(
     pages: PageData<'_>,
 ) -> Result<()> {
     let who = format!("process {pid}");
-    // 1. cpr's own mappings go, except the scratch area and the vDSO
+    let premapped = pages.premapped;
+    // 1. cpr's own mappings go, except the scratch area, the vDSO and the mappings the
+    // restore child made already (cow_pages.rs)
     let current = ProcDir::open(pid)?.maps()?;
-    let vdso_now = unmap_own(inj, &current, scratch.base())?;
+    let vdso_now = unmap_own(inj, &current, scratch.base(), premapped)?;
     // 2. move the vDSO and its data pages where the image had them
     super::vdso::restore(inj, &who, &vdso_now, &mm.vmas)?;
     // 3. map every mapping of the image, writable where pages must be read in
     for v in &mm.vmas {
+        if let Some(&(_, _, at)) = premapped.iter().find(|r| (r.0, r.1) == (v.start, v.end)) {
+            move_premapped(inj, pid, v, at)?;
+            continue;
+        }
         map_one(inj, &who, v, file_fds, mem_fds, &mut scratch.args)?;
     }
     // 4. page data, straight from the statefile into place
@@ -580,10 +597,17 @@ fn unmap_own<'a>(
     inj: &Injector,
     current: &'a [MapsLine],
     scratch: RemoteAddr,
+    premapped: &[(u64, u64, u64)],
 ) -> Result<Vec<&'a MapsLine>> {
     let mut vdso_now: Vec<&MapsLine> = Vec::new();
     for m in current {
         if RemoteAddr::from(m.start) == scratch || m.path == "[vsyscall]" {
+            continue;
+        }
+        if premapped
+            .iter()
+            .any(|&(s, e, at)| at <= m.start && m.end <= at + (e - s))
+        {
             continue;
         }
         if super::vdso::is_vdso(&m.path) {
@@ -597,6 +621,39 @@ fn unmap_own<'a>(
         )?;
     }
     Ok(vdso_now)
+}
+
+/// Moves a mapping the restore child made (at `at`, maybe in several pieces) to its
+/// place in the image, with its protection.
+fn move_premapped(inj: &Injector, pid: i32, v: &Vma, at: u64) -> Result<()> {
+    let len = v.end - v.start;
+    let pieces: Vec<(u64, u64)> = ProcDir::open(pid)?
+        .maps()?
+        .into_iter()
+        .filter(|m| at <= m.start && m.end <= at + len)
+        .map(|m| (m.start, m.end))
+        .collect();
+    for (s, e) in pieces {
+        inj.check(
+            "mremap",
+            libc::SYS_mremap,
+            [
+                s,
+                e - s,
+                e - s,
+                (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64,
+                v.start + (s - at),
+                0,
+            ],
+        )
+        .map_err(|e| e.detail(format!("mapping {}", describe(v))))?;
+    }
+    inj.check(
+        "mprotect",
+        libc::SYS_mprotect,
+        [v.start, len, v.prot as u64, 0, 0, 0],
+    )?;
+    Ok(())
 }
 
 /// Maps one mapping of the image at its address, writable where pages must be read in.
@@ -807,6 +864,9 @@ fn finish(inj: &Injector, v: &Vma, scratch: &mut RemoteScratch) -> Result<()> {
 pub struct PageData<'a> {
     pub fd: i32,
     pub progress: &'a Progress,
+    /// (image start, image end, where now) of the mappings the restore child made and
+    /// filled already (cow_pages.rs): moved into place, their pages not read again.
+    pub premapped: &'a [(u64, u64, u64)],
 }
 
 const PR_SET_VMA: u64 = 0x53564d41;
@@ -854,6 +914,7 @@ fn read_pages(
     let PageData {
         fd: pages_fd,
         progress,
+        premapped,
     } = pages;
     const IOV_MAX: usize = 1024;
     // bytes per preadv call: keeps each call interruptible-sized; smaller when someone
@@ -877,6 +938,14 @@ fn read_pages(
         progress,
     };
     for v in &mm.vmas {
+        if premapped.iter().any(|r| (r.0, r.1) == (v.start, v.end)) {
+            // read in already by the restore child: the batch must stay contiguous
+            reader.flush(&mut iovs, &mut batch_bytes, batch_off)?;
+            let bytes: u64 = v.runs.iter().map(|r| r.1 * PAGE).sum();
+            file_off += bytes;
+            reader.progress.bytes(bytes);
+            continue;
+        }
         for &(first, count) in &v.runs {
             let mut addr = v.start + first * PAGE;
             let mut len = count * PAGE;
@@ -1169,6 +1238,7 @@ mod tests {
             name: String::new(),
             flags: vec![],
             runs: vec![],
+            inherited: vec![],
         };
         let vmas = vec![v(0x400000, 0x500000), v(0x7f0000000000, 0x7f0000100000)];
         for c in scratch_candidates(&vmas) {
@@ -1198,6 +1268,7 @@ mod tests {
             name: "/memfd:x (deleted)".into(),
             flags: vec!["rd".into(), "wr".into(), "sr".into()],
             runs: vec![],
+            inherited: vec![],
         };
         let line = |s: &str| MapsLine::parse(s).unwrap();
         let flags = |f: &[&str]| f.iter().map(|s| s.to_string()).collect::<Vec<_>>();

@@ -34,6 +34,10 @@ pub struct ChildReady {
     pub file_fds: Vec<(String, i32)>,
     /// (inode, descriptor) of every shared memory object the image maps.
     pub mem_fds: Vec<(u64, i32)>,
+    /// (image start, image end, where now) of each mapping made before forking
+    /// (cow_pages.rs).
+    #[serde(default)]
+    pub premapped: Vec<(u64, u64, u64)>,
 }
 
 /// An error, as it crosses the pipe.
@@ -193,6 +197,7 @@ mod tests {
             pages_fd: 9,
             file_fds: vec![("/bin/sleep".into(), 10)],
             mem_fds: vec![(77, 11)],
+            premapped: vec![],
         }
     }
 

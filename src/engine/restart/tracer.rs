@@ -92,6 +92,7 @@ fn finish_in_tracer(
         memory::PageData {
             fd: ready.pages_fd,
             progress,
+            premapped: &ready.premapped,
         },
     )?;
     set_mm(&main, img, &mut scratch.args, &ready.file_fds)?;

@@ -1,0 +1,122 @@
+/* mem_cow CTL: pages a parent and its forked children share copy-on-write stay shared.
+ * The parent fills 64 MiB of private anonymous memory with a pattern and forks 3
+ * children; child i writes its own pattern into 8 pages of its own and leaves the rest
+ * untouched. Before READY and after GO the parent checks, through /proc/KID/pagemap
+ * (page frame numbers, shown to root), that every page a child did not write is the
+ * parent's very page, and each child checks its bytes (on SIGUSR1). PASS, or FAIL
+ * naming the child and the count of pages not shared. */
+#include "wl.h"
+#include <sys/mman.h>
+
+#define MIB 64
+#define N 4
+#define OWN 8
+#define PAGE 4096UL
+
+static uint64_t word(uint64_t i, int who)
+{
+	uint64_t x = (i + 1) * 0x2545f4914f6cdd1dULL + (uint64_t)who;
+	x ^= x >> 31;
+	x *= 0x9e3779b97f4a7c15ULL;
+	return x ^ (x >> 29);
+}
+
+static uint64_t *mem;
+static const size_t words = (MIB << 20) / 8;
+
+/* Child `who`'s own pages: OWN pages at `who` MiB. */
+static int own_page(size_t page, int who)
+{
+	size_t first = (size_t)who * ((1UL << 20) / PAGE);
+	return who > 0 && page >= first && page < first + OWN;
+}
+
+static int bytes_ok(int who)
+{
+	for (size_t i = 0; i < words; i++) {
+		size_t page = i * 8 / PAGE;
+		if (mem[i] != word(i, own_page(page, who) ? who : 0))
+			return 0;
+	}
+	return 1;
+}
+
+static void child(int who, int w, void *arg)
+{
+	(void)arg;
+	for (size_t i = 0; i < words; i++)
+		if (own_page(i * 8 / PAGE, who))
+			mem[i] = word(i, who);
+	for (;;) {
+		wl_wait_usr1(50);
+		struct wl_answer a = { who, (int)getpid(), bytes_ok(who) };
+		if (write(w, &a, sizeof a) != sizeof a)
+			_exit(3);
+	}
+}
+
+static uint64_t frame(int fd, size_t page)
+{
+	uint64_t e = 0;
+	off_t at = (off_t)(((uintptr_t)mem / PAGE + page) * 8);
+	if (pread(fd, &e, 8, at) != 8)
+		wl_fail("pagemap read: %s", strerror(errno));
+	return e & (1ULL << 63) ? e & ((1ULL << 55) - 1) : 0;
+}
+
+/* Fails unless every page child `who` did not write is the parent's page. */
+static void check_shared(pid_t kid, int who, const char *when)
+{
+	char p[64];
+	snprintf(p, sizeof p, "/proc/%d/pagemap", (int)kid);
+	int kfd = open(p, O_RDONLY), mfd = open("/proc/self/pagemap", O_RDONLY);
+	if (kfd < 0 || mfd < 0)
+		wl_fail("pagemap: %s", strerror(errno));
+	size_t pages = (MIB << 20) / PAGE, unshared = 0;
+	for (size_t i = 0; i < pages; i++) {
+		uint64_t mine = frame(mfd, i), theirs = frame(kfd, i);
+		if (!own_page(i, who) && (mine == 0 || mine != theirs))
+			unshared++;
+	}
+	close(kfd);
+	close(mfd);
+	if (unshared)
+		wl_fail("%s: child %d (%d): %zu of %zu pages not shared with the parent", when, who,
+			(int)kid, unshared, pages - OWN);
+}
+
+int main(int argc, char **argv)
+{
+	wl_init(argc, argv, 1, "CTL");
+	wl_close_inherited();
+	mem = mmap(NULL, MIB << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED)
+		wl_fail("mmap: %s", strerror(errno));
+	/* khugepaged would collapse shared pages into a private huge page of the parent */
+	if (madvise(mem, MIB << 20, MADV_NOHUGEPAGE) != 0)
+		wl_fail("madvise: %s", strerror(errno));
+	for (size_t i = 0; i < words; i++)
+		mem[i] = word(i, 0);
+	wl_catch_usr1();
+	int answers;
+	pid_t *kids = wl_fork_children(N, &answers, child, NULL);
+	/* the children have written their pages once they answer */
+	wl_signal_children(kids, N, 0);
+	wl_read_answers(answers, kids, N, 0, "has wrong bytes");
+	for (int k = 1; k < N; k++)
+		check_shared(kids[k], k, "before");
+	wl_ready("mib=%d procs=%d", MIB, N);
+	while (!wl_go())
+		wl_sleep_ms(20);
+	wl_signal_children(kids, N, 1);
+	wl_read_answers(answers, kids, N, 1, "has wrong bytes");
+	if (!bytes_ok(0))
+		wl_fail("parent has wrong bytes");
+	for (int k = 1; k < N; k++)
+		check_shared(kids[k], k, "after");
+	for (int k = 1; k < N; k++) {
+		kill(kids[k], SIGKILL);
+		waitpid(kids[k], NULL, 0);
+	}
+	wl_pass("mib=%d procs=%d shared", MIB, N);
+}

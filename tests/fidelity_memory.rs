@@ -103,9 +103,10 @@ fn statefile_bytes(sf: &std::path::Path) -> u64 {
 }
 
 /// A parent that filled 64 MiB and forked three children, each of which wrote 8 pages
-/// of its own: after restart every page a child did not write is again the parent's
-/// very page (pagemap), each process holds its bytes, and the statefile holds about
-/// one copy of the 64 MiB, not four (issue 9, zdtm cow00).
+/// of its own, one of them a grandchild that wrote 8 more: after restart every page a
+/// process did not write is again its parent's very page (pagemap), each process holds
+/// its bytes, and the statefile holds about one copy of the 64 MiB, not five (issue 9,
+/// zdtm cow00).
 #[test]
 fn pages_shared_copy_on_write_after_fork_stay_shared() {
     let _s = serial();

@@ -1,10 +1,12 @@
 /* mem_cow CTL: pages a parent and its forked children share copy-on-write stay shared.
  * The parent fills 64 MiB of private anonymous memory with a pattern and forks 3
  * children; child i writes its own pattern into 8 pages of its own and leaves the rest
- * untouched. Before READY and after GO the parent checks, through /proc/KID/pagemap
- * (page frame numbers, shown to root), that every page a child did not write is the
- * parent's very page, and each child checks its bytes (on SIGUSR1). PASS, or FAIL
- * naming the child and the count of pages not shared. */
+ * untouched; child 1 then forks a grandchild that writes 8 pages of its own. Before
+ * READY and after GO the parent checks, through /proc/PID/pagemap (page frame numbers,
+ * shown to root), that every page a descendant did not write is the parent's very page
+ * (and that the grandchild shares child 1's pages with it), each child checks its
+ * bytes (on SIGUSR1) and the parent the grandchild's (/proc/PID/mem). PASS, or FAIL
+ * naming the process and the count of pages not shared. */
 #include "wl.h"
 #include <sys/mman.h>
 
@@ -22,6 +24,7 @@ static uint64_t word(uint64_t i, int who)
 }
 
 static uint64_t *mem;
+static volatile pid_t *grandchild; /* in a shared page: child 1 writes it */
 static const size_t words = (MIB << 20) / 8;
 
 /* Child `who`'s own pages: OWN pages at `who` MiB. */
@@ -47,6 +50,19 @@ static void child(int who, int w, void *arg)
 	for (size_t i = 0; i < words; i++)
 		if (own_page(i * 8 / PAGE, who))
 			mem[i] = word(i, who);
+	if (who == 1) {
+		pid_t g = fork();
+		if (g < 0)
+			_exit(3);
+		if (g == 0) {
+			for (size_t i = 0; i < words; i++)
+				if (own_page(i * 8 / PAGE, N))
+					mem[i] = word(i, N);
+			*grandchild = getpid();
+			for (;;)
+				pause();
+		}
+	}
 	for (;;) {
 		wl_wait_usr1(50);
 		struct wl_answer a = { who, (int)getpid(), bytes_ok(who) };
@@ -62,6 +78,45 @@ static uint64_t frame(int fd, size_t page)
 	if (pread(fd, &e, 8, at) != 8)
 		wl_fail("pagemap read: %s", strerror(errno));
 	return e & (1ULL << 63) ? e & ((1ULL << 55) - 1) : 0;
+}
+
+/* The page frame of page `page` of process `pid`, 0 if none. */
+static uint64_t frame_of(pid_t pid, size_t page)
+{
+	char p[64];
+	snprintf(p, sizeof p, "/proc/%d/pagemap", (int)pid);
+	int fd = open(p, O_RDONLY);
+	if (fd < 0)
+		wl_fail("%s: %s", p, strerror(errno));
+	uint64_t f = frame(fd, page);
+	close(fd);
+	return f;
+}
+
+/* The grandchild: its bytes (read through /proc/PID/mem, which does not unshare), its
+ * pages shared with the parent and with child 1. */
+static void check_grandchild(pid_t g, pid_t child1, const char *when)
+{
+	char p[64];
+	snprintf(p, sizeof p, "/proc/%d/mem", (int)g);
+	int fd = open(p, O_RDONLY);
+	uint64_t *copy = malloc(MIB << 20);
+	if (fd < 0 || !copy || pread(fd, copy, MIB << 20, (off_t)(uintptr_t)mem) != MIB << 20)
+		wl_fail("%s: grandchild memory: %s", when, strerror(errno));
+	close(fd);
+	for (size_t i = 0; i < words; i++) {
+		size_t page = i * 8 / PAGE;
+		int who = own_page(page, N) ? N : own_page(page, 1) ? 1 : 0;
+		if (copy[i] != word(i, who))
+			wl_fail("%s: grandchild (%d) has wrong bytes at word %zu", when, (int)g, i);
+	}
+	free(copy);
+	for (size_t i = 0; i < (MIB << 20) / PAGE; i++) {
+		pid_t with = own_page(i, 1) ? child1 : own_page(i, N) ? 0 : getpid();
+		if (with && frame_of(g, i) != frame_of(with, i))
+			wl_fail("%s: grandchild (%d): page %zu not shared with %d", when, (int)g, i,
+				(int)with);
+	}
 }
 
 /* Fails unless every page child `who` did not write is the parent's page. */
@@ -97,14 +152,20 @@ int main(int argc, char **argv)
 		wl_fail("madvise: %s", strerror(errno));
 	for (size_t i = 0; i < words; i++)
 		mem[i] = word(i, 0);
+	grandchild = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (grandchild == MAP_FAILED)
+		wl_fail("mmap: %s", strerror(errno));
 	wl_catch_usr1();
 	int answers;
 	pid_t *kids = wl_fork_children(N, &answers, child, NULL);
 	/* the children have written their pages once they answer */
 	wl_signal_children(kids, N, 0);
 	wl_read_answers(answers, kids, N, 0, "has wrong bytes");
+	while (*grandchild == 0)
+		wl_sleep_ms(10);
 	for (int k = 1; k < N; k++)
 		check_shared(kids[k], k, "before");
+	check_grandchild(*grandchild, kids[1], "before");
 	wl_ready("mib=%d procs=%d", MIB, N);
 	while (!wl_go())
 		wl_sleep_ms(20);
@@ -114,6 +175,8 @@ int main(int argc, char **argv)
 		wl_fail("parent has wrong bytes");
 	for (int k = 1; k < N; k++)
 		check_shared(kids[k], k, "after");
+	check_grandchild(*grandchild, kids[1], "after");
+	kill(*grandchild, SIGKILL);
 	for (int k = 1; k < N; k++) {
 		kill(kids[k], SIGKILL);
 		waitpid(kids[k], NULL, 0);

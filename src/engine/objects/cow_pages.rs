@@ -305,6 +305,8 @@ pub fn premap(input: &PremapInput<'_>) -> Result<Option<Premaps>> {
     let mut regions = Vec::new();
     let mut off = PAGE;
     let run_offsets = file_offsets(mm);
+    // the pages files of ancestors read from, each opened once
+    let mut ancestors: std::collections::HashMap<i32, File> = std::collections::HashMap::new();
     for v in chosen {
         let len = v.end - v.start;
         let err = |e| Error::errno("", e).detail(format!("premapping {:#x}-{:#x}", v.start, v.end));
@@ -332,7 +334,12 @@ pub fn premap(input: &PremapInput<'_>) -> Result<Option<Premaps>> {
             {
                 continue;
             }
-            let f = (input.open_pages)(s.owner)?;
+            let f = match ancestors.entry(s.owner) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert((input.open_pages)(s.owner)?)
+                }
+            };
             area.read_into(off + (s.addr - v.start), s.len, f.as_raw_fd(), s.file_off)
                 .map_err(err)?;
         }

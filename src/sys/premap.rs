@@ -72,6 +72,28 @@ impl Area {
         }
     }
 
+    /// A private read-write mapping of `fd` at `file_off`, at `off` (over the reservation).
+    pub fn fresh_file(&self, off: u64, len: u64, fd: i32, file_off: u64) -> Result<(), Errno> {
+        let at = self.inside(off, len)?;
+        // SAFETY: inside this area, which no Rust value references; a private mapping
+        // never writes to the file.
+        let p = unsafe {
+            libc::mmap(
+                at as *mut libc::c_void,
+                len as usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_FIXED,
+                fd,
+                file_off as libc::off_t,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            Err(Errno::last())
+        } else {
+            Ok(())
+        }
+    }
+
     /// Moves `len` bytes at `src_off` of `src` (an area inherited from the parent: its
     /// pages stay shared copy-on-write) to `off` of this one. The source range must be one
     /// mapping.

@@ -6,7 +6,9 @@
  * shown to root), that every page a descendant did not write is the parent's very page
  * (and that the grandchild shares child 1's pages with it), each child checks its
  * bytes (on SIGUSR1) and the parent the grandchild's (/proc/PID/mem). PASS, or FAIL
- * naming the process and the count of pages not shared. */
+ * naming the process and the count of pages not shared. The same for a private
+ * mapping of a 1 MiB file whose pages the parent wrote, all but the last 16, before
+ * forking: every written page is shared, the others are still the file's. */
 #include "wl.h"
 #include <sys/mman.h>
 
@@ -25,6 +27,18 @@ static uint64_t word(uint64_t i, int who)
 
 static uint64_t *mem;
 static volatile pid_t *grandchild; /* in a shared page: child 1 writes it */
+#define FPAGES 256
+#define FWRITTEN (FPAGES - 16)
+static uint64_t *fmem; /* the private file mapping */
+
+/* The file mapping holds the parent's pattern in its written pages, else zeros. */
+static int file_ok(const uint64_t *f)
+{
+	for (size_t i = 0; i < FPAGES * PAGE / 8; i++)
+		if (f[i] != (i * 8 / PAGE < FWRITTEN ? word(i, 7) : 0))
+			return 0;
+	return 1;
+}
 static const size_t words = (MIB << 20) / 8;
 
 /* Child `who`'s own pages: OWN pages at `who` MiB. */
@@ -65,19 +79,24 @@ static void child(int who, int w, void *arg)
 	}
 	for (;;) {
 		wl_wait_usr1(50);
-		struct wl_answer a = { who, (int)getpid(), bytes_ok(who) };
+		struct wl_answer a = { who, (int)getpid(), bytes_ok(who) && file_ok(fmem) };
 		if (write(w, &a, sizeof a) != sizeof a)
 			_exit(3);
 	}
 }
 
-static uint64_t frame(int fd, size_t page)
+static uint64_t frame_at(int fd, const void *base, size_t page)
 {
 	uint64_t e = 0;
-	off_t at = (off_t)(((uintptr_t)mem / PAGE + page) * 8);
+	off_t at = (off_t)(((uintptr_t)base / PAGE + page) * 8);
 	if (pread(fd, &e, 8, at) != 8)
 		wl_fail("pagemap read: %s", strerror(errno));
 	return e & (1ULL << 63) ? e & ((1ULL << 55) - 1) : 0;
+}
+
+static uint64_t frame(int fd, size_t page)
+{
+	return frame_at(fd, mem, page);
 }
 
 /* The page frame of page `page` of process `pid`, 0 if none. */
@@ -133,11 +152,16 @@ static void check_shared(pid_t kid, int who, const char *when)
 		if (!own_page(i, who) && (mine == 0 || mine != theirs))
 			unshared++;
 	}
+	for (size_t i = 0; i < FWRITTEN; i++) {
+		uint64_t mine = frame_at(mfd, fmem, i), theirs = frame_at(kfd, fmem, i);
+		if (mine == 0 || mine != theirs)
+			unshared++;
+	}
 	close(kfd);
 	close(mfd);
 	if (unshared)
 		wl_fail("%s: child %d (%d): %zu of %zu pages not shared with the parent", when, who,
-			(int)kid, unshared, pages - OWN);
+			(int)kid, unshared, pages - OWN + FWRITTEN);
 }
 
 int main(int argc, char **argv)
@@ -152,6 +176,17 @@ int main(int argc, char **argv)
 		wl_fail("madvise: %s", strerror(errno));
 	for (size_t i = 0; i < words; i++)
 		mem[i] = word(i, 0);
+	char path[4096];
+	wl_path(path, sizeof path, "cowfile");
+	int ffd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (ffd < 0 || ftruncate(ffd, FPAGES * PAGE) != 0)
+		wl_fail("%s: %s", path, strerror(errno));
+	fmem = mmap(NULL, FPAGES * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE, ffd, 0);
+	if (fmem == MAP_FAILED)
+		wl_fail("mmap %s: %s", path, strerror(errno));
+	close(ffd);
+	for (size_t i = 0; i < FWRITTEN * PAGE / 8; i++)
+		fmem[i] = word(i, 7);
 	grandchild = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (grandchild == MAP_FAILED)
 		wl_fail("mmap: %s", strerror(errno));
@@ -171,7 +206,7 @@ int main(int argc, char **argv)
 		wl_sleep_ms(20);
 	wl_signal_children(kids, N, 1);
 	wl_read_answers(answers, kids, N, 1, "has wrong bytes");
-	if (!bytes_ok(0))
+	if (!bytes_ok(0) || !file_ok(fmem))
 		wl_fail("parent has wrong bytes");
 	for (int k = 1; k < N; k++)
 		check_shared(kids[k], k, "after");

@@ -16,12 +16,36 @@ use crate::sys::premap::Area;
 
 const PM_PRESENT: u64 = 1 << 63;
 const PM_SWAP: u64 = 1 << 62;
+const PM_FILE: u64 = 1 << 61;
 const PFN_MASK: u64 = (1 << 55) - 1;
 
-/// Mappings whose pages may be shared with the parent: private anonymous memory that
-/// neither grows down nor is unreserved (a moved mapping keeps neither flag as made).
+/// Mappings whose pages may be shared with the parent: private anonymous memory and
+/// private file mappings (their written pages), that neither grow down nor are
+/// unreserved (a moved mapping keeps neither flag as made).
 pub fn may_inherit(v: &Vma) -> bool {
-    v.backing == Backing::Anon && !v.shared && !v.has_flag("gd") && !v.has_flag("nr")
+    matches!(v.backing, Backing::Anon | Backing::File { .. })
+        && !v.shared
+        && !v.has_flag("gd")
+        && !v.has_flag("nr")
+}
+
+/// Whether mappings `a` and `b` have the same backing at the same addresses (the same
+/// file at the same offsets, or both anonymous memory).
+pub fn same_backing(a: &Vma, b: &Vma) -> bool {
+    match (&a.backing, &b.backing) {
+        (Backing::Anon, Backing::Anon) => true,
+        (
+            Backing::File {
+                path: pa,
+                offset: oa,
+            },
+            Backing::File {
+                path: pb,
+                offset: ob,
+            },
+        ) => pa == pb && oa.wrapping_sub(a.start) == ob.wrapping_sub(b.start),
+        _ => false,
+    }
 }
 
 /// What restore takes as given of `v.inherited`: only in mappings that may inherit,
@@ -68,7 +92,7 @@ fn read_pagemap(pm: &File, start: u64, end: u64) -> Result<Vec<u64>> {
 }
 
 fn same_frame(a: u64, b: u64) -> bool {
-    let present = |e: u64| e & PM_PRESENT != 0 && e & PM_SWAP == 0 && e & PFN_MASK != 0;
+    let present = |e: u64| e & PM_PRESENT != 0 && e & (PM_SWAP | PM_FILE) == 0 && e & PFN_MASK != 0;
     present(a) && present(b) && a & PFN_MASK == b & PFN_MASK
 }
 
@@ -79,8 +103,13 @@ fn push_page(runs: &mut Vec<(u64, u64)>, page: u64) {
     }
 }
 
-/// The private anonymous mappings of process `dir` that may hold shared pages.
-fn candidates(dir: &ProcDir) -> Result<Vec<(u64, u64)>> {
+/// What backs a candidate mapping: anonymous memory (None), or a file's (device,
+/// inode) with the file offset of address 0.
+type Key = Option<(String, u64, u64)>;
+
+/// The private mappings of process `dir` that may hold shared pages, with what backs
+/// them: only names that `memory::plan` surely records as anonymous memory or a file.
+fn candidates(dir: &ProcDir) -> Result<Vec<(u64, u64, Key)>> {
     let flags: std::collections::BTreeMap<u64, Vec<String>> =
         dir.smaps_flags()?.into_iter().collect();
     Ok(dir
@@ -88,10 +117,24 @@ fn candidates(dir: &ProcDir) -> Result<Vec<(u64, u64)>> {
         .into_iter()
         .filter(|m| {
             let f = flags.get(&m.start);
-            let anon = m.path.is_empty() || m.path == "[heap]" || m.path.starts_with("[anon:");
-            anon && !m.shared() && !f.is_some_and(|f| f.iter().any(|x| x == "gd" || x == "nr"))
+            !m.shared() && !f.is_some_and(|f| f.iter().any(|x| x == "gd" || x == "nr"))
         })
-        .map(|m| (m.start, m.end))
+        .filter_map(|m| {
+            let p = m.path.as_str();
+            if p.is_empty() || p == "[heap]" || p.starts_with("[anon:") {
+                return Some((m.start, m.end, None));
+            }
+            let file = p.starts_with('/')
+                && !p.ends_with(" (deleted)")
+                && !p.starts_with("/memfd:")
+                && !p.starts_with("/SYSV")
+                && !p.starts_with("/dev/")
+                && !super::posix_shm::is_posix_shm(p);
+            file.then(|| {
+                let key = (m.dev.clone(), m.inode, m.offset.wrapping_sub(m.start));
+                (m.start, m.end, Some(key))
+            })
+        })
         .collect())
 }
 
@@ -106,10 +149,11 @@ pub fn shared_with_parent(pid: i32, parent: i32) -> Result<Vec<(u64, u64)>> {
     let ppm = pdir.open_file("pagemap")?;
     let cpm = cdir.open_file("pagemap")?;
     let mut out: Vec<(u64, u64)> = Vec::new();
-    for (cs, ce) in candidates(&cdir)? {
-        for &(ps, pe) in &theirs {
-            let (lo, hi) = (ps.max(cs), pe.min(ce));
-            if lo >= hi {
+    for (cs, ce, ckey) in candidates(&cdir)? {
+        for (ps, pe, pkey) in &theirs {
+            let (lo, hi) = (ps.max(&cs), pe.min(&ce));
+            let (lo, hi) = (*lo, *hi);
+            if lo >= hi || *pkey != ckey {
                 continue;
             }
             let mine = read_pagemap(&cpm, lo, hi)?;
@@ -181,7 +225,8 @@ pub fn sources(members: &[Member<'_>], who: usize) -> Result<Vec<Source>> {
     for v in &m.mm.vmas {
         for &(first, count) in &v.inherited {
             let addr = v.start + first * PAGE;
-            resolve(members, m.ppid, addr, count * PAGE, members.len(), &mut out)?;
+            let range = (addr, count * PAGE);
+            resolve(members, m.ppid, range, v, members.len(), &mut out)?;
         }
     }
     Ok(out)
@@ -198,14 +243,17 @@ pub fn check_all(members: &[Member<'_>]) -> Result<()> {
     Ok(())
 }
 
+/// The sources of `range` (address, length) of mapping `like`, as saved by process
+/// `owner` or (where it inherited them too) by its ancestors, at most `depth` up.
 fn resolve(
     members: &[Member<'_>],
     owner: i32,
-    addr: u64,
-    len: u64,
+    range: (u64, u64),
+    like: &Vma,
     depth: usize,
     out: &mut Vec<Source>,
 ) -> Result<()> {
+    let (addr, len) = range;
     let missing = || damaged_record(format_args!("inherited pages at {addr:#x}: not saved"));
     let Some(p) = members
         .iter()
@@ -219,7 +267,7 @@ fn resolve(
     let mut file_off = 0u64;
     for v in &p.mm.vmas {
         let overlaps = v.start < end && addr < v.end;
-        if overlaps && !may_inherit(v) {
+        if overlaps && !(may_inherit(v) && same_backing(v, like)) {
             return Err(missing());
         }
         for &(first, count) in &v.runs {
@@ -243,7 +291,7 @@ fn resolve(
             let (s, e) = (v.start + first * PAGE, v.start + (first + count) * PAGE);
             let (lo, hi) = (s.max(addr), e.min(end));
             if lo < hi {
-                resolve(members, p.ppid, lo, hi - lo, depth - 1, out)?;
+                resolve(members, p.ppid, (lo, hi - lo), like, depth - 1, out)?;
                 found += hi - lo;
             }
         }
@@ -274,6 +322,8 @@ pub struct PremapInput<'a> {
     pub sources: Vec<Source>,
     /// Opens the pages file of a process of the statefile.
     pub open_pages: &'a dyn Fn(i32) -> Result<File>,
+    /// Opens a mapped file (by its recorded path) for reading.
+    pub open_mapped: &'a dyn Fn(&str) -> Result<File>,
 }
 
 /// In a restore child, before it forks: each private anonymous mapping that holds
@@ -310,7 +360,14 @@ pub fn premap(input: &PremapInput<'_>) -> Result<Option<Premaps>> {
     for v in chosen {
         let len = v.end - v.start;
         let err = |e| Error::errno("", e).detail(format!("premapping {:#x}-{:#x}", v.start, v.end));
-        area.fresh(off, len, false).map_err(err)?;
+        match &v.backing {
+            Backing::File { path, offset } => {
+                let f = (input.open_mapped)(path)?;
+                area.fresh_file(off, len, f.as_raw_fd(), *offset)
+                    .map_err(err)?;
+            }
+            _ => area.fresh(off, len, false).map_err(err)?,
+        }
         if v.has_flag("nh") {
             // before khugepaged may copy the pages into a huge page of this process alone
             area.advise(off, len, libc::MADV_NOHUGEPAGE).map_err(err)?;
@@ -529,6 +586,44 @@ mod tests {
             ]
         );
         assert!(check_all(&members).is_ok());
+        // a parent that mapped another file there
+        let file = |path: &str, offset| Vma {
+            backing: Backing::File {
+                path: path.into(),
+                offset,
+            },
+            ..anon(0x10000, 4, vec![(0, 4)], vec![])
+        };
+        let (a, b) = (mm(vec![file("/a", 0)]), mm(vec![file("/b", 0)]));
+        let mut c = mm(vec![file("/a", 0)]);
+        c.vmas[0].runs = vec![];
+        c.vmas[0].inherited = vec![(0, 4)];
+        let same = [
+            Member {
+                pid: 1,
+                ppid: 0,
+                mm: &a,
+            },
+            Member {
+                pid: 2,
+                ppid: 1,
+                mm: &c,
+            },
+        ];
+        assert!(check_all(&same).is_ok());
+        let other = [
+            Member {
+                pid: 1,
+                ppid: 0,
+                mm: &b,
+            },
+            Member {
+                pid: 2,
+                ppid: 1,
+                mm: &c,
+            },
+        ];
+        assert!(check_all(&other).is_err());
         // a parent that did not have the page
         let orphan = mm(vec![anon(0x20000, 1, vec![], vec![(0, 1)])]);
         let members = [

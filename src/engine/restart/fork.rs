@@ -393,6 +393,17 @@ fn premap_node(
     }
     let sf = &ctx.statefiles[img.sf];
     let open_pages = |p: i32| sf.open_file(&pages_path(p));
+    // with the statefile owner's file access rights, as every path of a record
+    let open_mapped = |path: &str| -> Result<std::fs::File> {
+        super::owner_rights::with(sf, Some(&img.core.process), || {
+            let real = mapped_files::resolve(&img.mm.components, path, sf)?;
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&real)
+                .ctx(format!("mapped file {path} (component unavailable)"))
+        })
+    };
     cow_pages::premap(&cow_pages::PremapInput {
         pid,
         mm: &img.mm,
@@ -400,6 +411,7 @@ fn premap_node(
         parent: lender.filter(|l| l.pid == img.core.process.ppid),
         sources,
         open_pages: &open_pages,
+        open_mapped: &open_mapped,
     })
 }
 

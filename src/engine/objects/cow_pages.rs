@@ -48,10 +48,10 @@ pub fn same_backing(a: &Vma, b: &Vma) -> bool {
     }
 }
 
-/// What restore takes as given of `v.inherited`: only in mappings that may inherit,
+/// What restore takes as given of `v.cow`: only in mappings that may inherit,
 /// inside the mapping, apart from each other and from the saved pages.
 pub fn check_inherited_runs(v: &Vma, pages: u64) -> Result<()> {
-    if v.inherited.is_empty() {
+    if v.cow.is_empty() {
         return Ok(());
     }
     let bad = |what: &str| {
@@ -63,7 +63,7 @@ pub fn check_inherited_runs(v: &Vma, pages: u64) -> Result<()> {
     if !may_inherit(v) {
         return Err(bad("not private anonymous memory"));
     }
-    let mut all: Vec<(u64, u64)> = v.runs.iter().chain(&v.inherited).copied().collect();
+    let mut all: Vec<(u64, u64)> = v.runs.iter().chain(&v.cow).copied().collect();
     all.sort();
     let mut prev_end = 0;
     for (first, count) in all {
@@ -196,7 +196,7 @@ pub fn mark_inherited(vmas: &mut [Vma], shared: &[(u64, u64)]) {
             }
         }
         v.runs = runs;
-        v.inherited = inherited;
+        v.cow = inherited;
     }
 }
 
@@ -223,7 +223,7 @@ pub fn sources(members: &[Member<'_>], who: usize) -> Result<Vec<Source>> {
     let m = &members[who];
     let mut out = Vec::new();
     for v in &m.mm.vmas {
-        for &(first, count) in &v.inherited {
+        for &(first, count) in &v.cow {
             let addr = v.start + first * PAGE;
             let range = (addr, count * PAGE);
             resolve(members, m.ppid, range, v, members.len(), &mut out)?;
@@ -236,7 +236,7 @@ pub fn sources(members: &[Member<'_>], who: usize) -> Result<Vec<Source>> {
 /// statefile (`members`) is saved by an ancestor.
 pub fn check_all(members: &[Member<'_>]) -> Result<()> {
     for (who, m) in members.iter().enumerate() {
-        if m.mm.vmas.iter().any(|v| !v.inherited.is_empty()) {
+        if m.mm.vmas.iter().any(|v| !v.cow.is_empty()) {
             sources(members, who).map_err(|e| e.context(format!("process {}", m.pid)))?;
         }
     }
@@ -287,7 +287,7 @@ fn resolve(
         if !overlaps {
             continue;
         }
-        for &(first, count) in &v.inherited {
+        for &(first, count) in &v.cow {
             let (s, e) = (v.start + first * PAGE, v.start + (first + count) * PAGE);
             let (lo, hi) = (s.max(addr), e.min(end));
             if lo < hi {
@@ -337,8 +337,7 @@ pub fn premap(input: &PremapInput<'_>) -> Result<Option<Premaps>> {
         .iter()
         .filter(|v| {
             may_inherit(v)
-                && (!v.inherited.is_empty()
-                    || input.lent.iter().any(|&(s, e)| s < v.end && v.start < e))
+                && (!v.cow.is_empty() || input.lent.iter().any(|&(s, e)| s < v.end && v.start < e))
         })
         .collect();
     if chosen.is_empty() {
@@ -435,7 +434,7 @@ fn take_parent_pages(
         return Ok(Vec::new());
     };
     let inherits = |lo: u64, hi: u64| {
-        v.inherited.iter().any(|&(f, c)| {
+        v.cow.iter().any(|&(f, c)| {
             let (s, e) = (v.start + f * PAGE, v.start + (f + c) * PAGE);
             s < hi && lo < e
         })
@@ -470,7 +469,7 @@ fn discard_unused(v: &Vma, moved: &[(u64, u64)], area: &Area, off: u64) -> Resul
     let mut have: Vec<(u64, u64)> = v
         .runs
         .iter()
-        .chain(&v.inherited)
+        .chain(&v.cow)
         .map(|&(f, c)| (v.start + f * PAGE, v.start + (f + c) * PAGE))
         .collect();
     have.sort();
@@ -508,7 +507,7 @@ mod tests {
             name: String::new(),
             flags: vec![],
             runs,
-            inherited,
+            cow: inherited,
         }
     }
 
@@ -517,7 +516,7 @@ mod tests {
         let mut vmas = vec![anon(0x10000, 8, vec![(0, 8)], vec![])];
         mark_inherited(&mut vmas, &[(0x11000, 0x13000), (0x16000, 0x17000)]);
         assert_eq!(vmas[0].runs, vec![(0, 1), (3, 3), (7, 1)]);
-        assert_eq!(vmas[0].inherited, vec![(1, 2), (6, 1)]);
+        assert_eq!(vmas[0].cow, vec![(1, 2), (6, 1)]);
     }
 
     #[test]
@@ -597,7 +596,7 @@ mod tests {
         let (a, b) = (mm(vec![file("/a", 0)]), mm(vec![file("/b", 0)]));
         let mut c = mm(vec![file("/a", 0)]);
         c.vmas[0].runs = vec![];
-        c.vmas[0].inherited = vec![(0, 4)];
+        c.vmas[0].cow = vec![(0, 4)];
         let same = [
             Member {
                 pid: 1,

@@ -56,8 +56,8 @@ pub struct Vma {
     pub runs: Vec<(u64, u64)>,
     /// Pages that were the parent's own pages at the same address (shared copy-on-write
     /// since a fork), same form as `runs`: not saved again; restart shares them again.
-    #[serde(default)]
-    pub inherited: Vec<(u64, u64)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cow: Vec<(u64, u64)>,
 }
 
 impl Vma {
@@ -220,7 +220,7 @@ pub fn plan_each(pid: i32) -> Result<Vec<Result<Vma>>> {
             name,
             flags: vflags,
             runs,
-            inherited: Vec::new(),
+            cow: Vec::new(),
         })
     };
     Ok(maps.iter().map(plan_one).collect())
@@ -1238,7 +1238,7 @@ mod tests {
             name: String::new(),
             flags: vec![],
             runs: vec![],
-            inherited: vec![],
+            cow: vec![],
         };
         let vmas = vec![v(0x400000, 0x500000), v(0x7f0000000000, 0x7f0000100000)];
         for c in scratch_candidates(&vmas) {
@@ -1268,7 +1268,7 @@ mod tests {
             name: "/memfd:x (deleted)".into(),
             flags: vec!["rd".into(), "wr".into(), "sr".into()],
             runs: vec![],
-            inherited: vec![],
+            cow: vec![],
         };
         let line = |s: &str| MapsLine::parse(s).unwrap();
         let flags = |f: &[&str]| f.iter().map(|s| s.to_string()).collect::<Vec<_>>();

@@ -376,14 +376,14 @@ fn premap_node(
         .filter(|m| m.ppid == pid && m.pid != pid)
         .flat_map(|m| {
             m.mm.vmas.iter().flat_map(|v| {
-                v.inherited
+                v.cow
                     .iter()
                     .map(|&(f, c)| (v.start + f * memory::PAGE, v.start + (f + c) * memory::PAGE))
             })
         })
         .collect();
     let who = same.iter().position(|&j| j == i).unwrap_or(0);
-    let sources = if img.mm.vmas.iter().any(|v| !v.inherited.is_empty()) {
+    let sources = if img.mm.vmas.iter().any(|v| !v.cow.is_empty()) {
         cow_pages::sources(&members, who)?
     } else {
         Vec::new()

@@ -12,6 +12,7 @@ mod kernel_types;
 pub mod membarrier;
 pub mod mqueue;
 pub mod prctl;
+pub mod premap;
 pub mod pty;
 pub mod sched;
 pub mod shared_anon;

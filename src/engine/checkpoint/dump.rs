@@ -28,9 +28,19 @@ pub(super) fn dump_all(
     let in_statefile = |e: Error| e.context(options.statefile.display());
     let mut dumped = Vec::new();
     let mut upgrade_copies = Vec::new();
+    // pages shared copy-on-write with a parent process are saved once, with the
+    // parent's; not with a parent statefile, a pre-copy or compressed page data (the
+    // restart reads them at raw offsets of this statefile's page files)
+    let shared = if chain.parent.is_some() || !chain.precopy.is_empty() || options.compress {
+        BTreeMap::new()
+    } else {
+        shared_pages(frozen).map_err(in_statefile)?
+    };
     for pid in frozen.pids() {
         let tids = frozen.threads[&pid].clone();
-        let mut d = dump_process(pid, &tids, &policies[&pid], writer, chain)
+        let none = Vec::new();
+        let cow = shared.get(&pid).unwrap_or(&none);
+        let mut d = dump_process(pid, &tids, &policies[&pid], cow, writer, chain)
             .and_then(|(core, mut mm)| {
                 mm.components = mapped_files::dump(
                     pid,
@@ -48,12 +58,28 @@ pub(super) fn dump_all(
     Ok(dumped)
 }
 
+/// For each process whose parent is in the set too: the address ranges of its pages
+/// that are still the parent's (cow_pages.rs), found before any page is read.
+fn shared_pages(frozen: &Freezer) -> Result<BTreeMap<i32, Vec<(u64, u64)>>> {
+    let pids = frozen.pids();
+    let mut out = BTreeMap::new();
+    for &pid in &pids {
+        let ppid = ProcDir::open(pid)?.stat()?.ppid;
+        if ppid != pid && pids.contains(&ppid) {
+            let ranges = crate::engine::objects::cow_pages::shared_with_parent(pid, ppid)?;
+            out.insert(pid, ranges);
+        }
+    }
+    Ok(out)
+}
+
 /// One process: injected calls first (each puts the thread's registers and mask back
 /// at once), then memory, then descriptors and the rest.
 pub(super) fn dump_process(
     pid: i32,
     tids: &[i32],
     policies: &ProcessPolicies,
+    inherited: &[(u64, u64)],
     writer: &mut StatefileWriter,
     chain: &mut incremental::Builder,
 ) -> Result<(CoreRecord, MmRecord)> {
@@ -71,7 +97,15 @@ pub(super) fn dump_process(
     let stat = dir.stat()?;
     let mut proc_rec = process::dump(&dir, &stat)?;
     proc_rec.membarrier = asked.membarrier;
-    let mm = dump_memory(&dir, &stat, &proc_rec.exe, asked.brk, writer, chain)?;
+    let mm = dump_memory(
+        &dir,
+        &stat,
+        &proc_rec.exe,
+        asked.brk,
+        inherited,
+        writer,
+        chain,
+    )?;
     // files and the rest
     let fds = files::dump(pid, policies, writer)?;
     let locks = locks::dump(pid, &fds)?;
@@ -183,6 +217,7 @@ fn dump_memory(
     stat: &Stat,
     exe: &str,
     brk: u64,
+    inherited: &[(u64, u64)],
     writer: &mut StatefileWriter,
     chain: &mut incremental::Builder,
 ) -> Result<MmRecord> {
@@ -190,6 +225,8 @@ fn dump_memory(
     let mut vmas = memory::plan(pid)?;
     // an incremental checkpoint saves only what changed since its parent
     chain.select(pid, &mut vmas)?;
+    // pages shared copy-on-write with the parent are saved with the parent's
+    crate::engine::objects::cow_pages::mark_inherited(&mut vmas, inherited);
     let mut sink = writer.create_file(&pages_path(pid))?;
     let compress = writer.compress_pages;
     let pages_bytes = memory::dump_pages(pid, &vmas, &mut sink, compress)?;

@@ -996,6 +996,7 @@ mod tests {
             flags: vec![],
             runs,
             inherited,
+            cow: vec![],
         }
     }
 

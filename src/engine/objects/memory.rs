@@ -58,6 +58,10 @@ pub struct Vma {
     /// them unchanged (incremental.rs); same form as `runs`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inherited: Vec<(u64, u64)>,
+    /// Pages that were the parent's own pages at the same address (shared copy-on-write
+    /// since a fork), same form as `runs`: not saved again; restart shares them again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cow: Vec<(u64, u64)>,
 }
 
 impl Vma {
@@ -115,6 +119,15 @@ impl MmRecord {
                 }
                 // bounded by the mapping's size, and mappings apart: no overflow
                 saved = saved.saturating_add(count * PAGE);
+            }
+            super::cow_pages::check_inherited_runs(v, pages)?;
+            // cpr saves copy-on-write pages once only in plain page data of a
+            // statefile without parent: anything else is not cpr's
+            if !v.cow.is_empty() && (self.compression.is_some() || !v.inherited.is_empty()) {
+                return Err(damaged_record(format_args!(
+                    "copy-on-write pages of mapping {:#x}-{:#x} with compressed or inherited page data",
+                    v.start, v.end
+                )));
             }
         }
         if saved > pages_size {
@@ -246,6 +259,7 @@ pub fn plan_each(pid: i32) -> Result<Vec<Result<Vma>>> {
             flags: vflags,
             runs,
             inherited: Vec::new(),
+            cow: Vec::new(),
         })
     };
     Ok(maps.iter().map(plan_one).collect())
@@ -562,6 +576,11 @@ impl Scratch {
 /// Addresses where a scratch area fits in the gaps of the image (not touching any of its
 /// mappings), highest first, to be tried against cpr's own layout.
 pub fn scratch_candidates(vmas: &[Vma]) -> Vec<u64> {
+    gap_candidates(vmas, Scratch::SIZE)
+}
+
+/// Addresses where `size` bytes fit in the gaps of the image, highest first.
+pub fn gap_candidates(vmas: &[Vma], size: u64) -> Vec<u64> {
     let mut ranges: Vec<(u64, u64)> = vmas
         .iter()
         .filter(|v| v.backing != Backing::Vsyscall)
@@ -576,11 +595,11 @@ pub fn scratch_candidates(vmas: &[Vma]) -> Vec<u64> {
         .copied()
         .chain(std::iter::once((0x7fff_ffff_0000, 0x7fff_ffff_0000)))
     {
-        if s > prev_end + Scratch::SIZE + 2 * guard {
+        if s > prev_end + size + 2 * guard {
             // a few positions in each gap: its start, its middle
             out.push(prev_end + guard);
             let mid = (prev_end + (s - prev_end) / 2) & !(PAGE - 1);
-            if mid > prev_end + guard && mid + Scratch::SIZE + guard < s {
+            if mid > prev_end + guard && mid + size + guard < s {
                 out.push(mid);
             }
         }
@@ -603,16 +622,22 @@ pub fn restore(
     pages: PageData<'_>,
 ) -> Result<()> {
     let who = format!("process {pid}");
+    let premapped = pages.premapped;
     // the calls of steps 1, 3 and 5 run in batches: one ptrace round trip for many
     let mut batch = Batch::new();
-    // 1. cpr's own mappings go, except the scratch area and the vDSO
+    // 1. cpr's own mappings go, except the scratch area, the vDSO and the mappings the
+    // restore child made already (cow_pages.rs)
     let current = ProcDir::open(pid)?.maps()?;
-    let vdso_now = unmap_own(&mut batch, &current, scratch.base());
+    let vdso_now = unmap_own(&mut batch, &current, scratch.base(), premapped);
     batch.run(inj, &mut scratch.args)?;
     // 2. move the vDSO and its data pages where the image had them
     super::vdso::restore(inj, &who, &vdso_now, &mm.vmas)?;
     // 3. map every mapping of the image, writable where pages must be read in
     for v in &mm.vmas {
+        if let Some(&(_, _, at)) = premapped.iter().find(|r| (r.0, r.1) == (v.start, v.end)) {
+            move_premapped(inj, pid, v, at)?;
+            continue;
+        }
         map_one(
             inj,
             &mut batch,
@@ -654,10 +679,17 @@ fn unmap_own<'a>(
     batch: &mut Batch,
     current: &'a [MapsLine],
     scratch: RemoteAddr,
+    premapped: &[(u64, u64, u64)],
 ) -> Vec<&'a MapsLine> {
     let mut vdso_now: Vec<&MapsLine> = Vec::new();
     for m in current {
         if RemoteAddr::from(m.start) == scratch || m.path == "[vsyscall]" {
+            continue;
+        }
+        if premapped
+            .iter()
+            .any(|&(s, e, at)| at <= m.start && m.end <= at + (e - s))
+        {
             continue;
         }
         if super::vdso::is_vdso(&m.path) {
@@ -672,6 +704,39 @@ fn unmap_own<'a>(
         );
     }
     vdso_now
+}
+
+/// Moves a mapping the restore child made (at `at`, maybe in several pieces) to its
+/// place in the image, with its protection.
+fn move_premapped(inj: &Injector, pid: i32, v: &Vma, at: u64) -> Result<()> {
+    let len = v.end - v.start;
+    let pieces: Vec<(u64, u64)> = ProcDir::open(pid)?
+        .maps()?
+        .into_iter()
+        .filter(|m| at <= m.start && m.end <= at + len)
+        .map(|m| (m.start, m.end))
+        .collect();
+    for (s, e) in pieces {
+        inj.check(
+            "mremap",
+            libc::SYS_mremap,
+            [
+                s,
+                e - s,
+                e - s,
+                (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64,
+                v.start + (s - at),
+                0,
+            ],
+        )
+        .map_err(|e| e.detail(format!("mapping {}", describe(v))))?;
+    }
+    inj.check(
+        "mprotect",
+        libc::SYS_mprotect,
+        [v.start, len, v.prot as u64, 0, 0, 0],
+    )?;
+    Ok(())
 }
 
 /// Maps one mapping of the image at its address, writable where pages must be read in:
@@ -893,6 +958,9 @@ pub struct PageData<'a> {
     /// cpr's own descriptor of the same file, to fill part of the memory from cpr at
     /// the same time (`read_pages`); None: the child reads it all.
     pub file: Option<std::fs::File>,
+    /// (image start, image end, where now) of the mappings the restore child made and
+    /// filled already (cow_pages.rs): moved into place, their pages not read again.
+    pub premapped: &'a [(u64, u64, u64)],
 }
 
 const PR_SET_VMA: u64 = 0x53564d41;
@@ -941,7 +1009,7 @@ fn read_pages(
 ) -> Result<()> {
     // below this, a second thread costs more than it saves
     const PARALLEL_MIN: u64 = 16 << 20;
-    let segments = page_segments(mm);
+    let segments = page_segments(mm, pages.premapped);
     let total: u64 = segments.iter().map(|s| s.1).sum();
     if mm.compression.is_some() {
         let Some(file) = pages.file else {
@@ -1069,13 +1137,17 @@ fn remote_pieces(segments: &[(u64, u64, u64)], raw_off: u64, len: u64) -> Vec<Re
     out
 }
 
-/// The saved pages as (address, length, offset in the pages file), in file order.
-fn page_segments(mm: &MmRecord) -> Vec<(u64, u64, u64)> {
+/// The saved pages as (address, length, offset in the pages file), in file order,
+/// without those of the mappings the restore child made and filled already (`premapped`).
+fn page_segments(mm: &MmRecord, premapped: &[(u64, u64, u64)]) -> Vec<(u64, u64, u64)> {
     let mut out = Vec::new();
     let mut off = 0u64;
     for v in &mm.vmas {
+        let skip = premapped.iter().any(|r| (r.0, r.1) == (v.start, v.end));
         for &(first, count) in &v.runs {
-            out.push((v.start + first * PAGE, count * PAGE, off));
+            if !skip {
+                out.push((v.start + first * PAGE, count * PAGE, off));
+            }
             off += count * PAGE;
         }
     }
@@ -1533,6 +1605,7 @@ mod tests {
             flags: vec![],
             runs: vec![],
             inherited: vec![],
+            cow: vec![],
         };
         let vmas = vec![v(0x400000, 0x500000), v(0x7f0000000000, 0x7f0000100000)];
         for c in scratch_candidates(&vmas) {
@@ -1563,6 +1636,7 @@ mod tests {
             flags: vec!["rd".into(), "wr".into(), "sr".into()],
             runs: vec![],
             inherited: vec![],
+            cow: vec![],
         };
         let line = |s: &str| MapsLine::parse(s).unwrap();
         let flags = |f: &[&str]| f.iter().map(|s| s.to_string()).collect::<Vec<_>>();

@@ -2,6 +2,7 @@
 //! by side, and the records it writes.
 
 /// Credentials: groups, uids, gids, capabilities (restored last, by injection).
+pub mod cow_pages;
 pub mod creds;
 /// Files deleted while open: saved once each, holes kept, one copy at restart.
 pub mod deleted_files;

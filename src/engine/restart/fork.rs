@@ -11,6 +11,7 @@ use super::RestoreContext;
 use super::protocol::{self, ChildMessage, ChildReady, Failure};
 use super::validate::Image;
 use crate::attrfile::ForkAction;
+use crate::engine::objects::cow_pages::{self, Member, Premaps};
 use crate::engine::objects::memory::{self, Backing, MmRecord, Scratch};
 use crate::engine::objects::pstree::{Role, SessionOp};
 use crate::engine::objects::{files, locks, mapped_files, process, signals};
@@ -72,7 +73,7 @@ pub(super) fn fork_tree(ctx: &mut RestoreContext) -> Result<Made> {
         armed: true,
     };
     for &root in &ctx.plan.roots {
-        let pid = spawn(ctx, root, false)
+        let pid = spawn(ctx, root, false, None)
             .map_err(|e| e.context(format!("process {}", ctx.plan.nodes[root].pid)))?;
         made.created.push(pid);
     }
@@ -149,7 +150,12 @@ fn mem_inos(mm: &MmRecord) -> Vec<u64> {
 }
 
 /// Forks node `n` (with its original PID where FORK ORIGINAL asks); returns its PID.
-fn spawn(ctx: &RestoreContext, n: usize, clone_parent: bool) -> Result<i32> {
+fn spawn(
+    ctx: &RestoreContext,
+    n: usize,
+    clone_parent: bool,
+    lender: Option<&Premaps>,
+) -> Result<i32> {
     let node = &ctx.plan.nodes[n];
     let original = match node.role {
         Role::Process(i) => ctx.images[i].core.policies.fork == ForkAction::Original,
@@ -166,7 +172,7 @@ fn spawn(ctx: &RestoreContext, n: usize, clone_parent: bool) -> Result<i32> {
         },
     )?;
     if child == 0 {
-        run_node(ctx, n);
+        run_node(ctx, n, lender);
     }
     // the child sets its group too; whichever runs first, its group exists before the
     // parent forks the next child, which may join it (as a shell does)
@@ -185,7 +191,7 @@ fn spawn(ctx: &RestoreContext, n: usize, clone_parent: bool) -> Result<i32> {
 }
 
 /// The life of a restore child until the tracer takes over: never returns.
-fn run_node(ctx: &RestoreContext, n: usize) -> ! {
+fn run_node(ctx: &RestoreContext, n: usize, lender: Option<&Premaps>) -> ! {
     let _ = crate::sys::set_sigmask(!0);
     let node = &ctx.plan.nodes[n];
     let subtree = ctx.plan.subtree(n);
@@ -241,12 +247,17 @@ fn run_node(ctx: &RestoreContext, n: usize) -> ! {
             }
             SessionOp::Keep => {}
         }
+        // pages shared with the children, in place before they are forked
+        let premaps = match node.role {
+            Role::Process(i) => premap_node(ctx, i, lender)?,
+            _ => None,
+        };
         for &s in &node.siblings {
-            spawn(ctx, s, true)?;
+            spawn(ctx, s, true, None)?;
         }
         let mut helpers = Vec::new();
         for &c in &node.children {
-            let pid = spawn(ctx, c, false)?;
+            let pid = spawn(ctx, c, false, premaps.as_ref())?;
             if ctx.plan.nodes[c].role == Role::Helper {
                 helpers.push(pid);
             }
@@ -273,7 +284,12 @@ fn run_node(ctx: &RestoreContext, n: usize) -> ! {
         match node.role {
             Role::Zombie(z) => become_zombie(z.status),
             Role::Helper => std::process::exit(0),
-            Role::Process(i) => child_restore(ctx, &ctx.images[i], status.as_raw_fd()),
+            Role::Process(i) => {
+                child_restore(ctx, &ctx.images[i], status.as_raw_fd()).map(|mut ready| {
+                    ready.premapped = premaps.map(|p| p.regions).unwrap_or_default();
+                    ready
+                })
+            }
         }
     })();
     // the dispositions last: from then on the child only waits for the tracer
@@ -340,6 +356,71 @@ fn child_restore(ctx: &RestoreContext, img: &Image, status_fd: i32) -> Result<Ch
         file_fds,
         mem_fds,
         chain_fds,
+        premapped: Vec::new(),
+    })
+}
+
+/// Image `i`'s private anonymous mappings that it shares with its parent or its
+/// children, made and filled before its children are forked (cow_pages.rs).
+fn premap_node(
+    ctx: &RestoreContext,
+    i: usize,
+    lender: Option<&Premaps>,
+) -> Result<Option<Premaps>> {
+    let img = &ctx.images[i];
+    let same: Vec<usize> = (0..ctx.images.len())
+        .filter(|&j| ctx.images[j].sf == img.sf)
+        .collect();
+    let members: Vec<Member<'_>> = same
+        .iter()
+        .map(|&j| Member {
+            pid: ctx.images[j].core.process.pid,
+            ppid: ctx.images[j].core.process.ppid,
+            mm: &ctx.images[j].mm,
+        })
+        .collect();
+    let pid = img.core.process.pid;
+    let lent: Vec<(u64, u64)> = members
+        .iter()
+        .filter(|m| m.ppid == pid && m.pid != pid)
+        .flat_map(|m| {
+            m.mm.vmas.iter().flat_map(|v| {
+                v.cow
+                    .iter()
+                    .map(|&(f, c)| (v.start + f * memory::PAGE, v.start + (f + c) * memory::PAGE))
+            })
+        })
+        .collect();
+    let who = same.iter().position(|&j| j == i).unwrap_or(0);
+    let sources = if img.mm.vmas.iter().any(|v| !v.cow.is_empty()) {
+        cow_pages::sources(&members, who)?
+    } else {
+        Vec::new()
+    };
+    if lent.is_empty() && sources.is_empty() {
+        return Ok(None);
+    }
+    let sf = &ctx.statefiles[img.sf];
+    let open_pages = |p: i32| sf.open_file(&pages_path(p));
+    // with the statefile owner's file access rights, as every path of a record
+    let open_mapped = |path: &str| -> Result<std::fs::File> {
+        super::owner_rights::with(sf, Some(&img.core.process), || {
+            let real = mapped_files::resolve(&img.mm.components, path, sf)?;
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&real)
+                .ctx(format!("mapped file {path} (component unavailable)"))
+        })
+    };
+    cow_pages::premap(&cow_pages::PremapInput {
+        pid,
+        mm: &img.mm,
+        lent,
+        parent: lender.filter(|l| l.pid == img.core.process.ppid),
+        sources,
+        open_pages: &open_pages,
+        open_mapped: &open_mapped,
     })
 }
 

@@ -38,6 +38,10 @@ pub struct ChildReady {
     /// from, in `Image::inherited` order.
     #[serde(default)]
     pub chain_fds: Vec<i32>,
+    /// (image start, image end, where now) of each mapping made before forking
+    /// (cow_pages.rs).
+    #[serde(default)]
+    pub premapped: Vec<(u64, u64, u64)>,
 }
 
 /// An error, as it crosses the pipe.
@@ -199,6 +203,7 @@ mod tests {
             file_fds: vec![("/bin/sleep".into(), 10)],
             mem_fds: vec![(77, 11)],
             chain_fds: vec![],
+            premapped: vec![],
         }
     }
 

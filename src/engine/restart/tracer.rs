@@ -97,6 +97,7 @@ fn finish_in_tracer(
             progress,
             inherited: &inherited_reads(img, ready)?,
             file: pages_file,
+            premapped: &ready.premapped,
         },
     )?;
     set_mm(&main, img, &mut scratch.args, &ready.file_fds)?;

@@ -3,6 +3,7 @@
 //! The bulk page data is checked later, in the background, while the address spaces
 //! are built (`check_pages`), and before any process is released.
 
+use crate::engine::objects::cow_pages;
 use std::path::PathBuf;
 use std::thread::JoinHandle;
 
@@ -83,6 +84,17 @@ pub fn load(paths: &[PathBuf], caller: u32) -> Result<Loaded> {
                 inherited,
             });
         }
+        // pages shared with a parent: some ancestor in this statefile saved each
+        let first = loaded.images.len() - sf.manifest.processes.len();
+        let members: Vec<cow_pages::Member<'_>> = loaded.images[first..]
+            .iter()
+            .map(|i| cow_pages::Member {
+                pid: i.core.process.pid,
+                ppid: i.core.process.ppid,
+                mm: &i.mm,
+            })
+            .collect();
+        cow_pages::check_all(&members).map_err(|e| e.context(path.display()))?;
         let table = if sf.entry(shared_fds::TABLE).is_some() {
             sf.read_json::<SharedTable>(shared_fds::TABLE)?
         } else {

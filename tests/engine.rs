@@ -290,6 +290,16 @@ fn python_dict_state_survives() {
     simple_round_trip(&s, &python(), &[script.display().to_string(), ctl(&s)]);
 }
 
+/// A Python signal handler runs after restart (CPython installs it with SA_ONSTACK).
+#[test]
+fn python_signal_handler_runs_after_restart() {
+    let _s = serial();
+    let s = Scratch::new();
+    let script = Path::new(WORKLOADS).join("signal_handler.py");
+    let pass = simple_round_trip(&s, &python(), &[script.display().to_string(), ctl(&s)]);
+    assert!(pass.contains("handled=2"), "{pass}");
+}
+
 #[test]
 fn bash_loop_survives() {
     let _s = serial();

@@ -404,3 +404,12 @@ fn group_whose_leader_pid_is_taken_fails_the_restart() {
     s.go();
     expect_pass_and_exit(&w);
 }
+
+/// A handler installed with SA_ONSTACK while no alternate stack is set (CPython's, Go's)
+/// runs after restart in every thread, on the thread's own stack: the restored threads
+/// have no alternate stack, not the one of cpr that the kernel could not write to.
+#[test]
+fn onstack_handler_without_alternate_stack_runs() {
+    let pass = round_trip("fp_onstack.c");
+    assert!(pass.contains("handled=2"), "{pass}");
+}

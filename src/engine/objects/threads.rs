@@ -456,15 +456,16 @@ pub fn restore_kernel_state(
     buf.extend_from_slice(&((t.altstack.1 & !libc::SS_ONSTACK) as u64).to_ne_bytes());
     buf.extend_from_slice(&t.altstack.2.to_ne_bytes());
     {
+        // Set even when disabled: the thread may hold the alternate stack of cpr itself
+        // (its runtime's, inherited through fork), which is not mapped in the restored
+        // image, and an SA_ONSTACK handler would then fault on delivery.
         let mut s = scratch.frame();
         let stack = s.put(&buf)?;
-        if t.altstack.1 & libc::SS_DISABLE == 0 {
-            inj.check(
-                "sigaltstack",
-                libc::SYS_sigaltstack,
-                [stack.as_u64(), 0, 0, 0, 0, 0],
-            )?;
-        }
+        inj.check(
+            "sigaltstack",
+            libc::SYS_sigaltstack,
+            [stack.as_u64(), 0, 0, 0, 0, 0],
+        )?;
     }
     inj.check(
         "set_tid_address",

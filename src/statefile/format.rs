@@ -7,15 +7,19 @@
 //!   `Backing::SharedMem`, `SysvShm`) and optional files (`pstree.json`,
 //!   `shared/table.json`, `shared/pipe-*`, `shared/mem-*`, `shared/shm*`,
 //!   `files/upgrade/*`). Every revision-1 statefile therefore reads as revision 2.
-//! - 2: the same records, with the file names in one table (`layout`). While it is
+//! - 2: the same records, with the file names in one table (`layout`). While it was
 //!   current: `FileEntry::sha256` (absent: not authenticated) and the optional
-//!   `MANIFEST.mac` (`auth`), which older cprs of revision 2 ignore; `SetRecord::undo`
-//!   (SysV semaphore undo adjustments; an older cpr restores the set without them),
-//!   `FdKind::MQueue` and `shared/mqueue.json` (POSIX message queues; an older cpr
-//!   refuses such a statefile as damaged).
+//!   `MANIFEST.mac` (`auth`), which older cprs of revision 2 ignore.
 //! - 3: `MmRecord::compression` (`cpr -c --compress`): a compressed pages file, which a
-//!   cpr of revision 2 would take for the page data itself, so it must refuse it.
-//!   Otherwise the records of revision 2, which read as revision 3.
+//!   cpr of revision 2 would take for the page data itself, so it must refuse it. Also
+//!   new in 3, each a field with a default or a new variant or file, which a cpr of
+//!   revision 2 would ignore or refuse as damaged, so it must not read them: `Vma::cow`
+//!   (pages saved with the parent process) and `Vma::inherited` (pages in the parent
+//!   statefile, `chain.json`, `proc/<pid>/precopy*`); `FdKind::InetSocket` and
+//!   `shared/inet-*`; UNIX listeners, accepted and waiting connections; the SOCKET
+//!   policies; `FdKind::MQueue` and `shared/mqueue.json`; `SetRecord::undo` (SysV
+//!   semaphore undo adjustments); `FdKind::RemovedDevice`; `ProcessRecord::membarrier`.
+//!   The records of revision 2 read as revision 3.
 
 use serde::{Deserialize, Serialize};
 

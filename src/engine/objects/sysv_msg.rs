@@ -185,20 +185,26 @@ pub fn restore_queues(statefiles: &[&Statefile]) -> Result<Created> {
             if !done.insert(rec.msqid) {
                 continue; // the same queue, saved by another statefile too
             }
+            let owner = sf.manifest.owner.uid;
+            let who = format!("SysV message queue msqid {}", rec.msqid);
+            super::sysv_shm::check_ipc_owner(who, rec.uid, owner)
+                .map_err(|e| e.context(sf.path.display()))?;
             let data = sf.read(&data_path(rec.msqid))?;
-            restore_queue(rec, &data, &mut out).map_err(|e| e.context(sf.path.display()))?;
+            restore_queue(rec, &data, owner, &mut out).map_err(|e| e.context(sf.path.display()))?;
         }
     }
     Ok(out)
 }
 
-fn restore_queue(rec: &QueueRecord, data: &[u8], out: &mut Created) -> Result<()> {
+fn restore_queue(rec: &QueueRecord, data: &[u8], owner: u32, out: &mut Created) -> Result<()> {
     check(rec, data)?;
     let who = format!("SysV message queue msqid {}", rec.msqid);
     let table = read_table()?;
-    // a queue outlives its processes: the very queue, still there, is taken back
+    // a queue outlives its processes: the very queue, still there, is taken back (a
+    // user's statefile, only a queue of theirs)
     let leftover = table
         .iter()
+        .filter(|q| owner == 0 || q.uid == owner)
         .any(|q| q.msqid == rec.msqid && q.key == rec.key);
     if leftover {
         drain(rec.msqid).ctx(&who)?;

@@ -246,10 +246,21 @@ pub fn restore_segments(statefiles: &[&Statefile]) -> Result<Segments> {
             }
             // A SysV segment outlives its processes: after WILL EXIT the very segment is
             // usually still there, unattached. It is taken back, with the statefile's
-            // contents, rather than refused.
+            // contents, rather than refused (a user's statefile, only a segment of theirs).
+            let owner = sf.manifest.owner.uid;
+            check_ipc_owner(
+                format!("SysV shared memory shmid {}", rec.shmid),
+                rec.uid,
+                owner,
+            )
+            .map_err(|e| e.context(sf.path.display()))?;
             let table = read_table()?;
             let leftover = table.iter().any(|s| {
-                s.shmid == rec.shmid && s.key == rec.key && s.size == rec.size && s.nattch == 0
+                s.shmid == rec.shmid
+                    && s.key == rec.key
+                    && s.size == rec.size
+                    && s.nattch == 0
+                    && (owner == 0 || s.uid == owner)
             });
             if leftover {
                 fill(sf, rec).map_err(|e| e.context(sf.path.display()))?;
@@ -261,6 +272,19 @@ pub fn restore_segments(statefiles: &[&Statefile]) -> Result<Segments> {
         }
     }
     Ok(out)
+}
+
+/// A user's statefile (its owner checked by restart's authority step) makes or takes
+/// back only SysV objects of that user; root's, any. `what`: "SysV shared memory shmid 5".
+pub(super) fn check_ipc_owner(what: String, uid: u32, owner: u32) -> Result<()> {
+    if owner != 0 && uid != owner {
+        return Err(Error::with_detail(
+            what,
+            Kind::NotPermitted,
+            format!("owned by uid {uid} in a statefile of uid {owner}"),
+        ));
+    }
+    Ok(())
 }
 
 /// shmget with the wanted shmid: through shm_next_id, checked after.
@@ -397,6 +421,18 @@ pub fn attach(inj: &Injector, who: &str, v: &Vma, shmid: i32) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_users_statefile_makes_only_that_users_objects() {
+        let what = || "SysV message queue msqid 3".to_string();
+        assert!(check_ipc_owner(what(), 1000, 1000).is_ok());
+        assert!(check_ipc_owner(what(), 1001, 0).is_ok());
+        let refused = check_ipc_owner(what(), 0, 1000).unwrap_err().to_string();
+        assert!(
+            refused.contains("msqid 3") && refused.contains("uid 0"),
+            "{refused}"
+        );
+    }
 
     #[test]
     fn keys_are_shown_in_hex() {

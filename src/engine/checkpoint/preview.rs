@@ -132,12 +132,18 @@ impl Refusal {
 pub fn preview(options: &CheckpointOptions) -> Result<Preview> {
     let targets = super::resolve_targets(options)?;
     let mut processes = process_set(&targets);
-    let live: Vec<i32> = processes
-        .iter()
-        .filter(|p| !p.zombie)
-        .map(|p| p.pid)
-        .collect();
-    let policies = super::policies::resolve(&live, &targets.attributes, options.will)?;
+    // nothing is frozen: a process that ends while it is looked at is left out, as the
+    // checkpoint, which freezes the set as it is then, would not find it either
+    let mut policies = BTreeMap::new();
+    for p in processes.iter().filter(|p| !p.zombie) {
+        match super::policies::resolve(&[p.pid], &targets.attributes, options.will) {
+            Ok(mut one) => policies.append(&mut one),
+            Err(e) if e.kind == Kind::NoSuchProcess => {}
+            Err(e) => return Err(e),
+        }
+    }
+    processes.retain(|p| p.zombie || policies.contains_key(&p.pid));
+    let live: Vec<i32> = policies.keys().copied().collect();
     let mut refusals = Vec::new();
     // the checks the checkpoint makes on the whole set once frozen (checkpoint/mod.rs)
     for check in [
@@ -171,6 +177,16 @@ pub fn preview(options: &CheckpointOptions) -> Result<Preview> {
     preview_deleted_files(&mut processes, &mut estimate);
     pipe_refusals(&mut all_fds, &policies, &mut refusals, &in_statefile);
     socket_dispositions(&mut processes, &mut all_fds, &policies);
+    let gone: BTreeSet<i32> = live
+        .iter()
+        .copied()
+        .filter(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+        .collect();
+    processes.retain(|p| !gone.contains(&p.pid));
+    refusals.retain(|r| {
+        r.pid.is_none_or(|pid| !gone.contains(&pid))
+            && !(!gone.is_empty() && matches!(r.error, Some((_, Kind::NoSuchProcess, _))))
+    });
 
     let will = super::policies::overall_will(options.will, &policies);
     Ok(Preview {

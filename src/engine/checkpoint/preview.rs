@@ -184,8 +184,8 @@ pub fn preview(options: &CheckpointOptions) -> Result<Preview> {
         .collect();
     processes.retain(|p| !gone.contains(&p.pid));
     refusals.retain(|r| {
-        r.pid.is_none_or(|pid| !gone.contains(&pid))
-            && !(!gone.is_empty() && matches!(r.error, Some((_, Kind::NoSuchProcess, _))))
+        let vanished = matches!(r.error, Some((_, Kind::NoSuchProcess, _)));
+        r.pid.is_none_or(|pid| !gone.contains(&pid)) && (gone.is_empty() || !vanished)
     });
 
     let will = super::policies::overall_will(options.will, &policies);

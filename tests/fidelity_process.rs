@@ -413,3 +413,42 @@ fn onstack_handler_without_alternate_stack_runs() {
     let pass = round_trip("fp_onstack.c");
     assert!(pass.contains("handled=2"), "{pass}");
 }
+
+/// I/O priority, timer slack, machine-check kill policy and NUMA memory policy of each
+/// thread, and the coredump_filter, set by the program, come back (not cpr's defaults).
+#[test]
+fn io_priority_timer_slack_and_memory_policy_come_back() {
+    let _s = serial();
+    let s = Scratch::new();
+    let (w, _) = spawn_ready(&s, &build("fp_tuning.c"), &[ctl(&s), "set".into()]);
+    let sf = checkpoint_set(&s, "ckpt", &w.pid.to_string(), &[], &[w.pid]);
+    restart_ok(&sf);
+    s.go();
+    let pass = expect_pass_and_exit(&w);
+    assert!(
+        pass.contains("ioprio 0x6000 slack 123456 mce 1 mempolicy 1 coredump_filter 0x7f"),
+        "{pass}"
+    );
+}
+
+/// A program at the defaults, restarted by a cpr that runs with other settings (I/O
+/// priority, timer slack, machine-check kill, memory policy, coredump_filter,
+/// personality, THP disabled), comes back with its own settings, not cpr's.
+#[test]
+fn settings_of_cpr_itself_do_not_leak_into_the_restored_process() {
+    let _s = serial();
+    let s = Scratch::new();
+    let (w, _) = spawn_ready(&s, &build("fp_tuning.c"), &[ctl(&s), "keep".into()]);
+    let sf = checkpoint_set(&s, "ckpt", &w.pid.to_string(), &[], &[w.pid]);
+    let cmd = cpr_command();
+    let out = std::process::Command::new(build("fp_cpr_tuned.c"))
+        .arg(cmd.get_program())
+        .args(["-r".as_ref(), sf.as_os_str()])
+        .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run cpr");
+    assert_success(&out, "cpr -r (with settings of its own)");
+    s.go();
+    expect_pass_and_exit(&w);
+}

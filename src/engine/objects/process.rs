@@ -48,6 +48,9 @@ pub struct ProcessRecord {
     /// membarrier(2) registrations (the mask MEMBARRIER_CMD_GET_REGISTRATIONS gives).
     #[serde(default)]
     pub membarrier: u32,
+    /// /proc/PID/coredump_filter (`None`: an older statefile, cpr's is kept).
+    #[serde(default)]
+    pub coredump_filter: Option<u32>,
 }
 
 /// The audit login uid of a process that never had one.
@@ -122,6 +125,7 @@ pub fn dump(dir: &ProcDir, stat: &Stat) -> Result<ProcessRecord> {
         dumpable: true,
         job_stop: 0,
         membarrier: 0,
+        coredump_filter: Some(coredump_filter(dir)?),
         oom_score_adj: Some(number(dir, "oom_score_adj")?),
         loginuid: dir
             .read_text_if_present("loginuid")?
@@ -205,6 +209,20 @@ fn parse_number<T: std::str::FromStr>(text: &str) -> Result<T> {
         .map_err(|_| crate::proc::malformed("value", format!("'{}' is not a number", text.trim())))
 }
 
+/// /proc/PID/coredump_filter: hexadecimal.
+fn coredump_filter(dir: &ProcDir) -> Result<u32> {
+    dir.parsed("coredump_filter", &dir.read("coredump_filter")?, |t| {
+        u32::from_str_radix(t.trim(), 16).map_err(|_| {
+            crate::proc::malformed("value", format!("'{}' is not hexadecimal", t.trim()))
+        })
+    })
+}
+
+/// The restored process's /proc/PID/coredump_filter, for the check before release.
+pub fn coredump_filter_of(dir: &ProcDir) -> Result<u32> {
+    coredump_filter(dir)
+}
+
 fn number<T: std::str::FromStr>(dir: &ProcDir, name: &str) -> Result<T> {
     dir.parsed(name, &dir.read(name)?, parse_number)
 }
@@ -227,9 +245,12 @@ pub fn restore_attributes(rec: &ProcessRecord) -> Result<()> {
         std::fs::write("/proc/self/loginuid", uid.to_string())
             .ctx(format!("{who}: audit login uid {uid}"))?;
     }
-    if rec.thp_disabled {
-        crate::sys::prctl::prctl_int(libc::PR_SET_THP_DISABLE, 1)
-            .map_err(|e| Error::errno(format!("{who}: PR_SET_THP_DISABLE"), e))?;
+    // set either way: cpr's own setting is inherited through fork
+    crate::sys::prctl::prctl_int(libc::PR_SET_THP_DISABLE, u64::from(rec.thp_disabled))
+        .map_err(|e| Error::errno(format!("{who}: PR_SET_THP_DISABLE"), e))?;
+    if let Some(filter) = rec.coredump_filter {
+        std::fs::write("/proc/self/coredump_filter", format!("{filter:#x}"))
+            .ctx(format!("{who}: coredump_filter {filter:#x}"))?;
     }
     super::membarrier::restore(rec.membarrier, &who)?;
     Ok(())
@@ -262,12 +283,11 @@ pub fn restore_native(rec: &ProcessRecord, cdir: DirAction) -> Result<()> {
             return Err(Error::errno(format!("{who}: resource limit {r}"), e));
         }
     }
-    if rec.personality != 0 {
-        nix::sys::personality::set(nix::sys::personality::Persona::from_bits_retain(
-            rec.personality as i32,
-        ))
-        .ctx(format!("{who}: personality"))?;
-    }
+    // set even when 0: cpr's own (setarch -R cpr ...) is inherited through fork
+    nix::sys::personality::set(nix::sys::personality::Persona::from_bits_retain(
+        rec.personality as i32,
+    ))
+    .ctx(format!("{who}: personality"))?;
     if crate::sys::setpriority_self(rec.nice) < 0 {
         return Err(Error::errno(
             format!("{who}: nice {}", rec.nice),

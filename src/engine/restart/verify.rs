@@ -352,6 +352,15 @@ fn attributes(s: &Subject) -> Result<()> {
     if let Some(enabled) = status::field(&s.status, "THP_enabled") {
         same("THP disabled", rec.thp_disabled, enabled == "0")?;
     }
+    if let Some(filter) = rec.coredump_filter {
+        same(
+            "coredump_filter",
+            Hex(u64::from(filter)),
+            Hex(u64::from(
+                crate::engine::objects::process::coredump_filter_of(&s.dir)?,
+            )),
+        )?;
+    }
     Ok(())
 }
 

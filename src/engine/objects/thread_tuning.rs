@@ -1,0 +1,137 @@
+//! Per-thread kernel settings a program tunes and a fork of cpr would otherwise inherit
+//! from cpr: I/O priority, timer slack, machine-check kill policy and NUMA memory
+//! policy. Each is asked by injection in the thread and set again in the restored thread
+//! even when it is the default, since the restored thread starts with cpr's.
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::ptrace::{Injector, RemoteScratch};
+use crate::error::Result;
+use crate::statefile::reader::damaged_record;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadTuning {
+    /// ioprio_get(IOPRIO_WHO_PROCESS, 0): class << 13 | data.
+    pub ioprio: u32,
+    /// PR_GET_TIMERSLACK, in nanoseconds (0 for real-time threads, which have none).
+    pub timer_slack: u64,
+    /// PR_MCE_KILL_GET: 0 late, 1 early, 2 the system default.
+    pub mce_kill: u32,
+    /// get_mempolicy: mode (with its MPOL_F_* flags) and node mask words.
+    pub mempolicy: (u32, Vec<u64>),
+}
+
+const IOPRIO_WHO_PROCESS: u64 = 1;
+const IOPRIO_CLASS_SHIFT: u32 = 13;
+/// Bits of node mask asked and set (enough for any kernel's MAX_NUMNODES).
+const NODE_BITS: u64 = 1024;
+const NODE_WORDS: usize = (NODE_BITS / 64) as usize;
+/// MPOL_DEFAULT up to MPOL_PREFERRED_MANY (6) and MPOL_WEIGHTED_INTERLEAVE (6 or 7).
+const MPOL_MAX_MODE: u32 = 7;
+/// MPOL_F_STATIC_NODES | MPOL_F_RELATIVE_NODES | MPOL_F_NUMA_BALANCING.
+const MPOL_MODE_FLAGS: u32 = (1 << 15) | (1 << 14) | (1 << 13);
+
+impl ThreadTuning {
+    /// The thread of `inj`'s (`scratch`: argument space in the process).
+    pub fn dump(inj: &Injector, scratch: &mut RemoteScratch) -> Result<ThreadTuning> {
+        let ioprio = inj.check(
+            "ioprio_get",
+            libc::SYS_ioprio_get,
+            [IOPRIO_WHO_PROCESS, 0, 0, 0, 0, 0],
+        )? as u32;
+        let timer_slack = inj.check(
+            "prctl(PR_GET_TIMERSLACK)",
+            libc::SYS_prctl,
+            [libc::PR_GET_TIMERSLACK as u64, 0, 0, 0, 0, 0],
+        )?;
+        let mce_kill = inj.check(
+            "prctl(PR_MCE_KILL_GET)",
+            libc::SYS_prctl,
+            [libc::PR_MCE_KILL_GET as u64, 0, 0, 0, 0, 0],
+        )? as u32;
+        let mempolicy = dump_mempolicy(inj, scratch)?;
+        Ok(ThreadTuning {
+            ioprio,
+            timer_slack,
+            mce_kill,
+            mempolicy,
+        })
+    }
+
+    /// Statefile input: values the kernel could have given.
+    pub fn check(&self) -> Result<()> {
+        let (mode, mask) = &self.mempolicy;
+        if self.ioprio >> IOPRIO_CLASS_SHIFT > 3
+            || self.mce_kill > 2
+            || mode & !MPOL_MODE_FLAGS > MPOL_MAX_MODE
+            || mask.len() > NODE_WORDS
+        {
+            return Err(damaged_record(format_args!("thread settings {self:?}")));
+        }
+        Ok(())
+    }
+
+    /// Sets them in the restored thread of `inj`, cpr's own values replaced even where the
+    /// saved ones are the defaults.
+    pub fn restore(&self, inj: &Injector, scratch: &mut RemoteScratch) -> Result<()> {
+        inj.check(
+            "ioprio_set",
+            libc::SYS_ioprio_set,
+            [IOPRIO_WHO_PROCESS, 0, self.ioprio as u64, 0, 0, 0],
+        )?;
+        // 0 would mean "the default", which is cpr's: real-time threads have no slack and
+        // get it back with their policy
+        if self.timer_slack != 0 {
+            inj.check(
+                "prctl(PR_SET_TIMERSLACK)",
+                libc::SYS_prctl,
+                [libc::PR_SET_TIMERSLACK as u64, self.timer_slack, 0, 0, 0, 0],
+            )?;
+        }
+        let mce = match self.mce_kill {
+            2 => [libc::PR_MCE_KILL_CLEAR as u64, 0],
+            policy => [libc::PR_MCE_KILL_SET as u64, policy as u64],
+        };
+        inj.check(
+            "prctl(PR_MCE_KILL)",
+            libc::SYS_prctl,
+            [libc::PR_MCE_KILL as u64, mce[0], mce[1], 0, 0, 0],
+        )?;
+        let (mode, mask) = &self.mempolicy;
+        let mut bytes = Vec::with_capacity(NODE_WORDS * 8);
+        for i in 0..NODE_WORDS {
+            bytes.extend_from_slice(&mask.get(i).copied().unwrap_or(0).to_ne_bytes());
+        }
+        let mut s = scratch.frame();
+        let nodes = s.put(&bytes)?;
+        inj.check(
+            "set_mempolicy",
+            libc::SYS_set_mempolicy,
+            [*mode as u64, nodes.as_u64(), NODE_BITS, 0, 0, 0],
+        )?;
+        Ok(())
+    }
+}
+
+/// The thread's NUMA memory policy: mode and node mask, trailing zero words left out.
+fn dump_mempolicy(inj: &Injector, scratch: &mut RemoteScratch) -> Result<(u32, Vec<u64>)> {
+    let mut s = scratch.frame();
+    let mode = s.alloc(8)?;
+    let nodes = s.alloc(NODE_WORDS as u64 * 8)?;
+    inj.check(
+        "get_mempolicy",
+        libc::SYS_get_mempolicy,
+        [mode.as_u64(), nodes.as_u64(), NODE_BITS, 0, 0, 0],
+    )?;
+    let mode = s.read(mode, 4)?;
+    let mode = u32::from_ne_bytes(mode[..4].try_into().unwrap_or([0; 4]));
+    let raw = s.read(nodes, NODE_WORDS * 8)?;
+    let mut mask: Vec<u64> = raw
+        .chunks(8)
+        .map(|w| u64::from_ne_bytes(w.try_into().unwrap_or([0; 8])))
+        .collect();
+    while mask.last() == Some(&0) {
+        mask.pop();
+    }
+    Ok((mode, mask))
+}

@@ -415,7 +415,8 @@ fn onstack_handler_without_alternate_stack_runs() {
 }
 
 /// I/O priority, timer slack, machine-check kill policy and NUMA memory policy of each
-/// thread, and the coredump_filter, set by the program, come back (not cpr's defaults).
+/// thread, the coredump_filter and PR_SET_DUMPABLE 0, set by the program, come back (not
+/// cpr's defaults).
 #[test]
 fn io_priority_timer_slack_and_memory_policy_come_back() {
     let _s = serial();
@@ -426,7 +427,9 @@ fn io_priority_timer_slack_and_memory_policy_come_back() {
     s.go();
     let pass = expect_pass_and_exit(&w);
     assert!(
-        pass.contains("ioprio 0x6000 slack 123456 mce 1 mempolicy 1 coredump_filter 0x7f"),
+        pass.contains(
+            "ioprio 0x6000 slack 123456 mce 1 mempolicy 1 coredump_filter 0x7f dumpable 0"
+        ),
         "{pass}"
     );
 }

@@ -2,9 +2,9 @@
  * (a fork of cpr) would otherwise inherit from cpr. MODE "set": the main thread takes I/O
  * priority class idle, timer slack 123456 ns, machine-check kill early and memory policy
  * MPOL_PREFERRED on node 0; a second thread best-effort 2, 234567 ns, kill late and
- * MPOL_BIND on node 0; the process coredump_filter 0x7f. MODE "keep": nothing is set
+ * MPOL_BIND on node 0; the process coredump_filter 0x7f and not dumpable. MODE "keep": nothing is set
  * (cpr is then restarted with other values of its own). Either way each thread notes its
- * values, and after CTL/GO checks they are the same, with personality and THP disabled. */
+ * values, and after CTL/GO checks they are the same, with personality, dumpable and THP disabled. */
 #include "wl.h"
 #include <pthread.h>
 #include <sys/personality.h>
@@ -90,6 +90,8 @@ int main(int argc, char **argv)
 		FILE *f = fopen("/proc/self/coredump_filter", "w");
 		if (!f || fprintf(f, "0x7f") < 0 || fclose(f) != 0)
 			wl_fail("coredump_filter: %s", strerror(errno));
+		if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+			wl_fail("PR_SET_DUMPABLE: %s", strerror(errno));
 	}
 	pthread_t t;
 	pthread_create(&t, NULL, other_thread, NULL);
@@ -100,6 +102,7 @@ int main(int argc, char **argv)
 	long filter = read_hex("/proc/self/coredump_filter");
 	int persona = personality(0xffffffff);
 	int thp = prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0);
+	int dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
 	wl_ready("noted");
 	while (!wl_go())
 		wl_sleep_ms(20);
@@ -108,10 +111,14 @@ int main(int argc, char **argv)
 	long filter_now = read_hex("/proc/self/coredump_filter");
 	int persona_now = personality(0xffffffff);
 	int thp_now = prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0);
-	if (filter_now != filter || persona_now != persona || thp_now != thp)
-		wl_fail("coredump_filter %#lx personality %#x thp_disable %d, was %#lx %#x %d",
-			filter_now, persona_now, thp_now, filter, persona, thp);
-	wl_pass("ioprio %#lx slack %ld mce %ld mempolicy %ld coredump_filter %#lx", was.ioprio,
-		was.slack, was.mce, was.mode, filter);
+	int dumpable_now = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
+	if (filter_now != filter || persona_now != persona || thp_now != thp ||
+	    dumpable_now != dumpable)
+		wl_fail("coredump_filter %#lx personality %#x thp_disable %d dumpable %d, was "
+			"%#lx %#x %d %d",
+			filter_now, persona_now, thp_now, dumpable_now, filter, persona, thp,
+			dumpable);
+	wl_pass("ioprio %#lx slack %ld mce %ld mempolicy %ld coredump_filter %#lx dumpable %d",
+		was.ioprio, was.slack, was.mce, was.mode, filter, dumpable);
 	return 0;
 }

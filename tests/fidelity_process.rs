@@ -414,9 +414,9 @@ fn onstack_handler_without_alternate_stack_runs() {
     assert!(pass.contains("handled=2"), "{pass}");
 }
 
-/// I/O priority, timer slack, machine-check kill policy and NUMA memory policy of each
-/// thread, the coredump_filter and PR_SET_DUMPABLE 0, set by the program, come back (not
-/// cpr's defaults).
+/// I/O priority, timer slack, machine-check kill policy, NUMA memory policy and PR_SET_TSC
+/// of each thread, the coredump_filter, PR_SET_DUMPABLE 0 and memory-deny-write-execute,
+/// set by the program, come back (not cpr's defaults).
 #[test]
 fn io_priority_timer_slack_and_memory_policy_come_back() {
     let _s = serial();
@@ -428,7 +428,7 @@ fn io_priority_timer_slack_and_memory_policy_come_back() {
     let pass = expect_pass_and_exit(&w);
     assert!(
         pass.contains(
-            "ioprio 0x6000 slack 123456 mce 1 mempolicy 1 coredump_filter 0x7f dumpable 0"
+            "ioprio 0x6000 slack 123456 mce 1 mempolicy 1 mdwe 1 coredump_filter 0x7f dumpable 0"
         ),
         "{pass}"
     );

@@ -2,7 +2,8 @@
  * (a fork of cpr) would otherwise inherit from cpr. MODE "set": the main thread takes I/O
  * priority class idle, timer slack 123456 ns, machine-check kill early and memory policy
  * MPOL_PREFERRED on node 0; a second thread best-effort 2, 234567 ns, kill late and
- * MPOL_BIND on node 0; the process coredump_filter 0x7f and not dumpable. MODE "keep": nothing is set
+ * MPOL_BIND on node 0 and rdtsc raising SIGSEGV (PR_SET_TSC); the process
+ * coredump_filter 0x7f, not dumpable, and memory-deny-write-execute. MODE "keep": nothing is set
  * (cpr is then restarted with other values of its own). Either way each thread notes its
  * values, and after CTL/GO checks they are the same, with personality, dumpable and THP disabled. */
 #include "wl.h"
@@ -15,9 +16,14 @@
 #define IOPRIO_VALUE(class, data) (((class) << 13) | (data))
 #define MPOL_PREFERRED 1
 #define MPOL_BIND 2
+#ifndef PR_SET_MDWE
+#define PR_SET_MDWE 65
+#define PR_GET_MDWE 66
+#define PR_MDWE_REFUSE_EXEC_GAIN 1
+#endif
 
 struct tuning {
-	long ioprio, slack, mce, mode;
+	long ioprio, slack, mce, mode, tsc, mdwe;
 	unsigned long nodes[16];
 };
 
@@ -31,6 +37,10 @@ static void get_tuning(struct tuning *t)
 	if (syscall(SYS_get_mempolicy, &mode, t->nodes, 1024, 0, 0) != 0)
 		wl_fail("get_mempolicy: %s", strerror(errno));
 	t->mode = mode;
+	int tsc = 0;
+	prctl(PR_GET_TSC, &tsc, 0, 0, 0);
+	t->tsc = tsc;
+	t->mdwe = prctl(PR_GET_MDWE, 0, 0, 0, 0);
 }
 
 static void set_tuning(long ioprio, long slack, long mce, int mode)
@@ -48,10 +58,11 @@ static void compare(const char *who, const struct tuning *was)
 	struct tuning now;
 	get_tuning(&now);
 	if (memcmp(&now, was, sizeof now) != 0)
-		wl_fail("%s: ioprio %#lx slack %ld mce %ld mempolicy %ld/%#lx, was "
-			"ioprio %#lx slack %ld mce %ld mempolicy %ld/%#lx",
-			who, now.ioprio, now.slack, now.mce, now.mode, now.nodes[0], was->ioprio,
-			was->slack, was->mce, was->mode, was->nodes[0]);
+		wl_fail("%s: ioprio %#lx slack %ld mce %ld mempolicy %ld/%#lx tsc %ld mdwe %ld, "
+			"was ioprio %#lx slack %ld mce %ld mempolicy %ld/%#lx tsc %ld mdwe %ld",
+			who, now.ioprio, now.slack, now.mce, now.mode, now.nodes[0], now.tsc,
+			now.mdwe, was->ioprio, was->slack, was->mce, was->mode, was->nodes[0],
+			was->tsc, was->mdwe);
 }
 
 static int set_mode;
@@ -61,8 +72,11 @@ static void *other_thread(void *arg)
 {
 	(void)arg;
 	struct tuning was;
-	if (set_mode)
+	if (set_mode) {
 		set_tuning(IOPRIO_VALUE(2, 2), 234567, PR_MCE_KILL_LATE, MPOL_BIND);
+		if (prctl(PR_SET_TSC, PR_TSC_SIGSEGV, 0, 0, 0) != 0)
+			wl_fail("PR_SET_TSC: %s", strerror(errno));
+	}
 	get_tuning(&was);
 	thread_noted = 1;
 	while (!wl_go())
@@ -92,6 +106,8 @@ int main(int argc, char **argv)
 			wl_fail("coredump_filter: %s", strerror(errno));
 		if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
 			wl_fail("PR_SET_DUMPABLE: %s", strerror(errno));
+		if (prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0) != 0)
+			wl_fail("PR_SET_MDWE: %s", strerror(errno));
 	}
 	pthread_t t;
 	pthread_create(&t, NULL, other_thread, NULL);
@@ -118,7 +134,8 @@ int main(int argc, char **argv)
 			"%#lx %#x %d %d",
 			filter_now, persona_now, thp_now, dumpable_now, filter, persona, thp,
 			dumpable);
-	wl_pass("ioprio %#lx slack %ld mce %ld mempolicy %ld coredump_filter %#lx dumpable %d",
-		was.ioprio, was.slack, was.mce, was.mode, filter, dumpable);
+	wl_pass("ioprio %#lx slack %ld mce %ld mempolicy %ld mdwe %ld coredump_filter %#lx "
+		"dumpable %d",
+		was.ioprio, was.slack, was.mce, was.mode, was.mdwe, filter, dumpable);
 	return 0;
 }

@@ -1,12 +1,12 @@
 //! Per-thread kernel settings a program tunes and a fork of cpr would otherwise inherit
-//! from cpr: I/O priority, timer slack, machine-check kill policy and NUMA memory
-//! policy. Each is asked by injection in the thread and set again in the restored thread
+//! from cpr: I/O priority, timer slack, machine-check kill policy, NUMA memory policy,
+//! the time stamp counter setting (PR_SET_TSC) and memory-deny-write-execute. Each is asked by injection in the thread and set again in the restored thread
 //! even when it is the default, since the restored thread starts with cpr's.
 
 use serde::{Deserialize, Serialize};
 
 use crate::engine::ptrace::{Injector, RemoteScratch};
-use crate::error::Result;
+use crate::error::{Error, Kind, Result};
 use crate::statefile::reader::damaged_record;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,9 +19,21 @@ pub struct ThreadTuning {
     pub mce_kill: u32,
     /// get_mempolicy: mode (with its MPOL_F_* flags) and node mask words.
     pub mempolicy: (u32, Vec<u64>),
+    /// PR_GET_TSC: 1 rdtsc allowed, 2 it raises SIGSEGV (0: not asked).
+    #[serde(default)]
+    pub tsc: u32,
+    /// PR_GET_MDWE flags (process-wide, asked of every thread; 0 where the kernel has none).
+    #[serde(default)]
+    pub mdwe: u32,
 }
 
 const IOPRIO_WHO_PROCESS: u64 = 1;
+const PR_GET_TSC: u64 = 25;
+const PR_SET_TSC: u64 = 26;
+const PR_SET_MDWE: u64 = 65;
+const PR_GET_MDWE: u64 = 66;
+/// PR_MDWE_REFUSE_EXEC_GAIN | PR_MDWE_NO_INHERIT.
+const MDWE_FLAGS: u32 = 3;
 const IOPRIO_CLASS_SHIFT: u32 = 13;
 /// Bits of node mask asked and set (enough for any kernel's MAX_NUMNODES).
 const NODE_BITS: u64 = 1024;
@@ -50,11 +62,25 @@ impl ThreadTuning {
             [libc::PR_MCE_KILL_GET as u64, 0, 0, 0, 0, 0],
         )? as u32;
         let mempolicy = dump_mempolicy(inj, scratch)?;
+        let tsc = {
+            let mut s = scratch.frame();
+            let at = s.alloc(8)?;
+            inj.check(
+                "prctl(PR_GET_TSC)",
+                libc::SYS_prctl,
+                [PR_GET_TSC, at.as_u64(), 0, 0, 0, 0],
+            )?;
+            u32::from_ne_bytes(s.read(at, 4)?[..4].try_into().unwrap_or([0; 4]))
+        };
+        // EINVAL before Linux 6.3: no such setting
+        let mdwe = inj.call(libc::SYS_prctl, [PR_GET_MDWE, 0, 0, 0, 0, 0])?;
         Ok(ThreadTuning {
             ioprio,
             timer_slack,
             mce_kill,
             mempolicy,
+            tsc,
+            mdwe: if mdwe < 0 { 0 } else { mdwe as u32 },
         })
     }
 
@@ -65,6 +91,8 @@ impl ThreadTuning {
             || self.mce_kill > 2
             || mode & !MPOL_MODE_FLAGS > MPOL_MAX_MODE
             || mask.len() > NODE_WORDS
+            || self.tsc > 2
+            || self.mdwe & !MDWE_FLAGS != 0
         {
             return Err(damaged_record(format_args!("thread settings {self:?}")));
         }
@@ -109,6 +137,39 @@ impl ThreadTuning {
             libc::SYS_set_mempolicy,
             [*mode as u64, nodes.as_u64(), NODE_BITS, 0, 0, 0],
         )?;
+        drop(s);
+        if self.tsc != 0 {
+            inj.check(
+                "prctl(PR_SET_TSC)",
+                libc::SYS_prctl,
+                [PR_SET_TSC, self.tsc as u64, 0, 0, 0, 0],
+            )?;
+        }
+        self.restore_mdwe(inj)
+    }
+
+    /// Memory-deny-write-execute, once the memory is in place (it cannot be cleared: set
+    /// on cpr, the restored process has it too, and the restart is refused).
+    fn restore_mdwe(&self, inj: &Injector) -> Result<()> {
+        if self.mdwe != 0 {
+            inj.check(
+                "prctl(PR_SET_MDWE)",
+                libc::SYS_prctl,
+                [PR_SET_MDWE, self.mdwe as u64, 0, 0, 0, 0],
+            )?;
+        }
+        let now = inj.call(libc::SYS_prctl, [PR_GET_MDWE, 0, 0, 0, 0, 0])?;
+        let now = if now < 0 { 0 } else { now as u32 };
+        if now != self.mdwe {
+            return Err(Error::with_detail(
+                format!("thread {}", inj.tid),
+                Kind::CheckpointError,
+                format!(
+                    "memory-deny-write-execute {now:#x} (inherited from cpr, which cannot clear it), the statefile says {:#x}",
+                    self.mdwe
+                ),
+            ));
+        }
         Ok(())
     }
 }

@@ -3,7 +3,8 @@
  * priority class idle, timer slack 123456 ns, machine-check kill early and memory policy
  * MPOL_PREFERRED on node 0; a second thread best-effort 2, 234567 ns, kill late and
  * MPOL_BIND on node 0 and rdtsc raising SIGSEGV (PR_SET_TSC); the process
- * coredump_filter 0x7f, not dumpable, and memory-deny-write-execute. MODE "keep": nothing is set
+ * coredump_filter 0x7f, not dumpable, and memory-deny-write-execute; the main thread is
+ * an I/O flusher (PR_SET_IO_FLUSHER) where it may be. MODE "keep": nothing is set
  * (cpr is then restarted with other values of its own). Either way each thread notes its
  * values, and after CTL/GO checks they are the same, with personality, dumpable and THP disabled. */
 #include "wl.h"
@@ -16,6 +17,10 @@
 #define IOPRIO_VALUE(class, data) (((class) << 13) | (data))
 #define MPOL_PREFERRED 1
 #define MPOL_BIND 2
+#ifndef PR_SET_IO_FLUSHER
+#define PR_SET_IO_FLUSHER 57
+#define PR_GET_IO_FLUSHER 58
+#endif
 #ifndef PR_SET_MDWE
 #define PR_SET_MDWE 65
 #define PR_GET_MDWE 66
@@ -23,7 +28,7 @@
 #endif
 
 struct tuning {
-	long ioprio, slack, mce, mode, tsc, mdwe;
+	long ioprio, slack, mce, mode, tsc, mdwe, io_flusher;
 	unsigned long nodes[16];
 };
 
@@ -41,6 +46,7 @@ static void get_tuning(struct tuning *t)
 	prctl(PR_GET_TSC, &tsc, 0, 0, 0);
 	t->tsc = tsc;
 	t->mdwe = prctl(PR_GET_MDWE, 0, 0, 0, 0);
+	t->io_flusher = prctl(PR_GET_IO_FLUSHER, 0, 0, 0, 0);
 }
 
 static void set_tuning(long ioprio, long slack, long mce, int mode)
@@ -59,10 +65,11 @@ static void compare(const char *who, const struct tuning *was)
 	get_tuning(&now);
 	if (memcmp(&now, was, sizeof now) != 0)
 		wl_fail("%s: ioprio %#lx slack %ld mce %ld mempolicy %ld/%#lx tsc %ld mdwe %ld, "
-			"was ioprio %#lx slack %ld mce %ld mempolicy %ld/%#lx tsc %ld mdwe %ld",
+			"io_flusher %ld, was ioprio %#lx slack %ld mce %ld mempolicy %ld/%#lx tsc %ld "
+			"mdwe %ld io_flusher %ld",
 			who, now.ioprio, now.slack, now.mce, now.mode, now.nodes[0], now.tsc,
-			now.mdwe, was->ioprio, was->slack, was->mce, was->mode, was->nodes[0],
-			was->tsc, was->mdwe);
+			now.mdwe, now.io_flusher, was->ioprio, was->slack, was->mce, was->mode,
+			was->nodes[0], was->tsc, was->mdwe, was->io_flusher);
 }
 
 static int set_mode;
@@ -108,6 +115,9 @@ int main(int argc, char **argv)
 			wl_fail("PR_SET_DUMPABLE: %s", strerror(errno));
 		if (prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0) != 0)
 			wl_fail("PR_SET_MDWE: %s", strerror(errno));
+		/* EPERM without CAP_SYS_RESOURCE (some containers): then left out */
+		if (prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0) != 0 && errno != EPERM)
+			wl_fail("PR_SET_IO_FLUSHER: %s", strerror(errno));
 	}
 	pthread_t t;
 	pthread_create(&t, NULL, other_thread, NULL);
@@ -134,8 +144,9 @@ int main(int argc, char **argv)
 			"%#lx %#x %d %d",
 			filter_now, persona_now, thp_now, dumpable_now, filter, persona, thp,
 			dumpable);
-	wl_pass("ioprio %#lx slack %ld mce %ld mempolicy %ld mdwe %ld coredump_filter %#lx "
-		"dumpable %d",
-		was.ioprio, was.slack, was.mce, was.mode, was.mdwe, filter, dumpable);
+	wl_pass("ioprio %#lx slack %ld mce %ld mempolicy %ld mdwe %ld io_flusher %ld "
+		"coredump_filter %#lx dumpable %d",
+		was.ioprio, was.slack, was.mce, was.mode, was.mdwe, was.io_flusher, filter,
+		dumpable);
 	return 0;
 }

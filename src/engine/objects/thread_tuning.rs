@@ -1,6 +1,7 @@
 //! Per-thread kernel settings a program tunes and a fork of cpr would otherwise inherit
 //! from cpr: I/O priority, timer slack, machine-check kill policy, NUMA memory policy,
-//! the time stamp counter setting (PR_SET_TSC) and memory-deny-write-execute. Each is asked by injection in the thread and set again in the restored thread
+//! the time stamp counter setting (PR_SET_TSC), memory-deny-write-execute and
+//! PR_SET_IO_FLUSHER. Each is asked by injection in the thread and set again in the restored thread
 //! even when it is the default, since the restored thread starts with cpr's.
 
 use serde::{Deserialize, Serialize};
@@ -25,6 +26,9 @@ pub struct ThreadTuning {
     /// PR_GET_MDWE flags (process-wide, asked of every thread; 0 where the kernel has none).
     #[serde(default)]
     pub mdwe: u32,
+    /// PR_GET_IO_FLUSHER (`None`: not known, the call needs CAP_SYS_RESOURCE).
+    #[serde(default)]
+    pub io_flusher: Option<bool>,
 }
 
 const IOPRIO_WHO_PROCESS: u64 = 1;
@@ -32,6 +36,8 @@ const PR_GET_TSC: u64 = 25;
 const PR_SET_TSC: u64 = 26;
 const PR_SET_MDWE: u64 = 65;
 const PR_GET_MDWE: u64 = 66;
+const PR_SET_IO_FLUSHER: u64 = 57;
+const PR_GET_IO_FLUSHER: u64 = 58;
 /// PR_MDWE_REFUSE_EXEC_GAIN | PR_MDWE_NO_INHERIT.
 const MDWE_FLAGS: u32 = 3;
 const IOPRIO_CLASS_SHIFT: u32 = 13;
@@ -74,6 +80,7 @@ impl ThreadTuning {
         };
         // EINVAL before Linux 6.3: no such setting
         let mdwe = inj.call(libc::SYS_prctl, [PR_GET_MDWE, 0, 0, 0, 0, 0])?;
+        let io_flusher = io_flusher(inj)?;
         Ok(ThreadTuning {
             ioprio,
             timer_slack,
@@ -81,6 +88,7 @@ impl ThreadTuning {
             mempolicy,
             tsc,
             mdwe: if mdwe < 0 { 0 } else { mdwe as u32 },
+            io_flusher,
         })
     }
 
@@ -145,6 +153,18 @@ impl ThreadTuning {
                 [PR_SET_TSC, self.tsc as u64, 0, 0, 0, 0],
             )?;
         }
+        // asking and changing it need CAP_SYS_RESOURCE, which a restart by its owner
+        // lacks: set only when it differs from cpr's, or is on and cpr may not ask
+        let mine = io_flusher(inj)?;
+        if let Some(wanted) = self.io_flusher
+            && mine.map_or(wanted, |m| m != wanted)
+        {
+            inj.check(
+                "prctl(PR_SET_IO_FLUSHER)",
+                libc::SYS_prctl,
+                [PR_SET_IO_FLUSHER, u64::from(wanted), 0, 0, 0, 0],
+            )?;
+        }
         self.restore_mdwe(inj)
     }
 
@@ -172,6 +192,13 @@ impl ThreadTuning {
         }
         Ok(())
     }
+}
+
+/// The thread's PR_GET_IO_FLUSHER, `None` where it may not ask (no CAP_SYS_RESOURCE) or
+/// the kernel has no such setting.
+fn io_flusher(inj: &Injector) -> Result<Option<bool>> {
+    let rc = inj.call(libc::SYS_prctl, [PR_GET_IO_FLUSHER, 0, 0, 0, 0, 0])?;
+    Ok((rc >= 0).then_some(rc == 1))
 }
 
 /// The thread's NUMA memory policy: mode and node mask, trailing zero words left out.

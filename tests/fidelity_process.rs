@@ -455,3 +455,27 @@ fn settings_of_cpr_itself_do_not_leak_into_the_restored_process() {
     s.go();
     expect_pass_and_exit(&w);
 }
+
+/// A session leader whose autogroup had nice 7 (/proc/PID/autogroup) leads a new
+/// session after restart, whose autogroup has nice 7 again (not 0).
+#[test]
+fn session_leader_keeps_its_autogroup_nice_value() {
+    let _s = serial();
+    if !std::path::Path::new("/proc/self/autogroup").exists() {
+        assert!(!in_ci(), "CI needs a kernel with autogroups");
+        eprintln!("skipped: no autogroups (CONFIG_SCHED_AUTOGROUP)");
+        return;
+    }
+    let s = Scratch::new();
+    let (w, ready) = spawn_ready(&s, &build("fp_autogroup.c"), &[ctl(&s)]);
+    let c: i32 = field(&ready, "c").unwrap().parse().unwrap();
+    assert_eq!(field(&ready, "nice"), Some("7"), "{ready}");
+    wait_exit(w.pid, TIMEOUT);
+    let _leader = KillOnDrop::new(c, s.path());
+    checkpoint_set(&s, "ckpt", &c.to_string(), &[], &[c]);
+    restart_ok(&s.join("ckpt"));
+    s.go();
+    let pass = wait_for_line(&w.log, "PASS", TIMEOUT);
+    assert!(pass.contains("autogroup nice 7"), "{pass}");
+    wait_pid_gone(c, TIMEOUT);
+}

@@ -51,6 +51,10 @@ pub struct ProcessRecord {
     /// /proc/PID/coredump_filter (`None`: an older statefile, cpr's is kept).
     #[serde(default)]
     pub coredump_filter: Option<u32>,
+    /// The nice value of the autogroup of a session leader (`None`: not a leader, no
+    /// autogroups, or an older statefile).
+    #[serde(default)]
+    pub autogroup_nice: Option<i32>,
 }
 
 /// The audit login uid of a process that never had one.
@@ -126,6 +130,11 @@ pub fn dump(dir: &ProcDir, stat: &Stat) -> Result<ProcessRecord> {
         job_stop: 0,
         membarrier: 0,
         coredump_filter: Some(coredump_filter(dir)?),
+        autogroup_nice: if stat.session == pid {
+            autogroup_nice(dir)?
+        } else {
+            None
+        },
         oom_score_adj: Some(number(dir, "oom_score_adj")?),
         loginuid: dir
             .read_text_if_present("loginuid")?
@@ -218,6 +227,13 @@ fn coredump_filter(dir: &ProcDir) -> Result<u32> {
     })
 }
 
+/// /proc/PID/autogroup's nice value (`None`: a kernel without autogroups).
+pub fn autogroup_nice(dir: &ProcDir) -> Result<Option<i32>> {
+    dir.read_text_if_present("autogroup")?
+        .map(|t| dir.parsed("autogroup", &t, crate::proc::autogroup::nice))
+        .transpose()
+}
+
 /// The restored process's /proc/PID/coredump_filter, for the check before release.
 pub fn coredump_filter_of(dir: &ProcDir) -> Result<u32> {
     coredump_filter(dir)
@@ -253,6 +269,26 @@ pub fn restore_attributes(rec: &ProcessRecord) -> Result<()> {
             .ctx(format!("{who}: coredump_filter {filter:#x}"))?;
     }
     super::membarrier::restore(rec.membarrier, &who)?;
+    restore_autogroup(rec, &who)
+}
+
+/// A session leader's autogroup nice value. Only where it leads its session here (made
+/// by setsid, its autogroup is new and its own): otherwise the group is cpr's session's.
+fn restore_autogroup(rec: &ProcessRecord, who: &str) -> Result<()> {
+    let Some(nice) = rec.autogroup_nice else {
+        return Ok(());
+    };
+    if !(-20..=19).contains(&nice) {
+        return Err(crate::statefile::reader::damaged_record(format_args!(
+            "{who}: autogroup nice {nice}"
+        )));
+    }
+    let me = nix::unistd::getpid();
+    if nix::unistd::getsid(None).ok() != Some(me) {
+        return Ok(());
+    }
+    std::fs::write("/proc/self/autogroup", nice.to_string())
+        .ctx(format!("{who}: autogroup nice {nice}"))?;
     Ok(())
 }
 

@@ -479,3 +479,24 @@ fn session_leader_keeps_its_autogroup_nice_value() {
     assert!(pass.contains("autogroup nice 7"), "{pass}");
     wait_pid_gone(c, TIMEOUT);
 }
+
+/// A thread with syscall user dispatch on (Wine's): cpr's calls in it could raise SIGSYS
+/// and the setting is not restored, so the checkpoint is refused, naming the thread and
+/// the setting, and the process runs on.
+#[test]
+fn syscall_user_dispatch_is_refused_at_checkpoint() {
+    let _s = serial();
+    let s = Scratch::new();
+    let (w, _) = spawn_ready(&s, &build("fp_sud.c"), &[ctl(&s)]);
+    let sf = s.join("ckpt");
+    let out = cpr(&["-c", sf.to_str().unwrap(), "-p", &w.pid.to_string()]);
+    assert_failure(
+        &out,
+        "checkpoint of a process with syscall user dispatch on",
+        &["thread ", "syscall user dispatch", "Checkpoint error"],
+        false,
+    );
+    assert!(!sf.exists(), "no statefile may be left");
+    s.go();
+    expect_pass_and_exit(&w);
+}

@@ -171,13 +171,21 @@ pub fn restore_root(
 
 /// Refuses, before any call is injected into them, what a process of the set (live ones,
 /// each once) has that cpr cannot restore: a thread under seccomp (a filter could kill it
-/// on an injected call) or tables shared with another process.
+/// on an injected call) or with syscall user dispatch on, or tables shared with another
+/// process.
 pub fn refuse_unrestorable(live: &[i32]) -> Result<()> {
     for &pid in live {
         let dir = ProcDir::open(pid)?;
         for tid in dir.tids()? {
             let thread = ProcDir::open(tid)?;
             super::creds::refuse_seccomp(&thread, &thread.status_text()?)?;
+            if crate::engine::ptrace::syscall_user_dispatch_on(tid) == Some(true) {
+                return Err(Error::with_detail(
+                    format!("thread {tid}"),
+                    Kind::CheckpointError,
+                    "syscall user dispatch (PR_SET_SYSCALL_USER_DISPATCH) is on: cpr's calls in it could raise SIGSYS, and it is not restored",
+                ));
+            }
         }
     }
     refuse_shared_tables(live)

@@ -413,3 +413,90 @@ fn onstack_handler_without_alternate_stack_runs() {
     let pass = round_trip("fp_onstack.c");
     assert!(pass.contains("handled=2"), "{pass}");
 }
+
+/// I/O priority, timer slack, machine-check kill policy, NUMA memory policy and PR_SET_TSC
+/// of each thread, the coredump_filter, PR_SET_DUMPABLE 0 and memory-deny-write-execute,
+/// and PR_SET_IO_FLUSHER, set by the program, come back (not cpr's defaults).
+#[test]
+fn io_priority_timer_slack_and_memory_policy_come_back() {
+    let _s = serial();
+    let s = Scratch::new();
+    let (w, _) = spawn_ready(&s, &build("fp_tuning.c"), &[ctl(&s), "set".into()]);
+    let sf = checkpoint_set(&s, "ckpt", &w.pid.to_string(), &[], &[w.pid]);
+    restart_ok(&sf);
+    s.go();
+    let pass = expect_pass_and_exit(&w);
+    // io_flusher is 1 where the workload may set it, -1 where it lacks CAP_SYS_RESOURCE
+    assert!(pass.contains("coredump_filter 0x7f dumpable 0"), "{pass}");
+    assert!(
+        pass.contains("ioprio 0x6000 slack 123456 mce 1 mempolicy 1 mdwe 1 io_flusher "),
+        "{pass}"
+    );
+}
+
+/// A program at the defaults, restarted by a cpr that runs with other settings (I/O
+/// priority, timer slack, machine-check kill, memory policy, coredump_filter,
+/// personality, THP disabled), comes back with its own settings, not cpr's.
+#[test]
+fn settings_of_cpr_itself_do_not_leak_into_the_restored_process() {
+    let _s = serial();
+    let s = Scratch::new();
+    let (w, _) = spawn_ready(&s, &build("fp_tuning.c"), &[ctl(&s), "keep".into()]);
+    let sf = checkpoint_set(&s, "ckpt", &w.pid.to_string(), &[], &[w.pid]);
+    let cmd = cpr_command();
+    let out = std::process::Command::new(build("fp_cpr_tuned.c"))
+        .arg(cmd.get_program())
+        .args(["-r".as_ref(), sf.as_os_str()])
+        .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run cpr");
+    assert_success(&out, "cpr -r (with settings of its own)");
+    s.go();
+    expect_pass_and_exit(&w);
+}
+
+/// A session leader whose autogroup had nice 7 (/proc/PID/autogroup) leads a new
+/// session after restart, whose autogroup has nice 7 again (not 0).
+#[test]
+fn session_leader_keeps_its_autogroup_nice_value() {
+    let _s = serial();
+    if !std::path::Path::new("/proc/self/autogroup").exists() {
+        assert!(!in_ci(), "CI needs a kernel with autogroups");
+        eprintln!("skipped: no autogroups (CONFIG_SCHED_AUTOGROUP)");
+        return;
+    }
+    let s = Scratch::new();
+    let (w, ready) = spawn_ready(&s, &build("fp_autogroup.c"), &[ctl(&s)]);
+    let c: i32 = field(&ready, "c").unwrap().parse().unwrap();
+    assert_eq!(field(&ready, "nice"), Some("7"), "{ready}");
+    wait_exit(w.pid, TIMEOUT);
+    let _leader = KillOnDrop::new(c, s.path());
+    checkpoint_set(&s, "ckpt", &c.to_string(), &[], &[c]);
+    restart_ok(&s.join("ckpt"));
+    s.go();
+    let pass = wait_for_line(&w.log, "PASS", TIMEOUT);
+    assert!(pass.contains("autogroup nice 7"), "{pass}");
+    wait_pid_gone(c, TIMEOUT);
+}
+
+/// A thread with syscall user dispatch on (Wine's): cpr's calls in it could raise SIGSYS
+/// and the setting is not restored, so the checkpoint is refused, naming the thread and
+/// the setting, and the process runs on.
+#[test]
+fn syscall_user_dispatch_is_refused_at_checkpoint() {
+    let _s = serial();
+    let s = Scratch::new();
+    let (w, _) = spawn_ready(&s, &build("fp_sud.c"), &[ctl(&s)]);
+    let sf = s.join("ckpt");
+    let out = cpr(&["-c", sf.to_str().unwrap(), "-p", &w.pid.to_string()]);
+    assert_failure(
+        &out,
+        "checkpoint of a process with syscall user dispatch on",
+        &["thread ", "syscall user dispatch", "Checkpoint error"],
+        false,
+    );
+    assert!(!sf.exists(), "no statefile may be left");
+    s.go();
+    expect_pass_and_exit(&w);
+}

@@ -13,6 +13,7 @@ use nix::sys::stat::Mode;
 
 use crate::error::{Error, Kind, Result};
 
+pub mod autogroup;
 pub mod fdinfo;
 pub mod limits;
 pub mod locks;

@@ -97,6 +97,7 @@ pub(super) fn dump_process(
     let stat = dir.stat()?;
     let mut proc_rec = process::dump(&dir, &stat)?;
     proc_rec.membarrier = asked.membarrier;
+    proc_rec.dumpable = asked.dumpable;
     let mm = dump_memory(
         &dir,
         &stat,
@@ -128,6 +129,8 @@ struct Asked {
     threads: Vec<threads::ThreadRecord>,
     posix_timers: Vec<posix_timers::PosixTimer>,
     membarrier: u32,
+    /// PR_GET_DUMPABLE is 1 (0: made undumpable, 2: after a change of credentials).
+    dumpable: bool,
 }
 
 /// Asks the process by calls injected through a trampoline that puts everything back
@@ -194,20 +197,26 @@ fn ask_through(
         }
         let posix_timers = posix_timers::dump(pid, &main, &mut scratch);
         let membarrier = crate::engine::objects::membarrier::dump(&main)?;
-        Ok((sig, brk, trecs, (posix_timers, membarrier)))
+        let dumpable = main.check(
+            "prctl(PR_GET_DUMPABLE)",
+            libc::SYS_prctl,
+            [libc::PR_GET_DUMPABLE as u64, 0, 0, 0, 0, 0],
+        )? == 1;
+        Ok((sig, brk, trecs, (posix_timers, membarrier, dumpable)))
     })();
     first.check(
         "munmap scratch",
         libc::SYS_munmap,
         [base.as_u64(), area, 0, 0, 0, 0],
     )?;
-    let (signals, brk, threads, (posix_timers, membarrier)) = injected?;
+    let (signals, brk, threads, (posix_timers, membarrier, dumpable)) = injected?;
     Ok(Asked {
         signals,
         brk,
         threads,
         posix_timers: posix_timers?,
         membarrier,
+        dumpable,
     })
 }
 

@@ -216,12 +216,17 @@ pub fn restore(
             [libc::PR_SET_NO_NEW_PRIVS as u64, 1, 0, 0, 0],
         )?;
     }
-    if rec.dumpable {
-        prctl(
-            "prctl(PR_SET_DUMPABLE)",
-            [libc::PR_SET_DUMPABLE as u64, 1, 0, 0, 0],
-        )?;
-    }
+    // set either way: cpr made itself dumpable, and a change of ids may have cleared it
+    prctl(
+        "prctl(PR_SET_DUMPABLE)",
+        [
+            libc::PR_SET_DUMPABLE as u64,
+            u64::from(rec.dumpable),
+            0,
+            0,
+            0,
+        ],
+    )?;
     Ok(())
 }
 

@@ -63,6 +63,8 @@ pub mod sysv_sem;
 /// System V shared memory segments.
 pub mod sysv_shm;
 /// Threads: registers, FPU state, signal mask, pending signals and the rest per thread.
+/// Per-thread I/O priority, timer slack, machine-check kill policy, NUMA policy.
+pub mod thread_tuning;
 pub mod threads;
 /// Dirty-page tracking (userfaultfd write-protect) for incremental and live checkpoints.
 pub mod tracking;

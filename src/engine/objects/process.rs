@@ -48,6 +48,13 @@ pub struct ProcessRecord {
     /// membarrier(2) registrations (the mask MEMBARRIER_CMD_GET_REGISTRATIONS gives).
     #[serde(default)]
     pub membarrier: u32,
+    /// /proc/PID/coredump_filter (`None`: an older statefile, cpr's is kept).
+    #[serde(default)]
+    pub coredump_filter: Option<u32>,
+    /// The nice value of the autogroup of a session leader (`None`: not a leader, no
+    /// autogroups, or an older statefile).
+    #[serde(default)]
+    pub autogroup_nice: Option<i32>,
 }
 
 /// The audit login uid of a process that never had one.
@@ -122,6 +129,12 @@ pub fn dump(dir: &ProcDir, stat: &Stat) -> Result<ProcessRecord> {
         dumpable: true,
         job_stop: 0,
         membarrier: 0,
+        coredump_filter: Some(coredump_filter(dir)?),
+        autogroup_nice: if stat.session == pid {
+            autogroup_nice(dir)?
+        } else {
+            None
+        },
         oom_score_adj: Some(number(dir, "oom_score_adj")?),
         loginuid: dir
             .read_text_if_present("loginuid")?
@@ -158,13 +171,21 @@ pub fn restore_root(
 
 /// Refuses, before any call is injected into them, what a process of the set (live ones,
 /// each once) has that cpr cannot restore: a thread under seccomp (a filter could kill it
-/// on an injected call) or tables shared with another process.
+/// on an injected call) or with syscall user dispatch on, or tables shared with another
+/// process.
 pub fn refuse_unrestorable(live: &[i32]) -> Result<()> {
     for &pid in live {
         let dir = ProcDir::open(pid)?;
         for tid in dir.tids()? {
             let thread = ProcDir::open(tid)?;
             super::creds::refuse_seccomp(&thread, &thread.status_text()?)?;
+            if crate::engine::ptrace::syscall_user_dispatch_on(tid) == Some(true) {
+                return Err(Error::with_detail(
+                    format!("thread {tid}"),
+                    Kind::CheckpointError,
+                    "syscall user dispatch (PR_SET_SYSCALL_USER_DISPATCH) is on: cpr's calls in it could raise SIGSYS, and it is not restored",
+                ));
+            }
         }
     }
     refuse_shared_tables(live)
@@ -205,6 +226,27 @@ fn parse_number<T: std::str::FromStr>(text: &str) -> Result<T> {
         .map_err(|_| crate::proc::malformed("value", format!("'{}' is not a number", text.trim())))
 }
 
+/// /proc/PID/coredump_filter: hexadecimal.
+fn coredump_filter(dir: &ProcDir) -> Result<u32> {
+    dir.parsed("coredump_filter", &dir.read("coredump_filter")?, |t| {
+        u32::from_str_radix(t.trim(), 16).map_err(|_| {
+            crate::proc::malformed("value", format!("'{}' is not hexadecimal", t.trim()))
+        })
+    })
+}
+
+/// /proc/PID/autogroup's nice value (`None`: a kernel without autogroups).
+pub fn autogroup_nice(dir: &ProcDir) -> Result<Option<i32>> {
+    dir.read_text_if_present("autogroup")?
+        .map(|t| dir.parsed("autogroup", &t, crate::proc::autogroup::nice))
+        .transpose()
+}
+
+/// The restored process's /proc/PID/coredump_filter, for the check before release.
+pub fn coredump_filter_of(dir: &ProcDir) -> Result<u32> {
+    coredump_filter(dir)
+}
+
 fn number<T: std::str::FromStr>(dir: &ProcDir, name: &str) -> Result<T> {
     dir.parsed(name, &dir.read(name)?, parse_number)
 }
@@ -227,11 +269,34 @@ pub fn restore_attributes(rec: &ProcessRecord) -> Result<()> {
         std::fs::write("/proc/self/loginuid", uid.to_string())
             .ctx(format!("{who}: audit login uid {uid}"))?;
     }
-    if rec.thp_disabled {
-        crate::sys::prctl::prctl_int(libc::PR_SET_THP_DISABLE, 1)
-            .map_err(|e| Error::errno(format!("{who}: PR_SET_THP_DISABLE"), e))?;
+    // set either way: cpr's own setting is inherited through fork
+    crate::sys::prctl::prctl_int(libc::PR_SET_THP_DISABLE, u64::from(rec.thp_disabled))
+        .map_err(|e| Error::errno(format!("{who}: PR_SET_THP_DISABLE"), e))?;
+    if let Some(filter) = rec.coredump_filter {
+        std::fs::write("/proc/self/coredump_filter", format!("{filter:#x}"))
+            .ctx(format!("{who}: coredump_filter {filter:#x}"))?;
     }
     super::membarrier::restore(rec.membarrier, &who)?;
+    restore_autogroup(rec, &who)
+}
+
+/// A session leader's autogroup nice value. Only where it leads its session here (made
+/// by setsid, its autogroup is new and its own): otherwise the group is cpr's session's.
+fn restore_autogroup(rec: &ProcessRecord, who: &str) -> Result<()> {
+    let Some(nice) = rec.autogroup_nice else {
+        return Ok(());
+    };
+    if !(-20..=19).contains(&nice) {
+        return Err(crate::statefile::reader::damaged_record(format_args!(
+            "{who}: autogroup nice {nice}"
+        )));
+    }
+    let me = nix::unistd::getpid();
+    if nix::unistd::getsid(None).ok() != Some(me) {
+        return Ok(());
+    }
+    std::fs::write("/proc/self/autogroup", nice.to_string())
+        .ctx(format!("{who}: autogroup nice {nice}"))?;
     Ok(())
 }
 
@@ -262,12 +327,11 @@ pub fn restore_native(rec: &ProcessRecord, cdir: DirAction) -> Result<()> {
             return Err(Error::errno(format!("{who}: resource limit {r}"), e));
         }
     }
-    if rec.personality != 0 {
-        nix::sys::personality::set(nix::sys::personality::Persona::from_bits_retain(
-            rec.personality as i32,
-        ))
-        .ctx(format!("{who}: personality"))?;
-    }
+    // set even when 0: cpr's own (setarch -R cpr ...) is inherited through fork
+    nix::sys::personality::set(nix::sys::personality::Persona::from_bits_retain(
+        rec.personality as i32,
+    ))
+    .ctx(format!("{who}: personality"))?;
     if crate::sys::setpriority_self(rec.nice) < 0 {
         return Err(Error::errno(
             format!("{who}: nice {}", rec.nice),

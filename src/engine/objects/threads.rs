@@ -38,6 +38,10 @@ pub struct ThreadRecord {
     /// PR_SET_CHILD_SUBREAPER: process-wide, asked of (and kept by) the main thread only.
     #[serde(default)]
     pub child_subreaper: bool,
+    /// I/O priority, timer slack, machine-check kill policy, NUMA policy (`None`: an
+    /// older statefile; the restored thread then keeps cpr's).
+    #[serde(default)]
+    pub tuning: Option<super::thread_tuning::ThreadTuning>,
 }
 
 /// How a thread is scheduled (Linux keeps all of it per thread).
@@ -271,6 +275,11 @@ impl ThreadRecord {
                 .check()
                 .map_err(|e| e.context(format_args!("thread {}", self.tid)))?;
         }
+        if let Some(tuning) = &self.tuning {
+            tuning
+                .check()
+                .map_err(|e| e.context(format_args!("thread {}", self.tid)))?;
+        }
         Ok(())
     }
 }
@@ -384,6 +393,7 @@ pub fn dump(
     let pdeathsig = int(s.read(pdeathsig, 8)?);
     let child_subreaper = tid == pid && int(s.read(subreaper, 8)?) != 0;
     drop(s);
+    let tuning = super::thread_tuning::ThreadTuning::dump(inj, scratch)?;
     let comm = crate::proc::ProcDir::open(pid)?.thread_comm(tid)?;
     Ok(ThreadRecord {
         tid,
@@ -403,6 +413,7 @@ pub fn dump(
         creds: Some(super::creds::ThreadCreds::dump(tid, inj)?),
         pdeathsig,
         child_subreaper,
+        tuning: Some(tuning),
     })
 }
 
@@ -472,13 +483,13 @@ pub fn restore_kernel_state(
         libc::SYS_set_tid_address,
         [t.clear_child_tid, 0, 0, 0, 0, 0],
     )?;
-    if t.robust_list.0 != 0 {
-        inj.check(
-            "set_robust_list",
-            libc::SYS_set_robust_list,
-            [t.robust_list.0, t.robust_list.1, 0, 0, 0, 0],
-        )?;
-    }
+    // set even when none: the main thread holds the list of cpr's glibc (registered
+    // again after fork), which the kernel would walk at exit in the new image
+    inj.check(
+        "set_robust_list",
+        libc::SYS_set_robust_list,
+        [t.robust_list.0, ROBUST_LIST_HEAD_SIZE, 0, 0, 0, 0],
+    )?;
     if t.rseq.abi_pointer != 0 {
         inj.check(
             "rseq",
@@ -522,8 +533,14 @@ pub fn restore_kernel_state(
             [libc::PR_SET_NAME as u64, name.as_u64(), 0, 0, 0, 0],
         )?;
     }
+    if let Some(tuning) = &t.tuning {
+        tuning.restore(inj, scratch)?;
+    }
     Ok(())
 }
+
+/// Bytes of a `struct robust_list_head`, the only length set_robust_list accepts.
+const ROBUST_LIST_HEAD_SIZE: u64 = 24;
 
 /// Last step before release: registers (with interrupted calls re-issued), FPU state and
 /// the signal mask.

@@ -37,6 +37,7 @@ const PTRACE_GET_RSEQ_CONFIGURATION: u32 = 0x420f;
 const NT_X86_XSTATE: usize = 0x202;
 const PTRACE_SECCOMP_GET_FILTER: u32 = 0x420c;
 const PTRACE_SECCOMP_GET_METADATA: u32 = 0x420d;
+const PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG: u32 = 0x4211;
 
 /// ptrace(2) for the requests nix lacks. Returns the kernel's result (PEEK* style
 /// requests return data, so -1 is an error only when errno was set).
@@ -323,6 +324,25 @@ pub fn get_rseq(tid: i32) -> Result<RseqConfig> {
         signature: (buf[1] >> 32) as u32,
         flags: buf[2] as u32,
     })
+}
+
+/// Whether syscall user dispatch (PR_SET_SYSCALL_USER_DISPATCH) is on in thread `tid`,
+/// which must be stopped by cpr; `None` where it cannot be told (a kernel before 6.2, a
+/// thread cpr does not trace).
+pub fn syscall_user_dispatch_on(tid: i32) -> Option<bool> {
+    // struct ptrace_sud_config: mode, selector, offset, len
+    let mut config = [0u64; 4];
+    // SAFETY: addr is the struct size (32, an integer); data points to 32 live bytes
+    // that the kernel writes.
+    let rc = unsafe {
+        raw(
+            PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG,
+            tid,
+            without_provenance_mut(std::mem::size_of_val(&config)),
+            config.as_mut_ptr().cast(),
+        )
+    };
+    rc.ok().map(|_| config[0] != 0)
 }
 
 /// What a waited-for tracee reported.

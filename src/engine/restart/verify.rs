@@ -352,6 +352,24 @@ fn attributes(s: &Subject) -> Result<()> {
     if let Some(enabled) = status::field(&s.status, "THP_enabled") {
         same("THP disabled", rec.thp_disabled, enabled == "0")?;
     }
+    if let Some(nice) = rec.autogroup_nice
+        && s.dir.stat()?.session == s.pid
+    {
+        same(
+            "autogroup nice",
+            Some(nice),
+            crate::engine::objects::process::autogroup_nice(&s.dir)?,
+        )?;
+    }
+    if let Some(filter) = rec.coredump_filter {
+        same(
+            "coredump_filter",
+            Hex(u64::from(filter)),
+            Hex(u64::from(
+                crate::engine::objects::process::coredump_filter_of(&s.dir)?,
+            )),
+        )?;
+    }
     Ok(())
 }
 

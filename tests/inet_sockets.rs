@@ -31,6 +31,10 @@ fn loopback_round_trip(mode: &str) {
     if mode == "udp6" {
         assert_eq!(socks.len(), 2, "{socks:?}");
         assert!(socks.iter().all(|r| r.datagrams.len() == 3), "{socks:?}");
+    } else if mode == "udp4shut" {
+        let mut shut: Vec<u8> = socks.iter().map(|r| r.shutdown).collect();
+        shut.sort();
+        assert_eq!(shut, [1, 2], "{socks:?}");
     } else {
         use cpr::engine::objects::inet_sockets::Disposition;
         // the listener, both ends of the accepted connection, the waiting client
@@ -75,6 +79,13 @@ fn a_tcp_server_and_client_on_ipv6_loopback_come_back_with_their_data_and_waitin
 #[test]
 fn an_ipv6_udp_pair_comes_back_with_its_datagrams_in_order() {
     loopback_round_trip("udp6");
+}
+
+/// zdtm socket_udp_shutdown: a UDP socket shut down for writing could send again after
+/// restart.
+#[test]
+fn udp_sockets_come_back_shut_down_as_they_were() {
+    loopback_round_trip("udp4shut");
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! What the kernel says of a TCP socket through sock_diag netlink (inet_diag), looked up
+//! What the kernel says of a TCP or UDP socket through sock_diag netlink (inet_diag), looked up
 //! by its addresses: state, queue lengths (for a listening socket: the connections
 //! waiting in its accept queue and its backlog) and inode (0 for a connection no
 //! descriptor holds yet, waiting in an accept queue).
@@ -28,7 +28,12 @@ pub struct InetDiag {
     /// Established: bytes not acknowledged; listening: the backlog.
     pub wqueue: u32,
     pub inode: u32,
+    /// The kernel's sk_shutdown (INET_DIAG_SHUTDOWN): 1 receive side shut down, 2 send.
+    pub shutdown: u8,
 }
+
+/// inet_diag's attribute with the socket's sk_shutdown.
+const INET_DIAG_SHUTDOWN: u16 = 8;
 
 fn put_addr(req: &mut Vec<u8>, ip: IpAddr) {
     match ip {
@@ -64,6 +69,17 @@ fn get_addr(b: &[u8], family: u8, port: u16) -> Result<SocketAddr, Errno> {
 /// that finds no connection with the listening socket of `local`, if there is one: the
 /// caller compares what it gets. ENOENT: none.
 pub fn tcp_lookup(local: SocketAddr, remote: SocketAddr) -> Result<InetDiag, Errno> {
+    lookup(libc::IPPROTO_TCP, local, remote)
+}
+
+/// The TCP or UDP (`protocol`) socket of `local` and `remote`, as `tcp_lookup`.
+pub fn lookup(protocol: i32, local: SocketAddr, remote: SocketAddr) -> Result<InetDiag, Errno> {
+    // for UDP the kernel finds the socket that receives what `src` sends to `dst`
+    let (local, remote) = if protocol == libc::IPPROTO_UDP {
+        (remote, local)
+    } else {
+        (local, remote)
+    };
     let family = if local.is_ipv4() {
         libc::AF_INET
     } else {
@@ -82,7 +98,7 @@ pub fn tcp_lookup(local: SocketAddr, remote: SocketAddr) -> Result<InetDiag, Err
     req.extend_from_slice(&1u32.to_ne_bytes());
     req.extend_from_slice(&0u32.to_ne_bytes());
     req.push(family as u8);
-    req.push(libc::IPPROTO_TCP as u8);
+    req.push(protocol as u8);
     req.push(0); // no extensions
     req.push(0);
     req.extend_from_slice(&u32::MAX.to_ne_bytes()); // every state
@@ -136,13 +152,55 @@ fn parse_reply(b: &[u8]) -> Result<InetDiag, Errno> {
         rqueue: u32_at(m, 56)?,
         wqueue: u32_at(m, 60)?,
         inode: u32_at(m, 68)?,
+        shutdown: shutdown_attr(&m[MSG_LEN..]),
     })
+}
+
+/// The INET_DIAG_SHUTDOWN attribute among the route attributes after the message (0
+/// when absent).
+fn shutdown_attr(mut attrs: &[u8]) -> u8 {
+    while attrs.len() >= 4 {
+        let len = u16::from_ne_bytes([attrs[0], attrs[1]]) as usize;
+        let kind = u16::from_ne_bytes([attrs[2], attrs[3]]);
+        if len < 4 || len > attrs.len() {
+            break;
+        }
+        if kind == INET_DIAG_SHUTDOWN && len >= 5 {
+            return attrs[4];
+        }
+        attrs = &attrs[((len + 3) & !3).min(attrs.len())..];
+    }
+    0
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::net::{TcpListener, TcpStream};
+
+    fn inode_of(fd: i32) -> u64 {
+        let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
+        let link = link.to_str().unwrap();
+        link["socket:[".len()..link.len() - 1].parse().unwrap()
+    }
+
+    #[test]
+    fn a_udp_socket_shows_its_shutdown() {
+        use std::net::UdpSocket;
+        use std::os::fd::AsRawFd;
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        a.connect(b.local_addr().unwrap()).unwrap();
+        socket::shutdown(a.as_raw_fd(), socket::Shutdown::Write).unwrap();
+        let d = lookup(
+            libc::IPPROTO_UDP,
+            a.local_addr().unwrap(),
+            b.local_addr().unwrap(),
+        )
+        .unwrap();
+        assert_eq!(u64::from(d.inode), inode_of(a.as_raw_fd()));
+        assert_eq!(d.shutdown, 2);
+    }
 
     #[test]
     fn a_listener_shows_its_waiting_connection_and_backlog() {

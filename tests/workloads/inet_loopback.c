@@ -10,7 +10,10 @@
  *   TCP_KEEPIDLE, SO_REUSEADDR) are checked. The client reports to the server over A.
  * inet_loopback CTL udp6: two UDP sockets on ::1, bound and connected to each other,
  *   three datagrams waiting in each; after GO each is read back in order, with its
- *   boundaries, and both can still talk. */
+ *   boundaries, and both can still talk.
+ * inet_loopback CTL udp4shut: two UDP sockets on 127.0.0.1 connected to each other, the
+ *   first shut down for writing, the second for reading; after GO the second still
+ *   sends to the first, and the first still cannot send (EPIPE). */
 #include "wl.h"
 
 #include <arpa/inet.h>
@@ -265,9 +268,45 @@ static void udp6(void)
 	wl_pass("udp6");
 }
 
+static void udp4shut(void)
+{
+	int s[2];
+	struct sockaddr_in at[2];
+	for (int i = 0; i < 2; i++) {
+		s[i] = socket(AF_INET, SOCK_DGRAM, 0);
+		memset(&at[i], 0, sizeof at[i]);
+		at[i].sin_family = AF_INET;
+		at[i].sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		if (bind(s[i], (struct sockaddr *)&at[i], sizeof at[i]) != 0)
+			wl_fail("bind: %s", strerror(errno));
+		socklen_t l = sizeof at[i];
+		getsockname(s[i], (struct sockaddr *)&at[i], &l);
+	}
+	for (int i = 0; i < 2; i++)
+		if (connect(s[i], (struct sockaddr *)&at[1 - i], sizeof at[1 - i]) != 0)
+			wl_fail("connect: %s", strerror(errno));
+	if (shutdown(s[0], SHUT_WR) != 0 || shutdown(s[1], SHUT_RD) != 0)
+		wl_fail("shutdown: %s", strerror(errno));
+	if (send(s[0], "x", 1, MSG_NOSIGNAL) >= 0 || errno != EPIPE)
+		wl_fail("a socket shut down for writing sent");
+	wl_ready("udp4shut");
+	while (!wl_go())
+		wl_sleep_ms(20);
+	if (send(s[1], "hello", 5, 0) != 5)
+		wl_fail("the second socket cannot send: %s", strerror(errno));
+	char got[8];
+	if (recv(s[0], got, sizeof got, MSG_DONTWAIT) != 5 || memcmp(got, "hello", 5) != 0)
+		wl_fail("the first socket did not receive");
+	if (send(s[0], "x", 1, MSG_NOSIGNAL) >= 0)
+		wl_fail("the socket shut down for writing sends after restart");
+	if (errno != EPIPE)
+		wl_fail("send after shutdown: %s, want EPIPE", strerror(errno));
+	wl_pass("udp4shut");
+}
+
 int main(int argc, char **argv)
 {
-	wl_init(argc, argv, 2, "CTL tcp4|tcp6|udp6");
+	wl_init(argc, argv, 2, "CTL tcp4|tcp6|udp6|udp4shut");
 	wl_close_inherited();
 	/* its own process group, checkpointed as PGID:GID */
 	setpgid(0, 0);
@@ -275,6 +314,8 @@ int main(int argc, char **argv)
 	v6 = strcmp(mode, "tcp4") != 0;
 	if (strcmp(mode, "udp6") == 0)
 		udp6();
+	else if (strcmp(mode, "udp4shut") == 0)
+		udp4shut();
 	else
 		tcp();
 	return 0;

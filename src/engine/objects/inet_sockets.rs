@@ -109,6 +109,9 @@ pub struct InetSocketRecord {
     pub tcp: Option<TcpConn>,
     #[serde(default)]
     pub datagrams: Vec<Datagram>,
+    /// A UDP socket's sk_shutdown (1 receive side shut down, 2 send side).
+    #[serde(default)]
+    pub shutdown: u8,
     /// Statefile file with the receive then send queue (TCP) or the datagrams (UDP).
     pub data: Option<String>,
 }
@@ -280,6 +283,8 @@ struct Seen {
     holders: Vec<i32>,
     /// Read before repair mode, which changes SO_REUSEADDR.
     options: Vec<SockOpt>,
+    /// sk_shutdown, as inet_diag tells it.
+    shutdown: u8,
 }
 
 impl Seen {
@@ -361,17 +366,36 @@ fn look(pid: i32, fd: i32, link: &str, ino: u64) -> Result<Seen> {
             Err(e) => return Err(Error::errno(format!("{who}: getsockopt"), e)),
         }
     }
+    let (local, peer) = (local_of(raw), peer_of(raw));
+    let shutdown = match (is_inet(family), local) {
+        (true, Some(l)) => {
+            let any = SocketAddr::new(
+                if l.is_ipv4() {
+                    std::net::Ipv4Addr::UNSPECIFIED.into()
+                } else {
+                    std::net::Ipv6Addr::UNSPECIFIED.into()
+                },
+                0,
+            );
+            inet_diag::lookup(protocol, canon(l), peer.map_or(any, canon))
+                .ok()
+                .filter(|d| u64::from(d.inode) == ino)
+                .map_or(0, |d| d.shutdown)
+        }
+        _ => 0,
+    };
     Ok(Seen {
         ino,
         pid,
         fd,
+        shutdown,
         link: link.to_string(),
         family,
         sock_type,
         protocol,
         options,
-        local: local_of(raw),
-        peer: peer_of(raw),
+        local,
+        peer,
         sock,
         state,
         how: Disposition::Unconnected,
@@ -773,7 +797,14 @@ fn read_one(s: &Seen, writer: &mut StatefileWriter) -> Result<InetSocketRecord> 
         tcp: None,
         datagrams: Vec::new(),
         data: None,
+        shutdown: 0,
     };
+    if s.shutdown != 0 {
+        if s.sock_type != libc::SOCK_DGRAM {
+            return Err(s.not_safe("a TCP socket shut down for reading or writing"));
+        }
+        record.shutdown = s.shutdown;
+    }
     let bytes = match s.how {
         Disposition::Repaired { .. } | Disposition::Waiting { .. } => {
             let (conn, bytes) = read_connection(fd, &who)?;
@@ -1203,6 +1234,19 @@ pub(super) fn open_all(
             _ => {}
         }
     }
+    // shut down last: the datagrams a socket had sent are in its peer's queue by now
+    for r in records.iter().filter(|r| r.shutdown != 0) {
+        let how = match r.shutdown {
+            1 => socket::Shutdown::Read,
+            2 => socket::Shutdown::Write,
+            3 => socket::Shutdown::Both,
+            n => return Err(damaged(format!("socket:[{}]: shutdown {n}", r.ino))),
+        };
+        if let Some(fd) = made.get(&r.ino) {
+            socket::shutdown(fd.as_raw_fd(), how)
+                .map_err(|e| Error::errno(format!("socket:[{}]: shutdown", r.ino), e))?;
+        }
+    }
     for f in files {
         if let FdKind::InetSocket { ino, .. } = f.template.kind
             && !made.contains_key(&ino)
@@ -1481,6 +1525,7 @@ mod tests {
             tcp: None,
             datagrams: Vec::new(),
             data: None,
+            shutdown: 0,
         }
     }
 

@@ -500,3 +500,23 @@ fn syscall_user_dispatch_is_refused_at_checkpoint() {
     s.go();
     expect_pass_and_exit(&w);
 }
+
+/// A program's SIGTRAP handler survives the checkpoint (WILL CONT: the original keeps it)
+/// and the restart: cpr's injected calls end in int3, and a forced SIGTRAP while
+/// blocked had the kernel reset the handler (zdtm sigtrap01).
+#[test]
+fn sigtrap_handler_survives_injected_calls() {
+    let _s = serial();
+    let s = Scratch::new();
+    let (w, _) = spawn_ready(&s, &build("fp_sigtrap.c"), &[ctl(&s)]);
+    let sf = checkpoint_set(&s, "ckpt", &w.pid.to_string(), &["-g"], &[]);
+    // the original runs on with its handler
+    s.go();
+    let pass = expect_pass_and_exit(&w);
+    assert!(pass.contains("handled=1"), "{pass}");
+    std::fs::remove_file(s.ctl().join("GO")).unwrap();
+    restart_ok(&sf);
+    s.go();
+    let pass = expect_pass_and_exit(&w);
+    assert!(pass.contains("handled=1"), "{pass}");
+}

@@ -189,11 +189,11 @@ impl Injector {
         Ok(rc)
     }
 
-    /// `run`, with every signal but SIGKILL and SIGSTOP blocked while the call runs:
-    /// one arriving then stays pending (the dump saves it as pending) instead of being
-    /// taken by a thread whose registers are cpr's.
+    /// `run`, with every signal but SIGKILL, SIGSTOP and SIGTRAP blocked while the call
+    /// runs: one arriving then stays pending (the dump saves it as pending) instead of
+    /// being taken by a thread whose registers are cpr's (SIGTRAP: see ALL_BUT_SIGTRAP).
     fn run_blocked(&self, nr: i64, args: [u64; 6]) -> Result<i64> {
-        self.run_with(nr, args, || set_sigmask(self.tid, !0))
+        self.run_with(nr, args, || set_sigmask(self.tid, super::ALL_BUT_SIGTRAP))
     }
 
     fn run(&self, nr: i64, args: [u64; 6]) -> Result<i64> {

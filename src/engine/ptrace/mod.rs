@@ -240,6 +240,11 @@ pub fn get_sigmask(tid: i32) -> Result<u64> {
     Ok(mask)
 }
 
+/// The mask a thread has while cpr's injected calls run in it: every signal blocked but
+/// SIGTRAP, which the stub's int3 forces (the kernel resets the handler of a forced
+/// signal that is blocked to SIG_DFL: the program's SIGTRAP handler would be lost).
+pub const ALL_BUT_SIGTRAP: u64 = !(1 << (libc::SIGTRAP - 1));
+
 pub fn set_sigmask(tid: i32, mask: u64) -> Result<()> {
     // SAFETY: addr is the mask size (8, an integer); data points to a live u64 that the
     // kernel only reads.

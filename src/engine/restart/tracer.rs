@@ -66,6 +66,8 @@ fn restore_one(
     .ctx(format!("process {pid}"))?;
     ptrace::interrupt(pid).ctx(format!("process {pid}"))?;
     ptrace::wait_for_stop(pid)?;
+    // traced now: SIGTRAP may be let through (the threads it makes inherit the mask)
+    ptrace::set_sigmask(pid, ptrace::ALL_BUT_SIGTRAP).ctx(format!("process {pid}"))?;
     finish_in_tracer(img, pid, &child.ready, parent_restored, r, progress)
 }
 

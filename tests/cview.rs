@@ -398,7 +398,7 @@ fn ordinary_user_sees_and_takes_in_only_their_own_processes() {
     ])
     .arg(s.path());
     let leader = spawn_command(&s, cmd, s.join("out.log"));
-    let w = nobody_child_of(leader.pid);
+    let nobody = nobody_child_of(leader.pid);
     let command = format!(
         "env HOME=/nonexistent setpriv --reuid=65534 --regid=65534 --clear-groups {}",
         cview_bin()
@@ -414,21 +414,17 @@ fn ordinary_user_sees_and_takes_in_only_their_own_processes() {
 
     let name = s.path().file_name().unwrap().to_str().unwrap().to_string();
     tmux.type_text(&name);
-    tmux.wait_for(&format!("-p {} takes in 1 process(es)", w.pid));
+    tmux.wait_for(&format!("-p {nobody} takes in 1 process(es)"));
     tmux.keys(&["Tab", "s"]);
     tmux.wait_for("cpr: Operation not permitted: processes have several owners");
     tmux.keys(&["BTab", "BTab", "r"]);
     tmux.wait_for("Only root may show another user's processes");
     tmux.keys(&["F10"]);
-    let _ = kill(Pid::from_raw(w.pid), Signal::SIGKILL);
-}
-
-struct NobodyChild {
-    pid: i32,
+    let _ = kill(Pid::from_raw(nobody), Signal::SIGKILL);
 }
 
 /// The child `leader` started as nobody, once it runs as nobody.
-fn nobody_child_of(leader: i32) -> NobodyChild {
+fn nobody_child_of(leader: i32) -> i32 {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let children = fs::read_to_string(format!("/proc/{leader}/task/{leader}/children"))
@@ -440,7 +436,7 @@ fn nobody_child_of(leader: i32) -> NobodyChild {
             let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
             let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
             if comm.trim() == "sh" && status.lines().any(|l| l.starts_with("Uid:\t65534\t")) {
-                return NobodyChild { pid };
+                return pid;
             }
         }
         assert!(Instant::now() < deadline, "no nobody child of {leader}");

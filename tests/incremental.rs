@@ -187,21 +187,28 @@ fn forced_page_comparison_finds_the_same_changes() {
     kill(w.pid);
 }
 
-#[test]
-fn parent_with_dependents_is_not_deleted() {
-    let _s = serial();
-    let s = Scratch::new();
-    let w = incr(&s, 4, false);
-    let c1 = checkpoint(&s, "c1", w.pid, &["-g"], &[]);
+/// A workload, its `-g` checkpoint c1, one step, and c2 after c1 (`-k`: the workload is
+/// gone). The workload is returned for its guard.
+fn parent_and_child(s: &Scratch) -> (Workload, PathBuf, PathBuf) {
+    let w = incr(s, 4, false);
+    let c1 = checkpoint(s, "c1", w.pid, &["-g"], &[]);
     step(&w, 1);
     let c2 = checkpoint(
-        &s,
+        s,
         "c2",
         w.pid,
         &["-k", "--parent", c1.to_str().unwrap()],
         &[],
     );
     wait_pid_gone(w.pid, TIMEOUT);
+    (w, c1, c2)
+}
+
+#[test]
+fn parent_with_dependents_is_not_deleted() {
+    let _s = serial();
+    let s = Scratch::new();
+    let (_w, c1, c2) = parent_and_child(&s);
     let out = cpr(&["-D", c1.to_str().unwrap()]);
     assert_failure(
         &out,
@@ -228,17 +235,7 @@ fn parent_with_dependents_is_not_deleted() {
 fn changed_parent_is_refused_at_restart() {
     let _s = serial();
     let s = Scratch::new();
-    let w = incr(&s, 4, false);
-    let c1 = checkpoint(&s, "c1", w.pid, &["-g"], &[]);
-    step(&w, 1);
-    let c2 = checkpoint(
-        &s,
-        "c2",
-        w.pid,
-        &["-k", "--parent", c1.to_str().unwrap()],
-        &[],
-    );
-    wait_pid_gone(w.pid, TIMEOUT);
+    let (w, c1, c2) = parent_and_child(&s);
     // another checkpoint of the parent's name: not the parent c2 was taken after
     let mut manifest = fs::read(c1.join("MANIFEST")).unwrap();
     manifest.push(b'\n');

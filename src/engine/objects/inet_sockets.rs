@@ -369,15 +369,7 @@ fn look(pid: i32, fd: i32, link: &str, ino: u64) -> Result<Seen> {
     let (local, peer) = (local_of(raw), peer_of(raw));
     let shutdown = match (is_inet(family), local) {
         (true, Some(l)) => {
-            let any = SocketAddr::new(
-                if l.is_ipv4() {
-                    std::net::Ipv4Addr::UNSPECIFIED.into()
-                } else {
-                    std::net::Ipv6Addr::UNSPECIFIED.into()
-                },
-                0,
-            );
-            inet_diag::lookup(protocol, canon(l), peer.map_or(any, canon))
+            inet_diag::lookup(protocol, canon(l), peer.map_or(unspecified_like(&l), canon))
                 .ok()
                 .filter(|d| u64::from(d.inode) == ino)
                 .map_or(0, |d| d.shutdown)
@@ -406,6 +398,17 @@ fn look(pid: i32, fd: i32, link: &str, ino: u64) -> Result<Seen> {
 /// What a socket's peer is looked for by: inode, type, own address, peer, TCP state.
 type Glance = (u64, i32, Option<SocketAddr>, Option<SocketAddr>, u8);
 type Snapshot = [Glance];
+
+/// The unspecified address and port 0 of `a`'s family: the peer inet_diag is asked
+/// with for a socket that has none.
+fn unspecified_like(a: &SocketAddr) -> SocketAddr {
+    let ip: IpAddr = if a.is_ipv4() {
+        Ipv4Addr::UNSPECIFIED.into()
+    } else {
+        Ipv6Addr::UNSPECIFIED.into()
+    };
+    SocketAddr::new(ip, 0)
+}
 
 /// Whether `a` (a listening or bound address) takes connections to `to`.
 fn serves(a: &SocketAddr, to: &SocketAddr) -> bool {
@@ -518,14 +521,7 @@ fn check_listeners(seen: &[Seen]) -> Vec<Error> {
         let (Disposition::Listening { .. }, Some(local)) = (&s.how, s.local) else {
             continue;
         };
-        let unspecified = SocketAddr::new(
-            if local.is_ipv4() {
-                Ipv4Addr::UNSPECIFIED.into()
-            } else {
-                Ipv6Addr::UNSPECIFIED.into()
-            },
-            0,
-        );
+        let unspecified = unspecified_like(&local);
         let waiting = seen
             .iter()
             .filter(|c| c.how == Disposition::Waiting { listener: s.ino })
@@ -722,15 +718,7 @@ pub(super) fn collect(
         .iter()
         .filter_map(|s| {
             let l = s.local?;
-            let any = SocketAddr::new(
-                if l.is_ipv4() {
-                    Ipv4Addr::UNSPECIFIED.into()
-                } else {
-                    Ipv6Addr::UNSPECIFIED.into()
-                },
-                0,
-            );
-            let d = inet_diag::tcp_lookup(l, any).ok()?;
+            let d = inet_diag::tcp_lookup(l, unspecified_like(&l)).ok()?;
             (d.state == TCP_LISTEN).then_some((s.ino, d.wqueue))
         })
         .collect();

@@ -596,14 +596,7 @@ pub fn restore_queues(statefiles: &[&Statefile]) -> Result<Created> {
 
 /// A user's statefile makes only queues of that user (root's, any).
 fn check_owner(rec: &QueueRecord, owner: u32) -> Result<()> {
-    if owner != 0 && rec.uid != owner {
-        return Err(Error::with_detail(
-            who(&rec.name),
-            Kind::NotPermitted,
-            format!("owned by uid {} in a statefile of uid {owner}", rec.uid),
-        ));
-    }
-    Ok(())
+    super::sysv_shm::check_ipc_owner(who(&rec.name), rec.uid, owner)
 }
 
 fn restore_queue(rec: &QueueRecord, owner: u32, out: &mut Created) -> Result<()> {

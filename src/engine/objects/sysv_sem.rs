@@ -657,14 +657,11 @@ pub fn restore_sets(statefiles: &[&Statefile]) -> Result<Created> {
 /// A user's statefile (owner checked by restart's authority step) makes only sets of
 /// that user; root's, any.
 fn check_owner(rec: &SetRecord, owner: u32) -> Result<()> {
-    if owner != 0 && rec.uid != owner {
-        return Err(Error::with_detail(
-            format!("SysV semaphore semid {}", rec.semid),
-            Kind::NotPermitted,
-            format!("owned by uid {} in a statefile of uid {owner}", rec.uid),
-        ));
-    }
-    Ok(())
+    super::sysv_shm::check_ipc_owner(
+        format!("SysV semaphore semid {}", rec.semid),
+        rec.uid,
+        owner,
+    )
 }
 
 /// One set, its values `values` (the saved ones before the adjustments are made again),

@@ -275,7 +275,8 @@ pub fn restore_segments(statefiles: &[&Statefile]) -> Result<Segments> {
 }
 
 /// A user's statefile (its owner checked by restart's authority step) makes or takes
-/// back only SysV objects of that user; root's, any. `what`: "SysV shared memory shmid 5".
+/// back only SysV and POSIX IPC objects of that user; root's, any. `what` names the
+/// object: "SysV shared memory shmid 5".
 pub(super) fn check_ipc_owner(what: String, uid: u32, owner: u32) -> Result<()> {
     if owner != 0 && uid != owner {
         return Err(Error::with_detail(

@@ -26,7 +26,6 @@ pub(super) fn dump_all(
     chain: &mut incremental::Builder,
 ) -> Result<Vec<(CoreRecord, MmRecord)>> {
     let in_statefile = |e: Error| e.context(options.statefile.display());
-    let mut dumped = Vec::new();
     let mut upgrade_copies = Vec::new();
     // pages shared copy-on-write with a parent process are saved once, with the
     // parent's; not with a parent statefile, a pre-copy or compressed page data (the
@@ -36,24 +35,67 @@ pub(super) fn dump_all(
     } else {
         shared_pages(frozen).map_err(in_statefile)?
     };
-    for pid in frozen.pids() {
-        let tids = frozen.threads[&pid].clone();
-        let none = Vec::new();
-        let cow = shared.get(&pid).unwrap_or(&none);
-        let mut d = dump_process(pid, &tids, &policies[&pid], cow, writer, chain)
-            .and_then(|(core, mut mm)| {
-                mm.components = mapped_files::dump(
-                    pid,
-                    &mm.vmas,
-                    options.upgrade,
-                    writer,
-                    &mut upgrade_copies,
-                )?;
-                Ok((core, mm))
-            })
-            .map_err(in_statefile)?;
-        d.0.process.job_stop = frozen.job_stopped.get(&pid).copied().unwrap_or(0);
-        dumped.push(d);
+    // The calls injected into each process (ptrace requests, which only this thread,
+    // the tracer, may make) go on here while a second thread reads what /proc and the
+    // memory of the processes already asked tell, and writes it: both CPUs work.
+    let pids = frozen.pids();
+    let (tx, rx) = std::sync::mpsc::channel::<(i32, Asked)>();
+    let (shared, upgrade_copies) = (&shared, &mut upgrade_copies);
+    let (finished, asking) = std::thread::scope(|scope| {
+        let worker = scope.spawn(move || -> Result<Vec<(CoreRecord, MmRecord)>> {
+            let mut dumped = Vec::new();
+            let none = Vec::new();
+            for (pid, asked) in rx {
+                let cow = shared.get(&pid).unwrap_or(&none);
+                let d = finish_process(pid, asked, &policies[&pid], cow, writer, chain)
+                    .and_then(|(core, mut mm)| {
+                        mm.components = mapped_files::dump(
+                            pid,
+                            &mm.vmas,
+                            options.upgrade,
+                            writer,
+                            upgrade_copies,
+                        )?;
+                        Ok((core, mm))
+                    })
+                    .map_err(in_statefile)?;
+                dumped.push(d);
+            }
+            Ok(dumped)
+        });
+        let mut asking = Ok(());
+        for &pid in &pids {
+            match ask_stopped(pid, &frozen.threads[&pid]) {
+                // the worker stopped at a failure: it says which
+                Ok(asked) => {
+                    if tx.send((pid, asked)).is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    asking = Err(in_statefile(e));
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let finished = worker.join().unwrap_or_else(|_| {
+            Err(Error::with_detail(
+                "checkpoint",
+                crate::error::Kind::CheckpointError,
+                "the thread dumping the processes failed",
+            ))
+        });
+        (finished, asking)
+    });
+    asking?;
+    let mut dumped = finished?;
+    for d in &mut dumped {
+        d.0.process.job_stop = frozen
+            .job_stopped
+            .get(&d.0.process.pid)
+            .copied()
+            .unwrap_or(0);
     }
     Ok(dumped)
 }
@@ -63,26 +105,21 @@ pub(super) fn dump_all(
 fn shared_pages(frozen: &Freezer) -> Result<BTreeMap<i32, Vec<(u64, u64)>>> {
     let pids = frozen.pids();
     let mut out = BTreeMap::new();
+    let mut parents = crate::engine::objects::cow_pages::Parents::default();
     for &pid in &pids {
         let ppid = ProcDir::open(pid)?.stat()?.ppid;
         if ppid != pid && pids.contains(&ppid) {
-            let ranges = crate::engine::objects::cow_pages::shared_with_parent(pid, ppid)?;
+            let ranges =
+                crate::engine::objects::cow_pages::shared_with_parent(pid, ppid, &mut parents)?;
             out.insert(pid, ranges);
         }
     }
     Ok(out)
 }
 
-/// One process: injected calls first (each puts the thread's registers and mask back
-/// at once), then memory, then descriptors and the rest.
-pub(super) fn dump_process(
-    pid: i32,
-    tids: &[i32],
-    policies: &ProcessPolicies,
-    inherited: &[(u64, u64)],
-    writer: &mut StatefileWriter,
-    chain: &mut incremental::Builder,
-) -> Result<(CoreRecord, MmRecord)> {
+/// What the injected calls of one stopped process tell (its threads `tids`, main first),
+/// its registers and masks with them.
+fn ask_stopped(pid: i32, tids: &[i32]) -> Result<Asked> {
     let regs: Vec<Regs> = tids
         .iter()
         .map(|t| ptrace::get_regs(*t))
@@ -91,7 +128,19 @@ pub(super) fn dump_process(
         .iter()
         .map(|t| ptrace::get_sigmask(*t))
         .collect::<Result<_>>()?;
-    let asked = ask_process(pid, tids, &regs, &masks)?;
+    ask_process(pid, tids, &regs, &masks)
+}
+
+/// One process, once asked (`ask_stopped`): what /proc tells, memory, then descriptors
+/// and the rest. No ptrace request: this runs beside the asking of the next process.
+fn finish_process(
+    pid: i32,
+    asked: Asked,
+    policies: &ProcessPolicies,
+    inherited: &[(u64, u64)],
+    writer: &mut StatefileWriter,
+    chain: &mut incremental::Builder,
+) -> Result<(CoreRecord, MmRecord)> {
     // what /proc tells, through one held directory, its stat read once
     let dir = ProcDir::open(pid)?;
     let stat = dir.stat()?;

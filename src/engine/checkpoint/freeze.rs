@@ -79,10 +79,14 @@ impl Freezer {
             f.threads.insert(pid, Vec::new());
         }
         let mut vanished = Vec::new();
-        // seize until a pass finds no new thread: threads created meanwhile are caught
+        // seize until a pass finds no new thread: threads created meanwhile are caught.
+        // Every new thread of a pass is seized and interrupted first, then waited for:
+        // they stop side by side, not one after the other.
         loop {
             let mut new = 0;
-            for (&pid, seized) in f.threads.iter_mut() {
+            let mut interrupted: Vec<(i32, i32)> = Vec::new();
+            let mut failure = None;
+            'procs: for (&pid, seized) in f.threads.iter() {
                 if vanished.contains(&pid) {
                     continue;
                 }
@@ -93,11 +97,12 @@ impl Freezer {
                         continue;
                     }
                     Err(_) => {
-                        return Err(Error::with_detail(
+                        failure = Some(Error::with_detail(
                             format!("process {pid}"),
                             Kind::NoSuchProcess,
                             "exited during checkpoint",
                         ));
+                        break;
                     }
                 };
                 for tid in tids {
@@ -106,14 +111,8 @@ impl Freezer {
                     }
                     // never PTRACE_O_EXITKILL: a cpr that is killed must leave its
                     // targets running (the injected calls keep them resumable)
-                    match ptrace::seize_and_stop(tid, libc::PTRACE_O_TRACESYSGOOD) {
-                        Ok(sig) => {
-                            if tid == pid && sig != libc::SIGTRAP {
-                                f.job_stopped.insert(pid, sig);
-                            }
-                            seized.push(tid);
-                            new += 1;
-                        }
+                    match ptrace::seize_and_interrupt(tid, libc::PTRACE_O_TRACESYSGOOD) {
+                        Ok(()) => interrupted.push((pid, tid)),
                         // a thread that ended between listing and seizing
                         Err(e) if e.kind == Kind::NoSuchProcess && tid != pid => continue,
                         // a process that is ending (a zombie cannot be seized)
@@ -121,14 +120,50 @@ impl Freezer {
                             vanished.push(pid);
                             break;
                         }
-                        Err(e) => return Err(refused_seize(pid, tid, e)),
+                        Err(e) => {
+                            failure = Some(refused_seize(pid, tid, e));
+                            break 'procs;
+                        }
                     }
                 }
+            }
+            // every thread interrupted is waited for, even after a failure: none is left
+            // seized and running
+            for (pid, tid) in interrupted {
+                let Some(seized) = f.threads.get_mut(&pid) else {
+                    continue;
+                };
+                match ptrace::wait_for_stop(tid) {
+                    Ok(sig) => {
+                        if tid == pid && sig != libc::SIGTRAP {
+                            f.job_stopped.insert(pid, sig);
+                        }
+                        seized.push(tid);
+                        new += 1;
+                    }
+                    // a thread that ended between seizing and its stop
+                    Err(e) if e.kind == Kind::NoSuchProcess && tid != pid => continue,
+                    Err(_) if tid == pid && may_vanish(pid) && !alive(pid) => {
+                        if !vanished.contains(&pid) {
+                            vanished.push(pid);
+                        }
+                    }
+                    Err(e) => {
+                        if failure.is_none() {
+                            failure = Some(refused_seize(pid, tid, e));
+                        }
+                    }
+                }
+            }
+            for (&pid, seized) in f.threads.iter_mut() {
                 // main thread first
                 if let Some(i) = seized.iter().position(|t| *t == pid) {
                     let t = seized.remove(i);
                     seized.insert(0, t);
                 }
+            }
+            if let Some(e) = failure {
+                return Err(e);
             }
             if new == 0 {
                 break;

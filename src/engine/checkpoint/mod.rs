@@ -233,23 +233,14 @@ fn notify_handlers(targets: &Targets, options: &CheckpointOptions) -> Result<()>
 /// Processes sharing one address space (CLONE_VM without CLONE_THREAD, a vfork child
 /// before its exec) would come back with two: refused rather than split.
 fn refuse_shared_address_spaces(live: &[i32]) -> Result<()> {
-    for (i, &a) in live.iter().enumerate() {
-        for &b in &live[i + 1..] {
-            if crate::sys::kcmp::same_vm(
-                nix::unistd::Pid::from_raw(a),
-                nix::unistd::Pid::from_raw(b),
-            )
-            .unwrap_or(false)
-            {
-                return Err(Error::with_detail(
-                    format!("processes {a} and {b}"),
-                    Kind::CheckpointError,
-                    "they share one address space (CLONE_VM or vfork), which cpr does not restore",
-                ));
-            }
-        }
+    match crate::sys::kcmp::sharing_pair(live, None) {
+        Some((a, b)) => Err(Error::with_detail(
+            format!("processes {a} and {b}"),
+            Kind::CheckpointError,
+            "they share one address space (CLONE_VM or vfork), which cpr does not restore",
+        )),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// What the processes share, saved once: descriptors (pipes with their data, inherited

@@ -143,23 +143,39 @@ fn candidates(dir: &ProcDir) -> Result<Vec<(u64, u64, Key)>> {
 /// `parent` is frozen in the same set: the address ranges of the child's private
 /// anonymous pages that are the parent's very page (the same page frame). Without the
 /// privilege to see page frames nothing is found, and every page is saved, as before.
-pub fn shared_with_parent(pid: i32, parent: i32) -> Result<Vec<(u64, u64)>> {
-    let (cdir, pdir) = (ProcDir::open(pid)?, ProcDir::open(parent)?);
-    let theirs = candidates(&pdir)?;
-    let ppm = pdir.open_file("pagemap")?;
+/// `parents` keeps what was read of each parent, for its other children: a parent of
+/// many is read once, not once per child.
+pub fn shared_with_parent(pid: i32, parent: i32, parents: &mut Parents) -> Result<Vec<(u64, u64)>> {
+    let cdir = ProcDir::open(pid)?;
+    let theirs = match parents.0.entry(parent) {
+        std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::btree_map::Entry::Vacant(e) => {
+            let pdir = ProcDir::open(parent)?;
+            e.insert(ParentView {
+                candidates: candidates(&pdir)?,
+                pagemap: pdir.open_file("pagemap")?,
+                read: std::collections::HashMap::new(),
+            })
+        }
+    };
     let cpm = cdir.open_file("pagemap")?;
     let mut out: Vec<(u64, u64)> = Vec::new();
     for (cs, ce, ckey) in candidates(&cdir)? {
-        for (ps, pe, pkey) in &theirs {
+        for (ps, pe, pkey) in &theirs.candidates {
             let (lo, hi) = (ps.max(&cs), pe.min(&ce));
             let (lo, hi) = (*lo, *hi);
             if lo >= hi || *pkey != ckey {
                 continue;
             }
             let mine = read_pagemap(&cpm, lo, hi)?;
-            let their = read_pagemap(&ppm, lo, hi)?;
-            for (k, (c, p)) in mine.into_iter().zip(their).enumerate() {
-                if same_frame(c, p) {
+            let their = match theirs.read.entry((lo, hi)) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(read_pagemap(&theirs.pagemap, lo, hi)?)
+                }
+            };
+            for (k, (c, p)) in mine.into_iter().zip(their.iter()).enumerate() {
+                if same_frame(c, *p) {
                     let at = lo + k as u64 * PAGE;
                     match out.last_mut() {
                         Some((_, e)) if *e == at => *e += PAGE,
@@ -170,6 +186,17 @@ pub fn shared_with_parent(pid: i32, parent: i32) -> Result<Vec<(u64, u64)>> {
         }
     }
     Ok(out)
+}
+
+/// What `shared_with_parent` read of each parent (by PID): its candidate mappings and
+/// their page frames, by address range. The parents are frozen: nothing changes.
+#[derive(Default)]
+pub struct Parents(std::collections::BTreeMap<i32, ParentView>);
+
+pub struct ParentView {
+    candidates: Vec<(u64, u64, Key)>,
+    pagemap: File,
+    read: std::collections::HashMap<(u64, u64), Vec<u64>>,
 }
 
 /// The saved pages of `vmas` that lie in `shared` (sorted address ranges, from

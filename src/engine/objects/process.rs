@@ -195,25 +195,21 @@ pub fn refuse_unrestorable(live: &[i32]) -> Result<()> {
 /// a filesystem context or signal handlers (clone with CLONE_FILES, CLONE_FS or
 /// CLONE_SIGHAND, without CLONE_VM): each comes back with its own.
 fn refuse_shared_tables(live: &[i32]) -> Result<()> {
-    use crate::sys::kcmp::{Table, same_table};
-    for (i, &a) in live.iter().enumerate() {
-        for &b in &live[i + 1..] {
-            for (table, what) in [
-                (Table::Files, "one descriptor table (CLONE_FILES)"),
-                (
-                    Table::Fs,
-                    "one root, working directory and umask (CLONE_FS)",
-                ),
-                (Table::Sighand, "one set of signal handlers (CLONE_SIGHAND)"),
-            ] {
-                if same_table(a, b, table).unwrap_or(false) {
-                    return Err(Error::with_detail(
-                        format!("processes {a} and {b}"),
-                        Kind::CheckpointError,
-                        format!("they share {what}, which cpr does not restore"),
-                    ));
-                }
-            }
+    use crate::sys::kcmp::{Table, sharing_pair};
+    for (table, what) in [
+        (Table::Files, "one descriptor table (CLONE_FILES)"),
+        (
+            Table::Fs,
+            "one root, working directory and umask (CLONE_FS)",
+        ),
+        (Table::Sighand, "one set of signal handlers (CLONE_SIGHAND)"),
+    ] {
+        if let Some((a, b)) = sharing_pair(live, Some(table)) {
+            return Err(Error::with_detail(
+                format!("processes {a} and {b}"),
+                Kind::CheckpointError,
+                format!("they share {what}, which cpr does not restore"),
+            ));
         }
     }
     Ok(())

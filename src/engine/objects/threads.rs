@@ -91,21 +91,34 @@ const POLICIES: [i32; 5] = [
 impl ThreadSched {
     /// Thread `tid`'s, from /proc/TID/stat and status and sched_getscheduler injected
     /// through `inj`; a policy cpr cannot restore is refused.
-    pub fn dump(tid: i32, inj: &Injector) -> Result<ThreadSched> {
+    /// `dir` is /proc/TID, `status` the text of its status.
+    pub fn dump(
+        tid: i32,
+        inj: &Injector,
+        dir: &crate::proc::ProcDir,
+        status: &str,
+    ) -> Result<ThreadSched> {
         let asked = inj.check("sched_getscheduler", libc::SYS_sched_getscheduler, [0; 6])? as i32;
-        let dir = crate::proc::ProcDir::open(tid)?;
         let stat = dir.stat()?;
-        let status = dir.status_text()?;
         let sched = ThreadSched {
             policy: stat.policy as i32,
             priority: stat.rt_priority as i32,
             nice: stat.nice,
-            cpus: dir.parsed("status", &status, crate::proc::status::cpu_list)?,
+            cpus: dir.parsed("status", status, crate::proc::status::cpu_list)?,
             reset_on_fork: asked & SCHED_RESET_ON_FORK != 0,
             all_cpus: false,
         };
+        // the CPUs online, read once for every thread of the checkpoint
+        static ONLINE: std::sync::OnceLock<Vec<u32>> = std::sync::OnceLock::new();
+        let online = match ONLINE.get() {
+            Some(o) => o,
+            None => {
+                let o = online_cpus()?;
+                ONLINE.get_or_init(|| o)
+            }
+        };
         let sched = ThreadSched {
-            all_cpus: sched.cpus == online_cpus()?,
+            all_cpus: &sched.cpus == online,
             ..sched
         };
         if !POLICIES.contains(&sched.policy) {
@@ -285,9 +298,11 @@ impl ThreadRecord {
 }
 
 pub fn hex(b: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(b.len() * 2);
-    for x in b {
-        s.push_str(&format!("{x:02x}"));
+    for &x in b {
+        s.push(DIGITS[(x >> 4) as usize] as char);
+        s.push(DIGITS[(x & 15) as usize] as char);
     }
     s
 }
@@ -395,6 +410,9 @@ pub fn dump(
     drop(s);
     let tuning = super::thread_tuning::ThreadTuning::dump(inj, scratch)?;
     let comm = crate::proc::ProcDir::open(pid)?.thread_comm(tid)?;
+    // /proc/TID and its status, read once for scheduling and credentials
+    let tdir = crate::proc::ProcDir::open(tid)?;
+    let status = tdir.status_text()?;
     Ok(ThreadRecord {
         tid,
         comm,
@@ -409,8 +427,8 @@ pub fn dump(
         clear_child_tid,
         robust_list: crate::sys::get_robust_list(tid).unwrap_or((0, 0)),
         rseq: ptrace::get_rseq(tid).unwrap_or_default(),
-        sched: Some(ThreadSched::dump(tid, inj)?),
-        creds: Some(super::creds::ThreadCreds::dump(tid, inj)?),
+        sched: Some(ThreadSched::dump(tid, inj, &tdir, &status)?),
+        creds: Some(super::creds::ThreadCreds::dump(tid, inj, &tdir, &status)?),
         pdeathsig,
         child_subreaper,
         tuning: Some(tuning),

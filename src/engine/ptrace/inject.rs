@@ -88,7 +88,10 @@ pub fn checkpoint_gate(pid: i32) -> Result<Gate> {
 /// no call runs through it); nothing for any other gate.
 pub fn remove_vdso_trampoline(pid: i32, gate: Gate) -> Result<()> {
     match gate {
-        Gate::Trampoline(at) => write_mem(pid, at, &[0; TRAMPOLINE_LEN as usize]),
+        Gate::Trampoline(at) => {
+            LAST_DATA.set(None);
+            write_mem(pid, at, &[0; TRAMPOLINE_LEN as usize])
+        }
         _ => Ok(()),
     }
 }
@@ -177,7 +180,7 @@ impl Injector {
         };
         let tid = self.tid;
         if let Gate::Trampoline(at) = self.gate {
-            write_mem(tid, at + TRAMPOLINE_DATA, &trampoline_data(&resume))?;
+            put_trampoline_data(tid, at, &resume)?;
         }
         // Registers first, then the mask: from the moment the mask is changed, the
         // registers lead through the trampoline, which puts it back.
@@ -376,6 +379,32 @@ fn trampoline_code() -> Vec<u8> {
     code
 }
 
+thread_local! {
+    /// The trampoline data written last (thread, trampoline, data): a thread's calls in
+    /// a row write it once, not once per call. Forgotten whenever a trampoline is
+    /// written or removed.
+    static LAST_DATA: std::cell::RefCell<Option<(i32, u64, Vec<u8>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Writes the trampoline data of thread `tid` at trampoline `at`, unless it is what
+/// the last write there left.
+fn put_trampoline_data(tid: i32, at: RemoteAddr, resume: &Resume) -> Result<()> {
+    let data = trampoline_data(resume);
+    let key = at.as_u64();
+    let same = LAST_DATA.with_borrow(|last| {
+        last.as_ref()
+            .is_some_and(|(t, a, d)| *t == tid && *a == key && *d == data)
+    });
+    if same {
+        return Ok(());
+    }
+    LAST_DATA.set(None);
+    write_mem(tid, at + TRAMPOLINE_DATA, &data)?;
+    LAST_DATA.set(Some((tid, key, data)));
+    Ok(())
+}
+
 /// The trampoline's data for one thread: its mask, flags, rip and registers.
 fn trampoline_data(r: &Resume) -> Vec<u8> {
     let g = &r.regs;
@@ -393,6 +422,7 @@ fn trampoline_data(r: &Resume) -> Vec<u8> {
 pub fn install_trampoline(pid: i32, at: RemoteAddr) -> Result<Gate> {
     let code = trampoline_code();
     debug_assert!(code.len() as u64 <= TRAMPOLINE_DATA);
+    LAST_DATA.set(None);
     write_mem(pid, at, &code)?;
     Ok(Gate::Trampoline(at))
 }

@@ -394,9 +394,15 @@ fn classify(status: WaitStatus) -> Stop {
 /// stop's signal (see `wait_for_stop`). A thread that exits meanwhile is `No such
 /// process`.
 pub fn seize_and_stop(tid: i32, options: i32) -> Result<i32> {
-    seize(tid, options).ctx(subject(tid))?;
-    interrupt(tid).ctx(subject(tid))?;
+    seize_and_interrupt(tid, options)?;
     wait_for_stop(tid)
+}
+
+/// Seizes and interrupts a thread without waiting for its stop (`wait_for_stop`): many
+/// threads interrupted first stop side by side.
+pub fn seize_and_interrupt(tid: i32, options: i32) -> Result<()> {
+    seize(tid, options).ctx(subject(tid))?;
+    interrupt(tid).ctx(subject(tid))
 }
 
 /// Waits for the stop that follows PTRACE_INTERRUPT, passing on any signal that arrives

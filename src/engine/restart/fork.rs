@@ -4,7 +4,7 @@
 //! status pipe (`protocol`), and waits for the tracer.
 
 use std::io::BufReader;
-use std::os::fd::{AsRawFd, IntoRawFd};
+use std::os::fd::{AsFd, AsRawFd, IntoRawFd};
 use std::os::unix::fs::OpenOptionsExt;
 
 use super::RestoreContext;
@@ -24,8 +24,6 @@ use crate::statefile::pages_path;
 pub(super) struct Made {
     /// Every node's PID in this world, in node order (as far as they reported).
     pub pids: Vec<i32>,
-    /// Every live process, with its report.
-    pub processes: Vec<Child>,
     /// Forked by cpr itself.
     created: Vec<i32>,
     armed: bool,
@@ -57,9 +55,16 @@ impl Drop for Made {
     }
 }
 
-/// Forks the whole plan and waits until every node has said its PID and every process
-/// is ready (or one failed: then all are killed).
-pub(super) fn fork_tree(ctx: &mut RestoreContext) -> Result<Made> {
+/// Status pipes of the processes that have not said they are ready yet.
+pub(super) struct Pending {
+    /// (node, its status pipe)
+    pipes: Vec<(usize, BufReader<std::fs::File>)>,
+}
+
+/// Forks the roots of the plan (their restore children fork the rest) and waits until
+/// every node has said its PID. cpr itself is still single-threaded here: the tracer
+/// threads start only after its own forks.
+pub(super) fn fork_roots(ctx: &mut RestoreContext) -> Result<(Made, Pending)> {
     let mut status_r = Vec::new();
     for _ in &ctx.plan.nodes {
         let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx("restart: pipe")?;
@@ -68,7 +73,6 @@ pub(super) fn fork_tree(ctx: &mut RestoreContext) -> Result<Made> {
     }
     let mut made = Made {
         pids: Vec::new(),
-        processes: Vec::new(),
         created: Vec::new(),
         armed: true,
     };
@@ -87,25 +91,72 @@ pub(super) fn fork_tree(ctx: &mut RestoreContext) -> Result<Made> {
             .map_err(|e| e.context(ctx.statefiles[0].path.display()))?;
         made.pids.push(pid);
     }
-    for (n, input) in status_r.iter_mut().enumerate() {
-        let Role::Process(i) = ctx.plan.nodes[n].role else {
-            continue;
-        };
-        let img = &ctx.images[i];
-        let who = format!("process {}", ctx.plan.nodes[n].pid);
-        let mapped: Vec<String> = mapped_files::list(&img.mm.vmas)
-            .into_iter()
-            .map(|m| m.path)
+    let pipes = status_r
+        .into_iter()
+        .enumerate()
+        .filter(|(n, _)| matches!(ctx.plan.nodes[*n].role, Role::Process(_)))
+        .collect();
+    Ok((made, Pending { pipes }))
+}
+
+/// Hands each process to `ready` as soon as it says it is ready (in whatever order they
+/// get there), until all have; the first failure is the error.
+pub(super) fn collect_ready(
+    ctx: &RestoreContext,
+    made: &Made,
+    mut pending: Pending,
+    mut ready: impl FnMut(Child),
+) -> Result<()> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    while !pending.pipes.is_empty() {
+        // a line already buffered needs no poll
+        let mut due: Vec<usize> = (0..pending.pipes.len())
+            .filter(|&k| !pending.pipes[k].1.buffer().is_empty())
             .collect();
-        let ready = protocol::expect_ready(input, &who, &mapped, &mem_inos(&img.mm))
-            .map_err(|e| e.context(ctx.statefiles[img.sf].path.display()))?;
-        made.processes.push(Child {
-            pid: made.pids[n],
-            image: i,
-            ready,
-        });
+        if due.is_empty() {
+            let mut fds: Vec<PollFd> = pending
+                .pipes
+                .iter()
+                .map(|(_, r)| PollFd::new(r.get_ref().as_fd(), PollFlags::POLLIN))
+                .collect();
+            loop {
+                match poll(&mut fds, PollTimeout::NONE) {
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    r => {
+                        r.ctx("restart: poll")?;
+                        break;
+                    }
+                }
+            }
+            due = fds
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| f.revents().is_some_and(|r| !r.is_empty()))
+                .map(|(k, _)| k)
+                .collect();
+        }
+        // highest first, so that removing keeps the lower indices valid
+        for k in due.into_iter().rev() {
+            let (n, mut input) = pending.pipes.swap_remove(k);
+            let Role::Process(i) = ctx.plan.nodes[n].role else {
+                continue;
+            };
+            let img = &ctx.images[i];
+            let who = format!("process {}", ctx.plan.nodes[n].pid);
+            let mapped: Vec<String> = mapped_files::list(&img.mm.vmas)
+                .into_iter()
+                .map(|m| m.path)
+                .collect();
+            let r = protocol::expect_ready(&mut input, &who, &mapped, &mem_inos(&img.mm))
+                .map_err(|e| e.context(ctx.statefiles[img.sf].path.display()))?;
+            ready(Child {
+                pid: made.pids[n],
+                image: i,
+                ready: r,
+            });
+        }
     }
-    Ok(made)
+    Ok(())
 }
 
 fn kill_pids(pids: &[i32]) {

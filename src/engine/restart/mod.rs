@@ -86,25 +86,18 @@ pub fn restart(
         tty,
     };
     progress.phase(Phase::Create, None);
-    let made = fork::fork_tree(&mut ctx)?;
+    let (made, pending) = fork::fork_roots(&mut ctx)?;
     timer.lap("create processes");
-    let restored = restore(&ctx, &made, &mut timer, progress)?;
-    verify::verify_all(&ctx, &made, &restored, options.interactive)?;
-    timer.lap("check before release");
-    for r in &repairing {
-        r.finish()?;
-    }
-    progress.phase(Phase::Release, None);
-    if options.interactive
-        && let Some(&first) = ctx.plan.roots.first().and_then(|&n| made.pids.get(n))
-    {
-        tty::hand_over(first);
-    }
-    let pids = release::release(&ctx, made, &restored, shm_segments).inspect_err(|_| {
-        if options.interactive {
-            tty::take_back();
-        }
-    })?;
+    let pids = restore_and_release(
+        &ctx,
+        made,
+        pending,
+        &repairing,
+        shm_segments,
+        options.interactive,
+        &mut timer,
+        progress,
+    )?;
     timer.lap("release");
     sem_sets.finish();
     msg_queues.finish();
@@ -201,26 +194,69 @@ fn open_shared(loaded: &Loaded, tty: Option<&str>) -> Result<Vec<OpenedShared>> 
     Ok(opened)
 }
 
-/// Address spaces, threads, kernel state, credentials; the bulk page data is checked
-/// meanwhile, and must be sound before anything is released.
-fn restore(
+/// Address spaces, threads, kernel state, credentials, each process by a tracer thread
+/// as soon as it is ready (`tracer::Crew`), and checked; the bulk page data is checked
+/// meanwhile, and must be sound before anything is released. Then all are released
+/// together; returns every node's PID.
+#[allow(clippy::too_many_arguments)]
+fn restore_and_release(
     ctx: &RestoreContext,
-    made: &Made,
+    made: Made,
+    pending: fork::Pending,
+    repairing: &[super::objects::inet_sockets::Repairing],
+    shm_segments: shm::Segments,
+    interactive: bool,
     timer: &mut Timer,
     progress: &Progress,
-) -> Result<Vec<Restored>> {
+) -> Result<Vec<i32>> {
     let pages = validate::check_pages(&ctx.statefiles, &ctx.images);
     let total = ctx.images.iter().map(|i| i.mm.pages_bytes).sum();
     progress.phase(Phase::Restore, Some(total));
-    let restored = match tracer::restore_all(ctx, made, progress) {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = pages.wait();
-            return Err(e);
-        }
+    let known = verify::known(ctx, &made, interactive);
+    let parts = tracer::Parts {
+        statefiles: &ctx.statefiles,
+        images: &ctx.images,
     };
-    timer.lap("restore address spaces");
-    pages.wait()?;
-    timer.lap("page data checked");
-    Ok(restored)
+    let statefiles = &ctx.statefiles[..];
+    let check =
+        |img: &validate::Image, r: &Restored| verify::verify_process(statefiles, &known, img, r);
+    let processes = ctx
+        .plan
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.role, pstree::Role::Process(_)))
+        .count();
+    std::thread::scope(|scope| -> Result<Vec<i32>> {
+        let made = made;
+        let mut crew = tracer::Crew::start(scope, &parts, progress, &check, processes);
+        let restored = fork::collect_ready(ctx, &made, pending, |c| crew.give(c))
+            .and_then(|()| crew.restored());
+        let restored = match restored {
+            Ok(r) => r,
+            Err(e) => {
+                drop(crew);
+                drop(made);
+                let _ = pages.wait();
+                return Err(e);
+            }
+        };
+        timer.lap("restore address spaces");
+        pages.wait()?;
+        timer.lap("page data checked");
+        verify::verify_between(ctx, &made, &known, &restored)?;
+        timer.lap("check before release");
+        for r in repairing {
+            r.finish()?;
+        }
+        progress.phase(Phase::Release, None);
+        if interactive && let Some(&first) = ctx.plan.roots.first().and_then(|&n| made.pids.get(n))
+        {
+            tty::hand_over(first);
+        }
+        release::release(ctx, made, crew, &restored, shm_segments).inspect_err(|_| {
+            if interactive {
+                tty::take_back();
+            }
+        })
+    })
 }

@@ -4,10 +4,9 @@
 
 use super::RestoreContext;
 use super::fork::Made;
-use super::tracer::Restored;
+use super::tracer::{Crew, Restored};
 use crate::engine::objects::pstree::{Plan, Role};
-use crate::engine::objects::{sysv_shm as shm, threads};
-use crate::engine::ptrace;
+use crate::engine::objects::sysv_shm as shm;
 use crate::error::{Context, Result};
 use crate::statefile::reader::damaged_record;
 use nix::sys::signal::{Signal, kill};
@@ -18,29 +17,23 @@ use nix::unistd::Pid;
 pub(super) fn release(
     ctx: &RestoreContext,
     made: Made,
+    crew: Crew,
     restored: &[Restored],
     shm_segments: shm::Segments,
 ) -> Result<Vec<i32>> {
-    for r in restored {
-        let img = &ctx.images[r.image];
-        for (tid, idx) in &r.threads {
-            if let Err(e) = threads::restore_registers(&img.core.threads[*idx], *tid) {
-                drop(made);
-                return Err(e.context(ctx.statefiles[img.sf].path.display()));
-            }
-        }
+    if let Err(e) = crew.registers() {
+        drop(crew);
+        drop(made);
+        return Err(e);
     }
     if let Err(e) = stop_job_stopped(ctx, restored) {
+        drop(crew);
         drop(made);
         return Err(e);
     }
     // every process attached its segments: those removed at checkpoint are marked again
     shm_segments.finish();
-    for r in restored {
-        for (tid, _) in &r.threads {
-            let _ = ptrace::detach(*tid, 0);
-        }
-    }
+    crew.detach();
     Ok(made.disarm())
 }
 

@@ -2,8 +2,9 @@
 //! replaced by the image (by calls injected from its scratch page), its threads created
 //! with their TIDs, its kernel state given back, its credentials last.
 
-use super::RestoreContext;
-use super::fork::{Child, Made};
+use std::sync::{Arc, Mutex, mpsc};
+
+use super::fork::Child;
 use super::protocol::ChildReady;
 use super::validate::Image;
 use crate::attrfile::ForkAction;
@@ -14,38 +15,213 @@ use crate::engine::ptrace::{self, Gate, Injector, RemoteScratch};
 use crate::error::{Context, Result};
 
 /// A restored process, stopped, waiting for release.
+#[derive(Clone)]
 pub(super) struct Restored {
     /// (tid in this world, its record)
     pub threads: Vec<(i32, usize)>,
     pub image: usize,
 }
 
-/// Restores every process made, in turn.
-pub(super) fn restore_all(
-    ctx: &RestoreContext,
-    made: &Made,
-    progress: &Progress,
-) -> Result<Vec<Restored>> {
-    let mut restored = Vec::new();
-    for child in &made.processes {
-        let img = &ctx.images[child.image];
-        let mut r = Restored {
-            threads: vec![(child.pid, 0)],
-            image: child.image,
-        };
-        let p = &img.core.process;
-        let parent_restored = p.ppid != p.pid
-            && ctx
-                .images
-                .iter()
-                .any(|i| i.sf == img.sf && i.core.process.pid == p.ppid);
-        restore_one(img, child, parent_restored, &mut r, progress).map_err(|e| {
-            e.context(format!("process {}", img.core.process.pid))
-                .context(ctx.statefiles[img.sf].path.display())
-        })?;
-        restored.push(r);
+/// The tracer threads (as many as there are CPUs, at most one per process): each takes
+/// the next ready process, restores and checks it, and stays its tracer (only the
+/// thread that attached may act on a tracee) until release: it then gives its processes
+/// their registers and lets them go, when told.
+pub(super) struct Crew<'scope> {
+    jobs: Option<mpsc::Sender<Child>>,
+    outcomes: mpsc::Receiver<Result<Restored>>,
+    orders: Vec<mpsc::Sender<Order>>,
+    done: mpsc::Receiver<Result<()>>,
+    handles: Vec<std::thread::ScopedJoinHandle<'scope, ()>>,
+    given: usize,
+}
+
+enum Order {
+    /// Every thread its registers, FPU state and signal mask.
+    Registers,
+    /// Let them run.
+    Detach,
+}
+
+/// What the tracer threads read of the restart's context (the rest of it is not theirs
+/// to share).
+pub(super) struct Parts<'a> {
+    pub statefiles: &'a [crate::statefile::Statefile],
+    pub images: &'a [Image],
+}
+
+/// The check of one process, once restored.
+pub(super) type Check<'a> = &'a (dyn Fn(&Image, &Restored) -> Result<()> + Sync);
+
+impl<'scope> Crew<'scope> {
+    pub fn start<'env>(
+        scope: &'scope std::thread::Scope<'scope, 'env>,
+        ctx: &'env Parts<'env>,
+        progress: &'env Progress,
+        check: Check<'env>,
+        processes: usize,
+    ) -> Crew<'scope> {
+        let n = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .clamp(1, processes.max(1));
+        let (jobs, job_rx) = mpsc::channel::<Child>();
+        let job_rx = Arc::new(Mutex::new(job_rx));
+        let (out_tx, outcomes) = mpsc::channel();
+        let (done_tx, done) = mpsc::channel();
+        let mut orders = Vec::new();
+        let mut handles = Vec::new();
+        for _ in 0..n {
+            let (order_tx, order_rx) = mpsc::channel();
+            orders.push(order_tx);
+            let job_rx = job_rx.clone();
+            let out_tx = out_tx.clone();
+            let done_tx = done_tx.clone();
+            handles.push(scope.spawn(move || {
+                let mut mine: Vec<Restored> = Vec::new();
+                loop {
+                    let job = job_rx.lock().map(|rx| rx.recv());
+                    let Ok(Ok(child)) = job else { break };
+                    let r = restore_checked(ctx, &child, progress, check);
+                    if let Ok(r) = &r {
+                        mine.push(r.clone());
+                    }
+                    if out_tx.send(r).is_err() {
+                        return;
+                    }
+                }
+                // ours until release; a dropped order channel is an abort (the processes
+                // are killed by whoever dropped it)
+                while let Ok(order) = order_rx.recv() {
+                    match order {
+                        Order::Registers => {
+                            let _ = done_tx.send(registers(ctx, &mine));
+                        }
+                        Order::Detach => {
+                            for r in &mine {
+                                for (tid, _) in &r.threads {
+                                    let _ = ptrace::detach(*tid, 0);
+                                }
+                            }
+                            return;
+                        }
+                    }
+                }
+            }));
+        }
+        Crew {
+            jobs: Some(jobs),
+            outcomes,
+            orders,
+            done,
+            handles,
+            given: 0,
+        }
     }
-    Ok(restored)
+
+    /// A process is ready: the next free tracer thread takes it.
+    pub fn give(&mut self, child: Child) {
+        if let Some(jobs) = &self.jobs {
+            let _ = jobs.send(child);
+            self.given += 1;
+        }
+    }
+
+    /// Every process given, restored and checked (in the order they finished); the
+    /// first failure is the error.
+    pub fn restored(&mut self) -> Result<Vec<Restored>> {
+        self.jobs = None;
+        let mut all = Vec::with_capacity(self.given);
+        let mut first_err = None;
+        for _ in 0..self.given {
+            match self.outcomes.recv() {
+                Ok(Ok(r)) => all.push(r),
+                Ok(Err(e)) => {
+                    first_err.get_or_insert(e);
+                }
+                Err(_) => {
+                    first_err.get_or_insert(crate::error::Error::with_detail(
+                        "restart",
+                        crate::error::Kind::CheckpointError,
+                        "a tracer thread ended early",
+                    ));
+                    break;
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(all),
+        }
+    }
+
+    /// Every restored thread gets its registers (each tracer thread its own).
+    pub fn registers(&self) -> Result<()> {
+        for o in &self.orders {
+            let _ = o.send(Order::Registers);
+        }
+        let mut outcome = Ok(());
+        for _ in &self.orders {
+            let r = self.done.recv().unwrap_or_else(|_| {
+                Err(crate::error::Error::with_detail(
+                    "restart",
+                    crate::error::Kind::CheckpointError,
+                    "a tracer thread ended early",
+                ))
+            });
+            if outcome.is_ok() {
+                outcome = r;
+            }
+        }
+        outcome
+    }
+
+    /// Lets every process run, and waits until the tracer threads have.
+    pub fn detach(self) {
+        for o in &self.orders {
+            let _ = o.send(Order::Detach);
+        }
+        for h in self.handles {
+            let _ = h.join();
+        }
+    }
+}
+
+/// The registers of every thread of `restored`.
+fn registers(ctx: &Parts, restored: &[Restored]) -> Result<()> {
+    for r in restored {
+        let img = &ctx.images[r.image];
+        for (tid, idx) in &r.threads {
+            threads::restore_registers(&img.core.threads[*idx], *tid)
+                .map_err(|e| e.context(ctx.statefiles[img.sf].path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// One process restored, then compared with its record.
+fn restore_checked(
+    ctx: &Parts,
+    child: &Child,
+    progress: &Progress,
+    check: Check,
+) -> Result<Restored> {
+    let img = &ctx.images[child.image];
+    let mut r = Restored {
+        threads: vec![(child.pid, 0)],
+        image: child.image,
+    };
+    let p = &img.core.process;
+    let parent_restored = p.ppid != p.pid
+        && ctx
+            .images
+            .iter()
+            .any(|i| i.sf == img.sf && i.core.process.pid == p.ppid);
+    restore_one(img, child, parent_restored, &mut r, progress).map_err(|e| {
+        e.context(format!("process {}", img.core.process.pid))
+            .context(ctx.statefiles[img.sf].path.display())
+    })?;
+    check(img, &r)?;
+    Ok(r)
 }
 
 fn restore_one(

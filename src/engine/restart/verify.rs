@@ -66,50 +66,74 @@ const CHECKS: &[(&str, Check)] = &[
     }),
 ];
 
-/// Compares every restored process with its record; the first difference is the error.
-pub(super) fn verify_all(
+/// Where every node of the restored tree is now, and its original group.
+pub(super) struct Known {
+    /// Original PID to PID in this world.
+    pids: BTreeMap<i32, i32>,
+    /// Original PID to original process group.
+    groups: BTreeMap<i32, i32>,
+    interactive: bool,
+}
+
+pub(super) fn known(ctx: &RestoreContext, made: &Made, interactive: bool) -> Known {
+    Known {
+        pids: ctx
+            .plan
+            .nodes
+            .iter()
+            .zip(&made.pids)
+            .map(|(node, &now)| (node.pid, now))
+            .collect(),
+        groups: ctx.plan.nodes.iter().map(|n| (n.pid, n.pgid)).collect(),
+        interactive,
+    }
+}
+
+/// Compares one restored process with its record (by the tracer thread that restored
+/// it, as soon as it has); the first difference is the error.
+pub(super) fn verify_process(
+    statefiles: &[crate::statefile::Statefile],
+    known: &Known,
+    img: &Image,
+    r: &Restored,
+) -> Result<()> {
+    let Some(&(pid, _)) = r.threads.first() else {
+        return Ok(());
+    };
+    let in_statefile = |e: Error| {
+        e.context(format!("process {}", img.core.process.pid))
+            .context(statefiles[img.sf].path.display())
+    };
+    let dir = ProcDir::open(pid).map_err(in_statefile)?;
+    let subject = Subject {
+        img,
+        pid,
+        status: dir.status_text().map_err(in_statefile)?,
+        dir,
+        threads: r
+            .threads
+            .iter()
+            .map(|&(tid, idx)| (tid, &img.core.threads[idx]))
+            .collect(),
+        pids: &known.pids,
+        groups: &known.groups,
+        interactive: known.interactive,
+    };
+    for (what, check) in CHECKS {
+        check(&subject).map_err(|e| in_statefile(e.context(what)))?;
+    }
+    Ok(())
+}
+
+/// What spans processes: zombies, and descriptions shared between processes; each
+/// process itself was checked by `verify_process`.
+pub(super) fn verify_between(
     ctx: &RestoreContext,
     made: &Made,
+    known: &Known,
     restored: &[Restored],
-    interactive: bool,
 ) -> Result<()> {
-    let pids: BTreeMap<i32, i32> = ctx
-        .plan
-        .nodes
-        .iter()
-        .zip(&made.pids)
-        .map(|(node, &now)| (node.pid, now))
-        .collect();
-    let groups: BTreeMap<i32, i32> = ctx.plan.nodes.iter().map(|n| (n.pid, n.pgid)).collect();
-    zombies(ctx, made, &pids, &groups, interactive)?;
-    for r in restored {
-        let img = &ctx.images[r.image];
-        let Some(&(pid, _)) = r.threads.first() else {
-            continue;
-        };
-        let in_statefile = |e: Error| {
-            e.context(format!("process {}", img.core.process.pid))
-                .context(ctx.statefiles[img.sf].path.display())
-        };
-        let dir = ProcDir::open(pid).map_err(in_statefile)?;
-        let subject = Subject {
-            img,
-            pid,
-            status: dir.status_text().map_err(in_statefile)?,
-            dir,
-            threads: r
-                .threads
-                .iter()
-                .map(|&(tid, idx)| (tid, &img.core.threads[idx]))
-                .collect(),
-            pids: &pids,
-            groups: &groups,
-            interactive,
-        };
-        for (what, check) in CHECKS {
-            check(&subject).map_err(|e| in_statefile(e.context(what)))?;
-        }
-    }
+    zombies(ctx, made, &known.pids, &known.groups, known.interactive)?;
     shared_descriptions(ctx, restored)
 }
 

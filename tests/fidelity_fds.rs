@@ -249,3 +249,20 @@ fn removed_working_directory_is_refused_by_the_dry_run_too() {
     refused_by_both("fd_deldir", "cwd", what, false);
     refused_by_both("fd_deldir", "proc", what, false);
 }
+
+/// Thousands of descriptors (the workload raises its RLIMIT_NOFILE): separate opens of a
+/// few files, each at its own offset, and dups of them come back with their file, offset
+/// and sharing. (bench/run times 10 000; checkpoint and restart group descriptions in
+/// kcmp's order, not by comparing every pair.)
+#[test]
+fn four_thousand_descriptors_come_back_with_offsets_and_sharing() {
+    let _g = serial();
+    let s = Scratch::new();
+    let w = spawn(&s, &build("bench_fds.c"), &[ctl(&s), "4000".into()]);
+    wait_for_line(&w.log, "READY", TIMEOUT);
+    let sf = checkpoint_set(&s, "ckpt", &w.pid.to_string(), &[], &[w.pid]);
+    restart_ok(&sf);
+    signal(w.pid, nix::sys::signal::Signal::SIGUSR1);
+    let line = wait_for_line(&w.log, "PASS", TIMEOUT);
+    assert!(line.contains("fds=4000"), "{line}");
+}

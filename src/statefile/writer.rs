@@ -481,11 +481,9 @@ impl StatefileWriter {
 
         // Every file durable before MANIFEST is written, and the owner's: the staging
         // directory (still the writer's, 0700) is what keeps them out until it is done.
-        for rel in self.files.keys() {
-            let file =
-                beneath::open_read(&self.dir, rel).map_err(|e| self.error(e.into(), Some(rel)))?;
-            hand_over(&file, self.owner).map_err(|e| self.error(e.into(), Some(rel)))?;
-            file.sync_all().map_err(|e| self.error(e, Some(rel)))?;
+        let rels: Vec<&str> = self.files.keys().map(String::as_str).collect();
+        if let Err((rel, e)) = sync_files(&self.dir, &rels, self.owner) {
+            return Err(self.error(e, Some(rel)));
         }
 
         // MANIFEST last: until it is durable, the directory is not a statefile.
@@ -606,6 +604,57 @@ impl StatefileWriter {
 }
 
 /// `.<name>.<what>-<pid>-<n>`, cut so that it stays a valid file name.
+/// At most this many threads fsync a statefile's files at commit.
+const SYNC_THREADS: usize = 16;
+
+/// Hands each file `rels` of `dir` to `owner` and fsyncs it, on up to `SYNC_THREADS`
+/// threads: each fsync waits for its own writeback and, on ext4, a journal commit that
+/// concurrent ones share, so a statefile of many files (processes, threads, descriptors)
+/// commits in a fraction of the time of one fsync after the other. The first failure,
+/// with the file's name.
+fn sync_files<'a>(
+    dir: &OwnedFd,
+    rels: &[&'a str],
+    owner: Owner,
+) -> std::result::Result<(), (&'a str, std::io::Error)> {
+    let one = |rel: &'a str| -> std::result::Result<(), (&'a str, std::io::Error)> {
+        let file = beneath::open_read(dir, rel).map_err(|e| (rel, e.into()))?;
+        hand_over(&file, owner).map_err(|e| (rel, e.into()))?;
+        file.sync_all().map_err(|e| (rel, e))
+    };
+    let threads = rels.len().min(SYNC_THREADS);
+    if threads <= 1 {
+        return rels.iter().try_for_each(|rel| one(rel));
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    while let Some(rel) = rels.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        if let Err(e) = one(rel) {
+                            // the others stop at their next file
+                            next.store(rels.len(), Ordering::Relaxed);
+                            return Err(e);
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        let mut first = Ok(());
+        for w in workers {
+            let r = w.join().unwrap_or_else(|_| {
+                Err(("", std::io::Error::other("a thread syncing files panicked")))
+            });
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    })
+}
+
 fn hidden_name(name: &std::ffi::OsStr, what: &str) -> OsString {
     let n = WRITERS.fetch_add(1, Ordering::Relaxed);
     let suffix = format!(".{what}-{}-{n}", std::process::id());

@@ -304,11 +304,12 @@ fn look_at_descriptors(
             return accepted;
         }
     };
-    for fd in fds
-        .into_iter()
+    let fds: Vec<i32> = (fds.into_iter())
         .filter(|&fd| !tracking::is_own_uffd(&dir, fd))
-    {
-        match files::classify(&dir, fd, &accepted, policies) {
+        .collect();
+    let mut dups = files::Duplicates::default();
+    for fd in fds {
+        match files::classify(&dir, fd, &accepted, &mut dups, policies) {
             Ok(record) => {
                 p.descriptors.push(describe_fd(p.pid, &record));
                 accepted.push(record);

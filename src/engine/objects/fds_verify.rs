@@ -22,7 +22,11 @@ pub struct Observed {
 /// policies, pipes to /dev/null). `Ok` when they agree.
 pub fn verify_restored(pid: i32, records: &[FdRecord]) -> Result<()> {
     let dir = ProcDir::open(pid)?;
-    let open = dir.fds()?;
+    let open: std::collections::BTreeSet<i32> = dir.fds()?.into_iter().collect();
+    let by_fd: std::collections::HashMap<i32, &FdRecord> =
+        records.iter().map(|r| (r.fd, r)).collect();
+    // what one description's descriptors share: its offset and flags
+    let mut same = Vec::with_capacity(records.len());
     for r in records {
         if !open.contains(&r.fd) {
             return Err(differs(pid, r.fd, "descriptor", "closed", "open"));
@@ -38,20 +42,67 @@ pub fn verify_restored(pid: i32, records: &[FdRecord]) -> Result<()> {
         };
         // a duplicate is held to what its original is
         let origin = match r.kind {
-            FdKind::Dup { of } => records.iter().find(|o| o.fd == of).unwrap_or(r),
+            FdKind::Dup { of } => by_fd.get(&of).copied().unwrap_or(r),
             _ => r,
         };
         compare(pid, r, origin, &seen)?;
+        same.push((seen.pos, seen.flags & !libc::O_CLOEXEC));
     }
-    if let Some(extra) = open.iter().find(|fd| !records.iter().any(|r| r.fd == **fd)) {
+    if let Some(extra) = open.iter().find(|fd| !by_fd.contains_key(fd)) {
         return Err(differs(pid, *extra, "descriptor", "open", "closed"));
     }
-    compare_sharing(pid, records)
+    compare_sharing(pid, records, &same)
 }
 
 /// Within one process: a `Dup` shares its original's description, and descriptors that
-/// were separate opens are separate still.
-fn compare_sharing(pid: i32, records: &[FdRecord]) -> Result<()> {
+/// were separate opens are separate still. Descriptors are grouped in kcmp's order
+/// among those of one key of `same` (what one description's descriptors share), at most
+/// O(n log n) calls; without kcmp's order, compared pairwise.
+fn compare_sharing<K: Ord>(pid: i32, records: &[FdRecord], same: &[K]) -> Result<()> {
+    let origin = |r: &FdRecord| match r.kind {
+        FdKind::Dup { of } => of,
+        _ => r.fd,
+    };
+    let keys: Vec<(i32, i32)> = records.iter().map(|r| (pid, r.fd)).collect();
+    let Ok(groups) = crate::sys::kcmp::group_open_files_by(&keys, same) else {
+        return compare_sharing_pairwise(pid, records);
+    };
+    // each saved description must be one restored description and the other way round
+    let mut by_origin: std::collections::HashMap<i32, (usize, i32)> = Default::default();
+    let mut by_group: std::collections::HashMap<usize, (i32, i32)> = Default::default();
+    for (r, &g) in records.iter().zip(&groups) {
+        let o = origin(r);
+        let &mut (og, ofd) = by_origin.entry(o).or_insert((g, r.fd));
+        let &mut (go, gfd) = by_group.entry(g).or_insert((o, r.fd));
+        if og != g {
+            // saved as one description, restored as two
+            return Err(sharing_differs(pid, ofd, r.fd, true));
+        }
+        if go != o {
+            // saved as two, restored as one
+            return Err(sharing_differs(pid, gfd, r.fd, false));
+        }
+    }
+    Ok(())
+}
+
+fn sharing_differs(pid: i32, a: i32, b: i32, want_one: bool) -> Error {
+    let (got, saved) = if want_one {
+        ("separate", "one")
+    } else {
+        ("one", "separate")
+    };
+    differs(
+        pid,
+        a,
+        &format!("open file description with fd {b}"),
+        got,
+        saved,
+    )
+}
+
+/// `compare_sharing` with a kcmp call for every pair (a failing call: not the same).
+fn compare_sharing_pairwise(pid: i32, records: &[FdRecord]) -> Result<()> {
     let same = |a: i32, b: i32| crate::sys::same_open_file(pid, a, pid, b).unwrap_or(false);
     let origin = |r: &FdRecord| match r.kind {
         FdKind::Dup { of } => of,
@@ -61,18 +112,7 @@ fn compare_sharing(pid: i32, records: &[FdRecord]) -> Result<()> {
         for b in &records[i + 1..] {
             let want = origin(a) == origin(b);
             if same(a.fd, b.fd) != want {
-                let (got, saved) = if want {
-                    ("separate", "one")
-                } else {
-                    ("one", "separate")
-                };
-                return Err(differs(
-                    pid,
-                    a.fd,
-                    &format!("open file description with fd {}", b.fd),
-                    got,
-                    saved,
-                ));
+                return Err(sharing_differs(pid, a.fd, b.fd, want));
             }
         }
     }
@@ -268,10 +308,20 @@ mod tests {
         let dup = f.try_clone().unwrap();
         let rg = record(g.as_raw_fd(), "", libc::O_RDONLY, 0);
         let mut rd = record(dup.as_raw_fd(), "", libc::O_RDONLY, 0);
-        compare_sharing(me, &[r.clone(), rg.clone()]).unwrap();
-        assert!(compare_sharing(me, &[r.clone(), rd.clone()]).is_err());
+        compare_sharing(me, &[r.clone(), rg.clone()], &[0, 0]).unwrap();
+        assert!(compare_sharing(me, &[r.clone(), rd.clone()], &[0, 0]).is_err());
         rd.kind = FdKind::Dup { of: r.fd };
-        compare_sharing(me, &[r.clone(), rd]).unwrap();
+        compare_sharing(me, &[r.clone(), rd.clone()], &[0, 0]).unwrap();
+        compare_sharing_pairwise(me, &[r.clone(), rd.clone()]).unwrap();
+        rd.kind = FdKind::Regular;
+        assert!(compare_sharing_pairwise(me, &[r.clone(), rd]).is_err());
+        // separate opens restored as one description
+        let mut rg2 = rg.clone();
+        rg2.fd = dup.as_raw_fd();
+        let msg = compare_sharing(me, &[r.clone(), rg2], &[0, 0])
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("differs: one, saved separate"), "{msg}");
         let _ = std::fs::remove_file(&path);
     }
 }

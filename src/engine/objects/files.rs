@@ -195,12 +195,13 @@ pub fn dump(
     let dir = ProcDir::open(pid)?;
     check_directories(&dir, policies)?;
     let mut out: Vec<FdRecord> = Vec::new();
-    for fd in dir.fds()? {
-        // cpr's dirty-page tracking, not the program's: never restored
-        if super::tracking::is_own_uffd(&dir, fd) {
-            continue;
-        }
-        let record = dump_one(&dir, fd, &out, policies, writer)?;
+    // cpr's dirty-page tracking, not the program's: never restored
+    let fds: Vec<i32> = (dir.fds()?.into_iter())
+        .filter(|&fd| !super::tracking::is_own_uffd(&dir, fd))
+        .collect();
+    let mut dups = Duplicates::default();
+    for fd in fds {
+        let record = dump_one(&dir, fd, &out, &mut dups, policies, writer)?;
         out.push(record);
     }
     Ok(out)
@@ -212,10 +213,11 @@ fn dump_one(
     dir: &ProcDir,
     fd: i32,
     earlier: &[FdRecord],
+    dups: &mut Duplicates,
     policies: &ProcessPolicies,
     writer: &mut StatefileWriter,
 ) -> Result<FdRecord> {
-    let mut record = classify(dir, fd, earlier, policies)?;
+    let mut record = classify(dir, fd, earlier, dups, policies)?;
     if needs_saved_content(&record) {
         let pid = dir.pid();
         let who = format!("process {pid} fd {fd}");
@@ -232,6 +234,10 @@ pub fn needs_saved_content(record: &FdRecord) -> bool {
         && matches!(record.action, FileAction::Replace | FileAction::Substitute)
 }
 
+/// The open file descriptions of a process's descriptors so far, by target, offset and
+/// flags, for `classify` to find a duplicate's original in O(log n) kcmp calls.
+pub type Duplicates = crate::sys::kcmp::DescriptionIndex<(String, u64, i32)>;
+
 /// What descriptor `fd` is, after the `earlier` ones: a duplicate of one of those, a pipe
 /// end (pipes.rs), an event object (events.rs), or a file by path with its FILE policy;
 /// nothing saved yet. Reads /proc only, so it also serves `cpr -c --dry-run` on a
@@ -240,6 +246,7 @@ pub fn classify(
     dir: &ProcDir,
     fd: i32,
     earlier: &[FdRecord],
+    dups: &mut Duplicates,
     policies: &ProcessPolicies,
 ) -> Result<FdRecord> {
     let pid = dir.pid();
@@ -251,10 +258,17 @@ pub fn classify(
     let cloexec = flags & libc::O_CLOEXEC != 0;
     let flags = flags & !libc::O_CLOEXEC;
     // a dup of an earlier descriptor shares its offset and flags
-    if let Some(first) = earlier
-        .iter()
-        .find(|r| crate::sys::same_open_file(pid, r.fd, pid, fd).unwrap_or(false))
-    {
+    let first = match dups.first_of((link.clone(), pos, flags), pid, fd) {
+        // earlier is in descriptor order
+        Ok(of) => of.and_then(|(_, of)| {
+            (earlier.binary_search_by_key(&of, |r| r.fd).ok()).map(|i| &earlier[i])
+        }),
+        // without kcmp's order: every earlier one asked
+        Err(_) => earlier
+            .iter()
+            .find(|r| crate::sys::same_open_file(pid, r.fd, pid, fd).unwrap_or(false)),
+    };
+    if let Some(first) = first {
         let of = match first.kind {
             FdKind::Dup { of } => of,
             _ => first.fd,

@@ -1450,7 +1450,9 @@ pub fn verify_restored(pid: i32, mm: &MmRecord) -> Result<()> {
     // saved object -> (device, inode) of what maps it now
     let mut objects: BTreeMap<u64, (String, u64)> = BTreeMap::new();
     for v in &want {
-        for m in now.iter().filter(|m| m.start < v.end && v.start < m.end) {
+        // now is sorted and disjoint: those overlapping v follow those ending before it
+        let first = now.partition_point(|m| m.end <= v.start);
+        for m in now[first..].iter().take_while(|m| m.start < v.end) {
             let no_flags = Vec::new();
             let m_flags = flags.get(&m.start).unwrap_or(&no_flags);
             compare_one(v, m, m_flags, &mm.components, &mut objects)
@@ -1463,7 +1465,9 @@ pub fn verify_restored(pid: i32, mm: &MmRecord) -> Result<()> {
 /// The first address of `range` that no range of `sorted` covers.
 fn first_uncovered(range: (u64, u64), sorted: &[(u64, u64)]) -> Option<u64> {
     let mut at = range.0;
-    for &(s, e) in sorted {
+    // the ranges ending at or before it cannot cover it: start after them (binary search)
+    let skip = sorted.partition_point(|&(_, e)| e <= at);
+    for &(s, e) in &sorted[skip..] {
         if e <= at {
             continue;
         }

@@ -112,40 +112,73 @@ pub fn refusals(procs: &[ProcessFds<'_>]) -> Vec<crate::error::Error> {
 
 /// Groups the descriptors by open file description: one entry of `files` per
 /// description, each descriptor a member of one; and the processes that use each entry.
+/// Descriptors are grouped in kcmp's order, among those of one path, offset and flags
+/// (at most O(n log n) calls, where comparing each with every group took 17 s for
+/// 10 000 descriptors); without kcmp's order, each is compared with every group.
 fn group(
     procs: &[ProcessFds<'_>],
     files: &mut Vec<SharedFile>,
 ) -> (Vec<Member>, BTreeMap<u32, BTreeSet<i32>>) {
-    // (pid, fd) of each group's first member, with the group's entry
-    let mut groups: Vec<((i32, i32), u32, String)> = Vec::new();
-    let mut members: Vec<Member> = Vec::new();
-    let mut count: BTreeMap<u32, BTreeSet<i32>> = BTreeMap::new();
+    let mut slots: Vec<(usize, usize)> = Vec::new();
     for (pi, p) in procs.iter().enumerate() {
         for (fi, r) in p.fds.iter().enumerate() {
-            if matches!(r.kind, FdKind::Dup { .. }) {
-                continue;
+            if !matches!(r.kind, FdKind::Dup { .. }) {
+                slots.push((pi, fi));
             }
-            let found = groups.iter().find(|((gp, gf), _, path)| {
-                *path == r.path
-                    && crate::sys::same_open_file(*gp, *gf, p.pid, r.fd).unwrap_or(false)
-            });
-            let id = match found {
-                Some((_, id, _)) => *id,
-                None => {
-                    let id = groups.len() as u32;
-                    groups.push(((p.pid, r.fd), id, r.path.clone()));
-                    files.push(SharedFile {
-                        id,
-                        template: r.clone(),
-                    });
-                    id
-                }
-            };
-            count.entry(id).or_default().insert(p.pid);
-            members.push((pi, fi, id));
         }
     }
+    let keys: Vec<(i32, i32)> = slots
+        .iter()
+        .map(|&(pi, fi)| (procs[pi].pid, procs[pi].fds[fi].fd))
+        .collect();
+    // one description has one path, offset and flags
+    let same: Vec<(&str, u64, i32)> = slots
+        .iter()
+        .map(|&(pi, fi)| {
+            let r = &procs[pi].fds[fi];
+            (r.path.as_str(), r.pos, r.flags)
+        })
+        .collect();
+    let descriptions = crate::sys::kcmp::group_open_files_by(&keys, &same)
+        .unwrap_or_else(|_| group_pairwise(procs, &slots));
+    // one entry per description and path (a description's path read twice could differ)
+    let mut ids: std::collections::HashMap<(usize, &str), u32> = Default::default();
+    let mut members: Vec<Member> = Vec::with_capacity(slots.len());
+    let mut count: BTreeMap<u32, BTreeSet<i32>> = BTreeMap::new();
+    for (&(pi, fi), &d) in slots.iter().zip(&descriptions) {
+        let p = &procs[pi];
+        let r = &p.fds[fi];
+        let id = *ids.entry((d, r.path.as_str())).or_insert_with(|| {
+            let id = files.len() as u32;
+            files.push(SharedFile {
+                id,
+                template: r.clone(),
+            });
+            id
+        });
+        count.entry(id).or_default().insert(p.pid);
+        members.push((pi, fi, id));
+    }
     (members, count)
+}
+
+/// `group`'s numbering without kcmp's order: each descriptor compared with the first
+/// of every group so far (a failing comparison: not the same).
+fn group_pairwise(procs: &[ProcessFds<'_>], slots: &[(usize, usize)]) -> Vec<usize> {
+    let mut firsts: Vec<(i32, i32)> = Vec::new();
+    slots
+        .iter()
+        .map(|&(pi, fi)| {
+            let (pid, fd) = (procs[pi].pid, procs[pi].fds[fi].fd);
+            let found = firsts
+                .iter()
+                .position(|&(gp, gf)| crate::sys::same_open_file(gp, gf, pid, fd).unwrap_or(false));
+            found.unwrap_or_else(|| {
+                firsts.push((pid, fd));
+                firsts.len() - 1
+            })
+        })
+        .collect()
 }
 
 /// A description whose SIGIO goes to a process or thread outside the checkpoint would

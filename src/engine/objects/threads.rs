@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::ptrace::{self, Injector, RemoteScratch, RseqConfig};
+use crate::engine::ptrace::{self, Injector, RemoteAddr, RemoteScratch, RseqConfig};
 use crate::error::{Context, Error, Kind, Result};
 use crate::statefile::reader::damaged_record;
 
@@ -400,18 +400,21 @@ pub fn dump(
             0,
         ],
     )?;
-    let stack = s.read(stack, STACK_T_SIZE as usize)?;
-    let word = |b: &[u8], o: usize| u64::from_ne_bytes(b[o..o + 8].try_into().unwrap());
-    let altstack = (word(&stack, 0), word(&stack, 8) as i32, word(&stack, 16));
-    let clear_child_tid = word(&s.read(tid_address, 8)?, 0);
-    let int = |b: Vec<u8>| i32::from_ne_bytes(b[..4].try_into().unwrap_or([0; 4]));
-    let pdeathsig = int(s.read(pdeathsig, 8)?);
-    let child_subreaper = tid == pid && int(s.read(subreaper, 8)?) != 0;
+    // the four slots, one after the other, read back at once
+    let all = s.read(stack, (subreaper + 8 - stack) as usize)?;
+    let at = |slot: RemoteAddr| (slot - stack) as usize;
+    let word = |o: usize| u64::from_ne_bytes(all[o..o + 8].try_into().unwrap_or([0; 8]));
+    let int = |o: usize| i32::from_ne_bytes(all[o..o + 4].try_into().unwrap_or([0; 4]));
+    let altstack = (word(0), word(8) as i32, word(16));
+    let clear_child_tid = word(at(tid_address));
+    let pdeathsig = int(at(pdeathsig));
+    let child_subreaper = tid == pid && int(at(subreaper)) != 0;
     drop(s);
     let tuning = super::thread_tuning::ThreadTuning::dump(inj, scratch)?;
-    let comm = crate::proc::ProcDir::open(pid)?.thread_comm(tid)?;
-    // /proc/TID and its status, read once for scheduling and credentials
+    // /proc/TID (its task/TID is the thread), its status read once for scheduling and
+    // credentials
     let tdir = crate::proc::ProcDir::open(tid)?;
+    let comm = tdir.thread_comm(tid)?;
     let status = tdir.status_text()?;
     Ok(ThreadRecord {
         tid,

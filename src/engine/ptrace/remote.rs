@@ -115,6 +115,8 @@ pub struct RemoteScratch {
     len: u64,
     /// Bytes handed out so far, from `base`.
     used: u64,
+    /// /proc/PID/mem, opened at the first read and kept for the next ones.
+    mem: std::cell::RefCell<Option<std::fs::File>>,
 }
 
 /// Every slot starts on this boundary: enough for any kernel structure on x86-64.
@@ -129,6 +131,7 @@ impl RemoteScratch {
             base,
             len,
             used: 0,
+            mem: std::cell::RefCell::new(None),
         }
     }
 
@@ -182,7 +185,20 @@ impl RemoteScratch {
                 format!("{len} bytes at {at:#x} are not in a live scratch slot"),
             ));
         }
-        read_mem(self.pid, at, len)
+        let mut buf = vec![0u8; len];
+        if let Some(f) = self.mem.borrow().as_ref()
+            && f.read_exact_at(&mut buf, at.0).is_ok()
+        {
+            return Ok(buf);
+        }
+        // the first read, or the process has another address space since (an exec):
+        // its memory opened anew
+        let f = std::fs::File::open(format!("/proc/{}/mem", self.pid))
+            .ctx(format!("process {}", self.pid))?;
+        f.read_exact_at(&mut buf, at.0)
+            .ctx(format!("process {}: memory at {at:#x}", self.pid))?;
+        self.mem.replace(Some(f));
+        Ok(buf)
     }
 
     /// Everything allocated through the returned frame is given back when it is dropped

@@ -56,6 +56,15 @@ pub(super) fn freeze_targets(targets: &Targets) -> Result<(Freezer, Vec<pstree::
         if designators.iter().all(|d| d.id_type == target::IdType::Pid) {
             break;
         }
+        // a tree (`:HID`) grows only by children of its processes: when every child of
+        // the frozen ones is known, looking the whole set up again finds nothing new
+        if designators
+            .iter()
+            .all(|d| matches!(d.id_type, target::IdType::Pid | target::IdType::Hid))
+            && children_known(&frozen, &zombies)
+        {
+            break;
+        }
         current = target::resolve(designators, crate::engine::options::caller_uid())?;
     }
     // a zombie seen before its parent was frozen may have been reaped since: only those
@@ -242,6 +251,22 @@ fn refused_seize(pid: i32, tid: i32, e: Error) -> Error {
         // not another tracer: say what the kernel's ptrace rules (Yama) allow, if they refused
         Ok(()) => crate::engine::privilege::explain_attach(e).context(format!("process {pid}")),
     }
+}
+
+/// Whether every child of every frozen thread (/proc/PID/task/TID/children, exact while
+/// the thread is stopped) is frozen or a known zombie; false when a list cannot be read.
+fn children_known(frozen: &Freezer, zombies: &[pstree::Zombie]) -> bool {
+    frozen.threads.iter().all(|(pid, tids)| {
+        tids.iter().all(|tid| {
+            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/children")).is_ok_and(|text| {
+                text.split_whitespace().all(|c| {
+                    c.parse::<i32>().is_ok_and(|c| {
+                        frozen.threads.contains_key(&c) || zombies.iter().any(|z| z.pid == c)
+                    })
+                })
+            })
+        })
+    })
 }
 
 /// Whether a process exists and is not a zombie.

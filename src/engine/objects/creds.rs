@@ -138,31 +138,34 @@ pub fn restore(
     scratch: &mut RemoteScratch,
 ) -> Result<()> {
     let c = t.cloned().unwrap_or_else(|| ThreadCreds::of_process(rec));
-    let prctl = |name: &str, args: [u64; 5]| {
+    // in one batch (one ptrace round trip where the thread has a runner): each call in
+    // order, the first failure the error, as if made one by one; what the calls point to
+    // stays in the frame until the batch has run
+    let mut s = scratch.frame();
+    let mut batch = crate::engine::ptrace::Batch::new();
+    let prctl = |batch: &mut crate::engine::ptrace::Batch, name: &str, args: [u64; 5]| {
         let [a, b, c2, d, e] = args;
-        inj.check(name, libc::SYS_prctl, [a, b, c2, d, e, 0])
+        batch.check(name, libc::SYS_prctl, [a, b, c2, d, e, 0], None);
     };
-    // in one batch (one ptrace round trip where the thread has a runner)
-    let mut drops = crate::engine::ptrace::Batch::new();
     for cap in 0..=CAP_LAST {
         if c.bounding & (1 << cap) == 0 {
             // EINVAL: a capability this kernel does not have
-            drops.call(
+            batch.call(
                 libc::SYS_prctl,
                 [libc::PR_CAPBSET_DROP as u64, cap as u64, 0, 0, 0, 0],
             );
         }
     }
-    drops.run(inj, scratch)?;
     // the capabilities survive the change of uids: PR_SET_KEEPCAPS, which needs no
     // privilege (put back below); other securebits need CAP_SETPCAP, so they are set only
     // when the image had some
     let locked = c.securebits & SECBIT_KEEP_CAPS_LOCKED != 0;
     if !locked {
         prctl(
+            &mut batch,
             "prctl(PR_SET_KEEPCAPS)",
             [libc::PR_SET_KEEPCAPS as u64, 1, 0, 0, 0],
-        )?;
+        );
     }
     if c.securebits & !SECBIT_KEEP_CAPS != 0 {
         let bits = if locked {
@@ -171,15 +174,15 @@ pub fn restore(
             c.securebits | SECBIT_KEEP_CAPS
         };
         prctl(
+            &mut batch,
             "prctl(PR_SET_SECUREBITS)",
             [libc::PR_SET_SECUREBITS as u64, bits as u64, 0, 0, 0],
-        )?;
+        );
     }
-    set_ids(&c, inj, scratch)?;
+    set_ids(&c, &mut batch, &mut s)?;
     // capabilities: never more than the image had
-    let mut s = scratch.frame();
     let caps = s.put_struct(&CapsetArgs::new(0, &c.caps))?;
-    inj.check(
+    batch.check(
         "capset",
         libc::SYS_capset,
         [
@@ -190,15 +193,18 @@ pub fn restore(
             0,
             0,
         ],
-    )?;
+        None,
+    );
     if !locked && c.securebits & SECBIT_KEEP_CAPS == 0 {
         prctl(
+            &mut batch,
             "prctl(PR_SET_KEEPCAPS)",
             [libc::PR_SET_KEEPCAPS as u64, 0, 0, 0, 0],
-        )?;
+        );
     }
     for cap in (0..=CAP_LAST).filter(|cap| c.ambient & (1 << cap) != 0) {
         prctl(
+            &mut batch,
             "prctl(PR_CAP_AMBIENT_RAISE)",
             [
                 libc::PR_CAP_AMBIENT as u64,
@@ -207,16 +213,18 @@ pub fn restore(
                 0,
                 0,
             ],
-        )?;
+        );
     }
     if c.no_new_privs {
         prctl(
+            &mut batch,
             "prctl(PR_SET_NO_NEW_PRIVS)",
             [libc::PR_SET_NO_NEW_PRIVS as u64, 1, 0, 0, 0],
-        )?;
+        );
     }
     // set either way: cpr made itself dumpable, and a change of ids may have cleared it
     prctl(
+        &mut batch,
         "prctl(PR_SET_DUMPABLE)",
         [
             libc::PR_SET_DUMPABLE as u64,
@@ -225,26 +233,43 @@ pub fn restore(
             0,
             0,
         ],
-    )?;
+    );
+    // the batch's results are read back from the thread's memory (/proc/PID/mem), which
+    // a change of ids or an undumpable image makes unreadable to a cpr without
+    // CAP_SYS_PTRACE: then one call at a time, each result from the registers
+    let changes_ids = c.uids != [0; 4] || c.gids != [0; 4];
+    if (changes_ids || !rec.dumpable) && !crate::engine::privilege::has(CAP_SYS_PTRACE) {
+        batch.run(&inj.without_runner(), &mut s)?;
+    } else {
+        batch.run(inj, &mut s)?;
+    }
     Ok(())
 }
 
-/// Groups, gids, uids (real, effective, saved, filesystem).
-fn set_ids(c: &ThreadCreds, inj: &Injector, scratch: &mut RemoteScratch) -> Result<()> {
+/// CAP_SYS_PTRACE, capability 19.
+const CAP_SYS_PTRACE: u32 = 19;
+
+/// Groups, gids, uids (real, effective, saved, filesystem), added to `batch`; the
+/// groups go in `scratch`, which must stay until the batch has run.
+fn set_ids(
+    c: &ThreadCreds,
+    batch: &mut crate::engine::ptrace::Batch,
+    scratch: &mut RemoteScratch,
+) -> Result<()> {
     let mut g = Vec::new();
     for x in &c.groups {
         g.extend_from_slice(&x.to_ne_bytes());
     }
-    let mut s = scratch.frame();
-    let groups = s.put(&g)?;
     // the restore child, a copy of cpr, has cpr's groups; setting them needs CAP_SETGID
     // even when nothing changes, which an ordinary user's cpr lacks
     if !crate::engine::privilege::same_groups(&c.groups) {
-        inj.check(
+        let groups = scratch.put(&g)?;
+        batch.check(
             "setgroups",
             libc::SYS_setgroups,
             [c.groups.len() as u64, groups.as_u64(), 0, 0, 0, 0],
-        )?;
+            None,
+        );
     }
     if c.uids == [0; 4] && c.gids == [0; 4] {
         return Ok(());
@@ -268,8 +293,8 @@ fn set_ids(c: &ThreadCreds, inj: &Injector, scratch: &mut RemoteScratch) -> Resu
     ];
     for (res_name, res_nr, fs_name, fs_nr, ids) in calls {
         let [real, effective, saved, fs] = ids.map(u64::from);
-        inj.check(res_name, res_nr, [real, effective, saved, 0, 0, 0])?;
-        inj.check(fs_name, fs_nr, [fs, 0, 0, 0, 0, 0])?;
+        batch.check(res_name, res_nr, [real, effective, saved, 0, 0, 0], None);
+        batch.check(fs_name, fs_nr, [fs, 0, 0, 0, 0, 0], None);
     }
     Ok(())
 }

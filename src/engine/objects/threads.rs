@@ -487,32 +487,36 @@ pub fn restore_kernel_state(
     buf.extend_from_slice(&t.altstack.0.to_ne_bytes());
     buf.extend_from_slice(&((t.altstack.1 & !libc::SS_ONSTACK) as u64).to_ne_bytes());
     buf.extend_from_slice(&t.altstack.2.to_ne_bytes());
-    {
-        // Set even when disabled: the thread may hold the alternate stack of cpr itself
-        // (its runtime's, inherited through fork), which is not mapped in the restored
-        // image, and an SA_ONSTACK handler would then fault on delivery.
-        let mut s = scratch.frame();
-        let stack = s.put(&buf)?;
-        inj.check(
-            "sigaltstack",
-            libc::SYS_sigaltstack,
-            [stack.as_u64(), 0, 0, 0, 0, 0],
-        )?;
-    }
-    inj.check(
+    // in one batch (one ptrace round trip where the thread has a runner); what the calls
+    // point to stays in the frame until the batch has run
+    let mut s = scratch.frame();
+    let mut batch = crate::engine::ptrace::Batch::new();
+    // Set even when disabled: the thread may hold the alternate stack of cpr itself
+    // (its runtime's, inherited through fork), which is not mapped in the restored
+    // image, and an SA_ONSTACK handler would then fault on delivery.
+    let stack = s.put(&buf)?;
+    batch.check(
+        "sigaltstack",
+        libc::SYS_sigaltstack,
+        [stack.as_u64(), 0, 0, 0, 0, 0],
+        None,
+    );
+    batch.check(
         "set_tid_address",
         libc::SYS_set_tid_address,
         [t.clear_child_tid, 0, 0, 0, 0, 0],
-    )?;
+        None,
+    );
     // set even when none: the main thread holds the list of cpr's glibc (registered
     // again after fork), which the kernel would walk at exit in the new image
-    inj.check(
+    batch.check(
         "set_robust_list",
         libc::SYS_set_robust_list,
         [t.robust_list.0, ROBUST_LIST_HEAD_SIZE, 0, 0, 0, 0],
-    )?;
+        None,
+    );
     if t.rseq.abi_pointer != 0 {
-        inj.check(
+        batch.check(
             "rseq",
             libc::SYS_rseq,
             [
@@ -523,8 +527,24 @@ pub fn restore_kernel_state(
                 0,
                 0,
             ],
-        )?;
+            None,
+        );
     }
+    if !t.comm.is_empty() {
+        // only a thread itself may rename itself (/proc/PID/comm refuses others)
+        let mut name = t.comm.as_bytes()[..t.comm.len().min(15)].to_vec();
+        name.push(0);
+        let name = s.put(&name)?;
+        batch.check(
+            "prctl(PR_SET_NAME)",
+            libc::SYS_prctl,
+            [libc::PR_SET_NAME as u64, name.as_u64(), 0, 0, 0, 0],
+            None,
+        );
+    }
+    batch.run(inj, &mut s)?;
+    drop(s);
+    // each pending signal's siginfo in a frame of its own: a thread may have many
     for info in &t.pending {
         let (sig, bytes) = decode_siginfo(info).ctx(format!("thread {} pending signal", t.tid))?;
         let mut s = scratch.frame();
@@ -540,18 +560,6 @@ pub fn restore_kernel_state(
                 0,
                 0,
             ],
-        )?;
-    }
-    if !t.comm.is_empty() {
-        // only a thread itself may rename itself (/proc/PID/comm refuses others)
-        let mut name = t.comm.as_bytes()[..t.comm.len().min(15)].to_vec();
-        name.push(0);
-        let mut s = scratch.frame();
-        let name = s.put(&name)?;
-        inj.check(
-            "prctl(PR_SET_NAME)",
-            libc::SYS_prctl,
-            [libc::PR_SET_NAME as u64, name.as_u64(), 0, 0, 0, 0],
         )?;
     }
     if let Some(tuning) = &t.tuning {

@@ -161,6 +161,16 @@ impl Injector {
         self
     }
 
+    /// The same thread, state and gate, without a runner: a `Batch` then makes its
+    /// calls one at a time, reading each result from the registers (for calls after
+    /// which the thread's memory may not be readable through /proc/PID/mem).
+    pub fn without_runner(&self) -> Injector {
+        Injector {
+            runner: None,
+            ..self.through(self.gate)
+        }
+    }
+
     /// The same thread and state, calls going through `gate`.
     pub fn through(&self, gate: Gate) -> Injector {
         Injector {

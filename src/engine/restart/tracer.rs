@@ -279,7 +279,7 @@ fn finish_in_tracer(
         },
     )?;
     set_mm(&main, img, &mut scratch.args, &ready.file_fds)?;
-    close_cpr_fds(&main, child, img, ready, &mut scratch)?;
+    close_cpr_fds(&main, img, &mut scratch)?;
     locks::restore_posix_injected(&main, &mut scratch.args, &img.core.locks)?;
     // threads, with their TIDs (FORK ORIGINAL) or any
     let original = img.core.policies.fork == ForkAction::Original;
@@ -292,7 +292,7 @@ fn finish_in_tracer(
         restored.threads.push((tid, idx));
     }
     for (tid, idx) in restored.threads.clone() {
-        let inj = Injector::new(tid, scratch.gate())?;
+        let inj = Injector::new(tid, scratch.gate())?.with_runner(scratch.runner());
         threads::restore_kernel_state(&img.core.threads[idx], &inj, &mut scratch.args)?;
     }
     let mut signals_rec = img.core.signals.clone();
@@ -383,35 +383,35 @@ fn inherited_reads(
 }
 
 /// Closes what the child opened for the tracer, and anything else cpr's copy still had
-/// open (its status pipe, if the interrupt came before it closed it): not the image's.
-fn close_cpr_fds(
-    main: &Injector,
-    child: i32,
-    img: &Image,
-    ready: &ChildReady,
-    scratch: &mut Scratch,
-) -> Result<()> {
-    // what cpr opened for the tracer, and whatever else is not the image's (one close
-    // each, one round trip for all)
-    let mut cpr_fds: std::collections::BTreeSet<i32> = ready
-        .file_fds
-        .iter()
-        .map(|(_, fd)| *fd)
-        .chain(ready.mem_fds.iter().map(|(_, fd)| *fd))
-        .collect();
-    cpr_fds.insert(ready.pages_fd);
-    let theirs: Vec<i32> = img.core.fds.iter().map(|f| f.fd).collect();
-    for fd in crate::proc::ProcDir::open(child)?.fds()? {
-        if !theirs.contains(&fd) {
-            cpr_fds.insert(fd);
-        }
-    }
+/// open (its status pipe, if the interrupt came before it closed it): every number that
+/// is not the image's, by close_range over the gaps between the image's numbers (one
+/// round trip for all, no listing of /proc/PID/fd).
+fn close_cpr_fds(main: &Injector, img: &Image, scratch: &mut Scratch) -> Result<()> {
     let mut batch = ptrace::Batch::new();
-    for fd in cpr_fds {
-        batch.call(libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0]);
+    for (first, last) in gaps(img.core.fds.iter().map(|f| f.fd)) {
+        batch.call(
+            libc::SYS_close_range,
+            [first as u64, last as u64, 0, 0, 0, 0],
+        );
     }
     batch.run(main, &mut scratch.args)?;
     Ok(())
+}
+
+/// The ranges of descriptor numbers (first, last, inclusive) that are not in `fds`.
+fn gaps(fds: impl Iterator<Item = i32>) -> Vec<(u32, u32)> {
+    let theirs: std::collections::BTreeSet<u32> =
+        fds.filter_map(|fd| u32::try_from(fd).ok()).collect();
+    let mut out = Vec::new();
+    let mut next = 0u32;
+    for fd in theirs {
+        if fd > next {
+            out.push((next, fd - 1));
+        }
+        next = fd + 1;
+    }
+    out.push((next, u32::MAX));
+    out
 }
 
 /// The mm fields, auxv and executable of the image (prctl PR_SET_MM_MAP).
@@ -466,4 +466,19 @@ fn set_mm(
         ],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gaps;
+
+    #[test]
+    fn gaps_cover_every_other_number() {
+        assert_eq!(gaps([].into_iter()), vec![(0, u32::MAX)]);
+        assert_eq!(
+            gaps([0, 1, 2, 5, 7, 7].into_iter()),
+            vec![(3, 4), (6, 6), (8, u32::MAX)]
+        );
+        assert_eq!(gaps([3].into_iter()), vec![(0, 2), (4, u32::MAX)]);
+    }
 }

@@ -8,6 +8,7 @@
 
 mod authority;
 mod fork;
+mod lazy;
 mod owner_rights;
 mod pids;
 mod protocol;
@@ -39,6 +40,8 @@ struct RestoreContext {
     /// Status pipe of each node: its write end.
     status_w: Vec<Option<crate::sys::CloseOnce>>,
     tty: Option<String>,
+    /// `--lazy`: large private memory is filled after release (lazy.rs).
+    lazy: bool,
 }
 
 /// Returns 0, or with `-j` the exit status of the job (as a shell would report it).
@@ -51,6 +54,9 @@ pub fn restart(
     progress.phase(Phase::Validate, None);
     let mut loaded = validate::load(&options.statefiles, crate::engine::options::caller_uid())?;
     override_policies(&mut loaded, options);
+    if options.lazy {
+        lazy::refuse(&loaded)?;
+    }
     timer.lap("read and check records");
     pids::wait_for_pids(&loaded)?;
     let plan = plan_tree(&loaded, options.interactive);
@@ -84,13 +90,21 @@ pub fn restart(
         opened,
         status_w: Vec::new(),
         tty,
+        lazy: options.lazy,
     };
     progress.phase(Phase::Create, None);
     let made = fork::fork_tree(&mut ctx)?;
     timer.lap("create processes");
-    let restored = restore(&ctx, &made, &mut timer, progress)?;
+    let mut restored = restore(&ctx, &made, &mut timer, progress)?;
     verify::verify_all(&ctx, &made, &restored, options.interactive)?;
     timer.lap("check before release");
+    let filler = if options.lazy {
+        let pid = lazy::start(&ctx, &mut restored)?;
+        timer.lap("start lazy filler");
+        pid
+    } else {
+        None
+    };
     for r in &repairing {
         r.finish()?;
     }
@@ -106,6 +120,9 @@ pub fn restart(
         }
     })?;
     timer.lap("release");
+    if let Some(pid) = filler {
+        eprintln!("cpr: lazy restart: memory filled in the background by process {pid}");
+    }
     sem_sets.finish();
     msg_queues.finish();
     mq_queues.finish();
@@ -209,18 +226,23 @@ fn restore(
     timer: &mut Timer,
     progress: &Progress,
 ) -> Result<Vec<Restored>> {
-    let pages = validate::check_pages(&ctx.statefiles, &ctx.images);
+    // with --lazy the filler checks the page data before it serves any (lazy.rs)
+    let pages = (!ctx.lazy).then(|| validate::check_pages(&ctx.statefiles, &ctx.images));
     let total = ctx.images.iter().map(|i| i.mm.pages_bytes).sum();
     progress.phase(Phase::Restore, Some(total));
     let restored = match tracer::restore_all(ctx, made, progress) {
         Ok(r) => r,
         Err(e) => {
-            let _ = pages.wait();
+            if let Some(p) = pages {
+                let _ = p.wait();
+            }
             return Err(e);
         }
     };
     timer.lap("restore address spaces");
-    pages.wait()?;
-    timer.lap("page data checked");
+    if let Some(p) = pages {
+        p.wait()?;
+        timer.lap("page data checked");
+    }
     Ok(restored)
 }

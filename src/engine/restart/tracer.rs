@@ -18,6 +18,8 @@ pub(super) struct Restored {
     /// (tid in this world, its record)
     pub threads: Vec<(i32, usize)>,
     pub image: usize,
+    /// Lazy restart: the memory left to the filler (lazy_pages.rs).
+    pub lazy: Option<crate::engine::objects::lazy_pages::Registered>,
 }
 
 /// Restores every process made, in turn.
@@ -32,6 +34,7 @@ pub(super) fn restore_all(
         let mut r = Restored {
             threads: vec![(child.pid, 0)],
             image: child.image,
+            lazy: None,
         };
         let p = &img.core.process;
         let parent_restored = p.ppid != p.pid
@@ -39,7 +42,7 @@ pub(super) fn restore_all(
                 .images
                 .iter()
                 .any(|i| i.sf == img.sf && i.core.process.pid == p.ppid);
-        restore_one(img, child, parent_restored, &mut r, progress).map_err(|e| {
+        restore_one(img, child, parent_restored, ctx.lazy, &mut r, progress).map_err(|e| {
             e.context(format!("process {}", img.core.process.pid))
                 .context(ctx.statefiles[img.sf].path.display())
         })?;
@@ -52,6 +55,7 @@ fn restore_one(
     img: &Image,
     child: &Child,
     parent_restored: bool,
+    lazy: bool,
     r: &mut Restored,
     progress: &Progress,
 ) -> Result<()> {
@@ -68,7 +72,7 @@ fn restore_one(
     ptrace::wait_for_stop(pid)?;
     // traced now: SIGTRAP may be let through (the threads it makes inherit the mask)
     ptrace::set_sigmask(pid, ptrace::ALL_BUT_SIGTRAP).ctx(format!("process {pid}"))?;
-    finish_in_tracer(img, pid, &child.ready, parent_restored, r, progress)
+    finish_in_tracer(img, pid, &child.ready, parent_restored, lazy, r, progress)
 }
 
 /// In the tracer: the image replaces the stopped child's memory; threads, signals,
@@ -78,6 +82,7 @@ fn finish_in_tracer(
     child: i32,
     ready: &ChildReady,
     parent_restored: bool,
+    lazy: bool,
     restored: &mut Restored,
     progress: &Progress,
 ) -> Result<()> {
@@ -100,6 +105,21 @@ fn finish_in_tracer(
             inherited: &inherited_reads(img, ready)?,
             file: pages_file,
             premapped: &ready.premapped,
+            lazy: lazy.then(|| crate::engine::objects::lazy_pages::Request {
+                out: &mut restored.lazy,
+                hot: img
+                    .core
+                    .threads
+                    .iter()
+                    .filter(|t| t.rseq.abi_pointer != 0)
+                    .flat_map(|t| {
+                        [
+                            t.rseq.abi_pointer,
+                            t.rseq.abi_pointer + t.rseq.abi_size as u64 - 1,
+                        ]
+                    })
+                    .collect(),
+            }),
         },
     )?;
     set_mm(&main, img, &mut scratch.args, &ready.file_fds)?;

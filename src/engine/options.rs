@@ -32,7 +32,7 @@ pub struct CheckpointOptions {
     pub compress: bool,
 }
 
-/// `cpr -r [-j] [--any-pid] [--no-cwd] [--no-root] STATEFILE...`.
+/// `cpr -r [-j] [--any-pid] [--no-cwd] [--no-root] [--lazy] STATEFILE...`.
 #[derive(Debug, Clone, Default)]
 pub struct RestartOptions {
     pub statefiles: Vec<PathBuf>,
@@ -44,6 +44,9 @@ pub struct RestartOptions {
     pub no_cwd: bool,
     /// `--no-root`: RDIR IGNORE for every process (keep cpr's root directory).
     pub no_root: bool,
+    /// `--lazy`: return once the processes run; their large private memory is filled
+    /// on demand and in the background by a filler process (restart/lazy.rs).
+    pub lazy: bool,
 }
 
 /// The real uid of the caller: whom the permission rules of IRIX are checked for.

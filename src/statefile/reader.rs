@@ -259,6 +259,12 @@ impl Statefile {
         Ok(())
     }
 
+    /// The descriptor of the statefile's directory, for a process that closes all
+    /// others and must keep this one (lazy restart's filler).
+    pub fn dir_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&*self.dir)
+    }
+
     /// Full check (size and checksum) of every listed file for which `which` is true.
     /// Restart checks the small records before it creates anything and the bulk page
     /// data while it works, before anything runs.

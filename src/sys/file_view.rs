@@ -43,6 +43,12 @@ impl FileView {
         })
     }
 
+    /// Where the view is in cpr, for calls in which the kernel alone reads it
+    /// (UFFDIO_COPY); and its length.
+    pub fn addr(&self) -> (usize, usize) {
+        (self.addr, self.len)
+    }
+
     /// Copies `len` bytes from offset `from` of the view to address `to` in process
     /// `pid` (process_vm_writev); returns the bytes copied (short when the target's
     /// memory ends or the file shrank).

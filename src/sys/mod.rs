@@ -21,6 +21,7 @@ pub mod sigqueue;
 pub mod sock_diag;
 pub mod sysvipc;
 pub mod tcp_repair;
+pub mod uffd_fill;
 
 pub use fd::{
     CloseOnce, dup_above, dup_at, pipe_bytes, set_cloexec, set_record_lock, steal_fd, try_flock,

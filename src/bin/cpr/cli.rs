@@ -13,7 +13,7 @@ use cpr::attrfile::WillAction;
 const USAGE: &str = "\
 cpr -c STATEFILE -p IDLIST [-f] [-g|-k] [-u] [--compress] [--attributes FILE] [--timeout SECONDS] [-q]
        cpr -c STATEFILE -p IDLIST --dry-run [--json] [-f] [-g|-k] [-u] [--attributes FILE]
-       cpr -r [-j] [-q] [--any-pid] [--no-cwd] [--no-root] STATEFILE...
+       cpr -r [-j] [-q] [--any-pid] [--no-cwd] [--no-root] [--lazy] STATEFILE...
        cpr -i [--json] STATEFILE...
        cpr -D STATEFILE...";
 
@@ -192,6 +192,16 @@ pub struct Cli {
     )]
     pub no_root: bool,
 
+    /// With -r: return as soon as the processes run; their memory is filled on demand
+    /// and in the background by a filler process (see cpr(1) for what happens if it
+    /// dies).
+    #[arg(
+        long,
+        requires = "restart",
+        conflicts_with_all = ["checkpoint", "info", "delete"],
+    )]
+    pub lazy: bool,
+
     /// With -i: print a JSON array, one object per statefile. With --dry-run: print
     /// the preview as one JSON object.
     #[arg(
@@ -226,6 +236,8 @@ pub enum Request {
         any_pid: bool,
         no_cwd: bool,
         no_root: bool,
+        /// `--lazy`: memory filled after release.
+        lazy: bool,
     },
     Info {
         statefiles: Vec<PathBuf>,
@@ -307,6 +319,7 @@ impl Cli {
                 any_pid: self.any_pid,
                 no_cwd: self.no_cwd,
                 no_root: self.no_root,
+                lazy: self.lazy,
             }
         } else if self.info {
             Request::Info {
@@ -498,6 +511,7 @@ mod tests {
                 any_pid: false,
                 no_cwd: false,
                 no_root: false,
+                lazy: false,
             }
         );
         assert_eq!(
@@ -508,6 +522,7 @@ mod tests {
                 any_pid: false,
                 no_cwd: false,
                 no_root: false,
+                lazy: false,
             }
         );
         assert_eq!(
@@ -518,6 +533,7 @@ mod tests {
                 any_pid: false,
                 no_cwd: false,
                 no_root: false,
+                lazy: false,
             }
         );
         assert_eq!(
@@ -528,9 +544,21 @@ mod tests {
                 any_pid: true,
                 no_cwd: true,
                 no_root: true,
+                lazy: false,
             }
         );
-        for flag in ["--any-pid", "--no-cwd", "--no-root"] {
+        assert_eq!(
+            parse(&["-r", "--lazy", "a"]).unwrap(),
+            Request::Restart {
+                statefiles: paths(&["a"]),
+                interactive: false,
+                any_pid: false,
+                no_cwd: false,
+                no_root: false,
+                lazy: true,
+            }
+        );
+        for flag in ["--any-pid", "--no-cwd", "--no-root", "--lazy"] {
             let e = usage_error(&["-c", "x", "-p", "1", flag]);
             assert!(e.contains(flag), "{flag}: {e}");
             let e = usage_error(&["-i", flag, "x"]);

@@ -41,6 +41,7 @@ fn main() -> ExitCode {
             any_pid,
             no_cwd,
             no_root,
+            lazy,
         } => match ops::restart_with_progress(
             &RestartOptions {
                 statefiles,
@@ -48,6 +49,7 @@ fn main() -> ExitCode {
                 any_pid,
                 no_cwd,
                 no_root,
+                lazy,
             },
             &progress,
         ) {

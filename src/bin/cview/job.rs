@@ -369,6 +369,7 @@ fn run(request: Request, progress: &Progress) -> Result<String, String> {
                 any_pid,
                 no_cwd,
                 no_root,
+                lazy: false,
             };
             ops::restart_with_progress(&options, progress).map_err(|e| format!("cpr: {e}"))?;
             Ok(format!("Restarted {}", statefile.display()))

@@ -653,6 +653,32 @@ pub fn restore(
     // unchanged pages from the statefiles before it
     let inherited = pages.inherited;
     let progress = pages.progress;
+    // lazy restart: the large private anonymous mappings are left to the filler
+    let mut pages = pages;
+    let skip = match pages.lazy.take() {
+        Some(req) => {
+            let (registered, lazy) = super::lazy_pages::register(
+                inj,
+                pid,
+                mm,
+                &mut scratch.args,
+                premapped,
+                &req.hot,
+                pages.file.as_ref(),
+            )?;
+            *req.out = registered;
+            premapped.iter().copied().chain(lazy).collect()
+        }
+        None => Vec::new(),
+    };
+    let pages = if skip.is_empty() {
+        pages
+    } else {
+        PageData {
+            premapped: &skip,
+            ..pages
+        }
+    };
     read_pages(inj, &who, mm, &mut scratch.args, pages)?;
     for (fd, reads) in inherited {
         read_at(inj, &who, &mut scratch.args, *fd, progress, reads)?;
@@ -961,6 +987,8 @@ pub struct PageData<'a> {
     /// (image start, image end, where now) of the mappings the restore child made and
     /// filled already (cow_pages.rs): moved into place, their pages not read again.
     pub premapped: &'a [(u64, u64, u64)],
+    /// Lazy restart: where to put the registration (lazy_pages.rs); None: eager.
+    pub lazy: Option<super::lazy_pages::Request<'a>>,
 }
 
 const PR_SET_VMA: u64 = 0x53564d41;

@@ -19,6 +19,8 @@ pub mod files;
 pub mod incremental;
 /// TCP and UDP sockets over IPv4 and IPv6: listening, bound, connected (TCP repair).
 pub mod inet_sockets;
+/// Lazy restart: the memory left to the filler, registered with userfaultfd.
+pub mod lazy_pages;
 /// File locks: flock, POSIX record locks, OFD locks.
 pub mod locks;
 /// Mapped files (program, libraries, data files): identity at checkpoint, `-u` copies.

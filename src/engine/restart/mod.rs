@@ -8,6 +8,7 @@
 
 mod authority;
 mod fork;
+mod lazy;
 mod owner_rights;
 mod pids;
 mod protocol;
@@ -39,6 +40,8 @@ struct RestoreContext {
     /// Status pipe of each node: its write end.
     status_w: Vec<Option<crate::sys::CloseOnce>>,
     tty: Option<String>,
+    /// `--lazy`: large private memory is filled after release (lazy.rs).
+    lazy: bool,
 }
 
 /// Returns 0, or with `-j` the exit status of the job (as a shell would report it).
@@ -51,6 +54,9 @@ pub fn restart(
     progress.phase(Phase::Validate, None);
     let mut loaded = validate::load(&options.statefiles, crate::engine::options::caller_uid())?;
     override_policies(&mut loaded, options);
+    if options.lazy {
+        lazy::refuse(&loaded)?;
+    }
     timer.lap("read and check records");
     pids::wait_for_pids(&loaded)?;
     let plan = plan_tree(&loaded, options.interactive);
@@ -84,11 +90,12 @@ pub fn restart(
         opened,
         status_w: Vec::new(),
         tty,
+        lazy: options.lazy,
     };
     progress.phase(Phase::Create, None);
     let (made, pending) = fork::fork_roots(&mut ctx)?;
     timer.lap("create processes");
-    let pids = restore_and_release(
+    let (pids, filler) = restore_and_release(
         &ctx,
         made,
         pending,
@@ -99,6 +106,9 @@ pub fn restart(
         progress,
     )?;
     timer.lap("release");
+    if let Some(pid) = filler {
+        eprintln!("cpr: lazy restart: memory filled in the background by process {pid}");
+    }
     sem_sets.finish();
     msg_queues.finish();
     mq_queues.finish();
@@ -208,14 +218,16 @@ fn restore_and_release(
     interactive: bool,
     timer: &mut Timer,
     progress: &Progress,
-) -> Result<Vec<i32>> {
-    let pages = validate::check_pages(&ctx.statefiles, &ctx.images);
+) -> Result<(Vec<i32>, Option<i32>)> {
+    // with --lazy the filler checks the page data before it serves any (lazy.rs)
+    let pages = (!ctx.lazy).then(|| validate::check_pages(&ctx.statefiles, &ctx.images));
     let total = ctx.images.iter().map(|i| i.mm.pages_bytes).sum();
     progress.phase(Phase::Restore, Some(total));
     let known = verify::known(ctx, &made, interactive);
     let parts = tracer::Parts {
         statefiles: &ctx.statefiles,
         images: &ctx.images,
+        lazy: ctx.lazy,
     };
     let statefiles = &ctx.statefiles[..];
     let check =
@@ -226,25 +238,36 @@ fn restore_and_release(
         .iter()
         .filter(|n| matches!(n.role, pstree::Role::Process(_)))
         .count();
-    std::thread::scope(|scope| -> Result<Vec<i32>> {
+    std::thread::scope(|scope| -> Result<(Vec<i32>, Option<i32>)> {
         let made = made;
         let mut crew = tracer::Crew::start(scope, &parts, progress, &check, processes);
         let restored = fork::collect_ready(ctx, &made, pending, |c| crew.give(c))
             .and_then(|()| crew.restored());
-        let restored = match restored {
+        let mut restored = match restored {
             Ok(r) => r,
             Err(e) => {
                 drop(crew);
                 drop(made);
-                let _ = pages.wait();
+                if let Some(p) = pages {
+                    let _ = p.wait();
+                }
                 return Err(e);
             }
         };
         timer.lap("restore address spaces");
-        pages.wait()?;
-        timer.lap("page data checked");
+        if let Some(p) = pages {
+            p.wait()?;
+            timer.lap("page data checked");
+        }
         verify::verify_between(ctx, &made, &known, &restored)?;
         timer.lap("check before release");
+        let filler = if ctx.lazy {
+            let pid = lazy::start(ctx, &mut restored)?;
+            timer.lap("start lazy filler");
+            pid
+        } else {
+            None
+        };
         for r in repairing {
             r.finish()?;
         }
@@ -253,10 +276,12 @@ fn restore_and_release(
         {
             tty::hand_over(first);
         }
-        release::release(ctx, made, crew, &restored, shm_segments).inspect_err(|_| {
-            if interactive {
-                tty::take_back();
-            }
-        })
+        let pids =
+            release::release(ctx, made, crew, &restored, shm_segments).inspect_err(|_| {
+                if interactive {
+                    tty::take_back();
+                }
+            })?;
+        Ok((pids, filler))
     })
 }

@@ -15,11 +15,12 @@ use crate::engine::ptrace::{self, Gate, Injector, RemoteScratch};
 use crate::error::{Context, Result};
 
 /// A restored process, stopped, waiting for release.
-#[derive(Clone)]
 pub(super) struct Restored {
     /// (tid in this world, its record)
     pub threads: Vec<(i32, usize)>,
     pub image: usize,
+    /// Lazy restart: the memory left to the filler (lazy_pages.rs).
+    pub lazy: Option<crate::engine::objects::lazy_pages::Registered>,
 }
 
 /// The tracer threads (as many as there are CPUs, at most one per process): each takes
@@ -47,6 +48,8 @@ enum Order {
 pub(super) struct Parts<'a> {
     pub statefiles: &'a [crate::statefile::Statefile],
     pub images: &'a [Image],
+    /// `--lazy`: large private memory is left to the filler (lazy.rs).
+    pub lazy: bool,
 }
 
 /// The check of one process, once restored.
@@ -83,7 +86,12 @@ impl<'scope> Crew<'scope> {
                     let Ok(Ok(child)) = job else { break };
                     let r = restore_checked(ctx, &child, progress, check);
                     if let Ok(r) = &r {
-                        mine.push(r.clone());
+                        // the lazy registration goes to the caller, not kept here
+                        mine.push(Restored {
+                            threads: r.threads.clone(),
+                            image: r.image,
+                            lazy: None,
+                        });
                     }
                     if out_tx.send(r).is_err() {
                         return;
@@ -209,6 +217,7 @@ fn restore_checked(
     let mut r = Restored {
         threads: vec![(child.pid, 0)],
         image: child.image,
+        lazy: None,
     };
     let p = &img.core.process;
     let parent_restored = p.ppid != p.pid
@@ -216,7 +225,7 @@ fn restore_checked(
             .images
             .iter()
             .any(|i| i.sf == img.sf && i.core.process.pid == p.ppid);
-    restore_one(img, child, parent_restored, &mut r, progress).map_err(|e| {
+    restore_one(img, child, parent_restored, ctx.lazy, &mut r, progress).map_err(|e| {
         e.context(format!("process {}", img.core.process.pid))
             .context(ctx.statefiles[img.sf].path.display())
     })?;
@@ -228,6 +237,7 @@ fn restore_one(
     img: &Image,
     child: &Child,
     parent_restored: bool,
+    lazy: bool,
     r: &mut Restored,
     progress: &Progress,
 ) -> Result<()> {
@@ -244,7 +254,7 @@ fn restore_one(
     ptrace::wait_for_stop(pid)?;
     // traced now: SIGTRAP may be let through (the threads it makes inherit the mask)
     ptrace::set_sigmask(pid, ptrace::ALL_BUT_SIGTRAP).ctx(format!("process {pid}"))?;
-    finish_in_tracer(img, pid, &child.ready, parent_restored, r, progress)
+    finish_in_tracer(img, pid, &child.ready, parent_restored, lazy, r, progress)
 }
 
 /// In the tracer: the image replaces the stopped child's memory; threads, signals,
@@ -254,6 +264,7 @@ fn finish_in_tracer(
     child: i32,
     ready: &ChildReady,
     parent_restored: bool,
+    lazy: bool,
     restored: &mut Restored,
     progress: &Progress,
 ) -> Result<()> {
@@ -276,6 +287,21 @@ fn finish_in_tracer(
             inherited: &inherited_reads(img, ready)?,
             file: pages_file,
             premapped: &ready.premapped,
+            lazy: lazy.then(|| crate::engine::objects::lazy_pages::Request {
+                out: &mut restored.lazy,
+                hot: img
+                    .core
+                    .threads
+                    .iter()
+                    .filter(|t| t.rseq.abi_pointer != 0)
+                    .flat_map(|t| {
+                        [
+                            t.rseq.abi_pointer,
+                            t.rseq.abi_pointer + t.rseq.abi_size as u64 - 1,
+                        ]
+                    })
+                    .collect(),
+            }),
         },
     )?;
     set_mm(&main, img, &mut scratch.args, &ready.file_fds)?;

@@ -550,16 +550,10 @@ fn open_image_fds(
 }
 
 /// The scratch page: code for injected calls, then argument space; in a hole of the
-/// image that this copy of cpr does not use either.
+/// image that this copy of cpr does not use either (MAP_FIXED_NOREPLACE refuses a place that overlaps a mapping of ours,
+/// so /proc/self/maps need not be read first).
 fn map_scratch(img: &Image) -> Result<crate::sys::FreshMapping> {
-    let mine = crate::proc::ProcDir::open(std::process::id() as i32)?.maps()?;
     for c in memory::scratch_candidates(&img.mm.vmas) {
-        if mine
-            .iter()
-            .any(|m| c < m.end && m.start < c + Scratch::SIZE)
-        {
-            continue;
-        }
         if let Ok(a) = crate::sys::mmap_fixed_noreplace(
             c,
             Scratch::SIZE,

@@ -4,7 +4,7 @@
 //! The descriptor table itself is read and placed here too; the other kinds behind it
 //! are pipes.rs, events.rs, and shared_fds.rs for descriptions shared between processes.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 
 use serde::{Deserialize, Serialize};
@@ -735,8 +735,13 @@ pub fn restore(
 ) -> Result<()> {
     // (the numbers the listing itself used are closed again by the time they are read)
     let mine = ProcDir::open(std::process::id() as i32)?.fds()?;
-    // open everything first (the statefile's fds are still needed), then place
-    let mut opened: Vec<(i32, OwnedFd)> = Vec::new();
+    let taken: std::collections::HashSet<i32> = mine.iter().copied().collect();
+    let top = records.iter().map(|r| r.fd).max().unwrap_or(0) + 1;
+    let base = top.max(keep.iter().copied().max().unwrap_or(0) + 1);
+    // each opened and put at its number at once, where none of cpr's descriptors is (one
+    // extra descriptor at a time: a table near RLIMIT_NOFILE fits); the others wait above
+    // the image's numbers until cpr's (the statefile's, still needed) are closed
+    let mut staged: Vec<(i32, i32)> = Vec::new();
     for r in records.iter().filter(|r| match r.kind {
         FdKind::Dup { .. } => false,
         // made by events::restore, unless shared between processes
@@ -757,19 +762,20 @@ pub fn restore(
             }
             None => reopen(r, sf, tty, shared)?,
         };
-        opened.push((r.fd, fd));
+        if taken.contains(&r.fd) {
+            let high = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(base))
+                .ctx(format!("fd {}", r.fd))?;
+            staged.push((r.fd, high));
+        } else if fd.as_raw_fd() == r.fd {
+            // opened at its own number: the image's from now on
+            let _ = fd.into_raw_fd();
+        } else {
+            dup_to(fd.as_raw_fd(), r.fd)?;
+        }
     }
-    // move them all above the image's numbers, so that placing one never closes another
-    let top = records.iter().map(|r| r.fd).max().unwrap_or(0) + 1;
-    let base = top.max(keep.iter().copied().max().unwrap_or(0) + 1);
-    let mut staged: Vec<(i32, i32)> = Vec::new();
-    for (target, fd) in opened {
-        let high = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(base))
-            .ctx(format!("fd {target}"))?;
-        staged.push((target, high));
-    }
+    let staged_fds: std::collections::HashSet<i32> = staged.iter().map(|&(_, h)| h).collect();
     for fd in mine {
-        if !keep.contains(&fd) && !staged.iter().any(|(_, h)| *h == fd) {
+        if !keep.contains(&fd) && !staged_fds.contains(&fd) {
             let _ = nix::unistd::close(fd);
         }
     }

@@ -55,43 +55,186 @@ struct Target {
     runs: BTreeMap<u64, (u64, u64)>,
 }
 
-/// Forks the filler and its keeper for the processes restored with pages left out;
-/// returns the filler's PID, or None when none was left out. The descriptors cpr held
-/// for them are closed here.
-pub(super) fn start(ctx: &RestoreContext, restored: &mut [Restored]) -> Result<Option<i32>> {
-    let mut regs: Vec<(Registered, usize)> = Vec::new();
-    for r in restored.iter_mut() {
-        if let Some(reg) = r.lazy.take() {
-            regs.push((reg, r.image));
-        }
-    }
-    if regs.is_empty() {
-        return Ok(None);
-    }
+/// The filler, forked before the tracer threads exist (a fork is only sound while cpr
+/// has one thread): it waits on `sock` for the processes registered, then forks the
+/// keeper and fills. Dropped unused (a failed restart), the socket's end tells it to go.
+pub(super) struct Prepared {
+    sock: OwnedFd,
+    pid: i32,
+}
+
+/// Forks the filler-to-be, while cpr is single-threaded (before `fork_roots`, whose
+/// tracer threads stay until release). It closes at once what it inherited of cpr but
+/// the socket and the statefiles' directories (a restored process must not find its
+/// pipes held open by it).
+pub(super) fn prepare(ctx: &RestoreContext) -> Result<Prepared> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
     let what = || ctx.statefiles[0].path.display().to_string();
-    let (done_r, done_w) = nix::unistd::pipe().ctx(what())?;
-    let filler = crate::sys::fork_with_pid(None, false).ctx(what())?;
-    if filler == 0 {
-        drop(done_r);
-        let code = match fill(ctx, &regs, done_w.as_fd()) {
-            Ok(()) => {
-                let _ = nix::unistd::write(&done_w, b"d");
-                0
-            }
-            Err(e) => {
-                kill_all(&regs);
-                eprintln!("cpr: lazy restart: {e}: restarted processes killed");
-                1
-            }
+    let (ours, theirs) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .ctx(what())?;
+    let pid = crate::sys::fork_with_pid(None, false).ctx(what())?;
+    if pid == 0 {
+        drop(ours);
+        let mut keep: Vec<i32> = vec![theirs.as_raw_fd()];
+        keep.extend(linked_statefiles(ctx).iter().map(|s| s.dir_fd()));
+        detach(&keep);
+        let code = match receive(theirs.as_fd()) {
+            Ok(regs) if regs.is_empty() => 0,
+            Ok(regs) => run_filler(ctx, &regs),
+            Err(_) => 0, // cpr failed or ended before release: nothing to fill
         };
         crate::sys::exit_now(code);
     }
-    let keeper = crate::sys::fork_with_pid(None, false).ctx(what())?;
-    if keeper == 0 {
-        drop(done_w);
-        keep(&regs, done_r.as_fd());
+    drop(theirs);
+    Ok(Prepared { sock: ours, pid })
+}
+
+/// Hands the processes restored with pages left out to the prepared filler; returns
+/// its PID, or None when none was left out (it then exits). cpr's copies of the
+/// descriptors are closed here.
+pub(super) fn start(
+    ctx: &RestoreContext,
+    prepared: Prepared,
+    restored: &mut [Restored],
+) -> Result<Option<i32>> {
+    let regs: Vec<(Registered, usize)> = restored
+        .iter_mut()
+        .filter_map(|r| Some((r.lazy.take()?, r.image)))
+        .collect();
+    let what = || ctx.statefiles[0].path.display().to_string();
+    send(prepared.sock.as_fd(), &regs).ctx(what())?;
+    Ok((!regs.is_empty()).then_some(prepared.pid))
+}
+
+/// Segments sent per message (24 bytes each, well under a socket's buffer).
+const SEGMENTS_PER_MESSAGE: usize = 2048;
+
+/// Each registration as messages: the first carries its pidfd and userfaultfd
+/// (SCM_RIGHTS) and a header, the others more of its segments; a lone b"E" ends.
+fn send(sock: BorrowedFd<'_>, regs: &[(Registered, usize)]) -> nix::Result<()> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    for (r, image) in regs {
+        let chunks: Vec<&[(u64, u64, u64)]> = if r.segments.is_empty() {
+            vec![&[]]
+        } else {
+            r.segments.chunks(SEGMENTS_PER_MESSAGE).collect()
+        };
+        for (i, chunk) in chunks.iter().enumerate() {
+            let mut msg = Vec::with_capacity(16 + chunk.len() * 24);
+            msg.push(if i == 0 { b'R' } else { b'S' });
+            msg.extend_from_slice(&r.pid.to_ne_bytes());
+            msg.extend_from_slice(&(*image as u64).to_ne_bytes());
+            for &(a, l, o) in *chunk {
+                for v in [a, l, o] {
+                    msg.extend_from_slice(&v.to_ne_bytes());
+                }
+            }
+            let fds = [r.pidfd.as_raw_fd(), r.uffd.as_raw_fd()];
+            let cmsg = [ControlMessage::ScmRights(&fds)];
+            let iov = [std::io::IoSlice::new(&msg)];
+            let cmsgs: &[ControlMessage] = if i == 0 { &cmsg } else { &[] };
+            sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::empty(), None)?;
+        }
     }
-    Ok(Some(filler))
+    let iov = [std::io::IoSlice::new(b"E")];
+    sendmsg::<()>(sock.as_raw_fd(), &iov, &[], MsgFlags::empty(), None)?;
+    Ok(())
+}
+
+/// The filler's side of `send`; an error or an end before b"E" is cpr gone.
+fn receive(sock: BorrowedFd<'_>) -> nix::Result<Vec<(Registered, usize)>> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    let mut regs: Vec<(Registered, usize)> = Vec::new();
+    let mut buf = vec![0u8; 16 + SEGMENTS_PER_MESSAGE * 24];
+    loop {
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 2]);
+        let (len, fds) = {
+            let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+            let m = recvmsg::<()>(
+                sock.as_raw_fd(),
+                &mut iov,
+                Some(&mut space),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            )?;
+            let mut fds: Vec<OwnedFd> = Vec::new();
+            for c in m.cmsgs()? {
+                if let ControlMessageOwned::ScmRights(got) = c {
+                    fds.extend(got.into_iter().map(uffd::own_received));
+                }
+            }
+            (m.bytes, fds)
+        };
+        let msg = &buf[..len];
+        match msg.first() {
+            Some(b'E') if len == 1 => return Ok(regs),
+            Some(&kind @ (b'R' | b'S')) if len >= 13 && (len - 13) % 24 == 0 => {
+                let pid = i32::from_ne_bytes(msg[1..5].try_into().unwrap_or_default());
+                let image = u64::from_ne_bytes(msg[5..13].try_into().unwrap_or_default());
+                let segments = msg[13..].chunks_exact(24).map(|c| {
+                    let v =
+                        |i: usize| u64::from_ne_bytes(c[i..i + 8].try_into().unwrap_or_default());
+                    (v(0), v(8), v(16))
+                });
+                if kind == b'R' {
+                    let mut fds = fds.into_iter();
+                    let (Some(pidfd), Some(uffd)) = (fds.next(), fds.next()) else {
+                        return Err(nix::errno::Errno::EPROTO);
+                    };
+                    regs.push((
+                        Registered {
+                            pid,
+                            pidfd,
+                            uffd,
+                            segments: segments.collect(),
+                        },
+                        image as usize,
+                    ));
+                } else {
+                    match regs.last_mut() {
+                        Some((r, _)) if r.pid == pid => r.segments.extend(segments),
+                        _ => return Err(nix::errno::Errno::EPROTO),
+                    }
+                }
+            }
+            _ => return Err(nix::errno::Errno::EPROTO),
+        }
+    }
+}
+
+/// In the filler, with the registrations: forks the keeper, then fills. Its exit code.
+fn run_filler(ctx: &RestoreContext, regs: &[(Registered, usize)]) -> i32 {
+    let Ok((done_r, done_w)) = nix::unistd::pipe() else {
+        kill_all(regs);
+        return 1;
+    };
+    match crate::sys::fork_with_pid(None, false) {
+        Ok(0) => {
+            drop(done_w);
+            keep(regs, done_r.as_fd());
+        }
+        Ok(_) => {}
+        Err(_) => {
+            kill_all(regs);
+            return 1;
+        }
+    }
+    drop(done_r);
+    match fill(ctx, regs, done_w.as_fd()) {
+        Ok(()) => {
+            let _ = nix::unistd::write(&done_w, b"d");
+            0
+        }
+        Err(e) => {
+            kill_all(regs);
+            eprintln!("cpr: lazy restart: {e}: restarted processes killed");
+            1
+        }
+    }
 }
 
 fn kill_all(regs: &[(Registered, usize)]) {
@@ -158,17 +301,7 @@ fn keep(regs: &[(Registered, usize)], done: BorrowedFd<'_>) -> ! {
 /// The filler: checks the page data, then serves faults and fills in the background
 /// until every page is in.
 fn fill(ctx: &RestoreContext, regs: &[(Registered, usize)], done: BorrowedFd<'_>) -> Result<()> {
-    let mut statefiles: Vec<&Statefile> = ctx.statefiles.iter().collect();
-    for link in ctx
-        .images
-        .iter()
-        .flat_map(|i| &i.inherited)
-        .map(|p| &p.link)
-    {
-        if !statefiles.iter().any(|s| s.path == link.path) {
-            statefiles.push(link);
-        }
-    }
+    let statefiles = linked_statefiles(ctx);
     let mut keep: Vec<i32> = vec![done.as_raw_fd()];
     keep.extend(statefiles.iter().map(|s| s.dir_fd()));
     for (r, _) in regs {
@@ -204,6 +337,22 @@ fn fill(ctx: &RestoreContext, regs: &[(Registered, usize)], done: BorrowedFd<'_>
         });
     }
     serve(&mut targets)
+}
+
+/// The statefiles restarted and the earlier links of their chains, each once.
+fn linked_statefiles(ctx: &RestoreContext) -> Vec<&Statefile> {
+    let mut statefiles: Vec<&Statefile> = ctx.statefiles.iter().collect();
+    for link in ctx
+        .images
+        .iter()
+        .flat_map(|i| &i.inherited)
+        .map(|p| &p.link)
+    {
+        if !statefiles.iter().any(|s| s.path == link.path) {
+            statefiles.push(link);
+        }
+    }
+    statefiles
 }
 
 /// Pages of `runs` in `start..end`, taken out: (address, length, offset) each.

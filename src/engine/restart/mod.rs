@@ -93,12 +93,19 @@ pub fn restart(
         lazy: options.lazy,
     };
     progress.phase(Phase::Create, None);
+    // the filler is forked while cpr has one thread (lazy.rs)
+    let filler = if options.lazy {
+        Some(lazy::prepare(&ctx)?)
+    } else {
+        None
+    };
     let (made, pending) = fork::fork_roots(&mut ctx)?;
     timer.lap("create processes");
     let (pids, filler) = restore_and_release(
         &ctx,
         made,
         pending,
+        filler,
         &repairing,
         shm_segments,
         options.interactive,
@@ -213,6 +220,7 @@ fn restore_and_release(
     ctx: &RestoreContext,
     made: Made,
     pending: fork::Pending,
+    filler: Option<lazy::Prepared>,
     repairing: &[super::objects::inet_sockets::Repairing],
     shm_segments: shm::Segments,
     interactive: bool,
@@ -261,12 +269,13 @@ fn restore_and_release(
         }
         verify::verify_between(ctx, &made, &known, &restored)?;
         timer.lap("check before release");
-        let filler = if ctx.lazy {
-            let pid = lazy::start(ctx, &mut restored)?;
-            timer.lap("start lazy filler");
-            pid
-        } else {
-            None
+        let filler = match filler {
+            Some(prepared) => {
+                let pid = lazy::start(ctx, prepared, &mut restored)?;
+                timer.lap("start lazy filler");
+                pid
+            }
+            None => None,
         };
         for r in repairing {
             r.finish()?;

@@ -38,6 +38,12 @@ pub const PM_SCAN_WP_MATCHING: u64 = 1 << 0;
 pub const PM_SCAN_CHECK_WPASYNC: u64 = 1 << 1;
 /// `PAGE_IS_WRITTEN`: written since write-protected (or never protected).
 pub const PAGE_IS_WRITTEN: u64 = 1 << 1;
+/// `PAGE_IS_FILE`: a page of the page cache (not an anonymous page).
+pub const PAGE_IS_FILE: u64 = 1 << 2;
+/// `PAGE_IS_PRESENT`: in memory.
+pub const PAGE_IS_PRESENT: u64 = 1 << 3;
+/// `PAGE_IS_SWAPPED`: a swap entry (or another non-present entry that holds a page).
+pub const PAGE_IS_SWAPPED: u64 = 1 << 4;
 
 /// `struct uffdio_api`.
 #[repr(C)]
@@ -145,22 +151,33 @@ pub fn uffd_write_protect(uffd: BorrowedFd<'_>, start: u64, len: u64) -> Result<
     .map(drop)
 }
 
-/// PAGEMAP_SCAN of `start..end` on a /proc/PID/pagemap descriptor: the page ranges in
-/// category `PAGE_IS_WRITTEN` as (start address, end address), with `flags`
-/// (`PM_SCAN_WP_MATCHING`, `PM_SCAN_CHECK_WPASYNC`).
-pub fn pagemap_scan_written(
+/// What one PAGEMAP_SCAN asks: the pages in every category of `all`, in at least one
+/// of `any` (if not 0), and the categories reported of each range (`report`).
+#[derive(Clone, Copy)]
+pub struct ScanQuery {
+    pub flags: u64,
+    pub all: u64,
+    pub any: u64,
+    pub report: u64,
+}
+
+/// PAGEMAP_SCAN of `start..end` on a /proc/PID/pagemap descriptor: the page ranges that
+/// match `q`, as (start address, end address, categories among `q.report`), in order,
+/// neighbours of the same categories merged. One walk of the page tables (a few calls
+/// when the ranges are many), where reading pagemap costs 8 bytes per page.
+pub fn pagemap_scan(
     pagemap: BorrowedFd<'_>,
     start: u64,
     end: u64,
-    flags: u64,
-) -> Result<Vec<(u64, u64)>, Errno> {
-    let mut out: Vec<(u64, u64)> = Vec::new();
+    q: ScanQuery,
+) -> Result<Vec<(u64, u64, u64)>, Errno> {
+    let mut out: Vec<(u64, u64, u64)> = Vec::new();
     let mut regions = vec![PageRegion::default(); 512];
     let mut at = start;
     while at < end {
         let mut arg = PmScanArg {
             size: size_of::<PmScanArg>() as u64,
-            flags,
+            flags: q.flags,
             start: at,
             end,
             walk_end: 0,
@@ -168,9 +185,9 @@ pub fn pagemap_scan_written(
             vec_len: regions.len() as u64,
             max_pages: 0,
             category_inverted: 0,
-            category_mask: PAGE_IS_WRITTEN,
-            category_anyof_mask: 0,
-            return_mask: PAGE_IS_WRITTEN,
+            category_mask: q.all,
+            category_anyof_mask: q.any,
+            return_mask: q.report,
         };
         // SAFETY: PAGEMAP_SCAN reads the argument (a live local) and writes at most
         // `vec_len` struct page_region into `regions`, which outlives the call.
@@ -183,8 +200,8 @@ pub fn pagemap_scan_written(
         })? as usize;
         for r in &regions[..n.min(regions.len())] {
             match out.last_mut() {
-                Some((_, e)) if *e == r.start => *e = r.end,
-                _ => out.push((r.start, r.end)),
+                Some((_, e, c)) if *e == r.start && *c == r.categories => *e = r.end,
+                _ => out.push((r.start, r.end, r.categories)),
             }
         }
         if arg.walk_end <= at {
@@ -193,6 +210,27 @@ pub fn pagemap_scan_written(
         at = arg.walk_end;
     }
     Ok(out)
+}
+
+/// PAGEMAP_SCAN of `start..end` on a /proc/PID/pagemap descriptor: the page ranges in
+/// category `PAGE_IS_WRITTEN` as (start address, end address), with `flags`
+/// (`PM_SCAN_WP_MATCHING`, `PM_SCAN_CHECK_WPASYNC`).
+pub fn pagemap_scan_written(
+    pagemap: BorrowedFd<'_>,
+    start: u64,
+    end: u64,
+    flags: u64,
+) -> Result<Vec<(u64, u64)>, Errno> {
+    let q = ScanQuery {
+        flags,
+        all: PAGE_IS_WRITTEN,
+        any: 0,
+        report: PAGE_IS_WRITTEN,
+    };
+    Ok(pagemap_scan(pagemap, start, end, q)?
+        .into_iter()
+        .map(|(s, e, _)| (s, e))
+        .collect())
 }
 
 /// The kernel's own mark of a context past its API handshake, shown among the features

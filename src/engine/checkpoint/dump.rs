@@ -280,16 +280,23 @@ fn dump_memory(
     chain: &mut incremental::Builder,
 ) -> Result<MmRecord> {
     let pid = dir.pid();
+    let mut timer = crate::engine::timer::Timer::new();
     let mut vmas = memory::plan(pid)?;
+    timer.lap(&format!("  process {pid}: memory plan"));
     // an incremental checkpoint saves only what changed since its parent
     chain.select(pid, &mut vmas)?;
     // pages shared copy-on-write with the parent are saved with the parent's
     crate::engine::objects::cow_pages::mark_inherited(&mut vmas, inherited);
+    timer.lap(&format!("  process {pid}: pages selected"));
     let mut sink = writer.create_file(&pages_path(pid))?;
     let compress = writer.compress_pages;
     let pages_bytes = memory::dump_pages(pid, &vmas, &mut sink, compress)?;
     writer.pages_raw_bytes += pages_bytes;
     writer.finish_file(sink)?;
+    timer.lap(&format!(
+        "  process {pid}: page data ({} MiB)",
+        pages_bytes >> 20
+    ));
     Ok(MmRecord {
         fields: memory::mm_fields(stat, brk),
         auxv: memory::read_auxv(dir)?,

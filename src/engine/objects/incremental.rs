@@ -154,11 +154,6 @@ impl PrecopyIndex {
         }
         Ok(out)
     }
-
-    fn has(&self, addr: u64) -> bool {
-        let i = self.extents.partition_point(|x| x.0 + x.1 <= addr);
-        self.extents.get(i).is_some_and(|x| x.0 <= addr)
-    }
 }
 
 pub use crate::statefile::layout::{precopy_index_path, precopy_path};
@@ -485,11 +480,13 @@ impl Parent {
             .and_then(|p| p.tracking_fd)
     }
 
-    /// Whether the parent chain holds the page at `addr` of `pid`.
-    fn has(&self, pid: i32, addr: u64) -> bool {
-        let x = &self.sources[&pid];
-        let i = x.partition_point(|x| x.end <= addr);
-        x.get(i).is_some_and(|x| x.start <= addr)
+    /// The address ranges of `pid` the parent chain holds (sorted, apart, merged).
+    fn coverage(&self, pid: i32) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        for x in &self.sources[&pid] {
+            push_range(&mut out, (x.start, x.end));
+        }
+        out
     }
 
     /// The parent's copy of `start..end` of `pid`, or `None` if it lacks part of it.
@@ -571,30 +568,35 @@ pub fn select(pid: i32, vmas: &mut [Vma], parent: &mut Parent) -> Result<String>
         _ => vec![None; vmas.len()],
     };
     let parent_vmas = parent.vmas[&pid].clone();
+    let cover = parent.coverage(pid);
     let (mut by_tracking, mut by_compare) = (0usize, 0usize);
     for (v, written) in vmas.iter_mut().zip(tracked) {
         if v.runs.is_empty() {
             continue;
         }
+        if let Some(w) = &written {
+            // whole ranges at once: what exists, less what was written, that the parent
+            // chain holds at this address for the same object
+            by_tracking += 1;
+            let now = abs_ranges(v, &v.runs);
+            let same = intersect(
+                &intersect(&subtract(&now, w), &cover),
+                &identity_ranges(&parent_vmas, v),
+            );
+            v.runs = rel_runs(v, &subtract(&now, &same));
+            v.inherited = rel_runs(v, &same);
+            continue;
+        }
+        by_compare += 1;
         let runs = std::mem::take(&mut v.runs);
         let mut keep = Runs::default();
         let mut inherit = Runs::default();
-        match &written {
-            Some(_) => by_tracking += 1,
-            None => by_compare += 1,
-        }
         for (first, count) in runs {
             let mut page = first;
             while page < first + count {
                 let n = (first + count - page).min(COMPARE_PAGES);
                 let at = v.start + page * PAGE;
-                let same = match &written {
-                    Some(w) => (0..n)
-                        .map(|i| at + i * PAGE)
-                        .map(|a| !in_ranges(w, a) && parent.has(pid, a))
-                        .collect(),
-                    None => unchanged_pages(pid, v, at, n, parent)?,
-                };
+                let same = unchanged_pages(pid, v, at, n, parent)?;
                 for (i, same) in same.into_iter().enumerate() {
                     let p = page + i as u64;
                     if same && same_identity(&parent_vmas, v, v.start + p * PAGE) {
@@ -690,6 +692,10 @@ impl Builder {
 /// pages copied then and not written since stay in the pre-copy data (`inherited`).
 fn select_live(pid: i32, vmas: &mut [Vma], index: &PrecopyIndex) -> Result<String> {
     let tracked = super::tracking::written(pid, index.fd, vmas)?;
+    let mut copied = Vec::new();
+    for &(a, l, _) in &index.extents {
+        push_range(&mut copied, (a, a + l));
+    }
     let mut untracked = 0;
     for (v, written) in vmas.iter_mut().zip(tracked) {
         if v.runs.is_empty() {
@@ -699,19 +705,10 @@ fn select_live(pid: i32, vmas: &mut [Vma], index: &PrecopyIndex) -> Result<Strin
             untracked += 1;
             continue;
         };
-        let (mut keep, mut inherit) = (Runs::default(), Runs::default());
-        for (first, count) in std::mem::take(&mut v.runs) {
-            for page in first..first + count {
-                let addr = v.start + page * PAGE;
-                if !in_ranges(&w, addr) && index.has(addr) {
-                    inherit.push(page);
-                } else {
-                    keep.push(page);
-                }
-            }
-        }
-        v.runs = keep.0;
-        v.inherited = inherit.0;
+        let now = abs_ranges(v, &v.runs);
+        let same = intersect(&subtract(&now, &w), &copied);
+        v.runs = rel_runs(v, &subtract(&now, &same));
+        v.inherited = rel_runs(v, &same);
     }
     Ok(match untracked {
         0 => "live pre-copy: pages written since its last round".to_string(),
@@ -719,6 +716,80 @@ fn select_live(pid: i32, vmas: &mut [Vma], index: &PrecopyIndex) -> Result<Strin
             format!("live pre-copy: pages written since its last round ({n} mappings saved whole)")
         }
     })
+}
+
+/// The page-index runs of `v` as sorted absolute address ranges.
+fn abs_ranges(v: &Vma, runs: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    runs.iter()
+        .map(|&(f, c)| (v.start + f * PAGE, v.start + (f + c) * PAGE))
+        .collect()
+}
+
+/// Sorted absolute address ranges inside `v` as its page-index runs.
+fn rel_runs(v: &Vma, ranges: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    ranges
+        .iter()
+        .map(|&(s, e)| ((s - v.start) / PAGE, (e - s) / PAGE))
+        .collect()
+}
+
+/// The parts of sorted, apart ranges `a` inside sorted, apart ranges `b`.
+fn intersect(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < a.len() && j < b.len() {
+        let (s, e) = (a[i].0.max(b[j].0), a[i].1.min(b[j].1));
+        if s < e {
+            push_range(&mut out, (s, e));
+        }
+        if a[i].1 < b[j].1 { i += 1 } else { j += 1 }
+    }
+    out
+}
+
+/// The parts of sorted, apart ranges `a` outside sorted, apart ranges `b`.
+fn subtract(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut j = 0;
+    for &(s, e) in a {
+        let mut at = s;
+        while j < b.len() && b[j].1 <= at {
+            j += 1;
+        }
+        let mut k = j;
+        while k < b.len() && b[k].0 < e {
+            if b[k].0 > at {
+                push_range(&mut out, (at, b[k].0));
+            }
+            at = at.max(b[k].1);
+            k += 1;
+        }
+        if at < e {
+            push_range(&mut out, (at, e));
+        }
+    }
+    out
+}
+
+/// Appends a range, merged with the last one if they touch.
+fn push_range(out: &mut Vec<(u64, u64)>, r: (u64, u64)) {
+    match out.last_mut() {
+        Some(last) if last.1 == r.0 => last.1 = r.1,
+        _ => out.push(r),
+    }
+}
+
+/// The parts of `v` where the parent's mapping is the same object at the same place
+/// (`same_identity` of every address in them).
+fn identity_ranges(parent: &[Vma], v: &Vma) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    for p in parent.iter().filter(|p| p.start < v.end && v.start < p.end) {
+        let (s, e) = (p.start.max(v.start), p.end.min(v.end));
+        // the same for every address of the overlap: test its first
+        if same_identity(parent, v, s) {
+            push_range(&mut out, (s, e));
+        }
+    }
+    out
 }
 
 /// Page-index runs built page by page, in order.
@@ -735,6 +806,7 @@ impl Runs {
 }
 
 /// Whether `addr` lies in one of the sorted `ranges`.
+#[cfg(test)]
 fn in_ranges(ranges: &[(u64, u64)], addr: u64) -> bool {
     let i = ranges.partition_point(|r| r.1 <= addr);
     ranges.get(i).is_some_and(|r| r.0 <= addr)
@@ -1029,6 +1101,29 @@ mod tests {
         let c = mm(vec![vma(0x10000, 4, vec![], vec![(0, 2)])]);
         let l1 = layer(&p, 1, &[]).unwrap();
         assert!(layer(&c, 0, &l1).is_err());
+    }
+
+    #[test]
+    fn range_arithmetic() {
+        let a = [(0, 10), (20, 30), (40, 50)];
+        let b = [(5, 25), (30, 45)];
+        assert_eq!(intersect(&a, &b), vec![(5, 10), (20, 25), (40, 45)]);
+        assert_eq!(subtract(&a, &b), vec![(0, 5), (25, 30), (45, 50)]);
+        assert_eq!(subtract(&a, &[]), a.to_vec());
+        assert_eq!(intersect(&a, &[]), vec![]);
+        assert_eq!(
+            subtract(&[(0, 10)], &[(0, 3), (3, 4), (9, 12)]),
+            vec![(4, 9)]
+        );
+        // the same as page by page, for ranges of pages
+        let w = [(2 * PAGE, 5 * PAGE), (9 * PAGE, 10 * PAGE)];
+        let now = [(0, 12 * PAGE)];
+        let per_page: Vec<u64> = (0..12).filter(|p| !in_ranges(&w, p * PAGE)).collect();
+        let ranges: Vec<u64> = subtract(&now, &w)
+            .iter()
+            .flat_map(|&(s, e)| s / PAGE..e / PAGE)
+            .collect();
+        assert_eq!(per_page, ranges);
     }
 
     #[test]

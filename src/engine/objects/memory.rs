@@ -220,16 +220,83 @@ pub fn plan(pid: i32) -> Result<Vec<Vma>> {
 /// Each mapping of a process classified on its own, with the pages that would be saved:
 /// `plan` takes the first refusal, `cpr -c --dry-run` (which reads a running process
 /// the same way) lists them all.
+///
+/// The pages come from one PAGEMAP_SCAN per mapping (pagemap read page by page where
+/// the kernel lacks it); smaps, which the kernel builds by walking every page of every
+/// mapping, is read on a second thread meanwhile.
 pub fn plan_each(pid: i32) -> Result<Vec<Result<Vma>>> {
     let dir = ProcDir::open(pid)?;
+    std::thread::scope(|scope| {
+        let smaps = scope.spawn(|| dir.smaps_flags());
+        plan_with(pid, &dir, || {
+            smaps.join().unwrap_or_else(|_| {
+                Err(Error::with_detail(
+                    format!("process {pid}"),
+                    Kind::CheckpointError,
+                    "reading smaps failed",
+                ))
+            })
+        })
+    })
+}
+
+/// Which pages of a mapping a checkpoint saves, as far as /proc/PID/maps tells (the same
+/// choice as `backing` and `plan_with` make): none, every page that exists, or only
+/// those no longer the file's.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PageKind {
+    None,
+    All,
+    Written,
+}
+
+fn page_kind(m: &MapsLine) -> PageKind {
+    let name = m.path.as_str();
+    if name == "[vsyscall]" || super::vdso::is_vdso(name) {
+        PageKind::None
+    } else if name.is_empty() || name == "[heap]" || name == "[stack]" {
+        PageKind::All
+    } else if anon_name(name).is_some() {
+        if m.shared() {
+            PageKind::None
+        } else {
+            PageKind::All
+        }
+    } else if m.shared() || !name.starts_with('/') {
+        PageKind::None
+    } else {
+        PageKind::Written
+    }
+}
+
+/// `plan_each` once smaps is being read (`flags` waits for it).
+fn plan_with(
+    pid: i32,
+    dir: &ProcDir,
+    flags: impl FnOnce() -> Result<Vec<(u64, Vec<String>)>>,
+) -> Result<Vec<Result<Vma>>> {
     let maps = dir.maps()?;
-    let flags: BTreeMap<u64, Vec<String>> = dir.smaps_flags()?.into_iter().collect();
     let pagemap = dir.open_file("pagemap")?;
+    // the pages of each mapping, while smaps is read
+    let mut scan_works = true;
+    let scanned: Vec<Option<Vec<(u64, u64)>>> = maps
+        .iter()
+        .map(|m| match page_kind(m) {
+            PageKind::None => None,
+            kind if scan_works => {
+                let r = scan_runs(&pagemap, m, kind == PageKind::Written);
+                scan_works = r.is_some();
+                r
+            }
+            _ => None,
+        })
+        .collect();
+    let flags: BTreeMap<u64, Vec<String>> = flags()?.into_iter().collect();
     // the write-protect registration of cpr's own dirty tracking (tracking.rs) is no
     // userfaultfd of the program's
     let own_tracking =
         !super::tracking::own_uffds(pid).is_empty() && !super::tracking::has_foreign_uffd(pid);
-    let plan_one = |m: &MapsLine| -> Result<Vma> {
+    let plan_one = |(m, scanned): (&MapsLine, Option<Vec<(u64, u64)>>)| -> Result<Vma> {
         let name = m.path.clone();
         let mut vflags = flags.get(&m.start).cloned().unwrap_or_default();
         if own_tracking {
@@ -244,10 +311,14 @@ pub fn plan_each(pid: i32) -> Result<Vec<Result<Vma>>> {
         let runs = match &backing {
             Backing::Vdso | Backing::Vsyscall | Backing::SysvShm { .. } => Vec::new(),
             Backing::File { .. } | Backing::SharedMem { .. } if m.shared() => Vec::new(),
-            Backing::File { .. } | Backing::SharedMem { .. } => {
-                pages_to_save(&pagemap_entries(pid, m, &pagemap)?, true)
-            }
-            Backing::Anon => pages_to_save(&pagemap_entries(pid, m, &pagemap)?, false),
+            Backing::File { .. } | Backing::SharedMem { .. } => match scanned {
+                Some(runs) if page_kind(m) == PageKind::Written => runs,
+                _ => pages_to_save(&pagemap_entries(pid, m, &pagemap)?, true),
+            },
+            Backing::Anon => match scanned {
+                Some(runs) if page_kind(m) == PageKind::All => runs,
+                _ => pages_to_save(&pagemap_entries(pid, m, &pagemap)?, false),
+            },
         };
         Ok(Vma {
             start: m.start,
@@ -262,7 +333,34 @@ pub fn plan_each(pid: i32) -> Result<Vec<Result<Vma>>> {
             cow: Vec::new(),
         })
     };
-    Ok(maps.iter().map(plan_one).collect())
+    Ok(maps.iter().zip(scanned).map(plan_one).collect())
+}
+
+/// `pages_to_save` of mapping `m` by PAGEMAP_SCAN, as page-index runs; `None` where the
+/// kernel cannot scan (older than 6.7): pagemap is read instead.
+fn scan_runs(pagemap: &std::fs::File, m: &MapsLine, private_file: bool) -> Option<Vec<(u64, u64)>> {
+    use crate::sys::dirty::{PAGE_IS_FILE, PAGE_IS_PRESENT, PAGE_IS_SWAPPED, ScanQuery};
+    use std::os::fd::AsFd;
+    let q = ScanQuery {
+        flags: 0,
+        all: 0,
+        any: PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+        report: PAGE_IS_PRESENT | PAGE_IS_SWAPPED | PAGE_IS_FILE,
+    };
+    let found = crate::sys::dirty::pagemap_scan(pagemap.as_fd(), m.start, m.end, q).ok()?;
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    for (s, e, cat) in found {
+        // a private file mapping: pages copied from the file (anonymous now) or swapped
+        if private_file && cat & PAGE_IS_SWAPPED == 0 && cat & PAGE_IS_FILE != 0 {
+            continue;
+        }
+        let (first, count) = ((s - m.start) / PAGE, (e - s) / PAGE);
+        match runs.last_mut() {
+            Some((f, c)) if *f + *c == first => *c += count,
+            _ => runs.push((first, count)),
+        }
+    }
+    Some(runs)
 }
 
 /// "Checkpoint error" for a mapping whose VmFlags say it holds state restart cannot
@@ -384,10 +482,12 @@ pub fn dump_pages(pid: i32, vmas: &[Vma], sink: &mut FileSink, compress: bool) -
         let _ = empty_tx.send(vec![0u8; BATCH.min(total as usize).max(PAGE as usize)]);
     }
     std::thread::scope(|scope| -> Result<u64> {
-        let writer = scope.spawn(move || -> Result<()> {
+        let writer = scope.spawn(move || -> Result<std::time::Duration> {
             let mut unflushed = 0usize;
             let mut packed = Vec::new();
+            let mut busy = std::time::Duration::ZERO;
             for (buf, n) in full_rx {
+                let t = std::time::Instant::now();
                 if compress {
                     packed.clear();
                     crate::statefile::compress::encode(&buf[..n], &mut packed);
@@ -401,11 +501,13 @@ pub fn dump_pages(pid: i32, vmas: &[Vma], sink: &mut FileSink, compress: bool) -
                     crate::sys::start_writeback(sink.file());
                     unflushed = 0;
                 }
+                busy += t.elapsed();
                 // the reader may have stopped: a buffer nobody takes back is fine
                 let _ = empty_tx.send(buf);
             }
-            Ok(())
+            Ok(busy)
         });
+        let mut read_time = std::time::Duration::ZERO;
         let read = (|| -> Result<()> {
             let mut next = 0usize; // index into runs
             let mut offset = 0usize; // bytes of runs[next] already taken
@@ -438,7 +540,9 @@ pub fn dump_pages(pid: i32, vmas: &[Vma], sink: &mut FileSink, compress: bool) -
                         offset = 0;
                     }
                 }
+                let t = std::time::Instant::now();
                 read_batch(pid, &mut buf[..filled], &mut remote)?;
+                read_time += t.elapsed();
                 if full_tx.send((buf, filled)).is_err() {
                     return Ok(());
                 }
@@ -454,7 +558,14 @@ pub fn dump_pages(pid: i32, vmas: &[Vma], sink: &mut FileSink, compress: bool) -
             ))
         });
         read?;
-        written?;
+        let write_time = written?;
+        if std::env::var_os("CPR_TIMING").is_some() {
+            eprintln!(
+                "cpr: timing:   process {pid}: reading {:.1} ms, writing {:.1} ms",
+                read_time.as_secs_f64() * 1e3,
+                write_time.as_secs_f64() * 1e3
+            );
+        }
         Ok(total)
     })
 }
@@ -1623,6 +1734,26 @@ mod tests {
         let e = [PM_PRESENT, PM_PRESENT, 0, PM_SWAP, PM_PRESENT | PM_FILE];
         assert_eq!(pages_to_save(&e, false), vec![(0, 2), (3, 2)]);
         assert_eq!(pages_to_save(&e, true), vec![(0, 2), (3, 1)]);
+    }
+
+    #[test]
+    fn page_scan_finds_what_pagemap_finds() {
+        // a buffer of this process with every third page written, the rest never touched
+        let mut buf = vec![0u8; 64 << 20];
+        let at = buf.as_ptr() as u64;
+        let base = at.div_ceil(PAGE) * PAGE;
+        let end = base + 8192 * PAGE;
+        for p in (0..8192).step_by(3) {
+            buf[(base - at + p * PAGE) as usize] = 1;
+        }
+        let line = MapsLine::parse(&format!("{base:x}-{end:x} rw-p 00000000 00:00 0")).unwrap();
+        let pid = std::process::id() as i32;
+        let pagemap = std::fs::File::open("/proc/self/pagemap").unwrap();
+        let scanned = scan_runs(&pagemap, &line, false).expect("PAGEMAP_SCAN");
+        let read = pages_to_save(&pagemap_entries(pid, &line, &pagemap).unwrap(), false);
+        assert_eq!(scanned, read);
+        assert!(scanned.len() >= 8192 / 3, "{}", scanned.len());
+        std::hint::black_box(&buf);
     }
 
     #[test]

@@ -4,11 +4,13 @@
 //! page data against its checksums, then serves each missing-page fault from the pages
 //! file (UFFDIO_COPY) and copies the rest in the background, and exits when all is in.
 //!
-//! A keeper process, forked beside it in another session, holds a copy of every
+//! A keeper process, forked by the filler in another session, holds a copy of every
 //! userfaultfd descriptor and a pidfd of every restored process. If the filler ends
 //! before it said it was done (killed, or it found the page data damaged), the keeper
 //! kills the restored processes with SIGKILL: since it still holds the descriptors, their
-//! faults keep waiting until then, and they never run on with pages missing.
+//! faults keep waiting until then, and they never run on with pages missing. cpr
+//! keeps its own copies until the filler says the keeper exists, and only then
+//! releases the processes.
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -85,7 +87,7 @@ pub(super) fn prepare(ctx: &RestoreContext) -> Result<Prepared> {
         detach(&keep);
         let code = match receive(theirs.as_fd()) {
             Ok(regs) if regs.is_empty() => 0,
-            Ok(regs) => run_filler(ctx, &regs),
+            Ok(regs) => run_filler(ctx, &regs, theirs.as_fd()),
             Err(_) => 0, // cpr failed or ended before release: nothing to fill
         };
         crate::sys::exit_now(code);
@@ -108,7 +110,26 @@ pub(super) fn start(
         .collect();
     let what = || ctx.statefiles[0].path.display().to_string();
     send(prepared.sock.as_fd(), &regs).ctx(what())?;
-    Ok((!regs.is_empty()).then_some(prepared.pid))
+    if regs.is_empty() {
+        return Ok(None);
+    }
+    // our copies of the descriptors stay open until the keeper holds its own: before
+    // that, a filler that died would leave the processes reading zeros
+    let mut word = [0u8; 1];
+    let n = loop {
+        match nix::unistd::read(&prepared.sock, &mut word) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            other => break other.unwrap_or(0),
+        }
+    };
+    if n != 1 || word[0] != b'K' {
+        return Err(Error::with_detail(
+            what(),
+            Kind::CheckpointError,
+            "lazy restart: the filler process ended before it started",
+        ));
+    }
+    Ok(Some(prepared.pid))
 }
 
 /// Segments sent per message (24 bytes each, well under a socket's buffer).
@@ -206,8 +227,9 @@ fn receive(sock: BorrowedFd<'_>) -> nix::Result<Vec<(Registered, usize)>> {
     }
 }
 
-/// In the filler, with the registrations: forks the keeper, then fills. Its exit code.
-fn run_filler(ctx: &RestoreContext, regs: &[(Registered, usize)]) -> i32 {
+/// In the filler, with the registrations: forks the keeper, tells cpr on `sock`, then
+/// fills. Its exit code.
+fn run_filler(ctx: &RestoreContext, regs: &[(Registered, usize)], sock: BorrowedFd<'_>) -> i32 {
     let Ok((done_r, done_w)) = nix::unistd::pipe() else {
         kill_all(regs);
         return 1;
@@ -224,6 +246,10 @@ fn run_filler(ctx: &RestoreContext, regs: &[(Registered, usize)]) -> i32 {
         }
     }
     drop(done_r);
+    if nix::unistd::write(sock, b"K") != Ok(1) {
+        // cpr is gone: it fails the restart and kills the processes
+        return 1;
+    }
     match fill(ctx, regs, done_w.as_fd()) {
         Ok(()) => {
             let _ = nix::unistd::write(&done_w, b"d");

@@ -309,9 +309,13 @@ fn failed_live_checkpoint_leaves_no_tracking() {
     );
     assert!(!sf.exists());
     assert_eq!(tracking_seen(w.pid), (0, 0), "after a failed checkpoint");
-    // and after one that succeeds, the process keeps exactly one, for the next
-    let ok = incr(&s, 16, false);
-    checkpoint(&s, "l2", ok.pid, &["-g"], &[]);
+    // and after one that succeeds, the process keeps exactly one, for the next; its own
+    // scratch directory, so that its READY is not the first workload's line in a shared
+    // log (the checkpoint then caught it before its SIGUSR1 handler, and the check
+    // killed it: a flaky failure)
+    let s2 = Scratch::new();
+    let ok = incr(&s2, 16, false);
+    checkpoint(&s2, "l2", ok.pid, &["-g"], &[]);
     assert_eq!(tracking_seen(ok.pid).0, 1);
     signal(ok.pid, Signal::SIGUSR1);
     assert!(wait_for_line(&ok.log, "check=1 ", TIMEOUT).starts_with("PASS"));

@@ -218,7 +218,9 @@ fn parent_with_dependents_is_not_deleted() {
     );
     assert!(c1.join("MANIFEST").is_file());
     // nor is it replaced by -f
-    let other = incr(&s, 4, false);
+    // its own scratch directory: a READY in a shared log would not be its own
+    let s_other = Scratch::new();
+    let other = incr(&s_other, 4, false);
     let pid = other.pid.to_string();
     let out = cpr(&["-c", c1.to_str().unwrap(), "-f", "-g", "-p", &pid]);
     assert_failure(&out, "cpr -c -f over a parent", &["Resource busy"], false);
@@ -250,7 +252,9 @@ fn parent_of_other_processes_is_refused() {
     let _s = serial();
     let s = Scratch::new();
     let a = incr(&s, 4, false);
-    let b = incr(&s, 4, false);
+    // its own scratch directory: a READY in a shared log would not be its own
+    let s_b = Scratch::new();
+    let b = incr(&s_b, 4, false);
     let ca = checkpoint(&s, "ca", a.pid, &["-g"], &[]);
     let sf = s.join("cb");
     let out = cpr(&[

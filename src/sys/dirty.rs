@@ -13,7 +13,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use nix::errno::Errno;
 
 /// `UFFD_API`.
-const UFFD_API: u64 = 0xAA;
+pub const UFFD_API: u64 = 0xAA;
 /// `UFFD_FEATURE_WP_UNPOPULATED`: pages not yet populated are write-protected too.
 pub const UFFD_FEATURE_WP_UNPOPULATED: u64 = 1 << 13;
 /// `UFFD_FEATURE_WP_ASYNC`: write faults are resolved by the kernel, nobody reads events.
@@ -22,9 +22,9 @@ pub const UFFD_FEATURE_WP_ASYNC: u64 = 1 << 15;
 pub const UFFD_USER_MODE_ONLY: u64 = 1;
 
 /// `_IOWR(0xAA, 0x3F, struct uffdio_api)` (24 bytes).
-const UFFDIO_API: u64 = 0xC018_AA3F;
+pub const UFFDIO_API: u64 = 0xC018_AA3F;
 /// `_IOWR(0xAA, 0x00, struct uffdio_register)` (32 bytes).
-const UFFDIO_REGISTER: u64 = 0xC020_AA00;
+pub const UFFDIO_REGISTER: u64 = 0xC020_AA00;
 /// `_IOWR(0xAA, 0x06, struct uffdio_writeprotect)` (24 bytes).
 const UFFDIO_WRITEPROTECT: u64 = 0xC018_AA06;
 const UFFDIO_REGISTER_MODE_WP: u64 = 1 << 1;
@@ -45,22 +45,30 @@ pub const PAGE_IS_PRESENT: u64 = 1 << 3;
 /// `PAGE_IS_SWAPPED`: a swap entry (or another non-present entry that holds a page).
 pub const PAGE_IS_SWAPPED: u64 = 1 << 4;
 
-/// `struct uffdio_api`.
+/// `struct uffdio_api` (also written into a restored process by lazy restart).
 #[repr(C)]
-struct UffdioApi {
-    api: u64,
-    features: u64,
-    ioctls: u64,
+#[derive(Debug, Default, Clone, Copy)]
+pub struct UffdioApi {
+    pub api: u64,
+    pub features: u64,
+    pub ioctls: u64,
 }
+const _: () = assert!(std::mem::size_of::<UffdioApi>() == 24);
+// SAFETY: repr(C), three u64 fields, no padding (asserted above).
+unsafe impl super::KernelStruct for UffdioApi {}
 
 /// `struct uffdio_register` (range, mode, ioctls).
 #[repr(C)]
-struct UffdioRegister {
-    start: u64,
-    len: u64,
-    mode: u64,
-    ioctls: u64,
+#[derive(Debug, Default, Clone, Copy)]
+pub struct UffdioRegister {
+    pub start: u64,
+    pub len: u64,
+    pub mode: u64,
+    pub ioctls: u64,
 }
+const _: () = assert!(std::mem::size_of::<UffdioRegister>() == 32);
+// SAFETY: repr(C), four u64 fields, no padding (asserted above).
+unsafe impl super::KernelStruct for UffdioRegister {}
 
 /// `struct uffdio_writeprotect` (range, mode).
 #[repr(C)]

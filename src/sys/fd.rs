@@ -6,7 +6,7 @@
 //! `CloseOnce`).
 
 use std::cell::Cell;
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 
@@ -143,6 +143,11 @@ impl Drop for CloseOnce {
 pub fn steal_fd(pid: i32, fd: i32) -> Result<OwnedFd, Errno> {
     // SAFETY: integer arguments; a returned descriptor is new and ours.
     let pidfd = owned(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })?;
+    pidfd_getfd(pidfd.as_fd(), fd)
+}
+
+/// pidfd_getfd(2): a copy, in cpr, of descriptor `fd` of the process of `pidfd`.
+pub fn pidfd_getfd(pidfd: std::os::fd::BorrowedFd<'_>, fd: i32) -> Result<OwnedFd, Errno> {
     // SAFETY: integer arguments; a returned descriptor is new and ours.
     owned(unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) })
 }

@@ -24,7 +24,8 @@ pub mod tcp_repair;
 pub mod uffd_fill;
 
 pub use fd::{
-    CloseOnce, dup_above, dup_at, pipe_bytes, set_cloexec, set_record_lock, steal_fd, try_flock,
+    CloseOnce, dup_above, dup_at, pidfd_getfd, pipe_bytes, set_cloexec, set_record_lock, steal_fd,
+    try_flock,
 };
 pub use kcmp::same_open_file;
 pub use kernel_types::{Caps, CapsetArgs, CloneArgs, KernelStruct, PrctlMmMap};

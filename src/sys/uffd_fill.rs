@@ -1,19 +1,14 @@
 //! userfaultfd(2) for lazy restart: the structures a restored process is given to
 //! register its memory (by injected calls), and the calls the filler makes on the
 //! descriptor it took from it. The constants are defined here: Debian 12's headers and
-//! the libc crate lack several of them (x86-64 values, from linux/userfaultfd.h).
+//! the libc crate lack several of them (x86-64 values, from linux/userfaultfd.h). The
+//! handshake and registration structures are dirty.rs's, shared with dirty tracking.
 
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use nix::errno::Errno;
 
-use super::KernelStruct;
-
-pub const UFFD_API: u64 = 0xaa;
-/// `_IOWR(0xaa, 0x3f, struct uffdio_api)`.
-pub const UFFDIO_API: u64 = 0xc018_aa3f;
-/// `_IOWR(0xaa, 0x00, struct uffdio_register)`.
-pub const UFFDIO_REGISTER: u64 = 0xc020_aa00;
+pub use super::dirty::{UFFD_API, UFFDIO_API, UFFDIO_REGISTER, UffdioApi, UffdioRegister};
 /// `_IOR(0xaa, 0x02, struct uffdio_range)`.
 const UFFDIO_WAKE: u64 = 0x8010_aa02;
 /// `_IOWR(0xaa, 0x03, struct uffdio_copy)`.
@@ -33,31 +28,6 @@ const UFFD_EVENT_FORK: u8 = 0x13;
 const UFFD_EVENT_REMAP: u8 = 0x14;
 const UFFD_EVENT_REMOVE: u8 = 0x15;
 const UFFD_EVENT_UNMAP: u8 = 0x16;
-
-/// `struct uffdio_api`.
-#[repr(C)]
-#[derive(Debug, Default, Clone, Copy)]
-pub struct UffdioApi {
-    pub api: u64,
-    pub features: u64,
-    pub ioctls: u64,
-}
-const _: () = assert!(std::mem::size_of::<UffdioApi>() == 24);
-// SAFETY: repr(C), three u64 fields, no padding (asserted above).
-unsafe impl KernelStruct for UffdioApi {}
-
-/// `struct uffdio_register`.
-#[repr(C)]
-#[derive(Debug, Default, Clone, Copy)]
-pub struct UffdioRegister {
-    pub start: u64,
-    pub len: u64,
-    pub mode: u64,
-    pub ioctls: u64,
-}
-const _: () = assert!(std::mem::size_of::<UffdioRegister>() == 32);
-// SAFETY: repr(C), four u64 fields, no padding (asserted above).
-unsafe impl KernelStruct for UffdioRegister {}
 
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy)]
@@ -97,16 +67,6 @@ pub enum Event {
         end: u64,
     },
     Other,
-}
-
-/// pidfd_getfd(2): a copy, in cpr, of descriptor `fd` of the process of `pidfd`.
-pub fn pidfd_getfd(pidfd: BorrowedFd<'_>, fd: i32) -> Result<OwnedFd, Errno> {
-    // SAFETY: integer arguments only; on success the kernel returns a new descriptor
-    // that nothing else owns.
-    let rc = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) };
-    let fd = Errno::result(rc)? as i32;
-    // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// SIGKILL to the process of `pidfd` (pidfd_send_signal(2)); errors ignored (it may be
@@ -223,7 +183,8 @@ pub fn poll_readable(fds: &[BorrowedFd<'_>], timeout_ms: i32) -> Vec<bool> {
     p.iter().map(|x| x.revents != 0).collect()
 }
 
-/// Makes a descriptor this process received (a fork event's) an owned one.
+/// Makes a descriptor this process received (a fork event's, or by SCM_RIGHTS) an owned
+/// one.
 pub fn own_received(fd: i32) -> OwnedFd {
     // SAFETY: the kernel installed `fd` in this process for the reader alone.
     unsafe { OwnedFd::from_raw_fd(fd) }

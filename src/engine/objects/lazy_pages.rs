@@ -133,7 +133,7 @@ pub fn register(
     batch.run(inj, &mut frame)?;
     drop(frame);
     let pidfd = crate::sys::pidfd_open(pid).ctx(who())?;
-    let copy = uffd::pidfd_getfd(pidfd.as_fd(), fd as i32).ctx(who())?;
+    let copy = crate::sys::pidfd_getfd(pidfd.as_fd(), fd as i32).ctx(who())?;
     for &addr in hot {
         let page = addr & !(PAGE - 1);
         if !ranges.iter().any(|&(s, e)| s <= page && page < e) {

@@ -26,6 +26,19 @@ pub fn same_table(a: i32, b: i32, table: Table) -> nix::Result<bool> {
 
 /// kcmp(pid1, pid2, type, idx1, idx2): whether the two objects are one.
 fn kcmp(pid1: i32, pid2: i32, kind: libc::c_long, idx1: u64, idx2: u64) -> nix::Result<bool> {
+    kcmp_raw(pid1, pid2, kind, idx1, idx2).map(|r| r == 0)
+}
+
+/// kcmp(pid1, pid2, type, idx1, idx2) as the kernel answers: 0 one object; 1 or 2 the
+/// first is less or greater (an order total for as long as both live); 3 not equal,
+/// without an order.
+fn kcmp_raw(
+    pid1: i32,
+    pid2: i32,
+    kind: libc::c_long,
+    idx1: u64,
+    idx2: u64,
+) -> nix::Result<libc::c_long> {
     // SAFETY: kcmp takes only integers (two pids, a type, two indexes); it reads and
     // writes no memory of ours.
     let ret = unsafe {
@@ -38,7 +51,23 @@ fn kcmp(pid1: i32, pid2: i32, kind: libc::c_long, idx1: u64, idx2: u64) -> nix::
             idx2,
         )
     };
-    Errno::result(ret).map(|r| r == 0)
+    Errno::result(ret)
+}
+
+/// `kcmp_raw` as an order; "not equal, but no order" is EINVAL.
+fn kcmp_order(
+    pid1: i32,
+    pid2: i32,
+    kind: libc::c_long,
+    idx1: u64,
+    idx2: u64,
+) -> nix::Result<std::cmp::Ordering> {
+    match kcmp_raw(pid1, pid2, kind, idx1, idx2)? {
+        0 => Ok(std::cmp::Ordering::Equal),
+        1 => Ok(std::cmp::Ordering::Less),
+        2 => Ok(std::cmp::Ordering::Greater),
+        _ => Err(Errno::EINVAL),
+    }
 }
 
 /// Whether `a` and `b` share one address space (threads of one process, or a child made
@@ -96,24 +125,12 @@ pub fn same_open_file(pid1: i32, fd1: i32, pid2: i32, fd2: i32) -> nix::Result<b
 /// shared"); an unexpected answer on the way falls back to comparing every pair.
 pub fn sharing_pair(pids: &[i32], table: Option<Table>) -> Option<(i32, i32)> {
     let kind = table.map_or(KCMP_VM, |t| t as libc::c_long);
-    let compare = |a: i32, b: i32| -> Option<libc::c_long> {
-        // SAFETY: as in `kcmp`: integers only.
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_kcmp,
-                a as libc::c_long,
-                b as libc::c_long,
-                kind,
-                0,
-                0,
-            )
-        };
-        (ret >= 0).then_some(ret)
-    };
+    use std::cmp::Ordering;
+    let compare = |a: i32, b: i32| kcmp_order(a, b, kind, 0, 0).ok();
     let usable: Vec<i32> = pids
         .iter()
         .copied()
-        .filter(|&p| compare(p, p) == Some(0))
+        .filter(|&p| compare(p, p) == Some(Ordering::Equal))
         .collect();
     let mut sorted: Vec<i32> = Vec::with_capacity(usable.len());
     for &p in &usable {
@@ -121,10 +138,10 @@ pub fn sharing_pair(pids: &[i32], table: Option<Table>) -> Option<(i32, i32)> {
         while lo < hi {
             let mid = (lo + hi) / 2;
             match compare(p, sorted[mid]) {
-                Some(0) => return Some((p.min(sorted[mid]), p.max(sorted[mid]))),
-                Some(1) => hi = mid,
-                Some(2) => lo = mid + 1,
-                _ => return pairwise(&usable, &compare),
+                Some(Ordering::Equal) => return Some((p.min(sorted[mid]), p.max(sorted[mid]))),
+                Some(Ordering::Less) => hi = mid,
+                Some(Ordering::Greater) => lo = mid + 1,
+                None => return pairwise(&usable, &compare),
             }
         }
         sorted.insert(lo, p);
@@ -135,11 +152,11 @@ pub fn sharing_pair(pids: &[i32], table: Option<Table>) -> Option<(i32, i32)> {
 /// `sharing_pair` the slow way: every pair.
 fn pairwise(
     pids: &[i32],
-    compare: &dyn Fn(i32, i32) -> Option<libc::c_long>,
+    compare: &dyn Fn(i32, i32) -> Option<std::cmp::Ordering>,
 ) -> Option<(i32, i32)> {
     for (i, &a) in pids.iter().enumerate() {
         for &b in &pids[i + 1..] {
-            if compare(a, b) == Some(0) {
+            if compare(a, b) == Some(std::cmp::Ordering::Equal) {
                 return Some((a, b));
             }
         }
@@ -156,24 +173,7 @@ pub fn open_file_order(
     pid2: i32,
     fd2: i32,
 ) -> nix::Result<std::cmp::Ordering> {
-    // SAFETY: as in `kcmp`: integers only.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_kcmp,
-            pid1 as libc::c_long,
-            pid2 as libc::c_long,
-            KCMP_FILE,
-            fd1 as u64,
-            fd2 as u64,
-        )
-    };
-    match Errno::result(ret)? {
-        0 => Ok(std::cmp::Ordering::Equal),
-        1 => Ok(std::cmp::Ordering::Less),
-        2 => Ok(std::cmp::Ordering::Greater),
-        // "not equal, but no order": the kernel could not tell
-        _ => Err(Errno::EINVAL),
-    }
+    kcmp_order(pid1, pid2, KCMP_FILE, fd1 as u64, fd2 as u64)
 }
 
 /// Groups descriptors `(pid, fd)` by open file description with O(n log n) kcmp calls

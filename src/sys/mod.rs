@@ -378,17 +378,22 @@ pub fn pidfd_open(pid: i32) -> Result<std::os::fd::OwnedFd, Errno> {
 /// Whether the process of `pidfd` still runs (or is a zombie not yet reaped):
 /// pidfd_send_signal(2) with signal 0.
 pub fn pidfd_alive(pidfd: std::os::fd::BorrowedFd<'_>) -> bool {
+    // EPERM: there, but not ours to signal
+    matches!(pidfd_signal(pidfd, 0), Ok(()) | Err(Errno::EPERM))
+}
+
+/// pidfd_send_signal(2) of `sig` (0: none) to the process of `pidfd`.
+pub fn pidfd_signal(pidfd: std::os::fd::BorrowedFd<'_>, sig: i32) -> Result<(), Errno> {
     use std::os::fd::AsRawFd;
-    // SAFETY: signal 0 sends nothing; the info pointer is null; the fd is borrowed live.
+    // SAFETY: integer arguments; the info pointer is null; the fd is borrowed live.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_pidfd_send_signal,
             pidfd.as_raw_fd(),
-            0,
+            sig,
             std::ptr::null::<libc::siginfo_t>(),
             0,
         )
     };
-    // EPERM: there, but not ours to signal
-    rc == 0 || Errno::last() == Errno::EPERM
+    Errno::result(rc).map(drop)
 }

@@ -72,16 +72,7 @@ pub enum Event {
 /// SIGKILL to the process of `pidfd` (pidfd_send_signal(2)); errors ignored (it may be
 /// gone already).
 pub fn kill_pidfd(pidfd: BorrowedFd<'_>) {
-    // SAFETY: integer arguments and a null info pointer.
-    unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            libc::SIGKILL,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
+    let _ = super::pidfd_signal(pidfd, libc::SIGKILL);
 }
 
 /// UFFDIO_COPY of `len` bytes from address `src` of this process to `dst` in the

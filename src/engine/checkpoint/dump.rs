@@ -234,15 +234,24 @@ fn ask_through(
         let main = first.through(gate);
         let sig = signals::dump(pid, &main, &mut scratch)?;
         let brk = main.check("brk", libc::SYS_brk, [0; 6])?;
+        // each thread's questions in one batch, ended by a signal the process ignores
+        let batch_signal = batch_signals(pid)?;
         let mut trecs = Vec::new();
         for (i, &tid) in tids.iter().enumerate() {
-            let rec = if tid == pid {
-                threads::dump(tid, pid, &regs[i], masks[i], &main, &mut scratch)?
+            let inj = if tid == pid {
+                main.through(gate)
             } else {
-                let inj = Injector::transient(tid, gate, &resume[i])?;
-                threads::dump(tid, pid, &regs[i], masks[i], &inj, &mut scratch)?
-            };
-            trecs.push(rec);
+                Injector::transient(tid, gate, &resume[i])?
+            }
+            .with_batch_signal(batch_signal(masks[i]));
+            trecs.push(threads::dump(
+                tid,
+                pid,
+                &regs[i],
+                masks[i],
+                &inj,
+                &mut scratch,
+            )?);
         }
         let posix_timers = posix_timers::dump(pid, &main, &mut scratch);
         let membarrier = crate::engine::objects::membarrier::dump(&main)?;
@@ -267,6 +276,22 @@ fn ask_through(
         membarrier,
         dumpable,
     })
+}
+
+/// For process `pid` (from its /proc status: what it ignores and catches, its seccomp
+/// mode): the signal ending a batch of questions in a thread blocking a given mask
+/// (`ptrace::batch_signal`).
+fn batch_signals(pid: i32) -> Result<impl Fn(u64) -> Option<i32>> {
+    let dir = ProcDir::open(pid)?;
+    let text = dir.status_text()?;
+    let (ignored, caught, seccomp) = dir.parsed("status", &text, |t| {
+        Ok((
+            crate::proc::status::mask(t, "SigIgn")?,
+            crate::proc::status::mask(t, "SigCgt")?,
+            crate::proc::status::number::<u32>(t, "Seccomp").unwrap_or(0),
+        ))
+    })?;
+    Ok(move |blocked| ptrace::batch_signal(ignored, caught, blocked, seccomp))
 }
 
 /// The mappings and their page data (written to `proc/<pid>/pages`).

@@ -57,17 +57,12 @@ const SECBIT_KEEP_CAPS_LOCKED: u32 = 1 << 5;
 const CAP_LAST: u32 = 63;
 
 impl ThreadCreds {
-    /// Thread `tid`'s, from /proc/TID/status, and its securebits asked through `inj`.
-    /// `dir` is /proc/TID, `text` the text of its status.
-    pub fn dump(tid: i32, inj: &Injector, dir: &ProcDir, text: &str) -> Result<ThreadCreds> {
+    /// Thread `tid`'s, from /proc/TID/status, and `securebits`, what PR_GET_SECUREBITS
+    /// answered in the thread. `dir` is /proc/TID, `text` the text of its status.
+    pub fn dump(tid: i32, securebits: u32, dir: &ProcDir, text: &str) -> Result<ThreadCreds> {
         refuse_seccomp(dir, text)?;
         let base = dump(dir, text)?;
         let seccomp = super::seccomp::dump(tid, dir, text)?;
-        let securebits = inj.check(
-            "prctl(PR_GET_SECUREBITS)",
-            libc::SYS_prctl,
-            [libc::PR_GET_SECUREBITS as u64, 0, 0, 0, 0, 0],
-        )? as u32;
         dir.parsed("status", text, |t| {
             Ok(ThreadCreds {
                 uids: base.uids,

@@ -89,16 +89,15 @@ const POLICIES: [i32; 5] = [
 ];
 
 impl ThreadSched {
-    /// Thread `tid`'s, from /proc/TID/stat and status and sched_getscheduler injected
-    /// through `inj`; a policy cpr cannot restore is refused.
+    /// Thread `tid`'s, from /proc/TID/stat and status and `asked`, what
+    /// sched_getscheduler answered in the thread; a policy cpr cannot restore is refused.
     /// `dir` is /proc/TID, `status` the text of its status.
     pub fn dump(
         tid: i32,
-        inj: &Injector,
+        asked: i32,
         dir: &crate::proc::ProcDir,
         status: &str,
     ) -> Result<ThreadSched> {
-        let asked = inj.check("sched_getscheduler", libc::SYS_sched_getscheduler, [0; 6])? as i32;
         let stat = dir.stat()?;
         let sched = ThreadSched {
             policy: stat.policy as i32,
@@ -351,8 +350,8 @@ pub fn decode_siginfo(s: &str) -> Result<(i32, Vec<u8>)> {
 /// Bytes of a `stack_t` (sigaltstack: ss_sp, ss_flags and padding, ss_size).
 const STACK_T_SIZE: u64 = 3 * 8;
 
-/// What only the thread itself can tell, asked through an injector; `scratch` is
-/// argument space in the process.
+/// What only the thread itself can tell, asked through an injector in one batch
+/// (`Injector::ask`); `scratch` is argument space in the process.
 pub fn dump(
     tid: i32,
     pid: i32,
@@ -366,40 +365,50 @@ pub fn dump(
     let tid_address = s.alloc(8)?;
     let pdeathsig = s.alloc(8)?;
     let subreaper = s.alloc(8)?;
-    for (name, option, at) in [
-        ("prctl(PR_GET_PDEATHSIG)", libc::PR_GET_PDEATHSIG, pdeathsig),
-        (
+    let mut q = ptrace::Questions::default();
+    let prctl = |q: &mut ptrace::Questions, what, option: i32, at: RemoteAddr| {
+        q.ask(
+            what,
+            libc::SYS_prctl,
+            [option as u64, at.as_u64(), 0, 0, 0, 0],
+        )
+    };
+    let mut asked = vec![prctl(
+        &mut q,
+        "prctl(PR_GET_PDEATHSIG)",
+        libc::PR_GET_PDEATHSIG,
+        pdeathsig,
+    )];
+    if tid == pid {
+        asked.push(prctl(
+            &mut q,
             "prctl(PR_GET_CHILD_SUBREAPER)",
             libc::PR_GET_CHILD_SUBREAPER,
             subreaper,
-        ),
-    ] {
-        if option == libc::PR_GET_CHILD_SUBREAPER && tid != pid {
-            continue;
-        }
-        inj.check(
-            name,
-            libc::SYS_prctl,
-            [option as u64, at.as_u64(), 0, 0, 0, 0],
-        )?;
+        ));
     }
-    inj.check(
+    asked.push(q.ask(
         "sigaltstack",
         libc::SYS_sigaltstack,
         [0, stack.as_u64(), 0, 0, 0, 0],
-    )?;
-    inj.check(
+    ));
+    asked.push(prctl(
+        &mut q,
         "prctl(PR_GET_TID_ADDRESS)",
+        libc::PR_GET_TID_ADDRESS,
+        tid_address,
+    ));
+    let policy = q.ask("sched_getscheduler", libc::SYS_sched_getscheduler, [0; 6]);
+    let securebits = q.ask(
+        "prctl(PR_GET_SECUREBITS)",
         libc::SYS_prctl,
-        [
-            libc::PR_GET_TID_ADDRESS as u64,
-            tid_address.as_u64(),
-            0,
-            0,
-            0,
-            0,
-        ],
-    )?;
+        [libc::PR_GET_SECUREBITS as u64, 0, 0, 0, 0, 0],
+    );
+    let tuning = super::thread_tuning::ThreadTuning::ask(&mut q, &mut s)?;
+    let answers = q.run(inj, &mut s)?;
+    for i in asked {
+        answers.checked(i)?;
+    }
     // the four slots, one after the other, read back at once
     let all = s.read(stack, (subreaper + 8 - stack) as usize)?;
     let at = |slot: RemoteAddr| (slot - stack) as usize;
@@ -409,8 +418,10 @@ pub fn dump(
     let clear_child_tid = word(at(tid_address));
     let pdeathsig = int(at(pdeathsig));
     let child_subreaper = tid == pid && int(at(subreaper)) != 0;
+    let tuning = tuning.answer(&answers, &s)?;
+    let policy = answers.checked(policy)? as i32;
+    let securebits = answers.checked(securebits)? as u32;
     drop(s);
-    let tuning = super::thread_tuning::ThreadTuning::dump(inj, scratch)?;
     // /proc/TID (its task/TID is the thread), its status read once for scheduling and
     // credentials
     let tdir = crate::proc::ProcDir::open(tid)?;
@@ -430,8 +441,10 @@ pub fn dump(
         clear_child_tid,
         robust_list: crate::sys::get_robust_list(tid).unwrap_or((0, 0)),
         rseq: ptrace::get_rseq(tid).unwrap_or_default(),
-        sched: Some(ThreadSched::dump(tid, inj, &tdir, &status)?),
-        creds: Some(super::creds::ThreadCreds::dump(tid, inj, &tdir, &status)?),
+        sched: Some(ThreadSched::dump(tid, policy, &tdir, &status)?),
+        creds: Some(super::creds::ThreadCreds::dump(
+            tid, securebits, &tdir, &status,
+        )?),
         pdeathsig,
         child_subreaper,
         tuning: Some(tuning),
@@ -542,8 +555,15 @@ pub fn restore_kernel_state(
             None,
         );
     }
-    batch.run(inj, &mut s)?;
+    let tuning = match &t.tuning {
+        Some(tuning) => Some((tuning, tuning.restore_calls(&mut batch, &mut s)?)),
+        None => None,
+    };
+    let results = batch.run(inj, &mut s)?;
     drop(s);
+    if let Some((tuning, restoring)) = tuning {
+        tuning.restore_finish(&restoring, &results, inj)?;
+    }
     // each pending signal's siginfo in a frame of its own: a thread may have many
     for info in &t.pending {
         let (sig, bytes) = decode_siginfo(info).ctx(format!("thread {} pending signal", t.tid))?;
@@ -561,9 +581,6 @@ pub fn restore_kernel_state(
                 0,
             ],
         )?;
-    }
-    if let Some(tuning) = &t.tuning {
-        tuning.restore(inj, scratch)?;
     }
     Ok(())
 }

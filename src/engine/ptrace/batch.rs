@@ -190,3 +190,59 @@ impl Injector {
         Ok(get_regs(self.tid)?.r12)
     }
 }
+
+/// Calls that only ask (`Injector::ask`), gathered to run in one go, each named for the
+/// error its failure makes.
+#[derive(Default)]
+pub struct Questions {
+    names: Vec<&'static str>,
+    calls: Vec<(i64, [u64; 6])>,
+}
+
+/// What `Questions` were told, in the order asked.
+pub struct Answers {
+    tid: i32,
+    names: Vec<&'static str>,
+    results: Vec<i64>,
+}
+
+impl Questions {
+    /// Adds `nr(args...)`, named `what`; returns its place in the `Answers`.
+    pub fn ask(&mut self, what: &'static str, nr: i64, args: [u64; 6]) -> usize {
+        self.names.push(what);
+        self.calls.push((nr, args));
+        self.calls.len() - 1
+    }
+
+    /// Runs them all in `inj`'s thread (the table in `scratch`).
+    pub fn run(self, inj: &Injector, scratch: &mut RemoteScratch) -> Result<Answers> {
+        let results = inj.ask(&self.calls, scratch)?;
+        Ok(Answers {
+            tid: inj.tid,
+            names: self.names,
+            results,
+        })
+    }
+}
+
+impl Answers {
+    /// The raw result of question `i` (negative errno on failure).
+    pub fn raw(&self, i: usize) -> i64 {
+        self.results
+            .get(i)
+            .copied()
+            .unwrap_or(-(libc::EINVAL as i64))
+    }
+
+    /// The result of question `i`; a failure is an error naming it (as `Injector::check`).
+    pub fn checked(&self, i: usize) -> Result<u64> {
+        let rc = self.raw(i);
+        if rc < 0 && rc > -4096 {
+            return Err(Error::errno(
+                format!("thread {}: {}", self.tid, self.names.get(i).unwrap_or(&"?")),
+                Errno::from_raw(-rc as i32),
+            ));
+        }
+        Ok(rc as u64)
+    }
+}

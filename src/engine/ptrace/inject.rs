@@ -5,7 +5,7 @@
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 
-use super::remote::{RemoteAddr, read_mem, refuse_own_vm, write_mem};
+use super::remote::{RemoteAddr, RemoteScratch, read_mem, refuse_own_vm, write_mem};
 use super::{
     Gone, Regs, Stop, cont, cont_syscall, get_regs, get_sigmask, set_regs, set_sigmask, subject,
     wait,
@@ -84,6 +84,34 @@ pub fn checkpoint_gate(pid: i32) -> Result<Gate> {
     install_trampoline(pid, RemoteAddr::from(at))
 }
 
+/// The signal a thread blocking `blocked` is stopped with at the end of a batch of
+/// questions (`Injector::with_batch_signal`), in a process whose /proc/PID/status says it
+/// ignores `ignored` (SigIgn) and catches `caught` (SigCgt), without seccomp filters
+/// (`seccomp`: its Seccomp mode, which could refuse the calls the batch ends with).
+/// SIGURG, SIGWINCH or SIGCHLD left at their default, else any signal set to SIG_IGN but
+/// the stop signals, SIGCONT and SIGTRAP; `None` when none fits.
+pub fn batch_signal(ignored: u64, caught: u64, blocked: u64, seccomp: u32) -> Option<i32> {
+    if seccomp != 0 {
+        return None;
+    }
+    let bit = |s: i32| 1u64 << (s - 1);
+    let free = |s: i32| blocked & bit(s) == 0 && caught & bit(s) == 0;
+    let by_default = [libc::SIGURG, libc::SIGWINCH, libc::SIGCHLD];
+    let never = [
+        libc::SIGKILL,
+        libc::SIGSTOP,
+        libc::SIGTSTP,
+        libc::SIGTTIN,
+        libc::SIGTTOU,
+        libc::SIGCONT,
+        libc::SIGTRAP,
+    ];
+    by_default
+        .into_iter()
+        .find(|&s| free(s))
+        .or_else(|| (1..=64).find(|&s| ignored & bit(s) != 0 && !never.contains(&s) && free(s)))
+}
+
 /// Puts the zeros back where `checkpoint_gate` wrote a trampoline into the vDSO (once
 /// no call runs through it); nothing for any other gate.
 pub fn remove_vdso_trampoline(pid: i32, gate: Gate) -> Result<()> {
@@ -108,6 +136,9 @@ pub struct Injector {
     resume: Option<Resume>,
     /// A restore child's batch runner (`Batch`), if it has one.
     pub(super) runner: Option<RemoteAddr>,
+    /// For `ask` through a trampoline: the signal that stops the thread at the end of
+    /// a batch (`with_batch_signal`); `None`: one call at a time.
+    batch_signal: Option<i32>,
 }
 
 /// A thread's own state, as it runs on: the registers it resumes with (an interrupted
@@ -131,6 +162,7 @@ impl Injector {
             base,
             resume: None,
             runner: None,
+            batch_signal: None,
         })
     }
 
@@ -151,7 +183,18 @@ impl Injector {
             base,
             resume: Some(Resume { regs: base, mask }),
             runner: None,
+            batch_signal: None,
         })
+    }
+
+    /// The same, asking (`ask`) in one go with signal `sig` as the stop that ends a
+    /// batch. `sig` must be one the process ignores (SIG_IGN, or SIG_DFL and ignored by
+    /// default: SIGCHLD, SIGURG, SIGWINCH; never a stop signal or SIGCONT, which act when
+    /// sent) and the thread does not block: sent while cpr is gone, it is dropped at
+    /// once; sent while cpr traces the thread, it stops it. `None`: one call at a time.
+    pub fn with_batch_signal(mut self, sig: Option<i32>) -> Injector {
+        self.batch_signal = sig;
+        self
     }
 
     /// The same, running batches (`Batch`) through the runner at `runner` (a restore
@@ -179,6 +222,100 @@ impl Injector {
             base: self.base,
             resume: self.resume,
             runner: self.runner,
+            batch_signal: self.batch_signal,
+        }
+    }
+
+    /// Runs calls that only ask (they change nothing but the scratch memory they write
+    /// their answers to) and returns each raw result (negative errno on failure; a
+    /// failure does not stop the others). In a thread that must be able to run on, with
+    /// a trampoline gate and a batch signal (`with_batch_signal`): all in one go, the
+    /// table of calls in `scratch`, for one stop instead of two per call. The thread
+    /// runs them from the trampoline's batch entry with every signal blocked but
+    /// SIGKILL, SIGSTOP, SIGTRAP and the batch signal, then sends itself the batch
+    /// signal, at whose delivery stop cpr puts its mask and registers back. Were cpr
+    /// gone at any instant, the signal would be dropped (the process ignores it, the
+    /// thread does not block it) and the trampoline would put them back itself.
+    /// Otherwise (or with no calls), one `call` at a time.
+    pub fn ask(&self, calls: &[(i64, [u64; 6])], scratch: &mut RemoteScratch) -> Result<Vec<i64>> {
+        let (Some(resume), Gate::Trampoline(at), Some(sig)) =
+            (self.resume, self.gate, self.batch_signal)
+        else {
+            return calls
+                .iter()
+                .map(|&(nr, args)| self.call(nr, args))
+                .collect();
+        };
+        if calls.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tid = self.tid;
+        let mut table = Vec::with_capacity(calls.len() * 64);
+        for &(nr, args) in calls {
+            table.extend_from_slice(&(nr as u64).to_ne_bytes());
+            for a in args {
+                table.extend_from_slice(&a.to_ne_bytes());
+            }
+            table.extend_from_slice(&0u64.to_ne_bytes());
+        }
+        let mut frame = scratch.frame();
+        let t = frame.put(&table)?;
+        put_trampoline_data(tid, at, &resume)?;
+        let mut r = self.base;
+        r.rip = (at + BATCH_ENTRY).as_u64();
+        r.orig_rax = u64::MAX;
+        r.rbx = t.as_u64();
+        r.r12 = calls.len() as u64;
+        r.r15 = sig as u64;
+        // registers first, then the mask (as `call`)
+        let ran = set_regs(tid, &r)
+            .and_then(|()| set_sigmask(tid, super::ALL_BUT_SIGTRAP & !(1 << (sig - 1))))
+            .and_then(|()| cont(tid, 0).ctx(subject(tid)))
+            .and_then(|()| self.wait_batch_stop(sig, at + BATCH_STOP));
+        let put_back = set_sigmask(tid, resume.mask).and_then(|()| set_regs(tid, &resume.regs));
+        ran?;
+        put_back?;
+        let back = frame.read(t, table.len())?;
+        Ok(back
+            .chunks_exact(64)
+            .map(|e| i64::from_ne_bytes(e[56..64].try_into().unwrap_or_default()))
+            .collect())
+    }
+
+    /// Waits for the stop at the end of a batch (`ask`): the delivery of `sig` at
+    /// `stop`, every call made.
+    fn wait_batch_stop(&self, sig: i32, stop: RemoteAddr) -> Result<()> {
+        let tid = self.tid;
+        loop {
+            match wait(tid)? {
+                Stop::Signal(s) if s == sig => {
+                    let r = get_regs(tid)?;
+                    if r.rip == stop.as_u64() && r.r12 == 0 {
+                        return Ok(());
+                    }
+                    // the same signal from elsewhere: dropped, as it would have been
+                    // (the process ignores it and the thread does not block it)
+                    cont(tid, 0).ctx(subject(tid))?
+                }
+                // passed on, as in `wait_syscall_stop`
+                Stop::Signal(libc::SIGSTOP) => cont(tid, libc::SIGSTOP).ctx(subject(tid))?,
+                Stop::Signal(s) => {
+                    return Err(Error::with_detail(
+                        subject(tid),
+                        Kind::CheckpointError,
+                        format!(
+                            "signal {} during a batch of injected calls",
+                            Signal::try_from(s).map(|s| s.as_str()).unwrap_or("?")
+                        ),
+                    ));
+                }
+                Stop::Event(_) | Stop::EventStop(_) | Stop::Syscall => {
+                    cont(tid, 0).ctx(subject(tid))?
+                }
+                Stop::Exited(_) | Stop::Killed(_) => {
+                    return Err(Gone::new(tid, "ended in a batch of injected calls").into());
+                }
+            }
         }
     }
 
@@ -386,8 +523,55 @@ fn trampoline_code() -> Vec<u8> {
     code.extend([0xff, 0x25]); // jmp [rip + rip slot]
     let d = rel(&code, 2);
     code.extend(d);
+    // The batch entry (`Injector::ask`): with rbx at a table of r12 calls (`Batch`'s
+    // layout) and r15 a signal, each call in turn (its result stored in its entry, a
+    // failure does not stop the others), then tgkill(getpid(), gettid(), r15), which a
+    // tracer sees as a stop, and on into the code above that puts the thread back.
+    debug_assert_eq!(code.len(), BATCH_ENTRY as usize);
+    let body: [u8; 41] = [
+        0x8b, 0x03, // mov eax, [rbx]
+        0x48, 0x8b, 0x7b, 0x08, // mov rdi, [rbx+8]
+        0x48, 0x8b, 0x73, 0x10, // mov rsi, [rbx+16]
+        0x48, 0x8b, 0x53, 0x18, // mov rdx, [rbx+24]
+        0x4c, 0x8b, 0x53, 0x20, // mov r10, [rbx+32]
+        0x4c, 0x8b, 0x43, 0x28, // mov r8, [rbx+40]
+        0x4c, 0x8b, 0x4b, 0x30, // mov r9, [rbx+48]
+        0x0f, 0x05, // syscall
+        0x48, 0x89, 0x43, 0x38, // mov [rbx+56], rax
+        0x48, 0x83, 0xc3, 0x40, // add rbx, 64
+        0x49, 0xff, 0xcc, // dec r12
+        0xeb, 0x00, // jmp back to the test (patched below)
+    ];
+    let top = code.len();
+    code.extend([0x4d, 0x85, 0xe4]); // test r12, r12
+    code.extend([0x74, body.len() as u8]); // jz past the loop
+    code.extend(body);
+    let back = top as i64 - code.len() as i64;
+    let last = code.len() - 1;
+    code[last] = back as i8 as u8;
+    code.extend([0xb8, 39, 0, 0, 0]); // mov eax, SYS_getpid
+    code.extend([0x0f, 0x05]); // syscall
+    code.extend([0x49, 0x89, 0xc5]); // mov r13, rax
+    code.extend([0xb8, 186, 0, 0, 0]); // mov eax, SYS_gettid
+    code.extend([0x0f, 0x05]); // syscall
+    code.extend([0x48, 0x89, 0xc6]); // mov rsi, rax
+    code.extend([0x4c, 0x89, 0xef]); // mov rdi, r13
+    code.extend([0x4c, 0x89, 0xfa]); // mov rdx, r15
+    code.extend([0xb8, 234, 0, 0, 0]); // mov eax, SYS_tgkill
+    code.extend([0x0f, 0x05]); // syscall
+    debug_assert_eq!(code.len(), BATCH_STOP as usize);
+    // jmp rel32 to the mask and registers being put back (just after the first syscall)
+    code.push(0xe9);
+    let d = (2 - (code.len() as i64 + 4)) as i32;
+    code.extend(d.to_le_bytes());
     code
 }
+
+/// Where the batch entry of the trampoline's code starts, from its first byte.
+const BATCH_ENTRY: u64 = 155;
+/// Where a thread that ran a batch through the trampoline stops (just after its
+/// tgkill), from the trampoline's first byte.
+const BATCH_STOP: u64 = BATCH_ENTRY + 46 + 33;
 
 thread_local! {
     /// The trampoline data written last (thread, trampoline, data): a thread's calls in
@@ -445,9 +629,18 @@ mod tests {
     fn trampoline_code_ends_before_its_data() {
         let code = trampoline_code();
         assert!(code.len() as u64 <= TRAMPOLINE_DATA);
-        // the injected call first, the jump back to the thread's rip last
+        // the injected call first, the jump back to the thread's rip before the batch entry
         assert_eq!(code[..2], [0x0f, 0x05]);
-        assert_eq!(code[code.len() - 6..code.len() - 4], [0xff, 0x25]);
+        let entry = BATCH_ENTRY as usize;
+        assert_eq!(code[entry - 6..entry - 4], [0xff, 0x25]);
+        // the batch: its tgkill just before where it stops, then a jump to the code
+        // that puts the thread back, just after the first syscall
+        let stop = BATCH_STOP as usize;
+        assert_eq!(code[stop - 7..stop], [0xb8, 234, 0, 0, 0, 0x0f, 0x05]);
+        assert_eq!(code[stop], 0xe9);
+        let rel = i32::from_le_bytes(code[stop + 1..stop + 5].try_into().unwrap());
+        assert_eq!(stop as i64 + 5 + rel as i64, 2);
+        assert_eq!(code.len(), stop + 5);
         let data = trampoline_data(&Resume {
             regs: Regs {
                 rip: 7,
@@ -456,6 +649,32 @@ mod tests {
             mask: 1,
         });
         assert_eq!(TRAMPOLINE_DATA + data.len() as u64, TRAMPOLINE_LEN);
+    }
+
+    #[test]
+    fn batch_signal_is_ignored_and_unblocked() {
+        let bit = |s: i32| 1u64 << (s - 1);
+        assert_eq!(batch_signal(0, 0, 0, 0), Some(libc::SIGURG));
+        // caught or blocked: the next one left at its default
+        assert_eq!(
+            batch_signal(0, bit(libc::SIGURG), 0, 0),
+            Some(libc::SIGWINCH)
+        );
+        let defaults = bit(libc::SIGURG) | bit(libc::SIGWINCH) | bit(libc::SIGCHLD);
+        assert_eq!(batch_signal(0, 0, defaults, 0), None);
+        // else one set to SIG_IGN, never a stop signal, SIGCONT or SIGTRAP
+        let stops = bit(libc::SIGTSTP) | bit(libc::SIGCONT) | bit(libc::SIGTRAP);
+        assert_eq!(batch_signal(stops, defaults, 0, 0), None);
+        assert_eq!(
+            batch_signal(stops | bit(libc::SIGPIPE), defaults, 0, 0),
+            Some(libc::SIGPIPE)
+        );
+        assert_eq!(
+            batch_signal(bit(libc::SIGPIPE), 0, defaults | bit(libc::SIGPIPE), 0),
+            None
+        );
+        // seccomp filters might refuse the calls that end the batch
+        assert_eq!(batch_signal(0, 0, 0, 2), None);
     }
 
     fn zero_regs() -> Regs {

@@ -6,11 +6,11 @@ mod batch;
 mod inject;
 mod remote;
 
-pub use batch::{BATCH_RUNNER, Batch};
+pub use batch::{Answers, BATCH_RUNNER, Batch, Questions};
 
 pub use inject::{
-    Gate, Injector, SYSCALL_INT3, TRAMPOLINE_LEN, checkpoint_gate, install_trampoline,
-    remove_vdso_trampoline, syscall_gate,
+    Gate, Injector, SYSCALL_INT3, TRAMPOLINE_LEN, batch_signal, checkpoint_gate,
+    install_trampoline, remove_vdso_trampoline, syscall_gate,
 };
 pub use remote::{RemoteAddr, RemoteScratch, ScratchFrame, read_mem, write_mem};
 

@@ -89,7 +89,7 @@ const POLICIES: [i32; 5] = [
 ];
 
 impl ThreadSched {
-    /// Thread `tid`'s, from /proc/TID/stat and status and `asked`, what
+    /// Thread `tid`'s, from its stat and status in /proc and `asked`, what
     /// sched_getscheduler answered in the thread; a policy cpr cannot restore is refused.
     /// `dir` is /proc/TID, `status` the text of its status.
     pub fn dump(
@@ -98,7 +98,10 @@ impl ThreadSched {
         dir: &crate::proc::ProcDir,
         status: &str,
     ) -> Result<ThreadSched> {
-        let stat = dir.stat()?;
+        // the thread's own stat (task/TID/stat): /proc/TID/stat adds up every thread of
+        // the process, which made a dump quadratic in threads
+        let name = format!("task/{tid}/stat");
+        let stat = dir.parsed(&name, &dir.read(&name)?, crate::proc::stat::parse)?;
         let sched = ThreadSched {
             policy: stat.policy as i32,
             priority: stat.rt_priority as i32,
@@ -605,17 +608,55 @@ pub fn restore_registers(t: &ThreadRecord, tid: i32) -> Result<()> {
     ptrace::set_sigmask(tid, t.sigmask)
 }
 
-/// A new thread of the restoring process by an injected clone3; it starts stopped
-/// (PTRACE_O_TRACECLONE) and gets its registers at release.
-pub fn create(main: &Injector, scratch: &mut RemoteScratch, tid: Option<i32>) -> Result<i32> {
+/// New threads of the restoring process, one per entry of `tids` (the TID it is to have,
+/// or any), by injected clone3 calls run in batches of `main` (one round trip for many
+/// where it has a runner); each starts stopped (PTRACE_O_TRACECLONE) and gets its
+/// registers at release. Returns their TIDs, in order.
+pub fn create_all(
+    main: &Injector,
+    scratch: &mut RemoteScratch,
+    tids: &[Option<i32>],
+) -> Result<Vec<i32>> {
+    /// Threads created per batch: their arguments and table fit the scratch area.
+    const PART: usize = 128;
     let pid = scratch.pid();
+    let mut created = Vec::with_capacity(tids.len());
+    for part in tids.chunks(PART) {
+        let mut s = scratch.frame();
+        let mut batch = crate::engine::ptrace::Batch::new();
+        for &tid in part {
+            let (args, size) = clone_args(&mut s, tid)?;
+            batch.check(
+                "clone3 (thread)",
+                libc::SYS_clone3,
+                [args.as_u64(), size, 0, 0, 0, 0],
+                tid.map(|t| format!("TID {t}")),
+            );
+        }
+        let new = batch.run(main, &mut s).map_err(|e| match e.kind {
+            Kind::FileExists => Error::with_detail(
+                format!("process {pid}"),
+                Kind::ResourceBusy,
+                format!("{} is in use", e.detail.as_deref().unwrap_or("a TID")),
+            ),
+            _ => e,
+        })?;
+        for tid in new {
+            created.push(first_stop(tid as i32)?);
+        }
+    }
+    Ok(created)
+}
+
+/// The arguments of a clone3 making a thread (with TID `tid`, or any) in `s`: their
+/// address and size.
+fn clone_args(s: &mut RemoteScratch, tid: Option<i32>) -> Result<(RemoteAddr, u64)> {
     let flags = (libc::CLONE_VM
         | libc::CLONE_FS
         | libc::CLONE_FILES
         | libc::CLONE_SIGHAND
         | libc::CLONE_THREAD
         | libc::CLONE_SYSVSEM) as u64;
-    let mut s = scratch.frame();
     let set_tid = match tid {
         Some(t) => s.put(&t.to_ne_bytes())?.as_u64(),
         None => 0,
@@ -626,32 +667,14 @@ pub fn create(main: &Injector, scratch: &mut RemoteScratch, tid: Option<i32>) ->
         set_tid_size: if tid.is_some() { 1 } else { 0 },
         ..Default::default()
     };
-    let args_addr = s.put_struct(&args)?;
-    let new = main
-        .check(
-            "clone3 (thread)",
-            libc::SYS_clone3,
-            [
-                args_addr.as_u64(),
-                std::mem::size_of_val(&args) as u64,
-                0,
-                0,
-                0,
-                0,
-            ],
-        )
-        .map_err(|e| match (e.kind, tid) {
-            (Kind::FileExists, Some(t)) => Error::with_detail(
-                format!("process {pid}"),
-                Kind::ResourceBusy,
-                format!("TID {t} is in use"),
-            ),
-            _ => e,
-        })? as i32;
-    // the new thread's first stop
+    Ok((s.put_struct(&args)?, std::mem::size_of_val(&args) as u64))
+}
+
+/// Waits for the first stop of thread `new`, just created; returns it.
+fn first_stop(new: i32) -> Result<i32> {
     loop {
         match ptrace::wait(new)? {
-            ptrace::Stop::EventStop(_) | ptrace::Stop::Signal(_) => break,
+            ptrace::Stop::EventStop(_) | ptrace::Stop::Signal(_) => return Ok(new),
             ptrace::Stop::Exited(_) | ptrace::Stop::Killed(_) => {
                 return Err(Error::with_detail(
                     format!("thread {new}"),
@@ -662,7 +685,6 @@ pub fn create(main: &Injector, scratch: &mut RemoteScratch, tid: Option<i32>) ->
             _ => ptrace::cont(new, 0).ctx(format!("thread {new}"))?,
         }
     }
-    Ok(new)
 }
 
 #[cfg(test)]

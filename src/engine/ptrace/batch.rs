@@ -8,7 +8,7 @@
 
 use nix::errno::Errno;
 
-use super::remote::{RemoteAddr, RemoteScratch, read_mem};
+use super::remote::{RemoteAddr, RemoteScratch};
 use super::{Injector, get_regs};
 use crate::error::{Error, Kind, Result};
 
@@ -133,7 +133,7 @@ fn run_part(
     let mut frame = scratch.frame();
     let at = frame.put(&table)?;
     let left = inj.run_runner(runner, at, calls.len() as u64)?;
-    let back = read_mem(frame.pid(), at, table.len())?;
+    let back = frame.read(at, table.len())?;
     let results: Vec<i64> = back
         .chunks_exact(ENTRY as usize)
         .map(|e| i64::from_ne_bytes(e[56..64].try_into().unwrap_or_default()))

@@ -260,7 +260,7 @@ impl Injector {
         }
         let mut frame = scratch.frame();
         let t = frame.put(&table)?;
-        put_trampoline_data(tid, at, &resume)?;
+        put_trampoline_data_with(tid, at, &resume, |at, data| frame.write_at(at, data))?;
         let mut r = self.base;
         r.rip = (at + BATCH_ENTRY).as_u64();
         r.orig_rax = u64::MAX;
@@ -584,6 +584,16 @@ thread_local! {
 /// Writes the trampoline data of thread `tid` at trampoline `at`, unless it is what
 /// the last write there left.
 fn put_trampoline_data(tid: i32, at: RemoteAddr, resume: &Resume) -> Result<()> {
+    put_trampoline_data_with(tid, at, resume, |at, data| write_mem(tid, at, data))
+}
+
+/// The same, written by `write`.
+fn put_trampoline_data_with(
+    tid: i32,
+    at: RemoteAddr,
+    resume: &Resume,
+    write: impl FnOnce(RemoteAddr, &[u8]) -> Result<()>,
+) -> Result<()> {
     let data = trampoline_data(resume);
     let key = at.as_u64();
     let same = LAST_DATA.with_borrow(|last| {
@@ -594,7 +604,7 @@ fn put_trampoline_data(tid: i32, at: RemoteAddr, resume: &Resume) -> Result<()> 
         return Ok(());
     }
     LAST_DATA.set(None);
-    write_mem(tid, at + TRAMPOLINE_DATA, &data)?;
+    write(at + TRAMPOLINE_DATA, &data)?;
     LAST_DATA.set(Some((tid, key, data)));
     Ok(())
 }

@@ -115,7 +115,7 @@ pub struct RemoteScratch {
     len: u64,
     /// Bytes handed out so far, from `base`.
     used: u64,
-    /// /proc/PID/mem, opened at the first read and kept for the next ones.
+    /// /proc/PID/mem, opened at the first use and kept for the next ones (`with_mem`).
     mem: std::cell::RefCell<Option<std::fs::File>>,
 }
 
@@ -162,8 +162,39 @@ impl RemoteScratch {
     /// A slot holding `bytes`.
     pub fn put(&mut self, bytes: &[u8]) -> Result<RemoteAddr> {
         let at = self.alloc(bytes.len() as u64)?;
-        write_mem(self.pid, at, bytes)?;
+        self.with_mem(at, |f| f.write_all_at(bytes, at.0))?;
         Ok(at)
+    }
+
+    /// Writes `bytes` at `at` in the process, anywhere (memory cpr placed there outside
+    /// this area, such as a trampoline), through the same kept file.
+    pub(super) fn write_at(&self, at: RemoteAddr, bytes: &[u8]) -> Result<()> {
+        self.with_mem(at, |f| f.write_all_at(bytes, at.0))
+    }
+
+    /// `op` on /proc/PID/mem, opened (to read and write) at the first use and kept for
+    /// the next ones; opened anew, once, when it fails (the process has another address
+    /// space since: an exec). A process sharing cpr's address space is refused
+    /// (`refuse_own_vm`) at each opening: what a kept file reaches cannot change.
+    fn with_mem(
+        &self,
+        at: RemoteAddr,
+        op: impl Fn(&std::fs::File) -> std::io::Result<()>,
+    ) -> Result<()> {
+        if let Some(f) = self.mem.borrow().as_ref()
+            && op(f).is_ok()
+        {
+            return Ok(());
+        }
+        refuse_own_vm(self.pid)?;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(format!("/proc/{}/mem", self.pid))
+            .ctx(format!("process {}", self.pid))?;
+        op(&f).ctx(format!("process {}: memory at {at:#x}", self.pid))?;
+        self.mem.replace(Some(f));
+        Ok(())
     }
 
     /// A slot holding a kernel structure, as the kernel reads it.
@@ -185,20 +216,9 @@ impl RemoteScratch {
                 format!("{len} bytes at {at:#x} are not in a live scratch slot"),
             ));
         }
-        let mut buf = vec![0u8; len];
-        if let Some(f) = self.mem.borrow().as_ref()
-            && f.read_exact_at(&mut buf, at.0).is_ok()
-        {
-            return Ok(buf);
-        }
-        // the first read, or the process has another address space since (an exec):
-        // its memory opened anew
-        let f = std::fs::File::open(format!("/proc/{}/mem", self.pid))
-            .ctx(format!("process {}", self.pid))?;
-        f.read_exact_at(&mut buf, at.0)
-            .ctx(format!("process {}: memory at {at:#x}", self.pid))?;
-        self.mem.replace(Some(f));
-        Ok(buf)
+        let buf = std::cell::RefCell::new(vec![0u8; len]);
+        self.with_mem(at, |f| f.read_exact_at(&mut buf.borrow_mut(), at.0))?;
+        Ok(buf.into_inner())
     }
 
     /// Everything allocated through the returned frame is given back when it is dropped

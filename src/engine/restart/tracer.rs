@@ -309,14 +309,15 @@ fn finish_in_tracer(
     locks::restore_posix_injected(&main, &mut scratch.args, &img.core.locks)?;
     // threads, with their TIDs (FORK ORIGINAL) or any
     let original = img.core.policies.fork == ForkAction::Original;
-    for (idx, t) in img.core.threads.iter().enumerate().skip(1) {
-        let tid = threads::create(
-            &main,
-            &mut scratch.args,
-            if original { Some(t.tid) } else { None },
-        )?;
-        restored.threads.push((tid, idx));
-    }
+    let wanted: Vec<Option<i32>> = img
+        .core
+        .threads
+        .iter()
+        .skip(1)
+        .map(|t| original.then_some(t.tid))
+        .collect();
+    let tids = threads::create_all(&main, &mut scratch.args, &wanted)?;
+    restored.threads.extend(tids.into_iter().zip(1..));
     for (tid, idx) in restored.threads.clone() {
         let inj = Injector::new(tid, scratch.gate())?.with_runner(scratch.runner());
         threads::restore_kernel_state(&img.core.threads[idx], &inj, &mut scratch.args)?;

@@ -421,7 +421,9 @@ fn scheduling(s: &Subject) -> Result<()> {
     let rec = &s.img.core.process;
     for &(tid, t) in &s.threads {
         let dir = ProcDir::open(tid)?;
-        let stat = dir.stat()?;
+        // the thread's own stat: /proc/TID/stat adds up every thread of the process
+        let name = format!("task/{tid}/stat");
+        let stat = dir.parsed(&name, &dir.read(&name)?, crate::proc::stat::parse)?;
         let now = (stat.policy as i32, stat.rt_priority as i32, stat.nice);
         let who = format_args!("thread {}", t.tid);
         match &t.sched {

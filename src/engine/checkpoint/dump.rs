@@ -42,12 +42,14 @@ pub(super) fn dump_all(
     let (tx, rx) = std::sync::mpsc::channel::<(i32, Asked)>();
     let (shared, upgrade_copies) = (&shared, &mut upgrade_copies);
     let (finished, asking) = std::thread::scope(|scope| {
+        // /proc/locks is slow to read (locks::Table): read while the first is dumped
+        let mut table = locks::Table::read_ahead();
         let worker = scope.spawn(move || -> Result<Vec<(CoreRecord, MmRecord)>> {
             let mut dumped = Vec::new();
             let none = Vec::new();
             for (pid, asked) in rx {
                 let cow = shared.get(&pid).unwrap_or(&none);
-                let d = finish_process(pid, asked, &policies[&pid], cow, writer, chain)
+                let d = finish_process(pid, asked, &policies[&pid], cow, writer, chain, &mut table)
                     .and_then(|(core, mut mm)| {
                         mm.components = mapped_files::dump(
                             pid,
@@ -140,6 +142,7 @@ fn finish_process(
     inherited: &[(u64, u64)],
     writer: &mut StatefileWriter,
     chain: &mut incremental::Builder,
+    table: &mut locks::Table,
 ) -> Result<(CoreRecord, MmRecord)> {
     // what /proc tells, through one held directory, its stat read once
     let dir = ProcDir::open(pid)?;
@@ -158,7 +161,7 @@ fn finish_process(
     )?;
     // files and the rest
     let fds = files::dump(pid, policies, writer)?;
-    let locks = locks::dump(pid, &fds)?;
+    let locks = locks::dump(pid, &fds, table)?;
     let core = CoreRecord {
         process: proc_rec,
         threads: asked.threads,

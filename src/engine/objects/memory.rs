@@ -341,11 +341,15 @@ fn plan_with(
 fn scan_runs(pagemap: &std::fs::File, m: &MapsLine, private_file: bool) -> Option<Vec<(u64, u64)>> {
     use crate::sys::dirty::{PAGE_IS_FILE, PAGE_IS_PRESENT, PAGE_IS_SWAPPED, ScanQuery};
     use std::os::fd::AsFd;
+    // PAGE_IS_FILE only where it matters: asking for it makes the kernel look up each
+    // page's struct page (vm_normal_page), which made the scan of 1 GiB of anonymous
+    // memory 5x slower (about 22 ms against 4)
+    let file = if private_file { PAGE_IS_FILE } else { 0 };
     let q = ScanQuery {
         flags: 0,
         all: 0,
         any: PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
-        report: PAGE_IS_PRESENT | PAGE_IS_SWAPPED | PAGE_IS_FILE,
+        report: PAGE_IS_PRESENT | PAGE_IS_SWAPPED | file,
     };
     let found = crate::sys::dirty::pagemap_scan(pagemap.as_fd(), m.start, m.end, q).ok()?;
     let mut runs: Vec<(u64, u64)> = Vec::new();

@@ -24,6 +24,7 @@ pub(super) fn dump_all(
     options: &CheckpointOptions,
     writer: &mut StatefileWriter,
     chain: &mut incremental::Builder,
+    statuses: &process::ThreadStatuses,
 ) -> Result<Vec<(CoreRecord, MmRecord)>> {
     let in_statefile = |e: Error| e.context(options.statefile.display());
     let mut upgrade_copies = Vec::new();
@@ -67,7 +68,7 @@ pub(super) fn dump_all(
         });
         let mut asking = Ok(());
         for &pid in &pids {
-            match ask_stopped(pid, &frozen.threads[&pid]) {
+            match ask_stopped(pid, &frozen.threads[&pid], statuses) {
                 // the worker stopped at a failure: it says which
                 Ok(asked) => {
                     if tx.send((pid, asked)).is_err() {
@@ -119,9 +120,9 @@ fn shared_pages(frozen: &Freezer) -> Result<BTreeMap<i32, Vec<(u64, u64)>>> {
     Ok(out)
 }
 
-/// What the injected calls of one stopped process tell (its threads `tids`, main first),
-/// its registers and masks with them.
-fn ask_stopped(pid: i32, tids: &[i32]) -> Result<Asked> {
+/// What the injected calls of one stopped process tell (its threads `tids`, main first,
+/// their status in `statuses` where read already), its registers and masks with them.
+fn ask_stopped(pid: i32, tids: &[i32], statuses: &process::ThreadStatuses) -> Result<Asked> {
     let regs: Vec<Regs> = tids
         .iter()
         .map(|t| ptrace::get_regs(*t))
@@ -130,7 +131,7 @@ fn ask_stopped(pid: i32, tids: &[i32]) -> Result<Asked> {
         .iter()
         .map(|t| ptrace::get_sigmask(*t))
         .collect::<Result<_>>()?;
-    ask_process(pid, tids, &regs, &masks)
+    ask_process(pid, tids, &regs, &masks, statuses)
 }
 
 /// One process, once asked (`ask_stopped`): what /proc tells, memory, then descriptors
@@ -190,9 +191,15 @@ struct Asked {
 /// purpose and removed after. Where the vDSO has no room for the trampoline, it is
 /// written on the mapped page, and only that mapping and its removal go through the
 /// vDSO's bare syscall instruction.
-fn ask_process(pid: i32, tids: &[i32], regs: &[Regs], masks: &[u64]) -> Result<Asked> {
+fn ask_process(
+    pid: i32,
+    tids: &[i32],
+    regs: &[Regs],
+    masks: &[u64],
+    statuses: &process::ThreadStatuses,
+) -> Result<Asked> {
     let first_gate = ptrace::checkpoint_gate(pid)?;
-    let asked = ask_through(first_gate, pid, tids, regs, masks);
+    let asked = ask_through(first_gate, pid, tids, regs, masks, statuses);
     let removed = ptrace::remove_vdso_trampoline(pid, first_gate);
     let asked = asked?;
     removed?;
@@ -206,6 +213,7 @@ fn ask_through(
     tids: &[i32],
     regs: &[Regs],
     masks: &[u64],
+    statuses: &process::ThreadStatuses,
 ) -> Result<Asked> {
     const SCRATCH_LEN: u64 = 3 * memory::PAGE;
     let area = memory::PAGE + SCRATCH_LEN;
@@ -254,6 +262,7 @@ fn ask_through(
                 masks[i],
                 &inj,
                 &mut scratch,
+                statuses.get(&tid).cloned(),
             )?);
         }
         let posix_timers = posix_timers::dump(pid, &main, &mut scratch);

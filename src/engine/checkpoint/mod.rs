@@ -71,10 +71,12 @@ fn stop_and_dump(
     target::confirm_frozen(&frozen.pids(), pinned, crate::engine::options::caller_uid())?;
     let policies = policies::resolve(&frozen.pids(), &targets.attributes, options.will)?;
     refuse_shared_address_spaces(&frozen.pids())?;
-    crate::engine::objects::process::refuse_unrestorable(&frozen.pids())?;
-    crate::engine::objects::seccomp::suspend_filters(
+    // each thread's status, read once here for the checks, the filters and the dump
+    let statuses = crate::engine::objects::process::check_unrestorable(&frozen.pids())?;
+    crate::engine::objects::seccomp::suspend_filters_known(
         frozen.threads.values().flatten(),
         libc::PTRACE_O_TRACESYSGOOD,
+        &statuses,
     )?;
     timer.lap("freeze");
 
@@ -93,7 +95,14 @@ fn stop_and_dump(
     writer.compress_pages = options.compress;
     progress.check_cancelled(&options.statefile.display().to_string())?;
     progress.phase(Phase::Dump, preview::page_bytes(&frozen.pids(), progress));
-    let mut dumped = dump::dump_all(&mut frozen, &policies, options, &mut writer, &mut chain)?;
+    let mut dumped = dump::dump_all(
+        &mut frozen,
+        &policies,
+        options,
+        &mut writer,
+        &mut chain,
+        &statuses,
+    )?;
     timer.lap("dump processes (page data written and fsync'd)");
     progress.check_cancelled(&options.statefile.display().to_string())?;
     progress.phase(Phase::Shared, None);

@@ -174,11 +174,23 @@ pub fn restore_root(
 /// on an injected call) or with syscall user dispatch on, or tables shared with another
 /// process.
 pub fn refuse_unrestorable(live: &[i32]) -> Result<()> {
+    check_unrestorable(live).map(|_| ())
+}
+
+/// The /proc/TID/status text of threads, by TID.
+pub type ThreadStatuses = std::collections::BTreeMap<i32, String>;
+
+/// `refuse_unrestorable`, returning the status of every thread it read (of a frozen set:
+/// it holds for the whole dump, and is not read again).
+pub fn check_unrestorable(live: &[i32]) -> Result<ThreadStatuses> {
+    let mut statuses = ThreadStatuses::new();
     for &pid in live {
         let dir = ProcDir::open(pid)?;
         for tid in dir.tids()? {
             let thread = ProcDir::open(tid)?;
-            super::creds::refuse_seccomp(&thread, &thread.status_text()?)?;
+            let text = thread.status_text()?;
+            super::creds::refuse_seccomp(&thread, &text)?;
+            statuses.insert(tid, text);
             if crate::engine::ptrace::syscall_user_dispatch_on(tid) == Some(true) {
                 return Err(Error::with_detail(
                     format!("thread {tid}"),
@@ -188,7 +200,8 @@ pub fn refuse_unrestorable(live: &[i32]) -> Result<()> {
             }
         }
     }
-    refuse_shared_tables(live)
+    refuse_shared_tables(live)?;
+    Ok(statuses)
 }
 
 /// Refuses processes of the set (live ones, each once) that share a descriptor table,

@@ -60,10 +60,13 @@ pub fn refuse(dir: &ProcDir, text: &str) -> Result<()> {
     ))
 }
 
-/// Whether thread `tid` has filters now.
-fn filtered(tid: i32) -> Result<bool> {
+/// Whether thread `tid` has filters now (`known`: its status, if already read).
+fn filtered(tid: i32, known: Option<&String>) -> Result<bool> {
     let dir = ProcDir::open(tid)?;
-    let text = dir.status_text()?;
+    let text = match known {
+        Some(text) => text.clone(),
+        None => dir.status_text()?,
+    };
     let mode: u32 = dir.parsed("status", &text, |t| status::number(t, "Seccomp"))?;
     Ok(mode == SECCOMP_MODE_FILTER)
 }
@@ -71,8 +74,18 @@ fn filtered(tid: i32) -> Result<bool> {
 /// Lets cpr's injected calls pass the filters of the frozen threads `tids` (seized with
 /// `options`): PTRACE_O_SUSPEND_SECCOMP, until cpr lets them go.
 pub fn suspend_filters<'a>(tids: impl IntoIterator<Item = &'a i32>, options: i32) -> Result<()> {
+    suspend_filters_known(tids, options, &Default::default())
+}
+
+/// `suspend_filters`, with the status of the threads already read (`statuses`, by TID;
+/// the others are read).
+pub fn suspend_filters_known<'a>(
+    tids: impl IntoIterator<Item = &'a i32>,
+    options: i32,
+    statuses: &super::process::ThreadStatuses,
+) -> Result<()> {
     for &tid in tids {
-        if filtered(tid)? {
+        if filtered(tid, statuses.get(&tid))? {
             ptrace::set_options(tid, options | libc::PTRACE_O_SUSPEND_SECCOMP)?;
         }
     }

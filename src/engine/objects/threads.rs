@@ -63,17 +63,32 @@ pub struct ThreadSched {
     pub all_cpus: bool,
 }
 
-/// The CPUs online on this system (/sys/devices/system/cpu/online).
+/// The CPUs online on this system (/sys/devices/system/cpu/online). Read again only
+/// after `ONLINE_KEPT`: a checkpoint or restart asks for every thread, and each read
+/// of the file costs as much as the rest of a thread's scheduling.
 pub fn online_cpus() -> Result<Vec<u32>> {
     const ONLINE: &str = "/sys/devices/system/cpu/online";
+    const ONLINE_KEPT: std::time::Duration = std::time::Duration::from_secs(1);
+    static LAST: std::sync::Mutex<Option<(std::time::Instant, Vec<u32>)>> =
+        std::sync::Mutex::new(None);
+    if let Ok(last) = LAST.lock()
+        && let Some((when, cpus)) = last.as_ref()
+        && when.elapsed() < ONLINE_KEPT
+    {
+        return Ok(cpus.clone());
+    }
     let text = std::fs::read_to_string(ONLINE).ctx(ONLINE)?;
-    crate::proc::status::parse_cpus(&text).ok_or_else(|| {
+    let cpus = crate::proc::status::parse_cpus(&text).ok_or_else(|| {
         Error::with_detail(
             ONLINE,
             Kind::InvalidArgument,
             format!("'{}' is not a list of CPUs", text.trim()),
         )
-    })
+    })?;
+    if let Ok(mut last) = LAST.lock() {
+        *last = Some((std::time::Instant::now(), cpus.clone()));
+    }
+    Ok(cpus)
 }
 
 const SCHED_RESET_ON_FORK: i32 = 0x4000_0000;
@@ -110,17 +125,8 @@ impl ThreadSched {
             reset_on_fork: asked & SCHED_RESET_ON_FORK != 0,
             all_cpus: false,
         };
-        // the CPUs online, read once for every thread of the checkpoint
-        static ONLINE: std::sync::OnceLock<Vec<u32>> = std::sync::OnceLock::new();
-        let online = match ONLINE.get() {
-            Some(o) => o,
-            None => {
-                let o = online_cpus()?;
-                ONLINE.get_or_init(|| o)
-            }
-        };
         let sched = ThreadSched {
-            all_cpus: &sched.cpus == online,
+            all_cpus: sched.cpus == online_cpus()?,
             ..sched
         };
         if !POLICIES.contains(&sched.policy) {
@@ -354,7 +360,8 @@ pub fn decode_siginfo(s: &str) -> Result<(i32, Vec<u8>)> {
 const STACK_T_SIZE: u64 = 3 * 8;
 
 /// What only the thread itself can tell, asked through an injector in one batch
-/// (`Injector::ask`); `scratch` is argument space in the process.
+/// (`Injector::ask`), and what /proc tells (`status`: its /proc/TID/status, if read
+/// already since it was stopped); `scratch` is argument space in the process.
 pub fn dump(
     tid: i32,
     pid: i32,
@@ -362,6 +369,7 @@ pub fn dump(
     sigmask: u64,
     inj: &Injector,
     scratch: &mut RemoteScratch,
+    status: Option<String>,
 ) -> Result<ThreadRecord> {
     let mut s = scratch.frame();
     let stack = s.alloc(STACK_T_SIZE)?;
@@ -429,7 +437,10 @@ pub fn dump(
     // credentials
     let tdir = crate::proc::ProcDir::open(tid)?;
     let comm = tdir.thread_comm(tid)?;
-    let status = tdir.status_text()?;
+    let status = match status {
+        Some(text) => text,
+        None => tdir.status_text()?,
+    };
     Ok(ThreadRecord {
         tid,
         comm,

@@ -35,6 +35,10 @@ use super::format::{FileEntry, MANIFEST, Manifest, Owner};
 use super::reader::{probe, valid_rel};
 use crate::error::{Context, Error, Kind, Result};
 
+/// What writes past the page cache (`FileSink::write_direct`) are aligned to: lengths,
+/// offsets and buffer addresses.
+pub const PAGE_ALIGN: usize = 4096;
+
 /// Longest file name (NAME_MAX).
 const NAME_MAX: usize = 255;
 
@@ -88,6 +92,8 @@ pub struct FileSink {
     subject: String,
     /// Told of every byte written.
     progress: crate::engine::progress::Progress,
+    /// Writes bypass the page cache (O_DIRECT, see `write_direct`).
+    direct: bool,
 }
 
 impl std::io::Write for FileSink {
@@ -95,7 +101,14 @@ impl std::io::Write for FileSink {
         if self.progress.cancelled() {
             return Err(std::io::Error::from_raw_os_error(libc::ECANCELED));
         }
-        let n = self.file.write(buf)?;
+        let n = match self.file.write(buf) {
+            // a block the file system will not take directly: the page cache takes it
+            Err(e) if self.direct && e.raw_os_error() == Some(libc::EINVAL) => {
+                self.set_direct(false)?;
+                self.file.write(buf)?
+            }
+            r => r?,
+        };
         self.hasher.update(&buf[..n]);
         if let Some(sha) = &mut self.sha {
             sha.update(&buf[..n]);
@@ -119,6 +132,33 @@ impl FileSink {
     /// Bytes written so far: the offset the next write lands at.
     pub fn position(&self) -> u64 {
         self.size
+    }
+
+    /// From here on, writes of whole pages from page-aligned buffers go straight to the
+    /// device (O_DIRECT), past the page cache; returns whether they do. Only on a file
+    /// system with a device: on tmpfs the page cache is where the data lives. On a
+    /// virtual machine whose host takes back the guest's free memory, every page of a
+    /// freshly filled page cache costs a host fault: writing 1 GiB through the page
+    /// cache took 5-10 s on ext4 here, the same bytes written directly 1.6-2.5 s. The
+    /// caller then writes only multiples of `PAGE_ALIGN` from buffers aligned to it, at
+    /// offsets aligned to it; a write the file system refuses (EINVAL) is retried
+    /// through the page cache, and the rest of the file goes that way. The statefile is
+    /// made durable as before (fsync at commit).
+    pub fn write_direct(&mut self) -> bool {
+        // (ramfs refuses O_DIRECT itself)
+        let on_device = nix::sys::statfs::fstatfs(&self.file)
+            .is_ok_and(|fs| fs.filesystem_type() != nix::sys::statfs::TMPFS_MAGIC);
+        on_device && self.size.is_multiple_of(PAGE_ALIGN as u64) && self.set_direct(true).is_ok()
+    }
+
+    fn set_direct(&mut self, on: bool) -> std::io::Result<()> {
+        use nix::fcntl::{FcntlArg, fcntl};
+        let flags = fcntl(&self.file, FcntlArg::F_GETFL)?;
+        let mut flags = OFlag::from_bits_retain(flags);
+        flags.set(OFlag::O_DIRECT, on);
+        fcntl(&self.file, FcntlArg::F_SETFL(flags))?;
+        self.direct = on;
+        Ok(())
     }
 
     /// Writes all of `data`; errors name the statefile and the file
@@ -436,6 +476,7 @@ impl StatefileWriter {
             size: 0,
             subject: self.subject(),
             progress: self.progress.clone(),
+            direct: false,
         })
     }
 

@@ -462,9 +462,14 @@ fn backing(pid: i32, m: &MapsLine, name: &str, vflags: &[String]) -> Result<Back
 /// process_vm_readv in large batches; memory the process cannot read (PROT_NONE data)
 /// through /proc/PID/mem. Reading and writing overlap: a second thread writes one buffer
 /// while the next is read.
-/// With `compress`, the writer compresses each buffer first (statefile/compress.rs).
+/// With `compress`, the writer compresses each buffer first (statefile/compress.rs);
+/// without, the data goes to the device past the page cache where the file system has
+/// one (`FileSink::write_direct`), from page-aligned buffers, in larger batches (the
+/// device waits for each).
 pub fn dump_pages(pid: i32, vmas: &[Vma], sink: &mut FileSink, compress: bool) -> Result<u64> {
-    const BATCH: usize = 8 << 20;
+    use crate::statefile::writer::PAGE_ALIGN;
+    let direct = !compress && sink.write_direct();
+    let batch: usize = if direct { 32 << 20 } else { 8 << 20 };
     // (address, length, readable) of every run, in file order
     let mut runs: Vec<(u64, usize, bool)> = Vec::new();
     for vma in vmas {
@@ -481,23 +486,26 @@ pub fn dump_pages(pid: i32, vmas: &[Vma], sink: &mut FileSink, compress: bool) -
         std::fs::File::open(format!("/proc/{pid}/mem")).ctx(format!("process {pid}: memory"))?;
     let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(1);
     let (empty_tx, empty_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+    // the data of a buffer starts at its first page boundary (`aligned`)
+    let cap = batch.min(total as usize).max(PAGE as usize);
     for _ in 0..2 {
         // no bigger than the data: a large zeroed allocation costs a memset per process
-        let _ = empty_tx.send(vec![0u8; BATCH.min(total as usize).max(PAGE as usize)]);
+        let _ = empty_tx.send(vec![0u8; cap + PAGE_ALIGN]);
     }
     std::thread::scope(|scope| -> Result<u64> {
         let writer = scope.spawn(move || -> Result<std::time::Duration> {
             let mut unflushed = 0usize;
             let mut packed = Vec::new();
             let mut busy = std::time::Duration::ZERO;
-            for (buf, n) in full_rx {
+            for (mut buf, n) in full_rx {
                 let t = std::time::Instant::now();
+                let data = &aligned(&mut buf, cap)[..n];
                 if compress {
                     packed.clear();
-                    crate::statefile::compress::encode(&buf[..n], &mut packed);
+                    crate::statefile::compress::encode(data, &mut packed);
                     sink.write_all(&packed).ctx(sink.rel.clone())?;
                 } else {
-                    sink.write_all(&buf[..n]).ctx(sink.rel.clone())?;
+                    sink.write_all(data).ctx(sink.rel.clone())?;
                 }
                 // start writeback as we go, so that the final fsync has little left
                 unflushed += n;
@@ -516,12 +524,12 @@ pub fn dump_pages(pid: i32, vmas: &[Vma], sink: &mut FileSink, compress: bool) -
             let mut next = 0usize; // index into runs
             let mut offset = 0usize; // bytes of runs[next] already taken
             while next < runs.len() {
-                let Ok(mut buf) = empty_rx.recv() else {
+                let Ok(mut whole) = empty_rx.recv() else {
                     return Ok(());
                 }; // the writer failed
+                let buf = aligned(&mut whole, cap);
                 let mut filled = 0usize;
                 let mut remote: Vec<RemoteIoVec> = Vec::new();
-                let cap = buf.len();
                 while next < runs.len() && filled < cap && remote.len() < 1000 {
                     let (addr, len, readable) = runs[next];
                     let take = (len - offset).min(cap - filled);
@@ -547,7 +555,7 @@ pub fn dump_pages(pid: i32, vmas: &[Vma], sink: &mut FileSink, compress: bool) -
                 let t = std::time::Instant::now();
                 read_batch(pid, &mut buf[..filled], &mut remote)?;
                 read_time += t.elapsed();
-                if full_tx.send((buf, filled)).is_err() {
+                if full_tx.send((whole, filled)).is_err() {
                     return Ok(());
                 }
             }
@@ -565,13 +573,23 @@ pub fn dump_pages(pid: i32, vmas: &[Vma], sink: &mut FileSink, compress: bool) -
         let write_time = written?;
         if std::env::var_os("CPR_TIMING").is_some() {
             eprintln!(
-                "cpr: timing:   process {pid}: reading {:.1} ms, writing {:.1} ms",
+                "cpr: timing:   process {pid}: reading {:.1} ms, writing {:.1} ms{}",
                 read_time.as_secs_f64() * 1e3,
-                write_time.as_secs_f64() * 1e3
+                write_time.as_secs_f64() * 1e3,
+                if direct { " (direct)" } else { "" }
             );
         }
         Ok(total)
     })
+}
+
+/// The `len` bytes of `buf` from its first page boundary on (`buf` holds `len` and a
+/// page more), for writes past the page cache.
+fn aligned(buf: &mut [u8], len: usize) -> &mut [u8] {
+    let skip = buf
+        .as_ptr()
+        .align_offset(crate::statefile::writer::PAGE_ALIGN);
+    &mut buf[skip..skip + len]
 }
 
 /// Reads the pending readable iovecs into the tail of `buf` that they cover (the last

@@ -6,7 +6,7 @@
 //! A process that is not there (or no longer) is `No such process`.
 
 use std::io::Read;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
@@ -172,6 +172,33 @@ impl ProcDir {
 
     pub fn maps(&self) -> Result<Vec<MapsLine>> {
         self.parsed("maps", &self.read_text("maps")?, maps::parse)
+    }
+
+    /// The mappings (start, end) that overlap `lo..hi`, in address order: asked of the
+    /// kernel one at a time (PROCMAP_QUERY) where it can, else from the whole of `maps`.
+    pub fn mappings_within(&self, lo: u64, hi: u64) -> Result<Vec<(u64, u64)>> {
+        let maps = self.open_file("maps")?;
+        let mut out = Vec::new();
+        let mut at = lo;
+        while at < hi {
+            match crate::sys::procmap::mapping_from(maps.as_fd(), at) {
+                Ok(Some((s, e))) if s < hi => {
+                    out.push((s, e));
+                    at = e;
+                }
+                Ok(_) => return Ok(out),
+                // an older kernel (or any other refusal): the text answers the same
+                Err(_) => {
+                    return Ok(self
+                        .maps()?
+                        .into_iter()
+                        .filter(|m| m.start < hi && lo < m.end)
+                        .map(|m| (m.start, m.end))
+                        .collect());
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The VmFlags of each mapping, by start address.

@@ -65,6 +65,14 @@ pub fn set_cloexec(fd: RawFd, on: bool) -> Result<(), Errno> {
         .map(drop)
 }
 
+/// close_range(first, last, 0): closes every open descriptor numbered `first` to `last`
+/// (inclusive). ENOSYS before Linux 5.9.
+pub fn close_range(first: u32, last: u32) -> Result<(), Errno> {
+    // SAFETY: integer arguments; closing descriptors no Rust value owns is the caller's
+    // intent (those it owns it keeps out of the range).
+    Errno::result(unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) }).map(drop)
+}
+
 /// fcntl(F_DUPFD or F_DUPFD_CLOEXEC): a new descriptor, numbered `min` or above, for
 /// the open file that number `fd` refers to. `fd` itself is untouched; a number that
 /// is not open is EBADF.

@@ -13,6 +13,7 @@ pub mod membarrier;
 pub mod mqueue;
 pub mod prctl;
 pub mod premap;
+pub mod procmap;
 pub mod pty;
 pub mod sched;
 pub mod shared_anon;
@@ -24,8 +25,8 @@ pub mod tcp_repair;
 pub mod uffd_fill;
 
 pub use fd::{
-    CloseOnce, dup_above, dup_at, pidfd_getfd, pipe_bytes, set_cloexec, set_record_lock, steal_fd,
-    try_flock,
+    CloseOnce, close_range, dup_above, dup_at, pidfd_getfd, pipe_bytes, set_cloexec,
+    set_record_lock, steal_fd, try_flock,
 };
 pub use kcmp::same_open_file;
 pub use kernel_types::{Caps, CapsetArgs, CloneArgs, KernelStruct, PrctlMmMap};

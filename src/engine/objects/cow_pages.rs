@@ -466,7 +466,7 @@ fn take_parent_pages(
             s < hi && lo < e
         })
     };
-    let mine = ProcDir::open(std::process::id() as i32)?.maps()?;
+    let mine = ProcDir::open(std::process::id() as i32)?;
     let mut moved = Vec::new();
     for &(ps, pe, pat) in &parent.regions {
         let (lo, hi) = (ps.max(v.start), pe.min(v.end));
@@ -475,8 +475,8 @@ fn take_parent_pages(
         }
         // the parent's region may be several mappings now: move each piece on its own
         let (from, to) = (pat + (lo - ps), pat + (hi - ps));
-        for m in mine.iter().filter(|m| m.start < to && from < m.end) {
-            let (a, b) = (m.start.max(from), m.end.min(to));
+        for (start, end) in mine.mappings_within(from, to)? {
+            let (a, b) = (start.max(from), end.min(to));
             let addr = ps + (a - pat);
             area.take_from(
                 &parent.area,

@@ -733,9 +733,14 @@ pub fn restore(
     tty: Option<&str>,
     shared: &dyn Fn(u32) -> Option<i32>,
 ) -> Result<()> {
-    // (the numbers the listing itself used are closed again by the time they are read)
-    let mine = ProcDir::open(std::process::id() as i32)?.fds()?;
-    let taken: std::collections::HashSet<i32> = mine.iter().copied().collect();
+    // the image's numbers that one of cpr's descriptors holds (asked of each number, not
+    // by listing /proc/self/fd: a record's open below puts nothing at another's number
+    // that outlives it)
+    let taken: std::collections::HashSet<i32> = records
+        .iter()
+        .map(|r| r.fd)
+        .filter(|&fd| crate::sys::fown::get_fl(fd).is_ok())
+        .collect();
     let top = records.iter().map(|r| r.fd).max().unwrap_or(0) + 1;
     let base = top.max(keep.iter().copied().max().unwrap_or(0) + 1);
     // each opened and put at its number at once, where none of cpr's descriptors is (one
@@ -773,12 +778,24 @@ pub fn restore(
             dup_to(fd.as_raw_fd(), r.fd)?;
         }
     }
-    let staged_fds: std::collections::HashSet<i32> = staged.iter().map(|&(_, h)| h).collect();
-    for fd in mine {
-        if !keep.contains(&fd) && !staged_fds.contains(&fd) {
-            let _ = nix::unistd::close(fd);
-        }
-    }
+    // cpr's descriptors go: every number but `keep`, the staged copies and the image's
+    // descriptors in place (those still cpr's at an image number are staged)
+    let placed = records
+        .iter()
+        .filter(|r| {
+            !taken.contains(&r.fd)
+                && match r.kind {
+                    FdKind::Dup { .. } => false,
+                    FdKind::Event(_) => r.shared.is_some(),
+                    _ => true,
+                }
+        })
+        .map(|r| r.fd);
+    let spared: Vec<i32> = placed
+        .chain(keep.iter().copied())
+        .chain(staged.iter().map(|&(_, h)| h))
+        .collect();
+    close_all_but(&spared)?;
     for (target, high) in &staged {
         dup_to(*high, *target)?;
     }
@@ -802,6 +819,44 @@ pub fn restore(
         restore_description(r)?;
     }
     Ok(())
+}
+
+/// Closes every descriptor of this process except `spared`: by close_range over the
+/// gaps between them, or (before Linux 5.9) by listing /proc/self/fd.
+fn close_all_but(spared: &[i32]) -> Result<()> {
+    let ranges = gaps(spared.iter().copied());
+    for &(first, last) in &ranges {
+        match crate::sys::close_range(first, last) {
+            Ok(()) => {}
+            Err(nix::errno::Errno::ENOSYS) => {
+                // (the number the listing itself uses is closed again when it is read)
+                for fd in ProcDir::open(std::process::id() as i32)?.fds()? {
+                    if !spared.contains(&fd) {
+                        let _ = nix::unistd::close(fd);
+                    }
+                }
+                return Ok(());
+            }
+            Err(e) => return Err(Error::errno("closing cpr's descriptors", e)),
+        }
+    }
+    Ok(())
+}
+
+/// The ranges of descriptor numbers (first, last, inclusive) that are not in `fds`.
+pub fn gaps(fds: impl Iterator<Item = i32>) -> Vec<(u32, u32)> {
+    let theirs: std::collections::BTreeSet<u32> =
+        fds.filter_map(|fd| u32::try_from(fd).ok()).collect();
+    let mut out = Vec::new();
+    let mut next = 0u32;
+    for fd in theirs {
+        if fd > next {
+            out.push((next, fd - 1));
+        }
+        next = fd + 1;
+    }
+    out.push((next, u32::MAX));
+    out
 }
 
 /// The status flags, owner and signal of the description at `r.fd`, as the record says
@@ -863,4 +918,19 @@ pub fn summaries(records: &[FdRecord]) -> Vec<crate::statefile::OpenFileSummary>
             },
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gaps;
+
+    #[test]
+    fn gaps_cover_every_other_number() {
+        assert_eq!(gaps([].into_iter()), vec![(0, u32::MAX)]);
+        assert_eq!(
+            gaps([0, 1, 2, 5, 7, 7].into_iter()),
+            vec![(3, 4), (6, 6), (8, u32::MAX)]
+        );
+        assert_eq!(gaps([3].into_iter()), vec![(0, 2), (4, u32::MAX)]);
+    }
 }

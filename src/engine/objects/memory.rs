@@ -870,10 +870,9 @@ fn unmap_own<'a>(
 fn move_premapped(inj: &Injector, pid: i32, v: &Vma, at: u64) -> Result<()> {
     let len = v.end - v.start;
     let pieces: Vec<(u64, u64)> = ProcDir::open(pid)?
-        .maps()?
+        .mappings_within(at, at + len)?
         .into_iter()
-        .filter(|m| at <= m.start && m.end <= at + len)
-        .map(|m| (m.start, m.end))
+        .filter(|&(s, e)| at <= s && e <= at + len)
         .collect();
     for (s, e) in pieces {
         inj.check(

@@ -415,7 +415,7 @@ fn inherited_reads(
 /// round trip for all, no listing of /proc/PID/fd).
 fn close_cpr_fds(main: &Injector, img: &Image, scratch: &mut Scratch) -> Result<()> {
     let mut batch = ptrace::Batch::new();
-    for (first, last) in gaps(img.core.fds.iter().map(|f| f.fd)) {
+    for (first, last) in crate::engine::objects::files::gaps(img.core.fds.iter().map(|f| f.fd)) {
         batch.call(
             libc::SYS_close_range,
             [first as u64, last as u64, 0, 0, 0, 0],
@@ -423,22 +423,6 @@ fn close_cpr_fds(main: &Injector, img: &Image, scratch: &mut Scratch) -> Result<
     }
     batch.run(main, &mut scratch.args)?;
     Ok(())
-}
-
-/// The ranges of descriptor numbers (first, last, inclusive) that are not in `fds`.
-fn gaps(fds: impl Iterator<Item = i32>) -> Vec<(u32, u32)> {
-    let theirs: std::collections::BTreeSet<u32> =
-        fds.filter_map(|fd| u32::try_from(fd).ok()).collect();
-    let mut out = Vec::new();
-    let mut next = 0u32;
-    for fd in theirs {
-        if fd > next {
-            out.push((next, fd - 1));
-        }
-        next = fd + 1;
-    }
-    out.push((next, u32::MAX));
-    out
 }
 
 /// The mm fields, auxv and executable of the image (prctl PR_SET_MM_MAP).
@@ -493,19 +477,4 @@ fn set_mm(
         ],
     )?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::gaps;
-
-    #[test]
-    fn gaps_cover_every_other_number() {
-        assert_eq!(gaps([].into_iter()), vec![(0, u32::MAX)]);
-        assert_eq!(
-            gaps([0, 1, 2, 5, 7, 7].into_iter()),
-            vec![(3, 4), (6, 6), (8, u32::MAX)]
-        );
-        assert_eq!(gaps([3].into_iter()), vec![(0, 2), (4, u32::MAX)]);
-    }
 }

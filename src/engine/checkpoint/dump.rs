@@ -318,20 +318,29 @@ fn dump_memory(
 ) -> Result<MmRecord> {
     let pid = dir.pid();
     let mut timer = crate::engine::timer::Timer::new();
-    let mut vmas = memory::plan(pid)?;
+    // the VmFlags (smaps, slow to read) come meanwhile: the pages do not depend on them
+    let (mut vmas, flags) = memory::plan_ahead(pid)?;
+    let mut flags = Some(flags);
     timer.lap(&format!("  process {pid}: memory plan"));
     // an incremental checkpoint saves only what changed since its parent
     chain.select(pid, &mut vmas)?;
+    if !inherited.is_empty() {
+        // which mappings may share pages with the parent process depends on the flags
+        flags.take().map_or(Ok(()), |f| f.finish(&mut vmas))?;
+    }
     // pages shared copy-on-write with the parent are saved with the parent's
     crate::engine::objects::cow_pages::mark_inherited(&mut vmas, inherited);
     timer.lap(&format!("  process {pid}: pages selected"));
     let mut sink = writer.create_file(&pages_path(pid))?;
     let compress = writer.compress_pages;
-    let pages_bytes = memory::dump_pages(pid, &vmas, &mut sink, compress)?;
+    let dumped = memory::dump_pages(pid, &vmas, &mut sink, compress);
+    // a mapping the flags refuse may be why its pages could not be read: that first
+    flags.map_or(Ok(()), |f| f.finish(&mut vmas))?;
+    let pages_bytes = dumped?;
     writer.pages_raw_bytes += pages_bytes;
     writer.finish_file(sink)?;
     timer.lap(&format!(
-        "  process {pid}: page data ({} MiB)",
+        "  process {pid}: page data ({} MiB), flags",
         pages_bytes >> 20
     ));
     Ok(MmRecord {

@@ -275,9 +275,22 @@ fn plan_with(
     dir: &ProcDir,
     flags: impl FnOnce() -> Result<Vec<(u64, Vec<String>)>>,
 ) -> Result<Vec<Result<Vma>>> {
+    let (maps, pagemap, scanned) = scan_all(dir)?;
+    let flags = Flags::new(pid, flags()?);
+    Ok(maps
+        .iter()
+        .zip(scanned)
+        .map(|(m, scanned)| plan_one(pid, m, scanned, &pagemap, flags.of(m)))
+        .collect())
+}
+
+/// The mappings of a stopped process, its pagemap, and the pages of each mapping the
+/// checkpoint saves (by PAGEMAP_SCAN, `None` where it was not asked or cannot tell).
+type Scanned = (Vec<MapsLine>, std::fs::File, Vec<Option<Vec<(u64, u64)>>>);
+
+fn scan_all(dir: &ProcDir) -> Result<Scanned> {
     let maps = dir.maps()?;
     let pagemap = dir.open_file("pagemap")?;
-    // the pages of each mapping, while smaps is read
     let mut scan_works = true;
     let scanned: Vec<Option<Vec<(u64, u64)>>> = maps
         .iter()
@@ -291,49 +304,158 @@ fn plan_with(
             _ => None,
         })
         .collect();
-    let flags: BTreeMap<u64, Vec<String>> = flags()?.into_iter().collect();
-    // the write-protect registration of cpr's own dirty tracking (tracking.rs) is no
-    // userfaultfd of the program's
-    let own_tracking =
-        !super::tracking::own_uffds(pid).is_empty() && !super::tracking::has_foreign_uffd(pid);
-    let plan_one = |(m, scanned): (&MapsLine, Option<Vec<(u64, u64)>>)| -> Result<Vma> {
-        let name = m.path.clone();
-        let mut vflags = flags.get(&m.start).cloned().unwrap_or_default();
-        if own_tracking {
+    Ok((maps, pagemap, scanned))
+}
+
+/// The VmFlags of each mapping, by start address, as a checkpoint records them.
+struct Flags {
+    by_start: BTreeMap<u64, Vec<String>>,
+    /// The process holds cpr's own tracking userfaultfd (tracking.rs) and no other: its
+    /// write-protect registration (`uw`) is no userfaultfd of the program's.
+    own_tracking: bool,
+}
+
+impl Flags {
+    fn new(pid: i32, smaps: Vec<(u64, Vec<String>)>) -> Flags {
+        Flags {
+            by_start: smaps.into_iter().collect(),
+            own_tracking: !super::tracking::own_uffds(pid).is_empty()
+                && !super::tracking::has_foreign_uffd(pid),
+        }
+    }
+
+    fn of(&self, m: &MapsLine) -> Vec<String> {
+        let mut vflags = self.by_start.get(&m.start).cloned().unwrap_or_default();
+        if self.own_tracking {
             vflags.retain(|f| f != "uw");
         }
-        if name != "[vsyscall]" && !super::vdso::is_vdso(&name) {
-            refuse_flags(pid, m, &vflags)?;
-        }
-        let backing = backing(pid, m, &name, &vflags)?;
-        // private mappings of a file or memory object: only the pages written since
-        // (copies of the object's pages beyond its end cannot even be read)
-        let runs = match &backing {
-            Backing::Vdso | Backing::Vsyscall | Backing::SysvShm { .. } => Vec::new(),
-            Backing::File { .. } | Backing::SharedMem { .. } if m.shared() => Vec::new(),
-            Backing::File { .. } | Backing::SharedMem { .. } => match scanned {
-                Some(runs) if page_kind(m) == PageKind::Written => runs,
-                _ => pages_to_save(&pagemap_entries(pid, m, &pagemap)?, true),
-            },
-            Backing::Anon => match scanned {
-                Some(runs) if page_kind(m) == PageKind::All => runs,
-                _ => pages_to_save(&pagemap_entries(pid, m, &pagemap)?, false),
-            },
-        };
-        Ok(Vma {
-            start: m.start,
-            end: m.end,
-            prot: m.prot(),
-            shared: m.shared(),
-            backing,
-            name,
-            flags: vflags,
-            runs,
-            inherited: Vec::new(),
-            cow: Vec::new(),
-        })
+        vflags
+    }
+}
+
+/// Mapping `m` of `pid` classified, with its VmFlags `vflags`, and the pages it saves.
+fn plan_one(
+    pid: i32,
+    m: &MapsLine,
+    scanned: Option<Vec<(u64, u64)>>,
+    pagemap: &std::fs::File,
+    vflags: Vec<String>,
+) -> Result<Vma> {
+    let name = m.path.clone();
+    if name != "[vsyscall]" && !super::vdso::is_vdso(&name) {
+        refuse_flags(pid, m, &vflags)?;
+    }
+    let backing = backing(pid, m, &name, &vflags)?;
+    // private mappings of a file or memory object: only the pages written since
+    // (copies of the object's pages beyond its end cannot even be read)
+    let runs = match &backing {
+        Backing::Vdso | Backing::Vsyscall | Backing::SysvShm { .. } => Vec::new(),
+        Backing::File { .. } | Backing::SharedMem { .. } if m.shared() => Vec::new(),
+        Backing::File { .. } | Backing::SharedMem { .. } => match scanned {
+            Some(runs) if page_kind(m) == PageKind::Written => runs,
+            _ => pages_to_save(&pagemap_entries(pid, m, pagemap)?, true),
+        },
+        Backing::Anon => match scanned {
+            Some(runs) if page_kind(m) == PageKind::All => runs,
+            _ => pages_to_save(&pagemap_entries(pid, m, pagemap)?, false),
+        },
     };
-    Ok(maps.iter().zip(scanned).map(plan_one).collect())
+    Ok(Vma {
+        start: m.start,
+        end: m.end,
+        prot: m.prot(),
+        shared: m.shared(),
+        backing,
+        name,
+        flags: vflags,
+        runs,
+        inherited: Vec::new(),
+        cow: Vec::new(),
+    })
+}
+
+/// The plan of a stopped process made before its VmFlags are known (`plan_ahead`):
+/// smaps, which the kernel builds by walking every page of every mapping (15 ms and
+/// more for 1 GiB), is still being read on a thread of its own.
+pub struct Pending {
+    pid: i32,
+    maps: Vec<MapsLine>,
+    smaps: Option<std::thread::JoinHandle<SmapsFlags>>,
+}
+
+/// `plan` without waiting for smaps: the mappings and their pages, every mapping's
+/// flags still empty. The pages to save do not depend on the flags, so they can be
+/// selected and read meanwhile; `Pending::finish` then gives each mapping its flags and
+/// refuses what they forbid (the same refusals as `plan`, and the same first one).
+pub fn plan_ahead(pid: i32) -> Result<(Vec<Vma>, Pending)> {
+    let dir = ProcDir::open(pid)?;
+    let reader = ProcDir::open(pid)?;
+    // without a thread, smaps is read by `finish`
+    let smaps = std::thread::Builder::new()
+        .name("cpr-smaps".into())
+        .spawn(move || reader.smaps_flags())
+        .ok();
+    let (maps, pagemap, scanned) = scan_all(&dir)?;
+    let planned: Result<Vec<Vma>> = maps
+        .iter()
+        .zip(scanned)
+        .map(|(m, scanned)| plan_one(pid, m, scanned, &pagemap, Vec::new()))
+        .collect();
+    match planned {
+        Ok(vmas) => Ok((vmas, Pending { pid, maps, smaps })),
+        // the refusal `plan` makes, which a flag of an earlier mapping may come before
+        Err(e) => {
+            let flags = join_smaps(pid, smaps)?;
+            plan_with(pid, &dir, || Ok(flags))?
+                .into_iter()
+                .collect::<Result<Vec<Vma>>>()?;
+            Err(e)
+        }
+    }
+}
+
+type SmapsFlags = Result<Vec<(u64, Vec<String>)>>;
+
+/// The VmFlags read by the thread `smaps` (or here, if there is none).
+fn join_smaps(pid: i32, smaps: Option<std::thread::JoinHandle<SmapsFlags>>) -> SmapsFlags {
+    let Some(smaps) = smaps else {
+        return ProcDir::open(pid)?.smaps_flags();
+    };
+    smaps.join().unwrap_or_else(|_| {
+        Err(Error::with_detail(
+            format!("process {pid}"),
+            Kind::CheckpointError,
+            "reading smaps failed",
+        ))
+    })
+}
+
+impl Pending {
+    /// Gives `vmas` (as `plan_ahead` made them, in the same order) their VmFlags, once
+    /// smaps is read, and refuses what they forbid.
+    pub fn finish(self, vmas: &mut [Vma]) -> Result<()> {
+        let pid = self.pid;
+        let flags = Flags::new(pid, join_smaps(pid, self.smaps)?);
+        if vmas.len() != self.maps.len() {
+            return Err(Error::with_detail(
+                format!("process {pid}"),
+                Kind::CheckpointError,
+                "its mappings changed while it was stopped",
+            ));
+        }
+        for (m, v) in self.maps.iter().zip(vmas.iter_mut()) {
+            let vflags = flags.of(m);
+            if v.name != "[vsyscall]" && !super::vdso::is_vdso(&v.name) {
+                refuse_flags(pid, m, &vflags)?;
+            }
+            if matches!(v.backing, Backing::SysvShm { .. }) {
+                // the one backing that depends on the flags (hugetlb segments are refused)
+                v.backing = backing(pid, m, &m.path, &vflags)?;
+            }
+            v.flags = vflags;
+        }
+        Ok(())
+    }
 }
 
 /// `pages_to_save` of mapping `m` by PAGEMAP_SCAN, as page-index runs; `None` where the

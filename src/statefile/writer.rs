@@ -39,6 +39,13 @@ use crate::error::{Context, Error, Kind, Result};
 /// offsets and buffer addresses.
 pub const PAGE_ALIGN: usize = 4096;
 
+/// The `len` bytes of `buf` from its first `PAGE_ALIGN` boundary on, for writes past
+/// the page cache (`buf` holds `len + PAGE_ALIGN` bytes).
+pub fn aligned(buf: &mut [u8], len: usize) -> &mut [u8] {
+    let skip = buf.as_ptr().align_offset(PAGE_ALIGN);
+    &mut buf[skip..skip + len]
+}
+
 /// Longest file name (NAME_MAX).
 const NAME_MAX: usize = 255;
 

@@ -621,7 +621,7 @@ pub fn dump_pages(pid: i32, vmas: &[Vma], sink: &mut FileSink, compress: bool) -
             let mut busy = std::time::Duration::ZERO;
             for (mut buf, n) in full_rx {
                 let t = std::time::Instant::now();
-                let data = &aligned(&mut buf, cap)[..n];
+                let data = &crate::statefile::writer::aligned(&mut buf, cap)[..n];
                 if compress {
                     packed.clear();
                     crate::statefile::compress::encode(data, &mut packed);
@@ -649,7 +649,7 @@ pub fn dump_pages(pid: i32, vmas: &[Vma], sink: &mut FileSink, compress: bool) -
                 let Ok(mut whole) = empty_rx.recv() else {
                     return Ok(());
                 }; // the writer failed
-                let buf = aligned(&mut whole, cap);
+                let buf = crate::statefile::writer::aligned(&mut whole, cap);
                 let mut filled = 0usize;
                 let mut remote: Vec<RemoteIoVec> = Vec::new();
                 while next < runs.len() && filled < cap && remote.len() < 1000 {
@@ -703,15 +703,6 @@ pub fn dump_pages(pid: i32, vmas: &[Vma], sink: &mut FileSink, compress: bool) -
         }
         Ok(total)
     })
-}
-
-/// The `len` bytes of `buf` from its first page boundary on (`buf` holds `len` and a
-/// page more), for writes past the page cache.
-fn aligned(buf: &mut [u8], len: usize) -> &mut [u8] {
-    let skip = buf
-        .as_ptr()
-        .align_offset(crate::statefile::writer::PAGE_ALIGN);
-    &mut buf[skip..skip + len]
 }
 
 /// Reads the pending readable iovecs into the tail of `buf` that they cover (the last

@@ -199,20 +199,23 @@ pub fn collect_memory(
 
 /// Copies the `runs` (offset, length) of `file` into `sink`, in order, reading and
 /// writing (with its hashing) on two threads: a reader fills one buffer while the
-/// writer empties the other.
+/// writer empties the other. The writes go past the page cache where they can
+/// (`FileSink::write_direct`), from page-aligned buffers.
 fn copy_runs(
     file: &std::fs::File,
     runs: &[(u64, u64)],
     sink: &mut crate::statefile::FileSink,
     who: &str,
 ) -> Result<()> {
-    const BUF: u64 = 8 << 20;
+    use crate::statefile::writer::{PAGE_ALIGN, aligned};
+    let direct = sink.write_direct();
+    let buf_size: u64 = if direct { 32 << 20 } else { 8 << 20 };
     let biggest = runs.iter().map(|r| r.1).max().unwrap_or(0);
-    let size = BUF.min(biggest).max(1) as usize;
+    let size = buf_size.min(biggest).max(1) as usize;
     let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(1);
     let (empty_tx, empty_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
     for _ in 0..2 {
-        let _ = empty_tx.send(vec![0u8; size]);
+        let _ = empty_tx.send(vec![0u8; size + PAGE_ALIGN]);
     }
     std::thread::scope(|scope| -> Result<()> {
         let reader = scope.spawn(move || -> Result<()> {
@@ -224,7 +227,8 @@ fn copy_runs(
                         return Ok(());
                     };
                     let n = (len - done).min(size as u64) as usize;
-                    file.read_exact_at(&mut buf[..n], off + done).ctx(who)?;
+                    file.read_exact_at(&mut aligned(&mut buf, size)[..n], off + done)
+                        .ctx(who)?;
                     if full_tx.send((buf, n)).is_err() {
                         return Ok(());
                     }
@@ -234,8 +238,9 @@ fn copy_runs(
             Ok(())
         });
         let written = (|| -> Result<()> {
-            for (buf, n) in full_rx {
-                sink.write_all(&buf[..n]).ctx(sink.rel.clone())?;
+            for (mut buf, n) in full_rx {
+                sink.write_all(&aligned(&mut buf, size)[..n])
+                    .ctx(sink.rel.clone())?;
                 let _ = empty_tx.send(buf);
             }
             Ok(())

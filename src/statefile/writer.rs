@@ -71,6 +71,11 @@ pub struct StatefileWriter {
     pub compress_pages: bool,
     /// Bytes of page data written so far, before compression (for the MANIFEST).
     pub pages_raw_bytes: u64,
+    /// Writeback starts as files are finished (and as page data is written): true
+    /// unless processes are stopped for a checkpoint after which they run on (`-g`),
+    /// whose stop must not wait for the disk; the commit's fsync, after they run on,
+    /// writes everything then.
+    pub writeback: bool,
 }
 
 /// One file being written: hashes as it goes. Hand it back with `finish_file`.
@@ -88,6 +93,8 @@ pub struct FileSink {
     subject: String,
     /// Told of every byte written.
     progress: crate::engine::progress::Progress,
+    /// `StatefileWriter::writeback` when it was made.
+    writeback: bool,
 }
 
 impl std::io::Write for FileSink {
@@ -114,6 +121,14 @@ impl FileSink {
     /// data is hashed).
     pub fn file(&self) -> &File {
         &self.file
+    }
+
+    /// Starts writeback of what was written so far, unless the writer said not to
+    /// (`StatefileWriter::writeback`).
+    pub fn start_writeback(&self) {
+        if self.writeback {
+            crate::sys::start_writeback(&self.file);
+        }
     }
 
     /// Bytes written so far: the offset the next write lands at.
@@ -357,6 +372,7 @@ impl StatefileWriter {
             progress: Default::default(),
             compress_pages: false,
             pages_raw_bytes: 0,
+            writeback: true,
         };
         // From here on, Drop removes the staging directory on error. It stays the
         // writer's, 0700, until commit hands the finished statefile to its owner.
@@ -436,6 +452,7 @@ impl StatefileWriter {
             size: 0,
             subject: self.subject(),
             progress: self.progress.clone(),
+            writeback: self.writeback,
         })
     }
 
@@ -456,7 +473,9 @@ impl StatefileWriter {
         sink.file.flush().map_err(|e| sink.error(e))?;
         // fsync'd together at commit: one journal commit then covers most of them (ext4),
         // where a file-by-file fsync costs one each; writeback starts now
-        crate::sys::start_writeback(&sink.file);
+        if self.writeback {
+            crate::sys::start_writeback(&sink.file);
+        }
         let entry = FileEntry {
             path: sink.rel.clone(),
             size: sink.size,

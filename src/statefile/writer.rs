@@ -82,6 +82,11 @@ pub struct StatefileWriter {
     pub compress_pages: bool,
     /// Bytes of page data written so far, before compression (for the MANIFEST).
     pub pages_raw_bytes: u64,
+    /// Writeback starts as files are finished (and as page data is written): true
+    /// unless processes are stopped for a checkpoint after which they run on (`-g`),
+    /// whose stop must not wait for the disk; the commit's fsync, after they run on,
+    /// writes everything then.
+    pub writeback: bool,
 }
 
 /// One file being written: hashes as it goes. Hand it back with `finish_file`.
@@ -101,6 +106,8 @@ pub struct FileSink {
     progress: crate::engine::progress::Progress,
     /// Writes bypass the page cache (O_DIRECT, see `write_direct`).
     direct: bool,
+    /// `StatefileWriter::writeback` when it was made.
+    writeback: bool,
 }
 
 impl std::io::Write for FileSink {
@@ -136,6 +143,14 @@ impl FileSink {
         &self.file
     }
 
+    /// Starts writeback of what was written so far, unless the writer said not to
+    /// (`StatefileWriter::writeback`).
+    pub fn start_writeback(&self) {
+        if self.writeback {
+            crate::sys::start_writeback(&self.file);
+        }
+    }
+
     /// Bytes written so far: the offset the next write lands at.
     pub fn position(&self) -> u64 {
         self.size
@@ -150,8 +165,14 @@ impl FileSink {
     /// caller then writes only multiples of `PAGE_ALIGN` from buffers aligned to it, at
     /// offsets aligned to it; a write the file system refuses (EINVAL) is retried
     /// through the page cache, and the rest of the file goes that way. The statefile is
-    /// made durable as before (fsync at commit).
+    /// made durable as before (fsync at commit). Not while a `-g` checkpoint's processes
+    /// are stopped (`StatefileWriter::writeback` false).
     pub fn write_direct(&mut self) -> bool {
+        // not while processes are stopped to run on after (`writeback` false): a direct
+        // write waits for the device, a buffered one does not
+        if !self.writeback {
+            return false;
+        }
         // (ramfs refuses O_DIRECT itself)
         let on_device = nix::sys::statfs::fstatfs(&self.file)
             .is_ok_and(|fs| fs.filesystem_type() != nix::sys::statfs::TMPFS_MAGIC);
@@ -404,6 +425,7 @@ impl StatefileWriter {
             progress: Default::default(),
             compress_pages: false,
             pages_raw_bytes: 0,
+            writeback: true,
         };
         // From here on, Drop removes the staging directory on error. It stays the
         // writer's, 0700, until commit hands the finished statefile to its owner.
@@ -484,6 +506,7 @@ impl StatefileWriter {
             subject: self.subject(),
             progress: self.progress.clone(),
             direct: false,
+            writeback: self.writeback,
         })
     }
 
@@ -504,7 +527,9 @@ impl StatefileWriter {
         sink.file.flush().map_err(|e| sink.error(e))?;
         // fsync'd together at commit: one journal commit then covers most of them (ext4),
         // where a file-by-file fsync costs one each; writeback starts now
-        crate::sys::start_writeback(&sink.file);
+        if self.writeback {
+            crate::sys::start_writeback(&sink.file);
+        }
         let entry = FileEntry {
             path: sink.rel.clone(),
             size: sink.size,

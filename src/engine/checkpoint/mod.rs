@@ -93,6 +93,11 @@ fn stop_and_dump(
     };
     writer.set_progress(progress.clone());
     writer.compress_pages = options.compress;
+    if options.will == Some(crate::attrfile::WillAction::Cont) {
+        // -g: the processes run on before the commit, whose fsync writes everything
+        // then; while they are stopped, nothing waits for the disk
+        writer.writeback = false;
+    }
     progress.check_cancelled(&options.statefile.display().to_string())?;
     progress.phase(Phase::Dump, preview::page_bytes(&frozen.pids(), progress));
     let mut dumped = dump::dump_all(

@@ -19,7 +19,7 @@ use nix::unistd::Pid;
 
 use super::Targets;
 use crate::engine::objects::incremental::{self, LiveRecord, PrecopyIndex};
-use crate::engine::objects::memory::{self, PAGE, Vma};
+use crate::engine::objects::memory::{self, PAGE};
 use crate::engine::objects::tracking;
 use crate::engine::options::CheckpointOptions;
 use crate::engine::progress::{Phase, Progress};
@@ -33,6 +33,8 @@ const MIN_BYTES: u64 = 8 << 20;
 const MAX_ROUNDS: u32 = 4;
 /// A round that finds less than this written ends the pre-copy.
 const SMALL_ENOUGH: u64 = 2 << 20;
+/// Writeback of the pre-copy file starts every this many bytes.
+const WRITEBACK_BYTES: u64 = 64 << 20;
 
 /// What the pre-copy did: the statefile writer it started, and per process where its
 /// tracking is and which pages it copied.
@@ -75,19 +77,52 @@ fn copy_all(
     let mut writer = StatefileWriter::create(&options.statefile, options.force, targets.owner)?;
     // bytes told, and a cancel seen, as the writes go
     writer.set_progress(progress.clone());
-    let mut processes = BTreeMap::new();
+    let in_statefile = |e: crate::error::Error| e.context(options.statefile.display());
+    let mut ones = Vec::new();
+    for (pid, fd) in armed {
+        ones.push(One::start(pid, fd, &mut writer).map_err(in_statefile)?);
+    }
+    // round 0 copies everything; each further round, what was written during the one
+    // before, while that shrinks; processes in step, so that each one's last copy is
+    // as close to the stop as the others'
+    let mut rounds = 0;
+    let mut active: Vec<usize> = (0..ones.len()).collect();
+    while !active.is_empty() {
+        for &i in &active {
+            ones[i].copy_pending().map_err(in_statefile)?;
+        }
+        if rounds == MAX_ROUNDS {
+            break;
+        }
+        rounds += 1;
+        let mut next = Vec::new();
+        for &i in &active {
+            if ones[i].scan().map_err(in_statefile)? {
+                next.push(i);
+            }
+        }
+        active = next;
+    }
+    // the last copy, of what was written since each one's last round, just before the
+    // stop: no writeback from here on (the stop must not wait for the disk either)
+    writer.writeback = false;
     let mut record = LiveRecord {
-        rounds: 0,
+        rounds,
         stop_ms: 0.0,
         precopied_bytes: 0,
     };
-    for (pid, fd) in armed {
-        let (copy, rounds, bytes) = precopy_one(pid, fd, &mut writer)
-            .map_err(|e| e.context(options.statefile.display()))?;
-        record.rounds = record.rounds.max(rounds);
-        record.precopied_bytes += bytes;
-        writer.write_json(&incremental::precopy_index_path(pid), &copy)?;
-        processes.insert(pid, copy);
+    let mut processes = BTreeMap::new();
+    for one in &mut ones {
+        one.pending
+            .extend(written_since(one.pid).map_err(in_statefile)?);
+        one.copy_pending().map_err(in_statefile)?;
+    }
+    for one in ones {
+        record.precopied_bytes += one.bytes;
+        writer.finish_file(one.sink)?;
+        let index = PrecopyIndex::of(one.fd, &one.copy);
+        writer.write_json(&incremental::precopy_index_path(one.pid), &index)?;
+        processes.insert(one.pid, index);
     }
     Ok(Some(Precopied {
         writer,
@@ -96,14 +131,77 @@ fn copy_all(
     }))
 }
 
-/// Bytes of the pages of the targets a checkpoint saves.
+/// The pre-copy of one running process: its tracking at `fd`, its pre-copy file, where
+/// the latest copy of each page is, and the pages still to copy.
+struct One {
+    pid: i32,
+    fd: i32,
+    sink: FileSink,
+    /// page address -> its latest copy's offset
+    copy: BTreeMap<u64, u64>,
+    bytes: u64,
+    /// Address ranges to copy next (found written, so write-protected again: they must
+    /// be copied, whatever the next scan finds).
+    pending: Vec<(u64, u64)>,
+    /// Bytes found written by the last scan.
+    last: u64,
+    /// Bytes written to the file since writeback was last started.
+    unflushed: u64,
+}
+
+impl One {
+    /// Every page of `pid` the checkpoint saves is to be copied.
+    fn start(pid: i32, fd: i32, writer: &mut StatefileWriter) -> Result<One> {
+        let sink = writer.create_file(&incremental::precopy_path(pid))?;
+        let mut pending = Vec::new();
+        for v in memory::plan_pages(pid)? {
+            for &(first, count) in &v.runs {
+                pending.push((v.start + first * PAGE, v.start + (first + count) * PAGE));
+            }
+        }
+        Ok(One {
+            pid,
+            fd,
+            sink,
+            copy: BTreeMap::new(),
+            bytes: 0,
+            pending,
+            last: u64::MAX,
+            unflushed: 0,
+        })
+    }
+
+    fn copy_pending(&mut self) -> Result<()> {
+        let ranges = std::mem::take(&mut self.pending);
+        let n = copy_ranges(self.pid, &ranges, &mut self.sink, &mut self.copy)?;
+        self.bytes += n;
+        // writeback as the bulk goes, while the processes run (none once the writer
+        // says so: the last copy, just before the stop)
+        self.unflushed += n;
+        if self.unflushed >= WRITEBACK_BYTES {
+            self.sink.start_writeback();
+            self.unflushed = 0;
+        }
+        Ok(())
+    }
+
+    /// Finds what was written since the last round (to copy next); whether another
+    /// round is worth it (enough was written, and less than the round before).
+    fn scan(&mut self) -> Result<bool> {
+        self.pending = written_since(self.pid)?;
+        let dirty: u64 = self.pending.iter().map(|r| r.1 - r.0).sum();
+        let more = dirty >= SMALL_ENOUGH && dirty * 2 <= self.last;
+        self.last = dirty;
+        Ok(more)
+    }
+}
+
+/// Bytes of the pages of the targets a checkpoint saves (an estimate: resident memory).
 fn resident_bytes(pids: &[i32]) -> u64 {
     pids.iter()
-        .filter_map(|&pid| memory::plan_each(pid).ok())
-        .flatten()
-        .flatten()
-        .flat_map(|v| v.runs)
-        .map(|r| r.1 * PAGE)
+        .filter_map(|&pid| std::fs::read_to_string(format!("/proc/{pid}/statm")).ok())
+        .filter_map(|t| t.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map(|pages| pages * PAGE)
         .sum()
 }
 
@@ -162,47 +260,6 @@ fn arm(targets: &Targets, pinned: &crate::engine::privilege::Pinned) -> Result<V
     Ok(armed)
 }
 
-/// Copies the pages of running process `pid` (tracking at `fd`) into its pre-copy file:
-/// all at first, then the pages written meanwhile, round after round. Returns the index,
-/// the rounds and the bytes copied.
-fn precopy_one(
-    pid: i32,
-    fd: i32,
-    writer: &mut StatefileWriter,
-) -> Result<(PrecopyIndex, u32, u64)> {
-    let mut sink = writer.create_file(&incremental::precopy_path(pid))?;
-    // page address -> its latest copy's offset
-    let mut copy: BTreeMap<u64, u64> = BTreeMap::new();
-    let mut bytes = 0u64;
-    // round 0: every page that exists
-    let vmas: Vec<Vma> = memory::plan_each(pid)?.into_iter().flatten().collect();
-    let mut ranges: Vec<(u64, u64)> = Vec::new();
-    for v in &vmas {
-        for &(first, count) in &v.runs {
-            ranges.push((v.start + first * PAGE, v.start + (first + count) * PAGE));
-        }
-    }
-    let mut rounds = 0;
-    let mut last = u64::MAX;
-    loop {
-        bytes += copy_ranges(pid, &ranges, &mut sink, &mut copy)?;
-        if rounds == MAX_ROUNDS {
-            break;
-        }
-        rounds += 1;
-        ranges = written_since(pid)?;
-        let dirty: u64 = ranges.iter().map(|r| r.1 - r.0).sum();
-        if dirty < SMALL_ENOUGH || dirty * 2 > last {
-            // what is left goes into the stop (or is not worth another round)
-            bytes += copy_ranges(pid, &ranges, &mut sink, &mut copy)?;
-            break;
-        }
-        last = dirty;
-    }
-    writer.finish_file(sink)?;
-    Ok((PrecopyIndex::of(fd, &copy), rounds, bytes))
-}
-
 /// The pages written since the last scan, re-protected as they are found.
 fn written_since(pid: i32) -> Result<Vec<(u64, u64)>> {
     let dir = crate::proc::ProcDir::open(pid)?;
@@ -233,8 +290,9 @@ fn copy_ranges(
     sink: &mut FileSink,
     copy: &mut BTreeMap<u64, u64>,
 ) -> Result<u64> {
-    const CHUNK: u64 = 4 << 20;
-    let mut buf = vec![0u8; CHUNK as usize];
+    const CHUNK: u64 = 1 << 20;
+    let most = ranges.iter().map(|r| r.1 - r.0).max().unwrap_or(0);
+    let mut buf = vec![0u8; CHUNK.min(most) as usize];
     let mut total = 0;
     for &(start, end) in ranges {
         let mut at = start;

@@ -374,6 +374,20 @@ fn plan_one(
     })
 }
 
+/// The pages a checkpoint of `pid` would save, mapping by mapping, as far as they are
+/// known without the VmFlags (smaps, slow to read, is not): for the pre-copy of a
+/// running process, whose checkpoint then plans and checks it whole. Mappings the
+/// checkpoint would refuse are left out (it says why).
+pub fn plan_pages(pid: i32) -> Result<Vec<Vma>> {
+    let dir = ProcDir::open(pid)?;
+    let (maps, pagemap, scanned) = scan_all(&dir)?;
+    Ok(maps
+        .iter()
+        .zip(scanned)
+        .filter_map(|(m, scanned)| plan_one(pid, m, scanned, &pagemap, Vec::new()).ok())
+        .collect())
+}
+
 /// The plan of a stopped process made before its VmFlags are known (`plan_ahead`):
 /// smaps, which the kernel builds by walking every page of every mapping (15 ms and
 /// more for 1 GiB), is still being read on a thread of its own.
@@ -591,7 +605,9 @@ fn backing(pid: i32, m: &MapsLine, name: &str, vflags: &[String]) -> Result<Back
 pub fn dump_pages(pid: i32, vmas: &[Vma], sink: &mut FileSink, compress: bool) -> Result<u64> {
     use crate::statefile::writer::PAGE_ALIGN;
     let direct = !compress && sink.write_direct();
-    let batch: usize = if direct { 32 << 20 } else { 8 << 20 };
+    // buffered: 1 MiB (larger fresh buffers only add page faults); direct: larger, the
+    // device waits for each write
+    let batch: usize = if direct { 32 << 20 } else { 1 << 20 };
     // (address, length, readable) of every run, in file order
     let mut runs: Vec<(u64, usize, bool)> = Vec::new();
     for vma in vmas {
@@ -632,7 +648,7 @@ pub fn dump_pages(pid: i32, vmas: &[Vma], sink: &mut FileSink, compress: bool) -
                 // start writeback as we go, so that the final fsync has little left
                 unflushed += n;
                 if unflushed >= 64 << 20 {
-                    crate::sys::start_writeback(sink.file());
+                    sink.start_writeback();
                     unflushed = 0;
                 }
                 busy += t.elapsed();

@@ -21,11 +21,13 @@ fn round_trip(source: &str) -> String {
 }
 
 /// Policy, real-time priority, nice and CPU affinity of each thread of a process (one
-/// SCHED_BATCH, one SCHED_FIFO, one SCHED_IDLE, each on its own CPUs).
+/// SCHED_BATCH, one SCHED_FIFO, one SCHED_IDLE, each on its own CPUs), and its name.
 #[test]
 fn scheduling_of_every_thread() {
     let pass = round_trip("fp_sched.c");
     assert!(pass.contains("fifo: policy 1/1 priority 7/7"), "{pass}");
+    // each thread's name too (one with a backslash, which /proc/TID/status escapes)
+    assert!(pass.contains("name 'fifo\\7'/'fifo\\7'"), "{pass}");
 }
 
 /// A signal the program left at its default comes back at its default, not as cpr's own

@@ -1,15 +1,17 @@
 /* Scheduling per thread: the main thread runs SCHED_BATCH (with SCHED_RESET_ON_FORK) at
  * nice 5 on the last CPU, a second thread SCHED_FIFO priority 7 on CPU 0, a third
  * SCHED_IDLE at nice 12 on every CPU. After restart each thread checks its own policy, priority, nice and affinity
- * with sched_getscheduler, sched_getparam, getpriority and sched_getaffinity. */
+ * with sched_getscheduler, sched_getparam, getpriority and sched_getaffinity, and its
+ * name (each has its own, one with a backslash, one with spaces). */
 #include "wl.h"
 #include <pthread.h>
 #include <sched.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 
 struct want {
-	const char *name;
+	const char *name, *comm;
 	int policy, priority, nice;
 	cpu_set_t cpus;
 	int ok;
@@ -20,6 +22,8 @@ static int apply(struct want *w)
 {
 	pid_t tid = (pid_t)syscall(SYS_gettid);
 	struct sched_param p = { .sched_priority = w->priority };
+	if (prctl(PR_SET_NAME, w->comm) != 0)
+		return -1;
 	if (sched_setaffinity(0, sizeof w->cpus, &w->cpus) != 0)
 		return -1;
 	if (setpriority(PRIO_PROCESS, (id_t)tid, w->nice) != 0)
@@ -37,11 +41,14 @@ static void check(struct want *w)
 	errno = 0;
 	int nice = getpriority(PRIO_PROCESS, (id_t)tid);
 	sched_getaffinity(0, sizeof now, &now);
+	char comm[17] = "";
+	prctl(PR_GET_NAME, comm);
 	w->ok = policy == w->policy && p.sched_priority == w->priority && nice == w->nice &&
-		CPU_EQUAL(&now, &w->cpus);
-	snprintf(w->why, sizeof w->why, "%s: policy %d/%d priority %d/%d nice %d/%d cpus %d/%d",
-		 w->name, policy, w->policy, p.sched_priority, w->priority, nice, w->nice,
-		 CPU_COUNT(&now), CPU_COUNT(&w->cpus));
+		CPU_EQUAL(&now, &w->cpus) && strcmp(comm, w->comm) == 0;
+	snprintf(w->why, sizeof w->why,
+		 "%s: policy %d/%d priority %d/%d nice %d/%d cpus %d/%d name '%s'/'%s'", w->name,
+		 policy, w->policy, p.sched_priority, w->priority, nice, w->nice, CPU_COUNT(&now),
+		 CPU_COUNT(&w->cpus), comm, w->comm);
 }
 
 static pthread_barrier_t set_up;
@@ -63,9 +70,9 @@ int main(int argc, char **argv)
 	wl_init(argc, argv, 0, "CTL");
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	struct want w[3] = {
-		{ "main", SCHED_BATCH | SCHED_RESET_ON_FORK, 0, 5, { { 0 } }, 0, "" },
-		{ "fifo", SCHED_FIFO, 7, -3, { { 0 } }, 0, "" },
-		{ "idle", SCHED_IDLE, 0, 12, { { 0 } }, 0, "" },
+		{ "main", "fp sched main", SCHED_BATCH | SCHED_RESET_ON_FORK, 0, 5, { { 0 } }, 0, "" },
+		{ "fifo", "fifo\\7", SCHED_FIFO, 7, -3, { { 0 } }, 0, "" },
+		{ "idle", "idle  at 12", SCHED_IDLE, 0, 12, { { 0 } }, 0, "" },
 	};
 	CPU_SET((int)(ncpu - 1), &w[0].cpus);
 	CPU_SET(0, &w[1].cpus);

@@ -245,14 +245,13 @@ fn install(
 }
 
 /// The check before release: each thread has its seccomp mode, its number of filters
-/// and, read back, the same programs.
-pub fn verify_restored(threads: &[(i32, &ThreadRecord)]) -> Result<()> {
-    for &(tid, t) in threads {
+/// and, read back, the same programs (`statuses`: each thread's /proc status, in order).
+pub fn verify_restored(threads: &[(i32, &ThreadRecord)], statuses: &[String]) -> Result<()> {
+    for (&(tid, t), text) in threads.iter().zip(statuses) {
         let dir = ProcDir::open(tid)?;
-        let text = dir.status_text()?;
         let saved = filters_of(t);
-        let mode: u32 = dir.parsed("status", &text, |x| status::number(x, "Seccomp"))?;
-        let count: usize = dir.parsed("status", &text, |x| status::number(x, "Seccomp_filters"))?;
+        let mode: u32 = dir.parsed("status", text, |x| status::number(x, "Seccomp"))?;
+        let count: usize = dir.parsed("status", text, |x| status::number(x, "Seccomp_filters"))?;
         let want_mode = if saved.is_empty() {
             0
         } else {
@@ -268,7 +267,7 @@ pub fn verify_restored(threads: &[(i32, &ThreadRecord)]) -> Result<()> {
         let now = if saved.is_empty() {
             Vec::new()
         } else {
-            dump(tid, &dir, &text)?
+            dump(tid, &dir, text)?
         };
         if let Some(i) = (0..saved.len()).find(|&i| saved[i] != now[i]) {
             return Err(differs(

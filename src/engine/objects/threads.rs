@@ -104,23 +104,19 @@ const POLICIES: [i32; 5] = [
 ];
 
 impl ThreadSched {
-    /// Thread `tid`'s, from its stat and status in /proc and `asked`, what
-    /// sched_getscheduler answered in the thread; a policy cpr cannot restore is refused.
-    /// `dir` is /proc/TID, `status` the text of its status.
+    /// Thread `tid`'s, from what the thread answered (`asked`: sched_getscheduler,
+    /// `priority`: sched_getparam's, `nice`) and its CPUs in its /proc status; a policy
+    /// cpr cannot restore is refused. `dir` is /proc/TID, `status` the text of its status.
     pub fn dump(
         tid: i32,
-        asked: i32,
+        (asked, priority, nice): (i32, i32, i32),
         dir: &crate::proc::ProcDir,
         status: &str,
     ) -> Result<ThreadSched> {
-        // the thread's own stat (task/TID/stat): /proc/TID/stat adds up every thread of
-        // the process, which made a dump quadratic in threads
-        let name = format!("task/{tid}/stat");
-        let stat = dir.parsed(&name, &dir.read(&name)?, crate::proc::stat::parse)?;
         let sched = ThreadSched {
-            policy: stat.policy as i32,
-            priority: stat.rt_priority as i32,
-            nice: stat.nice,
+            policy: asked & !SCHED_RESET_ON_FORK,
+            priority,
+            nice,
             cpus: dir.parsed("status", status, crate::proc::status::cpu_list)?,
             reset_on_fork: asked & SCHED_RESET_ON_FORK != 0,
             all_cpus: false,
@@ -376,6 +372,7 @@ pub fn dump(
     let tid_address = s.alloc(8)?;
     let pdeathsig = s.alloc(8)?;
     let subreaper = s.alloc(8)?;
+    let param = s.alloc(8)?;
     let mut q = ptrace::Questions::default();
     let prctl = |q: &mut ptrace::Questions, what, option: i32, at: RemoteAddr| {
         q.ask(
@@ -410,6 +407,17 @@ pub fn dump(
         tid_address,
     ));
     let policy = q.ask("sched_getscheduler", libc::SYS_sched_getscheduler, [0; 6]);
+    let priority = q.ask(
+        "sched_getparam",
+        libc::SYS_sched_getparam,
+        [0, param.as_u64(), 0, 0, 0, 0],
+    );
+    // 20 - nice: 1 to 40
+    let nice = q.ask(
+        "getpriority",
+        libc::SYS_getpriority,
+        [libc::PRIO_PROCESS as u64, 0, 0, 0, 0, 0],
+    );
     let securebits = q.ask(
         "prctl(PR_GET_SECUREBITS)",
         libc::SYS_prctl,
@@ -421,7 +429,7 @@ pub fn dump(
         answers.checked(i)?;
     }
     // the four slots, one after the other, read back at once
-    let all = s.read(stack, (subreaper + 8 - stack) as usize)?;
+    let all = s.read(stack, (param + 8 - stack) as usize)?;
     let at = |slot: RemoteAddr| (slot - stack) as usize;
     let word = |o: usize| u64::from_ne_bytes(all[o..o + 8].try_into().unwrap_or([0; 8]));
     let int = |o: usize| i32::from_ne_bytes(all[o..o + 4].try_into().unwrap_or([0; 4]));
@@ -430,16 +438,24 @@ pub fn dump(
     let pdeathsig = int(at(pdeathsig));
     let child_subreaper = tid == pid && int(at(subreaper)) != 0;
     let tuning = tuning.answer(&answers, &s)?;
-    let policy = answers.checked(policy)? as i32;
+    answers.checked(priority)?;
+    let sched = (
+        answers.checked(policy)? as i32,
+        int(at(param)),
+        20 - answers.checked(nice)? as i32,
+    );
     let securebits = answers.checked(securebits)? as u32;
     drop(s);
     // /proc/TID (its task/TID is the thread), its status read once for scheduling and
     // credentials
     let tdir = crate::proc::ProcDir::open(tid)?;
-    let comm = tdir.thread_comm(tid)?;
     let status = match status {
         Some(text) => text,
         None => tdir.status_text()?,
+    };
+    let comm = match name_in_status(&status) {
+        Some(name) => name.trim_end().to_string(),
+        None => tdir.thread_comm(tid)?,
     };
     Ok(ThreadRecord {
         tid,
@@ -455,7 +471,7 @@ pub fn dump(
         clear_child_tid,
         robust_list: crate::sys::get_robust_list(tid).unwrap_or((0, 0)),
         rseq: ptrace::get_rseq(tid).unwrap_or_default(),
-        sched: Some(ThreadSched::dump(tid, policy, &tdir, &status)?),
+        sched: Some(ThreadSched::dump(tid, sched, &tdir, &status)?),
         creds: Some(super::creds::ThreadCreds::dump(
             tid, securebits, &tdir, &status,
         )?),
@@ -463,6 +479,16 @@ pub fn dump(
         child_subreaper,
         tuning: Some(tuning),
     })
+}
+
+/// A thread's name as its /proc status shows it, where that is the name itself: the
+/// kernel escapes only newlines and backslashes there, so a name with a backslash is
+/// left to the comm file.
+fn name_in_status(status: &str) -> Option<&str> {
+    let name = status
+        .split('\n')
+        .find_map(|line| line.strip_prefix("Name:\t"))?;
+    (!name.contains('\\')).then_some(name)
 }
 
 const ERESTARTSYS: i64 = 512;
@@ -727,6 +753,14 @@ mod tests {
         assert_eq!(resume_regs(&r).rip, 0x1002);
         let h = hex(&[0, 255, 16]);
         assert_eq!(unhex(&h).unwrap(), vec![0, 255, 16]);
+    }
+
+    #[test]
+    fn names_are_taken_from_status_only_as_written() {
+        let status = "Name:\tworker 7 \nUmask:\t0022\n";
+        assert_eq!(name_in_status(status), Some("worker 7 "));
+        assert_eq!(name_in_status("Name:\ta\\nb\nState:\tS\n"), None);
+        assert_eq!(name_in_status("State:\tS\n"), None);
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub(super) struct Subject<'a> {
     pub status: String,
     /// Its threads in this world with their records, main thread first.
     pub threads: Vec<(i32, &'a ThreadRecord)>,
+    /// /proc/TID/status of each of `threads`, read once for every check.
+    pub thread_status: Vec<String>,
     /// Original PID to PID in this world, for every node of the restored tree.
     pub pids: &'a BTreeMap<i32, i32>,
     /// Original PID to original process group, for every node of the restored tree.
@@ -48,7 +50,7 @@ const CHECKS: &[(&str, Check)] = &[
     ("process tree", tree),
     ("credentials", credentials),
     ("seccomp", |s| {
-        crate::engine::objects::seccomp::verify_restored(&s.threads)
+        crate::engine::objects::seccomp::verify_restored(&s.threads, &s.thread_status)
     }),
     ("resource limits", limits),
     ("umask", umask),
@@ -105,6 +107,12 @@ pub(super) fn verify_process(
             .context(statefiles[img.sf].path.display())
     };
     let dir = ProcDir::open(pid).map_err(in_statefile)?;
+    let thread_status = r
+        .threads
+        .iter()
+        .map(|&(tid, _)| ProcDir::open(tid).and_then(|d| d.status_text()))
+        .collect::<Result<Vec<_>>>()
+        .map_err(in_statefile)?;
     let subject = Subject {
         img,
         pid,
@@ -115,6 +123,7 @@ pub(super) fn verify_process(
             .iter()
             .map(|&(tid, idx)| (tid, &img.core.threads[idx]))
             .collect(),
+        thread_status,
         pids: &known.pids,
         groups: &known.groups,
         interactive: known.interactive,
@@ -265,11 +274,10 @@ fn own_group(groups: &BTreeMap<i32, i32>, ppid: i32, pid: i32, pgid: i32) -> boo
 /// /proc: restore checks each prctl it makes).
 fn credentials(s: &Subject) -> Result<()> {
     let rec = &s.img.core.process;
-    for &(tid, t) in &s.threads {
+    for (&(tid, t), text) in s.threads.iter().zip(&s.thread_status) {
         let dir = ProcDir::open(tid)?;
-        let text = dir.status_text()?;
         let read = |key: &str| {
-            dir.parsed("status", &text, |x| status::mask(x, key))
+            dir.parsed("status", text, |x| status::mask(x, key))
                 .map(Hex)
         };
         let who = format!("thread {}", t.tid);
@@ -280,16 +288,16 @@ fn credentials(s: &Subject) -> Result<()> {
         same(
             format_args!("{who} uids"),
             uids,
-            dir.parsed("status", &text, |x| status::ids(x, "Uid"))?,
+            dir.parsed("status", text, |x| status::ids(x, "Uid"))?,
         )?;
         same(
             format_args!("{who} gids"),
             gids,
-            dir.parsed("status", &text, |x| status::ids(x, "Gid"))?,
+            dir.parsed("status", text, |x| status::ids(x, "Gid"))?,
         )?;
         let mut groups = groups.clone();
         groups.sort_unstable();
-        let mut now = dir.parsed("status", &text, status::groups)?;
+        let mut now = dir.parsed("status", text, status::groups)?;
         now.sort_unstable();
         same(format_args!("{who} supplementary groups"), groups, now)?;
         let mut sets = vec![
@@ -299,7 +307,7 @@ fn credentials(s: &Subject) -> Result<()> {
         ];
         if let Some(c) = &t.creds {
             sets.extend([("CapBnd", c.bounding), ("CapAmb", c.ambient)]);
-            let nnp: u32 = dir.parsed("status", &text, |x| status::number(x, "NoNewPrivs"))?;
+            let nnp: u32 = dir.parsed("status", text, |x| status::number(x, "NoNewPrivs"))?;
             same(format_args!("{who} no_new_privs"), c.no_new_privs, nnp != 0)?;
         }
         for (key, saved) in sets {
@@ -419,7 +427,7 @@ fn names(s: &Subject) -> Result<()> {
 /// Policy, priority, nice and CPUs of every thread.
 fn scheduling(s: &Subject) -> Result<()> {
     let rec = &s.img.core.process;
-    for &(tid, t) in &s.threads {
+    for (&(tid, t), text) in s.threads.iter().zip(&s.thread_status) {
         let dir = ProcDir::open(tid)?;
         // the thread's own stat: /proc/TID/stat adds up every thread of the process
         let name = format!("task/{tid}/stat");
@@ -433,8 +441,7 @@ fn scheduling(s: &Subject) -> Result<()> {
                     (saved.policy, saved.priority, saved.nice),
                     now,
                 )?;
-                let text = dir.status_text()?;
-                let cpus = dir.parsed("status", &text, status::cpu_list)?;
+                let cpus = dir.parsed("status", text, status::cpu_list)?;
                 same(format_args!("{who} CPU affinity"), saved.cpus_here()?, cpus)?;
             }
             None => same(
@@ -481,10 +488,9 @@ fn signals(s: &Subject) -> Result<()> {
         Hex(pending),
         Hex(now & !(bit(libc::SIGCHLD) & !pending)),
     )?;
-    for &(tid, t) in &s.threads {
+    for (&(tid, t), text) in s.threads.iter().zip(&s.thread_status) {
         let dir = ProcDir::open(tid)?;
-        let text = dir.status_text()?;
-        let now = dir.parsed("status", &text, |t| status::mask(t, "SigPnd"))?;
+        let now = dir.parsed("status", text, |t| status::mask(t, "SigPnd"))?;
         same(
             format_args!("thread {} pending signals", t.tid),
             Hex(pending_mask(&t.pending)?),

@@ -25,8 +25,9 @@ pub(super) struct Subject<'a> {
     /// Its PID in this world, and its /proc directory.
     pub pid: i32,
     pub dir: ProcDir,
-    /// /proc/PID/status, read once.
+    /// /proc/PID/status and /proc/PID/stat, read once (the main thread's too).
     pub status: String,
+    pub stat: crate::proc::Stat,
     /// Its threads in this world with their records, main thread first.
     pub threads: Vec<(i32, &'a ThreadRecord)>,
     /// Original PID to PID in this world, for every node of the restored tree.
@@ -109,6 +110,7 @@ pub(super) fn verify_process(
         img,
         pid,
         status: dir.status_text().map_err(in_statefile)?,
+        stat: dir.stat().map_err(in_statefile)?,
         dir,
         threads: r
             .threads
@@ -221,6 +223,17 @@ impl Subject<'_> {
         self.dir.parsed("status", &self.status, parse)
     }
 
+    /// /proc/TID of one of its threads and its status text; the main thread's are
+    /// those read already.
+    fn thread(&self, tid: i32) -> Result<(Option<ProcDir>, std::borrow::Cow<'_, str>)> {
+        if tid == self.pid {
+            return Ok((None, std::borrow::Cow::Borrowed(&self.status)));
+        }
+        let dir = ProcDir::open(tid)?;
+        let text = dir.status_text()?;
+        Ok((Some(dir), std::borrow::Cow::Owned(text)))
+    }
+
     /// Where the original ID `id` is now: the same PID, or its node's in this world.
     fn now(&self, id: i32) -> i32 {
         self.pids.get(&id).copied().unwrap_or(id)
@@ -232,7 +245,7 @@ impl Subject<'_> {
 /// the restarting cpr's (as the guide has it); with `-j` the roots are in cpr's session.
 fn tree(s: &Subject) -> Result<()> {
     let rec = &s.img.core.process;
-    let stat = s.dir.stat()?;
+    let stat = &s.stat;
     same("PID", s.now(rec.pid), s.pid)?;
     let mut tids: Vec<i32> = s.threads.iter().map(|&(tid, _)| tid).collect();
     if let Some(others) = tids.get_mut(1..) {
@@ -266,8 +279,8 @@ fn own_group(groups: &BTreeMap<i32, i32>, ppid: i32, pid: i32, pgid: i32) -> boo
 fn credentials(s: &Subject) -> Result<()> {
     let rec = &s.img.core.process;
     for &(tid, t) in &s.threads {
-        let dir = ProcDir::open(tid)?;
-        let text = dir.status_text()?;
+        let (own, text) = s.thread(tid)?;
+        let dir = own.as_ref().unwrap_or(&s.dir);
         let read = |key: &str| {
             dir.parsed("status", &text, |x| status::mask(x, key))
                 .map(Hex)
@@ -377,7 +390,7 @@ fn attributes(s: &Subject) -> Result<()> {
         same("THP disabled", rec.thp_disabled, enabled == "0")?;
     }
     if let Some(nice) = rec.autogroup_nice
-        && s.dir.stat()?.session == s.pid
+        && s.stat.session == s.pid
     {
         same(
             "autogroup nice",
@@ -420,8 +433,16 @@ fn names(s: &Subject) -> Result<()> {
 fn scheduling(s: &Subject) -> Result<()> {
     let rec = &s.img.core.process;
     for &(tid, t) in &s.threads {
-        let dir = ProcDir::open(tid)?;
-        let stat = dir.stat()?;
+        let own = if tid == s.pid {
+            None
+        } else {
+            Some(ProcDir::open(tid)?)
+        };
+        let dir = own.as_ref().unwrap_or(&s.dir);
+        let stat = match &own {
+            None => std::borrow::Cow::Borrowed(&s.stat),
+            Some(d) => std::borrow::Cow::Owned(d.stat()?),
+        };
         let now = (stat.policy as i32, stat.rt_priority as i32, stat.nice);
         let who = format_args!("thread {}", t.tid);
         match &t.sched {
@@ -431,7 +452,10 @@ fn scheduling(s: &Subject) -> Result<()> {
                     (saved.policy, saved.priority, saved.nice),
                     now,
                 )?;
-                let text = dir.status_text()?;
+                let text = match &own {
+                    None => std::borrow::Cow::Borrowed(s.status.as_str()),
+                    Some(d) => std::borrow::Cow::Owned(d.status_text()?),
+                };
                 let cpus = dir.parsed("status", &text, status::cpu_list)?;
                 same(format_args!("{who} CPU affinity"), saved.cpus_here()?, cpus)?;
             }
@@ -480,8 +504,8 @@ fn signals(s: &Subject) -> Result<()> {
         Hex(now & !(bit(libc::SIGCHLD) & !pending)),
     )?;
     for &(tid, t) in &s.threads {
-        let dir = ProcDir::open(tid)?;
-        let text = dir.status_text()?;
+        let (own, text) = s.thread(tid)?;
+        let dir = own.as_ref().unwrap_or(&s.dir);
         let now = dir.parsed("status", &text, |t| status::mask(t, "SigPnd"))?;
         same(
             format_args!("thread {} pending signals", t.tid),

@@ -88,6 +88,18 @@ pub fn parse(text: &str) -> Result<Vec<MapsLine>> {
     text.lines().map(MapsLine::parse).collect()
 }
 
+/// The text of /proc/PID/smaps as maps lines and each mapping's VmFlags (the header
+/// line of each mapping in smaps is its maps line): one read for both.
+#[allow(clippy::type_complexity)]
+pub fn parse_smaps(text: &str) -> Result<(Vec<MapsLine>, Vec<(u64, Vec<String>)>)> {
+    let lines = text
+        .lines()
+        .filter(|l| !l.split(' ').next().unwrap_or("").ends_with(':'))
+        .map(MapsLine::parse)
+        .collect::<Result<Vec<_>>>()?;
+    Ok((lines, parse_smaps_flags(text)?))
+}
+
 /// What a smaps `VmFlags` mnemonic means to a checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VmFlagKind {
@@ -230,6 +242,17 @@ mod tests {
         let text = "7f00-7f10 r-xp 00001000 08:01 1234 /x\nnonsense\n";
         assert!(parse(text).is_err());
         assert_eq!(parse("").unwrap(), []);
+    }
+
+    #[test]
+    fn smaps_gives_the_maps_lines_too() {
+        let t = "1000-2000 rw-p 00000000 00:00 0 \nSize: 4 kB\nVmFlags: rd wr mr mw me \n3000-4000 r--p 00001000 08:01 5 /x:y z\nRss: 0 kB\nVmFlags: rd mr\n";
+        let (lines, flags) = parse_smaps(t).unwrap();
+        let maps =
+            parse("1000-2000 rw-p 00000000 00:00 0 \n3000-4000 r--p 00001000 08:01 5 /x:y z\n")
+                .unwrap();
+        assert_eq!(lines, maps);
+        assert_eq!(flags, parse_smaps_flags(t).unwrap());
     }
 
     #[test]

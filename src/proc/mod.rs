@@ -201,6 +201,12 @@ impl ProcDir {
         Ok(out)
     }
 
+    /// The maps lines and the VmFlags of each mapping, from one read of smaps.
+    #[allow(clippy::type_complexity)]
+    pub fn maps_and_flags(&self) -> Result<(Vec<MapsLine>, Vec<(u64, Vec<String>)>)> {
+        self.parsed("smaps", &self.read_text("smaps")?, maps::parse_smaps)
+    }
+
     /// The VmFlags of each mapping, by start address.
     pub fn smaps_flags(&self) -> Result<Vec<(u64, Vec<String>)>> {
         self.parsed("smaps", &self.read_text("smaps")?, maps::parse_smaps_flags)

@@ -891,13 +891,13 @@ pub fn restore(
     // restore child made already (cow_pages.rs)
     let current = ProcDir::open(pid)?.maps()?;
     let vdso_now = unmap_own(&mut batch, &current, scratch.base(), premapped);
+    // 2. move the vDSO and its data pages where the image had them (same batch)
+    super::vdso::restore(inj, &mut batch, &who, &vdso_now, &mm.vmas)?;
     batch.run(inj, &mut scratch.args)?;
-    // 2. move the vDSO and its data pages where the image had them
-    super::vdso::restore(inj, &who, &vdso_now, &mm.vmas)?;
     // 3. map every mapping of the image, writable where pages must be read in
     for v in &mm.vmas {
         if let Some(&(_, _, at)) = premapped.iter().find(|r| (r.0, r.1) == (v.start, v.end)) {
-            move_premapped(inj, pid, v, at)?;
+            move_premapped(&mut batch, pid, v, at)?;
             continue;
         }
         map_one(
@@ -995,8 +995,9 @@ fn unmap_own<'a>(
 }
 
 /// Moves a mapping the restore child made (at `at`, maybe in several pieces) to its
-/// place in the image, with its protection.
-fn move_premapped(inj: &Injector, pid: i32, v: &Vma, at: u64) -> Result<()> {
+/// place in the image, with its protection: the calls go into `batch` (the premap area
+/// lies in a gap of the image, apart from every other mapping's place).
+fn move_premapped(batch: &mut Batch, pid: i32, v: &Vma, at: u64) -> Result<()> {
     let len = v.end - v.start;
     let pieces: Vec<(u64, u64)> = ProcDir::open(pid)?
         .mappings_within(at, at + len)?
@@ -1004,7 +1005,7 @@ fn move_premapped(inj: &Injector, pid: i32, v: &Vma, at: u64) -> Result<()> {
         .filter(|&(s, e)| at <= s && e <= at + len)
         .collect();
     for (s, e) in pieces {
-        inj.check(
+        batch.check(
             "mremap",
             libc::SYS_mremap,
             [
@@ -1015,14 +1016,15 @@ fn move_premapped(inj: &Injector, pid: i32, v: &Vma, at: u64) -> Result<()> {
                 v.start + (s - at),
                 0,
             ],
-        )
-        .map_err(|e| e.detail(format!("mapping {}", describe(v))))?;
+            Some(format!("mapping {}", describe(v))),
+        );
     }
-    inj.check(
+    batch.check(
         "mprotect",
         libc::SYS_mprotect,
         [v.start, len, v.prot as u64, 0, 0, 0],
-    )?;
+        None,
+    );
     Ok(())
 }
 
@@ -1705,12 +1707,10 @@ impl PagesReader<'_> {
 /// mapping and both values.
 pub fn verify_restored(pid: i32, mm: &MmRecord) -> Result<()> {
     let dir = ProcDir::open(pid)?;
-    let now: Vec<MapsLine> = dir
-        .maps()?
-        .into_iter()
-        .filter(|m| m.path != "[vsyscall]")
-        .collect();
-    let flags: BTreeMap<u64, Vec<String>> = dir.smaps_flags()?.into_iter().collect();
+    // one read of smaps: its mapping lines are the maps lines
+    let (now, flags) = dir.maps_and_flags()?;
+    let now: Vec<MapsLine> = now.into_iter().filter(|m| m.path != "[vsyscall]").collect();
+    let flags: BTreeMap<u64, Vec<String>> = flags.into_iter().collect();
     let want: Vec<&Vma> = mm
         .vmas
         .iter()

@@ -7,9 +7,9 @@
 //! `ptrace::syscall_gate` (engine/ptrace/inject.rs).
 
 use super::memory::{Backing, Vma};
-use crate::engine::ptrace::{Injector, RemoteAddr};
+use crate::engine::ptrace::{Batch, Injector, RemoteAddr};
 use crate::error::{Error, Kind, Result};
-use crate::proc::{MapsLine, ProcDir};
+use crate::proc::MapsLine;
 
 /// Whether a mapping named `name` in /proc/PID/maps is the vDSO or its data pages.
 pub fn is_vdso(name: &str) -> bool {
@@ -17,19 +17,27 @@ pub fn is_vdso(name: &str) -> bool {
 }
 
 /// Moves the vDSO areas `now` of a stopped restore child where the image had them
-/// (`image`), or unmaps them if the image had none.
-pub fn restore(inj: &Injector, who: &str, now: &[&MapsLine], image: &[Vma]) -> Result<()> {
+/// (`image`), or unmaps them if the image had none: the calls go into `batch` (run by the
+/// caller before anything is mapped where the areas are now).
+pub fn restore(
+    inj: &Injector,
+    batch: &mut Batch,
+    who: &str,
+    now: &[&MapsLine],
+    image: &[Vma],
+) -> Result<()> {
     let wanted: Vec<&Vma> = image
         .iter()
         .filter(|v| v.backing == Backing::Vdso)
         .collect();
     if wanted.is_empty() {
         for m in now {
-            inj.check(
+            batch.check(
                 "munmap vdso",
                 libc::SYS_munmap,
                 [m.start, m.end - m.start, 0, 0, 0, 0],
-            )?;
+                None,
+            );
         }
         return Ok(());
     }
@@ -41,17 +49,46 @@ pub fn restore(inj: &Injector, who: &str, now: &[&MapsLine], image: &[Vma]) -> R
             .iter()
             .any(|(from, _, _)| *from == RemoteAddr::from(m.start))
         {
-            inj.check(
+            batch.check(
                 "munmap vdso",
                 libc::SYS_munmap,
                 [m.start, m.end - m.start, 0, 0, 0, 0],
-            )?;
+                None,
+            );
         }
     }
-    if pairs.iter().all(|(from, to, _)| from == to) {
+    let moving: Vec<_> = pairs.iter().filter(|(from, to, _)| from != to).collect();
+    let overlap = |a: RemoteAddr, b: RemoteAddr, len_a: u64, len_b: u64| {
+        a.as_u64() < b.as_u64() + len_b && b.as_u64() < a.as_u64() + len_a
+    };
+    // no area lands where one still is: each goes home at once
+    if moving.iter().all(|&&(_, to, tl)| {
+        moving
+            .iter()
+            .all(|&&(from, _, fl)| !overlap(to, from, tl, fl))
+    }) {
+        for &&(from, to, len) in &moving {
+            batch.check(
+                "mremap vdso",
+                libc::SYS_mremap,
+                mremap_args(from, to, len),
+                None,
+            );
+        }
         return Ok(());
     }
-    relocate(inj, &pairs)
+    relocate(inj, batch, &pairs)
+}
+
+fn mremap_args(from: RemoteAddr, to: RemoteAddr, len: u64) -> [u64; 6] {
+    [
+        from.as_u64(),
+        len,
+        len,
+        (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64,
+        to.as_u64(),
+        0,
+    ]
 }
 
 /// (where it is now, where the image had it, length) of each area, paired by name and
@@ -83,9 +120,13 @@ fn pair(
 }
 
 /// Moves the areas out of the way first, into a fresh gap, then home (their old and new
-/// places may overlap), and unmaps what is left of the parking area.
-fn relocate(inj: &Injector, pairs: &[(RemoteAddr, RemoteAddr, u64)]) -> Result<()> {
-    // move out of the way first (into a fresh gap), then home
+/// places overlap), and unmaps what is left of the parking area: all but the parking
+/// mmap go into `batch`.
+fn relocate(
+    inj: &Injector,
+    batch: &mut Batch,
+    pairs: &[(RemoteAddr, RemoteAddr, u64)],
+) -> Result<()> {
     let lo = pairs.iter().map(|p| p.0).min().unwrap();
     let hi = pairs.iter().map(|p| p.0 + p.2).max().unwrap();
     let span = hi - lo;
@@ -101,48 +142,41 @@ fn relocate(inj: &Injector, pairs: &[(RemoteAddr, RemoteAddr, u64)]) -> Result<(
             0,
         ],
     )?);
-    for (from, _, len) in pairs {
-        let dst = tmp + (*from - lo);
-        inj.check(
+    for &(from, _, len) in pairs {
+        batch.check(
             "mremap vdso",
             libc::SYS_mremap,
-            [
-                from.as_u64(),
-                *len,
-                *len,
-                (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64,
-                dst.as_u64(),
-                0,
-            ],
-        )?;
+            mremap_args(from, tmp + (from - lo), len),
+            None,
+        );
     }
-    for (from, to, len) in pairs {
-        let src = tmp + (*from - lo);
-        inj.check(
+    for &(from, to, len) in pairs {
+        batch.check(
             "mremap vdso",
             libc::SYS_mremap,
-            [
-                src.as_u64(),
-                *len,
-                *len,
-                (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64,
-                to.as_u64(),
-                0,
-            ],
-        )?;
+            mremap_args(tmp + (from - lo), to, len),
+            None,
+        );
     }
-    // the parking area's leftovers (if any)
-    let cur = ProcDir::open(inj.tid)?.maps()?;
-    let parking = tmp.as_u64()..=(tmp + span).as_u64();
-    for m in cur
+    // the parking area's leftovers: all of it but where an area went home (the kernel
+    // may have put it there); where an area was moved out there is nothing to unmap
+    let mut homes: Vec<(u64, u64)> = pairs
         .iter()
-        .filter(|m| parking.contains(&m.start) && parking.contains(&m.end) && m.path.is_empty())
-    {
-        inj.check(
-            "munmap",
-            libc::SYS_munmap,
-            [m.start, m.end - m.start, 0, 0, 0, 0],
-        )?;
+        .map(|&(_, to, len)| (to.as_u64(), to.as_u64() + len))
+        .collect();
+    homes.sort_unstable();
+    let (mut at, end) = (tmp.as_u64(), tmp.as_u64() + span);
+    for (s, e) in homes {
+        if e <= at || s >= end {
+            continue;
+        }
+        if s > at {
+            batch.check("munmap", libc::SYS_munmap, [at, s - at, 0, 0, 0, 0], None);
+        }
+        at = at.max(e);
+    }
+    if at < end {
+        batch.check("munmap", libc::SYS_munmap, [at, end - at, 0, 0, 0, 0], None);
     }
     Ok(())
 }

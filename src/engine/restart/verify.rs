@@ -25,8 +25,9 @@ pub(super) struct Subject<'a> {
     /// Its PID in this world, and its /proc directory.
     pub pid: i32,
     pub dir: ProcDir,
-    /// /proc/PID/status, read once.
+    /// /proc/PID/status and /proc/PID/stat, read once (the main thread's too).
     pub status: String,
+    pub stat: crate::proc::Stat,
     /// Its threads in this world with their records, main thread first.
     pub threads: Vec<(i32, &'a ThreadRecord)>,
     /// /proc/TID/status of each of `threads`, read once for every check.
@@ -107,16 +108,21 @@ pub(super) fn verify_process(
             .context(statefiles[img.sf].path.display())
     };
     let dir = ProcDir::open(pid).map_err(in_statefile)?;
+    let status = dir.status_text().map_err(in_statefile)?;
     let thread_status = r
         .threads
         .iter()
-        .map(|&(tid, _)| ProcDir::open(tid).and_then(|d| d.status_text()))
+        .map(|&(tid, _)| match tid == pid {
+            true => Ok(status.clone()),
+            false => ProcDir::open(tid).and_then(|d| d.status_text()),
+        })
         .collect::<Result<Vec<_>>>()
         .map_err(in_statefile)?;
     let subject = Subject {
         img,
         pid,
-        status: dir.status_text().map_err(in_statefile)?,
+        status,
+        stat: dir.stat().map_err(in_statefile)?,
         dir,
         threads: r
             .threads
@@ -230,6 +236,15 @@ impl Subject<'_> {
         self.dir.parsed("status", &self.status, parse)
     }
 
+    /// /proc/TID of one of its threads and its status text; the main thread's are
+    /// those read already.
+    fn thread_dir(&self, tid: i32) -> Result<Option<ProcDir>> {
+        if tid == self.pid {
+            return Ok(None);
+        }
+        ProcDir::open(tid).map(Some)
+    }
+
     /// Where the original ID `id` is now: the same PID, or its node's in this world.
     fn now(&self, id: i32) -> i32 {
         self.pids.get(&id).copied().unwrap_or(id)
@@ -241,7 +256,7 @@ impl Subject<'_> {
 /// the restarting cpr's (as the guide has it); with `-j` the roots are in cpr's session.
 fn tree(s: &Subject) -> Result<()> {
     let rec = &s.img.core.process;
-    let stat = s.dir.stat()?;
+    let stat = &s.stat;
     same("PID", s.now(rec.pid), s.pid)?;
     let mut tids: Vec<i32> = s.threads.iter().map(|&(tid, _)| tid).collect();
     if let Some(others) = tids.get_mut(1..) {
@@ -275,7 +290,8 @@ fn own_group(groups: &BTreeMap<i32, i32>, ppid: i32, pid: i32, pgid: i32) -> boo
 fn credentials(s: &Subject) -> Result<()> {
     let rec = &s.img.core.process;
     for (&(tid, t), text) in s.threads.iter().zip(&s.thread_status) {
-        let dir = ProcDir::open(tid)?;
+        let own = s.thread_dir(tid)?;
+        let dir = own.as_ref().unwrap_or(&s.dir);
         let read = |key: &str| {
             dir.parsed("status", text, |x| status::mask(x, key))
                 .map(Hex)
@@ -385,7 +401,7 @@ fn attributes(s: &Subject) -> Result<()> {
         same("THP disabled", rec.thp_disabled, enabled == "0")?;
     }
     if let Some(nice) = rec.autogroup_nice
-        && s.dir.stat()?.session == s.pid
+        && s.stat.session == s.pid
     {
         same(
             "autogroup nice",
@@ -428,10 +444,21 @@ fn names(s: &Subject) -> Result<()> {
 fn scheduling(s: &Subject) -> Result<()> {
     let rec = &s.img.core.process;
     for (&(tid, t), text) in s.threads.iter().zip(&s.thread_status) {
-        let dir = ProcDir::open(tid)?;
-        // the thread's own stat: /proc/TID/stat adds up every thread of the process
-        let name = format!("task/{tid}/stat");
-        let stat = dir.parsed(&name, &dir.read(&name)?, crate::proc::stat::parse)?;
+        let own = s.thread_dir(tid)?;
+        let dir = own.as_ref().unwrap_or(&s.dir);
+        // a thread's own stat: /proc/TID/stat adds up every thread of the process (the
+        // main thread's, read once, has its own policy, priority and nice)
+        let stat = match &own {
+            None => std::borrow::Cow::Borrowed(&s.stat),
+            Some(d) => {
+                let name = format!("task/{tid}/stat");
+                std::borrow::Cow::Owned(d.parsed(
+                    &name,
+                    &d.read(&name)?,
+                    crate::proc::stat::parse,
+                )?)
+            }
+        };
         let now = (stat.policy as i32, stat.rt_priority as i32, stat.nice);
         let who = format_args!("thread {}", t.tid);
         match &t.sched {
@@ -489,7 +516,8 @@ fn signals(s: &Subject) -> Result<()> {
         Hex(now & !(bit(libc::SIGCHLD) & !pending)),
     )?;
     for (&(tid, t), text) in s.threads.iter().zip(&s.thread_status) {
-        let dir = ProcDir::open(tid)?;
+        let own = s.thread_dir(tid)?;
+        let dir = own.as_ref().unwrap_or(&s.dir);
         let now = dir.parsed("status", text, |t| status::mask(t, "SigPnd"))?;
         same(
             format_args!("thread {} pending signals", t.tid),

@@ -43,14 +43,20 @@ pub(super) fn dump_all(
     let (tx, rx) = std::sync::mpsc::channel::<(i32, Asked)>();
     let (shared, upgrade_copies) = (&shared, &mut upgrade_copies);
     let (finished, asking) = std::thread::scope(|scope| {
-        // /proc/locks is slow to read (locks::Table): read while the first is dumped
-        let mut table = locks::Table::read_ahead();
+        // /proc/locks and smaps are slow to read: read while others are dumped (smaps
+        // of a process once it is asked: the injected calls that map memory would wait
+        // for its walk)
+        let flags = memory::read_flags_ahead();
+        let mut ahead = ReadAhead {
+            locks: locks::Table::read_ahead(),
+            flags: flags.clone(),
+        };
         let worker = scope.spawn(move || -> Result<Vec<(CoreRecord, MmRecord)>> {
             let mut dumped = Vec::new();
             let none = Vec::new();
             for (pid, asked) in rx {
                 let cow = shared.get(&pid).unwrap_or(&none);
-                let d = finish_process(pid, asked, &policies[&pid], cow, writer, chain, &mut table)
+                let d = finish_process(pid, asked, &policies[&pid], cow, writer, chain, &mut ahead)
                     .and_then(|(core, mut mm)| {
                         mm.components = mapped_files::dump(
                             pid,
@@ -71,6 +77,7 @@ pub(super) fn dump_all(
             match ask_stopped(pid, &frozen.threads[&pid], statuses) {
                 // the worker stopped at a failure: it says which
                 Ok(asked) => {
+                    flags.request(pid);
                     if tx.send((pid, asked)).is_err() {
                         break;
                     }
@@ -143,7 +150,7 @@ fn finish_process(
     inherited: &[(u64, u64)],
     writer: &mut StatefileWriter,
     chain: &mut incremental::Builder,
-    table: &mut locks::Table,
+    ahead: &mut ReadAhead,
 ) -> Result<(CoreRecord, MmRecord)> {
     // what /proc tells, through one held directory, its stat read once
     let dir = ProcDir::open(pid)?;
@@ -159,10 +166,11 @@ fn finish_process(
         inherited,
         writer,
         chain,
+        &ahead.flags,
     )?;
     // files and the rest
     let fds = files::dump(pid, policies, writer)?;
-    let locks = locks::dump(pid, &fds, table)?;
+    let locks = locks::dump(pid, &fds, &mut ahead.locks)?;
     let core = CoreRecord {
         process: proc_rec,
         threads: asked.threads,
@@ -173,6 +181,12 @@ fn finish_process(
         posix_timers: asked.posix_timers,
     };
     Ok((core, mm))
+}
+
+/// What /proc tells slowly, being read on threads of their own from the start.
+struct ReadAhead {
+    locks: locks::Table,
+    flags: memory::FlagsAhead,
 }
 
 /// What only the process itself can tell.
@@ -307,6 +321,7 @@ fn batch_signals(pid: i32) -> Result<impl Fn(u64) -> Option<i32>> {
 }
 
 /// The mappings and their page data (written to `proc/<pid>/pages`).
+#[allow(clippy::too_many_arguments)]
 fn dump_memory(
     dir: &ProcDir,
     stat: &Stat,
@@ -315,11 +330,12 @@ fn dump_memory(
     inherited: &[(u64, u64)],
     writer: &mut StatefileWriter,
     chain: &mut incremental::Builder,
+    flags: &memory::FlagsAhead,
 ) -> Result<MmRecord> {
     let pid = dir.pid();
     let mut timer = crate::engine::timer::Timer::new();
     // the VmFlags (smaps, slow to read) come meanwhile: the pages do not depend on them
-    let (mut vmas, flags) = memory::plan_ahead(pid)?;
+    let (mut vmas, flags) = memory::plan_ahead(pid, Some(flags))?;
     let mut flags = Some(flags);
     timer.lap(&format!("  process {pid}: memory plan"));
     // an incremental checkpoint saves only what changed since its parent

@@ -394,21 +394,132 @@ pub fn plan_pages(pid: i32) -> Result<Vec<Vma>> {
 pub struct Pending {
     pid: i32,
     maps: Vec<MapsLine>,
-    smaps: Option<std::thread::JoinHandle<SmapsFlags>>,
+    smaps: FlagsAhead,
+}
+
+type SmapsFlags = Result<Vec<(u64, Vec<String>)>>;
+
+/// The VmFlags (smaps) of stopped processes, read one after the other on a thread of
+/// its own as the caller asks for them (`request`), for `plan_ahead`. Not while the
+/// process itself is made to run calls that map memory: smaps holds its mmap lock for
+/// the whole walk, which such a call waits for.
+#[derive(Clone)]
+pub struct FlagsAhead(std::sync::Arc<Shared>);
+
+struct Shared {
+    state: std::sync::Mutex<Ahead>,
+    cv: std::sync::Condvar,
+}
+
+struct Ahead {
+    got: BTreeMap<i32, SmapsFlags>,
+    /// Asked for and not taken.
+    asked: std::collections::BTreeSet<i32>,
+    /// To the reading thread; `None` once it is gone (or never was): what is missing
+    /// is read by whoever needs it.
+    tx: Option<std::sync::mpsc::Sender<i32>>,
+}
+
+/// Starts the thread that reads VmFlags for `FlagsAhead::request`.
+pub fn read_flags_ahead() -> FlagsAhead {
+    let (tx, rx) = std::sync::mpsc::channel::<i32>();
+    let ahead = FlagsAhead(std::sync::Arc::new(Shared {
+        state: std::sync::Mutex::new(Ahead {
+            got: BTreeMap::new(),
+            asked: Default::default(),
+            tx: Some(tx),
+        }),
+        cv: std::sync::Condvar::new(),
+    }));
+    /// Says the thread is gone however it ends.
+    struct Gone(std::sync::Weak<Shared>);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            if let Some(s) = self.0.upgrade() {
+                FlagsAhead(s).with(|a| a.tx = None);
+            }
+        }
+    }
+    let gone = Gone(std::sync::Arc::downgrade(&ahead.0));
+    let spawned = std::thread::Builder::new()
+        .name("cpr-smaps".into())
+        .spawn(move || {
+            // ends when every FlagsAhead is dropped
+            for pid in rx {
+                let read = ProcDir::open(pid).and_then(|d| d.smaps_flags());
+                let Some(s) = gone.0.upgrade() else { break };
+                FlagsAhead(s).with(|a| a.got.insert(pid, read));
+            }
+            drop(gone);
+        });
+    if spawned.is_err() {
+        ahead.with(|a| a.tx = None);
+    }
+    ahead
+}
+
+impl FlagsAhead {
+    /// Changes the state under the lock and wakes whoever waits.
+    fn with<T>(&self, f: impl FnOnce(&mut Ahead) -> T) -> T {
+        let out = f(&mut self
+            .0
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner));
+        self.0.cv.notify_all();
+        out
+    }
+
+    /// Starts reading the VmFlags of stopped process `pid`.
+    pub fn request(&self, pid: i32) {
+        self.with(|a| {
+            if a.tx.as_ref().is_some_and(|tx| tx.send(pid).is_ok()) {
+                a.asked.insert(pid);
+            }
+        });
+    }
+
+    /// The VmFlags of `pid`: as read ahead, or read here if they were not.
+    fn take(&self, pid: i32) -> SmapsFlags {
+        let mut a = self
+            .0
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        loop {
+            if let Some(read) = a.got.remove(&pid) {
+                a.asked.remove(&pid);
+                return read;
+            }
+            if a.tx.is_none() || !a.asked.contains(&pid) {
+                a.asked.remove(&pid);
+                drop(a);
+                return ProcDir::open(pid)?.smaps_flags();
+            }
+            a = self
+                .0
+                .cv
+                .wait(a)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
 }
 
 /// `plan` without waiting for smaps: the mappings and their pages, every mapping's
 /// flags still empty. The pages to save do not depend on the flags, so they can be
 /// selected and read meanwhile; `Pending::finish` then gives each mapping its flags and
 /// refuses what they forbid (the same refusals as `plan`, and the same first one).
-pub fn plan_ahead(pid: i32) -> Result<(Vec<Vma>, Pending)> {
+/// `ahead`: where its smaps is being read already (else it is read from now).
+pub fn plan_ahead(pid: i32, ahead: Option<&FlagsAhead>) -> Result<(Vec<Vma>, Pending)> {
     let dir = ProcDir::open(pid)?;
-    let reader = ProcDir::open(pid)?;
-    // without a thread, smaps is read by `finish`
-    let smaps = std::thread::Builder::new()
-        .name("cpr-smaps".into())
-        .spawn(move || reader.smaps_flags())
-        .ok();
+    let smaps = match ahead {
+        Some(a) => a.clone(),
+        None => {
+            let a = read_flags_ahead();
+            a.request(pid);
+            a
+        }
+    };
     let (maps, pagemap, scanned) = scan_all(&dir)?;
     let planned: Result<Vec<Vma>> = maps
         .iter()
@@ -419,7 +530,7 @@ pub fn plan_ahead(pid: i32) -> Result<(Vec<Vma>, Pending)> {
         Ok(vmas) => Ok((vmas, Pending { pid, maps, smaps })),
         // the refusal `plan` makes, which a flag of an earlier mapping may come before
         Err(e) => {
-            let flags = join_smaps(pid, smaps)?;
+            let flags = smaps.take(pid)?;
             plan_with(pid, &dir, || Ok(flags))?
                 .into_iter()
                 .collect::<Result<Vec<Vma>>>()?;
@@ -428,28 +539,12 @@ pub fn plan_ahead(pid: i32) -> Result<(Vec<Vma>, Pending)> {
     }
 }
 
-type SmapsFlags = Result<Vec<(u64, Vec<String>)>>;
-
-/// The VmFlags read by the thread `smaps` (or here, if there is none).
-fn join_smaps(pid: i32, smaps: Option<std::thread::JoinHandle<SmapsFlags>>) -> SmapsFlags {
-    let Some(smaps) = smaps else {
-        return ProcDir::open(pid)?.smaps_flags();
-    };
-    smaps.join().unwrap_or_else(|_| {
-        Err(Error::with_detail(
-            format!("process {pid}"),
-            Kind::CheckpointError,
-            "reading smaps failed",
-        ))
-    })
-}
-
 impl Pending {
     /// Gives `vmas` (as `plan_ahead` made them, in the same order) their VmFlags, once
     /// smaps is read, and refuses what they forbid.
     pub fn finish(self, vmas: &mut [Vma]) -> Result<()> {
         let pid = self.pid;
-        let flags = Flags::new(pid, join_smaps(pid, self.smaps)?);
+        let flags = Flags::new(pid, self.smaps.take(pid)?);
         if vmas.len() != self.maps.len() {
             return Err(Error::with_detail(
                 format!("process {pid}"),

@@ -160,30 +160,47 @@ pub(super) fn collect_ready(
 }
 
 fn kill_pids(pids: &[i32]) {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
     for &pid in pids {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,
         );
     }
-    // collect our children and tracees, so that none is left even as a zombie of ours;
-    // the threads we trace first: their process is not reaped before they are
-    for &pid in pids {
-        let tids = crate::proc::ProcDir::open(pid)
-            .and_then(|d| d.tids())
-            .unwrap_or_default();
-        for tid in tids.into_iter().filter(|&t| t != pid) {
-            let _ = nix::sys::wait::waitpid(
-                nix::unistd::Pid::from_raw(tid),
-                Some(nix::sys::wait::WaitPidFlag::__WALL),
-            );
+    // Collect our children and tracees, so that none is left even as a zombie of ours;
+    // the threads we trace first: their process is not reaped before they are. Never a
+    // blocking wait: a thread not yet listed when we looked (or a tracee another of our
+    // threads reaped) must not leave cpr waiting for ever, so look again each round,
+    // for a few seconds at most; whatever is left then dies with its SIGKILL anyway.
+    // gone: reaped now, or not ours to reap (a grandchild) and dead already, so that
+    // nothing of the failed restart still runs when cpr returns; a stop is not an end
+    let reaped = |id: i32| match waitpid(
+        nix::unistd::Pid::from_raw(id),
+        Some(WaitPidFlag::__WALL | WaitPidFlag::WNOHANG),
+    ) {
+        Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => true,
+        Err(_) => std::fs::read_to_string(format!("/proc/{id}/stat")).map_or(true, |st| {
+            // the state follows the command name's closing parenthesis
+            st.rsplit_once(')')
+                .is_none_or(|(_, rest)| matches!(rest.trim_start().chars().next(), Some('Z' | 'X')))
+        }),
+        Ok(_) => false,
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut left: Vec<i32> = pids.to_vec();
+    while !left.is_empty() && std::time::Instant::now() < deadline {
+        left.retain(|&pid| {
+            let tids = crate::proc::ProcDir::open(pid)
+                .and_then(|d| d.tids())
+                .unwrap_or_default();
+            for tid in tids.into_iter().filter(|&t| t != pid) {
+                reaped(tid);
+            }
+            !reaped(pid)
+        });
+        if !left.is_empty() {
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
-    }
-    for &pid in pids {
-        let _ = nix::sys::wait::waitpid(
-            nix::unistd::Pid::from_raw(pid),
-            Some(nix::sys::wait::WaitPidFlag::__WALL),
-        );
     }
 }
 

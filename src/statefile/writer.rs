@@ -82,12 +82,17 @@ pub struct StatefileWriter {
     pub compress_pages: bool,
     /// Bytes of page data written so far, before compression (for the MANIFEST).
     pub pages_raw_bytes: u64,
-    /// Writeback starts as files are finished (and as page data is written): true
-    /// unless processes are stopped for a checkpoint after which they run on (`-g`),
-    /// whose stop must not wait for the disk; the commit's fsync, after they run on,
-    /// writes everything then.
-    pub writeback: bool,
+    /// Writeback starts as files are finished (and every `WRITEBACK_EVERY` bytes of a
+    /// file): on unless processes are stopped for a checkpoint after which they run on
+    /// (`-g`), whose stop must not wait for the disk; the commit's fsync, after they run
+    /// on, writes everything then. Shared with the files being written, so that turning
+    /// it off holds for them too (`set_writeback`).
+    writeback: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// A file being written starts writeback every this many bytes, so that the commit's
+/// fsync has little left.
+const WRITEBACK_EVERY: u64 = 64 << 20;
 
 /// One file being written: hashes as it goes. Hand it back with `finish_file`.
 ///
@@ -106,8 +111,10 @@ pub struct FileSink {
     progress: crate::engine::progress::Progress,
     /// Writes bypass the page cache (O_DIRECT, see `write_direct`).
     direct: bool,
-    /// `StatefileWriter::writeback` when it was made.
-    writeback: bool,
+    /// `StatefileWriter::writeback`, shared.
+    writeback: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Bytes written since writeback last started.
+    unflushed: u64,
 }
 
 impl std::io::Write for FileSink {
@@ -129,6 +136,10 @@ impl std::io::Write for FileSink {
         }
         self.size += n as u64;
         self.progress.bytes(n as u64);
+        self.unflushed += n as u64;
+        if self.unflushed >= WRITEBACK_EVERY {
+            self.start_writeback();
+        }
         Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -145,10 +156,15 @@ impl FileSink {
 
     /// Starts writeback of what was written so far, unless the writer said not to
     /// (`StatefileWriter::writeback`).
-    pub fn start_writeback(&self) {
-        if self.writeback {
+    pub fn start_writeback(&mut self) {
+        if self.writes_back() {
             crate::sys::start_writeback(&self.file);
+            self.unflushed = 0;
         }
+    }
+
+    fn writes_back(&self) -> bool {
+        self.writeback.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Bytes written so far: the offset the next write lands at.
@@ -170,7 +186,7 @@ impl FileSink {
     pub fn write_direct(&mut self) -> bool {
         // not while processes are stopped to run on after (`writeback` false): a direct
         // write waits for the device, a buffered one does not
-        if !self.writeback {
+        if !self.writes_back() {
             return false;
         }
         // (ramfs refuses O_DIRECT itself)
@@ -425,7 +441,7 @@ impl StatefileWriter {
             progress: Default::default(),
             compress_pages: false,
             pages_raw_bytes: 0,
-            writeback: true,
+            writeback: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
         };
         // From here on, Drop removes the staging directory on error. It stays the
         // writer's, 0700, until commit hands the finished statefile to its owner.
@@ -506,8 +522,15 @@ impl StatefileWriter {
             subject: self.subject(),
             progress: self.progress.clone(),
             direct: false,
-            writeback: self.writeback,
+            writeback: self.writeback.clone(),
+            unflushed: 0,
         })
+    }
+
+    /// Turns writeback on or off (`writeback`), for the files being written too.
+    pub fn set_writeback(&self, on: bool) {
+        self.writeback
+            .store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Reports the bytes of every file written from now on to `progress`.
@@ -527,9 +550,7 @@ impl StatefileWriter {
         sink.file.flush().map_err(|e| sink.error(e))?;
         // fsync'd together at commit: one journal commit then covers most of them (ext4),
         // where a file-by-file fsync costs one each; writeback starts now
-        if self.writeback {
-            crate::sys::start_writeback(&sink.file);
-        }
+        sink.start_writeback();
         let entry = FileEntry {
             path: sink.rel.clone(),
             size: sink.size,

@@ -260,7 +260,7 @@ fn ask_through(
         let sig = signals::dump(pid, &main, &mut scratch)?;
         let brk = main.check("brk", libc::SYS_brk, [0; 6])?;
         // each thread's questions in one batch, ended by a signal the process ignores
-        let batch_signal = batch_signals(pid)?;
+        let batch_signal = batch_signals(pid, statuses.get(&pid).map(String::as_str))?;
         let mut trecs = Vec::new();
         for (i, &tid) in tids.iter().enumerate() {
             let inj = if tid == pid {
@@ -276,7 +276,7 @@ fn ask_through(
                 masks[i],
                 &inj,
                 &mut scratch,
-                statuses.get(&tid).cloned(),
+                statuses.get(&tid).map(String::as_str),
             )?);
         }
         let posix_timers = posix_timers::dump(pid, &main, &mut scratch);
@@ -304,13 +304,20 @@ fn ask_through(
     })
 }
 
-/// For process `pid` (from its /proc status: what it ignores and catches, its seccomp
-/// mode): the signal ending a batch of questions in a thread blocking a given mask
-/// (`ptrace::batch_signal`).
-fn batch_signals(pid: i32) -> Result<impl Fn(u64) -> Option<i32>> {
+/// For process `pid` (from its /proc status, `status` where read already: what it
+/// ignores and catches, its seccomp mode): the signal ending a batch of questions in a
+/// thread blocking a given mask (`ptrace::batch_signal`).
+fn batch_signals(pid: i32, status: Option<&str>) -> Result<impl Fn(u64) -> Option<i32>> {
     let dir = ProcDir::open(pid)?;
-    let text = dir.status_text()?;
-    let (ignored, caught, seccomp) = dir.parsed("status", &text, |t| {
+    let read;
+    let text = match status {
+        Some(text) => text,
+        None => {
+            read = dir.status_text()?;
+            &read
+        }
+    };
+    let (ignored, caught, seccomp) = dir.parsed("status", text, |t| {
         Ok((
             crate::proc::status::mask(t, "SigIgn")?,
             crate::proc::status::mask(t, "SigCgt")?,

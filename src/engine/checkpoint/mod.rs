@@ -96,7 +96,7 @@ fn stop_and_dump(
     if options.will == Some(crate::attrfile::WillAction::Cont) {
         // -g: the processes run on before the commit, whose fsync writes everything
         // then; while they are stopped, nothing waits for the disk
-        writer.writeback = false;
+        writer.set_writeback(false);
     }
     progress.check_cancelled(&options.statefile.display().to_string())?;
     progress.phase(Phase::Dump, preview::page_bytes(&frozen.pids(), progress));

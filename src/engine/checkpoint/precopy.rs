@@ -33,8 +33,6 @@ const MIN_BYTES: u64 = 8 << 20;
 const MAX_ROUNDS: u32 = 4;
 /// A round that finds less than this written ends the pre-copy.
 const SMALL_ENOUGH: u64 = 2 << 20;
-/// Writeback of the pre-copy file starts every this many bytes.
-const WRITEBACK_BYTES: u64 = 64 << 20;
 
 /// What the pre-copy did: the statefile writer it started, and per process where its
 /// tracking is and which pages it copied.
@@ -105,7 +103,7 @@ fn copy_all(
     }
     // the last copy, of what was written since each one's last round, just before the
     // stop: no writeback from here on (the stop must not wait for the disk either)
-    writer.writeback = false;
+    writer.set_writeback(false);
     let mut record = LiveRecord {
         rounds,
         stop_ms: 0.0,
@@ -145,8 +143,6 @@ struct One {
     pending: Vec<(u64, u64)>,
     /// Bytes found written by the last scan.
     last: u64,
-    /// Bytes written to the file since writeback was last started.
-    unflushed: u64,
 }
 
 impl One {
@@ -167,21 +163,15 @@ impl One {
             bytes: 0,
             pending,
             last: u64::MAX,
-            unflushed: 0,
         })
     }
 
     fn copy_pending(&mut self) -> Result<()> {
         let ranges = std::mem::take(&mut self.pending);
         let n = copy_ranges(self.pid, &ranges, &mut self.sink, &mut self.copy)?;
+        // (the sink starts writeback as the bulk goes, while the processes run; none
+        // once the writer says so: the last copy, just before the stop)
         self.bytes += n;
-        // writeback as the bulk goes, while the processes run (none once the writer
-        // says so: the last copy, just before the stop)
-        self.unflushed += n;
-        if self.unflushed >= WRITEBACK_BYTES {
-            self.sink.start_writeback();
-            self.unflushed = 0;
-        }
         Ok(())
     }
 

@@ -727,7 +727,6 @@ pub fn dump_pages(pid: i32, vmas: &[Vma], sink: &mut FileSink, compress: bool) -
     }
     std::thread::scope(|scope| -> Result<u64> {
         let writer = scope.spawn(move || -> Result<std::time::Duration> {
-            let mut unflushed = 0usize;
             let mut packed = Vec::new();
             let mut busy = std::time::Duration::ZERO;
             for (mut buf, n) in full_rx {
@@ -740,12 +739,7 @@ pub fn dump_pages(pid: i32, vmas: &[Vma], sink: &mut FileSink, compress: bool) -
                 } else {
                     sink.write_all(data).ctx(sink.rel.clone())?;
                 }
-                // start writeback as we go, so that the final fsync has little left
-                unflushed += n;
-                if unflushed >= 64 << 20 {
-                    sink.start_writeback();
-                    unflushed = 0;
-                }
+                // (the sink starts writeback as it goes: the final fsync has little left)
                 busy += t.elapsed();
                 // the reader may have stopped: a buffer nobody takes back is fine
                 let _ = empty_tx.send(buf);

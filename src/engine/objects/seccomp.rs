@@ -63,11 +63,15 @@ pub fn refuse(dir: &ProcDir, text: &str) -> Result<()> {
 /// Whether thread `tid` has filters now (`known`: its status, if already read).
 fn filtered(tid: i32, known: Option<&String>) -> Result<bool> {
     let dir = ProcDir::open(tid)?;
+    let read;
     let text = match known {
-        Some(text) => text.clone(),
-        None => dir.status_text()?,
+        Some(text) => text,
+        None => {
+            read = dir.status_text()?;
+            &read
+        }
     };
-    let mode: u32 = dir.parsed("status", &text, |t| status::number(t, "Seccomp"))?;
+    let mode: u32 = dir.parsed("status", text, |t| status::number(t, "Seccomp"))?;
     Ok(mode == SECCOMP_MODE_FILTER)
 }
 

@@ -365,7 +365,7 @@ pub fn dump(
     sigmask: u64,
     inj: &Injector,
     scratch: &mut RemoteScratch,
-    status: Option<String>,
+    status: Option<&str>,
 ) -> Result<ThreadRecord> {
     let mut s = scratch.frame();
     let stack = s.alloc(STACK_T_SIZE)?;
@@ -449,11 +449,15 @@ pub fn dump(
     // /proc/TID (its task/TID is the thread), its status read once for scheduling and
     // credentials
     let tdir = crate::proc::ProcDir::open(tid)?;
+    let read;
     let status = match status {
         Some(text) => text,
-        None => tdir.status_text()?,
+        None => {
+            read = tdir.status_text()?;
+            &read
+        }
     };
-    let comm = match name_in_status(&status) {
+    let comm = match name_in_status(status) {
         Some(name) => name.trim_end().to_string(),
         None => tdir.thread_comm(tid)?,
     };
@@ -471,9 +475,9 @@ pub fn dump(
         clear_child_tid,
         robust_list: crate::sys::get_robust_list(tid).unwrap_or((0, 0)),
         rseq: ptrace::get_rseq(tid).unwrap_or_default(),
-        sched: Some(ThreadSched::dump(tid, sched, &tdir, &status)?),
+        sched: Some(ThreadSched::dump(tid, sched, &tdir, status)?),
         creds: Some(super::creds::ThreadCreds::dump(
-            tid, securebits, &tdir, &status,
+            tid, securebits, &tdir, status,
         )?),
         pdeathsig,
         child_subreaper,

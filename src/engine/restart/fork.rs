@@ -172,18 +172,16 @@ fn kill_pids(pids: &[i32]) {
     // blocking wait: a thread not yet listed when we looked (or a tracee another of our
     // threads reaped) must not leave cpr waiting for ever, so look again each round,
     // for a few seconds at most; whatever is left then dies with its SIGKILL anyway.
-    // gone: reaped now, or not ours to reap (a grandchild) and dead already, so that
-    // nothing of the failed restart still runs when cpr returns; a stop is not an end
+    // Gone: reaped now, or not ours to reap (a grandchild) and dead already, so that
+    // nothing of the failed restart still runs when cpr returns; a stop is not an end.
     let reaped = |id: i32| match waitpid(
         nix::unistd::Pid::from_raw(id),
         Some(WaitPidFlag::__WALL | WaitPidFlag::WNOHANG),
     ) {
         Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => true,
-        Err(_) => std::fs::read_to_string(format!("/proc/{id}/stat")).map_or(true, |st| {
-            // the state follows the command name's closing parenthesis
-            st.rsplit_once(')')
-                .is_none_or(|(_, rest)| matches!(rest.trim_start().chars().next(), Some('Z' | 'X')))
-        }),
+        Err(_) => crate::proc::ProcDir::open(id)
+            .and_then(|d| d.stat())
+            .map_or(true, |st| st.is_dead()),
         Ok(_) => false,
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);

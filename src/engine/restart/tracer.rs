@@ -21,6 +21,8 @@ pub(super) struct Restored {
     pub image: usize,
     /// Lazy restart: the memory left to the filler (lazy_pages.rs).
     pub lazy: Option<crate::engine::objects::lazy_pages::Registered>,
+    /// What it said of its descriptors, for the check (fds_verify::ask_injected).
+    pub fds_asked: Option<Vec<crate::engine::objects::fds_verify::Asked>>,
 }
 
 /// The tracer threads (as many as there are CPUs, at most one per process): each takes
@@ -91,6 +93,7 @@ impl<'scope> Crew<'scope> {
                             threads: r.threads.clone(),
                             image: r.image,
                             lazy: None,
+                            fds_asked: None,
                         });
                     }
                     if out_tx.send(r).is_err() {
@@ -218,6 +221,7 @@ fn restore_checked(
         threads: vec![(child.pid, 0)],
         image: child.image,
         lazy: None,
+        fds_asked: None,
     };
     let p = &img.core.process;
     let parent_restored = p.ppid != p.pid
@@ -357,6 +361,14 @@ fn finish_in_tracer(
         threads::restore_after_creds(t, &inj, parent_restored)
             .map_err(|e| e.context(format!("thread {}", t.tid)))?;
     }
+    // the descriptor table is final: what the check compares, asked while the runner is
+    // there
+    let inj = Injector::new(child, scratch.gate())?.with_runner(scratch.runner());
+    restored.fds_asked = Some(crate::engine::objects::fds_verify::ask_injected(
+        &inj,
+        &mut scratch.args,
+        &img.core.fds,
+    )?);
     // the scratch page goes; its own syscall instruction runs the munmap, stopping at the
     // syscall exit so nothing executes there afterwards
     let last = Injector::new(child, Gate::SyscallInsn(scratch.base()))?;

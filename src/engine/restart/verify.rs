@@ -38,6 +38,8 @@ pub(super) struct Subject<'a> {
     pub groups: &'a BTreeMap<i32, i32>,
     /// `-j`: the roots joined cpr's session on purpose.
     pub interactive: bool,
+    /// What the process said of its descriptors once restored (fds_verify::ask_injected).
+    pub fds_asked: Option<&'a [crate::engine::objects::fds_verify::Asked]>,
 }
 
 type Check = fn(&Subject) -> Result<()>;
@@ -62,7 +64,7 @@ const CHECKS: &[(&str, Check)] = &[
     ("signals", signals),
     ("POSIX timers", posix_timers),
     ("descriptors", |s| {
-        crate::engine::objects::fds_verify::verify_restored(s.pid, &s.img.core.fds)
+        crate::engine::objects::fds_verify::verify_restored(s.pid, &s.img.core.fds, s.fds_asked)
     }),
     ("memory map", |s| {
         crate::engine::objects::memory::verify_restored(s.pid, &s.img.mm)
@@ -133,6 +135,7 @@ pub(super) fn verify_process(
         pids: &known.pids,
         groups: &known.groups,
         interactive: known.interactive,
+        fds_asked: r.fds_asked.as_deref(),
     };
     for (what, check) in CHECKS {
         check(&subject).map_err(|e| in_statefile(e.context(what)))?;

@@ -30,7 +30,47 @@ pub struct Asked {
     pub flags: i64,
     /// lseek(fd, 0, SEEK_CUR): the description's offset (-ESPIPE where it has none).
     pub pos: i64,
+    /// For a regular file's descriptor: statx's mount, device, inode and link count of
+    /// its file (`Identity`), when the kernel gave them all.
+    pub file: Option<Identity>,
 }
+
+/// Which file a descriptor has open, as statx says: its mount (STATX_MNT_ID), device and
+/// inode, and its number of names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Identity {
+    pub mnt_id: u64,
+    pub dev: (u32, u32),
+    pub ino: u64,
+    pub nlink: u32,
+}
+
+/// statx's answer (a `struct statx`, 256 bytes) read as an `Identity`: `None` unless it
+/// is a regular file and the mask has the mount, inode and link count.
+fn identity_of(stx: &[u8]) -> Option<Identity> {
+    let u32_at = |o: usize| Some(u32::from_ne_bytes(stx.get(o..o + 4)?.try_into().ok()?));
+    let u64_at = |o: usize| Some(u64::from_ne_bytes(stx.get(o..o + 8)?.try_into().ok()?));
+    let u16_at = |o: usize| Some(u16::from_ne_bytes(stx.get(o..o + 2)?.try_into().ok()?));
+    let want = libc::STATX_TYPE | libc::STATX_INO | libc::STATX_NLINK | libc::STATX_MNT_ID;
+    let mask = u32_at(STX_MASK)?;
+    let regular = u32::from(u16_at(STX_MODE)?) & libc::S_IFMT == libc::S_IFREG;
+    (mask & want == want && regular).then_some(Identity {
+        mnt_id: u64_at(STX_MNT_ID)?,
+        dev: (u32_at(STX_DEV_MAJOR)?, u32_at(STX_DEV_MINOR)?),
+        ino: u64_at(STX_INO)?,
+        nlink: u32_at(STX_NLINK)?,
+    })
+}
+
+/// Offsets in `struct statx` (<linux/stat.h>; checked against libc's in the tests).
+const STX_MASK: usize = 0;
+const STX_NLINK: usize = 16;
+const STX_MODE: usize = 28;
+const STX_INO: usize = 32;
+const STX_DEV_MAJOR: usize = 136;
+const STX_DEV_MINOR: usize = 140;
+const STX_MNT_ID: usize = 144;
+const STATX_SIZE: usize = 256;
 
 /// Asks the stopped restored process (through `inj` and its batch runner, its table in
 /// `scratch`) for the flags, close-on-exec flag and offset of every descriptor of
@@ -43,24 +83,65 @@ pub fn ask_injected(
     scratch: &mut crate::engine::ptrace::RemoteScratch,
     records: &[FdRecord],
 ) -> Result<Vec<Asked>> {
-    let mut batch = crate::engine::ptrace::Batch::new();
-    for r in records {
-        let fd = r.fd as u64;
-        batch.call(libc::SYS_fcntl, [fd, libc::F_GETFD as u64, 0, 0, 0, 0]);
-        batch.call(libc::SYS_fcntl, [fd, libc::F_GETFL as u64, 0, 0, 0, 0]);
-        batch.call(libc::SYS_lseek, [fd, 0, libc::SEEK_CUR as u64, 0, 0, 0]);
+    // a table of 512 calls, and the statx buffers of its regular files, fit the scratch
+    const PART: usize = 128;
+    let mut out = Vec::with_capacity(records.len());
+    for part in records.chunks(PART) {
+        let mut frame = scratch.frame();
+        let empty = frame.put(&[0u8])?;
+        let regular = |r: &FdRecord| r.kind == FdKind::Regular;
+        let stats = part.iter().filter(|r| regular(r)).count();
+        let bufs = frame.alloc((stats * STATX_SIZE) as u64)?;
+        let mut batch = crate::engine::ptrace::Batch::new();
+        let mut k = 0;
+        for r in part {
+            let fd = r.fd as u64;
+            batch.call(libc::SYS_fcntl, [fd, libc::F_GETFD as u64, 0, 0, 0, 0]);
+            batch.call(libc::SYS_fcntl, [fd, libc::F_GETFL as u64, 0, 0, 0, 0]);
+            batch.call(libc::SYS_lseek, [fd, 0, libc::SEEK_CUR as u64, 0, 0, 0]);
+            if regular(r) {
+                let mask = libc::STATX_TYPE | libc::STATX_INO | libc::STATX_NLINK;
+                batch.call(
+                    libc::SYS_statx,
+                    [
+                        fd,
+                        empty.as_u64(),
+                        libc::AT_EMPTY_PATH as u64,
+                        u64::from(mask | libc::STATX_MNT_ID),
+                        (bufs + (k * STATX_SIZE) as u64).as_u64(),
+                        0,
+                    ],
+                );
+                k += 1;
+            }
+        }
+        let results = batch.run(inj, &mut frame)?;
+        let stx = match stats {
+            0 => Vec::new(),
+            n => frame.read(bufs, n * STATX_SIZE)?,
+        };
+        let (mut at, mut k) = (0, 0);
+        for r in part {
+            let a = &results[at..];
+            let file = match regular(r) {
+                true => {
+                    let buf = &stx[k * STATX_SIZE..(k + 1) * STATX_SIZE];
+                    k += 1;
+                    (a.get(3) == Some(&0)).then(|| identity_of(buf)).flatten()
+                }
+                false => None,
+            };
+            out.push(Asked {
+                fd: r.fd,
+                fd_flags: a[0],
+                flags: a[1],
+                pos: a[2],
+                file,
+            });
+            at += if regular(r) { 4 } else { 3 };
+        }
     }
-    let results = batch.run(inj, scratch)?;
-    Ok(records
-        .iter()
-        .zip(results.chunks_exact(3))
-        .map(|(r, a)| Asked {
-            fd: r.fd,
-            fd_flags: a[0],
-            flags: a[1],
-            pos: a[2],
-        })
-        .collect())
+    Ok(out)
 }
 
 /// Compares the descriptors of restored process `pid` (stopped, not yet released) with
@@ -69,14 +150,27 @@ pub fn ask_injected(
 /// was told of each record's descriptor once the table was final (else fdinfo is read).
 pub fn verify_restored(pid: i32, records: &[FdRecord], asked: Option<&[Asked]>) -> Result<()> {
     let dir = ProcDir::open(pid)?;
-    let open: std::collections::BTreeSet<i32> = dir.fds()?.into_iter().collect();
     let by_fd: std::collections::HashMap<i32, &FdRecord> =
         records.iter().map(|r| (r.fd, r)).collect();
     let asked = asked.filter(|a| a.len() == records.len());
+    // the links are read relative to the fd directory (one name to look up, not two)
+    let fd_dir = dir.open_file("fd")?;
+    // since Linux 6.2 the directory's size is the number of open descriptors: when it is
+    // the number of records, each of which the process says is open (F_GETFD), none is
+    // open that should not be, and listing the directory (a /proc entry made for each)
+    // is not needed; else (an older kernel, or a difference) the listing names it
+    let counted = fd_dir.metadata().map(|m| m.len()).unwrap_or(0);
+    let listed: Option<std::collections::BTreeSet<i32>> =
+        match asked.is_some() && by_fd.len() == records.len() && counted == records.len() as u64 {
+            true => None,
+            false => Some(dir.fds()?.into_iter().collect()),
+        };
     // what one description's descriptors share: its offset and flags
     let mut same = Vec::with_capacity(records.len());
+    // the link of each file read so far that has one name (`Asked::file`)
+    let mut named: std::collections::HashMap<Identity, String> = Default::default();
     for (i, r) in records.iter().enumerate() {
-        if !open.contains(&r.fd) {
+        if listed.as_ref().is_some_and(|open| !open.contains(&r.fd)) {
             return Err(differs(pid, r.fd, "descriptor", "closed", "open"));
         }
         // a duplicate is held to what its original is
@@ -84,15 +178,7 @@ pub fn verify_restored(pid: i32, records: &[FdRecord], asked: Option<&[Asked]>) 
             FdKind::Dup { of } => by_fd.get(&of).copied().unwrap_or(r),
             _ => r,
         };
-        // a duplicate's target is its original's: compare_sharing proves them one
-        // description (the original's own link is read and compared)
-        let link = match r.kind {
-            FdKind::Dup { .. } if origin.fd != r.fd => None,
-            _ => Some(
-                dir.link(&format!("fd/{}", r.fd))
-                    .map_err(|e| e.context(format!("process {pid} fd {}", r.fd)))?,
-            ),
-        };
+        // asked first: a descriptor it says is closed is that, not a failed readlink
         let (flags, pos) = match asked.map(|a| a[i]) {
             Some(a) if a.fd == r.fd => asked_flags(pid, a)?,
             _ => {
@@ -100,14 +186,57 @@ pub fn verify_restored(pid: i32, records: &[FdRecord], asked: Option<&[Asked]>) 
                 (info.flags, info.pos)
             }
         };
+        // a duplicate's target is its original's: compare_sharing proves them one
+        // description (the original's own link is read and compared)
+        let link = match r.kind {
+            FdKind::Dup { .. } if origin.fd != r.fd => None,
+            _ => {
+                // a file with one name, not removed, open on one mount: every descriptor of
+                // it has one link (a path is a mount and a name), read once
+                let file = (asked.map(|a| a[i]))
+                    .filter(|a| a.fd == r.fd)
+                    .and_then(|a| a.file)
+                    .filter(|f| f.nlink == 1);
+                match file.and_then(|f| named.get(&f)) {
+                    Some(link) => Some(link.clone()),
+                    None => {
+                        let link = read_link(pid, &fd_dir, r.fd)?;
+                        if let Some(f) = file
+                            && !link.ends_with(" (deleted)")
+                        {
+                            named.insert(f, link.clone());
+                        }
+                        Some(link)
+                    }
+                }
+            }
+        };
         let seen = Observed { link, flags, pos };
         compare(pid, r, origin, &seen)?;
         same.push((seen.pos, seen.flags & !libc::O_CLOEXEC));
     }
-    if let Some(extra) = open.iter().find(|fd| !by_fd.contains_key(fd)) {
+    if let Some(open) = &listed
+        && let Some(extra) = open.iter().find(|fd| !by_fd.contains_key(fd))
+    {
         return Err(differs(pid, *extra, "descriptor", "open", "closed"));
     }
     compare_sharing(pid, records, &same)
+}
+
+/// The /proc link of descriptor `fd` of `pid`, read in its fd directory `fd_dir`.
+fn read_link(pid: i32, fd_dir: &std::fs::File, fd: i32) -> Result<String> {
+    match nix::fcntl::readlinkat(fd_dir, fd.to_string().as_str()) {
+        Ok(target) => Ok(target.to_string_lossy().into_owned()),
+        Err(e) if crate::proc::is_gone(Some(e as i32)) => {
+            // the process, or only the descriptor
+            if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                Err(differs(pid, fd, "descriptor", "closed", "open"))
+            } else {
+                Err(crate::proc::gone(pid))
+            }
+        }
+        Err(e) => Err(Error::errno(format!("process {pid} fd {fd}"), e)),
+    }
 }
 
 /// fdinfo's flags (O_CLOEXEC for the close-on-exec flag) and offset from what
@@ -397,12 +526,47 @@ mod tests {
     }
 
     #[test]
+    fn statx_offsets_are_the_kernels() {
+        assert_eq!(std::mem::size_of::<libc::statx>(), STATX_SIZE);
+        assert_eq!(std::mem::offset_of!(libc::statx, stx_mask), STX_MASK);
+        assert_eq!(std::mem::offset_of!(libc::statx, stx_nlink), STX_NLINK);
+        assert_eq!(std::mem::offset_of!(libc::statx, stx_mode), STX_MODE);
+        assert_eq!(std::mem::offset_of!(libc::statx, stx_ino), STX_INO);
+        assert_eq!(
+            std::mem::offset_of!(libc::statx, stx_dev_major),
+            STX_DEV_MAJOR
+        );
+        assert_eq!(
+            std::mem::offset_of!(libc::statx, stx_dev_minor),
+            STX_DEV_MINOR
+        );
+        assert_eq!(std::mem::offset_of!(libc::statx, stx_mnt_id), STX_MNT_ID);
+        let mut stx = vec![0u8; STATX_SIZE];
+        let mask = libc::STATX_TYPE | libc::STATX_INO | libc::STATX_NLINK | libc::STATX_MNT_ID;
+        stx[STX_MASK..STX_MASK + 4].copy_from_slice(&mask.to_ne_bytes());
+        stx[STX_MODE..STX_MODE + 2].copy_from_slice(&(libc::S_IFREG as u16 | 0o644).to_ne_bytes());
+        stx[STX_INO..STX_INO + 8].copy_from_slice(&77u64.to_ne_bytes());
+        stx[STX_NLINK..STX_NLINK + 4].copy_from_slice(&1u32.to_ne_bytes());
+        stx[STX_MNT_ID..STX_MNT_ID + 8].copy_from_slice(&5u64.to_ne_bytes());
+        let id = identity_of(&stx).unwrap();
+        assert_eq!((id.ino, id.nlink, id.mnt_id), (77, 1, 5));
+        // a directory, or a kernel that did not say the mount: no identity
+        stx[STX_MODE..STX_MODE + 2].copy_from_slice(&(libc::S_IFDIR as u16).to_ne_bytes());
+        assert_eq!(identity_of(&stx), None);
+        stx[STX_MODE..STX_MODE + 2].copy_from_slice(&(libc::S_IFREG as u16).to_ne_bytes());
+        let partial = mask & !libc::STATX_MNT_ID;
+        stx[STX_MASK..STX_MASK + 4].copy_from_slice(&partial.to_ne_bytes());
+        assert_eq!(identity_of(&stx), None);
+    }
+
+    #[test]
     fn injected_answers_read_as_fdinfo_and_a_failed_one_is_a_closed_descriptor() {
         let asked = |fd_flags, flags, pos| Asked {
             fd: 7,
             fd_flags,
             flags,
             pos,
+            file: None,
         };
         let rdwr = libc::O_RDWR as i64;
         assert_eq!(

@@ -101,7 +101,8 @@ const WRITEBACK_EVERY: u64 = 64 << 20;
 pub struct FileSink {
     pub rel: String,
     file: File,
-    hasher: Box<Xxh3>,
+    /// None while lent (`lend_hash`): the borrower hashes what is written meanwhile.
+    hasher: Option<Box<Xxh3>>,
     /// For records (not bulk page data): the SHA-256 the MANIFEST's MAC covers.
     sha: Option<Box<Sha256>>,
     size: u64,
@@ -130,7 +131,9 @@ impl std::io::Write for FileSink {
             }
             r => r?,
         };
-        self.hasher.update(&buf[..n]);
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(&buf[..n]);
+        }
         if let Some(sha) = &mut self.sha {
             sha.update(&buf[..n]);
         }
@@ -203,6 +206,23 @@ impl FileSink {
         fcntl(&self.file, FcntlArg::F_SETFL(flags))?;
         self.direct = on;
         Ok(())
+    }
+
+    /// Hands the file's running hash to the caller, who then feeds it every byte written
+    /// from here on, in order, and gives it back (`hash_back`) before the file is
+    /// finished: the hash can then be computed on another thread than the writes (page
+    /// data: the thread that read the bytes, while they are in its cache). None for a
+    /// file whose SHA-256 is kept too (records), or while the hash is lent already.
+    pub fn lend_hash(&mut self) -> Option<Box<Xxh3>> {
+        if self.sha.is_some() {
+            return None;
+        }
+        self.hasher.take()
+    }
+
+    /// Takes back the hash lent by `lend_hash`, with everything written meanwhile in it.
+    pub fn hash_back(&mut self, hasher: Box<Xxh3>) {
+        self.hasher = Some(hasher);
     }
 
     /// Writes all of `data`; errors name the statefile and the file
@@ -516,7 +536,7 @@ impl StatefileWriter {
         Ok(FileSink {
             rel: rel.to_string(),
             file,
-            hasher: Box::new(Xxh3::new()),
+            hasher: Some(Box::new(Xxh3::new())),
             sha: (!super::layout::is_bulk(rel)).then(|| Box::new(Sha256::new())),
             size: 0,
             subject: self.subject(),
@@ -551,10 +571,17 @@ impl StatefileWriter {
         // fsync'd together at commit: one journal commit then covers most of them (ext4),
         // where a file-by-file fsync costs one each; writeback starts now
         sink.start_writeback();
+        let Some(hasher) = &sink.hasher else {
+            return Err(Error::with_detail(
+                self.subject(),
+                Kind::CheckpointError,
+                format!("{}: its hash was not given back", sink.rel),
+            ));
+        };
         let entry = FileEntry {
             path: sink.rel.clone(),
             size: sink.size,
-            xxh3: format!("{:016x}", sink.hasher.digest()),
+            xxh3: format!("{:016x}", hasher.digest()),
             sha256: sink.sha.map(|sha| super::auth::hex(&sha.finalize())),
         };
         self.files.insert(sink.rel, entry);
@@ -813,6 +840,36 @@ mod tests {
             std::fs::read(w.staging.join("proc/1/pages")).unwrap(),
             expect
         );
+    }
+
+    #[test]
+    fn a_lent_hash_gives_the_same_checksum() {
+        let dir = tempfile::tempdir().unwrap();
+        let owner = Owner {
+            uid: Uid::effective().as_raw(),
+            gid: Gid::effective().as_raw(),
+        };
+        let mut w = StatefileWriter::create(&dir.path().join("s"), false, owner).unwrap();
+        let mut sink = w.create_file("proc/1/pages").unwrap();
+        sink.append(b"head").unwrap();
+        let mut h = sink.lend_hash().unwrap();
+        assert!(sink.lend_hash().is_none());
+        sink.append(b"tail").unwrap();
+        h.update(b"tail");
+        sink.hash_back(h);
+        w.finish_file(sink).unwrap();
+        assert_eq!(
+            w.files["proc/1/pages"].xxh3,
+            format!("{:016x}", xxhash_rust::xxh3::xxh3_64(b"headtail"))
+        );
+        // not given back: the file cannot be finished
+        let mut sink = w.create_file("proc/2/pages").unwrap();
+        let _lent = sink.lend_hash().unwrap();
+        assert_eq!(w.finish_file(sink).unwrap_err().kind, Kind::CheckpointError);
+        // records keep their SHA-256 too: never lent
+        let mut sink = w.create_file("pstree.json").unwrap();
+        assert!(sink.lend_hash().is_none());
+        w.finish_file(sink).unwrap();
     }
 
     #[test]

@@ -692,7 +692,7 @@ fn backing(pid: i32, m: &MapsLine, name: &str, vflags: &[String]) -> Result<Back
 /// Copies the saved pages of `vmas` into `sink`, in order. Readable memory goes through
 /// process_vm_readv in large batches; memory the process cannot read (PROT_NONE data)
 /// through /proc/PID/mem. Reading and writing overlap: a second thread writes one buffer
-/// while the next is read.
+/// while the next is read (and, uncompressed, hashed by the reader).
 /// With `compress`, the writer compresses each buffer first (statefile/compress.rs);
 /// without, the data goes to the device past the page cache where the file system has
 /// one (`FileSink::write_direct`), from page-aligned buffers, in larger batches (the
@@ -725,7 +725,13 @@ pub fn dump_pages(pid: i32, vmas: &[Vma], sink: &mut FileSink, compress: bool) -
         // no bigger than the data: a large zeroed allocation costs a memset per process
         let _ = empty_tx.send(vec![0u8; cap + PAGE_ALIGN]);
     }
-    std::thread::scope(|scope| -> Result<u64> {
+    // uncompressed, the reader hashes each buffer right after filling it, in its cache:
+    // the writer, the busier of the two (on tmpfs, write(2) allocates every page under
+    // the file's lock), only writes
+    let mut hasher = if compress { None } else { sink.lend_hash() };
+    let sink_ref = &mut *sink;
+    let result = std::thread::scope(|scope| -> Result<u64> {
+        let sink = sink_ref;
         let writer = scope.spawn(move || -> Result<std::time::Duration> {
             let mut packed = Vec::new();
             let mut busy = std::time::Duration::ZERO;
@@ -781,6 +787,9 @@ pub fn dump_pages(pid: i32, vmas: &[Vma], sink: &mut FileSink, compress: bool) -
                 }
                 let t = std::time::Instant::now();
                 read_batch(pid, &mut buf[..filled], &mut remote)?;
+                if let Some(h) = &mut hasher {
+                    h.update(&buf[..filled]);
+                }
                 read_time += t.elapsed();
                 if full_tx.send((whole, filled)).is_err() {
                     return Ok(());
@@ -807,7 +816,11 @@ pub fn dump_pages(pid: i32, vmas: &[Vma], sink: &mut FileSink, compress: bool) -
             );
         }
         Ok(total)
-    })
+    });
+    if let Some(h) = hasher {
+        sink.hash_back(h);
+    }
+    result
 }
 
 /// Reads the pending readable iovecs into the tail of `buf` that they cover (the last

@@ -76,6 +76,9 @@ pub fn user_groups(uid: u32) -> Vec<u32> {
 
 /// The capability sets of the calling thread.
 pub fn own_caps() -> Caps {
+    if let Ok(caps) = crate::sys::capget() {
+        return caps;
+    }
     let text = std::fs::read_to_string("/proc/thread-self/status").unwrap_or_default();
     let get = |key| status::mask(&text, key).unwrap_or(0);
     Caps {
@@ -324,6 +327,17 @@ pub fn can_choose_pids() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn capget_says_what_status_says() {
+        let text = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+        let get = |key| status::mask(&text, key).unwrap();
+        let caps = crate::sys::capget().unwrap();
+        assert_eq!(
+            (caps.inheritable, caps.permitted, caps.effective),
+            (get("CapInh"), get("CapPrm"), get("CapEff"))
+        );
+    }
 
     #[test]
     fn a_refused_attach_names_yamas_scope() {

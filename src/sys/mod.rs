@@ -220,6 +220,30 @@ pub fn capset(caps: &Caps) -> Result<(), Errno> {
     Errno::result(rc).map(drop)
 }
 
+/// capget(2) for the calling thread: its inheritable, permitted and effective sets (a
+/// system call, where /proc/thread-self/status would have the kernel format, and cpr
+/// parse, the whole status text).
+pub fn capget() -> Result<Caps, Errno> {
+    let mut args = CapsetArgs::new(0, &Caps::default());
+    // SAFETY: header and two data words, as _LINUX_CAPABILITY_VERSION_3 requires, in a
+    // live local; the kernel writes only the data words.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_capget,
+            &raw mut args.header,
+            args.data.as_mut_ptr(),
+        )
+    };
+    Errno::result(rc)?;
+    let both = |low: u32, high: u32| u64::from(low) | u64::from(high) << 32;
+    let [lo, hi] = args.data;
+    Ok(Caps {
+        inheritable: both(lo.inheritable, hi.inheritable),
+        permitted: both(lo.permitted, hi.permitted),
+        effective: both(lo.effective, hi.effective),
+    })
+}
+
 /// An anonymous mapping the calling process has just made where nothing was: cpr's to
 /// fill, and referenced by no Rust value. cpr never unmaps it (the restore child leaves
 /// it to the image being built; the tracer removes it), and nothing safe can.

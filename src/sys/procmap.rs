@@ -53,3 +53,20 @@ pub fn mapping_from(maps: BorrowedFd<'_>, addr: u64) -> nix::Result<Option<(u64,
         e => Err(e),
     }
 }
+
+/// The mappings (start, end) that overlap `lo..hi`, in address order, asked one at a time
+/// of a held `/proc/PID/maps` descriptor. `Err` as [`mapping_from`]'s.
+pub fn mappings_within(maps: BorrowedFd<'_>, lo: u64, hi: u64) -> nix::Result<Vec<(u64, u64)>> {
+    let mut out = Vec::new();
+    let mut at = lo;
+    while at < hi {
+        match mapping_from(maps, at)? {
+            Some((s, e)) if s < hi => {
+                out.push((s, e));
+                at = e;
+            }
+            _ => break,
+        }
+    }
+    Ok(out)
+}

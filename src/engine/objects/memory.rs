@@ -973,11 +973,14 @@ pub fn gap_candidates(vmas: &[Vma], size: u64) -> Vec<u64> {
     out
 }
 
-/// Replaces the address space of a stopped restore child with the image.
+/// Replaces the address space of a stopped restore child with the image; the calls of
+/// `first` run before any of its own, in the same round trip.
 /// `file_fds`: the child's fds for `mapped_files::list`, in order; `pages`: the child's
 /// fd on the pages file.
+#[allow(clippy::too_many_arguments)]
 pub fn restore(
     inj: &Injector,
+    first: Batch,
     pid: i32,
     mm: &MmRecord,
     scratch: &mut Scratch,
@@ -987,19 +990,27 @@ pub fn restore(
 ) -> Result<()> {
     let who = format!("process {pid}");
     let premapped = pages.premapped;
-    // the calls of steps 1, 3 and 5 run in batches: one ptrace round trip for many
-    let mut batch = Batch::new();
+    // the calls of steps 1, 3 and 5 run in batches: one ptrace round trip for many; the
+    // caller's `first` calls run before step 1, in its round trip
+    let mut batch = first;
     // 1. cpr's own mappings go, except the scratch area, the vDSO and the mappings the
     // restore child made already (cow_pages.rs)
-    let current = ProcDir::open(pid)?.maps()?;
-    let vdso_now = unmap_own(&mut batch, &current, scratch.base(), premapped);
+    let own = own_layout()?;
+    unmap_own(&mut batch, own, scratch.base(), premapped);
     // 2. move the vDSO and its data pages where the image had them (same batch)
+    let vdso_now: Vec<&MapsLine> = own.vdso.iter().collect();
     super::vdso::restore(inj, &mut batch, &who, &vdso_now, &mm.vmas)?;
     batch.run(inj, &mut scratch.args)?;
     // 3. map every mapping of the image, writable where pages must be read in
+    let child_maps = match premapped.is_empty() {
+        true => None,
+        false => Some(ChildMaps::open(pid)?),
+    };
     for v in &mm.vmas {
-        if let Some(&(_, _, at)) = premapped.iter().find(|r| (r.0, r.1) == (v.start, v.end)) {
-            move_premapped(&mut batch, pid, v, at)?;
+        if let Some(&(_, _, at)) = premapped.iter().find(|r| (r.0, r.1) == (v.start, v.end))
+            && let Some(maps) = &child_maps
+        {
+            move_premapped(&mut batch, maps, v, at)?;
             continue;
         }
         map_one(
@@ -1063,46 +1074,101 @@ pub fn restore(
 /// their calls (at most 13 of 64 bytes) fit in the scratch area together.
 const FINISH_PART: usize = 128;
 
-/// Unmaps every mapping of cpr's copy (`current`) except the scratch area, vsyscall and
-/// the vDSO areas, which it returns.
-fn unmap_own<'a>(
+/// What every restore child, a fork of cpr, has where cpr has it: the vDSO areas
+/// (`[vdso]`, `[vvar]`, ...), and the end of the highest mapping below vsyscall.
+struct OwnLayout {
+    vdso: Vec<MapsLine>,
+    top: u64,
+}
+
+/// cpr's own layout, read once from /proc/self/maps (the vDSO never moves in cpr).
+fn own_layout() -> Result<&'static OwnLayout> {
+    static OWN: std::sync::OnceLock<OwnLayout> = std::sync::OnceLock::new();
+    if let Some(own) = OWN.get() {
+        return Ok(own);
+    }
+    let maps = ProcDir::open(std::process::id() as i32)?.maps()?;
+    let top = maps
+        .iter()
+        .filter(|m| m.path != "[vsyscall]")
+        .map(|m| m.end)
+        .max()
+        .unwrap_or(0);
+    let vdso = maps
+        .into_iter()
+        .filter(|m| super::vdso::is_vdso(&m.path))
+        .collect();
+    Ok(OWN.get_or_init(|| OwnLayout { vdso, top }))
+}
+
+/// The end of the lowest user address space Linux gives on x86-64 (47 bits less a
+/// page); with 5-level paging a process can map above only when it asks to.
+const USER_END: u64 = 0x7fff_ffff_f000;
+
+/// Unmaps everything of cpr's copy except the scratch area, the vDSO areas (`own`) and
+/// the mappings the restore child made (`premapped`): one munmap per gap between them,
+/// over the whole user address space, so that neither the child's maps need be read nor
+/// each of its mappings be named (munmap passes over holes). vsyscall lies above it.
+fn unmap_own(
     batch: &mut Batch,
-    current: &'a [MapsLine],
+    own: &OwnLayout,
     scratch: RemoteAddr,
     premapped: &[(u64, u64, u64)],
-) -> Vec<&'a MapsLine> {
-    let mut vdso_now: Vec<&MapsLine> = Vec::new();
-    for m in current {
-        if RemoteAddr::from(m.start) == scratch || m.path == "[vsyscall]" {
-            continue;
+) {
+    let mut keep: Vec<(u64, u64)> = own.vdso.iter().map(|m| (m.start, m.end)).collect();
+    keep.push((scratch.as_u64(), scratch.as_u64() + Scratch::SIZE));
+    keep.extend(premapped.iter().map(|&(s, e, at)| (at, at + (e - s))));
+    keep.sort_unstable();
+    let mut from = 0;
+    for (s, e) in keep
+        .into_iter()
+        .chain(std::iter::once((u64::MAX, u64::MAX)))
+    {
+        let to = s.min(USER_END.max(own.top));
+        if to > from {
+            batch.check(
+                "munmap",
+                libc::SYS_munmap,
+                [from, to - from, 0, 0, 0, 0],
+                None,
+            );
         }
-        if premapped
-            .iter()
-            .any(|&(s, e, at)| at <= m.start && m.end <= at + (e - s))
-        {
-            continue;
-        }
-        if super::vdso::is_vdso(&m.path) {
-            vdso_now.push(m);
-            continue;
-        }
-        batch.check(
-            "munmap",
-            libc::SYS_munmap,
-            [m.start, m.end - m.start, 0, 0, 0, 0],
-            None,
-        );
+        from = from.max(e);
     }
-    vdso_now
+}
+
+/// A restore child's /proc directory and its maps, opened once for all the questions
+/// about where its premapped pieces lie.
+struct ChildMaps {
+    dir: ProcDir,
+    maps: std::fs::File,
+}
+
+impl ChildMaps {
+    fn open(pid: i32) -> Result<ChildMaps> {
+        let dir = ProcDir::open(pid)?;
+        let maps = dir.open_file("maps")?;
+        Ok(ChildMaps { dir, maps })
+    }
+
+    /// The mappings (start, end) that overlap `lo..hi`, in address order.
+    fn within(&self, lo: u64, hi: u64) -> Result<Vec<(u64, u64)>> {
+        use std::os::fd::AsFd;
+        match crate::sys::procmap::mappings_within(self.maps.as_fd(), lo, hi) {
+            Ok(found) => Ok(found),
+            // an older kernel: the text answers the same
+            Err(_) => self.dir.mappings_within(lo, hi),
+        }
+    }
 }
 
 /// Moves a mapping the restore child made (at `at`, maybe in several pieces) to its
 /// place in the image, with its protection: the calls go into `batch` (the premap area
 /// lies in a gap of the image, apart from every other mapping's place).
-fn move_premapped(batch: &mut Batch, pid: i32, v: &Vma, at: u64) -> Result<()> {
+fn move_premapped(batch: &mut Batch, maps: &ChildMaps, v: &Vma, at: u64) -> Result<()> {
     let len = v.end - v.start;
-    let pieces: Vec<(u64, u64)> = ProcDir::open(pid)?
-        .mappings_within(at, at + len)?
+    let pieces: Vec<(u64, u64)> = maps
+        .within(at, at + len)?
         .into_iter()
         .filter(|&(s, e)| at <= s && e <= at + len)
         .collect();

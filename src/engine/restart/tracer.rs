@@ -277,9 +277,9 @@ fn finish_in_tracer(
     // child reads it all)
     let pages_file = std::fs::File::open(format!("/proc/{child}/fd/{}", ready.pages_fd)).ok();
     let main = Injector::new(child, scratch.gate())?.with_runner(scratch.runner());
-    unregister_rseq(&main, child)?;
     memory::restore(
         &main,
+        unregister_rseq(child)?,
         child,
         &img.mm,
         &mut scratch,
@@ -308,8 +308,7 @@ fn finish_in_tracer(
             }),
         },
     )?;
-    set_mm(&main, img, &mut scratch.args, &ready.file_fds)?;
-    close_cpr_fds(&main, img, &mut scratch)?;
+    set_mm_and_close(&main, img, &mut scratch.args, &ready.file_fds)?;
     locks::restore_posix_injected(&main, &mut scratch.args, &img.core.locks)?;
     // threads, with their TIDs (FORK ORIGINAL) or any
     let original = img.core.policies.fork == ForkAction::Original;
@@ -381,11 +380,13 @@ fn finish_in_tracer(
 }
 
 /// cpr's glibc registered rseq in the child: the kernel would write to that area, soon
-/// unmapped, on every return to user space.
-fn unregister_rseq(main: &Injector, child: i32) -> Result<()> {
+/// unmapped, on every return to user space. The call that unregisters it, to run first
+/// in the round trip that unmaps cpr's mappings.
+fn unregister_rseq(child: i32) -> Result<ptrace::Batch> {
     let rseq = ptrace::get_rseq(child)?;
+    let mut batch = ptrace::Batch::new();
     if rseq.abi_pointer != 0 {
-        main.check(
+        batch.check(
             "rseq unregister",
             libc::SYS_rseq,
             [
@@ -396,9 +397,10 @@ fn unregister_rseq(main: &Injector, child: i32) -> Result<()> {
                 0,
                 0,
             ],
-        )?;
+            None,
+        );
     }
-    Ok(())
+    Ok(batch)
 }
 
 /// The child's descriptor of each earlier statefile's page data with what to read from it.
@@ -421,24 +423,13 @@ fn inherited_reads(
         .collect())
 }
 
-/// Closes what the child opened for the tracer, and anything else cpr's copy still had
-/// open (its status pipe, if the interrupt came before it closed it): every number that
-/// is not the image's, by close_range over the gaps between the image's numbers (one
-/// round trip for all, no listing of /proc/PID/fd).
-fn close_cpr_fds(main: &Injector, img: &Image, scratch: &mut Scratch) -> Result<()> {
-    let mut batch = ptrace::Batch::new();
-    for (first, last) in crate::engine::objects::files::gaps(img.core.fds.iter().map(|f| f.fd)) {
-        batch.call(
-            libc::SYS_close_range,
-            [first as u64, last as u64, 0, 0, 0, 0],
-        );
-    }
-    batch.run(main, &mut scratch.args)?;
-    Ok(())
-}
-
-/// The mm fields, auxv and executable of the image (prctl PR_SET_MM_MAP).
-fn set_mm(
+/// The mm fields, auxv and executable of the image (prctl PR_SET_MM_MAP); then, in the
+/// same round trip, closes what the child opened for the tracer, and anything else cpr's
+/// copy still had open (its status pipe, if the interrupt came before it closed it):
+/// every number that is not the image's, by close_range over the gaps between the
+/// image's numbers (no listing of /proc/PID/fd). The executable's descriptor is closed
+/// only after the prctl has taken it.
+fn set_mm_and_close(
     inj: &Injector,
     img: &Image,
     scratch: &mut RemoteScratch,
@@ -476,7 +467,8 @@ fn set_mm(
         exe_fd,
     };
     let map_addr = s.put_struct(&map)?;
-    inj.check(
+    let mut batch = ptrace::Batch::new();
+    batch.check(
         "prctl(PR_SET_MM_MAP)",
         libc::SYS_prctl,
         [
@@ -487,6 +479,14 @@ fn set_mm(
             0,
             0,
         ],
-    )?;
+        None,
+    );
+    for (first, last) in crate::engine::objects::files::gaps(img.core.fds.iter().map(|f| f.fd)) {
+        batch.call(
+            libc::SYS_close_range,
+            [first as u64, last as u64, 0, 0, 0, 0],
+        );
+    }
+    batch.run(inj, &mut s)?;
     Ok(())
 }

@@ -74,7 +74,10 @@ pub(super) fn dump_all(
         });
         let mut asking = Ok(());
         for &pid in &pids {
-            match ask_stopped(pid, &frozen.threads[&pid], statuses) {
+            let mut timer = crate::engine::timer::Timer::new();
+            let asked = ask_stopped(pid, &frozen.threads[&pid], statuses);
+            timer.lap(&format!("  process {pid}: injected calls"));
+            match asked {
                 // the worker stopped at a failure: it says which
                 Ok(asked) => {
                     flags.request(pid);
@@ -152,12 +155,14 @@ fn finish_process(
     chain: &mut incremental::Builder,
     ahead: &mut ReadAhead,
 ) -> Result<(CoreRecord, MmRecord)> {
+    let mut timer = crate::engine::timer::Timer::new();
     // what /proc tells, through one held directory, its stat read once
     let dir = ProcDir::open(pid)?;
     let stat = dir.stat()?;
     let mut proc_rec = process::dump(&dir, &stat)?;
     proc_rec.membarrier = asked.membarrier;
     proc_rec.dumpable = asked.dumpable;
+    timer.lap(&format!("  process {pid}: /proc records"));
     let mm = dump_memory(
         &dir,
         &stat,
@@ -171,6 +176,7 @@ fn finish_process(
     // files and the rest
     let fds = files::dump(pid, policies, writer)?;
     let locks = locks::dump(pid, &fds, &mut ahead.locks)?;
+    timer.lap(&format!("  process {pid}: descriptors, locks"));
     let core = CoreRecord {
         process: proc_rec,
         threads: asked.threads,

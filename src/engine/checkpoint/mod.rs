@@ -83,6 +83,9 @@ fn stop_and_dump(
     // TCP connections read in repair mode: let go when this ends, unless WILL says so
     let net = super::objects::inet_sockets::NetLock::begin();
     let mut chain = incremental::Builder::new(open_parent(options, &frozen.pids(), targets)?);
+    if chain.parent.is_some() {
+        timer.lap("parent chain read");
+    }
     let mut writer = match precopied {
         Some(p) => {
             chain.precopy = p.processes;

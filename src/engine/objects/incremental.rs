@@ -382,8 +382,13 @@ pub fn check_inherited(mm: &MmRecord) -> Result<()> {
 /// The parent of a checkpoint being taken, checked against the frozen processes.
 pub struct Parent {
     chain: Chain,
-    /// Per process: where each page of the parent's image is.
+    /// Per process: where each page of the parent's image is, once asked (`copy_of`):
+    /// layering the whole chain's records is needed only to compare pages.
     sources: BTreeMap<i32, Vec<Extent>>,
+    /// Per process: the address ranges of the parent's image (its own pages and those
+    /// it inherits, which the chain holds: they were found there when it was taken, and
+    /// a restart checks every link again).
+    cover: BTreeMap<i32, Vec<(u64, u64)>>,
     /// Per process: the parent's mappings (for the identity of each inherited page).
     vmas: BTreeMap<i32, Vec<Vma>>,
     /// Each link's page data (or pre-copy data) of a process, opened once (for
@@ -447,12 +452,14 @@ pub fn open_parent(
     let mut parent = Parent {
         chain,
         sources: BTreeMap::new(),
+        cover: BTreeMap::new(),
         vmas: BTreeMap::new(),
         files: BTreeMap::new(),
     };
     for &pid in pids {
-        parent.sources.insert(pid, parent.chain.sources(0, pid)?);
-        parent.vmas.insert(pid, parent.chain.mm(0, pid)?.vmas);
+        let mm = parent.chain.mm(0, pid)?;
+        parent.cover.insert(pid, image_ranges(&mm));
+        parent.vmas.insert(pid, mm.vmas);
     }
     Ok(parent)
 }
@@ -482,15 +489,15 @@ impl Parent {
 
     /// The address ranges of `pid` the parent chain holds (sorted, apart, merged).
     fn coverage(&self, pid: i32) -> Vec<(u64, u64)> {
-        let mut out = Vec::new();
-        for x in &self.sources[&pid] {
-            push_range(&mut out, (x.start, x.end));
-        }
-        out
+        self.cover[&pid].clone()
     }
 
     /// The parent's copy of `start..end` of `pid`, or `None` if it lacks part of it.
     fn copy_of(&mut self, pid: i32, start: u64, end: u64) -> Result<Option<Vec<u8>>> {
+        if !self.sources.contains_key(&pid) {
+            let sources = self.chain.sources(0, pid)?;
+            self.sources.insert(pid, sources);
+        }
         let found = clip(&self.sources[&pid], start, end);
         if found.iter().map(|x| x.end - x.start).sum::<u64>() != end - start {
             return Ok(None);
@@ -509,6 +516,26 @@ impl Parent {
         }
         Ok(Some(data))
     }
+}
+
+/// The address ranges of an image (`mm`): its saved and its inherited pages (sorted,
+/// apart, merged).
+fn image_ranges(mm: &MmRecord) -> Vec<(u64, u64)> {
+    let mut all: Vec<(u64, u64)> =
+        mm.vmas
+            .iter()
+            .flat_map(|v| {
+                v.runs.iter().chain(&v.inherited).map(|&(first, count)| {
+                    (v.start + first * PAGE, v.start + (first + count) * PAGE)
+                })
+            })
+            .collect();
+    all.sort_unstable();
+    let mut out = Vec::with_capacity(all.len());
+    for r in all {
+        push_range(&mut out, r);
+    }
+    out
 }
 
 /// The page data of `pid`, or its pre-copy data.
@@ -1093,6 +1120,30 @@ mod tests {
         assert_eq!((at(0x11000).link, at(0x11000).off), (1, 0));
         assert_eq!((at(0x12000).link, at(0x12000).off), (0, 0));
         assert_eq!((at(0x13000).link, at(0x13000).off), (2, 3 * PAGE));
+    }
+
+    #[test]
+    fn the_image_covers_what_the_layered_chain_covers() {
+        let gp = mm(vec![vma(0x10000, 8, vec![(0, 6)], vec![])]);
+        let p = mm(vec![
+            vma(
+                0x10000,
+                8,
+                vec![(1, 1), (4, 1)],
+                vec![(0, 1), (2, 2), (5, 1)],
+            ),
+            vma(0x40000, 2, vec![(0, 2)], vec![]),
+        ]);
+        let layered = layer(&p, 0, &layer(&gp, 1, &[]).unwrap()).unwrap();
+        let mut merged = Vec::new();
+        for x in &layered {
+            push_range(&mut merged, (x.start, x.end));
+        }
+        assert_eq!(image_ranges(&p), merged);
+        assert_eq!(
+            image_ranges(&p),
+            vec![(0x10000, 0x16000), (0x40000, 0x42000)]
+        );
     }
 
     #[test]

@@ -582,7 +582,7 @@ fn scan_runs(pagemap: &std::fs::File, m: &MapsLine, private_file: bool) -> Optio
         any: PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
         report: PAGE_IS_PRESENT | PAGE_IS_SWAPPED | file,
     };
-    let found = crate::sys::dirty::pagemap_scan(pagemap.as_fd(), m.start, m.end, q).ok()?;
+    let found = scan_downwards(pagemap.as_fd(), m.start, m.end, q).ok()?;
     let mut runs: Vec<(u64, u64)> = Vec::new();
     for (s, e, cat) in found {
         // a private file mapping: pages copied from the file (anonymous now) or swapped
@@ -596,6 +596,38 @@ fn scan_runs(pagemap: &std::fs::File, m: &MapsLine, private_file: bool) -> Optio
         }
     }
     Some(runs)
+}
+
+/// How much of a mapping one PAGEMAP_SCAN of `scan_downwards` covers.
+const SCAN_CHUNK: u64 = 64 << 20;
+
+/// PAGEMAP_SCAN of `start..end` (`sys::dirty::pagemap_scan`, the same answer), made in
+/// chunks from the highest address down. The smaps of the same process is read at the
+/// same time (`FlagsAhead`), upwards: its walk holds each page table's lock while it
+/// accounts every page of it, and a scan going the same way caught up with it and then
+/// spun on each lock behind it (the plan of 1 GiB took 12 to 25 ms instead of 4). Going
+/// the other way, they meet once.
+pub fn scan_downwards(
+    pagemap: std::os::fd::BorrowedFd<'_>,
+    start: u64,
+    end: u64,
+    q: crate::sys::dirty::ScanQuery,
+) -> nix::Result<Vec<(u64, u64, u64)>> {
+    let mut chunks = Vec::new();
+    let mut top = end;
+    while top > start {
+        let bottom = top.saturating_sub(SCAN_CHUNK).max(start);
+        chunks.push(crate::sys::dirty::pagemap_scan(pagemap, bottom, top, q)?);
+        top = bottom;
+    }
+    let mut out: Vec<(u64, u64, u64)> = Vec::new();
+    for r in chunks.into_iter().rev().flatten() {
+        match out.last_mut() {
+            Some((_, e, c)) if *e == r.0 && *c == r.2 => *e = r.1,
+            _ => out.push(r),
+        }
+    }
+    Ok(out)
 }
 
 /// "Checkpoint error" for a mapping whose VmFlags say it holds state restart cannot

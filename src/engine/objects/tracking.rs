@@ -100,13 +100,15 @@ pub fn written(pid: i32, fd: i32, vmas: &[Vma]) -> Result<Vec<Written>> {
             out.push(None);
             continue;
         }
-        match dirty::pagemap_scan_written(
-            pagemap.as_fd(),
-            v.start,
-            v.end,
-            dirty::PM_SCAN_CHECK_WPASYNC,
-        ) {
-            Ok(ranges) => out.push(Some(ranges)),
+        let q = dirty::ScanQuery {
+            flags: dirty::PM_SCAN_CHECK_WPASYNC,
+            all: dirty::PAGE_IS_WRITTEN,
+            any: 0,
+            report: dirty::PAGE_IS_WRITTEN,
+        };
+        // downwards: smaps is being read meanwhile (memory::scan_downwards)
+        match crate::engine::objects::memory::scan_downwards(pagemap.as_fd(), v.start, v.end, q) {
+            Ok(ranges) => out.push(Some(ranges.into_iter().map(|(s, e, _)| (s, e)).collect())),
             // not registered (mapped since): every page counts as written
             Err(nix::errno::Errno::EPERM) => out.push(None),
             Err(e) => return Err(crate::error::Error::errno(format!("process {pid}"), e)),

@@ -259,6 +259,9 @@ fn asked_flags(pid: i32, a: Asked) -> Result<(i32, i64)> {
 /// among those of one key of `same` (what one description's descriptors share), at most
 /// O(n log n) calls; without kcmp's order, compared pairwise.
 fn compare_sharing<K: Ord>(pid: i32, records: &[FdRecord], same: &[K]) -> Result<()> {
+    if let Some(done) = compare_sharing_by_origin(pid, records, same) {
+        return done;
+    }
     let origin = |r: &FdRecord| match r.kind {
         FdKind::Dup { of } => of,
         _ => r.fd,
@@ -284,6 +287,87 @@ fn compare_sharing<K: Ord>(pid: i32, records: &[FdRecord], same: &[K]) -> Result
         }
     }
     Ok(())
+}
+
+/// `compare_sharing` in fewer kcmp calls, when every duplicate's original is a record
+/// that is not a duplicate itself: each duplicate is its original's description (one
+/// call), and the originals are separate descriptions (kcmp's order among those of one
+/// key of `same`: one call for a pair), which together say what grouping them all says.
+/// `None` when it does not apply or kcmp cannot order them: the caller groups them all.
+fn compare_sharing_by_origin<K: Ord>(
+    pid: i32,
+    records: &[FdRecord],
+    same: &[K],
+) -> Option<Result<()>> {
+    use crate::sys::kcmp::{group_open_files, open_file_order};
+    use std::cmp::Ordering;
+    let is_original: std::collections::HashSet<i32> = records
+        .iter()
+        .filter(|r| !matches!(r.kind, FdKind::Dup { .. }))
+        .map(|r| r.fd)
+        .collect();
+    let mut originals = Vec::new();
+    let mut dups = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        match r.kind {
+            FdKind::Dup { of } if is_original.contains(&of) => dups.push((r.fd, of)),
+            FdKind::Dup { .. } => return None,
+            _ => originals.push(i),
+        }
+    }
+    if originals.len() != is_original.len() {
+        // a number recorded twice
+        return None;
+    }
+    for (fd, of) in dups {
+        match open_file_order(pid, of, pid, fd) {
+            Ok(Ordering::Equal) => {}
+            Ok(_) => return Some(Err(sharing_differs(pid, of, fd, true))),
+            Err(_) => return None,
+        }
+    }
+    originals.sort_by(|&a, &b| same[a].cmp(&same[b]));
+    for run in originals.chunk_by(|&a, &b| same[a] == same[b]) {
+        let fds: Vec<i32> = run.iter().map(|&i| records[i].fd).collect();
+        let shared = match fds.len() {
+            // a few: every pair (a pair is one call, where sorting took two)
+            ..=4 => {
+                let mut found = None;
+                for (i, &a) in fds.iter().enumerate() {
+                    for &b in &fds[i + 1..] {
+                        match open_file_order(pid, a, pid, b) {
+                            Ok(Ordering::Equal) => found = found.or(Some((a, b))),
+                            Ok(_) => {}
+                            Err(_) => return None,
+                        }
+                    }
+                }
+                found
+            }
+            _ => {
+                let items: Vec<(i32, i32)> = fds.iter().map(|&fd| (pid, fd)).collect();
+                let Ok(groups) = group_open_files(&items) else {
+                    return None;
+                };
+                let mut first: std::collections::HashMap<usize, i32> = Default::default();
+                groups
+                    .iter()
+                    .zip(&fds)
+                    .find_map(|(g, &fd)| match first.get(g) {
+                        Some(&a) => Some((a, fd)),
+                        None => {
+                            first.insert(*g, fd);
+                            None
+                        }
+                    })
+            }
+        };
+        if let Some((a, b)) = shared {
+            // saved as two, restored as one
+            return Some(Err(sharing_differs(pid, a, b, false)));
+        }
+    }
+    Some(Ok(()))
 }
 
 fn sharing_differs(pid: i32, a: i32, b: i32, want_one: bool) -> Error {

@@ -595,11 +595,14 @@ pub fn reopen(
     tty: Option<&str>,
     shared: &dyn Fn(u32) -> Option<i32>,
 ) -> Result<OwnedFd> {
-    let who = format!("fd {} ({})", r.fd, r.path);
-    let parent = std::path::Path::new(&r.path)
-        .parent()
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "/tmp".into());
+    // formatted only for an error (thousands of descriptors are reopened)
+    let who = FdWho(r);
+    let parent = || {
+        std::path::Path::new(&r.path)
+            .parent()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "/tmp".into())
+    };
     let seek = |fd: &OwnedFd, pos: u64, whence: nix::unistd::Whence| -> Result<()> {
         nix::unistd::lseek(fd, pos as i64, whence)
             .ctx(&who)
@@ -630,7 +633,7 @@ pub fn reopen(
             let id = r.inode.unwrap_or_default();
             let copy = shared(id).ok_or_else(|| {
                 Error::with_detail(
-                    &who,
+                    who.to_string(),
                     Kind::CheckpointError,
                     format!("deleted file {id} missing"),
                 )
@@ -645,15 +648,23 @@ pub fn reopen(
         }
         (FdKind::Deleted, _) | (FdKind::Regular, FileAction::Substitute) => {
             let saved = r.saved.as_deref().ok_or_else(|| {
-                Error::with_detail(&who, Kind::CheckpointError, "saved content missing")
+                Error::with_detail(
+                    who.to_string(),
+                    Kind::CheckpointError,
+                    "saved content missing",
+                )
             })?;
-            let fd = anonymous_copy(&parent, sf.open_file(saved)?, r.flags).ctx(&who)?;
+            let fd = anonymous_copy(&parent(), sf.open_file(saved)?, r.flags).ctx(&who)?;
             seek(&fd, r.pos, nix::unistd::Whence::SeekSet)?;
             fd
         }
         (FdKind::Regular, FileAction::Replace) => {
             let saved = r.saved.as_deref().ok_or_else(|| {
-                Error::with_detail(&who, Kind::CheckpointError, "saved content missing")
+                Error::with_detail(
+                    who.to_string(),
+                    Kind::CheckpointError,
+                    "saved content missing",
+                )
             })?;
             replace_content(&r.path, sf.open_file(saved)?).ctx(format!("{who}: replacing"))?;
             let fd = open_recorded(&r.path, open_flags_for_reopen(r.flags)).ctx(&who)?;
@@ -692,7 +703,7 @@ pub fn reopen(
             let id = r.inode.unwrap_or(u32::MAX);
             let made = shared(id).ok_or_else(|| {
                 Error::with_detail(
-                    &who,
+                    who.to_string(),
                     Kind::CheckpointError,
                     format!("pty entry {id} missing"),
                 )
@@ -714,7 +725,7 @@ pub fn reopen(
         | (FdKind::UnixSocket { .. }, _)
         | (FdKind::InetSocket { .. }, _) => {
             return Err(Error::with_detail(
-                &who,
+                who.to_string(),
                 Kind::CheckpointError,
                 "not a descriptor to reopen by path",
             ));
@@ -763,13 +774,13 @@ pub fn restore(
                         format!("shared description {id} missing"),
                     )
                 })?;
-                crate::sys::dup_above(inherited, 0, true).ctx(format!("fd {}", r.fd))?
+                crate::sys::dup_above(inherited, 0, true).ctx(format_args!("fd {}", r.fd))?
             }
             None => reopen(r, sf, tty, shared)?,
         };
         if taken.contains(&r.fd) {
             let high = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(base))
-                .ctx(format!("fd {}", r.fd))?;
+                .ctx(format_args!("fd {}", r.fd))?;
             staged.push((r.fd, high));
         } else if fd.as_raw_fd() == r.fd {
             // opened at its own number: the image's from now on
@@ -810,7 +821,7 @@ pub fn restore(
         let _ = nix::unistd::close(high);
     }
     for r in records {
-        crate::sys::set_cloexec(r.fd, r.cloexec).ctx(format!("fd {}", r.fd))?;
+        crate::sys::set_cloexec(r.fd, r.cloexec).ctx(format_args!("fd {}", r.fd))?;
     }
     for r in records
         .iter()
@@ -863,7 +874,7 @@ pub fn gaps(fds: impl Iterator<Item = i32>) -> Vec<(u32, u32)> {
 /// (open(2) ignores O_ASYNC; pipe ends and event objects are made without them).
 fn restore_description(r: &FdRecord) -> Result<()> {
     use crate::sys::fown;
-    let who = format!("fd {} ({})", r.fd, r.path);
+    let who = FdWho(r);
     let now = fown::get_fl(r.fd).ctx(&who)?;
     let want = (now & !STATUS_FLAGS) | (r.flags & STATUS_FLAGS);
     if want != now {
@@ -899,8 +910,17 @@ fn restore_description(r: &FdRecord) -> Result<()> {
     Ok(())
 }
 
+/// What an error about a descriptor being restored names: "fd N (path)".
+struct FdWho<'a>(&'a FdRecord);
+
+impl std::fmt::Display for FdWho<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "fd {} ({})", self.0.fd, self.0.path)
+    }
+}
+
 fn dup_to(from: i32, to: i32) -> Result<()> {
-    crate::sys::dup_at(from, to).ctx(format!("fd {to}"))
+    crate::sys::dup_at(from, to).ctx(format_args!("fd {to}"))
 }
 
 /// Dispositions for `cpr -i`.

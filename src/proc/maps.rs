@@ -89,55 +89,13 @@ pub fn parse(text: &str) -> Result<Vec<MapsLine>> {
 }
 
 /// The text of /proc/PID/smaps as maps lines and each mapping's VmFlags (the header
-/// line of each mapping in smaps is its maps line): one read for both.
+/// line of each mapping in smaps is its maps line): one read for both, one pass over it.
+/// A mapping's header is a maps line; the lines under it are `Key: value`. A flag Linux
+/// prints that cpr does not know is "Checkpoint error": it may be state that restart
+/// would lose.
 #[allow(clippy::type_complexity)]
 pub fn parse_smaps(text: &str) -> Result<(Vec<MapsLine>, Vec<(u64, Vec<String>)>)> {
-    let lines = text
-        .lines()
-        .filter(|l| !l.split(' ').next().unwrap_or("").ends_with(':'))
-        .map(MapsLine::parse)
-        .collect::<Result<Vec<_>>>()?;
-    Ok((lines, parse_smaps_flags(text)?))
-}
-
-/// What a smaps `VmFlags` mnemonic means to a checkpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VmFlagKind {
-    /// Follows from the mapping's protections, sharing and backing (or is bookkeeping the
-    /// kernel redoes): mapping it again gives it back.
-    Derived,
-    /// Set by a call restart repeats: madvise, mlock, MAP_GROWSDOWN, MAP_NORESERVE, mseal.
-    Restored,
-    /// Only the kernel's own special mappings (vDSO, vvar) have it; anywhere else it is a
-    /// mapping cpr cannot make again.
-    Special,
-    /// A state cpr cannot give back (what it is, for the error).
-    Unrestorable(&'static str),
-}
-
-/// Every mnemonic Linux prints in `VmFlags` (fs/proc/task_mmu.c), and what it means;
-/// `None` for one cpr does not know, which a checkpoint refuses.
-pub fn vm_flag_kind(flag: &str) -> Option<VmFlagKind> {
-    use VmFlagKind::*;
-    Some(match flag {
-        "rd" | "wr" | "ex" | "sh" | "mr" | "mw" | "me" | "ms" | "ac" | "sd" | "dw" => Derived,
-        "gd" | "lo" | "lf" | "sr" | "rr" | "dc" | "wf" | "dd" | "hg" | "nh" | "mg" | "nr"
-        | "sl" => Restored,
-        "pf" | "io" | "de" | "mm" | "ar" => Special,
-        "ht" => Unrestorable("hugetlb memory"),
-        "um" | "uw" | "ui" => Unrestorable("memory registered with userfaultfd"),
-        "ss" => Unrestorable("a shadow stack"),
-        "dp" => Unrestorable("droppable memory (MAP_DROPPABLE)"),
-        "sf" => Unrestorable("a synchronous (MAP_SYNC) mapping"),
-        "mt" | "bt" | "nl" => Unrestorable("an architecture-specific mapping"),
-        _ => return None,
-    })
-}
-
-/// /proc/PID/smaps: the VmFlags of each mapping, by start address. A mapping's header is
-/// a maps line; the lines under it are `Key: value`. A flag Linux prints that cpr does not
-/// know is "Checkpoint error": it may be state that restart would lose.
-pub fn parse_smaps_flags(text: &str) -> Result<Vec<(u64, Vec<String>)>> {
+    let mut lines = Vec::new();
     let mut out = Vec::new();
     let mut current: Option<u64> = None;
     for line in text.lines() {
@@ -184,6 +142,7 @@ pub fn parse_smaps_flags(text: &str) -> Result<Vec<(u64, Vec<String>)>> {
             }
             let header = MapsLine::parse(line).map_err(|e| e.detail("in smaps"))?;
             current = Some(header.start);
+            lines.push(header);
         }
     }
     if let Some(start) = current {
@@ -192,7 +151,46 @@ pub fn parse_smaps_flags(text: &str) -> Result<Vec<(u64, Vec<String>)>> {
             format!("mapping at {start:x} has no VmFlags line"),
         ));
     }
-    Ok(out)
+    Ok((lines, out))
+}
+
+/// What a smaps `VmFlags` mnemonic means to a checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VmFlagKind {
+    /// Follows from the mapping's protections, sharing and backing (or is bookkeeping the
+    /// kernel redoes): mapping it again gives it back.
+    Derived,
+    /// Set by a call restart repeats: madvise, mlock, MAP_GROWSDOWN, MAP_NORESERVE, mseal.
+    Restored,
+    /// Only the kernel's own special mappings (vDSO, vvar) have it; anywhere else it is a
+    /// mapping cpr cannot make again.
+    Special,
+    /// A state cpr cannot give back (what it is, for the error).
+    Unrestorable(&'static str),
+}
+
+/// Every mnemonic Linux prints in `VmFlags` (fs/proc/task_mmu.c), and what it means;
+/// `None` for one cpr does not know, which a checkpoint refuses.
+pub fn vm_flag_kind(flag: &str) -> Option<VmFlagKind> {
+    use VmFlagKind::*;
+    Some(match flag {
+        "rd" | "wr" | "ex" | "sh" | "mr" | "mw" | "me" | "ms" | "ac" | "sd" | "dw" => Derived,
+        "gd" | "lo" | "lf" | "sr" | "rr" | "dc" | "wf" | "dd" | "hg" | "nh" | "mg" | "nr"
+        | "sl" => Restored,
+        "pf" | "io" | "de" | "mm" | "ar" => Special,
+        "ht" => Unrestorable("hugetlb memory"),
+        "um" | "uw" | "ui" => Unrestorable("memory registered with userfaultfd"),
+        "ss" => Unrestorable("a shadow stack"),
+        "dp" => Unrestorable("droppable memory (MAP_DROPPABLE)"),
+        "sf" => Unrestorable("a synchronous (MAP_SYNC) mapping"),
+        "mt" | "bt" | "nl" => Unrestorable("an architecture-specific mapping"),
+        _ => return None,
+    })
+}
+
+/// /proc/PID/smaps: the VmFlags of each mapping, by start address (as `parse_smaps`).
+pub fn parse_smaps_flags(text: &str) -> Result<Vec<(u64, Vec<String>)>> {
+    parse_smaps(text).map(|(_, flags)| flags)
 }
 
 #[cfg(test)]

@@ -1005,14 +1005,21 @@ pub fn gap_candidates(vmas: &[Vma], size: u64) -> Vec<u64> {
     out
 }
 
-/// Replaces the address space of a stopped restore child with the image; the calls of
-/// `first` run before any of its own, in the same round trip.
-/// `file_fds`: the child's fds for `mapped_files::list`, in order; `pages`: the child's
-/// fd on the pages file.
+/// Calls of the caller's that share the restore's round trips: `first` before any of its
+/// own, `last` after all of them (after PR_SET_MM_MAP).
+pub struct Around {
+    pub first: Batch,
+    pub last: Batch,
+}
+
+/// Replaces the address space of a stopped restore child with the image, and sets its
+/// mm fields, auxv and executable (prctl PR_SET_MM_MAP); `around`: the caller's calls
+/// run with them. `file_fds`: the child's fds for `mapped_files::list`, in order;
+/// `pages`: the child's fd on the pages file.
 #[allow(clippy::too_many_arguments)]
 pub fn restore(
     inj: &Injector,
-    first: Batch,
+    around: Around,
     pid: i32,
     mm: &MmRecord,
     scratch: &mut Scratch,
@@ -1022,8 +1029,9 @@ pub fn restore(
 ) -> Result<()> {
     let who = format!("process {pid}");
     let premapped = pages.premapped;
-    // the calls of steps 1, 3 and 5 run in batches: one ptrace round trip for many; the
-    // caller's `first` calls run before step 1, in its round trip
+    // the calls of steps 1 to 3 and 5 run in batches: one ptrace round trip for many;
+    // the caller's `first` calls run before step 1, in its round trip
+    let Around { first, last } = around;
     let mut batch = first;
     // 1. cpr's own mappings go, except the scratch area, the vDSO and the mappings the
     // restore child made already (cow_pages.rs)
@@ -1032,8 +1040,18 @@ pub fn restore(
     // 2. move the vDSO and its data pages where the image had them (same batch)
     let vdso_now: Vec<&MapsLine> = own.vdso.iter().collect();
     super::vdso::restore(inj, &mut batch, &who, &vdso_now, &mm.vmas)?;
-    batch.run(inj, &mut scratch.args)?;
-    // 3. map every mapping of the image, writable where pages must be read in
+    // step 3's calls join that round trip, unless a mapping of the image is made by a
+    // call of its own (System V, read-only shares), which must come after the unmapping
+    let at_once = mm.vmas.iter().any(|v| match v.backing {
+        Backing::SysvShm { .. } => true,
+        Backing::SharedMem { .. } => read_only_share(v),
+        _ => false,
+    });
+    if at_once {
+        batch.run(inj, &mut scratch.args)?;
+    }
+    // 3. map every mapping of the image, writable where pages must be read in (the
+    // premapped pieces lie where step 1 leaves everything as it is)
     let child_maps = match premapped.is_empty() {
         true => None,
         false => Some(ChildMaps::open(pid)?),
@@ -1091,14 +1109,78 @@ pub fn restore(
         read_at(inj, &who, &mut scratch.args, *fd, progress, reads)?;
     }
     // 5. final protections, locks and hints; names need room in the scratch area until
-    // their batch has run, so a batch covers a bounded number of mappings
-    for part in mm.vmas.chunks(FINISH_PART) {
+    // their batch has run, so a batch covers a bounded number of mappings; 6. the mm
+    // fields, then the caller's `last` calls, with the last part
+    let parts: Vec<&[Vma]> = mm.vmas.chunks(FINISH_PART).collect();
+    let mut last = Some(last);
+    for k in 0..parts.len().max(1) {
         let mut names = scratch.args.frame();
-        for v in part {
+        for v in parts.get(k).copied().unwrap_or_default() {
             finish(&mut batch, v, &mut names)?;
+        }
+        if k + 1 >= parts.len() {
+            set_mm(&mut batch, &mut names, mm, file_fds)?;
+            if let Some(c) = last.take() {
+                batch.append(c);
+            }
         }
         batch.run(inj, &mut names)?;
     }
+    Ok(())
+}
+
+/// The mm fields, auxv and executable of the image (prctl PR_SET_MM_MAP), into `batch`;
+/// its data goes in `scratch`, which must stay until the batch has run.
+fn set_mm(
+    batch: &mut Batch,
+    scratch: &mut RemoteScratch,
+    mm: &MmRecord,
+    file_fds: &[(String, i32)],
+) -> Result<()> {
+    let f = &mm.fields;
+    let mut auxv = Vec::new();
+    for w in &mm.auxv {
+        auxv.extend_from_slice(&w.to_ne_bytes());
+    }
+    let auxv_addr = scratch.put(&auxv)?;
+    // setting the executable link needs CAP_CHECKPOINT_RESTORE: without it the link
+    // stays cpr's (the restore child is a copy of cpr)
+    let exe_fd = file_fds
+        .iter()
+        .filter(|_| crate::engine::privilege::can_set_exe())
+        .find(|(p, _)| *p == mm.exe)
+        .map(|(_, fd)| *fd as u32)
+        .unwrap_or(u32::MAX);
+    let map = crate::sys::PrctlMmMap {
+        start_code: f.start_code,
+        end_code: f.end_code,
+        start_data: f.start_data,
+        end_data: f.end_data,
+        start_brk: f.start_brk,
+        brk: f.brk,
+        start_stack: f.start_stack,
+        arg_start: f.arg_start,
+        arg_end: f.arg_end,
+        env_start: f.env_start,
+        env_end: f.env_end,
+        auxv: auxv_addr.as_u64(),
+        auxv_size: auxv.len() as u32,
+        exe_fd,
+    };
+    let map_addr = scratch.put_struct(&map)?;
+    batch.check(
+        "prctl(PR_SET_MM_MAP)",
+        libc::SYS_prctl,
+        [
+            libc::PR_SET_MM as u64,
+            libc::PR_SET_MM_MAP as u64,
+            map_addr.as_u64(),
+            std::mem::size_of_val(&map) as u64,
+            0,
+            0,
+        ],
+        None,
+    );
     Ok(())
 }
 

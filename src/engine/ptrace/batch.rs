@@ -88,6 +88,11 @@ impl Batch {
         });
     }
 
+    /// The calls of `other`, after this batch's own.
+    pub fn append(&mut self, mut other: Batch) {
+        self.calls.append(&mut other.calls);
+    }
+
     /// Runs every call in `inj`'s thread, through its runner (`Injector::with_runner`)
     /// with the table in `scratch` (in parts of `PART` calls), or one by one when it has
     /// none; returns each call's raw result. Empties the batch.

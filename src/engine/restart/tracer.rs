@@ -11,7 +11,7 @@ use crate::attrfile::ForkAction;
 use crate::engine::objects::memory::{self, Scratch};
 use crate::engine::objects::{creds, locks, posix_timers, signals, threads};
 use crate::engine::progress::Progress;
-use crate::engine::ptrace::{self, Gate, Injector, RemoteScratch};
+use crate::engine::ptrace::{self, Gate, Injector};
 use crate::error::{Context, Result};
 
 /// A restored process, stopped, waiting for release.
@@ -279,7 +279,10 @@ fn finish_in_tracer(
     let main = Injector::new(child, scratch.gate())?.with_runner(scratch.runner());
     memory::restore(
         &main,
-        unregister_rseq(child)?,
+        memory::Around {
+            first: unregister_rseq(child)?,
+            last: close_cpr_fds(img),
+        },
         child,
         &img.mm,
         &mut scratch,
@@ -308,7 +311,6 @@ fn finish_in_tracer(
             }),
         },
     )?;
-    set_mm_and_close(&main, img, &mut scratch.args, &ready.file_fds)?;
     locks::restore_posix_injected(&main, &mut scratch.args, &img.core.locks)?;
     // threads, with their TIDs (FORK ORIGINAL) or any
     let original = img.core.policies.fork == ForkAction::Original;
@@ -423,70 +425,18 @@ fn inherited_reads(
         .collect())
 }
 
-/// The mm fields, auxv and executable of the image (prctl PR_SET_MM_MAP); then, in the
-/// same round trip, closes what the child opened for the tracer, and anything else cpr's
+/// The calls that close what the child opened for the tracer, and anything else cpr's
 /// copy still had open (its status pipe, if the interrupt came before it closed it):
 /// every number that is not the image's, by close_range over the gaps between the
-/// image's numbers (no listing of /proc/PID/fd). The executable's descriptor is closed
-/// only after the prctl has taken it.
-fn set_mm_and_close(
-    inj: &Injector,
-    img: &Image,
-    scratch: &mut RemoteScratch,
-    file_fds: &[(String, i32)],
-) -> Result<()> {
-    let f = &img.mm.fields;
-    let mut auxv = Vec::new();
-    for w in &img.mm.auxv {
-        auxv.extend_from_slice(&w.to_ne_bytes());
-    }
-    let mut s = scratch.frame();
-    let auxv_addr = s.put(&auxv)?;
-    // setting the executable link needs CAP_CHECKPOINT_RESTORE: without it the link
-    // stays cpr's (the restore child is a copy of cpr)
-    let exe_fd = file_fds
-        .iter()
-        .filter(|_| crate::engine::privilege::can_set_exe())
-        .find(|(p, _)| *p == img.mm.exe)
-        .map(|(_, fd)| *fd as u32)
-        .unwrap_or(u32::MAX);
-    let map = crate::sys::PrctlMmMap {
-        start_code: f.start_code,
-        end_code: f.end_code,
-        start_data: f.start_data,
-        end_data: f.end_data,
-        start_brk: f.start_brk,
-        brk: f.brk,
-        start_stack: f.start_stack,
-        arg_start: f.arg_start,
-        arg_end: f.arg_end,
-        env_start: f.env_start,
-        env_end: f.env_end,
-        auxv: auxv_addr.as_u64(),
-        auxv_size: auxv.len() as u32,
-        exe_fd,
-    };
-    let map_addr = s.put_struct(&map)?;
+/// image's numbers (no listing of /proc/PID/fd). They run last in the restore of the
+/// address space, after PR_SET_MM_MAP has taken the executable's descriptor.
+fn close_cpr_fds(img: &Image) -> ptrace::Batch {
     let mut batch = ptrace::Batch::new();
-    batch.check(
-        "prctl(PR_SET_MM_MAP)",
-        libc::SYS_prctl,
-        [
-            libc::PR_SET_MM as u64,
-            libc::PR_SET_MM_MAP as u64,
-            map_addr.as_u64(),
-            std::mem::size_of_val(&map) as u64,
-            0,
-            0,
-        ],
-        None,
-    );
     for (first, last) in crate::engine::objects::files::gaps(img.core.fds.iter().map(|f| f.fd)) {
         batch.call(
             libc::SYS_close_range,
             [first as u64, last as u64, 0, 0, 0, 0],
         );
     }
-    batch.run(inj, &mut s)?;
-    Ok(())
+    batch
 }

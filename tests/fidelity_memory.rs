@@ -32,6 +32,15 @@ fn every_mapping_kind_keeps_its_bytes() {
     round_trip("mem_contents.c");
 }
 
+/// A large mapping written in stretches with holes between, parts of it read-only and
+/// PROT_NONE: restart fills it from both CPUs (the child's part faulted in ahead of its
+/// preadv, stretch by stretch), every written page holds its bytes, every hole stays
+/// unpopulated, the protections stay.
+#[test]
+fn a_sparse_heap_with_protected_parts_keeps_its_bytes_and_holes() {
+    round_trip("mem_sparse.c");
+}
+
 /// madvise advice, mlock and mlock2(MLOCK_ONFAULT), MAP_NORESERVE show the same smaps
 /// VmFlags after restart; a MAP_GROWSDOWN mapping still grows; MADV_WIPEONFORK and
 /// MADV_DONTFORK still act on the next fork.

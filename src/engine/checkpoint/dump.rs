@@ -31,7 +31,7 @@ pub(super) fn dump_all(
     // pages shared copy-on-write with a parent process are saved once, with the
     // parent's; not with a parent statefile, a pre-copy or compressed page data (the
     // restart reads them at raw offsets of this statefile's page files)
-    let shared = if chain.parent.is_some() || !chain.precopy.is_empty() || options.compress {
+    let shared = if chain.has_parent() || !chain.precopy.is_empty() || options.compress {
         BTreeMap::new()
     } else {
         shared_pages(frozen).map_err(in_statefile)?

@@ -82,10 +82,7 @@ fn stop_and_dump(
 
     // TCP connections read in repair mode: let go when this ends, unless WILL says so
     let net = super::objects::inet_sockets::NetLock::begin();
-    let mut chain = incremental::Builder::new(open_parent(options, &frozen.pids(), targets)?);
-    if chain.parent.is_some() {
-        timer.lap("parent chain read");
-    }
+    let mut chain = open_parent(options, &frozen.pids(), targets);
     let mut writer = match precopied {
         Some(p) => {
             chain.precopy = p.processes;
@@ -111,6 +108,7 @@ fn stop_and_dump(
         &mut chain,
         &statuses,
     )?;
+    chain.parent_opened()?;
     timer.lap("dump processes (page data written and fsync'd)");
     progress.check_cancelled(&options.statefile.display().to_string())?;
     progress.phase(Phase::Shared, None);
@@ -176,23 +174,26 @@ fn stop_and_dump(
     Ok(path)
 }
 
-/// `--parent OLD`: the parent statefile, checked against the frozen processes.
+/// `--parent OLD`: the parent statefile, checked against the frozen processes `pids`,
+/// opened on a thread of its own while the dump begins (`Builder::opening`).
 fn open_parent(
     options: &CheckpointOptions,
     pids: &[i32],
     targets: &Targets,
-) -> Result<Option<incremental::Parent>> {
-    let Some(path) = &options.parent else {
-        return Ok(None);
+) -> incremental::Builder {
+    let Some(path) = options.parent.clone() else {
+        return incremental::Builder::new(None);
     };
-    incremental::open_parent(
-        path,
-        &options.statefile,
-        pids,
-        targets.owner,
-        crate::engine::options::caller_uid(),
-    )
-    .map(Some)
+    let new = options.statefile.clone();
+    let pids = pids.to_vec();
+    let owner = targets.owner;
+    let caller = crate::engine::options::caller_uid();
+    incremental::Builder::opening(move || {
+        let mut timer = Timer::new();
+        let parent = incremental::open_parent(&path, &new, &pids, owner, caller);
+        timer.lap("parent chain read (beside the dump)");
+        parent
+    })
 }
 
 /// `chain.json`, for an incremental checkpoint or one after which the processes run on

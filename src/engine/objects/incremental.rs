@@ -651,6 +651,9 @@ pub fn select(pid: i32, vmas: &mut [Vma], parent: &mut Parent) -> Result<String>
 /// What a checkpoint gathers for its chain record as it dumps each process.
 pub struct Builder {
     pub parent: Option<Parent>,
+    /// The parent being opened on a thread of its own (`Builder::opening`), until the
+    /// first `select` needs it.
+    opening: Option<std::thread::JoinHandle<Result<Parent>>>,
     processes: Vec<ProcessChain>,
     pub live: Option<LiveRecord>,
     /// A live checkpoint's pre-copy, per process.
@@ -661,15 +664,45 @@ impl Builder {
     pub fn new(parent: Option<Parent>) -> Builder {
         Builder {
             parent,
+            opening: None,
             processes: Vec::new(),
             live: None,
             precopy: BTreeMap::new(),
         }
     }
 
+    /// With the parent `open` gives, opened on a thread of its own meanwhile: reading
+    /// and checking the chain's records goes on while the processes are asked and their
+    /// smaps is read (which no injected call may wait for, so it starts only after).
+    pub fn opening(open: impl FnOnce() -> Result<Parent> + Send + 'static) -> Builder {
+        let mut b = Builder::new(None);
+        b.opening = Some(std::thread::spawn(open));
+        b
+    }
+
+    /// Whether the checkpoint has a parent (opened or being opened).
+    pub fn has_parent(&self) -> bool {
+        self.parent.is_some() || self.opening.is_some()
+    }
+
+    /// Waits for the parent being opened; its refusal, if it is refused.
+    pub fn parent_opened(&mut self) -> Result<()> {
+        if let Some(open) = self.opening.take() {
+            self.parent = Some(open.join().unwrap_or_else(|_| {
+                Err(Error::with_detail(
+                    "checkpoint",
+                    Kind::CheckpointError,
+                    "the thread opening the parent statefile failed",
+                ))
+            })?);
+        }
+        Ok(())
+    }
+
     /// For frozen process `pid` with its pages planned in `vmas`: with a parent, only
     /// the pages written since stay to be saved (`select`); noted for the record.
     pub fn select(&mut self, pid: i32, vmas: &mut [Vma]) -> Result<()> {
+        self.parent_opened()?;
         let dirty = match (&mut self.parent, self.precopy.get(&pid)) {
             (Some(p), _) => select(pid, vmas, p)?,
             (None, Some(index)) => select_live(pid, vmas, index)?,

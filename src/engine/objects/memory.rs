@@ -764,9 +764,10 @@ pub fn dump_pages(pid: i32, vmas: &[Vma], sink: &mut FileSink, compress: bool) -
     let sink_ref = &mut *sink;
     let result = std::thread::scope(|scope| -> Result<u64> {
         let sink = sink_ref;
-        let writer = scope.spawn(move || -> Result<std::time::Duration> {
+        let writer = scope.spawn(move || -> Result<(std::time::Duration, f64)> {
             let mut packed = Vec::new();
             let mut busy = std::time::Duration::ZERO;
+            let cpu = thread_cpu();
             for (mut buf, n) in full_rx {
                 let t = std::time::Instant::now();
                 let data = &crate::statefile::writer::aligned(&mut buf, cap)[..n];
@@ -782,9 +783,10 @@ pub fn dump_pages(pid: i32, vmas: &[Vma], sink: &mut FileSink, compress: bool) -
                 // the reader may have stopped: a buffer nobody takes back is fine
                 let _ = empty_tx.send(buf);
             }
-            Ok(busy)
+            Ok((busy, thread_cpu() - cpu))
         });
         let mut read_time = std::time::Duration::ZERO;
+        let read_cpu = thread_cpu();
         let read = (|| -> Result<()> {
             let mut next = 0usize; // index into runs
             let mut offset = 0usize; // bytes of runs[next] already taken
@@ -829,6 +831,7 @@ pub fn dump_pages(pid: i32, vmas: &[Vma], sink: &mut FileSink, compress: bool) -
             }
             Ok(())
         })();
+        let read_cpu = thread_cpu() - read_cpu;
         drop(full_tx);
         let written = writer.join().unwrap_or_else(|_| {
             Err(Error::with_detail(
@@ -838,13 +841,18 @@ pub fn dump_pages(pid: i32, vmas: &[Vma], sink: &mut FileSink, compress: bool) -
             ))
         });
         read?;
-        let write_time = written?;
+        let (write_time, write_cpu) = written?;
         if std::env::var_os("CPR_TIMING").is_some() {
+            // (the CPU time of each thread too: on a busy machine the wall times include
+            // waiting for a CPU)
             eprintln!(
-                "cpr: timing:   process {pid}: reading {:.1} ms, writing {:.1} ms{}",
+                "cpr: timing:   process {pid}: reading {:.1} ms, writing {:.1} ms{} \
+                 (thread CPU: reader {:.1} ms, writer {:.1} ms)",
                 read_time.as_secs_f64() * 1e3,
                 write_time.as_secs_f64() * 1e3,
-                if direct { " (direct)" } else { "" }
+                if direct { " (direct)" } else { "" },
+                read_cpu * 1e3,
+                write_cpu * 1e3,
             );
         }
         Ok(total)
@@ -853,6 +861,13 @@ pub fn dump_pages(pid: i32, vmas: &[Vma], sink: &mut FileSink, compress: bool) -
         sink.hash_back(h);
     }
     result
+}
+
+/// CPU time of the calling thread so far, in seconds (0 where it cannot be read).
+fn thread_cpu() -> f64 {
+    use nix::time::{ClockId, clock_gettime};
+    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map_or(0.0, |t| t.tv_sec() as f64 + t.tv_nsec() as f64 * 1e-9)
 }
 
 /// Reads the pending readable iovecs into the tail of `buf` that they cover (the last

@@ -14,6 +14,9 @@ use crate::engine::progress::Progress;
 use crate::engine::ptrace::{self, Gate, Injector};
 use crate::error::{Context, Result};
 
+/// Most tracer threads a restart makes (a larger set shares them).
+const MAX_TRACERS: usize = 256;
+
 /// A restored process, stopped, waiting for release.
 pub(super) struct Restored {
     /// (tid in this world, its record)
@@ -25,10 +28,15 @@ pub(super) struct Restored {
     pub fds_asked: Option<Vec<crate::engine::objects::fds_verify::Asked>>,
 }
 
-/// The tracer threads (as many as there are CPUs, at most one per process): each takes
-/// the next ready process, restores and checks it, and stays its tracer (only the
-/// thread that attached may act on a tracee) until release: it then gives its processes
-/// their registers and lets them go, when told.
+/// The tracer threads (one per process, at most `MAX_TRACERS`): each takes the next
+/// ready process, restores and checks it, and stays its tracer (only the thread that
+/// attached may act on a tracee) until release: it then gives its processes their
+/// registers and lets them go, when told. One per process, as each process of a CRIU
+/// restore restores itself: a tracer waiting for its child to run an injected call holds
+/// up no other process, and on a busy machine, where the CPUs are shared per thread, the
+/// restart's share does not shrink to a thread per CPU (with 2 threads on 2 CPUs a 100
+/// process tree restarted in 0.34-0.44 s beside other work, with one per process in
+/// 0.26-0.27 s, the same minute).
 pub(super) struct Crew<'scope> {
     jobs: Option<mpsc::Sender<Child>>,
     outcomes: mpsc::Receiver<Result<Restored>>,
@@ -65,10 +73,7 @@ impl<'scope> Crew<'scope> {
         check: Check<'env>,
         processes: usize,
     ) -> Crew<'scope> {
-        let n = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-            .clamp(1, processes.max(1));
+        let n = processes.clamp(1, MAX_TRACERS);
         let (jobs, job_rx) = mpsc::channel::<Child>();
         let job_rx = Arc::new(Mutex::new(job_rx));
         let (out_tx, outcomes) = mpsc::channel();
@@ -81,7 +86,7 @@ impl<'scope> Crew<'scope> {
             let job_rx = job_rx.clone();
             let out_tx = out_tx.clone();
             let done_tx = done_tx.clone();
-            handles.push(scope.spawn(move || {
+            let spawned = std::thread::Builder::new().spawn_scoped(scope, move || {
                 let mut mine: Vec<Restored> = Vec::new();
                 loop {
                     let job = job_rx.lock().map(|rx| rx.recv());
@@ -117,7 +122,16 @@ impl<'scope> Crew<'scope> {
                         }
                     }
                 }
-            }));
+            });
+            // fewer threads than wanted (a thread limit): those made share the work; none
+            // at all is the restart's error ("a tracer thread ended early")
+            match spawned {
+                Ok(h) => handles.push(h),
+                Err(_) => {
+                    orders.pop();
+                    break;
+                }
+            }
         }
         Crew {
             jobs: Some(jobs),

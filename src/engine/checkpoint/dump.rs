@@ -53,23 +53,29 @@ pub(super) fn dump_all(
         };
         let worker = scope.spawn(move || -> Result<Vec<(CoreRecord, MmRecord)>> {
             let mut dumped = Vec::new();
+            // the VmFlags still being read, given to their records once every process
+            // is dumped: one process's smaps (slow for much memory, even shared) is read
+            // while the next ones are dumped
+            let mut pending = Vec::new();
             let none = Vec::new();
             for (pid, asked) in rx {
                 let cow = shared.get(&pid).unwrap_or(&none);
-                let d = finish_process(pid, asked, &policies[&pid], cow, writer, chain, &mut ahead)
-                    .and_then(|(core, mut mm)| {
-                        mm.components = mapped_files::dump(
-                            pid,
-                            &mm.vmas,
-                            options.upgrade,
-                            writer,
-                            upgrade_copies,
-                        )?;
-                        Ok((core, mm))
-                    })
-                    .map_err(in_statefile)?;
-                dumped.push(d);
+                let (core, mut mm, flags) =
+                    finish_process(pid, asked, &policies[&pid], cow, writer, chain, &mut ahead)
+                        .map_err(in_statefile)?;
+                mm.components =
+                    mapped_files::dump(pid, &mm.vmas, options.upgrade, writer, upgrade_copies)
+                        .map_err(in_statefile)?;
+                pending.push(flags);
+                dumped.push((core, mm));
             }
+            let mut timer = crate::engine::timer::Timer::new();
+            for ((_, mm), flags) in dumped.iter_mut().zip(pending) {
+                flags
+                    .map_or(Ok(()), |f| f.finish(&mut mm.vmas))
+                    .map_err(in_statefile)?;
+            }
+            timer.lap("  VmFlags (smaps) waited for");
             Ok(dumped)
         });
         let mut asking = Ok(());
@@ -154,7 +160,7 @@ fn finish_process(
     writer: &mut StatefileWriter,
     chain: &mut incremental::Builder,
     ahead: &mut ReadAhead,
-) -> Result<(CoreRecord, MmRecord)> {
+) -> Result<(CoreRecord, MmRecord, Option<memory::Pending>)> {
     let mut timer = crate::engine::timer::Timer::new();
     // what /proc tells, through one held directory, its stat read once
     let dir = ProcDir::open(pid)?;
@@ -163,7 +169,7 @@ fn finish_process(
     proc_rec.membarrier = asked.membarrier;
     proc_rec.dumpable = asked.dumpable;
     timer.lap(&format!("  process {pid}: /proc records"));
-    let mm = dump_memory(
+    let (mm, flags) = dump_memory(
         &dir,
         &stat,
         &proc_rec.exe,
@@ -186,7 +192,7 @@ fn finish_process(
         locks,
         posix_timers: asked.posix_timers,
     };
-    Ok((core, mm))
+    Ok((core, mm, flags))
 }
 
 /// What /proc tells slowly, being read on threads of their own from the start.
@@ -344,7 +350,7 @@ fn dump_memory(
     writer: &mut StatefileWriter,
     chain: &mut incremental::Builder,
     flags: &memory::FlagsAhead,
-) -> Result<MmRecord> {
+) -> Result<(MmRecord, Option<memory::Pending>)> {
     let pid = dir.pid();
     let mut timer = crate::engine::timer::Timer::new();
     // the VmFlags (smaps, slow to read) come meanwhile: the pages do not depend on them
@@ -363,16 +369,18 @@ fn dump_memory(
     let mut sink = writer.create_file(&pages_path(pid))?;
     let compress = writer.compress_pages;
     let dumped = memory::dump_pages(pid, &vmas, &mut sink, compress);
-    // a mapping the flags refuse may be why its pages could not be read: that first
-    flags.map_or(Ok(()), |f| f.finish(&mut vmas))?;
+    if dumped.is_err() {
+        // a mapping the flags refuse may be why its pages could not be read: that first
+        flags.take().map_or(Ok(()), |f| f.finish(&mut vmas))?;
+    }
     let pages_bytes = dumped?;
     writer.pages_raw_bytes += pages_bytes;
     writer.finish_file(sink)?;
     timer.lap(&format!(
-        "  process {pid}: page data ({} MiB), flags",
+        "  process {pid}: page data ({} MiB)",
         pages_bytes >> 20
     ));
-    Ok(MmRecord {
+    let mm = MmRecord {
         fields: memory::mm_fields(stat, brk),
         auxv: memory::read_auxv(dir)?,
         exe: exe.to_string(),
@@ -380,5 +388,7 @@ fn dump_memory(
         compression: compress.then(|| crate::statefile::compress::LZ4.to_string()),
         vmas,
         components: Vec::new(),
-    })
+    };
+    // the flags, when still being read, are given by the caller (`dump_all`)
+    Ok((mm, flags))
 }

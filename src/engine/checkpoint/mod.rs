@@ -171,6 +171,7 @@ fn stop_and_dump(
             .is_none_or(|p| p.will == crate::attrfile::WillAction::Cont)
     });
     will::apply(frozen, &policies);
+    timer.lap("processes ended or released");
     Ok(path)
 }
 

@@ -195,16 +195,28 @@ pub fn dump(
     let dir = ProcDir::open(pid)?;
     check_directories(&dir, policies)?;
     let mut out: Vec<FdRecord> = Vec::new();
-    // cpr's dirty-page tracking, not the program's: never restored
-    let fds: Vec<i32> = (dir.fds()?.into_iter())
-        .filter(|&fd| !super::tracking::is_own_uffd(&dir, fd))
-        .collect();
     let mut dups = Duplicates::default();
-    for fd in fds {
-        let record = dump_one(&dir, fd, &out, &mut dups, policies, writer)?;
+    for fd in dir.fds()? {
+        // each link read once (for 10 000 descriptors, each readlink counts)
+        let link = read_fd_link(&dir, fd)?;
+        // cpr's dirty-page tracking, not the program's: never restored
+        if link == UFFD_LINK && super::tracking::is_own_uffd(&dir, fd) {
+            continue;
+        }
+        let record = dump_one(&dir, fd, link, &out, &mut dups, policies, writer)?;
         out.push(record);
     }
     Ok(out)
+}
+
+/// The /proc link of every userfaultfd.
+const UFFD_LINK: &str = "anon_inode:[userfaultfd]";
+
+/// The /proc link of descriptor `fd`, an error naming the process and descriptor.
+fn read_fd_link(dir: &ProcDir, fd: i32) -> Result<String> {
+    let pid = dir.pid();
+    dir.link(&format!("fd/{fd}"))
+        .map_err(|e| e.context(format!("process {pid} fd {fd}")))
 }
 
 /// One descriptor, after the `earlier` ones: classified, then the content the policies
@@ -212,12 +224,13 @@ pub fn dump(
 fn dump_one(
     dir: &ProcDir,
     fd: i32,
+    link: String,
     earlier: &[FdRecord],
     dups: &mut Duplicates,
     policies: &ProcessPolicies,
     writer: &mut StatefileWriter,
 ) -> Result<FdRecord> {
-    let mut record = classify(dir, fd, earlier, dups, policies)?;
+    let mut record = classify_linked(dir, fd, link, earlier, dups, policies)?;
     if needs_saved_content(&record) {
         let pid = dir.pid();
         let who = format!("process {pid} fd {fd}");
@@ -249,9 +262,20 @@ pub fn classify(
     dups: &mut Duplicates,
     policies: &ProcessPolicies,
 ) -> Result<FdRecord> {
+    classify_linked(dir, fd, read_fd_link(dir, fd)?, earlier, dups, policies)
+}
+
+/// `classify`, with the descriptor's /proc link already read.
+fn classify_linked(
+    dir: &ProcDir,
+    fd: i32,
+    link: String,
+    earlier: &[FdRecord],
+    dups: &mut Duplicates,
+    policies: &ProcessPolicies,
+) -> Result<FdRecord> {
     let pid = dir.pid();
     let who = format!("process {pid} fd {fd}");
-    let link = dir.link(&format!("fd/{fd}")).map_err(|e| e.context(&who))?;
     let info = dir.fdinfo(fd)?;
     // a negative offset (a few special files) keeps its bits: restore seeks to it as i64
     let (pos, flags) = (info.pos as u64, info.flags);

@@ -317,9 +317,13 @@ struct Flags {
 
 impl Flags {
     fn new(pid: i32, smaps: Vec<(u64, Vec<String>)>) -> Flags {
+        // only a mapping registered with a userfaultfd ("uw") needs to know whose it is:
+        // without one, the descriptors are not listed and read (twice) at all
+        let registered = smaps.iter().any(|(_, f)| f.iter().any(|f| f == "uw"));
         Flags {
             by_start: smaps.into_iter().collect(),
-            own_tracking: !super::tracking::own_uffds(pid).is_empty()
+            own_tracking: registered
+                && !super::tracking::own_uffds(pid).is_empty()
                 && !super::tracking::has_foreign_uffd(pid),
         }
     }

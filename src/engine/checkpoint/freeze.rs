@@ -221,19 +221,35 @@ impl Freezer {
             return;
         }
         self.done = true;
+        // (taken before the kill: a pidfd names the process, never a later one with its PID)
+        let pidfds: Vec<_> = self
+            .threads
+            .keys()
+            .filter_map(|&pid| crate::sys::pidfd_open(pid).ok())
+            .collect();
         for &pid in self.threads.keys() {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
             );
         }
-        for tids in self.threads.values() {
-            // collect each tracee's end so none lingers as traced; a thread-group leader
-            // reports only after its other threads, so those first
-            for &tid in tids.iter().rev() {
-                let _ = ptrace::wait(tid);
+        std::thread::scope(|scope| {
+            // the dying processes free their memory faster with a second CPU at it; the
+            // waits below end only once it is free (a restart right after needs the PIDs)
+            let _ = std::thread::Builder::new().spawn_scoped(scope, || {
+                for fd in &pidfds {
+                    use std::os::fd::AsFd;
+                    let _ = crate::sys::process_mrelease(fd.as_fd());
+                }
+            });
+            for tids in self.threads.values() {
+                // collect each tracee's end so none lingers as traced; a thread-group
+                // leader reports only after its other threads, so those first
+                for &tid in tids.iter().rev() {
+                    let _ = ptrace::wait(tid);
+                }
             }
-        }
+        });
     }
 }
 

@@ -1,4 +1,5 @@
-/* bench_writer CTL MIB [PERMILLE [RATE]]: mallocs MIB MiB and fills every page with
+/* bench_writer CTL MIB [PERMILLE [RATE]]: allocates MIB MiB, page-aligned (so that a page of
+ * its own is one page of the kernel's, and rewriting K of them dirties K), and fills each with
  * pseudo-random data derived from its index and its version (one 32-bit version a page,
  * kept in a separate array), then idles. On SIGUSR2 it rewrites PERMILLE thousandths of
  * its pages (spread over the heap, each with its next version) and prints
@@ -67,7 +68,7 @@ int main(int argc, char **argv)
 	pages = (mib << 20) / PAGE;
 	if (pages == 0 || pages % 7919 == 0)
 		wl_fail("bad MIB %lu", mib);
-	heap = malloc(pages * PAGE);
+	heap = aligned_alloc(PAGE, pages * PAGE);
 	version = calloc(pages, sizeof *version);
 	if (!heap || !version)
 		wl_fail("malloc %lu MiB", mib);

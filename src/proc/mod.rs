@@ -170,6 +170,15 @@ impl ProcDir {
         self.read("status")
     }
 
+    /// `known`, the status text read already (after a freeze, say), else the status
+    /// read now.
+    pub fn status_or<'a>(&self, known: Option<&'a str>) -> Result<std::borrow::Cow<'a, str>> {
+        match known {
+            Some(text) => Ok(std::borrow::Cow::Borrowed(text)),
+            None => self.status_text().map(std::borrow::Cow::Owned),
+        }
+    }
+
     pub fn maps(&self) -> Result<Vec<MapsLine>> {
         self.parsed("maps", &self.read_text("maps")?, maps::parse)
     }
@@ -178,27 +187,27 @@ impl ProcDir {
     /// kernel one at a time (PROCMAP_QUERY) where it can, else from the whole of `maps`.
     pub fn mappings_within(&self, lo: u64, hi: u64) -> Result<Vec<(u64, u64)>> {
         let maps = self.open_file("maps")?;
-        let mut out = Vec::new();
-        let mut at = lo;
-        while at < hi {
-            match crate::sys::procmap::mapping_from(maps.as_fd(), at) {
-                Ok(Some((s, e))) if s < hi => {
-                    out.push((s, e));
-                    at = e;
-                }
-                Ok(_) => return Ok(out),
-                // an older kernel (or any other refusal): the text answers the same
-                Err(_) => {
-                    return Ok(self
-                        .maps()?
-                        .into_iter()
-                        .filter(|m| m.start < hi && lo < m.end)
-                        .map(|m| (m.start, m.end))
-                        .collect());
-                }
-            }
+        self.mappings_within_of(maps.as_fd(), lo, hi)
+    }
+
+    /// `mappings_within`, asked of `maps`: this directory's maps, held open by a caller
+    /// with many questions.
+    pub fn mappings_within_of(
+        &self,
+        maps: std::os::fd::BorrowedFd<'_>,
+        lo: u64,
+        hi: u64,
+    ) -> Result<Vec<(u64, u64)>> {
+        match crate::sys::procmap::mappings_within(maps, lo, hi) {
+            Ok(found) => Ok(found),
+            // an older kernel (or any other refusal): the text answers the same
+            Err(_) => Ok(self
+                .maps()?
+                .into_iter()
+                .filter(|m| m.start < hi && lo < m.end)
+                .map(|m| (m.start, m.end))
+                .collect()),
         }
-        Ok(out)
     }
 
     /// The maps lines and the VmFlags of each mapping, from one read of smaps.

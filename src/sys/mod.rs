@@ -405,10 +405,8 @@ pub fn pidfd_open(pid: i32) -> Result<std::os::fd::OwnedFd, Errno> {
 /// is not dying or shares its memory with a process that is not).
 pub fn process_mrelease(pidfd: std::os::fd::BorrowedFd<'_>) -> Result<(), Errno> {
     use std::os::fd::AsRawFd;
-    // Linux 5.15+; the libc crate has no constant on every target
-    const SYS_PROCESS_MRELEASE: libc::c_long = 448;
     // SAFETY: integer arguments only; the fd is borrowed live.
-    let rc = unsafe { libc::syscall(SYS_PROCESS_MRELEASE, pidfd.as_raw_fd(), 0) };
+    let rc = unsafe { libc::syscall(libc::SYS_process_mrelease, pidfd.as_raw_fd(), 0) };
     Errno::result(rc).map(drop)
 }
 

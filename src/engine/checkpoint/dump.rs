@@ -321,15 +321,8 @@ fn ask_through(
 /// thread blocking a given mask (`ptrace::batch_signal`).
 fn batch_signals(pid: i32, status: Option<&str>) -> Result<impl Fn(u64) -> Option<i32>> {
     let dir = ProcDir::open(pid)?;
-    let read;
-    let text = match status {
-        Some(text) => text,
-        None => {
-            read = dir.status_text()?;
-            &read
-        }
-    };
-    let (ignored, caught, seccomp) = dir.parsed("status", text, |t| {
+    let text = dir.status_or(status)?;
+    let (ignored, caught, seccomp) = dir.parsed("status", &text, |t| {
         Ok((
             crate::proc::status::mask(t, "SigIgn")?,
             crate::proc::status::mask(t, "SigCgt")?,

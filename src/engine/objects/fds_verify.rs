@@ -178,10 +178,12 @@ pub fn verify_restored(pid: i32, records: &[FdRecord], asked: Option<&[Asked]>) 
             FdKind::Dup { of } => by_fd.get(&of).copied().unwrap_or(r),
             _ => r,
         };
+        // what the process said of this descriptor
+        let told = asked.map(|a| a[i]).filter(|a| a.fd == r.fd);
         // asked first: a descriptor it says is closed is that, not a failed readlink
-        let (flags, pos) = match asked.map(|a| a[i]) {
-            Some(a) if a.fd == r.fd => asked_flags(pid, a)?,
-            _ => {
+        let (flags, pos) = match told {
+            Some(a) => asked_flags(pid, a)?,
+            None => {
                 let info = dir.fdinfo(r.fd)?;
                 (info.flags, info.pos)
             }
@@ -193,10 +195,7 @@ pub fn verify_restored(pid: i32, records: &[FdRecord], asked: Option<&[Asked]>) 
             _ => {
                 // a file with one name, not removed, open on one mount: every descriptor of
                 // it has one link (a path is a mount and a name), read once
-                let file = (asked.map(|a| a[i]))
-                    .filter(|a| a.fd == r.fd)
-                    .and_then(|a| a.file)
-                    .filter(|f| f.nlink == 1);
+                let file = told.and_then(|a| a.file).filter(|f| f.nlink == 1);
                 match file.and_then(|f| named.get(&f)) {
                     Some(link) => Some(link.clone()),
                     None => {

@@ -1287,11 +1287,7 @@ impl ChildMaps {
     /// The mappings (start, end) that overlap `lo..hi`, in address order.
     fn within(&self, lo: u64, hi: u64) -> Result<Vec<(u64, u64)>> {
         use std::os::fd::AsFd;
-        match crate::sys::procmap::mappings_within(self.maps.as_fd(), lo, hi) {
-            Ok(found) => Ok(found),
-            // an older kernel: the text answers the same
-            Err(_) => self.dir.mappings_within(lo, hi),
-        }
+        self.dir.mappings_within_of(self.maps.as_fd(), lo, hi)
     }
 }
 
@@ -1834,7 +1830,6 @@ fn write_from_cpr(
 /// the preadv, which reports what fails.
 fn populate_in_child(inj: &Injector, segments: &[(u64, u64, u64)]) {
     // the advice (not in every libc crate's list)
-    const MADV_POPULATE_WRITE: u64 = 23;
     // a stretch smaller than this is left to the faults: not worth an injected call
     const MIN: u64 = 1 << 20;
     let mut ranges: Vec<(u64, u64)> = Vec::new();
@@ -1845,7 +1840,10 @@ fn populate_in_child(inj: &Injector, segments: &[(u64, u64, u64)]) {
         }
     }
     for (addr, len) in ranges.into_iter().filter(|r| r.1 >= MIN) {
-        match inj.call(libc::SYS_madvise, [addr, len, MADV_POPULATE_WRITE, 0, 0, 0]) {
+        match inj.call(
+            libc::SYS_madvise,
+            [addr, len, libc::MADV_POPULATE_WRITE as u64, 0, 0, 0],
+        ) {
             // the advice is unknown here: no use asking again
             Ok(rc) if rc == -i64::from(libc::EINVAL) => return,
             _ => {}

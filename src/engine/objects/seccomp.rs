@@ -63,15 +63,8 @@ pub fn refuse(dir: &ProcDir, text: &str) -> Result<()> {
 /// Whether thread `tid` has filters now (`known`: its status, if already read).
 fn filtered(tid: i32, known: Option<&String>) -> Result<bool> {
     let dir = ProcDir::open(tid)?;
-    let read;
-    let text = match known {
-        Some(text) => text,
-        None => {
-            read = dir.status_text()?;
-            &read
-        }
-    };
-    let mode: u32 = dir.parsed("status", text, |t| status::number(t, "Seccomp"))?;
+    let text = dir.status_or(known.map(String::as_str))?;
+    let mode: u32 = dir.parsed("status", &text, |t| status::number(t, "Seccomp"))?;
     Ok(mode == SECCOMP_MODE_FILTER)
 }
 

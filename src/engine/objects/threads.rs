@@ -449,14 +449,7 @@ pub fn dump(
     // /proc/TID (its task/TID is the thread), its status read once for scheduling and
     // credentials
     let tdir = crate::proc::ProcDir::open(tid)?;
-    let read;
-    let status = match status {
-        Some(text) => text,
-        None => {
-            read = tdir.status_text()?;
-            &read
-        }
-    };
+    let status = &*tdir.status_or(status)?;
     let comm = match name_in_status(status) {
         Some(name) => name.trim_end().to_string(),
         None => tdir.thread_comm(tid)?,

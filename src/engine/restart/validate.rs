@@ -54,36 +54,37 @@ pub fn load(paths: &[PathBuf], caller: u32) -> Result<Loaded> {
     for path in paths {
         let sf = Statefile::open(path, Verify::Sizes)?;
         let vouched = caller == 0 && sf.authenticate()?;
-        sf.verify_files(|rel| !layout::is_bulk(rel))?;
-        // an incremental statefile: every link of its chain checked
-        let chain = incremental::open_chain(&sf, caller)?;
-        let owner = sf.manifest.owner.uid;
-        if caller != 0 && (caller != owner || owner == 0) {
-            return Err(Error::with_detail(
-                path.display().to_string(),
-                Kind::NotPermitted,
-                format!("checkpointed by uid {owner}; only that user or root may restart it"),
-            ));
-        }
-        for p in &sf.manifest.processes {
-            let core: CoreRecord = sf.read_json(&core_path(p.pid))?;
-            let mm: MmRecord = sf.read_json(&mm_path(p.pid))?;
-            let pages_size = sf.entry(&pages_path(p.pid)).map_or(0, |e| e.size);
-            check_image(p, &core, &mm, pages_size).map_err(|e| {
-                e.context(format!("process {}", p.pid))
-                    .context(path.display())
-            })?;
-            let inherited = incremental::inherited_reads(&chain, p.pid, &mm).map_err(|e| {
-                e.context(format!("process {}", p.pid))
-                    .context(path.display())
-            })?;
-            loaded.images.push(Image {
-                sf: loaded.statefiles.len(),
-                core,
-                mm,
-                inherited,
+        // every record's checksum, beside the decoding (both CPUs: a tree of many
+        // processes has hundreds of records); a mismatch wins over what decoding found
+        let (checked, images) = std::thread::scope(|scope| {
+            let checked = scope.spawn(|| sf.verify_files(|rel| !layout::is_bulk(rel)));
+            let images = (|| -> Result<Vec<Image>> {
+                // an incremental statefile: every link of its chain checked
+                let chain = incremental::open_chain(&sf, caller)?;
+                let owner = sf.manifest.owner.uid;
+                if caller != 0 && (caller != owner || owner == 0) {
+                    return Err(Error::with_detail(
+                        path.display().to_string(),
+                        Kind::NotPermitted,
+                        format!(
+                            "checkpointed by uid {owner}; only that user or root may restart it"
+                        ),
+                    ));
+                }
+                let sf_index = loaded.statefiles.len();
+                decode_images(&sf, &chain, sf_index)
+            })();
+            let checked = checked.join().unwrap_or_else(|_| {
+                Err(Error::with_detail(
+                    path.display().to_string(),
+                    Kind::CheckpointError,
+                    "checking the records failed",
+                ))
             });
-        }
+            (checked, images)
+        });
+        checked?;
+        loaded.images.extend(images?);
         // pages shared with a parent: some ancestor in this statefile saved each
         let first = loaded.images.len() - sf.manifest.processes.len();
         let members: Vec<cow_pages::Member<'_>> = loaded.images[first..]
@@ -119,6 +120,50 @@ pub fn load(paths: &[PathBuf], caller: u32) -> Result<Loaded> {
         loaded.statefiles.push(sf);
     }
     Ok(loaded)
+}
+
+/// Reads, decodes and checks the records of every process of `sf`, in manifest order,
+/// the two halves of the list side by side.
+fn decode_images(
+    sf: &Statefile,
+    chain: &incremental::Chain,
+    sf_index: usize,
+) -> Result<Vec<Image>> {
+    let one = |p: &ProcessSummary| -> Result<Image> {
+        let in_process = |e: Error| {
+            e.context(format!("process {}", p.pid))
+                .context(sf.path.display())
+        };
+        let core: CoreRecord = sf.read_json(&core_path(p.pid))?;
+        let mm: MmRecord = sf.read_json(&mm_path(p.pid))?;
+        let pages_size = sf.entry(&pages_path(p.pid)).map_or(0, |e| e.size);
+        check_image(p, &core, &mm, pages_size).map_err(in_process)?;
+        let inherited = incremental::inherited_reads(chain, p.pid, &mm).map_err(in_process)?;
+        Ok(Image {
+            sf: sf_index,
+            core,
+            mm,
+            inherited,
+        })
+    };
+    let all = &sf.manifest.processes;
+    let (first, second) = all.split_at(all.len() / 2);
+    std::thread::scope(|scope| {
+        let later = (!second.is_empty() && !first.is_empty())
+            .then(|| scope.spawn(|| second.iter().map(one).collect::<Result<Vec<_>>>()));
+        let mut images = first.iter().map(one).collect::<Result<Vec<_>>>()?;
+        match later {
+            Some(h) => images.extend(h.join().unwrap_or_else(|_| {
+                Err(Error::with_detail(
+                    sf.path.display().to_string(),
+                    Kind::CheckpointError,
+                    "decoding the records failed",
+                ))
+            })?),
+            None => images.extend(second.iter().map(one).collect::<Result<Vec<_>>>()?),
+        }
+        Ok(images)
+    })
 }
 
 /// The check of the bulk page data, running on a thread of its own.

@@ -1616,8 +1616,10 @@ fn read_pages(
             pages.progress,
         );
     }
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let helper_file = pages.file.filter(|_| total >= PARALLEL_MIN && cpus > 1);
+    // asked only when it matters: available_parallelism reads cgroup files each time
+    let helper_file = pages.file.filter(|_| {
+        total >= PARALLEL_MIN && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1)
+    });
     // both copy once: half each
     let split = if helper_file.is_some() {
         (total / 2) & !(PAGE - 1)

@@ -8,6 +8,8 @@
 mod common;
 
 use common::*;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 
 /// start, READY, checkpoint (WILL EXIT), restart, GO, PASS: returns the PASS line.
 fn round_trip(source: &str) -> String {
@@ -405,6 +407,66 @@ fn group_whose_leader_pid_is_taken_fails_the_restart() {
     restart_ok(&sf);
     s.go();
     expect_pass_and_exit(&w);
+}
+
+/// A restart that fails half-way through a tree (the PID of one of 40 children is
+/// taken, so its parent's fork fails while the tracer threads already restore the
+/// processes made before it) fails naming the PID, and leaves no process of the tree:
+/// neither those restored nor those still being made. With the PID free again the same
+/// statefile restarts and every process checks itself.
+#[test]
+fn tree_restart_failing_half_way_leaves_no_process() {
+    let _s = serial();
+    let s = Scratch::new();
+    let (w, _) = spawn_ready(&s, &build("bench_tree.c"), &[ctl(&s), "41".to_string()]);
+    let kids: Vec<i32> = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", w.pid))
+        .expect("children of the tree's root")
+        .split_whitespace()
+        .map(|p| p.parse().expect("a PID"))
+        .collect();
+    assert_eq!(kids.len(), 40, "children of {}: {kids:?}", w.pid);
+    let mut tree = kids.clone();
+    tree.push(w.pid);
+    let sf = checkpoint_set(&s, "ckpt", &format!("{}:HID", w.pid), &[], &tree);
+    reap_children();
+    // one in the middle of the fork order (the children are forked in PID order)
+    let mut sorted = kids.clone();
+    sorted.sort_unstable();
+    let taken = sorted[sorted.len() * 2 / 3];
+    let holder_ctl = s.join("holder");
+    std::fs::create_dir(&holder_ctl).unwrap();
+    let holder_ctl = holder_ctl.display().to_string();
+    let args = [holder_ctl.clone(), taken.to_string()];
+    let h = spawn_to(&s, &build("pid_holder.c"), &args, s.join("holder.log"));
+    let held: i32 = wait_for_line(&h.log, "READY", TIMEOUT)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .expect("holder pid");
+    assert_eq!(held, taken);
+    let out = restart_all(&[&sf]);
+    assert_failure(
+        &out,
+        "cpr -r with a child's PID taken",
+        &["Resource busy", &format!("PID {taken} is in use")],
+        false,
+    );
+    reap_children();
+    let left: Vec<i32> = tree
+        .iter()
+        .copied()
+        .filter(|&p| p != taken && proc_status(p).is_some())
+        .collect();
+    assert!(left.is_empty(), "left by the failed restart: {left:?}");
+    std::fs::write(format!("{holder_ctl}/GO"), "").unwrap();
+    wait_exit(held, TIMEOUT);
+    reap_children();
+    restart_ok(&sf);
+    signal(w.pid, Signal::SIGUSR1);
+    let pass = wait_for_line(&w.log, "PASS check=", TIMEOUT);
+    assert!(pass.contains("procs=41"), "{pass}");
+    let _ = kill(Pid::from_raw(-w.pid), Signal::SIGKILL);
+    reap_children();
 }
 
 /// A handler installed with SA_ONSTACK while no alternate stack is set (CPython's, Go's)

@@ -55,15 +55,22 @@ impl Drop for Made {
     }
 }
 
-/// Status pipes of the processes that have not said they are ready yet.
+/// Status pipes of the nodes that have not said they are ready yet.
 pub(super) struct Pending {
-    /// (node, its status pipe)
-    pipes: Vec<(usize, BufReader<std::fs::File>)>,
+    pipes: Vec<Status>,
 }
 
-/// Forks the roots of the plan (their restore children fork the rest) and waits until
-/// every node has said its PID. cpr itself is still single-threaded here: the tracer
-/// threads start only after its own forks.
+/// One node's status pipe, and what it has said so far.
+struct Status {
+    node: usize,
+    input: BufReader<std::fs::File>,
+    /// Its PID is known.
+    created: bool,
+}
+
+/// Forks the roots of the plan (their restore children fork the rest). cpr itself is
+/// still single-threaded here: the tracer threads start only after its own forks. Each
+/// node says its PID on its status pipe (`collect_ready` reads it).
 pub(super) fn fork_roots(ctx: &mut RestoreContext) -> Result<(Made, Pending)> {
     let mut status_r = Vec::new();
     for _ in &ctx.plan.nodes {
@@ -72,7 +79,8 @@ pub(super) fn fork_roots(ctx: &mut RestoreContext) -> Result<(Made, Pending)> {
         ctx.status_w.push(Some(crate::sys::CloseOnce::new(w)));
     }
     let mut made = Made {
-        pids: Vec::new(),
+        // 0 until the node says its PID
+        pids: vec![0; ctx.plan.nodes.len()],
         created: Vec::new(),
         armed: true,
     };
@@ -84,83 +92,127 @@ pub(super) fn fork_roots(ctx: &mut RestoreContext) -> Result<(Made, Pending)> {
     // only the children hold the write ends now: a child that dies unreported is EOF
     ctx.status_w.clear();
     ctx.opened.clear();
-    // every node says its PID first (so that a failure can kill exactly what was made)
-    for (n, input) in status_r.iter_mut().enumerate() {
-        let who = format!("process {}", ctx.plan.nodes[n].pid);
-        let pid = protocol::expect_created(input, &who)
-            .map_err(|e| e.context(ctx.statefiles[0].path.display()))?;
-        made.pids.push(pid);
-    }
     let pipes = status_r
         .into_iter()
         .enumerate()
-        .filter(|(n, _)| matches!(ctx.plan.nodes[*n].role, Role::Process(_)))
+        .map(|(n, r)| Status {
+            node: n,
+            input: r,
+            created: false,
+        })
         .collect();
     Ok((made, Pending { pipes }))
 }
 
-/// Hands each process to `ready` as soon as it says it is ready (in whatever order they
-/// get there), until all have; the first failure is the error.
+/// Reads every node's status pipe as lines arrive: first its PID (into `made`; once
+/// every node has said it, `all_created` is told), then, for a process, that it is
+/// ready, which hands it to `ready` at once, in whatever order they get there: the
+/// tracer threads restore the first processes while the last are still being forked.
+/// The first failure is the error, once every node that was made has said its PID (so
+/// that dropping `made` kills exactly what was made).
 pub(super) fn collect_ready(
     ctx: &RestoreContext,
-    made: &Made,
+    made: &mut Made,
     mut pending: Pending,
+    mut all_created: impl FnMut(&Made),
     mut ready: impl FnMut(Child),
 ) -> Result<()> {
-    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-    while !pending.pipes.is_empty() {
-        // a line already buffered needs no poll
-        let mut due: Vec<usize> = (0..pending.pipes.len())
-            .filter(|&k| !pending.pipes[k].1.buffer().is_empty())
-            .collect();
-        if due.is_empty() {
-            let mut fds: Vec<PollFd> = pending
-                .pipes
-                .iter()
-                .map(|(_, r)| PollFd::new(r.get_ref().as_fd(), PollFlags::POLLIN))
-                .collect();
-            loop {
-                match poll(&mut fds, PollTimeout::NONE) {
-                    Err(nix::errno::Errno::EINTR) => continue,
-                    r => {
-                        r.ctx("restart: poll")?;
-                        break;
+    let mut uncreated = pending.pipes.len();
+    if uncreated == 0 {
+        all_created(made);
+    }
+    let outcome = (|| -> Result<()> {
+        while !pending.pipes.is_empty() {
+            for k in due_pipes(&pending)?.into_iter().rev() {
+                // highest first, so that removing keeps the lower indices valid
+                let status = &mut pending.pipes[k];
+                let n = status.node;
+                let who = format!("process {}", ctx.plan.nodes[n].pid);
+                if !status.created {
+                    let pid = protocol::expect_created(&mut status.input, &who)
+                        .map_err(|e| e.context(ctx.statefiles[0].path.display()))?;
+                    made.pids[n] = pid;
+                    status.created = true;
+                    uncreated -= 1;
+                    if uncreated == 0 {
+                        all_created(made);
                     }
+                    if !matches!(ctx.plan.nodes[n].role, Role::Process(_)) {
+                        pending.pipes.swap_remove(k);
+                    }
+                    continue;
                 }
+                let mut status = pending.pipes.swap_remove(k);
+                let Role::Process(i) = ctx.plan.nodes[n].role else {
+                    continue;
+                };
+                let img = &ctx.images[i];
+                let mapped: Vec<String> = mapped_files::list(&img.mm.vmas)
+                    .into_iter()
+                    .map(|m| m.path)
+                    .collect();
+                let r =
+                    protocol::expect_ready(&mut status.input, &who, &mapped, &mem_inos(&img.mm))
+                        .map_err(|e| e.context(ctx.statefiles[img.sf].path.display()))?;
+                ready(Child {
+                    pid: made.pids[n],
+                    image: i,
+                    ready: r,
+                });
             }
-            due = fds
-                .iter()
-                .enumerate()
-                .filter(|(_, f)| f.revents().is_some_and(|r| !r.is_empty()))
-                .map(|(k, _)| k)
-                .collect();
         }
-        // highest first, so that removing keeps the lower indices valid
-        for k in due.into_iter().rev() {
-            let (n, mut input) = pending.pipes.swap_remove(k);
-            let Role::Process(i) = ctx.plan.nodes[n].role else {
-                continue;
-            };
-            let img = &ctx.images[i];
-            let who = format!("process {}", ctx.plan.nodes[n].pid);
-            let mapped: Vec<String> = mapped_files::list(&img.mm.vmas)
-                .into_iter()
-                .map(|m| m.path)
-                .collect();
-            let r = protocol::expect_ready(&mut input, &who, &mapped, &mem_inos(&img.mm))
-                .map_err(|e| e.context(ctx.statefiles[img.sf].path.display()))?;
-            ready(Child {
-                pid: made.pids[n],
-                image: i,
-                ready: r,
-            });
+        Ok(())
+    })();
+    if outcome.is_err() {
+        // every node made says its PID before anything else (or its pipe ends: it was
+        // never made, or died): learn all of them, so that none is left running
+        for status in pending.pipes.iter_mut().filter(|s| !s.created) {
+            let who = format!("process {}", ctx.plan.nodes[status.node].pid);
+            if let Ok(pid) = protocol::expect_created(&mut status.input, &who) {
+                made.pids[status.node] = pid;
+            }
         }
     }
-    Ok(())
+    outcome
+}
+
+/// The pipes with something to read: those with a line buffered already, else those
+/// poll finds readable (or ended).
+fn due_pipes(pending: &Pending) -> Result<Vec<usize>> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let buffered: Vec<usize> = (0..pending.pipes.len())
+        .filter(|&k| !pending.pipes[k].input.buffer().is_empty())
+        .collect();
+    if !buffered.is_empty() {
+        return Ok(buffered);
+    }
+    let mut fds: Vec<PollFd> = pending
+        .pipes
+        .iter()
+        .map(|s| PollFd::new(s.input.get_ref().as_fd(), PollFlags::POLLIN))
+        .collect();
+    loop {
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            r => {
+                r.ctx("restart: poll")?;
+                break;
+            }
+        }
+    }
+    Ok(fds
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.revents().is_some_and(|r| !r.is_empty()))
+        .map(|(k, _)| k)
+        .collect())
 }
 
 fn kill_pids(pids: &[i32]) {
     use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    // 0 is a node that never said its PID: kill(0) would be our own group
+    let pids: Vec<i32> = pids.iter().copied().filter(|&p| p > 0).collect();
+    let pids = &pids[..];
     for &pid in pids {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),

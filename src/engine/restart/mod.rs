@@ -24,9 +24,10 @@ use super::objects::{sysv_shm as shm, tty};
 use super::timer::Timer;
 use crate::engine::options::RestartOptions;
 use crate::engine::progress::{Phase, Progress};
-use crate::error::Result;
+use crate::error::{Error, Kind, Result};
 use crate::statefile::Statefile;
 use fork::Made;
+use std::sync::OnceLock;
 use tracer::Restored;
 use validate::{Image, Loaded};
 
@@ -100,7 +101,7 @@ pub fn restart(
         None
     };
     let (made, pending) = fork::fork_roots(&mut ctx)?;
-    timer.lap("create processes");
+    timer.lap("fork the roots");
     let (pids, filler) = restore_and_release(
         &ctx,
         made,
@@ -231,15 +232,24 @@ fn restore_and_release(
     let pages = (!ctx.lazy).then(|| validate::check_pages(&ctx.statefiles, &ctx.images));
     let total = ctx.images.iter().map(|i| i.mm.pages_bytes).sum();
     progress.phase(Phase::Restore, Some(total));
-    let known = verify::known(ctx, &made, interactive);
+    // every node's PID in this world, which the checks need, is known only once the
+    // last is forked; the tracer threads restore the first ones meanwhile (None: the
+    // restart failed before)
+    let known: OnceLock<Option<verify::Known>> = OnceLock::new();
     let parts = tracer::Parts {
         statefiles: &ctx.statefiles,
         images: &ctx.images,
         lazy: ctx.lazy,
     };
     let statefiles = &ctx.statefiles[..];
-    let check =
-        |img: &validate::Image, r: &Restored| verify::verify_process(statefiles, &known, img, r);
+    let check = |img: &validate::Image, r: &Restored| match known.wait() {
+        Some(known) => verify::verify_process(statefiles, known, img, r),
+        None => Err(Error::with_detail(
+            "restart",
+            Kind::CheckpointError,
+            "abandoned: another process failed",
+        )),
+    };
     let processes = ctx
         .plan
         .nodes
@@ -247,13 +257,24 @@ fn restore_and_release(
         .filter(|n| matches!(n.role, pstree::Role::Process(_)))
         .count();
     std::thread::scope(|scope| -> Result<(Vec<i32>, Option<i32>)> {
-        let made = made;
+        let mut made = made;
+        // whatever happens, no tracer thread waits for ever for the PIDs
+        let _unblock = verify::KnownOrNone(&known);
         let mut crew = tracer::Crew::start(scope, &parts, progress, &check, processes);
-        let restored = fork::collect_ready(ctx, &made, pending, |c| crew.give(c))
-            .and_then(|()| crew.restored());
+        let restored = fork::collect_ready(
+            ctx,
+            &mut made,
+            pending,
+            |made| {
+                let _ = known.set(Some(verify::known(ctx, made, interactive)));
+            },
+            |c| crew.give(c),
+        )
+        .and_then(|()| crew.restored());
         let mut restored = match restored {
             Ok(r) => r,
             Err(e) => {
+                let _ = known.set(None);
                 drop(crew);
                 drop(made);
                 if let Some(p) = pages {
@@ -262,12 +283,15 @@ fn restore_and_release(
                 return Err(e);
             }
         };
-        timer.lap("restore address spaces");
+        timer.lap("create processes, restore address spaces");
         if let Some(p) = pages {
             p.wait()?;
             timer.lap("page data checked");
         }
-        verify::verify_between(ctx, &made, &known, &restored)?;
+        let Some(Some(known)) = known.get() else {
+            unreachable!("every process restored: every PID is known")
+        };
+        verify::verify_between(ctx, &made, known, &restored)?;
         timer.lap("check before release");
         let filler = match filler {
             Some(prepared) => {

@@ -94,6 +94,16 @@ pub(super) fn known(ctx: &RestoreContext, made: &Made, interactive: bool) -> Kno
     }
 }
 
+/// Sets the PIDs to None when dropped unset: a tracer thread waiting for them to check
+/// its process gives up instead of waiting for ever (the restart failed).
+pub(super) struct KnownOrNone<'a>(pub &'a std::sync::OnceLock<Option<Known>>);
+
+impl Drop for KnownOrNone<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.set(None);
+    }
+}
+
 /// Compares one restored process with its record (by the tracer thread that restored
 /// it, as soon as it has); the first difference is the error.
 pub(super) fn verify_process(

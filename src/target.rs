@@ -252,14 +252,21 @@ fn parse_id(text: &str) -> Option<u64> {
 
 /// Reads one process's IDs from /proc. A thread ID reads its process.
 pub fn process_ids(pid: i32) -> Result<ProcessIds> {
+    process_ids_and_status(pid).map(|(ids, _)| ids)
+}
+
+/// `process_ids`, and the process's /proc/PID/status as read for them (the checks that
+/// follow need it too).
+fn process_ids_and_status(pid: i32) -> Result<(ProcessIds, String)> {
     let dir = ProcDir::open(pid)?;
-    let status = dir.status()?;
+    let text = dir.status_text()?;
+    let status = dir.parsed("status", &text, crate::proc::status::parse)?;
     if status.tgid != pid {
-        return process_ids(status.tgid);
+        return process_ids_and_status(status.tgid);
     }
     let stat = dir.stat()?;
     let tids = dir.tids()?;
-    Ok(ProcessIds {
+    let ids = ProcessIds {
         pid,
         ppid: stat.ppid,
         pgid: stat.pgrp,
@@ -267,7 +274,8 @@ pub fn process_ids(pid: i32) -> Result<ProcessIds> {
         uids: status.uids,
         gids: status.gids,
         tids,
-    })
+    };
+    Ok((ids, text))
 }
 
 /// Every user process in /proc (kernel threads left out), by pid. Processes that vanish
@@ -439,9 +447,10 @@ pub fn resolve(designators: &[Designator], caller_uid: u32) -> Result<TargetSet>
                 found = true;
                 continue;
             }
-            match process_ids(pid) {
-                Ok(ids) => {
-                    refuse_unstoppable(&ids, me).map_err(|e| e.context(d.subject()))?;
+            match process_ids_and_status(pid) {
+                Ok((ids, status)) => {
+                    refuse_unstoppable(&ids, Some(&status), me)
+                        .map_err(|e| e.context(d.subject()))?;
                     found = true;
                     set.processes.insert(ids.pid, ids);
                 }
@@ -462,9 +471,10 @@ pub fn resolve(designators: &[Designator], caller_uid: u32) -> Result<TargetSet>
 /// (stopped, the namespace hangs; ended, every process in it ends), and a process that
 /// another tracer holds, any of its threads (ptrace allows one; `me`, cpr itself, may
 /// already hold it).
-pub fn refuse_unstoppable(ids: &ProcessIds, me: i32) -> Result<()> {
+/// `status`: the process's /proc/PID/status, if read already.
+pub fn refuse_unstoppable(ids: &ProcessIds, status: Option<&str>, me: i32) -> Result<()> {
     let pid = ids.pid;
-    let text = ProcDir::open(pid)?.status_text()?;
+    let text = ProcDir::open(pid)?.status_or(status)?;
     let ns_pids = crate::proc::status::ns_pids(&text)?;
     let refuse = |detail: String| {
         Err(Error::with_detail(
@@ -484,15 +494,17 @@ pub fn refuse_unstoppable(ids: &ProcessIds, me: i32) -> Result<()> {
         );
     }
     for &tid in &ids.tids {
-        refuse_traced(pid, tid, me)?;
+        let known = (tid == pid).then_some(&*text);
+        refuse_traced(pid, tid, known, me)?;
     }
     Ok(())
 }
 
 /// `Resource busy` if thread `tid` of process `pid` is traced by another process than
 /// `me`, naming it.
-pub fn refuse_traced(pid: i32, tid: i32, me: i32) -> Result<()> {
-    match tracer_of(tid) {
+/// `status`: the thread's /proc/TID/status, if read already.
+pub fn refuse_traced(pid: i32, tid: i32, status: Option<&str>, me: i32) -> Result<()> {
+    match tracer_of(tid, status) {
         Ok(Some((tracer, comm))) if tracer != me => {
             let who = if tid == pid {
                 "it".to_string()
@@ -512,8 +524,8 @@ pub fn refuse_traced(pid: i32, tid: i32, me: i32) -> Result<()> {
 
 /// The process tracing `pid` and its command name, if any. TracerPid names the tracing
 /// thread; its process is what is returned.
-pub fn tracer_of(pid: i32) -> Result<Option<(i32, String)>> {
-    let text = ProcDir::open(pid)?.status_text()?;
+pub fn tracer_of(pid: i32, status: Option<&str>) -> Result<Option<(i32, String)>> {
+    let text = ProcDir::open(pid)?.status_or(status)?;
     let tracer: i32 = crate::proc::status::number(&text, "TracerPid")?;
     if tracer == 0 {
         return Ok(None);

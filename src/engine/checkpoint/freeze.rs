@@ -262,7 +262,7 @@ impl Drop for Freezer {
 /// Why thread `tid` of process `pid` could not be seized: another tracer took it since
 /// it was resolved, or `e` as it is.
 fn refused_seize(pid: i32, tid: i32, e: Error) -> Error {
-    match target::refuse_traced(pid, tid, std::process::id() as i32) {
+    match target::refuse_traced(pid, tid, None, std::process::id() as i32) {
         Err(busy) => busy,
         // not another tracer: say what the kernel's ptrace rules (Yama) allow, if they refused
         Ok(()) => crate::engine::privilege::explain_attach(e).context(format!("process {pid}")),

@@ -38,8 +38,10 @@ pub fn checkpoint(options: &CheckpointOptions, progress: &Progress) -> Result<Pa
         // -f must not replace a statefile an incremental one needs
         incremental::refuse_if_depended_on(&options.statefile)?;
     }
+    timer.lap("find the processes");
     let pinned = crate::engine::privilege::Pinned::pin(&targets.set.pids());
     notify_handlers(&targets, options)?;
+    timer.lap("SIGCKPT handlers");
     // -g: memory copied while the processes run, the stop saves what changed since
     let precopied = precopy::run(&targets, options, &pinned, progress)?;
     timer.lap("live pre-copy (processes running)");

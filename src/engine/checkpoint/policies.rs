@@ -14,9 +14,12 @@ pub(super) fn resolve(
     will: Option<WillAction>,
 ) -> Result<BTreeMap<i32, ProcessPolicies>> {
     let mut policies: BTreeMap<i32, ProcessPolicies> = BTreeMap::new();
+    // the processes of a tree share their ancestors: each one's parent is read once
+    let mut parents: BTreeMap<i32, i32> = BTreeMap::new();
     for &pid in pids {
         let ids = target::process_ids(pid)?;
-        let mut p = attributes.policies_for(&ids, &ancestors(pid));
+        parents.insert(ids.pid, ids.ppid);
+        let mut p = attributes.policies_for(&ids, &ancestors(pid, &mut parents));
         if let Some(w) = will {
             p.will = w;
         }
@@ -33,11 +36,21 @@ pub(super) fn overall_will(
     will.unwrap_or_else(|| policies.values().next().map(|p| p.will).unwrap_or_default())
 }
 
-fn ancestors(pid: i32) -> Vec<i32> {
+/// The parents of `pid` up to the first process; `parents` holds those read already.
+fn ancestors(pid: i32, parents: &mut BTreeMap<i32, i32>) -> Vec<i32> {
     let mut out = Vec::new();
     let mut cur = pid;
-    while let Ok(s) = crate::proc::ProcDir::open(cur).and_then(|d| d.stat()) {
-        let ppid = s.ppid;
+    loop {
+        let ppid = match parents.get(&cur) {
+            Some(&ppid) => ppid,
+            None => match crate::proc::ProcDir::open(cur).and_then(|d| d.stat()) {
+                Ok(s) => {
+                    parents.insert(cur, s.ppid);
+                    s.ppid
+                }
+                Err(_) => break,
+            },
+        };
         if ppid <= 0 || out.contains(&ppid) {
             break;
         }

@@ -449,8 +449,7 @@ pub fn resolve(designators: &[Designator], caller_uid: u32) -> Result<TargetSet>
             }
             match process_ids_and_status(pid) {
                 Ok((ids, status)) => {
-                    refuse_unstoppable(&ids, Some(&status), me)
-                        .map_err(|e| e.context(d.subject()))?;
+                    refuse_unstoppable(&ids, &status, me).map_err(|e| e.context(d.subject()))?;
                     found = true;
                     set.processes.insert(ids.pid, ids);
                 }
@@ -471,11 +470,10 @@ pub fn resolve(designators: &[Designator], caller_uid: u32) -> Result<TargetSet>
 /// (stopped, the namespace hangs; ended, every process in it ends), and a process that
 /// another tracer holds, any of its threads (ptrace allows one; `me`, cpr itself, may
 /// already hold it).
-/// `status`: the process's /proc/PID/status, if read already.
-pub fn refuse_unstoppable(ids: &ProcessIds, status: Option<&str>, me: i32) -> Result<()> {
+/// `status`: the process's /proc/PID/status, as read for `ids`.
+pub fn refuse_unstoppable(ids: &ProcessIds, status: &str, me: i32) -> Result<()> {
     let pid = ids.pid;
-    let text = ProcDir::open(pid)?.status_or(status)?;
-    let ns_pids = crate::proc::status::ns_pids(&text)?;
+    let ns_pids = crate::proc::status::ns_pids(status)?;
     let refuse = |detail: String| {
         Err(Error::with_detail(
             format!("process {pid}"),
@@ -494,8 +492,7 @@ pub fn refuse_unstoppable(ids: &ProcessIds, status: Option<&str>, me: i32) -> Re
         );
     }
     for &tid in &ids.tids {
-        let known = (tid == pid).then_some(&*text);
-        refuse_traced(pid, tid, known, me)?;
+        refuse_traced(pid, tid, (tid == pid).then_some(status), me)?;
     }
     Ok(())
 }
@@ -524,9 +521,17 @@ pub fn refuse_traced(pid: i32, tid: i32, status: Option<&str>, me: i32) -> Resul
 
 /// The process tracing `pid` and its command name, if any. TracerPid names the tracing
 /// thread; its process is what is returned.
+/// `status`: its /proc/PID/status, if read already.
 pub fn tracer_of(pid: i32, status: Option<&str>) -> Result<Option<(i32, String)>> {
-    let text = ProcDir::open(pid)?.status_or(status)?;
-    let tracer: i32 = crate::proc::status::number(&text, "TracerPid")?;
+    let read;
+    let text = match status {
+        Some(text) => text,
+        None => {
+            read = ProcDir::open(pid)?.status_text()?;
+            &read
+        }
+    };
+    let tracer: i32 = crate::proc::status::number(text, "TracerPid")?;
     if tracer == 0 {
         return Ok(None);
     }

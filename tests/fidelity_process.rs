@@ -367,6 +367,36 @@ fn membarrier_registrations_come_back() {
     assert!(pass.contains("kept"), "{pass}");
 }
 
+/// A process holding a PID (pid_holder.c, which takes it with clone3) until `release`,
+/// so that a restart finds that PID in use.
+struct PidHolder {
+    ctl: String,
+    pid: i32,
+}
+
+impl PidHolder {
+    fn take(s: &Scratch, pid: i32) -> PidHolder {
+        let ctl = s.join("holder");
+        std::fs::create_dir(&ctl).unwrap();
+        let ctl = ctl.display().to_string();
+        let args = [ctl.clone(), pid.to_string()];
+        let h = spawn_to(s, &build("pid_holder.c"), &args, s.join("holder.log"));
+        let held: i32 = wait_for_line(&h.log, "READY", TIMEOUT)
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .expect("holder pid");
+        assert_eq!(held, pid, "the holder's PID");
+        PidHolder { ctl, pid: held }
+    }
+
+    /// The holder exits: its PID is free again.
+    fn release(self) {
+        std::fs::write(format!("{}/GO", self.ctl), "").unwrap();
+        wait_exit(self.pid, TIMEOUT);
+    }
+}
+
 /// When the PID of a group whose leader was reaped is taken at restart (no helper can
 /// make the group again), the restart fails, naming the process group, instead of
 /// putting its members in their parent's group; with the PID free again it succeeds.
@@ -381,17 +411,7 @@ fn group_whose_leader_pid_is_taken_fails_the_restart() {
         gone.extend(field(&ready, key).and_then(|p| p.parse::<i32>().ok()));
     }
     let sf = checkpoint_set(&s, "ckpt", &format!("{}:HID", w.pid), &[], &gone);
-    let holder_ctl = s.join("holder");
-    std::fs::create_dir(&holder_ctl).unwrap();
-    let holder_ctl = holder_ctl.display().to_string();
-    let args = [holder_ctl.clone(), leader.clone()];
-    let h = spawn_to(&s, &build("pid_holder.c"), &args, s.join("holder.log"));
-    let held: i32 = wait_for_line(&h.log, "READY", TIMEOUT)
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .expect("holder pid");
-    assert_eq!(held.to_string(), leader);
+    let holder = PidHolder::take(&s, leader.parse().expect("leader pid"));
     let out = restart_all(&[&sf]);
     assert_failure(
         &out,
@@ -399,8 +419,7 @@ fn group_whose_leader_pid_is_taken_fails_the_restart() {
         &["Checkpoint error", "process group", "nothing was released"],
         false,
     );
-    std::fs::write(format!("{holder_ctl}/GO"), "").unwrap();
-    wait_exit(held, TIMEOUT);
+    holder.release();
     // the zombie the failed restart made came back to this subreaper when its parent
     // was killed
     reap_children();
@@ -433,17 +452,7 @@ fn tree_restart_failing_half_way_leaves_no_process() {
     let mut sorted = kids.clone();
     sorted.sort_unstable();
     let taken = sorted[sorted.len() * 2 / 3];
-    let holder_ctl = s.join("holder");
-    std::fs::create_dir(&holder_ctl).unwrap();
-    let holder_ctl = holder_ctl.display().to_string();
-    let args = [holder_ctl.clone(), taken.to_string()];
-    let h = spawn_to(&s, &build("pid_holder.c"), &args, s.join("holder.log"));
-    let held: i32 = wait_for_line(&h.log, "READY", TIMEOUT)
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .expect("holder pid");
-    assert_eq!(held, taken);
+    let holder = PidHolder::take(&s, taken);
     let out = restart_all(&[&sf]);
     assert_failure(
         &out,
@@ -458,8 +467,7 @@ fn tree_restart_failing_half_way_leaves_no_process() {
         .filter(|&p| p != taken && proc_status(p).is_some())
         .collect();
     assert!(left.is_empty(), "left by the failed restart: {left:?}");
-    std::fs::write(format!("{holder_ctl}/GO"), "").unwrap();
-    wait_exit(held, TIMEOUT);
+    holder.release();
     reap_children();
     restart_ok(&sf);
     signal(w.pid, Signal::SIGUSR1);

@@ -147,21 +147,20 @@ fn decode_images(
         })
     };
     let all = &sf.manifest.processes;
+    if all.len() < 2 {
+        return all.iter().map(one).collect();
+    }
     let (first, second) = all.split_at(all.len() / 2);
     std::thread::scope(|scope| {
-        let later = (!second.is_empty() && !first.is_empty())
-            .then(|| scope.spawn(|| second.iter().map(one).collect::<Result<Vec<_>>>()));
+        let later = scope.spawn(|| second.iter().map(one).collect::<Result<Vec<_>>>());
         let mut images = first.iter().map(one).collect::<Result<Vec<_>>>()?;
-        match later {
-            Some(h) => images.extend(h.join().unwrap_or_else(|_| {
-                Err(Error::with_detail(
-                    sf.path.display().to_string(),
-                    Kind::CheckpointError,
-                    "decoding the records failed",
-                ))
-            })?),
-            None => images.extend(second.iter().map(one).collect::<Result<Vec<_>>>()?),
-        }
+        images.extend(later.join().unwrap_or_else(|_| {
+            Err(Error::with_detail(
+                sf.path.display().to_string(),
+                Kind::CheckpointError,
+                "decoding the records failed",
+            ))
+        })?);
         Ok(images)
     })
 }

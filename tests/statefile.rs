@@ -458,6 +458,30 @@ fn flipped_byte_is_a_checksum_mismatch() {
 }
 
 #[test]
+fn a_record_changed_after_the_check_is_refused_when_read() {
+    let (_d, sf) = sample();
+    // fully checked first; then the record is changed in place, size kept (a swap
+    // between the check and the use)
+    let opened = Statefile::open(&sf, Verify::Full).unwrap();
+    assert!(opened.read("proc/4000/core").is_ok());
+    let p = sf.join("proc/4000/core");
+    let mut data = std::fs::read(&p).unwrap();
+    data[0] ^= 0x01;
+    std::fs::write(&p, &data).unwrap();
+    let e = opened.read("proc/4000/core").unwrap_err();
+    let msg = e.to_string();
+    assert_eq!(e.kind, Kind::CheckpointError, "{msg}");
+    assert!(
+        msg.ends_with("statefile damaged: proc/4000/core: checksum mismatch"),
+        "{msg}"
+    );
+    // put back, the same bytes read again
+    data[0] ^= 0x01;
+    std::fs::write(&p, &data).unwrap();
+    assert_eq!(opened.read("proc/4000/core").unwrap(), data);
+}
+
+#[test]
 fn missing_file_is_damage() {
     let (_d, sf) = sample();
     std::fs::remove_file(sf.join("shared/pipe-7")).unwrap();

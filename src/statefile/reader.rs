@@ -242,22 +242,29 @@ impl Statefile {
         if verify == Verify::Full {
             let (size, hash, sha) = hash_open_file(file, entry.sha256.is_some())
                 .map_err(|e| self.io_error(&entry.path, e))?;
-            if size != entry.size {
-                return Err(damaged(
-                    &self.path,
-                    format_args!("{}: size {size}, expected {}", entry.path, entry.size),
-                ));
-            }
-            let sha_differs = match (&sha, &entry.sha256) {
-                (Some(got), Some(listed)) => !got.eq_ignore_ascii_case(listed),
-                _ => false,
-            };
-            if !hash.eq_ignore_ascii_case(&entry.xxh3) || sha_differs {
-                return Err(damaged(
-                    &self.path,
-                    format_args!("{}: checksum mismatch", entry.path),
-                ));
-            }
+            self.compare(entry, size, &hash, sha.as_deref())?;
+        }
+        Ok(())
+    }
+
+    /// Whether what was read of `entry` (its size, xxh3 and, where listed, SHA-256) is
+    /// what the MANIFEST lists.
+    fn compare(&self, entry: &FileEntry, size: u64, xxh3: &str, sha: Option<&str>) -> Result<()> {
+        if size != entry.size {
+            return Err(damaged(
+                &self.path,
+                format_args!("{}: size {size}, expected {}", entry.path, entry.size),
+            ));
+        }
+        let sha_differs = match (sha, &entry.sha256) {
+            (Some(got), Some(listed)) => !got.eq_ignore_ascii_case(listed),
+            _ => false,
+        };
+        if !xxh3.eq_ignore_ascii_case(&entry.xxh3) || sha_differs {
+            return Err(damaged(
+                &self.path,
+                format_args!("{}: checksum mismatch", entry.path),
+            ));
         }
         Ok(())
     }
@@ -431,20 +438,24 @@ impl Statefile {
         self.manifest.files.iter().find(|e| e.path == rel)
     }
 
-    /// Reads a whole file of the statefile (listed, and no longer than listed).
+    /// Reads a whole file of the statefile (listed, and no longer than listed), checked
+    /// against its size and checksums in the MANIFEST.
     pub fn read(&self, rel: &str) -> Result<Vec<u8>> {
-        let size = self.listed(rel)?.size;
+        let entry = self.listed(rel)?;
         let file = self.open_file(rel)?;
-        let data = read_regular(file, size).map_err(|e| match e.raw_os_error() {
+        let data = read_regular(file, entry.size).map_err(|e| match e.raw_os_error() {
             Some(_) => self.io_error(rel, e),
             None => damaged(&self.path, format_args!("{rel}: {e}")),
         })?;
-        if data.len() as u64 != size {
-            return Err(damaged(
-                &self.path,
-                format_args!("{rel}: size {}, expected {size}", data.len()),
-            ));
-        }
+        // the bytes used are the bytes checked: a file changed after the statefile was
+        // checked (or while it was) is damage, never taken unchecked
+        use sha2::Digest;
+        let sha = entry
+            .sha256
+            .as_ref()
+            .map(|_| super::auth::hex(&sha2::Sha256::digest(&data)));
+        let xxh3 = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&data));
+        self.compare(entry, data.len() as u64, &xxh3, sha.as_deref())?;
         Ok(data)
     }
 

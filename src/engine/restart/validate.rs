@@ -54,10 +54,19 @@ pub fn load(paths: &[PathBuf], caller: u32) -> Result<Loaded> {
     for path in paths {
         let sf = Statefile::open(path, Verify::Sizes)?;
         let vouched = caller == 0 && sf.authenticate()?;
-        // every record's checksum, beside the decoding (both CPUs: a tree of many
-        // processes has hundreds of records); a mismatch wins over what decoding found
+        // every record's checksum: the processes' records as they are read for decoding
+        // (Statefile::read checks the very bytes it returns), the others beside that; a
+        // mismatch wins over what decoding found
         let (checked, images) = std::thread::scope(|scope| {
-            let checked = scope.spawn(|| sf.verify_files(|rel| !layout::is_bulk(rel)));
+            let checked = scope.spawn(|| {
+                sf.verify_files(|rel| {
+                    !layout::is_bulk(rel)
+                        && !matches!(
+                            layout::kind_of(rel),
+                            Some(layout::FileKind::Core | layout::FileKind::Mm)
+                        )
+                })
+            });
             let images = (|| -> Result<Vec<Image>> {
                 // an incremental statefile: every link of its chain checked
                 let chain = incremental::open_chain(&sf, caller)?;

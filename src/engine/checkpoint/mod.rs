@@ -118,15 +118,23 @@ fn stop_and_dump(
     // POSIX message queues, once each (their registrations on the records: before those)
     super::objects::posix_mqueue::dump_queues(&mut dumped, &mut writer)
         .ctx(options.statefile.display())?;
+    timer.lap("shared descriptors and memory, message queues");
     let summaries = write_records(&dumped, &mut writer)?;
+    timer.lap("records written");
     // SysV shared memory segments the processes attach, saved once each
-    shm::dump_segments(&frozen.pids(), &mut writer).ctx(options.statefile.display())?;
+    shm::dump_segments(
+        dumped
+            .iter()
+            .map(|(core, mm)| (core.process.pid, mm.vmas.as_slice())),
+        &mut writer,
+    )
+    .ctx(options.statefile.display())?;
     // SysV semaphore sets and message queues the processes use (sysv_sem.rs, sysv_msg.rs)
     super::objects::sysv_sem::dump_sets(&frozen.pids(), &mut writer)
         .ctx(options.statefile.display())?;
     super::objects::sysv_msg::dump_queues(&frozen.pids(), &mut writer)
         .ctx(options.statefile.display())?;
-    timer.lap("shared objects (pipes, shared memory, SysV shm)");
+    timer.lap("SysV shared memory, semaphores, message queues");
 
     // nothing further reads another process: an installed cpr gives up its capabilities
     crate::engine::privilege::drop_all();

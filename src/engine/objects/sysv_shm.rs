@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use super::memory::{Backing, PAGE, Vma};
 use crate::engine::ptrace::Injector;
 use crate::error::{Context, Error, Kind, Result};
+use crate::proc::MapsLine;
 use crate::proc::sysvipc::{SHM_PATH as PROC_TABLE, ShmInfo};
-use crate::proc::{MapsLine, ProcDir};
 use crate::statefile::{Statefile, StatefileWriter};
 use crate::sys::shm as sys;
 
@@ -131,13 +131,18 @@ fn page_runs(seg: &sys::Attachment, present: Option<&[bool]>) -> Result<Vec<(u64
     Ok(runs)
 }
 
-/// Saves every segment the (frozen) processes have attached, once each.
-pub fn dump_segments(pids: &[i32], writer: &mut StatefileWriter) -> Result<()> {
+/// Saves every segment the (frozen) processes have attached, once each; `attached`:
+/// each process with its mappings as dumped (every /SYSV mapping is one of them, or the
+/// dump refused it).
+pub fn dump_segments<'a>(
+    attached: impl IntoIterator<Item = (i32, &'a [Vma])>,
+    writer: &mut StatefileWriter,
+) -> Result<()> {
     let mut used: BTreeMap<i32, i32> = BTreeMap::new(); // shmid -> first process using it
-    for &pid in pids {
-        for m in ProcDir::open(pid)?.maps()? {
-            if m.path.starts_with("/SYSV") && m.shared() {
-                used.entry(m.inode as i32).or_insert(pid);
+    for (pid, vmas) in attached {
+        for v in vmas {
+            if let Backing::SysvShm { shmid } = v.backing {
+                used.entry(shmid).or_insert(pid);
             }
         }
     }

@@ -268,11 +268,35 @@ fn ask_through(
             ptrace::Gate::Trampoline(_) => first_gate,
             _ => ptrace::install_trampoline(pid, base)?,
         };
-        let main = first.through(gate);
-        let sig = signals::dump(pid, &main, &mut scratch)?;
-        let brk = main.check("brk", libc::SYS_brk, [0; 6])?;
-        // each thread's questions in one batch, ended by a signal the process ignores
+        // questions in batches, each ended by a signal the process ignores: the process's
+        // own in one (dispositions, timers, brk, membarrier, dumpable), then each thread's
         let batch_signal = batch_signals(pid, statuses.get(&pid).map(String::as_str))?;
+        let main_mask = tids.iter().position(|&t| t == pid).map_or(!0, |i| masks[i]);
+        let main = first.through(gate);
+        let (sig, brk, membarrier, dumpable) = {
+            let mut s = scratch.frame();
+            let mut q = ptrace::Questions::default();
+            let signals_asked = signals::ask(pid, &mut q, &mut s)?;
+            let brk = q.ask("brk", libc::SYS_brk, [0; 6]);
+            let membarrier = crate::engine::objects::membarrier::ask(&mut q);
+            let dumpable = q.ask(
+                "prctl(PR_GET_DUMPABLE)",
+                libc::SYS_prctl,
+                [libc::PR_GET_DUMPABLE as u64, 0, 0, 0, 0, 0],
+            );
+            let answers = q.run(
+                &main
+                    .through(gate)
+                    .with_batch_signal(batch_signal(main_mask)),
+                &mut s,
+            )?;
+            (
+                signals::answer(pid, signals_asked, &answers, &s)?,
+                answers.checked(brk)?,
+                crate::engine::objects::membarrier::registrations(answers.raw(membarrier))?,
+                answers.checked(dumpable)? == 1,
+            )
+        };
         let mut trecs = Vec::new();
         for (i, &tid) in tids.iter().enumerate() {
             let inj = if tid == pid {
@@ -292,12 +316,6 @@ fn ask_through(
             )?);
         }
         let posix_timers = posix_timers::dump(pid, &main, &mut scratch);
-        let membarrier = crate::engine::objects::membarrier::dump(&main)?;
-        let dumpable = main.check(
-            "prctl(PR_GET_DUMPABLE)",
-            libc::SYS_prctl,
-            [libc::PR_GET_DUMPABLE as u64, 0, 0, 0, 0, 0],
-        )? == 1;
         Ok((sig, brk, trecs, (posix_timers, membarrier, dumpable)))
     })();
     first.check(

@@ -5,7 +5,7 @@
 //! the restore child registers its address space again (it keeps it when it becomes the
 //! process) and asks the kernel back: a difference fails the restart.
 
-use crate::engine::ptrace::Injector;
+use crate::engine::ptrace::Questions;
 use crate::error::{Error, Kind, Result};
 
 const GET_REGISTRATIONS: i32 = 1 << 9;
@@ -19,13 +19,20 @@ const REGISTRATIONS: [(i32, &str); 4] = [
     (1 << 8, "REGISTER_PRIVATE_EXPEDITED_RSEQ"),
 ];
 
-/// Checkpoint: the registrations of the process `main` injects into. A kernel without
-/// GET_REGISTRATIONS (EINVAL) cannot tell: none are kept.
-pub fn dump(main: &Injector) -> Result<u32> {
-    let rc = main.call(
+/// Checkpoint: adds the question, injected into the process, whose raw answer
+/// `registrations` reads. A kernel without GET_REGISTRATIONS (EINVAL) cannot tell: none
+/// are kept.
+pub fn ask(questions: &mut Questions) -> usize {
+    questions.ask(
+        "membarrier(GET_REGISTRATIONS)",
         libc::SYS_membarrier,
         [GET_REGISTRATIONS as u64, 0, 0, 0, 0, 0],
-    )?;
+    )
+}
+
+/// The registrations, from membarrier(GET_REGISTRATIONS)'s raw result (none where the
+/// kernel has no membarrier).
+pub fn registrations(rc: i64) -> Result<u32> {
     match rc {
         r if r >= 0 => Ok(r as u32),
         r if r == -(libc::EINVAL as i64) || r == -(libc::ENOSYS as i64) => Ok(0),

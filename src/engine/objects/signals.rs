@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::threads::{decode_siginfo, hex};
-use crate::engine::ptrace::{self, Injector, RemoteScratch};
+use crate::engine::ptrace::{self, Answers, Injector, Questions, RemoteScratch};
 use crate::error::{Context, Error, Result};
 use crate::statefile::reader::damaged_record;
 use crate::sys::KernelSigaction;
@@ -39,15 +39,25 @@ impl SignalsRecord {
 const SIGACTION_SIZE: u64 = std::mem::size_of::<KernelSigaction>() as u64;
 const ITIMERVAL_SIZE: u64 = 4 * 8;
 
-/// Reads dispositions and timers through injection (`scratch`: argument space in the
-/// process).
-pub fn dump(pid: i32, inj: &Injector, scratch: &mut RemoteScratch) -> Result<SignalsRecord> {
-    let mut rec = SignalsRecord::default();
-    // Only the process can tell a handler's address and flags, one injected call each:
-    // asked for the signals it catches (SigCgt) and for SIGCHLD (whose flags matter even
-    // at SIG_DFL). The others are at SIG_DFL, or SIG_IGN (SigIgn), with nothing else to
-    // keep; their slots are filled in below. One call per signal into its own slot, then
-    // a single read.
+/// The questions `ask` added for the dispositions and timers, and where their answers
+/// land in the process.
+pub struct Asked {
+    actions: ptrace::RemoteAddr,
+    timers: ptrace::RemoteAddr,
+    /// Signals not asked: at SIG_DFL, or SIG_IGN when `ignored` says so.
+    zeroes: Vec<i32>,
+    ignored: u64,
+    calls: Vec<usize>,
+}
+
+/// Adds to `questions` what reads the dispositions and timers through injection; their
+/// answers land in `scratch` (argument space in the process, kept until `answer`). Only
+/// the process can tell a handler's address and flags, one call each: asked for the
+/// signals it catches (SigCgt) and for SIGCHLD (whose flags matter even at SIG_DFL).
+/// The others are at SIG_DFL, or SIG_IGN (SigIgn), with nothing else to keep; their
+/// slots are filled in by `answer`. One call per signal into its own slot, then a single
+/// read.
+pub fn ask(pid: i32, questions: &mut Questions, scratch: &mut RemoteScratch) -> Result<Asked> {
     let dir = crate::proc::ProcDir::open(pid)?;
     let status = dir.status_text()?;
     let mask = |key: &str| {
@@ -56,11 +66,10 @@ pub fn dump(pid: i32, inj: &Injector, scratch: &mut RemoteScratch) -> Result<Sig
         })
     };
     let (caught, ignored) = (mask("SigCgt")?, mask("SigIgn")?);
-    let bit = |sig: i32| 1u64 << (sig - 1);
-    let mut s = scratch.frame();
-    let actions = s.alloc(NSIG as u64 * SIGACTION_SIZE)?;
-    let timers = s.alloc(3 * ITIMERVAL_SIZE)?;
+    let actions = scratch.alloc(NSIG as u64 * SIGACTION_SIZE)?;
+    let timers = scratch.alloc(3 * ITIMERVAL_SIZE)?;
     let mut zeroes = Vec::new();
+    let mut calls = Vec::new();
     for sig in 1..=NSIG {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
@@ -69,7 +78,7 @@ pub fn dump(pid: i32, inj: &Injector, scratch: &mut RemoteScratch) -> Result<Sig
             zeroes.push(sig);
             continue;
         }
-        inj.check(
+        calls.push(questions.ask(
             "rt_sigaction",
             libc::SYS_rt_sigaction,
             [
@@ -80,13 +89,13 @@ pub fn dump(pid: i32, inj: &Injector, scratch: &mut RemoteScratch) -> Result<Sig
                 0,
                 0,
             ],
-        )?;
+        ));
     }
     for (i, which) in [libc::ITIMER_REAL, libc::ITIMER_VIRTUAL, libc::ITIMER_PROF]
         .into_iter()
         .enumerate()
     {
-        inj.check(
+        calls.push(questions.ask(
             "getitimer",
             libc::SYS_getitimer,
             [
@@ -97,15 +106,40 @@ pub fn dump(pid: i32, inj: &Injector, scratch: &mut RemoteScratch) -> Result<Sig
                 0,
                 0,
             ],
-        )?;
+        ));
     }
-    let mut raw = s.read(actions, (NSIG as u64 * SIGACTION_SIZE) as usize)?;
-    let timers = s.read(timers, (3 * ITIMERVAL_SIZE) as usize)?;
+    Ok(Asked {
+        actions,
+        timers,
+        zeroes,
+        ignored,
+        calls,
+    })
+}
+
+fn bit(sig: i32) -> u64 {
+    1u64 << (sig - 1)
+}
+
+/// The record, from the `answers` to what `ask` added (read from `scratch`) and the
+/// process's shared pending queue.
+pub fn answer(
+    pid: i32,
+    asked: Asked,
+    answers: &Answers,
+    scratch: &RemoteScratch,
+) -> Result<SignalsRecord> {
+    for &i in &asked.calls {
+        answers.checked(i)?;
+    }
+    let mut rec = SignalsRecord::default();
+    let mut raw = scratch.read(asked.actions, (NSIG as u64 * SIGACTION_SIZE) as usize)?;
+    let timers = scratch.read(asked.timers, (3 * ITIMERVAL_SIZE) as usize)?;
     const SA: usize = SIGACTION_SIZE as usize;
-    for sig in zeroes {
+    for sig in asked.zeroes {
         let o = (sig as usize - 1) * SA;
         raw[o..o + SA].fill(0);
-        if ignored & bit(sig) != 0 {
+        if asked.ignored & bit(sig) != 0 {
             raw[o..o + 8].copy_from_slice(&(libc::SIG_IGN as u64).to_ne_bytes());
         }
     }

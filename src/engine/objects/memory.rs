@@ -753,6 +753,17 @@ pub fn dump_pages(pid: i32, vmas: &[Vma], sink: &mut FileSink, compress: bool) -
     let total: u64 = runs.iter().map(|r| r.1 as u64).sum();
     let mem =
         std::fs::File::open(format!("/proc/{pid}/mem")).ctx(format!("process {pid}: memory"))?;
+    if total <= SMALL_PAGE_DATA && !compress {
+        // little data (most processes of a large tree): read and written in this thread,
+        // through one buffer, without a writer thread and its buffers to set up
+        let mut buf = vec![0u8; total as usize];
+        let (mut next, mut offset, mut filled) = (0, 0, 0);
+        while next < runs.len() {
+            filled += fill_from_runs(pid, &mem, &runs, &mut next, &mut offset, &mut buf[filled..])?;
+        }
+        sink.write_all(&buf[..filled]).ctx(sink.rel.clone())?;
+        return Ok(total);
+    }
     let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(1);
     let (empty_tx, empty_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
     // the data of a buffer starts at its first page boundary (`aligned`)
@@ -799,32 +810,8 @@ pub fn dump_pages(pid: i32, vmas: &[Vma], sink: &mut FileSink, compress: bool) -
                     return Ok(());
                 }; // the writer failed
                 let buf = crate::statefile::writer::aligned(&mut whole, cap);
-                let mut filled = 0usize;
-                let mut remote: Vec<RemoteIoVec> = Vec::new();
-                while next < runs.len() && filled < cap && remote.len() < 1000 {
-                    let (addr, len, readable) = runs[next];
-                    let take = (len - offset).min(cap - filled);
-                    let at = addr + offset as u64;
-                    if readable {
-                        remote.push(RemoteIoVec {
-                            base: at as usize,
-                            len: take,
-                        });
-                    } else {
-                        // only the process's own protections stop process_vm_readv
-                        read_batch(pid, &mut buf[..filled], &mut remote)?;
-                        mem.read_exact_at(&mut buf[filled..filled + take], at)
-                            .ctx(format!("process {pid}: memory at {at:#x}"))?;
-                    }
-                    filled += take;
-                    offset += take;
-                    if offset == len {
-                        next += 1;
-                        offset = 0;
-                    }
-                }
                 let t = std::time::Instant::now();
-                read_batch(pid, &mut buf[..filled], &mut remote)?;
+                let filled = fill_from_runs(pid, &mem, &runs, &mut next, &mut offset, buf)?;
                 if let Some(h) = &mut hasher {
                     h.update(&buf[..filled]);
                 }
@@ -865,6 +852,49 @@ pub fn dump_pages(pid: i32, vmas: &[Vma], sink: &mut FileSink, compress: bool) -
         sink.hash_back(h);
     }
     result
+}
+
+/// Page data up to this size is dumped without a writer thread (`dump_pages`).
+const SMALL_PAGE_DATA: u64 = 1 << 20;
+
+/// Fills `buf` with the next bytes of `runs` (address, length, readable), from run
+/// `next` at `offset` on, moving both past what it took; returns the bytes filled.
+/// Readable memory in batches of process_vm_readv, the rest through /proc/PID/mem.
+fn fill_from_runs(
+    pid: i32,
+    mem: &std::fs::File,
+    runs: &[(u64, usize, bool)],
+    next: &mut usize,
+    offset: &mut usize,
+    buf: &mut [u8],
+) -> Result<usize> {
+    let cap = buf.len();
+    let mut filled = 0usize;
+    let mut remote: Vec<RemoteIoVec> = Vec::new();
+    while *next < runs.len() && filled < cap && remote.len() < 1000 {
+        let (addr, len, readable) = runs[*next];
+        let take = (len - *offset).min(cap - filled);
+        let at = addr + *offset as u64;
+        if readable {
+            remote.push(RemoteIoVec {
+                base: at as usize,
+                len: take,
+            });
+        } else {
+            // only the process's own protections stop process_vm_readv
+            read_batch(pid, &mut buf[..filled], &mut remote)?;
+            mem.read_exact_at(&mut buf[filled..filled + take], at)
+                .ctx(format!("process {pid}: memory at {at:#x}"))?;
+        }
+        filled += take;
+        *offset += take;
+        if *offset == len {
+            *next += 1;
+            *offset = 0;
+        }
+    }
+    read_batch(pid, &mut buf[..filled], &mut remote)?;
+    Ok(filled)
 }
 
 /// CPU time of the calling thread so far, in seconds (0 where it cannot be read).

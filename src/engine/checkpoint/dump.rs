@@ -270,13 +270,14 @@ fn ask_through(
         };
         // questions in batches, each ended by a signal the process ignores: the process's
         // own in one (dispositions, timers, brk, membarrier, dumpable), then each thread's
-        let batch_signal = batch_signals(pid, statuses.get(&pid).map(String::as_str))?;
+        let status = statuses.get(&pid).map(String::as_str);
+        let batch_signal = batch_signals(pid, status)?;
         let main_mask = tids.iter().position(|&t| t == pid).map_or(!0, |i| masks[i]);
         let main = first.through(gate);
         let (sig, brk, membarrier, dumpable) = {
             let mut s = scratch.frame();
             let mut q = ptrace::Questions::default();
-            let signals_asked = signals::ask(pid, &mut q, &mut s)?;
+            let signals_asked = signals::ask(pid, status, &mut q, &mut s)?;
             let brk = q.ask("brk", libc::SYS_brk, [0; 6]);
             let membarrier = crate::engine::objects::membarrier::ask(&mut q);
             let dumpable = q.ask(

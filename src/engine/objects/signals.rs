@@ -56,10 +56,15 @@ pub struct Asked {
 /// signals it catches (SigCgt) and for SIGCHLD (whose flags matter even at SIG_DFL).
 /// The others are at SIG_DFL, or SIG_IGN (SigIgn), with nothing else to keep; their
 /// slots are filled in by `answer`. One call per signal into its own slot, then a single
-/// read.
-pub fn ask(pid: i32, questions: &mut Questions, scratch: &mut RemoteScratch) -> Result<Asked> {
+/// read. `status`: the process's /proc status if read already while it is stopped.
+pub fn ask(
+    pid: i32,
+    status: Option<&str>,
+    questions: &mut Questions,
+    scratch: &mut RemoteScratch,
+) -> Result<Asked> {
     let dir = crate::proc::ProcDir::open(pid)?;
-    let status = dir.status_text()?;
+    let status = dir.status_or(status)?;
     let mask = |key: &str| {
         dir.parsed("status", &status, |text| {
             crate::proc::status::mask(text, key)
